@@ -1,0 +1,64 @@
+"""Account and client registration: the rules around the store's SQL (hashing, tokens, grants)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from market import credentials, money
+from market.store import accounts as sql_accounts
+from market.store import clients as sql_clients
+
+DEFAULT_STARTING_GRANT = "100.00"
+
+
+def starting_grant() -> int:
+    """Cents granted to every new account (``$MARKET_STARTING_GRANT``, default 100.00 credits)."""
+    return money.parse_amount(os.environ.get("MARKET_STARTING_GRANT", DEFAULT_STARTING_GRANT), "starting grant")
+
+
+@dataclass
+class NewAccount:
+    id: int
+    name: str
+    confirm_token: Optional[str]
+
+
+@dataclass
+class NewClient:
+    id: int
+    name: str
+    token: str
+
+
+def create_account(db, name: str, email: str, password: str, *, confirm: bool = True,
+                   grant_cents: Optional[int] = None, now: Optional[float] = None) -> NewAccount:
+    """Create an account. With ``confirm`` it stays unconfirmed until its e-mailed token comes back.
+
+    Hashes the password on the calling thread: servers call this through deferToThread.
+    """
+    sql_accounts.check_name(name)
+    sql_accounts.check_email(email)
+    password_hash = credentials.hash_password(password)
+    token, token_hash = credentials.new_token() if confirm else (None, None)
+    grant = starting_grant() if grant_cents is None else grant_cents
+    account_id = db.transact(sql_accounts.create_account, name, email, password_hash,
+                             time.time() if now is None else now, token_hash, grant)
+    return NewAccount(account_id, name, token)
+
+
+def issue_api_token(db, account_id: int) -> str:
+    """A new API token for XML-RPC (the previous one stops working); shown once."""
+    token, token_hash = credentials.new_token()
+    db.transact(sql_accounts.set_api_token_hash, account_id, token_hash)
+    return token
+
+
+def register_client(db, account_id: int, name: str, now: Optional[float] = None) -> NewClient:
+    """Register a computation client for an account; its token is returned once and only hashed."""
+    token, token_hash = credentials.new_token()
+    client_id = db.transact(sql_clients.register_client, account_id, name, token_hash,
+                            time.time() if now is None else now)
+    return NewClient(client_id, name, token)

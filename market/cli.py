@@ -1,0 +1,283 @@
+"""``market``: the administrator's and member's command line.
+
+Every command takes ``--db URL`` (default ``$MARKET_DB`` or the embedded ``sqlite:var/market.sqlite``).
+Errors are one line on stderr with what to do, and a non-zero exit code: 2 for bad input, 1 for a
+refusal by the market or an unreachable database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from typing import List, Optional
+
+from market import money
+from market.errors import DatabaseUnavailable, MarketError
+from market.store import dburl
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(MarketError):
+    pass
+
+
+def _db(args):
+    from market.store import Database, require_current
+
+    db = Database(args.db)
+    require_current(db)
+    return db
+
+
+def _read_password(args) -> str:
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\n")
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UsageError("the two passwords differ — try again")
+        return first
+    raise UsageError("give the password on standard input with --password-stdin")
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+def cmd_db_init(args) -> int:
+    from market.store import Database, schema
+
+    db = Database(args.db)
+    before, after = schema.upgrade(db)
+    if before == 0:
+        print(f"created schema version {after} in {db.url.redacted()}")
+    else:
+        print(f"{db.url.redacted()} already has schema version {before}; now at {after}")
+    return 0
+
+
+def cmd_db_upgrade(args) -> int:
+    from market.store import Database, schema
+
+    db = Database(args.db)
+    before, after = schema.upgrade(db)
+    print(f"schema version {before} -> {after}" if before != after else f"schema is current (version {after})")
+    return 0
+
+
+def cmd_db_audit(args) -> int:
+    from market.store import accounts as sql
+
+    result = _db(args).transact(sql.audit)
+    print(json.dumps(result))
+    return 0 if result["balanced"] else EXIT_REFUSED
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+def cmd_account_create(args) -> int:
+    from market import accounts
+
+    db = _db(args)
+    grant = money.parse_amount(args.grant, "--grant") if args.grant is not None else None
+    new = accounts.create_account(db, args.name, args.email, _read_password(args),
+                                  confirm=not args.confirmed, grant_cents=grant)
+    print(f"account {new.name} created (id {new.id})")
+    if new.confirm_token:
+        print(f"confirmation token: {new.confirm_token}")
+        print(f"confirm with: market account confirm {new.name} --token {new.confirm_token}")
+    return 0
+
+
+def cmd_account_confirm(args) -> int:
+    from market import credentials
+    from market.store import accounts as sql
+
+    db = _db(args)
+
+    def confirm(tx):
+        account = sql.account_by_name(tx, args.name)
+        if args.token is None:
+            sql.confirm_account_by_name(tx, args.name)
+            return account
+        if account["confirmed"]:
+            return account
+        if not account["confirm_token_hash"] or not credentials.same(
+                account["confirm_token_hash"], credentials.token_hash(args.token)):
+            raise MarketError(f"that token does not confirm account {args.name!r} — check the link in the e-mail")
+        sql.confirm_account_by_name(tx, args.name)
+        return account
+
+    db.transact(confirm)
+    print(f"account {args.name} confirmed")
+    return 0
+
+
+def cmd_account_list(args) -> int:
+    from market.store import accounts as sql
+
+    rows = _db(args).transact(sql.list_accounts)
+    print(f"{'id':>5}  {'name':<20} {'confirmed':<9} {'balance':>12}  email")
+    for r in rows:
+        print(f"{r['id']:>5}  {r['name']:<20} {'yes' if r['confirmed'] else 'no':<9} "
+              f"{money.format_cents(r['balance']):>12}  {r['email']}")
+    return 0
+
+
+def cmd_account_balance(args) -> int:
+    from market.store import accounts as sql
+
+    row = _db(args).transact(sql.account_by_name, args.name)
+    print(money.format_cents(row["balance"]))
+    return 0
+
+
+def cmd_account_grant(args) -> int:
+    from market.store import accounts as sql
+
+    db = _db(args)
+    amount = money.parse_amount(args.amount, "amount")
+    if amount <= 0:
+        raise UsageError("a grant must be more than 0.00")
+
+    def work(tx):
+        account = sql.account_by_name(tx, args.name, lock=True)
+        sql.grant(tx, account["id"], amount, time.time(), args.memo)
+        return sql.balance(tx, account["id"])
+
+    print(f"granted {money.format_cents(amount)}; balance {money.format_cents(db.transact(work))}")
+    return 0
+
+
+def cmd_account_token(args) -> int:
+    from market import accounts
+    from market.store import accounts as sql
+
+    db = _db(args)
+    account = db.transact(sql.account_by_name, args.name)
+    token = accounts.issue_api_token(db, account["id"])
+    print(f"API token for {args.name} (shown once; the previous one no longer works): {token}")
+    return 0
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+def cmd_client_register(args) -> int:
+    from market import accounts
+    from market.store import accounts as sql
+
+    db = _db(args)
+    account = db.transact(sql.account_by_name, args.account)
+    new = accounts.register_client(db, account["id"], args.name or f"client-{int(time.time())}")
+    print(f"client {new.id} registered for {args.account} as {new.name!r}")
+    print(f"token (shown once): {new.token}")
+    print(f"run it with: twistd -n worker --server http://HOST:7080/RPC2 --client {new.id} --token {new.token}")
+    return 0
+
+
+def cmd_client_list(args) -> int:
+    from market.store import accounts as sql
+    from market.store import clients as csql
+
+    db = _db(args)
+
+    def work(tx):
+        account_id = sql.account_by_name(tx, args.account)["id"] if args.account else None
+        return csql.list_clients(tx, account_id)
+
+    print(f"{'id':>5}  {'name':<20} {'account':<20} {'status':<9} sandbox")
+    for r in db.transact(work):
+        flag = " (suspect)" if r["suspect"] else ""
+        print(f"{r['id']:>5}  {r['name']:<20} {r['account']:<20} {r['status']:<9} {r['sandbox_level']}{flag}")
+    return 0
+
+
+def cmd_run_local(args) -> int:
+    from market.tasklet import localrun
+
+    return localrun.main(args.rest)
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="market", description="Community Market Dispatcher: administration and jobs")
+    p.add_argument("--db", default=None, help=f"database URL (default $MARKET_DB or {dburl.DEFAULT_URL})")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    db = sub.add_parser("db", help="create, upgrade or audit the database").add_subparsers(dest="what", metavar="ACTION")
+    db.required = True
+    db.add_parser("init", help="create the tables").set_defaults(func=cmd_db_init)
+    db.add_parser("upgrade", help="apply pending schema migrations, keeping data").set_defaults(func=cmd_db_upgrade)
+    db.add_parser("audit", help="check the ledger invariants").set_defaults(func=cmd_db_audit)
+
+    acc = sub.add_parser("account", help="member accounts").add_subparsers(dest="what", metavar="ACTION")
+    acc.required = True
+    c = acc.add_parser("create", help="create an account (password on stdin with --password-stdin)")
+    c.add_argument("name")
+    c.add_argument("--email", required=True)
+    c.add_argument("--password-stdin", action="store_true")
+    c.add_argument("--confirmed", action="store_true", help="skip e-mail confirmation (administrators)")
+    c.add_argument("--grant", default=None, help="starting grant in credits (default $MARKET_STARTING_GRANT or 100.00)")
+    c.set_defaults(func=cmd_account_create)
+    c = acc.add_parser("confirm", help="confirm an account (with the e-mailed token, or as administrator)")
+    c.add_argument("name")
+    c.add_argument("--token", default=None)
+    c.set_defaults(func=cmd_account_confirm)
+    acc.add_parser("list", help="list accounts").set_defaults(func=cmd_account_list)
+    c = acc.add_parser("balance", help="show an account's balance")
+    c.add_argument("name")
+    c.set_defaults(func=cmd_account_balance)
+    c = acc.add_parser("grant", help="grant credits to an account")
+    c.add_argument("name")
+    c.add_argument("amount")
+    c.add_argument("--memo", default="grant")
+    c.set_defaults(func=cmd_account_grant)
+    c = acc.add_parser("token", help="issue a new XML-RPC API token for an account")
+    c.add_argument("name")
+    c.set_defaults(func=cmd_account_token)
+
+    cl = sub.add_parser("client", help="computation clients").add_subparsers(dest="what", metavar="ACTION")
+    cl.required = True
+    c = cl.add_parser("register", help="register a client for an account; prints its id and token once")
+    c.add_argument("account")
+    c.add_argument("--name", default=None)
+    c.set_defaults(func=cmd_client_register)
+    c = cl.add_parser("list", help="list clients")
+    c.add_argument("--account", default=None)
+    c.set_defaults(func=cmd_client_list)
+
+    c = sub.add_parser("run-local", help="run a job locally, freezing and thawing it every slice",
+                       add_help=False)
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    c.set_defaults(func=cmd_run_local)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) and EXIT_USAGE
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"market: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseUnavailable as e:
+        print(f"market: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except MarketError as e:
+        print(f"market: {e}", file=sys.stderr)
+        return EXIT_USAGE if e.kind == "invalid" else EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Passwords and tokens.
+
+Passwords are hashed with argon2id; tokens (API tokens, client tokens, confirmation links,
+session cookies) are 32 random bytes shown once and stored only as their SHA-256, which is
+enough for high-entropy secrets and lets the server look them up by hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from typing import Tuple
+
+from market.errors import MarketError
+
+MIN_PASSWORD = 8
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    if os.environ.get("MARKET_CHEAP_HASHES") == "1":
+        # tests only: the real parameters take ~190 ms per hash on these machines
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+def check_password_strength(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise MarketError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > 1024:
+        raise MarketError("a password may have at most 1024 characters")
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash; slow on purpose — call it off the reactor thread (deferToThread)."""
+    check_password_strength(password)
+    return _hasher().hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    if not password_hash or not isinstance(password, str):
+        return False
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token() -> Tuple[str, str]:
+    """A fresh secret and the hash to store."""
+    token = secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

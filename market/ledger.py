@@ -1,0 +1,47 @@
+"""Ledger rules, without I/O.
+
+Money moves only in double-entry transfers between two accounts, or arrives by an explicit grant
+(which has no debit account). So the sum of all balances changes only by grants, and a transfer
+never leaves its payer below zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from market.errors import InsufficientFunds, MarketError
+from market.money import MAX_CENTS, format_cents
+
+KINDS = ("grant", "payment", "transfer")
+
+
+@dataclass(frozen=True)
+class Entry:
+    debit_account: Optional[int]  # None for a grant
+    credit_account: int
+    amount: int
+    kind: str
+    memo: str = ""
+
+
+def grant(account: int, amount: int, memo: str = "") -> Entry:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0 or amount > MAX_CENTS:
+        raise MarketError(f"a grant must be a positive whole number of cents, got {amount!r}")
+    return Entry(None, account, amount, "grant", memo)
+
+
+def transfer(payer: int, payee: int, amount: int, payer_balance: int, kind: str = "transfer", memo: str = "") -> Entry:
+    """Check one transfer against the payer's current balance and describe it."""
+    if kind not in KINDS or kind == "grant":
+        raise MarketError(f"unknown transfer kind {kind!r}")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0 or amount > MAX_CENTS:
+        raise MarketError(f"a transfer must be a positive whole number of cents, got {amount!r}")
+    if payer == payee:
+        raise MarketError("an account cannot pay itself")
+    if payer_balance < amount:
+        raise InsufficientFunds(
+            f"balance {format_cents(payer_balance)} is less than {format_cents(amount)}"
+            " — add credits (market account grant) or lower the price"
+        )
+    return Entry(payer, payee, amount, kind, memo)

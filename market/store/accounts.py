@@ -1,0 +1,180 @@
+"""SQL for accounts, the ledger and web sessions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional
+
+from market import ledger
+from market.errors import Conflict, MarketError, NotFound
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
+EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}$")
+
+
+def check_name(name: str, what: str = "account name") -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise MarketError(
+            f"{what} {name!r} is not allowed — use 2 to 32 lowercase letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def check_email(email: str) -> str:
+    if not isinstance(email, str) or not EMAIL.match(email):
+        raise MarketError(f"{email!r} does not look like an e-mail address (name@example.org)")
+    return email
+
+
+def create_account(tx, name: str, email: str, password_hash: str, now: float, confirm_token_hash: Optional[str],
+                   grant_cents: int = 0) -> int:
+    """Create an account (unconfirmed unless no confirmation token is given) with its starting grant."""
+    check_name(name)
+    check_email(email)
+    if tx.one("SELECT id FROM accounts WHERE name = ?", (name,)):
+        raise Conflict(f"an account named {name!r} already exists — pick another name")
+    account_id = tx.insert(
+        "INSERT INTO accounts (name, email, password_hash, confirmed, confirm_token_hash, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (name, email, password_hash, 0 if confirm_token_hash else 1, confirm_token_hash, now),
+    )
+    if grant_cents:
+        post(tx, ledger.grant(account_id, grant_cents, "starting grant"), now)
+    return account_id
+
+
+def account_by_name(tx, name: str, lock: bool = False) -> Dict[str, Any]:
+    row = tx.one("SELECT * FROM accounts WHERE name = ?" + (tx.for_update if lock else ""), (name,))
+    if row is None:
+        raise NotFound(f"no account {name!r} — create it with: market account create {name} --email ADDRESS")
+    return row
+
+
+def account_by_id(tx, account_id: int, lock: bool = False) -> Dict[str, Any]:
+    row = tx.one("SELECT * FROM accounts WHERE id = ?" + (tx.for_update if lock else ""), (account_id,))
+    if row is None:
+        raise NotFound(f"no account with id {account_id}")
+    return row
+
+
+def account_by_token_hash(tx, token_hash: str) -> Optional[Dict[str, Any]]:
+    return tx.one("SELECT * FROM accounts WHERE api_token_hash = ?", (token_hash,))
+
+
+def list_accounts(tx) -> List[Dict[str, Any]]:
+    return tx.all("SELECT id, name, email, confirmed, balance, created_at FROM accounts ORDER BY id")
+
+
+def confirm_account(tx, token_hash: str) -> Dict[str, Any]:
+    row = tx.one("SELECT * FROM accounts WHERE confirm_token_hash = ?", (token_hash,))
+    if row is None:
+        raise NotFound("that confirmation link is not valid (already used, or mistyped) — log in or sign up again")
+    tx.execute("UPDATE accounts SET confirmed = 1, confirm_token_hash = NULL WHERE id = ?", (row["id"],))
+    return row
+
+
+def confirm_account_by_name(tx, name: str) -> None:
+    account = account_by_name(tx, name)
+    tx.execute("UPDATE accounts SET confirmed = 1, confirm_token_hash = NULL WHERE id = ?", (account["id"],))
+
+
+def set_password_hash(tx, account_id: int, password_hash: str) -> None:
+    tx.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
+
+
+def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
+    tx.execute("UPDATE accounts SET api_token_hash = ? WHERE id = ?", (token_hash, account_id))
+
+
+# -- ledger ----------------------------------------------------------------------------------
+
+def post(tx, entry: ledger.Entry, now: float, dispatch_id: Optional[int] = None) -> int:
+    """Write one checked ledger entry and move the balances, in the caller's transaction."""
+    if entry.debit_account is not None:
+        changed = tx.execute(
+            "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
+            (entry.amount, entry.debit_account, entry.amount),
+        )
+        if changed != 1:
+            # the balance moved under us (or the account vanished): refuse rather than overdraw
+            raise ledger.InsufficientFunds("the paying account cannot cover this transfer")
+    if tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (entry.amount, entry.credit_account)) != 1:
+        raise NotFound(f"no account with id {entry.credit_account}")
+    return tx.insert(
+        "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (now, entry.debit_account, entry.credit_account, entry.amount, entry.kind, dispatch_id, entry.memo[:255]),
+    )
+
+
+def grant(tx, account_id: int, amount: int, now: float, memo: str = "grant") -> int:
+    account_by_id(tx, account_id)
+    return post(tx, ledger.grant(account_id, amount, memo), now)
+
+
+def transfer(tx, payer: int, payee: int, amount: int, now: float, kind: str = "transfer", memo: str = "",
+             dispatch_id: Optional[int] = None) -> int:
+    """Move ``amount`` cents from payer to payee, refusing to overdraw (row-locked on MariaDB)."""
+    # lock both rows in id order so two opposite transfers cannot deadlock each other
+    rows = {}
+    for account_id in sorted({payer, payee}):
+        rows[account_id] = account_by_id(tx, account_id, lock=True)
+    entry = ledger.transfer(payer, payee, amount, rows[payer]["balance"], kind, memo)
+    return post(tx, entry, now, dispatch_id)
+
+
+def balance(tx, account_id: int) -> int:
+    return int(account_by_id(tx, account_id)["balance"])
+
+
+def history(tx, account_id: int, limit: int = 100) -> List[Dict[str, Any]]:
+    return tx.all(
+        "SELECT id, at, debit_account, credit_account, amount, kind, dispatch_id, memo FROM ledger"
+        " WHERE debit_account = ? OR credit_account = ? ORDER BY id DESC LIMIT ?",
+        (account_id, account_id, int(limit)),
+    )
+
+
+def audit(tx) -> Dict[str, Any]:
+    """Check the ledger invariants; returns totals and the list of accounts that disagree."""
+    granted = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'grant'") or 0)
+    total = int(tx.scalar("SELECT COALESCE(SUM(balance), 0) FROM accounts") or 0)
+    credits = {r["a"]: int(r["s"]) for r in tx.all(
+        "SELECT credit_account AS a, SUM(amount) AS s FROM ledger GROUP BY credit_account")}
+    debits = {r["a"]: int(r["s"]) for r in tx.all(
+        "SELECT debit_account AS a, SUM(amount) AS s FROM ledger WHERE debit_account IS NOT NULL"
+        " GROUP BY debit_account")}
+    wrong = []
+    negative = []
+    for row in tx.all("SELECT id, balance FROM accounts"):
+        expected = credits.get(row["id"], 0) - debits.get(row["id"], 0)
+        if int(row["balance"]) != expected:
+            wrong.append((row["id"], int(row["balance"]), expected))
+        if int(row["balance"]) < 0:
+            negative.append(row["id"])
+    return {"granted": granted, "total": total, "mismatched": wrong, "negative": negative,
+            "balanced": granted == total and not wrong and not negative}
+
+
+# -- web sessions ----------------------------------------------------------------------------
+
+def create_session(tx, token_hash: str, account_id: int, csrf: str, now: float, expires_at: float) -> None:
+    tx.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now,))
+    tx.execute(
+        "INSERT INTO web_sessions (token_hash, account_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        (token_hash, account_id, csrf, now, expires_at),
+    )
+
+
+def session(tx, token_hash: str, now: float) -> Optional[Dict[str, Any]]:
+    return tx.one(
+        "SELECT s.token_hash, s.csrf, s.expires_at, a.id AS account_id, a.name, a.email, a.confirmed"
+        " FROM web_sessions s JOIN accounts a ON a.id = s.account_id"
+        " WHERE s.token_hash = ? AND s.expires_at >= ?",
+        (token_hash, now),
+    )
+
+
+def delete_session(tx, token_hash: str) -> None:
+    tx.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))

@@ -1,0 +1,163 @@
+"""Transactions over either backend: synchronously (CLI, tests) or off the reactor (servers).
+
+A unit of work is a plain function ``work(tx, *args)`` that issues SQL through :class:`Tx`.
+:meth:`Database.transact` runs it in one transaction on the calling thread;
+:meth:`Database.run` runs it through ``twisted.enterprise.adbapi`` and returns a Deferred.
+Both retry once after a dropped connection and a few times after a deadlock, because MariaDB
+fails the next query once after it drops a connection even with ``cp_reconnect``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from market.errors import Conflict, DatabaseUnavailable
+from market.store import dburl
+from market.store.dialect import Dialect, dialect_for
+
+RETRIES = 3
+
+
+class Tx:
+    """One open transaction: SQL with ``?`` placeholders, rows as dicts."""
+
+    def __init__(self, cursor, dialect: Dialect):
+        self.cursor = cursor
+        self.dialect = dialect
+
+    @property
+    def for_update(self) -> str:
+        return self.dialect.for_update
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        return self.cursor.rowcount
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        return int(self.cursor.lastrowid)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> List[Dict[str, Any]]:
+        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        names = [d[0] for d in self.cursor.description]
+        return [dict(zip(names, row)) for row in self.cursor.fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Optional[Dict[str, Any]]:
+        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        row = self.cursor.fetchone()
+        if row is None:
+            return None
+        names = [d[0] for d in self.cursor.description]
+        # drain anything left so the connection is clean for the next statement
+        self.cursor.fetchall()
+        return dict(zip(names, row))
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.cursor.execute(self.dialect.sql(sql), tuple(params))
+        row = self.cursor.fetchone()
+        self.cursor.fetchall()
+        return None if row is None else row[0]
+
+
+class Database:
+    """A database named by URL. Thread-safe for :meth:`transact`; :meth:`run` needs a reactor."""
+
+    def __init__(self, url: Optional[str] = None):
+        self.url = dburl.parse(url or dburl.default_url())
+        self.dialect = dialect_for(self.url)
+        self._local = threading.local()
+        self._pool = None
+        self._sync_lock = threading.Lock() if self.url.kind == "sqlite" else None
+
+    # -- synchronous -----------------------------------------------------------------------
+    def _connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.dialect.connect()
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def transact(self, work: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Run ``work(tx, *args)`` in one transaction on this thread and return its result."""
+        for attempt in range(RETRIES):
+            conn = self._connection()
+            try:
+                return self._in_transaction(conn, work, *args, **kw)
+            except Exception as e:
+                if self.dialect.is_retryable(e) and attempt < RETRIES - 1:
+                    self._drop_connection()
+                    continue
+                raise self._translate(e) from e
+
+    def _in_transaction(self, conn, work, *args, **kw):
+        cursor = conn.cursor()
+        try:
+            self.dialect.begin(cursor)
+            result = work(Tx(cursor, self.dialect), *args, **kw)
+            conn.commit()
+            return result
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop_connection()
+            raise
+        finally:
+            try:
+                cursor.close()
+            except Exception:
+                pass
+
+    def _translate(self, e: Exception) -> Exception:
+        if self.dialect.is_integrity_error(e):
+            return Conflict(f"that would duplicate or break a stored record ({e})")
+        if isinstance(e, DatabaseUnavailable) or not hasattr(e, "args"):
+            return e
+        mod = type(e).__module__
+        if mod.startswith(("pymysql", "sqlite3")) and type(e).__name__ == "OperationalError":
+            return DatabaseUnavailable(f"database error on {self.url.redacted()}: {e}")
+        return e
+
+    def close(self) -> None:
+        self._drop_connection()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- asynchronous ----------------------------------------------------------------------
+    def run(self, work: Callable[..., Any], *args: Any, **kw: Any):
+        """Run ``work(tx, *args)`` in one transaction in the adbapi thread pool -> Deferred."""
+        from twisted.internet import defer
+
+        if self._pool is None:
+            from twisted.enterprise import adbapi
+
+            pargs, pkw = self.dialect.pool_args()
+            self._pool = adbapi.ConnectionPool(*pargs, **pkw)
+
+        @defer.inlineCallbacks
+        def attempt():
+            for n in range(RETRIES):
+                try:
+                    result = yield self._pool.runWithConnection(self._in_transaction, work, *args, **kw)
+                    return result
+                except Exception as e:
+                    if self.dialect.is_retryable(e) and n < RETRIES - 1:
+                        continue
+                    raise self._translate(e) from e
+
+        return attempt()
+
+    def start(self) -> None:
+        """Open the adbapi pool now (a server calls this at start-up)."""
+        if self._pool is not None:
+            self._pool.start()

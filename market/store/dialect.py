@@ -1,0 +1,165 @@
+"""The small differences between SQLite and MariaDB/MySQL, in one object.
+
+Everything else in the store is one code path: SQL is written with ``?`` placeholders and the
+``{blob}``/``{pk}``-style type names below, and the dialect rewrites it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any, Dict
+
+from market.errors import DatabaseUnavailable
+from market.store.dburl import DatabaseURL
+
+
+class Dialect:
+    name = "?"
+    types: Dict[str, str] = {}
+    #: appended to a SELECT that reads rows the transaction will change
+    for_update = ""
+    #: errors after which a transaction is retried once (dropped connection) or a few times (deadlock)
+    retry_codes: frozenset = frozenset()
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def ddl(self, text: str) -> str:
+        return text.format(**self.types)
+
+    def begin(self, cursor) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    types = {
+        "pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "blob": "BLOB",
+        "text": "TEXT",
+        "bigint": "INTEGER",
+        "double": "REAL",
+        "engine": "",
+    }
+
+    def __init__(self, url: DatabaseURL):
+        self.url = url
+
+    def connect(self):
+        path = self.url.path
+        directory = os.path.dirname(os.path.abspath(path))
+        if path != ":memory:":
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as e:
+                raise DatabaseUnavailable(f"cannot create the directory for {path!r}: {e.strerror}") from None
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        except sqlite3.Error as e:
+            raise DatabaseUnavailable(f"cannot open the SQLite database {path!r}: {e}") from None
+        self.prepare(conn)
+        return conn
+
+    @staticmethod
+    def prepare(conn) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+
+    def pool_args(self):
+        return ("sqlite3", self.url.path), {
+            "check_same_thread": False,
+            "isolation_level": None,
+            "timeout": 30,
+            "cp_min": 1,
+            "cp_max": 1,  # one writer connection: SQLite serializes writers anyway
+            "cp_openfun": self.prepare,
+        }
+
+    def begin(self, cursor) -> None:
+        # Take the write lock up front so read-modify-write sequences cannot interleave.
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def is_retryable(self, error: BaseException) -> bool:
+        return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+    def is_integrity_error(self, error: BaseException) -> bool:
+        return isinstance(error, sqlite3.IntegrityError)
+
+
+class MySQLDialect(Dialect):
+    name = "mysql"
+    types = {
+        "pk": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        "blob": "LONGBLOB",
+        "text": "LONGTEXT",
+        "bigint": "BIGINT",
+        "double": "DOUBLE",
+        "engine": "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    }
+    for_update = " FOR UPDATE"
+    # 2006 server gone away, 2013 lost connection, 1213 deadlock, 1205 lock wait timeout
+    retry_codes = frozenset({2006, 2013, 1213, 1205})
+
+    def __init__(self, url: DatabaseURL):
+        self.url = url
+
+    def _params(self) -> Dict[str, Any]:
+        return dict(
+            host=self.url.host,
+            port=self.url.port,
+            user=self.url.user,
+            password=self.url.password,
+            database=self.url.database,
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=10,
+            max_allowed_packet=64 * 1024 * 1024,
+        )
+
+    def connect(self):
+        import pymysql
+
+        try:
+            conn = pymysql.connect(**self._params())
+        except pymysql.Error as e:
+            raise DatabaseUnavailable(
+                f"cannot reach the database {self.url.redacted()}: {e.args[-1] if e.args else e}"
+                " — is MariaDB running, and do the user, password and database exist?"
+            ) from None
+        self.prepare(conn)
+        return conn
+
+    @staticmethod
+    def prepare(conn) -> None:
+        with conn.cursor() as c:
+            c.execute("SET SESSION innodb_lock_wait_timeout = 10")
+            c.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        conn.commit()
+
+    def pool_args(self):
+        kw = self._params()
+        kw.update(cp_min=1, cp_max=8, cp_reconnect=True, cp_openfun=self.prepare)
+        return ("pymysql",), kw
+
+    def sql(self, text: str) -> str:
+        return text.replace("%", "%%").replace("?", "%s")
+
+    def begin(self, cursor) -> None:
+        cursor.execute("BEGIN")
+
+    def is_retryable(self, error: BaseException) -> bool:
+        import pymysql
+
+        return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in self.retry_codes
+
+    def is_integrity_error(self, error: BaseException) -> bool:
+        import pymysql
+
+        return isinstance(error, pymysql.err.IntegrityError)
+
+
+def dialect_for(url: DatabaseURL) -> Dialect:
+    return SQLiteDialect(url) if url.kind == "sqlite" else MySQLDialect(url)

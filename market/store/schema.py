@@ -1,0 +1,189 @@
+"""The versioned schema and its upgrade path.
+
+Each migration is ``(version, [DDL, ...])``. ``upgrade`` applies, in order, every migration above
+the stored version, each in its own transaction, so a later release adds a migration instead of
+editing the tables of this one and existing data is kept.
+
+Table map (paper, spec 4a-e):
+  accounts    4a  community members, balance in cents, password hash, API token hash
+  jobs        4b  the job's source code, owner, name, price (cents per second), status
+  states      4c  every committed state of a job (the frozen bytes), in sequence
+  dispatches  4c  each check-out of a state to a client: checked out, deadline, checked in, status
+  clients     4d  computation clients, each linked to an account
+  speeds      4e  measured client speeds and the time they were measured
+  ledger          double-entry money movements (grants have no debit account)
+  web_sessions    web log-in sessions (token hash, CSRF token, expiry)
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+from market.errors import MarketError
+
+Migration = Tuple[int, List[str]]
+
+V1 = [
+    """CREATE TABLE accounts (
+        id {pk},
+        name VARCHAR(64) NOT NULL UNIQUE,
+        email VARCHAR(255) NOT NULL,
+        password_hash VARCHAR(255) NOT NULL DEFAULT '',
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        confirm_token_hash CHAR(64) NULL,
+        api_token_hash CHAR(64) NULL,
+        balance {bigint} NOT NULL DEFAULT 0,
+        created_at {double} NOT NULL
+    ) {engine}""",
+    "CREATE INDEX accounts_api_token ON accounts (api_token_hash)",
+    """CREATE TABLE ledger (
+        id {pk},
+        at {double} NOT NULL,
+        debit_account {bigint} NULL,
+        credit_account {bigint} NOT NULL,
+        amount {bigint} NOT NULL,
+        kind VARCHAR(16) NOT NULL,
+        dispatch_id {bigint} NULL UNIQUE,
+        memo VARCHAR(255) NOT NULL DEFAULT ''
+    ) {engine}""",
+    "CREATE INDEX ledger_debit ON ledger (debit_account)",
+    "CREATE INDEX ledger_credit ON ledger (credit_account)",
+    """CREATE TABLE clients (
+        id {pk},
+        account_id {bigint} NOT NULL,
+        name VARCHAR(64) NOT NULL,
+        token_hash CHAR(64) NOT NULL,
+        created_at {double} NOT NULL,
+        status VARCHAR(16) NOT NULL DEFAULT 'active',
+        suspect INTEGER NOT NULL DEFAULT 0,
+        sandbox_level VARCHAR(16) NOT NULL DEFAULT 'unknown',
+        last_seen {double} NULL,
+        UNIQUE (account_id, name)
+    ) {engine}""",
+    """CREATE TABLE speeds (
+        id {pk},
+        client_id {bigint} NOT NULL,
+        speed {double} NOT NULL,
+        operations {bigint} NOT NULL,
+        seconds {double} NOT NULL,
+        measured_at {double} NOT NULL
+    ) {engine}""",
+    "CREATE INDEX speeds_client ON speeds (client_id, measured_at)",
+    """CREATE TABLE jobs (
+        id {pk},
+        account_id {bigint} NULL,
+        kind VARCHAR(8) NOT NULL DEFAULT 'job',
+        name VARCHAR(128) NOT NULL,
+        price {bigint} NOT NULL,
+        source {text} NOT NULL,
+        source_sha256 CHAR(64) NOT NULL,
+        entry VARCHAR(128) NOT NULL,
+        spec {text} NULL,
+        status VARCHAR(16) NOT NULL,
+        submitted_at {double} NOT NULL,
+        executed_ms {bigint} NOT NULL DEFAULT 0,
+        slices INTEGER NOT NULL DEFAULT 0,
+        progress {double} NULL,
+        finished_at {double} NULL,
+        outcome VARCHAR(16) NULL,
+        result {blob} NULL,
+        error {text} NULL,
+        probe_client_id {bigint} NULL,
+        probe_size INTEGER NULL
+    ) {engine}""",
+    "CREATE INDEX jobs_ready ON jobs (status, price, submitted_at, id)",
+    "CREATE INDEX jobs_owner ON jobs (account_id)",
+    """CREATE TABLE states (
+        id {pk},
+        job_id {bigint} NOT NULL,
+        seq INTEGER NOT NULL,
+        data {blob} NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        client_id {bigint} NULL,
+        dispatch_id {bigint} NULL,
+        created_at {double} NOT NULL,
+        UNIQUE (job_id, seq)
+    ) {engine}""",
+    """CREATE TABLE dispatches (
+        id {pk},
+        job_id {bigint} NOT NULL,
+        state_id {bigint} NOT NULL,
+        client_id {bigint} NOT NULL,
+        checked_out_at {double} NOT NULL,
+        granted_seconds {double} NOT NULL,
+        deadline {double} NOT NULL,
+        checked_in_at {double} NULL,
+        status VARCHAR(16) NOT NULL,
+        slice_status VARCHAR(16) NULL,
+        accepted_ms {bigint} NULL,
+        paid {bigint} NOT NULL DEFAULT 0,
+        reserved {bigint} NOT NULL DEFAULT 0,
+        new_state_id {bigint} NULL
+    ) {engine}""",
+    "CREATE INDEX dispatches_open ON dispatches (status, deadline)",
+    "CREATE INDEX dispatches_job ON dispatches (job_id)",
+    "CREATE INDEX dispatches_client ON dispatches (client_id)",
+    """CREATE TABLE web_sessions (
+        token_hash CHAR(64) NOT NULL PRIMARY KEY,
+        account_id {bigint} NOT NULL,
+        csrf CHAR(64) NOT NULL,
+        created_at {double} NOT NULL,
+        expires_at {double} NOT NULL
+    ) {engine}""",
+]
+
+MIGRATIONS: List[Migration] = [(1, V1)]
+LATEST = MIGRATIONS[-1][0]
+
+
+def _ensure_version_table(tx) -> None:
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)" + (
+        " ENGINE=InnoDB" if tx.dialect.name == "mysql" else ""))
+
+
+def current_version(tx) -> int:
+    """The schema version stored in the database; 0 for an empty database."""
+    _ensure_version_table(tx)
+    v = tx.scalar("SELECT MAX(version) FROM schema_version")
+    return int(v or 0)
+
+
+def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> Tuple[int, int]:
+    """Apply every pending migration; returns (version before, version after)."""
+    before = db.transact(current_version)
+    latest = migrations[-1][0] if migrations else 0
+    if before > latest:
+        raise MarketError(
+            f"the database is at schema version {before}, newer than this release knows ({latest})"
+            " — upgrade the market software"
+        )
+    for version, statements in migrations:
+        if version <= before:
+            continue
+
+        def apply(tx, version=version, statements=statements):
+            # re-check inside the transaction: two upgraders must not both apply a migration
+            if current_version(tx) >= version:
+                return
+            for statement in statements:
+                tx.execute(tx.dialect.ddl(statement))
+            tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+        db.transact(apply)
+    return before, db.transact(current_version)
+
+
+def require_current(db) -> int:
+    """Refuse to serve a database whose schema is not the one this release writes."""
+    version = db.transact(current_version)
+    if version == 0:
+        upgrade(db)
+        return LATEST
+    if version < LATEST:
+        raise MarketError(
+            f"the database is at schema version {version}; this release needs {LATEST}"
+            " — run: market db upgrade"
+        )
+    if version > LATEST:
+        raise MarketError(f"the database schema ({version}) is newer than this release ({LATEST})")
+    return version

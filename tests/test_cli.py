@@ -1,0 +1,72 @@
+"""The ``market`` CLI as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def market(db_url, *args, stdin=None):
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), MARKET_CHEAP_HASHES="1")
+    return subprocess.run([sys.executable, "-m", "market", "--db", db_url, *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_account_and_client_lifecycle(db_url):
+    assert market(db_url, "db", "init").returncode == 0
+    r = market(db_url, "account", "create", "alice", "--email", "alice@example.org", "--password-stdin",
+               "--grant", "12.50", stdin="correct horse\n")
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.split("--token ")[1].split()[0]
+    assert market(db_url, "account", "confirm", "alice", "--token", "wrong").returncode == 2
+    assert market(db_url, "account", "confirm", "alice", "--token", token).returncode == 0
+    assert market(db_url, "account", "balance", "alice").stdout.strip() == "12.50"
+    assert market(db_url, "account", "grant", "alice", "0.50").returncode == 0
+    assert market(db_url, "account", "balance", "alice").stdout.strip() == "13.00"
+    r = market(db_url, "client", "register", "alice", "--name", "laptop")
+    assert r.returncode == 0 and "token (shown once)" in r.stdout
+    listing = market(db_url, "client", "list").stdout
+    assert "laptop" in listing and "alice" in listing
+    assert market(db_url, "db", "audit").returncode == 0
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["account", "balance", "nobody"], 1, "no account 'nobody'"),
+    (["client", "register", "nobody"], 1, "no account 'nobody'"),
+    (["account", "grant", "alice", "-3"], 2, "credits"),
+    (["account", "grant", "alice", "1.234"], 2, "2 decimals"),
+    (["account", "create", "Bad Name", "--email", "x@example.org", "--password-stdin"], 2, "not allowed"),
+])
+def test_bad_input_gives_one_line_and_changes_nothing(db_url, args, code, words):
+    market(db_url, "db", "init")
+    market(db_url, "account", "create", "alice", "--email", "alice@example.org", "--password-stdin",
+           "--confirmed", stdin="correct horse\n")
+    before = market(db_url, "account", "list").stdout
+    r = market(db_url, *args, stdin="correct horse\n")
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert market(db_url, "account", "list").stdout == before
+
+
+def test_duplicate_account_is_refused(db_url):
+    market(db_url, "db", "init")
+    args = ["account", "create", "alice", "--email", "alice@example.org", "--password-stdin"]
+    assert market(db_url, *args, stdin="correct horse\n").returncode == 0
+    r = market(db_url, *args, stdin="correct horse\n")
+    assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def test_short_password_is_refused(db_url):
+    market(db_url, "db", "init")
+    r = market(db_url, "account", "create", "alice", "--email", "a@example.org", "--password-stdin", stdin="short\n")
+    assert r.returncode == 2 and "at least 8" in r.stderr
+
+
+def test_unreachable_database_and_bad_url():
+    r = market("mysql://root@127.0.0.1:1/none", "account", "list")
+    assert r.returncode == 1 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
+    r = market("oracle://x", "account", "list")
+    assert r.returncode == 2 and "unknown database URL" in r.stderr

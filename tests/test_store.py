@@ -1,0 +1,165 @@
+"""The store on both backends: schema, accounts, clients, ledger rules and bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from market import ledger
+from market.errors import Conflict, InsufficientFunds, MarketError, NotFound
+from market.store import accounts as sql
+from market.store import clients as csql
+from market.store import schema
+from market.store.dburl import parse
+
+NOW = 1_800_000_000.0
+
+
+def make_account(db, name, grant=0):
+    return db.transact(sql.create_account, name, f"{name}@example.org", "hash", NOW, None, grant)
+
+
+def test_fresh_database_gets_the_latest_schema(db):
+    assert db.transact(schema.current_version) == schema.LATEST
+
+
+def test_upgrade_is_idempotent(db):
+    assert schema.upgrade(db) == (schema.LATEST, schema.LATEST)
+
+
+def test_upgrade_applies_a_later_migration_and_keeps_data(db):
+    alice = make_account(db, "alice", 500)
+    later = list(schema.MIGRATIONS) + [(schema.LATEST + 1, ["ALTER TABLE accounts ADD COLUMN motto VARCHAR(64) NULL"])]
+    assert schema.upgrade(db, later) == (schema.LATEST, schema.LATEST + 1)
+    row = db.transact(sql.account_by_id, alice)
+    assert row["name"] == "alice" and row["balance"] == 500 and "motto" in row
+
+
+def test_a_newer_database_is_refused(db):
+    db.transact(lambda tx: tx.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.LATEST + 5,)))
+    with pytest.raises(MarketError, match="newer"):
+        schema.require_current(db)
+
+
+def test_account_gets_its_starting_grant_on_the_ledger(db):
+    alice = make_account(db, "alice", 1000)
+    assert db.transact(sql.balance, alice) == 1000
+    audit = db.transact(sql.audit)
+    assert audit["balanced"] and audit["granted"] == 1000
+
+
+def test_duplicate_account_name_is_refused_and_changes_nothing(db):
+    make_account(db, "alice", 100)
+    with pytest.raises(Conflict, match="already exists"):
+        make_account(db, "alice", 100)
+    assert len(db.transact(sql.list_accounts)) == 1
+    assert db.transact(sql.audit)["granted"] == 100
+
+
+@pytest.mark.parametrize("name", ["", "A", "UPPER", "-dash", "x" * 40, "sp ace", "semi;colon", "ünï"])
+def test_bad_account_names_are_refused(db, name):
+    with pytest.raises(MarketError, match="not allowed"):
+        make_account(db, name)
+    assert db.transact(sql.list_accounts) == []
+
+
+def test_bad_email_is_refused(db):
+    with pytest.raises(MarketError, match="e-mail"):
+        db.transact(sql.create_account, "bob", "not-an-email", "h", NOW, None, 0)
+
+
+def test_transfer_moves_money_and_keeps_the_total(db):
+    a, b = make_account(db, "alice", 1000), make_account(db, "bob", 0)
+    db.transact(sql.transfer, a, b, 250, NOW)
+    assert db.transact(sql.balance, a) == 750 and db.transact(sql.balance, b) == 250
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_transfer_that_would_overdraw_is_refused_and_changes_nothing(db):
+    a, b = make_account(db, "alice", 100), make_account(db, "bob", 0)
+    with pytest.raises(InsufficientFunds):
+        db.transact(sql.transfer, a, b, 101, NOW)
+    assert db.transact(sql.balance, a) == 100 and db.transact(sql.balance, b) == 0
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM ledger")) == 1
+
+
+@pytest.mark.parametrize("amount", [0, -5, 1.5, "10", True, 10**16])
+def test_malformed_amounts_are_refused(db, amount):
+    a, b = make_account(db, "alice", 100), make_account(db, "bob", 0)
+    with pytest.raises(MarketError):
+        db.transact(sql.transfer, a, b, amount, NOW)
+    assert db.transact(sql.audit)["total"] == 100
+
+
+def test_transfer_to_unknown_account_is_refused(db):
+    a = make_account(db, "alice", 100)
+    with pytest.raises(NotFound):
+        db.transact(sql.transfer, a, 999, 10, NOW)
+    assert db.transact(sql.balance, a) == 100
+
+
+def test_a_failed_unit_of_work_rolls_back_everything(db):
+    a = make_account(db, "alice", 100)
+
+    def half_done(tx):
+        sql.grant(tx, a, 50, NOW)
+        raise RuntimeError("crash in the middle")
+
+    with pytest.raises(RuntimeError):
+        db.transact(half_done)
+    assert db.transact(sql.balance, a) == 100
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_client_registration_and_speeds(db):
+    a = make_account(db, "alice")
+    cid = db.transact(csql.register_client, a, "laptop", "0" * 64, NOW)
+    with pytest.raises(Conflict):
+        db.transact(csql.register_client, a, "laptop", "1" * 64, NOW)
+    db.transact(csql.record_speed, cid, 1000, 2.0, NOW)
+    db.transact(csql.record_speed, cid, 3000, 2.0, NOW + 10)
+    assert db.transact(csql.last_speed, cid)["speed"] == 1500.0
+    assert [c["name"] for c in db.transact(csql.list_clients, a)] == ["laptop"]
+
+
+def test_unknown_client_is_a_clear_error(db):
+    with pytest.raises(NotFound, match="no client 42"):
+        db.transact(csql.client_by_id, 42)
+
+
+def test_confirmation_token_works_once(db):
+    db.transact(sql.create_account, "carol", "c@example.org", "h", NOW, "a" * 64, 0)
+    assert db.transact(sql.account_by_name, "carol")["confirmed"] == 0
+    db.transact(sql.confirm_account, "a" * 64)
+    assert db.transact(sql.account_by_name, "carol")["confirmed"] == 1
+    with pytest.raises(NotFound, match="not valid"):
+        db.transact(sql.confirm_account, "a" * 64)
+
+
+def test_web_sessions_expire(db):
+    a = make_account(db, "alice")
+    db.transact(sql.create_session, "s" * 64, a, "c" * 64, NOW, NOW + 60)
+    assert db.transact(sql.session, "s" * 64, NOW + 30)["name"] == "alice"
+    assert db.transact(sql.session, "s" * 64, NOW + 61) is None
+
+
+@pytest.mark.parametrize("url", ["", "postgres://x/y", "mysql://host/", "mysql://h:notaport/db", "sqlite:"])
+def test_bad_database_urls_are_refused_in_plain_words(url):
+    with pytest.raises(MarketError, match="URL|port|path"):
+        parse(url)
+
+
+def test_unreachable_mariadb_is_a_clear_error():
+    from market.errors import DatabaseUnavailable
+    from market.store import Database
+
+    db = Database("mysql://root@127.0.0.1:1/nothing")
+    with pytest.raises(DatabaseUnavailable, match="cannot reach"):
+        db.transact(schema.current_version)
+
+
+def test_ledger_rules_are_pure():
+    with pytest.raises(InsufficientFunds):
+        ledger.transfer(1, 2, 10, payer_balance=9)
+    with pytest.raises(MarketError):
+        ledger.transfer(1, 1, 10, payer_balance=100)
+    assert ledger.transfer(1, 2, 10, payer_balance=10).amount == 10
