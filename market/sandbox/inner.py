@@ -1,0 +1,245 @@
+"""In-sandbox runner: pid 1 inside bwrap. Stdlib only; runs under Debian's /usr/bin/python3.
+
+Invoked as ``python3 -I -S inner.py CONFIG_JSON``. It
+
+1. opens the status channel (fd given in the config; close-on-exec so jobs never see it),
+2. makes itself undumpable (a job with the same uid cannot open /proc/1/fd/*),
+3. applies Landlock (file-system allow-list; TCP bind/connect denied from ABI 4),
+4. sets no_new_privs and loads the seccomp BPF blob the worker compiled, with one prctl,
+5. runs each step in order: fork, lower RLIMIT_AS to the job's memory limit, exec,
+   and after each step kills and reaps everything left in the sandbox (a fork bomb or a
+   daemon cannot outlive its step, and zombies cannot pile up against RLIMIT_NPROC),
+6. reports one JSON line per step on the status channel, and exits with the status of
+   the last step run.
+
+The worker trusts nothing a job prints; only this process writes the status channel.
+"""
+import ctypes
+import json
+import os
+import resource
+import signal
+import struct
+import sys
+
+SYS_LANDLOCK_CREATE_RULESET = 444  # same number on every architecture (unified table)
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REMOVE_DIR = 1 << 4
+FS_REMOVE_FILE = 1 << 5
+FS_MAKE_CHAR = 1 << 6
+FS_MAKE_DIR = 1 << 7
+FS_MAKE_REG = 1 << 8
+FS_MAKE_SOCK = 1 << 9
+FS_MAKE_FIFO = 1 << 10
+FS_MAKE_BLOCK = 1 << 11
+FS_MAKE_SYM = 1 << 12
+FS_REFER = 1 << 13  # ABI 2
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1
+SCOPE_ABSTRACT_UNIX = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1
+
+FILE_ONLY = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+READ = FS_READ_FILE | FS_READ_DIR
+READ_EXEC = READ | FS_EXECUTE
+WRITE = (FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG
+         | FS_MAKE_SOCK | FS_MAKE_FIFO | FS_MAKE_SYM | FS_REFER | FS_TRUNCATE)
+
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def fail(message):
+    """A sandbox set-up failure: say so on stderr and exit with the 'sandbox failed' code."""
+    os.write(2, ("sandbox: " + message + "\n").encode())
+    os._exit(125)
+
+
+def handled_fs(abi):
+    """All file-system rights this Landlock ABI knows, so unknown ones are not left open."""
+    rights = (1 << 13) - 1
+    if abi >= 2:
+        rights |= FS_REFER
+    if abi >= 3:
+        rights |= FS_TRUNCATE
+    if abi >= 5:
+        rights |= FS_IOCTL_DEV
+    return rights
+
+
+def apply_landlock(rules):
+    """Restrict this process and its future children to ``rules`` ({path: right-names}).
+
+    Returns the ABI version used. Paths missing from the sandbox are skipped (an
+    environment may not have every directory).
+    """
+    abi = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    if abi < 1:
+        raise OSError(ctypes.get_errno(), "landlock unavailable")
+    fs = handled_fs(abi)
+    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL if abi >= 6 else 0
+    if abi >= 6:
+        attr = struct.pack("QQQ", fs, net, scoped)
+    elif abi >= 4:
+        attr = struct.pack("QQ", fs, net)
+    else:
+        attr = struct.pack("Q", fs)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, buf, ctypes.c_size_t(len(attr)), 0)
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+    try:
+        for path, kind in rules.items():
+            access = {"ro": READ, "rx": READ_EXEC, "rw": READ | WRITE,
+                      "dev": READ | FS_WRITE_FILE | FS_IOCTL_DEV}[kind] & fs
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if not os.path.isdir(path):
+                    access &= FILE_ONLY
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd), 12)
+                if libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                                rule, 0) < 0:
+                    raise OSError(ctypes.get_errno(), "landlock_add_rule " + path)
+            finally:
+                os.close(fd)
+        if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) < 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+    return abi
+
+
+def load_seccomp(blob):
+    """Load a compiled classic-BPF filter (array of 8-byte sock_filter) with one prctl."""
+    if not blob or len(blob) % 8:
+        raise ValueError("seccomp filter is not a BPF program (%d bytes)" % len(blob))
+    program = ctypes.create_string_buffer(blob, len(blob))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    fprog = struct.pack("HxxxxxxP", len(blob) // 8, ctypes.addressof(program))
+    fbuf = ctypes.create_string_buffer(fprog, len(fprog))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fbuf, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+
+
+def kill_and_reap_rest(usage):
+    """Kill every other process in this pid namespace and reap them all (we are pid 1)."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            _, _, ru = os.wait4(-1, 0)
+        except ChildProcessError:
+            return
+        usage[0] += ru.ru_utime + ru.ru_stime
+        usage[1] = max(usage[1], ru.ru_maxrss)
+
+
+def run_step(index, argv, env, cwd, memory_bytes, usage, report):
+    """Run one step to completion; return (exit_code, signal)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            if memory_bytes:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+            os.chdir(cwd)
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            message = "cannot execute %s: %s" % (argv[0], exc.strerror)
+            os.write(2, ("sandbox: " + message + "\n").encode())
+            report({"step": index, "exec_error": message})
+            os._exit(127)
+        except BaseException:
+            os._exit(127)
+    while True:
+        # Orphans re-parent to us, so reap anything until the step itself ends.
+        got, status, ru = os.wait4(-1, 0)
+        usage[0] += ru.ru_utime + ru.ru_stime
+        usage[1] = max(usage[1], ru.ru_maxrss)
+        if got == pid:
+            break
+    kill_and_reap_rest(usage)
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    status_fd = config.get("status_fd")
+    if status_fd is not None:
+        os.set_inheritable(status_fd, False)
+
+    def report(record):
+        if status_fd is not None:
+            os.write(status_fd, (json.dumps(record) + "\n").encode())
+
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    layers = {}
+    blob = None
+    if config.get("seccomp"):
+        # Read before Landlock so /.sandbox need not stay readable for the job.
+        try:
+            with open(config["seccomp"], "rb") as f:
+                blob = f.read()
+        except OSError as exc:
+            fail("seccomp filter: %s" % exc)
+    if config.get("landlock") is not None:
+        try:
+            layers["landlock"] = apply_landlock(config["landlock"])
+        except OSError as exc:
+            if config.get("landlock_required"):
+                fail("landlock: %s" % exc)
+            layers["landlock"] = "failed: %s" % exc
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        fail("prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if blob is not None:
+        try:
+            load_seccomp(blob)
+            layers["seccomp"] = True
+        except (OSError, ValueError) as exc:
+            fail("seccomp: %s" % exc)
+    report({"layers": layers})
+
+    # A job's signals must not be ignored just because pid 1 ignores them by default.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_IGN)
+    env = config.get("env", {})
+    usage = [0.0, 0]
+    code, sig = 0, None
+    for index, argv in enumerate(config["steps"]):
+        before = usage[0]
+        code, sig = run_step(index, argv, env, config.get("cwd", "/"),
+                             config.get("memory_bytes"), usage, report)
+        report({"step": index, "exit": code, "signal": sig,
+                "cpu": round(usage[0] - before, 6), "maxrss_kb": usage[1]})
+        if (code != 0 or sig is not None) and config.get("stop_on_failure", True):
+            break
+    report({"done": True, "cpu": round(usage[0], 6), "maxrss_kb": usage[1]})
+    os._exit(code if sig is None else 128 + sig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Run a job in the sandbox under Twisted (``run``) or synchronously (``run_sync``)."""
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+from twisted.internet import defer, error, protocol
+
+from .command import STATUS_FD, BindError, Layers, build_command
+from .limits import Limits
+from .outcome import Outcome, classify, parse_status
+from .probe import Probe, SandboxLevel, probe
+from .staging import Staging, StagingError, default_staging
+from .users import UserError, job_user_for
+
+__all__ = ["run", "run_sync", "start", "Execution", "STDERR_BYTES"]
+
+STDERR_BYTES = 64 * 1024
+STATUS_BYTES = 64 * 1024  # the runner writes a few hundred bytes per step
+WRAPPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+_RANK = {SandboxLevel.NONE: 0, SandboxLevel.DEGRADED: 1, SandboxLevel.FULL: 2}
+
+Level = Union[Probe, str, None]
+
+
+class _Refused(Exception):
+    pass
+
+
+def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
+            binds: Sequence[Tuple[str, str]], user: Optional[str], level: Level,
+            staging: Optional[Staging], status_fd: Optional[int],
+            stop_on_failure: bool = True) -> List[str]:
+    """The full argv for ``steps``, or raise _Refused with the reason in plain words.
+
+    ``level``: a Probe to use as is, or the minimum acceptable level ('full',
+    'degraded'); None accepts anything but 'none'.
+    """
+    if not steps or any(not step for step in steps):
+        raise _Refused("nothing to run: every step needs a program")
+    try:
+        job_user = job_user_for(user)
+        found = level if isinstance(level, Probe) else probe(user)
+        wanted = level if isinstance(level, str) else SandboxLevel.DEGRADED
+        if wanted not in _RANK:
+            raise _Refused(f"unknown sandbox level {wanted!r}: use 'full' or 'degraded'")
+        if _RANK[found.level] < max(1, _RANK[wanted]):
+            reasons = "; ".join(f"{k}: {v}" for k, v in found.missing.items())
+            raise _Refused(f"sandbox level is {found.level!r}, need {wanted!r} ({reasons})")
+        staging = staging or default_staging()
+        layers = Layers(landlock=found.has("landlock"),
+                        seccomp_filter=staging.filter_path() if found.has("seccomp") else None)
+        return build_command(steps, limits=limits, user=job_user, binds=binds,
+                             inner_path=staging.inner_path(), layers=layers,
+                             stop_on_failure=stop_on_failure, status_fd=status_fd)
+    except (UserError, BindError, StagingError) as exc:
+        raise _Refused(str(exc)) from None
+
+
+class _Capped:
+    """A byte buffer that keeps at most ``cap`` bytes and says when more arrived."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: List[bytes] = []
+        self.size = 0
+        self.overflowed = False
+
+    def add(self, data: bytes) -> bool:
+        """Keep what fits; return True once more than ``cap`` bytes have arrived."""
+        room = self.cap - self.size
+        if len(data) > room:
+            self.overflowed = True
+            data = data[:max(room, 0)]
+        if data:
+            self.parts.append(data)
+            self.size += len(data)
+        return self.overflowed
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class _SandboxProtocol(protocol.ProcessProtocol):
+    def __init__(self, execution: "Execution") -> None:
+        self.execution = execution
+
+    def connectionMade(self) -> None:
+        self.execution._connected(self.transport)
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        self.execution._data(fd, data)
+
+    def processEnded(self, reason: Any) -> None:
+        self.execution._ended(reason.value)
+
+
+class Execution:
+    """One running sandbox. ``result`` fires with the Outcome; ``ended`` fires once the
+    sandbox process has been reaped (after an abort, ``result`` fires first)."""
+
+    def __init__(self, reactor: Any, limits: Limits, stderr_bytes: int = STDERR_BYTES) -> None:
+        self.reactor = reactor
+        self.limits = limits
+        self.result: defer.Deferred = defer.Deferred(lambda _: self.abort())
+        self.ended: defer.Deferred = defer.Deferred()
+        self._stdout = _Capped(int(limits.output_bytes))
+        self._stderr = _Capped(stderr_bytes)
+        self._status = _Capped(STATUS_BYTES)
+        self._killed: Optional[str] = None
+        self._transport: Any = None
+        self._timer: Any = None
+        self._started = reactor.seconds()
+
+    def abort(self) -> None:
+        """Kill the sandbox now; ``result`` fires at once with status 'abort'."""
+        if self.result.called:
+            return
+        self._kill("abort")
+        self._finish(classify(killed="abort", records=parse_status(self._status.value()),
+                              stdout=self._stdout.value(), stderr=self._stderr.value(),
+                              limits=self.limits, wall=self._elapsed(), exit_code=None,
+                              exit_signal=None))
+
+    def _elapsed(self) -> float:
+        return round(self.reactor.seconds() - self._started, 6)
+
+    def _connected(self, transport: Any) -> None:
+        self._transport = transport
+        self._timer = self.reactor.callLater(self.limits.wall_seconds, self._kill, "timeout")
+
+    def _kill(self, why: str) -> None:
+        if self._killed is None:
+            self._killed = why
+        if self._transport is not None and self._transport.pid is not None:
+            # bwrap runs with --die-with-parent/--as-pid-1: killing it kills the runner
+            # (pid 1 of the job's pid namespace), and the kernel then kills the rest.
+            try:
+                self._transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
+
+    def _data(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            if self._stdout.add(data) and self._killed is None:
+                self._kill("overflow")
+        elif fd == 2:
+            self._stderr.add(data)
+        elif fd == STATUS_FD:
+            self._status.add(data)
+
+    def _ended(self, value: Any) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if not self.result.called:
+            self._finish(classify(killed=self._killed,
+                                  records=parse_status(self._status.value()),
+                                  stdout=self._stdout.value(), stderr=self._stderr.value(),
+                                  limits=self.limits, wall=self._elapsed(),
+                                  exit_code=getattr(value, "exitCode", None),
+                                  exit_signal=getattr(value, "signal", None)))
+        self.ended.callback(None)
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.result.callback(outcome)
+
+
+def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits(),
+          binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
+          level: Level = None, staging: Optional[Staging] = None,
+          steps: Optional[Sequence[Sequence[str]]] = None, stop_on_failure: bool = True,
+          stderr_bytes: int = STDERR_BYTES) -> Execution:
+    """Start a sandboxed run and return its :class:`Execution` handle.
+
+    ``steps`` (several argvs run one after another in the same sandbox) replaces ``argv``
+    when given. A refusal still returns an Execution whose ``result`` has fired.
+    """
+    execution = Execution(reactor, limits, stderr_bytes)
+    try:
+        full = prepare(steps if steps is not None else [argv], limits=limits, binds=binds,
+                       user=user, level=level, staging=staging, status_fd=STATUS_FD,
+                       stop_on_failure=stop_on_failure)
+    except _Refused as exc:
+        execution._finish(Outcome("refused", message=str(exc)))
+        execution.ended.callback(None)
+        return execution
+    executable = shutil.which(full[0], path=WRAPPER_ENV["PATH"]) or full[0]
+    reactor.spawnProcess(_SandboxProtocol(execution), executable, full, env=dict(WRAPPER_ENV),
+                         path="/", childFDs={0: "w", 1: "r", 2: "r", STATUS_FD: "r"})
+    transport = execution._transport
+    if stdin:
+        transport.write(stdin)
+    transport.closeStdin()
+    return execution
+
+
+def run(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits(),
+        binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
+        level: Level = None, staging: Optional[Staging] = None) -> defer.Deferred:
+    """Run ``argv`` in the sandbox; the Deferred fires with an :class:`Outcome`.
+
+    ``binds`` are (host_path, sandbox_path) pairs mounted read-only. ``user`` is the
+    unprivileged account to run as (required when the worker is root). ``level`` is a
+    Probe or the minimum acceptable level. Cancelling the Deferred kills the sandbox at
+    once and fires it with status 'abort'. Problems before launch give 'refused'.
+    """
+    return start(reactor, argv, stdin=stdin, limits=limits, binds=binds, user=user,
+                 level=level, staging=staging).result
+
+
+def run_sync(argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits(),
+             binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
+             level: Level = None, staging: Optional[Staging] = None,
+             stderr_bytes: int = STDERR_BYTES) -> Outcome:
+    """Blocking twin of :func:`run` (subprocess + selectors) for the CLI and benchmarks."""
+    started = time.monotonic()
+    status_r, status_w = os.pipe()
+    try:
+        try:
+            full = prepare([argv], limits=limits, binds=binds, user=user, level=level,
+                           staging=staging, status_fd=status_w)
+        except _Refused as exc:
+            return Outcome("refused", message=str(exc))
+        proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(status_w,),
+                                env=dict(WRAPPER_ENV), cwd="/")
+    finally:
+        os.close(status_w)
+    out, err, status = _Capped(int(limits.output_bytes)), _Capped(stderr_bytes), \
+        _Capped(STATUS_BYTES)
+    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, status_r: status}
+    killed = None
+    try:
+        if stdin:
+            try:
+                proc.stdin.write(stdin)  # small inputs only: a pipe holds 64 KiB
+            except BrokenPipeError:
+                pass
+        proc.stdin.close()
+        deadline = started + limits.wall_seconds
+        with selectors.DefaultSelector() as sel:
+            for fd in buffers:
+                sel.register(fd, selectors.EVENT_READ)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    killed = killed or "timeout"
+                    proc.kill()
+                    break
+                for key, _ in sel.select(left):
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        sel.unregister(key.fd)
+                    elif buffers[key.fd].add(data) and key.fd == proc.stdout.fileno():
+                        killed = killed or "overflow"
+                        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        os.close(status_r)
+    rc = proc.returncode
+    return classify(killed=killed, records=parse_status(status.value()),
+                    stdout=out.value(), stderr=err.value(), limits=limits,
+                    wall=round(time.monotonic() - started, 6),
+                    exit_code=rc if rc >= 0 else None, exit_signal=-rc if rc < 0 else None)
+

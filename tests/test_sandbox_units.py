@@ -1,0 +1,108 @@
+"""Specifications of the sandbox's pure parts: limits, users, command line, classification."""
+import os
+import signal
+
+import pytest
+
+from market.sandbox.command import Layers, BindError, build_command, check_binds
+from market.sandbox.limits import Limits, LimitsError
+from market.sandbox.outcome import classify, parse_status
+from market.sandbox.users import JobUser, UserError, job_user_for, resolve_user
+
+NOBODY = JobUser("nobody", 65534, 65534, switch=True)
+
+
+def test_limits_have_sane_defaults():
+    limits = Limits()
+    assert limits.wall_seconds > 0 and limits.memory_mb >= 64 and limits.processes >= 2
+
+
+@pytest.mark.parametrize("field, value", [
+    ("wall_seconds", 0), ("cpu_seconds", -1), ("memory_mb", 1), ("output_bytes", -1),
+    ("disk_mb", 0), ("processes", 1), ("files", 3), ("memory_mb", "64"),
+    ("processes", True), ("wall_seconds", float("nan")), ("memory_mb", 1.5),
+])
+def test_limits_reject_bad_values_by_name(field, value):
+    with pytest.raises(LimitsError, match=field):
+        Limits(**{field: value})
+
+
+def test_root_is_never_a_job_user():
+    with pytest.raises(UserError, match="never run as root"):
+        resolve_user("root")
+    with pytest.raises(UserError, match="never run as root"):
+        resolve_user("0")
+
+
+def test_unknown_user_is_explained():
+    with pytest.raises(UserError, match="no user 'no-such-user-xyz'"):
+        resolve_user("no-such-user-xyz")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root-only rule")
+def test_root_worker_without_a_job_user_is_refused():
+    with pytest.raises(UserError, match="refusing to run a job as root"):
+        job_user_for(None)
+
+
+def test_command_chain_drops_privileges_then_limits_then_bwrap():
+    argv = build_command([["/usr/bin/true"]], limits=Limits(processes=7, files=20),
+                         user=NOBODY, binds=[], inner_path="/x/inner.py")
+    assert argv[:2] == ["setpriv", "--reuid=65534"]
+    assert argv.index("setpriv") < argv.index("prlimit") < argv.index("bwrap")
+    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+                 "--as-pid-1", "--new-session", "--clearenv"):
+        assert flag in argv
+    assert "--nproc=7" in argv and "--nofile=20" in argv and "--core=0" in argv
+    assert "/etc" not in argv and not any(a.startswith("/root") for a in argv)
+
+
+def test_tmpfs_is_sized_to_the_disk_limit():
+    argv = build_command([["/usr/bin/true"]], limits=Limits(disk_mb=3), user=NOBODY, binds=[],
+                         inner_path="/x/inner.py")
+    i = argv.index("--tmpfs")
+    assert argv[i - 4:i] == ["--size", str(3 << 20), "--perms", "1777"]
+
+
+def test_binds_cannot_overlay_the_sandbox_layout(tmp_path):
+    for target in ("/usr", "/usr/lib/x", "/proc", "/.sandbox/inner.py", "/"):
+        with pytest.raises(BindError):
+            check_binds([(str(tmp_path), target)])
+    with pytest.raises(BindError, match="does not exist"):
+        check_binds([(str(tmp_path / "missing"), "/data")])
+    assert check_binds([(str(tmp_path), "/data/")]) == [(str(tmp_path), "/data")]
+
+
+def test_landlock_rules_cover_binds_when_enabled(tmp_path):
+    import json
+    argv = build_command([["/usr/bin/true"]], limits=Limits(), user=NOBODY,
+                         binds=[(str(tmp_path), "/data")], inner_path="/x/inner.py",
+                         layers=Layers(landlock=True, seccomp_filter="/x/f.bpf"))
+    config = json.loads(argv[-1])
+    assert config["landlock"]["/data"] == "rx" and config["landlock"]["/tmp"] == "rw"
+    assert config["seccomp"] == "/.sandbox/filter.bpf"
+
+
+def _classify(records, **kw):
+    args = dict(killed=None, records=records, stdout=b"", stderr=b"", limits=Limits(),
+                wall=0.1, exit_code=0, exit_signal=None)
+    args.update(kw)
+    return classify(**args)
+
+
+def test_status_channel_ignores_torn_lines():
+    assert parse_status(b'{"step": 0, "exit": 0}\n{"do') == [{"step": 0, "exit": 0}]
+
+
+def test_classification_rules():
+    done = {"done": True, "cpu": 0.5}
+    assert _classify([{"step": 0, "exit": 0}, done]).status == "ok"
+    assert _classify([{"step": 0, "exit": 3}, done]).exit_code == 3
+    assert _classify([{"step": 0, "exit": 1}, done], stderr=b"MemoryError\n").status == "memory"
+    assert _classify([{"step": 0, "signal": signal.SIGXCPU}, done]).status == "timeout"
+    assert _classify([{"step": 0, "signal": signal.SIGSEGV}, done]).status == "crash"
+    assert _classify([{"step": 0, "signal": signal.SIGKILL, "cpu": 0.1}, done]).status == "memory"
+    assert _classify([], stderr=b"bwrap: boom\n", exit_code=1).message == "sandbox failed: bwrap: boom"
+    assert _classify([{"step": 0, "exec_error": "cannot execute x"}]).status == "crash"
+    for killed in ("timeout", "overflow", "abort"):
+        assert _classify([], killed=killed).status == killed
