@@ -44,6 +44,9 @@ class Layers:
 
     landlock: bool = False
     seccomp_filter: Optional[str] = None  # host path of the BPF blob
+    # Jobs may use the host's /usr. False hides it with Landlock (the runner, already
+    # started from it, no longer needs it), e.g. for the busybox environment.
+    job_usr: bool = True
     extra_env: Dict[str, str] = field(default_factory=dict)
 
 
@@ -101,7 +104,9 @@ def build_command(steps: Sequence[Sequence[str]], *, limits: Limits, user: JobUs
     argv += ["--remount-ro", "/", "--chdir", "/tmp/work"]
     landlock = None
     if layers.landlock:
-        landlock = {"/usr": "rx", "/proc": "ro", "/dev": "dev", "/tmp": "rw"}
+        landlock = {"/proc": "ro", "/dev": "dev", "/tmp": "rw"}
+        if layers.job_usr:
+            landlock["/usr"] = "rx"
         for _, inside in binds:
             landlock[inside] = "rx"
     config = {

@@ -155,6 +155,23 @@ def kill_and_reap_rest(usage):
         usage[1] = max(usage[1], ru.ru_maxrss)
 
 
+def exec_path(argv, env):
+    """execvpe without os.execvpe: that one imports 'warnings' lazily, which Landlock
+    may forbid once /usr is hidden from the job (e.g. the busybox environment)."""
+    name = argv[0]
+    if "/" in name:
+        os.execve(name, argv, env)
+    error = None
+    for directory in env.get("PATH", "/usr/bin:/bin").split(":"):
+        try:
+            os.execve((directory or ".") + "/" + name, argv, env)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            error = error or exc
+        except OSError as exc:
+            error = exc
+    raise error or FileNotFoundError(2, "not found", name)
+
+
 def run_step(index, argv, env, cwd, memory_bytes, usage, report):
     """Run one step to completion; return (exit_code, signal)."""
     pid = os.fork()
@@ -165,7 +182,7 @@ def run_step(index, argv, env, cwd, memory_bytes, usage, report):
             if memory_bytes:
                 resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
             os.chdir(cwd)
-            os.execvpe(argv[0], argv, env)
+            exec_path(argv, env)
         except OSError as exc:
             message = "cannot execute %s: %s" % (argv[0], exc.strerror)
             os.write(2, ("sandbox: " + message + "\n").encode())

@@ -35,7 +35,8 @@ class _Refused(Exception):
 def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
             binds: Sequence[Tuple[str, str]], user: Optional[str], level: Level,
             staging: Optional[Staging], status_fd: Optional[int],
-            stop_on_failure: bool = True) -> List[str]:
+            stop_on_failure: bool = True, job_usr: bool = True,
+            extra_env: Optional[dict] = None) -> List[str]:
     """The full argv for ``steps``, or raise _Refused with the reason in plain words.
 
     ``level``: a Probe to use as is, or the minimum acceptable level ('full',
@@ -54,7 +55,8 @@ def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
             raise _Refused(f"sandbox level is {found.level!r}, need {wanted!r} ({reasons})")
         staging = staging or default_staging()
         layers = Layers(landlock=found.has("landlock"),
-                        seccomp_filter=staging.filter_path() if found.has("seccomp") else None)
+                        seccomp_filter=staging.filter_path() if found.has("seccomp") else None,
+                        job_usr=job_usr, extra_env=dict(extra_env or {}))
         return build_command(steps, limits=limits, user=job_user, binds=binds,
                              inner_path=staging.inner_path(), layers=layers,
                              stop_on_failure=stop_on_failure, status_fd=status_fd)
@@ -174,17 +176,20 @@ def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limi
           binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
           level: Level = None, staging: Optional[Staging] = None,
           steps: Optional[Sequence[Sequence[str]]] = None, stop_on_failure: bool = True,
-          stderr_bytes: int = STDERR_BYTES) -> Execution:
+          stderr_bytes: int = STDERR_BYTES, job_usr: bool = True,
+          extra_env: Optional[dict] = None) -> Execution:
     """Start a sandboxed run and return its :class:`Execution` handle.
 
     ``steps`` (several argvs run one after another in the same sandbox) replaces ``argv``
-    when given. A refusal still returns an Execution whose ``result`` has fired.
+    when given. ``job_usr=False`` hides the host's /usr from the job (needs Landlock);
+    ``extra_env`` adds to the job's environment. A refusal still returns an Execution
+    whose ``result`` has fired.
     """
     execution = Execution(reactor, limits, stderr_bytes)
     try:
         full = prepare(steps if steps is not None else [argv], limits=limits, binds=binds,
                        user=user, level=level, staging=staging, status_fd=STATUS_FD,
-                       stop_on_failure=stop_on_failure)
+                       stop_on_failure=stop_on_failure, job_usr=job_usr, extra_env=extra_env)
     except _Refused as exc:
         execution._finish(Outcome("refused", message=str(exc)))
         execution.ended.callback(None)

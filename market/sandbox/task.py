@@ -1,0 +1,245 @@
+"""pythia-style tasks: a `.task` JSON + a task filesystem with a `control` file, run to
+completion in the sandbox under time/memory/disk/output limits (issue 9 core)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Tuple, Union
+
+from twisted.internet import defer
+
+from .environments import EnvironmentError_, Environments
+from .limits import Limits
+from .outcome import Outcome
+from .runner import start
+from .staging import Staging, default_staging
+from .taskfs import FilesystemError, unpack
+
+__all__ = ["Task", "TaskError", "TaskOutcome", "TASK_STATUSES", "parse_task", "load_task",
+           "read_control", "run_task", "default_environments"]
+
+TASK_STATUSES = ("success", "timeout", "overflow", "abort", "crash", "error")
+TASK_DIR = "/task"
+# pythia's limits say nothing about processes or files; these bound a fork bomb and an
+# fd leak while leaving room for shell pipelines.
+TASK_PROCESSES = 64
+TASK_FILES = 256
+CONTROL_MAX_BYTES = 64 * 1024
+
+
+class TaskError(ValueError):
+    """The task description or its filesystem is malformed; the message says how."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A validated `.task` description.
+
+    time   -- seconds (wall and CPU)         memory -- MB (address space per process)
+    disk   -- percent of ``memory`` usable as tmpfs for /tmp and /work
+    output -- bytes of stdout kept; more is 'overflow'
+    """
+
+    environment: str
+    taskfs: str
+    time: float
+    memory: int
+    disk: int
+    output: int
+
+    def limits(self) -> Limits:
+        """The sandbox limits this task asks for."""
+        return Limits(wall_seconds=self.time, cpu_seconds=self.time, memory_mb=self.memory,
+                      output_bytes=self.output, disk_mb=self.disk_mb,
+                      processes=TASK_PROCESSES, files=TASK_FILES)
+
+    @property
+    def disk_mb(self) -> int:
+        return max(1, math.ceil(self.memory * self.disk / 100))
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """pythia's result: status (TASK_STATUSES), output (stdout text), and details."""
+
+    status: str
+    output: str = ""
+    exit_code: Optional[int] = None
+    message: str = ""
+    wall_seconds: float = 0.0
+    raw: bytes = b""
+    sandbox: Optional[Outcome] = None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_task(data: Union[str, bytes, Mapping[str, Any]],
+               environments: Optional[Environments] = None) -> Task:
+    """Validate a task description (JSON text or an already-decoded object).
+
+    Raises :class:`TaskError` naming the offending key and value. When
+    ``environments`` is given an unknown environment is refused here too.
+    """
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise TaskError(f"task is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise TaskError(f"task must be a JSON object, got {type(data).__name__}")
+    unknown = set(data) - {"environment", "taskfs", "limits"}
+    if unknown:
+        raise TaskError(f"unknown task key(s): {', '.join(sorted(unknown))} "
+                        "(expected environment, taskfs, limits)")
+    for key in ("environment", "taskfs"):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            raise TaskError(f"{key} must be a non-empty string, got {data.get(key)!r}")
+    limits = data.get("limits")
+    if not isinstance(limits, Mapping):
+        raise TaskError(f"limits must be an object with time, memory, disk and output, "
+                        f"got {limits!r}")
+    unknown = set(limits) - {"time", "memory", "disk", "output"}
+    if unknown:
+        raise TaskError(f"unknown limits key(s): {', '.join(sorted(unknown))} "
+                        "(expected time, memory, disk, output)")
+    missing = [k for k in ("time", "memory", "disk", "output") if k not in limits]
+    if missing:
+        raise TaskError(f"limits.{missing[0]} is missing")
+    time_, memory, disk, output = (limits[k] for k in ("time", "memory", "disk", "output"))
+    if not _number(time_) or time_ <= 0:
+        raise TaskError(f"limits.time must be a positive number of seconds, got {time_!r}")
+    if not _number(memory) or memory != int(memory) or memory < 4:
+        raise TaskError(f"limits.memory must be a whole number of MB, at least 4, "
+                        f"got {memory!r}")
+    if not _number(disk) or disk != int(disk) or not 0 < disk <= 100:
+        raise TaskError(f"limits.disk must be a whole percentage of the memory limit "
+                        f"between 1 and 100, got {disk!r}")
+    if not _number(output) or output != int(output) or output < 0:
+        raise TaskError(f"limits.output must be a whole number of characters >= 0, "
+                        f"got {output!r}")
+    task = Task(data["environment"], data["taskfs"], float(time_), int(memory), int(disk),
+                int(output))
+    if environments is not None and not environments.exists(task.environment):
+        raise TaskError(f"unknown environment {task.environment!r}; available: "
+                        f"{', '.join(environments.names())}")
+    return task
+
+
+def load_task(path: str, environments: Optional[Environments] = None) -> Tuple[Task, str]:
+    """Read a `.task` file; return the task and its taskfs path resolved against the
+    directory of the `.task` file (as pythia does for 'hello-world.sfs')."""
+    try:
+        with open(path, "rb") as f:
+            task = parse_task(f.read(), environments)
+    except OSError as exc:
+        raise TaskError(f"cannot read task file {path!r}: {exc.strerror}") from None
+    return task, os.path.join(os.path.dirname(os.path.abspath(path)), task.taskfs)
+
+
+def read_control(taskdir: str) -> List[List[str]]:
+    """The steps listed in ``taskdir/control``: one command per non-empty, non-# line.
+
+    A line is split like a shell would split words (no expansion). Paths relative to
+    the task (``hello.sh``, ``bin/run``) are taken under /task.
+    """
+    path = os.path.join(taskdir, "control")
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise TaskError("task filesystem has no control file (it is the one mandatory file)")
+    with open(path, "rb") as f:
+        text = f.read(CONTROL_MAX_BYTES + 1)
+    if len(text) > CONTROL_MAX_BYTES:
+        raise TaskError(f"control file is larger than {CONTROL_MAX_BYTES} bytes")
+    steps = []
+    for number, line in enumerate(text.decode("utf-8", "replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise TaskError(f"control line {number}: {exc}") from None
+        if not words[0].startswith("/") and (
+                "/" in words[0] or os.path.exists(os.path.join(taskdir, words[0]))):
+            words[0] = f"{TASK_DIR}/{words[0]}"
+        steps.append(words)
+    if not steps:
+        raise TaskError("control file lists no executable")
+    return steps
+
+
+_environments: Optional[Environments] = None
+
+
+def default_environments(extra_dirs: Tuple[str, ...] = ()) -> Environments:
+    """Shipped environments plus $MARKET_ENVIRONMENTS_DIR (or ``extra_dirs``)."""
+    global _environments
+    if extra_dirs:
+        return Environments(default_staging(), extra_dirs)
+    if _environments is None:
+        env_dir = os.environ.get("MARKET_ENVIRONMENTS_DIR")
+        _environments = Environments(default_staging(), (env_dir,) if env_dir else ())
+    return _environments
+
+
+def _to_task_outcome(outcome: Outcome) -> TaskOutcome:
+    text = outcome.stdout.decode("utf-8", "replace")
+    common = dict(output=text, raw=outcome.stdout, exit_code=outcome.exit_code,
+                  wall_seconds=outcome.wall_seconds, sandbox=outcome)
+    if outcome.status in ("timeout", "overflow", "abort"):
+        return TaskOutcome(outcome.status, message=outcome.message, **common)
+    if outcome.status == "ok" and outcome.exit_code == 0:
+        return TaskOutcome("success", **common)
+    if outcome.status == "ok":
+        step = outcome.steps[-1].get("step", 0) if outcome.steps else 0
+        return TaskOutcome("crash", message=f"control step {step + 1} exited with status "
+                           f"{outcome.exit_code}", **common)
+    return TaskOutcome("crash", message=outcome.message or outcome.status, **common)
+
+
+def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
+             taskfs_path: Optional[str] = None, input: Optional[bytes] = None,
+             user: Optional[str] = None,
+             envdir: Union[None, str, Environments] = None,
+             staging: Optional[Staging] = None) -> defer.Deferred:
+    """Run a task; the Deferred fires with a :class:`TaskOutcome`, never fails.
+
+    ``task`` is a Task or a raw description (validated here: problems give 'error').
+    ``taskfs_path`` overrides ``task.taskfs`` (a directory, .zip, .tar(.gz) or .sfs),
+    mounted read-only at /task. ``input`` is the steps' shared stdin. ``envdir`` is an
+    operator environments directory (or an Environments). Cancelling the Deferred
+    kills the task at once and fires it with 'abort'.
+    """
+    staging = staging or default_staging()
+    if isinstance(envdir, Environments):
+        environments = envdir
+    elif envdir:
+        environments = Environments(staging, (envdir,))
+    else:
+        environments = default_environments()
+    taskdir = None
+    try:
+        if not isinstance(task, Task):
+            task = parse_task(task, environments)
+        environment = environments.get(task.environment)
+        taskdir = unpack(taskfs_path or task.taskfs, staging.ensure_dir("tasks"))
+        steps = read_control(taskdir)
+    except (TaskError, EnvironmentError_, FilesystemError) as exc:
+        if taskdir:
+            shutil.rmtree(taskdir, ignore_errors=True)
+        return defer.succeed(TaskOutcome("error", message=str(exc)))
+
+    execution = start(reactor, [], steps=steps, stdin=input or b"", limits=task.limits(),
+                      binds=[*environment.binds, (taskdir, TASK_DIR)], user=user,
+                      staging=staging, job_usr=environment.host_usr,
+                      extra_env={"PATH": environment.path})
+    # The unpacked tree stays until the sandbox is gone, even after an abort.
+    execution.ended.addBoth(lambda _: shutil.rmtree(taskdir, ignore_errors=True))
+    result = defer.Deferred(lambda _: execution.result.cancel())
+    execution.result.addCallback(_to_task_outcome).chainDeferred(result)
+    return result

@@ -1,0 +1,4 @@
+#!/bin/sh
+while true; do
+  echo "all work and no play"
+done

@@ -1,0 +1,4 @@
+#!/bin/sh
+while read name; do
+  echo "Hello $name!"
+done
