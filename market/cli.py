@@ -195,6 +195,110 @@ def cmd_client_list(args) -> int:
     return 0
 
 
+# -- jobs (through the server's XML-RPC) ---------------------------------------------------------
+
+def _server(args):
+    import os
+    from market.rpcclient import blocking
+
+    account = args.account or os.environ.get("MARKET_ACCOUNT")
+    token = args.token or os.environ.get("MARKET_TOKEN")
+    if not account or not token:
+        raise UsageError("give --account NAME and --token TOKEN (or $MARKET_ACCOUNT and $MARKET_TOKEN);"
+                         " get a token with: market account token NAME")
+    return blocking(args.server, f"account/{account}", token), account
+
+
+def _call(fn, *a):
+    import xmlrpc.client
+
+    try:
+        return fn(*a)
+    except xmlrpc.client.Fault as f:
+        raise MarketError(f"the server refused: {f.faultString} (Fault {f.faultCode})") from None
+    except (OSError, xmlrpc.client.ProtocolError) as e:
+        raise DatabaseUnavailable(f"cannot reach the market server: {e}") from None
+
+
+def _parse_json_args(values):
+    out = []
+    for text in values or []:
+        try:
+            out.append(json.loads(text))
+        except ValueError:
+            raise UsageError(f"--arg {text!r} is not JSON (strings need quotes: --arg '\"text\"')") from None
+    return out
+
+
+def cmd_submit(args) -> int:
+    import xmlrpc.client
+
+    from market import tasklet
+
+    try:
+        with open(args.module, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {args.module}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.module} is not UTF-8 text") from None
+    cents = money.parse_price(args.price)
+    positional = _parse_json_args(args.arg)
+    try:
+        state = tasklet.start(source, args.function, positional, {})
+    except tasklet.JobRefused as e:
+        print(f"market: {args.module} cannot run as a market job:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    proxy, account = _server(args)
+    account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
+    # the paper's job(accountid, module, price, name) + our entry function; then init(jobid, state)
+    job_id = _call(proxy.job, account_id, source, money.format_cents(cents), args.name, args.function)
+    state = tasklet.start(source, args.function, positional, {}, job_id=job_id)
+    _call(proxy.init, job_id, xmlrpc.client.Binary(state))
+    print(job_id)
+    return 0
+
+
+def cmd_status(args) -> int:
+    proxy, _ = _server(args)
+    rows = _call(proxy.status, args.job) if args.job is not None else _call(proxy.status)
+    rows = rows if isinstance(rows, list) else [rows]
+    print(f"{'id':>5}  {'name':<24} {'price':>8} {'status':<10} {'executed':>9} {'slices':>6}  outcome")
+    for r in rows:
+        print(f"{r['id']:>5}  {r['name'][:24]:<24} {r['price']:>8} {r['status']:<10} "
+              f"{r['executed_seconds']:>8.1f}s {r['slices']:>6}  {r.get('outcome') or ''}")
+    return 0
+
+
+def cmd_result(args) -> int:
+    from market import tasklet
+
+    proxy, _ = _server(args)
+    row = _call(proxy.outcome, args.job)
+    if row.get("error"):
+        print(f"job {args.job} failed: {row['error']}", file=sys.stderr)
+        return EXIT_REFUSED
+    data = row["result"].data if row.get("result") is not None else None
+    value = tasklet.decode_result(data) if data is not None else None
+    print(json.dumps(value, default=repr) if not isinstance(value, str) else value)
+    return 0
+
+
+def cmd_price(args) -> int:
+    proxy, _ = _server(args)
+    cents = money.parse_price(args.price)
+    _call(proxy.price, args.job, money.format_cents(cents))
+    print(f"job {args.job} now pays {money.format_cents(cents)} per second")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    proxy, _ = _server(args)
+    _call(proxy.cancel, args.job)
+    print(f"job {args.job} cancelled")
+    return 0
+
+
 def cmd_run_local(args) -> int:
     from market.tasklet import localrun
 
@@ -250,6 +354,42 @@ def build_parser() -> argparse.ArgumentParser:
     c = cl.add_parser("list", help="list clients")
     c.add_argument("--account", default=None)
     c.set_defaults(func=cmd_client_list)
+
+    def server_opts(c):
+        import os
+
+        from market.rpcclient import DEFAULT_SERVER
+
+        c.add_argument("--server", default=os.environ.get("MARKET_SERVER", DEFAULT_SERVER))
+        c.add_argument("--account", default=None, help="your account name (or $MARKET_ACCOUNT)")
+        c.add_argument("--token", default=None, help="your API token (or $MARKET_TOKEN)")
+
+    c = sub.add_parser("submit", help="validate and freeze a job locally, then submit it (job + init)")
+    c.add_argument("module")
+    c.add_argument("function")
+    c.add_argument("--name", required=True)
+    c.add_argument("--price", required=True, help="credits per second, like 0.05")
+    c.add_argument("--arg", action="append", help="a positional argument as JSON (repeatable)")
+    c.add_argument("--account-id", type=int, default=None)
+    server_opts(c)
+    c.set_defaults(func=cmd_submit)
+    c = sub.add_parser("status", help="your jobs, or one job")
+    c.add_argument("job", nargs="?", type=int)
+    server_opts(c)
+    c.set_defaults(func=cmd_status)
+    c = sub.add_parser("result", help="print a finished job's result")
+    c.add_argument("job", type=int)
+    server_opts(c)
+    c.set_defaults(func=cmd_result)
+    c = sub.add_parser("price", help="change a job's price")
+    c.add_argument("job", type=int)
+    c.add_argument("price")
+    server_opts(c)
+    c.set_defaults(func=cmd_price)
+    c = sub.add_parser("cancel", help="cancel a job (a running task is aborted)")
+    c.add_argument("job", type=int)
+    server_opts(c)
+    c.set_defaults(func=cmd_cancel)
 
     c = sub.add_parser("run-local", help="run a job locally, freezing and thawing it every slice",
                        add_help=False)

@@ -1,0 +1,196 @@
+"""The dispatcher: requests, the pool, leases, check-ins, the prober and the lease reaper.
+
+It owns no SQL (``market.store.jobs`` does) and no matching rule (``market.matcher``) and no
+window rule (``market.pool``): it wires them to a clock and a database. Every method returns a
+Deferred; database work runs off the reactor thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from market import matcher, prober
+from market.errors import Forbidden, MarketError, NotFound
+from market.pool import NoWork, Pool, WindowPolicy
+from market.store import clients as sql_clients
+from market.store import jobs as sql_jobs
+
+log = Logger()
+
+
+@dataclass
+class Settings:
+    window: float = 2.0
+    threshold: int = 16
+    probe_interval: float = 1800.0
+    min_slice: float = 1.0
+    max_slice: float = 300.0
+    default_slice: float = 60.0
+    grace: float = 10.0
+    test_job_size: int = 60
+    reap_interval: float = 5.0
+
+
+def _ready_job(row: Dict[str, Any]) -> matcher.ReadyJob:
+    return matcher.ReadyJob(id=row["id"], price=row["price"], submitted_at=row["submitted_at"])
+
+
+class Dispatcher(service.Service):
+    """The market's scheduling service (a child of the ``twistd market`` MultiService)."""
+
+    name = "dispatcher"
+
+    def __init__(self, db, settings: Settings, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
+        self._reaper = task.LoopingCall(self.reap)
+        self._reaper.clock = clock
+
+    # -- service -------------------------------------------------------------------------------
+    def startService(self):
+        super().startService()
+        # expire leases that ended while we were down, then keep reaping
+        self._reaper.start(self.settings.reap_interval, now=True).addErrback(
+            lambda f: log.failure("lease reaper stopped", f))
+
+    def stopService(self):
+        if self._reaper.running:
+            self._reaper.stop()
+        self.pool.stop()
+        return super().stopService()
+
+    def reap(self):
+        d = self.db.run(sql_jobs.expire_leases, self.clock.seconds())
+
+        def done(expired):
+            if expired:
+                log.info("expired {n} overdue lease(s): {ids}", n=len(expired), ids=expired)
+
+        d.addCallback(done)
+        d.addErrback(lambda f: log.failure("lease reaper failed; will retry", f))
+        return d
+
+    # -- work requests -------------------------------------------------------------------------
+    def negotiate(self, proposed: Optional[float]) -> float:
+        s = self.settings
+        if proposed is None:
+            return s.default_slice
+        return float(min(max(proposed, s.min_slice), s.max_slice))
+
+    @defer.inlineCallbacks
+    def request(self, client_id: int, proposed_slice: Optional[float] = None, sandbox_level: Optional[str] = None):
+        """The paper's ``request``: a test job at once, or a job after the pooling window, or NoWork."""
+        now = self.clock.seconds()
+        granted = self.negotiate(proposed_slice)
+        client = yield self.db.run(self._client_for_request, client_id, now, sandbox_level)
+        if client["suspect"]:
+            raise Forbidden(f"client {client_id} gave a wrong test-job answer and is suspended — ask the operator")
+        if prober.needs_probe(client["last_speed"], now, self.settings.probe_interval):
+            dispatch = yield self._probe(client_id, now)
+            return dispatch
+        answer = yield self.pool.request(client_id, float(client["last_speed"]["speed"]), {"slice": granted})
+        return answer
+
+    @staticmethod
+    def _client_for_request(tx, client_id, now, sandbox_level):
+        client = sql_clients.client_by_id(tx, client_id)
+        sql_clients.touch_client(tx, client_id, now, sandbox_level)
+        client["last_speed"] = sql_clients.last_speed(tx, client_id)
+        return client
+
+    def _probe(self, client_id: int, now: float):
+        size = self.settings.test_job_size
+        source, entry, envelope = prober.make_test_job(size)
+        seconds = self.settings.max_slice
+
+        def work(tx):
+            job_id = sql_jobs.create_job(tx, None, f"test job for client {client_id}", 0, source, entry, now,
+                                         kind="test", probe_client_id=client_id, probe_size=size)
+            sql_jobs.init_job(tx, None, job_id, envelope, now)
+            tx.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job_id,))
+            return sql_jobs.checkout(tx, job_id, client_id, seconds, self.settings.grace, now)
+
+        return self.db.run(work)
+
+    def _assign(self, requests):
+        clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at)
+                   for r in requests]
+        granted = {r.client_id: r.extra["slice"] for r in requests}
+        d = self.db.run(sql_jobs.assign_window, clients, self.clock.seconds(), self.settings.grace, granted,
+                        matcher.match, _ready_job)
+
+        def by_request(by_client):
+            return {r.key: by_client[r.client_id] for r in requests if r.client_id in by_client}
+
+        return d.addCallback(by_request)
+
+    # -- check-ins -------------------------------------------------------------------------------
+    def checkin(self, client_id: int, stateid: int, state: bytes, slice_status: str = "ok",
+                progress: Optional[float] = None):
+        return self.db.run(sql_jobs.checkin, stateid, client_id, state, self.clock.seconds(), slice_status,
+                           progress)
+
+    def finish(self, client_id: int, stateid: int, result: Optional[bytes], outcome: str = "finished",
+               error: Optional[str] = None):
+        now = self.clock.seconds()
+
+        def work(tx):
+            d = sql_jobs.dispatch_row(tx, stateid)
+            job = sql_jobs.job_row(tx, d["job_id"])
+            answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
+            if job["kind"] == "test" and answer["status"] == "finished" and not answer["duplicate"]:
+                correct, speed = prober.verdict(result if outcome == "finished" else None, job["probe_size"],
+                                                now - d["checked_out_at"])
+                if correct:
+                    sql_clients.record_speed(tx, client_id, prober_operations(job["probe_size"]),
+                                             now - d["checked_out_at"], now)
+                    answer["speed"] = speed
+                else:
+                    sql_clients.mark_suspect(tx, client_id)
+                    answer["suspect"] = True
+            return answer
+
+        return self.db.run(work)
+
+    def fail(self, client_id: int, stateid: int, slice_status: str, message: str):
+        """A slice that produced no usable state (crash, memory, refused...): roll back, keep the job."""
+        now = self.clock.seconds()
+
+        def work(tx):
+            d = sql_jobs.dispatch_row(tx, stateid, lock=True)
+            if d["client_id"] != client_id:
+                raise Forbidden(f"state {stateid} was not checked out to client {client_id}")
+            if d["status"] != "out":
+                return {"stateid": stateid, "status": d["status"], "duplicate": True}
+            tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                       (now, slice_status, stateid))
+            job = sql_jobs.job_row(tx, d["job_id"], lock=True)
+            failures = tx.scalar("SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND slice_status = ?",
+                                 (job["id"], slice_status))
+            if job["kind"] == "test" or (slice_status in ("memory", "refused", "crash") and failures >= 3):
+                # the same failure three times in a row is the job's, not the workers'
+                tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, error = ? WHERE id = ?",
+                           (now, slice_status, message[:2000], job["id"]))
+            else:
+                sql_jobs._release(tx, job)
+            return {"stateid": stateid, "status": "rejected", "duplicate": False}
+
+        return self.db.run(work)
+
+
+def prober_operations(size: int) -> int:
+    from market import tasklet
+
+    return tasklet.probe_operations(size)
+
+
+__all__ = ["Dispatcher", "Settings", "NoWork", "MarketError", "NotFound"]

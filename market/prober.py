@@ -1,0 +1,34 @@
+"""Speed measurement with test jobs (the paper's spec 1e): pure rules, no I/O.
+
+A client whose last measured speed is missing or older than the probe interval gets a test job:
+cubic nested loops whose answer the server knows. Speed = operations / server-measured seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+
+def needs_probe(last: Optional[Dict[str, Any]], now: float, interval: float) -> bool:
+    return last is None or now - float(last["measured_at"]) >= interval
+
+
+def make_test_job(size: int):
+    """(source, entry, initial envelope) of a test job of ``size`` (size**3 operations)."""
+    from market import tasklet
+
+    envelope = tasklet.start(tasklet.PROBE_SOURCE, "probe", tasklet.probe_arguments(size), {})
+    return tasklet.PROBE_SOURCE, "probe", envelope
+
+
+def verdict(result: Optional[bytes], size: int, seconds: float):
+    """(correct, speed) for a finished test job. The result is decoded as data only."""
+    from market import tasklet
+
+    try:
+        value = tasklet.decode_result(result) if result is not None else None
+    except Exception:
+        return False, 0.0
+    if value != tasklet.probe_expected(size):
+        return False, 0.0
+    return True, tasklet.probe_operations(size) / max(seconds, 1e-6)

@@ -1,0 +1,376 @@
+"""XML-RPC at /RPC2: the paper's methods (job, init, request, state, result) plus price, status,
+cancel, outcome, fail and alive.
+
+Authentication is HTTP Basic: user ``client/ID`` with the client's token (workers), or
+``account/NAME`` (or just ``NAME``) with the account's API token (members). Every refusal is a
+Fault from ``market.faults`` with a plain-words message. States and results are opaque bytes
+(``xmlrpc.client.Binary``): the server stores them and reads only the envelope header.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Dict, Optional
+from xmlrpc.client import Binary, Fault
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import server, xmlrpc
+
+from market import credentials, faults, money
+from market.errors import MarketError
+from market.pool import NoWork
+from market.store import accounts as sql_accounts
+from market.store import clients as sql_clients
+from market.store import jobs as sql_jobs
+
+log = Logger()
+
+MAX_BODY = 64 * 1024 * 1024
+MAX_SOURCE = 1024 * 1024
+SLICE_STATUSES = ("ok", "timeout", "overflow", "memory", "crash", "refused", "abort")
+OUTCOMES = ("finished", "error", "success", "timeout", "overflow", "abort", "crash", "memory")
+
+
+class AuthError(MarketError):
+    kind = "auth"
+
+
+class Arg:
+    """A declared argument: name, accepted Python types, and a plain description."""
+
+    def __init__(self, name: str, types, what: str, optional: bool = False):
+        self.name, self.types, self.what, self.optional = name, types, what, optional
+
+
+def method(*spec: Arg):
+    """Declare an XML-RPC method's arguments; wrong arity or types become BAD_ARGUMENT Faults."""
+
+    def decorate(fn):
+        required = sum(1 for a in spec if not a.optional)
+        usage = f"{fn.__name__[len('xmlrpc_'):]}(" + ", ".join(
+            (f"[{a.name}]" if a.optional else a.name) for a in spec) + ")"
+
+        @functools.wraps(fn)
+        def wrapper(self, request, *args):
+            if not required <= len(args) <= len(spec):
+                raise Fault(faults.BAD_ARGUMENT, f"{usage} takes {required}"
+                            + (f" to {len(spec)}" if len(spec) != required else "") + f" arguments, got {len(args)}")
+            for i, (a, value) in enumerate(zip(spec, args)):
+                if isinstance(value, bool) and bool not in a.types or not isinstance(value, a.types):
+                    raise Fault(faults.BAD_ARGUMENT,
+                                f"{usage}: argument {i + 1} ({a.name}) must be {a.what}, got {type(value).__name__}")
+            d = defer.maybeDeferred(fn, self, request, *args)
+            d.addErrback(self._to_fault)
+            return d
+
+        wrapper.withRequest = True
+        wrapper.usage = usage
+        return wrapper
+
+    return decorate
+
+
+INT = (int,)
+STR = (str,)
+NUM = (int, float)
+BIN = (Binary, bytes)
+PRICE = (str, int)
+DICT = (dict,)
+
+
+def _bytes(value) -> bytes:
+    return value.data if isinstance(value, Binary) else bytes(value)
+
+
+def _parse_price(value) -> int:
+    return money.parse_price(value if isinstance(value, str) else str(value))
+
+
+class MarketRPC(xmlrpc.XMLRPC):
+    """The dispatcher's XML-RPC face."""
+
+    def __init__(self, dispatcher):
+        super().__init__(allowNone=True, useDateTime=False)
+        self.dispatcher = dispatcher
+        self.db = dispatcher.db
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _to_fault(self, failure):
+        e = failure.value
+        if isinstance(e, Fault):
+            return failure
+        if isinstance(e, MarketError):
+            return faults.fault_for(e)
+        log.failure("unexpected error in an XML-RPC call", failure)
+        return Fault(faults.INTERNAL, "internal error in the market server; it has been logged")
+
+    def _auth(self, request, want: str):
+        """-> ("client", client_row) or ("account", account_row), checked against the token hash."""
+        user = request.getUser().decode("utf-8", "replace")
+        token = request.getPassword().decode("utf-8", "replace")
+        if not user or not token:
+            raise AuthError("this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token")
+        digest = credentials.token_hash(token)
+        # a Basic user name cannot hold ':' (it separates the password), hence client/ID
+        kind, _, ident = user.partition("/") if "/" in user else ("account", "", user)
+
+        def look(tx):
+            if kind == "client":
+                try:
+                    client = sql_clients.client_by_id(tx, int(ident))
+                except (ValueError, MarketError):
+                    return None
+                return client if credentials.same(client["token_hash"], digest) else None
+            if kind == "account":
+                row = tx.one("SELECT * FROM accounts WHERE name = ?", (ident,))
+                if row is None or not row["api_token_hash"] or not credentials.same(row["api_token_hash"], digest):
+                    return None
+                return row
+            return None
+
+        d = self.db.run(look)
+
+        def check(row):
+            if row is None:
+                raise AuthError("wrong credentials — check --client/--token (workers) or the account API token"
+                                " (market account token NAME)")
+            if kind != want:
+                raise AuthError(f"this call is for {want}s; you authenticated as a {kind}")
+            return row
+
+        return d.addCallback(check)
+
+    # -- members (account credentials) --------------------------------------------------------
+    @method(Arg("accountid", INT, "your account id (an integer)"), Arg("module", STR, "the module's source text"),
+            Arg("price", PRICE, "credits per second as a string like '5.20'"), Arg("name", STR, "a job name"),
+            Arg("entry", STR, "the function to call", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_job(self, request, accountid, module, price, name, entry="main"):
+        """Create a job (no state yet); returns its id. ``init`` then gives it its initial state."""
+        account = yield self._auth(request, "account")
+        if accountid != account["id"]:
+            raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
+        if len(module) > MAX_SOURCE:
+            raise Fault(faults.TOO_LARGE, f"the module is over {MAX_SOURCE // 1024} KiB")
+        cents = _parse_price(price)
+        from market import tasklet
+
+        try:
+            tasklet.validate(module, entry)
+        except tasklet.JobRefused as e:
+            raise Fault(faults.JOB_REFUSED, str(e))
+        now = self.dispatcher.clock.seconds()
+        job_id = yield self.db.run(sql_jobs.create_job, account["id"], name, cents, module, entry, now)
+        return job_id
+
+    @method()
+    @defer.inlineCallbacks
+    def xmlrpc_whoami(self, request):
+        """Your account's id and name (the paper's ``job`` takes the account id)."""
+        account = yield self._auth(request, "account")
+        return {"id": account["id"], "name": account["name"]}
+
+    @method(Arg("jobid", INT, "a job id"), Arg("state", BIN, "the initial frozen state (base64 binary)"))
+    @defer.inlineCallbacks
+    def xmlrpc_init(self, request, jobid, state):
+        """Give a new job its initial state (checked: envelope header, source hash, sequence 0)."""
+        account = yield self._auth(request, "account")
+        data = _bytes(state)
+        job = yield self.db.run(sql_jobs.owned_job, account["id"], jobid)
+        from market.tasklet import envelope
+
+        try:
+            header = envelope.read_header(data)
+        except envelope.EnvelopeError as e:
+            raise Fault(faults.BAD_ARGUMENT, f"the initial state is not a valid envelope: {e}")
+        if header.source_sha256 != job["source_sha256"] or header.seq != 0 or header.entry != job["entry"]:
+            raise Fault(faults.BAD_ARGUMENT, "the initial state was not made from this job's module and entry"
+                                             " (source hash, entry or sequence number differ)")
+        yield self.db.run(sql_jobs.init_job, account["id"], jobid, data, self.dispatcher.clock.seconds())
+        return True
+
+    @method(Arg("jobid", INT, "a job id"), Arg("price", PRICE, "credits per second like '5.20'"))
+    @defer.inlineCallbacks
+    def xmlrpc_price(self, request, jobid, price):
+        account = yield self._auth(request, "account")
+        yield self.db.run(sql_jobs.set_price, account["id"], jobid, _parse_price(price))
+        return True
+
+    @method(Arg("jobid", INT, "a job id", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_status(self, request, jobid=None):
+        account = yield self._auth(request, "account")
+        if jobid is None:
+            rows = yield self.db.run(sql_jobs.list_jobs, account["id"])
+            return [_public_job(r) for r in rows]
+        row = yield self.db.run(sql_jobs.job_status, account["id"], jobid)
+        return _public_job(row)
+
+    @method(Arg("jobid", INT, "a job id"))
+    @defer.inlineCallbacks
+    def xmlrpc_cancel(self, request, jobid):
+        account = yield self._auth(request, "account")
+        yield self.db.run(sql_jobs.cancel_job, account["id"], jobid, self.dispatcher.clock.seconds())
+        return True
+
+    @method(Arg("jobid", INT, "a job id"))
+    @defer.inlineCallbacks
+    def xmlrpc_outcome(self, request, jobid):
+        """A finished job's result (encoded bytes), for its owner only."""
+        account = yield self._auth(request, "account")
+        row = yield self.db.run(sql_jobs.job_result, account["id"], jobid)
+        return {"id": row["id"], "outcome": row["outcome"], "error": row["error"],
+                "result": None if row["result"] is None else Binary(bytes(row["result"]))}
+
+    # -- workers (client credentials) ----------------------------------------------------------
+    @method(Arg("clientid", INT, "your client id"), Arg("slice", NUM, "proposed slice in seconds", optional=True),
+            Arg("info", DICT, "a struct (sandbox level)", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_request(self, request, clientid, slice_=None, info=None):
+        """Ask for work: a test job at once, or a job after the pooling window, or {status: nowork}."""
+        client = yield self._auth(request, "client")
+        if clientid != client["id"]:
+            raise Fault(faults.FORBIDDEN, f"you are client {client['id']}, not {clientid}")
+        if slice_ is not None and not (0 < slice_ < 1e7):
+            raise Fault(faults.BAD_ARGUMENT, "slice must be a positive number of seconds")
+        level = (info or {}).get("sandbox")
+        level = str(level)[:16] if level is not None else None
+        answer = yield self.dispatcher.request(clientid, slice_, level)
+        if isinstance(answer, NoWork) or answer is None:
+            retry = getattr(answer, "retry_after", self.dispatcher.settings.window)
+            return {"status": "nowork", "retry_after": float(retry),
+                    "message": f"no work for you in this window; ask again in {retry:g} s"}
+        return {"status": "work", "stateid": answer["stateid"], "job": answer["job_id"], "kind": answer["kind"],
+                "state": Binary(answer["state"]), "module": answer["source"], "entry": answer["entry"],
+                "spec": answer["spec"], "seq": answer["seq"], "timeout": float(answer["timeout"]),
+                "slice": float(answer["granted"]), "deadline": float(answer["deadline"])}
+
+    @method(Arg("stateid", INT, "the stateid from request"), Arg("state", BIN, "the new frozen state"),
+            Arg("info", DICT, "a struct (slice status, progress)", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_state(self, request, stateid, state, info=None):
+        """Check a state in: accepted before the deadline (and paid), rejected after it."""
+        client = yield self._auth(request, "client")
+        info = info or {}
+        status = info.get("status", "ok")
+        if status not in SLICE_STATUSES:
+            raise Fault(faults.BAD_ARGUMENT, f"status must be one of {', '.join(SLICE_STATUSES)}")
+        progress = info.get("progress")
+        if progress is not None and not isinstance(progress, (int, float)):
+            raise Fault(faults.BAD_ARGUMENT, "progress must be a number between 0 and 1")
+        data = _bytes(state)
+        from market.tasklet import envelope
+
+        try:
+            envelope.read_header(data)
+        except envelope.EnvelopeError as e:
+            raise Fault(faults.BAD_ARGUMENT, f"that state is not a valid envelope: {e} — nothing was stored")
+        answer = yield self.dispatcher.checkin(client["id"], stateid, data, status, progress)
+        return answer
+
+    @method(Arg("stateid", INT, "the stateid from request"), Arg("result", BIN + (type(None),), "the encoded result"),
+            Arg("info", DICT, "a struct (outcome, error)", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_result(self, request, stateid, result, info=None):
+        """The job finished during this lease: store its result (opaque bytes) and pay."""
+        client = yield self._auth(request, "client")
+        info = info or {}
+        outcome = info.get("outcome", "finished")
+        if outcome not in OUTCOMES:
+            raise Fault(faults.BAD_ARGUMENT, f"outcome must be one of {', '.join(OUTCOMES)}")
+        error = info.get("error")
+        if error is not None and not isinstance(error, str):
+            raise Fault(faults.BAD_ARGUMENT, "error must be a string")
+        data = None if result is None else _bytes(result)
+        answer = yield self.dispatcher.finish(client["id"], stateid, data, outcome, error)
+        return answer
+
+    @method(Arg("stateid", INT, "the stateid from request"), Arg("status", STR, "what went wrong"),
+            Arg("message", STR, "details", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_fail(self, request, stateid, status, message=""):
+        """A slice ended without a usable state: the job rolls back to its committed state."""
+        client = yield self._auth(request, "client")
+        if status not in SLICE_STATUSES:
+            raise Fault(faults.BAD_ARGUMENT, f"status must be one of {', '.join(SLICE_STATUSES)}")
+        answer = yield self.dispatcher.fail(client["id"], stateid, status, message)
+        return answer
+
+    @method(Arg("stateid", INT, "the stateid from request"))
+    @defer.inlineCallbacks
+    def xmlrpc_alive(self, request, stateid):
+        """Is this lease still wanted? (False once the owner cancelled the job or the lease expired.)"""
+        client = yield self._auth(request, "client")
+        d = yield self.db.run(sql_jobs.dispatch_row, stateid)
+        if d["client_id"] != client["id"]:
+            raise Fault(faults.FORBIDDEN, f"state {stateid} is not yours")
+        alive = yield self.db.run(sql_jobs.lease_is_open, stateid)
+        return alive
+
+    def lookupProcedure(self, procedurePath):
+        # don't expose system.* or anything not declared with @method
+        handler = getattr(self, "xmlrpc_" + procedurePath, None) if "." not in procedurePath else None
+        if handler is None or not hasattr(handler, "usage"):
+            raise xmlrpc.NoSuchFunction(self.NOT_FOUND, f"no method {procedurePath!r}; see docs/rpc.md")
+        return handler
+
+
+def _public_job(row: Dict[str, Any]) -> Dict[str, Any]:
+    out = {
+        "id": row["id"], "kind": row["kind"], "name": row["name"], "price": money.format_cents(row["price"]),
+        "status": row["status"], "executed_seconds": (row["executed_ms"] or 0) / 1000.0,
+        "slices": row["slices"], "progress": row["progress"], "outcome": row["outcome"],
+        "submitted_at": row["submitted_at"], "finished_at": row["finished_at"],
+    }
+    if "error" in row:
+        out["error"] = row["error"]
+    last = row.get("last_slice")
+    if last:
+        out["last_slice_status"] = last["slice_status"] or last["status"]
+    return out
+
+
+class CappedRequest(server.Request):
+    """A request whose body may not exceed MAX_BODY bytes (413 with a message otherwise)."""
+
+    max_body = MAX_BODY
+
+    def gotLength(self, length):
+        self._received = 0
+        self._too_large = length is not None and length > self.max_body
+        super().gotLength(None if self._too_large else length)
+
+    def handleContentChunk(self, data):
+        if getattr(self, "_too_large", False):
+            return
+        self._received = getattr(self, "_received", 0) + len(data)
+        if self._received > self.max_body:
+            self._too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+    def process(self):
+        if getattr(self, "_too_large", False):
+            self.setResponseCode(413)
+            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            self.write(f"request body over {self.max_body // (1024 * 1024)} MiB; send smaller states\n".encode())
+            self.finish()
+            return
+        super().process()
+
+
+def site(dispatcher, extra_children: Optional[Dict[bytes, Any]] = None):
+    from twisted.web.resource import Resource
+
+    root = Resource()
+    root.putChild(b"RPC2", MarketRPC(dispatcher))
+    for name, child in (extra_children or {}).items():
+        root.putChild(name, child)
+    s = server.Site(root)
+    s.requestFactory = CappedRequest
+    s.displayTracebacks = False
+    return s

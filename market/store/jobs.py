@@ -1,0 +1,336 @@
+"""SQL for jobs, their committed states and their dispatches (leases).
+
+Statuses
+  job:       new (no state yet) -> ready <-> running -> finished | cancelled; held (owner can't pay)
+  state:     committed (the job's current state) | superseded (an earlier committed state)
+  dispatch:  out (leased) -> accepted | rejected (late or refused) | expired (reaped) | finished
+A dispatch is the paper's "job state checked out": which state, to which client, when it was
+checked out, its deadline, and when it was checked back in. Its id is the ``stateid`` of XML-RPC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from market import money
+from market.errors import Conflict, Forbidden, MarketError, NotFound
+from market.store import accounts as sql_accounts
+
+COMPETING_KINDS = ("job", "task")
+OPEN = "out"
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def create_job(tx, account_id: Optional[int], name: str, price: int, source: str, entry: str, now: float,
+               kind: str = "job", spec: Optional[str] = None, probe_client_id: Optional[int] = None,
+               probe_size: Optional[int] = None) -> int:
+    """A job without a state yet (the paper's ``job`` call); ``init_job`` makes it ready."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 128:
+        raise MarketError("a job needs a name of 1 to 128 characters")
+    return tx.insert(
+        "INSERT INTO jobs (account_id, kind, name, price, source, source_sha256, entry, spec, status, submitted_at,"
+        " probe_client_id, probe_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?)",
+        (account_id, kind, name.strip(), price, source, source_hash(source), entry, spec, now, probe_client_id,
+         probe_size),
+    )
+
+
+def job_row(tx, job_id: int, lock: bool = False) -> Dict[str, Any]:
+    row = tx.one("SELECT * FROM jobs WHERE id = ?" + (tx.for_update if lock else ""), (job_id,))
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return row
+
+
+def owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> Dict[str, Any]:
+    """The job, if this account owns it; otherwise 'no job' (never reveal other members' jobs)."""
+    row = tx.one("SELECT * FROM jobs WHERE id = ? AND account_id = ?" + (tx.for_update if lock else ""),
+                 (job_id, account_id))
+    if row is None:
+        raise NotFound(f"no job {job_id} in your account — list yours with: market status")
+    return row
+
+
+def init_job(tx, account_id: Optional[int], job_id: int, state: bytes, now: float) -> None:
+    """Store state #0 (committed) and put the job on the ready list (the paper's ``init``)."""
+    job = owned_job(tx, account_id, job_id, lock=True) if account_id is not None else job_row(tx, job_id, lock=True)
+    if job["status"] != "new":
+        raise Conflict(f"job {job_id} already has its initial state")
+    tx.insert("INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, 'committed', ?)",
+              (job_id, bytes(state), now))
+    tx.execute("UPDATE jobs SET status = 'ready' WHERE id = ?", (job_id,))
+
+
+def committed_state(tx, job_id: int) -> Dict[str, Any]:
+    row = tx.one("SELECT id, seq, data FROM states WHERE job_id = ? AND status = 'committed'", (job_id,))
+    if row is None:
+        raise NotFound(f"job {job_id} has no committed state")
+    return row
+
+
+def ready_jobs(tx, limit: int) -> List[Dict[str, Any]]:
+    """The top ``limit`` ready jobs in the matcher's order (price desc, submitted asc, id asc).
+
+    The index ``jobs_ready`` lets the database pick the top rows without sorting the ready list.
+    """
+    return tx.all(
+        "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec FROM jobs j"
+        " WHERE j.status = 'ready' AND j.kind IN ('job', 'task')"
+        " ORDER BY j.price DESC, j.submitted_at ASC, j.id ASC LIMIT ?",
+        (int(limit),),
+    )
+
+
+def reserved_for(tx, account_id: int) -> int:
+    """Cents promised to open leases of this account's jobs (not yet paid)."""
+    return int(tx.scalar(
+        "SELECT COALESCE(SUM(d.reserved), 0) FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+        " WHERE d.status = 'out' AND j.account_id = ?", (account_id,)) or 0)
+
+
+def task_seconds(spec: Optional[str]) -> Optional[float]:
+    if not spec:
+        return None
+    import json
+
+    try:
+        return float(json.loads(spec)["limits"]["time"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def assign_window(tx, clients: List[Any], now: float, grace: float, granted: Dict[int, float],
+                  match: Callable[[List[Any], List[Any]], List[Any]], make_ready_job: Callable[..., Any]) -> Dict[int, Dict[str, Any]]:
+    """Close one pooling window in ONE transaction: pick affordable ready jobs, match, check out.
+
+    ``clients`` are matcher clients (with ``.id``); ``granted[client_id]`` is each client's
+    negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
+    input. Jobs whose owner cannot pay for a slice are marked held (visible), not dispatched.
+    Returns ``{client_id: dispatch}`` for the clients that got work.
+    """
+    if not clients:
+        return {}
+    longest = max(granted.values())
+    candidates = []
+    available: Dict[int, int] = {}
+    # Over-fetch so held jobs do not starve the window; stop once we have enough affordable ones.
+    for row in ready_jobs(tx, len(clients) * 2 + 8):
+        owner = row["account_id"]
+        if owner not in available:
+            available[owner] = sql_accounts.balance(tx, owner) - reserved_for(tx, owner)
+        need = money.payment(row["price"], int(1000 * (task_seconds(row["spec"]) or longest)))
+        if available[owner] < need:
+            tx.execute("UPDATE jobs SET status = 'held' WHERE id = ? AND status = 'ready'", (row["id"],))
+            continue
+        available[owner] -= need
+        candidates.append(row)
+        if len(candidates) >= len(clients):
+            break
+    rows = {row["id"]: row for row in candidates}
+    dispatched = {}
+    for assignment in match(clients, [make_ready_job(r) for r in candidates]):
+        job_id, client_id = assignment.job.id, assignment.client.id
+        seconds = task_seconds(rows[job_id]["spec"]) or granted[client_id]
+        dispatched[client_id] = checkout(tx, job_id, client_id, seconds, grace, now)
+    return dispatched
+
+
+def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now: float) -> Dict[str, Any]:
+    """Lease the job's committed state to a client until ``now + seconds + grace``."""
+    job = job_row(tx, job_id, lock=True)
+    if job["status"] not in ("ready",) and job["kind"] != "test":
+        raise Conflict(f"job {job_id} is {job['status']}, not ready")
+    state = committed_state(tx, job_id)
+    deadline = now + seconds + grace
+    reserved = money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0
+    dispatch_id = tx.insert(
+        "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline, status,"
+        " reserved) VALUES (?, ?, ?, ?, ?, ?, 'out', ?)",
+        (job_id, state["id"], client_id, now, seconds, deadline, reserved),
+    )
+    tx.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job_id,))
+    return {"stateid": dispatch_id, "job_id": job_id, "kind": job["kind"], "name": job["name"],
+            "state": bytes(state["data"]), "seq": state["seq"], "source": job["source"], "entry": job["entry"],
+            "spec": job["spec"], "granted": seconds, "deadline": deadline, "timeout": seconds + grace,
+            "probe_size": job["probe_size"]}
+
+
+def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> Dict[str, Any]:
+    row = tx.one("SELECT * FROM dispatches WHERE id = ?" + (tx.for_update if lock else ""), (dispatch_id,))
+    if row is None:
+        raise NotFound(f"no checked-out state {dispatch_id}")
+    return row
+
+
+def _own_dispatch(tx, dispatch_id: int, client_id: int) -> Dict[str, Any]:
+    d = dispatch_row(tx, dispatch_id, lock=True)
+    if d["client_id"] != client_id:
+        raise Forbidden(f"state {dispatch_id} was not checked out to client {client_id}")
+    return d
+
+
+def _pay(tx, dispatch: Dict[str, Any], job: Dict[str, Any], now: float) -> int:
+    """Pay for the accepted, server-measured time (capped at the granted slice)."""
+    ms = int(max(0.0, min(now - dispatch["checked_out_at"], dispatch["granted_seconds"])) * 1000)
+    tx.execute("UPDATE jobs SET executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?", (ms, job["id"]))
+    amount = money.payment(job["price"], ms) if job["kind"] != "test" else 0
+    paid = 0
+    if amount > 0 and job["account_id"] is not None:
+        payee = tx.scalar("SELECT account_id FROM clients WHERE id = ?", (dispatch["client_id"],))
+        owner_balance = sql_accounts.balance(tx, job["account_id"])
+        paid = min(amount, owner_balance)
+        if paid > 0 and payee != job["account_id"]:
+            sql_accounts.transfer(tx, job["account_id"], payee, paid, now, "payment",
+                                  f"job {job['id']} slice {dispatch['id']}", dispatch_id=dispatch["id"])
+        elif payee == job["account_id"]:
+            paid = 0  # running your own job on your own machine costs nothing
+    tx.execute("UPDATE dispatches SET accepted_ms = ?, paid = ? WHERE id = ?", (ms, paid, dispatch["id"]))
+    return paid
+
+
+def _answer(d: Dict[str, Any], duplicate: bool = False) -> Dict[str, Any]:
+    return {"stateid": d["id"], "status": d["status"], "paid": int(d["paid"] or 0), "duplicate": duplicate,
+            "accepted_ms": int(d["accepted_ms"] or 0)}
+
+
+def checkin(tx, dispatch_id: int, client_id: int, state: bytes, now: float, slice_status: str = "ok",
+            progress: Optional[float] = None) -> Dict[str, Any]:
+    """The paper's ``state``: commit a new state if it arrives before the deadline, else reject it.
+
+    Repeating an accepted check-in answers the same again and pays nothing twice.
+    """
+    d = _own_dispatch(tx, dispatch_id, client_id)
+    if d["status"] != OPEN:
+        return _answer(d, duplicate=True)
+    job = job_row(tx, d["job_id"], lock=True)
+    if now > d["deadline"] or job["status"] in ("cancelled", "finished"):
+        tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                   (now, slice_status, dispatch_id))
+        _release(tx, job)
+        return _answer(dispatch_row(tx, dispatch_id))
+    seq = int(tx.scalar("SELECT MAX(seq) FROM states WHERE job_id = ?", (job["id"],))) + 1
+    tx.execute("UPDATE states SET status = 'superseded' WHERE job_id = ? AND status = 'committed'", (job["id"],))
+    new_state = tx.insert(
+        "INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
+        " VALUES (?, ?, ?, 'committed', ?, ?, ?)", (job["id"], seq, bytes(state), client_id, dispatch_id, now))
+    tx.execute("UPDATE dispatches SET status = 'accepted', checked_in_at = ?, slice_status = ?, new_state_id = ?"
+               " WHERE id = ?", (now, slice_status, new_state, dispatch_id))
+    _pay(tx, d, job, now)
+    if progress is not None:
+        tx.execute("UPDATE jobs SET progress = ? WHERE id = ?", (max(0.0, min(1.0, float(progress))), job["id"]))
+    _release(tx, job)
+    return _answer(dispatch_row(tx, dispatch_id))
+
+
+def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcome: str, error: Optional[str],
+           now: float) -> Dict[str, Any]:
+    """The paper's ``result``: the job finished (or failed) during this lease; store it and pay."""
+    d = _own_dispatch(tx, dispatch_id, client_id)
+    if d["status"] != OPEN:
+        return _answer(d, duplicate=True)
+    job = job_row(tx, d["job_id"], lock=True)
+    if now > d["deadline"] or job["status"] in ("cancelled", "finished"):
+        tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                   (now, outcome, dispatch_id))
+        _release(tx, job)
+        return _answer(dispatch_row(tx, dispatch_id))
+    tx.execute("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ? WHERE id = ?",
+               (now, outcome, dispatch_id))
+    _pay(tx, d, job, now)
+    tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
+               " progress = 1.0 WHERE id = ?",
+               (now, outcome, None if result is None else bytes(result), error, job["id"]))
+    return _answer(dispatch_row(tx, dispatch_id))
+
+
+def _release(tx, job: Dict[str, Any]) -> None:
+    """Back on the ready list, unless another lease is open or the job is over."""
+    if job["status"] != "running":
+        return
+    if job["kind"] == "test":
+        # a test job is measured in one lease; one that did not finish just measured nothing
+        tx.execute("UPDATE jobs SET status = 'finished', outcome = 'unfinished' WHERE id = ?", (job["id"],))
+        return
+    if tx.scalar("SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND status = 'out'", (job["id"],)):
+        return
+    tx.execute("UPDATE jobs SET status = 'ready' WHERE id = ?", (job["id"],))
+
+
+def expire_leases(tx, now: float) -> List[int]:
+    """Expire every lease past its deadline; their jobs return to the ready list at their committed state."""
+    overdue = tx.all("SELECT id, job_id FROM dispatches WHERE status = 'out' AND deadline < ?" + tx.for_update,
+                     (now,))
+    for d in overdue:
+        tx.execute("UPDATE dispatches SET status = 'expired' WHERE id = ?", (d["id"],))
+        job = job_row(tx, d["job_id"], lock=True)
+        if job["kind"] == "test":
+            tx.execute("UPDATE jobs SET status = 'finished', outcome = 'expired', finished_at = ? WHERE id = ?",
+                       (now, job["id"]))
+        else:
+            _release(tx, job)
+    return [d["id"] for d in overdue]
+
+
+def set_price(tx, account_id: int, job_id: int, price: int) -> None:
+    job = owned_job(tx, account_id, job_id, lock=True)
+    if job["status"] in ("finished", "cancelled"):
+        raise Conflict(f"job {job_id} is {job['status']}; its price can no longer change")
+    tx.execute("UPDATE jobs SET price = ?, status = CASE WHEN status = 'held' THEN 'ready' ELSE status END"
+               " WHERE id = ?", (price, job_id))
+
+
+def release_held(tx, account_id: int) -> int:
+    """After a grant: the owner's held jobs go back on the ready list to be re-checked."""
+    return tx.execute("UPDATE jobs SET status = 'ready' WHERE account_id = ? AND status = 'held'", (account_id,))
+
+
+def cancel_job(tx, account_id: int, job_id: int, now: float) -> Dict[str, Any]:
+    job = owned_job(tx, account_id, job_id, lock=True)
+    if job["status"] in ("finished", "cancelled"):
+        raise Conflict(f"job {job_id} is already {job['status']}")
+    tx.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, outcome = 'abort' WHERE id = ?",
+               (now, job_id))
+    return job_row(tx, job_id)
+
+
+def list_jobs(tx, account_id: int) -> List[Dict[str, Any]]:
+    return tx.all(
+        "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome"
+        " FROM jobs WHERE account_id = ? ORDER BY id", (account_id,))
+
+
+def job_status(tx, account_id: int, job_id: int) -> Dict[str, Any]:
+    job = owned_job(tx, account_id, job_id)
+    out = {k: job[k] for k in ("id", "kind", "name", "price", "status", "submitted_at", "executed_ms", "slices",
+                               "progress", "finished_at", "outcome", "error")}
+    out["last_slice"] = tx.one(
+        "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM dispatches"
+        " WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,))
+    return out
+
+
+def job_result(tx, account_id: int, job_id: int) -> Dict[str, Any]:
+    job = owned_job(tx, account_id, job_id)
+    if job["status"] != "finished":
+        raise Conflict(f"job {job_id} is {job['status']}; it has no result yet")
+    return {"id": job_id, "outcome": job["outcome"], "result": job["result"], "error": job["error"]}
+
+
+def open_dispatches(tx, client_id: int) -> List[Dict[str, Any]]:
+    return tx.all("SELECT id, job_id, deadline FROM dispatches WHERE client_id = ? AND status = 'out'", (client_id,))
+
+
+def lease_is_open(tx, dispatch_id: int) -> bool:
+    """For a worker's polling: is its lease still wanted (the job not cancelled, lease not expired)?"""
+    d = dispatch_row(tx, dispatch_id)
+    if d["status"] != OPEN:
+        return False
+    return job_row(tx, d["job_id"])["status"] == "running"
+
+
+def iter_ids(rows: Iterable[Dict[str, Any]]) -> List[int]:
+    return [r["id"] for r in rows]

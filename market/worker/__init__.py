@@ -1,0 +1,1 @@
+"""The computation client (``twistd worker``): request, run a slice in the sandbox, check in."""

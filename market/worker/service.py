@@ -1,0 +1,217 @@
+"""The worker's loop: request -> check the envelope -> run the slice in the sandbox -> check in.
+
+Server down: back off (1 s doubling to 60 s) and retry; a finished slice whose check-in failed is
+retried until its deadline, so no work is lost to a short outage. SIGTERM/SIGINT freeze the
+running job at once and check it in before the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+import xmlrpc.client
+from typing import Any, Dict, Optional
+
+from twisted.application import service
+from twisted.internet import defer, error, task
+from twisted.logger import Logger
+
+from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times
+from market.worker.slices import SliceReport, SliceRunner
+
+log = Logger()
+
+MAX_BACKOFF = 60.0
+CONNECTION_ERRORS = (error.ConnectError, error.ConnectionRefusedError, error.TimeoutError, error.ConnectionLost,
+                     error.ConnectionDone, defer.CancelledError, error.DNSLookupError)
+
+
+class WorkerRefused(SystemExit):
+    pass
+
+
+class WorkerService(service.Service):
+    name = "worker"
+
+    def __init__(self, *, server: str, client_id: int, token: str, slice_seconds: float = 60.0,
+                 cpu_percent: int = 100, idle_only: bool = False, sandbox_mode: str = "auto",
+                 insecure: bool = False, user: Optional[str] = None, memory_mb: int = 512,
+                 python: str = "/usr/bin/python3", once: bool = False, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.server, self.client_id, self.token = server, client_id, token
+        self.slice_seconds = slice_seconds
+        self.cpu_percent = cpu_percent
+        self.idle_only = idle_only
+        self.sandbox_mode = sandbox_mode
+        self.insecure = insecure
+        self.user = user
+        self.memory_mb = memory_mb
+        self.python = python
+        self.once = once
+        self.level = "none"
+        self.stopping = False
+        self.current: Optional[Dict[str, Any]] = None
+        self.runner: Optional[SliceRunner] = None
+        self._loop: Optional[defer.Deferred] = None
+        self._sleep: Optional[Any] = None
+        self.slices_done = 0
+
+    # -- start and stop ----------------------------------------------------------------------------
+    def choose_sandbox(self):
+        """Probe the sandbox layers; refuse to run untrusted jobs without isolation."""
+        if os.geteuid() == 0 and not self.user and not self.insecure:
+            raise WorkerRefused("worker: started as root — give --user NAME, an unprivileged account that will run"
+                                " the jobs (jobs never run as root)")
+        if os.geteuid() == 0 and self.insecure and not self.user:
+            raise WorkerRefused("worker: --insecure-no-sandbox as root would run jobs as root; give --user or run"
+                                " the worker as an ordinary user")
+        from market.sandbox import probe
+
+        found = probe(self.user)
+        wanted = {"auto": "degraded", "full": "full", "degraded": "degraded"}[self.sandbox_mode]
+        rank = {"none": 0, "degraded": 1, "full": 2}
+        if rank[found.level] >= rank[wanted]:
+            self.level = found.level
+            return found
+        if self.insecure:
+            log.warn("NO SANDBOX ({why}); running jobs without isolation because --insecure-no-sandbox was given",
+                     why=found.describe())
+            self.level = "none"
+            return None
+        raise WorkerRefused(f"worker: the sandbox is {found.level!r} but {wanted!r} is needed ({found.describe()});"
+                            " install bubblewrap, or pass --insecure-no-sandbox for trusted jobs only")
+
+    def startService(self):
+        super().startService()
+        from market.rpcclient import AsyncRPC
+
+        found = self.choose_sandbox()
+        self.runner = SliceRunner(self.reactor, user=self.user, level=found if found else None,
+                                  insecure=found is None, memory_mb=self.memory_mb, python=self.python)
+        self.rpc = AsyncRPC(self.reactor, self.server, f"client/{self.client_id}", self.token)
+        log.info("worker for client {c} on {s}; sandbox level {lvl}", c=self.client_id, s=self.server, lvl=self.level)
+        self._loop = self.loop()
+        self._loop.addErrback(lambda f: log.failure("worker loop crashed", f))
+
+    def stopService(self):
+        self.stopping = True
+        if self.current is not None and self.runner is not None:
+            log.info("stopping: freezing job {j} now to check it in", j=self.current.get("job"))
+            self.runner.freeze_now()
+        if self._sleep is not None and self._sleep.active():
+            self._sleep.cancel()
+            self._sleep = None
+        d = self._loop if self._loop is not None else defer.succeed(None)
+        waiter = defer.Deferred()
+        d.addBoth(lambda _: waiter.called or waiter.callback(None))
+        timeout = self.reactor.callLater(30, lambda: waiter.called or waiter.callback(None))
+        waiter.addBoth(lambda _: timeout.active() and timeout.cancel())
+        waiter.addBoth(lambda _: self.rpc.close() if hasattr(self, "rpc") else None)
+        waiter.addBoth(lambda _: service.Service.stopService(self))
+        return waiter
+
+    # -- the loop ------------------------------------------------------------------------------
+    def sleep(self, seconds: float):
+        d = defer.Deferred()
+        self._sleep = self.reactor.callLater(seconds, d.callback, None)
+        return d
+
+    def is_idle(self):
+        before = cpu_times()
+        d = self.sleep(1.0)
+        return d.addCallback(lambda _: busy_fraction(before, cpu_times()) < IDLE_BELOW)
+
+    @defer.inlineCallbacks
+    def loop(self):
+        backoff = 1.0
+        while not self.stopping:
+            if self.idle_only:
+                idle = yield self.is_idle()
+                if self.stopping:
+                    break
+                if not idle:
+                    yield self.sleep(10.0)
+                    continue
+            try:
+                answer = yield self.rpc.call("request", self.client_id, self.slice_seconds, {"sandbox": self.level})
+            except xmlrpc.client.Fault as f:
+                log.error("the server refused the request: {msg} (Fault {code})", msg=f.faultString, code=f.faultCode)
+                yield self.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except Exception as e:
+                if self.stopping:
+                    break
+                log.warn("server unreachable ({e}); retrying in {b:g} s", e=e, b=backoff)
+                yield self.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 1.0
+            if answer.get("status") != "work":
+                if not self.stopping:
+                    yield self.sleep(float(answer.get("retry_after", 1.0)))
+                continue
+            yield self.run_lease(answer)
+            if self.once and self.slices_done and answer.get("kind") != "test":
+                break
+        if self.once and not self.stopping:
+            self.reactor.callLater(0, self.reactor.stop)
+
+    @defer.inlineCallbacks
+    def run_lease(self, lease: Dict[str, Any]):
+        """One lease: check the envelope header, run the slice, report it before the deadline."""
+        received = self.reactor.seconds()
+        stateid = lease["stateid"]
+        from market.tasklet import envelope as env
+
+        try:
+            env.open_envelope(lease["state"], lease["module"])
+        except Exception as e:
+            yield self.report(stateid, SliceReport("refused", message=f"state refused before running: {e}"),
+                              received + lease["timeout"])
+            return
+        # leave room to upload before the deadline: 5 % of the lease, at least half a second
+        margin = max(0.5, 0.05 * lease["timeout"])
+        seconds = max(0.05, min(lease["slice"], lease["timeout"] - margin))
+        self.current = lease
+        throttle = Throttle(self.reactor, self.cpu_percent, self.runner.pids)
+        try:
+            d = self.runner.run(lease["state"], lease["module"], seconds, lease["job"])
+            throttle.start()
+            if self.stopping:
+                self.runner.freeze_now()
+            report = yield d
+        finally:
+            throttle.stop()
+            self.current = None
+        yield self.report(stateid, report, received + lease["timeout"])
+        self.slices_done += 1
+
+    @defer.inlineCallbacks
+    def report(self, stateid: int, report: SliceReport, local_deadline: float):
+        """Check the slice in; retry through short outages until the lease's deadline."""
+        if report.status == "finished":
+            call = ("result", stateid, report.result,
+                    {"outcome": "error" if report.error else "finished", "error": report.error})
+        elif report.status == "ok" and report.envelope is not None:
+            call = ("state", stateid, report.envelope, {"status": "ok", "progress": report.progress})
+        else:
+            call = ("fail", stateid, report.status, report.message[:4000])
+        delay = 0.5
+        while True:
+            try:
+                answer = yield self.rpc.call(call[0], *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a
+                                                        for a in call[1:]])
+                log.info("lease {s}: {what} -> {status}", s=stateid, what=call[0], status=answer.get("status"))
+                return answer
+            except xmlrpc.client.Fault as f:
+                log.error("lease {s}: the server refused the check-in: {msg}", s=stateid, msg=f.faultString)
+                return None
+            except Exception as e:
+                if self.reactor.seconds() + delay > local_deadline:
+                    log.warn("lease {s}: could not check in before the deadline ({e}); the server will roll it back",
+                             s=stateid, e=e)
+                    return None
+                yield self.sleep(delay)
+                delay = min(delay * 2, 5.0)

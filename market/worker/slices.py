@@ -1,0 +1,189 @@
+"""Running one lease's slice: in the sandbox (normally) or, with --insecure-no-sandbox, directly.
+
+The job runtime (``market.tasklet``) runs inside the sandbox under Debian's /usr/bin/python3 with
+only a staged, read-only copy of the ``market.tasklet`` package bound in. It speaks the framed
+protocol of ``market.tasklet.slicemain`` on stdin/stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+SANDBOX_ROOT = "/opt/market"
+LAUNCH = ("import sys; sys.path.insert(0, %r); "
+          "from market.tasklet.slicemain import main; sys.exit(main())" % SANDBOX_ROOT)
+
+
+@dataclass
+class SliceReport:
+    """What one slice produced, classified as the worker reports it."""
+
+    status: str  # ok | finished | timeout | overflow | memory | crash | refused | abort
+    envelope: Optional[bytes] = None
+    result: Optional[bytes] = None
+    error: Optional[str] = None
+    progress: Optional[float] = None
+    message: str = ""
+    wall: float = 0.0
+
+
+def stage_runtime(staging) -> str:
+    """Copy market/tasklet into the staging dir (world-readable, root-owned); return the bind source."""
+    import market.tasklet as pkg
+
+    source = os.path.dirname(pkg.__file__)
+    root = staging.ensure_dir("pkg")
+    target_parent = staging.ensure_dir("pkg", "market")
+    with open(os.path.join(target_parent, "__init__.py"), "w") as f:
+        f.write("")
+    target = os.path.join(target_parent, "tasklet")
+    tmp = target + f".{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for dirpath, dirnames, filenames in os.walk(tmp):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    os.chmod(target_parent, 0o755)
+    return root
+
+
+def descendants(pid: int) -> List[int]:
+    """Every process below ``pid`` (via /proc/PID/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = []
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def signal_tree(pid: Optional[int], sig: int) -> None:
+    if not pid:
+        return
+    for child in descendants(pid):
+        try:
+            os.kill(child, sig)
+        except OSError:
+            pass
+
+
+def classify(sandbox_status: str, stdout: bytes, message: str, wall: float) -> SliceReport:
+    """Turn a sandbox Outcome (+ the runtime's framed answer) into a SliceReport."""
+    from market.tasklet import slicemain
+
+    if sandbox_status == "ok":
+        try:
+            out = slicemain.decode_response(stdout)
+        except Exception as e:  # the runtime's answer is damaged: the slice produced nothing usable
+            return SliceReport("crash", message=f"unreadable answer from the job runtime: {e}", wall=wall)
+        if out.finished:
+            return SliceReport("finished", result=out.result, error=out.error, progress=1.0, wall=wall)
+        return SliceReport("ok", envelope=out.envelope, progress=out.progress, wall=wall)
+    return SliceReport(sandbox_status, message=message or sandbox_status, wall=wall)
+
+
+class SliceRunner:
+    """Starts slices; knows how to freeze the running one early (SIGUSR1 to the runtime)."""
+
+    def __init__(self, reactor, *, user: Optional[str], level: Any, insecure: bool, memory_mb: int,
+                 python: str = "/usr/bin/python3"):
+        self.reactor = reactor
+        self.user = user
+        self.level = level
+        self.insecure = insecure
+        self.memory_mb = memory_mb
+        self.python = python
+        self._execution = None
+        self._pid = None
+        self._bind = None
+        if not insecure:
+            from market.sandbox.staging import default_staging
+
+            self._bind = stage_runtime(default_staging())
+
+    def freeze_now(self) -> None:
+        """Ask the running slice to freeze at its next back-edge (graceful stop)."""
+        pid = self._pid
+        if pid is None and self._execution is not None and self._execution._transport is not None:
+            pid = self._execution._transport.pid
+        signal_tree(pid, signal.SIGUSR1)
+
+    def pids(self) -> List[int]:
+        ex = self._execution
+        if ex is not None and ex._transport is not None and ex._transport.pid:
+            return descendants(ex._transport.pid)
+        return [self._pid] if self._pid else []
+
+    def run(self, envelope: bytes, source: str, seconds: float, job_id: Optional[int]):
+        """-> Deferred[SliceReport] for one slice of at most ``seconds``."""
+        from market.tasklet import slicemain
+
+        request = slicemain.encode_request(envelope, source, seconds, job_id)
+        if self.insecure:
+            return self._run_unsandboxed(request, seconds)
+        from market.sandbox import Limits, start
+
+        limits = Limits(wall_seconds=seconds + 5.0, cpu_seconds=seconds + 5.0, memory_mb=self.memory_mb,
+                        output_bytes=256 * 1024 * 1024, disk_mb=16, processes=8, files=32)
+        self._execution = start(self.reactor, [self.python, "-I", "-S", "-c", LAUNCH], stdin=request,
+                                limits=limits, binds=[(self._bind, SANDBOX_ROOT)], user=self.user,
+                                level=self.level)
+
+        def done(outcome):
+            self._execution = None
+            return classify(outcome.status, outcome.stdout, outcome.message or outcome.stderr.decode(
+                "utf-8", "replace")[-2000:], outcome.wall_seconds)
+
+        return self._execution.result.addCallback(done)
+
+    def _run_unsandboxed(self, request: bytes, seconds: float):
+        from twisted.internet import defer, protocol
+
+        d = defer.Deferred()
+        runner = self
+
+        class P(protocol.ProcessProtocol):
+            def __init__(self):
+                self.out, self.err = [], []
+
+            def connectionMade(self):
+                self.transport.write(request)
+                self.transport.closeStdin()
+
+            def outReceived(self, data):
+                self.out.append(data)
+
+            def errReceived(self, data):
+                self.err.append(data)
+
+            def processEnded(self, reason):
+                runner._pid = None
+                code = getattr(reason.value, "exitCode", None)
+                status = "ok" if code == 0 else "crash"
+                d.callback(classify(status, b"".join(self.out), b"".join(self.err).decode("utf-8", "replace")[-2000:], 0.0))
+
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        proto = P()
+        transport = self.reactor.spawnProcess(proto, sys.executable, [sys.executable, "-m", "market.tasklet.slicemain"],
+                                              env=env)
+        self._pid = transport.pid
+        return d

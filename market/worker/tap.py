@@ -1,0 +1,65 @@
+"""``twistd worker``: options and the service."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.python import usage
+
+from market.rpcclient import DEFAULT_SERVER
+
+
+class Options(usage.Options):
+    synopsis = "--client ID --token TOKEN [options]"
+    optFlags = [
+        ["idle-only", None, "ask for work only while this machine is idle"],
+        ["insecure-no-sandbox", None, "run jobs WITHOUT isolation when no sandbox is available (trusted jobs only)"],
+        ["once", None, "stop after the first finished lease (tests, demos)"],
+    ]
+    optParameters = [
+        ["server", None, os.environ.get("MARKET_SERVER", DEFAULT_SERVER), "the market's XML-RPC URL"],
+        ["client", None, None, "this client's id (from: market client register)"],
+        ["token", None, None, "this client's token (or $MARKET_CLIENT_TOKEN)"],
+        ["token-file", None, None, "read the token from this file"],
+        ["slice", None, 60.0, "slice length to propose, seconds", float],
+        ["cpu", None, 100, "CPU share for jobs, percent of one core (1-100)", int],
+        ["sandbox", None, "auto", "auto | full | degraded"],
+        ["user", None, None, "unprivileged user that runs jobs (required when started as root)"],
+        ["memory", None, 512, "memory limit per slice, MB", int],
+        ["python", None, "/usr/bin/python3", "interpreter that runs jobs inside the sandbox"],
+    ]
+
+    def postOptions(self):
+        if self["client"] is None:
+            raise usage.UsageError("--client ID is required (register one with: market client register ACCOUNT)")
+        try:
+            self["client"] = int(self["client"])
+        except ValueError:
+            raise usage.UsageError("--client must be a number")
+        token = self["token"] or os.environ.get("MARKET_CLIENT_TOKEN")
+        if self["token-file"]:
+            try:
+                with open(self["token-file"]) as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(f"cannot read --token-file: {e.strerror}")
+        if not token:
+            raise usage.UsageError("--token TOKEN is required (it was printed once by: market client register)")
+        self["token"] = token
+        if self["sandbox"] not in ("auto", "full", "degraded"):
+            raise usage.UsageError("--sandbox must be auto, full or degraded")
+        if not 1 <= self["cpu"] <= 100:
+            raise usage.UsageError("--cpu must be between 1 and 100")
+        if self["slice"] <= 0:
+            raise usage.UsageError("--slice must be more than 0")
+
+
+def makeService(options):
+    from market.worker.service import WorkerService
+
+    return WorkerService(
+        server=options["server"], client_id=options["client"], token=options["token"],
+        slice_seconds=options["slice"], cpu_percent=options["cpu"], idle_only=bool(options["idle-only"]),
+        sandbox_mode=options["sandbox"], insecure=bool(options["insecure-no-sandbox"]), user=options["user"],
+        memory_mb=options["memory"], python=options["python"], once=bool(options["once"]),
+    )

@@ -1,0 +1,50 @@
+"""Building market states in a real store for tests (accounts, tokens, clients, speeds, jobs)."""
+
+from __future__ import annotations
+
+import time
+
+from market import credentials
+from market.store import accounts as sql
+from market.store import clients as csql
+from market.store import jobs as jsql
+from market.tasklet.envelope import RUNTIME_VERSION, Header, make_envelope, source_hash
+
+SOURCE = "def main(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n"
+
+
+def account(db, name, grant=10_000):
+    """(account id, API token)."""
+    token, digest = credentials.new_token()
+
+    def work(tx):
+        account_id = sql.create_account(tx, name, f"{name}@example.org", "x", time.time(), None, grant)
+        sql.set_api_token_hash(tx, account_id, digest)
+        return account_id
+
+    return db.transact(work), token
+
+
+def client(db, account_id, name, speed=None):
+    """(client id, token), with a fresh speed measurement when ``speed`` is given."""
+    token, digest = credentials.new_token()
+    client_id = db.transact(csql.register_client, account_id, name, digest, time.time())
+    if speed is not None:
+        db.transact(csql.record_speed, client_id, int(speed * 10), 10.0, time.time())
+    return client_id, token
+
+
+def fake_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main") -> bytes:
+    """An envelope with an opaque payload: enough for the server, which never decodes payloads."""
+    return make_envelope(Header(source_hash(source), entry, seq, RUNTIME_VERSION, "test", 0), payload)
+
+
+def job(db, account_id, price, name="job", source=SOURCE, submitted_at=None):
+    now = time.time() if submitted_at is None else submitted_at
+
+    def work(tx):
+        job_id = jsql.create_job(tx, account_id, name, price, source, "main", now)
+        jsql.init_job(tx, account_id, job_id, fake_state(source), now)
+        return job_id
+
+    return db.transact(work)
