@@ -1,0 +1,579 @@
+"""Compile a job module into resumable Python.
+
+Normal path: the job's functions stay ordinary Python with real locals and
+native loops.  The only additions are
+
+* ``if _tk_F: _tk_pause(name, point, _tk_locals())`` at the top of every loop
+  body and at function entry (so loop-free recursion stops too); ``_tk_F`` is
+  one module global that the slice timer (or a forced budget) sets;
+* every call to another job function is hoisted into its own statement
+  ``_tk_tN = f(...)`` inside a ``try`` whose ``except _tk_Suspend`` records
+  (function, point, locals) and re-raises - zero cost until it happens;
+* ``for`` loops keep their iterable and iterator in ``_tk_sN``/``_tk_iN``
+  so the position can be read when (and only when) the job is frozen.
+
+Resume path: for a (function, point) the compiler builds, lazily, a
+continuation function "the rest of the function from here", structurally
+from the transformed tree: the rest of each enclosing block, then the
+enclosing loop re-entered with its restored iterator.  A continuation is made
+of the same statements (same points, same capture code), so it can itself be
+suspended and resumed.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import types
+from typing import Any, Dict, List, Optional, Tuple
+
+from .validator import JobRefused, ModuleInfo, check_module, local_names
+
+__all__ = ["JOB_FILENAME", "CompiledJob", "FunctionInfo", "PointInfo", "compile_job"]
+
+JOB_FILENAME = "<job>"
+
+
+class PointInfo:
+    """A place where a frame can be suspended."""
+
+    __slots__ = ("number", "kind", "path", "loops", "temp", "live")
+
+    def __init__(self, number, kind, path, loops, temp=None, live=()):
+        self.number = number
+        self.kind = kind        # 'entry' | 'loop' | 'call'
+        self.path = path        # [(index, field or None), ...] from the function body
+        self.loops = loops      # ids of the for-loops whose iterators are live here
+        self.temp = temp        # call points: temporary receiving the return value
+        self.live = tuple(live)  # call points: temporaries computed earlier in the statement
+
+
+class FunctionInfo:
+    """A transformed job function and its suspension points."""
+
+    def __init__(self, name: str, node: ast.FunctionDef, user_names, temps, points):
+        self.name = name
+        self.node = node
+        self.user_names = frozenset(user_names)
+        self.temps = frozenset(temps)
+        self.points: Dict[int, PointInfo] = points
+
+
+def _parse_stmt(text: str) -> ast.stmt:
+    return ast.parse(text).body[0]
+
+
+def _stamp(node: ast.AST, src: ast.AST) -> ast.AST:
+    """Give every node of a generated fragment the location of ``src``."""
+    for n in ast.walk(node):
+        if "lineno" in n._attributes:
+            n.lineno = src.lineno
+            n.col_offset = getattr(src, "col_offset", 0)
+            n.end_lineno = getattr(src, "end_lineno", src.lineno)
+            n.end_col_offset = getattr(src, "end_col_offset", 0)
+    return node
+
+
+def _name(ident: str, src: ast.AST, store: bool = False) -> ast.Name:
+    return _stamp(ast.Name(id=ident, ctx=ast.Store() if store else ast.Load()), src)
+
+
+def _assign(ident: str, value: ast.expr, src: ast.AST) -> ast.Assign:
+    node = ast.Assign(targets=[_name(ident, src, store=True)], value=value)
+    node.lineno = src.lineno
+    node.col_offset = getattr(src, "col_offset", 0)
+    node.end_lineno = getattr(src, "end_lineno", src.lineno)
+    node.end_col_offset = getattr(src, "end_col_offset", 0)
+    if hasattr(ast.Assign, "type_comment") or "type_comment" in ast.Assign._fields:
+        node.type_comment = None
+    return node
+
+
+def _const_assign(ident: str, value, src: ast.AST) -> ast.Assign:
+    return _assign(ident, _stamp(ast.Constant(value=value), src), src)
+
+
+class _FunctionTransformer:
+    """Rewrites one job function for suspension (see module docstring)."""
+
+    def __init__(self, fn: ast.FunctionDef, job_functions) -> None:
+        self.fn = copy.deepcopy(fn)
+        self.name = fn.name
+        self.job_functions = job_functions
+        self.next_point = 1
+        self.next_temp = 0
+        self.next_loop = 0
+        self.next_flag = 0
+        self.temps: List[str] = []
+        self.pre: List[ast.stmt] = []
+        self.live: List[str] = []
+        self.walrus = False
+
+    def run(self) -> FunctionInfo:
+        fn = self.fn
+        user_names = local_names(fn)
+        entry = _stamp(_parse_stmt("if _tk_F: _tk_pause(%r, 0, _tk_locals())" % self.name), fn)
+        entry._tk_entry = True
+        fn.body = [entry] + self.block(fn.body)
+        fn.decorator_list = []
+        points = _index_points(fn)
+        names = user_names | set(self.temps)
+        return FunctionInfo(self.name, fn, user_names, names - user_names, points)
+
+    # -- statements -----------------------------------------------------------
+
+    def block(self, stmts) -> List[ast.stmt]:
+        out: List[ast.stmt] = []
+        for s in stmts:
+            out.extend(self.stmt(s))
+        return out
+
+    def check(self, point: int, src: ast.AST) -> ast.stmt:
+        return _stamp(_parse_stmt("if _tk_F: _tk_pause(%r, %d, _tk_locals())"
+                                  % (self.name, point)), src)
+
+    def stmt(self, s: ast.stmt) -> List[ast.stmt]:
+        self.pre, self.live = [], []
+        self.walrus = any(isinstance(n, ast.NamedExpr) for n in ast.walk(s)) \
+            if not isinstance(s, (ast.For, ast.While, ast.If, ast.Try)) else False
+        if isinstance(s, ast.For):
+            it = self.lin(s.iter)
+            pre = self.pre
+            k = self.next_loop
+            self.next_loop += 1
+            p = self.new_point()
+            seq, itn = "_tk_s%d" % k, "_tk_i%d" % k
+            setup = [_assign(seq, it, s.iter),
+                     _assign(itn, _stamp(ast.Call(func=ast.Name(id="_tk_iter", ctx=ast.Load()),
+                                                  args=[_name(seq, s.iter)], keywords=[]),
+                                         s.iter), s.iter)]
+            s.iter = _name(itn, s.iter)
+            s.body = [self.check(p, s)] + self.block(s.body)
+            s.orelse = self.block(s.orelse)
+            s._tk_point, s._tk_loop = p, k
+            return pre + setup + [s]
+        if isinstance(s, ast.While):
+            p = self.new_point()
+            s.body = [self.check(p, s)] + self.block(s.body)
+            s.orelse = self.block(s.orelse)
+            s._tk_point, s._tk_loop = p, None
+            return [s]
+        if isinstance(s, ast.If):
+            s.test = self.lin(s.test)
+            pre = self.pre
+            s.body = self.block(s.body)
+            s.orelse = self.block(s.orelse)
+            return pre + [s]
+        if isinstance(s, ast.Try):
+            return self.try_(s)
+        if isinstance(s, ast.Expr) and self.is_job_call(s.value):
+            self.lin_slots(_slots(s.value))
+            return self.pre + [self.call_point(s.value, None, s)]
+        for field in ("value", "test", "exc", "cause"):
+            child = getattr(s, field, None)
+            if isinstance(child, ast.expr) and self.has_call(child):
+                setattr(s, field, self.lin(child))
+        return self.pre + [s]
+
+    def try_(self, s: ast.Try) -> List[ast.stmt]:
+        body = self.block(s.body)
+        orelse = self.block(s.orelse)
+        handlers = s.handlers
+        # A handler that can catch BaseException must not swallow a suspension.
+        if any(h.type is None or (isinstance(h.type, ast.Name) and h.type.id == "BaseException")
+               or (isinstance(h.type, ast.Tuple) and any(
+                   isinstance(e, ast.Name) and e.id == "BaseException" for e in h.type.elts))
+               for h in handlers):
+            guard = _stamp(_parse_stmt("try:\n pass\nexcept _tk_Suspend:\n raise").handlers[0], s)
+            handlers = [guard] + handlers
+        if not s.finalbody:
+            s.body, s.handlers, s.orelse = body, handlers, orelse
+            return [s]
+        # A suspension must not run the job's finally block: it runs when the
+        # job really leaves the block, possibly slices later.
+        flag = "_tk_f%d" % self.next_flag
+        self.next_flag += 1
+        if handlers or orelse:
+            inner = ast.Try(body=body, handlers=handlers, orelse=orelse, finalbody=[])
+            ast.copy_location(inner, s)
+            inner.end_lineno = getattr(s, "end_lineno", s.lineno)
+            inner.end_col_offset = getattr(s, "end_col_offset", 0)
+            body = [inner]
+        outer = _stamp(_parse_stmt("try:\n pass\nexcept _tk_Suspend:\n %s = True\n raise\n"
+                                   "finally:\n if not %s:\n  pass" % (flag, flag)), s)
+        outer.body = body
+        outer.finalbody[0].body = s.finalbody
+        outer._tk_fin = flag
+        return [_const_assign(flag, False, s), outer]
+
+    # -- expressions: hoist job calls in evaluation order ---------------------
+
+    def new_point(self) -> int:
+        p = self.next_point
+        self.next_point += 1
+        return p
+
+    def new_temp(self) -> str:
+        t = "_tk_t%d" % self.next_temp
+        self.next_temp += 1
+        self.temps.append(t)
+        return t
+
+    def is_job_call(self, e) -> bool:
+        return (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)
+                and e.func.id in self.job_functions)
+
+    def has_call(self, e) -> bool:
+        return any(self.is_job_call(n) for n in ast.walk(e))
+
+    def stable(self, e) -> bool:
+        # Job functions cannot rebind a caller's locals or any global (no
+        # closures, no 'global'), so names keep their value across the call.
+        return isinstance(e, ast.Constant) or (isinstance(e, ast.Name) and not self.walrus)
+
+    def lin(self, e: ast.expr) -> ast.expr:
+        if not self.has_call(e):
+            return e
+        self.lin_slots(_slots(e))
+        if self.is_job_call(e):
+            t = self.new_temp()
+            self.pre.append(self.call_point(e, t, e))
+            self.live.append(t)
+            return _name(t, e)
+        return e
+
+    def lin_slots(self, slots) -> None:
+        with_calls = [i for i, (get, _) in enumerate(slots) if self.has_call(get())]
+        if not with_calls:
+            return
+        last = with_calls[-1]
+        for i, (get, put) in enumerate(slots[:last + 1]):
+            value = self.lin(get())
+            if i < last and not self.stable(value):
+                t = self.new_temp()
+                self.pre.append(_assign(t, value, value))
+                self.live.append(t)
+                value = _name(t, value)
+            put(value)
+
+    def call_point(self, call: ast.Call, temp: Optional[str], src: ast.AST) -> ast.Try:
+        p = self.new_point()
+        node = _stamp(_parse_stmt(
+            "try:\n pass\nexcept _tk_Suspend as _tk_e:\n"
+            " _tk_e.frames.append((%r, %d, _tk_locals()))\n raise" % (self.name, p)), src)
+        if temp is None:
+            stmt = ast.Expr(value=call)
+            ast.copy_location(stmt, src)
+        else:
+            stmt = _assign(temp, call, src)
+        stmt.end_lineno = getattr(src, "end_lineno", src.lineno)
+        stmt.end_col_offset = getattr(src, "end_col_offset", 0)
+        node.body = [stmt]
+        node._tk_point, node._tk_temp, node._tk_live = p, temp, tuple(self.live)
+        return node
+
+
+def _slots(e: ast.expr):
+    """(getter, setter) pairs for ``e``'s sub-expressions in evaluation order."""
+    out = []
+
+    def slot(obj, field, index=None):
+        if index is None:
+            out.append((lambda: getattr(obj, field), lambda v: setattr(obj, field, v)))
+        else:
+            seq = getattr(obj, field)
+            out.append((lambda: seq[index], lambda v: seq.__setitem__(index, v)))
+
+    def items(obj, field):
+        for i, x in enumerate(getattr(obj, field)):
+            if isinstance(x, ast.Starred):
+                slot(x, "value")
+            elif x is not None:
+                slot(obj, field, i)
+
+    if isinstance(e, ast.Call):
+        items(e, "args")
+        for kw in e.keywords:
+            slot(kw, "value")
+    elif isinstance(e, ast.BinOp):
+        slot(e, "left")
+        slot(e, "right")
+    elif isinstance(e, ast.UnaryOp):
+        slot(e, "operand")
+    elif isinstance(e, ast.Compare):
+        slot(e, "left")
+        slot(e, "comparators", 0)
+    elif isinstance(e, ast.Subscript):
+        slot(e, "value")
+        if isinstance(e.slice, ast.Slice):
+            for f in ("lower", "upper", "step"):
+                if getattr(e.slice, f) is not None:
+                    slot(e.slice, f)
+        else:
+            slot(e, "slice")
+    elif isinstance(e, ast.Attribute):
+        slot(e, "value")
+    elif isinstance(e, (ast.Tuple, ast.List, ast.Set)):
+        items(e, "elts")
+    elif isinstance(e, ast.Dict):
+        for i in range(len(e.keys)):
+            if e.keys[i] is not None:
+                slot(e, "keys", i)
+            slot(e, "values", i)
+    elif isinstance(e, ast.JoinedStr):
+        for v in e.values:
+            if isinstance(v, ast.FormattedValue):
+                slot(v, "value")
+    elif isinstance(e, (ast.NamedExpr, ast.Starred)):
+        slot(e, "value")
+    return out
+
+
+def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
+    points = {0: PointInfo(0, "entry", [(0, None)], [])}
+
+    def walk(stmts, prefix, loops):
+        for i, s in enumerate(stmts):
+            p = getattr(s, "_tk_point", None)
+            if isinstance(s, (ast.For, ast.While)):
+                inner = loops + [s._tk_loop] if isinstance(s, ast.For) and \
+                    getattr(s, "_tk_loop", None) is not None else loops
+                if p is not None:
+                    points[p] = PointInfo(p, "loop", prefix + [(i, None)], inner)
+                walk(s.body, prefix + [(i, "body")], inner)
+                walk(s.orelse, prefix + [(i, "orelse")], loops)
+            elif isinstance(s, ast.If):
+                walk(s.body, prefix + [(i, "body")], loops)
+                walk(s.orelse, prefix + [(i, "orelse")], loops)
+            elif isinstance(s, ast.Try):
+                if p is not None:
+                    points[p] = PointInfo(p, "call", prefix + [(i, None)], loops,
+                                          s._tk_temp, s._tk_live)
+                else:
+                    walk(s.body, prefix + [(i, "body")], loops)
+                    walk(s.orelse, prefix + [(i, "orelse")], loops)
+
+    walk(fn.body, [], [])
+    return points
+
+
+# -- continuations ------------------------------------------------------------
+
+def _rewrite_jumps(stmts, flag: str, src) -> List[ast.stmt]:
+    """Retarget this loop level's break/continue at a one-shot wrapper loop."""
+    out = []
+    for s in stmts:
+        if isinstance(s, ast.Continue):
+            out.append(_stamp(ast.Break(), s))
+        elif isinstance(s, ast.Break):
+            out.append(_const_assign(flag, True, s))
+            out.append(_stamp(ast.Break(), s))
+        elif isinstance(s, (ast.For, ast.While)):
+            s = copy.copy(s)
+            s.orelse = _rewrite_jumps(s.orelse, flag, src)  # else runs at the outer level
+            out.append(s)
+        elif isinstance(s, ast.If):
+            s = copy.copy(s)
+            s.body = _rewrite_jumps(s.body, flag, src)
+            s.orelse = _rewrite_jumps(s.orelse, flag, src)
+            out.append(s)
+        elif isinstance(s, ast.Try):
+            s = copy.copy(s)
+            s.body = _rewrite_jumps(s.body, flag, src)
+            s.orelse = _rewrite_jumps(s.orelse, flag, src)
+            s.finalbody = _rewrite_jumps(s.finalbody, flag, src)
+            handlers = []
+            for h in s.handlers:
+                h = copy.copy(h)
+                h.body = _rewrite_jumps(h.body, flag, src)
+                handlers.append(h)
+            s.handlers = handlers
+            out.append(s)
+        else:
+            out.append(s)
+    return out
+
+
+def _has_jump(stmts) -> bool:
+    for s in stmts:
+        if isinstance(s, (ast.Break, ast.Continue)):
+            return True
+        if isinstance(s, (ast.For, ast.While)):
+            if _has_jump(s.orelse):
+                return True
+        elif isinstance(s, ast.If):
+            if _has_jump(s.body) or _has_jump(s.orelse):
+                return True
+        elif isinstance(s, ast.Try):
+            if (_has_jump(s.body) or _has_jump(s.orelse) or _has_jump(s.finalbody)
+                    or any(_has_jump(h.body) for h in s.handlers)):
+                return True
+    return False
+
+
+class _ContinuationBuilder:
+    def __init__(self, info: FunctionInfo, point: PointInfo) -> None:
+        self.info = info
+        self.point = point
+
+    def build(self) -> ast.FunctionDef:
+        fn = self.info.node
+        body = self.block(fn.body, self.point.path)
+        restore = []
+        for name in sorted(self.info.user_names | self.info.temps):
+            restore.append(_stamp(_parse_stmt(
+                "if %r in _tk_L: %s = _tk_L[%r]" % (name, name, name)), fn))
+        for k in self.point.loops:
+            restore.append(_stamp(_parse_stmt(
+                "_tk_s%d, _tk_i%d = _tk_thaw_iter(_tk_I[%d])" % (k, k, k)), fn))
+        func = _stamp(_parse_stmt("def %s(_tk_L, _tk_I, _tk_rv): pass" % self.info.name), fn)
+        func.body = restore + body + [_stamp(ast.Pass(), fn)]
+        return func
+
+    def block(self, stmts, path) -> List[ast.stmt]:
+        (i, field), rest = path[0], path[1:]
+        s = stmts[i]
+        head = self.point_head(s) if field is None else self.enter(s, field, rest)
+        return head + list(stmts[i + 1:])
+
+    def point_head(self, s) -> List[ast.stmt]:
+        if getattr(s, "_tk_entry", False):
+            return []
+        if isinstance(s, (ast.For, ast.While)):
+            # resume at the top of an iteration: its check already happened
+            return self.loop_wrap(s, s.body[1:])
+        # call point: the callee's return value (or exception) arrives in _tk_rv
+        take = ast.Call(func=ast.Name(id="_tk_take", ctx=ast.Load()),
+                        args=[ast.Name(id="_tk_rv", ctx=ast.Load())], keywords=[])
+        _stamp(take, s.body[0])
+        if s._tk_temp is None:
+            return [ast.copy_location(ast.Expr(value=take), s.body[0])]
+        return [_assign(s._tk_temp, take, s.body[0])]
+
+    def enter(self, s, field: str, rest) -> List[ast.stmt]:
+        inner = self.block(getattr(s, field), rest)
+        if isinstance(s, (ast.For, ast.While)):
+            return inner if field == "orelse" else self.loop_wrap(s, inner)
+        if isinstance(s, ast.If):
+            return inner
+        # ast.Try
+        flag = getattr(s, "_tk_fin", None)
+        if field == "body":
+            node = copy.copy(s)
+            node.body = inner
+        elif s.finalbody:
+            node = copy.copy(s)
+            node.body, node.handlers, node.orelse = inner, [], []
+        else:
+            return inner
+        return ([_const_assign(flag, False, s)] if flag else []) + [node]
+
+    def loop_wrap(self, loop, partial) -> List[ast.stmt]:
+        if not _has_jump(partial):
+            return list(partial) + [loop]
+        flag = "_tk_b%d" % loop._tk_point
+        wrapper = _stamp(_parse_stmt("while True:\n pass"), loop)
+        wrapper.body = _rewrite_jumps(partial, flag, loop) + [_stamp(ast.Break(), loop)]
+        reenter = _stamp(_parse_stmt("if not %s:\n pass" % flag), loop)
+        reenter.body = [loop]
+        return [_const_assign(flag, False, loop), wrapper, reenter]
+
+
+# -- the compiled job ---------------------------------------------------------
+
+class CompiledJob:
+    """A validated, transformed job module plus what resuming it needs."""
+
+    def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo) -> None:
+        self.source = source
+        self.entry = entry
+        self.info = info
+        self.is_generator = info.entry_is_generator
+        self.class_names = tuple(info.classes)
+        self.global_names = frozenset(info.global_names)
+        self.functions: Dict[str, FunctionInfo] = {}
+        job_functions = set(info.functions)
+        body = []
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and not (
+                    node.name == entry and self.is_generator):
+                fi = _FunctionTransformer(node, job_functions).run()
+                self.functions[node.name] = fi
+                body.append(fi.node)
+            elif isinstance(node, ast.If):
+                continue  # the __main__ guard
+            else:
+                body.append(node)
+        module = ast.Module(body=body, type_ignores=[])
+        ast.fix_missing_locations(module)
+        self.code = compile(module, JOB_FILENAME, "exec", dont_inherit=True)
+        self._continuations: Dict[Tuple[str, int], types.CodeType] = {}
+        self.signature = _signature(info.functions[entry])
+
+    def continuation_code(self, fname: str, point: int) -> types.CodeType:
+        """Code of "the rest of ``fname`` from ``point``" (built on first use)."""
+        key = (fname, point)
+        code = self._continuations.get(key)
+        if code is None:
+            info = self.functions[fname]
+            func = _ContinuationBuilder(info, info.points[point]).build()
+            module = ast.Module(body=[func], type_ignores=[])
+            ast.fix_missing_locations(module)
+            module_code = compile(module, JOB_FILENAME, "exec", dont_inherit=True)
+            code = next(c for c in module_code.co_consts if isinstance(c, types.CodeType))
+            self._continuations[key] = code
+        return code
+
+    def continuation_source(self, fname: str, point: int) -> str:
+        """Readable source of a continuation (for debugging and docs)."""
+        info = self.functions[fname]
+        func = _ContinuationBuilder(info, info.points[point]).build()
+        return ast.unparse(ast.fix_missing_locations(func))
+
+    def check_arguments(self, args, kwargs) -> None:
+        """Refuse arguments that do not fit the entry function's parameters."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise JobRefused([(self.info.functions[self.entry].lineno,
+                               "arguments do not fit %s(): %s" % (self.entry, exc))]) from None
+        if self.is_generator and "resume" in kwargs:
+            raise JobRefused([(self.info.functions[self.entry].lineno,
+                               "'resume' is passed by the runtime, not by the submitter")])
+
+
+def _signature(fn: ast.FunctionDef) -> inspect.Signature:
+    """The entry's signature, with placeholder defaults (nothing is evaluated)."""
+    P = inspect.Parameter
+    a = fn.args
+    params = []
+    positional = a.posonlyargs + a.args
+    first_default = len(positional) - len(a.defaults)
+    for i, x in enumerate(positional):
+        kind = P.POSITIONAL_ONLY if i < len(a.posonlyargs) else P.POSITIONAL_OR_KEYWORD
+        params.append(P(x.arg, kind, default=None if i >= first_default else P.empty))
+    if a.vararg is not None:
+        params.append(P(a.vararg.arg, P.VAR_POSITIONAL))
+    for x, d in zip(a.kwonlyargs, a.kw_defaults):
+        params.append(P(x.arg, P.KEYWORD_ONLY, default=P.empty if d is None else None))
+    if a.kwarg is not None:
+        params.append(P(a.kwarg.arg, P.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+_CACHE: Dict[Tuple[str, str], CompiledJob] = {}
+_CACHE_SIZE = 16
+
+
+def compile_job(source: str, entry: str) -> CompiledJob:
+    """Validate and compile ``source``; raises JobRefused.  Cached per process."""
+    key = (source, entry)
+    job = _CACHE.get(key)
+    if job is None:
+        tree, info = check_module(source, entry)
+        job = CompiledJob(source, entry, tree, info)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = job
+    return job

@@ -1,0 +1,140 @@
+"""The frozen-state envelope: the one place that knows its layout.
+
+Layout (all integers big-endian)::
+
+    b"MKTS"                magic
+    u16                    format version (FORMAT_VERSION)
+    u32                    header length H
+    H bytes                header: UTF-8 JSON object, sorted keys
+    payload_length bytes   payload (codec-encoded state)
+    32 bytes               sha256 of everything before it
+
+Header fields: ``source_sha256`` (hex), ``entry`` (function name), ``seq``
+(sequence number), ``runtime`` (runtime version that made it), ``codec``
+(codec name), ``payload_length``, and optionally ``job_id``.
+
+The checksum catches truncation and corruption; it is not a signature (the
+server's database is the authority on which state is committed).  Reading an
+envelope never decodes the payload, never imports and never executes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import NamedTuple, Optional, Tuple
+
+__all__ = ["EnvelopeError", "Header", "FORMAT_VERSION", "RUNTIME_VERSION", "source_hash",
+           "make_envelope", "read_header", "open_envelope"]
+
+MAGIC = b"MKTS"
+FORMAT_VERSION = 1
+# Bumped whenever the compiler's numbering of resume points or the state
+# layout changes: a state is only resumed by the runtime that made it.
+RUNTIME_VERSION = "tasklet-1"
+_PREFIX = struct.Struct(">4sHI")
+_MAX_HEADER = 64 * 1024
+_DIGEST = 32
+
+
+class EnvelopeError(ValueError):
+    """The envelope is truncated, tampered with, of another version or job."""
+
+
+class Header(NamedTuple):
+    """What an envelope says about the state it carries."""
+
+    source_sha256: str
+    entry: str
+    seq: int
+    runtime: str
+    codec: str
+    payload_length: int
+    job_id: Optional[int] = None
+
+
+def source_hash(source: str) -> str:
+    """Hex sha256 of a job's source text (UTF-8)."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def make_envelope(header: Header, payload: bytes) -> bytes:
+    """Wrap ``payload``; ``header.payload_length`` is filled in here."""
+    fields = header._replace(payload_length=len(payload))._asdict()
+    raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)) + raw + payload
+    return body + hashlib.sha256(body).digest()
+
+
+def read_header(data: bytes) -> Header:
+    """Check structure, version and checksum; return the header.
+
+    The payload is not decoded.  Raises :class:`EnvelopeError`.
+    """
+    header, _ = _split(data)
+    return header
+
+
+def open_envelope(data: bytes, source: str) -> Tuple[Header, bytes]:
+    """Like :func:`read_header`, and also check that it belongs to ``source``."""
+    header, payload = _split(data)
+    if header.source_sha256 != source_hash(source):
+        raise EnvelopeError("this state belongs to another job source (source sha256 %s..., "
+                            "given source %s...)" % (header.source_sha256[:12],
+                                                      source_hash(source)[:12]))
+    return header, payload
+
+
+def _split(data: bytes) -> Tuple[Header, bytes]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EnvelopeError("a state must be bytes, not %s" % type(data).__name__)
+    data = bytes(data)
+    if len(data) < _PREFIX.size + _DIGEST:
+        raise EnvelopeError("state truncated: %d bytes is shorter than any envelope" % len(data))
+    magic, version, hlen = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise EnvelopeError("not a frozen job state (bad magic)")
+    if version != FORMAT_VERSION:
+        raise EnvelopeError("state format version %d is not supported (this runtime reads "
+                            "version %d)" % (version, FORMAT_VERSION))
+    if hlen > _MAX_HEADER or _PREFIX.size + hlen + _DIGEST > len(data):
+        raise EnvelopeError("state truncated or corrupt: header length %d" % hlen)
+    body, digest = data[:-_DIGEST], data[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise EnvelopeError("state checksum mismatch: the state was truncated or altered")
+    try:
+        fields = json.loads(data[_PREFIX.size:_PREFIX.size + hlen].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise EnvelopeError("state header is not valid JSON") from None
+    header = _header_from(fields)
+    payload = body[_PREFIX.size + hlen:]
+    if len(payload) != header.payload_length:
+        raise EnvelopeError("state payload is %d bytes, header says %d"
+                            % (len(payload), header.payload_length))
+    if header.runtime != RUNTIME_VERSION:
+        raise EnvelopeError("state made by runtime %r; this worker runs %r"
+                            % (header.runtime, RUNTIME_VERSION))
+    return header, payload
+
+
+_TYPES = {"source_sha256": str, "entry": str, "seq": int, "runtime": str, "codec": str,
+          "payload_length": int}
+
+
+def _header_from(fields) -> Header:
+    if not isinstance(fields, dict):
+        raise EnvelopeError("state header must be a JSON object")
+    for name, kind in _TYPES.items():
+        value = fields.get(name)
+        if type(value) is not kind:
+            raise EnvelopeError("state header field %r missing or not a %s" % (name, kind.__name__))
+    job_id = fields.get("job_id")
+    if job_id is not None and type(job_id) is not int:
+        raise EnvelopeError("state header field 'job_id' must be an integer")
+    if fields["seq"] < 0 or fields["payload_length"] < 0:
+        raise EnvelopeError("state header has a negative number")
+    extra = set(fields) - set(_TYPES) - {"job_id"}
+    if extra:
+        raise EnvelopeError("state header has unknown fields: %s" % ", ".join(sorted(extra)))
+    return Header(**{k: fields.get(k) for k in Header._fields})

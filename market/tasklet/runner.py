@@ -1,0 +1,377 @@
+"""Run one slice of a job: thaw, run until the slice ends, freeze.
+
+The frozen state (codec-encoded plain data inside an envelope) is one of::
+
+    {"kind": "call",   "args": [...], "kwargs": {...}, "progress": p}      # not started
+    {"kind": "frames", "frames": [[fname, point, locals, iterators], ...],  # innermost first
+     "globals": {...}, "progress": p}
+    {"kind": "gen",    "args": [...], "kwargs": {...}, "started": bool,
+     "resume": <last yielded state>, "globals": {...}, "progress": p}
+
+``globals`` holds the module-level containers and instances (lists, dicts,
+sets, job-class instances...) because jobs may mutate them; everything else at
+module level is recomputed by re-running the module's top level each slice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import itertools
+import operator
+import signal
+import threading
+import time
+import traceback
+import types
+from typing import Any, Dict, NamedTuple, Optional
+
+from . import codec
+from .compiler import JOB_FILENAME, CompiledJob, compile_job
+from .envelope import (RUNTIME_VERSION, EnvelopeError, Header, make_envelope, open_envelope,
+                       source_hash)
+
+__all__ = ["SliceOutcome", "start", "run_slice"]
+
+_MUTABLE = (list, dict, set, bytearray, collections.deque, collections.Counter,
+            collections.OrderedDict, collections.defaultdict)
+
+
+class SliceOutcome(NamedTuple):
+    """What one slice produced (see :func:`run_slice`)."""
+
+    envelope: Optional[bytes]
+    finished: bool
+    result: Optional[bytes]
+    error: Optional[str]
+    progress: Optional[float]
+    stats: Dict[str, Any]
+
+
+class _Suspend(BaseException):
+    """Unwinds the job's stack; every frame adds (function, point, locals)."""
+
+    def __init__(self) -> None:
+        self.frames = []
+        self.pending = []  # frames of an earlier state not yet resumed
+
+
+class _Raised:
+    """Carries a callee's exception into its caller's continuation."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _take(value):
+    if type(value) is _Raised:
+        raise value.exc
+    return value
+
+
+def _thaw_iter(desc):
+    kind = desc[0]
+    if kind == "range":
+        seq = range(desc[1], desc[2], desc[3])
+        return seq, iter(seq)
+    if kind == "seq":
+        seq, index = desc[1], desc[2]
+        it = iter(seq)
+        if index:
+            try:
+                it.__setstate__(index)
+            except (AttributeError, TypeError):
+                collections.deque(itertools.islice(it, index), maxlen=0)
+        return seq, it
+    seq = desc[1]  # "rest": the remaining items, taken when the job was frozen
+    return seq, iter(seq)
+
+
+def _freeze_iter(seq, it):
+    t = type(seq)
+    if t is range:
+        index = len(seq) - operator.length_hint(it)
+        return ["range", seq.start + index * seq.step, seq.stop, seq.step]
+    if t is list or t is tuple or t is str or t is bytes:
+        return ["seq", seq, len(seq) - operator.length_hint(it)]
+    return ["rest", list(it)]
+
+
+class _Control:
+    """Per-slice runtime: the flag, the budget, progress, job id."""
+
+    def __init__(self, ns: dict, budget: Optional[int], job_id, progress) -> None:
+        self.ns = ns
+        self.budget = budget
+        self.back_edges = 0
+        self.expired = False
+        self.atomic = True  # while the module's top level runs
+        self.job_id = job_id
+        self.progress = progress
+
+    def pause(self, fname, point, local_vars):
+        if self.atomic:
+            return
+        if self.budget is not None and not self.expired:
+            self.back_edges += 1
+            if self.back_edges < self.budget:
+                return
+        s = _Suspend()
+        s.frames.append((fname, point, local_vars))
+        raise s
+
+    def expire(self, *_ignored) -> None:
+        self.expired = True
+        self.ns["_tk_F"] = True
+
+    def set_progress(self, fraction) -> None:
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("progress() takes a fraction between 0 and 1, got %r" % fraction)
+        self.progress = fraction
+
+    def get_job_id(self):
+        return self.job_id
+
+
+def _namespace(job: CompiledJob, ctl: _Control) -> dict:
+    ns = {
+        "__name__": "__job__", "__builtins__": builtins,
+        "_tk_F": False, "_tk_pause": ctl.pause, "_tk_locals": builtins.locals,
+        "_tk_iter": builtins.iter, "_tk_Suspend": _Suspend, "_tk_take": _take,
+        "_tk_thaw_iter": _thaw_iter,
+        "progress": ctl.set_progress, "job_id": ctl.get_job_id,
+    }
+    ctl.ns = ns
+    exec(job.code, ns)
+    return ns
+
+
+def _classes(job: CompiledJob, ns: dict) -> Dict[str, type]:
+    return {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
+
+
+def _arm_timer(seconds: float, ctl: _Control):
+    """Set the flag when the slice ends; returns the disarm function."""
+    if seconds <= 0:
+        ctl.expire()
+        return lambda: None
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGALRM, ctl.expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+        def disarm():
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return disarm
+    timer = threading.Timer(seconds, ctl.expire)
+    timer.daemon = True
+    timer.start()
+    return timer.cancel
+
+
+def _describe_error(exc: BaseException) -> str:
+    line, func = None, None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == JOB_FILENAME:
+            line, func = lineno, frame.f_code.co_name
+    where = " (line %d in %s)" % (line, func) if line is not None else ""
+    return "%s: %s%s" % (type(exc).__name__, exc, where)
+
+
+def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[int] = None) -> bytes:
+    """Validate the job and build its state #0 (nothing of the job runs)."""
+    job = compile_job(source, entry)
+    args, kwargs = list(args or []), dict(kwargs or {})
+    job.check_arguments(args, kwargs)
+    state = {"kind": "gen" if job.is_generator else "call", "args": args, "kwargs": kwargs,
+             "progress": None}
+    if job.is_generator:
+        state.update(started=False, resume=None, globals={})
+    try:
+        payload = codec.encode(state)
+    except codec.CodecError as exc:
+        from .validator import JobRefused
+        raise JobRefused([(0, "arguments must be plain data: %s" % exc)]) from None
+    header = Header(source_hash(source), entry, 0, RUNTIME_VERSION, codec.NAME, 0, job_id)
+    return make_envelope(header, payload)
+
+
+def _check_state(state, job: CompiledJob) -> None:
+    """Refuse a decoded state that this job could not have produced."""
+    def bad(why):
+        raise EnvelopeError("state does not fit this job: %s" % why)
+    if type(state) is not dict or state.get("kind") not in ("call", "frames", "gen"):
+        bad("unknown state kind")
+    kind = state["kind"]
+    if (kind == "gen") != job.is_generator:
+        bad("generator state for a plain job or the reverse")
+    if kind in ("call", "gen"):
+        if type(state.get("args")) is not list or type(state.get("kwargs")) is not dict:
+            bad("arguments")
+        if not all(type(k) is str for k in state["kwargs"]):
+            bad("keyword names")
+    if kind in ("frames", "gen"):
+        g = state.get("globals")
+        if type(g) is not dict or not set(g) <= job.global_names:
+            bad("module globals")
+    if kind == "frames":
+        frames = state.get("frames")
+        if type(frames) is not list or not frames:
+            bad("no frames")
+        for fr in frames:
+            if type(fr) is not list or len(fr) != 4:
+                bad("frame layout")
+            fname, point, local_vars, iters = fr
+            info = job.functions.get(fname) if type(fname) is str else None
+            if info is None or type(point) is not int or point not in info.points:
+                bad("unknown resume point")
+            if type(local_vars) is not dict or not set(local_vars) <= (info.user_names | info.temps):
+                bad("unknown local variables in %s" % fname)
+            loops = info.points[point].loops
+            if type(iters) is not dict or set(iters) != set(loops):
+                bad("loop positions in %s" % fname)
+            for d in iters.values():
+                if not (type(d) is list and d and d[0] in ("range", "seq", "rest")):
+                    bad("loop position")
+                if d[0] == "range" and not (len(d) == 4 and all(type(x) is int for x in d[1:])
+                                            and d[3] != 0):
+                    bad("range position")
+                if d[0] == "seq" and not (len(d) == 3 and type(d[1]) in (list, tuple, str, bytes)
+                                          and type(d[2]) is int and d[2] >= 0):
+                    bad("sequence position")
+                if d[0] == "rest" and not (len(d) == 2 and type(d[1]) is list):
+                    bad("remaining items")
+        for fr in frames[1:]:
+            if job.functions[fr[0]].points[fr[1]].kind != "call":
+                bad("an outer frame is not at a call")
+    p = state.get("progress")
+    if p is not None and type(p) is not float:
+        bad("progress")
+
+
+def _resume(job: CompiledJob, ns: dict, frames) -> Any:
+    value, raised = None, None
+    for i, (fname, point, local_vars, iters) in enumerate(frames):
+        k = types.FunctionType(job.continuation_code(fname, point), ns, fname)
+        try:
+            value = k(local_vars, iters, _Raised(raised) if raised is not None else value)
+            raised = None
+        except _Suspend as s:
+            s.pending = frames[i + 1:]
+            raise
+        except Exception as exc:  # delivered to the caller's frame
+            raised = exc
+    if raised is not None:
+        raise raised
+    return value
+
+
+def _freeze_frames(job: CompiledJob, s: _Suspend):
+    frames = []
+    for fname, point, local_vars in s.frames:
+        info = job.functions[fname]
+        pi = info.points[point]
+        keep = info.user_names.union(pi.live)
+        clean = {k: v for k, v in local_vars.items() if k in keep}
+        iters = {k: _freeze_iter(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k])
+                 for k in pi.loops}
+        frames.append([fname, point, clean, iters])
+    return frames + list(s.pending)
+
+
+def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[int] = None,
+              job_id=None) -> SliceOutcome:
+    """Thaw the state in ``envelope``, run it for ``seconds``, freeze it again.
+
+    ``budget`` forces a suspension after that many back-edges (loop
+    iterations and job-function entries; for generator jobs: yields).
+    Raises EnvelopeError (nothing of the job ran) or JobRefused.
+    """
+    t0 = time.perf_counter()
+    header, payload = open_envelope(envelope, source)
+    job = compile_job(source, header.entry)
+    if job_id is None:
+        job_id = header.job_id
+    ctl = _Control({}, budget if budget is None else max(1, int(budget)), job_id, None)
+    stats = {"wall_seconds": 0.0, "suspensions": 0, "back_edges": None, "frames": 0,
+             "resumed_frames": 0}
+
+    def outcome(env=None, finished=False, result=None, error=None):
+        stats["wall_seconds"] = time.perf_counter() - t0
+        if budget is not None:
+            stats["back_edges"] = ctl.back_edges
+        return SliceOutcome(env, finished, result, error, ctl.progress, stats)
+
+    try:
+        ns = _namespace(job, ctl)
+    except Exception as exc:
+        return outcome(finished=True, error=_describe_error(exc))
+    classes = _classes(job, ns)
+    try:
+        state = codec.decode(payload, classes)
+    except codec.CodecError as exc:
+        raise EnvelopeError("state payload cannot be decoded: %s" % exc) from None
+    _check_state(state, job)
+    ctl.progress = state.get("progress")
+    ns.update(state.get("globals", {}))
+    ctl.atomic = job.is_generator  # generator jobs stop at their yields only
+    if budget is not None:
+        ns["_tk_F"] = True  # every back-edge calls pause(), which counts
+    disarm = _arm_timer(seconds, ctl)
+    new_state = None
+    try:
+        try:
+            if state["kind"] == "call":
+                value = ns[job.entry](*state["args"], **state["kwargs"])
+            elif state["kind"] == "frames":
+                stats["resumed_frames"] = len(state["frames"])
+                value = _resume(job, ns, state["frames"])
+            else:
+                value, new_state = _run_generator(job, ns, ctl, state, budget)
+        finally:
+            disarm()
+            ns["_tk_F"] = False
+    except _Suspend as s:
+        new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
+    except Exception as exc:
+        return outcome(finished=True, error=_describe_error(exc))
+    if new_state is None:
+        try:
+            result = codec.encode(value, classes)
+        except codec.CodecError as exc:
+            return outcome(finished=True, error="cannot encode the job's result: %s" % exc)
+        return outcome(finished=True, result=result)
+    new_state["globals"] = {k: ns[k] for k in sorted(job.global_names)
+                            if k in ns and (isinstance(ns[k], _MUTABLE)
+                                            or type(ns[k]).__name__ in classes)}
+    new_state["progress"] = ctl.progress
+    stats["suspensions"] = 1
+    stats["frames"] = len(new_state.get("frames", ()))
+    try:
+        payload = codec.encode(new_state, classes)
+    except codec.CodecError as exc:
+        return outcome(finished=True, error="cannot freeze the job's state: %s" % exc)
+    header = header._replace(seq=header.seq + 1, job_id=job_id)
+    return outcome(env=make_envelope(header, payload))
+
+
+def _run_generator(job: CompiledJob, ns: dict, ctl: _Control, state, budget):
+    kwargs = dict(state["kwargs"])
+    if state["started"]:
+        kwargs["resume"] = state["resume"]
+    gen = ns[job.entry](*state["args"], **kwargs)
+    yields = 0
+    while True:
+        try:
+            checkpoint = next(gen)
+        except StopIteration as stop:
+            return stop.value, None
+        yields += 1
+        if ctl.expired or (budget is not None and yields >= budget):
+            if budget is not None:
+                ctl.back_edges = yields
+            return None, {"kind": "gen", "args": state["args"], "kwargs": state["kwargs"],
+                          "started": True, "resume": checkpoint}

@@ -1,0 +1,501 @@
+"""Static checks that keep a job module inside the resumable subset.
+
+The validator is about resumability and clear errors, not security (the
+sandbox is the security boundary): everything it refuses is something the
+runtime could not freeze and resume exactly.  Every problem carries the line
+number of the construct and a reason in plain words.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from typing import Dict, List, Optional, Set, Tuple
+
+__all__ = ["JobRefused", "ModuleInfo", "check_module", "ALLOWED_MODULES", "RESERVED_PREFIX"]
+
+# Pure, deterministic stdlib modules whose objects either are plain data or
+# only live inside one atomic call.  ``random`` is deliberately absent: its
+# generator state would not travel with the frozen state.
+ALLOWED_MODULES = frozenset({
+    "math", "cmath", "itertools", "functools", "collections", "heapq", "bisect", "string",
+    "re", "operator", "statistics", "fractions",
+})
+RESERVED_PREFIX = "_tk_"
+FORBIDDEN_NAMES = frozenset({
+    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "input",
+    "breakpoint", "exit", "quit", "help", "memoryview", "__builtins__", "__loader__",
+    "__spec__", "__file__",
+})
+FORBIDDEN_METHODS = frozenset({
+    "__new__", "__del__", "__getattr__", "__getattribute__", "__setattr__", "__delattr__",
+    "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__init_subclass__",
+    "__class_getitem__", "__set_name__", "__slots__", "__copy__", "__deepcopy__",
+})
+_INJECTED = frozenset({"progress", "job_id"})
+_SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
+
+
+class JobRefused(ValueError):
+    """The job module is outside the supported subset.
+
+    ``problems`` is a sorted list of ``(lineno, reason)``.
+    """
+
+    def __init__(self, problems: List[Tuple[int, str]]) -> None:
+        self.problems = sorted(set(problems))
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        lines = ["job refused (%d problem%s):" % (len(self.problems),
+                                                  "" if len(self.problems) == 1 else "s")]
+        lines += ["  line %d: %s" % (ln, why) for ln, why in self.problems]
+        return "\n".join(lines)
+
+
+class ModuleInfo:
+    """What the compiler needs to know about a validated module."""
+
+    def __init__(self) -> None:
+        self.functions: Dict[str, ast.FunctionDef] = {}
+        self.classes: Dict[str, ast.ClassDef] = {}
+        self.global_names: Set[str] = set()
+        self.entry: Optional[str] = None
+        self.entry_is_generator = False
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and len(name) > 4
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
+def _has_yield(fn: ast.AST) -> bool:
+    return any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _walk_scope(fn.body))
+
+
+def _walk_scope(stmts):
+    """ast.walk over statements, not entering nested function/class scopes."""
+    todo = list(stmts)
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                      ast.Lambda)):
+                todo.append(child)
+
+
+def local_names(fn: ast.FunctionDef) -> Set[str]:
+    """Names bound in ``fn``'s own scope (parameters and assignments)."""
+    a = fn.args
+    names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+    names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
+    todo = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.NamedExpr):
+            names.add(node.target.id)
+        if isinstance(node, _SCOPES):
+            # only the walrus targets and the first iterable escape a comprehension
+            todo.extend(n for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
+            gens = getattr(node, "generators", None)
+            if gens:
+                todo.append(gens[0].iter)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+class _Checker:
+    def __init__(self, tree: ast.Module, entry: str) -> None:
+        self.tree = tree
+        self.entry = entry
+        self.problems: List[Tuple[int, str]] = []
+        self.info = ModuleInfo()
+
+    def refuse(self, node, reason: str) -> None:
+        self.problems.append((getattr(node, "lineno", 1), reason))
+
+    # -- module level ---------------------------------------------------------
+
+    def run(self) -> ModuleInfo:
+        info = self.info
+        for node in self.tree.body:
+            if isinstance(node, ast.FunctionDef):
+                if node.name in info.functions or node.name in info.classes:
+                    self.refuse(node, "%r is defined twice" % node.name)
+                info.functions[node.name] = node
+            elif isinstance(node, ast.ClassDef):
+                if node.name in info.functions or node.name in info.classes:
+                    self.refuse(node, "%r is defined twice" % node.name)
+                info.classes[node.name] = node
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    info.global_names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        clash = info.global_names & (set(info.functions) | set(info.classes))
+        for name in sorted(clash):
+            self.refuse(info.functions.get(name) or info.classes.get(name),
+                        "%r is both a function or class and a module variable" % name)
+        if self.entry not in info.functions:
+            self.refuse(self.tree.body[0] if self.tree.body else None,
+                        "the job module has no top-level function named %r" % self.entry)
+        else:
+            info.entry = self.entry
+            info.entry_is_generator = _has_yield(info.functions[self.entry])
+        for node in self.tree.body:
+            self.module_stmt(node)
+        return info
+
+    def module_stmt(self, node: ast.stmt) -> None:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            return
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name not in ALLOWED_MODULES:
+                    self.refuse(node, "import of %r is not allowed (allowed: %s)"
+                                % (alias.name, ", ".join(sorted(ALLOWED_MODULES))))
+                self.check_name_binding(node, (alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level or node.module not in ALLOWED_MODULES:
+                self.refuse(node, "import from %r is not allowed (allowed: %s)"
+                            % ("." * node.level + (node.module or ""),
+                               ", ".join(sorted(ALLOWED_MODULES))))
+            for alias in node.names:
+                if alias.name == "*":
+                    self.refuse(node, "'import *' is not supported: name what you import")
+                self.check_name_binding(node, alias.asname or alias.name)
+        elif isinstance(node, ast.FunctionDef):
+            self.function(node, method=False)
+        elif isinstance(node, ast.AsyncFunctionDef):
+            self.refuse(node, "async functions are not supported")
+        elif isinstance(node, ast.ClassDef):
+            self.klass(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store))
+                           for n in ast.walk(t)):
+                    self.refuse(node, "top-level assignments may only bind names")
+                self.expr(t, None)
+            if node.value is not None:
+                self.expr(node.value, None)
+        elif _is_main_guard(node):
+            return  # never runs: the job module is not __main__
+        else:
+            self.refuse(node, "only imports, functions, classes and constant assignments may "
+                              "appear at the top level of a job module (found %s)"
+                        % type(node).__name__)
+
+    def check_name_binding(self, node, name: str) -> None:
+        if name.startswith(RESERVED_PREFIX):
+            self.refuse(node, "names starting with %r are reserved for the runtime"
+                        % RESERVED_PREFIX)
+
+    def klass(self, node: ast.ClassDef) -> None:
+        for d in node.decorator_list:
+            self.refuse(d, "class decorators are not supported")
+        for kw in node.keywords:
+            self.refuse(node, "class keywords (metaclass=...) are not supported")
+        for base in node.bases:
+            ok = isinstance(base, ast.Name) and (
+                base.id in self.info.classes or base.id == "object" or (
+                    isinstance(getattr(builtins, base.id, None), type)
+                    and issubclass(getattr(builtins, base.id), Exception)))
+            if not ok:
+                self.refuse(base, "a job class may only derive from object, built-in "
+                                  "exceptions or other classes of the job module")
+        for stmt in node.body:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                continue
+            if isinstance(stmt, ast.Pass):
+                continue
+            if isinstance(stmt, ast.FunctionDef):
+                if stmt.name in FORBIDDEN_METHODS:
+                    self.refuse(stmt, "method %s is not supported in job classes" % stmt.name)
+                self.function(stmt, method=True)
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for t in targets:
+                    if not isinstance(t, ast.Name) or t.id in FORBIDDEN_METHODS:
+                        self.refuse(stmt, "class bodies may only assign plain class constants")
+                if stmt.value is not None:
+                    self.expr(stmt.value, "class bodies cannot call job functions")
+            else:
+                self.refuse(stmt, "class bodies may only hold methods and constants "
+                                  "(found %s)" % type(stmt).__name__)
+
+    # -- functions ------------------------------------------------------------
+
+    def function(self, fn: ast.FunctionDef, method: bool) -> None:
+        info = self.info
+        self.check_name_binding(fn, fn.name)
+        for d in fn.decorator_list:
+            if not (method and isinstance(d, ast.Name)
+                    and d.id in ("staticmethod", "classmethod", "property")):
+                self.refuse(d, "decorators are not supported")
+        a = fn.args
+        for default in a.defaults + [d for d in a.kw_defaults if d is not None]:
+            if isinstance(default, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp,
+                                    ast.SetComp)):
+                self.refuse(default, "mutable default arguments are not kept across slices; "
+                                     "use None and create the value in the function")
+            self.expr(default, None)
+        is_gen = _has_yield(fn)
+        generator_entry = is_gen and not method and fn.name == self.entry
+        if is_gen and not generator_entry:
+            self.refuse(fn, "generators are only supported as the job's entry function "
+                            "(a generator job)")
+        if generator_entry:
+            params = {x.arg for x in a.args + a.kwonlyargs}
+            if "resume" not in params:
+                self.refuse(fn, "a generator job must accept a 'resume' keyword argument "
+                                "(the last state it yielded, None on the first call)")
+        names = local_names(fn)
+        for name in sorted(names):
+            if name.startswith(RESERVED_PREFIX):
+                self.refuse(fn, "names starting with %r are reserved for the runtime"
+                            % RESERVED_PREFIX)
+            elif name in info.functions or name in info.classes:
+                self.refuse(fn, "local variable %r in %s() shadows the job's function or "
+                                "class of that name" % (name, fn.name))
+        ctx = _Ctx(fn, names, method, generator_entry)
+        self.block(fn.body, ctx)
+
+    def block(self, stmts, ctx: "_Ctx") -> None:
+        for s in stmts:
+            self.stmt(s, ctx)
+
+    def stmt(self, s: ast.stmt, ctx: "_Ctx") -> None:
+        no_calls = ctx.no_calls
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            self.refuse(s, "nested functions and classes are not supported (define them at "
+                           "the top level of the module)")
+        elif isinstance(s, (ast.Global, ast.Nonlocal)):
+            self.refuse(s, "'%s' statements are not supported: pass values as arguments "
+                           "and return them" % type(s).__name__.lower())
+        elif isinstance(s, (ast.With, ast.AsyncWith)):
+            self.refuse(s, "'with' statements are not supported")
+        elif isinstance(s, ast.AsyncFor):
+            self.refuse(s, "'async for' is not supported")
+        elif isinstance(s, (ast.Import, ast.ImportFrom)):
+            self.refuse(s, "imports belong at the top of the job module")
+        elif type(s).__name__ in ("Match", "TryStar", "TypeAlias"):
+            self.refuse(s, "'%s' statements are not supported" % type(s).__name__)
+        elif isinstance(s, ast.For):
+            self.target(s.target, ctx)
+            self.expr(s.iter, no_calls, ctx)
+            self.block(s.body, ctx)
+            self.block(s.orelse, ctx)
+        elif isinstance(s, ast.While):
+            self.expr(s.test, no_calls or "a while condition cannot call job functions "
+                                          "(compute it in the loop body)", ctx)
+            self.block(s.body, ctx)
+            self.block(s.orelse, ctx)
+        elif isinstance(s, ast.If):
+            self.expr(s.test, no_calls, ctx)
+            self.block(s.body, ctx)
+            self.block(s.orelse, ctx)
+        elif isinstance(s, ast.Try):
+            self.block(s.body, ctx)
+            inner = ctx.child(no_calls or "except and finally blocks cannot call job functions")
+            for h in s.handlers:
+                if h.type is not None:
+                    self.expr(h.type, inner.no_calls, ctx)
+                if h.name:
+                    self.check_name_binding(h, h.name)
+                self.block(h.body, inner)
+            self.block(s.orelse, ctx)
+            self.block(s.finalbody, inner)
+        elif isinstance(s, ast.Assign):
+            for t in s.targets:
+                self.target(t, ctx)
+            self.expr(s.value, no_calls, ctx)
+        elif isinstance(s, ast.AugAssign):
+            self.target(s.target, ctx)
+            if not isinstance(s.target, ast.Name):
+                self.expr(s.value, no_calls or "augmented assignment to an item or attribute "
+                                               "cannot call a job function on the right "
+                                               "(assign the call to a variable first)", ctx)
+            else:
+                self.expr(s.value, no_calls, ctx)
+        elif isinstance(s, ast.AnnAssign):
+            self.target(s.target, ctx)
+            if s.value is not None:
+                self.expr(s.value, no_calls, ctx)
+        elif isinstance(s, ast.Return):
+            if s.value is not None:
+                self.expr(s.value, no_calls, ctx)
+        elif isinstance(s, ast.Expr):
+            self.expr(s.value, no_calls, ctx)
+        elif isinstance(s, ast.Raise):
+            for e in (s.exc, s.cause):
+                if e is not None:
+                    self.expr(e, no_calls, ctx)
+        elif isinstance(s, ast.Assert):
+            self.expr(s.test, no_calls, ctx)
+            if s.msg is not None:
+                self.expr(s.msg, "an assert message cannot call job functions", ctx)
+        elif isinstance(s, ast.Delete):
+            for t in s.targets:
+                self.target(t, ctx)
+        elif isinstance(s, (ast.Pass, ast.Break, ast.Continue)):
+            pass
+        else:
+            self.refuse(s, "%s statements are not supported" % type(s).__name__)
+
+    def target(self, t: ast.expr, ctx) -> None:
+        self.expr(t, "assignment targets cannot call job functions", ctx)
+
+    # -- expressions ----------------------------------------------------------
+
+    def expr(self, e: ast.AST, no_calls: Optional[str], ctx: "Optional[_Ctx]" = None) -> None:
+        """Check expression ``e``; ``no_calls`` says why job calls are refused here."""
+        funcs = self.info.functions
+        todo = [(e, no_calls, False)]
+        while todo:
+            node, why, is_callee = todo.pop()
+            if isinstance(node, ast.Name):
+                self.name(node, is_callee, ctx)
+                continue
+            if isinstance(node, ast.Attribute):
+                if _is_dunder(node.attr) and not (
+                        node.attr == "__init__" and isinstance(node.value, ast.Call)
+                        and isinstance(node.value.func, ast.Name)
+                        and node.value.func.id == "super"):
+                    self.refuse(node, "dunder attribute access (.%s) is not supported" % node.attr)
+                todo.append((node.value, why, False))
+                continue
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Name) and f.id in funcs:
+                    if why:
+                        self.refuse(node, "call to job function %s(): %s" % (f.id, why))
+                    elif f.id == self.entry and self.info.entry_is_generator:
+                        self.refuse(node, "the generator job %s() cannot be called by the "
+                                          "job itself" % f.id)
+                    elif ctx is not None and ctx.method:
+                        self.refuse(node, "methods of job classes cannot call job functions")
+                    todo.append((f, why, True))
+                else:
+                    if (isinstance(f, ast.Name) and f.id in ("getattr", "setattr", "delattr",
+                                                             "hasattr")
+                            and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+                            and isinstance(node.args[1].value, str)
+                            and _is_dunder(node.args[1].value)):
+                        self.refuse(node, "dunder attribute access via %s() is not supported"
+                                    % f.id)
+                    todo.append((f, why or "the called object is computed by a job "
+                                            "function call", False))
+                for a in node.args:
+                    todo.append((a, why, False))
+                for kw in node.keywords:
+                    todo.append((kw.value, why, False))
+                continue
+            if isinstance(node, ast.Lambda):
+                self.lambda_(node, ctx)
+                continue
+            if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                why = "comprehensions run atomically and cannot call job functions " \
+                      "(use a for loop)"
+                for child in ast.iter_child_nodes(node):
+                    todo.append((child, why, False))
+                continue
+            if isinstance(node, ast.BoolOp):
+                why = why or "job function calls inside 'and'/'or' are not supported " \
+                             "(assign the call to a variable first)"
+            elif isinstance(node, ast.IfExp):
+                why = why or "job function calls inside a conditional expression are not " \
+                             "supported (use an if statement)"
+            elif isinstance(node, ast.Compare) and len(node.comparators) > 1:
+                todo.append((node.left, why, False))
+                todo.append((node.comparators[0], why, False))
+                later = why or "job function calls in later parts of a chained comparison " \
+                               "are not supported"
+                todo.extend((c, later, False) for c in node.comparators[1:])
+                continue
+            elif isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
+                if isinstance(node, ast.Await):
+                    self.refuse(node, "'await' is not supported")
+                elif isinstance(node, ast.YieldFrom):
+                    self.refuse(node, "'yield from' is not supported")
+                elif ctx is None or not ctx.generator_entry:
+                    pass  # reported once for the whole function
+            elif isinstance(node, ast.FormattedValue) and node.format_spec is not None:
+                todo.append((node.value, why, False))
+                todo.append((node.format_spec, why or "format specs cannot call job functions",
+                             False))
+                continue
+            elif type(node).__name__ in ("TemplateStr", "Interpolation"):
+                self.refuse(node, "template strings are not supported")
+            for child in ast.iter_child_nodes(node):
+                todo.append((child, why, False))
+
+    def name(self, node: ast.Name, is_callee: bool, ctx) -> None:
+        ident = node.id
+        if ident in FORBIDDEN_NAMES:
+            self.refuse(node, "%r is not available to jobs" % ident)
+        elif ident.startswith(RESERVED_PREFIX):
+            self.refuse(node, "names starting with %r are reserved for the runtime"
+                        % RESERVED_PREFIX)
+        elif _is_dunder(ident):
+            self.refuse(node, "dunder names (%s) are not supported" % ident)
+        elif ident in self.info.functions and not is_callee and isinstance(node.ctx, ast.Load) \
+                and not (ctx is not None and ident in ctx.names):
+            self.refuse(node, "job function %s can only be called directly, not used as a "
+                              "value (e.g. as a key= or map() callback)" % ident)
+
+    def lambda_(self, node: ast.Lambda, ctx) -> None:
+        a = node.args
+        own = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+        own |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
+        for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
+            self.expr(d, "lambda defaults cannot call job functions", ctx)
+        if ctx is not None:
+            for n in ast.walk(node.body):
+                if isinstance(n, ast.Name) and n.id in ctx.names and n.id not in own:
+                    self.refuse(n, "a lambda may not capture the local variable %r "
+                                   "(pass it as a default: lambda x, %s=%s: ...)"
+                                % (n.id, n.id, n.id))
+        self.expr(node.body, "a lambda runs atomically and cannot call job functions", None)
+
+
+class _Ctx:
+    def __init__(self, fn, names, method, generator_entry, no_calls=None):
+        self.fn = fn
+        self.names = names
+        self.method = method
+        self.generator_entry = generator_entry
+        self.no_calls = no_calls
+
+    def child(self, no_calls):
+        return _Ctx(self.fn, self.names, self.method, self.generator_entry, no_calls)
+
+
+def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
+    """Parse and check a job module; raise :class:`JobRefused` with every problem."""
+    if not isinstance(source, str):
+        raise JobRefused([(0, "the job source must be text")])
+    try:
+        tree = ast.parse(source, filename="<job>")
+    except SyntaxError as exc:
+        raise JobRefused([(exc.lineno or 0, "syntax error: %s" % exc.msg)]) from None
+    except ValueError as exc:  # e.g. NUL bytes
+        raise JobRefused([(0, "cannot parse the job source: %s" % exc)]) from None
+    checker = _Checker(tree, entry)
+    info = checker.run()
+    if checker.problems:
+        raise JobRefused(checker.problems)
+    return tree, info
