@@ -1,0 +1,111 @@
+"""Malformed XML-RPC calls against a real server: always a Fault (or 413), never a 500 or a dead server."""
+
+from __future__ import annotations
+
+import http.client
+import xmlrpc.client
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from market.rpcclient import basic, blocking
+from market.store import Database, upgrade
+from market.store import accounts as sql
+from tests import marketdata as md
+from tests.servers import Market
+
+METHODS = ["job", "init", "request", "state", "result", "price", "status", "cancel", "outcome", "fail", "alive",
+           "whoami", "system.listMethods", "nonexistent", "", "__init__", "_auth"]
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**31, 2**31 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=40) | st.binary(max_size=64).map(xmlrpc.client.Binary),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("hardening")
+    url = f"sqlite:{workdir}/market.sqlite"
+    db = Database(url)
+    upgrade(db)
+    owner, owner_token = md.account(db, "owner")
+    host, _ = md.account(db, "host")
+    cid, ctoken = md.client(db, host, "box", 10.0)
+    md.job(db, owner, 100)
+    m = Market(url, str(workdir), "--window", "0.05", "--threshold", "1").start()
+    yield m, db, {"account": ("account/owner", owner_token), "client": (f"client/{cid}", ctoken)}
+    m.stop()
+    db.close()
+
+
+def post(port, body: bytes, auth: str):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/RPC2", body, {"Content-Type": "text/xml", "Authorization": auth})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def test_random_calls_get_faults_and_the_server_survives(server):
+    market, db, creds = server
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(method=st.sampled_from(METHODS), args=st.lists(values, max_size=5), who=st.sampled_from(["account", "client"]))
+    def check(method, args, who):
+        user, token = creds[who]
+        body = xmlrpc.client.dumps(tuple(args), method or "x", allow_none=True).encode()
+        status, data = post(market.port, body, basic(user, token))
+        assert status == 200, data[:300]
+        try:
+            xmlrpc.client.loads(data)
+        except xmlrpc.client.Fault as f:
+            assert f.faultCode != 99, f.faultString  # never an internal error
+            assert f.faultString and "Traceback" not in f.faultString
+
+    check()
+    assert market.alive()
+    assert db.transact(sql.audit)["balanced"]
+
+
+@pytest.mark.parametrize("body", [b"", b"<", b"not xml at all", b"<?xml version='1.0'?><methodCall>",
+                                  b"<!DOCTYPE x [<!ENTITY a '" + b"a" * 1000 + b"'>]><methodCall><methodName>&a;"
+                                  b"</methodName></methodCall>", b"\x00\xff" * 100])
+def test_garbage_bodies_get_a_fault(server, body):
+    market, _, creds = server
+    status, data = post(market.port, body, basic(*creds["client"]))
+    assert status == 200
+    with pytest.raises(xmlrpc.client.Fault):
+        xmlrpc.client.loads(data)
+    assert market.alive()
+
+
+def test_a_body_over_the_cap_is_refused_with_413_and_a_message(server):
+    market, _, creds = server
+    conn = http.client.HTTPConnection("127.0.0.1", market.port, timeout=30)
+    conn.putrequest("POST", "/RPC2")
+    conn.putheader("Content-Length", str(65 * 1024 * 1024))
+    conn.putheader("Authorization", basic(*creds["client"]))
+    conn.endheaders()
+    chunk = b"x" * (1024 * 1024)
+    try:
+        for _ in range(65):
+            conn.send(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    response = conn.getresponse()
+    assert response.status == 413 and b"MiB" in response.read()
+    assert market.alive()
+
+
+def test_unauthenticated_calls_are_refused(server):
+    market, _, _ = server
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        xmlrpc.client.ServerProxy(market.url).status()
+    assert e.value.faultCode == 2
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        blocking(market.url, "client/notanumber", "x").request(1)
+    assert e.value.faultCode == 2
