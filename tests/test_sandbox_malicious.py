@@ -72,7 +72,8 @@ async def test_fork_bomb_is_capped_by_the_process_limit_and_cleaned_up():
         print(forks)
         """, limits=Limits(processes=16, wall_seconds=10))
     assert outcome.status == "ok"
-    assert 0 < int(outcome.stdout) < 16
+    # Other processes of the same user elsewhere on the host count too (see docs).
+    assert int(outcome.stdout) < 16
     assert outcome.wall_seconds < 5
     await still_works()
 

@@ -74,11 +74,11 @@ def test_binds_cannot_overlay_the_sandbox_layout(tmp_path):
 
 
 def test_landlock_rules_cover_binds_when_enabled(tmp_path):
-    import json
+    import marshal
     argv = build_command([["/usr/bin/true"]], limits=Limits(), user=NOBODY,
                          binds=[(str(tmp_path), "/data")], inner_path="/x/inner.py",
                          layers=Layers(landlock=True, seccomp_filter="/x/f.bpf"))
-    config = json.loads(argv[-1])
+    config = marshal.loads(bytes.fromhex(argv[-1]))
     assert config["landlock"]["/data"] == "rx" and config["landlock"]["/tmp"] == "rw"
     assert config["seccomp"] == "/.sandbox/filter.bpf"
 
@@ -106,3 +106,15 @@ def test_classification_rules():
     assert _classify([{"step": 0, "exec_error": "cannot execute x"}]).status == "crash"
     for killed in ("timeout", "overflow", "abort"):
         assert _classify([], killed=killed).status == killed
+
+
+def test_runner_status_encoding_is_json():
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location(
+        "inner", os.path.join(os.path.dirname(__file__), "..", "market", "sandbox", "inner.py"))
+    inner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(inner)
+    record = {"step": 0, "exec_error": 'no "x" \\ \u00e9\n', "exit": None, "cpu": 0.5,
+              "done": True}
+    assert json.loads(inner.encode(record)) == record

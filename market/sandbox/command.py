@@ -5,7 +5,7 @@ thing up and execs the next. Pure function of its inputs: easy to print and test
 """
 from __future__ import annotations
 
-import json
+import marshal
 import math
 import os
 import posixpath
@@ -120,5 +120,7 @@ def build_command(steps: Sequence[Sequence[str]], *, limits: Limits, user: JobUs
         "seccomp": FILTER_PATH if layers.seccomp_filter else None,
         "stop_on_failure": stop_on_failure,
     }
-    argv += ["--", SANDBOX_PYTHON, "-I", "-S", INNER_PATH, json.dumps(config)]
+    # marshal (version 4, plain data only) is stable across Python 3.4+ and needs no
+    # import in the sandbox; hex keeps argv free of NUL bytes.
+    argv += ["--", SANDBOX_PYTHON, "-I", "-S", INNER_PATH, marshal.dumps(config, 4).hex()]
     return argv

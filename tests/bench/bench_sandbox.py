@@ -1,0 +1,83 @@
+"""Sandbox launch overhead: full stack vs a plain subprocess, in the same run.
+
+    python tests/bench/bench_sandbox.py [--runs 50] [--user nobody]
+
+Prints the median wall time of each command launched plainly (subprocess.run) and through
+the full sandbox (market.sandbox.run_sync: setpriv → prlimit → bwrap → inner.py with
+Landlock + seccomp → job), the overhead and the ratio, plus the chain cut after each
+layer so the cost of each is visible.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+
+from market.sandbox import Limits, probe, run_sync  # noqa: E402
+from market.sandbox.command import SANDBOX_PYTHON  # noqa: E402
+from market.sandbox.runner import prepare  # noqa: E402
+
+COMMANDS = {
+    "/bin/true": ["/bin/true"],
+    "python3 -c pass": [SANDBOX_PYTHON, "-c", "pass"],
+}
+
+
+def median_ms(fn, runs: int) -> float:
+    fn()  # warm caches (page cache, staging dir, filter blob)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def plain(argv):
+    return lambda: subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  check=True)
+
+
+def sandboxed(argv, user):
+    def launch():
+        outcome = run_sync(argv, user=user, limits=Limits())
+        assert outcome.status == "ok" and outcome.exit_code == 0, outcome
+    return launch
+
+
+def layer_cut(argv, user, upto):
+    """The real argv cut after one layer, running the job directly from there."""
+    full = prepare([argv], limits=Limits(), binds=(), user=user, level=None, staging=None,
+                   status_fd=None)
+    if upto == "wrappers":
+        return plain(full[:full.index("bwrap")] + list(argv))
+    separator = len(full) - 1 - full[::-1].index("--")  # bwrap's, before inner.py
+    return plain(full[:separator + 1] + list(argv))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--user", default="nobody" if os.geteuid() == 0 else None)
+    args = parser.parse_args()
+    found = probe(args.user)
+    print(found.describe())
+    print(f"\nmedian of {args.runs} launches, milliseconds\n")
+    print(f"{'command':<18} {'plain':>8} {'+setpriv/prlimit':>17} {'+bwrap':>8} "
+          f"{'full stack':>11} {'overhead':>9} {'ratio':>7}")
+    for name, argv in COMMANDS.items():
+        base = median_ms(plain(argv), args.runs)
+        wrappers = median_ms(layer_cut(argv, args.user, "wrappers"), args.runs)
+        bwrap = median_ms(layer_cut(argv, args.user, "bwrap"), args.runs)
+        full = median_ms(sandboxed(argv, args.user), args.runs)
+        print(f"{name:<18} {base:8.1f} {wrappers:17.1f} {bwrap:8.1f} {full:11.1f} "
+              f"{full - base:9.1f} {full / base:6.1f}×")
+
+
+if __name__ == "__main__":
+    main()
