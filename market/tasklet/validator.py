@@ -467,7 +467,7 @@ class _Checker:
             for n in ast.walk(node.body):
                 if isinstance(n, ast.Name) and n.id in ctx.names and n.id not in own:
                     self.refuse(n, "a lambda may not capture the local variable %r "
-                                   "(pass it as a default: lambda x, %s=%s: ...)"
+                                   "(pass it as a default argument: lambda ..., %s=%s: ...)"
                                 % (n.id, n.id, n.id))
         self.expr(node.body, "a lambda runs atomically and cannot call job functions", None)
 

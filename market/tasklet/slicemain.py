@@ -1,0 +1,140 @@
+"""Run one slice in this process: ``python -m market.tasklet.slicemain``.
+
+This is what the worker runs inside the sandbox (Debian's python3 or PyPy,
+only this package directory mounted).  Framing, all lengths u32 big-endian:
+
+request on stdin::
+
+    b"MKSQ" | len + meta JSON | len + envelope | len + source (UTF-8)
+    meta: {"seconds": float, "budget": int or null, "job_id": int or null}
+
+response on stdout::
+
+    b"MKSR" | len + meta JSON | len + new envelope (empty if none) | len + result
+    meta: {"status": "ok", "finished": bool, "error": str or null,
+           "progress": float or null, "stats": {...},
+           "has_envelope": bool, "has_result": bool}
+       or {"status": "rejected", "message": str}   (bad state / refused job)
+
+Exit status: 0 for "ok", 2 for "rejected", 3 for a malformed request.  The
+job's own ``print`` output goes to stderr so it cannot corrupt the response.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import sys
+from typing import List, Optional
+
+from .envelope import EnvelopeError
+from .runner import SliceOutcome, run_slice
+from .validator import JobRefused
+
+__all__ = ["encode_request", "decode_request", "encode_response", "decode_response", "main"]
+
+_LEN = struct.Struct(">I")
+_MAX_FRAME = 1 << 30
+REQUEST_MAGIC, RESPONSE_MAGIC = b"MKSQ", b"MKSR"
+
+
+class FrameError(ValueError):
+    """A request or response that does not follow the framing."""
+
+
+def _frames(magic: bytes, parts: List[bytes]) -> bytes:
+    out = [magic]
+    for p in parts:
+        out.append(_LEN.pack(len(p)))
+        out.append(p)
+    return b"".join(out)
+
+
+def _unframe(magic: bytes, data: bytes, count: int) -> List[bytes]:
+    if data[:4] != magic:
+        raise FrameError("bad magic %r" % data[:4])
+    pos, parts = 4, []
+    for _ in range(count):
+        if pos + 4 > len(data):
+            raise FrameError("truncated")
+        (n,) = _LEN.unpack_from(data, pos)
+        pos += 4
+        if n > _MAX_FRAME or pos + n > len(data):
+            raise FrameError("truncated or oversized frame")
+        parts.append(data[pos:pos + n])
+        pos += n
+    if pos != len(data):
+        raise FrameError("trailing bytes")
+    return parts
+
+
+def encode_request(envelope: bytes, source: str, seconds: float, budget: Optional[int] = None,
+                   job_id: Optional[int] = None) -> bytes:
+    """Bytes to send to slicemain's stdin."""
+    meta = json.dumps({"seconds": float(seconds), "budget": budget, "job_id": job_id})
+    return _frames(REQUEST_MAGIC, [meta.encode(), bytes(envelope), source.encode("utf-8")])
+
+
+def decode_request(data: bytes):
+    """(envelope, source, seconds, budget, job_id) from request bytes."""
+    meta_raw, envelope, source = _unframe(REQUEST_MAGIC, data, 3)
+    try:
+        meta = json.loads(meta_raw.decode("utf-8"))
+        seconds = float(meta["seconds"])
+        budget, job_id = meta.get("budget"), meta.get("job_id")
+        if budget is not None and type(budget) is not int:
+            raise ValueError("budget")
+        return envelope, source.decode("utf-8"), seconds, budget, job_id
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise FrameError("bad request meta: %s" % exc) from None
+
+
+def encode_response(outcome: Optional[SliceOutcome], rejected: Optional[str] = None) -> bytes:
+    """Response bytes for an outcome, or for a rejected state/job."""
+    if rejected is not None:
+        return _frames(RESPONSE_MAGIC, [json.dumps({"status": "rejected",
+                                                    "message": rejected}).encode(), b"", b""])
+    meta = {"status": "ok", "finished": outcome.finished, "error": outcome.error,
+            "progress": outcome.progress, "stats": outcome.stats,
+            "has_envelope": outcome.envelope is not None, "has_result": outcome.result is not None}
+    return _frames(RESPONSE_MAGIC, [json.dumps(meta).encode(), outcome.envelope or b"",
+                                    outcome.result or b""])
+
+
+def decode_response(data: bytes) -> SliceOutcome:
+    """The :class:`SliceOutcome` in a response; EnvelopeError if it was rejected."""
+    meta_raw, envelope, result = _unframe(RESPONSE_MAGIC, data, 3)
+    meta = json.loads(meta_raw.decode("utf-8"))
+    if meta.get("status") != "ok":
+        raise EnvelopeError(meta.get("message") or "slice rejected")
+    return SliceOutcome(envelope if meta["has_envelope"] else None, bool(meta["finished"]),
+                        result if meta["has_result"] else None, meta["error"], meta["progress"],
+                        meta["stats"])
+
+
+def main(stdin=None, stdout=None) -> int:
+    """Read one request, run one slice, write one response."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    try:
+        envelope, source, seconds, budget, job_id = decode_request(stdin.read())
+    except FrameError as exc:
+        sys.stderr.write("slicemain: malformed request: %s\n" % exc)
+        return 3
+    saved = sys.stdout
+    sys.stdout = sys.stderr  # the job's print() must not corrupt the response
+    try:
+        outcome = run_slice(envelope, source, seconds, budget=budget, job_id=job_id)
+        response, status = encode_response(outcome), 0
+    except (EnvelopeError, JobRefused) as exc:
+        response, status = encode_response(None, rejected=str(exc)), 2
+    finally:
+        sys.stdout = saved
+    stdout.write(response)
+    stdout.flush()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

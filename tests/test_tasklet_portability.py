@@ -1,0 +1,152 @@
+"""Frozen states are portable: resumed in a fresh process, on PyPy, on other
+CPython versions, and from a copy of the package alone (as in the sandbox)."""
+
+import glob
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from market import tasklet
+from market.tasklet import localrun, slicemain
+from tests.jobs.support import native, source
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PYPY = "/usr/bin/pypy3"
+PACKAGE = REPO / "market" / "tasklet"
+
+
+def interpreter_or_skip(path, what):
+    if os.path.exists(path):
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("%s is required in CI but %s is missing" % (what, path))
+    pytest.skip("%s not installed" % what)
+
+
+def slice_in(python, env_bytes, src, budget=None, pythonpath=REPO, seconds=30.0):
+    proc = subprocess.run([python, "-m", "market.tasklet.slicemain"],
+                          input=slicemain.encode_request(env_bytes, src, seconds, budget),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                          env={"PATH": os.environ.get("PATH", ""),
+                               "PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "0"})
+    assert proc.returncode in (0, 2), proc.stderr.decode()
+    return slicemain.decode_response(proc.stdout)
+
+
+def cpython_states(src, entry, args, budget, count):
+    """A few states made on this CPython, each one slice further."""
+    env = tasklet.start(src, entry, args, {})
+    states = []
+    for _ in range(count):
+        out = tasklet.run_slice(env, src, 30, budget=budget)
+        assert not out.finished
+        env = out.envelope
+        states.append(env)
+    return states
+
+
+@pytest.mark.parametrize("name,entry,args,budget", [
+    ("quicksort", "sort_copy", [[9, 4, 7, 1, 8, 2, 6, 3, 5, 0]], 7),
+    ("shapes", "build", [[[1, 2], [3, 4], [1, 2], [0, 5]]], 3),
+    ("try_loops", "run", [[1, 2, 3, 4, 5, 6, 7, 8]], 4),
+])
+def test_state_frozen_on_cpython_finishes_on_pypy(name, entry, args, budget):
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    src = source(name)
+    env = cpython_states(src, entry, args, budget, 3)[-1]
+    out = slice_in(pypy, env, src, budget=5)
+    while not out.finished:  # keep hopping on PyPy, state through bytes
+        out = slice_in(pypy, out.envelope, src)
+    assert out.error is None
+    assert tasklet.decode_result(out.result) == native(src, entry, args)
+
+
+def test_pypy_state_finishes_on_cpython():
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    src = source("ackermann")
+    out = slice_in(pypy, tasklet.start(src, "ack_table", [2, 3], {}), src, budget=40)
+    assert not out.finished
+    while not out.finished:
+        out = tasklet.run_slice(out.envelope, src, 30, budget=9)
+    assert tasklet.decode_result(out.result) == native(src, "ack_table", [2, 3])
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_other_cpython_versions_resume_the_state(version):
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s"
+                                                 % (version, version))))
+    python = found[-1] if found else None
+    if python is None:
+        pytest.skip("python%s not installed" % version)
+    src = source("nested_loops")
+    args = [["abc", "xqa", "cab"], 4]
+    env = cpython_states(src, "mix", args, 11, 2)[-1]
+    out = slice_in(python, env, src)
+    assert tasklet.decode_result(out.result) == native(src, "mix", args)
+
+
+def test_package_copy_alone_runs_slices_with_debian_python(tmp_path):
+    """Only market/tasklet mounted (no market/__init__.py, no other package)."""
+    python = interpreter_or_skip("/usr/bin/python3", "Debian's python3")
+    shutil.copytree(PACKAGE, tmp_path / "market" / "tasklet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    src = source("bubble_sort")
+    env = cpython_states(src, "bubble_sort", [[4, 3, 2, 1]], 3, 1)[-1]
+    out = slice_in(python, env, src, pythonpath=tmp_path)
+    assert tasklet.decode_result(out.result) == native(src, "bubble_sort", [[4, 3, 2, 1]])
+
+
+def test_package_imports_only_itself_and_the_stdlib():
+    code = ("import sys, market.tasklet, market.tasklet.slicemain, market.tasklet.localrun\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'market'"
+            " and not m.startswith('market.tasklet') and m != 'market')\n"
+            "third = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('twisted', 'hypothesis', 'lxml', 'pymysql', 'klein', 'treq'))\n"
+            "print(bad, third)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "[] []", out.stderr
+
+
+def test_rejected_state_in_slicemain_exits_2_without_running():
+    src = "MARKER = print('JOB-CODE-RAN')\n\ndef job():\n    return 1\n"
+    env = bytearray(tasklet.start(src, "job", [], {}))
+    env[-1] ^= 1
+    proc = subprocess.run([sys.executable, "-m", "market.tasklet.slicemain"],
+                          input=slicemain.encode_request(bytes(env), src, 1.0),
+                          capture_output=True, cwd=REPO)
+    assert proc.returncode == 2 and b"JOB-CODE-RAN" not in proc.stdout + proc.stderr
+    with pytest.raises(tasklet.EnvelopeError, match="checksum"):
+        slicemain.decode_response(proc.stdout)
+
+
+def test_job_print_output_does_not_corrupt_the_response():
+    src = "def job(n):\n    for i in range(n):\n        print('line', i)\n    return n\n"
+    out = slice_in(sys.executable, tasklet.start(src, "job", [3], {}), src)
+    assert tasklet.decode_result(out.result) == 3
+
+
+def test_run_local_hops_through_fresh_processes(capsys):
+    path = str(REPO / "tests" / "jobs" / "quicksort.py")
+    assert localrun.main([path, "sort_copy", "[3, 1, 2]", "--slice", "5", "--budget", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "result: ([1, 2, 3], 4)" in printed
+    hops = int(printed.split("hops:")[1])
+    assert hops > 2
+
+
+def test_run_local_refusal_exits_2_with_line_numbers(tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\ndef job():\n    return eval('1')\n")
+    assert localrun.main([str(bad), "job"]) == 2
+    err = capsys.readouterr().err
+    assert "line 1:" in err and "line 4:" in err
+
+
+def test_run_local_arguments_are_json_or_strings():
+    assert localrun.parse_argument("[1, 2]") == [1, 2]
+    assert localrun.parse_argument("hello") == "hello"
+    assert localrun.parse_argument('"7"') == "7"
