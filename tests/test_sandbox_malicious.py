@@ -298,7 +298,7 @@ async def test_deep_recursion_is_contained():
         def down(n):
             return down(n + 1) + 1
         down(0)
-        """)
+        """, limits=Limits(memory_mb=64, wall_seconds=10))
     # Either Python notices (RecursionError/MemoryError) or the C stack overflows.
     assert outcome.status in ("crash", "ok", "memory")
     assert outcome.status != "ok" or outcome.exit_code != 0

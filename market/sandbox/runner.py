@@ -195,8 +195,14 @@ def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limi
         execution.ended.callback(None)
         return execution
     executable = shutil.which(full[0], path=WRAPPER_ENV["PATH"]) or full[0]
-    reactor.spawnProcess(_SandboxProtocol(execution), executable, full, env=dict(WRAPPER_ENV),
-                         path="/", childFDs={0: "w", 1: "r", 2: "r", STATUS_FD: "r"})
+    try:
+        reactor.spawnProcess(_SandboxProtocol(execution), executable, full,
+                             env=dict(WRAPPER_ENV), path="/",
+                             childFDs={0: "w", 1: "r", 2: "r", STATUS_FD: "r"})
+    except OSError as exc:
+        execution._finish(Outcome("crash", message=f"cannot start {full[0]}: {exc}"))
+        execution.ended.callback(None)
+        return execution
     transport = execution._transport
     if stdin:
         transport.write(stdin)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,14 +29,26 @@ COMMANDS = {
 }
 
 
-def median_ms(fn, runs: int) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(fn, runs: int):
+    """(median wall ms, mean CPU ms of the launched processes) over ``runs`` launches.
+
+    CPU time is reported too because it hardly moves when other work shares the cores,
+    while wall time does.
+    """
     fn()  # warm caches (page cache, staging dir, filter blob)
     times = []
+    cpu_before = children_cpu()
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    cpu = (children_cpu() - cpu_before) / runs
+    return statistics.median(times) * 1000, cpu * 1000
 
 
 def plain(argv):
@@ -67,16 +80,20 @@ def main() -> None:
     args = parser.parse_args()
     found = probe(args.user)
     print(found.describe())
-    print(f"\nmedian of {args.runs} launches, milliseconds\n")
-    print(f"{'command':<18} {'plain':>8} {'+setpriv/prlimit':>17} {'+bwrap':>8} "
-          f"{'full stack':>11} {'overhead':>9} {'ratio':>7}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"\nmedian wall / mean CPU of {args.runs} launches, milliseconds\n")
+    print(f"{'command':<16} {'plain':>11} {'+setpriv/prlimit':>17} {'+bwrap':>11} "
+          f"{'full stack':>11} {'overhead':>11} {'ratio':>6}")
     for name, argv in COMMANDS.items():
-        base = median_ms(plain(argv), args.runs)
-        wrappers = median_ms(layer_cut(argv, args.user, "wrappers"), args.runs)
-        bwrap = median_ms(layer_cut(argv, args.user, "bwrap"), args.runs)
-        full = median_ms(sandboxed(argv, args.user), args.runs)
-        print(f"{name:<18} {base:8.1f} {wrappers:17.1f} {bwrap:8.1f} {full:11.1f} "
-              f"{full - base:9.1f} {full / base:6.1f}×")
+        rows = [measure(plain(argv), args.runs),
+                measure(layer_cut(argv, args.user, "wrappers"), args.runs),
+                measure(layer_cut(argv, args.user, "bwrap"), args.runs),
+                measure(sandboxed(argv, args.user), args.runs)]
+        (base, base_cpu), full = rows[0], rows[-1]
+        cells = [f"{w:5.1f}/{c:5.1f}" for w, c in rows]
+        print(f"{name:<16} {cells[0]:>11} {cells[1]:>17} {cells[2]:>11} {cells[3]:>11} "
+              f"{full[0] - base:5.1f}/{full[1] - base_cpu:5.1f} {full[0] / base:5.1f}×")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
