@@ -1,38 +1,129 @@
 """``make demo``: the main job on embedded SQLite, from nothing.
 
-Creates a fresh market in ``./demo``: an account with credits and a registered client, checks the
-ledger, and shows the result. It grows as the dispatcher and worker land.
+Creates a fresh market in ``./demo``: accounts alice (submits) and bob (owns a machine), starts a
+real ``twistd -n market`` and a real ``twistd -n worker`` (sandboxed; as root it runs jobs as
+``nobody``), submits the sample job ``market/examples/primes.py`` with 1-second slices, waits
+for it, prints the result, the slices it took and what alice paid bob, then stops both.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+import xmlrpc.client
 
-from market import accounts, money
+from market import accounts, money, tasklet
+from market.rpcclient import blocking
 from market.store import accounts as sql
-from market.store import clients as csql
 from market.store import open_database
 
 DEMO_DIR = "demo"
+LIMIT = 1_000_000
+TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(port: int, proc: subprocess.Popen, log: str) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: the server stopped; see {log}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"demo: the server did not start; see {log}")
+
+
+def sieve_count(limit: int) -> int:
+    """The same answer by another method, to check the market's."""
+    marks = bytearray([1]) * limit
+    marks[:2] = b"\x00\x00"
+    for i in range(2, int(limit ** 0.5) + 1):
+        if marks[i]:
+            marks[i * i::i] = bytearray(len(range(i * i, limit, i)))
+    return sum(marks)
 
 
 def main() -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     os.makedirs(DEMO_DIR)
-    url = f"sqlite:{DEMO_DIR}/market.sqlite"
+    workdir = os.path.abspath(DEMO_DIR)
+    url = f"sqlite:{workdir}/market.sqlite"
     db = open_database(url)
     alice = accounts.create_account(db, "alice", "alice@example.org", "demo-password", confirm=False)
     bob = accounts.create_account(db, "bob", "bob@example.org", "demo-password", confirm=False)
+    token = accounts.issue_api_token(db, alice.id)
     client = accounts.register_client(db, bob.id, "bobs-laptop")
-    print(f"market at {url}: accounts alice (id {alice.id}) and bob (id {bob.id}); bob's client {client.id}")
-    for row in db.transact(sql.list_accounts):
-        print(f"  {row['name']:<8} balance {money.format_cents(row['balance'])}")
-    print(f"  clients: {[c['name'] for c in db.transact(csql.list_clients)]}")
-    audit = db.transact(sql.audit)
-    print(f"ledger balanced: {audit['balanced']} (granted {money.format_cents(audit['granted'])})")
-    return 0 if audit["balanced"] else 1
+    port = free_port()
+    rpc_url = f"http://127.0.0.1:{port}/RPC2"
+    print(f"market: {url}; accounts alice and bob (100.00 credits each); bob's client {client.id}")
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    server_log, worker_log = f"{workdir}/market.log", f"{workdir}/worker.log"
+    server = subprocess.Popen([*TWISTD, "-n", "--pidfile=", f"--logfile={server_log}", "market", "--db", url,
+                               "--rpc", f"tcp:{port}:interface=127.0.0.1", "--window", "0.5", "--threshold", "1",
+                               "--test-job-size", "40"], cwd=workdir, env=env)
+    worker = None
+    try:
+        wait_for(port, server, server_log)
+        print(f"twistd market serving XML-RPC at {rpc_url} (log: {server_log})")
+        worker_args = ["--server", rpc_url, "--client", str(client.id), "--token", client.token, "--slice", "1"]
+        if os.geteuid() == 0:
+            worker_args += ["--user", "nobody"]
+        worker = subprocess.Popen([*TWISTD, "-n", "--pidfile=", f"--logfile={worker_log}", "worker", *worker_args],
+                                  cwd=workdir, env=env)
+        print(f"twistd worker started for client {client.id} (log: {worker_log})")
+
+        source_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples", "primes.py")
+        with open(source_path) as f:
+            source = f.read()
+        rpc = blocking(rpc_url, "account/alice", token)
+        job_id = rpc.job(alice.id, source, "0.05", "count primes", "count_primes")
+        rpc.init(job_id, xmlrpc.client.Binary(tasklet.start(source, "count_primes", [LIMIT], {}, job_id=job_id)))
+        print(f"submitted job {job_id}: count_primes({LIMIT}) at 0.05 credits/second, 1-second slices")
+        deadline = time.time() + 240
+        status = rpc.status(job_id)
+        while status["status"] != "finished" and time.time() < deadline:
+            if worker.poll() is not None:
+                print(f"demo: the worker stopped; see {worker_log}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+            new = rpc.status(job_id)
+            if new["slices"] != status["slices"]:
+                print(f"  slice {new['slices']} checked in, progress {100 * (new['progress'] or 0):.0f}%")
+            status = new
+        if status["status"] != "finished":
+            print("demo: the job did not finish in time", file=sys.stderr)
+            return 1
+        outcome = rpc.outcome(job_id)
+        result = tasklet.decode_result(outcome["result"].data)
+        expected = sieve_count(LIMIT)
+        print(f"result: {result} primes below {LIMIT} (correct: {result == expected}); "
+              f"{status['slices']} slices, {status['executed_seconds']:.1f} s executed")
+        for row in db.transact(sql.list_accounts):
+            print(f"  {row['name']:<6} balance {money.format_cents(row['balance'])}")
+        audit = db.transact(sql.audit)
+        print(f"ledger balanced: {audit['balanced']}")
+        return 0 if result == expected and audit["balanced"] else 1
+    finally:
+        for proc in (worker, server):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 if __name__ == "__main__":

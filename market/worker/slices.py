@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 SANDBOX_ROOT = "/opt/market"
-LAUNCH = ("import sys; sys.path.insert(0, %r); "
-          "from market.tasklet.slicemain import main; sys.exit(main())" % SANDBOX_ROOT)
+# SIGUSR1 = "freeze now" (graceful stop): it fires the runtime's own slice-timer signal early, so
+# the job suspends at its next back-edge exactly as at the end of a slice.
+LAUNCH = ("import os, signal, sys; sys.path.insert(0, %r); "
+          "signal.signal(signal.SIGUSR1, lambda *a: os.kill(os.getpid(), signal.SIGALRM)); "
+          "from market.tasklet.slicemain import main; sys.exit(main())")
 
 
 @dataclass
@@ -89,6 +92,11 @@ def classify(sandbox_status: str, stdout: bytes, message: str, wall: float) -> S
     """Turn a sandbox Outcome (+ the runtime's framed answer) into a SliceReport."""
     from market.tasklet import slicemain
 
+    if sandbox_status == "crash" and stdout.startswith(b"MKSR"):
+        try:
+            slicemain.decode_response(stdout)
+        except Exception as e:  # the runtime refused the state or the job before running it
+            return SliceReport("refused", message=str(e), wall=wall)
     if sandbox_status == "ok":
         try:
             out = slicemain.decode_response(stdout)
@@ -136,14 +144,14 @@ class SliceRunner:
         """-> Deferred[SliceReport] for one slice of at most ``seconds``."""
         from market.tasklet import slicemain
 
-        request = slicemain.encode_request(envelope, source, seconds, job_id)
+        request = slicemain.encode_request(envelope, source, seconds, None, job_id)
         if self.insecure:
             return self._run_unsandboxed(request, seconds)
         from market.sandbox import Limits, start
 
         limits = Limits(wall_seconds=seconds + 5.0, cpu_seconds=seconds + 5.0, memory_mb=self.memory_mb,
                         output_bytes=256 * 1024 * 1024, disk_mb=16, processes=8, files=32)
-        self._execution = start(self.reactor, [self.python, "-I", "-S", "-c", LAUNCH], stdin=request,
+        self._execution = start(self.reactor, [self.python, "-I", "-S", "-c", LAUNCH % SANDBOX_ROOT], stdin=request,
                                 limits=limits, binds=[(self._bind, SANDBOX_ROOT)], user=self.user,
                                 level=self.level)
 
@@ -180,10 +188,9 @@ class SliceRunner:
                 status = "ok" if code == 0 else "crash"
                 d.callback(classify(status, b"".join(self.out), b"".join(self.err).decode("utf-8", "replace")[-2000:], 0.0))
 
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         proto = P()
-        transport = self.reactor.spawnProcess(proto, sys.executable, [sys.executable, "-m", "market.tasklet.slicemain"],
-                                              env=env)
+        transport = self.reactor.spawnProcess(proto, sys.executable, [sys.executable, "-I", "-c", LAUNCH % root],
+                                              env={"PATH": "/usr/bin:/bin"})
         self._pid = transport.pid
         return d
