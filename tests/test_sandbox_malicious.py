@@ -249,6 +249,7 @@ async def test_network_is_unreachable_and_the_listener_receives_nothing():
 
 @pytest_twisted.ensureDeferred
 async def test_ctypes_cannot_reach_dangerous_syscalls_or_escalate():
+    require_sandbox(layers=("seccomp",))
     outcome = await job("""
         import ctypes, errno, os
         libc = ctypes.CDLL(None, use_errno=True)

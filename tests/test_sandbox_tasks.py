@@ -13,7 +13,7 @@ import pytest_twisted
 from market.sandbox.environments import Environments
 from market.sandbox.staging import default_staging
 from market.sandbox.task import Task, TaskError, load_task, parse_task, read_control, run_task
-from market.sandbox.testing import JOB_USER, require_sandbox
+from market.sandbox.testing import JOB_USER, require, require_sandbox
 
 TASKS = os.path.join(os.path.dirname(__file__), "tasks")
 VALID = {"environment": "busybox", "taskfs": "t.sfs",
@@ -110,8 +110,7 @@ def go(t, taskfs, input=None, **kw):
 
 @pytest_twisted.ensureDeferred
 async def test_hello_world_from_the_pythia_text(sandbox, tmp_path):
-    if not shutil.which("mksquashfs"):
-        pytest.fail("mksquashfs missing: install squashfs-tools")
+    require(None if shutil.which("mksquashfs") else "mksquashfs missing: install squashfs-tools")
     shutil.copy(fs("hello-world.task"), tmp_path)
     subprocess.run(["mksquashfs", fs("hello-world"), str(tmp_path / "hello-world.sfs"),
                     "-quiet", "-no-progress", "-all-root"], check=True, capture_output=True)

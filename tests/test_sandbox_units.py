@@ -118,3 +118,37 @@ def test_runner_status_encoding_is_json():
     record = {"step": 0, "exec_error": 'no "x" \\ \u00e9\n', "exit": None, "cpu": 0.5,
               "done": True}
     assert json.loads(inner.encode(record)) == record
+
+
+def test_a_missing_sandbox_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    from market.sandbox.testing import require
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="bwrap missing"):
+        require("bwrap missing")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require("bwrap missing")
+    require(None)  # nothing missing: no effect
+
+
+def test_probe_without_bwrap_is_level_none_and_says_why(monkeypatch, tmp_path):
+    from market.sandbox.probe import SandboxLevel, clear_probe_cache, probe
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tools at all
+    clear_probe_cache()
+    try:
+        found = probe(None if os.geteuid() else "nobody")
+        assert found.level == SandboxLevel.NONE
+        assert "bubblewrap" in found.missing["bwrap"] and "util-linux" in found.missing["rlimits"]
+        assert "sandbox level: none" in found.describe()
+    finally:
+        clear_probe_cache()
+
+
+def test_a_refused_run_names_the_reason():
+    from market.sandbox.probe import Probe, SandboxLevel
+    from market.sandbox.runner import _Refused, prepare
+    from market.sandbox.testing import JOB_USER
+    none = Probe(SandboxLevel.NONE, (), {"bwrap": "bwrap not found"})
+    with pytest.raises(_Refused, match="bwrap not found"):
+        prepare([["/bin/true"]], limits=Limits(), binds=(), user=JOB_USER, level=none,
+                staging=None, status_fd=None)
