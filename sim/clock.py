@@ -80,6 +80,7 @@ class SimClock:
         self._heap: list[tuple[float, int, SimDelayedCall]] = []
         self._seqs = itertools.count()
         self._live = 0
+        self._stopping = False
         self.calls_run = 0
 
     def seconds(self) -> float:
@@ -111,6 +112,10 @@ class SimClock:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
+    def stop(self) -> None:
+        """Make the running ``run``/``advance`` return after the current call."""
+        self._stopping = True
+
     def advance(self, amount: float) -> None:
         """Run every call due within ``amount`` seconds, each at its own time."""
         self.run(until=self._now + amount)
@@ -120,7 +125,8 @@ class SimClock:
         (or until none is left), then set the present to ``until`` if given."""
         heap = self._heap
         pop = heapq.heappop
-        while heap:
+        self._stopping = False
+        while heap and not self._stopping:
             time, seq, call = heap[0]
             if seq != call._seq or call.cancelled or call.called:
                 pop(heap)
@@ -133,7 +139,7 @@ class SimClock:
             self._live -= 1
             self.calls_run += 1
             call.func(*call.args, **call.kw)
-        if until is not None and until > self._now:
+        if until is not None and until > self._now and not self._stopping:
             self._now = until
 
     def _push(self, call: SimDelayedCall) -> None:

@@ -1,0 +1,79 @@
+"""``sim SCENARIO.toml [--seed N] [--out DIR] [--no-plots]``: run a simulation experiment.
+
+Prints a table (one line per sweep point) and, with ``--out``, writes ``results.csv``,
+``results.json`` and the scenario's plots there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+from sim.distributions import ScenarioError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sim",
+        description="Simulate the market's pooling and matching (the production code) on "
+                    "simulated time. Scenarios: sim/scenarios/*.toml; see docs/sim.md.",
+    )
+    parser.add_argument("scenario", type=Path, help="a scenario file (TOML)")
+    parser.add_argument("--seed", type=int, default=None, help="override the scenario's run.seed")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for results.csv, results.json and plots (created if missing)")
+    parser.add_argument("--no-plots", action="store_true", help="write no PNG files")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the experiment a scenario file describes; returns the exit status."""
+    args = _parser().parse_args(argv)
+    # imported here so `sim --help` answers at once
+    from sim.plots import draw_plots
+    from sim.report import table, write_csv, write_json
+    from sim.runner import run_experiment
+    from sim.scenario import load_experiment
+
+    try:
+        experiment = load_experiment(args.scenario, args.seed)
+    except ScenarioError as e:
+        print(f"sim: {e}", file=sys.stderr)
+        return 2
+    seed = experiment.runs[0][1].seed
+
+    def progress(index: int, total: int) -> None:
+        if not args.quiet:
+            print(f"sim: {experiment.name}: run {index + 1} of {total}", file=sys.stderr)
+
+    rows = run_experiment(experiment, progress)
+    print(f"# {experiment.name} (seed {seed})")
+    sys.stdout.write(table(rows))
+    if args.out is not None:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"sim: cannot create the output directory {str(args.out)!r}: {e.strerror}",
+                  file=sys.stderr)
+            return 1
+        write_csv(args.out / "results.csv", rows)
+        write_json(args.out / "results.json", experiment, seed, rows)
+        if not args.no_plots:
+            try:
+                for path in draw_plots(experiment.plots, rows, args.out):
+                    if not args.quiet:
+                        print(f"sim: wrote {path}", file=sys.stderr)
+            except ScenarioError as e:
+                print(f"sim: {e}", file=sys.stderr)
+                return 2
+            except ImportError:
+                print("sim: plots need matplotlib — pip install 'community-market[sim]', "
+                      "or pass --no-plots", file=sys.stderr)
+                return 1
+    return 0

@@ -1,0 +1,359 @@
+"""The simulated market: clients and jobs around the production ``Pool`` and matcher.
+
+What is simulated, and what is not:
+
+- Clients have a fixed speed (probe operations per second; the prober's measurement is taken
+  as exact). An online idle client asks ``market.pool.Pool`` for work; on ``NoWork`` it waits
+  ``retry_after``, doubling (``clients.backoff``) on consecutive misses up to
+  ``clients.max_retry``. With churn (``clients.online``/``offline``) clients come and go; one
+  that leaves mid-slice loses the slice and the job comes back when its lease expires. A share
+  ``clients.miss_rate`` of slices miss their deadline: the work is rolled back and the job is
+  ready again at the deadline (slice + allowance).
+- Jobs arrive at t=0 (``jobs.initial``) and as a Poisson process (``jobs.rate``), with a price
+  (integer cents per second) and a length in probe operations. A job runs for at most one
+  slice per dispatch, then goes back to the ready list, as in the paper.
+- ``jobs.quote_share`` of jobs set their price with the quote rule for a desired speed (see
+  ``sim.quote``) instead of drawing one.
+- Each dispatch first spends ``pool.transfer`` seconds moving the state (the client is busy
+  but makes no progress), then runs for up to ``pool.slice`` seconds; the lease's deadline is
+  slice + ``pool.allowance``.
+- Money: an accepted slice pays ``round(price * seconds)`` cents (execution seconds, transfer
+  excluded) from the job's owner to the client's owner.
+
+The pool's ``assign`` is where production code is reused verbatim: the ready list's top
+candidates (``sim.ready``) and the pooled clients go through ``market.matcher.POLICIES``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
+
+from market.matcher import POLICIES, Assignment, PooledClient, ReadyJob
+from market.pool import NoWork, Pool, PoolRequest, PoolStats, WindowPolicy
+from sim.clock import SimClock, SimDelayedCall
+from sim.quote import quote_price
+from sim.ready import ReadyList, candidate_key
+from sim.scenario import Scenario
+
+__all__ = ["SimJob", "SimClient", "WindowRecord", "RunResult", "Simulation", "simulate"]
+
+
+class SimJob:
+    """A job's life in the simulation."""
+
+    __slots__ = ("id", "price", "submitted_at", "length", "done", "ready", "first_dispatch",
+                 "finished_at", "exec_seconds", "paid", "slices", "rollbacks", "quoted_speed")
+
+    def __init__(self, id: int, price: int, submitted_at: float, length: int,
+                 quoted_speed: Optional[float]) -> None:
+        self.id, self.price, self.submitted_at, self.length = id, price, submitted_at, length
+        self.done = 0  # committed probe operations
+        self.ready = ReadyJob(id, price, submitted_at)
+        self.first_dispatch: Optional[float] = None
+        self.finished_at: Optional[float] = None
+        self.exec_seconds = 0.0  # accepted execution time
+        self.paid = 0  # cents
+        self.slices = 0
+        self.rollbacks = 0
+        self.quoted_speed = quoted_speed  # the speed the owner priced for, if quoted
+
+
+class SimClient:
+    """A volunteer machine's life in the simulation."""
+
+    __slots__ = ("id", "speed", "online", "online_since", "online_seconds", "busy", "pending",
+                 "retry", "retry_delay", "slice_call", "slice_start", "slice_exec", "slice_missed",
+                 "job", "busy_seconds", "lost_seconds", "transfer_seconds", "earnings",
+                 "session_call")
+
+    def __init__(self, id: int, speed: float) -> None:
+        self.id, self.speed = id, speed
+        self.online = False
+        self.online_since = 0.0
+        self.online_seconds = 0.0
+        self.busy = False
+        self.pending: Optional[Deferred] = None
+        self.retry: Optional[SimDelayedCall] = None
+        self.retry_delay = 0.0  # the wait after the last NoWork (0 after a job)
+        self.slice_call: Optional[SimDelayedCall] = None
+        self.slice_start = 0.0
+        self.slice_exec = 0.0
+        self.slice_missed = False
+        self.job: Optional[SimJob] = None
+        self.busy_seconds = 0.0  # accepted execution
+        self.lost_seconds = 0.0  # slices that missed their deadline or were cut by departure
+        self.transfer_seconds = 0.0  # moving states of accepted slices
+        self.earnings = 0
+        self.session_call: Optional[SimDelayedCall] = None
+
+
+@dataclass
+class WindowRecord:
+    """One closed window's inputs and what the simulation then dispatched (for tests)."""
+
+    at: float
+    clients: list[PooledClient]
+    ready: list[ReadyJob]
+    rng_state: Any
+    dispatched: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """Everything a run leaves behind for ``sim.metrics``."""
+
+    scenario: Scenario
+    jobs: list[SimJob]
+    clients: list[SimClient]
+    pool: PoolStats
+    events: int
+    windows: list[WindowRecord]
+
+
+class Simulation:
+    """One run of a scenario on simulated time."""
+
+    def __init__(self, scenario: Scenario, record_windows: bool = False) -> None:
+        self.s = scenario
+        self.clock = SimClock()
+        # one stream per kind of draw: changing one quantity leaves the others' draws alone
+        seed = scenario.seed
+        self._rng_speed = random.Random(f"{seed}:speed")
+        self._rng_churn = random.Random(f"{seed}:churn")
+        self._rng_jobs = random.Random(f"{seed}:jobs")
+        self._rng_arrivals = random.Random(f"{seed}:arrivals")
+        self._rng_quote = random.Random(f"{seed}:quote")
+        self._rng_miss = random.Random(f"{seed}:miss")
+        self._rng_policy = random.Random(f"{seed}:policy")
+        policy = POLICIES[scenario.policy]
+        if scenario.policy == "aging":
+            policy = functools.partial(policy, rate=scenario.aging_rate)
+        self._policy = policy
+        self.ready = ReadyList(candidate_key(scenario.policy, scenario.aging_rate))
+        self.pool = Pool(self.clock, WindowPolicy(scenario.window, scenario.threshold), self._assign)
+        self.jobs: dict[int, SimJob] = {}
+        self.clients: list[SimClient] = []
+        self._online_speeds: list[float] = []  # sorted, for the quote rule
+        self._open_prices: list[int] = []  # sorted prices of unfinished jobs, for the quote rule
+        self._record = record_windows
+        self.windows: list[WindowRecord] = []
+        self._ended = False
+        self._failure: Optional[Failure] = None
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Simulate ``scenario.duration`` seconds and return what happened."""
+        s = self.s
+        for client_id in range(1, s.clients + 1):
+            self._add_client(client_id)
+        for _ in range(s.initial_jobs):
+            self._submit()
+        if s.arrival_rate > 0:
+            self._schedule_arrival()
+        self.clock.run(until=s.duration)
+        if self._failure is not None:
+            self._failure.raiseException()
+        self._ended = True
+        self.pool.stop()
+        self._close_books()
+        return RunResult(s, list(self.jobs.values()), self.clients, self.pool.stats,
+                         self.clock.calls_run, self.windows)
+
+    def _close_books(self) -> None:
+        end = self.s.duration
+        for client in self.clients:
+            if client.online:
+                client.online_seconds += end - client.online_since
+                if client.busy and not client.slice_missed:
+                    # the running slice counts as busy time up to the end of the run
+                    running = end - client.slice_start - self.s.transfer
+                    client.busy_seconds += max(0.0, min(running, client.slice_exec))
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _add_client(self, client_id: int) -> None:
+        s = self.s
+        client = SimClient(client_id, max(1e-9, s.speed.draw(self._rng_speed)))
+        self.clients.append(client)
+        if s.online is None:
+            self._go_online(client, first_ask=self._rng_churn.uniform(0.0, 1.0))
+            return
+        on, off = s.online.mean(), s.offline.mean()
+        if self._rng_churn.random() < on / (on + off):
+            self._go_online(client, first_ask=self._rng_churn.uniform(0.0, 1.0))
+        else:
+            client.session_call = self.clock.callLater(
+                s.offline.draw(self._rng_churn), self._go_online, client)
+
+    def _go_online(self, client: SimClient, first_ask: float = 0.0) -> None:
+        client.online = True
+        client.online_since = self.clock.seconds()
+        bisect.insort(self._online_speeds, client.speed)
+        if self.s.online is not None:
+            client.session_call = self.clock.callLater(
+                self.s.online.draw(self._rng_churn), self._go_offline, client)
+        client.retry_delay = 0.0
+        client.retry = self.clock.callLater(first_ask, self._ask, client)
+
+    def _go_offline(self, client: SimClient) -> None:
+        now = self.clock.seconds()
+        client.online = False
+        client.online_seconds += now - client.online_since
+        del self._online_speeds[bisect.bisect_left(self._online_speeds, client.speed)]
+        if client.pending is not None:
+            pending, client.pending = client.pending, None
+            pending.cancel()
+        if client.retry is not None and client.retry.active():
+            client.retry.cancel()
+        client.retry = None
+        if client.busy:
+            # the slice dies with the session; the server only notices at the deadline
+            job = client.job
+            client.slice_call.cancel()
+            client.lost_seconds += now - client.slice_start
+            deadline = client.slice_start + self.s.slice + self.s.allowance
+            self.clock.callLater(deadline - now, self._lease_expired, job)
+            client.busy, client.job, client.slice_call = False, None, None
+        client.session_call = self.clock.callLater(
+            self.s.offline.draw(self._rng_churn), self._go_online, client)
+
+    def _ask(self, client: SimClient) -> None:
+        client.retry = None
+        if self._ended or not client.online or client.busy:
+            return
+        answer = self.pool.request(client.id, client.speed)
+        answer.addCallbacks(self._answered, self._request_failed, callbackArgs=(client,),
+                            errbackArgs=(client,))
+        answer.addErrback(self._crash)
+        if not answer.called:  # a full pool answers inside request()
+            client.pending = answer
+
+    def _answered(self, answer: Any, client: SimClient) -> None:
+        client.pending = None
+        if self._ended:
+            return
+        if isinstance(answer, NoWork):
+            delay = answer.retry_after
+            if client.retry_delay:
+                delay = min(self.s.max_retry, max(delay, client.retry_delay * self.s.backoff))
+            client.retry_delay = delay
+            client.retry = self.clock.callLater(delay, self._ask, client)
+            return
+        client.retry_delay = 0.0
+        self._dispatch(client, answer)
+
+    def _request_failed(self, failure: Failure, client: SimClient) -> None:
+        if not failure.check(CancelledError):  # a departed client's request is no error
+            self._crash(failure)
+
+    def _crash(self, failure: Failure) -> None:
+        # a Deferred would swallow the exception and leave the run silently wrong: stop it
+        if self._failure is None:
+            self._failure = failure
+        self.clock.stop()
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def _schedule_arrival(self) -> None:
+        gap = self._rng_arrivals.expovariate(self.s.arrival_rate)
+        if self.clock.seconds() + gap < self.s.duration:
+            self.clock.callLater(gap, self._arrive)
+
+    def _arrive(self) -> None:
+        self._submit()
+        self._schedule_arrival()
+
+    def _submit(self) -> None:
+        s, rng = self.s, self._rng_jobs
+        price = max(1, round(s.price.draw(rng)))
+        length = max(1, round(s.length.draw(rng)))
+        quoted_speed = None
+        if s.quote_share > 0 and self._rng_quote.random() < s.quote_share:
+            wanted = (s.quote_speed or s.speed).draw(self._rng_quote)
+            quoted = quote_price(self._online_speeds, self._open_prices, wanted)
+            if quoted is not None:
+                price, quoted_speed = quoted, wanted
+        job = SimJob(len(self.jobs) + 1, price, self.clock.seconds(), length, quoted_speed)
+        self.jobs[job.id] = job
+        bisect.insort(self._open_prices, price)
+        self.ready.push(job.ready)
+
+    # -- the pool's assign: production matching --------------------------------------------------
+
+    def _assign(self, requests: list[PoolRequest]) -> dict[int, Assignment]:
+        clients = [PooledClient(r.client_id, r.speed, r.requested_at) for r in requests]
+        if self._record:
+            self.windows.append(WindowRecord(self.clock.seconds(), clients, self.ready.snapshot(),
+                                             self._rng_policy.getstate()))
+        candidates = self.ready.take(len(clients))
+        assignments = self._policy(clients, candidates, now=self.clock.seconds(),
+                                   rng=self._rng_policy)
+        assigned = {a.job.id for a in assignments}
+        self.ready.give_back(job for job in candidates if job.id not in assigned)
+        key_of = {r.client_id: r.key for r in requests}
+        return {key_of[a.client.id]: a for a in assignments}
+
+    # -- slices --------------------------------------------------------------------------------
+
+    def _dispatch(self, client: SimClient, assignment: Assignment) -> None:
+        now = self.clock.seconds()
+        job = self.jobs[assignment.job.id]
+        if self._record:
+            self.windows[-1].dispatched.append((client.id, job.id))
+        if job.first_dispatch is None:
+            job.first_dispatch = now
+        job.slices += 1
+        remaining = job.length - job.done
+        capacity = client.speed * self.s.slice
+        if remaining <= capacity:
+            work, seconds = remaining, remaining / client.speed
+        else:
+            work, seconds = max(1, int(capacity)), self.s.slice
+        client.busy, client.job, client.slice_start = True, job, now
+        client.slice_exec = seconds
+        client.slice_missed = self.s.miss_rate > 0 and self._rng_miss.random() < self.s.miss_rate
+        if client.slice_missed:
+            client.slice_call = self.clock.callLater(
+                self.s.slice + self.s.allowance, self._deadline_missed, client, job)
+        else:
+            client.slice_call = self.clock.callLater(self.s.transfer + seconds, self._checked_in,
+                                                     client, job, work, seconds)
+
+    def _checked_in(self, client: SimClient, job: SimJob, work: int, seconds: float) -> None:
+        client.busy, client.job, client.slice_call = False, None, None
+        client.busy_seconds += seconds
+        client.transfer_seconds += self.s.transfer
+        job.done += work
+        job.exec_seconds += seconds
+        cents = round(job.price * seconds)
+        job.paid += cents
+        client.earnings += cents
+        if job.done >= job.length:
+            job.finished_at = self.clock.seconds()
+            del self._open_prices[bisect.bisect_left(self._open_prices, job.price)]
+        else:
+            self.ready.push(job.ready)
+        self._ask(client)
+
+    def _deadline_missed(self, client: SimClient, job: SimJob) -> None:
+        client.busy, client.job, client.slice_call = False, None, None
+        client.lost_seconds += self.s.slice + self.s.allowance
+        self._lease_expired(job)
+        self._ask(client)
+
+    def _lease_expired(self, job: SimJob) -> None:
+        job.rollbacks += 1
+        self.ready.push(job.ready)
+
+
+def simulate(scenario: Scenario, record_windows: bool = False) -> RunResult:
+    """Run one scenario."""
+    return Simulation(scenario, record_windows).run()

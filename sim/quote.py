@@ -1,0 +1,34 @@
+"""The paper's quote rule, as the simulator applies it to its own market state.
+
+To run at speed S or faster: let n be the number of clients at least that fast; the n-th best
+competing job (in ``market.matcher.job_order_key`` order, i.e. by price) would get the n-th
+fastest client, which is at least S fast. Paying one cent more than the n-th highest competing
+price therefore puts a new job within the first n — if every one of those n clients asked in
+the same window, which is what ``quote honesty`` in ``sim.metrics`` measures. With fewer than
+n competing jobs one cent is enough; with no client that fast there is no quote.
+
+This mirrors the standalone ``quote`` tool's rule on the simulator's state; it does not import
+that tool (the tool reads reports, the simulator has none).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Optional
+
+__all__ = ["quote_price"]
+
+
+def quote_price(speeds: Sequence[float], prices: Sequence[int], wanted: float) -> Optional[int]:
+    """The price (cents/s) that should buy ``wanted`` speed, or None if no client is that fast.
+
+    ``speeds``: the online clients' speeds, sorted ascending; ``prices``: the competing
+    (unfinished) jobs' prices, sorted ascending.
+    """
+    n = len(speeds) - bisect.bisect_left(speeds, wanted)
+    if n == 0:
+        return None
+    if len(prices) < n:
+        return 1
+    return prices[-n] + 1

@@ -1,0 +1,209 @@
+"""Scenario files: what to simulate, and which parameter to sweep for an experiment.
+
+A scenario is a TOML file with four tables (every key optional; defaults in ``DEFAULTS``)::
+
+    [run]      name, description, duration (s), seed, starvation_bound (s)
+    [pool]     window (s), threshold (requests), slice (s), transfer (s), allowance (s),
+               policy, aging_rate
+    [clients]  count, speed (probe ops/s), online / offline (session lengths, s: churn),
+               miss_rate (share of slices whose check-in misses the deadline),
+               max_retry (s), backoff
+    [jobs]     initial, rate (arrivals/s), price (cents/s), length (probe operations),
+               quote_share, quote_speed (ops/s)
+
+plus an optional ``[sweep]`` table whose values are lists (``pool.window = [0.1, 1, 10]``):
+one run per combination, in file order, all with the same seed (common random numbers, so
+differences between runs come from the parameter, not from luck), and optional ``[[plot]]``
+tables read by ``sim.plots``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from market.matcher import DEFAULT_AGING_RATE, POLICIES
+from sim.distributions import Distribution, ScenarioError, parse_distribution
+
+__all__ = ["DEFAULTS", "Scenario", "Experiment", "load_experiment", "parse_experiment", "ScenarioError"]
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "run": {"name": "scenario", "description": "", "duration": 3600.0, "seed": 1,
+            "starvation_bound": 600.0},
+    "pool": {"window": 1.0, "threshold": 100, "slice": 300.0, "transfer": 0.0, "allowance": 30.0,
+             "policy": "paper", "aging_rate": DEFAULT_AGING_RATE},
+    "clients": {"count": 100, "speed": {"dist": "lognormal", "median": 1e6, "sigma": 0.5},
+                "online": None, "offline": None, "miss_rate": 0.0, "max_retry": 60.0,
+                "backoff": 2.0},
+    "jobs": {"initial": 0, "rate": 0.1, "price": {"dist": "lognormal", "median": 10, "sigma": 1.0},
+             "length": {"dist": "exponential", "mean": 3e8}, "quote_share": 0.0,
+             "quote_speed": None},
+}
+_DISTRIBUTIONS = {"clients.speed", "clients.online", "clients.offline", "jobs.price",
+                  "jobs.length", "jobs.quote_speed"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One fully specified simulation run."""
+
+    name: str
+    duration: float
+    seed: int
+    starvation_bound: float
+    window: float
+    threshold: int
+    slice: float
+    transfer: float
+    allowance: float
+    policy: str
+    aging_rate: float
+    clients: int
+    speed: Distribution
+    online: Optional[Distribution]
+    offline: Optional[Distribution]
+    miss_rate: float
+    max_retry: float
+    backoff: float
+    initial_jobs: int
+    arrival_rate: float
+    price: Distribution
+    length: Distribution
+    quote_share: float
+    quote_speed: Optional[Distribution]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A scenario file: its runs (one per sweep point) and its plot requests."""
+
+    name: str
+    description: str
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...]
+    runs: tuple[tuple[tuple[tuple[str, Any], ...], Scenario], ...]
+    plots: tuple[Mapping[str, Any], ...]
+
+
+def load_experiment(path: Path, seed: Optional[int] = None) -> Experiment:
+    """Read a scenario file; ``seed`` overrides ``run.seed``."""
+    if sys.version_info < (3, 11):
+        raise ScenarioError("reading scenario files needs Python 3.11 or newer (tomllib)")
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except FileNotFoundError:
+        raise ScenarioError(f"no scenario file {str(path)!r}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+    document.setdefault("run", {}).setdefault("name", Path(path).stem)
+    return parse_experiment(document, seed)
+
+
+def parse_experiment(document: Mapping[str, Any], seed: Optional[int] = None) -> Experiment:
+    """Build an experiment from an already parsed TOML document."""
+    unknown = set(document) - set(DEFAULTS) - {"sweep", "plot"}
+    if unknown:
+        raise ScenarioError(f"unknown table(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(list(DEFAULTS) + ['sweep', 'plot'])}")
+    base = copy.deepcopy(DEFAULTS)
+    for table, values in document.items():
+        if table in DEFAULTS:
+            if not isinstance(values, Mapping):
+                raise ScenarioError(f"[{table}] must be a table")
+            for key, value in values.items():
+                _set(base, f"{table}.{key}", value)
+    if seed is not None:
+        base["run"]["seed"] = seed
+    sweep = tuple(_flatten_sweep(document.get("sweep", {})))
+    runs = []
+    for combination in itertools.product(*(values for _, values in sweep)):
+        config = copy.deepcopy(base)
+        params = tuple((path, value) for (path, _), value in zip(sweep, combination))
+        for path, value in params:
+            _set(config, path, value)
+        runs.append((params, _scenario(config)))
+    plots = document.get("plot", [])
+    if isinstance(plots, Mapping):
+        plots = [plots]
+    return Experiment(base["run"]["name"], base["run"]["description"], sweep, tuple(runs),
+                      tuple(plots))
+
+
+def _flatten_sweep(table: Mapping[str, Any], prefix: str = ""):
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten_sweep(value, path + ".")
+        elif isinstance(value, list) and value:
+            yield path, tuple(value)
+        else:
+            raise ScenarioError(f"[sweep] {path} must be a non-empty list of values")
+
+
+def _set(config: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    table, key = parts[0], parts[1] if len(parts) > 1 else None
+    if table not in DEFAULTS or key not in DEFAULTS[table]:
+        raise ScenarioError(f"unknown setting {path!r}; [{table}] knows "
+                            f"{', '.join(DEFAULTS.get(table, {})) or 'nothing'}")
+    if len(parts) == 2:
+        config[table][key] = value
+        return
+    # a distribution's parameter, e.g. clients.online.mean
+    current = config[table][key]
+    if not isinstance(current, Mapping) or len(parts) != 3:
+        raise ScenarioError(f"cannot set {path!r}: {table}.{key} is not a distribution table")
+    config[table][key] = {**current, parts[2]: value}
+
+
+def _scenario(c: dict[str, Any]) -> Scenario:
+    run, pool, clients, jobs = c["run"], c["pool"], c["clients"], c["jobs"]
+
+    def dist(path: str) -> Optional[Distribution]:
+        table, key = path.split(".")
+        spec = c[table][key]
+        return None if spec is None else parse_distribution(path, spec)
+
+    if pool["policy"] not in POLICIES:
+        raise ScenarioError(f"pool.policy {pool['policy']!r} is not one of {', '.join(POLICIES)}")
+    if (clients["online"] is None) != (clients["offline"] is None):
+        raise ScenarioError("clients.online and clients.offline go together (session lengths for churn)")
+    scenario = Scenario(
+        name=str(run["name"]), duration=_number("run.duration", run["duration"], 0),
+        seed=int(run["seed"]), starvation_bound=_number("run.starvation_bound", run["starvation_bound"], 0),
+        window=_number("pool.window", pool["window"], 0), threshold=int(pool["threshold"]),
+        slice=_number("pool.slice", pool["slice"], 0), transfer=float(pool["transfer"]),
+        allowance=float(pool["allowance"]),
+        policy=str(pool["policy"]), aging_rate=float(pool["aging_rate"]),
+        clients=int(clients["count"]), speed=dist("clients.speed"), online=dist("clients.online"),
+        offline=dist("clients.offline"), miss_rate=float(clients["miss_rate"]),
+        max_retry=_number("clients.max_retry", clients["max_retry"], 0),
+        backoff=float(clients["backoff"]), initial_jobs=int(jobs["initial"]),
+        arrival_rate=float(jobs["rate"]), price=dist("jobs.price"), length=dist("jobs.length"),
+        quote_share=float(jobs["quote_share"]), quote_speed=dist("jobs.quote_speed"),
+    )
+    if scenario.threshold < 1:
+        raise ScenarioError("pool.threshold must be at least 1")
+    if not 0 <= scenario.miss_rate <= 1 or not 0 <= scenario.quote_share <= 1:
+        raise ScenarioError("clients.miss_rate and jobs.quote_share are shares between 0 and 1")
+    if scenario.clients < 0 or scenario.initial_jobs < 0 or scenario.arrival_rate < 0:
+        raise ScenarioError("clients.count, jobs.initial and jobs.rate must not be negative")
+    if scenario.backoff < 1 or scenario.allowance < 0:
+        raise ScenarioError("clients.backoff must be at least 1 and pool.allowance not negative")
+    if not 0 <= scenario.transfer <= scenario.allowance:
+        raise ScenarioError("pool.transfer must be between 0 and pool.allowance (the deadline is "
+                            "slice + allowance, so a longer transfer would miss every deadline)")
+    return scenario
+
+
+def _number(path: str, value: Any, above: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > above:
+        raise ScenarioError(f"{path} must be a number greater than {above}, not {value!r}")
+    return float(value)

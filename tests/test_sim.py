@@ -1,0 +1,202 @@
+"""The simulator: reproducible, conserving work and money, matching like market.matcher."""
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market.matcher import POLICIES, aging, describe
+from sim.cli import main
+from sim.engine import simulate
+from sim.metrics import compute_metrics, jain_index
+from sim.quote import quote_price
+from sim.scenario import ScenarioError, parse_experiment
+
+TINY = """
+[run]
+name = "tiny"
+duration = 1800
+starvation_bound = 300
+[pool]
+window = 2.0
+threshold = 4
+slice = 120
+allowance = 10
+[clients]
+count = 12
+online = { dist = "exponential", mean = 900 }
+offline = { dist = "exponential", mean = 300 }
+miss_rate = 0.1
+[jobs]
+initial = 20
+rate = 0.02
+length = { dist = "exponential", mean = 2e8 }
+quote_share = 0.3
+[sweep]
+pool.policy = ["paper", "aging"]
+"""
+
+
+def tiny(**overrides):
+    """The TINY scenario's first run, with overrides like {"pool": {"policy": "fifo"}}."""
+    import tomllib
+
+    document = tomllib.loads(TINY)
+    del document["sweep"]
+    for table, values in overrides.items():
+        document.setdefault(table, {}).update(values)
+    return parse_experiment(document).runs[0][1]
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+# -- reproducibility -----------------------------------------------------------------------------
+
+def test_same_seed_gives_identical_output(tiny_file, tmp_path, capsys):
+    outputs = []
+    for name in ("a", "b"):
+        assert main([str(tiny_file), "--seed", "7", "--out", str(tmp_path / name), "--no-plots",
+                     "--quiet"]) == 0
+        outputs.append((capsys.readouterr().out, (tmp_path / name / "results.csv").read_bytes(),
+                        (tmp_path / name / "results.json").read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert "policy=paper" in outputs[0][0] and "policy=aging" in outputs[0][0]
+
+
+def test_another_seed_gives_another_run(tiny_file, tmp_path, capsys):
+    for seed in ("1", "2"):
+        main([str(tiny_file), "--seed", seed, "--out", str(tmp_path / seed), "--no-plots", "--quiet"])
+    capsys.readouterr()
+    assert (tmp_path / "1" / "results.csv").read_bytes() != (tmp_path / "2" / "results.csv").read_bytes()
+
+
+# -- conservation --------------------------------------------------------------------------------
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), policy=st.sampled_from(sorted(POLICIES)),
+       miss=st.sampled_from([0.0, 0.2]), window=st.sampled_from([0.5, 5.0]))
+def test_finished_jobs_did_exactly_their_submitted_work(seed, policy, miss, window):
+    result = simulate(tiny(run={"seed": seed}, pool={"policy": policy, "window": window},
+                           clients={"miss_rate": miss}))
+    finished = [j for j in result.jobs if j.finished_at is not None]
+    assert finished, "the scenario should finish some jobs"
+    assert all(j.done == j.length for j in finished)
+    assert all(0 <= j.done <= j.length for j in result.jobs)
+    assert sum(j.paid for j in result.jobs) == sum(c.earnings for c in result.clients)
+
+
+def test_a_missed_deadline_rolls_the_work_back():
+    result = simulate(tiny(clients={"miss_rate": 1.0}))
+    assert all(j.done == 0 and j.paid == 0 for j in result.jobs)
+    assert sum(j.rollbacks for j in result.jobs) > 0
+
+
+# -- the simulator's matches are market.matcher's -------------------------------------------------
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), policy=st.sampled_from(sorted(POLICIES)))
+def test_dispatches_equal_the_policy_on_the_whole_ready_list(seed, policy):
+    scenario = tiny(run={"seed": seed}, pool={"policy": policy})
+    result = simulate(scenario, record_windows=True)
+    assert result.windows
+    for window in result.windows:
+        rng = random.Random()
+        rng.setstate(window.rng_state)
+        kwargs = {"rate": scenario.aging_rate} if policy == "aging" else {}
+        expected = POLICIES[policy](window.clients, window.ready, now=window.at, rng=rng, **kwargs)
+        # the pool answers in request order, the policy lists in rank order: compare the pairs
+        assert sorted(window.dispatched) == sorted(describe(expected))
+
+
+def test_aging_serves_cheap_jobs_the_paper_rule_leaves_waiting():
+    # one price-1 job in ten, the rest pay 100; 20% more work arrives than the clients can do
+    market = {"clients": {"online": None, "offline": None, "speed": 1e6, "miss_rate": 0.0},
+              "jobs": {"initial": 0, "rate": 0.048, "quote_share": 0.0, "length": 3e8,
+                       "price": {"dist": "choice", "values": [1, 100], "weights": [1, 9]}},
+              "run": {"duration": 7200}}
+    paper = compute_metrics(simulate(tiny(**market)))
+    aged = compute_metrics(simulate(tiny(pool={"policy": "aging", "aging_rate": 0.2}, **market)))
+    cheapest = 0  # wait_by_price_decile[0] is the price-1 jobs
+    assert aged["wait_max"] < paper["wait_max"] / 2
+    assert aged["wait_by_price_decile"][cheapest] < paper["wait_by_price_decile"][cheapest] / 2
+    assert aged["value_ratio"] < paper["value_ratio"]  # the price of fairness
+
+
+# -- scenario files ------------------------------------------------------------------------------
+
+def test_a_sweep_runs_every_combination_in_file_order():
+    experiment = parse_experiment({"sweep": {"pool": {"window": [1, 2], "threshold": [5, 6, 7]}}})
+    points = [dict(params) for params, _ in experiment.runs]
+    assert points[:2] == [{"pool.window": 1, "pool.threshold": 5}, {"pool.window": 1, "pool.threshold": 6}]
+    assert len(points) == 6
+    assert [s.window for _, s in experiment.runs] == [1.0] * 3 + [2.0] * 3
+
+
+def test_a_sweep_can_set_a_distribution_parameter():
+    experiment = parse_experiment({"clients": {"online": 600, "offline": 60},
+                                   "sweep": {"jobs": {"price": {"sigma": [0.1, 2.0]}}}})
+    assert [s.price.param("sigma") for _, s in experiment.runs] == [0.1, 2.0]
+
+
+@pytest.mark.parametrize("document, words", [
+    ({"pool": {"windw": 1}}, "unknown setting 'pool.windw'"),
+    ({"pool": {"policy": "lottery"}}, "pool.policy 'lottery'"),
+    ({"jobs": {"price": {"dist": "normal"}}}, "unknown dist 'normal'"),
+    ({"clients": {"online": 60}}, "go together"),
+    ({"sweep": {"pool": {"window": 3}}}, "non-empty list"),
+    ({"market": {}}, "unknown table"),
+])
+def test_scenario_mistakes_are_named_in_plain_words(document, words):
+    with pytest.raises(ScenarioError, match=words):
+        parse_experiment(document)
+
+
+def test_cli_reports_a_bad_scenario_without_a_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[pool]\nwindow = -1\n")
+    assert main([str(path)]) == 2
+    assert "pool.window must be a number greater than 0" in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_file(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.toml")]) == 2
+    assert "no scenario file" in capsys.readouterr().err
+
+
+def test_cli_draws_the_requested_plots(tmp_path, capsys):
+    path = tmp_path / "plot.toml"
+    path.write_text(TINY + '[[plot]]\nfile = "v.png"\nx = "pool.policy"\ny = ["value_ratio"]\n'
+                    '[[plot]]\nfile = "d.png"\nkind = "deciles"\ny = "speed_by_price_decile"\n')
+    assert main([str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (tmp_path / "out" / "v.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "d.png").exists()
+
+
+# -- the quote rule and the metrics --------------------------------------------------------------
+
+def test_quote_is_one_cent_over_the_nth_highest_price():
+    speeds = [1.0, 2.0, 3.0, 4.0]  # two clients reach 3.0
+    assert quote_price(speeds, [5, 7, 9, 20], 3.0) == 10
+    assert quote_price(speeds, [5], 3.0) == 1
+    assert quote_price(speeds, [5], 4.5) is None
+
+
+def test_jain_index_is_one_for_equal_shares_and_one_over_n_for_a_monopoly():
+    assert jain_index([2.0, 2.0, 2.0]) == pytest.approx(1.0)
+    assert jain_index([1.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
+
+
+def test_value_never_exceeds_the_offline_bound():
+    for policy in POLICIES:
+        m = compute_metrics(simulate(tiny(pool={"policy": policy})))
+        assert 0 < m["value_ratio"] <= 1
+
+
+def test_aging_policy_used_by_the_simulator_is_the_matchers():
+    assert POLICIES["aging"] is aging
