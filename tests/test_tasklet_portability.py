@@ -150,3 +150,18 @@ def test_run_local_arguments_are_json_or_strings():
     assert localrun.parse_argument("[1, 2]") == [1, 2]
     assert localrun.parse_argument("hello") == "hello"
     assert localrun.parse_argument('"7"') == "7"
+
+
+def test_early_freeze_signal_stops_the_slice_at_its_first_back_edge():
+    src = "def job(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t\n"
+    code = ("import os, signal, sys\nos.kill(os.getpid(), signal.SIGALRM)\n"
+            "from market.tasklet.slicemain import main\nsys.exit(main())\n")
+    # the signal arrives before main() installs its handler: SIGALRM's default
+    # would kill the process, so install the same handler the way main() does
+    code = code.replace("os.kill", "import market.tasklet.runner as r; "
+                        "signal.signal(signal.SIGALRM, r.request_stop); os.kill")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          input=slicemain.encode_request(tasklet.start(src, "job", [10 ** 9], {}),
+                                                         src, 3600.0))
+    out = slicemain.decode_response(proc.stdout)
+    assert not out.finished and out.stats["wall_seconds"] < 1.0

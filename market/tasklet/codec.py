@@ -41,6 +41,7 @@ _INST = 0x16
 _LIST_I64, _LIST_F64, _LIST_STR = 0x17, 0x18, 0x19
 _COMPLEX, _FRACTION, _RANGE = 0x20, 0x21, 0x22
 _DEQUE, _COUNTER, _ODICT, _DDICT = 0x23, 0x24, 0x25, 0x26
+_LIST_BOOL, _LIST_S, _TUPLE_S = 0x27, 0x28, 0x29  # bools as bytes; lists/tuples of scalars
 
 _DDICT_FACTORIES = {"int": int, "float": float, "str": str, "list": list,
                     "dict": dict, "set": set, "tuple": tuple, "bool": bool}
@@ -110,10 +111,15 @@ def _str(s: str, out: bytearray) -> None:
 
 def _bulk_list(obj: list, out: bytearray) -> bool:
     """Write ``obj`` as one typed block if it is homogeneous; True if done."""
-    first = type(obj[0])
-    for x in obj:
-        if type(x) is not first:
-            return False
+    kinds = set(map(type, obj))
+    if len(kinds) != 1:
+        return _scalar_run(_LIST_S, obj, kinds, out)
+    first = kinds.pop()
+    if first is bool:
+        out.append(_LIST_BOOL)
+        _uvarint(len(obj), out)
+        out += bytes(obj)
+        return True
     if first is int:
         try:
             arr = array("q", obj)
@@ -141,7 +147,35 @@ def _bulk_list(obj: list, out: bytearray) -> bool:
             _uvarint(len(r), out)
         out += b"".join(raws)
         return True
-    return False
+    return _scalar_run(_LIST_S, obj, {first}, out)
+
+
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+
+
+def _scalar_run(tag: int, items, kinds, out: bytearray) -> bool:
+    """Write a list or tuple of scalars inline (no per-item container work)."""
+    if not kinds <= _SCALARS:
+        return False
+    out.append(tag)
+    _uvarint(len(items), out)
+    for x in items:
+        t = type(x)
+        if t is int:
+            if -_SMALL <= x < _SMALL:
+                out += _SMALL_INTS[x]
+            else:
+                _int(x, out)
+        elif t is str:
+            _str(x, out)
+        elif t is float:
+            out.append(_FLOAT)
+            out += _PACK_D.pack(x)
+        elif x is None:
+            out.append(_NONE)
+        else:
+            out.append(_TRUE if x else _FALSE)
+    return True
 
 
 def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
@@ -224,6 +258,8 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
                 _uvarint(len(x), out)
                 children = iter(x)
             elif t is tuple:
+                if _scalar_run(_TUPLE_S, x, set(map(type, x)), out):
+                    continue
                 out.append(_TUPLE)
                 _uvarint(len(x), out)
                 children = iter(x)
@@ -451,6 +487,53 @@ def _decode(data: bytes, classes):
             if _BIG:
                 arr.byteswap()
             v = arr.tolist()
+            memo.append(v)
+        elif tag == _LIST_S or tag == _TUPLE_S:
+            n, pos = _varint_at(data, pos)
+            if n > end - pos:
+                _fail(pos, "length exceeds the remaining data")
+            v = []
+            append = v.append
+            for _ in range(n):
+                t = data[pos]
+                if t == _INT:
+                    z = data[pos + 1]
+                    if z < 0x80:
+                        pos += 2
+                    else:
+                        z, pos = _varint_at(data, pos + 1)
+                    append((z >> 1) if not z & 1 else -((z + 1) >> 1))
+                elif t == _STR:
+                    ln, pos = _varint_at(data, pos + 1)
+                    if pos + ln > end:
+                        _fail(pos, "length exceeds the remaining data")
+                    append(data[pos:pos + ln].decode("utf-8", "surrogatepass"))
+                    pos += ln
+                elif t == _FLOAT:
+                    if pos + 9 > end:
+                        _fail(pos, "unexpected end")
+                    append(unpack_d(data, pos + 1)[0])
+                    pos += 9
+                elif t == _NONE or t == _TRUE or t == _FALSE:
+                    append(None if t == _NONE else t == _TRUE)
+                    pos += 1
+                elif t == _BIGINT:
+                    x, pos = _int_at(data, pos, end)
+                    append(x)
+                else:
+                    _fail(pos, "expected a scalar")
+            if tag == _TUPLE_S:
+                v = tuple(v)
+            memo.append(v)
+        elif tag == _LIST_BOOL:
+            n, pos = _varint_at(data, pos)
+            if pos + n > end:
+                _fail(pos, "length exceeds the remaining data")
+            chunk = data[pos:pos + n]
+            if chunk.strip(b"\x00\x01"):
+                _fail(pos, "bad boolean")
+            v = list(map(bool, chunk))
+            pos += n
             memo.append(v)
         elif tag == _LIST_STR:
             n, pos = _varint_at(data, pos)

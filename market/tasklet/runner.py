@@ -153,9 +153,22 @@ def _classes(job: CompiledJob, ns: dict) -> Dict[str, type]:
     return {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
 
 
+_stop_requested = False
+
+
+def request_stop(*_ignored) -> None:
+    """Ask the current (or the next) slice to freeze as soon as it can.
+
+    Safe from a signal handler: slicemain installs it for SIGALRM before
+    anything else, so an early "freeze now" is not lost (nor fatal).
+    """
+    global _stop_requested
+    _stop_requested = True
+
+
 def _arm_timer(seconds: float, ctl: _Control):
     """Set the flag when the slice ends; returns the disarm function."""
-    if seconds <= 0:
+    if seconds <= 0 or _stop_requested:
         ctl.expire()
         return lambda: None
     if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():

@@ -16,20 +16,22 @@ response on stdout::
            "has_envelope": bool, "has_result": bool}
        or {"status": "rejected", "message": str}   (bad state / refused job)
 
-Exit status: 0 for "ok", 2 for "rejected", 3 for a malformed request.  The
+Exit status: 0 for "ok", 2 for "rejected", 3 for a malformed request.
+SIGALRM at any time means "freeze now": before the slice starts it makes the
+slice stop at its first back-edge.  The
 job's own ``print`` output goes to stderr so it cannot corrupt the response.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import signal
 import struct
 import sys
 from typing import List, Optional
 
 from .envelope import EnvelopeError
-from .runner import SliceOutcome, run_slice
+from .runner import SliceOutcome, request_stop, run_slice
 from .validator import JobRefused
 
 __all__ = ["encode_request", "decode_request", "encode_response", "decode_response", "main"]
@@ -117,6 +119,9 @@ def main(stdin=None, stdout=None) -> int:
     """Read one request, run one slice, write one response."""
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
+    if hasattr(signal, "SIGALRM"):
+        # a "freeze now" that arrives before the slice starts must not kill us
+        signal.signal(signal.SIGALRM, request_stop)
     try:
         envelope, source, seconds, budget, job_id = decode_request(stdin.read())
     except FrameError as exc:
