@@ -1,0 +1,5 @@
+import sys
+
+from quote.cli import main
+
+sys.exit(main())

@@ -1,0 +1,241 @@
+"""Read what the pricing rule needs from a market report, streaming, with XPath.
+
+The report may hold a million jobs, so it is never loaded whole: an ``lxml.etree.XMLPullParser``
+(the incremental parser under ``iterparse``) is fed the file a block at a time; after each block,
+compiled XPath queries pick the relevant values out of the finished children of <clients> and
+<jobs>, which are then deleted. No Python code runs per element, which is what keeps a
+million-job report within seconds. The XSD is checked by libxml2 on the same single pass
+(``schema=``), so validation needs no second read and no whole-document tree.
+
+The report is untrusted input: entities are not resolved, nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import IO, Iterator, List, Optional, Union
+
+from lxml import etree
+
+NAMESPACE = "urn:market:report:1"
+NS = {"r": NAMESPACE}
+SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.xsd")
+# bytes fed to the parser at a time: ~4,000 jobs between two XPath passes
+BLOCK = 1 << 20
+
+# Statuses that compete for clients in a future window: 'running' jobs are back on the ready list
+# when their slice ends, which is exactly when their clients ask for work again. 'held', 'new'
+# (no initial state yet), 'finished' and 'cancelled' jobs do not compete.
+COMPETING = "@status='ready' or @status='running'"
+# xs:boolean is 'true'/'1' or 'false'/'0', with whitespace collapsed
+NOT_SUSPECT = "normalize-space(r:suspect)='false' or normalize-space(r:suspect)='0'"
+
+
+# How the report (untrusted input) is parsed. Not resolve_entities=False: with lxml 6.1 /
+# libxml2 2.14 that setting, combined with schema validation in an incremental parser, lets
+# malformed and truncated documents through without an error. 'internal' never loads an external
+# entity (no file or network access), and leaving huge_tree off keeps libxml2's limits on entity
+# amplification ("billion laughs") and nesting depth. A report with a DOCTYPE is refused anyway.
+UNTRUSTED = dict(resolve_entities="internal", no_network=True, load_dtd=False, huge_tree=False)
+
+
+def _xpath(expr: str) -> etree.XPath:
+    return etree.XPath(expr, namespaces=NS, smart_strings=False)
+
+
+# Each query runs on a <clients> or <jobs> element and looks only at its first $k children: the
+# parser may already have started the last one, which is not complete yet.
+# (``*[position() <= $k]`` counts every child element, as ``k`` does.)
+_ELIGIBLE_SPEEDS = _xpath(
+    f"*[position() <= $k][self::r:client][@status='active'][{NOT_SUSPECT}]/r:speed/text()")
+_COMPETING_PRICES = _xpath(f"*[position() <= $k][self::r:job][{COMPETING}]/r:price/text()")
+
+_TAG = {name: "{%s}%s" % (NAMESPACE, name) for name in
+        ("report", "clients", "client", "jobs", "job", "dispatches", "dispatch")}
+_PRICE = re.compile(r"^\s*(\d+)\.(\d{2})\s*$")
+
+
+class ReportError(Exception):
+    """The report cannot be used: ``kind`` is 'missing', 'not-xml' or 'invalid'."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class MarketView:
+    """What the report says about the market, reduced to what quoting needs."""
+
+    speeds: List[float] = field(default_factory=list)  # active, non-suspect, measured clients
+    price_counts: Counter = field(default_factory=Counter)  # competing job price (cents) -> jobs
+    clients: int = 0
+    jobs: int = 0
+    dispatches: int = 0
+    generated_at: Optional[str] = None
+
+    @property
+    def competing(self) -> int:
+        return sum(self.price_counts.values())
+
+
+_schema: Optional[etree.XMLSchema] = None
+
+
+def schema() -> etree.XMLSchema:
+    """The report XSD shipped with this tool, parsed once."""
+    global _schema
+    if _schema is None:
+        _schema = etree.XMLSchema(etree.parse(SCHEMA_FILE, _safe_parser()))
+    return _schema
+
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(**UNTRUSTED)
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.view = MarketView()
+        self.price_texts: Counter = Counter()
+
+    def take(self, container, k: int) -> None:
+        """Take what is needed from the first ``k`` (complete) children of ``container``."""
+        if container.tag == _TAG["clients"]:
+            self.view.clients += k
+            for text in _ELIGIBLE_SPEEDS(container, k=k):
+                try:
+                    self.view.speeds.append(float(text))
+                except ValueError:
+                    raise ReportError("invalid", f"a client's speed {text.strip()[:40]!r} is not a number") from None
+        elif container.tag == _TAG["jobs"]:
+            self.view.jobs += k
+            # Counting the raw strings is done in C; only the few distinct prices are parsed in
+            # finish(). The XSD guarantees every job a price; with --no-validate the report's
+            # structure is trusted (checking it here would cost a second XPath pass per block).
+            self.price_texts.update(_COMPETING_PRICES(container, k=k))
+        elif container.tag == _TAG["dispatches"]:
+            self.view.dispatches += k
+        # lets the parser reuse the memory: the report is never held whole
+        del container[:k]
+
+    def finish(self) -> MarketView:
+        for text, count in self.price_texts.items():
+            m = _PRICE.match(text)
+            if m is None:
+                raise ReportError("invalid", f"a job's price {text.strip()[:40]!r} is not credits like 5.20")
+            self.view.price_counts[int(m.group(1)) * 100 + int(m.group(2))] += count
+        return self.view
+
+
+def _blocks(source: Union[str, IO[bytes]]) -> Iterator[bytes]:
+    if not isinstance(source, str):
+        while True:
+            block = source.read(BLOCK)
+            if not block:
+                return
+            yield block
+    try:
+        f = open(source, "rb")
+    except OSError as e:
+        raise ReportError("missing", f"cannot read the file: {e.strerror or e}") from None
+    with f:
+        while True:
+            try:
+                block = f.read(BLOCK)
+            except OSError as e:  # e.g. a directory
+                raise ReportError("missing", f"cannot read the file: {e.strerror or e}") from None
+            if not block:
+                return
+            yield block
+
+
+def read(source: Union[str, IO[bytes]], validate: bool = True) -> MarketView:
+    """Stream the report at ``source`` (a path or a binary file) into a :class:`MarketView`.
+
+    Raises :class:`ReportError` for a missing file, a file that is not XML, or (with ``validate``)
+    a document that does not conform to the report XSD.
+    """
+    reader = _Reader()
+    containers = (_TAG["clients"], _TAG["jobs"], _TAG["dispatches"])
+    etree.clear_error_log()
+    parser = etree.XMLPullParser(
+        events=("start", "end"), tag=(_TAG["report"],) + containers, schema=schema() if validate else None,
+        remove_comments=True, remove_pis=True, **UNTRUSTED)
+    root: List = []  # [root element, seen its end?]
+    open_containers: List = []
+    try:
+        for block in _blocks(source):
+            parser.feed(block)
+            _drain(parser, reader, open_containers, root)
+            # The last child of an open container may still be half-parsed: leave it for later.
+            # No Python runs per element; one XPath pass per container per block.
+            for container in open_containers:
+                if len(container) > 1:
+                    reader.take(container, len(container) - 1)
+        parser.close()
+        _drain(parser, reader, open_containers, root)
+    except etree.XMLSyntaxError as e:
+        # libxml2's validator reports a broken document (say, a truncated download) as a schema
+        # error before the parser notices; tell the user what is really wrong when we can
+        broken = _syntax_error(source) if validate and isinstance(source, str) else None
+        raise (broken or _classify(e)) from None
+    if not root:
+        raise ReportError("invalid", f"not a market report (expected <report xmlns=\"{NAMESPACE}\">)")
+    if not root[1]:
+        # belt and braces: never quote from a report that stopped half-way
+        raise ReportError("not-xml", "not well-formed XML: the report ends before </report> (truncated?)")
+    reader.view.generated_at = root[0].get("generated-at")
+    return reader.finish()
+
+
+def _drain(parser, reader: _Reader, open_containers: List, root: List) -> None:
+    for event, element in parser.read_events():
+        if element.tag == _TAG["report"]:
+            if element.getparent() is not None:
+                continue
+            if event == "start":
+                if element.getroottree().docinfo.internalDTD is not None:
+                    # the market never writes one; a DTD only serves entity tricks
+                    raise ReportError("invalid", "a market report has no DOCTYPE; this one declares one")
+                root[:] = [element, False]
+            else:
+                root[1] = True
+        elif event == "start":
+            open_containers.append(element)
+        else:
+            open_containers.remove(element)
+            reader.take(element, len(element))
+
+
+class _Ignore:
+    """A parser target that keeps nothing: a pure well-formedness check in constant memory."""
+
+    def close(self) -> None:
+        return None
+
+
+def _syntax_error(path: str) -> Optional[ReportError]:
+    etree.clear_error_log()
+    try:
+        etree.parse(path, etree.XMLParser(target=_Ignore(), **UNTRUSTED))
+    except etree.XMLSyntaxError as e:
+        return _classify(e)
+    except OSError:
+        return None
+    return None
+
+
+def _classify(error: etree.XMLSyntaxError) -> ReportError:
+    entries = list(error.error_log)
+    parser = [x for x in entries if x.domain_name == "PARSER"]
+    if parser:
+        first = parser[0]
+        return ReportError("not-xml", f"not well-formed XML (line {first.line}): {first.message.strip()}")
+    schema_errors = [x for x in entries if x.domain_name == "SCHEMASV"]
+    if schema_errors:
+        return ReportError("invalid", f"not a valid market report: {schema_errors[0].message.strip()}")
+    return ReportError("not-xml", f"not well-formed XML: {error.msg}")
