@@ -99,9 +99,12 @@ class WorkerService(service.Service):
         if self.current is not None and self.runner is not None:
             log.info("stopping: freezing job {j} now to check it in", j=self.current.get("job"))
             self.runner.freeze_now()
-        if self._sleep is not None and self._sleep.active():
-            self._sleep.cancel()
+        if self._sleep is not None:
+            call, waiting = self._sleep
             self._sleep = None
+            if call.active():
+                call.cancel()
+                waiting.callback(None)  # wake the loop so it can see it is stopping
         d = self._loop if self._loop is not None else defer.succeed(None)
         waiter = defer.Deferred()
         d.addBoth(lambda _: waiter.called or waiter.callback(None))
@@ -114,7 +117,7 @@ class WorkerService(service.Service):
     # -- the loop ------------------------------------------------------------------------------
     def sleep(self, seconds: float):
         d = defer.Deferred()
-        self._sleep = self.reactor.callLater(seconds, d.callback, None)
+        self._sleep = (self.reactor.callLater(seconds, d.callback, None), d)
         return d
 
     def is_idle(self):

@@ -150,7 +150,7 @@ class SliceRunner:
         from market.sandbox import Limits, start
 
         limits = Limits(wall_seconds=seconds + 5.0, cpu_seconds=seconds + 5.0, memory_mb=self.memory_mb,
-                        output_bytes=256 * 1024 * 1024, disk_mb=16, processes=8, files=32)
+                        output_bytes=256 * 1024 * 1024, disk_mb=16, processes=64, files=64)
         self._execution = start(self.reactor, [self.python, "-I", "-S", "-c", LAUNCH % SANDBOX_ROOT], stdin=request,
                                 limits=limits, binds=[(self._bind, SANDBOX_ROOT)], user=self.user,
                                 level=self.level)
