@@ -1,0 +1,32 @@
+"""The web site (paper requirement 5, specification 5): accounts, jobs, prices, clients, report.
+
+``twistd market --web ENDPOINT`` calls :func:`make_site`. Pages are server-rendered HTML (Klein +
+autoescaped Jinja2), work without JavaScript, keep sessions in the database and check a CSRF token
+on every form; see ``docs/web.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from twisted.web import server
+
+
+def make_site(db, dispatcher: Optional[Any], options: Mapping[str, Any], reactor=None) -> server.Site:
+    """The web ``Site`` for the market in ``db``.
+
+    ``options`` are ``twistd market``'s: ``smtp`` (HOST:PORT relay, else mail goes to the ``outbox``
+    folder), ``outbox``, ``public-url`` (base of links in e-mails; https there turns on Secure
+    cookies) and ``rpc`` (the endpoint whose port goes into the worker command shown to members).
+    The clock is the dispatcher's, so the site and the market agree on time.
+    """
+    from market.web.context import Web
+    from market.web.mail import Mailer
+    from market.web.site import make_web_site
+
+    if reactor is None:
+        from twisted.internet import reactor
+    clock = getattr(dispatcher, "clock", None) or reactor
+    mailer = Mailer(options.get("smtp"), options.get("outbox") or "var/outbox", reactor=reactor)
+    web = Web(db, clock, mailer, public_url=options.get("public-url"), rpc_endpoint=options.get("rpc") or "tcp:7080")
+    return make_web_site(web)

@@ -1,0 +1,121 @@
+"""What every page handler shares: the store, the clock, sessions, mail, templates, and the guards.
+
+Handlers are ``async def handler(request, visitor, ...)`` wrapped by :meth:`Web.page_for` (anyone),
+:meth:`Web.members` (logged-in members only) and, for forms, ``posted=True`` (CSRF checked, upload
+cap enforced) — so no handler can forget a check.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import urlsplit
+
+from market.errors import MarketError
+from market.web.mail import Mailer
+from market.web.render import Renderer
+from market.web.sessions import Sessions, Visitor, csrf_ok
+from market.web.throttle import LoginThrottle
+
+#: the request body cap: a 1 MiB module (the XML-RPC limit) plus the form around it
+MAX_BODY = 1024 * 1024 + 64 * 1024
+
+
+class Refused(MarketError):
+    """A request the site turns down with an HTTP status and a plain-words page."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Web:
+    """The site's shared parts. ``public_url`` (no trailing slash) is used for links in e-mails."""
+
+    def __init__(self, db, clock, mailer: Mailer, *, public_url: Optional[str] = None, rpc_endpoint: str = "tcp:7080",
+                 throttle: Optional[LoginThrottle] = None, renderer: Optional[Renderer] = None,
+                 max_module: int = 1024 * 1024):
+        self.db = db
+        self.clock = clock
+        self.mailer = mailer
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.rpc_endpoint = rpc_endpoint
+        self.max_module = max_module
+        self.renderer = renderer or Renderer()
+        secure = bool(self.public_url and self.public_url.startswith("https:"))
+        self.sessions = Sessions(db, clock, secure=secure)
+        self.throttle = throttle or LoginThrottle(clock)
+
+    # -- responses -----------------------------------------------------------------------------
+    def render(self, request, template: str, visitor: Optional[Visitor], code: int = 200, **values: Any) -> bytes:
+        return self.renderer.page(request, template, code, visitor=visitor, **values)
+
+    def refusal(self, request, code: int, message: str, visitor: Optional[Visitor] = None) -> bytes:
+        return self.render(request, "refused.html", visitor, code, message=message, status=code)
+
+    @staticmethod
+    def redirect(request, path: str) -> bytes:
+        """303 See Other to a path on this site (after a form post, so reloading does not re-post)."""
+        request.setResponseCode(303)
+        request.setHeader(b"Location", path.encode("ascii"))
+        return b""
+
+    # -- URLs --------------------------------------------------------------------------------
+    def base_url(self, request) -> str:
+        """The site's base URL: ``--public-url`` if given, else what the browser asked for."""
+        if self.public_url:
+            return self.public_url
+        scheme = "https" if request.isSecure() else "http"
+        host = (request.getHeader(b"host") or b"localhost").decode("ascii", "replace")
+        return f"{scheme}://{host}"
+
+    def rpc_url(self, request) -> str:
+        """The market's XML-RPC URL for workers: the site's host with the ``--rpc`` endpoint's port."""
+        parts = self.rpc_endpoint.split(":")
+        kind = parts[0]
+        port = next((p for p in parts[1:] if p.isdigit()), "7080")
+        host = urlsplit(self.base_url(request)).hostname or "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if kind == 'ssl' else 'http'}://{host}:{port}/RPC2"
+
+    # -- guards ------------------------------------------------------------------------------
+    def page_for(self, posted: bool = False, members: bool = False) -> Callable:
+        """Wrap a handler ``(request, visitor, **kw)``: find the visitor, apply the guards."""
+
+        def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable:
+            @functools.wraps(handler)
+            async def guarded(request, **kw):
+                visitor = await self.sessions.visitor(request)
+                if getattr(request, "too_large", False):
+                    return self.refusal(request, 413, f"That upload is over {MAX_BODY // 1024} KiB. A job module"
+                                        f" may be at most {self.max_module // 1024} KiB.", visitor)
+                if members and not visitor.member:
+                    if request.method == b"GET":
+                        return self.redirect(request, "/login")
+                    return self.refusal(request, 403, "Please log in first.", visitor)
+                if posted and not csrf_ok(request, visitor):
+                    return self.refusal(request, 403, "This form has expired or did not come from this site."
+                                        " Go back, reload the page and send it again.", visitor)
+                return await handler(request, visitor, **kw)
+
+            return guarded
+
+        return wrap
+
+    def members(self, posted: bool = False) -> Callable:
+        return self.page_for(posted=posted, members=True)
+
+
+def field(request, name: str, default: str = "", limit: int = 4096) -> str:
+    """A form field as text (UTF-8; at most ``limit`` characters kept)."""
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return default
+    return values[0].decode("utf-8", "replace")[:limit]
+
+
+def address(request) -> str:
+    """The client's IP address (for the log-in rate limit)."""
+    peer = request.getClientAddress()
+    return getattr(peer, "host", "unknown")

@@ -1,0 +1,117 @@
+"""Clients (spec 5d), balance and ledger, the XML report (spec 5f) and its schema, the stylesheet."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+
+from twisted.internet.threads import deferToThread
+from twisted.protocols.basic import FileSender
+
+from market import accounts, report
+from market.errors import MarketError
+from market.store import accounts as sql_accounts
+from market.store import clients as sql_clients
+from market.store import web as sql_web
+from market.web.context import Web, field
+from market.web.render import STATIC
+
+
+def worker_command(server: str, client_id: int, token: str) -> str:
+    """The exact command that starts a worker for this client."""
+    return " ".join(["twistd", "-n", "worker", "--server", shlex.quote(server), "--client", str(client_id),
+                     "--token", shlex.quote(token)])
+
+
+def _spool_report(db, requester):
+    """Write the report to a temporary file (in a thread: the report reads the store in batches)."""
+    out = tempfile.TemporaryFile()
+    try:
+        report.write_report(db, out, requester)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out
+
+
+def install(app, web: Web) -> None:
+    """Add the client, ledger, report, schema and static routes to the Klein ``app``."""
+
+    async def clients_page(request, visitor, code=200, name="", error=None, new=None):
+        rows = await web.db.run(sql_clients.list_clients, visitor.account_id)
+        speeds = await web.db.run(sql_web.client_speeds, visitor.account_id)
+        return web.render(request, "clients.html", visitor, code, clients=rows, speeds=speeds, name=name,
+                          error=error, new=new)
+
+    @app.route("/clients", methods=["GET"])
+    @web.members()
+    async def clients(request, visitor):
+        return await clients_page(request, visitor)
+
+    @app.route("/clients", methods=["POST"])
+    @web.members(posted=True)
+    async def register(request, visitor):
+        name = field(request, "name", limit=64).strip().lower()
+        try:
+            # runs in a thread: register_client is synchronous (it hashes the token and writes)
+            new = await deferToThread(accounts.register_client, web.db, visitor.account_id, name,
+                                      web.clock.seconds())
+        except MarketError as e:
+            return await clients_page(request, visitor, 400, name=name, error=str(e))
+        shown = {"id": new.id, "name": new.name, "token": new.token,
+                 "command": worker_command(web.rpc_url(request), new.id, new.token)}
+        return await clients_page(request, visitor, new=shown)
+
+    @app.route("/clients/<int:client_id>", methods=["GET"])
+    @web.members()
+    async def client(request, visitor, client_id):
+        row = await web.db.run(sql_web.owned_client, visitor.account_id, client_id)
+        return web.render(request, "client.html", visitor, client=row)
+
+    @app.route("/ledger", methods=["GET"])
+    @web.members()
+    async def ledger(request, visitor):
+        balance = await web.db.run(sql_accounts.balance, visitor.account_id)
+        rows = await web.db.run(sql_accounts.history, visitor.account_id, 200)
+        return web.render(request, "ledger.html", visitor, balance=balance, entries=rows)
+
+    @app.route("/report", methods=["GET"])
+    @web.page_for()
+    async def report_page(request, visitor):
+        return web.render(request, "report.html", visitor)
+
+    @app.route("/report.xml", methods=["GET"])
+    @web.page_for()
+    async def report_xml(request, visitor):
+        # members get their own jobs and clients linked to them; anyone else an anonymous report
+        spooled = await deferToThread(_spool_report, web.db, visitor.name)
+        request.setHeader(b"Content-Type", b"application/xml; charset=utf-8")
+        request.setHeader(b"Content-Disposition", b'attachment; filename="market-report.xml"')
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        spooled.seek(0, os.SEEK_END)
+        request.setHeader(b"Content-Length", str(spooled.tell()).encode())
+        spooled.seek(0)
+        try:
+            await FileSender().beginFileTransfer(spooled, request)
+        finally:
+            spooled.close()
+        return b""
+
+    @app.route("/schema/report.xsd", methods=["GET"])
+    async def schema(request):
+        with open(report.schema_path(), "rb") as f:
+            data = f.read()
+        request.setHeader(b"Content-Type", b"application/xml; charset=utf-8")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        return data
+
+    @app.route("/static/style.css", methods=["GET"])
+    async def stylesheet(request):
+        with open(os.path.join(STATIC, "style.css"), "rb") as f:
+            data = f.read()
+        request.setHeader(b"Content-Type", b"text/css; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"max-age=3600")
+        return data

@@ -1,0 +1,69 @@
+"""Pages from Jinja2 templates (autoescaped), with the headers every page of the site carries."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Optional
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from market import money
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+# No script, no inline style, no framing, forms post only to us: the site needs no JavaScript.
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
+                                b" frame-ancestors 'none'; base-uri 'none'",
+    b"X-Content-Type-Options": b"nosniff",
+    # tokens travel in some URLs (confirmation links, feeds): never leak them to other sites
+    b"Referrer-Policy": b"no-referrer",
+    b"X-Frame-Options": b"DENY",
+}
+
+
+def _when(t: Optional[float]) -> str:
+    if t is None:
+        return ""
+    return datetime.datetime.fromtimestamp(float(t), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _seconds(ms: Any) -> str:
+    ms = int(ms or 0)
+    return f"{ms // 1000}.{ms % 1000 // 100} s"
+
+
+def _percent(progress: Optional[float]) -> str:
+    return "" if progress is None else f"{100 * float(progress):.0f}%"
+
+
+def environment() -> Environment:
+    """The template environment: autoescape on for every template, undefined names are errors."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["credits"] = money.format_cents
+    env.filters["when"] = _when
+    env.filters["seconds"] = _seconds
+    env.filters["percent"] = _percent
+    return env
+
+
+class Renderer:
+    """Renders a template into a request's response, with the security headers."""
+
+    def __init__(self, env: Optional[Environment] = None):
+        self.env = env or environment()
+
+    def page(self, request, template: str, code: int = 200, **values: Any) -> bytes:
+        """The page ``template`` with ``values`` as bytes, after setting the response code and headers."""
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        # pages show balances, tokens and private jobs: never keep them in shared caches
+        request.setHeader(b"Cache-Control", b"no-store")
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        values.setdefault("visitor", None)
+        values.setdefault("message", None)
+        return self.env.get_template(template).render(**values).encode("utf-8")
