@@ -15,13 +15,15 @@ marshal is built in, while importing json costs re + enum, ~5-15 ms per launch).
 
 The worker trusts nothing a job prints; only this process writes the status channel.
 """
-import ctypes
+# Only built-in/C modules: 'ctypes' and 'signal' pull in enum, re and friends, which cost
+# ~8 ms of CPU on every launch; this file talks to _ctypes and _signal directly.
+import _ctypes
+import _signal as signal
 import marshal
 import os
 import resource
-import signal
-import struct
 import sys
+from _struct import pack
 
 SYS_LANDLOCK_CREATE_RULESET = 444  # same number on every architecture (unified table)
 SYS_LANDLOCK_ADD_RULE = 445
@@ -61,8 +63,38 @@ PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_MODE_FILTER = 2
 
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+class _Libc:
+    _handle = _ctypes.dlopen(None)
+
+
+class _Func(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_long
+
+
+class _Libc_functions:
+    syscall = _Func(("syscall", _Libc))
+    prctl = _Func(("prctl", _Libc))
+
+
+libc = _Libc_functions
+get_errno = _ctypes.get_errno
+
+
+def buffer(data):
+    """A mutable C copy of ``data`` that stays put in memory (for pointers in structs)."""
+    array = type("buf", (_ctypes.Array,), {"_type_": c_char, "_length_": len(data)})
+    return array.from_buffer_copy(data)
 
 
 def fail(message):
@@ -91,20 +123,19 @@ def apply_landlock(rules):
     """
     abi = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)
     if abi < 1:
-        raise OSError(ctypes.get_errno(), "landlock unavailable")
+        raise OSError(get_errno(), "landlock unavailable")
     fs = handled_fs(abi)
     net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
     scoped = SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL if abi >= 6 else 0
     if abi >= 6:
-        attr = struct.pack("QQQ", fs, net, scoped)
+        attr = pack("QQQ", fs, net, scoped)
     elif abi >= 4:
-        attr = struct.pack("QQ", fs, net)
+        attr = pack("QQ", fs, net)
     else:
-        attr = struct.pack("Q", fs)
-    buf = ctypes.create_string_buffer(attr, len(attr))
-    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, buf, ctypes.c_size_t(len(attr)), 0)
+        attr = pack("Q", fs)
+    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, attr, len(attr), 0)
     if ruleset < 0:
-        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+        raise OSError(get_errno(), "landlock_create_ruleset")
     try:
         for path, kind in rules.items():
             access = {"ro": READ, "rx": READ_EXEC, "rw": READ | WRITE,
@@ -116,14 +147,14 @@ def apply_landlock(rules):
             try:
                 if not os.path.isdir(path):
                     access &= FILE_ONLY
-                rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd), 12)
+                rule = pack("=Qi", access, fd)
                 if libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH,
                                 rule, 0) < 0:
-                    raise OSError(ctypes.get_errno(), "landlock_add_rule " + path)
+                    raise OSError(get_errno(), "landlock_add_rule " + path)
             finally:
                 os.close(fd)
         if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) < 0:
-            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+            raise OSError(get_errno(), "landlock_restrict_self")
     finally:
         os.close(ruleset)
     return abi
@@ -133,12 +164,11 @@ def load_seccomp(blob):
     """Load a compiled classic-BPF filter (array of 8-byte sock_filter) with one prctl."""
     if not blob or len(blob) % 8:
         raise ValueError("seccomp filter is not a BPF program (%d bytes)" % len(blob))
-    program = ctypes.create_string_buffer(blob, len(blob))
+    program = buffer(blob)
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-    fprog = struct.pack("HxxxxxxP", len(blob) // 8, ctypes.addressof(program))
-    fbuf = ctypes.create_string_buffer(fprog, len(fprog))
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fbuf, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+    fprog = pack("HxxxxxxP", len(blob) // 8, _ctypes.addressof(program))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0) != 0:
+        raise OSError(get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
 def kill_and_reap_rest(usage):
