@@ -145,7 +145,10 @@ def install(app, web: Web) -> None:
     async def jobs_page(request, visitor, code=200, errors=None, updated=0):
         rows = await web.db.run(sql_jobs.list_jobs, visitor.account_id)
         account = await web.db.run(sql_accounts.account_by_id, visitor.account_id)
-        return web.render(request, "jobs.html", visitor, code, jobs=rows, final=FINAL, errors=errors or {},
+        errors = errors or {}
+        mine = {r["id"] for r in rows}
+        stray = [message for job_id, message in sorted(errors.items()) if job_id not in mine]
+        return web.render(request, "jobs.html", visitor, code, jobs=rows, final=FINAL, errors=errors, stray=stray,
                           updated=updated, feed=feed.feed_path(account))
 
     @app.route("/jobs", methods=["GET"])
