@@ -259,6 +259,38 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_submit_task(args) -> int:
+    import os
+    import xmlrpc.client
+
+    from market import taskbundle
+
+    try:
+        with open(args.task, encoding="utf-8") as f:
+            spec = json.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read {args.task}: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"{args.task} is not valid JSON: {e}") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"{args.task} must hold a JSON object")
+    taskbundle.validate_spec(spec)
+    taskfs = args.taskfs or os.path.join(os.path.dirname(os.path.abspath(args.task)), str(spec.get("taskfs", "")))
+    input_data = None
+    if args.input:
+        try:
+            with open(args.input, "rb") as f:
+                input_data = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read --input {args.input}: {e.strerror}") from None
+    bundle = taskbundle.pack(spec, taskbundle.archive_taskfs(taskfs), input_data)
+    cents = money.parse_price(args.price)
+    proxy, _ = _server(args)
+    account_id = _call(proxy.whoami)["id"]
+    print(_call(proxy.task, account_id, xmlrpc.client.Binary(bundle), money.format_cents(cents), args.name))
+    return 0
+
+
 def cmd_status(args) -> int:
     proxy, _ = _server(args)
     rows = _call(proxy.status, args.job) if args.job is not None else _call(proxy.status)
@@ -275,10 +307,14 @@ def cmd_result(args) -> int:
 
     proxy, _ = _server(args)
     row = _call(proxy.outcome, args.job)
-    if row.get("error"):
+    if row.get("error") and row.get("kind") != "task":
         print(f"job {args.job} failed: {row['error']}", file=sys.stderr)
         return EXIT_REFUSED
     data = row["result"].data if row.get("result") is not None else None
+    if row.get("kind") == "task":
+        print(f"status: {row['outcome']}", file=sys.stderr)
+        sys.stdout.write((data or b"").decode("utf-8", "replace"))
+        return 0
     value = tasklet.decode_result(data) if data is not None else None
     print(json.dumps(value, default=repr) if not isinstance(value, str) else value)
     return 0
@@ -297,6 +333,12 @@ def cmd_cancel(args) -> int:
     _call(proxy.cancel, args.job)
     print(f"job {args.job} cancelled")
     return 0
+
+
+def cmd_report(args) -> int:
+    from market import report
+
+    return report.main(args.rest, args.db)
 
 
 def cmd_run_local(args) -> int:
@@ -373,6 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--account-id", type=int, default=None)
     server_opts(c)
     c.set_defaults(func=cmd_submit)
+    c = sub.add_parser("submit-task", help="submit a pythia-style task (.task JSON + task filesystem + input)")
+    c.add_argument("task")
+    c.add_argument("--taskfs", default=None, help="the task filesystem (default: the .task file's taskfs)")
+    c.add_argument("--input", default=None, help="a file fed to the task on standard input")
+    c.add_argument("--name", required=True)
+    c.add_argument("--price", required=True)
+    server_opts(c)
+    c.set_defaults(func=cmd_submit_task)
     c = sub.add_parser("status", help="your jobs, or one job")
     c.add_argument("job", nargs="?", type=int)
     server_opts(c)
@@ -391,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     server_opts(c)
     c.set_defaults(func=cmd_cancel)
 
+    c = sub.add_parser("report", help="write the XML system report: [-o FILE] [--as ACCOUNT]", add_help=False)
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    c.set_defaults(func=cmd_report)
+
     c = sub.add_parser("run-local", help="run a job locally, freezing and thawing it every slice",
                        add_help=False)
     c.add_argument("rest", nargs=argparse.REMAINDER)
@@ -398,10 +452,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+PASS_THROUGH = ("report", "run-local")  # commands that parse their own options
+
+
+def _split_pass_through(argv: List[str]):
+    """(global args, command, rest) when the command parses its own options, else None."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--db" and i + 1 < len(argv):
+            i += 2
+        elif argv[i].startswith("--db="):
+            i += 1
+        else:
+            break
+    if i < len(argv) and argv[i] in PASS_THROUGH:
+        return argv[:i], argv[i], argv[i + 1:]
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = _split_pass_through(argv)
+    if split is not None:
+        head, command, rest = split
+        argv = head + [command]
     try:
         args = parser.parse_args(argv)
+        if split is not None:
+            args.rest = rest
     except SystemExit as e:
         return int(e.code or 0) and EXIT_USAGE
     try:

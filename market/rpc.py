@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from typing import Any, Dict, Optional
 from xmlrpc.client import Binary, Fault
 
@@ -172,6 +173,36 @@ class MarketRPC(xmlrpc.XMLRPC):
         account = yield self._auth(request, "account")
         return {"id": account["id"], "name": account["name"]}
 
+    @method(Arg("accountid", INT, "your account id"), Arg("bundle", BIN, "the task bundle (market.taskbundle)"),
+            Arg("price", PRICE, "credits per second like '0.05'"), Arg("name", STR, "a task name"))
+    @defer.inlineCallbacks
+    def xmlrpc_task(self, request, accountid, bundle, price, name):
+        """Submit a pythia-style task (description + task filesystem + input); returns its job id."""
+        from market import taskbundle
+
+        account = yield self._auth(request, "account")
+        if accountid != account["id"]:
+            raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
+        cents = _parse_price(price)
+        data = _bytes(bundle)
+        if len(data) > taskbundle.MAX_BUNDLE:
+            raise Fault(faults.TOO_LARGE, f"the task bundle is over {taskbundle.MAX_BUNDLE // (1024 * 1024)} MiB")
+        try:
+            spec, _, _, _ = taskbundle.unpack(data)
+            taskbundle.validate_spec(spec)
+        except taskbundle.BundleError as e:
+            raise Fault(faults.BAD_ARGUMENT, f"task refused: {e}")
+        spec_text = json.dumps(spec, sort_keys=True)
+        now = self.dispatcher.clock.seconds()
+
+        def work(tx):
+            job_id = sql_jobs.create_job(tx, account["id"], name, cents, "", "task", now, kind="task", spec=spec_text)
+            sql_jobs.init_job(tx, account["id"], job_id, data, now)
+            return job_id
+
+        job_id = yield self.db.run(work)
+        return job_id
+
     @method(Arg("jobid", INT, "a job id"), Arg("state", BIN, "the initial frozen state (base64 binary)"))
     @defer.inlineCallbacks
     def xmlrpc_init(self, request, jobid, state):
@@ -221,7 +252,7 @@ class MarketRPC(xmlrpc.XMLRPC):
         """A finished job's result (encoded bytes), for its owner only."""
         account = yield self._auth(request, "account")
         row = yield self.db.run(sql_jobs.job_result, account["id"], jobid)
-        return {"id": row["id"], "outcome": row["outcome"], "error": row["error"],
+        return {"id": row["id"], "kind": row["kind"], "outcome": row["outcome"], "error": row["error"],
                 "result": None if row["result"] is None else Binary(bytes(row["result"]))}
 
     # -- workers (client credentials) ----------------------------------------------------------

@@ -315,9 +315,10 @@ def job_status(tx, account_id: int, job_id: int) -> Dict[str, Any]:
 
 def job_result(tx, account_id: int, job_id: int) -> Dict[str, Any]:
     job = owned_job(tx, account_id, job_id)
-    if job["status"] != "finished":
+    if job["status"] not in ("finished", "cancelled"):
         raise Conflict(f"job {job_id} is {job['status']}; it has no result yet")
-    return {"id": job_id, "outcome": job["outcome"], "result": job["result"], "error": job["error"]}
+    return {"id": job_id, "kind": job["kind"], "outcome": job["outcome"], "result": job["result"],
+            "error": job["error"]}
 
 
 def open_dispatches(tx, client_id: int) -> List[Dict[str, Any]]:

@@ -166,6 +166,17 @@ class WorkerService(service.Service):
         """One lease: check the envelope header, run the slice, report it before the deadline."""
         received = self.reactor.seconds()
         stateid = lease["stateid"]
+        if lease.get("kind") == "task":
+            from market.worker.tasks import run_task_lease
+
+            self.current = lease
+            try:
+                report = yield run_task_lease(self.reactor, self.rpc, lease, self.user)
+            finally:
+                self.current = None
+            yield self.report(stateid, report, received + lease["timeout"])
+            self.slices_done += 1
+            return
         from market.tasklet import envelope as env
 
         try:
@@ -194,7 +205,9 @@ class WorkerService(service.Service):
     @defer.inlineCallbacks
     def report(self, stateid: int, report: SliceReport, local_deadline: float):
         """Check the slice in; retry through short outages until the lease's deadline."""
-        if report.status == "finished":
+        if report.status == "finished" and report.message:  # a task: its pythia status is the outcome
+            call = ("result", stateid, report.result, {"outcome": report.message, "error": report.error})
+        elif report.status == "finished":
             call = ("result", stateid, report.result,
                     {"outcome": "error" if report.error else "finished", "error": report.error})
         elif report.status == "ok" and report.envelope is not None:
