@@ -26,7 +26,7 @@ def count(n):
 
 @pytest.fixture
 def frozen_state():
-    env = tasklet.start(MARKED, "count", [50], {})
+    env = tasklet.start(MARKED, "count", [5000], {})
     out = tasklet.run_slice(env, MARKED, 10, budget=5)
     assert not out.finished
     return out.envelope

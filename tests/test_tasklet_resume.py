@@ -78,3 +78,9 @@ def test_budget_one_stops_at_every_back_edge():
     _, hops = frozen(src, "bubble_sort", [[3, 2, 1]], budgets=[1])
     # entry + 3 passes of the while + 2 + 1 + 0 for-iterations, +1 final slice
     assert hops >= 7
+
+
+@SETTINGS
+@given(st.integers(0, 6), st.integers(1, 4), st.lists(st.integers(1, 5), min_size=1, max_size=4))
+def test_tight_range_loops_checked_per_chunk(n, step, schedule):
+    check("tight", "tight", [n, step], schedule)

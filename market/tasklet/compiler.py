@@ -94,10 +94,17 @@ def _const_assign(ident: str, value, src: ast.AST) -> ast.Assign:
     return _assign(ident, _stamp(ast.Constant(value=value), src), src)
 
 
+_CHUNK = 256
+_CHEAP_BUILTINS = frozenset({"abs", "len", "int", "float", "bool", "divmod", "ord", "chr", "round",
+                             "isinstance", "complex"})
+_CHEAP_MATH = frozenset({"sqrt", "hypot", "floor", "ceil", "exp", "log", "log2", "log10", "sin",
+                         "cos", "tan", "atan", "atan2", "fabs", "trunc", "copysign", "isqrt", "gcd"})
+
+
 class _FunctionTransformer:
     """Rewrites one job function for suspension (see module docstring)."""
 
-    def __init__(self, fn: ast.FunctionDef, job_functions) -> None:
+    def __init__(self, fn: ast.FunctionDef, job_functions, module_names=()) -> None:
         self.fn = copy.deepcopy(fn)
         self.name = fn.name
         self.job_functions = job_functions
@@ -109,10 +116,12 @@ class _FunctionTransformer:
         self.pre: List[ast.stmt] = []
         self.live: List[str] = []
         self.walrus = False
+        self.local_names = local_names(self.fn)
+        self.shadowed = self.local_names | set(module_names)
 
     def run(self) -> FunctionInfo:
         fn = self.fn
-        user_names = local_names(fn)
+        user_names = self.local_names
         entry = _stamp(_parse_stmt("if _tk_F: _tk_pause(%r, 0, _tk_locals())" % self.name), fn)
         entry._tk_entry = True
         fn.body = [entry] + self.block(fn.body)
@@ -137,6 +146,8 @@ class _FunctionTransformer:
         self.pre, self.live = [], []
         self.walrus = any(isinstance(n, ast.NamedExpr) for n in ast.walk(s)) \
             if not isinstance(s, (ast.For, ast.While, ast.If, ast.Try)) else False
+        if isinstance(s, ast.For) and self.chunkable(s):
+            return self.chunked_for(s)
         if isinstance(s, ast.For):
             it = self.lin(s.iter)
             pre = self.pre
@@ -175,6 +186,56 @@ class _FunctionTransformer:
             if isinstance(child, ast.expr) and self.has_call(child):
                 setattr(s, field, self.lin(child))
         return self.pre + [s]
+
+    def chunkable(self, s: ast.For) -> bool:
+        """A tight loop over range() whose body cannot take long per iteration."""
+        it = s.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
+                and it.func.id == "range" and "range" not in self.shadowed
+                and 1 <= len(it.args) <= 3 and not it.keywords
+                and not any(isinstance(a, ast.Starred) for a in it.args)
+                and not s.orelse and not self.has_call(it)):
+            return False
+        for node in ast.walk(ast.Module(body=s.body, type_ignores=[])):
+            if isinstance(node, (ast.For, ast.While, ast.Break, ast.Try, ast.Yield, ast.YieldFrom,
+                                 ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+                                 ast.Lambda, ast.Return)):
+                return False
+            if isinstance(node, ast.Call) and not self.cheap_call(node.func):
+                return False
+        return True
+
+    def cheap_call(self, func) -> bool:
+        if isinstance(func, ast.Name):
+            return func.id in _CHEAP_BUILTINS and func.id not in self.shadowed
+        return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                and func.value.id == "math" and func.attr in _CHEAP_MATH
+                and "math" not in self.local_names)
+
+    def chunked_for(self, s: ast.For) -> List[ast.stmt]:
+        """Check the flag once per _CHUNK iterations instead of every one.
+
+        ``for v in range(...): body`` becomes a loop over chunk offsets (the
+        suspension point, a plain range loop) around a native loop over one
+        slice of the range; the inner body has no calls that can take long,
+        so a chunk runs in microseconds.
+        """
+        k = self.next_loop
+        self.next_loop += 1
+        p = self.new_point()
+        rng, off = "_tk_r%d" % k, "_tk_c%d" % k
+        self.temps.extend([rng, off])
+        seq, itn = "_tk_s%d" % k, "_tk_i%d" % k
+        setup = [_assign(rng, s.iter, s.iter),
+                 _stamp(_parse_stmt("%s = _tk_range(0, _tk_len(%s), %d)" % (seq, rng, _CHUNK)), s.iter),
+                 _stamp(_parse_stmt("%s = _tk_iter(%s)" % (itn, seq)), s.iter)]
+        inner = _stamp(_parse_stmt("for _ in %s[%s:%s + %d]:\n pass" % (rng, off, off, _CHUNK)), s)
+        inner.target = s.target
+        inner.body = s.body
+        outer = _stamp(_parse_stmt("for %s in %s:\n pass" % (off, itn)), s)
+        outer.body = [self.check(p, s), inner]
+        outer._tk_point, outer._tk_loop, outer._tk_live = p, k, (rng, off)
+        return setup + [outer]
 
     def try_(self, s: ast.Try) -> List[ast.stmt]:
         body = self.block(s.body)
@@ -340,7 +401,8 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
                 inner = loops + [s._tk_loop] if isinstance(s, ast.For) and \
                     getattr(s, "_tk_loop", None) is not None else loops
                 if p is not None:
-                    points[p] = PointInfo(p, "loop", prefix + [(i, None)], inner)
+                    points[p] = PointInfo(p, "loop", prefix + [(i, None)], inner,
+                                          live=getattr(s, "_tk_live", ()))
                 walk(s.body, prefix + [(i, "body")], inner)
                 walk(s.orelse, prefix + [(i, "orelse")], loops)
             elif isinstance(s, ast.If):
@@ -494,11 +556,12 @@ class CompiledJob:
         self.global_names = frozenset(info.global_names)
         self.functions: Dict[str, FunctionInfo] = {}
         job_functions = set(info.functions)
+        module_names = job_functions | set(info.classes) | self.global_names | _imported(tree)
         body = []
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and not (
                     node.name == entry and self.is_generator):
-                fi = _FunctionTransformer(node, job_functions).run()
+                fi = _FunctionTransformer(node, job_functions, module_names).run()
                 self.functions[node.name] = fi
                 body.append(fi.node)
             elif isinstance(node, ast.If):
@@ -541,6 +604,14 @@ class CompiledJob:
         if self.is_generator and "resume" in kwargs:
             raise JobRefused([(self.info.functions[self.entry].lineno,
                                "'resume' is passed by the runtime, not by the submitter")])
+
+
+def _imported(tree: ast.Module) -> set:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
 
 
 def _signature(fn: ast.FunctionDef) -> inspect.Signature:

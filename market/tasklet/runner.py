@@ -141,7 +141,7 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
         "__name__": "__job__", "__builtins__": builtins,
         "_tk_F": False, "_tk_pause": ctl.pause, "_tk_locals": builtins.locals,
         "_tk_iter": builtins.iter, "_tk_Suspend": _Suspend, "_tk_take": _take,
-        "_tk_thaw_iter": _thaw_iter,
+        "_tk_thaw_iter": _thaw_iter, "_tk_range": builtins.range, "_tk_len": builtins.len,
         "progress": ctl.set_progress, "job_id": ctl.get_job_id,
     }
     ctl.ns = ns
