@@ -168,7 +168,9 @@ def request_stop(*_ignored) -> None:
 
 def _arm_timer(seconds: float, ctl: _Control):
     """Set the flag when the slice ends; returns the disarm function."""
+    global _stop_requested
     if seconds <= 0 or _stop_requested:
+        _stop_requested = False  # consumed by this slice
         ctl.expire()
         return lambda: None
     if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
@@ -348,7 +350,11 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
             disarm()
             ns["_tk_F"] = False
     except _Suspend as s:
-        new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
+        try:
+            new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
+        except Exception as exc:  # e.g. a loop position that cannot be read
+            return outcome(finished=True, error="cannot freeze the job's state: %s: %s"
+                           % (type(exc).__name__, exc))
     except Exception as exc:
         return outcome(finished=True, error=_describe_error(exc))
     if new_state is None:
