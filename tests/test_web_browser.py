@@ -43,7 +43,7 @@ def _driver(downloads: str, profile: str):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1100,800", f"--user-data-dir={profile}"):
+                 "--disable-dev-shm-usage", "--window-size=1100,900", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.add_experimental_option("prefs", {"download.default_directory": downloads,
                                               "download.prompt_for_download": False})
@@ -65,6 +65,7 @@ class Run:
 
     def shot(self, name: str) -> None:
         if self.shots:
+            self.d.execute_script("window.scrollTo(0, 0)")  # only for the picture; the site has no script
             self.d.save_screenshot(os.path.join(self.shots, f"{name}.png"))
 
     def fill(self, **fields) -> None:
@@ -129,8 +130,19 @@ class Run:
         worker = Worker(self.rpc_url, client_id, token, self.workdir, "--slice", "2", *extra).start()
         self.processes.append(worker)
 
-        # submit a job from an uploaded module
+        # a module outside the resumable subset is refused with its line numbers, kept in the form
         module = os.path.join(self.workdir, "squares.py")
+        with open(module, "w") as f:
+            f.write(JOB + "\nimport socket\n")
+        d.find_element("link text", "Submit a job").click()
+        d.find_element("id", "module").send_keys(module)
+        self.fill(function="main", args="[20000]", name="Sum of squares", price="0.50")
+        self.submit("/submit")
+        self.until(lambda d: d.find_elements("id", "module-error"), "the refusal")
+        assert "line 7: import of 'socket' is not allowed" in d.find_element("id", "module-error").text
+        self.shot("submit-refused")
+
+        # submit a job from an uploaded module
         with open(module, "w") as f:
             f.write(JOB)
         d.find_element("link text", "Submit a job").click()
