@@ -440,6 +440,43 @@ def _decode(data: bytes, classes):
                 _fail(pos, "unexpected end")
             v = unpack_d(data, pos)[0]
             pos += 8
+        elif tag == _LIST_S or tag == _TUPLE_S:
+            n, pos = _varint_at(data, pos)
+            if n > end - pos:
+                _fail(pos, "length exceeds the remaining data")
+            v = []
+            append = v.append
+            for _ in range(n):
+                t = data[pos]
+                if t == _INT:
+                    z = data[pos + 1]
+                    if z < 0x80:
+                        pos += 2
+                    else:
+                        z, pos = _varint_at(data, pos + 1)
+                    append((z >> 1) if not z & 1 else -((z + 1) >> 1))
+                elif t == _STR:
+                    ln, pos = _varint_at(data, pos + 1)
+                    if pos + ln > end:
+                        _fail(pos, "length exceeds the remaining data")
+                    append(data[pos:pos + ln].decode("utf-8", "surrogatepass"))
+                    pos += ln
+                elif t == _FLOAT:
+                    if pos + 9 > end:
+                        _fail(pos, "unexpected end")
+                    append(unpack_d(data, pos + 1)[0])
+                    pos += 9
+                elif t == _NONE or t == _TRUE or t == _FALSE:
+                    append(None if t == _NONE else t == _TRUE)
+                    pos += 1
+                elif t == _BIGINT:
+                    x, pos = _int_at(data, pos, end)
+                    append(x)
+                else:
+                    _fail(pos, "expected a scalar")
+            if tag == _TUPLE_S:
+                v = tuple(v)
+            memo.append(v)
         elif tag == _REF:
             i, pos = _varint_at(data, pos)
             if i >= len(memo) or memo[i] is _UNSET:
@@ -487,43 +524,6 @@ def _decode(data: bytes, classes):
             if _BIG:
                 arr.byteswap()
             v = arr.tolist()
-            memo.append(v)
-        elif tag == _LIST_S or tag == _TUPLE_S:
-            n, pos = _varint_at(data, pos)
-            if n > end - pos:
-                _fail(pos, "length exceeds the remaining data")
-            v = []
-            append = v.append
-            for _ in range(n):
-                t = data[pos]
-                if t == _INT:
-                    z = data[pos + 1]
-                    if z < 0x80:
-                        pos += 2
-                    else:
-                        z, pos = _varint_at(data, pos + 1)
-                    append((z >> 1) if not z & 1 else -((z + 1) >> 1))
-                elif t == _STR:
-                    ln, pos = _varint_at(data, pos + 1)
-                    if pos + ln > end:
-                        _fail(pos, "length exceeds the remaining data")
-                    append(data[pos:pos + ln].decode("utf-8", "surrogatepass"))
-                    pos += ln
-                elif t == _FLOAT:
-                    if pos + 9 > end:
-                        _fail(pos, "unexpected end")
-                    append(unpack_d(data, pos + 1)[0])
-                    pos += 9
-                elif t == _NONE or t == _TRUE or t == _FALSE:
-                    append(None if t == _NONE else t == _TRUE)
-                    pos += 1
-                elif t == _BIGINT:
-                    x, pos = _int_at(data, pos, end)
-                    append(x)
-                else:
-                    _fail(pos, "expected a scalar")
-            if tag == _TUPLE_S:
-                v = tuple(v)
             memo.append(v)
         elif tag == _LIST_BOOL:
             n, pos = _varint_at(data, pos)

@@ -107,6 +107,7 @@ class _Control:
         self.budget = budget
         self.back_edges = 0
         self.expired = False
+        self.expired_at = None
         self.atomic = True  # while the module's top level runs
         self.job_id = job_id
         self.progress = progress
@@ -123,6 +124,8 @@ class _Control:
         raise s
 
     def expire(self, *_ignored) -> None:
+        if not self.expired:
+            self.expired_at = time.perf_counter()
         self.expired = True
         self.ns["_tk_F"] = True
 
@@ -312,7 +315,7 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
         job_id = header.job_id
     ctl = _Control({}, budget if budget is None else max(1, int(budget)), job_id, None)
     stats = {"wall_seconds": 0.0, "suspensions": 0, "back_edges": None, "frames": 0,
-             "resumed_frames": 0}
+             "resumed_frames": 0, "stop_latency": None}
 
     def outcome(env=None, finished=False, result=None, error=None):
         stats["wall_seconds"] = time.perf_counter() - t0
@@ -350,6 +353,9 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
             disarm()
             ns["_tk_F"] = False
     except _Suspend as s:
+        if ctl.expired_at is not None:
+            # from the timer firing to the job standing still (freezing comes after)
+            stats["stop_latency"] = time.perf_counter() - ctl.expired_at
         try:
             new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
         except Exception as exc:  # e.g. a loop position that cannot be read
