@@ -256,3 +256,50 @@ async def test_autoescape_keeps_markup_in_names_as_text(market):
     assert page.code == 400
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;" in page.text
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_relay_the_mail_is_filed_in_the_outbox_and_its_link_logged(market):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        await market.browser.post("/signup", _signup("nora", "nora@example.org"))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    link = market.outbox.link("nora@example.org")
+    files = list(market.outbox.path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".eml" and files[0].stat().st_mode & 0o077 == 0
+    assert any(link in line and "outbox" in line for line in lines)
+
+
+@pytest_twisted.ensureDeferred
+async def test_password_hashing_runs_off_the_reactor_thread(market, monkeypatch):
+    import threading
+
+    from market import credentials
+
+    threads = []
+    real_hash, real_verify = credentials.hash_password, credentials.verify_password
+
+    def hash_password(password):
+        threads.append(threading.current_thread())
+        return real_hash(password)
+
+    def verify_password(password_hash, password):
+        threads.append(threading.current_thread())
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(credentials, "hash_password", hash_password)
+    monkeypatch.setattr(credentials, "verify_password", verify_password)
+    b = market.new_browser()
+    await b.post("/signup", _signup("olga", "olga@example.org"))
+    await b.post("/login", {"name": "olga", "password": "wrong password"})
+    await b.post("/login", {"name": "nobody", "password": "wrong password"})
+    assert len(threads) >= 3
+    assert all(t is not threading.main_thread() for t in threads)

@@ -61,9 +61,9 @@ class Mailer:
         from twisted.mail.smtp import sendmail
 
         host, port = self.relay
-        d = sendmail(host, self.sender, [to], data, port=port, requireTransportSecurity=False,
-                     reactor=self.reactor) if self.reactor is not None else \
-            sendmail(host, self.sender, [to], data, port=port, requireTransportSecurity=False)
+        # requireTransportSecurity=False: STARTTLS is used when the relay offers it, as local relays often do not
+        extra = {"reactor": self.reactor} if self.reactor is not None else {}
+        d = sendmail(host, self.sender, [to], data, port=port, requireTransportSecurity=False, **extra)
         d.addCallback(lambda _: True)
 
         def failed(failure):
