@@ -111,9 +111,10 @@ async def test_loop_ignoring_signals_is_stopped_by_the_cpu_limit():
             signal.signal(s, signal.SIG_IGN)
         while True:
             pass
-        """, limits=Limits(cpu_seconds=1, wall_seconds=10))
-    assert outcome.status == "timeout" and "CPU" in outcome.message
-    assert outcome.wall_seconds < 5
+        """, limits=Limits(cpu_seconds=1, wall_seconds=30))
+    # The CPU limit ended it (SIGKILL at the 2 s hard limit), not the wall timer; on a
+    # busy 2-core machine 2 s of CPU can take several seconds of wall time.
+    assert outcome.status == "timeout" and "CPU" in outcome.message, outcome
     await still_works()
 
 

@@ -202,6 +202,18 @@ def _to_task_outcome(outcome: Outcome) -> TaskOutcome:
     return TaskOutcome("crash", message=outcome.message or outcome.status, **common)
 
 
+def _prepare(task: Task, taskfs: str, environments: Environments,
+             staging: Staging) -> Tuple[Any, str, List[List[str]]]:
+    """Build the environment and unpack the task filesystem (blocking: run in a thread)."""
+    environment = environments.get(task.environment)
+    taskdir = unpack(taskfs, staging.ensure_dir("tasks"))
+    try:
+        return environment, taskdir, read_control(taskdir)
+    except BaseException:
+        shutil.rmtree(taskdir, ignore_errors=True)
+        raise
+
+
 def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
              taskfs_path: Optional[str] = None, input: Optional[bytes] = None,
              user: Optional[str] = None,
@@ -212,9 +224,12 @@ def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
     ``task`` is a Task or a raw description (validated here: problems give 'error').
     ``taskfs_path`` overrides ``task.taskfs`` (a directory, .zip, .tar(.gz) or .sfs),
     mounted read-only at /task. ``input`` is the steps' shared stdin. ``envdir`` is an
-    operator environments directory (or an Environments). Cancelling the Deferred
-    kills the task at once and fires it with 'abort'.
+    operator environments directory (or an Environments). Unpacking happens in the
+    reactor's thread pool. Cancelling the Deferred kills the task at once (or stops it
+    from starting) and fires it with 'abort'.
     """
+    from twisted.internet import threads
+
     staging = staging or default_staging()
     if isinstance(envdir, Environments):
         environments = envdir
@@ -222,24 +237,49 @@ def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
         environments = Environments(staging, (envdir,))
     else:
         environments = default_environments()
-    taskdir = None
     try:
         if not isinstance(task, Task):
             task = parse_task(task, environments)
-        environment = environments.get(task.environment)
-        taskdir = unpack(taskfs_path or task.taskfs, staging.ensure_dir("tasks"))
-        steps = read_control(taskdir)
-    except (TaskError, EnvironmentError_, FilesystemError) as exc:
-        if taskdir:
-            shutil.rmtree(taskdir, ignore_errors=True)
+        elif not environments.exists(task.environment):
+            raise TaskError(f"unknown environment {task.environment!r}; available: "
+                            f"{', '.join(environments.names())}")
+    except TaskError as exc:
         return defer.succeed(TaskOutcome("error", message=str(exc)))
 
-    execution = start(reactor, [], steps=steps, stdin=input or b"", limits=task.limits(),
-                      binds=[*environment.binds, (taskdir, TASK_DIR)], user=user,
-                      staging=staging, job_usr=environment.host_usr,
-                      extra_env={"PATH": environment.path})
-    # The unpacked tree stays until the sandbox is gone, even after an abort.
-    execution.ended.addBoth(lambda _: shutil.rmtree(taskdir, ignore_errors=True))
-    result = defer.Deferred(lambda _: execution.result.cancel())
-    execution.result.addCallback(_to_task_outcome).chainDeferred(result)
+    state: dict = {"execution": None, "cancelled": False}
+
+    def cancel(d: defer.Deferred) -> None:
+        state["cancelled"] = True
+        if state["execution"] is not None:
+            state["execution"].abort()  # fires ``result`` through the chain below
+        else:
+            d.callback(TaskOutcome("abort", message="cancelled before the task started"))
+
+    result = defer.Deferred(cancel)
+
+    def launch(prepared: Tuple[Any, str, List[List[str]]]) -> None:
+        environment, taskdir, steps = prepared
+        if state["cancelled"]:
+            shutil.rmtree(taskdir, ignore_errors=True)
+            return
+        execution = start(reactor, [], steps=steps, stdin=input or b"", limits=task.limits(),
+                          binds=[*environment.binds, (taskdir, TASK_DIR)], user=user,
+                          staging=staging, job_usr=environment.host_usr,
+                          extra_env={"PATH": environment.path})
+        state["execution"] = execution
+        # The unpacked tree stays until the sandbox is gone, even after an abort.
+        execution.ended.addBoth(lambda _: shutil.rmtree(taskdir, ignore_errors=True))
+        execution.result.addCallback(_to_task_outcome).chainDeferred(result)
+
+    def failed(failure: Any) -> None:
+        failure.trap(TaskError, EnvironmentError_, FilesystemError)
+        if not result.called:
+            result.callback(TaskOutcome("error", message=str(failure.value)))
+
+    pool = reactor.getThreadPool()
+    prepared = threads.deferToThreadPool(reactor, pool, _prepare, task,
+                                         taskfs_path or task.taskfs, environments, staging)
+    prepared.addCallback(launch).addErrback(failed).addErrback(
+        lambda f: result.called or result.callback(
+            TaskOutcome("crash", message=f"task set-up failed: {f.getErrorMessage()}")))
     return result

@@ -105,6 +105,9 @@ def _unzip(source: str, dest: str) -> None:
 
 
 def _untar(source: str, dest: str) -> None:
+    if not hasattr(tarfile, "data_filter"):
+        raise FilesystemError("this Python's tarfile has no extraction filters (needs "
+                              "3.9.17+/3.10.12+/3.11.4+); use a .zip or .sfs task filesystem")
     try:
         with tarfile.open(source) as archive:
             # 'data' refuses absolute paths, '..', devices and links leaving the tree.
