@@ -154,27 +154,42 @@ _SCALARS = frozenset((int, float, str, bool, type(None)))
 
 
 def _scalar_run(tag: int, items, kinds, out: bytearray) -> bool:
-    """Write a list or tuple of scalars inline (no per-item container work)."""
-    if not kinds <= _SCALARS:
+    """Write a list or tuple of scalars inline (no per-item container work).
+
+    ``kinds`` may be None (not known yet): then a non-scalar item undoes the
+    partial write and the caller falls back to the general path.
+    """
+    if kinds is not None and not kinds <= _SCALARS:
         return False
+    mark = len(out)
     out.append(tag)
     _uvarint(len(items), out)
+    small, table, pack = _SMALL, _SMALL_INTS, _PACK_D.pack
     for x in items:
         t = type(x)
         if t is int:
-            if -_SMALL <= x < _SMALL:
-                out += _SMALL_INTS[x]
+            if -small <= x < small:
+                out += table[x]
             else:
                 _int(x, out)
         elif t is str:
-            _str(x, out)
+            raw = x.encode("utf-8", "surrogatepass")
+            if len(raw) < 0x80:
+                out.append(_STR)
+                out.append(len(raw))
+                out += raw
+            else:
+                _str(x, out)
         elif t is float:
             out.append(_FLOAT)
-            out += _PACK_D.pack(x)
+            out += pack(x)
         elif x is None:
             out.append(_NONE)
-        else:
+        elif t is bool:
             out.append(_TRUE if x else _FALSE)
+        else:
+            del out[mark:]
+            return False
     return True
 
 
@@ -258,7 +273,7 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
                 _uvarint(len(x), out)
                 children = iter(x)
             elif t is tuple:
-                if _scalar_run(_TUPLE_S, x, set(map(type, x)), out):
+                if _scalar_run(_TUPLE_S, x, None, out):
                     continue
                 out.append(_TUPLE)
                 _uvarint(len(x), out)
