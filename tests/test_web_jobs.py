@@ -332,3 +332,27 @@ async def test_mail_goes_through_an_smtp_relay_when_given(tmp_path):
         await port.stopListening()
         await listening.stopListening()
         db.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ids_beyond_any_stored_id_are_plain_404s(market):
+    b = await market.member("yuri")
+    for path in ("/jobs/99999999999999999999999", "/clients/99999999999999999999999", "/jobs/-1", "/jobs/x",
+                 "/feed/99999999999999999999999/abc.atom"):
+        page = await b.get(path)
+        assert page.code == 404, path
+        assert "Traceback" not in page.text
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unexpected_failure_is_a_plain_500_page_without_a_traceback(market, monkeypatch):
+    from market.store import accounts as sql
+
+    def broken(tx, account_id, limit=100):
+        raise RuntimeError("internal detail that must not leak")
+
+    b = await market.member("zack")
+    monkeypatch.setattr(sql, "history", broken)
+    page = await b.get("/ledger")
+    assert page.code == 500 and "Something went wrong on the server" in page.text
+    assert "internal detail" not in page.text and "Traceback" not in page.text

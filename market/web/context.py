@@ -17,6 +17,9 @@ from market.web.render import Renderer
 from market.web.sessions import Sessions, Visitor, csrf_ok
 from market.web.throttle import LoginThrottle
 
+#: the route converter for ids: larger numbers are no stored row, so they are "no page" rather than a database error
+ID = "int(max=9223372036854775807)"
+
 #: the request body cap: a 1 MiB module (the XML-RPC limit) plus the form around it
 MAX_BODY = 1024 * 1024 + 64 * 1024
 

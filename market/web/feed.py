@@ -18,7 +18,7 @@ from market.errors import NotFound
 from market.report import utc
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
-from market.web.context import Web
+from market.web.context import ID, Web
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -73,7 +73,7 @@ def install(app, web: Web) -> None:
             raise NotFound("There is no feed at this address. Copy it again from your jobs page.")
         return account, sql_web.job_events(tx, account_id)
 
-    @app.route("/feed/<int:account_id>/<token>.atom", methods=["GET"])
+    @app.route(f"/feed/<{ID}:account_id>/<token>.atom", methods=["GET"])
     async def feed(request, account_id, token):
         account, events = await web.db.run(lookup, account_id, token[:64])
         request.setHeader(b"Content-Type", b"application/atom+xml; charset=utf-8")

@@ -18,7 +18,7 @@ from market.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
 from market.web import feed
-from market.web.context import Web, field
+from market.web.context import ID, Web, field
 
 FINAL = ("finished", "cancelled")
 SHOWN_RESULT = 20_000  # characters of a result shown on its page (the download has it all)
@@ -190,7 +190,7 @@ def install(app, web: Web) -> None:
             return await jobs_page(request, visitor, 400, errors=errors, updated=changed)
         return web.redirect(request, f"/jobs?updated={changed}")
 
-    @app.route("/jobs/<int:job_id>", methods=["GET"])
+    @app.route(f"/jobs/<{ID}:job_id>", methods=["GET"])
     @web.members()
     async def job(request, visitor, job_id):
         status = await web.db.run(sql_jobs.job_status, visitor.account_id, job_id)
@@ -200,7 +200,7 @@ def install(app, web: Web) -> None:
             shown = _show(result["result"])
         return web.render(request, "job.html", visitor, job=status, result=shown, final=FINAL)
 
-    @app.route("/jobs/<int:job_id>/result", methods=["GET"])
+    @app.route(f"/jobs/<{ID}:job_id>/result", methods=["GET"])
     @web.members()
     async def result(request, visitor, job_id):
         row = await web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
@@ -212,7 +212,7 @@ def install(app, web: Web) -> None:
         request.setHeader(b"Cache-Control", b"no-store")
         return json.dumps(body, default=repr, indent=1).encode("utf-8")
 
-    @app.route("/jobs/<int:job_id>/cancel", methods=["POST"])
+    @app.route(f"/jobs/<{ID}:job_id>/cancel", methods=["POST"])
     @web.members(posted=True)
     async def cancel(request, visitor, job_id):
         await web.db.run(sql_jobs.cancel_job, visitor.account_id, job_id, web.clock.seconds())

@@ -14,7 +14,7 @@ from market.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import web as sql_web
-from market.web.context import Web, field
+from market.web.context import ID, Web, field
 from market.web.render import STATIC
 
 
@@ -64,7 +64,7 @@ def install(app, web: Web) -> None:
                  "command": worker_command(web.rpc_url(request), new.id, new.token)}
         return await clients_page(request, visitor, new=shown)
 
-    @app.route("/clients/<int:client_id>", methods=["GET"])
+    @app.route(f"/clients/<{ID}:client_id>", methods=["GET"])
     @web.members()
     async def client(request, visitor, client_id):
         row = await web.db.run(sql_web.owned_client, visitor.account_id, client_id)
