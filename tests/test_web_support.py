@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 from urllib.parse import urlencode
 
-import pytest
 import pytest_twisted
 from zope.interface import implementer
 
