@@ -77,6 +77,15 @@ def test_no_client_fast_enough_is_not_possible():
     assert not q.possible and q.n == 0 and q.price_cents is None
 
 
+@pytest.mark.parametrize("speed, prices, expected", [
+    (450, None, "9.01"), (400, None, "5.21"), (100, None, "3.01"), (50, ["9.00", "5.20"], "0.01"),
+    (600, None, "NotPossible")])
+def test_the_examples_in_docs_quote_md(tmp_path, capsys, speed, prices, expected):
+    clients = [("active", False, s) for s in (500.0, 400.0, 400.0, 100.0)]
+    jobs = [("ready", p) for p in (prices or ["9.00", "5.20", "5.20", "3.00"])]
+    assert run([write(tmp_path, make_report(clients, jobs)), str(speed)], capsys) == (0, expected + "\n", "")
+
+
 def test_speed_equal_to_a_client_counts():
     assert rule.fast_enough([10.0, 9.999], 10.0) == 1
 
