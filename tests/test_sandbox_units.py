@@ -152,3 +152,15 @@ def test_a_refused_run_names_the_reason():
     with pytest.raises(_Refused, match="bwrap not found"):
         prepare([["/bin/true"]], limits=Limits(), binds=(), user=JOB_USER, level=none,
                 staging=None, status_fd=None)
+
+
+def test_job_user_pool_hands_out_each_account_once():
+    from market.sandbox.users import JobUserPool
+    pool = JobUserPool(["nobody"])
+    assert pool.acquire() == "nobody" and pool.acquire() is None
+    pool.release("nobody")
+    assert pool.acquire() == "nobody"
+    with pytest.raises(UserError, match="never run as root"):
+        JobUserPool(["nobody", "root"])
+    with pytest.raises(UserError, match="one uid"):
+        JobUserPool(["nobody", "65534"])

@@ -9,11 +9,12 @@ from .probe import Probe, SandboxLevel, clear_probe_cache, probe
 from .runner import Execution, run, run_sync, start
 from .task import (TASK_STATUSES, Task, TaskError, TaskOutcome, load_task, parse_task,
                    read_control, run_task)
-from .users import JobUser, UserError, job_user_for, resolve_user
+from .users import JobUser, JobUserPool, UserError, job_user_for, resolve_user
 
 __all__ = [
     "Limits", "LimitsError", "Outcome", "STATUSES", "Probe", "SandboxLevel", "probe",
-    "clear_probe_cache", "Execution", "run", "run_sync", "start", "JobUser", "UserError",
+    "clear_probe_cache", "Execution", "run", "run_sync", "start", "JobUser", "JobUserPool",
+    "UserError",
     "job_user_for", "resolve_user", "Task", "TaskError", "TaskOutcome", "TASK_STATUSES",
     "parse_task", "load_task", "read_control", "run_task",
 ]

@@ -5,9 +5,9 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence, Set
 
-__all__ = ["JobUser", "UserError", "resolve_user", "job_user_for"]
+__all__ = ["JobUser", "JobUserPool", "UserError", "resolve_user", "job_user_for"]
 
 
 class UserError(ValueError):
@@ -67,3 +67,38 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+class JobUserPool:
+    """One account per concurrent job slot.
+
+    RLIMIT_NPROC is counted per host user across every user namespace, so two jobs run
+    as the same account share one process budget (one job's fork bomb starves the other).
+    Give each slot its own account (``market-job-1`` …) and take one per running job.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        users = [resolve_user(name) for name in names]  # refuses root and unknown names
+        if len({u.uid for u in users}) != len(users):
+            raise UserError("job user pool has two names for one uid; each slot needs its "
+                            "own account")
+        self._free: List[str] = [u.name for u in users]
+        self._busy: Set[str] = set()
+
+    def acquire(self) -> Optional[str]:
+        """A free account name, or None when every slot is busy."""
+        if not self._free:
+            return None
+        name = self._free.pop(0)
+        self._busy.add(name)
+        return name
+
+    def release(self, name: str) -> None:
+        """Give back an account taken with :meth:`acquire`."""
+        if name not in self._busy:
+            raise UserError(f"job user {name!r} was not taken from this pool")
+        self._busy.remove(name)
+        self._free.append(name)
+
+    def __len__(self) -> int:
+        return len(self._free) + len(self._busy)
