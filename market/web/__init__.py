@@ -27,6 +27,9 @@ def make_site(db, dispatcher: Optional[Any], options: Mapping[str, Any], reactor
     if reactor is None:
         from twisted.internet import reactor
     clock = getattr(dispatcher, "clock", None) or reactor
-    mailer = Mailer(options.get("smtp"), options.get("outbox") or "var/outbox", reactor=reactor)
+    try:
+        mailer = Mailer(options.get("smtp"), options.get("outbox") or "var/outbox", reactor=reactor)
+    except ValueError as e:
+        raise SystemExit(f"market: {e}")
     web = Web(db, clock, mailer, public_url=options.get("public-url"), rpc_endpoint=options.get("rpc") or "tcp:7080")
     return make_web_site(web)

@@ -7,6 +7,7 @@ the server can recompute it, and changing the password retires every old feed UR
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 from typing import Any, Dict
@@ -15,12 +16,16 @@ from lxml import etree
 
 from market import credentials
 from market.errors import NotFound
-from market.report import utc
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
 from market.web.context import ID, Web
 
 ATOM = "http://www.w3.org/2005/Atom"
+
+
+def utc(t: float) -> str:
+    """Epoch seconds -> RFC 3339 in UTC, as Atom wants."""
+    return datetime.datetime.fromtimestamp(float(t), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def feed_token(account: Dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import tempfile
 from twisted.internet.threads import deferToThread
 from twisted.protocols.basic import FileSender
 
-from market import accounts, report
+from market import accounts
 from market.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
@@ -26,6 +26,8 @@ def worker_command(server: str, client_id: int, token: str) -> str:
 
 def _spool_report(db, requester):
     """Write the report to a temporary file (in a thread: the report reads the store in batches)."""
+    from market import report
+
     out = tempfile.TemporaryFile()
     try:
         report.write_report(db, out, requester)
@@ -102,6 +104,8 @@ def install(app, web: Web) -> None:
 
     @app.route("/schema/report.xsd", methods=["GET"])
     async def schema(request):
+        from market import report
+
         with open(report.schema_path(), "rb") as f:
             data = f.read()
         request.setHeader(b"Content-Type", b"application/xml; charset=utf-8")
