@@ -205,7 +205,14 @@ def exec_path(argv, env):
 
 def run_step(index, argv, env, cwd, memory_bytes, usage, report):
     """Run one step to completion; return (exit_code, signal)."""
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        # Only if the job user's processes elsewhere on the host fill RLIMIT_NPROC.
+        message = "cannot start step %d: fork failed: %s" % (index + 1, exc.strerror)
+        os.write(2, ("sandbox: " + message + "\n").encode())
+        report({"step": index, "exec_error": message})
+        return 127, None
     if pid == 0:
         try:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -264,6 +271,9 @@ def main():
             os.write(status_fd, (encode(record) + "\n").encode())
 
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # Landlock needs no_new_privs (we have no CAP_SYS_ADMIN); seccomp needs it too.
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        fail("prctl(PR_SET_NO_NEW_PRIVS) failed")
     layers = {}
     blob = None
     if config.get("seccomp"):
@@ -280,8 +290,6 @@ def main():
             if config.get("landlock_required"):
                 fail("landlock: %s" % exc)
             layers["landlock"] = "failed: %s" % exc
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        fail("prctl(PR_SET_NO_NEW_PRIVS) failed")
     if blob is not None:
         try:
             load_seccomp(blob)
@@ -290,7 +298,9 @@ def main():
             fail("seccomp: %s" % exc)
     report({"layers": layers})
 
-    # A job's signals must not be ignored just because pid 1 ignores them by default.
+    # The runner itself should see EPIPE/EFBIG as errors, not die of the signals (Python
+    # already ignores both); each step gets them back at their defaults, because ignored
+    # signals survive exec and `yes | head` or a file-size limit would then misbehave.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_IGN)
     env = config.get("env", {})
