@@ -24,6 +24,9 @@ class Entry:
     kind: str
     memo: str = ""
 
+    def with_amount(self, amount: int) -> "Entry":
+        return Entry(self.debit_account, self.credit_account, amount, self.kind, self.memo)
+
 
 def grant(account: int, amount: int, memo: str = "") -> Entry:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0 or amount > MAX_CENTS:

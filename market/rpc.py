@@ -29,6 +29,7 @@ from market.store import jobs as sql_jobs
 log = Logger()
 
 MAX_BODY = 64 * 1024 * 1024
+AUTH_CACHE_SECONDS = 10.0
 MAX_SOURCE = 1024 * 1024
 SLICE_STATUSES = ("ok", "timeout", "overflow", "memory", "crash", "refused", "abort")
 OUTCOMES = ("finished", "error", "success", "timeout", "overflow", "abort", "crash", "memory")
@@ -96,6 +97,9 @@ class MarketRPC(xmlrpc.XMLRPC):
         super().__init__(allowNone=True, useDateTime=False)
         self.dispatcher = dispatcher
         self.db = dispatcher.db
+        # (user, token hash) -> (row, expires): saves a database round trip on every worker call.
+        # A replaced token keeps working for at most AUTH_CACHE_SECONDS.
+        self._auth_cache: Dict[tuple, tuple] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
     def _to_fault(self, failure):
@@ -131,12 +135,20 @@ class MarketRPC(xmlrpc.XMLRPC):
                 return row
             return None
 
-        d = self.db.run(look)
+        now = self.dispatcher.clock.seconds()
+        cached = self._auth_cache.get((user, digest))
+        if cached is not None and cached[1] > now:
+            d = defer.succeed(cached[0])
+        else:
+            d = self.db.run(look)
 
         def check(row):
             if row is None:
                 raise AuthError("wrong credentials — check --client/--token (workers) or the account API token"
                                 " (market account token NAME)")
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[(user, digest)] = (row, now + AUTH_CACHE_SECONDS)
             if kind != want:
                 raise AuthError(f"this call is for {want}s; you authenticated as a {kind}")
             return row

@@ -11,9 +11,9 @@ checked out, its deadline, and when it was checked back in. Its id is the ``stat
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from market import money
+from market import ledger, money
 from market.errors import Conflict, Forbidden, MarketError, NotFound
 from market.store import accounts as sql_accounts
 
@@ -166,35 +166,55 @@ def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> Dict[str, Any]:
     return row
 
 
-def _own_dispatch(tx, dispatch_id: int, client_id: int) -> Dict[str, Any]:
-    d = dispatch_row(tx, dispatch_id, lock=True)
+def _lease_for_checkin(tx, dispatch_id: int, client_id: int) -> Dict[str, Any]:
+    """The lease with what a check-in needs (job, price, owner, payee, seq) in one locking read."""
+    d = tx.one(
+        "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
+        " d.status, d.paid, d.accepted_ms, j.status AS job_status, j.kind, j.price, j.account_id AS owner,"
+        " c.account_id AS payee, s.seq FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+        " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id WHERE d.id = ?" + tx.for_update,
+        (dispatch_id,))
+    if d is None:
+        raise NotFound(f"no checked-out state {dispatch_id}")
     if d["client_id"] != client_id:
         raise Forbidden(f"state {dispatch_id} was not checked out to client {client_id}")
     return d
 
 
-def _pay(tx, dispatch: Dict[str, Any], job: Dict[str, Any], now: float) -> int:
-    """Pay for the accepted, server-measured time (capped at the granted slice)."""
-    ms = int(max(0.0, min(now - dispatch["checked_out_at"], dispatch["granted_seconds"])) * 1000)
-    tx.execute("UPDATE jobs SET executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?", (ms, job["id"]))
-    amount = money.payment(job["price"], ms) if job["kind"] != "test" else 0
-    paid = 0
-    if amount > 0 and job["account_id"] is not None:
-        payee = tx.scalar("SELECT account_id FROM clients WHERE id = ?", (dispatch["client_id"],))
-        owner_balance = sql_accounts.balance(tx, job["account_id"])
-        paid = min(amount, owner_balance)
-        if paid > 0 and payee != job["account_id"]:
-            sql_accounts.transfer(tx, job["account_id"], payee, paid, now, "payment",
-                                  f"job {job['id']} slice {dispatch['id']}", dispatch_id=dispatch["id"])
-        elif payee == job["account_id"]:
-            paid = 0  # running your own job on your own machine costs nothing
-    tx.execute("UPDATE dispatches SET accepted_ms = ?, paid = ? WHERE id = ?", (ms, paid, dispatch["id"]))
-    return paid
+def _pay(tx, lease: Dict[str, Any], now: float) -> Tuple[int, int]:
+    """(accepted ms, cents paid) for the server-measured time, capped at the granted slice."""
+    ms = int(max(0.0, min(now - lease["checked_out_at"], lease["granted_seconds"])) * 1000)
+    amount = money.payment(lease["price"], ms) if lease["kind"] != "test" else 0
+    owner, payee = lease["owner"], lease["payee"]
+    if amount <= 0 or owner is None or owner == payee:
+        return ms, 0  # test jobs are free; running your own job on your own machine costs nothing
+    entry = ledger.Entry(owner, payee, amount, "payment", f"job {lease['job_id']} slice {lease['id']}")
+    try:
+        sql_accounts.post(tx, entry, now, dispatch_id=lease["id"])
+        return ms, amount
+    except ledger.InsufficientFunds:
+        # the lease reserved the money, so this only happens after an operator's correction:
+        # pay what is there rather than refuse the worker's honest work
+        available = sql_accounts.balance(tx, owner)
+        if available > 0:
+            sql_accounts.post(tx, entry.with_amount(available), now, dispatch_id=lease["id"])
+        return ms, max(0, available)
 
 
 def _answer(d: Dict[str, Any], duplicate: bool = False) -> Dict[str, Any]:
     return {"stateid": d["id"], "status": d["status"], "paid": int(d["paid"] or 0), "duplicate": duplicate,
             "accepted_ms": int(d["accepted_ms"] or 0)}
+
+
+def _reject(tx, lease: Dict[str, Any], now: float, slice_status: str) -> Dict[str, Any]:
+    tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+               (now, slice_status, lease["id"]))
+    _release(tx, job_row(tx, lease["job_id"], lock=True))
+    return {"stateid": lease["id"], "status": "rejected", "paid": 0, "duplicate": False, "accepted_ms": 0}
+
+
+def _late_or_over(lease: Dict[str, Any], now: float) -> bool:
+    return now > lease["deadline"] or lease["job_status"] in ("cancelled", "finished")
 
 
 def checkin(tx, dispatch_id: int, client_id: int, state: bytes, now: float, slice_status: str = "ok",
@@ -203,48 +223,45 @@ def checkin(tx, dispatch_id: int, client_id: int, state: bytes, now: float, slic
 
     Repeating an accepted check-in answers the same again and pays nothing twice.
     """
-    d = _own_dispatch(tx, dispatch_id, client_id)
-    if d["status"] != OPEN:
-        return _answer(d, duplicate=True)
-    job = job_row(tx, d["job_id"], lock=True)
-    if now > d["deadline"] or job["status"] in ("cancelled", "finished"):
-        tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
-                   (now, slice_status, dispatch_id))
-        _release(tx, job)
-        return _answer(dispatch_row(tx, dispatch_id))
-    seq = int(tx.scalar("SELECT MAX(seq) FROM states WHERE job_id = ?", (job["id"],))) + 1
-    tx.execute("UPDATE states SET status = 'superseded' WHERE job_id = ? AND status = 'committed'", (job["id"],))
+    lease = _lease_for_checkin(tx, dispatch_id, client_id)
+    if lease["status"] != OPEN:
+        return _answer(lease, duplicate=True)
+    if _late_or_over(lease, now):
+        return _reject(tx, lease, now, slice_status)
+    tx.execute("UPDATE states SET status = 'superseded' WHERE job_id = ? AND status = 'committed'",
+               (lease["job_id"],))
     new_state = tx.insert(
         "INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
-        " VALUES (?, ?, ?, 'committed', ?, ?, ?)", (job["id"], seq, bytes(state), client_id, dispatch_id, now))
-    tx.execute("UPDATE dispatches SET status = 'accepted', checked_in_at = ?, slice_status = ?, new_state_id = ?"
-               " WHERE id = ?", (now, slice_status, new_state, dispatch_id))
-    _pay(tx, d, job, now)
+        " VALUES (?, ?, ?, 'committed', ?, ?, ?)",
+        (lease["job_id"], lease["seq"] + 1, bytes(state), client_id, dispatch_id, now))
+    ms, paid = _pay(tx, lease, now)
+    tx.execute("UPDATE dispatches SET status = 'accepted', checked_in_at = ?, slice_status = ?, new_state_id = ?,"
+               " accepted_ms = ?, paid = ? WHERE id = ?", (now, slice_status, new_state, ms, paid, dispatch_id))
+    # one open lease per job at a time (checkout needs 'ready'), so the job is simply ready again
+    next_status = "finished" if lease["kind"] == "test" else "ready"
     if progress is not None:
-        tx.execute("UPDATE jobs SET progress = ? WHERE id = ?", (max(0.0, min(1.0, float(progress))), job["id"]))
-    _release(tx, job)
-    return _answer(dispatch_row(tx, dispatch_id))
+        progress = max(0.0, min(1.0, float(progress)))
+    tx.execute("UPDATE jobs SET executed_ms = executed_ms + ?, slices = slices + 1, progress = COALESCE(?, progress),"
+               " status = CASE WHEN status = 'running' THEN ? ELSE status END WHERE id = ?",
+               (ms, progress, next_status, lease["job_id"]))
+    return {"stateid": dispatch_id, "status": "accepted", "paid": paid, "duplicate": False, "accepted_ms": ms}
 
 
 def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcome: str, error: Optional[str],
            now: float) -> Dict[str, Any]:
     """The paper's ``result``: the job finished (or failed) during this lease; store it and pay."""
-    d = _own_dispatch(tx, dispatch_id, client_id)
-    if d["status"] != OPEN:
-        return _answer(d, duplicate=True)
-    job = job_row(tx, d["job_id"], lock=True)
-    if now > d["deadline"] or job["status"] in ("cancelled", "finished"):
-        tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
-                   (now, outcome, dispatch_id))
-        _release(tx, job)
-        return _answer(dispatch_row(tx, dispatch_id))
-    tx.execute("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ? WHERE id = ?",
-               (now, outcome, dispatch_id))
-    _pay(tx, d, job, now)
+    lease = _lease_for_checkin(tx, dispatch_id, client_id)
+    if lease["status"] != OPEN:
+        return _answer(lease, duplicate=True)
+    if _late_or_over(lease, now):
+        return _reject(tx, lease, now, outcome)
+    ms, paid = _pay(tx, lease, now)
+    tx.execute("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
+               " paid = ? WHERE id = ?", (now, outcome, ms, paid, dispatch_id))
     tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
-               " progress = 1.0 WHERE id = ?",
-               (now, outcome, None if result is None else bytes(result), error, job["id"]))
-    return _answer(dispatch_row(tx, dispatch_id))
+               " progress = 1.0, executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
+               (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"]))
+    return {"stateid": dispatch_id, "status": "finished", "paid": paid, "duplicate": False, "accepted_ms": ms}
 
 
 def _release(tx, job: Dict[str, Any]) -> None:
