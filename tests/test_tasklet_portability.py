@@ -75,7 +75,7 @@ def test_pypy_state_finishes_on_cpython():
     assert tasklet.decode_result(out.result) == native(src, "ack_table", [2, 3])
 
 
-@pytest.mark.parametrize("version", ["3.9", "3.13"])
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.12", "3.13"])
 def test_other_cpython_versions_resume_the_state(version):
     found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s"
                                                  % (version, version))))

@@ -119,22 +119,22 @@ def nbody(steps):
 def native(src, entry, args):
     ns = {"__name__": "bench_native"}
     exec(compile(src, "<native>", "exec"), ns)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     value = ns[entry](*args)
-    return time.perf_counter() - t0, value
+    return (time.perf_counter() - t0, time.process_time() - c0), value
 
 
 def compiled(src, entry, args, seconds):
     env = tasklet.start(src, entry, args, {})
     hops = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while True:
         out = tasklet.run_slice(env, src, seconds)
         hops += 1
         if out.finished:
             break
         env = out.envelope
-    elapsed = time.perf_counter() - t0
+    elapsed = (time.perf_counter() - t0, time.process_time() - c0)
     assert out.error is None, out.error
     return elapsed, tasklet.decode_result(out.result), hops
 
@@ -167,11 +167,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one run, for a smoke test")
     opts = parser.parse_args(argv)
     runs = 1 if opts.quick else opts.runs
-    print("python %s on %s, %d cores, median of %d runs" % (
-        platform.python_version(), platform.machine(), os.cpu_count(), runs))
-    print("%-18s %10s %14s %10s %20s %8s" % ("workload", "native s", "no-suspend s", "ratio",
-                                             "freeze/100ms s", "ratio"))
-    ratios_a, ratios_b = [], []
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print("python %s on %s, %d cores, median of %d runs, load average %.1f at start" % (
+        platform.python_version(), platform.machine(), os.cpu_count(), runs, load))
+    ratios = ([[], []], [[], []])
+    rows = ([], [])
     for name, (src, entry, args) in WORKLOADS.items():
         nat, a, b = [], [], []
         hops = 0
@@ -186,14 +186,24 @@ def main(argv=None):
             t, value, hops = compiled(src, entry, args, 0.1)
             assert value == expected, (name, value, expected)
             b.append(t)
-        n, ma, mb = statistics.median(nat), statistics.median(a), statistics.median(b)
-        ratios_a.append(ma / n)
-        ratios_b.append(mb / n)
-        print("%-18s %10.3f %14.3f %9.2fx %13.3f (%3d hops) %6.2fx" % (
-            name, n, ma, ma / n, mb, hops, mb / n))
-    print("%-18s %10s %14s %9.2fx %20s %6.2fx" % ("median", "", "", statistics.median(ratios_a),
-                                                  "", statistics.median(ratios_b)))
-    print()
+        for clock in (0, 1):
+            n = statistics.median(t[clock] for t in nat)
+            ma = statistics.median(t[clock] for t in a)
+            mb = statistics.median(t[clock] for t in b)
+            ratios[clock][0].append(ma / n)
+            ratios[clock][1].append(mb / n)
+            rows[clock].append("%-18s %10.3f %14.3f %9.2fx %13.3f (%3d hops) %6.2fx" % (
+                name, n, ma, ma / n, mb, hops, mb / n))
+    for clock, label in ((0, "wall-clock seconds"), (1, "CPU seconds of this process")):
+        print("\n%s:" % label)
+        print("%-18s %10s %14s %10s %20s %8s" % ("workload", "native", "no-suspend", "ratio",
+                                                 "freeze/100ms", "ratio"))
+        for row in rows[clock]:
+            print(row)
+        print("%-18s %10s %14s %9.2fx %20s %6.2fx" % (
+            "median", "", "", statistics.median(ratios[clock][0]), "",
+            statistics.median(ratios[clock][1])))
+    print("\nfreeze+thaw (codec + envelope, both directions), median of 7:")
     for kind in ("ints", "floats+ints matrix", "mixed tuples"):
         t, size = freeze_thaw_1mb(kind)
         print("freeze+thaw %-20s %8.1f KB  %6.1f ms" % (kind, size / 1024, t * 1000))
