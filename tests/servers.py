@@ -35,6 +35,17 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log:
     raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 
+def terminate(proc: Optional[subprocess.Popen], grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def env() -> dict:
     e = dict(os.environ)
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
@@ -71,13 +82,7 @@ class Market:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 15)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -109,13 +114,7 @@ class Worker:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 20)
 
     def logtext(self) -> str:
         return open(self.log).read() if os.path.exists(self.log) else ""

@@ -82,18 +82,24 @@ def test_jobs_with_different_prices_all_finish_correctly_on_three_workers(db, db
     assert all(w.proc.poll() is None for _, w in workers)  # the workers keep serving
 
 
-def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_finishes_it(tmp_path, processes):
+def sqlite_market(tmp_path, processes, *options):
+    """(db, server, owner, host) on a fresh SQLite market with a one-request pooling window."""
     need_program("bwrap")
-    url = f"sqlite:{tmp_path}/m.sqlite"
     from market.store import Database, upgrade
 
+    url = f"sqlite:{tmp_path}/m.sqlite"
     db = Database(url)
     upgrade(db)
     server = Market(url, str(tmp_path), "--window", "0.2", "--threshold", "1", "--test-job-size", "30",
-                    "--grace", "1", "--min-slice", "0.5").start()
+                    *options).start()
     processes.append(server)
     owner, _ = md.account(db, "owner")
     host, _ = md.account(db, "host", grant=0)
+    return db, server, owner, host
+
+
+def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_finishes_it(tmp_path, processes):
+    db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "1", "--min-slice", "0.5")
     job_id = submit(db, owner, 600_000, 10)
     (first, doomed), = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "2")
     wait_until(lambda: db.transact(lambda tx: tx.one(
@@ -111,17 +117,7 @@ def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_fini
 
 
 def test_sigterm_freezes_the_running_job_and_checks_its_progress_in(tmp_path, processes):
-    need_program("bwrap")
-    url = f"sqlite:{tmp_path}/m.sqlite"
-    from market.store import Database, upgrade
-
-    db = Database(url)
-    upgrade(db)
-    server = Market(url, str(tmp_path), "--window", "0.2", "--threshold", "1", "--test-job-size", "30",
-                    "--grace", "5").start()
-    processes.append(server)
-    owner, _ = md.account(db, "owner")
-    host, _ = md.account(db, "host", grant=0)
+    db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "5")
     job_id = submit(db, owner, 10_000_000, 10)  # far longer than one 30 s slice
     (cid, worker), = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "30")
     wait_until(lambda: db.transact(lambda tx: tx.one(
