@@ -27,8 +27,11 @@ candidates (``sim.ready``) and the pooled clients go through ``market.matcher.PO
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
+import gc
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -42,7 +45,8 @@ from sim.quote import quote_price
 from sim.ready import ReadyList, candidate_key
 from sim.scenario import Scenario
 
-__all__ = ["SimJob", "SimClient", "WindowRecord", "RunResult", "Simulation", "simulate"]
+__all__ = ["SimJob", "SimClient", "WindowRecord", "RunResult", "Simulation", "simulate",
+           "fewer_collections"]
 
 
 class SimJob:
@@ -141,8 +145,11 @@ class Simulation:
         self.jobs: dict[int, SimJob] = {}
         self.clients: list[SimClient] = []
         self._online_speeds: list[float] = []  # sorted, for the quote rule
-        self._open_prices: list[int] = []  # sorted prices of unfinished jobs, for the quote rule
+        self._open_prices: dict[int, int] = {}  # unfinished jobs per price, for the quote rule
         self._record = record_windows
+        # read on every dispatch: plain attributes, not lookups through the scenario
+        self._slice, self._transfer = scenario.slice, scenario.transfer
+        self._miss_rate, self._deadline = scenario.miss_rate, scenario.slice + scenario.allowance
         self.windows: list[WindowRecord] = []
         self._ended = False
         self._failure: Optional[Failure] = None
@@ -232,11 +239,16 @@ class Simulation:
         answer = self.pool.request(client.id, client.speed)
         answer.addCallbacks(self._answered, self._request_failed, callbackArgs=(client,),
                             errbackArgs=(client,))
-        answer.addErrback(self._crash)
         if not answer.called:  # a full pool answers inside request()
             client.pending = answer
 
     def _answered(self, answer: Any, client: SimClient) -> None:
+        try:
+            self._take_answer(answer, client)
+        except BaseException:
+            self._crash(Failure())
+
+    def _take_answer(self, answer: Any, client: SimClient) -> None:
         client.pending = None
         if self._ended:
             return
@@ -283,7 +295,7 @@ class Simulation:
                 price, quoted_speed = quoted, wanted
         job = SimJob(len(self.jobs) + 1, price, self.clock.seconds(), length, quoted_speed)
         self.jobs[job.id] = job
-        bisect.insort(self._open_prices, price)
+        self._open_prices[price] = self._open_prices.get(price, 0) + 1
         self.ready.push(job.ready)
 
     # -- the pool's assign: production matching --------------------------------------------------
@@ -312,25 +324,25 @@ class Simulation:
             job.first_dispatch = now
         job.slices += 1
         remaining = job.length - job.done
-        capacity = client.speed * self.s.slice
+        capacity = client.speed * self._slice
         if remaining <= capacity:
             work, seconds = remaining, remaining / client.speed
         else:
-            work, seconds = max(1, int(capacity)), self.s.slice
+            work, seconds = max(1, int(capacity)), self._slice
         client.busy, client.job, client.slice_start = True, job, now
         client.slice_exec = seconds
-        client.slice_missed = self.s.miss_rate > 0 and self._rng_miss.random() < self.s.miss_rate
+        client.slice_missed = self._miss_rate > 0 and self._rng_miss.random() < self._miss_rate
         if client.slice_missed:
-            client.slice_call = self.clock.callLater(
-                self.s.slice + self.s.allowance, self._deadline_missed, client, job)
+            client.slice_call = self.clock.callLater(self._deadline, self._deadline_missed,
+                                                     client, job)
         else:
-            client.slice_call = self.clock.callLater(self.s.transfer + seconds, self._checked_in,
+            client.slice_call = self.clock.callLater(self._transfer + seconds, self._checked_in,
                                                      client, job, work, seconds)
 
     def _checked_in(self, client: SimClient, job: SimJob, work: int, seconds: float) -> None:
         client.busy, client.job, client.slice_call = False, None, None
         client.busy_seconds += seconds
-        client.transfer_seconds += self.s.transfer
+        client.transfer_seconds += self._transfer
         job.done += work
         job.exec_seconds += seconds
         cents = round(job.price * seconds)
@@ -338,7 +350,12 @@ class Simulation:
         client.earnings += cents
         if job.done >= job.length:
             job.finished_at = self.clock.seconds()
-            del self._open_prices[bisect.bisect_left(self._open_prices, job.price)]
+            self.ready.forget(job.id)
+            left = self._open_prices[job.price] - 1
+            if left:
+                self._open_prices[job.price] = left
+            else:
+                del self._open_prices[job.price]
         else:
             self.ready.push(job.ready)
         self._ask(client)
@@ -356,4 +373,23 @@ class Simulation:
 
 def simulate(scenario: Scenario, record_windows: bool = False) -> RunResult:
     """Run one scenario."""
-    return Simulation(scenario, record_windows).run()
+    with fewer_collections():
+        return Simulation(scenario, record_windows).run()
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the duration of the block.
+
+    A large run allocates millions of short-lived objects (Deferreds, requests, assignments)
+    next to hundreds of thousands of live jobs, and the collector keeps rescanning the live
+    ones: ~10-25% of a 10,000-client run. The simulation makes no reference cycles (a full
+    collection after a run frees nothing), so reference counting alone reclaims its garbage.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

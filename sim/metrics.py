@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sim.engine import RunResult, SimJob
+from sim.engine import RunResult, SimJob, fewer_collections
 
 __all__ = ["compute_metrics", "jain_index", "value_upper_bound", "SCALAR_METRICS"]
 
@@ -112,6 +112,11 @@ def _time_in_system(job: SimJob, end: float) -> float:
 
 def compute_metrics(result: RunResult) -> dict[str, Any]:
     """All the figures of one run, as a flat dict (decile lists included)."""
+    with fewer_collections():
+        return _metrics(result)
+
+
+def _metrics(result: RunResult) -> dict[str, Any]:
     s = result.scenario
     end, bound = s.duration, s.starvation_bound
     jobs, clients = result.jobs, result.clients

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.distributions import ScenarioError
-from sim.report import RunRow, run_label
+from sim.report import RunRow, run_label, short_name
 
 __all__ = ["draw_plots"]
 
@@ -107,7 +107,7 @@ def _groups(spec: Mapping[str, Any], rows: Sequence[RunRow]) -> dict[Any, list[R
 
 def _name(spec: Mapping[str, Any], value: Any) -> str:
     series = spec.get("series", "")
-    return f"{series.rsplit('.', 1)[-1]}={value}" if series else ""
+    return f"{short_name(series)}={value}" if series else ""
 
 
 def _line(ax, spec, metric, rows) -> None:

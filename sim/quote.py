@@ -14,21 +14,25 @@ that tool (the tool reads reports, the simulator has none).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 __all__ = ["quote_price"]
 
 
-def quote_price(speeds: Sequence[float], prices: Sequence[int], wanted: float) -> Optional[int]:
+def quote_price(speeds: Sequence[float], prices: Mapping[int, int], wanted: float) -> Optional[int]:
     """The price (cents/s) that should buy ``wanted`` speed, or None if no client is that fast.
 
-    ``speeds``: the online clients' speeds, sorted ascending; ``prices``: the competing
-    (unfinished) jobs' prices, sorted ascending.
+    ``speeds``: the online clients' speeds, sorted ascending; ``prices``: how many competing
+    (unfinished) jobs pay each price. A count per price rather than a sorted list because the
+    simulator updates it at every submission and finish but asks for a quote rarely.
     """
     n = len(speeds) - bisect.bisect_left(speeds, wanted)
     if n == 0:
         return None
-    if len(prices) < n:
-        return 1
-    return prices[-n] + 1
+    seen = 0
+    for price in sorted(prices, reverse=True):
+        seen += prices[price]
+        if seen >= n:
+            return price + 1
+    return 1

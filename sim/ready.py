@@ -35,6 +35,8 @@ class ReadyList:
 
     def __init__(self, key: Optional[Callable[[ReadyJob], Any]]) -> None:
         self._key = key
+        # a job's key never changes, and jobs come back after every slice: compute it once
+        self._entries: dict[int, tuple[Any, ReadyJob]] = {}
         self._heap: list[tuple[Any, ReadyJob]] = []
         self._all: dict[int, ReadyJob] = {}
 
@@ -44,7 +46,10 @@ class ReadyList:
     def push(self, job: ReadyJob) -> None:
         """A job became ready (submitted, checked in, or rolled back)."""
         if self._key is not None:
-            heapq.heappush(self._heap, (self._key(job), job))
+            entry = self._entries.get(job.id)
+            if entry is None or entry[1] is not job:
+                entry = self._entries[job.id] = (self._key(job), job)
+            heapq.heappush(self._heap, entry)
         else:
             self._all[job.id] = job
 
@@ -56,6 +61,10 @@ class ReadyList:
             return jobs
         heap, pop = self._heap, heapq.heappop
         return [pop(heap)[1] for _ in range(min(k, len(heap)))]
+
+    def forget(self, job_id: int) -> None:
+        """A job finished: drop its cached key."""
+        self._entries.pop(job_id, None)
 
     def give_back(self, jobs: Iterable[ReadyJob]) -> None:
         """Put back candidates the policy left unassigned."""

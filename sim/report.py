@@ -17,7 +17,7 @@ from typing import Any
 from sim.metrics import SCALAR_METRICS
 from sim.scenario import Experiment
 
-__all__ = ["RunRow", "table", "write_csv", "write_json", "run_label"]
+__all__ = ["RunRow", "table", "write_csv", "write_json", "run_label", "short_name"]
 
 RunRow = tuple[Mapping[str, Any], Mapping[str, Any]]  # (sweep parameters, metrics)
 
@@ -38,7 +38,13 @@ _COLUMNS = (
 
 def run_label(params: Mapping[str, Any]) -> str:
     """``window=1 threshold=50`` — the sweep point, short names."""
-    return " ".join(f"{path.rsplit('.', 1)[-1]}={_short(value)}" for path, value in params.items()) or "run"
+    return " ".join(f"{short_name(path)}={_short(value)}" for path, value in params.items()) or "run"
+
+
+def short_name(path: str) -> str:
+    """``pool.window`` → ``window``; a distribution's parameter keeps its owner:
+    ``clients.online.mean`` → ``online.mean``."""
+    return ".".join(path.split(".")[1:]) if path.count(".") >= 2 else path.rsplit(".", 1)[-1]
 
 
 def _short(value: Any) -> str:

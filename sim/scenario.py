@@ -13,8 +13,12 @@ A scenario is a TOML file with four tables (every key optional; defaults in ``DE
 
 plus an optional ``[sweep]`` table whose values are lists (``pool.window = [0.1, 1, 10]``):
 one run per combination, in file order, all with the same seed (common random numbers, so
-differences between runs come from the parameter, not from luck), and optional ``[[plot]]``
-tables read by ``sim.plots``.
+differences between runs come from the parameter, not from luck). Parameters that must move
+together share one quoted key joined by ``+`` and take lists of tuples::
+
+    "clients.online.mean+clients.offline.mean" = [[600, 200], [3600, 1200]]
+
+Optional ``[[plot]]`` tables are read by ``sim.plots``.
 """
 
 from __future__ import annotations
@@ -125,7 +129,8 @@ def parse_experiment(document: Mapping[str, Any], seed: Optional[int] = None) ->
     runs = []
     for combination in itertools.product(*(values for _, values in sweep)):
         config = copy.deepcopy(base)
-        params = tuple((path, value) for (path, _), value in zip(sweep, combination))
+        params = tuple(pair for (path, _), value in zip(sweep, combination)
+                       for pair in _split(path, value))
         for path, value in params:
             _set(config, path, value)
         runs.append((params, _scenario(config)))
@@ -134,6 +139,15 @@ def parse_experiment(document: Mapping[str, Any], seed: Optional[int] = None) ->
         plots = [plots]
     return Experiment(base["run"]["name"], base["run"]["description"], sweep, tuple(runs),
                       tuple(plots))
+
+
+def _split(path: str, value: Any) -> list[tuple[str, Any]]:
+    if "+" not in path:
+        return [(path, value)]
+    paths = path.split("+")
+    if not isinstance(value, list) or len(value) != len(paths):
+        raise ScenarioError(f"[sweep] {path!r} takes lists of {len(paths)} values, not {value!r}")
+    return list(zip(paths, value))
 
 
 def _flatten_sweep(table: Mapping[str, Any], prefix: str = ""):

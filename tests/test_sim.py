@@ -144,6 +144,18 @@ def test_a_sweep_can_set_a_distribution_parameter():
     assert [s.price.param("sigma") for _, s in experiment.runs] == [0.1, 2.0]
 
 
+def test_parameters_joined_with_plus_move_together():
+    experiment = parse_experiment({
+        "clients": {"online": {"dist": "exponential", "mean": 1},
+                    "offline": {"dist": "exponential", "mean": 1}},
+        "sweep": {"clients.online.mean+clients.offline.mean": [[600, 200], [3600, 1200]],
+                  "pool": {"slice": [60, 300]}}})
+    points = [dict(params) for params, _ in experiment.runs]
+    assert len(points) == 4
+    assert points[0] == {"clients.online.mean": 600, "clients.offline.mean": 200, "pool.slice": 60}
+    assert [s.offline.param("mean") for _, s in experiment.runs] == [200, 200, 1200, 1200]
+
+
 @pytest.mark.parametrize("document, words", [
     ({"pool": {"windw": 1}}, "unknown setting 'pool.windw'"),
     ({"pool": {"policy": "lottery"}}, "pool.policy 'lottery'"),
@@ -151,6 +163,7 @@ def test_a_sweep_can_set_a_distribution_parameter():
     ({"clients": {"online": 60}}, "go together"),
     ({"sweep": {"pool": {"window": 3}}}, "non-empty list"),
     ({"market": {}}, "unknown table"),
+    ({"sweep": {"pool.window+pool.slice": [[1, 2, 3]]}}, "lists of 2 values"),
 ])
 def test_scenario_mistakes_are_named_in_plain_words(document, words):
     with pytest.raises(ScenarioError, match=words):
@@ -182,9 +195,10 @@ def test_cli_draws_the_requested_plots(tmp_path, capsys):
 
 def test_quote_is_one_cent_over_the_nth_highest_price():
     speeds = [1.0, 2.0, 3.0, 4.0]  # two clients reach 3.0
-    assert quote_price(speeds, [5, 7, 9, 20], 3.0) == 10
-    assert quote_price(speeds, [5], 3.0) == 1
-    assert quote_price(speeds, [5], 4.5) is None
+    assert quote_price(speeds, {5: 1, 7: 1, 9: 1, 20: 1}, 3.0) == 10
+    assert quote_price(speeds, {9: 2, 20: 1}, 2.0) == 10
+    assert quote_price(speeds, {5: 1}, 3.0) == 1
+    assert quote_price(speeds, {5: 1}, 4.5) is None
 
 
 def test_jain_index_is_one_for_equal_shares_and_one_over_n_for_a_monopoly():
