@@ -102,7 +102,8 @@ def test_classification_rules():
     assert _classify([{"step": 0, "signal": signal.SIGXCPU}, done]).status == "timeout"
     assert _classify([{"step": 0, "signal": signal.SIGSEGV}, done]).status == "crash"
     assert _classify([{"step": 0, "signal": signal.SIGKILL, "cpu": 0.1}, done]).status == "memory"
-    assert _classify([], stderr=b"bwrap: boom\n", exit_code=1).message == "sandbox failed: bwrap: boom"
+    failed = _classify([], stderr=b"bwrap: boom\n", exit_code=1)
+    assert (failed.status, failed.message) == ("crash", "sandbox failed: bwrap: boom")
     assert _classify([{"step": 0, "exec_error": "cannot execute x"}]).status == "crash"
     for killed in ("timeout", "overflow", "abort"):
         assert _classify([], killed=killed).status == killed

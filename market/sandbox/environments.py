@@ -8,8 +8,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
 
 from .staging import Staging
 from .taskfs import FilesystemError, unpack
@@ -99,7 +99,7 @@ class Environments:
             kind = spec.get("kind")
             description = spec.get("description", "")
             if kind == "busybox":
-                return Environment(name, (( self._busybox_bin(), "/bin"),), host_usr=False,
+                return Environment(name, ((self._busybox_bin(), "/bin"),), host_usr=False,
                                    path="/bin", description=description)
             if kind == "host-usr":
                 return Environment(name, (), host_usr=True, description=description)
