@@ -63,7 +63,7 @@ class WorkerService(service.Service):
         if os.geteuid() == 0 and not self.user and not self.insecure:
             raise WorkerRefused("worker: started as root — give --user NAME, an unprivileged account that will run"
                                 " the jobs (jobs never run as root)")
-        if os.geteuid() == 0 and self.insecure and not self.user:
+        if os.geteuid() == 0 and not self.user:
             raise WorkerRefused("worker: --insecure-no-sandbox as root would run jobs as root; give --user or run"
                                 " the worker as an ordinary user")
         from market.sandbox import probe
