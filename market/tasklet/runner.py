@@ -125,7 +125,7 @@ class _Control:
 
     def expire(self, *_ignored) -> None:
         if not self.expired:
-            self.expired_at = time.perf_counter()
+            self.expired_at = (time.perf_counter(), time.process_time())
         self.expired = True
         self.ns["_tk_F"] = True
 
@@ -226,6 +226,8 @@ def _check_state(state, job: CompiledJob) -> None:
     kind = state["kind"]
     if (kind == "gen") != job.is_generator:
         bad("generator state for a plain job or the reverse")
+    if kind == "gen" and type(state.get("started")) is not bool:
+        bad("generator flag")
     if kind in ("call", "gen"):
         if type(state.get("args")) is not list or type(state.get("kwargs")) is not dict:
             bad("arguments")
@@ -315,7 +317,7 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
         job_id = header.job_id
     ctl = _Control({}, budget if budget is None else max(1, int(budget)), job_id, None)
     stats = {"wall_seconds": 0.0, "suspensions": 0, "back_edges": None, "frames": 0,
-             "resumed_frames": 0, "stop_latency": None}
+             "resumed_frames": 0, "stop_latency": None, "stop_latency_cpu": None}
 
     def outcome(env=None, finished=False, result=None, error=None):
         stats["wall_seconds"] = time.perf_counter() - t0
@@ -354,8 +356,10 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
             ns["_tk_F"] = False
     except _Suspend as s:
         if ctl.expired_at is not None:
-            # from the timer firing to the job standing still (freezing comes after)
-            stats["stop_latency"] = time.perf_counter() - ctl.expired_at
+            # from the timer firing to the job standing still (freezing comes after);
+            # in CPU time too, which a loaded machine's scheduling does not inflate
+            stats["stop_latency"] = time.perf_counter() - ctl.expired_at[0]
+            stats["stop_latency_cpu"] = time.process_time() - ctl.expired_at[1]
         try:
             new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
         except Exception as exc:  # e.g. a loop position that cannot be read
