@@ -168,3 +168,11 @@ def test_trailing_bytes_and_wrong_version_are_refused():
         decode(b"\x09" + encode(1)[1:])
     with pytest.raises(CodecError):
         decode("not bytes")
+
+
+def test_oversized_fraction_is_refused_both_ways():
+    with pytest.raises(CodecError):
+        encode(Fraction(1 << 70000, 3))
+    data = bytes([codec.VERSION, 0x21]) + encode(1 << 70000)[1:] + encode(3)[1:]
+    with pytest.raises(CodecError):
+        decode(data)

@@ -46,6 +46,7 @@ _LIST_BOOL, _LIST_S, _TUPLE_S = 0x27, 0x28, 0x29  # bools as bytes; lists/tuples
 _DDICT_FACTORIES = {"int": int, "float": float, "str": str, "list": list,
                     "dict": dict, "set": set, "tuple": tuple, "bool": bool}
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_FRACTION_BITS = 1 << 16  # normalising a Fraction costs a gcd: quadratic in the size
 _BULK_MIN = 8  # below this, the per-element path is as fast
 _PACK_D = struct.Struct("<d")
 _BIG = sys.byteorder == "big"
@@ -245,6 +246,8 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
                 out += _PACK_D.pack(x.imag)
                 continue
             if t is Fraction:
+                if max(abs(x.numerator), x.denominator).bit_length() > _FRACTION_BITS:
+                    raise CodecError("fractions over %d bits cannot be frozen" % _FRACTION_BITS)
                 out.append(_FRACTION)
                 _int(x.numerator, out)
                 _int(x.denominator, out)
@@ -519,8 +522,8 @@ def _decode(data: bytes, classes):
         elif tag == _FRACTION:
             num, pos = _int_at(data, pos, end)
             den, pos = _int_at(data, pos, end)
-            if den <= 0:
-                _fail(pos, "bad fraction")
+            if den <= 0 or max(abs(num), den).bit_length() > _FRACTION_BITS:
+                _fail(pos, "bad fraction")  # the size cap keeps Fraction's gcd cheap
             v = Fraction(num, den)
         elif tag == _RANGE:
             start, pos = _int_at(data, pos, end)
