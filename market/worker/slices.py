@@ -38,32 +38,42 @@ class SliceReport:
 def stage_runtime(staging, python: str = "/usr/bin/python3") -> str:
     """Copy market/tasklet into the staging dir (world-readable, root-owned); return the bind source.
 
-    The copy is byte-compiled with the sandbox's interpreter: the job user cannot write
-    ``__pycache__`` there, and compiling the runtime on every slice cost ~100 ms.
+    The copy is named by a hash of its sources, so concurrent workers share it and never see it
+    half-written (built aside, then renamed). It is byte-compiled with the sandbox's interpreter:
+    the job user cannot write ``__pycache__`` there, and compiling on every slice cost ~100 ms.
     """
+    import hashlib
+    import subprocess
+
     import market.tasklet as pkg
 
     source = os.path.dirname(pkg.__file__)
-    root = staging.ensure_dir("pkg")
-    target_parent = staging.ensure_dir("pkg", "market")
-    with open(os.path.join(target_parent, "__init__.py"), "w") as f:
-        f.write("")
-    target = os.path.join(target_parent, "tasklet")
-    tmp = target + f".{os.getpid()}.tmp"
+    digest = hashlib.sha256(python.encode())
+    for name in sorted(os.listdir(source)):
+        if name.endswith(".py"):
+            with open(os.path.join(source, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    final = os.path.join(staging.ensure_dir("runtime"), digest.hexdigest()[:16])
+    if os.path.isdir(final):
+        return final
+    tmp = f"{final}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    import subprocess
-
+    os.makedirs(os.path.join(tmp, "market"))
+    with open(os.path.join(tmp, "market", "__init__.py"), "w"):
+        pass
+    shutil.copytree(source, os.path.join(tmp, "market", "tasklet"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     subprocess.run([python, "-I", "-m", "compileall", "-q", tmp], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False)
     for dirpath, dirnames, filenames in os.walk(tmp):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    os.chmod(target_parent, 0o755)
-    return root
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another worker staged the same runtime first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def descendants(pid: int) -> List[int]:
