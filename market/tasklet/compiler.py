@@ -26,7 +26,7 @@ import ast
 import copy
 import inspect
 import types
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .validator import JobRefused, ModuleInfo, check_module, local_names
 
