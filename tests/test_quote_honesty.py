@@ -64,18 +64,42 @@ def _quote(path: str, speed: float) -> dict:
     return json.loads(out.getvalue())
 
 
-def _window(db, request_order):
-    """Every active, non-suspect, measured client asks for work; every unfinished, non-held job
-    with a state competes (running ones are back: their clients are asking again)."""
-    def work(tx):
-        return rsql.client_batch(tx, 0, 10**6), rsql.job_batch(tx, 0, 10**6)
+def _pooled(tx, request_order):
+    """Every active, non-suspect, measured client asks for work (unmeasured ones get a speed
+    probe instead of joining the pool)."""
+    return [PooledClient(c["id"], float(c["speed"]), request_order.get(c["id"], 0.0))
+            for c in rsql.client_batch(tx, 0, 10**6)
+            if c["status"] == "active" and not c["suspect"] and c["speed"] is not None]
 
-    clients, jobs = db.transact(work)
-    pooled = [PooledClient(c["id"], float(c["speed"]), request_order.get(c["id"], 0.0)) for c in clients
-              if c["status"] == "active" and not c["suspect"] and c["speed"] is not None]
-    ready = [ReadyJob(j["id"], int(j["price"]), float(j["submitted_at"])) for j in jobs
-             if j["status"] in ("ready", "running")]
+
+def _ready_job(row) -> ReadyJob:
+    return ReadyJob(row["id"], int(row["price"]), float(row["submitted_at"]))
+
+
+def _window(db, request_order):
+    """The pure matcher over that pool and every unfinished, non-held job with a state (running
+    ones are back on the ready list: their clients are the ones asking again)."""
+    def work(tx):
+        jobs = [_ready_job(j) for j in rsql.job_batch(tx, 0, 10**6) if j["status"] in ("ready", "running")]
+        return _pooled(tx, request_order), jobs
+
+    pooled, ready = db.transact(work)
     return {a.job.id: a.client for a in match(pooled, ready)}
+
+
+def _store_window(db, request_order, job_id):
+    """The same window through the dispatcher's own transaction (``jobs.assign_window``): the
+    store's ready-list query, affordability holds, check-outs. Returns the client the job got."""
+    def work(tx):
+        tx.execute("UPDATE jobs SET status = 'ready' WHERE status = 'running'")  # their slices ended
+        pooled = _pooled(tx, request_order)
+        if not pooled:
+            return None
+        dispatched = jsql.assign_window(tx, pooled, T0 + 2000, 15.0, {c.id: 60.0 for c in pooled}, match,
+                                        _ready_job)
+        return next((c for c in pooled if dispatched.get(c.id, {}).get("job_id") == job_id), None)
+
+    return db.transact(work)
 
 
 def _cents(text: str) -> int:
@@ -140,5 +164,9 @@ def quote_is_honest(db, path, clients, jobs, wanted, request_times) -> None:
         db.transact(jsql.set_price, buyer, new, price - 1)
         got = _window(db, order).get(new)
         assert got is None or got.speed < wanted, (answer, got)
+        db.transact(jsql.set_price, buyer, new, price)
     else:
         assert price == 1  # fewer competitors than fast clients: the minimum price is enough
+
+    got = _store_window(db, order, new)
+    assert got is not None and got.speed >= wanted, (answer, got)
