@@ -174,6 +174,15 @@ def test_reader_reads_the_report_the_market_writes(tmp_path):
     assert view.price_counts == Counter({250: 1})
 
 
+def test_only_the_reports_own_sections_count_when_unvalidated(tmp_path):
+    nested = (f'<clients><client id="9" status="active"><speed measured-at="2026-11-22T09:00:00Z">1e9</speed>'
+              f'<sandbox-level>x</sandbox-level><suspect>false</suspect></client></clients>')
+    data = make_report([("active", False, 10.0)], [("ready", "1.00")]).replace(
+        b"<finished>", nested.encode() + b"<finished>", 1)
+    view = reader.read(write(tmp_path, data), validate=False)
+    assert view.speeds == [10.0] and view.clients == 1
+
+
 def test_external_entities_are_never_resolved(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("99.99")
