@@ -165,3 +165,54 @@ def test_job_user_pool_hands_out_each_account_once():
         JobUserPool(["nobody", "root"])
     with pytest.raises(UserError, match="one uid"):
         JobUserPool(["nobody", "65534"])
+
+
+def fake_cgroup(tmp_path, controllers="cpu memory pids", enabled=""):
+    base = tmp_path / "jobs"
+    base.mkdir()
+    (base / "cgroup.controllers").write_text(controllers + "\n")
+    (base / "cgroup.subtree_control").write_text(enabled)
+    return base
+
+
+def test_cgroup_children_get_memory_and_pids_limits(tmp_path):
+    from market.sandbox.cgroup import JobCgroups
+    base = fake_cgroup(tmp_path)
+    cgroups = JobCgroups(str(base))
+    cgroups.check()
+    assert (base / "cgroup.subtree_control").read_text() == "+memory +pids"
+    path = cgroups.create(100 << 20, 10)
+    assert open(os.path.join(path, "memory.max")).read() == str(100 << 20)
+    assert open(os.path.join(path, "pids.max")).read() == "10"
+    with open(os.path.join(path, "memory.events"), "w") as f:
+        f.write("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert JobCgroups.oom_killed(path)
+    JobCgroups.remove(path)
+    assert not os.path.exists(path)
+
+
+def test_cgroup_without_memory_controller_is_refused(tmp_path):
+    from market.sandbox.cgroup import CgroupError, JobCgroups
+    with pytest.raises(CgroupError, match="missing memory"):
+        JobCgroups(str(fake_cgroup(tmp_path, controllers="hugetlb"))).check()
+
+
+def test_a_run_with_the_cgroup_layer_enters_its_cgroup_first(tmp_path):
+    from market.sandbox.probe import Probe, SandboxLevel
+    from market.sandbox.runner import finish_cgroup, prepare
+    from market.sandbox.testing import JOB_USER
+    base = fake_cgroup(tmp_path, enabled="memory pids")
+    found = Probe(SandboxLevel.DEGRADED, ("bwrap", "rlimits", "cgroup"), {},
+                  cgroup_base=str(base))
+    argv, path = prepare([["/bin/true"]], limits=Limits(memory_mb=100, disk_mb=10,
+                                                        processes=5),
+                         binds=(), user=JOB_USER, level=found, staging=None, status_fd=None)
+    assert argv[:4] == ["/bin/sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', path]
+    assert open(os.path.join(path, "memory.max")).read() == str((100 + 10 + 32) << 20)
+    assert open(os.path.join(path, "pids.max")).read() == "7"
+    assert finish_cgroup(path) is False and not os.path.exists(path)
+
+
+def test_oom_kill_in_the_cgroup_is_classified_memory():
+    assert _classify([{"step": 0, "signal": signal.SIGKILL}, {"done": True}],
+                     oom_killed=True).status == "memory"

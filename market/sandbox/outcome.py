@@ -66,14 +66,16 @@ def _signame(sig: int) -> str:
 
 def classify(*, killed: Optional[str], records: List[dict], stdout: bytes, stderr: bytes,
              limits: Limits, wall: float, exit_code: Optional[int],
-             exit_signal: Optional[int]) -> Outcome:
+             exit_signal: Optional[int], oom_killed: bool = False) -> Outcome:
     """Decide the outcome of a finished sandbox.
 
     killed      -- 'timeout', 'overflow' or 'abort' when the worker killed the sandbox
     records     -- status records from inner.py
     exit_code / exit_signal -- how the outermost process (bwrap) ended
 
-    Memory heuristics (no cgroup on this host to ask): a step that failed and whose
+    oom_killed  -- the run's cgroup recorded an OOM kill (memory.events): 'memory'
+
+    Memory heuristics when there is no cgroup to ask: a step that failed and whose
     stderr shows an allocation failure (Python's MemoryError, ENOMEM text, bad_alloc)
     or that died of SIGKILL we did not send while under its CPU limit (the kernel's
     OOM killer) is 'memory'. A step killed by SIGXCPU, or SIGKILL at its CPU limit,
@@ -94,6 +96,9 @@ def classify(*, killed: Optional[str], records: List[dict], stdout: bytes, stder
     if killed == "timeout":
         return Outcome("timeout", code, sig,
                        message=f"wall time limit of {limits.wall_seconds:g} s reached", **common)
+    if oom_killed:
+        return Outcome("memory", code, sig, message=f"the job's cgroup ran out of memory "
+                       f"({limits.memory_mb} MB + {limits.disk_mb} MB disk)", **common)
     exec_errors = [r["exec_error"] for r in steps if "exec_error" in r]
     if exec_errors:
         return Outcome("crash", 127, None, message=exec_errors[-1], **common)

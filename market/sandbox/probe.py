@@ -34,6 +34,7 @@ class Probe:
     missing: Dict[str, str] = field(default_factory=dict)
     landlock_abi: int = 0
     user: Optional[JobUser] = None
+    cgroup_base: str = ""  # the operator's delegated cgroup v2 directory, when usable
 
     def has(self, layer: str) -> bool:
         return layer in self.present
@@ -128,11 +129,14 @@ def _probe(user_name: Optional[str]) -> Probe:
     except Exception as exc:  # any failure here only means: no seccomp layer
         missing["seccomp"] = str(exc)
 
-    cgroup_why = _cgroup_v2_problem()
-    if cgroup_why is None:
+    from .cgroup import from_environment
+
+    cgroups, cgroup_why = from_environment()
+    if cgroups is not None:
         present.append("cgroup")
     else:
-        missing["cgroup"] = cgroup_why
+        host = _cgroup_v2_problem()
+        missing["cgroup"] = f"{host}; {cgroup_why}" if host else cgroup_why
 
     if "bwrap" not in present or "rlimits" not in present:
         level = SandboxLevel.NONE
@@ -140,7 +144,8 @@ def _probe(user_name: Optional[str]) -> Probe:
         level = SandboxLevel.FULL
     else:
         level = SandboxLevel.DEGRADED
-    return Probe(level, tuple(present), missing, abi, user)
+    return Probe(level, tuple(present), missing, abi, user,
+                 cgroups.base if cgroups is not None else "")
 
 
 def _max_user_namespaces() -> Optional[int]:
@@ -191,7 +196,7 @@ def _kernel_seccomp() -> bool:
 
 
 def _cgroup_v2_problem(root: str = "/sys/fs/cgroup") -> Optional[str]:
-    """None if a delegated cgroup v2 with memory and pids controllers is writable."""
+    """What the host's cgroup v2 lacks for per-job limits (None: nothing obvious)."""
     candidates = [root, os.path.join(root, "unified")]
     for base in candidates:
         controllers = os.path.join(base, "cgroup.controllers")
@@ -202,8 +207,8 @@ def _cgroup_v2_problem(root: str = "/sys/fs/cgroup") -> Optional[str]:
         need = [c for c in ("memory", "pids") if c not in have]
         if need:
             return (f"cgroup v2 at {base} offers only [{' '.join(have) or 'nothing'}]; "
-                    f"missing {', '.join(need)} (hybrid v1/v2 host) — using rlimits instead")
+                    f"missing {', '.join(need)} (hybrid v1/v2 host)")
         if not os.access(os.path.join(base, "cgroup.subtree_control"), os.W_OK):
             return f"cgroup v2 at {base} is not delegated to uid {os.geteuid()}"
         return None
-    return "no cgroup v2 hierarchy mounted — using rlimits instead"
+    return "no cgroup v2 hierarchy mounted"

@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet import defer, error, protocol
 
+from .cgroup import CgroupError, JobCgroups, enter_command
 from .command import STATUS_FD, BindError, Layers, build_command
 from .limits import Limits
 from .outcome import Outcome, classify, parse_status
@@ -21,6 +22,7 @@ from .users import UserError, job_user_for
 __all__ = ["run", "run_sync", "start", "Execution", "STDERR_BYTES"]
 
 STDERR_BYTES = 64 * 1024
+CGROUP_RUNNER_BYTES = 32 * 1024 * 1024
 STATUS_BYTES = 64 * 1024  # the runner writes a few hundred bytes per step
 WRAPPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _RANK = {SandboxLevel.NONE: 0, SandboxLevel.DEGRADED: 1, SandboxLevel.FULL: 2}
@@ -36,11 +38,13 @@ def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
             binds: Sequence[Tuple[str, str]], user: Optional[str], level: Level,
             staging: Optional[Staging], status_fd: Optional[int],
             stop_on_failure: bool = True, job_usr: bool = True,
-            extra_env: Optional[dict] = None) -> List[str]:
-    """The full argv for ``steps``, or raise _Refused with the reason in plain words.
+            extra_env: Optional[dict] = None) -> Tuple[List[str], Optional[str]]:
+    """The full argv for ``steps`` and the run's cgroup (None without the cgroup layer),
+    or raise _Refused with the reason in plain words.
 
     ``level``: a Probe to use as is, or the minimum acceptable level ('full',
-    'degraded'); None accepts anything but 'none'.
+    'degraded'); None accepts anything but 'none'. The caller must pass the cgroup
+    to :func:`finish_cgroup` once the sandbox has ended.
     """
     if not steps or any(not step for step in steps):
         raise _Refused("nothing to run: every step needs a program")
@@ -57,11 +61,27 @@ def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
         layers = Layers(landlock=found.has("landlock"),
                         seccomp_filter=staging.filter_path() if found.has("seccomp") else None,
                         job_usr=job_usr, extra_env=dict(extra_env or {}))
-        return build_command(steps, limits=limits, user=job_user, binds=binds,
+        argv = build_command(steps, limits=limits, user=job_user, binds=binds,
                              inner_path=staging.inner_path(), layers=layers,
                              stop_on_failure=stop_on_failure, status_fd=status_fd)
-    except (UserError, BindError, StagingError) as exc:
+        if not found.has("cgroup"):
+            return argv, None
+        # The whole job: its memory, its tmpfs pages (charged to it too) and the runner.
+        path = JobCgroups(found.cgroup_base).create(
+            limits.memory_bytes + limits.disk_bytes + CGROUP_RUNNER_BYTES,
+            int(limits.processes) + 2)  # + bwrap's monitor and the runner
+        return enter_command(path) + argv, path
+    except (UserError, BindError, StagingError, CgroupError) as exc:
         raise _Refused(str(exc)) from None
+
+
+def finish_cgroup(path: Optional[str]) -> bool:
+    """Remove a run's cgroup (killing leftovers); True if the kernel OOM-killed in it."""
+    if path is None:
+        return False
+    oom = JobCgroups.oom_killed(path)
+    JobCgroups.remove(path)
+    return oom
 
 
 class _Capped:
@@ -118,6 +138,7 @@ class Execution:
         self._transport: Any = None
         self._timer: Any = None
         self._started = reactor.seconds()
+        self.cgroup: Optional[str] = None
 
     def abort(self) -> None:
         """Kill the sandbox now; ``result`` fires at once with status 'abort'."""
@@ -159,8 +180,9 @@ class Execution:
     def _ended(self, value: Any) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        oom_killed = finish_cgroup(self.cgroup)
         if not self.result.called:
-            self._finish(classify(killed=self._killed,
+            self._finish(classify(killed=self._killed, oom_killed=oom_killed,
                                   records=parse_status(self._status.value()),
                                   stdout=self._stdout.value(), stderr=self._stderr.value(),
                                   limits=self.limits, wall=self._elapsed(),
@@ -187,9 +209,10 @@ def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limi
     """
     execution = Execution(reactor, limits, stderr_bytes)
     try:
-        full = prepare(steps if steps is not None else [argv], limits=limits, binds=binds,
-                       user=user, level=level, staging=staging, status_fd=STATUS_FD,
-                       stop_on_failure=stop_on_failure, job_usr=job_usr, extra_env=extra_env)
+        full, execution.cgroup = prepare(
+            steps if steps is not None else [argv], limits=limits, binds=binds, user=user,
+            level=level, staging=staging, status_fd=STATUS_FD,
+            stop_on_failure=stop_on_failure, job_usr=job_usr, extra_env=extra_env)
     except _Refused as exc:
         execution._finish(Outcome("refused", message=str(exc)))
         execution.ended.callback(None)
@@ -200,6 +223,7 @@ def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limi
                              env=dict(WRAPPER_ENV), path="/",
                              childFDs={0: "w", 1: "r", 2: "r", STATUS_FD: "r"})
     except OSError as exc:
+        finish_cgroup(execution.cgroup)
         execution._finish(Outcome("crash", message=f"cannot start {full[0]}: {exc}"))
         execution.ended.callback(None)
         return execution
@@ -233,13 +257,19 @@ def run_sync(argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits
     status_r, status_w = os.pipe()
     try:
         try:
-            full = prepare([argv], limits=limits, binds=binds, user=user, level=level,
-                           staging=staging, status_fd=status_w)
+            full, cgroup = prepare([argv], limits=limits, binds=binds, user=user,
+                                   level=level, staging=staging, status_fd=status_w)
         except _Refused as exc:
+            os.close(status_r)
             return Outcome("refused", message=str(exc))
-        proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=(status_w,),
-                                env=dict(WRAPPER_ENV), cwd="/")
+        try:
+            proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(status_w,),
+                                    env=dict(WRAPPER_ENV), cwd="/")
+        except OSError as exc:
+            finish_cgroup(cgroup)
+            os.close(status_r)
+            return Outcome("crash", message=f"cannot start {full[0]}: {exc}")
     finally:
         os.close(status_w)
     out, err, status = _Capped(int(limits.output_bytes)), _Capped(stderr_bytes), \
@@ -279,7 +309,8 @@ def run_sync(argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits
         proc.stderr.close()
         os.close(status_r)
     rc = proc.returncode
-    return classify(killed=killed, records=parse_status(status.value()),
+    return classify(killed=killed, oom_killed=finish_cgroup(cgroup),
+                    records=parse_status(status.value()),
                     stdout=out.value(), stderr=err.value(), limits=limits,
                     wall=round(time.monotonic() - started, 6),
                     exit_code=rc if rc >= 0 else None, exit_signal=-rc if rc < 0 else None)

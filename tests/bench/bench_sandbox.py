@@ -65,8 +65,10 @@ def sandboxed(argv, user):
 
 def layer_cut(argv, user, upto):
     """The real argv cut after one layer, running the job directly from there."""
-    full = prepare([argv], limits=Limits(), binds=(), user=user, level=None, staging=None,
-                   status_fd=None)
+    full, cgroup = prepare([argv], limits=Limits(), binds=(), user=user, level=None,
+                           staging=None, status_fd=None)
+    if cgroup is not None:  # the cut chains skip the cgroup: one leftover dir is harmless
+        full = full[4:]
     if upto == "wrappers":
         return plain(full[:full.index("bwrap")] + list(argv))
     separator = len(full) - 1 - full[::-1].index("--")  # bwrap's, before inner.py
