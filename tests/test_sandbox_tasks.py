@@ -248,3 +248,10 @@ async def test_operator_environment_directory(sandbox, tmp_path, public_dir):
     (tmp_path / "t" / "control").write_text("/bin/sh -c 'echo tiny'\n")
     outcome = await go(task(environment="tiny"), str(tmp_path / "t"), envdir=str(envdir))
     assert (outcome.status, outcome.output) == ("success", "tiny\n"), outcome
+
+
+@pytest_twisted.ensureDeferred
+async def test_running_out_of_memory_is_a_crash_that_says_so(sandbox):
+    outcome = await go(task(environment="python", memory=48), fs("balloon"))
+    assert (outcome.status, outcome.output) == ("crash", "eating\n")
+    assert "memory limit of 48 MB" in outcome.message
