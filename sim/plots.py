@@ -16,6 +16,7 @@ with one line per run; a line plot over a parameter with text values (policies) 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def draw_plots(plots: Sequence[Mapping[str, Any]], rows: Sequence[RunRow], out: 
             raise ScenarioError("every [[plot]] needs file and y")
         selected = [row for row in rows if _matches(row[0], spec.get("where", {}))]
         metrics = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
+        width = max(6.4, 5.0 * len(metrics))
+        fig, axes = plt.subplots(1, len(metrics), figsize=(width, 4.2), squeeze=False)
         kind = spec.get("kind", "line")
         for ax, metric in zip(axes[0], metrics):
             if kind == "line":
@@ -76,7 +78,7 @@ def draw_plots(plots: Sequence[Mapping[str, Any]], rows: Sequence[RunRow], out: 
             ax.set_ylabel(_LABELS.get(metric, metric))
             ax.grid(True, alpha=0.3)
         if "title" in spec:
-            fig.suptitle(spec["title"])
+            fig.suptitle(textwrap.fill(spec["title"], int(width * 11)), fontsize="medium")
         fig.tight_layout()
         path = out / spec["file"]
         fig.savefig(path, dpi=90, metadata={"Software": None})
@@ -105,9 +107,13 @@ def _groups(spec: Mapping[str, Any], rows: Sequence[RunRow]) -> dict[Any, list[R
     return groups
 
 
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _name(spec: Mapping[str, Any], value: Any) -> str:
     series = spec.get("series", "")
-    return f"{short_name(series)}={value}" if series else ""
+    return f"{short_name(series)}={_short(value)}" if series else ""
 
 
 def _line(ax, spec, metric, rows) -> None:
@@ -142,7 +148,7 @@ def _line(ax, spec, metric, rows) -> None:
 def _deciles(ax, spec, metric, rows) -> None:
     for params, m in rows:
         series = spec.get("series")
-        label = f"{params[series]}" if series else run_label(params)
+        label = _name(spec, params[series]) if series else run_label(params)
         ax.plot(range(1, 11), m[metric], marker="o", label=label)
     ax.set_xticks(range(1, 11))
     ax.set_xlabel("price decile (1 = cheapest 10% of jobs)")
@@ -159,7 +165,8 @@ def _scatter(ax, spec, metric, rows) -> None:
         ax.plot([m[x] for _, m in group], [m[metric] for _, m in group], marker="o",
                 label=_name(spec, value) or None)
         for params, m in group:
-            ax.annotate(run_label(params), (m[x], m[metric]), fontsize="x-small",
+            label = run_label(params) if len(params) > 1 else _short(next(iter(params.values()), ""))
+            ax.annotate(label, (m[x], m[metric]), fontsize="x-small",
                         textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel(_LABELS.get(x, x))
     if spec.get("series"):
