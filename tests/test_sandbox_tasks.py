@@ -255,3 +255,33 @@ async def test_running_out_of_memory_is_a_crash_that_says_so(sandbox):
     outcome = await go(task(environment="python", memory=48), fs("balloon"))
     assert (outcome.status, outcome.output) == ("crash", "eating\n")
     assert "memory limit of 48 MB" in outcome.message
+
+
+def test_unsafe_archive_members_never_reach_the_task(tmp_path):
+    import io
+    from market.sandbox.taskfs import unpack
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as t:
+        for name, data in (("control", b"/task/x\n"), ("../escape", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    from market.sandbox.taskfs import FilesystemError
+    with pytest.raises(FilesystemError):
+        unpack(str(archive), str(staging))
+    assert not (tmp_path / "escape").exists() and os.listdir(staging) == []
+
+
+def test_special_files_and_setuid_bits_are_dropped(tmp_path):
+    from market.sandbox.taskfs import unpack
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "control").write_text("/task/run\n")
+    (src / "run").write_text("#!/bin/sh\n")
+    os.chmod(src / "run", 0o4755)
+    os.mkfifo(src / "pipe")
+    out = unpack(str(src), str(tmp_path))
+    assert sorted(os.listdir(out)) == ["control", "run"]
+    assert os.stat(os.path.join(out, "run")).st_mode & 0o7777 == 0o755

@@ -110,6 +110,9 @@ def _untar(source: str, dest: str) -> None:
                               "3.9.17+/3.10.12+/3.11.4+); use a .zip or .sfs task filesystem")
     try:
         with tarfile.open(source) as archive:
+            if sum(m.size for m in archive.getmembers() if m.isfile()) > MAX_UNPACKED_BYTES:
+                raise FilesystemError(f"{source!r} unpacks to more than "
+                                      f"{MAX_UNPACKED_BYTES} bytes")
             # 'data' refuses absolute paths, '..', devices and links leaving the tree.
             archive.extractall(dest, filter="data")
     except (tarfile.TarError, OSError) as exc:
