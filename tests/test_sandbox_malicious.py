@@ -337,3 +337,12 @@ async def test_refused_when_root_names_no_job_user():
     from twisted.internet import reactor
     outcome = await run(reactor, [PY, "-c", "pass"], user=None)
     assert outcome.status == "refused" and "root" in outcome.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_jobs_can_run_as_an_unnamed_uid():
+    if os.geteuid() != 0:
+        pytest.skip("only root can switch to another uid")
+    from twisted.internet import reactor
+    outcome = await run(reactor, [PY, "-c", "import os; print(os.getuid())"], user="100017")
+    assert (outcome.status, outcome.stdout) == ("ok", b"100017\n"), outcome

@@ -216,3 +216,20 @@ def test_a_run_with_the_cgroup_layer_enters_its_cgroup_first(tmp_path):
 def test_oom_kill_in_the_cgroup_is_classified_memory():
     assert _classify([{"step": 0, "signal": signal.SIGKILL}, {"done": True}],
                      oom_killed=True).status == "memory"
+
+
+def test_an_unused_numeric_uid_is_a_valid_job_user():
+    import pwd
+    uid = next(u for u in range(100000, 100100) if not _has_account(pwd, u))
+    user = resolve_user(str(uid))
+    assert (user.uid, user.gid, user.name) == (uid, uid, str(uid))
+    with pytest.raises(UserError, match="root"):
+        resolve_user("0")
+
+
+def _has_account(pwd, uid):
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False

@@ -5,7 +5,7 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Set
+from typing import Iterable, List, Optional, Set
 
 __all__ = ["JobUser", "JobUserPool", "UserError", "resolve_user", "job_user_for"]
 
@@ -27,13 +27,26 @@ class JobUser:
 def resolve_user(name: str) -> JobUser:
     """Resolve a user name (or numeric uid) to a :class:`JobUser`; refuse root.
 
+    A number with no account behind it is allowed (its gid is the same number): the
+    sandbox needs no home or passwd entry, and an otherwise unused uid per job slot
+    shares its process count with nothing else on the host.
     Raises :class:`UserError` with a plain-words reason.
     """
-    try:
-        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except (KeyError, ValueError):
-        raise UserError(f"no user {name!r} on this machine — create one with "
-                        f"'useradd --system --no-create-home {name}' or pick another") from None
+    if name.isdigit():
+        uid = int(name)
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            if uid == 0:
+                raise UserError("uid 0 is root; jobs never run as root") from None
+            return JobUser(name, uid, uid, switch=os.geteuid() != uid)
+    else:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise UserError(f"no user {name!r} on this machine — create one with "
+                            f"'useradd --system --no-create-home {name}', use an unused "
+                            "numeric uid, or pick another") from None
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise UserError(f"user {name!r} is root (uid {entry.pw_uid}, gid {entry.pw_gid}); "
                         "jobs never run as root — use an unprivileged user such as 'nobody'")
@@ -74,10 +87,11 @@ class JobUserPool:
 
     RLIMIT_NPROC is counted per host user across every user namespace, so two jobs run
     as the same account share one process budget (one job's fork bomb starves the other).
-    Give each slot its own account (``market-job-1`` …) and take one per running job.
+    Give each slot its own account (``market-job-1`` …, or unused numeric uids such as
+    ``JobUserPool(str(u) for u in range(100000, 100008))``) and take one per running job.
     """
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Iterable[str]) -> None:
         users = [resolve_user(name) for name in names]  # refuses root and unknown names
         if len({u.uid for u in users}) != len(users):
             raise UserError("job user pool has two names for one uid; each slot needs its "
