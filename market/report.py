@@ -94,9 +94,12 @@ def _batches(db, read: Callable[..., List[Dict[str, Any]]], batch: int) -> Itera
         after = rows[-1]["id"]
 
 
-def _leaf(xf, name: str, text: str, attrib: Optional[Dict[str, str]] = None) -> None:
-    with xf.element(_Q[name], attrib):
-        xf.write(text)
+def _leaves(xf, leaves) -> None:
+    # one call per row rather than per element: this loop runs ~6 million times for a large market
+    element, write = xf.element, xf.write
+    for tag, text in leaves:
+        with element(tag):
+            write(text)
 
 
 def _write_client(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) -> None:
@@ -105,11 +108,13 @@ def _write_client(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) 
         attrib["owner"] = requester
     with xf.element(_Q["client"], attrib):
         if own:
-            _leaf(xf, "name", _text(row["name"]))
-        if row["speed"] is not None and row["measured_at"] is not None and math.isfinite(row["speed"]):
-            _leaf(xf, "speed", _speed(max(0.0, row["speed"])), {"measured-at": utc(row["measured_at"])})
-        _leaf(xf, "sandbox-level", _text(row["sandbox_level"] or "unknown"))
-        _leaf(xf, "suspect", "true" if row["suspect"] else "false")
+            _leaves(xf, ((_Q["name"], _text(row["name"])),))
+        speed = row["speed"]
+        if speed is not None and row["measured_at"] is not None and math.isfinite(speed):
+            with xf.element(_Q["speed"], {"measured-at": utc(row["measured_at"])}):
+                xf.write(_speed(max(0.0, speed)))
+        _leaves(xf, ((_Q["sandbox-level"], _text(row["sandbox_level"] or "unknown")),
+                     (_Q["suspect"], "true" if row["suspect"] else "false")))
 
 
 def _write_job(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) -> None:
@@ -121,21 +126,21 @@ def _write_job(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) -> 
     if own:
         attrib["owner"] = requester
     with xf.element(_Q["job"], attrib):
-        _leaf(xf, "name", _text(row["name"]))
-        _leaf(xf, "price", money.format_cents(max(0, int(row["price"]))))
-        _leaf(xf, "executed-seconds", _seconds(row["executed_ms"]))
-        _leaf(xf, "slices", str(int(row["slices"] or 0)))
-        _leaf(xf, "finished", "true" if status == "finished" else "false")
+        _leaves(xf, ((_Q["name"], _text(row["name"])),
+                     (_Q["price"], money.format_cents(max(0, int(row["price"])))),
+                     (_Q["executed-seconds"], _seconds(row["executed_ms"])),
+                     (_Q["slices"], str(int(row["slices"] or 0))),
+                     (_Q["finished"], "true" if status == "finished" else "false")))
 
 
 def _write_dispatch(xf, row: Dict[str, Any]) -> None:
     status = row["status"] if row["status"] in DISPATCH_STATUSES else "failed"
     attrib = {"id": str(row["id"]), "job": str(row["job_id"]), "client": str(row["client_id"]), "status": status}
     with xf.element(_Q["dispatch"], attrib):
-        _leaf(xf, "checked-out", utc(row["checked_out_at"]))
-        _leaf(xf, "deadline", utc(row["deadline"]))
+        leaves = [(_Q["checked-out"], utc(row["checked_out_at"])), (_Q["deadline"], utc(row["deadline"]))]
         if row["checked_in_at"] is not None:
-            _leaf(xf, "checked-in", utc(row["checked_in_at"]))
+            leaves.append((_Q["checked-in"], utc(row["checked_in_at"])))
+        _leaves(xf, leaves)
 
 
 def write_report(db, out: Any, requester: Optional[str] = None, now: Optional[float] = None,
