@@ -243,6 +243,14 @@ def test_report_command_writes_a_valid_file(db, db_url, tmp_path, capsys):
     assert not (tmp_path / "report.xml.partial").exists()
 
 
+def test_report_command_writes_standard_output_by_default(db, db_url, capsysbinary):
+    small_market(db)
+    assert report.main([], db_url) == 0
+    doc = parse(capsysbinary.readouterr().out)
+    report.schema().assertValid(doc)
+    assert _owners(doc) == set()
+
+
 def test_report_command_refuses_unknown_account_in_one_line(db, db_url, tmp_path, capsys):
     target = tmp_path / "report.xml"
     assert report.main(["-o", str(target), "--as", "mallory"], db_url) == 1
