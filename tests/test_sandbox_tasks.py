@@ -13,7 +13,7 @@ import pytest_twisted
 from market.sandbox.environments import Environments
 from market.sandbox.staging import default_staging
 from market.sandbox.task import Task, TaskError, load_task, parse_task, read_control, run_task
-from market.sandbox.testing import JOB_USER, require, require_sandbox
+from market.sandbox.testing import BOMB_USER, JOB_USER, require, require_sandbox
 
 TASKS = os.path.join(os.path.dirname(__file__), "tasks")
 VALID = {"environment": "busybox", "taskfs": "t.sfs",
@@ -103,9 +103,9 @@ def fs(name):
     return os.path.join(TASKS, name)
 
 
-def go(t, taskfs, input=None, **kw):
+def go(t, taskfs, input=None, user=JOB_USER, **kw):
     from twisted.internet import reactor
-    return run_task(reactor, t, taskfs, input=input, user=JOB_USER, **kw)
+    return run_task(reactor, t, taskfs, input=input, user=user, **kw)
 
 
 @pytest_twisted.ensureDeferred
@@ -154,7 +154,7 @@ async def test_start_then_sleep_forever_times_out_with_the_output_so_far(sandbox
 @pytest_twisted.ensureDeferred
 async def test_a_fork_bomb_is_contained_and_the_task_finishes(sandbox):
     started = time.monotonic()
-    outcome = await go(task(time=30), fs("forkbomb"))
+    outcome = await go(task(time=30), fs("forkbomb"), user=BOMB_USER)
     assert (outcome.status, outcome.output) == ("success", "Start\nDone\n"), outcome
     assert b"can't fork" in outcome.sandbox.stderr  # it did reach the process limit
     assert time.monotonic() - started < 10

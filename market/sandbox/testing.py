@@ -4,10 +4,13 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-__all__ = ["JOB_USER", "unusable_reason", "require", "require_sandbox"]
+__all__ = ["JOB_USER", "BOMB_USER", "unusable_reason", "require", "require_sandbox"]
 
 # Tests run as root in CI; 'nobody' is the stock unprivileged account.
 JOB_USER: Optional[str] = "nobody" if os.geteuid() == 0 else None
+# Fork bombs fill RLIMIT_NPROC for their whole host uid (see docs/sandbox.md); an unused
+# uid keeps them from starving other sandboxes running as 'nobody' at the same time.
+BOMB_USER: Optional[str] = "100042" if os.geteuid() == 0 else None
 
 
 def unusable_reason(user: Optional[str] = JOB_USER,
