@@ -142,8 +142,9 @@ class Pool:
         answer: Deferred = Deferred(lambda d: self._withdraw(request))
         previous = self._waiting.pop(client_id, None)
         self._waiting[client_id] = (request, answer)
-        if self._timer is None:
-            self._timer = self._clock.callLater(self.policy.window, self._window_expired)
+        if self._timer is None:  # this request opens the window
+            delay = self.policy.closes_at(now) - now
+            self._timer = self._clock.callLater(delay, self._window_expired)
         if previous is not None:
             self._replaced += 1
             previous[1].callback(self._no_work("replaced by a newer request from the same client"))
