@@ -22,7 +22,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 __all__ = [
     "ReadyJob",
@@ -199,15 +199,18 @@ def random_match(
     jobs: Iterable[ReadyJob],
     *,
     now: float = 0.0,
-    rng: Optional[random.Random] = None,
+    rng: Union[random.Random, int, None] = None,
 ) -> list[Assignment]:
     """Jobs drawn uniformly at random (with the caller's ``rng``), to clients in request order.
 
-    ``rng`` is required: the policy never touches global randomness, so a seeded
-    ``random.Random`` reproduces the draw — given the jobs in the same order.
+    ``rng`` is required — a ``random.Random`` or an int seed: the policy never touches global
+    randomness, so the same generator state (or seed) reproduces the draw, given the jobs in
+    the same order.
     """
     if rng is None:
-        raise ValueError("the random policy needs an explicit rng=random.Random(seed)")
+        raise ValueError("the random policy needs an explicit rng=random.Random(seed) or a seed")
+    if isinstance(rng, int):
+        rng = random.Random(rng)
     ranked_clients = sorted(clients, key=request_order_key)
     ready = list(jobs)
     chosen = rng.sample(ready, min(len(ranked_clients), len(ready)))

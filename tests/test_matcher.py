@@ -148,6 +148,12 @@ def test_random_is_reproducible_with_the_same_seed(clients, jobs, seed):
     assert first == random_match(clients, jobs, rng=random.Random(seed))
 
 
+def test_random_accepts_a_seed_instead_of_a_generator():
+    clients = [PooledClient(i, 1.0, 0.0) for i in range(3)]
+    jobs = [ReadyJob(i, 1, 0.0) for i in range(50)]
+    assert random_match(clients, jobs, rng=42) == random_match(clients, jobs, rng=random.Random(42))
+
+
 def test_random_refuses_to_use_global_randomness():
     with pytest.raises(ValueError, match="rng"):
         random_match([PooledClient(1, 1.0, 0.0)], [ReadyJob(1, 1, 0.0)])
