@@ -13,12 +13,15 @@ import json
 import os
 import subprocess
 import sys
-from typing import List, Optional
 
 from . import decode_result, start
 from .envelope import EnvelopeError
 from .slicemain import decode_response, encode_request
 from .validator import JobRefused
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
+    from typing import List, Optional
 
 __all__ = ["main", "parse_argument"]
 

@@ -28,11 +28,14 @@ import json
 import signal
 import struct
 import sys
-from typing import List, Optional
 
 from .envelope import EnvelopeError
 from .runner import SliceOutcome, request_stop, run_slice
 from .validator import JobRefused
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
+    from typing import List, Optional
 
 __all__ = ["encode_request", "decode_request", "encode_response", "decode_response", "main"]
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ast
 import builtins
-from typing import Dict, List, Optional, Set, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
+    from typing import Dict, List, Optional, Set, Tuple
 
 __all__ = ["JobRefused", "ModuleInfo", "check_module", "ALLOWED_MODULES", "RESERVED_PREFIX"]
 
