@@ -170,7 +170,7 @@ class SliceRunner:
                         output_bytes=256 * 1024 * 1024, disk_mb=16, processes=64, files=64)
         self._execution = start(self.reactor, [self.python, "-I", "-S", "-c", LAUNCH % SANDBOX_ROOT], stdin=request,
                                 limits=limits, binds=[(self._bind, SANDBOX_ROOT)], user=self.user,
-                                level=self.level)
+                                level=self.level, extra_env={"PYTHONHASHSEED": "0"})
 
         def done(outcome):
             self._execution = None
@@ -214,6 +214,6 @@ class SliceRunner:
             u = resolve_user(self.user)
             argv = ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", *argv]
         transport = self.reactor.spawnProcess(proto, argv[0] if argv[0].startswith("/") else "/usr/bin/" + argv[0],
-                                              argv, env={"PATH": "/usr/bin:/bin"}, path="/")
+                                              argv, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}, path="/")
         self._pid = transport.pid
         return d
