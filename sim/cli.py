@@ -1,7 +1,7 @@
-"""``sim SCENARIO.toml [--seed N] [--out DIR] [--no-plots]``: run a simulation experiment.
+"""``sim SCENARIO.toml [--seed N] [--out DIR] [--no-plots] [--per-job]``: run an experiment.
 
 Prints a table (one line per sweep point) and, with ``--out``, writes ``results.csv``,
-``results.json`` and the scenario's plots there.
+``results.json``, the scenario's plots and (``--per-job``) one CSV of jobs per run there.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for results.csv, results.json and plots (created if missing)")
     parser.add_argument("--no-plots", action="store_true", help="write no PNG files")
+    parser.add_argument("--per-job", action="store_true",
+                        help="also write jobs-N.csv (one row per job: wait, turnaround, speed...) "
+                             "for every run into --out")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
@@ -52,9 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.quiet:
             print(f"sim: {experiment.name}: run {index + 1} of {total}", file=sys.stderr)
 
-    rows = run_experiment(experiment, progress)
-    print(f"# {experiment.name} (seed {seed})")
-    sys.stdout.write(table(rows))
+    if args.per_job and args.out is None:
+        print("sim: --per-job writes into the --out directory; give one", file=sys.stderr)
+        return 2
     if args.out is not None:
         try:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -62,6 +65,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"sim: cannot create the output directory {str(args.out)!r}: {e.strerror}",
                   file=sys.stderr)
             return 1
+    rows = run_experiment(experiment, progress, args.out if args.per_job else None)
+    print(f"# {experiment.name} (seed {seed})")
+    sys.stdout.write(table(rows))
+    if args.out is not None:
         write_csv(args.out / "results.csv", rows)
         write_json(args.out / "results.json", experiment, seed, rows)
         if not args.no_plots:

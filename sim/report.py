@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.engine import RunResult
 from sim.metrics import SCALAR_METRICS
 from sim.scenario import Experiment
 
-__all__ = ["RunRow", "table", "write_csv", "write_json", "run_label", "short_name"]
+__all__ = ["RunRow", "table", "write_csv", "write_json", "write_jobs_csv", "run_label", "short_name"]
 
 RunRow = tuple[Mapping[str, Any], Mapping[str, Any]]  # (sweep parameters, metrics)
 
@@ -102,7 +103,31 @@ def write_json(path: Path, experiment: Experiment, seed: int, rows: Sequence[Run
     path.write_text(json.dumps(document, indent=1) + "\n")
 
 
+_JOB_COLUMNS = ("job", "price", "submitted_at", "length", "done", "first_dispatch", "finished_at",
+                "wait", "turnaround", "exec_seconds", "speed", "slices", "rollbacks", "paid",
+                "quoted_speed")
+
+
+def write_jobs_csv(path: Path, result: RunResult) -> None:
+    """One row per job of one run: its wait (submission → first dispatch), turnaround
+    (submission → finish), mean speed while running, slices, rollbacks and payments. Empty
+    cells: never dispatched, not finished, not quoted."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(_JOB_COLUMNS)
+        for j in result.jobs:
+            wait = None if j.first_dispatch is None else j.first_dispatch - j.submitted_at
+            turnaround = None if j.finished_at is None else j.finished_at - j.submitted_at
+            speed = j.done / j.exec_seconds if j.exec_seconds else None
+            writer.writerow([_plain(v) for v in (
+                j.id, j.price, j.submitted_at, j.length, j.done, j.first_dispatch, j.finished_at,
+                wait, turnaround, j.exec_seconds, speed, j.slices, j.rollbacks, j.paid,
+                j.quoted_speed)])
+
+
 def _plain(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)
     return str(value)

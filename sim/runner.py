@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Optional
 
 from sim.engine import simulate
 from sim.metrics import compute_metrics
-from sim.report import RunRow
+from sim.report import RunRow, write_jobs_csv
 from sim.scenario import Experiment
 
 __all__ = ["run_experiment"]
 
 
 def run_experiment(experiment: Experiment,
-                   progress: Optional[Callable[[int, int], None]] = None) -> list[RunRow]:
-    """One ``(sweep parameters, metrics)`` row per run, in sweep order."""
+                   progress: Optional[Callable[[int, int], None]] = None,
+                   per_job: Optional[Path] = None) -> list[RunRow]:
+    """One ``(sweep parameters, metrics)`` row per run, in sweep order; with ``per_job``, also
+    ``jobs-<run number>.csv`` there for every run."""
     rows: list[RunRow] = []
     for index, (params, scenario) in enumerate(experiment.runs):
         if progress is not None:
             progress(index, len(experiment.runs))
-        rows.append((dict(params), compute_metrics(simulate(scenario))))
+        result = simulate(scenario)
+        if per_job is not None:
+            write_jobs_csv(per_job / f"jobs-{index + 1}.csv", result)
+        rows.append((dict(params), compute_metrics(result)))
     return rows

@@ -170,6 +170,20 @@ def test_scenario_mistakes_are_named_in_plain_words(document, words):
         parse_experiment(document)
 
 
+def test_per_job_csv_has_a_row_per_job_with_wait_and_turnaround(tiny_file, tmp_path, capsys):
+    assert main([str(tiny_file), "--out", str(tmp_path), "--no-plots", "--quiet", "--per-job"]) == 0
+    import csv
+
+    with open(tmp_path / "jobs-1.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / "results.csv") as f:
+        summary = next(csv.DictReader(f))
+    assert len(rows) == int(summary["jobs_submitted"])
+    finished = [r for r in rows if r["finished_at"]]
+    assert finished and all(float(r["turnaround"]) >= float(r["wait"]) >= 0 for r in finished)
+    assert all(r["done"] == r["length"] for r in finished)
+
+
 def test_cli_reports_a_bad_scenario_without_a_traceback(tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_text("[pool]\nwindow = -1\n")
