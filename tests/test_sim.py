@@ -69,6 +69,21 @@ def test_same_seed_gives_identical_output(tiny_file, tmp_path, capsys):
     assert "policy=paper" in outputs[0][0] and "policy=aging" in outputs[0][0]
 
 
+def test_same_seed_gives_identical_output_across_processes_and_hash_seeds(tiny_file, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / hash_seed
+        done = subprocess.run([sys.executable, "-m", "sim", str(tiny_file), "--out", str(out),
+                               "--no-plots", "--quiet"], capture_output=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        outputs.append((done.stdout, (out / "results.json").read_bytes()))
+    assert outputs[0] == outputs[1]
+
+
 def test_another_seed_gives_another_run(tiny_file, tmp_path, capsys):
     for seed in ("1", "2"):
         main([str(tiny_file), "--seed", seed, "--out", str(tmp_path / seed), "--no-plots", "--quiet"])
