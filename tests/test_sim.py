@@ -1,6 +1,7 @@
 """The simulator: reproducible, conserving work and money, matching like market.matcher."""
 
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -79,7 +80,8 @@ def test_same_seed_gives_identical_output_across_processes_and_hash_seeds(tiny_f
         out = tmp_path / hash_seed
         done = subprocess.run([sys.executable, "-m", "sim", str(tiny_file), "--out", str(out),
                                "--no-plots", "--quiet"], capture_output=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": hash_seed})
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                              cwd=Path(__file__).resolve().parents[1])
         outputs.append((done.stdout, (out / "results.json").read_bytes()))
     assert outputs[0] == outputs[1]
 
