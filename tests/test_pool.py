@@ -1,7 +1,9 @@
 """The pooling window, driven by fake clocks (no reactor)."""
 
 import pytest
-from twisted.internet.defer import Deferred, CancelledError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 
 from market.pool import NoWork, Pool, PoolRequest, WindowPolicy
@@ -277,3 +279,45 @@ def test_stats_count_windows_answers_and_mean_wait(clock_type):
     assert (stats.windows_closed, stats.requests_served, stats.requests_without_work) == (1, 1, 1)
     assert stats.mean_wait == pytest.approx(3.0)
     assert stats.waiting == 0
+
+
+# -- invariants under any sequence of arrivals, cancellations and time ---------------------------
+
+operations = st.lists(st.one_of(
+    st.tuples(st.just("request"), st.integers(0, 5)),
+    st.tuples(st.just("advance"), st.sampled_from([0.1, 0.5, 1.0, 2.5])),
+    st.tuples(st.just("cancel"), st.integers(0, 50)),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([Clock, SimClock]), st.integers(1, 4), operations)
+def test_every_request_is_answered_exactly_once_and_nothing_is_left_behind(clock_type, threshold, ops):
+    clock = clock_type()
+    windows = []
+
+    def assign(requests):
+        windows.append([r.client_id for r in requests])
+        return {r.key: f"job-for-{r.client_id}" for r in requests if r.client_id % 2 == 0}
+
+    pool = Pool(clock, WindowPolicy(1.0, threshold), assign)
+    issued, answers = [], []
+    for op, arg in ops:
+        if op == "request":
+            d = pool.request(arg, 1.0)
+            index = len(issued)
+            issued.append(d)
+            d.addBoth(lambda result, i=index: answers.append((i, result)))
+        elif op == "advance":
+            clock.advance(arg)
+        elif issued:
+            issued[arg % len(issued)].cancel()  # a no-op once answered
+    pool.stop()
+    assert sorted(i for i, _ in answers) == list(range(len(issued)))  # each answered once
+    assert clock.getDelayedCalls() == []
+    for window in windows:
+        assert len(window) == len(set(window)) and 1 <= len(window) <= threshold
+    for _, result in answers:
+        if isinstance(result, str):
+            continue
+        assert isinstance(result, NoWork) or result.check(CancelledError)
