@@ -249,6 +249,10 @@ def aging(
     bidders. ``rate`` is in cents/s per second waited; ``rate=0`` is the paper's rule. Ties
     break like the paper's rule (earlier submission, then lower id). The ranking does not
     depend on ``now`` (see ``aging_job_key``).
+
+    Measured in ``docs/sim.md`` (experiments 3 and 4): at the default rate no job went
+    undispatched up to 105% offered load, for 1–1.5 points of value captured; under heavier
+    permanent overload no order can serve everyone and aging only spreads the waiting.
     """
     ranked_clients = sorted(clients, key=client_order_key)
     return _pair(ranked_clients, heapq.nsmallest(len(ranked_clients), jobs, key=aging_job_key(rate)))
