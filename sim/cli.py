@@ -39,13 +39,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the experiment a scenario file describes; returns the exit status."""
     args = _parser().parse_args(argv)
     # imported here so `sim --help` answers at once
-    from sim.plots import draw_plots
+    from sim.plots import check_plots, draw_plots
     from sim.report import table, write_csv, write_json
     from sim.runner import run_experiment
     from sim.scenario import load_experiment
 
     try:
         experiment = load_experiment(args.scenario, args.seed)
+        check_plots(experiment.plots, [name for name, _ in experiment.runs[0][0]])
     except ScenarioError as e:
         print(f"sim: {e}", file=sys.stderr)
         return 2

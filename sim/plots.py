@@ -24,7 +24,38 @@ from typing import Any
 from sim.distributions import ScenarioError
 from sim.report import RunRow, run_label, short_name
 
-__all__ = ["draw_plots"]
+__all__ = ["draw_plots", "check_plots"]
+
+_DECILE_METRICS = ("speed_by_price_decile", "progress_by_price_decile", "wait_by_price_decile")
+_KINDS = ("line", "deciles", "scatter")
+
+
+def check_plots(plots: Sequence[Mapping[str, Any]], parameters: Sequence[str]) -> None:
+    """Refuse ``[[plot]]`` tables that name unknown metrics or parameters — before a long run
+    rather than after it. ``parameters`` are the experiment's sweep parameters."""
+    from sim.metrics import SCALAR_METRICS
+
+    for number, spec in enumerate(plots, 1):
+        where = f"[[plot]] number {number}"
+        if not isinstance(spec, Mapping) or "file" not in spec or "y" not in spec:
+            raise ScenarioError(f"{where} needs file and y")
+        kind = spec.get("kind", "line")
+        if kind not in _KINDS:
+            raise ScenarioError(f"{where}: unknown kind {kind!r}; known: {', '.join(_KINDS)}")
+        metrics = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
+        known = _DECILE_METRICS if kind == "deciles" else SCALAR_METRICS
+        for metric in metrics:
+            if metric not in known:
+                raise ScenarioError(f"{where}: y {metric!r} is not a {kind} metric; known: "
+                                    f"{', '.join(known)}")
+        if kind == "line" and spec.get("x") not in parameters:
+            raise ScenarioError(f"{where}: x must be one of the swept parameters "
+                                f"({', '.join(parameters) or 'none: add a [sweep]'})")
+        if kind == "scatter" and spec.get("x") not in SCALAR_METRICS:
+            raise ScenarioError(f"{where}: x must be a metric for a scatter plot")
+        for name in [spec.get("series")] + [key for key, _ in _flat(spec.get("where", {}))]:
+            if name is not None and name not in parameters:
+                raise ScenarioError(f"{where}: {name!r} is not a swept parameter")
 
 _LABELS = {
     "mean_pool_wait": "mean wait in the pool (s)",

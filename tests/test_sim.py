@@ -208,6 +208,20 @@ def test_cli_reports_a_bad_scenario_without_a_traceback(tmp_path, capsys):
     assert "pool.window must be a number greater than 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("plot, words", [
+    ('file = "a.png"\ny = "wiat_mean"\nx = "pool.policy"', "'wiat_mean' is not a line metric"),
+    ('file = "a.png"\ny = "wait_mean"\nx = "pool.window"', "x must be one of the swept"),
+    ('file = "a.png"\nkind = "pie"\ny = "wait_mean"', "unknown kind 'pie'"),
+    ('file = "a.png"\nkind = "deciles"\ny = "wait_mean"', "not a deciles metric"),
+])
+def test_cli_refuses_a_bad_plot_before_running(tmp_path, capsys, plot, words):
+    path = tmp_path / "plot.toml"
+    path.write_text(TINY + "[[plot]]\n" + plot + "\n")
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "run 1" not in err
+
+
 def test_cli_reports_a_missing_file(tmp_path, capsys):
     assert main([str(tmp_path / "nope.toml")]) == 2
     assert "no scenario file" in capsys.readouterr().err
