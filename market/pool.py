@@ -17,8 +17,8 @@ Rules worth knowing:
 - Requests that arrive while ``assign`` is running wait for the NEXT window. Windows never
   overlap: if the next window is due (by time or threshold) before ``assign`` finishes, it closes
   right after.
-- If ``assign`` fails, every request of that window errbacks with the failure: none is left
-  hanging.
+- If ``assign`` fails, every request of that window errbacks with the failure; if delivering
+  its answers fails halfway, the requests not yet answered errback. None is left hanging.
 - Cancelling a request's Deferred (the client hung up) withdraws it while its window is still
   open; once ``assign`` is running the match stands and the dispatcher's lease expiry reclaims
   the job.
@@ -223,7 +223,8 @@ class Pool:
         outcome = maybeDeferred(self._assign, [request for request, _ in batch.values()])
         outcome.addCallback(_require_mapping)
         outcome.addCallbacks(self._deliver, self._fail, callbackArgs=(batch,), errbackArgs=(batch,))
-        outcome.addErrback(lambda failure: _log.failure("delivering pool answers", failure))
+        # a failure while delivering still answers whoever was not answered yet
+        outcome.addErrback(self._fail, batch)
         outcome.addBoth(self._assign_finished)
 
     def _deliver(self, answers: Answers, batch: dict[int, tuple[PoolRequest, Deferred]]) -> None:
@@ -243,7 +244,9 @@ class Pool:
         if self._served - served_before < len(answers):
             keys = {request.key for request, _ in batch.values()}
             unknown = [key for key in answers if key not in keys]
-            _log.warn("assign answered requests that were not in the window: {keys}", keys=unknown)
+            if unknown:
+                _log.warn("assign answered requests that were not in the window: {keys}",
+                          keys=unknown)
 
     def _fail(self, failure: Failure, batch: dict[int, tuple[PoolRequest, Deferred]]) -> None:
         self._assign_failures += 1

@@ -159,6 +159,37 @@ def test_assign_returning_a_non_mapping_errbacks(clock_type):
 
 
 @pytest.mark.parametrize("clock_type", CLOCKS)
+def test_a_failure_while_delivering_still_answers_everyone(clock_type):
+    from collections.abc import Mapping
+
+    class Breaks(Mapping):
+        """Answers the first lookup, then fails."""
+
+        def __init__(self):
+            self.lookups = 0
+
+        def __getitem__(self, key):
+            self.lookups += 1
+            if self.lookups > 1:
+                raise RuntimeError("answers went away")
+            return "job"
+
+        def __iter__(self):
+            return iter(())
+
+        def __len__(self):
+            return 0
+
+    clock, assign, pool = make(clock_type, reply=lambda requests: Breaks())
+    answers = results([pool.request(i, 1.0) for i in (1, 2, 3)])
+    clock.advance(5.0)
+    assert answers[0] == "job"
+    assert [a.check(RuntimeError) for a in answers[1:]] == [RuntimeError, RuntimeError]
+    assert clock.getDelayedCalls() == []
+    assert pool.stats.windows_closed == 1
+
+
+@pytest.mark.parametrize("clock_type", CLOCKS)
 def test_requests_during_assign_go_to_the_next_window(clock_type):
     pending = []
 
