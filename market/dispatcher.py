@@ -70,8 +70,8 @@ class Dispatcher(service.Service):
     def stopService(self):
         if self._reaper.running:
             self._reaper.stop()
-        self.pool.stop()
-        return super().stopService()
+        super().stopService()
+        return self.pool.stop()  # answers every waiting worker; waits for a window being assigned
 
     def reap(self):
         d = self.db.run(sql_jobs.expire_leases, self.clock.seconds())
