@@ -22,7 +22,6 @@ import operator
 import signal
 import threading
 import time
-import traceback
 import types
 
 from . import codec
@@ -190,6 +189,8 @@ def _arm_timer(seconds: float, ctl: _Control):
 
 def _describe_error(exc: BaseException) -> str:
     line, func = None, None
+    import traceback  # only when a job fails
+
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == JOB_FILENAME:
             line, func = lineno, frame.f_code.co_name
