@@ -44,14 +44,15 @@ def worker(url, cid, token, seconds, out):
     out.put((accepted, latencies))
 
 
-def run(url_db, workdir, workers, seconds):
+def run(url_db, workdir, workers, seconds, members):
+    """``members`` job owners and as many worker owners: 1 puts every payment on the same two rows."""
     db = Database(url_db)
     upgrade(db)
-    owner, _ = md.account(db, "owner", grant=10**12)
-    host, _ = md.account(db, "host", grant=0)
+    owners = [md.account(db, f"owner{i}", grant=10**12)[0] for i in range(members)]
+    hosts = [md.account(db, f"host{i}", grant=0)[0] for i in range(members)]
     for i in range(workers * 2):
-        md.job(db, owner, 1, f"j{i}")
-    clients = [md.client(db, host, f"w{i}", 100.0 + i) for i in range(workers)]
+        md.job(db, owners[i % members], 1, f"j{i}")
+    clients = [md.client(db, hosts[i % members], f"w{i}", 100.0 + i) for i in range(workers)]
     server = Market(url_db, workdir, "--window", "0.005", "--threshold", str(workers), "--grace", "60").start()
     try:
         out = mp.Queue()
@@ -113,19 +114,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--members", type=int, default=8, help="job owners (and as many worker owners)")
     args = parser.parse_args()
     mp.set_start_method("fork")
     os.environ.setdefault("MARKET_CHEAP_HASHES", "1")
     baseline = echo_baseline(args.workers, args.seconds)
     print(f"baseline: bare twisted.web.xmlrpc echo, {args.workers} client processes: {baseline:,.0f} calls/s")
+    print(f"market: {args.workers} workers, {args.members} job owners and {args.members} worker owners")
     with tempfile.TemporaryDirectory() as d:
-        rate, p50, p99 = run(f"sqlite:{d}/bench.sqlite", d, args.workers, args.seconds)
+        rate, p50, p99 = run(f"sqlite:{d}/bench.sqlite", d, args.workers, args.seconds, args.members)
         print(f"sqlite : {rate:,.0f} accepted check-ins/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms"
               f"  ({rate / baseline:.2f} of baseline)")
         if mysql_reachable():
             dbs = MySQLDatabases()
             try:
-                rate, p50, p99 = run(dbs.create(), d, args.workers, args.seconds)
+                rate, p50, p99 = run(dbs.create(), d, args.workers, args.seconds, args.members)
             finally:
                 dbs.drop_all()
             print(f"mariadb: {rate:,.0f} accepted check-ins/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms"
