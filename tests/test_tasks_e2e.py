@@ -135,3 +135,17 @@ def test_market_submit_task_cli(market):
                         "--account", "owner", "--token", market["token"]], capture_output=True, text=True,
                        env=env(), timeout=60)
     assert r.stdout == "Hello world!\n" and "success" in r.stderr
+
+
+def test_a_fork_bomb_is_contained_and_the_task_still_ends_normally(market):
+    started = time.time()
+    assert outcome(market, submit(market, "forkbomb", {"time": 30})) == ("success", "Start\nDone\n")
+    assert time.time() - started < 20  # long before its 30 s limit
+    # and the worker keeps serving
+    assert outcome(market, submit(market, "hello-world")) == ("success", "Hello world!\n")
+
+
+def test_a_disk_flood_is_contained_and_the_task_still_ends_normally(market):
+    started = time.time()
+    assert outcome(market, submit(market, "flood", {"time": 30})) == ("success", "Start\nDone\n")
+    assert time.time() - started < 20
