@@ -10,6 +10,7 @@ install:
 	@$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" 2>/dev/null || true
 
 demo: install
+	@bash .ci/setup-system sandbox
 	$(PY) -m market.demo
 
 # system parts (MariaDB up, bubblewrap, PyPy, Chromium, busybox) when run as root on Debian, then the suite

@@ -81,6 +81,14 @@ def main() -> int:
         worker_args = ["--server", rpc_url, "--client", str(client.id), "--token", client.token, "--slice", "1"]
         if os.geteuid() == 0:
             worker_args += ["--user", "nobody"]
+        from market.sandbox import probe
+
+        found = probe("nobody" if os.geteuid() == 0 else None)
+        if found.level == "none":
+            # the sample job is ours and trusted; a real worker refuses untrusted jobs without a sandbox
+            print(f"WARNING: no sandbox on this machine ({found.describe()}); the demo's worker runs the"
+                  " sample job WITHOUT isolation (--insecure-no-sandbox). Install bubblewrap for the real thing.")
+            worker_args += ["--insecure-no-sandbox"]
         worker = subprocess.Popen([*TWISTD, "-n", "--pidfile=", f"--logfile={worker_log}", "worker", *worker_args],
                                   cwd=workdir, env=env)
         print(f"twistd worker started for client {client.id} (log: {worker_log})")

@@ -61,3 +61,19 @@ def test_worker_started_as_root_without_a_job_user_refuses(tmp_path):
                         "--server", "http://127.0.0.1:1/RPC2"], capture_output=True, text=True, env=env(), timeout=60)
     text = r.stdout + r.stderr + (log.read_text() if log.exists() else "")
     assert r.returncode != 0 and "give --user NAME" in text
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_a_sandbox_a_slice_still_runs_as_the_job_user():
+    from twisted.internet import reactor
+
+    from market import tasklet
+    from market.worker.slices import SliceRunner
+
+    source = "def main(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n"
+    runner = SliceRunner(reactor, user="nobody" if os.geteuid() == 0 else None, level=None, insecure=True,
+                         memory_mb=256)
+    state = tasklet.start(source, "main", [100_000], {})
+    report = yield runner.run(state, source, 5.0, None)
+    assert report.status == "finished", report
+    assert tasklet.decode_result(report.result) == sum(range(100_000))
