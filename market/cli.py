@@ -144,8 +144,11 @@ def cmd_account_grant(args) -> int:
         raise UsageError("a grant must be more than 0.00")
 
     def work(tx):
+        from market.store import jobs as jsql
+
         account = sql.account_by_name(tx, args.name, lock=True)
         sql.grant(tx, account["id"], amount, time.time(), args.memo)
+        jsql.release_held(tx, account["id"])  # held jobs are checked again at the next window
         return sql.balance(tx, account["id"])
 
     print(f"granted {money.format_cents(amount)}; balance {money.format_cents(db.transact(work))}")

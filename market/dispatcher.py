@@ -125,14 +125,8 @@ class Dispatcher(service.Service):
         source, entry, envelope = prober.make_test_job(size)
         seconds = self.settings.max_slice
 
-        def work(tx):
-            job_id = sql_jobs.create_job(tx, None, f"test job for client {client_id}", 0, source, entry, now,
-                                         kind="test", probe_client_id=client_id, probe_size=size)
-            sql_jobs.init_job(tx, None, job_id, envelope, now)
-            tx.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job_id,))
-            return sql_jobs.checkout(tx, job_id, client_id, seconds, self.settings.grace, now)
-
-        return self.db.run(work)
+        return self.db.run(sql_jobs.create_probe, client_id, source, entry, envelope, size, seconds,
+                           self.settings.grace, now)
 
     def _assign(self, requests):
         clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at)
@@ -156,6 +150,8 @@ class Dispatcher(service.Service):
                error: Optional[str] = None):
         now = self.clock.seconds()
 
+        from market import tasklet
+
         def work(tx):
             d = sql_jobs.dispatch_row(tx, stateid)
             job = sql_jobs.job_row(tx, d["job_id"])
@@ -164,7 +160,7 @@ class Dispatcher(service.Service):
                 correct, speed = prober.verdict(result if outcome == "finished" else None, job["probe_size"],
                                                 now - d["checked_out_at"])
                 if correct:
-                    sql_clients.record_speed(tx, client_id, prober_operations(job["probe_size"]),
+                    sql_clients.record_speed(tx, client_id, tasklet.probe_operations(job["probe_size"]),
                                              now - d["checked_out_at"], now)
                     answer["speed"] = speed
                 else:
@@ -181,34 +177,7 @@ class Dispatcher(service.Service):
 
     def fail(self, client_id: int, stateid: int, slice_status: str, message: str):
         """A slice that produced no usable state (crash, memory, refused...): roll back, keep the job."""
-        now = self.clock.seconds()
-
-        def work(tx):
-            d = sql_jobs.dispatch_row(tx, stateid, lock=True)
-            if d["client_id"] != client_id:
-                raise Forbidden(f"state {stateid} was not checked out to client {client_id}")
-            if d["status"] != "out":
-                return {"stateid": stateid, "status": d["status"], "duplicate": True}
-            tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
-                       (now, slice_status, stateid))
-            job = sql_jobs.job_row(tx, d["job_id"], lock=True)
-            failures = tx.scalar("SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND slice_status = ?",
-                                 (job["id"], slice_status))
-            if job["kind"] == "test" or (slice_status in ("memory", "refused", "crash") and failures >= 3):
-                # the same failure three times in a row is the job's, not the workers'
-                tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, error = ? WHERE id = ?",
-                           (now, slice_status, message[:2000], job["id"]))
-            else:
-                sql_jobs._release(tx, job)
-            return {"stateid": stateid, "status": "rejected", "duplicate": False}
-
-        return self.db.run(work)
-
-
-def prober_operations(size: int) -> int:
-    from market import tasklet
-
-    return tasklet.probe_operations(size)
+        return self.db.run(sql_jobs.fail_lease, stateid, client_id, slice_status, message, self.clock.seconds())
 
 
 __all__ = ["Dispatcher", "Settings", "NoWork", "MarketError", "NotFound"]

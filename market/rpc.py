@@ -10,7 +10,6 @@ Fault from ``market.faults`` with a plain-words message. States and results are 
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from typing import Any, Dict, Optional
 from xmlrpc.client import Binary, Fault
@@ -129,8 +128,11 @@ class MarketRPC(xmlrpc.XMLRPC):
                     return None
                 return client if credentials.same(client["token_hash"], digest) else None
             if kind == "account":
-                row = tx.one("SELECT * FROM accounts WHERE name = ?", (ident,))
-                if row is None or not row["api_token_hash"] or not credentials.same(row["api_token_hash"], digest):
+                try:
+                    row = sql_accounts.account_by_name(tx, ident)
+                except MarketError:
+                    return None
+                if not row["api_token_hash"] or not credentials.same(row["api_token_hash"], digest):
                     return None
                 return row
             return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import xmlrpc.client
-from typing import Any, Optional
+from typing import Any
 
 from market.errors import MarketError
 

@@ -70,3 +70,14 @@ def test_unreachable_database_and_bad_url():
     assert r.returncode == 1 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
     r = market("oracle://x", "account", "list")
     assert r.returncode == 2 and "unknown database URL" in r.stderr
+
+
+def test_a_grant_puts_the_accounts_held_jobs_back_on_the_ready_list(db, db_url):
+    from market.store import jobs as jsql
+    from tests import marketdata as md
+
+    owner, _ = md.account(db, "poor", grant=1)
+    job_id = md.job(db, owner, 100)
+    db.transact(lambda tx: tx.execute("UPDATE jobs SET status = 'held' WHERE id = ?", (job_id,)))
+    assert market(db_url, "account", "grant", "poor", "50.00").returncode == 0
+    assert db.transact(jsql.job_row, job_id)["status"] == "ready"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import time
 from typing import Any, List, Optional, Sequence, Tuple, Union

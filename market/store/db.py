@@ -109,7 +109,7 @@ class Database:
             try:
                 conn.rollback()
             except Exception:
-                self._drop_connection()
+                pass  # a dead connection: the caller's retry (or adbapi's cp_reconnect) replaces it
             raise
         finally:
             try:

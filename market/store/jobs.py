@@ -10,19 +10,15 @@ checked out, its deadline, and when it was checked back in. Its id is the ``stat
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from market import ledger, money
 from market.errors import Conflict, Forbidden, MarketError, NotFound
 from market.store import accounts as sql_accounts
+from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
 
 COMPETING_KINDS = ("job", "task")
 OPEN = "out"
-
-
-def source_hash(source: str) -> str:
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
 def create_job(tx, account_id: Optional[int], name: str, price: int, source: str, entry: str, now: float,
@@ -157,6 +153,15 @@ def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now:
             "state": bytes(state["data"]), "seq": state["seq"], "source": job["source"], "entry": job["entry"],
             "spec": job["spec"], "granted": seconds, "deadline": deadline, "timeout": seconds + grace,
             "probe_size": job["probe_size"]}
+
+
+def create_probe(tx, client_id: int, source: str, entry: str, envelope: bytes, size: int, seconds: float,
+                 grace: float, now: float) -> Dict[str, Any]:
+    """A test job for one client, checked out to it at once (test jobs never join the ready list)."""
+    job_id = create_job(tx, None, f"test job for client {client_id}", 0, source, entry, now, kind="test",
+                        probe_client_id=client_id, probe_size=size)
+    init_job(tx, None, job_id, envelope, now)
+    return checkout(tx, job_id, client_id, seconds, grace, now)
 
 
 def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> Dict[str, Any]:
@@ -338,10 +343,6 @@ def job_result(tx, account_id: int, job_id: int) -> Dict[str, Any]:
             "error": job["error"]}
 
 
-def open_dispatches(tx, client_id: int) -> List[Dict[str, Any]]:
-    return tx.all("SELECT id, job_id, deadline FROM dispatches WHERE client_id = ? AND status = 'out'", (client_id,))
-
-
 def lease_is_open(tx, dispatch_id: int) -> bool:
     """For a worker's polling: is its lease still wanted (the job not cancelled, lease not expired)?"""
     d = dispatch_row(tx, dispatch_id)
@@ -350,5 +351,20 @@ def lease_is_open(tx, dispatch_id: int) -> bool:
     return job_row(tx, d["job_id"])["status"] == "running"
 
 
-def iter_ids(rows: Iterable[Dict[str, Any]]) -> List[int]:
-    return [r["id"] for r in rows]
+def fail_lease(tx, dispatch_id: int, client_id: int, slice_status: str, message: str,
+               now: float) -> Dict[str, Any]:
+    """A slice that produced no usable state: reject the lease; the job keeps its committed state.
+
+    A test job ends; a job that failed with the same crash, memory or refused status three times
+    over its life ends with that outcome, since it is then the job's fault, not the workers'.
+    """
+    lease = _lease_for_checkin(tx, dispatch_id, client_id)
+    if lease["status"] != OPEN:
+        return _answer(lease, duplicate=True)
+    answer = _reject(tx, lease, now, slice_status)
+    failures = tx.scalar("SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND slice_status = ?",
+                         (lease["job_id"], slice_status))
+    if lease["kind"] == "test" or (slice_status in ("memory", "refused", "crash") and failures >= 3):
+        tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, error = ? WHERE id = ?",
+                   (now, slice_status, message[:2000], lease["job_id"]))
+    return answer

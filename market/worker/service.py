@@ -12,7 +12,7 @@ import xmlrpc.client
 from typing import Any, Dict, Optional
 
 from twisted.application import service
-from twisted.internet import defer, error, task
+from twisted.internet import defer, error
 from twisted.logger import Logger
 
 from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
