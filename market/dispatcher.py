@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from market import matcher, prober
 from market.errors import Forbidden, MarketError, NotFound
+from market.groupcommit import GroupCommit
 from market.pool import NoWork, Pool, WindowPolicy
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
@@ -59,6 +60,8 @@ class Dispatcher(service.Service):
         # client id -> (client row with last_speed, when read): a worker asks for work every slice,
         # and reading its row, speed and touching last_seen each time was a third of a cycle's SQL
         self._clients: Dict[int, tuple] = {}
+        self._checkins = GroupCommit(lambda batch: self.db.run(sql_jobs.checkin_many, batch),
+                                     size=lambda checkin: len(checkin.state))
 
     # -- service -------------------------------------------------------------------------------
     def startService(self):
@@ -71,7 +74,8 @@ class Dispatcher(service.Service):
         if self._reaper.running:
             self._reaper.stop()
         super().stopService()
-        return self.pool.stop()  # answers every waiting worker; waits for a window being assigned
+        # answer every waiting worker, wait for a window being assigned and the check-ins queued
+        return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
 
     def reap(self):
         d = self.db.run(sql_jobs.expire_leases, self.clock.seconds())
@@ -143,8 +147,9 @@ class Dispatcher(service.Service):
     # -- check-ins -------------------------------------------------------------------------------
     def checkin(self, client_id: int, stateid: int, state: bytes, slice_status: str = "ok",
                 progress: Optional[float] = None):
-        return self.db.run(sql_jobs.checkin, stateid, client_id, state, self.clock.seconds(), slice_status,
-                           progress)
+        """The paper's ``state``, group-committed with the check-ins that arrive meanwhile."""
+        return self._checkins.submit(
+            sql_jobs.CheckIn(stateid, client_id, state, self.clock.seconds(), slice_status, progress))
 
     def finish(self, client_id: int, stateid: int, result: Optional[bytes], outcome: str = "finished",
                error: Optional[str] = None):

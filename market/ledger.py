@@ -8,7 +8,7 @@ never leaves its payer below zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import MutableMapping, Optional
 
 from market.errors import InsufficientFunds, MarketError
 from market.money import MAX_CENTS, format_cents
@@ -48,3 +48,20 @@ def transfer(payer: int, payee: int, amount: int, payer_balance: int, kind: str 
             " — add credits (market account grant) or lower the price"
         )
     return Entry(payer, payee, amount, kind, memo)
+
+
+def apply(balances: MutableMapping[int, int], entry: Entry) -> None:
+    """Move ``entry`` within ``balances`` (account id -> cents), refusing to overdraw its payer.
+
+    The store calls this on balances it has locked, then writes what it applied, so many entries
+    can be checked against each other and written with one statement per table.
+    """
+    if entry.debit_account is not None:
+        have = balances[entry.debit_account]
+        if have < entry.amount:
+            raise InsufficientFunds(
+                f"balance {format_cents(have)} is less than {format_cents(entry.amount)}"
+                " — add credits (market account grant) or lower the price"
+            )
+        balances[entry.debit_account] = have - entry.amount
+    balances[entry.credit_account] = balances[entry.credit_account] + entry.amount

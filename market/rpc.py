@@ -408,14 +408,14 @@ class CappedRequest(server.Request):
         super().process()
 
 
-def site(dispatcher, extra_children: Optional[Dict[bytes, Any]] = None):
+def site(dispatcher):
     from twisted.web.resource import Resource
 
     root = Resource()
     root.putChild(b"RPC2", MarketRPC(dispatcher))
-    for name, child in (extra_children or {}).items():
-        root.putChild(name, child)
-    s = server.Site(root)
+    # XML-RPC bodies are never HTML forms: without this (Twisted >= 25.5), twisted.web parses every POST's
+    # Content-Type with the email package, a quarter of a bare call's CPU (docs/benchmarks.md)
+    s = server.Site(root, parsePOSTFormSubmission=False)
     s.requestFactory = CappedRequest
     s.displayTracebacks = False
     return s

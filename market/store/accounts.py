@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional
+from collections import defaultdict
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from market import ledger
 from market.errors import Conflict, MarketError, NotFound
+from market.store.db import case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}$")
@@ -89,39 +91,63 @@ def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
 
 # -- ledger ----------------------------------------------------------------------------------
 
-def post(tx, entry: ledger.Entry, now: float, dispatch_id: Optional[int] = None) -> int:
+def post(tx, entry: ledger.Entry, now: float, dispatch_id: Optional[int] = None) -> None:
     """Write one checked ledger entry and move the balances, in the caller's transaction."""
-    if entry.debit_account is not None:
-        changed = tx.execute(
-            "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?",
-            (entry.amount, entry.debit_account, entry.amount),
-        )
-        if changed != 1:
-            # the balance moved under us (or the account vanished): refuse rather than overdraw
-            raise ledger.InsufficientFunds("the paying account cannot cover this transfer")
-    if tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (entry.amount, entry.credit_account)) != 1:
-        raise NotFound(f"no account with id {entry.credit_account}")
-    return tx.insert(
+    balances = _existing(tx, entry.debit_account, entry.credit_account)
+    ledger.apply(balances, entry)  # refuses to overdraw
+    record(tx, [(entry, dispatch_id)], now)
+
+
+def _existing(tx, *account_ids: Optional[int]) -> Dict[int, int]:
+    balances = balances_for_update(tx, [a for a in account_ids if a is not None])
+    for account_id in account_ids:
+        if account_id is not None and account_id not in balances:
+            raise NotFound(f"no account with id {account_id}")
+    return balances
+
+
+def balances_for_update(tx, account_ids: Iterable[int]) -> Dict[int, int]:
+    """Lock these accounts (MariaDB row locks; SQLite's writer lock is already held) and return
+    their balances: whatever the caller then checks with ``ledger.apply`` cannot change under it."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return {}
+    rows = tx.all(f"SELECT id, balance FROM accounts WHERE id IN {marks(len(ids))}" + tx.for_update, ids)
+    return {r["id"]: int(r["balance"]) for r in rows}
+
+
+def record(tx, postings: Sequence[Tuple[ledger.Entry, Optional[int]]], now: float) -> None:
+    """Write entries already checked by ``ledger.apply`` against ``balances_for_update``: one
+    multi-row ledger insert and one balance update, however many entries (a batch of check-ins)."""
+    if not postings:
+        return
+    deltas: Dict[int, int] = defaultdict(int)
+    for entry, _ in postings:
+        if entry.debit_account is not None:
+            deltas[entry.debit_account] -= entry.amount
+        deltas[entry.credit_account] += entry.amount
+    tx.execute_many(
         "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (now, entry.debit_account, entry.credit_account, entry.amount, entry.kind, dispatch_id, entry.memo[:255]),
-    )
+        [(now, e.debit_account, e.credit_account, e.amount, e.kind, dispatch_id, e.memo[:255])
+         for e, dispatch_id in postings])
+    by_account, params = case("id", deltas, "0")
+    tx.execute(f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}",
+               params + list(deltas))
 
 
-def grant(tx, account_id: int, amount: int, now: float, memo: str = "grant") -> int:
+def grant(tx, account_id: int, amount: int, now: float, memo: str = "grant") -> None:
     account_by_id(tx, account_id)
-    return post(tx, ledger.grant(account_id, amount, memo), now)
+    post(tx, ledger.grant(account_id, amount, memo), now)
 
 
 def transfer(tx, payer: int, payee: int, amount: int, now: float, kind: str = "transfer", memo: str = "",
-             dispatch_id: Optional[int] = None) -> int:
+             dispatch_id: Optional[int] = None) -> None:
     """Move ``amount`` cents from payer to payee, refusing to overdraw (row-locked on MariaDB)."""
-    # lock both rows in id order so two opposite transfers cannot deadlock each other
-    rows = {}
-    for account_id in sorted({payer, payee}):
-        rows[account_id] = account_by_id(tx, account_id, lock=True)
-    entry = ledger.transfer(payer, payee, amount, rows[payer]["balance"], kind, memo)
-    return post(tx, entry, now, dispatch_id)
+    balances = _existing(tx, payer, payee)
+    entry = ledger.transfer(payer, payee, amount, balances[payer], kind, memo)
+    ledger.apply(balances, entry)
+    record(tx, [(entry, dispatch_id)], now)
 
 
 def balance(tx, account_id: int) -> int:

@@ -10,7 +10,7 @@ fails the next query once after it drops a connection even with ``cp_reconnect``
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from market.errors import Conflict, DatabaseUnavailable
 from market.store import dburl
@@ -33,6 +33,12 @@ class Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
         return self.cursor.rowcount
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows: PyMySQL sends an ``INSERT ... VALUES`` as multi-row inserts
+        (so keep every value a placeholder, no literals), sqlite3 loops in C."""
+        if rows:
+            self.cursor.executemany(self.dialect.sql(sql), [tuple(r) for r in rows])
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
@@ -58,6 +64,22 @@ class Tx:
         row = self.cursor.fetchone()
         self.cursor.fetchall()
         return None if row is None else row[0]
+
+
+def marks(n: int) -> str:
+    """``(?, ?, ?)`` for an ``IN`` list of ``n`` values (n >= 1)."""
+    if n < 1:
+        raise ValueError("an IN list needs at least one value")
+    return "(" + ", ".join("?" * n) + ")"
+
+
+def case(key: str, values: Dict[Any, Any], otherwise: str = "NULL") -> Tuple[str, List[Any]]:
+    """``CASE key WHEN ? THEN ? ... ELSE otherwise END`` and its parameters: one statement sets a
+    different value on each of many rows (set-based updates, see ``jobs.checkin_many``)."""
+    params: List[Any] = []
+    for k, v in values.items():
+        params += (k, v)
+    return f"CASE {key}" + " WHEN ? THEN ?" * len(values) + f" ELSE {otherwise} END", params
 
 
 class Database:

@@ -10,11 +10,13 @@ checked out, its deadline, and when it was checked back in. Its id is the ``stat
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from market import ledger, money
 from market.errors import Conflict, Forbidden, MarketError, NotFound
 from market.store import accounts as sql_accounts
+from market.store.db import case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
 
 COMPETING_KINDS = ("job", "task")
@@ -81,11 +83,19 @@ def ready_jobs(tx, limit: int) -> List[Dict[str, Any]]:
     )
 
 
-def reserved_for(tx, account_id: int) -> int:
-    """Cents promised to open leases of this account's jobs (not yet paid)."""
-    return int(tx.scalar(
-        "SELECT COALESCE(SUM(d.reserved), 0) FROM dispatches d JOIN jobs j ON j.id = d.job_id"
-        " WHERE d.status = 'out' AND j.account_id = ?", (account_id,)) or 0)
+def available_funds(tx, account_ids: Iterable[int]) -> Dict[int, int]:
+    """Each account's balance minus the cents promised to its jobs' open leases (not yet paid)."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return {}
+    funds = {r["id"]: int(r["balance"]) for r in tx.all(
+        f"SELECT id, balance FROM accounts WHERE id IN {marks(len(ids))}", ids)}
+    for r in tx.all(
+            "SELECT j.account_id AS id, COALESCE(SUM(d.reserved), 0) AS reserved FROM dispatches d"
+            f" JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND j.account_id IN {marks(len(ids))}"
+            " GROUP BY j.account_id", ids):
+        funds[r["id"]] = funds.get(r["id"], 0) - int(r["reserved"])
+    return funds
 
 
 def task_seconds(spec: Optional[str]) -> Optional[float]:
@@ -106,53 +116,83 @@ def assign_window(tx, clients: List[Any], now: float, grace: float, granted: Dic
     ``clients`` are matcher clients (with ``.id``); ``granted[client_id]`` is each client's
     negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
     input. Jobs whose owner cannot pay for a slice are marked held (visible), not dispatched.
-    Returns ``{client_id: dispatch}`` for the clients that got work.
+    Returns ``{client_id: dispatch}`` for the clients that got work. The statements are set-based:
+    a window of any size costs the same handful of round trips.
     """
     if not clients:
         return {}
     longest = max(granted.values())
-    candidates = []
-    available: Dict[int, int] = {}
     # Over-fetch so held jobs do not starve the window; stop once we have enough affordable ones.
-    for row in ready_jobs(tx, len(clients) * 2 + 8):
+    rows = ready_jobs(tx, len(clients) * 2 + 8)
+    available = available_funds(tx, (row["account_id"] for row in rows))
+    candidates, held = [], []
+    for row in rows:
         owner = row["account_id"]
-        if owner not in available:
-            available[owner] = sql_accounts.balance(tx, owner) - reserved_for(tx, owner)
         need = money.payment(row["price"], int(1000 * (task_seconds(row["spec"]) or longest)))
-        if available[owner] < need:
-            tx.execute("UPDATE jobs SET status = 'held' WHERE id = ? AND status = 'ready'", (row["id"],))
+        if available.get(owner, 0) < need:
+            held.append(row["id"])
             continue
         available[owner] -= need
         candidates.append(row)
         if len(candidates) >= len(clients):
             break
-    rows = {row["id"]: row for row in candidates}
-    dispatched = {}
-    for assignment in match(clients, [make_ready_job(r) for r in candidates]):
-        job_id, client_id = assignment.job.id, assignment.client.id
-        seconds = task_seconds(rows[job_id]["spec"]) or granted[client_id]
-        dispatched[client_id] = checkout(tx, job_id, client_id, seconds, grace, now)
-    return dispatched
+    if held:
+        tx.execute(f"UPDATE jobs SET status = 'held' WHERE status = 'ready' AND id IN {marks(len(held))}", held)
+    rows_by_id = {row["id"]: row for row in candidates}
+    wanted = [(a.job.id, a.client.id, task_seconds(rows_by_id[a.job.id]["spec"]) or granted[a.client.id])
+              for a in match(clients, [make_ready_job(r) for r in candidates])]
+    leases = checkout_many(tx, wanted, grace, now)
+    return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
 
 
 def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now: float) -> Dict[str, Any]:
     """Lease the job's committed state to a client until ``now + seconds + grace``."""
-    job = job_row(tx, job_id, lock=True)
-    if job["status"] not in ("ready",) and job["kind"] != "test":
-        raise Conflict(f"job {job_id} is {job['status']}, not ready")
-    state = committed_state(tx, job_id)
-    deadline = now + seconds + grace
-    reserved = money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0
-    dispatch_id = tx.insert(
+    leases = checkout_many(tx, [(job_id, client_id, seconds)], grace, now)
+    if job_id not in leases:
+        job = job_row(tx, job_id)
+        if job["status"] != "ready" and job["kind"] != "test":
+            raise Conflict(f"job {job_id} is {job['status']}, not ready")
+        raise NotFound(f"job {job_id} has no committed state")
+    return leases[job_id]
+
+
+def checkout_many(tx, wanted: Sequence[Tuple[int, int, float]], grace: float, now: float) -> Dict[int, Dict[str, Any]]:
+    """Lease each ``(job, client, seconds)``'s committed state until ``now + seconds + grace``.
+
+    Returns ``{job_id: lease}``. A job that is no longer ready (cancelled or held since the ready
+    list was read) is left out rather than failing the whole window. Test jobs are leased as they are.
+    """
+    if not wanted:
+        return {}
+    job_ids = [job_id for job_id, _, _ in wanted]
+    rows = {r["id"]: r for r in tx.all(
+        "SELECT j.id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
+        " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.status = 'committed'"
+        f" WHERE j.id IN {marks(len(job_ids))}" + tx.for_update, job_ids)}
+    leases: Dict[int, Dict[str, Any]] = {}
+    for job_id, client_id, seconds in wanted:
+        job = rows.get(job_id)
+        if job is None or (job["status"] != "ready" and job["kind"] != "test") or job_id in leases:
+            continue
+        leases[job_id] = {
+            "job_id": job_id, "client_id": client_id, "kind": job["kind"], "name": job["name"],
+            "state": bytes(job["data"]), "state_id": job["state_id"], "seq": job["seq"], "source": job["source"],
+            "entry": job["entry"], "spec": job["spec"], "granted": seconds, "deadline": now + seconds + grace,
+            "timeout": seconds + grace, "probe_size": job["probe_size"],
+            "reserved": money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0}
+    if not leases:
+        return {}
+    tx.execute_many(
         "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline, status,"
-        " reserved) VALUES (?, ?, ?, ?, ?, ?, 'out', ?)",
-        (job_id, state["id"], client_id, now, seconds, deadline, reserved),
-    )
-    tx.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job_id,))
-    return {"stateid": dispatch_id, "job_id": job_id, "kind": job["kind"], "name": job["name"],
-            "state": bytes(state["data"]), "seq": state["seq"], "source": job["source"], "entry": job["entry"],
-            "spec": job["spec"], "granted": seconds, "deadline": deadline, "timeout": seconds + grace,
-            "probe_size": job["probe_size"]}
+        " reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(j, lease["state_id"], lease["client_id"], now, lease["granted"], lease["deadline"], OPEN,
+          lease["reserved"]) for j, lease in leases.items()])
+    ids = marks(len(leases))
+    # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
+    for r in tx.all(f"SELECT id, job_id FROM dispatches WHERE status = ? AND job_id IN {ids}", [OPEN, *leases]):
+        leases[r["job_id"]]["stateid"] = r["id"]
+    tx.execute(f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases))
+    return leases
 
 
 def create_probe(tx, client_id: int, source: str, entry: str, envelope: bytes, size: int, seconds: float,
@@ -171,14 +211,25 @@ def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> Dict[str, Any]:
     return row
 
 
+_LEASE = (
+    "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
+    " d.status, d.paid, d.accepted_ms, j.status AS job_status, j.kind, j.price, j.account_id AS owner,"
+    " c.account_id AS payee, s.seq FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+    " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id WHERE d.id")
+
+
+def _leases_for_checkin(tx, dispatch_ids: Sequence[int]) -> Dict[int, Dict[str, Any]]:
+    """The leases with what a check-in needs (job, price, owner, payee, seq), in one locking read."""
+    ids = sorted(set(dispatch_ids))
+    return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
+
+
 def _lease_for_checkin(tx, dispatch_id: int, client_id: int) -> Dict[str, Any]:
-    """The lease with what a check-in needs (job, price, owner, payee, seq) in one locking read."""
-    d = tx.one(
-        "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
-        " d.status, d.paid, d.accepted_ms, j.status AS job_status, j.kind, j.price, j.account_id AS owner,"
-        " c.account_id AS payee, s.seq FROM dispatches d JOIN jobs j ON j.id = d.job_id"
-        " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id WHERE d.id = ?" + tx.for_update,
-        (dispatch_id,))
+    d = _leases_for_checkin(tx, [dispatch_id]).get(dispatch_id)
+    return _own_lease(d, dispatch_id, client_id)
+
+
+def _own_lease(d: Optional[Dict[str, Any]], dispatch_id: int, client_id: int) -> Dict[str, Any]:
     if d is None:
         raise NotFound(f"no checked-out state {dispatch_id}")
     if d["client_id"] != client_id:
@@ -186,24 +237,45 @@ def _lease_for_checkin(tx, dispatch_id: int, client_id: int) -> Dict[str, Any]:
     return d
 
 
-def _pay(tx, lease: Dict[str, Any], now: float) -> Tuple[int, int]:
-    """(accepted ms, cents paid) for the server-measured time, capped at the granted slice."""
-    ms = int(max(0.0, min(now - lease["checked_out_at"], lease["granted_seconds"])) * 1000)
-    amount = money.payment(lease["price"], ms) if lease["kind"] != "test" else 0
-    owner, payee = lease["owner"], lease["payee"]
-    if amount <= 0 or owner is None or owner == payee:
-        return ms, 0  # test jobs are free; running your own job on your own machine costs nothing
-    entry = ledger.Entry(owner, payee, amount, "payment", f"job {lease['job_id']} slice {lease['id']}")
-    try:
-        sql_accounts.post(tx, entry, now, dispatch_id=lease["id"])
-        return ms, amount
-    except ledger.InsufficientFunds:
-        # the lease reserved the money, so this only happens after an operator's correction:
-        # pay what is there rather than refuse the worker's honest work
-        available = sql_accounts.balance(tx, owner)
-        if available > 0:
-            sql_accounts.post(tx, entry.with_amount(available), now, dispatch_id=lease["id"])
-        return ms, max(0, available)
+def _accepted_ms(lease: Dict[str, Any], now: float) -> int:
+    """Server-measured execution time, capped at the granted slice."""
+    return int(max(0.0, min(now - lease["checked_out_at"], lease["granted_seconds"])) * 1000)
+
+
+def _settle(tx, accepted: Sequence[Tuple[Dict[str, Any], int]], now: float) -> Dict[int, int]:
+    """Pay for accepted slices ``(lease, accepted ms)``; returns ``{dispatch id: cents paid}``.
+
+    All payers and payees are locked once and every payment is written with one statement per
+    table. A lease reserved its money at checkout, so a shortfall only follows an operator's
+    correction: then the worker's owner gets what is there rather than nothing for honest work.
+    """
+    wanted = []
+    for lease, ms in accepted:
+        amount = money.payment(lease["price"], ms) if lease["kind"] != "test" else 0
+        owner, payee = lease["owner"], lease["payee"]
+        # test jobs are free; running your own job on your own machine costs nothing
+        if amount > 0 and owner is not None and owner != payee:
+            memo = f"job {lease['job_id']} slice {lease['id']}"
+            wanted.append((ledger.Entry(owner, payee, amount, "payment", memo), lease["id"]))
+    paid = {lease["id"]: 0 for lease, _ in accepted}
+    if not wanted:
+        return paid
+    balances = sql_accounts.balances_for_update(
+        tx, [e.debit_account for e, _ in wanted] + [e.credit_account for e, _ in wanted])
+    postings = []
+    for entry, dispatch_id in wanted:
+        try:
+            ledger.apply(balances, entry)
+        except ledger.InsufficientFunds:
+            available = balances[entry.debit_account]
+            if available <= 0:
+                continue
+            entry = entry.with_amount(available)
+            ledger.apply(balances, entry)
+        postings.append((entry, dispatch_id))
+        paid[dispatch_id] = entry.amount
+    sql_accounts.record(tx, postings, now)
+    return paid
 
 
 def _answer(d: Dict[str, Any], duplicate: bool = False) -> Dict[str, Any]:
@@ -222,34 +294,114 @@ def _late_or_over(lease: Dict[str, Any], now: float) -> bool:
     return now > lease["deadline"] or lease["job_status"] in ("cancelled", "finished")
 
 
+@dataclass(frozen=True)
+class CheckIn:
+    """One ``state`` call: a client checks a new state in for the lease (dispatch) it holds, at
+    server time ``at`` (when it arrived: a batch's wait is the market's delay, not the worker's)."""
+
+    dispatch_id: int
+    client_id: int
+    state: bytes
+    at: float
+    slice_status: str = "ok"
+    progress: Optional[float] = None
+
+
 def checkin(tx, dispatch_id: int, client_id: int, state: bytes, now: float, slice_status: str = "ok",
             progress: Optional[float] = None) -> Dict[str, Any]:
     """The paper's ``state``: commit a new state if it arrives before the deadline, else reject it.
 
     Repeating an accepted check-in answers the same again and pays nothing twice.
     """
-    lease = _lease_for_checkin(tx, dispatch_id, client_id)
-    if lease["status"] != OPEN:
-        return _answer(lease, duplicate=True)
-    if _late_or_over(lease, now):
-        return _reject(tx, lease, now, slice_status)
-    tx.execute("UPDATE states SET status = 'superseded' WHERE job_id = ? AND status = 'committed'",
-               (lease["job_id"],))
-    new_state = tx.insert(
+    answer = checkin_many(tx, [CheckIn(dispatch_id, client_id, state, now, slice_status, progress)])[0]
+    if isinstance(answer, MarketError):
+        raise answer
+    return answer
+
+
+def checkin_many(tx, checkins: Sequence[CheckIn]) -> List[Union[Dict[str, Any], MarketError]]:
+    """Many ``state`` calls in ONE transaction (group commit), answered in order.
+
+    Each answer is what :func:`checkin` would have answered alone, or the MarketError it would have
+    raised (no such lease, another client's lease): one bad check-in does not fail the others.
+    Accepted check-ins are written set-based, a fixed number of statements per batch: the leases
+    in one locking read; the payments (one lock of the accounts, one ledger insert, one balance
+    update); the superseded and the new states; the dispatches; the jobs.
+    """
+    leases = _leases_for_checkin(tx, [c.dispatch_id for c in checkins]) if checkins else {}
+    answers: List[Any] = [None] * len(checkins)
+    first: Dict[int, int] = {}  # dispatch id -> index of its first check-in in this batch
+    accepted: List[Tuple[int, CheckIn, Dict[str, Any], int]] = []
+    for i, c in enumerate(checkins):
+        try:
+            lease = _own_lease(leases.get(c.dispatch_id), c.dispatch_id, c.client_id)
+        except MarketError as e:
+            answers[i] = e
+            continue
+        if c.dispatch_id in first:
+            continue  # a repeat within the batch: answered below, as a duplicate of the first
+        first[c.dispatch_id] = i
+        if lease["status"] != OPEN:
+            answers[i] = _answer(lease, duplicate=True)
+        elif _late_or_over(lease, c.at):
+            answers[i] = _reject(tx, lease, c.at, c.slice_status)
+        else:
+            accepted.append((i, c, lease, _accepted_ms(lease, c.at)))
+    if accepted:
+        _commit_states(tx, accepted)
+        paid = _settle(tx, [(lease, ms) for _, _, lease, ms in accepted], max(c.at for _, c, _, _ in accepted))
+        for i, c, lease, ms in accepted:
+            answers[i] = {"stateid": c.dispatch_id, "status": "accepted", "paid": paid[c.dispatch_id],
+                          "duplicate": False, "accepted_ms": ms}
+        dispatch_ids = [c.dispatch_id for _, c, _, _ in accepted]
+        statuses, p1 = case("id", {c.dispatch_id: c.slice_status for _, c, _, _ in accepted})
+        new_states, p2 = case("id", {c.dispatch_id: lease["new_state_id"] for _, c, lease, _ in accepted})
+        accepted_ms, p3 = case("id", {c.dispatch_id: ms for _, c, _, ms in accepted})
+        payments, p4 = case("id", {d: paid[d] for d in dispatch_ids})
+        checked_in, p5 = case("id", {c.dispatch_id: c.at for _, c, _, _ in accepted})
+        tx.execute(f"UPDATE dispatches SET status = 'accepted', checked_in_at = {checked_in},"
+                   f" slice_status = {statuses}, new_state_id = {new_states}, accepted_ms = {accepted_ms},"
+                   f" paid = {payments} WHERE id IN {marks(len(dispatch_ids))}",
+                   [*p5, *p1, *p2, *p3, *p4, *dispatch_ids])
+        _advance_jobs(tx, accepted)
+    for i, c in enumerate(checkins):
+        if answers[i] is None:  # a repeat of an earlier check-in in this batch
+            answers[i] = dict(answers[first[c.dispatch_id]], duplicate=True)
+    return answers
+
+
+def _commit_states(tx, accepted) -> None:
+    """The new states become their jobs' committed states; records each one's id on its lease."""
+    # the lease's state is its job's committed one (one open lease per job): primary-key access,
+    # where a job's thousands of earlier states would otherwise be scanned
+    state_ids = [lease["state_id"] for _, _, lease, _ in accepted]
+    tx.execute(f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN"
+               f" {marks(len(state_ids))}", state_ids)
+    rows = [(lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.dispatch_id, c.at)
+            for _, c, lease, _ in accepted]
+    tx.execute_many(
         "INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
-        " VALUES (?, ?, ?, 'committed', ?, ?, ?)",
-        (lease["job_id"], lease["seq"] + 1, bytes(state), client_id, dispatch_id, now))
-    ms, paid = _pay(tx, lease, now)
-    tx.execute("UPDATE dispatches SET status = 'accepted', checked_in_at = ?, slice_status = ?, new_state_id = ?,"
-               " accepted_ms = ?, paid = ? WHERE id = ?", (now, slice_status, new_state, ms, paid, dispatch_id))
-    # one open lease per job at a time (checkout needs 'ready'), so the job is simply ready again
-    next_status = "finished" if lease["kind"] == "test" else "ready"
-    if progress is not None:
-        progress = max(0.0, min(1.0, float(progress)))
-    tx.execute("UPDATE jobs SET executed_ms = executed_ms + ?, slices = slices + 1, progress = COALESCE(?, progress),"
-               " status = CASE WHEN status = 'running' THEN ? ELSE status END WHERE id = ?",
-               (ms, progress, next_status, lease["job_id"]))
-    return {"stateid": dispatch_id, "status": "accepted", "paid": paid, "duplicate": False, "accepted_ms": ms}
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    by_job = {lease["job_id"]: lease for _, _, lease, _ in accepted}
+    keys = " OR ".join(["(job_id = ? AND seq = ?)"] * len(rows))
+    for r in tx.all(f"SELECT id, job_id FROM states WHERE {keys}", [v for row in rows for v in row[:2]]):
+        by_job[r["job_id"]]["new_state_id"] = r["id"]
+
+
+def _advance_jobs(tx, accepted) -> None:
+    """Count the slices and executed time; a job is ready again (one open lease per job at a time,
+    so nothing else holds it), a test job is finished."""
+    job_ids = [lease["job_id"] for _, _, lease, _ in accepted]
+    executed, p1 = case("id", {lease["job_id"]: ms for _, _, lease, ms in accepted}, "0")
+    progress = {lease["job_id"]: max(0.0, min(1.0, float(c.progress)))
+                for _, c, lease, _ in accepted if c.progress is not None}
+    progress_sql, p2 = case("id", progress, "progress") if progress else ("progress", [])
+    tests = [lease["job_id"] for _, _, lease, _ in accepted if lease["kind"] == "test"]
+    next_status, p3 = case("id", {j: "finished" for j in tests}, "'ready'") if tests else ("'ready'", [])
+    tx.execute(f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1,"
+               f" progress = {progress_sql},"
+               f" status = CASE WHEN status = 'running' THEN {next_status} ELSE status END"
+               f" WHERE id IN {marks(len(job_ids))}", [*p1, *p2, *p3, *job_ids])
 
 
 def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcome: str, error: Optional[str],
@@ -260,7 +412,8 @@ def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcom
         return _answer(lease, duplicate=True)
     if _late_or_over(lease, now):
         return _reject(tx, lease, now, outcome)
-    ms, paid = _pay(tx, lease, now)
+    ms = _accepted_ms(lease, now)
+    paid = _settle(tx, [(lease, ms)], now)[dispatch_id]
     tx.execute("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
                " paid = ? WHERE id = ?", (now, outcome, ms, paid, dispatch_id))
     tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
