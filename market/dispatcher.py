@@ -74,6 +74,11 @@ class Dispatcher(service.Service):
         if self._reaper.running:
             self._reaper.stop()
         super().stopService()
+        stats = self.pool.stats
+        log.info("dispatcher stopping: {windows} windows served {served} requests (mean wait {wait:.3f} s);"
+                 " {checkins} check-ins in {batches} transactions ({mean:.1f} per transaction)",
+                 windows=stats.windows_closed, served=stats.requests_served, wait=stats.mean_wait,
+                 checkins=self._checkins.items, batches=self._checkins.batches, mean=self._checkins.mean_batch)
         # answer every waiting worker, wait for a window being assigned and the check-ins queued
         return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
 

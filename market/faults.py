@@ -14,6 +14,7 @@ JOB_REFUSED = 7        # the job's code is outside the supported subset (line nu
 TOO_LARGE = 8          # request body over the server's cap
 UNAVAILABLE = 9        # the database is unreachable; retry later
 INTERNAL = 99          # a bug; the server logged it
+NO_SUCH_METHOD = 8001  # the method does not exist (the code Twisted's XML-RPC used; kept for clients)
 
 BY_KIND = {
     "invalid": BAD_ARGUMENT,

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from market import ledger
 from market.errors import Conflict, MarketError, NotFound
-from market.store.db import case, marks
+from market.store.db import Many, case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}$")
@@ -117,23 +117,29 @@ def balances_for_update(tx, account_ids: Iterable[int]) -> Dict[int, int]:
 
 
 def record(tx, postings: Sequence[Tuple[ledger.Entry, Optional[int]]], now: float) -> None:
-    """Write entries already checked by ``ledger.apply`` against ``balances_for_update``: one
-    multi-row ledger insert and one balance update, however many entries (a batch of check-ins)."""
+    """Write entries already checked by ``ledger.apply`` against ``balances_for_update``."""
+    tx.script(record_statements(postings, now))
+
+
+def record_statements(postings: Sequence[Tuple[ledger.Entry, Optional[int]]], now: float) -> List[Any]:
+    """The statements that write ``(entry, dispatch id)`` postings: one multi-row ledger insert
+    and one balance update, however many entries (a batch of check-ins); none for no postings."""
     if not postings:
-        return
+        return []
     deltas: Dict[int, int] = defaultdict(int)
     for entry, _ in postings:
         if entry.debit_account is not None:
             deltas[entry.debit_account] -= entry.amount
         deltas[entry.credit_account] += entry.amount
-    tx.execute_many(
-        "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(now, e.debit_account, e.credit_account, e.amount, e.kind, dispatch_id, e.memo[:255])
-         for e, dispatch_id in postings])
-    by_account, params = case("id", deltas, "0")
-    tx.execute(f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}",
-               params + list(deltas))
+    by_account, params = case("id", dict(deltas), "0")
+    return [
+        Many("INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+             " VALUES (?, ?, ?, ?, ?, ?, ?)",
+             [(now, e.debit_account, e.credit_account, e.amount, e.kind, dispatch_id, e.memo[:255])
+              for e, dispatch_id in postings]),
+        (f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}",
+         [*params, *deltas]),
+    ]
 
 
 def grant(tx, account_id: int, amount: int, now: float, memo: str = "grant") -> None:
@@ -179,8 +185,16 @@ def audit(tx) -> Dict[str, Any]:
             wrong.append((row["id"], int(row["balance"]), expected))
         if int(row["balance"]) < 0:
             negative.append(row["id"])
+    # money promised to open leases, kept on the account, must be what the open leases say
+    promised = {r["a"]: int(r["s"]) for r in tx.all(
+        "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+        " WHERE d.status = 'out' AND j.account_id IS NOT NULL GROUP BY j.account_id")}
+    reservations = [(r["id"], int(r["reserved"]), promised.get(r["id"], 0))
+                    for r in tx.all("SELECT id, reserved FROM accounts")
+                    if int(r["reserved"]) != promised.get(r["id"], 0)]
     return {"granted": granted, "total": total, "mismatched": wrong, "negative": negative,
-            "balanced": granted == total and not wrong and not negative}
+            "reservations": reservations,
+            "balanced": granted == total and not wrong and not negative and not reservations}
 
 
 # -- web sessions ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from market.errors import Conflict, DatabaseUnavailable
 from market.store import dburl
-from market.store.dialect import Dialect, dialect_for
+from market.store.dialect import Dialect, Many, dialect_for  # noqa: F401 (Many: re-exported for scripts)
 
 RETRIES = 3
 
@@ -34,11 +34,11 @@ class Tx:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
         return self.cursor.rowcount
 
-    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement for many rows: PyMySQL sends an ``INSERT ... VALUES`` as multi-row inserts
-        (so keep every value a placeholder, no literals), sqlite3 loops in C."""
-        if rows:
-            self.cursor.executemany(self.dialect.sql(sql), [tuple(r) for r in rows])
+    def script(self, statements: Sequence[Any]) -> List[Optional[List[Dict[str, Any]]]]:
+        """Several statements, ``(sql, params)`` or :class:`Many`, in one round trip on MariaDB;
+        returns each one's rows (None for a statement that returns none). For the hot paths of
+        the dispatcher, where round trips, not statements, are what costs."""
+        return self.dialect.script(self.cursor, statements)
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))

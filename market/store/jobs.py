@@ -10,13 +10,14 @@ checked out, its deadline, and when it was checked back in. Its id is the ``stat
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from market import ledger, money
 from market.errors import Conflict, Forbidden, MarketError, NotFound
 from market.store import accounts as sql_accounts
-from market.store.db import case, marks
+from market.store.db import Many, case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
 
 COMPETING_KINDS = ("job", "task")
@@ -60,42 +61,30 @@ def init_job(tx, account_id: Optional[int], job_id: int, state: bytes, now: floa
         raise Conflict(f"job {job_id} already has its initial state")
     tx.insert("INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, 'committed', ?)",
               (job_id, bytes(state), now))
-    tx.execute("UPDATE jobs SET status = 'ready' WHERE id = ?", (job_id,))
+    tx.execute("UPDATE jobs SET status = 'ready', seq = 0 WHERE id = ?", (job_id,))
 
 
 def committed_state(tx, job_id: int) -> Dict[str, Any]:
-    row = tx.one("SELECT id, seq, data FROM states WHERE job_id = ? AND status = 'committed'", (job_id,))
+    row = tx.one("SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+                 " WHERE j.id = ? AND s.status = 'committed'", (job_id,))
     if row is None:
         raise NotFound(f"job {job_id} has no committed state")
     return row
 
 
 def ready_jobs(tx, limit: int) -> List[Dict[str, Any]]:
-    """The top ``limit`` ready jobs in the matcher's order (price desc, submitted asc, id asc).
+    """The top ``limit`` ready jobs in the matcher's order (price desc, submitted asc, id asc), each
+    with ``available``: its owner's balance minus what the owner's open leases reserved.
 
     The index ``jobs_ready`` lets the database pick the top rows without sorting the ready list.
     """
     return tx.all(
-        "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec FROM jobs j"
+        "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec, a.balance - a.reserved AS available"
+        " FROM jobs j JOIN accounts a ON a.id = j.account_id"
         " WHERE j.status = 'ready' AND j.kind IN ('job', 'task')"
         " ORDER BY j.price DESC, j.submitted_at ASC, j.id ASC LIMIT ?",
         (int(limit),),
     )
-
-
-def available_funds(tx, account_ids: Iterable[int]) -> Dict[int, int]:
-    """Each account's balance minus the cents promised to its jobs' open leases (not yet paid)."""
-    ids = sorted(set(account_ids))
-    if not ids:
-        return {}
-    funds = {r["id"]: int(r["balance"]) for r in tx.all(
-        f"SELECT id, balance FROM accounts WHERE id IN {marks(len(ids))}", ids)}
-    for r in tx.all(
-            "SELECT j.account_id AS id, COALESCE(SUM(d.reserved), 0) AS reserved FROM dispatches d"
-            f" JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND j.account_id IN {marks(len(ids))}"
-            " GROUP BY j.account_id", ids):
-        funds[r["id"]] = funds.get(r["id"], 0) - int(r["reserved"])
-    return funds
 
 
 def task_seconds(spec: Optional[str]) -> Optional[float]:
@@ -116,32 +105,35 @@ def assign_window(tx, clients: List[Any], now: float, grace: float, granted: Dic
     ``clients`` are matcher clients (with ``.id``); ``granted[client_id]`` is each client's
     negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
     input. Jobs whose owner cannot pay for a slice are marked held (visible), not dispatched.
-    Returns ``{client_id: dispatch}`` for the clients that got work. The statements are set-based:
-    a window of any size costs the same handful of round trips.
+    Returns ``{client_id: dispatch}`` for the clients that got work.
+
+    A window of any size costs three round trips and the commit: read the top of the ready list;
+    mark the held jobs and lock the chosen ones; write the leases.
     """
     if not clients:
         return {}
     longest = max(granted.values())
     # Over-fetch so held jobs do not starve the window; stop once we have enough affordable ones.
     rows = ready_jobs(tx, len(clients) * 2 + 8)
-    available = available_funds(tx, (row["account_id"] for row in rows))
+    available: Dict[int, int] = {}
     candidates, held = [], []
     for row in rows:
         owner = row["account_id"]
+        available.setdefault(owner, int(row["available"]))
         need = money.payment(row["price"], int(1000 * (task_seconds(row["spec"]) or longest)))
-        if available.get(owner, 0) < need:
+        if available[owner] < need:
             held.append(row["id"])
             continue
         available[owner] -= need
         candidates.append(row)
         if len(candidates) >= len(clients):
             break
-    if held:
-        tx.execute(f"UPDATE jobs SET status = 'held' WHERE status = 'ready' AND id IN {marks(len(held))}", held)
     rows_by_id = {row["id"]: row for row in candidates}
     wanted = [(a.job.id, a.client.id, task_seconds(rows_by_id[a.job.id]["spec"]) or granted[a.client.id])
               for a in match(clients, [make_ready_job(r) for r in candidates])]
-    leases = checkout_many(tx, wanted, grace, now)
+    first = [(f"UPDATE jobs SET status = 'held' WHERE status = 'ready' AND id IN {marks(len(held))}", held)
+             ] if held else []
+    leases = checkout_many(tx, wanted, grace, now, first=first)
     return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
 
 
@@ -156,19 +148,25 @@ def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now:
     return leases[job_id]
 
 
-def checkout_many(tx, wanted: Sequence[Tuple[int, int, float]], grace: float, now: float) -> Dict[int, Dict[str, Any]]:
+def checkout_many(tx, wanted: Sequence[Tuple[int, int, float]], grace: float, now: float,
+                  first: Sequence[Any] = ()) -> Dict[int, Dict[str, Any]]:
     """Lease each ``(job, client, seconds)``'s committed state until ``now + seconds + grace``.
 
     Returns ``{job_id: lease}``. A job that is no longer ready (cancelled or held since the ready
-    list was read) is left out rather than failing the whole window. Test jobs are leased as they are.
+    list was read) is left out rather than failing the whole window. Test jobs are leased as they
+    are. ``first``: statements to run in the same round trip as the locking read. The money a
+    lease may cost is reserved on its owner's account until the lease closes.
     """
     if not wanted:
+        if first:
+            tx.script(first)
         return {}
     job_ids = [job_id for job_id, _, _ in wanted]
-    rows = {r["id"]: r for r in tx.all(
-        "SELECT j.id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
-        " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.status = 'committed'"
-        f" WHERE j.id IN {marks(len(job_ids))}" + tx.for_update, job_ids)}
+    found = tx.script([*first, (
+        "SELECT j.id, j.account_id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
+        " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+        f" WHERE j.id IN {marks(len(job_ids))} AND s.status = 'committed'" + tx.for_update, job_ids)])[-1]
+    rows = {r["id"]: r for r in found}
     leases: Dict[int, Dict[str, Any]] = {}
     for job_id, client_id, seconds in wanted:
         job = rows.get(job_id)
@@ -178,21 +176,38 @@ def checkout_many(tx, wanted: Sequence[Tuple[int, int, float]], grace: float, no
             "job_id": job_id, "client_id": client_id, "kind": job["kind"], "name": job["name"],
             "state": bytes(job["data"]), "state_id": job["state_id"], "seq": job["seq"], "source": job["source"],
             "entry": job["entry"], "spec": job["spec"], "granted": seconds, "deadline": now + seconds + grace,
-            "timeout": seconds + grace, "probe_size": job["probe_size"],
+            "timeout": seconds + grace, "probe_size": job["probe_size"], "owner": job["account_id"],
             "reserved": money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0}
     if not leases:
         return {}
-    tx.execute_many(
-        "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline, status,"
-        " reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(j, lease["state_id"], lease["client_id"], now, lease["granted"], lease["deadline"], OPEN,
-          lease["reserved"]) for j, lease in leases.items()])
     ids = marks(len(leases))
-    # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
-    for r in tx.all(f"SELECT id, job_id FROM dispatches WHERE status = ? AND job_id IN {ids}", [OPEN, *leases]):
+    written = tx.script([
+        Many("INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
+             " status, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             [(j, lease["state_id"], lease["client_id"], now, lease["granted"], lease["deadline"], OPEN,
+               lease["reserved"]) for j, lease in leases.items()]),
+        # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
+        (f"SELECT id, job_id FROM dispatches WHERE job_id IN {ids} AND status = ?", [*leases, OPEN]),
+        (f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases)),
+        *_reservations(leases.values(), +1),
+    ])
+    for r in written[1]:
         leases[r["job_id"]]["stateid"] = r["id"]
-    tx.execute(f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases))
     return leases
+
+
+def _reservations(leases: Iterable[Dict[str, Any]], sign: int) -> List[Any]:
+    """The statement that adds (sign +1, at checkout) or releases (-1, when the lease closes) the
+    money these leases reserved on their owners' accounts; none if they reserved nothing."""
+    by_owner: Dict[int, int] = defaultdict(int)
+    for lease in leases:
+        if lease["reserved"] and lease["owner"] is not None:
+            by_owner[lease["owner"]] += sign * int(lease["reserved"])
+    if not by_owner:
+        return []
+    change, params = case("id", dict(by_owner), "0")
+    return [(f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}",
+             [*params, *by_owner])]
 
 
 def create_probe(tx, client_id: int, source: str, entry: str, envelope: bytes, size: int, seconds: float,
@@ -211,15 +226,19 @@ def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> Dict[str, Any]:
     return row
 
 
+# A lease with what closing it needs (job, price, owner, payee, seq), locking with it the accounts
+# its payment moves, so a check-in reads and locks everything in one statement.
 _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
-    " d.status, d.paid, d.accepted_ms, j.status AS job_status, j.kind, j.price, j.account_id AS owner,"
-    " c.account_id AS payee, s.seq FROM dispatches d JOIN jobs j ON j.id = d.job_id"
-    " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id WHERE d.id")
+    " d.status, d.paid, d.accepted_ms, d.reserved, j.status AS job_status, j.kind, j.price,"
+    " j.account_id AS owner, c.account_id AS payee, s.seq, o.balance AS owner_balance,"
+    " p.balance AS payee_balance FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+    " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
+    " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id")
 
 
 def _leases_for_checkin(tx, dispatch_ids: Sequence[int]) -> Dict[int, Dict[str, Any]]:
-    """The leases with what a check-in needs (job, price, owner, payee, seq), in one locking read."""
+    """The leases with what a check-in needs, and their accounts' balances, in one locking read."""
     ids = sorted(set(dispatch_ids))
     return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
 
@@ -242,40 +261,36 @@ def _accepted_ms(lease: Dict[str, Any], now: float) -> int:
     return int(max(0.0, min(now - lease["checked_out_at"], lease["granted_seconds"])) * 1000)
 
 
-def _settle(tx, accepted: Sequence[Tuple[Dict[str, Any], int]], now: float) -> Dict[int, int]:
-    """Pay for accepted slices ``(lease, accepted ms)``; returns ``{dispatch id: cents paid}``.
+def _settle(accepted: Sequence[Tuple[Dict[str, Any], int]], now: float) -> Tuple[Dict[int, int], List[Any]]:
+    """Pay for accepted slices ``(lease, accepted ms)``: ``({dispatch id: cents paid}, statements)``.
 
-    All payers and payees are locked once and every payment is written with one statement per
-    table. A lease reserved its money at checkout, so a shortfall only follows an operator's
-    correction: then the worker's owner gets what is there rather than nothing for honest work.
+    The balances come locked with the leases (``_LEASE``); every payment is checked by the ledger
+    rules against them and written with one statement per table. A lease reserved its money at
+    checkout, so a shortfall only follows an operator's correction: then the worker's owner gets
+    what is there rather than nothing for honest work.
     """
-    wanted = []
+    balances: Dict[int, int] = {}
+    postings = []
+    paid = {lease["id"]: 0 for lease, _ in accepted}
     for lease, ms in accepted:
         amount = money.payment(lease["price"], ms) if lease["kind"] != "test" else 0
         owner, payee = lease["owner"], lease["payee"]
         # test jobs are free; running your own job on your own machine costs nothing
-        if amount > 0 and owner is not None and owner != payee:
-            memo = f"job {lease['job_id']} slice {lease['id']}"
-            wanted.append((ledger.Entry(owner, payee, amount, "payment", memo), lease["id"]))
-    paid = {lease["id"]: 0 for lease, _ in accepted}
-    if not wanted:
-        return paid
-    balances = sql_accounts.balances_for_update(
-        tx, [e.debit_account for e, _ in wanted] + [e.credit_account for e, _ in wanted])
-    postings = []
-    for entry, dispatch_id in wanted:
+        if amount <= 0 or owner is None or owner == payee:
+            continue
+        balances.setdefault(owner, int(lease["owner_balance"]))
+        balances.setdefault(payee, int(lease["payee_balance"]))
+        entry = ledger.Entry(owner, payee, amount, "payment", f"job {lease['job_id']} slice {lease['id']}")
         try:
             ledger.apply(balances, entry)
         except ledger.InsufficientFunds:
-            available = balances[entry.debit_account]
-            if available <= 0:
+            if balances[owner] <= 0:
                 continue
-            entry = entry.with_amount(available)
+            entry = entry.with_amount(balances[owner])
             ledger.apply(balances, entry)
-        postings.append((entry, dispatch_id))
-        paid[dispatch_id] = entry.amount
-    sql_accounts.record(tx, postings, now)
-    return paid
+        postings.append((entry, lease["id"]))
+        paid[lease["id"]] = entry.amount
+    return paid, sql_accounts.record_statements(postings, now)
 
 
 def _answer(d: Dict[str, Any], duplicate: bool = False) -> Dict[str, Any]:
@@ -284,8 +299,8 @@ def _answer(d: Dict[str, Any], duplicate: bool = False) -> Dict[str, Any]:
 
 
 def _reject(tx, lease: Dict[str, Any], now: float, slice_status: str) -> Dict[str, Any]:
-    tx.execute("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
-               (now, slice_status, lease["id"]))
+    tx.script([("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                (now, slice_status, lease["id"])), *_reservations([lease], -1)])
     _release(tx, job_row(tx, lease["job_id"], lock=True))
     return {"stateid": lease["id"], "status": "rejected", "paid": 0, "duplicate": False, "accepted_ms": 0}
 
@@ -324,14 +339,14 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> List[Union[Dict[str, Any], 
 
     Each answer is what :func:`checkin` would have answered alone, or the MarketError it would have
     raised (no such lease, another client's lease): one bad check-in does not fail the others.
-    Accepted check-ins are written set-based, a fixed number of statements per batch: the leases
-    in one locking read; the payments (one lock of the accounts, one ledger insert, one balance
-    update); the superseded and the new states; the dispatches; the jobs.
+    However many check-ins are accepted, they cost two round trips and the commit: one locking
+    read of the leases and their accounts, then one script that commits the states, pays, closes
+    the leases and puts the jobs back on the ready list.
     """
     leases = _leases_for_checkin(tx, [c.dispatch_id for c in checkins]) if checkins else {}
     answers: List[Any] = [None] * len(checkins)
     first: Dict[int, int] = {}  # dispatch id -> index of its first check-in in this batch
-    accepted: List[Tuple[int, CheckIn, Dict[str, Any], int]] = []
+    accepted: List[Tuple[CheckIn, Dict[str, Any], int]] = []
     for i, c in enumerate(checkins):
         try:
             lease = _own_lease(leases.get(c.dispatch_id), c.dispatch_id, c.client_id)
@@ -346,62 +361,55 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> List[Union[Dict[str, Any], 
         elif _late_or_over(lease, c.at):
             answers[i] = _reject(tx, lease, c.at, c.slice_status)
         else:
-            accepted.append((i, c, lease, _accepted_ms(lease, c.at)))
+            ms = _accepted_ms(lease, c.at)
+            accepted.append((c, lease, ms))
     if accepted:
-        _commit_states(tx, accepted)
-        paid = _settle(tx, [(lease, ms) for _, _, lease, ms in accepted], max(c.at for _, c, _, _ in accepted))
-        for i, c, lease, ms in accepted:
-            answers[i] = {"stateid": c.dispatch_id, "status": "accepted", "paid": paid[c.dispatch_id],
-                          "duplicate": False, "accepted_ms": ms}
-        dispatch_ids = [c.dispatch_id for _, c, _, _ in accepted]
-        statuses, p1 = case("id", {c.dispatch_id: c.slice_status for _, c, _, _ in accepted})
-        new_states, p2 = case("id", {c.dispatch_id: lease["new_state_id"] for _, c, lease, _ in accepted})
-        accepted_ms, p3 = case("id", {c.dispatch_id: ms for _, c, _, ms in accepted})
-        payments, p4 = case("id", {d: paid[d] for d in dispatch_ids})
-        checked_in, p5 = case("id", {c.dispatch_id: c.at for _, c, _, _ in accepted})
-        tx.execute(f"UPDATE dispatches SET status = 'accepted', checked_in_at = {checked_in},"
-                   f" slice_status = {statuses}, new_state_id = {new_states}, accepted_ms = {accepted_ms},"
-                   f" paid = {payments} WHERE id IN {marks(len(dispatch_ids))}",
-                   [*p5, *p1, *p2, *p3, *p4, *dispatch_ids])
-        _advance_jobs(tx, accepted)
+        paid, payments = _settle([(lease, ms) for _, lease, ms in accepted], max(c.at for c, _, _ in accepted))
+        tx.script([*_accept_statements(accepted, paid), *payments,
+                   *_reservations((lease for _, lease, _ in accepted), -1)])
+        for c, _, ms in accepted:
+            answers[first[c.dispatch_id]] = {"stateid": c.dispatch_id, "status": "accepted",
+                                              "paid": paid[c.dispatch_id], "duplicate": False, "accepted_ms": ms}
     for i, c in enumerate(checkins):
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.dispatch_id]], duplicate=True)
     return answers
 
 
-def _commit_states(tx, accepted) -> None:
-    """The new states become their jobs' committed states; records each one's id on its lease."""
-    # the lease's state is its job's committed one (one open lease per job): primary-key access,
-    # where a job's thousands of earlier states would otherwise be scanned
-    state_ids = [lease["state_id"] for _, _, lease, _ in accepted]
-    tx.execute(f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN"
-               f" {marks(len(state_ids))}", state_ids)
-    rows = [(lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.dispatch_id, c.at)
-            for _, c, lease, _ in accepted]
-    tx.execute_many(
-        "INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    by_job = {lease["job_id"]: lease for _, _, lease, _ in accepted}
-    keys = " OR ".join(["(job_id = ? AND seq = ?)"] * len(rows))
-    for r in tx.all(f"SELECT id, job_id FROM states WHERE {keys}", [v for row in rows for v in row[:2]]):
-        by_job[r["job_id"]]["new_state_id"] = r["id"]
-
-
-def _advance_jobs(tx, accepted) -> None:
-    """Count the slices and executed time; a job is ready again (one open lease per job at a time,
-    so nothing else holds it), a test job is finished."""
-    job_ids = [lease["job_id"] for _, _, lease, _ in accepted]
-    executed, p1 = case("id", {lease["job_id"]: ms for _, _, lease, ms in accepted}, "0")
+def _accept_statements(accepted: Sequence[Tuple[CheckIn, Dict[str, Any], int]], paid: Dict[int, int]) -> List[Any]:
+    """Commit the new states, close the leases as accepted, count the jobs' slices and time and put
+    them back on the ready list (a test job is finished): one statement per table."""
+    # the lease's state is its job's committed one (one open lease per job): primary-key access
+    state_ids = [lease["state_id"] for _, lease, _ in accepted]
+    dispatch_ids = [c.dispatch_id for c, _, _ in accepted]
+    job_ids = [lease["job_id"] for _, lease, _ in accepted]
+    checked_in, p1 = case("id", {c.dispatch_id: c.at for c, _, _ in accepted})
+    statuses, p2 = case("id", {c.dispatch_id: c.slice_status for c, _, _ in accepted})
+    accepted_ms, p3 = case("id", {c.dispatch_id: ms for c, _, ms in accepted})
+    payments, p4 = case("id", {d: paid[d] for d in dispatch_ids})
+    executed, p5 = case("id", {lease["job_id"]: ms for _, lease, ms in accepted}, "0")
     progress = {lease["job_id"]: max(0.0, min(1.0, float(c.progress)))
-                for _, c, lease, _ in accepted if c.progress is not None}
-    progress_sql, p2 = case("id", progress, "progress") if progress else ("progress", [])
-    tests = [lease["job_id"] for _, _, lease, _ in accepted if lease["kind"] == "test"]
-    next_status, p3 = case("id", {j: "finished" for j in tests}, "'ready'") if tests else ("'ready'", [])
-    tx.execute(f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1,"
-               f" progress = {progress_sql},"
-               f" status = CASE WHEN status = 'running' THEN {next_status} ELSE status END"
-               f" WHERE id IN {marks(len(job_ids))}", [*p1, *p2, *p3, *job_ids])
+                for c, lease, _ in accepted if c.progress is not None}
+    progress_sql, p6 = case("id", progress, "progress") if progress else ("progress", [])
+    tests = {lease["job_id"]: "finished" for _, lease, _ in accepted if lease["kind"] == "test"}
+    next_status, p7 = case("id", tests, "'ready'") if tests else ("'ready'", [])
+    new_seq, p8 = case("dispatches.id", {c.dispatch_id: lease["seq"] + 1 for c, lease, _ in accepted})
+    return [
+        (f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN {marks(len(state_ids))}",
+         state_ids),
+        Many("INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
+             " VALUES (?, ?, ?, ?, ?, ?, ?)",
+             [(lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.dispatch_id, c.at)
+              for c, lease, _ in accepted]),
+        (f"UPDATE dispatches SET status = 'accepted', checked_in_at = {checked_in}, slice_status = {statuses},"
+         f" new_state_id = (SELECT s.id FROM states s WHERE s.job_id = dispatches.job_id AND s.seq = {new_seq}),"
+         f" accepted_ms = {accepted_ms}, paid = {payments} WHERE id IN {marks(len(dispatch_ids))}",
+         [*p1, *p2, *p8, *p3, *p4, *dispatch_ids]),
+        (f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1, seq = seq + 1,"
+         f" progress = {progress_sql},"
+         f" status = CASE WHEN status = 'running' THEN {next_status} ELSE status END"
+         f" WHERE id IN {marks(len(job_ids))}", [*p5, *p6, *p7, *job_ids]),
+    ]
 
 
 def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcome: str, error: Optional[str],
@@ -413,13 +421,16 @@ def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcom
     if _late_or_over(lease, now):
         return _reject(tx, lease, now, outcome)
     ms = _accepted_ms(lease, now)
-    paid = _settle(tx, [(lease, ms)], now)[dispatch_id]
-    tx.execute("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
-               " paid = ? WHERE id = ?", (now, outcome, ms, paid, dispatch_id))
-    tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
-               " progress = 1.0, executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
-               (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"]))
-    return {"stateid": dispatch_id, "status": "finished", "paid": paid, "duplicate": False, "accepted_ms": ms}
+    paid, payments = _settle([(lease, ms)], now)
+    tx.script([
+        ("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
+         " paid = ? WHERE id = ?", (now, outcome, ms, paid[dispatch_id], dispatch_id)),
+        ("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
+         " progress = 1.0, executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
+         (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"])),
+        *payments, *_reservations([lease], -1)])
+    return {"stateid": dispatch_id, "status": "finished", "paid": paid[dispatch_id], "duplicate": False,
+            "accepted_ms": ms}
 
 
 def _release(tx, job: Dict[str, Any]) -> None:
@@ -437,8 +448,11 @@ def _release(tx, job: Dict[str, Any]) -> None:
 
 def expire_leases(tx, now: float) -> List[int]:
     """Expire every lease past its deadline; their jobs return to the ready list at their committed state."""
-    overdue = tx.all("SELECT id, job_id FROM dispatches WHERE status = 'out' AND deadline < ?" + tx.for_update,
+    overdue = tx.all("SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM dispatches d"
+                     " JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND d.deadline < ?" + tx.for_update,
                      (now,))
+    if overdue:
+        tx.script(_reservations(overdue, -1))
     for d in overdue:
         tx.execute("UPDATE dispatches SET status = 'expired' WHERE id = ?", (d["id"],))
         job = job_row(tx, d["job_id"], lock=True)

@@ -20,28 +20,31 @@ import time
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from market.rpcclient import blocking  # noqa: E402
+from leanrpc import LeanRPC  # noqa: E402
 from market.store import Database, upgrade  # noqa: E402
+from market.store import accounts as sql_accounts  # noqa: E402
 from tests import marketdata as md  # noqa: E402
 from tests.servers import Market  # noqa: E402
 from tests.support import MySQLDatabases, mysql_reachable  # noqa: E402
 
 
 def worker(url, cid, token, seconds, out):
-    rpc = blocking(url, f"client/{cid}", token)
+    rpc = LeanRPC(url, f"client/{cid}", token)
     state = xmlrpc.client.Binary(md.fake_state(seq=1, payload=b"s" * 512))
-    latencies, accepted = [], 0
+    latencies, accepted, paid = [], 0, 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        lease = rpc.request(cid, 30)
+        lease = rpc.call("request", cid, 30)
         if lease["status"] != "work":
             continue
         t = time.perf_counter()
-        answer = rpc.state(lease["stateid"], state)
+        answer = rpc.call("state", lease["stateid"], state)
         latencies.append(time.perf_counter() - t)
         accepted += answer["status"] == "accepted"
-    out.put((accepted, latencies))
+        paid += answer["paid"]
+    out.put((accepted, latencies, paid))
 
 
 def run(url_db, workdir, workers, seconds, members):
@@ -50,8 +53,10 @@ def run(url_db, workdir, workers, seconds, members):
     upgrade(db)
     owners = [md.account(db, f"owner{i}", grant=10**12)[0] for i in range(members)]
     hosts = [md.account(db, f"host{i}", grant=0)[0] for i in range(members)]
+    # 1000.00 credits/s: even a check-in a millisecond after its checkout pays, so every cycle
+    # moves money through the ledger (at 0.01/s a few milliseconds would round down to nothing)
     for i in range(workers * 2):
-        md.job(db, owners[i % members], 1, f"j{i}")
+        md.job(db, owners[i % members], 100_000, f"j{i}")
     clients = [md.client(db, hosts[i % members], f"w{i}", 100.0 + i) for i in range(workers)]
     server = Market(url_db, workdir, "--window", "0.005", "--threshold", str(workers), "--grace", "60").start()
     try:
@@ -64,11 +69,15 @@ def run(url_db, workdir, workers, seconds, members):
         elapsed = time.monotonic() - started
         for p in procs:
             p.join()
+        audit = db.transact(sql_accounts.audit)
     finally:
         server.stop()
         db.close()
-    accepted = sum(a for a, _ in results)
-    lat = sorted(x for _, ls in results for x in ls)
+    accepted = sum(r[0] for r in results)
+    paid = sum(r[2] for r in results)
+    if not audit["balanced"] or paid <= 0:
+        raise SystemExit(f"the ledger does not balance after the run, or nothing was paid: {audit}, paid {paid}")
+    lat = sorted(x for r in results for x in r[1])
     return accepted / elapsed, lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
 
 
@@ -88,11 +97,11 @@ def echo_baseline(workers, seconds):
         out = mp.Queue()
 
         def loop(q):
-            rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
+            rpc = LeanRPC(f"http://127.0.0.1:{port}/", "client/1", "token")
             n, end = 0, time.monotonic() + seconds
             state = xmlrpc.client.Binary(b"s" * 600)
             while time.monotonic() < end:
-                rpc.state(1, state)
+                rpc.call("state", 1, state)
                 n += 1
             q.put(n)
 
