@@ -109,3 +109,23 @@ def test_unauthenticated_calls_are_refused(server):
     with pytest.raises(xmlrpc.client.Fault) as e:
         blocking(market.url, "client/notanumber", "x").request(1)
     assert e.value.faultCode == 2
+
+
+def test_a_body_that_is_not_a_method_call_gets_a_bad_argument_fault(server):
+    market, _, creds = server
+    answer = xmlrpc.client.dumps((1,), methodresponse=True).encode()
+    status, data = post(market.port, answer, basic(*creds["client"]))
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        xmlrpc.client.loads(data)
+    assert status == 200 and e.value.faultCode == 1 and "methodCall" in e.value.faultString
+    status, data = post(market.port, b"<methodCall><params/></methodCall>", basic(*creds["client"]))
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        xmlrpc.client.loads(data)
+    assert e.value.faultCode == 1
+
+
+def test_an_unknown_method_gets_the_no_such_method_fault(server):
+    market, _, creds = server
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        blocking(market.url, *creds["client"]).nosuch()
+    assert e.value.faultCode == 8001 and "no method 'nosuch'" in e.value.faultString

@@ -4,7 +4,7 @@
 ``accounts``, ``clients`` and ``jobs`` hold the units of work; ``schema`` versions the tables.
 """
 
-from market.store.db import Database, Tx  # noqa: F401
+from market.store.db import Database, Many, Tx  # noqa: F401
 from market.store.schema import LATEST, require_current, upgrade  # noqa: F401
 
 
