@@ -14,7 +14,8 @@ a state too large for the database's packet limit, cannot fail its neighbours.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Callable, List, Tuple, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
@@ -68,43 +69,57 @@ class GroupCommit:
         return batch
 
     def _next(self) -> None:
+        """Send the next batch to the database, if anything is queued."""
         if not self._queue:
             self._busy = False
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
             return
         self._busy = True
         batch = self._take()
         self.batches += 1
         self.items += len(batch)
-        d = self._commit(batch)
-        d.addBoth(lambda _: self._next())
-
-    def _commit(self, batch: List[Tuple[Any, Deferred]]) -> Deferred:
         d = maybeDeferred(self._run, [item for item, _ in batch])
+        d.addCallbacks(self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-        def deliver(results: Sequence[Any]) -> None:
-            if len(results) != len(batch):  # a bug in run_batch: nobody may be left waiting
-                failure = Failure(RuntimeError(f"a batch of {len(batch)} got {len(results)} results"))
-                for _, answer in batch:
-                    answer.errback(failure)
-                return
-            for (_, answer), result in zip(batch, results):
-                if isinstance(result, Exception):
-                    answer.errback(Failure(result))
-                else:
-                    answer.callback(result)
+    def _committed(self, results: Sequence[Any], batch: List[Tuple[Any, Deferred]]) -> None:
+        # the next batch goes to the database first: answering this one (encoding and writing a
+        # response per item) then overlaps with that batch's transaction
+        self._next()
+        self._deliver(results, batch)
+        self._check_idle()
 
-        def failed(failure: Failure):
-            if len(batch) == 1:
-                batch[0][1].errback(failure)
-                return None
-            # find the item that broke the batch: each alone, one after the other
-            alone = succeed(None)
+    def _failed(self, failure: Failure, batch: List[Tuple[Any, Deferred]]) -> Deferred:
+        # find the item that broke the batch: each alone, one after the other, then carry on
+        alone = succeed(None)
+        if len(batch) == 1:
+            batch[0][1].errback(failure)
+        else:
             for entry in batch:
-                alone.addCallback(lambda _, entry=entry: self._commit([entry]))
-            return alone
+                alone.addCallback(lambda _, entry=entry: self._alone(entry))
+        alone.addCallback(lambda _: self._next())
+        alone.addCallback(lambda _: self._check_idle())
+        return alone
 
-        d.addCallbacks(deliver, failed)
+    def _alone(self, entry: Tuple[Any, Deferred]) -> Deferred:
+        d = maybeDeferred(self._run, [entry[0]])
+        d.addCallbacks(self._deliver, entry[1].errback, callbackArgs=([entry],))
         return d
+
+    @staticmethod
+    def _deliver(results: Sequence[Any], batch: List[Tuple[Any, Deferred]]) -> None:
+        if not isinstance(results, Sequence) or len(results) != len(batch):
+            # a bug in run_batch: nobody may be left waiting
+            failure = Failure(RuntimeError(f"a batch of {len(batch)} got {results!r:.80} as results"))
+            for _, answer in batch:
+                answer.errback(failure)
+            return
+        for (_, answer), result in zip(batch, results):
+            if isinstance(result, Exception):
+                answer.errback(Failure(result))
+            else:
+                answer.callback(result)
+
+    def _check_idle(self) -> None:
+        if not self._busy and not self._queue:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
