@@ -117,7 +117,8 @@ def test_cuts_land_in_every_section_and_after_an_end_tag(tmp_path):
     pieces = evenly(path, 12)
     assert {p.closes for p in pieces[:-1]} == {"clients", "jobs", "dispatches"}
     for p in pieces[:-1]:
-        assert data[:p.end].endswith({"clients": b"</client>", "jobs": b"</job>", "dispatches": b"</dispatch>"}[p.closes])
+        end_tag = {"clients": b"</client>", "jobs": b"</job>", "dispatches": b"</dispatch>"}[p.closes]
+        assert data[:p.end].endswith(end_tag)
     view = split.run(path, pieces, 2)
     assert view is not None and same(view, reader.read_one_pass(path))
     assert view.generated_at == GENERATED  # the real root's, not the synthetic one's
@@ -157,7 +158,8 @@ def test_small_files_are_not_split(tmp_path):
 # -- errors in any one part: refused, with the one-pass message --------------------------------------
 
 @pytest.mark.parametrize("where", [0.05, 0.5, 0.95])
-@pytest.mark.parametrize("damage", ["price", "status", "unknown element", "mismatched tag", "bare ampersand"])
+@pytest.mark.parametrize("damage", ["price", "status", "unknown element", "mismatched tag", "bare ampersand",
+                                    "root"])
 def test_an_error_in_one_part_is_refused_with_the_one_pass_message(tmp_path, where, damage):
     data = market(n_clients=30, n_jobs=200, dispatches=30)
     # damage the first job/dispatch whose start tag comes after `where` of the file
@@ -165,19 +167,28 @@ def test_an_error_in_one_part_is_refused_with_the_one_pass_message(tmp_path, whe
     end = data.index(b"\n", at)
     element = data[at:end]
     broken = {
-        "price": lambda e: e.replace(b"</price>", b"0</price>", 1).replace(b"<checked-in>2026", b"<checked-in>26", 1),
+        "price": lambda e: (e.replace(b"</price>", b"0</price>", 1)
+                            .replace(b"<checked-in>2026", b"<checked-in>26", 1)),
         "status": lambda e: e.replace(b'status="', b'status="x', 1),
         "unknown element": lambda e: e.replace(b"</", b"<colour>blue</colour></", 1),
-        "mismatched tag": lambda e: e.replace(b"</name>", b"</nam>", 1).replace(b"</checked-out>", b"</checked>", 1),
-        "bare ampersand": lambda e: e.replace(b"<name>job", b"<name>&job", 1).replace(b"<deadline>", b"<deadline>&", 1),
+        "mismatched tag": lambda e: (e.replace(b"</name>", b"</nam>", 1)
+                                     .replace(b"</checked-out>", b"</checked>", 1)),
+        "bare ampersand": lambda e: (e.replace(b"<name>job", b"<name>&job", 1)
+                                     .replace(b"<deadline>", b"<deadline>&", 1)),
+        "root": lambda e: e,
     }[damage](element)
-    assert broken != element
-    path = write(tmp_path, data[:at] + broken + data[end:])
+    assert broken != element or damage == "root"
+    damaged = data[:at] + broken + data[end:]
+    if damage == "root":  # not the report's root element: only the first part sees it
+        damaged = damaged.replace(b"<report ", b"<rapport ").replace(b"</report>", b"</rapport>")
+    path = write(tmp_path, damaged)
     pieces = evenly(path, 4)
     assert pieces is not None and split.run(path, pieces, 2) is None
     expected = one_pass_error(path)
     assert split_error(path, part_bytes=len(data) // 4) == expected
     assert expected.startswith("not-xml" if damage in ("mismatched tag", "bare ampersand") else "invalid")
+    if damage == "root":
+        assert "rapport" in expected
 
 
 def test_the_command_refuses_an_invalid_part_with_exit_2_and_the_one_pass_line(tmp_path, capsys, monkeypatch):
@@ -226,6 +237,20 @@ def test_a_cut_inside_a_comment_or_pi_falls_back(tmp_path, markup):
     pieces = split.plan(path, [inside])
     assert pieces is not None and pieces[0].end == data.index(b"</job>", inside) + len(b"</job>")
     answer_falls_back(path, pieces)
+
+
+def test_a_processing_instruction_anywhere_falls_back_and_a_comment_does_not(tmp_path):
+    # every part is read with one PI of quote's own in its prolog (lxml then has one event to
+    # report, not one per element); a report with a PI of its own is read in one pass
+    for data in (market(head='<?xml version="1.0"?>\n<?xml-stylesheet href="r.xsl"?>\n'),
+                 market(between_jobs="<?note in the jobs?>"), market(tail="<?note at the end?>")):
+        path = write(tmp_path, data)
+        answer_falls_back(path, evenly(path, 3))
+    for data in (market(head='<?xml version="1.0"?>\n<!-- a comment -->\n'),
+                 market(between_jobs="<!-- in the jobs -->"), market(tail="<!-- at the end -->")):
+        path = write(tmp_path, data)
+        view = split.run(path, evenly(path, 3), 2)
+        assert view is not None and same(view, reader.read_one_pass(path))
 
 
 def test_a_cut_inside_cdata_falls_back(tmp_path):
@@ -292,7 +317,8 @@ def test_documents_not_plainly_utf8_are_read_in_one_pass(tmp_path, head, encodin
     assert same(reader.read(path, processes=2, split_part_bytes=1500), expected)
 
 
-@pytest.mark.parametrize("head", ["", "\ufeff", '\ufeff<?xml version="1.0"?>\n', "<?xml version='1.0' encoding='utf-8' standalone='yes' ?>\n"])
+@pytest.mark.parametrize("head", [
+    "", "\ufeff", '\ufeff<?xml version="1.0"?>\n', "<?xml version='1.0' encoding='utf-8' standalone='yes' ?>\n"])
 def test_plain_utf8_documents_are_split(tmp_path, head):
     data = market(head=head).decode().replace("job 7", "job 7 café ✓")
     path = write(tmp_path, data.encode("utf-8"))
@@ -301,16 +327,18 @@ def test_plain_utf8_documents_are_split(tmp_path, head):
 
 
 def test_plain_utf8_recognises_declarations():
-    assert split.plain_utf8(b"<report")
-    assert split.plain_utf8(b'<?xml version="1.0"?><r/>')
-    assert split.plain_utf8(b"\xef\xbb\xbf<?xml version='1.0' encoding='UTF-8'?>")
-    assert not split.plain_utf8(b'<?xml version="1.0" encoding="UTF-16"?>')
-    assert not split.plain_utf8(b'<?xml version="1.1"?>')
-    assert not split.plain_utf8(b'<?xml encoding="UTF-8"?>')  # not a declaration libxml2 takes
-    assert not split.plain_utf8(b"\xff\xfe<\x00r\x00")
-    assert not split.plain_utf8(b"<\x00r\x00")
-    assert not split.plain_utf8(b" <report")
-    assert not split.plain_utf8(b"")
+    assert split.plain_utf8(b"<report") == 0
+    assert split.plain_utf8(b'<?xml version="1.0"?><r/>') == len(b'<?xml version="1.0"?>')
+    declaration = b"<?xml version='1.0' encoding='UTF-8' ?>"
+    assert split.plain_utf8(b"\xef\xbb\xbf" + declaration + b"\n<r/>") == 3 + len(declaration)
+    assert split.plain_utf8(b"\xef\xbb\xbf<report") == 3
+    assert split.plain_utf8(b'<?xml version="1.0" encoding="UTF-16"?>') is None
+    assert split.plain_utf8(b'<?xml version="1.1"?>') is None
+    assert split.plain_utf8(b'<?xml encoding="UTF-8"?>') is None  # not a declaration libxml2 takes
+    assert split.plain_utf8(b"\xff\xfe<\x00r\x00") is None
+    assert split.plain_utf8(b"<\x00r\x00") is None
+    assert split.plain_utf8(b" <report") is None
+    assert split.plain_utf8(b"") is None
 
 
 def test_find_cut_sees_tags_across_its_read_chunks(tmp_path):
