@@ -56,8 +56,14 @@ def token_hash(token: str) -> str:
 
 
 def new_token() -> Tuple[str, str]:
-    """A fresh secret and the hash to store."""
+    """A fresh secret and the hash to store.
+
+    Never starting with '-': given as ``--token -x...`` on a command line, argparse would take it
+    for an option (1 token in 64 did, and its user got "expected one argument").
+    """
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):
+        token = secrets.token_urlsafe(32)
     return token, token_hash(token)
 
 

@@ -81,3 +81,11 @@ def test_a_grant_puts_the_accounts_held_jobs_back_on_the_ready_list(db, db_url):
     db.transact(lambda tx: tx.execute("UPDATE jobs SET status = 'held' WHERE id = ?", (job_id,)))
     assert market(db_url, "account", "grant", "poor", "50.00").returncode == 0
     assert db.transact(jsql.job_row, job_id)["status"] == "ready"
+
+
+def test_new_tokens_never_look_like_a_command_line_option():
+    from market import credentials
+
+    tokens = [credentials.new_token()[0] for _ in range(2000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert len(set(tokens)) == len(tokens) and all(len(t) >= 43 for t in tokens)
