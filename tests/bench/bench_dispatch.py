@@ -102,12 +102,20 @@ class Interval:
             out["mariadbd"] = cpu_seconds(self.mariadbd)
         return out
 
-    def measure(self, procs) -> tuple:
-        """Wait for the interval, sampling CPU at its edges; -> (before, after)."""
+    def measure(self, profile=None) -> tuple:
+        """Wait for the interval, sampling CPU at its edges; -> (before, after). With ``profile``
+        (a file name), py-spy records the server's threads during the interval."""
         time.sleep(max(0.0, self.begin - time.monotonic()))
         before = self.sample()
+        spy = None
+        if profile:
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(self.server_pid), "--threads", "-f", "raw",
+                                    "-r", "200", "-d", str(int(self.end - time.monotonic())), "-o", profile],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(max(0.0, self.end - time.monotonic()))
         after = self.sample()
+        if spy:
+            spy.wait()
         return before, after
 
 
@@ -150,7 +158,8 @@ def run(url_db, workdir, args):
                  for cid, tok in clients]
         for p in procs:
             p.start()
-        before, after = interval.measure(procs)
+        profile = os.path.join(args.profile, f"{url_db.split(':')[0]}.txt") if args.profile else None
+        before, after = interval.measure(profile)
         results = [out.get(timeout=args.seconds + args.warmup + 60) for _ in procs]
         for p in procs:
             p.join()
@@ -217,6 +226,8 @@ def main():
     parser.add_argument("--window", type=float, default=None, help="--window for the market (default: its own)")
     parser.add_argument("--threshold", type=int, default=None, help="--threshold for the market (default: its own)")
     parser.add_argument("--backends", default="sqlite,mariadb")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the server during the interval (raw stacks"
+                        " into DIR/sqlite.txt, DIR/mysql.txt); its sampling slows the server")
     args = parser.parse_args()
     mp.set_start_method("fork")
     os.environ.setdefault("MARKET_CHEAP_HASHES", "1")
