@@ -9,16 +9,17 @@ Fault from ``market.faults`` with a plain-words message. States and results are 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import xmlrpc.client
-from typing import Any, Dict, List
+from typing import Any, Dict, Tuple, Union
 from xmlrpc.client import Binary, Fault
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
 
 from market import credentials, faults, money
 from market.errors import MarketError
@@ -56,7 +57,7 @@ def method(*spec: Arg):
             (f"[{a.name}]" if a.optional else a.name) for a in spec) + ")"
 
         @functools.wraps(fn)
-        def wrapper(self, request, *args):
+        def wrapper(self, auth, *args):
             if not required <= len(args) <= len(spec):
                 raise Fault(faults.BAD_ARGUMENT, f"{usage} takes {required}"
                             + (f" to {len(spec)}" if len(spec) != required else "") + f" arguments, got {len(args)}")
@@ -64,7 +65,7 @@ def method(*spec: Arg):
                 if isinstance(value, bool) and bool not in a.types or not isinstance(value, a.types):
                     raise Fault(faults.BAD_ARGUMENT,
                                 f"{usage}: argument {i + 1} ({a.name}) must be {a.what}, got {type(value).__name__}")
-            return fn(self, request, *args)
+            return fn(self, auth, *args)
 
         wrapper.usage = usage
         return wrapper
@@ -88,60 +89,35 @@ def _parse_price(value) -> int:
     return money.parse_price(value if isinstance(value, str) else str(value))
 
 
-class MarketRPC(resource.Resource):
-    """The dispatcher's XML-RPC face: ``POST /RPC2`` with a ``methodCall``, answered with a
-    ``methodResponse`` (a value or a Fault). Built on ``xmlrpc.client``'s codec directly rather
-    than ``twisted.web.xmlrpc``: a worker's two calls per slice are the server's hottest path, and
-    this keeps each to one Deferred chain."""
-
-    isLeaf = True
+class MarketRPC:
+    """The dispatcher's XML-RPC face: a ``methodCall`` body in, a ``methodResponse`` body out (a
+    value or a Fault). ``market.rpchttp`` serves it over HTTP at /RPC2; the codec is
+    ``xmlrpc.client``'s, and each call is one Deferred chain (no ``inlineCallbacks`` on the
+    worker's two calls per slice, the server's hottest path)."""
 
     def __init__(self, dispatcher):
-        super().__init__()
         self.dispatcher = dispatcher
         self.db = dispatcher.db
         # Authorization header -> (kind, row, expires): saves a database round trip on every
         # worker call. A replaced token keeps working for at most AUTH_CACHE_SECONDS.
-        self._auth_cache: Dict[tuple, tuple] = {}
+        self._auth_cache: Dict[bytes, tuple] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
-    def render_POST(self, request):
-        request.content.seek(0, 0)
+    def answer(self, body: bytes, authorization: bytes = b"") -> Union[bytes, defer.Deferred]:
+        """The response body for a call: at once (a refusal) or as a Deferred."""
         try:
-            args, name = xmlrpc.client.loads(request.content.read())
+            args, name = xmlrpc.client.loads(body)
         except Exception as e:  # expat, or a value xmlrpc.client cannot decode
-            return self._body(request, Fault(faults.BAD_ARGUMENT, f"the request is not an XML-RPC call: {e}"))
+            return _encode(Fault(faults.BAD_ARGUMENT, f"the request is not an XML-RPC call: {e}"))
         if not isinstance(name, str):  # a methodResponse, say
-            return self._body(request, Fault(faults.BAD_ARGUMENT, "the request is not an XML-RPC methodCall"))
+            return _encode(Fault(faults.BAD_ARGUMENT, "the request is not an XML-RPC methodCall"))
         try:
-            result = self.lookupProcedure(name)(request, *args)
+            result = self.lookupProcedure(name)(authorization, *args)
         except Exception:
-            return self._body(request, self._to_fault(Failure()))
+            return _encode(self._to_fault(Failure()))
         if not isinstance(result, defer.Deferred):
-            return self._body(request, result)
-        gone: List[Any] = []
-        request.notifyFinish().addErrback(gone.append)  # the caller hung up: answer nobody
-        result.addErrback(self._to_fault)
-        result.addCallback(self._answer, request, gone)
-        return server.NOT_DONE_YET
-
-    def _answer(self, result, request, gone) -> None:
-        if not gone:
-            request.write(self._body(request, result))
-            request.finish()
-
-    def _body(self, request, result) -> bytes:
-        try:
-            text = xmlrpc.client.dumps(result if isinstance(result, Fault) else (result,), methodresponse=True,
-                                       allow_none=True)
-        except Exception:
-            log.failure("cannot encode an XML-RPC answer")
-            text = xmlrpc.client.dumps(Fault(faults.INTERNAL, "the server could not encode its answer; logged"),
-                                       methodresponse=True)
-        body = text.encode("utf-8")
-        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        return body
+            return _encode(result)
+        return result.addErrback(self._to_fault).addCallback(_encode)
 
     def _to_fault(self, failure: Failure) -> Fault:
         e = failure.value
@@ -152,15 +128,13 @@ class MarketRPC(resource.Resource):
         log.failure("unexpected error in an XML-RPC call", failure)
         return Fault(faults.INTERNAL, "internal error in the market server; it has been logged")
 
-    def _auth(self, request, want: str) -> defer.Deferred:
+    def _auth(self, header: bytes, want: str) -> defer.Deferred:
         """-> Deferred of the client or account row the call's HTTP Basic credentials name."""
-        header = request.getHeader(b"authorization") or b""
         now = self.dispatcher.clock.seconds()
         cached = self._auth_cache.get(header)
         if cached is not None and cached[2] > now:
             return defer.succeed(self._check_kind(cached[0], cached[1], want))
-        user = request.getUser().decode("utf-8", "replace")
-        token = request.getPassword().decode("utf-8", "replace")
+        user, token = _basic(header)
         if not user or not token:
             raise AuthError("this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token")
         digest = credentials.token_hash(token)
@@ -207,9 +181,9 @@ class MarketRPC(resource.Resource):
             Arg("price", PRICE, "credits per second as a string like '5.20'"), Arg("name", STR, "a job name"),
             Arg("entry", STR, "the function to call", optional=True))
     @defer.inlineCallbacks
-    def xmlrpc_job(self, request, accountid, module, price, name, entry="main"):
+    def xmlrpc_job(self, auth, accountid, module, price, name, entry="main"):
         """Create a job (no state yet); returns its id. ``init`` then gives it its initial state."""
-        account = yield self._auth(request, "account")
+        account = yield self._auth(auth, "account")
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
         if len(module) > MAX_SOURCE:
@@ -227,19 +201,19 @@ class MarketRPC(resource.Resource):
 
     @method()
     @defer.inlineCallbacks
-    def xmlrpc_whoami(self, request):
+    def xmlrpc_whoami(self, auth):
         """Your account's id and name (the paper's ``job`` takes the account id)."""
-        account = yield self._auth(request, "account")
+        account = yield self._auth(auth, "account")
         return {"id": account["id"], "name": account["name"]}
 
     @method(Arg("accountid", INT, "your account id"), Arg("bundle", BIN, "the task bundle (market.taskbundle)"),
             Arg("price", PRICE, "credits per second like '0.05'"), Arg("name", STR, "a task name"))
     @defer.inlineCallbacks
-    def xmlrpc_task(self, request, accountid, bundle, price, name):
+    def xmlrpc_task(self, auth, accountid, bundle, price, name):
         """Submit a pythia-style task (description + task filesystem + input); returns its job id."""
         from market import taskbundle
 
-        account = yield self._auth(request, "account")
+        account = yield self._auth(auth, "account")
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
         cents = _parse_price(price)
@@ -264,9 +238,9 @@ class MarketRPC(resource.Resource):
 
     @method(Arg("jobid", INT, "a job id"), Arg("state", BIN, "the initial frozen state (base64 binary)"))
     @defer.inlineCallbacks
-    def xmlrpc_init(self, request, jobid, state):
+    def xmlrpc_init(self, auth, jobid, state):
         """Give a new job its initial state (checked: envelope header, source hash, sequence 0)."""
-        account = yield self._auth(request, "account")
+        account = yield self._auth(auth, "account")
         data = _bytes(state)
         job = yield self.db.run(sql_jobs.owned_job, account["id"], jobid)
         from market.tasklet import envelope
@@ -283,15 +257,15 @@ class MarketRPC(resource.Resource):
 
     @method(Arg("jobid", INT, "a job id"), Arg("price", PRICE, "credits per second like '5.20'"))
     @defer.inlineCallbacks
-    def xmlrpc_price(self, request, jobid, price):
-        account = yield self._auth(request, "account")
+    def xmlrpc_price(self, auth, jobid, price):
+        account = yield self._auth(auth, "account")
         yield self.db.run(sql_jobs.set_price, account["id"], jobid, _parse_price(price))
         return True
 
     @method(Arg("jobid", INT, "a job id", optional=True))
     @defer.inlineCallbacks
-    def xmlrpc_status(self, request, jobid=None):
-        account = yield self._auth(request, "account")
+    def xmlrpc_status(self, auth, jobid=None):
+        account = yield self._auth(auth, "account")
         if jobid is None:
             rows = yield self.db.run(sql_jobs.list_jobs, account["id"])
             return [_public_job(r) for r in rows]
@@ -300,16 +274,16 @@ class MarketRPC(resource.Resource):
 
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks
-    def xmlrpc_cancel(self, request, jobid):
-        account = yield self._auth(request, "account")
+    def xmlrpc_cancel(self, auth, jobid):
+        account = yield self._auth(auth, "account")
         yield self.db.run(sql_jobs.cancel_job, account["id"], jobid, self.dispatcher.clock.seconds())
         return True
 
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks
-    def xmlrpc_outcome(self, request, jobid):
+    def xmlrpc_outcome(self, auth, jobid):
         """A finished job's result (encoded bytes), for its owner only."""
-        account = yield self._auth(request, "account")
+        account = yield self._auth(auth, "account")
         row = yield self.db.run(sql_jobs.job_result, account["id"], jobid)
         return {"id": row["id"], "kind": row["kind"], "outcome": row["outcome"], "error": row["error"],
                 "result": None if row["result"] is None else Binary(bytes(row["result"]))}
@@ -317,9 +291,9 @@ class MarketRPC(resource.Resource):
     # -- workers (client credentials) ----------------------------------------------------------
     @method(Arg("clientid", INT, "your client id"), Arg("slice", NUM, "proposed slice in seconds", optional=True),
             Arg("info", DICT, "a struct (sandbox level)", optional=True))
-    def xmlrpc_request(self, request, clientid, slice_=None, info=None):
+    def xmlrpc_request(self, auth, clientid, slice_=None, info=None):
         """Ask for work: a test job at once, or a job after the pooling window, or {status: nowork}."""
-        return self._auth(request, "client").addCallback(self._request, clientid, slice_, info)
+        return self._auth(auth, "client").addCallback(self._request, clientid, slice_, info)
 
     def _request(self, client, clientid, slice_, info):
         if clientid != client["id"]:
@@ -342,9 +316,9 @@ class MarketRPC(resource.Resource):
 
     @method(Arg("stateid", INT, "the stateid from request"), Arg("state", BIN, "the new frozen state"),
             Arg("info", DICT, "a struct (slice status, progress)", optional=True))
-    def xmlrpc_state(self, request, stateid, state, info=None):
+    def xmlrpc_state(self, auth, stateid, state, info=None):
         """Check a state in: accepted before the deadline (and paid), rejected after it."""
-        return self._auth(request, "client").addCallback(self._checkin, stateid, state, info or {})
+        return self._auth(auth, "client").addCallback(self._checkin, stateid, state, info or {})
 
     def _checkin(self, client, stateid, state, info):
         status = info.get("status", "ok")
@@ -365,9 +339,9 @@ class MarketRPC(resource.Resource):
     @method(Arg("stateid", INT, "the stateid from request"), Arg("result", BIN + (type(None),), "the encoded result"),
             Arg("info", DICT, "a struct (outcome, error)", optional=True))
     @defer.inlineCallbacks
-    def xmlrpc_result(self, request, stateid, result, info=None):
+    def xmlrpc_result(self, auth, stateid, result, info=None):
         """The job finished during this lease: store its result (opaque bytes) and pay."""
-        client = yield self._auth(request, "client")
+        client = yield self._auth(auth, "client")
         info = info or {}
         outcome = info.get("outcome", "finished")
         if outcome not in OUTCOMES:
@@ -382,9 +356,9 @@ class MarketRPC(resource.Resource):
     @method(Arg("stateid", INT, "the stateid from request"), Arg("status", STR, "what went wrong"),
             Arg("message", STR, "details", optional=True))
     @defer.inlineCallbacks
-    def xmlrpc_fail(self, request, stateid, status, message=""):
+    def xmlrpc_fail(self, auth, stateid, status, message=""):
         """A slice ended without a usable state: the job rolls back to its committed state."""
-        client = yield self._auth(request, "client")
+        client = yield self._auth(auth, "client")
         if status not in SLICE_STATUSES:
             raise Fault(faults.BAD_ARGUMENT, f"status must be one of {', '.join(SLICE_STATUSES)}")
         answer = yield self.dispatcher.fail(client["id"], stateid, status, message)
@@ -392,9 +366,9 @@ class MarketRPC(resource.Resource):
 
     @method(Arg("stateid", INT, "the stateid from request"))
     @defer.inlineCallbacks
-    def xmlrpc_alive(self, request, stateid):
+    def xmlrpc_alive(self, auth, stateid):
         """Is this lease still wanted? (False once the owner cancelled the job or the lease expired.)"""
-        client = yield self._auth(request, "client")
+        client = yield self._auth(auth, "client")
         d = yield self.db.run(sql_jobs.dispatch_row, stateid)
         if d["client_id"] != client["id"]:
             raise Fault(faults.FORBIDDEN, f"state {stateid} is not yours")
@@ -424,54 +398,32 @@ def _public_job(row: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-class CappedRequest(server.Request):
-    """A request whose body may not exceed MAX_BODY bytes (413 with a message otherwise)."""
-
-    max_body = MAX_BODY
-
-    def gotLength(self, length):
-        self._received = 0
-        self._too_large = length is not None and length > self.max_body
-        super().gotLength(None if self._too_large else length)
-
-    def handleContentChunk(self, data):
-        if getattr(self, "_too_large", False):
-            return
-        self._received = getattr(self, "_received", 0) + len(data)
-        if self._received > self.max_body:
-            self._too_large = True
-            self.content.seek(0)
-            self.content.truncate()
-            return
-        super().handleContentChunk(data)
-
-    def process(self):
-        if getattr(self, "_too_large", False):
-            self.setResponseCode(413)
-            self.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            self.write(f"request body over {self.max_body // (1024 * 1024)} MiB; send smaller states\n".encode())
-            self.finish()
-            return
-        super().process()
+def _encode(result) -> bytes:
+    try:
+        text = xmlrpc.client.dumps(result if isinstance(result, Fault) else (result,), methodresponse=True,
+                                   allow_none=True)
+    except Exception:
+        log.failure("cannot encode an XML-RPC answer")
+        text = xmlrpc.client.dumps(Fault(faults.INTERNAL, "the server could not encode its answer; logged"),
+                                   methodresponse=True)
+    return text.encode("utf-8")
 
 
-class RPCSite(server.Site):
-    """The XML-RPC site: no per-call access log. A worker makes two calls per slice; at thousands
-    of calls a second a log line each cost a tenth of the server's CPU and filled the disk, and
-    says nothing the dispatch rows do not. Failures are still logged."""
+def _basic(header: bytes) -> Tuple[str, str]:
+    """(user, password) of an HTTP Basic Authorization header; ("", "") if it is not one."""
+    scheme, _, encoded = header.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return "", ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "", ""
+    user, _, password = decoded.partition(b":")
+    return user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
 
-    def log(self, request):
-        pass
 
+def factory(dispatcher, max_body: int = MAX_BODY):
+    """The XML-RPC endpoint: POST /RPC2 over HTTP/1.1 (``market.rpchttp``)."""
+    from market.rpchttp import RPCFactory
 
-def site(dispatcher):
-    from twisted.web.resource import Resource
-
-    root = Resource()
-    root.putChild(b"RPC2", MarketRPC(dispatcher))
-    # XML-RPC bodies are never HTML forms: without this (Twisted >= 25.5), twisted.web parses every POST's
-    # Content-Type with the email package, a quarter of a bare call's CPU (docs/benchmarks.md)
-    s = RPCSite(root, parsePOSTFormSubmission=False)
-    s.requestFactory = CappedRequest
-    s.displayTracebacks = False
-    return s
+    return RPCFactory(MarketRPC(dispatcher), b"/RPC2", max_body, clock=dispatcher.clock)

@@ -48,7 +48,7 @@ class Options(usage.Options):
 def makeService(options) -> service.MultiService:
     from market.dispatcher import Dispatcher, Settings
     from market.errors import MarketError
-    from market.rpc import site
+    from market.rpc import factory
     from market.store import open_database
 
     try:
@@ -62,7 +62,7 @@ def makeService(options) -> service.MultiService:
     top = service.MultiService()
     dispatcher = Dispatcher(db, settings)
     dispatcher.setServiceParent(top)
-    strports.service(options["rpc"], site(dispatcher)).setServiceParent(top)
+    strports.service(options["rpc"], factory(dispatcher)).setServiceParent(top)
     if options["web"]:
         from market.web import make_site
 

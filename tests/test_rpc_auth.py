@@ -15,21 +15,9 @@ from market.rpc import AUTH_CACHE_SECONDS, MarketRPC
 from tests import marketdata as md
 
 
-class Request:
-    """The three things ``MarketRPC._auth`` reads from a twisted.web request."""
-
-    def __init__(self, user: str, token: str):
-        self.user, self.token = user.encode(), token.encode()
-
-    def getHeader(self, name):
-        assert name == b"authorization"
-        return b"Basic " + base64.b64encode(self.user + b":" + self.token)
-
-    def getUser(self):
-        return self.user
-
-    def getPassword(self):
-        return self.token
+def Request(user: str, token: str) -> bytes:
+    """The Authorization header a call with these credentials carries."""
+    return b"Basic " + base64.b64encode(f"{user}:{token}".encode())
 
 
 class Dispatcher:

@@ -14,9 +14,10 @@ worker process loops ``request`` then ``state`` with a 0.5 KB state; every accep
   mariadbd and the worker processes, read from /proc over the same interval;
 - how many check-ins each database transaction carried (from the server's log).
 
-Baseline in the same run: a bare ``twisted.web.xmlrpc`` method served the way the market serves
-XML-RPC (no form parsing, no access log), called by the same worker processes: a cycle is two
-calls, so half its calls/s is the HTTP/XML-RPC stack's ceiling for cycles/s on this machine.
+Baseline in the same run: the market's own HTTP/XML-RPC path (``market.rpchttp`` and
+``xmlrpc.client``'s codec) around an answer that does no work, called by the same worker
+processes: a cycle is two calls, so half its calls/s is the ceiling for cycles/s on this machine
+before any dispatcher or database work.
 The simulated workers use ``leanrpc.LeanRPC`` (one kept-alive connection, ``xmlrpc.client``'s
 codec), so the two cores go to the server under test rather than to the load generator.
 """
@@ -188,22 +189,26 @@ def run(url_db, workdir, args):
 
 
 def echo_baseline(args):
-    """A bare twisted.web.xmlrpc method, served as the market serves XML-RPC, same worker count."""
+    """The market's own HTTP/XML-RPC path (``market.rpchttp`` + ``xmlrpc.client``'s codec) around
+    an answer that does no work: the ceiling before any dispatcher or database work."""
     port = free_port()
-    code = ("from twisted.web import xmlrpc, server; from twisted.internet import reactor\n"
-            "class E(xmlrpc.XMLRPC):\n"
-            "    def xmlrpc_state(self, a, b):\n"
-            "        return {'stateid': a, 'status': 'accepted', 'paid': 500, 'duplicate': False, 'accepted_ms': 5}\n"
-            "class S(server.Site):\n    def log(self, request):\n        pass\n"
-            f"reactor.listenTCP({port}, S(E(), parsePOSTFormSubmission=False), interface='127.0.0.1')\n"
+    code = ("import xmlrpc.client\n"
+            "from twisted.internet import reactor\n"
+            "from market.rpchttp import RPCFactory\n"
+            "class Echo:\n"
+            "    def answer(self, body, authorization):\n"
+            "        args, _ = xmlrpc.client.loads(body)\n"
+            "        return xmlrpc.client.dumps(({'stateid': args[0], 'status': 'accepted', 'paid': 500,"
+            " 'duplicate': False, 'accepted_ms': 5},), methodresponse=True, allow_none=True).encode()\n"
+            f"reactor.listenTCP({port}, RPCFactory(Echo()), interface='127.0.0.1')\n"
             "reactor.run()\n")
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(HERE)))
     try:
         wait_for_port(port, proc)
         start = time.monotonic() + 1.0 + 0.02 * args.workers
         begin, end = start + args.warmup, start + args.warmup + args.seconds
         out = mp.Queue()
-        procs = [mp.Process(target=echo_worker, args=(f"http://127.0.0.1:{port}/", start, end, out))
+        procs = [mp.Process(target=echo_worker, args=(f"http://127.0.0.1:{port}/RPC2", start, end, out))
                  for _ in range(args.workers)]
         for p in procs:
             p.start()
@@ -236,7 +241,8 @@ def main():
           f" threshold {args.threshold or 'default'}; {args.seconds:g} s measured after {args.warmup:g} s")
     calls = echo_baseline(args)
     ceiling = calls / 2
-    print(f"baseline: bare twisted.web.xmlrpc echo: {calls:,.0f} calls/s = {ceiling:,.0f} cycles/s ceiling")
+    print(f"baseline: the market's HTTP/XML-RPC path around an echo: {calls:,.0f} calls/s"
+          f" = {ceiling:,.0f} cycles/s ceiling")
     ok = True
     with tempfile.TemporaryDirectory() as d:
         for backend in args.backends.split(","):
