@@ -6,6 +6,8 @@ status with a one-line reason, after which nothing half-read is left to confuse 
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -178,3 +180,23 @@ def test_an_idle_connection_is_closed_and_a_busy_one_pauses_reading():
     assert transport.producerState == "producing"
     clock.advance(601)
     assert transport.disconnecting
+
+
+@given(pieces=st.lists(st.sampled_from([
+    b"POST /RPC2 HTTP/1.1\r\n", b"GET / HTTP/1.0\r\n", b"Content-Length: 5\r\n", b"Content-Length: x\r\n",
+    b"Connection: close\r\n", b"Expect: 100-continue\r\n", b"Transfer-Encoding: chunked\r\n", b"\r\n",
+    b"hello", b": :", b" ", b"\x00\xff", b"HTTP/1.1", b"\r\n\r\n"]) | st.binary(max_size=40), max_size=30),
+    cuts=st.lists(st.integers(1, 50), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_get_well_formed_answers_or_patience_never_an_exception(pieces, cuts):
+    rpc = Echo()
+    channel, transport, _ = connect(rpc, max_body=64)
+    data = b"".join(pieces)
+    for size in cuts + [len(data)]:
+        if not data or transport.disconnecting:
+            break
+        channel.dataReceived(data[:size])
+        data = data[size:]
+    for status, headers, _ in responses(transport):
+        assert status in (100, 200, 400, 404, 405, 411, 413, 431)
+        assert status == 100 or int(headers[b"content-length"]) >= 0
