@@ -60,8 +60,10 @@ class Dispatcher(service.Service):
         # client id -> (client row with last_speed, when read): a worker asks for work every slice,
         # and reading its row, speed and touching last_seen each time was a third of a cycle's SQL
         self._clients: Dict[int, tuple] = {}
+        # at most 4 MiB of states per transaction: MariaDB's default packet limit is 16 MiB, and a
+        # script carries the states escaped (up to twice their size); a larger state goes alone
         self._checkins = GroupCommit(lambda batch: self.db.run(sql_jobs.checkin_many, batch),
-                                     size=lambda checkin: len(checkin.state))
+                                     max_bytes=4 * 1024 * 1024, size=lambda checkin: len(checkin.state))
 
     # -- service -------------------------------------------------------------------------------
     def startService(self):
