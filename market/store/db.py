@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from market.errors import Conflict, DatabaseUnavailable
 from market.store import dburl
-from market.store.dialect import Dialect, Many, dialect_for  # noqa: F401 (Many: re-exported for scripts)
+from market.store.dialect import Dialect, Many, dialect_for, rows_of  # noqa: F401 (Many: re-exported for scripts)
 
 RETRIES = 3
 
@@ -46,8 +46,7 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> List[Dict[str, Any]]:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
-        names = [d[0] for d in self.cursor.description]
-        return [dict(zip(names, row)) for row in self.cursor.fetchall()]
+        return rows_of(self.cursor) or []
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Optional[Dict[str, Any]]:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))

@@ -46,7 +46,7 @@ class Dialect:
                 continue
             sql, params = statement
             cursor.execute(self.sql(sql), tuple(params))
-            results.append(_rows(cursor))
+            results.append(rows_of(cursor))
         return results
 
 
@@ -57,7 +57,8 @@ class Many:
         self.sql, self.rows = sql, rows
 
 
-def _rows(cursor) -> Optional[List[Dict[str, Any]]]:
+def rows_of(cursor) -> Optional[List[Dict[str, Any]]]:
+    """The last statement's rows as dicts; None if it returns none."""
     if cursor.description is None:
         return None
     names = [d[0] for d in cursor.description]
@@ -221,7 +222,7 @@ class MySQLDialect(Dialect):
             if not first:
                 cursor.nextset()
             first = False
-            results.append(_rows(cursor))
+            results.append(rows_of(cursor))
         return results
 
     def is_retryable(self, error: BaseException) -> bool:
