@@ -11,7 +11,7 @@ install:
 
 demo: install
 	@bash .ci/setup-system sandbox
-	$(PY) -m market.demo
+	$(PY) -m market demo
 
 # system parts (MariaDB up, bubblewrap, PyPy, Chromium, busybox) when run as root on Debian, then the suite
 test: install

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import time
 from typing import List, Optional
@@ -177,7 +178,11 @@ def cmd_client_register(args) -> int:
     new = accounts.register_client(db, account["id"], args.name or f"client-{int(time.time())}")
     print(f"client {new.id} registered for {args.account} as {new.name!r}")
     print(f"token (shown once): {new.token}")
-    print(f"run it with: twistd -n worker --server http://HOST:7080/RPC2 --client {new.id} --token {new.token}")
+    # the token goes in the environment, not the arguments (which every user sees in ps); a root
+    # worker must name the unprivileged user that runs the jobs
+    user = " --user nobody" if os.geteuid() == 0 else ""
+    print(f"run it with: MARKET_CLIENT_TOKEN={new.token} twistd -n worker --server {_server_url(args)}"
+          f" --client {new.id}{user}")
     return 0
 
 
@@ -200,8 +205,13 @@ def cmd_client_list(args) -> int:
 
 # -- jobs (through the server's XML-RPC) ---------------------------------------------------------
 
+def _server_url(args) -> str:
+    from market.rpcclient import DEFAULT_SERVER, server_url
+
+    return server_url(args.server or os.environ.get("MARKET_SERVER") or DEFAULT_SERVER)
+
+
 def _server(args):
-    import os
     from market.rpcclient import blocking
 
     account = args.account or os.environ.get("MARKET_ACCOUNT")
@@ -209,7 +219,7 @@ def _server(args):
     if not account or not token:
         raise UsageError("give --account NAME and --token TOKEN (or $MARKET_ACCOUNT and $MARKET_TOKEN);"
                          " get a token with: market account token NAME")
-    return blocking(args.server, f"account/{account}", token), account
+    return blocking(_server_url(args), f"account/{account}", token), account
 
 
 def _call(fn, *a):
@@ -263,7 +273,6 @@ def cmd_submit(args) -> int:
 
 
 def cmd_submit_task(args) -> int:
-    import os
     import xmlrpc.client
 
     from market import taskbundle
@@ -344,6 +353,12 @@ def cmd_report(args) -> int:
     return report.main(args.rest, args.db)
 
 
+def cmd_demo(args) -> int:
+    from market import demo
+
+    return demo.main(args.dir)
+
+
 def cmd_run_local(args) -> int:
     from market.tasklet import localrun
 
@@ -354,22 +369,27 @@ def cmd_run_local(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="market", description="Community Market Dispatcher: administration and jobs")
-    p.add_argument("--db", default=None, help=f"database URL (default $MARKET_DB or {dburl.DEFAULT_URL})")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    db_help = f"database URL (default $MARKET_DB or {dburl.DEFAULT_URL})"
+    p.add_argument("--db", default=None, help=db_help)
+    # the global options are accepted after the command too (market db init --db URL): every
+    # command's parser has them, defaulting to "not given" so the one before the command stays
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    sub = _Commands(p.add_subparsers(dest="command", metavar="COMMAND"), common)
     sub.required = True
 
-    db = sub.add_parser("db", help="create, upgrade or audit the database").add_subparsers(dest="what", metavar="ACTION")
-    db.required = True
+    db = sub.group("db", help="create, upgrade or audit the database")
     db.add_parser("init", help="create the tables").set_defaults(func=cmd_db_init)
     db.add_parser("upgrade", help="apply pending schema migrations, keeping data").set_defaults(func=cmd_db_upgrade)
     db.add_parser("audit", help="check the ledger invariants").set_defaults(func=cmd_db_audit)
 
-    acc = sub.add_parser("account", help="member accounts").add_subparsers(dest="what", metavar="ACTION")
-    acc.required = True
-    c = acc.add_parser("create", help="create an account (password on stdin with --password-stdin)")
+    acc = sub.group("account", help="member accounts")
+    c = acc.add_parser("create", help="create an account; the password is asked for on a terminal, or read"
+                                      " from standard input with --password-stdin (needed when input is piped)")
     c.add_argument("name")
     c.add_argument("--email", required=True)
-    c.add_argument("--password-stdin", action="store_true")
+    c.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input instead of asking for it")
     c.add_argument("--confirmed", action="store_true", help="skip e-mail confirmation (administrators)")
     c.add_argument("--grant", default=None, help="starting grant in credits (default $MARKET_STARTING_GRANT or 100.00)")
     c.set_defaults(func=cmd_account_create)
@@ -390,22 +410,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.set_defaults(func=cmd_account_token)
 
-    cl = sub.add_parser("client", help="computation clients").add_subparsers(dest="what", metavar="ACTION")
-    cl.required = True
+    cl = sub.group("client", help="computation clients")
     c = cl.add_parser("register", help="register a client for an account; prints its id and token once")
     c.add_argument("account")
     c.add_argument("--name", default=None)
+    c.add_argument("--server", default=None,
+                   help="the market's XML-RPC URL the worker will use, for the printed command"
+                        " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)")
     c.set_defaults(func=cmd_client_register)
     c = cl.add_parser("list", help="list clients")
     c.add_argument("--account", default=None)
     c.set_defaults(func=cmd_client_list)
 
     def server_opts(c):
-        import os
-
-        from market.rpcclient import DEFAULT_SERVER
-
-        c.add_argument("--server", default=os.environ.get("MARKET_SERVER", DEFAULT_SERVER))
+        c.add_argument("--server", default=None,
+                       help="the market's XML-RPC URL, like http://HOST:7080/RPC2 or HOST:7080"
+                            " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)")
         c.add_argument("--account", default=None, help="your account name (or $MARKET_ACCOUNT)")
         c.add_argument("--token", default=None, help="your API token (or $MARKET_TOKEN)")
 
@@ -444,15 +464,38 @@ def build_parser() -> argparse.ArgumentParser:
     server_opts(c)
     c.set_defaults(func=cmd_cancel)
 
-    c = sub.add_parser("report", help="write the XML system report: [-o FILE] [--as ACCOUNT]", add_help=False)
+    c = sub.add_parser("report", help="write the XML system report: [-o FILE] [--as ACCOUNT]", add_help=False,
+                       plain=True)
     c.add_argument("rest", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_report)
 
     c = sub.add_parser("run-local", help="run a job locally, freezing and thawing it every slice",
-                       add_help=False)
+                       add_help=False, plain=True)
     c.add_argument("rest", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_run_local)
+
+    c = sub.add_parser("demo", help="run a market, a worker and a sample job on embedded SQLite, then stop")
+    c.add_argument("--dir", default="demo", help="a folder for the demo's database and logs (emptied first)")
+    c.set_defaults(func=cmd_demo)
     return p
+
+
+class _Commands:
+    """The ``COMMAND`` level of the parser: every command (and every action of a group) inherits the
+    global options, so they work before or after the command."""
+
+    def __init__(self, subparsers, common: argparse.ArgumentParser):
+        self._sub, self._common = subparsers, common
+        subparsers.required = True
+
+    def add_parser(self, name: str, plain: bool = False, **kwargs) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        return self._sub.add_parser(name, **kwargs) if plain else self._sub.add_parser(
+            name, parents=[self._common], **kwargs)
+
+    def group(self, name: str, help: str) -> "_Commands":
+        actions = self._sub.add_parser(name, help=help).add_subparsers(dest="what", metavar="ACTION")
+        return _Commands(actions, self._common)
 
 
 PASS_THROUGH = ("report", "run-local")  # commands that parse their own options

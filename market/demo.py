@@ -1,6 +1,6 @@
-"""``make demo``: the main job on embedded SQLite, from nothing.
+"""``market demo`` (``make demo`` from a clone): the main job on embedded SQLite, from nothing.
 
-Creates a fresh market in ``./demo``: accounts alice (submits) and bob (owns a machine), starts a
+Creates a fresh market in ``./demo`` (or ``--dir``): accounts alice (submits) and bob (owns a machine), starts a
 real ``twistd -n market`` and a real ``twistd -n worker`` (sandboxed; as root it runs jobs as
 ``nobody``), submits the sample job ``market/examples/primes.py`` with 1-second slices, waits
 for it, prints the result, the slices it took and what alice paid bob, then stops both.
@@ -55,10 +55,10 @@ def sieve_count(limit: int) -> int:
     return sum(marks)
 
 
-def main() -> int:
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    os.makedirs(DEMO_DIR)
-    workdir = os.path.abspath(DEMO_DIR)
+def main(directory: str = DEMO_DIR) -> int:
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    workdir = os.path.abspath(directory)
     url = f"sqlite:{workdir}/market.sqlite"
     db = open_database(url)
     alice = accounts.create_account(db, "alice", "alice@example.org", "demo-password", confirm=False)
@@ -69,7 +69,9 @@ def main() -> int:
     rpc_url = f"http://127.0.0.1:{port}/RPC2"
     print(f"market: {url}; accounts alice and bob (100.00 credits each); bob's client {client.id}")
 
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # the twistd children import this very market package, installed or run from a clone
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
     server_log, worker_log = f"{workdir}/market.log", f"{workdir}/worker.log"
     server = subprocess.Popen([*TWISTD, "-n", "--pidfile=", f"--logfile={server_log}", "market", "--db", url,
                                "--rpc", f"tcp:{port}:interface=127.0.0.1", "--window", "0.5", "--threshold", "1",
@@ -78,7 +80,8 @@ def main() -> int:
     try:
         wait_for(port, server, server_log)
         print(f"twistd market serving XML-RPC at {rpc_url} (log: {server_log})")
-        worker_args = ["--server", rpc_url, "--client", str(client.id), "--token", client.token, "--slice", "1"]
+        worker_args = ["--server", rpc_url, "--client", str(client.id), "--slice", "1"]
+        env["MARKET_CLIENT_TOKEN"] = client.token  # not in the arguments, which ps shows to everyone
         if os.geteuid() == 0:
             worker_args += ["--user", "nobody"]
         from market.sandbox import probe
@@ -93,9 +96,9 @@ def main() -> int:
                                   cwd=workdir, env=env)
         print(f"twistd worker started for client {client.id} (log: {worker_log})")
 
-        source_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples", "primes.py")
-        with open(source_path) as f:
-            source = f.read()
+        from importlib import resources
+
+        source = resources.files("market.examples").joinpath("primes.py").read_text(encoding="utf-8")
         rpc = blocking(rpc_url, "account/alice", token)
         job_id = rpc.job(alice.id, source, "0.05", "count primes", "count_primes")
         rpc.init(job_id, xmlrpc.client.Binary(tasklet.start(source, "count_primes", [LIMIT], {}, job_id=job_id)))

@@ -28,9 +28,6 @@ from market.errors import MarketError
 
 NAMESPACE = "urn:market:report:1"
 VERSION = "1"
-# the source tree's schema/report.xsd; an installed market falls back to the byte-identical copy
-# shipped as package data of the quote tool (same distribution)
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema", "report.xsd")
 
 # characters XML 1.0 cannot carry at all; a job name is member input and may contain them
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -190,9 +187,11 @@ _schema: Optional[etree.XMLSchema] = None
 
 
 def schema_path() -> str:
-    """Where the XSD is: the source tree's copy, else the one installed with the quote tool."""
-    if os.path.exists(SCHEMA_PATH):
-        return SCHEMA_PATH
+    """Where the XSD is: the copy installed as the quote tool's package data (same distribution).
+
+    ``schema/report.xsd`` in the source tree is the document of record; a test keeps the two
+    byte-identical, and the wheel test checks the installed copy is there.
+    """
     import quote
 
     return os.path.join(os.path.dirname(os.path.abspath(quote.__file__)), "report.xsd")
@@ -215,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--as", dest="requester", metavar="ACCOUNT",
                    help="include owner links for ACCOUNT's own jobs and clients (default: anonymous)")
+    p.add_argument("--db", default=None, help="database URL (also accepted before the command)")
     return p
 
 
@@ -226,6 +226,7 @@ def main(argv: Optional[List[str]], db_url: Optional[str]) -> int:
         return 0 if e.code in (0, None) else 2
     from market.store import Database, require_current
 
+    db_url = args.db or db_url
     target = args.output
     partial = None
     try:

@@ -97,3 +97,26 @@ class AsyncRPC:
 
 def _raise(e):
     raise e
+
+
+def server_url(text: str) -> str:
+    """The market's XML-RPC URL from what a person typed: ``HOST:PORT`` gets ``http://`` and a path
+    ``/RPC2``; anything that cannot be a URL is refused in one line that shows the expected form."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    typed = (text or "").strip()
+    example = "like http://HOST:7080/RPC2 or HOST:7080"
+    full = typed if "://" in typed else "http://" + typed
+    try:
+        parts = urlsplit(full)
+        port = parts.port
+    except ValueError as e:
+        raise MarketError(f"server URL {typed!r} is not valid ({e}) — give one {example}") from None
+    if parts.scheme not in ("http", "https"):
+        raise MarketError(f"server URL {typed!r} must start with http:// or https:// — give one {example}")
+    if not parts.hostname:
+        raise MarketError(f"server URL {typed!r} names no host — give one {example}")
+    if port == 0:
+        raise MarketError(f"server URL {typed!r} has port 0 — give one {example}")
+    path = parts.path if parts.path not in ("", "/") else "/RPC2"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))

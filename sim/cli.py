@@ -17,13 +17,32 @@ from sim.distributions import ScenarioError
 __all__ = ["main"]
 
 
+def shipped_scenarios() -> list[str]:
+    """The scenarios installed with the package (``sim/scenarios/*.toml``), by name."""
+    from importlib import resources
+
+    folder = resources.files("sim").joinpath("scenarios")
+    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
+
+
+def _scenario(text: str) -> Path:
+    """A path as given; a bare name that is no file is a shipped scenario (``sim policies``)."""
+    path = Path(text)
+    if path.exists() or path.suffix or text not in shipped_scenarios():
+        return path
+    from importlib import resources
+
+    return Path(str(resources.files("sim").joinpath("scenarios", f"{text}.toml")))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sim",
         description="Simulate the market's pooling and matching (the production code) on "
-                    "simulated time. Scenarios: sim/scenarios/*.toml; see docs/sim.md.",
+                    "simulated time. See docs/sim.md.",
     )
-    parser.add_argument("scenario", type=Path, help="a scenario file (TOML)")
+    parser.add_argument("scenario", type=_scenario,
+                        help="a scenario file (TOML), or the name of a shipped one: " + ", ".join(shipped_scenarios()))
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's run.seed")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for results.csv, results.json and plots (created if missing)")

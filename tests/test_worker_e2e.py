@@ -136,3 +136,29 @@ def test_sigterm_freezes_the_running_job_and_checks_its_progress_in(tmp_path, pr
     state = db.transact(jsql.committed_state, job_id)
     assert state["seq"] == 1
     assert db.transact(jsql.job_row, job_id)["progress"] > 0
+
+
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "/usr/bin/pypy3"])
+def test_a_worker_runs_jobs_on_each_supported_job_interpreter(tmp_path, processes, python):
+    """Jobs run inside the sandbox on the worker's --python: Debian's CPython and PyPy 3.9."""
+    need_program(os.path.basename(python))
+    db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "5")
+    job_id = submit(db, owner, 50_000, 10)
+    (_, worker), = start_workers(server, db, host, processes, str(tmp_path), 1, "--python", python)
+    wait_until(lambda: db.transact(jsql.job_row, job_id)["status"] == "finished", 120, "the job to finish")
+    assert result_of(db, job_id) == EXPECTED[50_000]
+    assert f"jobs run on {'PyPy 3.9' if 'pypy' in python else 'CPython 3.'}" in worker.logtext()
+
+
+def test_a_worker_refuses_a_job_interpreter_older_than_the_runtime_supports(tmp_path):
+    import subprocess
+
+    from tests.servers import TWISTD, env
+
+    fake = tmp_path / "python2.7"
+    fake.write_text("#!/bin/sh\necho cpython 2 7\n")
+    fake.chmod(0o755)
+    out = subprocess.run([*TWISTD, "-n", "worker", "--server", "127.0.0.1:9", "--client", "1", "--token", "x",
+                          "--python", str(fake)], capture_output=True, text=True, env=env(), timeout=60)
+    assert out.returncode != 0
+    assert "is CPython 2.7; jobs need CPython or PyPy 3.9 or newer" in out.stdout + out.stderr

@@ -17,7 +17,8 @@ class Options(usage.Options):
         ["once", None, "stop after the first finished lease (tests, demos)"],
     ]
     optParameters = [
-        ["server", None, os.environ.get("MARKET_SERVER", DEFAULT_SERVER), "the market's XML-RPC URL"],
+        ["server", None, os.environ.get("MARKET_SERVER", DEFAULT_SERVER),
+         "the market's XML-RPC URL (http://HOST:7080/RPC2, or HOST:7080)"],
         ["client", None, None, "this client's id (from: market client register)"],
         ["token", None, None, "this client's token (or $MARKET_CLIENT_TOKEN)"],
         ["token-file", None, None, "read the token from this file"],
@@ -26,7 +27,8 @@ class Options(usage.Options):
         ["sandbox", None, "auto", "auto | full | degraded"],
         ["user", None, None, "unprivileged user that runs jobs (required when started as root)"],
         ["memory", None, 512, "memory limit per slice, MB", int],
-        ["python", None, "/usr/bin/python3", "interpreter that runs jobs inside the sandbox"],
+        ["python", None, "/usr/bin/python3",
+         "interpreter that runs jobs inside the sandbox: CPython >= 3.9 or PyPy >= 3.9"],
     ]
 
     def postOptions(self):
@@ -52,11 +54,26 @@ class Options(usage.Options):
             raise usage.UsageError("--cpu must be between 1 and 100")
         if self["slice"] <= 0:
             raise usage.UsageError("--slice must be more than 0")
+        from market.errors import MarketError
+        from market.rpcclient import server_url
+        from market.worker.interpreter import UnsupportedInterpreter, check
+
+        try:
+            self["server"] = server_url(self["server"])
+        except MarketError as e:
+            raise usage.UsageError(f"--server: {e}")
+        try:
+            self.interpreter = check(self["python"])
+        except UnsupportedInterpreter as e:
+            raise usage.UsageError(str(e))
 
 
 def makeService(options):
+    from twisted.logger import Logger
+
     from market.worker.service import WorkerService
 
+    Logger().info("jobs run on {what} ({path})", what=options.interpreter.describe(), path=options["python"])
     return WorkerService(
         server=options["server"], client_id=options["client"], token=options["token"],
         slice_seconds=options["slice"], cpu_percent=options["cpu"], idle_only=bool(options["idle-only"]),
