@@ -13,10 +13,9 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional
 
-from market import money
-from market.errors import DatabaseUnavailable, MarketError
+from market.core import money
+from market.core.errors import DatabaseUnavailable, MarketError
 from market.store import dburl
 
 EXIT_REFUSED = 1
@@ -47,6 +46,7 @@ def _read_password(args) -> str:
 
 
 # -- db ----------------------------------------------------------------------------------------
+
 
 def cmd_db_init(args) -> int:
     from market.store import Database, schema
@@ -79,13 +79,15 @@ def cmd_db_audit(args) -> int:
 
 # -- accounts ------------------------------------------------------------------------------------
 
+
 def cmd_account_create(args) -> int:
     from market import accounts
 
     db = _db(args)
     grant = money.parse_amount(args.grant, "--grant") if args.grant is not None else None
-    new = accounts.create_account(db, args.name, args.email, _read_password(args),
-                                  confirm=not args.confirmed, grant_cents=grant)
+    new = accounts.create_account(
+        db, args.name, args.email, _read_password(args), confirm=not args.confirmed, grant_cents=grant
+    )
     print(f"account {new.name} created (id {new.id})")
     if new.confirm_token:
         print(f"confirmation token: {new.confirm_token}")
@@ -94,7 +96,7 @@ def cmd_account_create(args) -> int:
 
 
 def cmd_account_confirm(args) -> int:
-    from market import credentials
+    from market.accounts import credentials
     from market.store import accounts as sql
 
     db = _db(args)
@@ -107,7 +109,8 @@ def cmd_account_confirm(args) -> int:
         if account["confirmed"]:
             return account
         if not account["confirm_token_hash"] or not credentials.same(
-                account["confirm_token_hash"], credentials.token_hash(args.token)):
+            account["confirm_token_hash"], credentials.token_hash(args.token)
+        ):
             raise MarketError(f"that token does not confirm account {args.name!r} — check the link in the e-mail")
         sql.confirm_account_by_name(tx, args.name)
         return account
@@ -123,8 +126,10 @@ def cmd_account_list(args) -> int:
     rows = _db(args).transact(sql.list_accounts)
     print(f"{'id':>5}  {'name':<20} {'confirmed':<9} {'balance':>12}  email")
     for r in rows:
-        print(f"{r['id']:>5}  {r['name']:<20} {'yes' if r['confirmed'] else 'no':<9} "
-              f"{money.format_cents(r['balance']):>12}  {r['email']}")
+        print(
+            f"{r['id']:>5}  {r['name']:<20} {'yes' if r['confirmed'] else 'no':<9} "
+            f"{money.format_cents(r['balance']):>12}  {r['email']}"
+        )
     return 0
 
 
@@ -169,6 +174,7 @@ def cmd_account_token(args) -> int:
 
 # -- clients -------------------------------------------------------------------------------------
 
+
 def cmd_client_register(args) -> int:
     from market import accounts
     from market.store import accounts as sql
@@ -181,8 +187,10 @@ def cmd_client_register(args) -> int:
     # the token goes in the environment, not the arguments (which every user sees in ps); a root
     # worker must name the unprivileged user that runs the jobs
     user = " --user nobody" if os.geteuid() == 0 else ""
-    print(f"run it with: MARKET_CLIENT_TOKEN={new.token} twistd -n worker --server {_server_url(args)}"
-          f" --client {new.id}{user}")
+    print(
+        f"run it with: MARKET_CLIENT_TOKEN={new.token} twistd -n worker --server {_server_url(args)}"
+        f" --client {new.id}{user}"
+    )
     return 0
 
 
@@ -205,20 +213,23 @@ def cmd_client_list(args) -> int:
 
 # -- jobs (through the server's XML-RPC) ---------------------------------------------------------
 
+
 def _server_url(args) -> str:
-    from market.rpcclient import DEFAULT_SERVER, server_url
+    from market.rpc.client import DEFAULT_SERVER, server_url
 
     return server_url(args.server or os.environ.get("MARKET_SERVER") or DEFAULT_SERVER)
 
 
 def _server(args):
-    from market.rpcclient import blocking
+    from market.rpc.client import blocking
 
     account = args.account or os.environ.get("MARKET_ACCOUNT")
     token = args.token or os.environ.get("MARKET_TOKEN")
     if not account or not token:
-        raise UsageError("give --account NAME and --token TOKEN (or $MARKET_ACCOUNT and $MARKET_TOKEN);"
-                         " get a token with: market account token NAME")
+        raise UsageError(
+            "give --account NAME and --token TOKEN (or $MARKET_ACCOUNT and $MARKET_TOKEN);"
+            " get a token with: market account token NAME"
+        )
     return blocking(_server_url(args), f"account/{account}", token), account
 
 
@@ -275,7 +286,7 @@ def cmd_submit(args) -> int:
 def cmd_submit_task(args) -> int:
     import xmlrpc.client
 
-    from market import taskbundle
+    from market.jobs import taskbundle
 
     try:
         with open(args.task, encoding="utf-8") as f:
@@ -309,8 +320,10 @@ def cmd_status(args) -> int:
     rows = rows if isinstance(rows, list) else [rows]
     print(f"{'id':>5}  {'name':<24} {'price':>8} {'status':<10} {'executed':>9} {'slices':>6}  outcome")
     for r in rows:
-        print(f"{r['id']:>5}  {r['name'][:24]:<24} {r['price']:>8} {r['status']:<10} "
-              f"{r['executed_seconds']:>8.1f}s {r['slices']:>6}  {r.get('outcome') or ''}")
+        print(
+            f"{r['id']:>5}  {r['name'][:24]:<24} {r['price']:>8} {r['status']:<10} "
+            f"{r['executed_seconds']:>8.1f}s {r['slices']:>6}  {r.get('outcome') or ''}"
+        )
     return 0
 
 
@@ -367,6 +380,7 @@ def cmd_run_local(args) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="market", description="Community Market Dispatcher: administration and jobs")
     db_help = f"database URL (default $MARKET_DB or {dburl.DEFAULT_URL})"
@@ -384,12 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("audit", help="check the ledger invariants").set_defaults(func=cmd_db_audit)
 
     acc = sub.group("account", help="member accounts")
-    c = acc.add_parser("create", help="create an account; the password is asked for on a terminal, or read"
-                                      " from standard input with --password-stdin (needed when input is piped)")
+    c = acc.add_parser(
+        "create",
+        help="create an account; the password is asked for on a terminal, or read"
+        " from standard input with --password-stdin (needed when input is piped)",
+    )
     c.add_argument("name")
     c.add_argument("--email", required=True)
-    c.add_argument("--password-stdin", action="store_true",
-                   help="read the password from the first line of standard input instead of asking for it")
+    c.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of asking for it",
+    )
     c.add_argument("--confirmed", action="store_true", help="skip e-mail confirmation (administrators)")
     c.add_argument("--grant", default=None, help="starting grant in credits (default $MARKET_STARTING_GRANT or 100.00)")
     c.set_defaults(func=cmd_account_create)
@@ -414,18 +434,24 @@ def build_parser() -> argparse.ArgumentParser:
     c = cl.add_parser("register", help="register a client for an account; prints its id and token once")
     c.add_argument("account")
     c.add_argument("--name", default=None)
-    c.add_argument("--server", default=None,
-                   help="the market's XML-RPC URL the worker will use, for the printed command"
-                        " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)")
+    c.add_argument(
+        "--server",
+        default=None,
+        help="the market's XML-RPC URL the worker will use, for the printed command"
+        " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)",
+    )
     c.set_defaults(func=cmd_client_register)
     c = cl.add_parser("list", help="list clients")
     c.add_argument("--account", default=None)
     c.set_defaults(func=cmd_client_list)
 
     def server_opts(c):
-        c.add_argument("--server", default=None,
-                       help="the market's XML-RPC URL, like http://HOST:7080/RPC2 or HOST:7080"
-                            " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)")
+        c.add_argument(
+            "--server",
+            default=None,
+            help="the market's XML-RPC URL, like http://HOST:7080/RPC2 or HOST:7080"
+            " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)",
+        )
         c.add_argument("--account", default=None, help="your account name (or $MARKET_ACCOUNT)")
         c.add_argument("--token", default=None, help="your API token (or $MARKET_TOKEN)")
 
@@ -464,13 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     server_opts(c)
     c.set_defaults(func=cmd_cancel)
 
-    c = sub.add_parser("report", help="write the XML system report: [-o FILE] [--as ACCOUNT]", add_help=False,
-                       plain=True)
+    c = sub.add_parser(
+        "report", help="write the XML system report: [-o FILE] [--as ACCOUNT]", add_help=False, plain=True
+    )
     c.add_argument("rest", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("run-local", help="run a job locally, freezing and thawing it every slice",
-                       add_help=False, plain=True)
+    c = sub.add_parser(
+        "run-local", help="run a job locally, freezing and thawing it every slice", add_help=False, plain=True
+    )
     c.add_argument("rest", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_run_local)
 
@@ -490,10 +518,13 @@ class _Commands:
 
     def add_parser(self, name: str, plain: bool = False, **kwargs) -> argparse.ArgumentParser:
         kwargs.setdefault("description", kwargs.get("help"))
-        return self._sub.add_parser(name, **kwargs) if plain else self._sub.add_parser(
-            name, parents=[self._common], **kwargs)
+        return (
+            self._sub.add_parser(name, **kwargs)
+            if plain
+            else self._sub.add_parser(name, parents=[self._common], **kwargs)
+        )
 
-    def group(self, name: str, help: str) -> "_Commands":
+    def group(self, name: str, help: str) -> _Commands:
         actions = self._sub.add_parser(name, help=help).add_subparsers(dest="what", metavar="ACTION")
         return _Commands(actions, self._common)
 
@@ -501,7 +532,7 @@ class _Commands:
 PASS_THROUGH = ("report", "run-local")  # commands that parse their own options
 
 
-def _split_pass_through(argv: List[str]):
+def _split_pass_through(argv: list[str]):
     """(global args, command, rest) when the command parses its own options, else None."""
     i = 0
     while i < len(argv):
@@ -512,11 +543,11 @@ def _split_pass_through(argv: List[str]):
         else:
             break
     if i < len(argv) and argv[i] in PASS_THROUGH:
-        return argv[:i], argv[i], argv[i + 1:]
+        return argv[:i], argv[i], argv[i + 1 :]
     return None
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     split = _split_pass_through(argv)

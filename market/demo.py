@@ -17,8 +17,9 @@ import sys
 import time
 import xmlrpc.client
 
-from market import accounts, money, tasklet
-from market.rpcclient import blocking
+from market import accounts, tasklet
+from market.core import money
+from market.rpc.client import blocking
 from market.store import accounts as sql
 from market.store import open_database
 
@@ -49,9 +50,9 @@ def sieve_count(limit: int) -> int:
     """The same answer by another method, to check the market's."""
     marks = bytearray([1]) * limit
     marks[:2] = b"\x00\x00"
-    for i in range(2, int(limit ** 0.5) + 1):
+    for i in range(2, int(limit**0.5) + 1):
         if marks[i]:
-            marks[i * i::i] = bytearray(len(range(i * i, limit, i)))
+            marks[i * i :: i] = bytearray(len(range(i * i, limit, i)))
     return sum(marks)
 
 
@@ -73,9 +74,27 @@ def main(directory: str = DEMO_DIR) -> int:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
     server_log, worker_log = f"{workdir}/market.log", f"{workdir}/worker.log"
-    server = subprocess.Popen([*TWISTD, "-n", "--pidfile=", f"--logfile={server_log}", "market", "--db", url,
-                               "--rpc", f"tcp:{port}:interface=127.0.0.1", "--window", "0.5", "--threshold", "1",
-                               "--test-job-size", "40"], cwd=workdir, env=env)
+    server = subprocess.Popen(
+        [
+            *TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={server_log}",
+            "market",
+            "--db",
+            url,
+            "--rpc",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--window",
+            "0.5",
+            "--threshold",
+            "1",
+            "--test-job-size",
+            "40",
+        ],
+        cwd=workdir,
+        env=env,
+    )
     worker = None
     try:
         wait_for(port, server, server_log)
@@ -89,11 +108,14 @@ def main(directory: str = DEMO_DIR) -> int:
         found = probe("nobody" if os.geteuid() == 0 else None)
         if found.level == "none":
             # the sample job is ours and trusted; a real worker refuses untrusted jobs without a sandbox
-            print(f"WARNING: no sandbox on this machine ({found.describe()}); the demo's worker runs the"
-                  " sample job WITHOUT isolation (--insecure-no-sandbox). Install bubblewrap for the real thing.")
+            print(
+                f"WARNING: no sandbox on this machine ({found.describe()}); the demo's worker runs the"
+                " sample job WITHOUT isolation (--insecure-no-sandbox). Install bubblewrap for the real thing."
+            )
             worker_args += ["--insecure-no-sandbox"]
-        worker = subprocess.Popen([*TWISTD, "-n", "--pidfile=", f"--logfile={worker_log}", "worker", *worker_args],
-                                  cwd=workdir, env=env)
+        worker = subprocess.Popen(
+            [*TWISTD, "-n", "--pidfile=", f"--logfile={worker_log}", "worker", *worker_args], cwd=workdir, env=env
+        )
         print(f"twistd worker started for client {client.id} (log: {worker_log})")
 
         from importlib import resources
@@ -120,8 +142,10 @@ def main(directory: str = DEMO_DIR) -> int:
         outcome = rpc.outcome(job_id)
         result = tasklet.decode_result(outcome["result"].data)
         expected = sieve_count(LIMIT)
-        print(f"result: {result} primes below {LIMIT} (correct: {result == expected}); "
-              f"{status['slices']} slices, {status['executed_seconds']:.1f} s executed")
+        print(
+            f"result: {result} primes below {LIMIT} (correct: {result == expected}); "
+            f"{status['slices']} slices, {status['executed_seconds']:.1f} s executed"
+        )
         for row in db.transact(sql.list_accounts):
             print(f"  {row['name']:<6} balance {money.format_cents(row['balance'])}")
         audit = db.transact(sql.audit)

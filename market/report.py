@@ -18,13 +18,14 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
 
 from lxml import etree
 
-from market import money
-from market.errors import MarketError
+from market.core import money
+from market.core.errors import MarketError
 
 NAMESPACE = "urn:market:report:1"
 VERSION = "1"
@@ -42,10 +43,29 @@ def _q(name: str) -> str:
 
 
 # qualified names built once: the writer opens ~8 million elements for a million-job market
-_Q = {name: _q(name) for name in (
-    "report", "clients", "client", "name", "speed", "sandbox-level", "suspect", "jobs", "job", "price",
-    "executed-seconds", "slices", "finished", "dispatches", "dispatch", "checked-out", "deadline",
-    "checked-in")}
+_Q = {
+    name: _q(name)
+    for name in (
+        "report",
+        "clients",
+        "client",
+        "name",
+        "speed",
+        "sandbox-level",
+        "suspect",
+        "jobs",
+        "job",
+        "price",
+        "executed-seconds",
+        "slices",
+        "finished",
+        "dispatches",
+        "dispatch",
+        "checked-out",
+        "deadline",
+        "checked-in",
+    )
+}
 
 
 def utc(t: float) -> str:
@@ -53,8 +73,7 @@ def utc(t: float) -> str:
     whole = math.floor(t)
     ms = int((t - whole) * 1000)
     g = time.gmtime(whole)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (g.tm_year, g.tm_mon, g.tm_mday, g.tm_hour, g.tm_min,
-                                                    g.tm_sec, ms)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (g.tm_year, g.tm_mon, g.tm_mday, g.tm_hour, g.tm_min, g.tm_sec, ms)
 
 
 def _text(value: Any) -> str:
@@ -80,7 +99,7 @@ class ReportCounts:
     dispatches: int = 0
 
 
-def _batches(db, read: Callable[..., List[Dict[str, Any]]], batch: int) -> Iterator[Dict[str, Any]]:
+def _batches(db, read: Callable[..., list[dict[str, Any]]], batch: int) -> Iterator[dict[str, Any]]:
     """Every row of ``read`` in id order, one short transaction per batch."""
     after = 0
     while True:
@@ -99,7 +118,7 @@ def _leaves(xf, leaves) -> None:
             write(text)
 
 
-def _write_client(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) -> None:
+def _write_client(xf, row: dict[str, Any], own: bool, requester: str | None) -> None:
     attrib = {"id": str(row["id"]), "status": "active" if row["status"] == "active" else "inactive"}
     if own:
         attrib["owner"] = requester
@@ -110,11 +129,16 @@ def _write_client(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) 
         if speed is not None and row["measured_at"] is not None and math.isfinite(speed):
             with xf.element(_Q["speed"], {"measured-at": utc(row["measured_at"])}):
                 xf.write(_speed(max(0.0, speed)))
-        _leaves(xf, ((_Q["sandbox-level"], _text(row["sandbox_level"] or "unknown")),
-                     (_Q["suspect"], "true" if row["suspect"] else "false")))
+        _leaves(
+            xf,
+            (
+                (_Q["sandbox-level"], _text(row["sandbox_level"] or "unknown")),
+                (_Q["suspect"], "true" if row["suspect"] else "false"),
+            ),
+        )
 
 
-def _write_job(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) -> None:
+def _write_job(xf, row: dict[str, Any], own: bool, requester: str | None) -> None:
     status = row["status"]
     if status not in JOB_STATUSES:
         # a status this release does not know must not compete in anyone's quote
@@ -123,14 +147,19 @@ def _write_job(xf, row: Dict[str, Any], own: bool, requester: Optional[str]) -> 
     if own:
         attrib["owner"] = requester
     with xf.element(_Q["job"], attrib):
-        _leaves(xf, ((_Q["name"], _text(row["name"])),
-                     (_Q["price"], money.format_cents(max(0, int(row["price"])))),
-                     (_Q["executed-seconds"], _seconds(row["executed_ms"])),
-                     (_Q["slices"], str(int(row["slices"] or 0))),
-                     (_Q["finished"], "true" if status == "finished" else "false")))
+        _leaves(
+            xf,
+            (
+                (_Q["name"], _text(row["name"])),
+                (_Q["price"], money.format_cents(max(0, int(row["price"])))),
+                (_Q["executed-seconds"], _seconds(row["executed_ms"])),
+                (_Q["slices"], str(int(row["slices"] or 0))),
+                (_Q["finished"], "true" if status == "finished" else "false"),
+            ),
+        )
 
 
-def _write_dispatch(xf, row: Dict[str, Any]) -> None:
+def _write_dispatch(xf, row: dict[str, Any]) -> None:
     status = row["status"] if row["status"] in DISPATCH_STATUSES else "failed"
     attrib = {"id": str(row["id"]), "job": str(row["job_id"]), "client": str(row["client_id"]), "status": status}
     with xf.element(_Q["dispatch"], attrib):
@@ -140,8 +169,9 @@ def _write_dispatch(xf, row: Dict[str, Any]) -> None:
         _leaves(xf, leaves)
 
 
-def write_report(db, out: Any, requester: Optional[str] = None, now: Optional[float] = None,
-                 batch: int = 5000) -> ReportCounts:
+def write_report(
+    db, out: Any, requester: str | None = None, now: float | None = None, batch: int = 5000
+) -> ReportCounts:
     """Write the report for ``requester`` (an account name, or None for anonymous) to ``out``.
 
     ``out`` is a path or a binary file-like object. Raises NotFound for an unknown requester
@@ -174,7 +204,7 @@ def write_report(db, out: Any, requester: Optional[str] = None, now: Optional[fl
     return counts
 
 
-def report_bytes(db, requester: Optional[str] = None, now: Optional[float] = None) -> bytes:
+def report_bytes(db, requester: str | None = None, now: float | None = None) -> bytes:
     """The whole report as bytes (for small markets and tests; large ones should stream to a file)."""
     import io
 
@@ -183,7 +213,7 @@ def report_bytes(db, requester: Optional[str] = None, now: Optional[float] = Non
     return buffer.getvalue()
 
 
-_schema: Optional[etree.XMLSchema] = None
+_schema: etree.XMLSchema | None = None
 
 
 def schema_path() -> str:
@@ -208,17 +238,23 @@ def schema() -> etree.XMLSchema:
 
 # -- command line (wired by market.cli as ``market report``) -----------------------------------
 
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="market report",
-                                description="Write the XML system report (schema: schema/report.xsd).")
+    p = argparse.ArgumentParser(
+        prog="market report", description="Write the XML system report (schema: schema/report.xsd)."
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    p.add_argument("--as", dest="requester", metavar="ACCOUNT",
-                   help="include owner links for ACCOUNT's own jobs and clients (default: anonymous)")
+    p.add_argument(
+        "--as",
+        dest="requester",
+        metavar="ACCOUNT",
+        help="include owner links for ACCOUNT's own jobs and clients (default: anonymous)",
+    )
     p.add_argument("--db", default=None, help="database URL (also accepted before the command)")
     return p
 
 
-def main(argv: Optional[List[str]], db_url: Optional[str]) -> int:
+def main(argv: list[str] | None, db_url: str | None) -> int:
     """``market report [-o FILE] [--as ACCOUNT]``: 0 on success, 1 refused, 2 bad usage."""
     try:
         args = _parser().parse_args(argv)
@@ -242,8 +278,10 @@ def main(argv: Optional[List[str]], db_url: Optional[str]) -> int:
             counts = write_report(db, partial, args.requester)
             os.replace(partial, target)
             partial = None
-            print(f"wrote {target}: {counts.clients} clients, {counts.jobs} jobs, {counts.dispatches} dispatches",
-                  file=sys.stderr)
+            print(
+                f"wrote {target}: {counts.clients} clients, {counts.jobs} jobs, {counts.dispatches} dispatches",
+                file=sys.stderr,
+            )
         return 0
     except MarketError as e:
         print(f"market report: {e}", file=sys.stderr)
@@ -254,4 +292,3 @@ def main(argv: Optional[List[str]], db_url: Optional[str]) -> int:
     finally:
         if partial is not None and os.path.exists(partial):
             os.unlink(partial)
-

@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import sys
-from typing import List, Optional
 
 from quote import reader, rule
 
@@ -33,11 +32,16 @@ def _parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(
         prog="quote",
         description="Minimum price (credits per second) for a job to run on a client of at least SPEED, "
-                    "from a market report. See docs/quote.md.")
+        "from a market report. See docs/quote.md.",
+    )
     p.add_argument("report", metavar="REPORT.xml", help="the market's XML report ('-' for standard input)")
     p.add_argument("speed", metavar="SPEED", help="desired speed in probe operations per second (> 0)")
-    p.add_argument("--no-validate", dest="validate", action="store_false",
-                   help="skip the XSD check (trusted reports only; a malformed one may give a wrong answer)")
+    p.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="skip the XSD check (trusted reports only; a malformed one may give a wrong answer)",
+    )
     p.add_argument("--json", action="store_true", help="print n, the price and the counts as JSON")
     return p
 
@@ -54,22 +58,25 @@ def parse_speed(text: str) -> float:
 
 
 def _as_json(q: rule.Quote, view: reader.MarketView) -> str:
-    return json.dumps({
-        "speed": q.speed,
-        "possible": q.possible,
-        "n": q.n,
-        "price": None if q.price_cents is None else rule.format_cents(q.price_cents),
-        "nth_price": None if q.nth_price_cents is None else rule.format_cents(q.nth_price_cents),
-        "competing_jobs": q.competing,
-        "jobs": view.jobs,
-        "clients": view.clients,
-        "eligible_clients": len(view.speeds),
-        "dispatches": view.dispatches,
-        "generated_at": view.generated_at,
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "speed": q.speed,
+            "possible": q.possible,
+            "n": q.n,
+            "price": None if q.price_cents is None else rule.format_cents(q.price_cents),
+            "nth_price": None if q.nth_price_cents is None else rule.format_cents(q.nth_price_cents),
+            "competing_jobs": q.competing,
+            "jobs": view.jobs,
+            "clients": view.clients,
+            "eligible_clients": len(view.speeds),
+            "dispatches": view.dispatches,
+            "generated_at": view.generated_at,
+        },
+        sort_keys=True,
+    )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the tool; returns the exit code."""
     try:
         args = _parser().parse_args(sys.argv[1:] if argv is None else argv)

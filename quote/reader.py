@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import IO
 
 from lxml import etree
 
@@ -57,12 +58,13 @@ def _xpath(expr: str) -> etree.XPath:
 # Each query runs on a <clients> or <jobs> element and looks only at its first $k children: the
 # parser may already have started the last one, which is not complete yet.
 # (``*[position() <= $k]`` counts every child element, as ``k`` does.)
-_ELIGIBLE_SPEEDS = _xpath(
-    f"*[position() <= $k][self::r:client][@status='active'][{NOT_SUSPECT}]/r:speed/text()")
+_ELIGIBLE_SPEEDS = _xpath(f"*[position() <= $k][self::r:client][@status='active'][{NOT_SUSPECT}]/r:speed/text()")
 _COMPETING_PRICES = _xpath(f"*[position() <= $k][self::r:job][{COMPETING}]/r:price/text()")
 
-_TAG = {name: "{%s}%s" % (NAMESPACE, name) for name in
-        ("report", "clients", "client", "jobs", "job", "dispatches", "dispatch")}
+_TAG = {
+    name: "{%s}%s" % (NAMESPACE, name)
+    for name in ("report", "clients", "client", "jobs", "job", "dispatches", "dispatch")
+}
 _SECTION_TAGS = frozenset((_TAG["clients"], _TAG["jobs"], _TAG["dispatches"]))
 _PRICE = re.compile(r"^\s*(\d+)\.(\d{2})\s*$")
 
@@ -79,19 +81,19 @@ class ReportError(Exception):
 class MarketView:
     """What the report says about the market, reduced to what quoting needs."""
 
-    speeds: List[float] = field(default_factory=list)  # active, non-suspect, measured clients
+    speeds: list[float] = field(default_factory=list)  # active, non-suspect, measured clients
     price_counts: Counter = field(default_factory=Counter)  # competing job price (cents) -> jobs
     clients: int = 0
     jobs: int = 0
     dispatches: int = 0
-    generated_at: Optional[str] = None
+    generated_at: str | None = None
 
     @property
     def competing(self) -> int:
         return sum(self.price_counts.values())
 
 
-_schema: Optional[etree.XMLSchema] = None
+_schema: etree.XMLSchema | None = None
 
 
 def schema() -> etree.XMLSchema:
@@ -140,7 +142,7 @@ class _Reader:
         return self.view
 
 
-def _blocks(source: Union[str, IO[bytes]]) -> Iterator[bytes]:
+def _blocks(source: str | IO[bytes]) -> Iterator[bytes]:
     if not isinstance(source, str):
         while True:
             block = source.read(BLOCK)
@@ -162,8 +164,13 @@ def _blocks(source: Union[str, IO[bytes]]) -> Iterator[bytes]:
             yield block
 
 
-def read(source: Union[str, IO[bytes]], validate: bool = True, *, processes: Optional[int] = None,
-         split_part_bytes: int = SPLIT_PART_BYTES) -> MarketView:
+def read(
+    source: str | IO[bytes],
+    validate: bool = True,
+    *,
+    processes: int | None = None,
+    split_part_bytes: int = SPLIT_PART_BYTES,
+) -> MarketView:
     """Stream the report at ``source`` (a path or a binary file) into a :class:`MarketView`.
 
     Raises :class:`ReportError` for a missing file, a file that is not XML, or (with ``validate``)
@@ -184,7 +191,7 @@ def read(source: Union[str, IO[bytes]], validate: bool = True, *, processes: Opt
     return read_one_pass(source, validate)
 
 
-def read_one_pass(source: Union[str, IO[bytes]], validate: bool = True) -> MarketView:
+def read_one_pass(source: str | IO[bytes], validate: bool = True) -> MarketView:
     """:func:`read` in a single streaming pass, never split; its errors are the reference."""
     etree.clear_error_log()
     try:
@@ -201,8 +208,7 @@ def read_one_pass(source: Union[str, IO[bytes]], validate: bool = True) -> Marke
 MARKER = b"<?quote-part?>"
 
 
-def stream(blocks: Iterable[bytes], validate: bool, marked: bool = False
-           ) -> Tuple[MarketView, etree._Element]:
+def stream(blocks: Iterable[bytes], validate: bool, marked: bool = False) -> tuple[MarketView, etree._Element]:
     """One streaming pass over ``blocks``: the view and the root element (its sections emptied).
 
     Raises :class:`ReportError` or ``etree.XMLSyntaxError`` (not yet classified). With
@@ -217,19 +223,29 @@ def stream(blocks: Iterable[bytes], validate: bool, marked: bool = False
         # marker's "pi" event gives the tree instead; the sections are found among the root's
         # children.
         parser = etree.XMLPullParser(
-            events=("pi",), schema=schema() if validate else None, remove_comments=True,
-            remove_pis=False, collect_ids=False, **UNTRUSTED)
+            events=("pi",),
+            schema=schema() if validate else None,
+            remove_comments=True,
+            remove_pis=False,
+            collect_ids=False,
+            **UNTRUSTED,
+        )
         found = _Found()
     else:
         # Only "start" events, filtered to the report and its sections (the filter is applied
         # after the callback; an "end" event too would double its cost, ~0.5 s of 7 on a
         # million-job report).
         parser = etree.XMLPullParser(
-            events=("start",), tag=(_TAG["report"], _TAG["clients"], _TAG["jobs"], _TAG["dispatches"]),
-            schema=schema() if validate else None, remove_comments=True, remove_pis=True,
-            collect_ids=False, **UNTRUSTED)
-    root: List = []
-    sections: List = []  # the report's own <clients>, <jobs>, <dispatches>, in document order
+            events=("start",),
+            tag=(_TAG["report"], _TAG["clients"], _TAG["jobs"], _TAG["dispatches"]),
+            schema=schema() if validate else None,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+            **UNTRUSTED,
+        )
+    root: list = []
+    sections: list = []  # the report's own <clients>, <jobs>, <dispatches>, in document order
     done = 0  # sections[:done] are complete and emptied
     for block in blocks:
         parser.feed(block)
@@ -251,7 +267,7 @@ def stream(blocks: Iterable[bytes], validate: bool, marked: bool = False
     else:
         _drain(parser, root, sections)
     if not root:
-        raise ReportError("invalid", f"not a market report (expected <report xmlns=\"{NAMESPACE}\">)")
+        raise ReportError("invalid", f'not a market report (expected <report xmlns="{NAMESPACE}">)')
     if closed is not root[0]:
         # belt and braces: never quote from a report that stopped half-way
         raise ReportError("not-xml", "not well-formed XML: the report ends before </report> (truncated?)")
@@ -267,7 +283,7 @@ def _no_doctype(tree) -> None:
         raise ReportError("invalid", "a market report has no DOCTYPE; this one declares one")
 
 
-def _drain(parser, root: List, sections: List) -> None:
+def _drain(parser, root: list, sections: list) -> None:
     for _, element in parser.read_events():
         parent = element.getparent()
         if element.tag == _TAG["report"] and parent is None:
@@ -284,7 +300,7 @@ class _Found:
         self.marker = None
         self.last = None  # the root's last child seen so far
 
-    def drain(self, parser, root: List, sections: List) -> None:
+    def drain(self, parser, root: list, sections: list) -> None:
         for _, pi in parser.read_events():
             if self.marker is not None or pi.target != MARKER[2:-2].decode():
                 raise ValueError("a processing instruction in the report")
@@ -314,7 +330,7 @@ class _Ignore:
         return None
 
 
-def _syntax_error(path: str) -> Optional[ReportError]:
+def _syntax_error(path: str) -> ReportError | None:
     etree.clear_error_log()
     try:
         etree.parse(path, etree.XMLParser(target=_Ignore(), **UNTRUSTED))

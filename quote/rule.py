@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Optional
 
 MIN_PRICE_CENTS = 1
 
@@ -24,8 +23,8 @@ class Quote:
     speed: float
     n: int  # active, non-suspect clients with speed >= the desired speed
     competing: int  # jobs the new job competes with (ready or running)
-    price_cents: Optional[int]
-    nth_price_cents: Optional[int]  # the n-th highest competing price, if at least n compete
+    price_cents: int | None
+    nth_price_cents: int | None  # the n-th highest competing price, if at least n compete
 
     @property
     def possible(self) -> bool:
@@ -37,7 +36,7 @@ def fast_enough(speeds: Iterable[float], speed: float) -> int:
     return sum(1 for s in speeds if s >= speed)
 
 
-def nth_highest(price_counts: Mapping[int, int], n: int) -> Optional[int]:
+def nth_highest(price_counts: Mapping[int, int], n: int) -> int | None:
     """The n-th highest price (1-based) in a multiset given as {price: how many}; None if fewer."""
     seen = 0
     for price in sorted(price_counts, reverse=True):

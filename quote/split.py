@@ -64,8 +64,8 @@ import json
 import os
 import re
 import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from quote import reader
 
@@ -80,24 +80,24 @@ _MAX_PARTS = 255
 # and a block's worth of tree), so four stay far below quote's 300 MB budget. (Measured with two
 # only: the project's machines have 2 CPUs.)
 MAX_PROCESSES = 4
-_SYNTHETIC_ROOT = (f'<report xmlns="{reader.NAMESPACE}" version="1" '
-                   'generated-at="2000-01-01T00:00:00Z">')
+_SYNTHETIC_ROOT = f'<report xmlns="{reader.NAMESPACE}" version="1" generated-at="2000-01-01T00:00:00Z">'
 _DECLARATION = re.compile(
     rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(['\"])1\.0\1"
     rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(['\"])(?P<encoding>[A-Za-z0-9._-]+)\2)?"
-    rb"(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(['\"])(?:yes|no)\4)?[ \t\r\n]*\?>")
+    rb"(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(['\"])(?:yes|no)\4)?[ \t\r\n]*\?>"
+)
 _BOM = b"\xef\xbb\xbf"
 
 
 def synthetic_start(section: str) -> bytes:
     """What part after a cut in ``section`` is fed before its bytes: the report up to that section."""
-    before = _SECTIONS[:_SECTIONS.index(section)]
+    before = _SECTIONS[: _SECTIONS.index(section)]
     return (_SYNTHETIC_ROOT + "".join(f"<{s}/>" for s in before) + f"<{section}>").encode()
 
 
 def synthetic_end(section: str) -> bytes:
     """What the part before a cut in ``section`` is fed after its bytes: the rest of the report."""
-    after = _SECTIONS[_SECTIONS.index(section) + 1:]
+    after = _SECTIONS[_SECTIONS.index(section) + 1 :]
     return (f"</{section}>" + "".join(f"<{s}/>" for s in after) + "</report>").encode()
 
 
@@ -107,12 +107,12 @@ class Part:
 
     start: int
     end: int
-    opens: Optional[str] = None  # section of the cut at ``start``; None for the first part
-    closes: Optional[str] = None  # section of the cut at ``end``; None for the last part
+    opens: str | None = None  # section of the cut at ``start``; None for the first part
+    closes: str | None = None  # section of the cut at ``end``; None for the last part
     prolog: int = 0  # first part: where its prolog goes on after the XML declaration
 
 
-def plain_utf8(head: bytes) -> Optional[int]:
+def plain_utf8(head: bytes) -> int | None:
     """Whether a document starting with ``head`` is UTF-8 XML 1.0 by its own account: then the
     offset where its prolog goes on after the byte order mark and XML declaration, else None."""
     start = len(_BOM) if head.startswith(_BOM) else 0
@@ -122,11 +122,11 @@ def plain_utf8(head: bytes) -> Optional[int]:
             return None
         return m.end()
     # no declaration: UTF-8 unless the first bytes say otherwise (UTF-16/32 put a 0 byte next to '<')
-    utf8 = head[start:start + 1] == b"<" and head[start + 1:start + 2] not in (b"", b"\x00")
+    utf8 = head[start : start + 1] == b"<" and head[start + 1 : start + 2] not in (b"", b"\x00")
     return start if utf8 else None
 
 
-def find_cut(f, start: int, limit: int) -> Optional[Tuple[int, str]]:
+def find_cut(f, start: int, limit: int) -> tuple[int, str] | None:
     """The position just after the first ``</client>``, ``</job>`` or ``</dispatch>`` that starts
     in ``[start, limit)`` of the binary file ``f``, with its section; None if there is none."""
     chunk_size, overlap = 1 << 16, 16  # overlap: the longest tag, "</dispatch>", fits
@@ -147,7 +147,7 @@ def find_cut(f, start: int, limit: int) -> Optional[Tuple[int, str]]:
     return None
 
 
-def plan(path: str, targets: List[int]) -> Optional[List[Part]]:
+def plan(path: str, targets: list[int]) -> list[Part] | None:
     """The parts of the file at ``path`` with a cut at the first suitable end tag at or after each
     of the byte positions ``targets`` (ascending); None when it should be read in one pass."""
     try:
@@ -159,7 +159,7 @@ def plan(path: str, targets: List[int]) -> Optional[List[Part]]:
         prolog = plain_utf8(f.read(256))
         if prolog is None:
             return None
-        cuts: List[Tuple[int, str]] = []
+        cuts: list[tuple[int, str]] = []
         for target in targets:
             start = max(target, cuts[-1][0] if cuts else 0)
             cut = find_cut(f, start, min(size, start + _SEARCH))
@@ -168,8 +168,10 @@ def plan(path: str, targets: List[int]) -> Optional[List[Part]]:
     if not cuts:
         return None
     edges = [(0, None)] + cuts + [(size, None)]
-    return [Part(edges[i][0], edges[i + 1][0], edges[i][1], edges[i + 1][1], prolog if i == 0 else 0)
-            for i in range(len(edges) - 1)]
+    return [
+        Part(edges[i][0], edges[i + 1][0], edges[i][1], edges[i + 1][1], prolog if i == 0 else 0)
+        for i in range(len(edges) - 1)
+    ]
 
 
 def _part_blocks(path: str, part: Part) -> Iterator[bytes]:
@@ -205,15 +207,14 @@ def read_part(path: str, part: Part) -> reader.MarketView:
         after = len(_SECTIONS) - 1 - _SECTIONS.index(part.closes)
         children = list(root)
         cut_in = children[-1 - after] if len(children) > after else None
-        if (cut_in is None or cut_in.tag != reader._TAG[part.closes]
-                or cut_in.nsmap != {None: reader.NAMESPACE}):
+        if cut_in is None or cut_in.tag != reader._TAG[part.closes] or cut_in.nsmap != {None: reader.NAMESPACE}:
             raise ValueError("the cut is not in the report's own section, or other namespaces are in scope")
     if part.opens is not None:
         view.generated_at = None  # the synthetic start's, not the report's
     return view
 
 
-def merge(views: List[reader.MarketView]) -> reader.MarketView:
+def merge(views: list[reader.MarketView]) -> reader.MarketView:
     """The parts' views added up (``generated_at`` comes from the first part, the only one that
     read the real root)."""
     total = reader.MarketView()
@@ -227,26 +228,37 @@ def merge(views: List[reader.MarketView]) -> reader.MarketView:
     return total
 
 
-def _to_json(done: List[int], view: reader.MarketView) -> bytes:
-    return json.dumps({
-        "parts": done, "speeds": view.speeds, "prices": {str(k): v for k, v in view.price_counts.items()},
-        "clients": view.clients, "jobs": view.jobs, "dispatches": view.dispatches,
-        "generated_at": view.generated_at,
-    }).encode()
+def _to_json(done: list[int], view: reader.MarketView) -> bytes:
+    return json.dumps(
+        {
+            "parts": done,
+            "speeds": view.speeds,
+            "prices": {str(k): v for k, v in view.price_counts.items()},
+            "clients": view.clients,
+            "jobs": view.jobs,
+            "dispatches": view.dispatches,
+            "generated_at": view.generated_at,
+        }
+    ).encode()
 
 
-def _from_json(data: bytes) -> Tuple[List[int], reader.MarketView]:
+def _from_json(data: bytes) -> tuple[list[int], reader.MarketView]:
     d = json.loads(data)
-    view = reader.MarketView(speeds=[float(s) for s in d["speeds"]], clients=int(d["clients"]),
-                             jobs=int(d["jobs"]), dispatches=int(d["dispatches"]),
-                             generated_at=d["generated_at"])
+    view = reader.MarketView(
+        speeds=[float(s) for s in d["speeds"]],
+        clients=int(d["clients"]),
+        jobs=int(d["jobs"]),
+        dispatches=int(d["dispatches"]),
+        generated_at=d["generated_at"],
+    )
     for price, count in d["prices"].items():
         view.price_counts[int(price)] += int(count)
     return [int(i) for i in d["parts"]], view
 
 
-def _work(path: str, pieces: List[Part], tasks: int, stop: Optional[Callable[[], bool]] = None
-          ) -> Tuple[List[int], reader.MarketView]:
+def _work(
+    path: str, pieces: list[Part], tasks: int, stop: Callable[[], bool] | None = None
+) -> tuple[list[int], reader.MarketView]:
     """Take part numbers from the ``tasks`` pipe (one byte each) until it is empty, and read those
     parts; gives up (raises) as soon as ``stop()`` says another worker failed."""
     done, views = [], []
@@ -260,7 +272,7 @@ def _work(path: str, pieces: List[Part], tasks: int, stop: Optional[Callable[[],
         views.append(read_part(path, pieces[task[0]]))
 
 
-def _fork_worker(path: str, pieces: List[Part], tasks: int) -> Tuple[int, int]:
+def _fork_worker(path: str, pieces: list[Part], tasks: int) -> tuple[int, int]:
     """Start a child that works on parts from ``tasks`` and writes what it read as JSON to a pipe;
     returns (pid, the pipe's read end)."""
     r, w = os.pipe()
@@ -276,7 +288,7 @@ def _fork_worker(path: str, pieces: List[Part], tasks: int) -> Tuple[int, int]:
             os.close(r)
             data = memoryview(_to_json(*_work(path, pieces, tasks)))
             while data:
-                data = data[os.write(w, data):]
+                data = data[os.write(w, data) :]
             code = 0
         finally:
             os._exit(code)
@@ -301,10 +313,10 @@ class _Children:
     """The forked workers: the read end of each one's pipe, and its wait status once reaped."""
 
     def __init__(self) -> None:
-        self.pipes: Dict[int, int] = {}
-        self.status: Dict[int, int] = {}
+        self.pipes: dict[int, int] = {}
+        self.status: dict[int, int] = {}
 
-    def start(self, path: str, pieces: List[Part], tasks: int) -> None:
+    def start(self, path: str, pieces: list[Part], tasks: int) -> None:
         pid, fd = _fork_worker(path, pieces, tasks)
         self.pipes[pid] = fd
 
@@ -319,7 +331,7 @@ class _Children:
                 return True
         return False
 
-    def results(self) -> Optional[List[Tuple[List[int], reader.MarketView]]]:
+    def results(self) -> list[tuple[list[int], reader.MarketView]] | None:
         """Each child's parts and view, once it has finished; None if any failed."""
         results = []
         for pid, fd in self.pipes.items():
@@ -357,7 +369,7 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def run(path: str, pieces: List[Part], processes: int) -> Optional[reader.MarketView]:
+def run(path: str, pieces: list[Part], processes: int) -> reader.MarketView | None:
     """Validate and read ``pieces`` of the file with ``processes`` processes (this one and forked
     children), each taking the next part nobody has taken; None if any part failed."""
     if not hasattr(os, "fork") or not 1 <= len(pieces) <= _MAX_PARTS:
@@ -389,8 +401,9 @@ def run(path: str, pieces: List[Part], processes: int) -> Optional[reader.Market
         children.close()
 
 
-def read(path: str, processes: Optional[int] = None, part_bytes: int = reader.SPLIT_PART_BYTES
-         ) -> Optional[reader.MarketView]:
+def read(
+    path: str, processes: int | None = None, part_bytes: int = reader.SPLIT_PART_BYTES
+) -> reader.MarketView | None:
     """Validate and read the report at ``path`` in parts of about ``part_bytes``, in parallel;
     None if it was not split or any part failed (read it in one pass then)."""
     processes = min(usable_cpus(), MAX_PROCESSES) if processes is None else processes

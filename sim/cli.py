@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 from sim.distributions import ScenarioError
 
@@ -39,22 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sim",
         description="Simulate the market's pooling and matching (the production code) on "
-                    "simulated time. See docs/sim.md.",
+        "simulated time. See docs/sim.md.",
     )
-    parser.add_argument("scenario", type=_scenario,
-                        help="a scenario file (TOML), or the name of a shipped one: " + ", ".join(shipped_scenarios()))
+    parser.add_argument(
+        "scenario",
+        type=_scenario,
+        help="a scenario file (TOML), or the name of a shipped one: " + ", ".join(shipped_scenarios()),
+    )
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's run.seed")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="directory for results.csv, results.json and plots (created if missing)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="directory for results.csv, results.json and plots (created if missing)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="write no PNG files")
-    parser.add_argument("--per-job", action="store_true",
-                        help="also write jobs-N.csv (one row per job: wait, turnaround, speed...) "
-                             "for every run into --out")
+    parser.add_argument(
+        "--per-job",
+        action="store_true",
+        help="also write jobs-N.csv (one row per job: wait, turnaround, speed...) for every run into --out",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment a scenario file describes; returns the exit status."""
     args = _parser().parse_args(argv)
     # imported here so `sim --help` answers at once
@@ -82,8 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            print(f"sim: cannot create the output directory {str(args.out)!r}: {e.strerror}",
-                  file=sys.stderr)
+            print(f"sim: cannot create the output directory {str(args.out)!r}: {e.strerror}", file=sys.stderr)
             return 1
     rows = run_experiment(experiment, progress, args.out if args.per_job else None)
     print(f"# {experiment.name} (seed {seed})")
@@ -100,7 +104,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"sim: {e}", file=sys.stderr)
                 return 2
             except ImportError:
-                print("sim: plots need matplotlib — pip install 'community-market[sim]', "
-                      "or pass --no-plots", file=sys.stderr)
+                print(
+                    "sim: plots need matplotlib — pip install 'community-market[sim]', or pass --no-plots",
+                    file=sys.stderr,
+                )
                 return 1
     return 0

@@ -1,4 +1,4 @@
-"""A heap-based simulated clock: the ``IReactorTime`` subset ``market.pool`` needs.
+"""A heap-based simulated clock: the ``IReactorTime`` subset ``market.core.pool`` needs.
 
 ``twisted.internet.task.Clock`` keeps its calls in a sorted list and re-sorts on every
 ``callLater``, which is fine for unit tests but too slow for ten thousand simulated clients.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.error import AlreadyCalled, AlreadyCancelled
 
@@ -28,8 +28,7 @@ class SimDelayedCall:
 
     __slots__ = ("_clock", "_time", "_seq", "func", "args", "kw", "cancelled", "called")
 
-    def __init__(self, clock: SimClock, time: float, func: Callable[..., Any],
-                 args: tuple, kw: dict) -> None:
+    def __init__(self, clock: SimClock, time: float, func: Callable[..., Any], args: tuple, kw: dict) -> None:
         self._clock = clock
         self._time = time
         self._seq = 0
@@ -87,8 +86,7 @@ class SimClock:
         """The simulated present."""
         return self._now
 
-    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any,
-                  **kw: Any) -> SimDelayedCall:
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any) -> SimDelayedCall:
         """Run ``callable(*args, **kw)`` ``delay`` seconds from now."""
         if delay < 0:
             raise ValueError(f"cannot schedule a call {delay} s in the past")
@@ -107,7 +105,7 @@ class SimClock:
         """How many calls are still scheduled."""
         return self._live
 
-    def next_time(self) -> Optional[float]:
+    def next_time(self) -> float | None:
         """When the next live call is due, or None when nothing is scheduled."""
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
@@ -120,7 +118,7 @@ class SimClock:
         """Run every call due within ``amount`` seconds, each at its own time."""
         self.run(until=self._now + amount)
 
-    def run(self, until: Optional[float] = None) -> None:
+    def run(self, until: float | None = None) -> None:
         """Run calls in time order (ties in scheduling order) until none is due by ``until``
         (or until none is left), then set the present to ``until`` if given."""
         heap = self._heap

@@ -15,7 +15,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Distribution", "parse_distribution", "ScenarioError"]
 
@@ -93,16 +93,14 @@ _REQUIRED = {
 _OPTIONAL = {"choice": ("weights",)}
 
 
-def parse_distribution(where: str, spec: Union[int, float, Mapping[str, Any]]) -> Distribution:
+def parse_distribution(where: str, spec: int | float | Mapping[str, Any]) -> Distribution:
     """Read a distribution from a scenario value; ``where`` names it in error messages."""
     if isinstance(spec, bool):
         raise ScenarioError(f"{where}: expected a number or a distribution table, not {spec!r}")
     if isinstance(spec, (int, float)):
         return Distribution("constant", (("value", spec),))
     if not isinstance(spec, Mapping) or "dist" not in spec:
-        raise ScenarioError(
-            f"{where}: expected a number or a table like {{ dist = \"exponential\", mean = 60 }}"
-        )
+        raise ScenarioError(f'{where}: expected a number or a table like {{ dist = "exponential", mean = 60 }}')
     kind = spec["dist"]
     if kind not in _REQUIRED:
         raise ScenarioError(f"{where}: unknown dist {kind!r}; known: {', '.join(sorted(_REQUIRED))}")

@@ -3,7 +3,7 @@
 What is simulated, and what is not:
 
 - Clients have a fixed speed (probe operations per second; the prober's measurement is taken
-  as exact). An online idle client asks ``market.pool.Pool`` for work; on ``NoWork`` it waits
+  as exact). An online idle client asks ``market.core.pool.Pool`` for work; on ``NoWork`` it waits
   ``retry_after``, doubling (``clients.backoff``) on consecutive misses up to
   ``clients.max_retry``. With churn (``clients.online``/``offline``) clients come and go; one
   that leaves mid-slice loses the slice and the job comes back when its lease expires. A share
@@ -21,7 +21,7 @@ What is simulated, and what is not:
   excluded) from the job's owner to the client's owner.
 
 The pool's ``assign`` is where production code is reused verbatim: the ready list's top
-candidates (``sim.ready``) and the pooled clients go through ``market.matcher.POLICIES``.
+candidates (``sim.ready``) and the pooled clients go through ``market.core.matcher.POLICIES``.
 """
 
 from __future__ import annotations
@@ -33,35 +33,46 @@ import gc
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from market.matcher import POLICIES, Assignment, PooledClient, ReadyJob
-from market.pool import NoWork, Pool, PoolRequest, PoolStats, WindowPolicy
+from market.core.matcher import POLICIES, Assignment, PooledClient, ReadyJob
+from market.core.pool import NoWork, Pool, PoolRequest, PoolStats, WindowPolicy
 from sim.clock import SimClock, SimDelayedCall
 from sim.quote import quote_price
 from sim.ready import ReadyList, candidate_key
 from sim.scenario import Scenario
 
-__all__ = ["SimJob", "SimClient", "WindowRecord", "RunResult", "Simulation", "simulate",
-           "fewer_collections"]
+__all__ = ["SimJob", "SimClient", "WindowRecord", "RunResult", "Simulation", "simulate", "fewer_collections"]
 
 
 class SimJob:
     """A job's life in the simulation."""
 
-    __slots__ = ("id", "price", "submitted_at", "length", "done", "ready", "first_dispatch",
-                 "finished_at", "exec_seconds", "paid", "slices", "rollbacks", "quoted_speed")
+    __slots__ = (
+        "id",
+        "price",
+        "submitted_at",
+        "length",
+        "done",
+        "ready",
+        "first_dispatch",
+        "finished_at",
+        "exec_seconds",
+        "paid",
+        "slices",
+        "rollbacks",
+        "quoted_speed",
+    )
 
-    def __init__(self, id: int, price: int, submitted_at: float, length: int,
-                 quoted_speed: Optional[float]) -> None:
+    def __init__(self, id: int, price: int, submitted_at: float, length: int, quoted_speed: float | None) -> None:
         self.id, self.price, self.submitted_at, self.length = id, price, submitted_at, length
         self.done = 0  # committed probe operations
         self.ready = ReadyJob(id, price, submitted_at)
-        self.first_dispatch: Optional[float] = None
-        self.finished_at: Optional[float] = None
+        self.first_dispatch: float | None = None
+        self.finished_at: float | None = None
         self.exec_seconds = 0.0  # accepted execution time
         self.paid = 0  # cents
         self.slices = 0
@@ -72,10 +83,27 @@ class SimJob:
 class SimClient:
     """A volunteer machine's life in the simulation."""
 
-    __slots__ = ("id", "speed", "online", "online_since", "online_seconds", "busy", "pending",
-                 "retry", "retry_delay", "slice_call", "slice_start", "slice_exec", "slice_missed",
-                 "job", "busy_seconds", "lost_seconds", "transfer_seconds", "earnings",
-                 "session_call")
+    __slots__ = (
+        "id",
+        "speed",
+        "online",
+        "online_since",
+        "online_seconds",
+        "busy",
+        "pending",
+        "retry",
+        "retry_delay",
+        "slice_call",
+        "slice_start",
+        "slice_exec",
+        "slice_missed",
+        "job",
+        "busy_seconds",
+        "lost_seconds",
+        "transfer_seconds",
+        "earnings",
+        "session_call",
+    )
 
     def __init__(self, id: int, speed: float) -> None:
         self.id, self.speed = id, speed
@@ -83,19 +111,19 @@ class SimClient:
         self.online_since = 0.0
         self.online_seconds = 0.0
         self.busy = False
-        self.pending: Optional[Deferred] = None
-        self.retry: Optional[SimDelayedCall] = None
+        self.pending: Deferred | None = None
+        self.retry: SimDelayedCall | None = None
         self.retry_delay = 0.0  # the wait after the last NoWork (0 after a job)
-        self.slice_call: Optional[SimDelayedCall] = None
+        self.slice_call: SimDelayedCall | None = None
         self.slice_start = 0.0
         self.slice_exec = 0.0
         self.slice_missed = False
-        self.job: Optional[SimJob] = None
+        self.job: SimJob | None = None
         self.busy_seconds = 0.0  # accepted execution
         self.lost_seconds = 0.0  # slices that missed their deadline or were cut by departure
         self.transfer_seconds = 0.0  # moving states of accepted slices
         self.earnings = 0
-        self.session_call: Optional[SimDelayedCall] = None
+        self.session_call: SimDelayedCall | None = None
 
 
 @dataclass
@@ -152,7 +180,7 @@ class Simulation:
         self._miss_rate, self._deadline = scenario.miss_rate, scenario.slice + scenario.allowance
         self.windows: list[WindowRecord] = []
         self._ended = False
-        self._failure: Optional[Failure] = None
+        self._failure: Failure | None = None
 
     # -- running -------------------------------------------------------------------------------
 
@@ -171,8 +199,7 @@ class Simulation:
         self._ended = True
         self.pool.stop()
         self._close_books()
-        return RunResult(s, list(self.jobs.values()), self.clients, self.pool.stats,
-                         self.clock.calls_run, self.windows)
+        return RunResult(s, list(self.jobs.values()), self.clients, self.pool.stats, self.clock.calls_run, self.windows)
 
     def _close_books(self) -> None:
         end = self.s.duration
@@ -197,16 +224,14 @@ class Simulation:
         if self._rng_churn.random() < on / (on + off):
             self._go_online(client, first_ask=self._rng_churn.uniform(0.0, 1.0))
         else:
-            client.session_call = self.clock.callLater(
-                s.offline.draw(self._rng_churn), self._go_online, client)
+            client.session_call = self.clock.callLater(s.offline.draw(self._rng_churn), self._go_online, client)
 
     def _go_online(self, client: SimClient, first_ask: float = 0.0) -> None:
         client.online = True
         client.online_since = self.clock.seconds()
         bisect.insort(self._online_speeds, client.speed)
         if self.s.online is not None:
-            client.session_call = self.clock.callLater(
-                self.s.online.draw(self._rng_churn), self._go_offline, client)
+            client.session_call = self.clock.callLater(self.s.online.draw(self._rng_churn), self._go_offline, client)
         client.retry_delay = 0.0
         client.retry = self.clock.callLater(first_ask, self._ask, client)
 
@@ -229,16 +254,14 @@ class Simulation:
             deadline = client.slice_start + self.s.slice + self.s.allowance
             self.clock.callLater(deadline - now, self._lease_expired, job)
             client.busy, client.job, client.slice_call = False, None, None
-        client.session_call = self.clock.callLater(
-            self.s.offline.draw(self._rng_churn), self._go_online, client)
+        client.session_call = self.clock.callLater(self.s.offline.draw(self._rng_churn), self._go_online, client)
 
     def _ask(self, client: SimClient) -> None:
         client.retry = None
         if self._ended or not client.online or client.busy:
             return
         answer = self.pool.request(client.id, client.speed)
-        answer.addCallbacks(self._answered, self._request_failed, callbackArgs=(client,),
-                            errbackArgs=(client,))
+        answer.addCallbacks(self._answered, self._request_failed, callbackArgs=(client,), errbackArgs=(client,))
         if not answer.called:  # a full pool answers inside request()
             client.pending = answer
 
@@ -303,11 +326,11 @@ class Simulation:
     def _assign(self, requests: list[PoolRequest]) -> dict[int, Assignment]:
         clients = [PooledClient(r.client_id, r.speed, r.requested_at) for r in requests]
         if self._record:
-            self.windows.append(WindowRecord(self.clock.seconds(), clients, self.ready.snapshot(),
-                                             self._rng_policy.getstate()))
+            self.windows.append(
+                WindowRecord(self.clock.seconds(), clients, self.ready.snapshot(), self._rng_policy.getstate())
+            )
         candidates = self.ready.take(len(clients))
-        assignments = self._policy(clients, candidates, now=self.clock.seconds(),
-                                   rng=self._rng_policy)
+        assignments = self._policy(clients, candidates, now=self.clock.seconds(), rng=self._rng_policy)
         assigned = {a.job.id for a in assignments}
         self.ready.give_back(job for job in candidates if job.id not in assigned)
         key_of = {r.client_id: r.key for r in requests}
@@ -333,11 +356,11 @@ class Simulation:
         client.slice_exec = seconds
         client.slice_missed = self._miss_rate > 0 and self._rng_miss.random() < self._miss_rate
         if client.slice_missed:
-            client.slice_call = self.clock.callLater(self._deadline, self._deadline_missed,
-                                                     client, job)
+            client.slice_call = self.clock.callLater(self._deadline, self._deadline_missed, client, job)
         else:
-            client.slice_call = self.clock.callLater(self._transfer + seconds, self._checked_in,
-                                                     client, job, work, seconds)
+            client.slice_call = self.clock.callLater(
+                self._transfer + seconds, self._checked_in, client, job, work, seconds
+            )
 
     def _checked_in(self, client: SimClient, job: SimJob, work: int, seconds: float) -> None:
         client.busy, client.job, client.slice_call = False, None, None

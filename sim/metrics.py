@@ -43,13 +43,36 @@ from sim.engine import RunResult, SimJob, fewer_collections
 __all__ = ["compute_metrics", "jain_index", "value_upper_bound", "SCALAR_METRICS"]
 
 SCALAR_METRICS = (
-    "jobs_submitted", "jobs_finished", "throughput_jobs_per_hour", "work_rate", "utilization",
-    "lost_share", "transfer_share", "wait_mean", "wait_p50", "wait_p95", "wait_max", "never_dispatched",
-    "never_dispatched_share", "turnaround_mean",
-    "turnaround_p95", "jain_fairness", "starved_share", "value_captured", "value_upper_bound",
-    "value_ratio", "owners_spend", "workers_earnings", "earnings_per_online_hour_mean",
-    "earnings_per_online_hour_p10", "earnings_per_online_hour_p90", "quoted_jobs",
-    "quote_honesty", "windows_closed", "mean_pool_wait", "events",
+    "jobs_submitted",
+    "jobs_finished",
+    "throughput_jobs_per_hour",
+    "work_rate",
+    "utilization",
+    "lost_share",
+    "transfer_share",
+    "wait_mean",
+    "wait_p50",
+    "wait_p95",
+    "wait_max",
+    "never_dispatched",
+    "never_dispatched_share",
+    "turnaround_mean",
+    "turnaround_p95",
+    "jain_fairness",
+    "starved_share",
+    "value_captured",
+    "value_upper_bound",
+    "value_ratio",
+    "owners_spend",
+    "workers_earnings",
+    "earnings_per_online_hour_mean",
+    "earnings_per_online_hour_p10",
+    "earnings_per_online_hour_p90",
+    "quoted_jobs",
+    "quote_honesty",
+    "windows_closed",
+    "mean_pool_wait",
+    "events",
 )
 
 
@@ -92,7 +115,7 @@ def _deciles(jobs: Sequence[SimJob], end: float) -> tuple[list[float], list[floa
     ranked = sorted(jobs, key=lambda j: (j.price, j.id))
     speed, progress, wait = [], [], []
     for d in range(10):
-        group = ranked[d * len(ranked) // 10:(d + 1) * len(ranked) // 10]
+        group = ranked[d * len(ranked) // 10 : (d + 1) * len(ranked) // 10]
         work = sum(j.done for j in group)
         seconds = sum(j.exec_seconds for j in group)
         in_system = sum(_time_in_system(j, end) for j in group)
@@ -135,8 +158,7 @@ def _metrics(result: RunResult) -> dict[str, Any]:
     spend = sum(j.paid for j in jobs)
     hourly = [c.earnings / (c.online_seconds / 3600) for c in clients if c.online_seconds > 0]
     quoted = [j for j in eligible if j.quoted_speed is not None]
-    honest = [j for j in quoted
-              if j.exec_seconds > 0 and j.done / j.exec_seconds >= j.quoted_speed * (1 - 1e-9)]
+    honest = [j for j in quoted if j.exec_seconds > 0 and j.done / j.exec_seconds >= j.quoted_speed * (1 - 1e-9)]
     return {
         "jobs_submitted": len(jobs),
         "jobs_finished": len(finished),

@@ -46,16 +46,17 @@ def check_plots(plots: Sequence[Mapping[str, Any]], parameters: Sequence[str]) -
         known = _DECILE_METRICS if kind == "deciles" else SCALAR_METRICS
         for metric in metrics:
             if metric not in known:
-                raise ScenarioError(f"{where}: y {metric!r} is not a {kind} metric; known: "
-                                    f"{', '.join(known)}")
+                raise ScenarioError(f"{where}: y {metric!r} is not a {kind} metric; known: {', '.join(known)}")
         if kind == "line" and spec.get("x") not in parameters:
-            raise ScenarioError(f"{where}: x must be one of the swept parameters "
-                                f"({', '.join(parameters) or 'none: add a [sweep]'})")
+            raise ScenarioError(
+                f"{where}: x must be one of the swept parameters ({', '.join(parameters) or 'none: add a [sweep]'})"
+            )
         if kind == "scatter" and spec.get("x") not in SCALAR_METRICS:
             raise ScenarioError(f"{where}: x must be a metric for a scatter plot")
         for name in [spec.get("series")] + [key for key, _ in _flat(spec.get("where", {}))]:
             if name is not None and name not in parameters:
                 raise ScenarioError(f"{where}: {name!r} is not a swept parameter")
+
 
 _LABELS = {
     "mean_pool_wait": "mean wait in the pool (s)",
@@ -158,15 +159,18 @@ def _line(ax, spec, metric, rows) -> None:
         width = 0.8 / max(1, len(groups))
         for i, (value, group) in enumerate(groups.items()):
             heights = {p[x]: m[metric] for p, m in group}
-            ax.bar([c + i * width for c in range(len(categories))],
-                   [heights.get(c, 0.0) for c in categories], width, label=_name(spec, value) or None)
+            ax.bar(
+                [c + i * width for c in range(len(categories))],
+                [heights.get(c, 0.0) for c in categories],
+                width,
+                label=_name(spec, value) or None,
+            )
         ax.set_xticks([c + width * (len(groups) - 1) / 2 for c in range(len(categories))])
         ax.set_xticklabels(categories, rotation=20)
     else:
         for value, group in groups.items():
             points = sorted((p[x], m[metric]) for p, m in group)
-            ax.plot([a for a, _ in points], [b for _, b in points], marker="o",
-                    label=_name(spec, value) or None)
+            ax.plot([a for a, _ in points], [b for _, b in points], marker="o", label=_name(spec, value) or None)
         if spec.get("logx"):
             ax.set_xscale("log")
     if spec.get("logy"):
@@ -193,12 +197,10 @@ def _scatter(ax, spec, metric, rows) -> None:
     if x is None:
         raise ScenarioError("a scatter plot needs x (a metric)")
     for value, group in _groups(spec, rows).items():
-        ax.plot([m[x] for _, m in group], [m[metric] for _, m in group], marker="o",
-                label=_name(spec, value) or None)
+        ax.plot([m[x] for _, m in group], [m[metric] for _, m in group], marker="o", label=_name(spec, value) or None)
         for params, m in group:
             label = run_label(params) if len(params) > 1 else _short(next(iter(params.values()), ""))
-            ax.annotate(label, (m[x], m[metric]), fontsize="x-small",
-                        textcoords="offset points", xytext=(4, 4))
+            ax.annotate(label, (m[x], m[metric]), fontsize="x-small", textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel(_LABELS.get(x, x))
     if spec.get("series"):
         ax.legend(fontsize="small")

@@ -1,7 +1,7 @@
 """The paper's quote rule, as the simulator applies it to its own market state.
 
 To run at speed S or faster: let n be the number of clients at least that fast; the n-th best
-competing job (in ``market.matcher.job_order_key`` order, i.e. by price) would get the n-th
+competing job (in ``market.core.matcher.job_order_key`` order, i.e. by price) would get the n-th
 fastest client, which is at least S fast. Paying one cent more than the n-th highest competing
 price therefore puts a new job within the first n — if every one of those n clients asked in
 the same window, which is what ``quote honesty`` in ``sim.metrics`` measures. With fewer than
@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from typing import Optional
 
 __all__ = ["quote_price"]
 
 
-def quote_price(speeds: Sequence[float], prices: Mapping[int, int], wanted: float) -> Optional[int]:
+def quote_price(speeds: Sequence[float], prices: Mapping[int, int], wanted: float) -> int | None:
     """The price (cents/s) that should buy ``wanted`` speed, or None if no client is that fast.
 
     ``speeds``: the online clients' speeds, sorted ascending; ``prices``: how many competing

@@ -3,7 +3,7 @@
 The dispatcher never hands the matcher the whole ready list: the store reads the top
 ``len(pool)`` jobs in the policy's order (``ORDER BY ... LIMIT k``) and the matcher ranks
 those. The simulator does the same with a heap on the policy's own job key from
-``market.matcher``, so a window costs O(k log n) instead of O(n). A policy without a job order
+``market.core.matcher``, so a window costs O(k log n) instead of O(n). A policy without a job order
 (``random``) gets the whole ready list.
 """
 
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from typing import Any, Optional
+from typing import Any
 
-from market.matcher import ReadyJob, aging_job_key, fifo_job_key, job_order_key
+from market.core.matcher import ReadyJob, aging_job_key, fifo_job_key, job_order_key
 
 __all__ = ["ReadyList", "candidate_key"]
 
 
-def candidate_key(policy: str, aging_rate: float) -> Optional[Callable[[ReadyJob], Any]]:
+def candidate_key(policy: str, aging_rate: float) -> Callable[[ReadyJob], Any] | None:
     """The job order a policy ranks by (its top k are all it can pick), or None."""
     if policy in ("paper", "price-only"):
         return job_order_key
@@ -33,7 +33,7 @@ class ReadyList:
     """Ready jobs; ``take(k)`` removes the policy's candidates, ``give_back`` returns the
     ones the policy did not pick."""
 
-    def __init__(self, key: Optional[Callable[[ReadyJob], Any]]) -> None:
+    def __init__(self, key: Callable[[ReadyJob], Any] | None) -> None:
         self._key = key
         # a job's key never changes, and jobs come back after every slice: compute it once
         self._entries: dict[int, tuple[Any, ReadyJob]] = {}

@@ -65,10 +65,12 @@ def table(rows: Sequence[RunRow]) -> str:
     lines = []
     for params, m in rows:
         speeds = m["speed_by_price_decile"]
-        lines.append([run_label(params)] + [_cell(f, m[key]) for _, key, f in _COLUMNS]
-                     + [f"{speeds[0] / 1e6:.2f}", f"{speeds[-1] / 1e6:.2f}"])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
-              for i, h in enumerate(headers)]
+        lines.append(
+            [run_label(params)]
+            + [_cell(f, m[key]) for _, key, f in _COLUMNS]
+            + [f"{speeds[0] / 1e6:.2f}", f"{speeds[-1] / 1e6:.2f}"]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
     out = io.StringIO()
     for line in [headers] + lines:
         cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]
@@ -84,10 +86,13 @@ def write_csv(path: Path, rows: Sequence[RunRow]) -> None:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(params + list(SCALAR_METRICS) + deciles)
         for p, m in rows:
-            writer.writerow([p[name] for name in params] + [_plain(m[k]) for k in SCALAR_METRICS]
-                            + [_plain(v) for v in m["speed_by_price_decile"]]
-                            + [_plain(v) for v in m["progress_by_price_decile"]]
-                            + [_plain(v) for v in m["wait_by_price_decile"]])
+            writer.writerow(
+                [p[name] for name in params]
+                + [_plain(m[k]) for k in SCALAR_METRICS]
+                + [_plain(v) for v in m["speed_by_price_decile"]]
+                + [_plain(v) for v in m["progress_by_price_decile"]]
+                + [_plain(v) for v in m["wait_by_price_decile"]]
+            )
 
 
 def write_json(path: Path, experiment: Experiment, seed: int, rows: Sequence[RunRow]) -> None:
@@ -97,15 +102,28 @@ def write_json(path: Path, experiment: Experiment, seed: int, rows: Sequence[Run
         "description": experiment.description,
         "seed": seed,
         "sweep": {name: list(values) for name, values in experiment.sweep},
-        "runs": [{"params": dict(p), "metrics": {k: _json_number(v) for k, v in m.items()}}
-                 for p, m in rows],
+        "runs": [{"params": dict(p), "metrics": {k: _json_number(v) for k, v in m.items()}} for p, m in rows],
     }
     path.write_text(json.dumps(document, indent=1) + "\n")
 
 
-_JOB_COLUMNS = ("job", "price", "submitted_at", "length", "done", "first_dispatch", "finished_at",
-                "wait", "turnaround", "exec_seconds", "speed", "slices", "rollbacks", "paid",
-                "quoted_speed")
+_JOB_COLUMNS = (
+    "job",
+    "price",
+    "submitted_at",
+    "length",
+    "done",
+    "first_dispatch",
+    "finished_at",
+    "wait",
+    "turnaround",
+    "exec_seconds",
+    "speed",
+    "slices",
+    "rollbacks",
+    "paid",
+    "quoted_speed",
+)
 
 
 def write_jobs_csv(path: Path, result: RunResult) -> None:
@@ -119,10 +137,28 @@ def write_jobs_csv(path: Path, result: RunResult) -> None:
             wait = None if j.first_dispatch is None else j.first_dispatch - j.submitted_at
             turnaround = None if j.finished_at is None else j.finished_at - j.submitted_at
             speed = j.done / j.exec_seconds if j.exec_seconds else None
-            writer.writerow([_plain(v) for v in (
-                j.id, j.price, j.submitted_at, j.length, j.done, j.first_dispatch, j.finished_at,
-                wait, turnaround, j.exec_seconds, speed, j.slices, j.rollbacks, j.paid,
-                j.quoted_speed)])
+            writer.writerow(
+                [
+                    _plain(v)
+                    for v in (
+                        j.id,
+                        j.price,
+                        j.submitted_at,
+                        j.length,
+                        j.done,
+                        j.first_dispatch,
+                        j.finished_at,
+                        wait,
+                        turnaround,
+                        j.exec_seconds,
+                        speed,
+                        j.slices,
+                        j.rollbacks,
+                        j.paid,
+                        j.quoted_speed,
+                    )
+                ]
+            )
 
 
 def _plain(value: Any) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
 
 from sim.engine import simulate
 from sim.metrics import compute_metrics
@@ -14,9 +13,9 @@ from sim.scenario import Experiment
 __all__ = ["run_experiment"]
 
 
-def run_experiment(experiment: Experiment,
-                   progress: Optional[Callable[[int, int], None]] = None,
-                   per_job: Optional[Path] = None) -> list[RunRow]:
+def run_experiment(
+    experiment: Experiment, progress: Callable[[int, int], None] | None = None, per_job: Path | None = None
+) -> list[RunRow]:
     """One ``(sweep parameters, metrics)`` row per run, in sweep order; with ``per_job``, also
     ``jobs-<run number>.csv`` there for every run."""
     rows: list[RunRow] = []

@@ -25,31 +25,46 @@ from __future__ import annotations
 
 import copy
 import itertools
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from market.matcher import DEFAULT_AGING_RATE, POLICIES
+from market.core.matcher import DEFAULT_AGING_RATE, POLICIES
 from sim.distributions import Distribution, ScenarioError, parse_distribution
 
 __all__ = ["DEFAULTS", "Scenario", "Experiment", "load_experiment", "parse_experiment", "ScenarioError"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "run": {"name": "scenario", "description": "", "duration": 3600.0, "seed": 1,
-            "starvation_bound": 600.0},
-    "pool": {"window": 1.0, "threshold": 100, "slice": 300.0, "transfer": 0.0, "allowance": 30.0,
-             "policy": "paper", "aging_rate": DEFAULT_AGING_RATE},
-    "clients": {"count": 100, "speed": {"dist": "lognormal", "median": 1e6, "sigma": 0.5},
-                "online": None, "offline": None, "miss_rate": 0.0, "max_retry": 60.0,
-                "backoff": 2.0},
-    "jobs": {"initial": 0, "rate": 0.1, "price": {"dist": "lognormal", "median": 10, "sigma": 1.0},
-             "length": {"dist": "exponential", "mean": 3e8}, "quote_share": 0.0,
-             "quote_speed": None},
+    "run": {"name": "scenario", "description": "", "duration": 3600.0, "seed": 1, "starvation_bound": 600.0},
+    "pool": {
+        "window": 1.0,
+        "threshold": 100,
+        "slice": 300.0,
+        "transfer": 0.0,
+        "allowance": 30.0,
+        "policy": "paper",
+        "aging_rate": DEFAULT_AGING_RATE,
+    },
+    "clients": {
+        "count": 100,
+        "speed": {"dist": "lognormal", "median": 1e6, "sigma": 0.5},
+        "online": None,
+        "offline": None,
+        "miss_rate": 0.0,
+        "max_retry": 60.0,
+        "backoff": 2.0,
+    },
+    "jobs": {
+        "initial": 0,
+        "rate": 0.1,
+        "price": {"dist": "lognormal", "median": 10, "sigma": 1.0},
+        "length": {"dist": "exponential", "mean": 3e8},
+        "quote_share": 0.0,
+        "quote_speed": None,
+    },
 }
-_DISTRIBUTIONS = {"clients.speed", "clients.online", "clients.offline", "jobs.price",
-                  "jobs.length", "jobs.quote_speed"}
+_DISTRIBUTIONS = {"clients.speed", "clients.online", "clients.offline", "jobs.price", "jobs.length", "jobs.quote_speed"}
 
 
 @dataclass(frozen=True)
@@ -69,8 +84,8 @@ class Scenario:
     aging_rate: float
     clients: int
     speed: Distribution
-    online: Optional[Distribution]
-    offline: Optional[Distribution]
+    online: Distribution | None
+    offline: Distribution | None
     miss_rate: float
     max_retry: float
     backoff: float
@@ -79,7 +94,7 @@ class Scenario:
     price: Distribution
     length: Distribution
     quote_share: float
-    quote_speed: Optional[Distribution]
+    quote_speed: Distribution | None
 
 
 @dataclass(frozen=True)
@@ -93,10 +108,8 @@ class Experiment:
     plots: tuple[Mapping[str, Any], ...]
 
 
-def load_experiment(path: Path, seed: Optional[int] = None) -> Experiment:
+def load_experiment(path: Path, seed: int | None = None) -> Experiment:
     """Read a scenario file; ``seed`` overrides ``run.seed``."""
-    if sys.version_info < (3, 11):
-        raise ScenarioError("reading scenario files needs Python 3.11 or newer (tomllib)")
     import tomllib
 
     try:
@@ -110,12 +123,13 @@ def load_experiment(path: Path, seed: Optional[int] = None) -> Experiment:
     return parse_experiment(document, seed)
 
 
-def parse_experiment(document: Mapping[str, Any], seed: Optional[int] = None) -> Experiment:
+def parse_experiment(document: Mapping[str, Any], seed: int | None = None) -> Experiment:
     """Build an experiment from an already parsed TOML document."""
     unknown = set(document) - set(DEFAULTS) - {"sweep", "plot"}
     if unknown:
-        raise ScenarioError(f"unknown table(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(list(DEFAULTS) + ['sweep', 'plot'])}")
+        raise ScenarioError(
+            f"unknown table(s) {', '.join(sorted(unknown))}; known: {', '.join(list(DEFAULTS) + ['sweep', 'plot'])}"
+        )
     base = copy.deepcopy(DEFAULTS)
     for table, values in document.items():
         if table in DEFAULTS:
@@ -129,16 +143,14 @@ def parse_experiment(document: Mapping[str, Any], seed: Optional[int] = None) ->
     runs = []
     for combination in itertools.product(*(values for _, values in sweep)):
         config = copy.deepcopy(base)
-        params = tuple(pair for (path, _), value in zip(sweep, combination)
-                       for pair in _split(path, value))
+        params = tuple(pair for (path, _), value in zip(sweep, combination) for pair in _split(path, value))
         for path, value in params:
             _set(config, path, value)
         runs.append((params, _scenario(config)))
     plots = document.get("plot", [])
     if isinstance(plots, Mapping):
         plots = [plots]
-    return Experiment(base["run"]["name"], base["run"]["description"], sweep, tuple(runs),
-                      tuple(plots))
+    return Experiment(base["run"]["name"], base["run"]["description"], sweep, tuple(runs), tuple(plots))
 
 
 def _split(path: str, value: Any) -> list[tuple[str, Any]]:
@@ -165,8 +177,9 @@ def _set(config: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     table, key = parts[0], parts[1] if len(parts) > 1 else None
     if table not in DEFAULTS or key not in DEFAULTS[table]:
-        raise ScenarioError(f"unknown setting {path!r}; [{table}] knows "
-                            f"{', '.join(DEFAULTS.get(table, {})) or 'nothing'}")
+        raise ScenarioError(
+            f"unknown setting {path!r}; [{table}] knows {', '.join(DEFAULTS.get(table, {})) or 'nothing'}"
+        )
     if len(parts) == 2:
         config[table][key] = value
         return
@@ -180,7 +193,7 @@ def _set(config: dict[str, Any], path: str, value: Any) -> None:
 def _scenario(c: dict[str, Any]) -> Scenario:
     run, pool, clients, jobs = c["run"], c["pool"], c["clients"], c["jobs"]
 
-    def dist(path: str) -> Optional[Distribution]:
+    def dist(path: str) -> Distribution | None:
         table, key = path.split(".")
         spec = c[table][key]
         return None if spec is None else parse_distribution(path, spec)
@@ -190,18 +203,30 @@ def _scenario(c: dict[str, Any]) -> Scenario:
     if (clients["online"] is None) != (clients["offline"] is None):
         raise ScenarioError("clients.online and clients.offline go together (session lengths for churn)")
     scenario = Scenario(
-        name=str(run["name"]), duration=_number("run.duration", run["duration"], 0),
-        seed=int(run["seed"]), starvation_bound=_number("run.starvation_bound", run["starvation_bound"], 0),
-        window=_number("pool.window", pool["window"], 0), threshold=int(pool["threshold"]),
-        slice=_number("pool.slice", pool["slice"], 0), transfer=float(pool["transfer"]),
+        name=str(run["name"]),
+        duration=_number("run.duration", run["duration"], 0),
+        seed=int(run["seed"]),
+        starvation_bound=_number("run.starvation_bound", run["starvation_bound"], 0),
+        window=_number("pool.window", pool["window"], 0),
+        threshold=int(pool["threshold"]),
+        slice=_number("pool.slice", pool["slice"], 0),
+        transfer=float(pool["transfer"]),
         allowance=float(pool["allowance"]),
-        policy=str(pool["policy"]), aging_rate=float(pool["aging_rate"]),
-        clients=int(clients["count"]), speed=dist("clients.speed"), online=dist("clients.online"),
-        offline=dist("clients.offline"), miss_rate=float(clients["miss_rate"]),
+        policy=str(pool["policy"]),
+        aging_rate=float(pool["aging_rate"]),
+        clients=int(clients["count"]),
+        speed=dist("clients.speed"),
+        online=dist("clients.online"),
+        offline=dist("clients.offline"),
+        miss_rate=float(clients["miss_rate"]),
         max_retry=_number("clients.max_retry", clients["max_retry"], 0),
-        backoff=float(clients["backoff"]), initial_jobs=int(jobs["initial"]),
-        arrival_rate=float(jobs["rate"]), price=dist("jobs.price"), length=dist("jobs.length"),
-        quote_share=float(jobs["quote_share"]), quote_speed=dist("jobs.quote_speed"),
+        backoff=float(clients["backoff"]),
+        initial_jobs=int(jobs["initial"]),
+        arrival_rate=float(jobs["rate"]),
+        price=dist("jobs.price"),
+        length=dist("jobs.length"),
+        quote_share=float(jobs["quote_share"]),
+        quote_speed=dist("jobs.quote_speed"),
     )
     if scenario.threshold < 1:
         raise ScenarioError("pool.threshold must be at least 1")
@@ -212,8 +237,10 @@ def _scenario(c: dict[str, Any]) -> Scenario:
     if scenario.backoff < 1 or scenario.allowance < 0:
         raise ScenarioError("clients.backoff must be at least 1 and pool.allowance not negative")
     if not 0 <= scenario.transfer <= scenario.allowance:
-        raise ScenarioError("pool.transfer must be between 0 and pool.allowance (the deadline is "
-                            "slice + allowance, so a longer transfer would miss every deadline)")
+        raise ScenarioError(
+            "pool.transfer must be between 0 and pool.allowance (the deadline is "
+            "slice + allowance, so a longer transfer would miss every deadline)"
+        )
     return scenario
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from market import credentials
+from market.accounts import credentials
 from market.store import accounts as sql
 from market.store import clients as csql
 from market.store import jobs as jsql

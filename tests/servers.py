@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from typing import List, Optional
 
 # twistd itself, with this interpreter (``python -m twisted`` is ``twist``, which has other options)
 TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
@@ -21,7 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log: Optional[str] = None) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -35,7 +34,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log:
     raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 
-def terminate(proc: Optional[subprocess.Popen], grace: float) -> None:
+def terminate(proc: subprocess.Popen | None, grace: float) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds."""
     if proc and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -61,18 +60,29 @@ class Market:
         self.workdir = workdir
         self.options = list(options)
         self.port = free_port()
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.log = os.path.join(workdir, f"market-{self.port}.log")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/RPC2"
 
-    def start(self) -> "Market":
-        argv = [*TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "market",
-                "--db", self.db_url, "--rpc", f"tcp:{self.port}:interface=127.0.0.1", *self.options]
-        self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT)
+    def start(self) -> Market:
+        argv = [
+            *TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={self.log}",
+            "market",
+            "--db",
+            self.db_url,
+            "--rpc",
+            f"tcp:{self.port}:interface=127.0.0.1",
+            *self.options,
+        ]
+        self.proc = subprocess.Popen(
+            argv, cwd=self.workdir, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         wait_for_port(self.port, self.proc, log=self.log)
         return self
 
@@ -98,12 +108,13 @@ class Worker:
         self.args = ["--server", server_url, "--client", str(client_id), "--token", token, *options]
         self.workdir = workdir
         self.log = os.path.join(workdir, f"worker-{client_id}-{time.monotonic_ns()}.log")
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         argv = [*TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "worker", *self.args]
-        self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, cwd=self.workdir, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         return self
 
     def signal(self, sig) -> None:
@@ -120,7 +131,7 @@ class Worker:
         return open(self.log).read() if os.path.exists(self.log) else ""
 
 
-def stop_all(processes: List) -> None:
+def stop_all(processes: list) -> None:
     for p in processes:
         try:
             p.stop()

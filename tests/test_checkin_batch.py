@@ -10,24 +10,26 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from market import ledger, matcher
-from market.errors import MarketError
-from market.store import Many, accounts as sql
+from market.core import ledger, matcher
+from market.core.errors import MarketError
+from market.store import Many, schema
+from market.store import accounts as sql
 from market.store import jobs as jsql
-from market.store import schema
 from tests import marketdata as md
 
 T0 = 1_800_000_000.0
 SLICE, GRACE = 30.0, 5.0
 _worlds = itertools.count()
 
-checkin = st.fixed_dictionaries({
-    "lease": st.integers(0, 4),            # 4 = a state id that was never checked out
-    "own": st.booleans() | st.just(True),  # mostly the client the lease belongs to
-    "after": st.sampled_from([0.0, 0.001, 1.5, SLICE, SLICE + GRACE - 0.01, SLICE + GRACE + 1]),
-    "status": st.sampled_from(["ok", "timeout"]),
-    "progress": st.none() | st.floats(-1, 2, allow_nan=False),
-})
+checkin = st.fixed_dictionaries(
+    {
+        "lease": st.integers(0, 4),  # 4 = a state id that was never checked out
+        "own": st.booleans() | st.just(True),  # mostly the client the lease belongs to
+        "after": st.sampled_from([0.0, 0.001, 1.5, SLICE, SLICE + GRACE - 0.01, SLICE + GRACE + 1]),
+        "status": st.sampled_from(["ok", "timeout"]),
+        "progress": st.none() | st.floats(-1, 2, allow_nan=False),
+    }
+)
 
 
 def world(db, prices, holders):
@@ -39,12 +41,10 @@ def world(db, prices, holders):
     jobs = [md.job(db, owners[i % 2], price, f"j{i}", submitted_at=T0 + i) for i, price in enumerate(prices)]
 
     def lease(tx):
-        return [jsql.checkout(tx, job, clients[holders[i]], SLICE, GRACE, T0)["stateid"]
-                for i, job in enumerate(jobs)]
+        return [jsql.checkout(tx, job, clients[holders[i]], SLICE, GRACE, T0)["stateid"] for i, job in enumerate(jobs)]
 
     leases = db.transact(lease)
-    return {"owners": owners, "hosts": hosts, "clients": clients, "jobs": jobs, "leases": leases,
-            "holders": holders}
+    return {"owners": owners, "hosts": hosts, "clients": clients, "jobs": jobs, "leases": leases, "holders": holders}
 
 
 def as_checkins(w, plan, unknown):
@@ -56,8 +56,7 @@ def as_checkins(w, plan, unknown):
             dispatch = w["leases"][p["lease"]]
             holder = w["holders"][p["lease"]]
             client = w["clients"][holder if p["own"] else (holder + 1) % 4]
-        out.append(jsql.CheckIn(dispatch, client, md.fake_state(seq=1), T0 + p["after"], p["status"],
-                                p["progress"]))
+        out.append(jsql.CheckIn(dispatch, client, md.fake_state(seq=1), T0 + p["after"], p["status"], p["progress"]))
     return out
 
 
@@ -71,12 +70,19 @@ def outcome(db, w, answers):
         return {k: (index.get(v, "?") if k == "stateid" else v) for k, v in a.items()}
 
     def read(tx):
-        dispatches = [tx.one("SELECT status, paid, accepted_ms, slice_status, checked_in_at, new_state_id"
-                             " FROM dispatches WHERE id = ?", (d,)) for d in w["leases"]]
+        dispatches = [
+            tx.one(
+                "SELECT status, paid, accepted_ms, slice_status, checked_in_at, new_state_id"
+                " FROM dispatches WHERE id = ?",
+                (d,),
+            )
+            for d in w["leases"]
+        ]
         for d in dispatches:
             d["new_state"] = d.pop("new_state_id") is not None
-        jobs = [tx.one("SELECT status, executed_ms, slices, seq, progress FROM jobs WHERE id = ?", (j,))
-                for j in w["jobs"]]
+        jobs = [
+            tx.one("SELECT status, executed_ms, slices, seq, progress FROM jobs WHERE id = ?", (j,)) for j in w["jobs"]
+        ]
         states = [jsql.committed_state(tx, j)["seq"] for j in w["jobs"]]
         money = [(sql.balance(tx, a), sql.account_by_id(tx, a)["reserved"]) for a in w["owners"] + w["hosts"]]
         return dispatches, jobs, states, money
@@ -87,19 +93,23 @@ def outcome(db, w, answers):
 @pytest.mark.parametrize("examples", [30])
 def test_a_batch_of_check_ins_answers_and_writes_what_they_would_one_by_one(db, backend, examples):
     # @given sits on an inner function: pytest-twisted's test wrapper and hypothesis's don't nest
-    @settings(max_examples=examples if backend == "sqlite" else examples // 3, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(prices=st.lists(st.integers(1, 5000), min_size=1, max_size=4),
-           holders=st.lists(st.integers(0, 3), min_size=4, max_size=4, unique=True),
-           plan=st.lists(checkin, min_size=1, max_size=10))
+    @settings(
+        max_examples=examples if backend == "sqlite" else examples // 3,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        prices=st.lists(st.integers(1, 5000), min_size=1, max_size=4),
+        holders=st.lists(st.integers(0, 3), min_size=4, max_size=4, unique=True),
+        plan=st.lists(checkin, min_size=1, max_size=10),
+    )
     def check(prices, holders, plan):
         batch_world, single_world = world(db, prices, holders), world(db, prices, holders)
         batch = db.transact(jsql.checkin_many, as_checkins(batch_world, plan, 10**9))
 
         def one(c):
             try:
-                return db.transact(jsql.checkin, c.dispatch_id, c.client_id, c.state, c.at, c.slice_status,
-                                   c.progress)
+                return db.transact(jsql.checkin, c.dispatch_id, c.client_id, c.state, c.at, c.slice_status, c.progress)
             except MarketError as e:
                 return e
 
@@ -115,13 +125,14 @@ def test_a_batch_of_check_ins_answers_and_writes_what_they_would_one_by_one(db, 
 def test_a_batch_pays_each_accepted_slice_once_and_closes_its_lease(db):
     w = world(db, [1000, 2000], [0, 1, 2, 3])
     first, second = w["leases"]
-    checkins = [jsql.CheckIn(first, w["clients"][0], md.fake_state(seq=1), T0 + 2.0),
-                jsql.CheckIn(first, w["clients"][0], md.fake_state(seq=1), T0 + 2.5),   # a retry
-                jsql.CheckIn(second, w["clients"][0], md.fake_state(seq=1), T0 + 2.0),  # not its lease
-                jsql.CheckIn(second, w["clients"][1], md.fake_state(seq=1), T0 + 99)]   # too late
+    checkins = [
+        jsql.CheckIn(first, w["clients"][0], md.fake_state(seq=1), T0 + 2.0),
+        jsql.CheckIn(first, w["clients"][0], md.fake_state(seq=1), T0 + 2.5),  # a retry
+        jsql.CheckIn(second, w["clients"][0], md.fake_state(seq=1), T0 + 2.0),  # not its lease
+        jsql.CheckIn(second, w["clients"][1], md.fake_state(seq=1), T0 + 99),
+    ]  # too late
     answers = db.transact(jsql.checkin_many, checkins)
-    assert answers[0] == {"stateid": first, "status": "accepted", "paid": 2000, "duplicate": False,
-                          "accepted_ms": 2000}
+    assert answers[0] == {"stateid": first, "status": "accepted", "paid": 2000, "duplicate": False, "accepted_ms": 2000}
     assert answers[1] == dict(answers[0], duplicate=True)
     assert type(answers[2]).__name__ == "Forbidden"
     assert answers[3]["status"] == "rejected" and answers[3]["paid"] == 0
@@ -137,10 +148,20 @@ def test_a_window_checks_out_in_one_transaction_and_reserves_the_owners_money(db
     owner = w["owners"][0]
     jobs = [md.job(db, owner, price, f"w{price}", submitted_at=T0) for price in (300, 100, 200)]
     pooled = [matcher.PooledClient(id=c, speed=10.0 + i, requested_at=T0) for i, c in enumerate(w["clients"][:3])]
-    leases = db.transact(jsql.assign_window, pooled, T0 + 1, GRACE, {c.id: SLICE for c in pooled}, matcher.match,
-                         lambda r: matcher.ReadyJob(id=r["id"], price=r["price"], submitted_at=r["submitted_at"]))
+    leases = db.transact(
+        jsql.assign_window,
+        pooled,
+        T0 + 1,
+        GRACE,
+        {c.id: SLICE for c in pooled},
+        matcher.match,
+        lambda r: matcher.ReadyJob(id=r["id"], price=r["price"], submitted_at=r["submitted_at"]),
+    )
     assert {c: lease["job_id"] for c, lease in leases.items()} == {
-        w["clients"][2]: jobs[0], w["clients"][1]: jobs[2], w["clients"][0]: jobs[1]}
+        w["clients"][2]: jobs[0],
+        w["clients"][1]: jobs[2],
+        w["clients"][0]: jobs[1],
+    }
     assert db.transact(sql.account_by_id, owner)["reserved"] == (300 + 100 + 200) * SLICE
     assert db.transact(sql.audit)["balanced"]
     assert {db.transact(jsql.job_row, j)["status"] for j in jobs} == {"running"}
@@ -150,15 +171,23 @@ def test_a_script_returns_each_statements_rows_and_inserts_many_rows(db):
     owner = md.account(db, "scripted")[0]
 
     def work(tx):
-        return tx.script([
-            ("SELECT name FROM accounts WHERE id = ?", [owner]),
-            Many("INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?)", [(T0, None, owner, 0, "grant", None, f"m{i}") for i in range(3)]),
-            Many("INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?)", []),
-            ("UPDATE accounts SET email = ? WHERE id = ?", ["new@example.org", owner]),
-            ("SELECT COUNT(*) AS n FROM ledger WHERE memo LIKE ? AND credit_account = ?", ["m%", owner]),
-        ])
+        return tx.script(
+            [
+                ("SELECT name FROM accounts WHERE id = ?", [owner]),
+                Many(
+                    "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(T0, None, owner, 0, "grant", None, f"m{i}") for i in range(3)],
+                ),
+                Many(
+                    "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [],
+                ),
+                ("UPDATE accounts SET email = ? WHERE id = ?", ["new@example.org", owner]),
+                ("SELECT COUNT(*) AS n FROM ledger WHERE memo LIKE ? AND credit_account = ?", ["m%", owner]),
+            ]
+        )
 
     results = db.transact(work)
     assert results == [[{"name": "scripted"}], None, None, None, [{"n": 3}]]
@@ -168,10 +197,14 @@ def test_a_failing_statement_in_a_script_rolls_the_whole_transaction_back(db):
     owner = md.account(db, "rolled")[0]
 
     def work(tx):
-        tx.script([("UPDATE accounts SET email = ? WHERE id = ?", ["changed@example.org", owner]),
-                   ("INSERT INTO no_such_table (x) VALUES (?)", [1])])
+        tx.script(
+            [
+                ("UPDATE accounts SET email = ? WHERE id = ?", ["changed@example.org", owner]),
+                ("INSERT INTO no_such_table (x) VALUES (?)", [1]),
+            ]
+        )
 
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whichever error the driver raises for a missing table
         db.transact(work)
     assert db.transact(sql.account_by_id, owner)["email"] == "rolled@example.org"
 
@@ -187,17 +220,26 @@ def test_upgrading_to_v2_keeps_open_leases_reserved_and_finds_committed_states(d
 
         def v1_market(tx):
             host = sql.create_account(tx, "oldhost", "h@example.org", "x", T0, None, 0)
-            client = tx.insert("INSERT INTO clients (account_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                               (host, "box", "0" * 64, T0))
-            job = tx.insert("INSERT INTO jobs (account_id, name, price, source, source_sha256, entry, status,"
-                            " submitted_at) VALUES (?, 'j', 7, '', '', 'main', 'running', ?)", (owner, T0))
+            client = tx.insert(
+                "INSERT INTO clients (account_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                (host, "box", "0" * 64, T0),
+            )
+            job = tx.insert(
+                "INSERT INTO jobs (account_id, name, price, source, source_sha256, entry, status,"
+                " submitted_at) VALUES (?, 'j', 7, '', '', 'main', 'running', ?)",
+                (owner, T0),
+            )
             for seq in range(3):
-                tx.insert("INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, ?, ?, ?, ?)",
-                          (job, seq, b"s", "committed" if seq == 2 else "superseded", T0))
+                tx.insert(
+                    "INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (job, seq, b"s", "committed" if seq == 2 else "superseded", T0),
+                )
             state = tx.scalar("SELECT id FROM states WHERE job_id = ? AND seq = 2", (job,))
-            tx.insert("INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds,"
-                      " deadline, status, reserved) VALUES (?, ?, ?, ?, 10, ?, 'out', 70)",
-                      (job, state, client, T0, T0 + 15))
+            tx.insert(
+                "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds,"
+                " deadline, status, reserved) VALUES (?, ?, ?, ?, 10, ?, 'out', 70)",
+                (job, state, client, T0, T0 + 15),
+            )
             return job
 
         job = db.transact(v1_market)

@@ -11,14 +11,30 @@ import pytest
 
 def market(db_url, *args, stdin=None):
     env = dict(os.environ, PYTHONPATH=os.getcwd(), MARKET_CHEAP_HASHES="1")
-    return subprocess.run([sys.executable, "-m", "market", "--db", db_url, *args], input=stdin,
-                          capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "market", "--db", db_url, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_account_and_client_lifecycle(db_url):
     assert market(db_url, "db", "init").returncode == 0
-    r = market(db_url, "account", "create", "alice", "--email", "alice@example.org", "--password-stdin",
-               "--grant", "12.50", stdin="correct horse\n")
+    r = market(
+        db_url,
+        "account",
+        "create",
+        "alice",
+        "--email",
+        "alice@example.org",
+        "--password-stdin",
+        "--grant",
+        "12.50",
+        stdin="correct horse\n",
+    )
     assert r.returncode == 0, r.stderr
     token = r.stdout.split("--token ")[1].split()[0]
     assert market(db_url, "account", "confirm", "alice", "--token", "wrong").returncode == 2
@@ -33,17 +49,29 @@ def test_account_and_client_lifecycle(db_url):
     assert market(db_url, "db", "audit").returncode == 0
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["account", "balance", "nobody"], 1, "no account 'nobody'"),
-    (["client", "register", "nobody"], 1, "no account 'nobody'"),
-    (["account", "grant", "alice", "-3"], 2, "credits"),
-    (["account", "grant", "alice", "1.234"], 2, "2 decimals"),
-    (["account", "create", "Bad Name", "--email", "x@example.org", "--password-stdin"], 2, "not allowed"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["account", "balance", "nobody"], 1, "no account 'nobody'"),
+        (["client", "register", "nobody"], 1, "no account 'nobody'"),
+        (["account", "grant", "alice", "-3"], 2, "credits"),
+        (["account", "grant", "alice", "1.234"], 2, "2 decimals"),
+        (["account", "create", "Bad Name", "--email", "x@example.org", "--password-stdin"], 2, "not allowed"),
+    ],
+)
 def test_bad_input_gives_one_line_and_changes_nothing(db_url, args, code, words):
     market(db_url, "db", "init")
-    market(db_url, "account", "create", "alice", "--email", "alice@example.org", "--password-stdin",
-           "--confirmed", stdin="correct horse\n")
+    market(
+        db_url,
+        "account",
+        "create",
+        "alice",
+        "--email",
+        "alice@example.org",
+        "--password-stdin",
+        "--confirmed",
+        stdin="correct horse\n",
+    )
     before = market(db_url, "account", "list").stdout
     r = market(db_url, *args, stdin="correct horse\n")
     assert r.returncode == code, (r.stdout, r.stderr)
@@ -84,7 +112,7 @@ def test_a_grant_puts_the_accounts_held_jobs_back_on_the_ready_list(db, db_url):
 
 
 def test_new_tokens_never_look_like_a_command_line_option():
-    from market import credentials
+    from market.accounts import credentials
 
     tokens = [credentials.new_token()[0] for _ in range(2000)]
     assert not [t for t in tokens if t.startswith("-")]
@@ -93,16 +121,27 @@ def test_new_tokens_never_look_like_a_command_line_option():
 
 def bare_market(*args, stdin=None, **env):
     e = dict(os.environ, PYTHONPATH=os.getcwd(), MARKET_CHEAP_HASHES="1", **env)
-    return subprocess.run([sys.executable, "-m", "market", *args], input=stdin, capture_output=True, text=True,
-                          env=e, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "market", *args], input=stdin, capture_output=True, text=True, env=e, timeout=60
+    )
 
 
 def test_global_options_work_before_and_after_the_command(tmp_path):
     first, second = f"sqlite:{tmp_path}/a.sqlite", f"sqlite:{tmp_path}/b.sqlite"
     assert bare_market("db", "init", "--db", first).returncode == 0
     assert bare_market("--db", second, "db", "init").returncode == 0
-    bare_market("account", "create", "alice", "--db", first, "--email", "a@example.org", "--password-stdin",
-                "--confirmed", stdin="correct horse\n")
+    bare_market(
+        "account",
+        "create",
+        "alice",
+        "--db",
+        first,
+        "--email",
+        "a@example.org",
+        "--password-stdin",
+        "--confirmed",
+        stdin="correct horse\n",
+    )
     assert "alice" in bare_market("--db", first, "account", "list").stdout
     assert "alice" not in bare_market("account", "list", "--db", second).stdout
     # the command's own --db wins over the one before it
@@ -116,25 +155,31 @@ def test_account_create_help_says_when_the_password_comes_from_standard_input():
     assert "asked for on a terminal" in text and "--password-stdin" in text and "piped" in text
 
 
-@pytest.mark.parametrize("typed, expected", [
-    ("127.0.0.1:7080", "http://127.0.0.1:7080/RPC2"),
-    ("market.example.org", "http://market.example.org/RPC2"),
-    ("https://market.example.org/", "https://market.example.org/RPC2"),
-    ("http://[::1]:7080/RPC2", "http://[::1]:7080/RPC2"),
-    ("http://h:7080/custom", "http://h:7080/custom"),
-])
+@pytest.mark.parametrize(
+    "typed, expected",
+    [
+        ("127.0.0.1:7080", "http://127.0.0.1:7080/RPC2"),
+        ("market.example.org", "http://market.example.org/RPC2"),
+        ("https://market.example.org/", "https://market.example.org/RPC2"),
+        ("http://[::1]:7080/RPC2", "http://[::1]:7080/RPC2"),
+        ("http://h:7080/custom", "http://h:7080/custom"),
+    ],
+)
 def test_server_urls_without_a_scheme_or_path_are_completed(typed, expected):
-    from market.rpcclient import server_url
+    from market.rpc.client import server_url
 
     assert server_url(typed) == expected
 
 
-@pytest.mark.parametrize("typed, words", [
-    ("ftp://h/RPC2", "must start with http:// or https://"),
-    ("http://h:port/RPC2", "is not valid"),
-    ("http://h:99999/RPC2", "is not valid"),
-    ("http://:7080/RPC2", "names no host"),
-])
+@pytest.mark.parametrize(
+    "typed, words",
+    [
+        ("ftp://h/RPC2", "must start with http:// or https://"),
+        ("http://h:port/RPC2", "is not valid"),
+        ("http://h:99999/RPC2", "is not valid"),
+        ("http://:7080/RPC2", "names no host"),
+    ],
+)
 def test_a_bad_server_url_is_one_clear_line(typed, words):
     r = bare_market("status", "--server", typed, "--account", "a", "--token", "t")
     assert r.returncode == 2 and words in r.stderr, r.stderr
@@ -144,8 +189,13 @@ def test_a_bad_server_url_is_one_clear_line(typed, words):
 def test_a_worker_refuses_a_bad_server_url_in_one_line(tmp_path):
     from tests.servers import TWISTD, env
 
-    r = subprocess.run([*TWISTD, "-n", "worker", "--server", "ftp://h", "--client", "1", "--token", "x"],
-                       capture_output=True, text=True, env=env(), timeout=60)
+    r = subprocess.run(
+        [*TWISTD, "-n", "worker", "--server", "ftp://h", "--client", "1", "--token", "x"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert r.returncode != 0 and "must start with http:// or https://" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
 
@@ -153,8 +203,18 @@ def test_a_worker_refuses_a_bad_server_url_in_one_line(tmp_path):
 def test_client_register_prints_a_worker_command_that_keeps_the_token_out_of_the_arguments(tmp_path):
     url = f"sqlite:{tmp_path}/m.sqlite"
     bare_market("db", "init", "--db", url)
-    bare_market("account", "create", "bob", "--db", url, "--email", "b@example.org", "--password-stdin",
-                "--confirmed", stdin="correct horse\n")
+    bare_market(
+        "account",
+        "create",
+        "bob",
+        "--db",
+        url,
+        "--email",
+        "b@example.org",
+        "--password-stdin",
+        "--confirmed",
+        stdin="correct horse\n",
+    )
     out = bare_market("client", "register", "bob", "--db", url, "--server", "10.0.0.5:7080").stdout
     token = out.split("token (shown once): ")[1].split()[0]
     command = out.split("run it with: ")[1].strip()

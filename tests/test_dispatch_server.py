@@ -9,7 +9,7 @@ import xmlrpc.client
 
 import pytest
 
-from market.rpcclient import blocking
+from market.rpc.client import blocking
 from market.store import accounts as sql
 from market.store import jobs as jsql
 from tests import marketdata as md
@@ -95,9 +95,9 @@ def test_a_late_check_in_is_rejected_and_the_job_is_redispatched_from_its_previo
 
 def test_a_job_whose_owner_cannot_pay_is_held_not_dispatched(db, market_server):
     server = market_server("--window", "0.2", "--threshold", "1")
-    poor, _ = md.account(db, "poor", grant=50)   # 0.50 credits
+    poor, _ = md.account(db, "poor", grant=50)  # 0.50 credits
     host, _ = md.account(db, "host", grant=0)
-    job_id = md.job(db, poor, 100)                # 1.00 per second; a 10 s slice costs 10.00
+    job_id = md.job(db, poor, 100)  # 1.00 per second; a 10 s slice costs 10.00
     cid, token = md.client(db, host, "box", 5.0)
     answer = worker_rpc(server, cid, token).request(cid, 10)
     assert answer["status"] == "nowork" and answer["retry_after"] >= 1

@@ -1,12 +1,12 @@
-"""market.groupcommit: requests that arrive while a batch commits form the next batch; each
+"""market.dispatch.groupcommit: requests that arrive while a batch commits form the next batch; each
 caller gets its own answer or refusal; a failed batch is retried item by item."""
 
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from market.errors import NotFound
-from market.groupcommit import GroupCommit
+from market.core.errors import NotFound
+from market.dispatch.groupcommit import GroupCommit
 
 
 class Store:

@@ -11,7 +11,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.errors import InsufficientFunds
+from market.core.errors import InsufficientFunds
 from market.store import accounts as sql
 
 NOW = 1_800_000_000.0
@@ -78,7 +78,7 @@ TRANSFER_STREAM = r"""
 import random, sys, time
 from market.store import Database
 from market.store import accounts as sql
-from market.errors import InsufficientFunds
+from market.core.errors import InsufficientFunds
 db = Database(sys.argv[1])
 ids = [int(x) for x in sys.argv[2:]]
 rng = random.Random(7)
@@ -98,8 +98,9 @@ while True:
 def test_kill_9_in_the_middle_of_transfers_leaves_every_balance_consistent(db, db_url):
     ids = [db.transact(sql.create_account, f"k{i}", f"k{i}@example.org", "h", NOW, None, 1000) for i in range(5)]
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    child = subprocess.Popen([sys.executable, "-c", TRANSFER_STREAM, db_url, *map(str, ids)],
-                             stdout=subprocess.PIPE, env=env, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", TRANSFER_STREAM, db_url, *map(str, ids)], stdout=subprocess.PIPE, env=env, text=True
+    )
     try:
         done = 0
         while done < 200:

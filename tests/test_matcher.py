@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.matcher import (
+from market.core.matcher import (
     POLICIES,
     Assignment,
     PooledClient,
@@ -79,8 +79,12 @@ def test_job_ties_break_on_submission_time_then_id():
 
 
 def test_client_ties_break_on_request_time_then_id():
-    clients = [PooledClient(7, 2.0, 1.0), PooledClient(4, 2.0, 1.0), PooledClient(1, 2.0, 3.0),
-               PooledClient(8, 9.0, 5.0)]
+    clients = [
+        PooledClient(7, 2.0, 1.0),
+        PooledClient(4, 2.0, 1.0),
+        PooledClient(1, 2.0, 3.0),
+        PooledClient(8, 9.0, 5.0),
+    ]
     jobs = [ReadyJob(i, 10 - i, 0.0) for i in range(4)]
     assert describe(match(clients, jobs)) == [(8, 0), (4, 1), (7, 2), (1, 3)]
 
@@ -101,8 +105,7 @@ def test_paper_rule_maximizes_price_times_speed(clients, jobs):
 @settings(max_examples=25, deadline=None)
 def test_top_jobs_on_a_large_ready_list_equals_a_full_sort(seed, distinct_prices, k):
     draw = random.Random(seed)
-    jobs = [ReadyJob(i, draw.randint(1, distinct_prices), float(draw.randint(0, 9)))
-            for i in range(5000)]
+    jobs = [ReadyJob(i, draw.randint(1, distinct_prices), float(draw.randint(0, 9))) for i in range(5000)]
     assert top_jobs(jobs, k) == sorted(jobs, key=job_order_key)[:k]
 
 

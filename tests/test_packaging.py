@@ -40,10 +40,18 @@ class Installed:
         env.update(extra)
         return env
 
-    def run(self, *argv: str, input: str | None = None, timeout: float = 120, check: bool = True,
-            **env: str) -> subprocess.CompletedProcess:
-        out = subprocess.run([str(a) for a in argv], cwd=self.work, env=self.env(**env), input=input,
-                             capture_output=True, text=True, timeout=timeout)
+    def run(
+        self, *argv: str, input: str | None = None, timeout: float = 120, check: bool = True, **env: str
+    ) -> subprocess.CompletedProcess:
+        out = subprocess.run(
+            [str(a) for a in argv],
+            cwd=self.work,
+            env=self.env(**env),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and out.returncode != 0:
             raise AssertionError(f"{' '.join(map(str, argv))} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
         return out
@@ -51,8 +59,12 @@ class Installed:
 
 def _tracked(*roots: str) -> list[str]:
     """The files a commit of the working tree would hold (tracked, or new and not ignored)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *roots],
-                         cwd=REPO, capture_output=True, check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *roots],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
     return sorted({p for p in out.stdout.decode().split("\0") if p and os.path.exists(REPO / p)})
 
 
@@ -72,20 +84,30 @@ def installed(tmp_path_factory) -> Installed:
     dist = work / "dist"
     source = _clean_copy(work / "source")
     # python -m build makes the sdist, then the wheel FROM the sdist: a file the sdist forgets fails here
-    build = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)],
-                           capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (wheel,) = dist.glob("*.whl")
     (sdist,) = dist.glob("*.tar.gz")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                          f"{wheel}[sandbox]"], capture_output=True, text=True, timeout=600, cwd=work)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", f"{wheel}[sandbox]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=work,
+    )
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     return Installed(work, venv, wheel, sdist)
 
 
 # -- what the archives hold ------------------------------------------------------------------------
+
 
 def test_the_wheel_holds_every_module_and_data_file_of_the_package_trees(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
@@ -106,14 +128,18 @@ def test_the_sdist_holds_every_tracked_file(installed):
 
 
 def test_nothing_is_imported_from_the_checkout(installed):
-    out = installed.run(installed.bin / "python", "-c",
-                        "import market, quote, sim, twisted.plugins.market_plugins as p; "
-                        "print(market.__file__); print(quote.__file__); print(sim.__file__); print(p.__file__)")
+    out = installed.run(
+        installed.bin / "python",
+        "-c",
+        "import market, quote, sim, twisted.plugins.market_plugins as p; "
+        "print(market.__file__); print(quote.__file__); print(sim.__file__); print(p.__file__)",
+    )
     for line in out.stdout.split():
         assert line.startswith(str(installed.venv)), line
 
 
 # -- every entry point, from the installed package -------------------------------------------------
+
 
 def test_market_help(installed):
     out = installed.run("market", "--help")
@@ -134,7 +160,8 @@ def test_the_demo_runs_to_its_exact_result(installed):
 def test_sim_runs_a_tiny_scenario(installed):
     (installed.work / "tiny.toml").write_text(
         '[run]\nname = "tiny"\nduration = 600\n[pool]\nwindow = 2.0\nthreshold = 4\nslice = 60\n'
-        '[clients]\ncount = 6\n[jobs]\ninitial = 10\nrate = 0.02\nlength = { dist = "exponential", mean = 1e8 }\n')
+        '[clients]\ncount = 6\n[jobs]\ninitial = 10\nrate = 0.02\nlength = { dist = "exponential", mean = 1e8 }\n'
+    )
     out = installed.run("sim", "tiny.toml", "--out", "simout")
     assert (installed.work / "simout").is_dir() and any((installed.work / "simout").iterdir()), out.stdout
     shipped = installed.run("sim", "--help").stdout
@@ -150,17 +177,59 @@ def test_a_pythia_task_through_an_installed_market_and_worker_then_report_and_qu
     server = f"127.0.0.1:{port}"  # no scheme: the CLI and the worker add http:// and /RPC2
     run = installed.run
     run("market", "db", "init", "--db", url)  # a global option after the command
-    run("market", "--db", url, "account", "create", "alice", "--email", "a@example.org", "--password-stdin",
-        "--confirmed", input="alice-password\n")
-    run("market", "account", "create", "bob", "--db", url, "--email", "b@example.org", "--password-stdin",
-        "--confirmed", "--grant", "0", input="bob-password\n")
+    run(
+        "market",
+        "--db",
+        url,
+        "account",
+        "create",
+        "alice",
+        "--email",
+        "a@example.org",
+        "--password-stdin",
+        "--confirmed",
+        input="alice-password\n",
+    )
+    run(
+        "market",
+        "account",
+        "create",
+        "bob",
+        "--db",
+        url,
+        "--email",
+        "b@example.org",
+        "--password-stdin",
+        "--confirmed",
+        "--grant",
+        "0",
+        input="bob-password\n",
+    )
     token = run("market", "account", "token", "alice", "--db", url).stdout.rsplit(" ", 1)[1].strip()
     registered = run("market", "client", "register", "bob", "--name", "box", "--db", url, "--server", server).stdout
     command = re.search(r"^run it with: (.*)$", registered, re.M).group(1)
     assert ROOT_USER == [] or "--user nobody" in command
-    market = subprocess.Popen(["twistd", "-n", "--pidfile=", "--logfile=market.log", "market", "--db", url,
-                               "--rpc", f"tcp:{port}:interface=127.0.0.1", "--window", "0.2", "--threshold", "1",
-                               "--test-job-size", "30"], cwd=installed.work, env=installed.env())
+    market = subprocess.Popen(
+        [
+            "twistd",
+            "-n",
+            "--pidfile=",
+            "--logfile=market.log",
+            "market",
+            "--db",
+            url,
+            "--rpc",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--window",
+            "0.2",
+            "--threshold",
+            "1",
+            "--test-job-size",
+            "30",
+        ],
+        cwd=installed.work,
+        env=installed.env(),
+    )
     worker = None
     try:
         wait_for_port(port, market, log=str(installed.work / "market.log"))
@@ -168,9 +237,23 @@ def test_a_pythia_task_through_an_installed_market_and_worker_then_report_and_qu
         logged = command.replace("twistd -n", "twistd -n --pidfile= --logfile=worker.log", 1)
         worker = subprocess.Popen(["bash", "-c", logged], cwd=installed.work, env=installed.env())
         task = REPO / "tests" / "tasks" / "hello-world.task"
-        job = run("market", "submit-task", str(task), "--taskfs", str(REPO / "tests" / "tasks" / "hello-world"),
-                  "--name", "hello", "--price", "0.05", "--server", server, "--account", "alice",
-                  "--token", token).stdout.strip()
+        job = run(
+            "market",
+            "submit-task",
+            str(task),
+            "--taskfs",
+            str(REPO / "tests" / "tasks" / "hello-world"),
+            "--name",
+            "hello",
+            "--price",
+            "0.05",
+            "--server",
+            server,
+            "--account",
+            "alice",
+            "--token",
+            token,
+        ).stdout.strip()
         deadline = time.time() + 120
         while time.time() < deadline:
             status = run("market", "status", job, "--server", server, "--account", "alice", "--token", token).stdout

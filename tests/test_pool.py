@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 
-from market.pool import NoWork, Pool, PoolRequest, WindowPolicy
+from market.core.pool import NoWork, Pool, PoolRequest, WindowPolicy
 from sim.clock import SimClock
 
 CLOCKS = [pytest.param(Clock, id="task.Clock"), pytest.param(SimClock, id="SimClock")]
@@ -43,6 +43,7 @@ def make(clock_type, window=5.0, threshold=10, **recorder):
 
 # -- the pure policy -----------------------------------------------------------------------------
 
+
 def test_window_policy_closes_window_seconds_after_opening():
     assert WindowPolicy(2.5, 10).closes_at(100.0) == 102.5
 
@@ -65,6 +66,7 @@ def test_window_policy_refuses_nonsense(window, threshold):
 
 
 # -- closing the window --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("clock_type", CLOCKS)
 def test_window_closes_after_window_seconds(clock_type):
@@ -125,6 +127,7 @@ def test_an_empty_pool_sets_no_timer(clock_type):
 
 
 # -- failures and overlap ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("clock_type", CLOCKS)
 def test_assign_raising_errbacks_every_waiting_request(clock_type):
@@ -232,6 +235,7 @@ def test_next_window_due_during_assign_closes_right_after_it(clock_type):
 
 # -- one place per client, cancellation, stop ----------------------------------------------------
 
+
 @pytest.mark.parametrize("clock_type", CLOCKS)
 def test_a_second_request_from_a_client_replaces_the_first(clock_type):
     clock, assign, pool = make(clock_type, jobs={1: "job"})
@@ -299,6 +303,7 @@ def test_stop_waits_for_a_running_assign(clock_type):
 
 # -- monitoring ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("clock_type", CLOCKS)
 def test_stats_count_windows_answers_and_mean_wait(clock_type):
     clock, assign, pool = make(clock_type, jobs={1: "job"})
@@ -314,11 +319,14 @@ def test_stats_count_windows_answers_and_mean_wait(clock_type):
 
 # -- invariants under any sequence of arrivals, cancellations and time ---------------------------
 
-operations = st.lists(st.one_of(
-    st.tuples(st.just("request"), st.integers(0, 5)),
-    st.tuples(st.just("advance"), st.sampled_from([0.1, 0.5, 1.0, 2.5])),
-    st.tuples(st.just("cancel"), st.integers(0, 50)),
-), max_size=40)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("request"), st.integers(0, 5)),
+        st.tuples(st.just("advance"), st.sampled_from([0.1, 0.5, 1.0, 2.5])),
+        st.tuples(st.just("cancel"), st.integers(0, 50)),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import xmlrpc.client
 
 import pytest
 
 from market import tasklet
-from market.rpcclient import blocking
+from market.rpc.client import blocking
 from market.store import clients as csql
 from tests import marketdata as md
 from tests.servers import Market, env
@@ -41,7 +40,7 @@ def test_a_new_client_gets_a_test_job_and_a_right_answer_records_its_speed(db, s
     assert answer["status"] == "finished" and answer["speed"] > 0
     measured = db.transact(csql.last_speed, cid)
     assert measured["speed"] == pytest.approx(answer["speed"])
-    assert tasklet.probe_operations(20) == 20 ** 3
+    assert tasklet.probe_operations(20) == 20**3
     # measured now: the next request joins the pool (no work there: nowork), not another test job
     assert rpc.request(cid, 10)["status"] == "nowork"
 
@@ -66,8 +65,13 @@ def test_market_submit_status_and_result_from_the_command_line(db, server, tmp_p
     module.write_text("def main(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n")
     base = ["python", "-m", "market", "--db", server.db_url]
     auth = ["--server", server.url, "--account", "owner", "--token", token]
-    r = subprocess.run([*base, "submit", str(module), "main", "--name", "squares", "--price", "0.05",
-                        "--arg", "1000", *auth], capture_output=True, text=True, env=env(), timeout=60)
+    r = subprocess.run(
+        [*base, "submit", str(module), "main", "--name", "squares", "--price", "0.05", "--arg", "1000", *auth],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     job_id = int(r.stdout)
     # play the worker by hand: one client, measured, runs the job to its end
@@ -87,7 +91,28 @@ def test_market_submit_refuses_code_outside_the_subset_with_line_numbers(db, ser
     _, token = md.account(db, "owner")
     module = tmp_path / "bad.py"
     module.write_text("import socket\n\ndef main():\n    return socket.gethostname()\n")
-    r = subprocess.run(["python", "-m", "market", "submit", str(module), "main", "--name", "bad", "--price", "1",
-                        "--server", server.url, "--account", "owner", "--token", token],
-                       capture_output=True, text=True, env=env(), timeout=60)
+    r = subprocess.run(
+        [
+            "python",
+            "-m",
+            "market",
+            "submit",
+            str(module),
+            "main",
+            "--name",
+            "bad",
+            "--price",
+            "1",
+            "--server",
+            server.url,
+            "--account",
+            "owner",
+            "--token",
+            token,
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert r.returncode == 2 and "line 1" in r.stderr and "Traceback" not in r.stderr

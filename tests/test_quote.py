@@ -23,21 +23,29 @@ NS = "urn:market:report:1"
 
 def make_report(clients=(), jobs=(), dispatches=0, extra="") -> bytes:
     """A report by hand. clients: (status, suspect, speed or None); jobs: (status, 'price')."""
-    parts = [f'<?xml version="1.0"?>\n<report xmlns="{NS}" version="1" generated-at="2026-11-22T10:00:00Z">',
-             "<clients>"]
+    parts = [
+        f'<?xml version="1.0"?>\n<report xmlns="{NS}" version="1" generated-at="2026-11-22T10:00:00Z">',
+        "<clients>",
+    ]
     for i, (status, suspect, speed) in enumerate(clients, 1):
         s = "" if speed is None else f'<speed measured-at="2026-11-22T09:00:00Z">{speed!r}</speed>'
-        parts.append(f'<client id="{i}" status="{status}">{s}<sandbox-level>bwrap</sandbox-level>'
-                     f"<suspect>{'true' if suspect else 'false'}</suspect></client>")
+        parts.append(
+            f'<client id="{i}" status="{status}">{s}<sandbox-level>bwrap</sandbox-level>'
+            f"<suspect>{'true' if suspect else 'false'}</suspect></client>"
+        )
     parts.append("</clients><jobs>")
     for i, (status, price) in enumerate(jobs, 1):
-        parts.append(f'<job id="{i}" status="{status}" kind="job"><name>j{i}</name><price>{price}</price>'
-                     f"<executed-seconds>0.000</executed-seconds><slices>0</slices>"
-                     f"<finished>{'true' if status == 'finished' else 'false'}</finished></job>")
+        parts.append(
+            f'<job id="{i}" status="{status}" kind="job"><name>j{i}</name><price>{price}</price>'
+            f"<executed-seconds>0.000</executed-seconds><slices>0</slices>"
+            f"<finished>{'true' if status == 'finished' else 'false'}</finished></job>"
+        )
     parts.append("</jobs><dispatches>")
     for i in range(1, dispatches + 1):
-        parts.append(f'<dispatch id="{i}" job="1" client="1" status="out"><checked-out>2026-11-22T09:00:00Z'
-                     f"</checked-out><deadline>2026-11-22T09:01:00Z</deadline></dispatch>")
+        parts.append(
+            f'<dispatch id="{i}" job="1" client="1" status="out"><checked-out>2026-11-22T09:00:00Z'
+            f"</checked-out><deadline>2026-11-22T09:01:00Z</deadline></dispatch>"
+        )
     parts.append(f"</dispatches>{extra}</report>")
     return "".join(parts).encode()
 
@@ -55,6 +63,7 @@ def run(argv, capsys):
 
 
 # -- the rule on plain values --------------------------------------------------------------------
+
 
 def test_nth_highest_price_plus_one_cent():
     q = rule.quote([50.0, 40.0, 30.0], Counter({900: 1, 500: 2, 100: 3}), 35.0)
@@ -77,9 +86,16 @@ def test_no_client_fast_enough_is_not_possible():
     assert not q.possible and q.n == 0 and q.price_cents is None
 
 
-@pytest.mark.parametrize("speed, prices, expected", [
-    (450, None, "9.01"), (400, None, "5.21"), (100, None, "3.01"), (50, ["9.00", "5.20"], "0.01"),
-    (600, None, "NotPossible")])
+@pytest.mark.parametrize(
+    "speed, prices, expected",
+    [
+        (450, None, "9.01"),
+        (400, None, "5.21"),
+        (100, None, "3.01"),
+        (50, ["9.00", "5.20"], "0.01"),
+        (600, None, "NotPossible"),
+    ],
+)
 def test_the_examples_in_docs_quote_md(tmp_path, capsys, speed, prices, expected):
     clients = [("active", False, s) for s in (500.0, 400.0, 400.0, 100.0)]
     jobs = [("ready", p) for p in (prices or ["9.00", "5.20", "5.20", "3.00"])]
@@ -102,7 +118,7 @@ def test_nan_speed_never_counts():
 )
 def test_rule_agrees_with_the_matcher(speeds, prices, want):
     """Quoted price wins a client >= want in the matcher's order; one cent less does not."""
-    from market.matcher import PooledClient, ReadyJob, match
+    from market.core.matcher import PooledClient, ReadyJob, match
 
     q = rule.quote(speeds, Counter(prices), want)
     clients = [PooledClient(i, s, 0.0) for i, s in enumerate(speeds)]
@@ -125,13 +141,27 @@ def test_rule_agrees_with_the_matcher(speeds, prices, want):
 
 # -- the reader ----------------------------------------------------------------------------------
 
+
 def test_reader_counts_only_active_non_suspect_measured_clients_and_competing_jobs(tmp_path):
     data = make_report(
-        clients=[("active", False, 100.0), ("active", True, 500.0), ("inactive", False, 900.0),
-                 ("active", False, None), ("active", False, 50.5)],
-        jobs=[("ready", "3.00"), ("running", "2.00"), ("held", "9.00"), ("finished", "8.00"),
-              ("new", "7.00"), ("cancelled", "6.00"), ("ready", "3.00")],
-        dispatches=3)
+        clients=[
+            ("active", False, 100.0),
+            ("active", True, 500.0),
+            ("inactive", False, 900.0),
+            ("active", False, None),
+            ("active", False, 50.5),
+        ],
+        jobs=[
+            ("ready", "3.00"),
+            ("running", "2.00"),
+            ("held", "9.00"),
+            ("finished", "8.00"),
+            ("new", "7.00"),
+            ("cancelled", "6.00"),
+            ("ready", "3.00"),
+        ],
+        dispatches=3,
+    )
     view = reader.read(write(tmp_path, data))
     assert sorted(view.speeds) == [50.5, 100.0]
     assert view.price_counts == Counter({300: 2, 200: 1})
@@ -175,10 +205,13 @@ def test_reader_reads_the_report_the_market_writes(tmp_path):
 
 
 def test_only_the_reports_own_sections_count_when_unvalidated(tmp_path):
-    nested = (f'<clients><client id="9" status="active"><speed measured-at="2026-11-22T09:00:00Z">1e9</speed>'
-              f'<sandbox-level>x</sandbox-level><suspect>false</suspect></client></clients>')
+    nested = (
+        '<clients><client id="9" status="active"><speed measured-at="2026-11-22T09:00:00Z">1e9</speed>'
+        "<sandbox-level>x</sandbox-level><suspect>false</suspect></client></clients>"
+    )
     data = make_report([("active", False, 10.0)], [("ready", "1.00")]).replace(
-        b"<finished>", nested.encode() + b"<finished>", 1)
+        b"<finished>", nested.encode() + b"<finished>", 1
+    )
     view = reader.read(write(tmp_path, data), validate=False)
     assert view.speeds == [10.0] and view.clients == 1
 
@@ -186,9 +219,11 @@ def test_only_the_reports_own_sections_count_when_unvalidated(tmp_path):
 def test_external_entities_are_never_resolved(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("99.99")
-    data = make_report([("active", False, 10.0)], [("ready", "1.00")]).replace(
-        b"<report", f'<!DOCTYPE report [<!ENTITY x SYSTEM "file://{secret}">]>\n<report'.encode(), 1
-    ).replace(b"<price>1.00</price>", b"<price>&x;</price>")
+    data = (
+        make_report([("active", False, 10.0)], [("ready", "1.00")])
+        .replace(b"<report", f'<!DOCTYPE report [<!ENTITY x SYSTEM "file://{secret}">]>\n<report'.encode(), 1)
+        .replace(b"<price>1.00</price>", b"<price>&x;</price>")
+    )
     with pytest.raises(reader.ReportError):
         reader.read(write(tmp_path, data))
     with pytest.raises(reader.ReportError):
@@ -197,9 +232,15 @@ def test_external_entities_are_never_resolved(tmp_path):
 
 # -- the command, in process -----------------------------------------------------------------------
 
+
 def test_prints_the_price(tmp_path, capsys):
-    path = write(tmp_path, make_report([("active", False, 100.0), ("active", False, 80.0)],
-                                       [("ready", "5.20"), ("running", "4.00"), ("ready", "1.00")]))
+    path = write(
+        tmp_path,
+        make_report(
+            [("active", False, 100.0), ("active", False, 80.0)],
+            [("ready", "5.20"), ("running", "4.00"), ("ready", "1.00")],
+        ),
+    )
     assert run([path, "80"], capsys) == (0, "4.01\n", "")
     assert run([path, "100"], capsys) == (0, "5.21\n", "")
     assert run([path, "1e2"], capsys) == (0, "5.21\n", "")
@@ -216,14 +257,27 @@ def test_prints_the_minimum_price_when_few_jobs_compete(tmp_path, capsys):
 
 
 def test_json_gives_n_price_and_counts(tmp_path, capsys):
-    path = write(tmp_path, make_report([("active", False, 100.0), ("active", True, 300.0)],
-                                       [("ready", "5.20"), ("finished", "1.00")], dispatches=2))
+    path = write(
+        tmp_path,
+        make_report(
+            [("active", False, 100.0), ("active", True, 300.0)], [("ready", "5.20"), ("finished", "1.00")], dispatches=2
+        ),
+    )
     code, out, err = run([path, "90", "--json"], capsys)
     assert code == 0 and err == ""
     assert json.loads(out) == {
-        "speed": 90.0, "possible": True, "n": 1, "price": "5.21", "nth_price": "5.20",
-        "competing_jobs": 1, "jobs": 2, "clients": 2, "eligible_clients": 1, "dispatches": 2,
-        "generated_at": "2026-11-22T10:00:00Z"}
+        "speed": 90.0,
+        "possible": True,
+        "n": 1,
+        "price": "5.21",
+        "nth_price": "5.20",
+        "competing_jobs": 1,
+        "jobs": 2,
+        "clients": 2,
+        "eligible_clients": 1,
+        "dispatches": 2,
+        "generated_at": "2026-11-22T10:00:00Z",
+    }
     code, out, _ = run([path, "1000", "--json"], capsys)
     assert json.loads(out)["possible"] is False and json.loads(out)["price"] is None
 
@@ -241,13 +295,16 @@ def test_speed_must_be_a_positive_number(tmp_path, capsys, speed):
     assert (code, out) == (2, "") and err.count("\n") == 1 and "SPEED" in err
 
 
-@pytest.mark.parametrize("data, word", [
-    (b"", "XML"),
-    (b"just text", "XML"),
-    (b"<report xmlns='urn:market:report:1'><clients>", "XML"),
-    (b"<report/>", "report"),
-    (b"<report xmlns='urn:market:report:1' version='1'/>", "report"),
-])
+@pytest.mark.parametrize(
+    "data, word",
+    [
+        (b"", "XML"),
+        (b"just text", "XML"),
+        (b"<report xmlns='urn:market:report:1'><clients>", "XML"),
+        (b"<report/>", "report"),
+        (b"<report xmlns='urn:market:report:1' version='1'/>", "report"),
+    ],
+)
 def test_unusable_reports_exit_2_with_one_line(tmp_path, capsys, data, word):
     path = write(tmp_path, data)
     code, out, err = run([path, "10"], capsys)
@@ -257,7 +314,8 @@ def test_unusable_reports_exit_2_with_one_line(tmp_path, capsys, data, word):
 def test_invalid_report_is_refused_unless_validation_is_skipped(tmp_path, capsys):
     # price with three decimals: not credits; extra unknown element: not in the schema
     bad = make_report([("active", False, 100.0)], [("ready", "5.20")]).replace(
-        b"<sandbox-level>", b"<colour>blue</colour><sandbox-level>")
+        b"<sandbox-level>", b"<colour>blue</colour><sandbox-level>"
+    )
     path = write(tmp_path, bad)
     code, out, err = run([path, "10"], capsys)
     assert (code, out) == (2, "") and "not a valid market report" in err and err.count("\n") == 1
@@ -278,12 +336,15 @@ def test_truncated_report_is_called_not_well_formed(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("validate", [[], ["--no-validate"]])
-@pytest.mark.parametrize("damage", [
-    (b"</name>", b"</nam>"),  # mismatched end tag mid-document
-    (b"<name>j2", b"<name>j&2"),  # bare ampersand
-    (b"<name>j3", b"<name>j<3"),  # bare less-than
-    (b"</report>", b"</report><report/>"),  # a second root
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        (b"</name>", b"</nam>"),  # mismatched end tag mid-document
+        (b"<name>j2", b"<name>j&2"),  # bare ampersand
+        (b"<name>j3", b"<name>j<3"),  # bare less-than
+        (b"</report>", b"</report><report/>"),  # a second root
+    ],
+)
 def test_malformed_anywhere_is_refused_with_or_without_validation(tmp_path, capsys, validate, damage):
     # regression: lxml 6.1 with resolve_entities=False + schema= let these pass silently
     data = make_report([("active", False, 100.0)] * 3, [("ready", "5.20")] * 3).replace(*damage, 1)
@@ -293,7 +354,8 @@ def test_malformed_anywhere_is_refused_with_or_without_validation(tmp_path, caps
 
 def test_a_doctype_is_refused(tmp_path, capsys):
     data = make_report([("active", False, 1.0)], [("ready", "1.00")]).replace(
-        b"<report", b"<!DOCTYPE report [<!ENTITY e 'x'>]>\n<report", 1)
+        b"<report", b"<!DOCTYPE report [<!ENTITY e 'x'>]>\n<report", 1
+    )
     for extra in ([], ["--no-validate"]):
         code, _, err = run([write(tmp_path, data), "1", *extra], capsys)
         assert code == 2 and "DOCTYPE" in err
@@ -301,8 +363,9 @@ def test_a_doctype_is_refused(tmp_path, capsys):
 
 def test_entity_expansion_bombs_are_stopped(tmp_path, capsys):
     entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
-    data = (f'<?xml version="1.0"?><!DOCTYPE report [<!ENTITY e0 "lol">{entities}]>'
-            f'<report xmlns="{NS}">&e9;</report>').encode()
+    data = (
+        f'<?xml version="1.0"?><!DOCTYPE report [<!ENTITY e0 "lol">{entities}]><report xmlns="{NS}">&e9;</report>'
+    ).encode()
     code, _, err = run([write(tmp_path, data), "1", "--no-validate"], capsys)
     assert code == 2 and err.count("\n") == 1
 
@@ -319,10 +382,12 @@ def test_wrong_number_of_arguments_is_one_line(capsys):
 
 # -- the command, as a real process ----------------------------------------------------------------
 
+
 def _process(*args, stdin=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "quote", *args], input=stdin, capture_output=True,
-                          cwd=str(ROOT), env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "quote", *args], input=stdin, capture_output=True, cwd=str(ROOT), env=env, timeout=60
+    )
 
 
 def test_process_prints_price_and_exits_0(tmp_path):
@@ -347,6 +412,7 @@ def test_process_reads_stdin():
 
 
 # -- standalone ------------------------------------------------------------------------------------
+
 
 def test_quote_package_imports_nothing_from_market():
     for path in (ROOT / "quote").glob("*.py"):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market import report
-from market.matcher import PooledClient, ReadyJob, match
+from market.core.matcher import PooledClient, ReadyJob, match
 from market.store import jobs as jsql
 from market.store import reports as rsql
 from quote import cli
@@ -45,6 +45,7 @@ def _reset(db) -> None:
 
 def _build(db, clients, jobs) -> int:
     """The market state; returns the account that will submit the new job."""
+
     def work(tx):
         member = add_account(tx, "member")
         buyer = add_account(tx, "buyer")
@@ -67,9 +68,11 @@ def _quote(path: str, speed: float) -> dict:
 def _pooled(tx, request_order):
     """Every active, non-suspect, measured client asks for work (unmeasured ones get a speed
     probe instead of joining the pool)."""
-    return [PooledClient(c["id"], float(c["speed"]), request_order.get(c["id"], 0.0))
-            for c in rsql.client_batch(tx, 0, 10**6)
-            if c["status"] == "active" and not c["suspect"] and c["speed"] is not None]
+    return [
+        PooledClient(c["id"], float(c["speed"]), request_order.get(c["id"], 0.0))
+        for c in rsql.client_batch(tx, 0, 10**6)
+        if c["status"] == "active" and not c["suspect"] and c["speed"] is not None
+    ]
 
 
 def _ready_job(row) -> ReadyJob:
@@ -79,6 +82,7 @@ def _ready_job(row) -> ReadyJob:
 def _window(db, request_order):
     """The pure matcher over that pool and every unfinished, non-held job with a state (running
     ones are back on the ready list: their clients are the ones asking again)."""
+
     def work(tx):
         jobs = [_ready_job(j) for j in rsql.job_batch(tx, 0, 10**6) if j["status"] in ("ready", "running")]
         return _pooled(tx, request_order), jobs
@@ -90,13 +94,13 @@ def _window(db, request_order):
 def _store_window(db, request_order, job_id):
     """The same window through the dispatcher's own transaction (``jobs.assign_window``): the
     store's ready-list query, affordability holds, check-outs. Returns the client the job got."""
+
     def work(tx):
         tx.execute("UPDATE jobs SET status = 'ready' WHERE status = 'running'")  # their slices ended
         pooled = _pooled(tx, request_order)
         if not pooled:
             return None
-        dispatched = jsql.assign_window(tx, pooled, T0 + 2000, 15.0, {c.id: 60.0 for c in pooled}, match,
-                                        _ready_job)
+        dispatched = jsql.assign_window(tx, pooled, T0 + 2000, 15.0, {c.id: 60.0 for c in pooled}, match, _ready_job)
         return next((c for c in pooled if dispatched.get(c.id, {}).get("job_id") == job_id), None)
 
     return db.transact(work)
@@ -109,8 +113,11 @@ def _cents(text: str) -> int:
 
 def test_quoted_price_wins_a_fast_enough_client_and_one_cent_less_does_not(db, tmp_path):
     # @given sits on an inner function: pytest-twisted's test wrapper and hypothesis's don't nest
-    @settings(max_examples=25, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(
         clients=st.lists(client_st, max_size=7),
         jobs=st.lists(job_st, max_size=10),
@@ -136,8 +143,7 @@ def quote_is_honest(db, path, clients, jobs, wanted, request_times) -> None:
 
     def submit(price: int) -> int:
         def work(tx):
-            job_id = jsql.create_job(tx, buyer, "the new job", price, "def main():\n    return 1\n", "main",
-                                     T0 + 1000)
+            job_id = jsql.create_job(tx, buyer, "the new job", price, "def main():\n    return 1\n", "main", T0 + 1000)
             jsql.init_job(tx, buyer, job_id, b"state-0", T0 + 1000)
             return job_id
 

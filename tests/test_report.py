@@ -18,6 +18,7 @@ T0 = 1_795_000_000.0  # 2026-11-18
 
 # -- building market states through the store's own functions ----------------------------------
 
+
 def add_account(tx, name: str, grant: int = 10**8) -> int:
     return asql.create_account(tx, name, f"{name}@example.org", "x", T0, None, grant)
 
@@ -46,6 +47,7 @@ def add_job(tx, account_id, name: str, price: int, status: str = "ready", at=T0,
 
 def small_market(db):
     """alice and bob, each with clients and jobs in several states, a probe job and dispatches."""
+
     def work(tx):
         ids = {}
         ids["alice"] = alice = add_account(tx, "alice")
@@ -55,7 +57,7 @@ def small_market(db):
         ids["b_slow"] = add_client(tx, bob, "bob-laptop", speed=1234.567)
         ids["b_new"] = add_client(tx, bob, "bob-unmeasured")
         ids["b_off"] = add_client(tx, bob, "bob-off", speed=9000, status="inactive", suspect=True)
-        ids["a_job"] = add_job(tx, alice, "the <big> & \"tricky\" job", 520)
+        ids["a_job"] = add_job(tx, alice, 'the <big> & "tricky" job', 520)
         ids["b_job"] = add_job(tx, bob, "render frames", 310)
         ids["b_held"] = add_job(tx, bob, "fold proteins", 900, status="held")
         ids["b_done"] = add_job(tx, bob, "count primes", 100, status="finished")
@@ -75,6 +77,7 @@ def parse(data: bytes):
 
 
 # -- validity ----------------------------------------------------------------------------------
+
 
 def test_report_from_a_real_store_is_valid(db):
     small_market(db)
@@ -105,7 +108,7 @@ def test_core_paths_carry_the_store_values(db):
 
     job = doc.xpath("/r:report/r:jobs/r:job[@id=$id]", namespaces=NS, id=str(ids["a_job"]))[0]
     assert job.get("status") == "ready"
-    assert job.findtext("r:name", namespaces=NS) == "the <big> & \"tricky\" job"
+    assert job.findtext("r:name", namespaces=NS) == 'the <big> & "tricky" job'
     assert job.findtext("r:price", namespaces=NS) == "5.20"
     assert job.findtext("r:executed-seconds", namespaces=NS) == "28.500"
     assert job.findtext("r:slices", namespaces=NS) == "1"
@@ -134,8 +137,7 @@ def test_speed_probe_jobs_and_their_dispatches_are_left_out(db):
     job_ids = doc.xpath("/r:report/r:jobs/r:job/@id", namespaces=NS)
     assert str(ids["probe"]) not in job_ids
     assert str(ids["d_probe"]) not in doc.xpath("//r:dispatch/@id", namespaces=NS)
-    assert sorted(job_ids, key=int) == sorted(
-        str(ids[k]) for k in ("a_job", "b_job", "b_held", "b_done", "a_new"))
+    assert sorted(job_ids, key=int) == sorted(str(ids[k]) for k in ("a_job", "b_job", "b_held", "b_done", "a_new"))
 
 
 def test_latest_speed_measurement_wins(db):
@@ -184,6 +186,7 @@ def test_batches_cover_every_row_exactly_once(db):
 
 # -- privacy (spec 5f ii) ----------------------------------------------------------------------
 
+
 def _owners(doc):
     return set(doc.xpath("//@owner", namespaces=NS))
 
@@ -207,8 +210,7 @@ def test_requester_sees_owner_links_only_on_own_jobs_and_clients(db):
     owned_clients = set(doc.xpath("//r:client[@owner]/@id", namespaces=NS))
     assert owned_jobs == {str(ids[k]) for k in ("b_job", "b_held", "b_done")}
     assert owned_clients == {str(ids[k]) for k in ("b_slow", "b_new", "b_off")}
-    assert sorted(doc.xpath("//r:client/r:name/text()", namespaces=NS)) == ["bob-laptop", "bob-off",
-                                                                           "bob-unmeasured"]
+    assert sorted(doc.xpath("//r:client/r:name/text()", namespaces=NS)) == ["bob-laptop", "bob-off", "bob-unmeasured"]
 
 
 def test_another_accounts_owner_never_appears(db):
@@ -222,7 +224,7 @@ def test_another_accounts_owner_never_appears(db):
 
 
 def test_unknown_requester_is_refused_before_anything_is_written(db):
-    from market.errors import NotFound
+    from market.core.errors import NotFound
 
     out = io.BytesIO()
     with pytest.raises(NotFound):
@@ -231,6 +233,7 @@ def test_unknown_requester_is_refused_before_anything_is_written(db):
 
 
 # -- the command (wired by market.cli as ``market report``) -------------------------------------
+
 
 def test_report_command_writes_a_valid_file(db, db_url, tmp_path, capsys):
     small_market(db)

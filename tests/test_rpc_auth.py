@@ -9,9 +9,9 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from market import credentials
-from market.errors import MarketError
-from market.rpc import AUTH_CACHE_SECONDS, MarketRPC
+from market.accounts import credentials
+from market.core.errors import MarketError
+from market.rpc.methods import AUTH_CACHE_SECONDS, MarketRPC
 from tests import marketdata as md
 
 

@@ -9,20 +9,42 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.rpcclient import basic, blocking
+from market.rpc.client import basic, blocking
 from market.store import Database, upgrade
 from market.store import accounts as sql
 from tests import marketdata as md
 from tests.servers import Market
 
-METHODS = ["job", "init", "request", "state", "result", "price", "status", "cancel", "outcome", "fail", "alive",
-           "whoami", "system.listMethods", "nonexistent", "", "__init__", "_auth"]
+METHODS = [
+    "job",
+    "init",
+    "request",
+    "state",
+    "result",
+    "price",
+    "status",
+    "cancel",
+    "outcome",
+    "fail",
+    "alive",
+    "whoami",
+    "system.listMethods",
+    "nonexistent",
+    "",
+    "__init__",
+    "_auth",
+]
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**31, 2**31 - 1) | st.floats(allow_nan=False)
-    | st.text(max_size=40) | st.binary(max_size=64).map(xmlrpc.client.Binary),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**31), 2**31 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    | st.binary(max_size=64).map(xmlrpc.client.Binary),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +76,9 @@ def test_random_calls_get_faults_and_the_server_survives(server):
     market, db, creds = server
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(method=st.sampled_from(METHODS), args=st.lists(values, max_size=5), who=st.sampled_from(["account", "client"]))
+    @given(
+        method=st.sampled_from(METHODS), args=st.lists(values, max_size=5), who=st.sampled_from(["account", "client"])
+    )
     def check(method, args, who):
         user, token = creds[who]
         body = xmlrpc.client.dumps(tuple(args), method or "x", allow_none=True).encode()
@@ -71,9 +95,17 @@ def test_random_calls_get_faults_and_the_server_survives(server):
     assert db.transact(sql.audit)["balanced"]
 
 
-@pytest.mark.parametrize("body", [b"", b"<", b"not xml at all", b"<?xml version='1.0'?><methodCall>",
-                                  b"<!DOCTYPE x [<!ENTITY a '" + b"a" * 1000 + b"'>]><methodCall><methodName>&a;"
-                                  b"</methodName></methodCall>", b"\x00\xff" * 100])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<",
+        b"not xml at all",
+        b"<?xml version='1.0'?><methodCall>",
+        b"<!DOCTYPE x [<!ENTITY a '" + b"a" * 1000 + b"'>]><methodCall><methodName>&a;</methodName></methodCall>",
+        b"\x00\xff" * 100,
+    ],
+)
 def test_garbage_bodies_get_a_fault(server, body):
     market, _, creds = server
     status, data = post(market.port, body, basic(*creds["client"]))

@@ -1,4 +1,4 @@
-"""market.rpchttp: the HTTP/1.1 the XML-RPC endpoint speaks, on an in-memory transport.
+"""market.rpc.http: the HTTP/1.1 the XML-RPC endpoint speaks, on an in-memory transport.
 
 What a client may rely on: answers in order on a kept-alive connection, and every refusal a
 status with a one-line reason, after which nothing half-read is left to confuse the next request.
@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from market.rpchttp import MAX_HEADER, RPCFactory
+from market.rpc.http import MAX_HEADER, RPCFactory
 
 
 class Echo:
@@ -40,9 +40,10 @@ def connect(rpc, max_body=1024, idle=600.0):
 
 
 def post(body=b"<call/>", path=b"/RPC2", extra=b"", version=b"HTTP/1.1"):
-    return (b"POST " + path + b" " + version + b"\r\nHost: market\r\nContent-Type: text/xml\r\n"
-            b"Authorization: Basic Y2xpZW50LzE6dG9rZW4=\r\nContent-Length: %d\r\n" % len(body) + extra +
-            b"\r\n" + body)
+    return (
+        b"POST " + path + b" " + version + b"\r\nHost: market\r\nContent-Type: text/xml\r\n"
+        b"Authorization: Basic Y2xpZW50LzE6dG9rZW4=\r\nContent-Length: %d\r\n" % len(body) + extra + b"\r\n" + body
+    )
 
 
 def responses(transport):
@@ -120,10 +121,14 @@ def test_a_body_over_the_cap_is_read_and_dropped_then_refused_with_413():
 
 
 def test_malformed_requests_get_400_and_the_connection_closes():
-    for raw in [b"POST /RPC2\r\n\r\n", b"POST /RPC2 HTTP/2.0\r\n\r\n", b"POST /RPC2 HTTP/1.1\r\nno colon\r\n\r\n",
-                b"POST /RPC2 HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-                b"POST /RPC2 HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-                b"POST /RPC2 HTTP/1.1\r\n folded: header\r\n\r\n"]:
+    for raw in [
+        b"POST /RPC2\r\n\r\n",
+        b"POST /RPC2 HTTP/2.0\r\n\r\n",
+        b"POST /RPC2 HTTP/1.1\r\nno colon\r\n\r\n",
+        b"POST /RPC2 HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST /RPC2 HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST /RPC2 HTTP/1.1\r\n folded: header\r\n\r\n",
+    ]:
         [(status, _, _)], transport, rpc = refused(raw)
         assert status == 400 and transport.disconnecting and not rpc.calls, raw
 
@@ -146,7 +151,7 @@ def test_expect_100_continue_gets_its_interim_answer():
     rpc = Echo()
     channel, transport, _ = connect(rpc)
     raw = post(b"<big/>", extra=b"Expect: 100-continue\r\n")
-    head = raw[:raw.index(b"\r\n\r\n") + 4]
+    head = raw[: raw.index(b"\r\n\r\n") + 4]
     channel.dataReceived(head)
     assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
     channel.dataReceived(b"<big/>")
@@ -182,11 +187,31 @@ def test_an_idle_connection_is_closed_and_a_busy_one_pauses_reading():
     assert transport.disconnecting
 
 
-@given(pieces=st.lists(st.sampled_from([
-    b"POST /RPC2 HTTP/1.1\r\n", b"GET / HTTP/1.0\r\n", b"Content-Length: 5\r\n", b"Content-Length: x\r\n",
-    b"Connection: close\r\n", b"Expect: 100-continue\r\n", b"Transfer-Encoding: chunked\r\n", b"\r\n",
-    b"hello", b": :", b" ", b"\x00\xff", b"HTTP/1.1", b"\r\n\r\n"]) | st.binary(max_size=40), max_size=30),
-    cuts=st.lists(st.integers(1, 50), max_size=30))
+@given(
+    pieces=st.lists(
+        st.sampled_from(
+            [
+                b"POST /RPC2 HTTP/1.1\r\n",
+                b"GET / HTTP/1.0\r\n",
+                b"Content-Length: 5\r\n",
+                b"Content-Length: x\r\n",
+                b"Connection: close\r\n",
+                b"Expect: 100-continue\r\n",
+                b"Transfer-Encoding: chunked\r\n",
+                b"\r\n",
+                b"hello",
+                b": :",
+                b" ",
+                b"\x00\xff",
+                b"HTTP/1.1",
+                b"\r\n\r\n",
+            ]
+        )
+        | st.binary(max_size=40),
+        max_size=30,
+    ),
+    cuts=st.lists(st.integers(1, 50), max_size=30),
+)
 @settings(max_examples=300, deadline=None)
 def test_any_bytes_get_well_formed_answers_or_patience_never_an_exception(pieces, cuts):
     rpc = Echo()

@@ -1,4 +1,5 @@
 """`python -m market.sandbox`: the operator's probe and one-shot run."""
+
 import subprocess
 import sys
 
@@ -16,9 +17,23 @@ def test_probe_prints_the_level_and_layers(capsys):
 def test_run_prints_the_job_output_and_the_outcome():
     require_sandbox()
     user = ["--user", JOB_USER] if JOB_USER else []
-    proc = subprocess.run([sys.executable, "-m", "market.sandbox", "run", *user, "--wall", "5",
-                           "--", "/usr/bin/python3", "-c", "print('hi')"],
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "market.sandbox",
+            "run",
+            *user,
+            "--wall",
+            "5",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "print('hi')",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == 0 and proc.stdout == b"hi\n"
     assert b"[ok] exit=0" in proc.stderr
 

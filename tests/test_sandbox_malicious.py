@@ -3,6 +3,7 @@
 Each job is a small Python script run with /usr/bin/python3 inside the sandbox. Each must be
 contained, classified, and leave the runner able to run the next job.
 """
+
 import os
 import textwrap
 import time
@@ -23,6 +24,7 @@ def sandbox_available():
 
 def job(code, limits=Limits(wall_seconds=10), user=JOB_USER, **kw):
     from twisted.internet import reactor
+
     return run(reactor, [PY, "-c", textwrap.dedent(code)], limits=limits, user=user, **kw)
 
 
@@ -46,8 +48,7 @@ def stray_processes(marker):
 
 @pytest_twisted.ensureDeferred
 async def test_a_plain_job_runs_as_the_unprivileged_user():
-    outcome = await job("import os, sys; print(os.getuid(), os.getpid(), sys.stdin.read())",
-                        stdin=b"input")
+    outcome = await job("import os, sys; print(os.getuid(), os.getpid(), sys.stdin.read())", stdin=b"input")
     assert outcome.status == "ok" and outcome.exit_code == 0
     uid, pid, data = outcome.stdout.split()
     assert int(uid) != 0 and int(pid) > 1 and data == b"input"
@@ -57,7 +58,8 @@ async def test_a_plain_job_runs_as_the_unprivileged_user():
 @pytest_twisted.ensureDeferred
 async def test_fork_bomb_is_capped_by_the_process_limit_and_cleaned_up():
     marker = "forkbomb-%d" % os.getpid()
-    outcome = await job(f"""
+    outcome = await job(
+        f"""
         import os, sys, time
         sys.argv.append({marker!r})
         forks = 0
@@ -70,7 +72,10 @@ async def test_fork_bomb_is_capped_by_the_process_limit_and_cleaned_up():
                 time.sleep(1000)   # children wait; the runner must kill them
             forks += 1
         print(forks)
-        """, limits=Limits(processes=16, wall_seconds=10), user=BOMB_USER)
+        """,
+        limits=Limits(processes=16, wall_seconds=10),
+        user=BOMB_USER,
+    )
     assert outcome.status == "ok"
     assert int(outcome.stdout) < 16
     assert outcome.wall_seconds < 5
@@ -79,38 +84,48 @@ async def test_fork_bomb_is_capped_by_the_process_limit_and_cleaned_up():
 
 @pytest_twisted.ensureDeferred
 async def test_endless_fork_bomb_ends_at_the_wall_limit():
-    outcome = await job("""
+    outcome = await job(
+        """
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-        """, limits=Limits(processes=16, wall_seconds=2), user=BOMB_USER)
+        """,
+        limits=Limits(processes=16, wall_seconds=2),
+        user=BOMB_USER,
+    )
     assert outcome.status == "timeout"
     await still_works()
 
 
 @pytest_twisted.ensureDeferred
 async def test_memory_balloon_is_classified_memory():
-    outcome = await job("""
+    outcome = await job(
+        """
         hoard = []
         while True:
             hoard.append(bytearray(1 << 20))
-        """, limits=Limits(memory_mb=64))
+        """,
+        limits=Limits(memory_mb=64),
+    )
     assert outcome.status == "memory", outcome
     await still_works()
 
 
 @pytest_twisted.ensureDeferred
 async def test_loop_ignoring_signals_is_stopped_by_the_cpu_limit():
-    outcome = await job("""
+    outcome = await job(
+        """
         import signal
         for s in (signal.SIGTERM, signal.SIGXCPU, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
         while True:
             pass
-        """, limits=Limits(cpu_seconds=1, wall_seconds=30))
+        """,
+        limits=Limits(cpu_seconds=1, wall_seconds=30),
+    )
     # The CPU limit ended it (SIGKILL at the 2 s hard limit), not the wall timer; on a
     # busy 2-core machine 2 s of CPU can take several seconds of wall time.
     assert outcome.status == "timeout" and "CPU" in outcome.message, outcome
@@ -119,12 +134,15 @@ async def test_loop_ignoring_signals_is_stopped_by_the_cpu_limit():
 
 @pytest_twisted.ensureDeferred
 async def test_200_mb_of_output_overflows_with_the_first_bytes_kept():
-    outcome = await job("""
+    outcome = await job(
+        """
         import sys
         chunk = b"0123456789" * 100000
         for _ in range(200):
             sys.stdout.buffer.write(chunk)
-        """, limits=Limits(output_bytes=100_000, wall_seconds=20))
+        """,
+        limits=Limits(output_bytes=100_000, wall_seconds=20),
+    )
     assert outcome.status == "overflow"
     assert outcome.stdout == (b"0123456789" * 10000)
     assert outcome.wall_seconds < 5
@@ -133,7 +151,8 @@ async def test_200_mb_of_output_overflows_with_the_first_bytes_kept():
 
 @pytest_twisted.ensureDeferred
 async def test_disk_flood_with_one_big_file_stops_at_the_disk_limit():
-    outcome = await job("""
+    outcome = await job(
+        """
         import os
         written = 0
         try:
@@ -143,7 +162,9 @@ async def test_disk_flood_with_one_big_file_stops_at_the_disk_limit():
                     written += 65536
         except OSError as exc:
             print("stopped", exc.errno, written)
-        """, limits=Limits(disk_mb=8))
+        """,
+        limits=Limits(disk_mb=8),
+    )
     assert outcome.status == "ok", outcome
     words = outcome.stdout.split()
     assert words[0] == b"stopped" and int(words[2]) <= 8 << 20
@@ -152,7 +173,8 @@ async def test_disk_flood_with_one_big_file_stops_at_the_disk_limit():
 
 @pytest_twisted.ensureDeferred
 async def test_disk_flood_with_many_small_files_stops_at_the_disk_limit():
-    outcome = await job("""
+    outcome = await job(
+        """
         import os
         n = 0
         try:
@@ -162,7 +184,9 @@ async def test_disk_flood_with_many_small_files_stops_at_the_disk_limit():
                 n += 1
         except OSError as exc:
             print("stopped", exc.errno, n)
-        """, limits=Limits(disk_mb=4))
+        """,
+        limits=Limits(disk_mb=4),
+    )
     assert outcome.status == "ok", outcome
     words = outcome.stdout.split()
     # Each small file takes at least one 4 KiB page of the tmpfs.
@@ -191,8 +215,7 @@ async def test_host_secrets_are_not_readable(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_writing_to_ssh_dirs_does_not_reach_the_host():
-    before = os.path.exists("/root/.ssh/authorized_keys") and \
-        open("/root/.ssh/authorized_keys", "rb").read()
+    before = os.path.exists("/root/.ssh/authorized_keys") and open("/root/.ssh/authorized_keys", "rb").read()
     outcome = await job("""
         import os
         for path in ("/root/.ssh/authorized_keys", os.path.expanduser("~/.ssh/authorized_keys"),
@@ -208,8 +231,7 @@ async def test_writing_to_ssh_dirs_does_not_reach_the_host():
     # Only the sandbox's own throw-away HOME (/work on a tmpfs) is writable.
     assert b"/root/.ssh/authorized_keys denied" in outcome.stdout
     assert b"/home/x/.ssh/authorized_keys denied" in outcome.stdout
-    after = os.path.exists("/root/.ssh/authorized_keys") and \
-        open("/root/.ssh/authorized_keys", "rb").read()
+    after = os.path.exists("/root/.ssh/authorized_keys") and open("/root/.ssh/authorized_keys", "rb").read()
     assert before == after
 
 
@@ -293,13 +315,16 @@ async def test_setsid_double_fork_daemon_does_not_survive_the_run():
 
 @pytest_twisted.ensureDeferred
 async def test_deep_recursion_is_contained():
-    outcome = await job("""
+    outcome = await job(
+        """
         import sys
         sys.setrecursionlimit(10 ** 7)
         def down(n):
             return down(n + 1) + 1
         down(0)
-        """, limits=Limits(memory_mb=64, wall_seconds=10))
+        """,
+        limits=Limits(memory_mb=64, wall_seconds=10),
+    )
     # Either Python notices (RecursionError/MemoryError) or the C stack overflows.
     assert outcome.status in ("crash", "ok", "memory")
     assert outcome.status != "ok" or outcome.exit_code != 0
@@ -309,9 +334,9 @@ async def test_deep_recursion_is_contained():
 @pytest_twisted.ensureDeferred
 async def test_cancelling_kills_the_sandbox_at_once():
     from twisted.internet import reactor, task
+
     marker = "cancel-marker-%d" % time.time_ns()
-    d = job(f"import time, sys; sys.argv.append({marker!r}); print('up', flush=True); "
-            "time.sleep(600)")
+    d = job(f"import time, sys; sys.argv.append({marker!r}); print('up', flush=True); time.sleep(600)")
     await task.deferLater(reactor, 0.5, lambda: None)
     started = time.monotonic()
     d.cancel()
@@ -324,8 +349,7 @@ async def test_cancelling_kills_the_sandbox_at_once():
 
 @pytest_twisted.ensureDeferred
 async def test_wall_timeout_keeps_output_so_far():
-    outcome = await job("import time; print('Start', flush=True); time.sleep(600)",
-                        limits=Limits(wall_seconds=1))
+    outcome = await job("import time; print('Start', flush=True); time.sleep(600)", limits=Limits(wall_seconds=1))
     assert (outcome.status, outcome.stdout) == ("timeout", b"Start\n")
 
 
@@ -334,6 +358,7 @@ async def test_refused_when_root_names_no_job_user():
     if os.geteuid() != 0:
         pytest.skip("only a root worker must name a job user")
     from twisted.internet import reactor
+
     outcome = await run(reactor, [PY, "-c", "pass"], user=None)
     assert outcome.status == "refused" and "root" in outcome.message
 
@@ -343,5 +368,6 @@ async def test_jobs_can_run_as_an_unnamed_uid():
     if os.geteuid() != 0:
         pytest.skip("only root can switch to another uid")
     from twisted.internet import reactor
+
     outcome = await run(reactor, [PY, "-c", "import os; print(os.getuid())"], user="100017")
     assert (outcome.status, outcome.stdout) == ("ok", b"100017\n"), outcome

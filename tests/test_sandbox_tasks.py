@@ -1,4 +1,5 @@
 """pythia-style tasks: `.task` validation and the acceptance cases, through the real sandbox."""
+
 import json
 import os
 import shutil
@@ -16,8 +17,7 @@ from market.sandbox.task import Task, TaskError, load_task, parse_task, read_con
 from market.sandbox.testing import BOMB_USER, JOB_USER, require, require_sandbox
 
 TASKS = os.path.join(os.path.dirname(__file__), "tasks")
-VALID = {"environment": "busybox", "taskfs": "t.sfs",
-         "limits": {"time": 60, "memory": 32, "disk": 50, "output": 1024}}
+VALID = {"environment": "busybox", "taskfs": "t.sfs", "limits": {"time": 60, "memory": 32, "disk": 50, "output": 1024}}
 
 
 def task(environment="busybox", time=10, memory=32, disk=50, output=1024):
@@ -32,35 +32,42 @@ def with_limits(**changes):
 
 # --- validation (no sandbox needed) -------------------------------------------------
 
+
 def test_the_pythia_example_parses():
     t = parse_task(json.dumps(VALID))
     assert (t.environment, t.time, t.memory, t.disk, t.output) == ("busybox", 60, 32, 50, 1024)
     assert t.limits().disk_mb == 16 and t.limits().output_bytes == 1024
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"time": "x"}, "limits.time must be a positive number of seconds, got 'x'"),
-    ({"time": 0}, "limits.time must be a positive number of seconds, got 0"),
-    ({"memory": 2.5}, "limits.memory must be a whole number of MB"),
-    ({"disk": 150}, "limits.disk must be a whole percentage"),
-    ({"output": -1}, "limits.output must be a whole number of characters >= 0, got -1"),
-    ({"output": True}, "limits.output must be"),
-    ({"cpu": 1}, "unknown limits key(s): cpu"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"time": "x"}, "limits.time must be a positive number of seconds, got 'x'"),
+        ({"time": 0}, "limits.time must be a positive number of seconds, got 0"),
+        ({"memory": 2.5}, "limits.memory must be a whole number of MB"),
+        ({"disk": 150}, "limits.disk must be a whole percentage"),
+        ({"output": -1}, "limits.output must be a whole number of characters >= 0, got -1"),
+        ({"output": True}, "limits.output must be"),
+        ({"cpu": 1}, "unknown limits key(s): cpu"),
+    ],
+)
 def test_bad_limits_are_named_precisely(changes, message):
     with pytest.raises(TaskError) as info:
         parse_task(with_limits(**changes))
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("data, message", [
-    ("{not json", "task is not valid JSON"),
-    ("[]", "task must be a JSON object"),
-    ({**VALID, "environment": ""}, "environment must be a non-empty string"),
-    ({**VALID, "taskfs": 3}, "taskfs must be a non-empty string, got 3"),
-    ({"environment": "busybox", "taskfs": "x"}, "limits must be an object"),
-    ({"environment": "busybox", "taskfs": "x", "limits": {"time": 1}}, "limits.memory is missing"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("{not json", "task is not valid JSON"),
+        ("[]", "task must be a JSON object"),
+        ({**VALID, "environment": ""}, "environment must be a non-empty string"),
+        ({**VALID, "taskfs": 3}, "taskfs must be a non-empty string, got 3"),
+        ({"environment": "busybox", "taskfs": "x"}, "limits must be an object"),
+        ({"environment": "busybox", "taskfs": "x", "limits": {"time": 1}}, "limits.memory is missing"),
+    ],
+)
 def test_malformed_tasks_are_explained(data, message):
     with pytest.raises(TaskError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_task(data)
@@ -74,12 +81,9 @@ def test_unknown_environment_is_refused_at_validation():
 
 
 def test_control_lists_steps_in_order(tmp_path):
-    (tmp_path / "control").write_text("# comment\n/task/a.sh\n\nrun.sh --flag 'two words'\n"
-                                      "echo hi\n")
+    (tmp_path / "control").write_text("# comment\n/task/a.sh\n\nrun.sh --flag 'two words'\necho hi\n")
     (tmp_path / "run.sh").write_text("")
-    assert read_control(str(tmp_path)) == [["/task/a.sh"],
-                                           ["/task/run.sh", "--flag", "two words"],
-                                           ["echo", "hi"]]
+    assert read_control(str(tmp_path)) == [["/task/a.sh"], ["/task/run.sh", "--flag", "two words"], ["echo", "hi"]]
 
 
 def test_a_taskfs_without_control_is_an_error(tmp_path):
@@ -94,6 +98,7 @@ def test_task_file_resolves_taskfs_next_to_it():
 
 # --- acceptance, through the real sandbox --------------------------------------------
 
+
 @pytest.fixture
 def sandbox():
     require_sandbox()
@@ -105,6 +110,7 @@ def fs(name):
 
 def go(t, taskfs, input=None, user=JOB_USER, **kw):
     from twisted.internet import reactor
+
     return run_task(reactor, t, taskfs, input=input, user=user, **kw)
 
 
@@ -112,8 +118,11 @@ def go(t, taskfs, input=None, user=JOB_USER, **kw):
 async def test_hello_world_from_the_pythia_text(sandbox, tmp_path):
     require(None if shutil.which("mksquashfs") else "mksquashfs missing: install squashfs-tools")
     shutil.copy(fs("hello-world.task"), tmp_path)
-    subprocess.run(["mksquashfs", fs("hello-world"), str(tmp_path / "hello-world.sfs"),
-                    "-quiet", "-no-progress", "-all-root"], check=True, capture_output=True)
+    subprocess.run(
+        ["mksquashfs", fs("hello-world"), str(tmp_path / "hello-world.sfs"), "-quiet", "-no-progress", "-all-root"],
+        check=True,
+        capture_output=True,
+    )
     t, taskfs = load_task(str(tmp_path / "hello-world.task"))
     outcome = await go(t, taskfs)
     assert (outcome.status, outcome.output) == ("success", "Hello world!\n"), outcome
@@ -171,7 +180,9 @@ async def test_a_disk_flood_is_contained_and_the_task_finishes(sandbox):
 
 @pytest_twisted.ensureDeferred
 async def test_cancelling_a_task_aborts_it_at_once(sandbox):
-    from twisted.internet import reactor, task as ttask
+    from twisted.internet import reactor
+    from twisted.internet import task as ttask
+
     d = go(task(time=60), fs("sleeper"))
     await ttask.deferLater(reactor, 0.5, lambda: None)
     started = time.monotonic()
@@ -207,6 +218,7 @@ async def test_busybox_environment_hides_the_host_usr(sandbox):
     outcome = await go(task(), fs("busybox-purity"))
     assert outcome.status == "success"
     from market.sandbox import probe
+
     expected = "usr-hidden\n" if probe(JOB_USER).has("landlock") else "usr-visible\n"
     assert outcome.output == expected
 
@@ -231,6 +243,7 @@ def public_dir():
     """A directory the job user can read (pytest's tmp_path is private to root)."""
     import pathlib
     import tempfile
+
     path = tempfile.mkdtemp(prefix="test-env-", dir="/var/tmp")
     os.chmod(path, 0o755)
     yield pathlib.Path(path)
@@ -259,7 +272,9 @@ async def test_running_out_of_memory_is_a_crash_that_says_so(sandbox):
 
 def test_unsafe_archive_members_never_reach_the_task(tmp_path):
     import io
+
     from market.sandbox.taskfs import unpack
+
     archive = tmp_path / "evil.tar"
     with tarfile.open(archive, "w") as t:
         for name, data in (("control", b"/task/x\n"), ("../escape", b"x")):
@@ -269,6 +284,7 @@ def test_unsafe_archive_members_never_reach_the_task(tmp_path):
     staging = tmp_path / "staging"
     staging.mkdir()
     from market.sandbox.taskfs import FilesystemError
+
     with pytest.raises(FilesystemError):
         unpack(str(archive), str(staging))
     assert not (tmp_path / "escape").exists() and os.listdir(staging) == []
@@ -276,6 +292,7 @@ def test_unsafe_archive_members_never_reach_the_task(tmp_path):
 
 def test_special_files_and_setuid_bits_are_dropped(tmp_path):
     from market.sandbox.taskfs import unpack
+
     src = tmp_path / "src"
     src.mkdir()
     (src / "control").write_text("/task/run\n")

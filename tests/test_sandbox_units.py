@@ -1,10 +1,11 @@
 """Specifications of the sandbox's pure parts: limits, users, command line, classification."""
+
 import os
 import signal
 
 import pytest
 
-from market.sandbox.command import Layers, BindError, build_command, check_binds
+from market.sandbox.command import BindError, Layers, build_command, check_binds
 from market.sandbox.limits import Limits, LimitsError
 from market.sandbox.outcome import classify, parse_status
 from market.sandbox.users import JobUser, UserError, job_user_for, resolve_user
@@ -17,11 +18,22 @@ def test_limits_have_sane_defaults():
     assert limits.wall_seconds > 0 and limits.memory_mb >= 64 and limits.processes >= 2
 
 
-@pytest.mark.parametrize("field, value", [
-    ("wall_seconds", 0), ("cpu_seconds", -1), ("memory_mb", 1), ("output_bytes", -1),
-    ("disk_mb", 0), ("processes", 1), ("files", 3), ("memory_mb", "64"),
-    ("processes", True), ("wall_seconds", float("nan")), ("memory_mb", 1.5),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("wall_seconds", 0),
+        ("cpu_seconds", -1),
+        ("memory_mb", 1),
+        ("output_bytes", -1),
+        ("disk_mb", 0),
+        ("processes", 1),
+        ("files", 3),
+        ("memory_mb", "64"),
+        ("processes", True),
+        ("wall_seconds", float("nan")),
+        ("memory_mb", 1.5),
+    ],
+)
 def test_limits_reject_bad_values_by_name(field, value):
     with pytest.raises(LimitsError, match=field):
         Limits(**{field: value})
@@ -46,22 +58,29 @@ def test_root_worker_without_a_job_user_is_refused():
 
 
 def test_command_chain_drops_privileges_then_limits_then_bwrap():
-    argv = build_command([["/usr/bin/true"]], limits=Limits(processes=7, files=20),
-                         user=NOBODY, binds=[], inner_path="/x/inner.py")
+    argv = build_command(
+        [["/usr/bin/true"]], limits=Limits(processes=7, files=20), user=NOBODY, binds=[], inner_path="/x/inner.py"
+    )
     assert argv[:2] == ["setpriv", "--reuid=65534"]
     assert argv.index("setpriv") < argv.index("prlimit") < argv.index("bwrap")
-    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-                 "--as-pid-1", "--new-session", "--clearenv"):
+    for flag in (
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--as-pid-1",
+        "--new-session",
+        "--clearenv",
+    ):
         assert flag in argv
     assert "--nproc=7" in argv and "--nofile=20" in argv and "--core=0" in argv
     assert "/etc" not in argv and not any(a.startswith("/root") for a in argv)
 
 
 def test_tmpfs_is_sized_to_the_disk_limit():
-    argv = build_command([["/usr/bin/true"]], limits=Limits(disk_mb=3), user=NOBODY, binds=[],
-                         inner_path="/x/inner.py")
+    argv = build_command([["/usr/bin/true"]], limits=Limits(disk_mb=3), user=NOBODY, binds=[], inner_path="/x/inner.py")
     i = argv.index("--tmpfs")
-    assert argv[i - 4:i] == ["--size", str(3 << 20), "--perms", "1777"]
+    assert argv[i - 4 : i] == ["--size", str(3 << 20), "--perms", "1777"]
 
 
 def test_binds_cannot_overlay_the_sandbox_layout(tmp_path):
@@ -75,17 +94,24 @@ def test_binds_cannot_overlay_the_sandbox_layout(tmp_path):
 
 def test_landlock_rules_cover_binds_when_enabled(tmp_path):
     import marshal
-    argv = build_command([["/usr/bin/true"]], limits=Limits(), user=NOBODY,
-                         binds=[(str(tmp_path), "/data")], inner_path="/x/inner.py",
-                         layers=Layers(landlock=True, seccomp_filter="/x/f.bpf"))
+
+    argv = build_command(
+        [["/usr/bin/true"]],
+        limits=Limits(),
+        user=NOBODY,
+        binds=[(str(tmp_path), "/data")],
+        inner_path="/x/inner.py",
+        layers=Layers(landlock=True, seccomp_filter="/x/f.bpf"),
+    )
     config = marshal.loads(bytes.fromhex(argv[-1]))
     assert config["landlock"]["/data"] == "rx" and config["landlock"]["/tmp"] == "rw"
     assert config["seccomp"] == "/.sandbox/filter.bpf"
 
 
 def _classify(records, **kw):
-    args = dict(killed=None, records=records, stdout=b"", stderr=b"", limits=Limits(),
-                wall=0.1, exit_code=0, exit_signal=None)
+    args = dict(
+        killed=None, records=records, stdout=b"", stderr=b"", limits=Limits(), wall=0.1, exit_code=0, exit_signal=None
+    )
     args.update(kw)
     return classify(**args)
 
@@ -112,17 +138,19 @@ def test_classification_rules():
 def test_runner_status_encoding_is_json():
     import importlib.util
     import json
+
     spec = importlib.util.spec_from_file_location(
-        "inner", os.path.join(os.path.dirname(__file__), "..", "market", "sandbox", "inner.py"))
+        "inner", os.path.join(os.path.dirname(__file__), "..", "market", "sandbox", "inner.py")
+    )
     inner = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(inner)
-    record = {"step": 0, "exec_error": 'no "x" \\ \u00e9\n', "exit": None, "cpu": 0.5,
-              "done": True}
+    record = {"step": 0, "exec_error": 'no "x" \\ \u00e9\n', "exit": None, "cpu": 0.5, "done": True}
     assert json.loads(inner.encode(record)) == record
 
 
 def test_a_missing_sandbox_fails_under_ci_and_skips_elsewhere(monkeypatch):
     from market.sandbox.testing import require
+
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="bwrap missing"):
         require("bwrap missing")
@@ -134,6 +162,7 @@ def test_a_missing_sandbox_fails_under_ci_and_skips_elsewhere(monkeypatch):
 
 def test_probe_without_bwrap_is_level_none_and_says_why(monkeypatch, tmp_path):
     from market.sandbox.probe import SandboxLevel, clear_probe_cache, probe
+
     monkeypatch.setenv("PATH", str(tmp_path))  # no tools at all
     clear_probe_cache()
     try:
@@ -149,14 +178,15 @@ def test_a_refused_run_names_the_reason():
     from market.sandbox.probe import Probe, SandboxLevel
     from market.sandbox.runner import _Refused, prepare
     from market.sandbox.testing import JOB_USER
+
     none = Probe(SandboxLevel.NONE, (), {"bwrap": "bwrap not found"})
     with pytest.raises(_Refused, match="bwrap not found"):
-        prepare([["/bin/true"]], limits=Limits(), binds=(), user=JOB_USER, level=none,
-                staging=None, status_fd=None)
+        prepare([["/bin/true"]], limits=Limits(), binds=(), user=JOB_USER, level=none, staging=None, status_fd=None)
 
 
 def test_job_user_pool_hands_out_each_account_once():
     from market.sandbox.users import JobUserPool
+
     pool = JobUserPool(["nobody"])
     assert pool.acquire() == "nobody" and pool.acquire() is None
     pool.release("nobody")
@@ -177,6 +207,7 @@ def fake_cgroup(tmp_path, controllers="cpu memory pids", enabled=""):
 
 def test_cgroup_children_get_memory_and_pids_limits(tmp_path):
     from market.sandbox.cgroup import JobCgroups
+
     base = fake_cgroup(tmp_path)
     cgroups = JobCgroups(str(base))
     cgroups.check()
@@ -193,6 +224,7 @@ def test_cgroup_children_get_memory_and_pids_limits(tmp_path):
 
 def test_cgroup_without_memory_controller_is_refused(tmp_path):
     from market.sandbox.cgroup import CgroupError, JobCgroups
+
     with pytest.raises(CgroupError, match="missing memory"):
         JobCgroups(str(fake_cgroup(tmp_path, controllers="hugetlb"))).check()
 
@@ -201,12 +233,18 @@ def test_a_run_with_the_cgroup_layer_enters_its_cgroup_first(tmp_path):
     from market.sandbox.probe import Probe, SandboxLevel
     from market.sandbox.runner import finish_cgroup, prepare
     from market.sandbox.testing import JOB_USER
+
     base = fake_cgroup(tmp_path, enabled="memory pids")
-    found = Probe(SandboxLevel.DEGRADED, ("bwrap", "rlimits", "cgroup"), {},
-                  cgroup_base=str(base))
-    argv, path = prepare([["/bin/true"]], limits=Limits(memory_mb=100, disk_mb=10,
-                                                        processes=5),
-                         binds=(), user=JOB_USER, level=found, staging=None, status_fd=None)
+    found = Probe(SandboxLevel.DEGRADED, ("bwrap", "rlimits", "cgroup"), {}, cgroup_base=str(base))
+    argv, path = prepare(
+        [["/bin/true"]],
+        limits=Limits(memory_mb=100, disk_mb=10, processes=5),
+        binds=(),
+        user=JOB_USER,
+        level=found,
+        staging=None,
+        status_fd=None,
+    )
     assert argv[:4] == ["/bin/sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', path]
     assert open(os.path.join(path, "memory.max")).read() == str((100 + 10 + 32) << 20)
     assert open(os.path.join(path, "pids.max")).read() == "7"
@@ -214,12 +252,12 @@ def test_a_run_with_the_cgroup_layer_enters_its_cgroup_first(tmp_path):
 
 
 def test_oom_kill_in_the_cgroup_is_classified_memory():
-    assert _classify([{"step": 0, "signal": signal.SIGKILL}, {"done": True}],
-                     oom_killed=True).status == "memory"
+    assert _classify([{"step": 0, "signal": signal.SIGKILL}, {"done": True}], oom_killed=True).status == "memory"
 
 
 def test_an_unused_numeric_uid_is_a_valid_job_user():
     import pwd
+
     uid = next(u for u in range(100000, 100100) if not _has_account(pwd, u))
     user = resolve_user(str(uid))
     assert (user.uid, user.gid, user.name) == (uid, uid, str(uid))

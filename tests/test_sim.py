@@ -1,4 +1,4 @@
-"""The simulator: reproducible, conserving work and money, matching like market.matcher."""
+"""The simulator: reproducible, conserving work and money, matching like market.core.matcher."""
 
 import random
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.matcher import POLICIES, aging, describe
+from market.core.matcher import POLICIES, aging, describe
 from sim.cli import main
 from sim.engine import simulate
 from sim.metrics import compute_metrics, jain_index
@@ -59,13 +59,18 @@ def tiny_file(tmp_path):
 
 # -- reproducibility -----------------------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_output(tiny_file, tmp_path, capsys):
     outputs = []
     for name in ("a", "b"):
-        assert main([str(tiny_file), "--seed", "7", "--out", str(tmp_path / name), "--no-plots",
-                     "--quiet"]) == 0
-        outputs.append((capsys.readouterr().out, (tmp_path / name / "results.csv").read_bytes(),
-                        (tmp_path / name / "results.json").read_bytes()))
+        assert main([str(tiny_file), "--seed", "7", "--out", str(tmp_path / name), "--no-plots", "--quiet"]) == 0
+        outputs.append(
+            (
+                capsys.readouterr().out,
+                (tmp_path / name / "results.csv").read_bytes(),
+                (tmp_path / name / "results.json").read_bytes(),
+            )
+        )
     assert outputs[0] == outputs[1]
     assert "policy=paper" in outputs[0][0] and "policy=aging" in outputs[0][0]
 
@@ -78,10 +83,13 @@ def test_same_seed_gives_identical_output_across_processes_and_hash_seeds(tiny_f
     outputs = []
     for hash_seed in ("1", "2"):
         out = tmp_path / hash_seed
-        done = subprocess.run([sys.executable, "-m", "sim", str(tiny_file), "--out", str(out),
-                               "--no-plots", "--quiet"], capture_output=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": hash_seed},
-                              cwd=Path(__file__).resolve().parents[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "sim", str(tiny_file), "--out", str(out), "--no-plots", "--quiet"],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            cwd=Path(__file__).resolve().parents[1],
+        )
         outputs.append((done.stdout, (out / "results.json").read_bytes()))
     assert outputs[0] == outputs[1]
 
@@ -95,12 +103,16 @@ def test_another_seed_gives_another_run(tiny_file, tmp_path, capsys):
 
 # -- conservation --------------------------------------------------------------------------------
 
+
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), policy=st.sampled_from(sorted(POLICIES)),
-       miss=st.sampled_from([0.0, 0.2]), window=st.sampled_from([0.5, 5.0]))
+@given(
+    seed=st.integers(0, 10_000),
+    policy=st.sampled_from(sorted(POLICIES)),
+    miss=st.sampled_from([0.0, 0.2]),
+    window=st.sampled_from([0.5, 5.0]),
+)
 def test_finished_jobs_did_exactly_their_submitted_work(seed, policy, miss, window):
-    result = simulate(tiny(run={"seed": seed}, pool={"policy": policy, "window": window},
-                           clients={"miss_rate": miss}))
+    result = simulate(tiny(run={"seed": seed}, pool={"policy": policy, "window": window}, clients={"miss_rate": miss}))
     finished = [j for j in result.jobs if j.finished_at is not None]
     assert finished, "the scenario should finish some jobs"
     assert all(j.done == j.length for j in finished)
@@ -114,7 +126,8 @@ def test_a_missed_deadline_rolls_the_work_back():
     assert sum(j.rollbacks for j in result.jobs) > 0
 
 
-# -- the simulator's matches are market.matcher's -------------------------------------------------
+# -- the simulator's matches are market.core.matcher's -------------------------------------------------
+
 
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), policy=st.sampled_from(sorted(POLICIES)))
@@ -133,10 +146,17 @@ def test_dispatches_equal_the_policy_on_the_whole_ready_list(seed, policy):
 
 def test_aging_serves_cheap_jobs_the_paper_rule_leaves_waiting():
     # one price-1 job in ten, the rest pay 100; 20% more work arrives than the clients can do
-    market = {"clients": {"online": None, "offline": None, "speed": 1e6, "miss_rate": 0.0},
-              "jobs": {"initial": 0, "rate": 0.048, "quote_share": 0.0, "length": 3e8,
-                       "price": {"dist": "choice", "values": [1, 100], "weights": [1, 9]}},
-              "run": {"duration": 7200}}
+    market = {
+        "clients": {"online": None, "offline": None, "speed": 1e6, "miss_rate": 0.0},
+        "jobs": {
+            "initial": 0,
+            "rate": 0.048,
+            "quote_share": 0.0,
+            "length": 3e8,
+            "price": {"dist": "choice", "values": [1, 100], "weights": [1, 9]},
+        },
+        "run": {"duration": 7200},
+    }
     paper = compute_metrics(simulate(tiny(**market)))
     aged = compute_metrics(simulate(tiny(pool={"policy": "aging", "aging_rate": 0.2}, **market)))
     cheapest = 0  # wait_by_price_decile[0] is the price-1 jobs
@@ -147,6 +167,7 @@ def test_aging_serves_cheap_jobs_the_paper_rule_leaves_waiting():
 
 # -- scenario files ------------------------------------------------------------------------------
 
+
 def test_a_sweep_runs_every_combination_in_file_order():
     experiment = parse_experiment({"sweep": {"pool": {"window": [1, 2], "threshold": [5, 6, 7]}}})
     points = [dict(params) for params, _ in experiment.runs]
@@ -156,32 +177,40 @@ def test_a_sweep_runs_every_combination_in_file_order():
 
 
 def test_a_sweep_can_set_a_distribution_parameter():
-    experiment = parse_experiment({"clients": {"online": 600, "offline": 60},
-                                   "sweep": {"jobs": {"price": {"sigma": [0.1, 2.0]}}}})
+    experiment = parse_experiment(
+        {"clients": {"online": 600, "offline": 60}, "sweep": {"jobs": {"price": {"sigma": [0.1, 2.0]}}}}
+    )
     assert [s.price.param("sigma") for _, s in experiment.runs] == [0.1, 2.0]
 
 
 def test_parameters_joined_with_plus_move_together():
-    experiment = parse_experiment({
-        "clients": {"online": {"dist": "exponential", "mean": 1},
-                    "offline": {"dist": "exponential", "mean": 1}},
-        "sweep": {"clients.online.mean+clients.offline.mean": [[600, 200], [3600, 1200]],
-                  "pool": {"slice": [60, 300]}}})
+    experiment = parse_experiment(
+        {
+            "clients": {"online": {"dist": "exponential", "mean": 1}, "offline": {"dist": "exponential", "mean": 1}},
+            "sweep": {
+                "clients.online.mean+clients.offline.mean": [[600, 200], [3600, 1200]],
+                "pool": {"slice": [60, 300]},
+            },
+        }
+    )
     points = [dict(params) for params, _ in experiment.runs]
     assert len(points) == 4
     assert points[0] == {"clients.online.mean": 600, "clients.offline.mean": 200, "pool.slice": 60}
     assert [s.offline.param("mean") for _, s in experiment.runs] == [200, 200, 1200, 1200]
 
 
-@pytest.mark.parametrize("document, words", [
-    ({"pool": {"windw": 1}}, "unknown setting 'pool.windw'"),
-    ({"pool": {"policy": "lottery"}}, "pool.policy 'lottery'"),
-    ({"jobs": {"price": {"dist": "normal"}}}, "unknown dist 'normal'"),
-    ({"clients": {"online": 60}}, "go together"),
-    ({"sweep": {"pool": {"window": 3}}}, "non-empty list"),
-    ({"market": {}}, "unknown table"),
-    ({"sweep": {"pool.window+pool.slice": [[1, 2, 3]]}}, "lists of 2 values"),
-])
+@pytest.mark.parametrize(
+    "document, words",
+    [
+        ({"pool": {"windw": 1}}, "unknown setting 'pool.windw'"),
+        ({"pool": {"policy": "lottery"}}, "pool.policy 'lottery'"),
+        ({"jobs": {"price": {"dist": "normal"}}}, "unknown dist 'normal'"),
+        ({"clients": {"online": 60}}, "go together"),
+        ({"sweep": {"pool": {"window": 3}}}, "non-empty list"),
+        ({"market": {}}, "unknown table"),
+        ({"sweep": {"pool.window+pool.slice": [[1, 2, 3]]}}, "lists of 2 values"),
+    ],
+)
 def test_scenario_mistakes_are_named_in_plain_words(document, words):
     with pytest.raises(ScenarioError, match=words):
         parse_experiment(document)
@@ -208,12 +237,15 @@ def test_cli_reports_a_bad_scenario_without_a_traceback(tmp_path, capsys):
     assert "pool.window must be a number greater than 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("plot, words", [
-    ('file = "a.png"\ny = "wiat_mean"\nx = "pool.policy"', "'wiat_mean' is not a line metric"),
-    ('file = "a.png"\ny = "wait_mean"\nx = "pool.window"', "x must be one of the swept"),
-    ('file = "a.png"\nkind = "pie"\ny = "wait_mean"', "unknown kind 'pie'"),
-    ('file = "a.png"\nkind = "deciles"\ny = "wait_mean"', "not a deciles metric"),
-])
+@pytest.mark.parametrize(
+    "plot, words",
+    [
+        ('file = "a.png"\ny = "wiat_mean"\nx = "pool.policy"', "'wiat_mean' is not a line metric"),
+        ('file = "a.png"\ny = "wait_mean"\nx = "pool.window"', "x must be one of the swept"),
+        ('file = "a.png"\nkind = "pie"\ny = "wait_mean"', "unknown kind 'pie'"),
+        ('file = "a.png"\nkind = "deciles"\ny = "wait_mean"', "not a deciles metric"),
+    ],
+)
 def test_cli_refuses_a_bad_plot_before_running(tmp_path, capsys, plot, words):
     path = tmp_path / "plot.toml"
     path.write_text(TINY + "[[plot]]\n" + plot + "\n")
@@ -229,14 +261,17 @@ def test_cli_reports_a_missing_file(tmp_path, capsys):
 
 def test_cli_draws_the_requested_plots(tmp_path, capsys):
     path = tmp_path / "plot.toml"
-    path.write_text(TINY + '[[plot]]\nfile = "v.png"\nx = "pool.policy"\ny = ["value_ratio"]\n'
-                    '[[plot]]\nfile = "d.png"\nkind = "deciles"\ny = "speed_by_price_decile"\n')
+    path.write_text(
+        TINY + '[[plot]]\nfile = "v.png"\nx = "pool.policy"\ny = ["value_ratio"]\n'
+        '[[plot]]\nfile = "d.png"\nkind = "deciles"\ny = "speed_by_price_decile"\n'
+    )
     assert main([str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert (tmp_path / "out" / "v.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "out" / "d.png").exists()
 
 
 # -- the quote rule and the metrics --------------------------------------------------------------
+
 
 def test_quote_is_one_cent_over_the_nth_highest_price():
     speeds = [1.0, 2.0, 3.0, 4.0]  # two clients reach 3.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from market import ledger
-from market.errors import Conflict, InsufficientFunds, MarketError, NotFound
+from market.core import ledger
+from market.core.errors import Conflict, InsufficientFunds, MarketError, NotFound
 from market.store import accounts as sql
 from market.store import clients as csql
 from market.store import schema
@@ -149,7 +149,7 @@ def test_bad_database_urls_are_refused_in_plain_words(url):
 
 
 def test_unreachable_mariadb_is_a_clear_error():
-    from market.errors import DatabaseUnavailable
+    from market.core.errors import DatabaseUnavailable
     from market.store import Database
 
     db = Database("mysql://root@127.0.0.1:1/nothing")

@@ -6,21 +6,34 @@ import math
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.tasklet import codec
 from market.tasklet.codec import CodecError, PlainInstance, decode, encode
 
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2 ** 300, 2 ** 300)
-           | st.floats(allow_nan=False) | st.text() | st.binary())
-hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner,
-                                                                                        max_size=3),
-                         max_leaves=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**300), 2**300)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+)
+hashables = st.recursive(
+    scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=8
+)
 values = st.recursive(
     scalars | hashables,
-    lambda inner: (st.lists(inner, max_size=12) | st.tuples(inner, inner)
-                   | st.dictionaries(hashables, inner, max_size=5) | st.sets(hashables, max_size=5)),
-    max_leaves=40)
+    lambda inner: (
+        st.lists(inner, max_size=12)
+        | st.tuples(inner, inner)
+        | st.dictionaries(hashables, inner, max_size=5)
+        | st.sets(hashables, max_size=5)
+    ),
+    max_leaves=40,
+)
 
 
 class Node:
@@ -51,7 +64,7 @@ def test_floats_are_exact_including_nan_inf_and_negative_zero():
 
 
 def test_big_ints_and_bulk_lists():
-    data = [2 ** 1000, -(2 ** 64), [1 << 62] * 20, [(1 << 63)] * 9, [0.5] * 30, ["é", "\udc80"] * 9]
+    data = [2**1000, -(2**64), [1 << 62] * 20, [(1 << 63)] * 9, [0.5] * 30, ["é", "\udc80"] * 9]
     assert decode(encode(data)) == data
 
 
@@ -83,7 +96,7 @@ def test_instances_without_classes_become_plain_dicts():
     n = Node(3)
     n.next = Node(4)
     plain = decode(encode({n: [n]}, CLASSES))
-    (key, value), = plain.items()
+    ((key, value),) = plain.items()
     assert isinstance(key, PlainInstance) and key["__class__"] == "Node"
     assert key["value"] == 3 and key["next"]["value"] == 4 and value[0] is key
 
@@ -92,6 +105,7 @@ def test_decoding_with_classes_does_not_call_init():
     class Loud:
         def __init__(self):
             raise AssertionError("__init__ ran")
+
     obj = Loud.__new__(Loud)
     obj.x = 1
     assert decode(encode(obj, {"Loud": Loud}), {"Loud": Loud}).x == 1
@@ -107,9 +121,16 @@ def test_unknown_types_and_foreign_classes_are_refused():
 
 
 def test_stdlib_value_types():
-    data = [collections.deque([1, 2], maxlen=5), collections.Counter("abca"),
-            collections.OrderedDict(a=1), collections.defaultdict(list, {1: [2]}),
-            Fraction(3, 7), 2 + 3j, range(3, 30, 4), bytearray(b"xy")]
+    data = [
+        collections.deque([1, 2], maxlen=5),
+        collections.Counter("abca"),
+        collections.OrderedDict(a=1),
+        collections.defaultdict(list, {1: [2]}),
+        Fraction(3, 7),
+        2 + 3j,
+        range(3, 30, 4),
+        bytearray(b"xy"),
+    ]
     back = decode(encode(data))
     assert back == data and back[0].maxlen == 5 and back[3].default_factory is list
 

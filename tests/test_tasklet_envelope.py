@@ -12,7 +12,7 @@ from tests.jobs.support import source
 
 # Module-level print runs whenever the job module is loaded: a marker that
 # shows whether any of the job's code ran.
-MARKED = '''
+MARKED = """
 MARKER = print("JOB-CODE-RAN")
 
 
@@ -21,7 +21,7 @@ def count(n):
     for i in range(n):
         total += i
     return total
-'''
+"""
 
 
 @pytest.fixture
@@ -43,8 +43,7 @@ def test_header_fields(frozen_state):
     h = tasklet.read_header(frozen_state)
     assert (h.entry, h.seq, h.runtime, h.codec) == ("count", 1, E.RUNTIME_VERSION, "mkt-bin-1")
     assert h.source_sha256 == E.source_hash(MARKED)
-    assert h.payload_length == len(frozen_state) - 4 - 2 - 4 - struct.unpack(
-        ">I", frozen_state[6:10])[0] - 32
+    assert h.payload_length == len(frozen_state) - 4 - 2 - 4 - struct.unpack(">I", frozen_state[6:10])[0] - 32
 
 
 def test_every_single_byte_flip_is_refused(frozen_state, capsys):

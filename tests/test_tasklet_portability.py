@@ -28,11 +28,13 @@ def interpreter_or_skip(path, what):
 
 
 def slice_in(python, env_bytes, src, budget=None, pythonpath=REPO, seconds=30.0):
-    proc = subprocess.run([python, "-m", "market.tasklet.slicemain"],
-                          input=slicemain.encode_request(env_bytes, src, seconds, budget),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-                          env={"PATH": os.environ.get("PATH", ""),
-                               "PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "0"})
+    proc = subprocess.run(
+        [python, "-m", "market.tasklet.slicemain"],
+        input=slicemain.encode_request(env_bytes, src, seconds, budget),
+        capture_output=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "0"},
+    )
     assert proc.returncode in (0, 2), proc.stderr.decode()
     return slicemain.decode_response(proc.stdout)
 
@@ -49,11 +51,14 @@ def cpython_states(src, entry, args, budget, count):
     return states
 
 
-@pytest.mark.parametrize("name,entry,args,budget", [
-    ("quicksort", "sort_copy", [[9, 4, 7, 1, 8, 2, 6, 3, 5, 0]], 7),
-    ("shapes", "build", [[[1, 2], [3, 4], [1, 2], [0, 5]]], 3),
-    ("try_loops", "run", [[1, 2, 3, 4, 5, 6, 7, 8]], 4),
-])
+@pytest.mark.parametrize(
+    "name,entry,args,budget",
+    [
+        ("quicksort", "sort_copy", [[9, 4, 7, 1, 8, 2, 6, 3, 5, 0]], 7),
+        ("shapes", "build", [[[1, 2], [3, 4], [1, 2], [0, 5]]], 3),
+        ("try_loops", "run", [[1, 2, 3, 4, 5, 6, 7, 8]], 4),
+    ],
+)
 def test_state_frozen_on_cpython_finishes_on_pypy(name, entry, args, budget):
     pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
     src = source(name)
@@ -77,8 +82,7 @@ def test_pypy_state_finishes_on_cpython():
 
 @pytest.mark.parametrize("version", ["3.9", "3.10", "3.12", "3.13"])
 def test_other_cpython_versions_resume_the_state(version):
-    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s"
-                                                 % (version, version))))
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s" % (version, version))))
     python = found[-1] if found else None
     if python is None:
         pytest.skip("python%s not installed" % version)
@@ -92,8 +96,7 @@ def test_other_cpython_versions_resume_the_state(version):
 def test_package_copy_alone_runs_slices_with_debian_python(tmp_path):
     """Only market/tasklet mounted (no market/__init__.py, no other package)."""
     python = interpreter_or_skip("/usr/bin/python3", "Debian's python3")
-    shutil.copytree(PACKAGE, tmp_path / "market" / "tasklet",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE, tmp_path / "market" / "tasklet", ignore=shutil.ignore_patterns("__pycache__"))
     src = source("bubble_sort")
     env = cpython_states(src, "bubble_sort", [[4, 3, 2, 1]], 3, 1)[-1]
     out = slice_in(python, env, src, pythonpath=tmp_path)
@@ -101,12 +104,14 @@ def test_package_copy_alone_runs_slices_with_debian_python(tmp_path):
 
 
 def test_package_imports_only_itself_and_the_stdlib():
-    code = ("import sys, market.tasklet, market.tasklet.slicemain, market.tasklet.localrun\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'market'"
-            " and not m.startswith('market.tasklet') and m != 'market')\n"
-            "third = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('twisted', 'hypothesis', 'lxml', 'pymysql', 'klein', 'treq'))\n"
-            "print(bad, third)")
+    code = (
+        "import sys, market.tasklet, market.tasklet.slicemain, market.tasklet.localrun\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'market'"
+        " and not m.startswith('market.tasklet') and m != 'market')\n"
+        "third = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('twisted', 'hypothesis', 'lxml', 'pymysql', 'klein', 'treq'))\n"
+        "print(bad, third)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "[] []", out.stderr
 
@@ -115,9 +120,12 @@ def test_rejected_state_in_slicemain_exits_2_without_running():
     src = "MARKER = print('JOB-CODE-RAN')\n\ndef job():\n    return 1\n"
     env = bytearray(tasklet.start(src, "job", [], {}))
     env[-1] ^= 1
-    proc = subprocess.run([sys.executable, "-m", "market.tasklet.slicemain"],
-                          input=slicemain.encode_request(bytes(env), src, 1.0),
-                          capture_output=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "market.tasklet.slicemain"],
+        input=slicemain.encode_request(bytes(env), src, 1.0),
+        capture_output=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and b"JOB-CODE-RAN" not in proc.stdout + proc.stderr
     with pytest.raises(tasklet.EnvelopeError, match="checksum"):
         slicemain.decode_response(proc.stdout)
@@ -154,14 +162,20 @@ def test_run_local_arguments_are_json_or_strings():
 
 def test_early_freeze_signal_stops_the_slice_at_its_first_back_edge():
     src = "def job(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t\n"
-    code = ("import os, signal, sys\nos.kill(os.getpid(), signal.SIGALRM)\n"
-            "from market.tasklet.slicemain import main\nsys.exit(main())\n")
+    code = (
+        "import os, signal, sys\nos.kill(os.getpid(), signal.SIGALRM)\n"
+        "from market.tasklet.slicemain import main\nsys.exit(main())\n"
+    )
     # the signal arrives before main() installs its handler: SIGALRM's default
     # would kill the process, so install the same handler the way main() does
-    code = code.replace("os.kill", "import market.tasklet.runner as r; "
-                        "signal.signal(signal.SIGALRM, r.request_stop); os.kill")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          input=slicemain.encode_request(tasklet.start(src, "job", [10 ** 9], {}),
-                                                         src, 3600.0))
+    code = code.replace(
+        "os.kill", "import market.tasklet.runner as r; signal.signal(signal.SIGALRM, r.request_stop); os.kill"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        input=slicemain.encode_request(tasklet.start(src, "job", [10**9], {}), src, 3600.0),
+    )
     out = slicemain.decode_response(proc.stdout)
     assert not out.finished and out.stats["wall_seconds"] < 1.0

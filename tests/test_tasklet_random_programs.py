@@ -2,11 +2,12 @@
 finally, job calls, returns) run sliced at random back-edges equal their
 native run: the continuation builder's property test."""
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.jobs.support import frozen, native
 
-HELPERS = '''
+HELPERS = """
 def helper(x):
     s = 0
     for i in range(x % 4):
@@ -20,7 +21,7 @@ def thrower(x):
     if x % 5 == 3:
         raise ZeroDivisionError(x)
     return x + 1
-'''
+"""
 
 
 @st.composite
@@ -45,8 +46,10 @@ def statement(draw, depth, in_loop, counter):
         lambda: ["log.append(thrower(acc) + helper(len(log)))"],
     ]
     if in_loop:
-        simple += [lambda: ["if acc %% %d == 0:" % draw(st.integers(2, 5)), "    break"],
-                   lambda: ["if acc %% %d == 1:" % draw(st.integers(2, 5)), "    continue"]]
+        simple += [
+            lambda: ["if acc %% %d == 0:" % draw(st.integers(2, 5)), "    break"],
+            lambda: ["if acc %% %d == 1:" % draw(st.integers(2, 5)), "    continue"],
+        ]
     if depth >= 3:
         return draw(st.sampled_from(simple))()
     kind = draw(st.integers(0, len(simple) + 4))
@@ -57,16 +60,19 @@ def statement(draw, depth, in_loop, counter):
     if kind == len(simple):
         head = ["for v%d in range(%d):" % (c, draw(st.integers(0, 4)))]
         body = indent(draw(block(depth + 1, True, counter)))
-        tail = (["else:"] + indent(draw(block(depth + 1, in_loop, counter)))
-                if draw(st.booleans()) else [])
+        tail = ["else:"] + indent(draw(block(depth + 1, in_loop, counter))) if draw(st.booleans()) else []
         return head + body + tail
     if kind == len(simple) + 1:
-        return (["w%d = 0" % c, "while w%d < %d:" % (c, draw(st.integers(0, 4))),
-                 "    w%d += 1" % c] + indent(draw(block(depth + 1, True, counter))))
+        return ["w%d = 0" % c, "while w%d < %d:" % (c, draw(st.integers(0, 4))), "    w%d += 1" % c] + indent(
+            draw(block(depth + 1, True, counter))
+        )
     if kind == len(simple) + 2:
-        return (["if acc %% 3 == %d:" % draw(st.integers(0, 2))]
-                + indent(draw(block(depth + 1, in_loop, counter)))
-                + ["else:"] + indent(draw(block(depth + 1, in_loop, counter))))
+        return (
+            ["if acc %% 3 == %d:" % draw(st.integers(0, 2))]
+            + indent(draw(block(depth + 1, in_loop, counter)))
+            + ["else:"]
+            + indent(draw(block(depth + 1, in_loop, counter)))
+        )
     if kind == len(simple) + 3:
         out = ["try:"] + indent(draw(block(depth + 1, in_loop, counter)))
         out += ["except ZeroDivisionError:", "    log.append('zde')"]
@@ -85,8 +91,7 @@ def program(draw):
     return HELPERS + "\n\n" + "\n".join(lines) + "\n"
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(program(), st.integers(0, 50), st.lists(st.integers(1, 6), min_size=1, max_size=4))
 def test_random_program_sliced_equals_native(src, seed, schedule):
     expected = native(src, "job", [seed])

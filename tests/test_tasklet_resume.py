@@ -1,7 +1,8 @@
 """Freeze/thaw equivalence: a job sliced at random back-edges, with its state
 passed through bytes between every slice, returns what the native call returns."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.jobs.support import frozen, native, source
 

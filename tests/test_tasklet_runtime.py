@@ -9,7 +9,7 @@ from market import tasklet
 from tests.jobs.support import frozen, native
 from tests.test_tasklet_validator import SUPPORTED
 
-LONG = '''
+LONG = """
 def spin(n):
     total = 0
     for i in range(n):
@@ -32,11 +32,11 @@ def deep(times):
         total += recurse(400)
         k += 1
     return total
-'''
+"""
 
 
 def test_timer_stops_a_tight_loop_within_10ms_of_the_deadline():
-    env = tasklet.start(LONG, "spin", [10 ** 12], {})
+    env = tasklet.start(LONG, "spin", [10**12], {})
     for seconds in (0.05, 0.2):
         t0 = time.perf_counter()
         out = tasklet.run_slice(env, LONG, seconds)
@@ -51,7 +51,7 @@ def test_timer_stops_a_tight_loop_within_10ms_of_the_deadline():
 
 
 def test_timer_stops_loop_free_recursion():
-    env = tasklet.start(LONG, "deep", [10 ** 9], {})
+    env = tasklet.start(LONG, "deep", [10**9], {})
     out = tasklet.run_slice(env, LONG, 0.05)
     assert not out.finished and out.stats["frames"] >= 1
     assert out.stats["stop_latency_cpu"] < 0.010
@@ -88,8 +88,10 @@ def test_error_reports_type_message_and_job_line():
 
 
 def test_error_after_resume_keeps_the_line_of_the_callee():
-    src = ("def inner(x):\n    for i in range(3):\n        pass\n    return 1 // x\n\n"
-           "def job(xs):\n    t = 0\n    for x in xs:\n        t += inner(x)\n    return t\n")
+    src = (
+        "def inner(x):\n    for i in range(3):\n        pass\n    return 1 // x\n\n"
+        "def job(xs):\n    t = 0\n    for x in xs:\n        t += inner(x)\n    return t\n"
+    )
     env = tasklet.start(src, "job", [[1, 0]], {})
     out = tasklet.run_slice(env, src, 10, budget=6)
     while not out.finished:
@@ -98,32 +100,35 @@ def test_error_after_resume_keeps_the_line_of_the_callee():
 
 
 def test_unfreezable_state_is_a_clear_error():
-    src = "import re\n\ndef job(n):\n    pat = re.compile('a')\n    for i in range(n):\n" \
-          "        pass\n    return 1\n"
+    src = "import re\n\ndef job(n):\n    pat = re.compile('a')\n    for i in range(n):\n        pass\n    return 1\n"
     out = tasklet.run_slice(tasklet.start(src, "job", [5], {}), src, 10, budget=2)
     assert out.finished and "cannot freeze" in out.error and "Pattern" in out.error
 
 
 def test_the_whole_documented_subset_resumes_exactly():
-    src = SUPPORTED.replace("values = [helper(j) for j in range(0)] if False else []",
-                            "values = []").replace(
-        '    if __name__ == "__main__":\n        pass\n', "")
+    src = SUPPORTED.replace("values = [helper(j) for j in range(0)] if False else []", "values = []").replace(
+        '    if __name__ == "__main__":\n        pass\n', ""
+    )
     expected = native(src, "job", [3])
     for schedule in ([1], [2, 5], [13]):
         assert frozen(src, "job", [3], budgets=schedule)[0] == expected
 
 
 def test_finally_does_not_run_on_suspension():
-    src = ("LOG = []\n\ndef job(n):\n    try:\n        for i in range(n):\n"
-           "            LOG.append(i)\n    finally:\n        LOG.append('done')\n"
-           "    return LOG\n")
+    src = (
+        "LOG = []\n\ndef job(n):\n    try:\n        for i in range(n):\n"
+        "            LOG.append(i)\n    finally:\n        LOG.append('done')\n"
+        "    return LOG\n"
+    )
     got, hops = frozen(src, "job", [4], budgets=[1])
     assert hops > 3 and got == [0, 1, 2, 3, "done"]
 
 
 def test_generator_job_with_time_slices():
-    src = ("def job(n, resume=None):\n    i, acc = resume or (0, 0)\n    while i < n:\n"
-           "        acc += i\n        i += 1\n        yield [i, acc]\n    return acc\n")
+    src = (
+        "def job(n, resume=None):\n    i, acc = resume or (0, 0)\n    while i < n:\n"
+        "        acc += i\n        i += 1\n        yield [i, acc]\n    return acc\n"
+    )
     env = tasklet.start(src, "job", [2000], {})
     out = tasklet.run_slice(env, src, 10, budget=500)
     assert tasklet.read_header(out.envelope).seq == 1 and out.stats["back_edges"] == 500

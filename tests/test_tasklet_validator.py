@@ -45,10 +45,12 @@ CASES = [
     ("def job(a):\n    return __import__(a)\n", 2, "not available"),
     ("def job(a):\n    return a.__class__\n", 2, "dunder"),
     ("def job(a):\n    return getattr(a, '__dict__')\n", 2, "dunder"),
-    ("def f(x):\n    return x\ndef job(a):\n    try:\n        pass\n    except ValueError:\n"
-     "        f(a)\n", 7, "except and finally"),
-    ("class P:\n    def m(self):\n        return job(1)\ndef job(a):\n    return a\n", 3,
-     "methods of job classes"),
+    (
+        "def f(x):\n    return x\ndef job(a):\n    try:\n        pass\n    except ValueError:\n        f(a)\n",
+        7,
+        "except and finally",
+    ),
+    ("class P:\n    def m(self):\n        return job(1)\ndef job(a):\n    return a\n", 3, "methods of job classes"),
     ("class P(dict):\n    pass\ndef job(a):\n    return a\n", 1, "derive"),
     ("def job(a=[]):\n    return a\n", 1, "mutable default"),
     ("def job(a):\n    _tk_x = 1\n    return a\n", 1, "reserved"),
@@ -123,9 +125,9 @@ if __name__ == "__main__":
 
 
 def test_the_documented_subset_is_accepted():
-    src = SUPPORTED.replace("values = [helper(j) for j in range(0)] if False else []",
-                            "values = []").replace(
-        '    if __name__ == "__main__":\n        pass\n', "")
+    src = SUPPORTED.replace("values = [helper(j) for j in range(0)] if False else []", "values = []").replace(
+        '    if __name__ == "__main__":\n        pass\n', ""
+    )
     tasklet.validate(src, "job")
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from market import taskbundle
-from market.rpcclient import blocking
+from market.jobs import taskbundle
+from market.rpc.client import blocking
 from market.store import Database, upgrade
 from market.store import accounts as sql
 from tests import marketdata as md
@@ -18,8 +18,11 @@ from tests.support import need_program
 
 TASKS = os.path.join(os.path.dirname(__file__), "tasks")
 SANDBOX_USER = ["--user", "nobody"] if os.geteuid() == 0 else []
-HELLO = {"environment": "busybox", "taskfs": "hello-world.sfs",
-         "limits": {"time": 60, "memory": 32, "disk": 50, "output": 1024}}
+HELLO = {
+    "environment": "busybox",
+    "taskfs": "hello-world.sfs",
+    "limits": {"time": 60, "memory": 32, "disk": 50, "output": 1024},
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +34,21 @@ def market(tmp_path_factory):
     upgrade(db)
     owner, token = md.account(db, "owner")
     host, _ = md.account(db, "host", grant=0)
-    server = Market(url, str(workdir), "--window", "0.2", "--threshold", "1", "--test-job-size", "30",
-                    "--grace", "3").start()
+    server = Market(
+        url, str(workdir), "--window", "0.2", "--threshold", "1", "--test-job-size", "30", "--grace", "3"
+    ).start()
     cid, ctoken = md.client(db, host, "tasker")
     worker = Worker(server.url, cid, ctoken, str(workdir), "--slice", "1", *SANDBOX_USER).start()
     rpc = blocking(server.url, "account/owner", token)
-    yield {"db": db, "rpc": rpc, "owner": owner, "host": host, "server": server, "token": token,
-           "workdir": str(workdir)}
+    yield {
+        "db": db,
+        "rpc": rpc,
+        "owner": owner,
+        "host": host,
+        "server": server,
+        "token": token,
+        "workdir": str(workdir),
+    }
     stop_all([worker, server])
     db.close()
 
@@ -67,7 +78,9 @@ def test_hello_world_as_in_the_pythia_document(market):
 
 def test_input_lines_are_fed_on_stdin(market):
     assert outcome(market, submit(market, "greet", input_data=b"Alice\nBob\n")) == (
-        "success", "Hello Alice!\nHello Bob!\n")
+        "success",
+        "Hello Alice!\nHello Bob!\n",
+    )
 
 
 def test_output_limit_exactly_and_one_under(market):
@@ -98,8 +111,11 @@ def test_cancelling_a_running_task_aborts_it_within_two_seconds(market):
     db = market["db"]
     deadline = time.time() + 5
     while time.time() < deadline:
-        d = db.transact(lambda tx: tx.one("SELECT status, checked_in_at FROM dispatches WHERE job_id = ?"
-                                          " ORDER BY id DESC LIMIT 1", (job_id,)))
+        d = db.transact(
+            lambda tx: tx.one(
+                "SELECT status, checked_in_at FROM dispatches WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
+            )
+        )
         if d["checked_in_at"]:
             break
         time.sleep(0.05)
@@ -124,16 +140,53 @@ def test_an_unknown_environment_is_refused_at_submission(market):
 
 
 def test_market_submit_task_cli(market):
-    r = subprocess.run(["python", "-m", "market", "submit-task", os.path.join(TASKS, "hello-world.task"),
-                        "--taskfs", os.path.join(TASKS, "hello-world"), "--name", "hello", "--price", "0.10",
-                        "--server", market["server"].url, "--account", "owner", "--token", market["token"]],
-                       capture_output=True, text=True, env=env(), timeout=60)
+    r = subprocess.run(
+        [
+            "python",
+            "-m",
+            "market",
+            "submit-task",
+            os.path.join(TASKS, "hello-world.task"),
+            "--taskfs",
+            os.path.join(TASKS, "hello-world"),
+            "--name",
+            "hello",
+            "--price",
+            "0.10",
+            "--server",
+            market["server"].url,
+            "--account",
+            "owner",
+            "--token",
+            market["token"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     job_id = int(r.stdout)
     assert outcome(market, job_id) == ("success", "Hello world!\n")
-    r = subprocess.run(["python", "-m", "market", "result", str(job_id), "--server", market["server"].url,
-                        "--account", "owner", "--token", market["token"]], capture_output=True, text=True,
-                       env=env(), timeout=60)
+    r = subprocess.run(
+        [
+            "python",
+            "-m",
+            "market",
+            "result",
+            str(job_id),
+            "--server",
+            market["server"].url,
+            "--account",
+            "owner",
+            "--token",
+            market["token"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert r.stdout == "Hello world!\n" and "success" in r.stderr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.test_web_support import Browser, market, start_site, sqlite_db  # noqa: F401  (fixture)
+from tests.test_web_support import Browser, market, sqlite_db, start_site  # noqa: F401  (fixture)
 
 
 def _signup(name, email="x@example.org", password="a good password", again=None):
@@ -30,10 +30,10 @@ async def test_signup_sends_a_link_that_confirms_the_account_and_then_login_work
     # before confirming, the right password does not log in
     page = await b.post("/login", {"name": "alice", "password": "a good password"})
     assert page.code == 403 and "not confirmed" in page.text
-    page = await b.get(link[len(market.base):])
+    page = await b.get(link[len(market.base) :])
     assert page.code == 200 and "confirmed" in page.text
     # a confirmation link works once
-    again = await b.get(link[len(market.base):])
+    again = await b.get(link[len(market.base) :])
     assert again.code == 404 and "not valid" in again.text
     page = await b.post("/login", {"name": "alice", "password": "a good password"})
     assert page.code == 303 and page.header("location") == "/"
@@ -167,8 +167,7 @@ async def test_login_is_rate_limited_per_name(tmp_path):
     db = sqlite_db(tmp_path)
     clock = Clock()
     clock.advance(1000)
-    wm, port = await start_site(db, tmp_path, throttle=LoginThrottle(clock, per_name=3, per_address=100,
-                                                                    period=60))
+    wm, port = await start_site(db, tmp_path, throttle=LoginThrottle(clock, per_name=3, per_address=100, period=60))
     try:
         accounts.create_account(db, "kim", "kim@example.org", "correct horse", confirm=False)
         for _ in range(3):
@@ -207,14 +206,15 @@ async def test_change_password_needs_the_current_one_and_logs_out_other_sessions
     b = await market.member("lena", "first password")
     other = market.new_browser()
     assert (await other.post("/login", {"name": "lena", "password": "first password"})).code == 303
-    wrong = await b.post("/password", {"current": "not it at all", "new": "second password",
-                                       "again": "second password"})
+    wrong = await b.post(
+        "/password", {"current": "not it at all", "new": "second password", "again": "second password"}
+    )
     assert wrong.code == 400 and "not your current password" in wrong.text
-    differ = await b.post("/password", {"current": "first password", "new": "second password",
-                                        "again": "third password"})
+    differ = await b.post(
+        "/password", {"current": "first password", "new": "second password", "again": "third password"}
+    )
     assert differ.code == 400 and "differ" in differ.text
-    ok = await b.post("/password", {"current": "first password", "new": "second password",
-                                    "again": "second password"})
+    ok = await b.post("/password", {"current": "first password", "new": "second password", "again": "second password"})
     assert ok.code == 200 and "password is changed" in ok.text
     assert (await b.get("/jobs")).code == 200  # this session stays
     assert (await other.get("/jobs")).code == 303  # the other one is gone
@@ -225,8 +225,7 @@ async def test_change_password_needs_the_current_one_and_logs_out_other_sessions
 
 @pytest_twisted.ensureDeferred
 async def test_member_pages_send_visitors_to_the_login_page(market):
-    for path in ("/jobs", "/submit", "/clients", "/ledger", "/password", "/jobs/1", "/clients/1",
-                 "/jobs/1/result"):
+    for path in ("/jobs", "/submit", "/clients", "/ledger", "/password", "/jobs/1", "/clients/1", "/jobs/1/result"):
         page = await market.browser.get(path)
         assert page.code == 303 and page.header("location") == "/login", path
 
@@ -282,7 +281,7 @@ async def test_without_a_relay_the_mail_is_filed_in_the_outbox_and_its_link_logg
 async def test_password_hashing_runs_off_the_reactor_thread(market, monkeypatch):
     import threading
 
-    from market import credentials
+    from market.accounts import credentials
 
     threads = []
     real_hash, real_verify = credentials.hash_password, credentials.verify_password

@@ -41,12 +41,23 @@ def _driver(downloads: str, profile: str):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1100,900", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,900",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": downloads,
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": downloads, "download.prompt_for_download": False}
+    )
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -170,8 +181,9 @@ class Run:
         d.find_element("id", "module").send_keys(module)
         self.fill(function="main", args="[100000000]", name="Count down", price="1.00")
         self.submit("/submit")
-        self.until(lambda d: re.search(r"/jobs/\d+$", d.current_url) and d.current_url != job_url,
-                   "the second job's page")
+        self.until(
+            lambda d: re.search(r"/jobs/\d+$", d.current_url) and d.current_url != job_url, "the second job's page"
+        )
         slow_id = int(d.current_url.rsplit("/", 1)[1])
         d.find_element("link text", "My jobs").click()
         self.fill(**{f"price-{slow_id}": "2.75"})
@@ -217,9 +229,22 @@ async def test_sign_up_to_report_in_a_real_browser_with_a_real_worker(tmp_path):
     if shots:
         os.makedirs(shots, exist_ok=True)
     try:
-        server = Market(f"sqlite:{tmp_path}/market.sqlite", workdir, "--web", f"tcp:{web_port}:interface=127.0.0.1",
-                        "--smtp", f"127.0.0.1:{smtp.getHost().port}", "--public-url", base, "--window", "0.3",
-                        "--test-job-size", "20", "--min-slice", "1")
+        server = Market(
+            f"sqlite:{tmp_path}/market.sqlite",
+            workdir,
+            "--web",
+            f"tcp:{web_port}:interface=127.0.0.1",
+            "--smtp",
+            f"127.0.0.1:{smtp.getHost().port}",
+            "--public-url",
+            base,
+            "--window",
+            "0.3",
+            "--test-job-size",
+            "20",
+            "--min-slice",
+            "1",
+        )
         processes.append(server)
         server.start()
         wait_for_port(web_port, server.proc, log=server.log)

@@ -24,6 +24,7 @@ async def _submit(b, source=MODULE, **over):
 
 # -- submission ---------------------------------------------------------------------------------
 
+
 @pytest_twisted.ensureDeferred
 async def test_submit_creates_a_ready_job_with_its_initial_state(market):
     b = await market.member("alice")
@@ -49,7 +50,7 @@ async def test_refused_constructs_are_shown_with_their_line_numbers(market):
     assert "cannot run as a market job" in page.text and "line 4" in page.text and "os" in page.text
     assert market.db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM jobs")) == 0
     # the module is kept for the next try, with its functions to pick from
-    assert "<textarea id=\"source\"" in page.text and "<option selected>main</option>" in page.text
+    assert '<textarea id="source"' in page.text and "<option selected>main</option>" in page.text
 
 
 @pytest_twisted.ensureDeferred
@@ -72,8 +73,9 @@ async def test_without_a_function_the_form_offers_the_modules_functions(market):
     assert page.code == 400 and "Pick the function" in page.text
     assert "<option>main</option>" in page.text and "<option>square</option>" in page.text
     # second step: the source comes back in the form, no new upload
-    page = await b.post("/submit", {**_job_form(function="square", args='{"x": 7}'), "source": MODULE},
-                        csrf=page.csrf())
+    page = await b.post(
+        "/submit", {**_job_form(function="square", args='{"x": 7}'), "source": MODULE}, csrf=page.csrf()
+    )
     assert page.code == 303
 
 
@@ -83,8 +85,9 @@ async def test_a_module_that_is_not_utf8_or_missing_is_refused_in_the_form(marke
     form = await b.get("/submit")
     import io
 
-    page = await b.post("/submit", _job_form(), files={"module": ("x.py", "text/plain", io.BytesIO(b"\xff\xfe"))},
-                        csrf=form.csrf())
+    page = await b.post(
+        "/submit", _job_form(), files={"module": ("x.py", "text/plain", io.BytesIO(b"\xff\xfe"))}, csrf=form.csrf()
+    )
     assert page.code == 400 and "not UTF-8" in page.text
     page = await b.post("/submit", _job_form(), csrf=form.csrf())
     assert page.code == 400 and "Choose a Python module" in page.text
@@ -110,6 +113,7 @@ async def test_a_module_over_the_module_limit_is_refused_in_the_form(market):
 
 # -- my jobs and prices ---------------------------------------------------------------------------
 
+
 @pytest_twisted.ensureDeferred
 async def test_jobs_page_lists_name_price_time_slices_progress_status_finished(market):
     b = await market.member("hana")
@@ -119,8 +123,22 @@ async def test_jobs_page_lists_name_price_time_slices_progress_status_finished(m
     finish_job(market.db, done, 42)
     page = await b.get("/jobs")
     assert page.code == 200
-    for text in ("Name", "Price", "Time executed", "Slices", "Progress", "Status", "Finished", "Bubble Sort (1)",
-                 'value="5.20"', "Find Factors (1)", "3.50", "Update prices", "Yes,", "No"):
+    for text in (
+        "Name",
+        "Price",
+        "Time executed",
+        "Slices",
+        "Progress",
+        "Status",
+        "Finished",
+        "Bubble Sort (1)",
+        'value="5.20"',
+        "Find Factors (1)",
+        "3.50",
+        "Update prices",
+        "Yes,",
+        "No",
+    ):
         assert text in page.text, text
     assert f'name="price-{done}"' not in page.text  # a finished job's price can no longer change
 
@@ -131,8 +149,9 @@ async def test_one_form_changes_many_prices(market):
     me = market.account_id("ivan")
     one, two, three = (make_job(market.db, me, f"job {i}", 100) for i in range(3))
     page = await b.get("/jobs")
-    result = await b.post("/jobs/prices", {f"price-{one}": "7.00", f"price-{two}": "1.00",
-                                           f"price-{three}": "0.25"}, csrf=page.csrf())
+    result = await b.post(
+        "/jobs/prices", {f"price-{one}": "7.00", f"price-{two}": "1.00", f"price-{three}": "0.25"}, csrf=page.csrf()
+    )
     assert result.code == 303 and result.header("location") == "/jobs?updated=2"
     prices = dict(market.db.transact(lambda tx: [(r["id"], r["price"]) for r in tx.all("SELECT id, price FROM jobs")]))
     assert prices == {one: 700, two: 100, three: 25}
@@ -173,6 +192,7 @@ async def test_cancel_a_job(market):
 
 
 # -- results ------------------------------------------------------------------------------------
+
 
 @pytest_twisted.ensureDeferred
 async def test_a_finished_jobs_result_is_shown_and_downloadable_by_its_owner(market):
@@ -218,6 +238,7 @@ async def test_another_members_jobs_results_and_clients_are_not_found(market):
 
 # -- clients ------------------------------------------------------------------------------------
 
+
 @pytest_twisted.ensureDeferred
 async def test_register_a_client_shows_id_token_and_worker_command_once(market):
     b = await market.member("rosa")
@@ -227,7 +248,7 @@ async def test_register_a_client_shows_id_token_and_worker_command_once(market):
     token = re.search(r'id="client-token">([^<]+)<', page.text).group(1)
     command = re.search(r'id="worker-command">([^<]+)<', page.text).group(1)
     assert command == f"twistd -n worker --server http://127.0.0.1:7080/RPC2 --client {client_id} --token {token}"
-    from market import credentials
+    from market.accounts import credentials
 
     stored = market.db.transact(lambda tx: tx.scalar("SELECT token_hash FROM clients WHERE id = ?", (client_id,)))
     assert stored == credentials.token_hash(token)
@@ -246,6 +267,7 @@ async def test_a_client_name_is_checked_in_the_form(market):
 
 
 # -- ledger, report, schema, feed -----------------------------------------------------------------
+
 
 @pytest_twisted.ensureDeferred
 async def test_ledger_shows_balance_and_history(market):
@@ -315,8 +337,10 @@ async def test_mail_goes_through_an_smtp_relay_when_given(tmp_path):
     db = sqlite_db(tmp_path)
     wm, port = await start_site(db, tmp_path, relay=f"127.0.0.1:{listening.getHost().port}")
     try:
-        page = await wm.browser.post("/signup", {"name": "xena", "email": "xena@example.org",
-                                                 "password": "a good password", "again": "a good password"})
+        page = await wm.browser.post(
+            "/signup",
+            {"name": "xena", "email": "xena@example.org", "password": "a good password", "again": "a good password"},
+        )
         assert page.code == 200
         from twisted.internet import task
 
@@ -326,7 +350,7 @@ async def test_mail_goes_through_an_smtp_relay_when_given(tmp_path):
             await task.deferLater(reactor, 0.05, lambda: None)
         link = confirmation_link(mailbox.messages[0])
         assert link and "/confirm/" in link
-        assert (await wm.browser.get(link[len(wm.base):])).code == 200
+        assert (await wm.browser.get(link[len(wm.base) :])).code == 200
         assert not wm.outbox.messages()
     finally:
         await port.stopListening()
@@ -337,8 +361,13 @@ async def test_mail_goes_through_an_smtp_relay_when_given(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_ids_beyond_any_stored_id_are_plain_404s(market):
     b = await market.member("yuri")
-    for path in ("/jobs/99999999999999999999999", "/clients/99999999999999999999999", "/jobs/-1", "/jobs/x",
-                 "/feed/99999999999999999999999/abc.atom"):
+    for path in (
+        "/jobs/99999999999999999999999",
+        "/clients/99999999999999999999999",
+        "/jobs/-1",
+        "/jobs/x",
+        "/feed/99999999999999999999999/abc.atom",
+    ):
         page = await b.get(path)
         assert page.code == 404, path
         assert "Traceback" not in page.text

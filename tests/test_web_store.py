@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest_twisted
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.store import web as sql_web
 from tests import marketdata
@@ -38,7 +39,7 @@ def test_end_other_sessions_keeps_the_current_one(db):
 
 
 def test_owned_client_and_speeds(db):
-    from market.errors import NotFound
+    from market.core.errors import NotFound
 
     me, _ = marketdata.account(db, "dina")
     other, _ = marketdata.account(db, "egon")
@@ -73,8 +74,12 @@ def test_parse_arguments_accepts_lists_objects_and_nothing():
     from market.web.job_pages import parse_arguments
 
     @settings(max_examples=60, deadline=None)
-    @given(st.one_of(st.lists(st.integers() | st.text(max_size=5), max_size=4),
-                     st.dictionaries(st.text(min_size=1, max_size=5), st.integers(), max_size=3)))
+    @given(
+        st.one_of(
+            st.lists(st.integers() | st.text(max_size=5), max_size=4),
+            st.dictionaries(st.text(min_size=1, max_size=5), st.integers(), max_size=3),
+        )
+    )
     def check(value):
         import json
 

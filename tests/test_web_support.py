@@ -9,7 +9,6 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 from urllib.parse import urlencode
 
 import pytest_twisted
@@ -32,21 +31,21 @@ MODULE = (
 @dataclass
 class Page:
     code: int
-    headers: Dict[str, List[str]]
+    headers: dict[str, list[str]]
     body: bytes
 
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 
-    def header(self, name: str) -> Optional[str]:
+    def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
         return values[0] if values else None
 
-    def cookies(self) -> List[str]:
+    def cookies(self) -> list[str]:
         return self.headers.get("set-cookie", [])
 
-    def csrf(self) -> Optional[str]:
+    def csrf(self) -> str | None:
         m = re.search(r'name="csrf" value="([^"]+)"', self.text)
         return m.group(1) if m else None
 
@@ -56,16 +55,17 @@ class Browser:
     """A browser without JavaScript: keeps cookies, follows nothing by itself, posts forms."""
 
     base: str
-    jar: Dict[str, str] = field(default_factory=dict)
-    last: Optional[Page] = None
+    jar: dict[str, str] = field(default_factory=dict)
+    last: Page | None = None
 
     async def request(self, method: str, path: str, data=None, files=None, headers=None) -> Page:
         import treq
 
         h = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.jar.items())} if self.jar else {}
         h.update(headers or {})
-        response = await treq.request(method, self.base + path, data=data, files=files, headers=h,
-                                      allow_redirects=False, persistent=False)
+        response = await treq.request(
+            method, self.base + path, data=data, files=files, headers=h, allow_redirects=False, persistent=False
+        )
         body = await treq.content(response)
         heads = {k.decode().lower(): [v.decode() for v in vs] for k, vs in response.headers.getAllRawHeaders()}
         page = Page(response.code, heads, body)
@@ -82,19 +82,21 @@ class Browser:
     async def get(self, path: str, **kw) -> Page:
         return await self.request("GET", path, **kw)
 
-    async def post(self, path: str, fields: Dict[str, str], files=None, csrf: Optional[str] = "auto") -> Page:
+    async def post(self, path: str, fields: dict[str, str], files=None, csrf: str | None = "auto") -> Page:
         """Post a form as the browser would: with the CSRF token of the page it came from."""
         fields = dict(fields)
         if csrf == "auto":
-            form_page = await self.get(path if path not in ("/logout", "/jobs/prices") and
-                                       not path.endswith("/cancel") else "/")
+            form_page = await self.get(
+                path if path not in ("/logout", "/jobs/prices") and not path.endswith("/cancel") else "/"
+            )
             csrf = form_page.csrf()
         if csrf is not None:
             fields["csrf"] = csrf
         if files:
             return await self.request("POST", path, data=fields, files=files)
-        return await self.request("POST", path, data=urlencode(fields).encode(),
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        return await self.request(
+            "POST", path, data=urlencode(fields).encode(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
 
 
 class Outbox:
@@ -103,12 +105,12 @@ class Outbox:
     def __init__(self, path):
         self.path = path
 
-    def messages(self) -> List[email.message.Message]:
+    def messages(self) -> list[email.message.Message]:
         if not self.path.exists():
             return []
         return [email.message_from_bytes(p.read_bytes()) for p in sorted(self.path.iterdir())]
 
-    def link(self, to: str) -> Optional[str]:
+    def link(self, to: str) -> str | None:
         for msg in reversed(self.messages()):
             if msg["To"] == to:
                 m = re.search(r"https?://\S+/confirm/\S+", msg.get_payload(decode=True).decode())
@@ -128,7 +130,7 @@ class WebMarket:
     def new_browser(self) -> Browser:
         return Browser(self.base)
 
-    async def member(self, name: str, password: str = "correct horse", browser: Optional[Browser] = None) -> Browser:
+    async def member(self, name: str, password: str = "correct horse", browser: Browser | None = None) -> Browser:
         """A confirmed, logged-in member (made directly in the store, fast)."""
         from market import accounts
 
@@ -182,8 +184,9 @@ def upload(source: str, filename: str = "job.py"):
     return {"module": (filename, "text/x-python", io.BytesIO(source.encode()))}
 
 
-def make_job(db, account_id: int, name: str = "job", price: int = 100, source: str = MODULE, entry: str = "main",
-             args=(10,)) -> int:
+def make_job(
+    db, account_id: int, name: str = "job", price: int = 100, source: str = MODULE, entry: str = "main", args=(10,)
+) -> int:
     """A ready job with a real state #0 (as the site would create it)."""
     from market.web.job_pages import _create
 
@@ -195,13 +198,17 @@ def finish_job(db, job_id: int, value) -> None:
     from market.tasklet import codec
 
     def work(tx):
-        tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = 'finished', result = ?,"
-                   " progress = 1.0 WHERE id = ?", (time.time(), codec.encode(value), job_id))
+        tx.execute(
+            "UPDATE jobs SET status = 'finished', finished_at = ?, outcome = 'finished', result = ?,"
+            " progress = 1.0 WHERE id = ?",
+            (time.time(), codec.encode(value), job_id),
+        )
 
     db.transact(work)
 
 
 # -- an SMTP server for tests ------------------------------------------------------------------
+
 
 class Mailbox:
     """Messages received by the in-test SMTP server, with a Deferred-free wait for threads."""
@@ -209,7 +216,7 @@ class Mailbox:
     def __init__(self):
         import queue
 
-        self.messages: List[bytes] = []
+        self.messages: list[bytes] = []
         self.queue = queue.Queue()
 
     def add(self, data: bytes) -> None:
@@ -259,8 +266,7 @@ def smtp_server(mailbox: Mailbox):
     return Factory()
 
 
-def confirmation_link(data: bytes) -> Optional[str]:
+def confirmation_link(data: bytes) -> str | None:
     msg = email.message_from_bytes(data)
     m = re.search(r"https?://\S+/confirm/\S+", msg.get_payload(decode=True).decode())
     return m.group(0) if m else None
-

@@ -66,13 +66,16 @@ def start_workers(server, db, host, processes, workdir, n, *options):
 
 def test_jobs_with_different_prices_all_finish_correctly_on_three_workers(db, db_url, tmp_path, processes):
     need_program("bwrap")
-    server = Market(db_url, str(tmp_path), "--window", "0.3", "--threshold", "3", "--test-job-size", "30",
-                    "--grace", "5").start()
+    server = Market(
+        db_url, str(tmp_path), "--window", "0.3", "--threshold", "3", "--test-job-size", "30", "--grace", "5"
+    ).start()
     processes.append(server)
     owner, _ = md.account(db, "owner")
     host, _ = md.account(db, "host", grant=0)
-    jobs = {submit(db, owner, limit, price): limit
-            for limit, price in [(20_000, 5), (50_000, 30), (300_000, 10), (600_000, 20)]}
+    jobs = {
+        submit(db, owner, limit, price): limit
+        for limit, price in [(20_000, 5), (50_000, 30), (300_000, 10), (600_000, 20)]
+    }
     workers = start_workers(server, db, host, processes, str(tmp_path), 3)
     wait_until(lambda: all(db.transact(jsql.job_row, j)["status"] == "finished" for j in jobs), 120, "all jobs")
     for job_id, limit in jobs.items():
@@ -90,8 +93,9 @@ def sqlite_market(tmp_path, processes, *options):
     url = f"sqlite:{tmp_path}/m.sqlite"
     db = Database(url)
     upgrade(db)
-    server = Market(url, str(tmp_path), "--window", "0.2", "--threshold", "1", "--test-job-size", "30",
-                    *options).start()
+    server = Market(
+        url, str(tmp_path), "--window", "0.2", "--threshold", "1", "--test-job-size", "30", *options
+    ).start()
     processes.append(server)
     owner, _ = md.account(db, "owner")
     host, _ = md.account(db, "host", grant=0)
@@ -101,17 +105,27 @@ def sqlite_market(tmp_path, processes, *options):
 def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_finishes_it(tmp_path, processes):
     db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "1", "--min-slice", "0.5")
     job_id = submit(db, owner, 600_000, 10)
-    (first, doomed), = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "2")
-    wait_until(lambda: db.transact(lambda tx: tx.one(
-        "SELECT id FROM dispatches WHERE job_id = ? AND client_id = ? AND status = 'out'", (job_id, first))),
-        60, "the job to be leased to the first worker")
+    ((first, doomed),) = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "2")
+    wait_until(
+        lambda: db.transact(
+            lambda tx: tx.one(
+                "SELECT id FROM dispatches WHERE job_id = ? AND client_id = ? AND status = 'out'", (job_id, first)
+            )
+        ),
+        60,
+        "the job to be leased to the first worker",
+    )
     doomed.signal(signal.SIGKILL)
     doomed.wait(10)
     start_workers(server, db, host, processes, str(tmp_path), 1)
     wait_until(lambda: db.transact(jsql.job_row, job_id)["status"] == "finished", 120, "the job to finish")
     assert result_of(db, job_id) == EXPECTED[600_000]
-    statuses = db.transact(lambda tx: [r["status"] for r in tx.all(
-        "SELECT status FROM dispatches WHERE job_id = ? AND client_id = ?", (job_id, first))])
+    statuses = db.transact(
+        lambda tx: [
+            r["status"]
+            for r in tx.all("SELECT status FROM dispatches WHERE job_id = ? AND client_id = ?", (job_id, first))
+        ]
+    )
     assert statuses[-1] in ("expired", "rejected")
     assert db.transact(sql.audit)["balanced"]
 
@@ -119,18 +133,26 @@ def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_fini
 def test_sigterm_freezes_the_running_job_and_checks_its_progress_in(tmp_path, processes):
     db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "5")
     job_id = submit(db, owner, 10_000_000, 10)  # far longer than one 30 s slice
-    (cid, worker), = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "30")
-    wait_until(lambda: db.transact(lambda tx: tx.one(
-        "SELECT id FROM dispatches WHERE job_id = ? AND status = 'out'", (job_id,))), 60, "the lease")
+    ((cid, worker),) = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "30")
+    wait_until(
+        lambda: db.transact(
+            lambda tx: tx.one("SELECT id FROM dispatches WHERE job_id = ? AND status = 'out'", (job_id,))
+        ),
+        60,
+        "the lease",
+    )
     time.sleep(1.5)  # let it compute
     stopped = time.time()
     worker.signal(signal.SIGTERM)
     # twistd shuts down cleanly, then re-raises SIGTERM on itself so the exit status says why
     assert worker.wait(20) in (0, -signal.SIGTERM)
     assert "stopping: freezing job" in worker.logtext()
-    last = db.transact(lambda tx: tx.one(
-        "SELECT status, checked_in_at, accepted_ms FROM dispatches WHERE job_id = ? ORDER BY id DESC LIMIT 1",
-        (job_id,)))
+    last = db.transact(
+        lambda tx: tx.one(
+            "SELECT status, checked_in_at, accepted_ms FROM dispatches WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+            (job_id,),
+        )
+    )
     assert last["status"] == "accepted", last
     assert last["checked_in_at"] - stopped < 5 and last["accepted_ms"] >= 1000
     state = db.transact(jsql.committed_state, job_id)
@@ -144,7 +166,7 @@ def test_a_worker_runs_jobs_on_each_supported_job_interpreter(tmp_path, processe
     need_program(os.path.basename(python))
     db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "5")
     job_id = submit(db, owner, 50_000, 10)
-    (_, worker), = start_workers(server, db, host, processes, str(tmp_path), 1, "--python", python)
+    ((_, worker),) = start_workers(server, db, host, processes, str(tmp_path), 1, "--python", python)
     wait_until(lambda: db.transact(jsql.job_row, job_id)["status"] == "finished", 120, "the job to finish")
     assert result_of(db, job_id) == EXPECTED[50_000]
     assert f"jobs run on {'PyPy 3.9' if 'pypy' in python else 'CPython 3.'}" in worker.logtext()
@@ -158,7 +180,12 @@ def test_a_worker_refuses_a_job_interpreter_older_than_the_runtime_supports(tmp_
     fake = tmp_path / "python2.7"
     fake.write_text("#!/bin/sh\necho cpython 2 7\n")
     fake.chmod(0o755)
-    out = subprocess.run([*TWISTD, "-n", "worker", "--server", "127.0.0.1:9", "--client", "1", "--token", "x",
-                          "--python", str(fake)], capture_output=True, text=True, env=env(), timeout=60)
+    out = subprocess.run(
+        [*TWISTD, "-n", "worker", "--server", "127.0.0.1:9", "--client", "1", "--token", "x", "--python", str(fake)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "is CPython 2.7; jobs need CPython or PyPy 3.9 or newer" in out.stdout + out.stderr

@@ -43,8 +43,9 @@ def test_cpu_share_caps_a_busy_job():
 
 
 def twistd_worker(*args):
-    return subprocess.run([*TWISTD, "-n", "--pidfile=", "worker", *args], capture_output=True, text=True,
-                          env=env(), timeout=60)
+    return subprocess.run(
+        [*TWISTD, "-n", "--pidfile=", "worker", *args], capture_output=True, text=True, env=env(), timeout=60
+    )
 
 
 def test_worker_without_client_or_token_says_what_to_give():
@@ -57,8 +58,25 @@ def test_worker_without_client_or_token_says_what_to_give():
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root refusal needs root")
 def test_worker_started_as_root_without_a_job_user_refuses(tmp_path):
     log = tmp_path / "w.log"
-    r = subprocess.run([*TWISTD, "-n", "--pidfile=", f"--logfile={log}", "worker", "--client", "1", "--token", "x",
-                        "--server", "http://127.0.0.1:1/RPC2"], capture_output=True, text=True, env=env(), timeout=60)
+    r = subprocess.run(
+        [
+            *TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={log}",
+            "worker",
+            "--client",
+            "1",
+            "--token",
+            "x",
+            "--server",
+            "http://127.0.0.1:1/RPC2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     text = r.stdout + r.stderr + (log.read_text() if log.exists() else "")
     assert r.returncode != 0 and "give --user NAME" in text
 
@@ -71,8 +89,9 @@ def test_without_a_sandbox_a_slice_still_runs_as_the_job_user():
     from market.worker.slices import SliceRunner
 
     source = "def main(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n"
-    runner = SliceRunner(reactor, user="nobody" if os.geteuid() == 0 else None, level=None, insecure=True,
-                         memory_mb=256)
+    runner = SliceRunner(
+        reactor, user="nobody" if os.geteuid() == 0 else None, level=None, insecure=True, memory_mb=256
+    )
     state = tasklet.start(source, "main", [100_000], {})
     report = yield runner.run(state, source, 5.0, None)
     assert report.status == "finished", report

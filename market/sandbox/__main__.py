@@ -6,17 +6,17 @@
 
 Exit status: 0 for ok/success, 1 for any other outcome, 2 for usage errors.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import List, Optional
 
 from .limits import Limits, LimitsError
 
 
-def _default_user() -> Optional[str]:
+def _default_user() -> str | None:
     return "nobody" if os.geteuid() == 0 else None
 
 
@@ -35,9 +35,15 @@ def _run(args: argparse.Namespace) -> int:
         print("sandbox run: give the command after --", file=sys.stderr)
         return 2
     try:
-        limits = Limits(wall_seconds=args.wall, cpu_seconds=args.cpu or args.wall,
-                        memory_mb=args.memory, output_bytes=args.output, disk_mb=args.disk,
-                        processes=args.processes, files=args.files)
+        limits = Limits(
+            wall_seconds=args.wall,
+            cpu_seconds=args.cpu or args.wall,
+            memory_mb=args.memory,
+            output_bytes=args.output,
+            disk_mb=args.disk,
+            processes=args.processes,
+            files=args.files,
+        )
     except LimitsError as exc:
         print(f"sandbox run: {exc}", file=sys.stderr)
         return 2
@@ -46,9 +52,12 @@ def _run(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(outcome.stdout)
     sys.stdout.flush()
     sys.stderr.buffer.write(outcome.stderr)
-    print(f"[{outcome.status}] exit={outcome.exit_code} signal={outcome.signal} "
-          f"wall={outcome.wall_seconds:.3f}s cpu={outcome.cpu_seconds}"
-          + (f" — {outcome.message}" if outcome.message else ""), file=sys.stderr)
+    print(
+        f"[{outcome.status}] exit={outcome.exit_code} signal={outcome.signal} "
+        f"wall={outcome.wall_seconds:.3f}s cpu={outcome.cpu_seconds}"
+        + (f" — {outcome.message}" if outcome.message else ""),
+        file=sys.stderr,
+    )
     return 0 if outcome.status == "ok" else 1
 
 
@@ -76,15 +85,17 @@ def _task(args: argparse.Namespace) -> int:
             raise
     outcome = result["outcome"]
     sys.stdout.write(outcome.output)
-    print(f"[{outcome.status}] exit={outcome.exit_code} wall={outcome.wall_seconds:.3f}s"
-          + (f" — {outcome.message}" if outcome.message else ""), file=sys.stderr)
+    print(
+        f"[{outcome.status}] exit={outcome.exit_code} wall={outcome.wall_seconds:.3f}s"
+        + (f" — {outcome.message}" if outcome.message else ""),
+        file=sys.stderr,
+    )
     return 0 if outcome.status == "success" else 1
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m market.sandbox``."""
-    parser = argparse.ArgumentParser(prog="python -m market.sandbox",
-                                     description="Probe and use the job sandbox.")
+    parser = argparse.ArgumentParser(prog="python -m market.sandbox", description="Probe and use the job sandbox.")
     sub = parser.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("probe", help="show which sandbox layers work here")
     p.add_argument("--user", default=_default_user())

@@ -8,12 +8,12 @@ with ``+memory +pids`` in the parent's ``cgroup.subtree_control``) and names it 
 whole cycle once; on failure (such as this project's v1/v2 hybrid VMs) jobs fall back to
 rlimits alone.
 """
+
 from __future__ import annotations
 
 import os
 import time
 import uuid
-from typing import Optional, Tuple
 
 __all__ = ["CgroupError", "JobCgroups", "from_environment", "ENV_VAR", "enter_command"]
 
@@ -46,19 +46,20 @@ class JobCgroups:
         try:
             have = _read(os.path.join(self.base, "cgroup.controllers")).split()
         except OSError as exc:
-            raise CgroupError(f"{self.base} is not a cgroup v2 directory: {exc.strerror}")
+            raise CgroupError(f"{self.base} is not a cgroup v2 directory: {exc.strerror}") from None
         missing = [c for c in NEEDED if c not in have]
         if missing:
-            raise CgroupError(f"{self.base} offers [{' '.join(have)}], missing "
-                              f"{', '.join(missing)}")
+            raise CgroupError(f"{self.base} offers [{' '.join(have)}], missing {', '.join(missing)}")
         enabled = _read(os.path.join(self.base, "cgroup.subtree_control")).split()
         if any(c not in enabled for c in NEEDED):
             try:
                 _write(os.path.join(self.base, "cgroup.subtree_control"), "+memory +pids")
             except OSError as exc:
-                raise CgroupError(f"cannot enable memory and pids for children of {self.base}"
-                                  f" ({exc.strerror}); it must be delegated and hold no "
-                                  "processes itself")
+                raise CgroupError(
+                    f"cannot enable memory and pids for children of {self.base}"
+                    f" ({exc.strerror}); it must be delegated and hold no "
+                    "processes itself"
+                ) from None
 
     def create(self, memory_bytes: int, pids: int) -> str:
         """A new child cgroup with the limits set; returns its path."""
@@ -121,12 +122,11 @@ def enter_command(path: str) -> list:
     return ["/bin/sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', path]
 
 
-def from_environment() -> Tuple[Optional[JobCgroups], str]:
+def from_environment() -> tuple[JobCgroups | None, str]:
     """The operator's cgroup, checked, or None with the reason it cannot be used."""
     base = os.environ.get(ENV_VAR)
     if not base:
-        return None, (f"no delegated cgroup v2 directory configured (set {ENV_VAR}); "
-                      "using rlimits only")
+        return None, (f"no delegated cgroup v2 directory configured (set {ENV_VAR}); using rlimits only")
     cgroups = JobCgroups(base)
     try:
         cgroups.check()

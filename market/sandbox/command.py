@@ -3,14 +3,15 @@
 Twisted's spawnProcess has no preexec_fn, so each layer is a program that sets one
 thing up and execs the next. Pure function of its inputs: easy to print and test.
 """
+
 from __future__ import annotations
 
 import marshal
 import math
 import os
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from .limits import Limits
 from .users import JobUser
@@ -43,14 +44,14 @@ class Layers:
     """Which optional layers to apply inside the sandbox."""
 
     landlock: bool = False
-    seccomp_filter: Optional[str] = None  # host path of the BPF blob
+    seccomp_filter: str | None = None  # host path of the BPF blob
     # Jobs may use the host's /usr. False hides it with Landlock (the runner, already
     # started from it, no longer needs it), e.g. for the busybox environment.
     job_usr: bool = True
-    extra_env: Dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def check_binds(binds: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+def check_binds(binds: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Validate (host_path, sandbox_path) pairs; return them normalised."""
     checked = []
     for host, inside in binds:
@@ -65,38 +66,82 @@ def check_binds(binds: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
     return checked
 
 
-def build_command(steps: Sequence[Sequence[str]], *, limits: Limits, user: JobUser,
-                  binds: Sequence[Tuple[str, str]], inner_path: str,
-                  layers: Layers = Layers(), stop_on_failure: bool = True,
-                  status_fd: Optional[int] = STATUS_FD) -> List[str]:
+def build_command(
+    steps: Sequence[Sequence[str]],
+    *,
+    limits: Limits,
+    user: JobUser,
+    binds: Sequence[tuple[str, str]],
+    inner_path: str,
+    layers: Layers = Layers(),
+    stop_on_failure: bool = True,
+    status_fd: int | None = STATUS_FD,
+) -> list[str]:
     """The argv that runs ``steps`` one after another in one sandbox.
 
     The runner reports on fd ``status_fd`` (None: no reports); the caller must give the
     child a writable pipe there.
     """
     binds = check_binds(binds)
-    argv: List[str] = []
+    argv: list[str] = []
     if user.switch:
         # No ambient groups (root's supplementary groups would follow otherwise).
-        argv += ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
-                 "--no-new-privs", "--"]
+        argv += ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--no-new-privs", "--"]
     cpu = max(1, math.ceil(limits.cpu_seconds))
-    argv += ["prlimit", f"--cpu={cpu}:{cpu + 1}",
-             f"--as={limits.memory_bytes + RUNNER_AS_HEADROOM}",
-             f"--fsize={limits.disk_bytes}", f"--nofile={int(limits.files)}",
-             f"--nproc={int(limits.processes)}", "--core=0", "--"]
-    argv += ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns",
-             "--die-with-parent", "--as-pid-1", "--new-session", "--clearenv",
-             "--hostname", "sandbox",
-             "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
-             "--symlink", "usr/lib64", "/lib64"]
+    argv += [
+        "prlimit",
+        f"--cpu={cpu}:{cpu + 1}",
+        f"--as={limits.memory_bytes + RUNNER_AS_HEADROOM}",
+        f"--fsize={limits.disk_bytes}",
+        f"--nofile={int(limits.files)}",
+        f"--nproc={int(limits.processes)}",
+        "--core=0",
+        "--",
+    ]
+    argv += [
+        "bwrap",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--as-pid-1",
+        "--new-session",
+        "--clearenv",
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+    ]
     if not any(inside == "/bin" for _, inside in binds):
         argv += ["--symlink", "usr/bin", "/bin"]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             # One tmpfs for /tmp and the work dir: the disk limit is one budget.
-             "--size", str(limits.disk_bytes), "--perms", "1777", "--tmpfs", "/tmp",
-             "--dir", "/tmp/work", "--symlink", "/tmp/work", WORK_DIR,
-             "--ro-bind", inner_path, INNER_PATH]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        # One tmpfs for /tmp and the work dir: the disk limit is one budget.
+        "--size",
+        str(limits.disk_bytes),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+        "--dir",
+        "/tmp/work",
+        "--symlink",
+        "/tmp/work",
+        WORK_DIR,
+        "--ro-bind",
+        inner_path,
+        INNER_PATH,
+    ]
     if layers.seccomp_filter:
         argv += ["--ro-bind", layers.seccomp_filter, FILTER_PATH]
     for host, inside in binds:

@@ -1,4 +1,5 @@
 """Named, read-only environment filesystems for tasks (pythia's 'environment')."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
 
 from .staging import Staging
 from .taskfs import FilesystemError, unpack
@@ -37,7 +38,7 @@ class Environment:
     """
 
     name: str
-    binds: Tuple[Tuple[str, str], ...] = ()
+    binds: tuple[tuple[str, str], ...] = ()
     host_usr: bool = True
     path: str = "/usr/local/bin:/usr/bin:/bin"
     description: str = ""
@@ -51,16 +52,16 @@ class Environments:
 
     def __init__(self, staging: Staging, dirs: Sequence[str] = ()) -> None:
         self.staging = staging
-        self.dirs: List[str] = [SHIPPED_DIR, *dirs]
-        self._built: Dict[str, Environment] = {}
+        self.dirs: list[str] = [SHIPPED_DIR, *dirs]
+        self._built: dict[str, Environment] = {}
         self._lock = threading.Lock()
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         """All environment names available, sorted."""
         return sorted(self._sources())
 
-    def _sources(self) -> Dict[str, str]:
-        found: Dict[str, str] = {}
+    def _sources(self) -> dict[str, str]:
+        found: dict[str, str] = {}
         for base in self.dirs:
             if not os.path.isdir(base):
                 continue
@@ -87,8 +88,7 @@ class Environments:
             if name not in self._built:
                 sources = self._sources()
                 if name not in sources:
-                    raise EnvironmentError_(
-                        f"unknown environment {name!r}; available: {', '.join(sorted(sources))}")
+                    raise EnvironmentError_(f"unknown environment {name!r}; available: {', '.join(sorted(sources))}")
                 self._built[name] = self._build(name, sources[name])
             return self._built[name]
 
@@ -99,8 +99,9 @@ class Environments:
             kind = spec.get("kind")
             description = spec.get("description", "")
             if kind == "busybox":
-                return Environment(name, ((self._busybox_bin(), "/bin"),), host_usr=False,
-                                   path="/bin", description=description)
+                return Environment(
+                    name, ((self._busybox_bin(), "/bin"),), host_usr=False, path="/bin", description=description
+                )
             if kind == "host-usr":
                 return Environment(name, (), host_usr=True, description=description)
             raise EnvironmentError_(f"environment {name!r}: unknown kind {kind!r} in {source}")
@@ -129,8 +130,9 @@ class Environments:
         os.mkdir(bindir)
         shutil.copy(binary, os.path.join(bindir, "busybox"))
         os.chmod(os.path.join(bindir, "busybox"), 0o755)
-        applets = subprocess.run([binary, "--list"], capture_output=True, check=True,
-                                 timeout=30).stdout.decode().split()
+        applets = (
+            subprocess.run([binary, "--list"], capture_output=True, check=True, timeout=30).stdout.decode().split()
+        )
         for applet in applets:
             if applet != "busybox" and "/" not in applet:
                 os.symlink("busybox", os.path.join(bindir, applet))
@@ -148,8 +150,8 @@ def _tree_environment(name: str, root: str) -> Environment:
     binds = []
     for entry in sorted(os.listdir(root)):
         if entry in RESERVED:
-            raise EnvironmentError_(f"environment {name!r}: top-level {entry!r} would hide "
-                                    "part of the sandbox; move it (e.g. to /opt)")
+            raise EnvironmentError_(
+                f"environment {name!r}: top-level {entry!r} would hide part of the sandbox; move it (e.g. to /opt)"
+            )
         binds.append((os.path.join(root, entry), "/" + entry))
-    return Environment(name, tuple(binds), host_usr=False,
-                       path="/bin:/sbin:/opt/bin", description=f"tree at {root}")
+    return Environment(name, tuple(binds), host_usr=False, path="/bin:/sbin:/opt/bin", description=f"tree at {root}")

@@ -15,6 +15,7 @@ marshal is built in, while importing json costs re + enum, ~5-15 ms per launch).
 
 The worker trusts nothing a job prints; only this process writes the status channel.
 """
+
 # Only built-in/C modules: 'ctypes' and 'signal' pull in enum, re and friends, which cost
 # ~8 ms of CPU on every launch; this file talks to _ctypes and _signal directly.
 import _ctypes
@@ -55,14 +56,23 @@ SCOPE_SIGNAL = 1 << 1
 FILE_ONLY = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
 READ = FS_READ_FILE | FS_READ_DIR
 READ_EXEC = READ | FS_EXECUTE
-WRITE = (FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG
-         | FS_MAKE_SOCK | FS_MAKE_FIFO | FS_MAKE_SYM | FS_REFER | FS_TRUNCATE)
+WRITE = (
+    FS_WRITE_FILE
+    | FS_REMOVE_DIR
+    | FS_REMOVE_FILE
+    | FS_MAKE_DIR
+    | FS_MAKE_REG
+    | FS_MAKE_SOCK
+    | FS_MAKE_FIFO
+    | FS_MAKE_SYM
+    | FS_REFER
+    | FS_TRUNCATE
+)
 
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_MODE_FILTER = 2
-
 
 
 class c_long(_ctypes._SimpleCData):
@@ -138,8 +148,9 @@ def apply_landlock(rules):
         raise OSError(get_errno(), "landlock_create_ruleset")
     try:
         for path, kind in rules.items():
-            access = {"ro": READ, "rx": READ_EXEC, "rw": READ | WRITE,
-                      "dev": READ | FS_WRITE_FILE | FS_IOCTL_DEV}[kind] & fs
+            access = {"ro": READ, "rx": READ_EXEC, "rw": READ | WRITE, "dev": READ | FS_WRITE_FILE | FS_IOCTL_DEV}[
+                kind
+            ] & fs
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -148,8 +159,7 @@ def apply_landlock(rules):
                 if not os.path.isdir(path):
                     access &= FILE_ONLY
                 rule = pack("=Qi", access, fd)
-                if libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH,
-                                rule, 0) < 0:
+                if libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, rule, 0) < 0:
                     raise OSError(get_errno(), "landlock_add_rule " + path)
             finally:
                 os.close(fd)
@@ -308,10 +318,8 @@ def main():
     code, sig = 0, None
     for index, argv in enumerate(config["steps"]):
         before = usage[0]
-        code, sig = run_step(index, argv, env, config.get("cwd", "/"),
-                             config.get("memory_bytes"), usage, report)
-        report({"step": index, "exit": code, "signal": sig,
-                "cpu": round(usage[0] - before, 6), "maxrss_kb": usage[1]})
+        code, sig = run_step(index, argv, env, config.get("cwd", "/"), config.get("memory_bytes"), usage, report)
+        report({"step": index, "exit": code, "signal": sig, "cpu": round(usage[0] - before, 6), "maxrss_kb": usage[1]})
         if (code != 0 or sig is not None) and config.get("stop_on_failure", True):
             break
     report({"done": True, "cpu": round(usage[0], 6), "maxrss_kb": usage[1]})

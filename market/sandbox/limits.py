@@ -1,4 +1,5 @@
 """Resource limits for one sandboxed run: one value object, validated once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields

@@ -1,10 +1,10 @@
 """What a sandboxed run ended as, and the rules that decide it (pure, no I/O)."""
+
 from __future__ import annotations
 
 import json
 import signal as _signal
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
 
 from .limits import Limits
 
@@ -13,8 +13,14 @@ __all__ = ["Outcome", "STATUSES", "parse_status", "classify"]
 STATUSES = ("ok", "timeout", "overflow", "memory", "crash", "refused", "abort")
 
 # Messages a job prints when an allocation fails under RLIMIT_AS.
-MEMORY_SIGNS = (b"MemoryError", b"Cannot allocate memory", b"out of memory",
-                b"std::bad_alloc", b"memory exhausted", b"Out of memory")
+MEMORY_SIGNS = (
+    b"MemoryError",
+    b"Cannot allocate memory",
+    b"out of memory",
+    b"std::bad_alloc",
+    b"memory exhausted",
+    b"Out of memory",
+)
 
 
 @dataclass(frozen=True)
@@ -34,17 +40,17 @@ class Outcome:
     """
 
     status: str
-    exit_code: Optional[int] = None
-    signal: Optional[int] = None
+    exit_code: int | None = None
+    signal: int | None = None
     stdout: bytes = b""
     stderr: bytes = b""
     wall_seconds: float = 0.0
-    cpu_seconds: Optional[float] = None
+    cpu_seconds: float | None = None
     message: str = ""
-    steps: Tuple[dict, ...] = field(default_factory=tuple)
+    steps: tuple[dict, ...] = field(default_factory=tuple)
 
 
-def parse_status(data: bytes) -> List[dict]:
+def parse_status(data: bytes) -> list[dict]:
     """Decode the runner's JSON-lines status channel, ignoring a torn last line."""
     records = []
     for line in data.splitlines():
@@ -64,9 +70,18 @@ def _signame(sig: int) -> str:
         return f"signal {sig}"
 
 
-def classify(*, killed: Optional[str], records: List[dict], stdout: bytes, stderr: bytes,
-             limits: Limits, wall: float, exit_code: Optional[int],
-             exit_signal: Optional[int], oom_killed: bool = False) -> Outcome:
+def classify(
+    *,
+    killed: str | None,
+    records: list[dict],
+    stdout: bytes,
+    stderr: bytes,
+    limits: Limits,
+    wall: float,
+    exit_code: int | None,
+    exit_signal: int | None,
+    oom_killed: bool = False,
+) -> Outcome:
     """Decide the outcome of a finished sandbox.
 
     killed      -- 'timeout', 'overflow' or 'abort' when the worker killed the sandbox
@@ -91,34 +106,32 @@ def classify(*, killed: Optional[str], records: List[dict], stdout: bytes, stder
     if killed == "abort":
         return Outcome("abort", code, sig, message="cancelled", **common)
     if killed == "overflow":
-        return Outcome("overflow", code, sig,
-                       message=f"output exceeded {limits.output_bytes} bytes", **common)
+        return Outcome("overflow", code, sig, message=f"output exceeded {limits.output_bytes} bytes", **common)
     if killed == "timeout":
-        return Outcome("timeout", code, sig,
-                       message=f"wall time limit of {limits.wall_seconds:g} s reached", **common)
+        return Outcome("timeout", code, sig, message=f"wall time limit of {limits.wall_seconds:g} s reached", **common)
     if oom_killed:
-        return Outcome("memory", code, sig, message=f"the job's cgroup ran out of memory "
-                       f"({limits.memory_mb} MB + {limits.disk_mb} MB disk)", **common)
+        return Outcome(
+            "memory",
+            code,
+            sig,
+            message=f"the job's cgroup ran out of memory ({limits.memory_mb} MB + {limits.disk_mb} MB disk)",
+            **common,
+        )
     exec_errors = [r["exec_error"] for r in steps if "exec_error" in r]
     if exec_errors:
         return Outcome("crash", 127, None, message=exec_errors[-1], **common)
     if done is None or last is None:
         lines = stderr.decode("utf-8", "replace").strip().splitlines()
-        why = lines[-1] if lines else (
-            f"exit status {exit_code}" if exit_signal is None else _signame(exit_signal))
-        return Outcome("crash", exit_code, exit_signal, message=f"sandbox failed: {why}",
-                       **common)
+        why = lines[-1] if lines else (f"exit status {exit_code}" if exit_signal is None else _signame(exit_signal))
+        return Outcome("crash", exit_code, exit_signal, message=f"sandbox failed: {why}", **common)
     step_cpu = last.get("cpu", 0.0)
     if sig == _signal.SIGXCPU or (sig == _signal.SIGKILL and step_cpu >= limits.cpu_seconds):
-        return Outcome("timeout", code, sig,
-                       message=f"CPU time limit of {limits.cpu_seconds:g} s reached", **common)
+        return Outcome("timeout", code, sig, message=f"CPU time limit of {limits.cpu_seconds:g} s reached", **common)
     failed = sig is not None or code != 0
     if failed and any(sign in stderr[-4096:] for sign in MEMORY_SIGNS):
-        return Outcome("memory", code, sig,
-                       message=f"memory limit of {limits.memory_mb} MB reached", **common)
+        return Outcome("memory", code, sig, message=f"memory limit of {limits.memory_mb} MB reached", **common)
     if sig == _signal.SIGKILL:
-        return Outcome("memory", code, sig,
-                       message="killed by SIGKILL (likely out of memory)", **common)
+        return Outcome("memory", code, sig, message="killed by SIGKILL (likely out of memory)", **common)
     if sig is not None:
         return Outcome("crash", code, sig, message=f"killed by {_signame(sig)}", **common)
     return Outcome("ok", code, None, **common)

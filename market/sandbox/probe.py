@@ -1,4 +1,5 @@
 """Find out, once, which sandbox layers work on this machine for a given job user."""
+
 from __future__ import annotations
 
 import ctypes
@@ -7,7 +8,6 @@ import shutil
 import subprocess
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 from .users import JobUser, UserError, job_user_for
 
@@ -30,10 +30,10 @@ class Probe:
     """Result of probing: the level, the layers present, and why the others are missing."""
 
     level: str
-    present: Tuple[str, ...]
-    missing: Dict[str, str] = field(default_factory=dict)
+    present: tuple[str, ...]
+    missing: dict[str, str] = field(default_factory=dict)
     landlock_abi: int = 0
-    user: Optional[JobUser] = None
+    user: JobUser | None = None
     cgroup_base: str = ""  # the operator's delegated cgroup v2 directory, when usable
 
     def has(self, layer: str) -> bool:
@@ -51,7 +51,7 @@ class Probe:
         return "\n".join(lines)
 
 
-_cache: Dict[Optional[str], Probe] = {}
+_cache: dict[str | None, Probe] = {}
 _lock = threading.Lock()
 
 
@@ -61,7 +61,7 @@ def clear_probe_cache() -> None:
         _cache.clear()
 
 
-def probe(user: Optional[str] = None) -> Probe:
+def probe(user: str | None = None) -> Probe:
     """Probe every layer for jobs run as ``user`` (see users.job_user_for). Cached.
 
     Costs one trial sandbox launch (~40 ms) the first time for each user.
@@ -72,11 +72,11 @@ def probe(user: Optional[str] = None) -> Probe:
         return _cache[user]
 
 
-def _probe(user_name: Optional[str]) -> Probe:
+def _probe(user_name: str | None) -> Probe:
     present = []
-    missing: Dict[str, str] = {}
+    missing: dict[str, str] = {}
     try:
-        user: Optional[JobUser] = job_user_for(user_name)
+        user: JobUser | None = job_user_for(user_name)
     except UserError as exc:
         user = None
         missing["setpriv"] = str(exc)
@@ -144,11 +144,10 @@ def _probe(user_name: Optional[str]) -> Probe:
         level = SandboxLevel.FULL
     else:
         level = SandboxLevel.DEGRADED
-    return Probe(level, tuple(present), missing, abi, user,
-                 cgroups.base if cgroups is not None else "")
+    return Probe(level, tuple(present), missing, abi, user, cgroups.base if cgroups is not None else "")
 
 
-def _max_user_namespaces() -> Optional[int]:
+def _max_user_namespaces() -> int | None:
     try:
         with open("/proc/sys/user/max_user_namespaces") as f:
             return int(f.read())
@@ -156,7 +155,7 @@ def _max_user_namespaces() -> Optional[int]:
         return None
 
 
-def _trial(user: JobUser) -> Tuple[bool, str]:
+def _trial(user: JobUser) -> tuple[bool, str]:
     """Launch the real chain once with a trivial job; bwrap fails here if userns is off."""
     from .command import SANDBOX_PYTHON, build_command
     from .limits import Limits
@@ -165,17 +164,21 @@ def _trial(user: JobUser) -> Tuple[bool, str]:
     if not os.access(SANDBOX_PYTHON, os.X_OK):
         return False, f"{SANDBOX_PYTHON} missing (Debian package python3)"
     try:
-        argv = build_command([[SANDBOX_PYTHON, "-S", "-c", "print('ok')"]], limits=Limits(),
-                             user=user, binds=[], inner_path=default_staging().inner_path(),
-                             status_fd=None)
+        argv = build_command(
+            [[SANDBOX_PYTHON, "-S", "-c", "print('ok')"]],
+            limits=Limits(),
+            user=user,
+            binds=[],
+            inner_path=default_staging().inner_path(),
+            status_fd=None,
+        )
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
     except (OSError, subprocess.SubprocessError) as exc:
         return False, f"trial launch failed: {exc}"
     if proc.returncode == 0 and proc.stdout == b"ok\n":
         return True, ""
     err = proc.stderr.decode(errors="replace").strip().splitlines()
-    return False, f"trial launch as {user.name} exited {proc.returncode}: " + (
-        err[-1] if err else "no message")
+    return False, f"trial launch as {user.name} exited {proc.returncode}: " + (err[-1] if err else "no message")
 
 
 def _landlock_abi() -> int:
@@ -195,7 +198,7 @@ def _kernel_seccomp() -> bool:
         return False
 
 
-def _cgroup_v2_problem(root: str = "/sys/fs/cgroup") -> Optional[str]:
+def _cgroup_v2_problem(root: str = "/sys/fs/cgroup") -> str | None:
     """What the host's cgroup v2 lacks for per-job limits (None: nothing obvious)."""
     candidates = [root, os.path.join(root, "unified")]
     for base in candidates:
@@ -206,8 +209,10 @@ def _cgroup_v2_problem(root: str = "/sys/fs/cgroup") -> Optional[str]:
             have = f.read().split()
         need = [c for c in ("memory", "pids") if c not in have]
         if need:
-            return (f"cgroup v2 at {base} offers only [{' '.join(have) or 'nothing'}]; "
-                    f"missing {', '.join(need)} (hybrid v1/v2 host)")
+            return (
+                f"cgroup v2 at {base} offers only [{' '.join(have) or 'nothing'}]; "
+                f"missing {', '.join(need)} (hybrid v1/v2 host)"
+            )
         if not os.access(os.path.join(base, "cgroup.subtree_control"), os.W_OK):
             return f"cgroup v2 at {base} is not delegated to uid {os.geteuid()}"
         return None

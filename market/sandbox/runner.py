@@ -1,4 +1,5 @@
 """Run a job in the sandbox under Twisted (``run``) or synchronously (``run_sync``)."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,8 @@ import selectors
 import shutil
 import subprocess
 import time
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet import defer, error, protocol
 
@@ -26,18 +28,26 @@ STATUS_BYTES = 64 * 1024  # the runner writes a few hundred bytes per step
 WRAPPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _RANK = {SandboxLevel.NONE: 0, SandboxLevel.DEGRADED: 1, SandboxLevel.FULL: 2}
 
-Level = Union[Probe, str, None]
+Level = Probe | str | None
 
 
 class _Refused(Exception):
     pass
 
 
-def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
-            binds: Sequence[Tuple[str, str]], user: Optional[str], level: Level,
-            staging: Optional[Staging], status_fd: Optional[int],
-            stop_on_failure: bool = True, job_usr: bool = True,
-            extra_env: Optional[dict] = None) -> Tuple[List[str], Optional[str]]:
+def prepare(
+    steps: Sequence[Sequence[str]],
+    *,
+    limits: Limits,
+    binds: Sequence[tuple[str, str]],
+    user: str | None,
+    level: Level,
+    staging: Staging | None,
+    status_fd: int | None,
+    stop_on_failure: bool = True,
+    job_usr: bool = True,
+    extra_env: dict | None = None,
+) -> tuple[list[str], str | None]:
     """The full argv for ``steps`` and the run's cgroup (None without the cgroup layer),
     or raise _Refused with the reason in plain words.
 
@@ -57,24 +67,34 @@ def prepare(steps: Sequence[Sequence[str]], *, limits: Limits,
             reasons = "; ".join(f"{k}: {v}" for k, v in found.missing.items())
             raise _Refused(f"sandbox level is {found.level!r}, need {wanted!r} ({reasons})")
         staging = staging or default_staging()
-        layers = Layers(landlock=found.has("landlock"),
-                        seccomp_filter=staging.filter_path() if found.has("seccomp") else None,
-                        job_usr=job_usr, extra_env=dict(extra_env or {}))
-        argv = build_command(steps, limits=limits, user=job_user, binds=binds,
-                             inner_path=staging.inner_path(), layers=layers,
-                             stop_on_failure=stop_on_failure, status_fd=status_fd)
+        layers = Layers(
+            landlock=found.has("landlock"),
+            seccomp_filter=staging.filter_path() if found.has("seccomp") else None,
+            job_usr=job_usr,
+            extra_env=dict(extra_env or {}),
+        )
+        argv = build_command(
+            steps,
+            limits=limits,
+            user=job_user,
+            binds=binds,
+            inner_path=staging.inner_path(),
+            layers=layers,
+            stop_on_failure=stop_on_failure,
+            status_fd=status_fd,
+        )
         if not found.has("cgroup"):
             return argv, None
         # The whole job: its memory, its tmpfs pages (charged to it too) and the runner.
         path = JobCgroups(found.cgroup_base).create(
-            limits.memory_bytes + limits.disk_bytes + CGROUP_RUNNER_BYTES,
-            int(limits.processes) + 2)  # + bwrap's monitor and the runner
+            limits.memory_bytes + limits.disk_bytes + CGROUP_RUNNER_BYTES, int(limits.processes) + 2
+        )  # + bwrap's monitor and the runner
         return enter_command(path) + argv, path
     except (UserError, BindError, StagingError, CgroupError) as exc:
         raise _Refused(str(exc)) from None
 
 
-def finish_cgroup(path: Optional[str]) -> bool:
+def finish_cgroup(path: str | None) -> bool:
     """Remove a run's cgroup (killing leftovers); True if the kernel OOM-killed in it."""
     if path is None:
         return False
@@ -88,7 +108,7 @@ class _Capped:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.parts: List[bytes] = []
+        self.parts: list[bytes] = []
         self.size = 0
         self.overflowed = False
 
@@ -97,7 +117,7 @@ class _Capped:
         room = self.cap - self.size
         if len(data) > room:
             self.overflowed = True
-            data = data[:max(room, 0)]
+            data = data[: max(room, 0)]
         if data:
             self.parts.append(data)
             self.size += len(data)
@@ -108,7 +128,7 @@ class _Capped:
 
 
 class _SandboxProtocol(protocol.ProcessProtocol):
-    def __init__(self, execution: "Execution") -> None:
+    def __init__(self, execution: Execution) -> None:
         self.execution = execution
 
     def connectionMade(self) -> None:
@@ -133,21 +153,29 @@ class Execution:
         self._stdout = _Capped(int(limits.output_bytes))
         self._stderr = _Capped(stderr_bytes)
         self._status = _Capped(STATUS_BYTES)
-        self._killed: Optional[str] = None
+        self._killed: str | None = None
         self._transport: Any = None
         self._timer: Any = None
         self._started = reactor.seconds()
-        self.cgroup: Optional[str] = None
+        self.cgroup: str | None = None
 
     def abort(self) -> None:
         """Kill the sandbox now; ``result`` fires at once with status 'abort'."""
         if self.result.called:
             return
         self._kill("abort")
-        self._finish(classify(killed="abort", records=parse_status(self._status.value()),
-                              stdout=self._stdout.value(), stderr=self._stderr.value(),
-                              limits=self.limits, wall=self._elapsed(), exit_code=None,
-                              exit_signal=None))
+        self._finish(
+            classify(
+                killed="abort",
+                records=parse_status(self._status.value()),
+                stdout=self._stdout.value(),
+                stderr=self._stderr.value(),
+                limits=self.limits,
+                wall=self._elapsed(),
+                exit_code=None,
+                exit_signal=None,
+            )
+        )
 
     def _elapsed(self) -> float:
         return round(self.reactor.seconds() - self._started, 6)
@@ -181,24 +209,41 @@ class Execution:
             self._timer.cancel()
         oom_killed = finish_cgroup(self.cgroup)
         if not self.result.called:
-            self._finish(classify(killed=self._killed, oom_killed=oom_killed,
-                                  records=parse_status(self._status.value()),
-                                  stdout=self._stdout.value(), stderr=self._stderr.value(),
-                                  limits=self.limits, wall=self._elapsed(),
-                                  exit_code=getattr(value, "exitCode", None),
-                                  exit_signal=getattr(value, "signal", None)))
+            self._finish(
+                classify(
+                    killed=self._killed,
+                    oom_killed=oom_killed,
+                    records=parse_status(self._status.value()),
+                    stdout=self._stdout.value(),
+                    stderr=self._stderr.value(),
+                    limits=self.limits,
+                    wall=self._elapsed(),
+                    exit_code=getattr(value, "exitCode", None),
+                    exit_signal=getattr(value, "signal", None),
+                )
+            )
         self.ended.callback(None)
 
     def _finish(self, outcome: Outcome) -> None:
         self.result.callback(outcome)
 
 
-def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits(),
-          binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
-          level: Level = None, staging: Optional[Staging] = None,
-          steps: Optional[Sequence[Sequence[str]]] = None, stop_on_failure: bool = True,
-          stderr_bytes: int = STDERR_BYTES, job_usr: bool = True,
-          extra_env: Optional[dict] = None) -> Execution:
+def start(
+    reactor: Any,
+    argv: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    limits: Limits = Limits(),
+    binds: Sequence[tuple[str, str]] = (),
+    user: str | None = None,
+    level: Level = None,
+    staging: Staging | None = None,
+    steps: Sequence[Sequence[str]] | None = None,
+    stop_on_failure: bool = True,
+    stderr_bytes: int = STDERR_BYTES,
+    job_usr: bool = True,
+    extra_env: dict | None = None,
+) -> Execution:
     """Start a sandboxed run and return its :class:`Execution` handle.
 
     ``steps`` (several argvs run one after another in the same sandbox) replaces ``argv``
@@ -209,18 +254,31 @@ def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limi
     execution = Execution(reactor, limits, stderr_bytes)
     try:
         full, execution.cgroup = prepare(
-            steps if steps is not None else [argv], limits=limits, binds=binds, user=user,
-            level=level, staging=staging, status_fd=STATUS_FD,
-            stop_on_failure=stop_on_failure, job_usr=job_usr, extra_env=extra_env)
+            steps if steps is not None else [argv],
+            limits=limits,
+            binds=binds,
+            user=user,
+            level=level,
+            staging=staging,
+            status_fd=STATUS_FD,
+            stop_on_failure=stop_on_failure,
+            job_usr=job_usr,
+            extra_env=extra_env,
+        )
     except _Refused as exc:
         execution._finish(Outcome("refused", message=str(exc)))
         execution.ended.callback(None)
         return execution
     executable = shutil.which(full[0], path=WRAPPER_ENV["PATH"]) or full[0]
     try:
-        reactor.spawnProcess(_SandboxProtocol(execution), executable, full,
-                             env=dict(WRAPPER_ENV), path="/",
-                             childFDs={0: "w", 1: "r", 2: "r", STATUS_FD: "r"})
+        reactor.spawnProcess(
+            _SandboxProtocol(execution),
+            executable,
+            full,
+            env=dict(WRAPPER_ENV),
+            path="/",
+            childFDs={0: "w", 1: "r", 2: "r", STATUS_FD: "r"},
+        )
     except OSError as exc:
         finish_cgroup(execution.cgroup)
         execution._finish(Outcome("crash", message=f"cannot start {full[0]}: {exc}"))
@@ -233,9 +291,17 @@ def start(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limi
     return execution
 
 
-def run(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits(),
-        binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
-        level: Level = None, staging: Optional[Staging] = None) -> defer.Deferred:
+def run(
+    reactor: Any,
+    argv: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    limits: Limits = Limits(),
+    binds: Sequence[tuple[str, str]] = (),
+    user: str | None = None,
+    level: Level = None,
+    staging: Staging | None = None,
+) -> defer.Deferred:
     """Run ``argv`` in the sandbox; the Deferred fires with an :class:`Outcome`.
 
     ``binds`` are (host_path, sandbox_path) pairs mounted read-only. ``user`` is the
@@ -243,36 +309,48 @@ def run(reactor: Any, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits
     Probe or the minimum acceptable level. Cancelling the Deferred kills the sandbox at
     once and fires it with status 'abort'. Problems before launch give 'refused'.
     """
-    return start(reactor, argv, stdin=stdin, limits=limits, binds=binds, user=user,
-                 level=level, staging=staging).result
+    return start(reactor, argv, stdin=stdin, limits=limits, binds=binds, user=user, level=level, staging=staging).result
 
 
-def run_sync(argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits(),
-             binds: Sequence[Tuple[str, str]] = (), user: Optional[str] = None,
-             level: Level = None, staging: Optional[Staging] = None,
-             stderr_bytes: int = STDERR_BYTES) -> Outcome:
+def run_sync(
+    argv: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    limits: Limits = Limits(),
+    binds: Sequence[tuple[str, str]] = (),
+    user: str | None = None,
+    level: Level = None,
+    staging: Staging | None = None,
+    stderr_bytes: int = STDERR_BYTES,
+) -> Outcome:
     """Blocking twin of :func:`run` (subprocess + selectors) for the CLI and benchmarks."""
     started = time.monotonic()
     status_r, status_w = os.pipe()
     try:
         try:
-            full, cgroup = prepare([argv], limits=limits, binds=binds, user=user,
-                                   level=level, staging=staging, status_fd=status_w)
+            full, cgroup = prepare(
+                [argv], limits=limits, binds=binds, user=user, level=level, staging=staging, status_fd=status_w
+            )
         except _Refused as exc:
             os.close(status_r)
             return Outcome("refused", message=str(exc))
         try:
-            proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, pass_fds=(status_w,),
-                                    env=dict(WRAPPER_ENV), cwd="/")
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(status_w,),
+                env=dict(WRAPPER_ENV),
+                cwd="/",
+            )
         except OSError as exc:
             finish_cgroup(cgroup)
             os.close(status_r)
             return Outcome("crash", message=f"cannot start {full[0]}: {exc}")
     finally:
         os.close(status_w)
-    out, err, status = _Capped(int(limits.output_bytes)), _Capped(stderr_bytes), \
-        _Capped(STATUS_BYTES)
+    out, err, status = _Capped(int(limits.output_bytes)), _Capped(stderr_bytes), _Capped(STATUS_BYTES)
     buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, status_r: status}
     killed = None
     try:
@@ -308,9 +386,14 @@ def run_sync(argv: Sequence[str], *, stdin: bytes = b"", limits: Limits = Limits
         proc.stderr.close()
         os.close(status_r)
     rc = proc.returncode
-    return classify(killed=killed, oom_killed=finish_cgroup(cgroup),
-                    records=parse_status(status.value()),
-                    stdout=out.value(), stderr=err.value(), limits=limits,
-                    wall=round(time.monotonic() - started, 6),
-                    exit_code=rc if rc >= 0 else None, exit_signal=-rc if rc < 0 else None)
-
+    return classify(
+        killed=killed,
+        oom_killed=finish_cgroup(cgroup),
+        records=parse_status(status.value()),
+        stdout=out.value(),
+        stderr=err.value(),
+        limits=limits,
+        wall=round(time.monotonic() - started, 6),
+        exit_code=rc if rc >= 0 else None,
+        exit_signal=-rc if rc < 0 else None,
+    )

@@ -3,36 +3,75 @@
 The blob is loaded inside the sandbox by ``inner.py`` with a single prctl, so the
 in-sandbox interpreter (Debian's python3, no pyseccomp) needs no library.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import tempfile
-from typing import Optional
 
 __all__ = ["DENIED_SYSCALLS", "build_filter", "SeccompUnavailable"]
 
 # Each of these lets a job reach past its sandbox (other processes, the kernel, new
 # namespaces, mounts, keys) or exposes a large attack surface jobs never need.
 DENIED_SYSCALLS = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
-    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
-    "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "unshare", "setns",
-    "keyctl", "add_key", "request_key",
-    "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "reboot", "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup",
-    "open_by_handle_at", "name_to_handle_at", "lookup_dcookie",
-    "iopl", "ioperm", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "sethostname", "setdomainname", "personality",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "fanotify_init",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "syslog",
+    "vhangup",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "iopl",
+    "ioperm",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "personality",
 )
 
 # clone() flags that create namespaces; bwrap --disable-userns already blocks user
 # namespaces, this is the second lock on the same door.
-CLONE_NS_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
-                  | 0x20000000 | 0x40000000 | 0x00000080)
+CLONE_NS_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 AF_UNIX = 1
@@ -42,7 +81,7 @@ class SeccompUnavailable(RuntimeError):
     """pyseccomp/libseccomp is missing, so no filter can be compiled."""
 
 
-def build_filter(path: Optional[str] = None) -> bytes:
+def build_filter(path: str | None = None) -> bytes:
     """Compile the job filter and return the BPF bytes (also written to ``path`` if given).
 
     Denied calls fail with EPERM rather than killing, so a job sees an ordinary error
@@ -53,8 +92,9 @@ def build_filter(path: Optional[str] = None) -> bytes:
     try:
         import pyseccomp as seccomp
     except ImportError as exc:
-        raise SeccompUnavailable(f"pyseccomp is not installed ({exc}); "
-                                 "pip install pyseccomp (needs libseccomp2)") from None
+        raise SeccompUnavailable(
+            f"pyseccomp is not installed ({exc}); pip install pyseccomp (needs libseccomp2)"
+        ) from None
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
         deny = seccomp.ERRNO(errno.EPERM)
@@ -69,10 +109,8 @@ def build_filter(path: Optional[str] = None) -> bytes:
             flt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
         flt.add_rule(deny, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
         flt.add_rule(deny, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, TIOCLINUX))
-        flt.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket",
-                     seccomp.Arg(0, seccomp.NE, AF_UNIX))
-        flt.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socketpair",
-                     seccomp.Arg(0, seccomp.NE, AF_UNIX))
+        flt.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+        flt.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
         with tempfile.TemporaryFile() as out:
             flt.export_bpf(out)
             out.seek(0)

@@ -4,13 +4,13 @@ The job user must be able to read what bwrap binds (bwrap runs as that user), bu
 must not be able to change it. Everything lives under one directory: the in-sandbox
 runner, the compiled seccomp filter, built environments and unpacked task filesystems.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import stat
 import threading
-from typing import Optional
 
 __all__ = ["Staging", "StagingError", "default_staging"]
 
@@ -25,8 +25,8 @@ class Staging:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self._lock = threading.Lock()
-        self._inner: Optional[str] = None
-        self._filter: Optional[str] = None
+        self._inner: str | None = None
+        self._filter: str | None = None
 
     def ensure_dir(self, *parts: str) -> str:
         """Create (0755) and check a directory under the root; return its path."""
@@ -35,8 +35,10 @@ class Staging:
         st = os.lstat(path)
         # Someone else's directory (e.g. pre-created in /var/tmp) could hold a fake runner.
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            raise StagingError(f"{path} must be a directory owned by uid {os.geteuid()} and not "
-                               "writable by others; remove it or choose another staging dir")
+            raise StagingError(
+                f"{path} must be a directory owned by uid {os.geteuid()} and not "
+                "writable by others; remove it or choose another staging dir"
+            )
         os.chmod(path, 0o755)
         return path
 
@@ -78,7 +80,7 @@ class Staging:
         return path
 
 
-_default: Optional[Staging] = None
+_default: Staging | None = None
 
 
 def default_staging() -> Staging:

@@ -1,5 +1,6 @@
 """pythia-style tasks: a `.task` JSON + a task filesystem with a `control` file, run to
 completion in the sandbox under time/memory/disk/output limits (issue 9 core)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,9 @@ import math
 import os
 import shlex
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple, Union
+from typing import Any
 
 from twisted.internet import defer
 
@@ -19,8 +21,17 @@ from .runner import start
 from .staging import Staging, default_staging
 from .taskfs import FilesystemError, unpack
 
-__all__ = ["Task", "TaskError", "TaskOutcome", "TASK_STATUSES", "parse_task", "load_task",
-           "read_control", "run_task", "default_environments"]
+__all__ = [
+    "Task",
+    "TaskError",
+    "TaskOutcome",
+    "TASK_STATUSES",
+    "parse_task",
+    "load_task",
+    "read_control",
+    "run_task",
+    "default_environments",
+]
 
 TASK_STATUSES = ("success", "timeout", "overflow", "abort", "crash", "error")
 TASK_DIR = "/task"
@@ -53,9 +64,15 @@ class Task:
 
     def limits(self) -> Limits:
         """The sandbox limits this task asks for."""
-        return Limits(wall_seconds=self.time, cpu_seconds=self.time, memory_mb=self.memory,
-                      output_bytes=self.output, disk_mb=self.disk_mb,
-                      processes=TASK_PROCESSES, files=TASK_FILES)
+        return Limits(
+            wall_seconds=self.time,
+            cpu_seconds=self.time,
+            memory_mb=self.memory,
+            output_bytes=self.output,
+            disk_mb=self.disk_mb,
+            processes=TASK_PROCESSES,
+            files=TASK_FILES,
+        )
 
     @property
     def disk_mb(self) -> int:
@@ -68,19 +85,18 @@ class TaskOutcome:
 
     status: str
     output: str = ""
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     message: str = ""
     wall_seconds: float = 0.0
     raw: bytes = b""
-    sandbox: Optional[Outcome] = None
+    sandbox: Outcome | None = None
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def parse_task(data: Union[str, bytes, Mapping[str, Any]],
-               environments: Optional[Environments] = None) -> Task:
+def parse_task(data: str | bytes | Mapping[str, Any], environments: Environments | None = None) -> Task:
     """Validate a task description (JSON text or an already-decoded object).
 
     Raises :class:`TaskError` naming the offending key and value. When
@@ -95,19 +111,16 @@ def parse_task(data: Union[str, bytes, Mapping[str, Any]],
         raise TaskError(f"task must be a JSON object, got {type(data).__name__}")
     unknown = set(data) - {"environment", "taskfs", "limits"}
     if unknown:
-        raise TaskError(f"unknown task key(s): {', '.join(sorted(unknown))} "
-                        "(expected environment, taskfs, limits)")
+        raise TaskError(f"unknown task key(s): {', '.join(sorted(unknown))} (expected environment, taskfs, limits)")
     for key in ("environment", "taskfs"):
         if not isinstance(data.get(key), str) or not data.get(key):
             raise TaskError(f"{key} must be a non-empty string, got {data.get(key)!r}")
     limits = data.get("limits")
     if not isinstance(limits, Mapping):
-        raise TaskError(f"limits must be an object with time, memory, disk and output, "
-                        f"got {limits!r}")
+        raise TaskError(f"limits must be an object with time, memory, disk and output, got {limits!r}")
     unknown = set(limits) - {"time", "memory", "disk", "output"}
     if unknown:
-        raise TaskError(f"unknown limits key(s): {', '.join(sorted(unknown))} "
-                        "(expected time, memory, disk, output)")
+        raise TaskError(f"unknown limits key(s): {', '.join(sorted(unknown))} (expected time, memory, disk, output)")
     missing = [k for k in ("time", "memory", "disk", "output") if k not in limits]
     if missing:
         raise TaskError(f"limits.{missing[0]} is missing")
@@ -115,23 +128,18 @@ def parse_task(data: Union[str, bytes, Mapping[str, Any]],
     if not _number(time_) or time_ <= 0:
         raise TaskError(f"limits.time must be a positive number of seconds, got {time_!r}")
     if not _number(memory) or memory != int(memory) or memory < 4:
-        raise TaskError(f"limits.memory must be a whole number of MB, at least 4, "
-                        f"got {memory!r}")
+        raise TaskError(f"limits.memory must be a whole number of MB, at least 4, got {memory!r}")
     if not _number(disk) or disk != int(disk) or not 0 < disk <= 100:
-        raise TaskError(f"limits.disk must be a whole percentage of the memory limit "
-                        f"between 1 and 100, got {disk!r}")
+        raise TaskError(f"limits.disk must be a whole percentage of the memory limit between 1 and 100, got {disk!r}")
     if not _number(output) or output != int(output) or output < 0:
-        raise TaskError(f"limits.output must be a whole number of characters >= 0, "
-                        f"got {output!r}")
-    task = Task(data["environment"], data["taskfs"], float(time_), int(memory), int(disk),
-                int(output))
+        raise TaskError(f"limits.output must be a whole number of characters >= 0, got {output!r}")
+    task = Task(data["environment"], data["taskfs"], float(time_), int(memory), int(disk), int(output))
     if environments is not None and not environments.exists(task.environment):
-        raise TaskError(f"unknown environment {task.environment!r}; available: "
-                        f"{', '.join(environments.names())}")
+        raise TaskError(f"unknown environment {task.environment!r}; available: {', '.join(environments.names())}")
     return task
 
 
-def load_task(path: str, environments: Optional[Environments] = None) -> Tuple[Task, str]:
+def load_task(path: str, environments: Environments | None = None) -> tuple[Task, str]:
     """Read a `.task` file; return the task and its taskfs path resolved against the
     directory of the `.task` file (as pythia does for 'hello-world.sfs')."""
     try:
@@ -142,7 +150,7 @@ def load_task(path: str, environments: Optional[Environments] = None) -> Tuple[T
     return task, os.path.join(os.path.dirname(os.path.abspath(path)), task.taskfs)
 
 
-def read_control(taskdir: str) -> List[List[str]]:
+def read_control(taskdir: str) -> list[list[str]]:
     """The steps listed in ``taskdir/control``: one command per non-empty, non-# line.
 
     A line is split like a shell would split words (no expansion). Paths relative to
@@ -164,8 +172,7 @@ def read_control(taskdir: str) -> List[List[str]]:
             words = shlex.split(line)
         except ValueError as exc:
             raise TaskError(f"control line {number}: {exc}") from None
-        if not words[0].startswith("/") and (
-                "/" in words[0] or os.path.exists(os.path.join(taskdir, words[0]))):
+        if not words[0].startswith("/") and ("/" in words[0] or os.path.exists(os.path.join(taskdir, words[0]))):
             words[0] = f"{TASK_DIR}/{words[0]}"
         steps.append(words)
     if not steps:
@@ -173,10 +180,10 @@ def read_control(taskdir: str) -> List[List[str]]:
     return steps
 
 
-_environments: Optional[Environments] = None
+_environments: Environments | None = None
 
 
-def default_environments(extra_dirs: Tuple[str, ...] = ()) -> Environments:
+def default_environments(extra_dirs: tuple[str, ...] = ()) -> Environments:
     """Shipped environments plus $MARKET_ENVIRONMENTS_DIR (or ``extra_dirs``)."""
     global _environments
     if extra_dirs:
@@ -189,21 +196,20 @@ def default_environments(extra_dirs: Tuple[str, ...] = ()) -> Environments:
 
 def _to_task_outcome(outcome: Outcome) -> TaskOutcome:
     text = outcome.stdout.decode("utf-8", "replace")
-    common = dict(output=text, raw=outcome.stdout, exit_code=outcome.exit_code,
-                  wall_seconds=outcome.wall_seconds, sandbox=outcome)
+    common = dict(
+        output=text, raw=outcome.stdout, exit_code=outcome.exit_code, wall_seconds=outcome.wall_seconds, sandbox=outcome
+    )
     if outcome.status in ("timeout", "overflow", "abort"):
         return TaskOutcome(outcome.status, message=outcome.message, **common)
     if outcome.status == "ok" and outcome.exit_code == 0:
         return TaskOutcome("success", **common)
     if outcome.status == "ok":
         step = outcome.steps[-1].get("step", 0) if outcome.steps else 0
-        return TaskOutcome("crash", message=f"control step {step + 1} exited with status "
-                           f"{outcome.exit_code}", **common)
+        return TaskOutcome("crash", message=f"control step {step + 1} exited with status {outcome.exit_code}", **common)
     return TaskOutcome("crash", message=outcome.message or outcome.status, **common)
 
 
-def _prepare(task: Task, taskfs: str, environments: Environments,
-             staging: Staging) -> Tuple[Any, str, List[List[str]]]:
+def _prepare(task: Task, taskfs: str, environments: Environments, staging: Staging) -> tuple[Any, str, list[list[str]]]:
     """Build the environment and unpack the task filesystem (blocking: run in a thread)."""
     environment = environments.get(task.environment)
     taskdir = unpack(taskfs, staging.ensure_dir("tasks"))
@@ -214,11 +220,15 @@ def _prepare(task: Task, taskfs: str, environments: Environments,
         raise
 
 
-def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
-             taskfs_path: Optional[str] = None, input: Optional[bytes] = None,
-             user: Optional[str] = None,
-             envdir: Union[None, str, Environments] = None,
-             staging: Optional[Staging] = None) -> defer.Deferred:
+def run_task(
+    reactor: Any,
+    task: Task | Mapping[str, Any] | str | bytes,
+    taskfs_path: str | None = None,
+    input: bytes | None = None,
+    user: str | None = None,
+    envdir: None | str | Environments = None,
+    staging: Staging | None = None,
+) -> defer.Deferred:
     """Run a task; the Deferred fires with a :class:`TaskOutcome`, never fails.
 
     ``task`` is a Task or a raw description (validated here: problems give 'error').
@@ -241,8 +251,7 @@ def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
         if not isinstance(task, Task):
             task = parse_task(task, environments)
         elif not environments.exists(task.environment):
-            raise TaskError(f"unknown environment {task.environment!r}; available: "
-                            f"{', '.join(environments.names())}")
+            raise TaskError(f"unknown environment {task.environment!r}; available: {', '.join(environments.names())}")
     except TaskError as exc:
         return defer.succeed(TaskOutcome("error", message=str(exc)))
 
@@ -257,15 +266,23 @@ def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
 
     result = defer.Deferred(cancel)
 
-    def launch(prepared: Tuple[Any, str, List[List[str]]]) -> None:
+    def launch(prepared: tuple[Any, str, list[list[str]]]) -> None:
         environment, taskdir, steps = prepared
         if state["cancelled"]:
             shutil.rmtree(taskdir, ignore_errors=True)
             return
-        execution = start(reactor, [], steps=steps, stdin=input or b"", limits=task.limits(),
-                          binds=[*environment.binds, (taskdir, TASK_DIR)], user=user,
-                          staging=staging, job_usr=environment.host_usr,
-                          extra_env={"PATH": environment.path})
+        execution = start(
+            reactor,
+            [],
+            steps=steps,
+            stdin=input or b"",
+            limits=task.limits(),
+            binds=[*environment.binds, (taskdir, TASK_DIR)],
+            user=user,
+            staging=staging,
+            job_usr=environment.host_usr,
+            extra_env={"PATH": environment.path},
+        )
         state["execution"] = execution
         # The unpacked tree stays until the sandbox is gone, even after an abort.
         execution.ended.addBoth(lambda _: shutil.rmtree(taskdir, ignore_errors=True))
@@ -277,9 +294,12 @@ def run_task(reactor: Any, task: Union[Task, Mapping[str, Any], str, bytes],
             result.callback(TaskOutcome("error", message=str(failure.value)))
 
     pool = reactor.getThreadPool()
-    prepared = threads.deferToThreadPool(reactor, pool, _prepare, task,
-                                         taskfs_path or task.taskfs, environments, staging)
+    prepared = threads.deferToThreadPool(
+        reactor, pool, _prepare, task, taskfs_path or task.taskfs, environments, staging
+    )
     prepared.addCallback(launch).addErrback(failed).addErrback(
-        lambda f: result.called or result.callback(
-            TaskOutcome("crash", message=f"task set-up failed: {f.getErrorMessage()}")))
+        lambda f: (
+            result.called or result.callback(TaskOutcome("crash", message=f"task set-up failed: {f.getErrorMessage()}"))
+        )
+    )
     return result

@@ -1,5 +1,6 @@
 """Unpack a task or environment filesystem (directory, .zip, .tar[.gz], .sfs) into a
 world-readable tree the job user can read through a read-only bind."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,7 @@ def unpack(source: str, parent: str) -> str:
         elif name.endswith((".sfs", ".squashfs")):
             _unsquash(source, dest)
         else:
-            raise FilesystemError(f"filesystem {source!r} must be a directory, .zip, "
-                                  ".tar(.gz) or .sfs (squashfs) file")
+            raise FilesystemError(f"filesystem {source!r} must be a directory, .zip, .tar(.gz) or .sfs (squashfs) file")
         sanitize(dest)
         return dest
     except BaseException:
@@ -67,8 +67,7 @@ def sanitize(root: str) -> None:
             total += st.st_size
             os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
     if total > MAX_UNPACKED_BYTES:
-        raise FilesystemError(f"filesystem unpacks to {total} bytes, more than the "
-                              f"{MAX_UNPACKED_BYTES} allowed")
+        raise FilesystemError(f"filesystem unpacks to {total} bytes, more than the {MAX_UNPACKED_BYTES} allowed")
 
 
 def _copy_tree(source: str, dest: str) -> None:
@@ -92,8 +91,7 @@ def _unzip(source: str, dest: str) -> None:
     try:
         with zipfile.ZipFile(source) as archive:
             if sum(i.file_size for i in archive.infolist()) > MAX_UNPACKED_BYTES:
-                raise FilesystemError(f"{source!r} unpacks to more than "
-                                      f"{MAX_UNPACKED_BYTES} bytes")
+                raise FilesystemError(f"{source!r} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
             for info in archive.infolist():
                 mode = info.external_attr >> 16
                 # zipfile drops unix modes; keep the execute bit scripts need.
@@ -106,13 +104,14 @@ def _unzip(source: str, dest: str) -> None:
 
 def _untar(source: str, dest: str) -> None:
     if not hasattr(tarfile, "data_filter"):
-        raise FilesystemError("this Python's tarfile has no extraction filters (needs "
-                              "3.9.17+/3.10.12+/3.11.4+); use a .zip or .sfs task filesystem")
+        raise FilesystemError(
+            "this Python's tarfile has no extraction filters (needs "
+            "3.9.17+/3.10.12+/3.11.4+); use a .zip or .sfs task filesystem"
+        )
     try:
         with tarfile.open(source) as archive:
             if sum(m.size for m in archive.getmembers() if m.isfile()) > MAX_UNPACKED_BYTES:
-                raise FilesystemError(f"{source!r} unpacks to more than "
-                                      f"{MAX_UNPACKED_BYTES} bytes")
+                raise FilesystemError(f"{source!r} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
             # 'data' refuses absolute paths, '..', devices and links leaving the tree.
             archive.extractall(dest, filter="data")
     except (tarfile.TarError, OSError) as exc:
@@ -122,15 +121,17 @@ def _untar(source: str, dest: str) -> None:
 def _unsquash(source: str, dest: str) -> None:
     tool = shutil.which("unsquashfs")
     if tool is None:
-        raise FilesystemError("unsquashfs not found (Debian package squashfs-tools) — "
-                              f"needed for {source!r}")
+        raise FilesystemError(f"unsquashfs not found (Debian package squashfs-tools) — needed for {source!r}")
     target = os.path.join(dest, "root")
-    proc = subprocess.run([tool, "-no-xattrs", "-quiet", "-no-progress", "-d", target, source],
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [tool, "-no-xattrs", "-quiet", "-no-progress", "-d", target, source],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+    )
     if proc.returncode not in (0, 2) or not os.path.isdir(target):
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise FilesystemError(f"cannot unpack squashfs {source!r}: "
-                              f"{lines[-1] if lines else 'unsquashfs failed'}")
+        raise FilesystemError(f"cannot unpack squashfs {source!r}: {lines[-1] if lines else 'unsquashfs failed'}")
     for entry in os.listdir(target):
         os.rename(os.path.join(target, entry), os.path.join(dest, entry))
     os.rmdir(target)

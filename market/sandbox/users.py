@@ -1,11 +1,12 @@
 """The unprivileged account jobs run as; root is never a job user."""
+
 from __future__ import annotations
 
 import grp
 import os
 import pwd
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Set
 
 __all__ = ["JobUser", "JobUserPool", "UserError", "resolve_user", "job_user_for"]
 
@@ -44,16 +45,20 @@ def resolve_user(name: str) -> JobUser:
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
-            raise UserError(f"no user {name!r} on this machine — create one with "
-                            f"'useradd --system --no-create-home {name}', use an unused "
-                            "numeric uid, or pick another") from None
+            raise UserError(
+                f"no user {name!r} on this machine — create one with "
+                f"'useradd --system --no-create-home {name}', use an unused "
+                "numeric uid, or pick another"
+            ) from None
     if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise UserError(f"user {name!r} is root (uid {entry.pw_uid}, gid {entry.pw_gid}); "
-                        "jobs never run as root — use an unprivileged user such as 'nobody'")
+        raise UserError(
+            f"user {name!r} is root (uid {entry.pw_uid}, gid {entry.pw_gid}); "
+            "jobs never run as root — use an unprivileged user such as 'nobody'"
+        )
     return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=os.geteuid() != entry.pw_uid)
 
 
-def job_user_for(name: Optional[str]) -> JobUser:
+def job_user_for(name: str | None) -> JobUser:
     """The user a job will run as, given the caller's choice.
 
     As root a user must be named (root inside bwrap keeps full capabilities). As an
@@ -63,14 +68,18 @@ def job_user_for(name: Optional[str]) -> JobUser:
     euid = os.geteuid()
     if name is None:
         if euid == 0:
-            raise UserError("refusing to run a job as root: pass user='nobody' (or a dedicated "
-                            "unprivileged account) so the sandbox can drop to it")
+            raise UserError(
+                "refusing to run a job as root: pass user='nobody' (or a dedicated "
+                "unprivileged account) so the sandbox can drop to it"
+            )
         entry = pwd.getpwuid(euid)
         return JobUser(entry.pw_name, euid, os.getegid(), switch=False)
     user = resolve_user(name)
     if user.switch and euid != 0:
-        raise UserError(f"cannot run jobs as {user.name!r}: this worker runs as uid {euid}, "
-                        "not root; omit the user to run jobs as the worker's own account")
+        raise UserError(
+            f"cannot run jobs as {user.name!r}: this worker runs as uid {euid}, "
+            "not root; omit the user to run jobs as the worker's own account"
+        )
     return user
 
 
@@ -94,12 +103,11 @@ class JobUserPool:
     def __init__(self, names: Iterable[str]) -> None:
         users = [resolve_user(name) for name in names]  # refuses root and unknown names
         if len({u.uid for u in users}) != len(users):
-            raise UserError("job user pool has two names for one uid; each slot needs its "
-                            "own account")
-        self._free: List[str] = [u.name for u in users]
-        self._busy: Set[str] = set()
+            raise UserError("job user pool has two names for one uid; each slot needs its own account")
+        self._free: list[str] = [u.name for u in users]
+        self._busy: set[str] = set()
 
-    def acquire(self) -> Optional[str]:
+    def acquire(self) -> str | None:
         """A free account name, or None when every slot is busy."""
         if not self._free:
             return None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from market import ledger
-from market.errors import Conflict, MarketError, NotFound
+from market.core import ledger
+from market.core.errors import Conflict, MarketError, NotFound
 from market.store.db import Many, case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
@@ -29,8 +30,9 @@ def check_email(email: str) -> str:
     return email
 
 
-def create_account(tx, name: str, email: str, password_hash: str, now: float, confirm_token_hash: Optional[str],
-                   grant_cents: int = 0) -> int:
+def create_account(
+    tx, name: str, email: str, password_hash: str, now: float, confirm_token_hash: str | None, grant_cents: int = 0
+) -> int:
     """Create an account (unconfirmed unless no confirmation token is given) with its starting grant."""
     check_name(name)
     check_email(email)
@@ -46,29 +48,29 @@ def create_account(tx, name: str, email: str, password_hash: str, now: float, co
     return account_id
 
 
-def account_by_name(tx, name: str, lock: bool = False) -> Dict[str, Any]:
+def account_by_name(tx, name: str, lock: bool = False) -> dict[str, Any]:
     row = tx.one("SELECT * FROM accounts WHERE name = ?" + (tx.for_update if lock else ""), (name,))
     if row is None:
         raise NotFound(f"no account {name!r} — create it with: market account create {name} --email ADDRESS")
     return row
 
 
-def account_by_id(tx, account_id: int, lock: bool = False) -> Dict[str, Any]:
+def account_by_id(tx, account_id: int, lock: bool = False) -> dict[str, Any]:
     row = tx.one("SELECT * FROM accounts WHERE id = ?" + (tx.for_update if lock else ""), (account_id,))
     if row is None:
         raise NotFound(f"no account with id {account_id}")
     return row
 
 
-def account_by_token_hash(tx, token_hash: str) -> Optional[Dict[str, Any]]:
+def account_by_token_hash(tx, token_hash: str) -> dict[str, Any] | None:
     return tx.one("SELECT * FROM accounts WHERE api_token_hash = ?", (token_hash,))
 
 
-def list_accounts(tx) -> List[Dict[str, Any]]:
+def list_accounts(tx) -> list[dict[str, Any]]:
     return tx.all("SELECT id, name, email, confirmed, balance, created_at FROM accounts ORDER BY id")
 
 
-def confirm_account(tx, token_hash: str) -> Dict[str, Any]:
+def confirm_account(tx, token_hash: str) -> dict[str, Any]:
     row = tx.one("SELECT * FROM accounts WHERE confirm_token_hash = ?", (token_hash,))
     if row is None:
         raise NotFound("that confirmation link is not valid (already used, or mistyped) — log in or sign up again")
@@ -91,14 +93,15 @@ def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
 
 # -- ledger ----------------------------------------------------------------------------------
 
-def post(tx, entry: ledger.Entry, now: float, dispatch_id: Optional[int] = None) -> None:
+
+def post(tx, entry: ledger.Entry, now: float, dispatch_id: int | None = None) -> None:
     """Write one checked ledger entry and move the balances, in the caller's transaction."""
     balances = _existing(tx, entry.debit_account, entry.credit_account)
     ledger.apply(balances, entry)  # refuses to overdraw
     record(tx, [(entry, dispatch_id)], now)
 
 
-def _existing(tx, *account_ids: Optional[int]) -> Dict[int, int]:
+def _existing(tx, *account_ids: int | None) -> dict[int, int]:
     balances = balances_for_update(tx, [a for a in account_ids if a is not None])
     for account_id in account_ids:
         if account_id is not None and account_id not in balances:
@@ -106,7 +109,7 @@ def _existing(tx, *account_ids: Optional[int]) -> Dict[int, int]:
     return balances
 
 
-def balances_for_update(tx, account_ids: Iterable[int]) -> Dict[int, int]:
+def balances_for_update(tx, account_ids: Iterable[int]) -> dict[int, int]:
     """Lock these accounts (MariaDB row locks; SQLite's writer lock is already held) and return
     their balances: whatever the caller then checks with ``ledger.apply`` cannot change under it."""
     ids = sorted(set(account_ids))
@@ -116,29 +119,32 @@ def balances_for_update(tx, account_ids: Iterable[int]) -> Dict[int, int]:
     return {r["id"]: int(r["balance"]) for r in rows}
 
 
-def record(tx, postings: Sequence[Tuple[ledger.Entry, Optional[int]]], now: float) -> None:
+def record(tx, postings: Sequence[tuple[ledger.Entry, int | None]], now: float) -> None:
     """Write entries already checked by ``ledger.apply`` against ``balances_for_update``."""
     tx.script(record_statements(postings, now))
 
 
-def record_statements(postings: Sequence[Tuple[ledger.Entry, Optional[int]]], now: float) -> List[Any]:
+def record_statements(postings: Sequence[tuple[ledger.Entry, int | None]], now: float) -> list[Any]:
     """The statements that write ``(entry, dispatch id)`` postings: one multi-row ledger insert
     and one balance update, however many entries (a batch of check-ins); none for no postings."""
     if not postings:
         return []
-    deltas: Dict[int, int] = defaultdict(int)
+    deltas: dict[int, int] = defaultdict(int)
     for entry, _ in postings:
         if entry.debit_account is not None:
             deltas[entry.debit_account] -= entry.amount
         deltas[entry.credit_account] += entry.amount
     by_account, params = case("id", dict(deltas), "0")
     return [
-        Many("INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
-             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-             [(now, e.debit_account, e.credit_account, e.amount, e.kind, dispatch_id, e.memo[:255])
-              for e, dispatch_id in postings]),
-        (f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}",
-         [*params, *deltas]),
+        Many(
+            "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (now, e.debit_account, e.credit_account, e.amount, e.kind, dispatch_id, e.memo[:255])
+                for e, dispatch_id in postings
+            ],
+        ),
+        (f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}", [*params, *deltas]),
     ]
 
 
@@ -147,8 +153,16 @@ def grant(tx, account_id: int, amount: int, now: float, memo: str = "grant") -> 
     post(tx, ledger.grant(account_id, amount, memo), now)
 
 
-def transfer(tx, payer: int, payee: int, amount: int, now: float, kind: str = "transfer", memo: str = "",
-             dispatch_id: Optional[int] = None) -> None:
+def transfer(
+    tx,
+    payer: int,
+    payee: int,
+    amount: int,
+    now: float,
+    kind: str = "transfer",
+    memo: str = "",
+    dispatch_id: int | None = None,
+) -> None:
     """Move ``amount`` cents from payer to payee, refusing to overdraw (row-locked on MariaDB)."""
     balances = _existing(tx, payer, payee)
     entry = ledger.transfer(payer, payee, amount, balances[payer], kind, memo)
@@ -160,7 +174,7 @@ def balance(tx, account_id: int) -> int:
     return int(account_by_id(tx, account_id)["balance"])
 
 
-def history(tx, account_id: int, limit: int = 100) -> List[Dict[str, Any]]:
+def history(tx, account_id: int, limit: int = 100) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT id, at, debit_account, credit_account, amount, kind, dispatch_id, memo FROM ledger"
         " WHERE debit_account = ? OR credit_account = ? ORDER BY id DESC LIMIT ?",
@@ -168,15 +182,21 @@ def history(tx, account_id: int, limit: int = 100) -> List[Dict[str, Any]]:
     )
 
 
-def audit(tx) -> Dict[str, Any]:
+def audit(tx) -> dict[str, Any]:
     """Check the ledger invariants; returns totals and the list of accounts that disagree."""
     granted = int(tx.scalar("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'grant'") or 0)
     total = int(tx.scalar("SELECT COALESCE(SUM(balance), 0) FROM accounts") or 0)
-    credits = {r["a"]: int(r["s"]) for r in tx.all(
-        "SELECT credit_account AS a, SUM(amount) AS s FROM ledger GROUP BY credit_account")}
-    debits = {r["a"]: int(r["s"]) for r in tx.all(
-        "SELECT debit_account AS a, SUM(amount) AS s FROM ledger WHERE debit_account IS NOT NULL"
-        " GROUP BY debit_account")}
+    credits = {
+        r["a"]: int(r["s"])
+        for r in tx.all("SELECT credit_account AS a, SUM(amount) AS s FROM ledger GROUP BY credit_account")
+    }
+    debits = {
+        r["a"]: int(r["s"])
+        for r in tx.all(
+            "SELECT debit_account AS a, SUM(amount) AS s FROM ledger WHERE debit_account IS NOT NULL"
+            " GROUP BY debit_account"
+        )
+    }
     wrong = []
     negative = []
     for row in tx.all("SELECT id, balance FROM accounts"):
@@ -186,18 +206,30 @@ def audit(tx) -> Dict[str, Any]:
         if int(row["balance"]) < 0:
             negative.append(row["id"])
     # money promised to open leases, kept on the account, must be what the open leases say
-    promised = {r["a"]: int(r["s"]) for r in tx.all(
-        "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM dispatches d JOIN jobs j ON j.id = d.job_id"
-        " WHERE d.status = 'out' AND j.account_id IS NOT NULL GROUP BY j.account_id")}
-    reservations = [(r["id"], int(r["reserved"]), promised.get(r["id"], 0))
-                    for r in tx.all("SELECT id, reserved FROM accounts")
-                    if int(r["reserved"]) != promised.get(r["id"], 0)]
-    return {"granted": granted, "total": total, "mismatched": wrong, "negative": negative,
-            "reservations": reservations,
-            "balanced": granted == total and not wrong and not negative and not reservations}
+    promised = {
+        r["a"]: int(r["s"])
+        for r in tx.all(
+            "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+            " WHERE d.status = 'out' AND j.account_id IS NOT NULL GROUP BY j.account_id"
+        )
+    }
+    reservations = [
+        (r["id"], int(r["reserved"]), promised.get(r["id"], 0))
+        for r in tx.all("SELECT id, reserved FROM accounts")
+        if int(r["reserved"]) != promised.get(r["id"], 0)
+    ]
+    return {
+        "granted": granted,
+        "total": total,
+        "mismatched": wrong,
+        "negative": negative,
+        "reservations": reservations,
+        "balanced": granted == total and not wrong and not negative and not reservations,
+    }
 
 
 # -- web sessions ----------------------------------------------------------------------------
+
 
 def create_session(tx, token_hash: str, account_id: int, csrf: str, now: float, expires_at: float) -> None:
     tx.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now,))
@@ -207,7 +239,7 @@ def create_session(tx, token_hash: str, account_id: int, csrf: str, now: float, 
     )
 
 
-def session(tx, token_hash: str, now: float) -> Optional[Dict[str, Any]]:
+def session(tx, token_hash: str, now: float) -> dict[str, Any] | None:
     return tx.one(
         "SELECT s.token_hash, s.csrf, s.expires_at, a.id AS account_id, a.name, a.email, a.confirmed"
         " FROM web_sessions s JOIN accounts a ON a.id = s.account_id"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from market.errors import Conflict, NotFound
+from market.core.errors import Conflict, NotFound
 from market.store.accounts import check_name
 
 
@@ -18,27 +18,31 @@ def register_client(tx, account_id: int, name: str, token_hash: str, now: float)
     )
 
 
-def client_by_id(tx, client_id: int) -> Dict[str, Any]:
+def client_by_id(tx, client_id: int) -> dict[str, Any]:
     row = tx.one("SELECT * FROM clients WHERE id = ?", (client_id,))
     if row is None:
         raise NotFound(f"no client {client_id} — register one with: market client register ACCOUNT")
     return row
 
 
-def list_clients(tx, account_id: Optional[int] = None) -> List[Dict[str, Any]]:
-    sql = ("SELECT c.id, c.name, c.account_id, a.name AS account, c.status, c.suspect, c.sandbox_level,"
-           " c.created_at, c.last_seen FROM clients c JOIN accounts a ON a.id = c.account_id")
+def list_clients(tx, account_id: int | None = None) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT c.id, c.name, c.account_id, a.name AS account, c.status, c.suspect, c.sandbox_level,"
+        " c.created_at, c.last_seen FROM clients c JOIN accounts a ON a.id = c.account_id"
+    )
     if account_id is None:
         return tx.all(sql + " ORDER BY c.id")
     return tx.all(sql + " WHERE c.account_id = ? ORDER BY c.id", (account_id,))
 
 
-def touch_client(tx, client_id: int, now: float, sandbox_level: Optional[str] = None) -> None:
+def touch_client(tx, client_id: int, now: float, sandbox_level: str | None = None) -> None:
     if sandbox_level is None:
         tx.execute("UPDATE clients SET last_seen = ?, status = 'active' WHERE id = ?", (now, client_id))
     else:
-        tx.execute("UPDATE clients SET last_seen = ?, status = 'active', sandbox_level = ? WHERE id = ?",
-                   (now, sandbox_level, client_id))
+        tx.execute(
+            "UPDATE clients SET last_seen = ?, status = 'active', sandbox_level = ? WHERE id = ?",
+            (now, sandbox_level, client_id),
+        )
 
 
 def mark_suspect(tx, client_id: int) -> None:
@@ -54,7 +58,7 @@ def record_speed(tx, client_id: int, operations: int, seconds: float, now: float
     return speed
 
 
-def last_speed(tx, client_id: int) -> Optional[Dict[str, Any]]:
+def last_speed(tx, client_id: int) -> dict[str, Any] | None:
     return tx.one(
         "SELECT speed, measured_at FROM speeds WHERE client_id = ? ORDER BY measured_at DESC, id DESC LIMIT 1",
         (client_id,),

@@ -10,9 +10,10 @@ fails the next query once after it drops a connection even with ``cp_reconnect``
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from market.errors import Conflict, DatabaseUnavailable
+from market.core.errors import Conflict, DatabaseUnavailable
 from market.store import dburl
 from market.store.dialect import Dialect, Many, dialect_for, rows_of  # noqa: F401 (Many: re-exported for scripts)
 
@@ -34,7 +35,7 @@ class Tx:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
         return self.cursor.rowcount
 
-    def script(self, statements: Sequence[Any]) -> List[Optional[List[Dict[str, Any]]]]:
+    def script(self, statements: Sequence[Any]) -> list[list[dict[str, Any]] | None]:
         """Several statements, ``(sql, params)`` or :class:`Many`, in one round trip on MariaDB;
         returns each one's rows (None for a statement that returns none). For the hot paths of
         the dispatcher, where round trips, not statements, are what costs."""
@@ -44,11 +45,11 @@ class Tx:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
         return int(self.cursor.lastrowid)
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> List[Dict[str, Any]]:
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
         return rows_of(self.cursor) or []
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Optional[Dict[str, Any]]:
+    def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         self.cursor.execute(self.dialect.sql(sql), tuple(params))
         row = self.cursor.fetchone()
         if row is None:
@@ -72,10 +73,10 @@ def marks(n: int) -> str:
     return "(" + ", ".join("?" * n) + ")"
 
 
-def case(key: str, values: Dict[Any, Any], otherwise: str = "NULL") -> Tuple[str, List[Any]]:
+def case(key: str, values: dict[Any, Any], otherwise: str = "NULL") -> tuple[str, list[Any]]:
     """``CASE key WHEN ? THEN ? ... ELSE otherwise END`` and its parameters: one statement sets a
     different value on each of many rows (set-based updates, see ``jobs.checkin_many``)."""
-    params: List[Any] = []
+    params: list[Any] = []
     for k, v in values.items():
         params += (k, v)
     return f"CASE {key}" + " WHEN ? THEN ?" * len(values) + f" ELSE {otherwise} END", params
@@ -84,7 +85,7 @@ def case(key: str, values: Dict[Any, Any], otherwise: str = "NULL") -> Tuple[str
 class Database:
     """A database named by URL. Thread-safe for :meth:`transact`; :meth:`run` needs a reactor."""
 
-    def __init__(self, url: Optional[str] = None):
+    def __init__(self, url: str | None = None):
         self.url = dburl.parse(url or dburl.default_url())
         self.dialect = dialect_for(self.url)
         self._local = threading.local()

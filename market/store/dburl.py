@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 
 DEFAULT_URL = "sqlite:var/market.sqlite"
 
@@ -15,7 +14,7 @@ DEFAULT_URL = "sqlite:var/market.sqlite"
 @dataclass(frozen=True)
 class DatabaseURL:
     kind: str  # "sqlite" or "mysql"
-    path: Optional[str] = None
+    path: str | None = None
     host: str = "127.0.0.1"
     port: int = 3306
     user: str = "root"
@@ -40,7 +39,7 @@ def parse(url: str) -> DatabaseURL:
         raise MarketError("empty database URL — use sqlite:PATH or mysql://user:password@host:port/db")
     url = url.strip()
     if url.startswith("sqlite:"):
-        path = url[len("sqlite:"):]
+        path = url[len("sqlite:") :]
         if path.startswith("///"):
             path = path[2:]
         elif path.startswith("//"):

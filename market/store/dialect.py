@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from market.errors import DatabaseUnavailable
+from market.core.errors import DatabaseUnavailable
 from market.store.dburl import DatabaseURL
 
 
 class Dialect:
     name = "?"
-    types: Dict[str, str] = {}
+    types: dict[str, str] = {}
     #: appended to a SELECT that reads rows the transaction will change
     for_update = ""
     #: errors after which a transaction is retried once (dropped connection) or a few times (deadlock)
@@ -34,10 +35,10 @@ class Dialect:
     def drop_index(self, name: str, table: str) -> str:
         return f"DROP INDEX {name}"
 
-    def script(self, cursor, statements: Sequence[Any]) -> List[Optional[List[Dict[str, Any]]]]:
+    def script(self, cursor, statements: Sequence[Any]) -> list[list[dict[str, Any]] | None]:
         """Run statements in order; each one's rows (None if it returns none). One by one here:
         an embedded database has no round trips to save."""
-        results: List[Optional[List[Dict[str, Any]]]] = []
+        results: list[list[dict[str, Any]] | None] = []
         for statement in statements:
             if isinstance(statement, Many):
                 if statement.rows:
@@ -57,7 +58,7 @@ class Many:
         self.sql, self.rows = sql, rows
 
 
-def rows_of(cursor) -> Optional[List[Dict[str, Any]]]:
+def rows_of(cursor) -> list[dict[str, Any]] | None:
     """The last statement's rows as dicts; None if it returns none."""
     if cursor.description is None:
         return None
@@ -139,7 +140,7 @@ class MySQLDialect(Dialect):
     def __init__(self, url: DatabaseURL):
         self.url = url
 
-    def _params(self) -> Dict[str, Any]:
+    def _params(self) -> dict[str, Any]:
         return dict(
             host=self.url.host,
             port=self.url.port,
@@ -191,7 +192,7 @@ class MySQLDialect(Dialect):
         # BEGIN would cost a round trip per transaction
         pass
 
-    def script(self, cursor, statements: Sequence[Any]) -> List[Optional[List[Dict[str, Any]]]]:
+    def script(self, cursor, statements: Sequence[Any]) -> list[list[dict[str, Any]] | None]:
         """All statements in ONE round trip (a multi-statement query); each one's rows.
 
         Values are escaped by the driver exactly as for a single statement (PyMySQL always
@@ -205,13 +206,16 @@ class MySQLDialect(Dialect):
                     kinds.append(False)
                     continue
                 head, _, group = statement.sql.partition("VALUES")
-                texts.append(head + "VALUES " + ", ".join(
-                    cursor.mogrify(self.sql(group.strip()), tuple(r)) for r in statement.rows))
+                texts.append(
+                    head
+                    + "VALUES "
+                    + ", ".join(cursor.mogrify(self.sql(group.strip()), tuple(r)) for r in statement.rows)
+                )
             else:
                 sql, params = statement
                 texts.append(cursor.mogrify(self.sql(sql), tuple(params)))
             kinds.append(True)
-        results: List[Optional[List[Dict[str, Any]]]] = []
+        results: list[list[dict[str, Any]] | None] = []
         if texts:
             cursor.execute(";\n".join(texts))
         first = True
@@ -228,7 +232,9 @@ class MySQLDialect(Dialect):
     def is_retryable(self, error: BaseException) -> bool:
         import pymysql
 
-        return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in self.retry_codes
+        return (
+            isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in self.retry_codes
+        )
 
     def is_integrity_error(self, error: BaseException) -> bool:
         import pymysql

@@ -11,11 +11,12 @@ checked out, its deadline, and when it was checked back in. Its id is the ``stat
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
-from market import ledger, money
-from market.errors import Conflict, Forbidden, MarketError, NotFound
+from market.core import ledger, money
+from market.core.errors import Conflict, Forbidden, MarketError, NotFound
 from market.store import accounts as sql_accounts
 from market.store.db import Many, case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
@@ -24,55 +25,82 @@ COMPETING_KINDS = ("job", "task")
 OPEN = "out"
 
 
-def create_job(tx, account_id: Optional[int], name: str, price: int, source: str, entry: str, now: float,
-               kind: str = "job", spec: Optional[str] = None, probe_client_id: Optional[int] = None,
-               probe_size: Optional[int] = None) -> int:
+def create_job(
+    tx,
+    account_id: int | None,
+    name: str,
+    price: int,
+    source: str,
+    entry: str,
+    now: float,
+    kind: str = "job",
+    spec: str | None = None,
+    probe_client_id: int | None = None,
+    probe_size: int | None = None,
+) -> int:
     """A job without a state yet (the paper's ``job`` call); ``init_job`` makes it ready."""
     if not isinstance(name, str) or not name.strip() or len(name) > 128:
         raise MarketError("a job needs a name of 1 to 128 characters")
     return tx.insert(
         "INSERT INTO jobs (account_id, kind, name, price, source, source_sha256, entry, spec, status, submitted_at,"
         " probe_client_id, probe_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?)",
-        (account_id, kind, name.strip(), price, source, source_hash(source), entry, spec, now, probe_client_id,
-         probe_size),
+        (
+            account_id,
+            kind,
+            name.strip(),
+            price,
+            source,
+            source_hash(source),
+            entry,
+            spec,
+            now,
+            probe_client_id,
+            probe_size,
+        ),
     )
 
 
-def job_row(tx, job_id: int, lock: bool = False) -> Dict[str, Any]:
+def job_row(tx, job_id: int, lock: bool = False) -> dict[str, Any]:
     row = tx.one("SELECT * FROM jobs WHERE id = ?" + (tx.for_update if lock else ""), (job_id,))
     if row is None:
         raise NotFound(f"no job {job_id}")
     return row
 
 
-def owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> Dict[str, Any]:
+def owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> dict[str, Any]:
     """The job, if this account owns it; otherwise 'no job' (never reveal other members' jobs)."""
-    row = tx.one("SELECT * FROM jobs WHERE id = ? AND account_id = ?" + (tx.for_update if lock else ""),
-                 (job_id, account_id))
+    row = tx.one(
+        "SELECT * FROM jobs WHERE id = ? AND account_id = ?" + (tx.for_update if lock else ""), (job_id, account_id)
+    )
     if row is None:
         raise NotFound(f"no job {job_id} in your account — list yours with: market status")
     return row
 
 
-def init_job(tx, account_id: Optional[int], job_id: int, state: bytes, now: float) -> None:
+def init_job(tx, account_id: int | None, job_id: int, state: bytes, now: float) -> None:
     """Store state #0 (committed) and put the job on the ready list (the paper's ``init``)."""
     job = owned_job(tx, account_id, job_id, lock=True) if account_id is not None else job_row(tx, job_id, lock=True)
     if job["status"] != "new":
         raise Conflict(f"job {job_id} already has its initial state")
-    tx.insert("INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, 'committed', ?)",
-              (job_id, bytes(state), now))
+    tx.insert(
+        "INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, 'committed', ?)",
+        (job_id, bytes(state), now),
+    )
     tx.execute("UPDATE jobs SET status = 'ready', seq = 0 WHERE id = ?", (job_id,))
 
 
-def committed_state(tx, job_id: int) -> Dict[str, Any]:
-    row = tx.one("SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
-                 " WHERE j.id = ? AND s.status = 'committed'", (job_id,))
+def committed_state(tx, job_id: int) -> dict[str, Any]:
+    row = tx.one(
+        "SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+        " WHERE j.id = ? AND s.status = 'committed'",
+        (job_id,),
+    )
     if row is None:
         raise NotFound(f"job {job_id} has no committed state")
     return row
 
 
-def ready_jobs(tx, limit: int) -> List[Dict[str, Any]]:
+def ready_jobs(tx, limit: int) -> list[dict[str, Any]]:
     """The top ``limit`` ready jobs in the matcher's order (price desc, submitted asc, id asc), each
     with ``available``: its owner's balance minus what the owner's open leases reserved.
 
@@ -87,7 +115,7 @@ def ready_jobs(tx, limit: int) -> List[Dict[str, Any]]:
     )
 
 
-def task_seconds(spec: Optional[str]) -> Optional[float]:
+def task_seconds(spec: str | None) -> float | None:
     if not spec:
         return None
     import json
@@ -98,8 +126,15 @@ def task_seconds(spec: Optional[str]) -> Optional[float]:
         return None
 
 
-def assign_window(tx, clients: List[Any], now: float, grace: float, granted: Dict[int, float],
-                  match: Callable[[List[Any], List[Any]], List[Any]], make_ready_job: Callable[..., Any]) -> Dict[int, Dict[str, Any]]:
+def assign_window(
+    tx,
+    clients: list[Any],
+    now: float,
+    grace: float,
+    granted: dict[int, float],
+    match: Callable[[list[Any], list[Any]], list[Any]],
+    make_ready_job: Callable[..., Any],
+) -> dict[int, dict[str, Any]]:
     """Close one pooling window in ONE transaction: pick affordable ready jobs, match, check out.
 
     ``clients`` are matcher clients (with ``.id``); ``granted[client_id]`` is each client's
@@ -115,7 +150,7 @@ def assign_window(tx, clients: List[Any], now: float, grace: float, granted: Dic
     longest = max(granted.values())
     # Over-fetch so held jobs do not starve the window; stop once we have enough affordable ones.
     rows = ready_jobs(tx, len(clients) * 2 + 8)
-    available: Dict[int, int] = {}
+    available: dict[int, int] = {}
     candidates, held = [], []
     for row in rows:
         owner = row["account_id"]
@@ -129,15 +164,18 @@ def assign_window(tx, clients: List[Any], now: float, grace: float, granted: Dic
         if len(candidates) >= len(clients):
             break
     rows_by_id = {row["id"]: row for row in candidates}
-    wanted = [(a.job.id, a.client.id, task_seconds(rows_by_id[a.job.id]["spec"]) or granted[a.client.id])
-              for a in match(clients, [make_ready_job(r) for r in candidates])]
-    first = [(f"UPDATE jobs SET status = 'held' WHERE status = 'ready' AND id IN {marks(len(held))}", held)
-             ] if held else []
+    wanted = [
+        (a.job.id, a.client.id, task_seconds(rows_by_id[a.job.id]["spec"]) or granted[a.client.id])
+        for a in match(clients, [make_ready_job(r) for r in candidates])
+    ]
+    first = (
+        [(f"UPDATE jobs SET status = 'held' WHERE status = 'ready' AND id IN {marks(len(held))}", held)] if held else []
+    )
     leases = checkout_many(tx, wanted, grace, now, first=first)
     return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
 
 
-def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now: float) -> Dict[str, Any]:
+def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now: float) -> dict[str, Any]:
     """Lease the job's committed state to a client until ``now + seconds + grace``."""
     leases = checkout_many(tx, [(job_id, client_id, seconds)], grace, now)
     if job_id not in leases:
@@ -148,8 +186,9 @@ def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now:
     return leases[job_id]
 
 
-def checkout_many(tx, wanted: Sequence[Tuple[int, int, float]], grace: float, now: float,
-                  first: Sequence[Any] = ()) -> Dict[int, Dict[str, Any]]:
+def checkout_many(
+    tx, wanted: Sequence[tuple[int, int, float]], grace: float, now: float, first: Sequence[Any] = ()
+) -> dict[int, dict[str, Any]]:
     """Lease each ``(job, client, seconds)``'s committed state until ``now + seconds + grace``.
 
     Returns ``{job_id: lease}``. A job that is no longer ready (cancelled or held since the ready
@@ -162,64 +201,110 @@ def checkout_many(tx, wanted: Sequence[Tuple[int, int, float]], grace: float, no
             tx.script(first)
         return {}
     job_ids = [job_id for job_id, _, _ in wanted]
-    found = tx.script([*first, (
-        "SELECT j.id, j.account_id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
-        " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
-        f" WHERE j.id IN {marks(len(job_ids))} AND s.status = 'committed'" + tx.for_update, job_ids)])[-1]
+    found = tx.script(
+        [
+            *first,
+            (
+                "SELECT j.id, j.account_id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
+                " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+                f" WHERE j.id IN {marks(len(job_ids))} AND s.status = 'committed'" + tx.for_update,
+                job_ids,
+            ),
+        ]
+    )[-1]
     rows = {r["id"]: r for r in found}
-    leases: Dict[int, Dict[str, Any]] = {}
+    leases: dict[int, dict[str, Any]] = {}
     for job_id, client_id, seconds in wanted:
         job = rows.get(job_id)
         if job is None or (job["status"] != "ready" and job["kind"] != "test") or job_id in leases:
             continue
         leases[job_id] = {
-            "job_id": job_id, "client_id": client_id, "kind": job["kind"], "name": job["name"],
-            "state": bytes(job["data"]), "state_id": job["state_id"], "seq": job["seq"], "source": job["source"],
-            "entry": job["entry"], "spec": job["spec"], "granted": seconds, "deadline": now + seconds + grace,
-            "timeout": seconds + grace, "probe_size": job["probe_size"], "owner": job["account_id"],
-            "reserved": money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0}
+            "job_id": job_id,
+            "client_id": client_id,
+            "kind": job["kind"],
+            "name": job["name"],
+            "state": bytes(job["data"]),
+            "state_id": job["state_id"],
+            "seq": job["seq"],
+            "source": job["source"],
+            "entry": job["entry"],
+            "spec": job["spec"],
+            "granted": seconds,
+            "deadline": now + seconds + grace,
+            "timeout": seconds + grace,
+            "probe_size": job["probe_size"],
+            "owner": job["account_id"],
+            "reserved": money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0,
+        }
     if not leases:
         return {}
     ids = marks(len(leases))
-    written = tx.script([
-        Many("INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
-             " status, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-             [(j, lease["state_id"], lease["client_id"], now, lease["granted"], lease["deadline"], OPEN,
-               lease["reserved"]) for j, lease in leases.items()]),
-        # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
-        (f"SELECT id, job_id FROM dispatches WHERE job_id IN {ids} AND status = ?", [*leases, OPEN]),
-        (f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases)),
-        *_reservations(leases.values(), +1),
-    ])
+    written = tx.script(
+        [
+            Many(
+                "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
+                " status, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        j,
+                        lease["state_id"],
+                        lease["client_id"],
+                        now,
+                        lease["granted"],
+                        lease["deadline"],
+                        OPEN,
+                        lease["reserved"],
+                    )
+                    for j, lease in leases.items()
+                ],
+            ),
+            # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
+            (f"SELECT id, job_id FROM dispatches WHERE job_id IN {ids} AND status = ?", [*leases, OPEN]),
+            (f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases)),
+            *_reservations(leases.values(), +1),
+        ]
+    )
     for r in written[1]:
         leases[r["job_id"]]["stateid"] = r["id"]
     return leases
 
 
-def _reservations(leases: Iterable[Dict[str, Any]], sign: int) -> List[Any]:
+def _reservations(leases: Iterable[dict[str, Any]], sign: int) -> list[Any]:
     """The statement that adds (sign +1, at checkout) or releases (-1, when the lease closes) the
     money these leases reserved on their owners' accounts; none if they reserved nothing."""
-    by_owner: Dict[int, int] = defaultdict(int)
+    by_owner: dict[int, int] = defaultdict(int)
     for lease in leases:
         if lease["reserved"] and lease["owner"] is not None:
             by_owner[lease["owner"]] += sign * int(lease["reserved"])
     if not by_owner:
         return []
     change, params = case("id", dict(by_owner), "0")
-    return [(f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}",
-             [*params, *by_owner])]
+    return [
+        (f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}", [*params, *by_owner])
+    ]
 
 
-def create_probe(tx, client_id: int, source: str, entry: str, envelope: bytes, size: int, seconds: float,
-                 grace: float, now: float) -> Dict[str, Any]:
+def create_probe(
+    tx, client_id: int, source: str, entry: str, envelope: bytes, size: int, seconds: float, grace: float, now: float
+) -> dict[str, Any]:
     """A test job for one client, checked out to it at once (test jobs never join the ready list)."""
-    job_id = create_job(tx, None, f"test job for client {client_id}", 0, source, entry, now, kind="test",
-                        probe_client_id=client_id, probe_size=size)
+    job_id = create_job(
+        tx,
+        None,
+        f"test job for client {client_id}",
+        0,
+        source,
+        entry,
+        now,
+        kind="test",
+        probe_client_id=client_id,
+        probe_size=size,
+    )
     init_job(tx, None, job_id, envelope, now)
     return checkout(tx, job_id, client_id, seconds, grace, now)
 
 
-def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> Dict[str, Any]:
+def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> dict[str, Any]:
     row = tx.one("SELECT * FROM dispatches WHERE id = ?" + (tx.for_update if lock else ""), (dispatch_id,))
     if row is None:
         raise NotFound(f"no checked-out state {dispatch_id}")
@@ -234,21 +319,22 @@ _LEASE = (
     " j.account_id AS owner, c.account_id AS payee, s.seq, o.balance AS owner_balance,"
     " p.balance AS payee_balance FROM dispatches d JOIN jobs j ON j.id = d.job_id"
     " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
-    " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id")
+    " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id"
+)
 
 
-def _leases_for_checkin(tx, dispatch_ids: Sequence[int]) -> Dict[int, Dict[str, Any]]:
+def _leases_for_checkin(tx, dispatch_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The leases with what a check-in needs, and their accounts' balances, in one locking read."""
     ids = sorted(set(dispatch_ids))
     return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
 
 
-def _lease_for_checkin(tx, dispatch_id: int, client_id: int) -> Dict[str, Any]:
+def _lease_for_checkin(tx, dispatch_id: int, client_id: int) -> dict[str, Any]:
     d = _leases_for_checkin(tx, [dispatch_id]).get(dispatch_id)
     return _own_lease(d, dispatch_id, client_id)
 
 
-def _own_lease(d: Optional[Dict[str, Any]], dispatch_id: int, client_id: int) -> Dict[str, Any]:
+def _own_lease(d: dict[str, Any] | None, dispatch_id: int, client_id: int) -> dict[str, Any]:
     if d is None:
         raise NotFound(f"no checked-out state {dispatch_id}")
     if d["client_id"] != client_id:
@@ -256,12 +342,12 @@ def _own_lease(d: Optional[Dict[str, Any]], dispatch_id: int, client_id: int) ->
     return d
 
 
-def _accepted_ms(lease: Dict[str, Any], now: float) -> int:
+def _accepted_ms(lease: dict[str, Any], now: float) -> int:
     """Server-measured execution time, capped at the granted slice."""
     return int(max(0.0, min(now - lease["checked_out_at"], lease["granted_seconds"])) * 1000)
 
 
-def _settle(accepted: Sequence[Tuple[Dict[str, Any], int]], now: float) -> Tuple[Dict[int, int], List[Any]]:
+def _settle(accepted: Sequence[tuple[dict[str, Any], int]], now: float) -> tuple[dict[int, int], list[Any]]:
     """Pay for accepted slices ``(lease, accepted ms)``: ``({dispatch id: cents paid}, statements)``.
 
     The balances come locked with the leases (``_LEASE``); every payment is checked by the ledger
@@ -269,7 +355,7 @@ def _settle(accepted: Sequence[Tuple[Dict[str, Any], int]], now: float) -> Tuple
     checkout, so a shortfall only follows an operator's correction: then the worker's owner gets
     what is there rather than nothing for honest work.
     """
-    balances: Dict[int, int] = {}
+    balances: dict[int, int] = {}
     postings = []
     paid = {lease["id"]: 0 for lease, _ in accepted}
     for lease, ms in accepted:
@@ -293,19 +379,31 @@ def _settle(accepted: Sequence[Tuple[Dict[str, Any], int]], now: float) -> Tuple
     return paid, sql_accounts.record_statements(postings, now)
 
 
-def _answer(d: Dict[str, Any], duplicate: bool = False) -> Dict[str, Any]:
-    return {"stateid": d["id"], "status": d["status"], "paid": int(d["paid"] or 0), "duplicate": duplicate,
-            "accepted_ms": int(d["accepted_ms"] or 0)}
+def _answer(d: dict[str, Any], duplicate: bool = False) -> dict[str, Any]:
+    return {
+        "stateid": d["id"],
+        "status": d["status"],
+        "paid": int(d["paid"] or 0),
+        "duplicate": duplicate,
+        "accepted_ms": int(d["accepted_ms"] or 0),
+    }
 
 
-def _reject(tx, lease: Dict[str, Any], now: float, slice_status: str) -> Dict[str, Any]:
-    tx.script([("UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
-                (now, slice_status, lease["id"])), *_reservations([lease], -1)])
+def _reject(tx, lease: dict[str, Any], now: float, slice_status: str) -> dict[str, Any]:
+    tx.script(
+        [
+            (
+                "UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                (now, slice_status, lease["id"]),
+            ),
+            *_reservations([lease], -1),
+        ]
+    )
     _release(tx, job_row(tx, lease["job_id"], lock=True))
     return {"stateid": lease["id"], "status": "rejected", "paid": 0, "duplicate": False, "accepted_ms": 0}
 
 
-def _late_or_over(lease: Dict[str, Any], now: float) -> bool:
+def _late_or_over(lease: dict[str, Any], now: float) -> bool:
     return now > lease["deadline"] or lease["job_status"] in ("cancelled", "finished")
 
 
@@ -319,11 +417,18 @@ class CheckIn:
     state: bytes
     at: float
     slice_status: str = "ok"
-    progress: Optional[float] = None
+    progress: float | None = None
 
 
-def checkin(tx, dispatch_id: int, client_id: int, state: bytes, now: float, slice_status: str = "ok",
-            progress: Optional[float] = None) -> Dict[str, Any]:
+def checkin(
+    tx,
+    dispatch_id: int,
+    client_id: int,
+    state: bytes,
+    now: float,
+    slice_status: str = "ok",
+    progress: float | None = None,
+) -> dict[str, Any]:
     """The paper's ``state``: commit a new state if it arrives before the deadline, else reject it.
 
     Repeating an accepted check-in answers the same again and pays nothing twice.
@@ -334,7 +439,7 @@ def checkin(tx, dispatch_id: int, client_id: int, state: bytes, now: float, slic
     return answer
 
 
-def checkin_many(tx, checkins: Sequence[CheckIn]) -> List[Union[Dict[str, Any], MarketError]]:
+def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | MarketError]:
     """Many ``state`` calls in ONE transaction (group commit), answered in order.
 
     Each answer is what :func:`checkin` would have answered alone, or the MarketError it would have
@@ -344,9 +449,9 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> List[Union[Dict[str, Any], 
     the leases and puts the jobs back on the ready list.
     """
     leases = _leases_for_checkin(tx, [c.dispatch_id for c in checkins]) if checkins else {}
-    answers: List[Any] = [None] * len(checkins)
-    first: Dict[int, int] = {}  # dispatch id -> index of its first check-in in this batch
-    accepted: List[Tuple[CheckIn, Dict[str, Any], int]] = []
+    answers: list[Any] = [None] * len(checkins)
+    first: dict[int, int] = {}  # dispatch id -> index of its first check-in in this batch
+    accepted: list[tuple[CheckIn, dict[str, Any], int]] = []
     for i, c in enumerate(checkins):
         try:
             lease = _own_lease(leases.get(c.dispatch_id), c.dispatch_id, c.client_id)
@@ -365,18 +470,24 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> List[Union[Dict[str, Any], 
             accepted.append((c, lease, ms))
     if accepted:
         paid, payments = _settle([(lease, ms) for _, lease, ms in accepted], max(c.at for c, _, _ in accepted))
-        tx.script([*_accept_statements(accepted, paid), *payments,
-                   *_reservations((lease for _, lease, _ in accepted), -1)])
+        tx.script(
+            [*_accept_statements(accepted, paid), *payments, *_reservations((lease for _, lease, _ in accepted), -1)]
+        )
         for c, _, ms in accepted:
-            answers[first[c.dispatch_id]] = {"stateid": c.dispatch_id, "status": "accepted",
-                                              "paid": paid[c.dispatch_id], "duplicate": False, "accepted_ms": ms}
+            answers[first[c.dispatch_id]] = {
+                "stateid": c.dispatch_id,
+                "status": "accepted",
+                "paid": paid[c.dispatch_id],
+                "duplicate": False,
+                "accepted_ms": ms,
+            }
     for i, c in enumerate(checkins):
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.dispatch_id]], duplicate=True)
     return answers
 
 
-def _accept_statements(accepted: Sequence[Tuple[CheckIn, Dict[str, Any], int]], paid: Dict[int, int]) -> List[Any]:
+def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], paid: dict[int, int]) -> list[Any]:
     """Commit the new states, close the leases as accepted, count the jobs' slices and time and put
     them back on the ready list (a test job is finished): one statement per table."""
     # the lease's state is its job's committed one (one open lease per job): primary-key access
@@ -388,32 +499,45 @@ def _accept_statements(accepted: Sequence[Tuple[CheckIn, Dict[str, Any], int]], 
     accepted_ms, p3 = case("id", {c.dispatch_id: ms for c, _, ms in accepted})
     payments, p4 = case("id", {d: paid[d] for d in dispatch_ids})
     executed, p5 = case("id", {lease["job_id"]: ms for _, lease, ms in accepted}, "0")
-    progress = {lease["job_id"]: max(0.0, min(1.0, float(c.progress)))
-                for c, lease, _ in accepted if c.progress is not None}
+    progress = {
+        lease["job_id"]: max(0.0, min(1.0, float(c.progress))) for c, lease, _ in accepted if c.progress is not None
+    }
     progress_sql, p6 = case("id", progress, "progress") if progress else ("progress", [])
     tests = {lease["job_id"]: "finished" for _, lease, _ in accepted if lease["kind"] == "test"}
     next_status, p7 = case("id", tests, "'ready'") if tests else ("'ready'", [])
     new_seq, p8 = case("dispatches.id", {c.dispatch_id: lease["seq"] + 1 for c, lease, _ in accepted})
     return [
-        (f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN {marks(len(state_ids))}",
-         state_ids),
-        Many("INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
-             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-             [(lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.dispatch_id, c.at)
-              for c, lease, _ in accepted]),
-        (f"UPDATE dispatches SET status = 'accepted', checked_in_at = {checked_in}, slice_status = {statuses},"
-         f" new_state_id = (SELECT s.id FROM states s WHERE s.job_id = dispatches.job_id AND s.seq = {new_seq}),"
-         f" accepted_ms = {accepted_ms}, paid = {payments} WHERE id IN {marks(len(dispatch_ids))}",
-         [*p1, *p2, *p8, *p3, *p4, *dispatch_ids]),
-        (f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1, seq = seq + 1,"
-         f" progress = {progress_sql},"
-         f" status = CASE WHEN status = 'running' THEN {next_status} ELSE status END"
-         f" WHERE id IN {marks(len(job_ids))}", [*p5, *p6, *p7, *job_ids]),
+        (
+            f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN {marks(len(state_ids))}",
+            state_ids,
+        ),
+        Many(
+            "INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.dispatch_id, c.at)
+                for c, lease, _ in accepted
+            ],
+        ),
+        (
+            f"UPDATE dispatches SET status = 'accepted', checked_in_at = {checked_in}, slice_status = {statuses},"
+            f" new_state_id = (SELECT s.id FROM states s WHERE s.job_id = dispatches.job_id AND s.seq = {new_seq}),"
+            f" accepted_ms = {accepted_ms}, paid = {payments} WHERE id IN {marks(len(dispatch_ids))}",
+            [*p1, *p2, *p8, *p3, *p4, *dispatch_ids],
+        ),
+        (
+            f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1, seq = seq + 1,"
+            f" progress = {progress_sql},"
+            f" status = CASE WHEN status = 'running' THEN {next_status} ELSE status END"
+            f" WHERE id IN {marks(len(job_ids))}",
+            [*p5, *p6, *p7, *job_ids],
+        ),
     ]
 
 
-def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcome: str, error: Optional[str],
-           now: float) -> Dict[str, Any]:
+def finish(
+    tx, dispatch_id: int, client_id: int, result: bytes | None, outcome: str, error: str | None, now: float
+) -> dict[str, Any]:
     """The paper's ``result``: the job finished (or failed) during this lease; store it and pay."""
     lease = _lease_for_checkin(tx, dispatch_id, client_id)
     if lease["status"] != OPEN:
@@ -422,18 +546,32 @@ def finish(tx, dispatch_id: int, client_id: int, result: Optional[bytes], outcom
         return _reject(tx, lease, now, outcome)
     ms = _accepted_ms(lease, now)
     paid, payments = _settle([(lease, ms)], now)
-    tx.script([
-        ("UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
-         " paid = ? WHERE id = ?", (now, outcome, ms, paid[dispatch_id], dispatch_id)),
-        ("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
-         " progress = 1.0, executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
-         (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"])),
-        *payments, *_reservations([lease], -1)])
-    return {"stateid": dispatch_id, "status": "finished", "paid": paid[dispatch_id], "duplicate": False,
-            "accepted_ms": ms}
+    tx.script(
+        [
+            (
+                "UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
+                " paid = ? WHERE id = ?",
+                (now, outcome, ms, paid[dispatch_id], dispatch_id),
+            ),
+            (
+                "UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
+                " progress = 1.0, executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
+                (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"]),
+            ),
+            *payments,
+            *_reservations([lease], -1),
+        ]
+    )
+    return {
+        "stateid": dispatch_id,
+        "status": "finished",
+        "paid": paid[dispatch_id],
+        "duplicate": False,
+        "accepted_ms": ms,
+    }
 
 
-def _release(tx, job: Dict[str, Any]) -> None:
+def _release(tx, job: dict[str, Any]) -> None:
     """Back on the ready list, unless another lease is open or the job is over."""
     if job["status"] != "running":
         return
@@ -446,19 +584,23 @@ def _release(tx, job: Dict[str, Any]) -> None:
     tx.execute("UPDATE jobs SET status = 'ready' WHERE id = ?", (job["id"],))
 
 
-def expire_leases(tx, now: float) -> List[int]:
+def expire_leases(tx, now: float) -> list[int]:
     """Expire every lease past its deadline; their jobs return to the ready list at their committed state."""
-    overdue = tx.all("SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM dispatches d"
-                     " JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND d.deadline < ?" + tx.for_update,
-                     (now,))
+    overdue = tx.all(
+        "SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM dispatches d"
+        " JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND d.deadline < ?" + tx.for_update,
+        (now,),
+    )
     if overdue:
         tx.script(_reservations(overdue, -1))
     for d in overdue:
         tx.execute("UPDATE dispatches SET status = 'expired' WHERE id = ?", (d["id"],))
         job = job_row(tx, d["job_id"], lock=True)
         if job["kind"] == "test":
-            tx.execute("UPDATE jobs SET status = 'finished', outcome = 'expired', finished_at = ? WHERE id = ?",
-                       (now, job["id"]))
+            tx.execute(
+                "UPDATE jobs SET status = 'finished', outcome = 'expired', finished_at = ? WHERE id = ?",
+                (now, job["id"]),
+            )
         else:
             _release(tx, job)
     return [d["id"] for d in overdue]
@@ -468,8 +610,10 @@ def set_price(tx, account_id: int, job_id: int, price: int) -> None:
     job = owned_job(tx, account_id, job_id, lock=True)
     if job["status"] in ("finished", "cancelled"):
         raise Conflict(f"job {job_id} is {job['status']}; its price can no longer change")
-    tx.execute("UPDATE jobs SET price = ?, status = CASE WHEN status = 'held' THEN 'ready' ELSE status END"
-               " WHERE id = ?", (price, job_id))
+    tx.execute(
+        "UPDATE jobs SET price = ?, status = CASE WHEN status = 'held' THEN 'ready' ELSE status END WHERE id = ?",
+        (price, job_id),
+    )
 
 
 def release_held(tx, account_id: int) -> int:
@@ -477,37 +621,60 @@ def release_held(tx, account_id: int) -> int:
     return tx.execute("UPDATE jobs SET status = 'ready' WHERE account_id = ? AND status = 'held'", (account_id,))
 
 
-def cancel_job(tx, account_id: int, job_id: int, now: float) -> Dict[str, Any]:
+def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
     job = owned_job(tx, account_id, job_id, lock=True)
     if job["status"] in ("finished", "cancelled"):
         raise Conflict(f"job {job_id} is already {job['status']}")
-    tx.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, outcome = 'abort' WHERE id = ?",
-               (now, job_id))
+    tx.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, outcome = 'abort' WHERE id = ?", (now, job_id))
     return job_row(tx, job_id)
 
 
-def list_jobs(tx, account_id: int) -> List[Dict[str, Any]]:
+def list_jobs(tx, account_id: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome"
-        " FROM jobs WHERE account_id = ? ORDER BY id", (account_id,))
+        " FROM jobs WHERE account_id = ? ORDER BY id",
+        (account_id,),
+    )
 
 
-def job_status(tx, account_id: int, job_id: int) -> Dict[str, Any]:
+def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
     job = owned_job(tx, account_id, job_id)
-    out = {k: job[k] for k in ("id", "kind", "name", "price", "status", "submitted_at", "executed_ms", "slices",
-                               "progress", "finished_at", "outcome", "error")}
+    out = {
+        k: job[k]
+        for k in (
+            "id",
+            "kind",
+            "name",
+            "price",
+            "status",
+            "submitted_at",
+            "executed_ms",
+            "slices",
+            "progress",
+            "finished_at",
+            "outcome",
+            "error",
+        )
+    }
     out["last_slice"] = tx.one(
         "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM dispatches"
-        " WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,))
+        " WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+        (job_id,),
+    )
     return out
 
 
-def job_result(tx, account_id: int, job_id: int) -> Dict[str, Any]:
+def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
     job = owned_job(tx, account_id, job_id)
     if job["status"] not in ("finished", "cancelled"):
         raise Conflict(f"job {job_id} is {job['status']}; it has no result yet")
-    return {"id": job_id, "kind": job["kind"], "outcome": job["outcome"], "result": job["result"],
-            "error": job["error"]}
+    return {
+        "id": job_id,
+        "kind": job["kind"],
+        "outcome": job["outcome"],
+        "result": job["result"],
+        "error": job["error"],
+    }
 
 
 def lease_is_open(tx, dispatch_id: int) -> bool:
@@ -518,8 +685,7 @@ def lease_is_open(tx, dispatch_id: int) -> bool:
     return job_row(tx, d["job_id"])["status"] == "running"
 
 
-def fail_lease(tx, dispatch_id: int, client_id: int, slice_status: str, message: str,
-               now: float) -> Dict[str, Any]:
+def fail_lease(tx, dispatch_id: int, client_id: int, slice_status: str, message: str, now: float) -> dict[str, Any]:
     """A slice that produced no usable state: reject the lease; the job keeps its committed state.
 
     A test job ends; a job that failed with the same crash, memory or refused status three times
@@ -529,9 +695,12 @@ def fail_lease(tx, dispatch_id: int, client_id: int, slice_status: str, message:
     if lease["status"] != OPEN:
         return _answer(lease, duplicate=True)
     answer = _reject(tx, lease, now, slice_status)
-    failures = tx.scalar("SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND slice_status = ?",
-                         (lease["job_id"], slice_status))
+    failures = tx.scalar(
+        "SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND slice_status = ?", (lease["job_id"], slice_status)
+    )
     if lease["kind"] == "test" or (slice_status in ("memory", "refused", "crash") and failures >= 3):
-        tx.execute("UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, error = ? WHERE id = ?",
-                   (now, slice_status, message[:2000], lease["job_id"]))
+        tx.execute(
+            "UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, error = ? WHERE id = ?",
+            (now, slice_status, message[:2000], lease["job_id"]),
+        )
     return answer

@@ -9,7 +9,7 @@ Rows are plain dicts; privacy (who may see an owner) is decided by ``market.repo
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 BATCH = 5000
 
@@ -17,22 +17,23 @@ BATCH = 5000
 REPORTED_KINDS = ("job", "task")
 
 
-def client_batch(tx, after: int = 0, limit: int = BATCH) -> List[Dict[str, Any]]:
+def client_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Clients with id > ``after``, by id, each with its latest measured speed (or None)."""
     # Correlated subqueries walk the (client_id, measured_at) index once per client, so a client
     # with years of probe history costs the same as a fresh one.
-    latest = ("(SELECT s.{col} FROM speeds s WHERE s.client_id = c.id"
-              " ORDER BY s.measured_at DESC, s.id DESC LIMIT 1)")
+    latest = "(SELECT s.{col} FROM speeds s WHERE s.client_id = c.id ORDER BY s.measured_at DESC, s.id DESC LIMIT 1)"
     return tx.all(
         "SELECT c.id, c.account_id, c.name, c.status, c.suspect, c.sandbox_level, "
-        + latest.format(col="speed") + " AS speed, "
-        + latest.format(col="measured_at") + " AS measured_at"
+        + latest.format(col="speed")
+        + " AS speed, "
+        + latest.format(col="measured_at")
+        + " AS measured_at"
         " FROM clients c WHERE c.id > ? ORDER BY c.id LIMIT ?",
         (int(after), int(limit)),
     )
 
 
-def job_batch(tx, after: int = 0, limit: int = BATCH) -> List[Dict[str, Any]]:
+def job_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Reported jobs (not speed probes) with id > ``after``, by id."""
     return tx.all(
         "SELECT id, account_id, kind, name, price, status, submitted_at, executed_ms, slices"
@@ -41,7 +42,7 @@ def job_batch(tx, after: int = 0, limit: int = BATCH) -> List[Dict[str, Any]]:
     )
 
 
-def dispatch_batch(tx, after: int = 0, limit: int = BATCH) -> List[Dict[str, Any]]:
+def dispatch_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Dispatches of reported jobs with id > ``after``, by id."""
     return tx.all(
         "SELECT d.id, d.job_id, d.client_id, d.status, d.checked_out_at, d.deadline, d.checked_in_at"
@@ -51,7 +52,7 @@ def dispatch_batch(tx, after: int = 0, limit: int = BATCH) -> List[Dict[str, Any
     )
 
 
-def requester_id(tx, name: Optional[str]) -> Optional[int]:
+def requester_id(tx, name: str | None) -> int | None:
     """The id of account ``name`` (None for an anonymous report); NotFound if there is none."""
     if name is None:
         return None

@@ -19,11 +19,12 @@ Table map (paper, spec 4a-e):
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 
-Migration = Tuple[int, List[Union[str, Callable[[Any], str]]]]
+Migration = tuple[int, list[str | Callable[[Any], str]]]
 
 V1 = [
     """CREATE TABLE accounts (
@@ -149,13 +150,15 @@ V2 = [
     "CREATE INDEX dispatches_job ON dispatches (job_id, status)",
 ]
 
-MIGRATIONS: List[Migration] = [(1, V1), (2, V2)]
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2)]
 LATEST = MIGRATIONS[-1][0]
 
 
 def _ensure_version_table(tx) -> None:
-    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)" + (
-        " ENGINE=InnoDB" if tx.dialect.name == "mysql" else ""))
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+        + (" ENGINE=InnoDB" if tx.dialect.name == "mysql" else "")
+    )
 
 
 def current_version(tx) -> int:
@@ -165,7 +168,7 @@ def current_version(tx) -> int:
     return int(v or 0)
 
 
-def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> Tuple[int, int]:
+def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]:
     """Apply every pending migration; returns (version before, version after)."""
     before = db.transact(current_version)
     latest = migrations[-1][0] if migrations else 0
@@ -199,8 +202,7 @@ def require_current(db) -> int:
         return LATEST
     if version < LATEST:
         raise MarketError(
-            f"the database is at schema version {version}; this release needs {LATEST}"
-            " — run: market db upgrade"
+            f"the database is at schema version {version}; this release needs {LATEST} — run: market db upgrade"
         )
     if version > LATEST:
         raise MarketError(f"the database schema ({version}) is newer than this release ({LATEST})")

@@ -15,7 +15,6 @@ worker runs it inside the sandbox with only this directory mounted.
 
 from __future__ import annotations
 
-
 from . import codec
 from .codec import CodecError, PlainInstance
 from .compiler import compile_job
@@ -29,9 +28,23 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
     from typing import Any
 
 __all__ = [
-    "validate", "start", "run_slice", "decode_result", "SliceOutcome", "JobRefused",
-    "EnvelopeError", "CodecError", "PlainInstance", "Header", "read_header", "open_envelope",
-    "PROBE_SOURCE", "PROBE_ENTRY", "probe_arguments", "probe_expected", "probe_operations",
+    "validate",
+    "start",
+    "run_slice",
+    "decode_result",
+    "SliceOutcome",
+    "JobRefused",
+    "EnvelopeError",
+    "CodecError",
+    "PlainInstance",
+    "Header",
+    "read_header",
+    "open_envelope",
+    "PROBE_SOURCE",
+    "PROBE_ENTRY",
+    "probe_arguments",
+    "probe_expected",
+    "probe_operations",
     "ALLOWED_MODULES",
 ]
 

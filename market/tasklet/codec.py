@@ -45,8 +45,16 @@ _COMPLEX, _FRACTION, _RANGE = 0x20, 0x21, 0x22
 _DEQUE, _COUNTER, _ODICT, _DDICT = 0x23, 0x24, 0x25, 0x26
 _LIST_BOOL, _LIST_S, _TUPLE_S = 0x27, 0x28, 0x29  # bools as bytes; lists/tuples of scalars
 
-_DDICT_FACTORIES = {"int": int, "float": float, "str": str, "list": list,
-                    "dict": dict, "set": set, "tuple": tuple, "bool": bool}
+_DDICT_FACTORIES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "list": list,
+    "dict": dict,
+    "set": set,
+    "tuple": tuple,
+    "bool": bool,
+}
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _FRACTION_BITS = 1 << 16  # normalising a Fraction costs a gcd: quadratic in the size
 _BULK_MIN = 8  # below this, the per-element path is as fast
@@ -265,8 +273,7 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
             ref = memo.get(id(x))
             if ref is not None:
                 if ref in open_immutables:
-                    raise CodecError("a cycle runs through a tuple or frozenset; "
-                                     "such a value cannot be frozen")
+                    raise CodecError("a cycle runs through a tuple or frozenset; such a value cannot be frozen")
                 out.append(_REF)
                 _uvarint(ref, out)
                 continue
@@ -315,8 +322,9 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
                 factory = x.default_factory
                 fname = "" if factory is None else getattr(factory, "__name__", "?")
                 if factory is not None and _DDICT_FACTORIES.get(fname) is not factory:
-                    raise CodecError("a defaultdict's factory must be None or one of "
-                                     + ", ".join(sorted(_DDICT_FACTORIES)))
+                    raise CodecError(
+                        "a defaultdict's factory must be None or one of " + ", ".join(sorted(_DDICT_FACTORIES))
+                    )
                 out.append(_DDICT)
                 _str(fname, out)
                 _uvarint(len(x), out)
@@ -330,8 +338,10 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
                 _uvarint(len(attrs), out)
                 children = _pairs(attrs)
             else:
-                raise CodecError("a value of type %s cannot be frozen (only plain data "
-                                 "and instances of the job's own classes)" % t.__name__)
+                raise CodecError(
+                    "a value of type %s cannot be frozen (only plain data "
+                    "and instances of the job's own classes)" % t.__name__
+                )
             stack.append(children)
             owners.append(index)
             break
@@ -391,15 +401,14 @@ def _int_at(data: bytes, pos: int, end: int):
         n, pos = _varint_at(data, pos + 1)
         if pos + n > end:
             _fail(pos, "length exceeds the remaining data")
-        value = int.from_bytes(data[pos:pos + n], "little")
+        value = int.from_bytes(data[pos : pos + n], "little")
         return (-value if sign else value), pos + n
     _fail(pos, "expected an integer")
 
 
 _UNSET = object()
 _KEYED = frozenset((_DICT, _COUNTER, _ODICT, _DDICT, _INST))
-_EMPTY = {_LIST: list, _DICT: dict, _SET: set, _COUNTER: collections.Counter,
-          _ODICT: collections.OrderedDict}
+_EMPTY = {_LIST: list, _DICT: dict, _SET: set, _COUNTER: collections.Counter, _ODICT: collections.OrderedDict}
 
 
 def decode(data: bytes, classes: Optional[Mapping[str, type]] = None) -> Any:
@@ -420,8 +429,7 @@ def decode(data: bytes, classes: Optional[Mapping[str, type]] = None) -> Any:
         raise
     except IndexError:
         raise CodecError("malformed data: unexpected end") from None
-    except (TypeError, ValueError, OverflowError, RecursionError, MemoryError,
-            struct.error, UnicodeDecodeError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError, MemoryError, struct.error, UnicodeDecodeError) as exc:
         # e.g. an unhashable value where a dict key was expected
         raise CodecError("malformed data: %s" % exc) from None
     if pos != len(data):
@@ -455,7 +463,7 @@ def _decode(data: bytes, classes):
                 n, pos = _varint_at(data, pos)
             if pos + n > end:
                 _fail(pos, "length exceeds the remaining data")
-            v = data[pos:pos + n].decode("utf-8", "surrogatepass")
+            v = data[pos : pos + n].decode("utf-8", "surrogatepass")
             pos += n
         elif tag == _FLOAT:
             if pos + 8 > end:
@@ -481,7 +489,7 @@ def _decode(data: bytes, classes):
                     ln, pos = _varint_at(data, pos + 1)
                     if pos + ln > end:
                         _fail(pos, "length exceeds the remaining data")
-                    append(data[pos:pos + ln].decode("utf-8", "surrogatepass"))
+                    append(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
                     pos += ln
                 elif t == _FLOAT:
                     if pos + 9 > end:
@@ -516,7 +524,7 @@ def _decode(data: bytes, classes):
             n, pos = _varint_at(data, pos)
             if pos + n > end:
                 _fail(pos, "length exceeds the remaining data")
-            v = data[pos:pos + n]
+            v = data[pos : pos + n]
             pos += n
         elif tag == _COMPLEX:
             if pos + 16 > end:
@@ -543,7 +551,7 @@ def _decode(data: bytes, classes):
             if pos + 8 * n > end:
                 _fail(pos, "length exceeds the remaining data")
             arr = array("q" if tag == _LIST_I64 else "d")
-            arr.frombytes(data[pos:pos + 8 * n])
+            arr.frombytes(data[pos : pos + 8 * n])
             pos += 8 * n
             if _BIG:
                 arr.byteswap()
@@ -553,7 +561,7 @@ def _decode(data: bytes, classes):
             n, pos = _varint_at(data, pos)
             if pos + n > end:
                 _fail(pos, "length exceeds the remaining data")
-            chunk = data[pos:pos + n]
+            chunk = data[pos : pos + n]
             if chunk.strip(b"\x00\x01"):
                 _fail(pos, "bad boolean")
             v = list(map(bool, chunk))
@@ -572,14 +580,14 @@ def _decode(data: bytes, classes):
                 _fail(pos, "length exceeds the remaining data")
             v = []
             for ln in lengths:
-                v.append(data[pos:pos + ln].decode("utf-8", "surrogatepass"))
+                v.append(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
                 pos += ln
             memo.append(v)
         elif tag == _BYTEARRAY:
             n, pos = _varint_at(data, pos)
             if pos + n > end:
                 _fail(pos, "length exceeds the remaining data")
-            v = bytearray(data[pos:pos + n])
+            v = bytearray(data[pos : pos + n])
             pos += n
             memo.append(v)
         elif tag in _EMPTY:
@@ -609,7 +617,7 @@ def _decode(data: bytes, classes):
             ln, pos = _varint_at(data, pos + 1)
             if pos + ln > end:
                 _fail(pos, "length exceeds the remaining data")
-            name = data[pos:pos + ln].decode("utf-8", "surrogatepass")
+            name = data[pos : pos + ln].decode("utf-8", "surrogatepass")
             pos += ln
             n, pos = _varint_at(data, pos)
             if n > end - pos:

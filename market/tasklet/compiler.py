@@ -45,10 +45,10 @@ class PointInfo:
 
     def __init__(self, number, kind, path, loops, temp=None, live=()):
         self.number = number
-        self.kind = kind        # 'entry' | 'loop' | 'call'
-        self.path = path        # [(index, field or None), ...] from the function body
-        self.loops = loops      # ids of the for-loops whose iterators are live here
-        self.temp = temp        # call points: temporary receiving the return value
+        self.kind = kind  # 'entry' | 'loop' | 'call'
+        self.path = path  # [(index, field or None), ...] from the function body
+        self.loops = loops  # ids of the for-loops whose iterators are live here
+        self.temp = temp  # call points: temporary receiving the return value
         self.live = tuple(live)  # call points: temporaries computed earlier in the statement
 
 
@@ -98,10 +98,31 @@ def _const_assign(ident: str, value, src: ast.AST) -> ast.Assign:
 
 
 _CHUNK = 256
-_CHEAP_BUILTINS = frozenset({"abs", "len", "int", "float", "bool", "divmod", "ord", "chr", "round",
-                             "isinstance", "complex"})
-_CHEAP_MATH = frozenset({"sqrt", "hypot", "floor", "ceil", "exp", "log", "log2", "log10", "sin",
-                         "cos", "tan", "atan", "atan2", "fabs", "trunc", "copysign", "isqrt", "gcd"})
+_CHEAP_BUILTINS = frozenset(
+    {"abs", "len", "int", "float", "bool", "divmod", "ord", "chr", "round", "isinstance", "complex"}
+)
+_CHEAP_MATH = frozenset(
+    {
+        "sqrt",
+        "hypot",
+        "floor",
+        "ceil",
+        "exp",
+        "log",
+        "log2",
+        "log10",
+        "sin",
+        "cos",
+        "tan",
+        "atan",
+        "atan2",
+        "fabs",
+        "trunc",
+        "copysign",
+        "isqrt",
+        "gcd",
+    }
+)
 
 
 class _FunctionTransformer:
@@ -142,13 +163,15 @@ class _FunctionTransformer:
         return out
 
     def check(self, point: int, src: ast.AST) -> ast.stmt:
-        return _stamp(_parse_stmt("if _tk_F: _tk_pause(%r, %d, _tk_locals())"
-                                  % (self.name, point)), src)
+        return _stamp(_parse_stmt("if _tk_F: _tk_pause(%r, %d, _tk_locals())" % (self.name, point)), src)
 
     def stmt(self, s: ast.stmt) -> List[ast.stmt]:
         self.pre, self.live = [], []
-        self.walrus = any(isinstance(n, ast.NamedExpr) for n in ast.walk(s)) \
-            if not isinstance(s, (ast.For, ast.While, ast.If, ast.Try)) else False
+        self.walrus = (
+            any(isinstance(n, ast.NamedExpr) for n in ast.walk(s))
+            if not isinstance(s, (ast.For, ast.While, ast.If, ast.Try))
+            else False
+        )
         if isinstance(s, ast.For) and self.chunkable(s):
             return self.chunked_for(s)
         if isinstance(s, ast.For):
@@ -158,10 +181,17 @@ class _FunctionTransformer:
             self.next_loop += 1
             p = self.new_point()
             seq, itn = "_tk_s%d" % k, "_tk_i%d" % k
-            setup = [_assign(seq, it, s.iter),
-                     _assign(itn, _stamp(ast.Call(func=ast.Name(id="_tk_iter", ctx=ast.Load()),
-                                                  args=[_name(seq, s.iter)], keywords=[]),
-                                         s.iter), s.iter)]
+            setup = [
+                _assign(seq, it, s.iter),
+                _assign(
+                    itn,
+                    _stamp(
+                        ast.Call(func=ast.Name(id="_tk_iter", ctx=ast.Load()), args=[_name(seq, s.iter)], keywords=[]),
+                        s.iter,
+                    ),
+                    s.iter,
+                ),
+            ]
             s.iter = _name(itn, s.iter)
             s.body = [self.check(p, s)] + self.block(s.body)
             s.orelse = self.block(s.orelse)
@@ -193,16 +223,36 @@ class _FunctionTransformer:
     def chunkable(self, s: ast.For) -> bool:
         """A tight loop over range() whose body cannot take long per iteration."""
         it = s.iter
-        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
-                and it.func.id == "range" and "range" not in self.shadowed
-                and 1 <= len(it.args) <= 3 and not it.keywords
-                and not any(isinstance(a, ast.Starred) for a in it.args)
-                and not s.orelse and not self.has_call(it)):
+        if not (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id == "range"
+            and "range" not in self.shadowed
+            and 1 <= len(it.args) <= 3
+            and not it.keywords
+            and not any(isinstance(a, ast.Starred) for a in it.args)
+            and not s.orelse
+            and not self.has_call(it)
+        ):
             return False
         for node in ast.walk(ast.Module(body=s.body, type_ignores=[])):
-            if isinstance(node, (ast.For, ast.While, ast.Break, ast.Try, ast.Yield, ast.YieldFrom,
-                                 ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
-                                 ast.Lambda, ast.Return)):
+            if isinstance(
+                node,
+                (
+                    ast.For,
+                    ast.While,
+                    ast.Break,
+                    ast.Try,
+                    ast.Yield,
+                    ast.YieldFrom,
+                    ast.ListComp,
+                    ast.SetComp,
+                    ast.DictComp,
+                    ast.GeneratorExp,
+                    ast.Lambda,
+                    ast.Return,
+                ),
+            ):
                 return False
             if isinstance(node, ast.Call) and not self.cheap_call(node.func):
                 return False
@@ -211,9 +261,13 @@ class _FunctionTransformer:
     def cheap_call(self, func) -> bool:
         if isinstance(func, ast.Name):
             return func.id in _CHEAP_BUILTINS and func.id not in self.shadowed
-        return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                and func.value.id == "math" and func.attr in _CHEAP_MATH
-                and "math" not in self.local_names)
+        return (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "math"
+            and func.attr in _CHEAP_MATH
+            and "math" not in self.local_names
+        )
 
     def chunked_for(self, s: ast.For) -> List[ast.stmt]:
         """Check the flag once per _CHUNK iterations instead of every one.
@@ -229,9 +283,11 @@ class _FunctionTransformer:
         rng, off = "_tk_r%d" % k, "_tk_c%d" % k
         self.temps.extend([rng, off])
         seq, itn = "_tk_s%d" % k, "_tk_i%d" % k
-        setup = [_assign(rng, s.iter, s.iter),
-                 _stamp(_parse_stmt("%s = _tk_range(0, _tk_len(%s), %d)" % (seq, rng, _CHUNK)), s.iter),
-                 _stamp(_parse_stmt("%s = _tk_iter(%s)" % (itn, seq)), s.iter)]
+        setup = [
+            _assign(rng, s.iter, s.iter),
+            _stamp(_parse_stmt("%s = _tk_range(0, _tk_len(%s), %d)" % (seq, rng, _CHUNK)), s.iter),
+            _stamp(_parse_stmt("%s = _tk_iter(%s)" % (itn, seq)), s.iter),
+        ]
         inner = _stamp(_parse_stmt("for _ in %s[%s:%s + %d]:\n pass" % (rng, off, off, _CHUNK)), s)
         inner.target = s.target
         inner.body = s.body
@@ -245,10 +301,15 @@ class _FunctionTransformer:
         orelse = self.block(s.orelse)
         handlers = s.handlers
         # A handler that can catch BaseException must not swallow a suspension.
-        if any(h.type is None or (isinstance(h.type, ast.Name) and h.type.id == "BaseException")
-               or (isinstance(h.type, ast.Tuple) and any(
-                   isinstance(e, ast.Name) and e.id == "BaseException" for e in h.type.elts))
-               for h in handlers):
+        if any(
+            h.type is None
+            or (isinstance(h.type, ast.Name) and h.type.id == "BaseException")
+            or (
+                isinstance(h.type, ast.Tuple)
+                and any(isinstance(e, ast.Name) and e.id == "BaseException" for e in h.type.elts)
+            )
+            for h in handlers
+        ):
             guard = _stamp(_parse_stmt("try:\n pass\nexcept _tk_Suspend:\n raise").handlers[0], s)
             handlers = [guard] + handlers
         if not s.finalbody:
@@ -264,8 +325,12 @@ class _FunctionTransformer:
             inner.end_lineno = getattr(s, "end_lineno", s.lineno)
             inner.end_col_offset = getattr(s, "end_col_offset", 0)
             body = [inner]
-        outer = _stamp(_parse_stmt("try:\n pass\nexcept _tk_Suspend:\n %s = True\n raise\n"
-                                   "finally:\n if not %s:\n  pass" % (flag, flag)), s)
+        outer = _stamp(
+            _parse_stmt(
+                "try:\n pass\nexcept _tk_Suspend:\n %s = True\n raise\nfinally:\n if not %s:\n  pass" % (flag, flag)
+            ),
+            s,
+        )
         outer.body = body
         outer.finalbody[0].body = s.finalbody
         outer._tk_fin = flag
@@ -285,8 +350,7 @@ class _FunctionTransformer:
         return t
 
     def is_job_call(self, e) -> bool:
-        return (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)
-                and e.func.id in self.job_functions)
+        return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in self.job_functions
 
     def has_call(self, e) -> bool:
         return any(self.is_job_call(n) for n in ast.walk(e))
@@ -312,7 +376,7 @@ class _FunctionTransformer:
         if not with_calls:
             return
         last = with_calls[-1]
-        for i, (get, put) in enumerate(slots[:last + 1]):
+        for i, (get, put) in enumerate(slots[: last + 1]):
             value = self.lin(get())
             if i < last and not self.stable(value):
                 t = self.new_temp()
@@ -323,9 +387,13 @@ class _FunctionTransformer:
 
     def call_point(self, call: ast.Call, temp: Optional[str], src: ast.AST) -> ast.Try:
         p = self.new_point()
-        node = _stamp(_parse_stmt(
-            "try:\n pass\nexcept _tk_Suspend as _tk_e:\n"
-            " _tk_e.frames.append((%r, %d, _tk_locals()))\n raise" % (self.name, p)), src)
+        node = _stamp(
+            _parse_stmt(
+                "try:\n pass\nexcept _tk_Suspend as _tk_e:\n"
+                " _tk_e.frames.append((%r, %d, _tk_locals()))\n raise" % (self.name, p)
+            ),
+            src,
+        )
         if temp is None:
             stmt = ast.Expr(value=call)
             ast.copy_location(stmt, src)
@@ -401,11 +469,13 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
         for i, s in enumerate(stmts):
             p = getattr(s, "_tk_point", None)
             if isinstance(s, (ast.For, ast.While)):
-                inner = loops + [s._tk_loop] if isinstance(s, ast.For) and \
-                    getattr(s, "_tk_loop", None) is not None else loops
+                inner = (
+                    loops + [s._tk_loop]
+                    if isinstance(s, ast.For) and getattr(s, "_tk_loop", None) is not None
+                    else loops
+                )
                 if p is not None:
-                    points[p] = PointInfo(p, "loop", prefix + [(i, None)], inner,
-                                          live=getattr(s, "_tk_live", ()))
+                    points[p] = PointInfo(p, "loop", prefix + [(i, None)], inner, live=getattr(s, "_tk_live", ()))
                 walk(s.body, prefix + [(i, "body")], inner)
                 walk(s.orelse, prefix + [(i, "orelse")], loops)
             elif isinstance(s, ast.If):
@@ -413,8 +483,7 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
                 walk(s.orelse, prefix + [(i, "orelse")], loops)
             elif isinstance(s, ast.Try):
                 if p is not None:
-                    points[p] = PointInfo(p, "call", prefix + [(i, None)], loops,
-                                          s._tk_temp, s._tk_live)
+                    points[p] = PointInfo(p, "call", prefix + [(i, None)], loops, s._tk_temp, s._tk_live)
                 else:
                     walk(s.body, prefix + [(i, "body")], loops)
                     walk(s.orelse, prefix + [(i, "orelse")], loops)
@@ -424,6 +493,7 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
 
 
 # -- continuations ------------------------------------------------------------
+
 
 def _rewrite_jumps(stmts, flag: str, src) -> List[ast.stmt]:
     """Retarget this loop level's break/continue at a one-shot wrapper loop."""
@@ -471,8 +541,12 @@ def _has_jump(stmts) -> bool:
             if _has_jump(s.body) or _has_jump(s.orelse):
                 return True
         elif isinstance(s, ast.Try):
-            if (_has_jump(s.body) or _has_jump(s.orelse) or _has_jump(s.finalbody)
-                    or any(_has_jump(h.body) for h in s.handlers)):
+            if (
+                _has_jump(s.body)
+                or _has_jump(s.orelse)
+                or _has_jump(s.finalbody)
+                or any(_has_jump(h.body) for h in s.handlers)
+            ):
                 return True
     return False
 
@@ -487,11 +561,9 @@ class _ContinuationBuilder:
         body = self.block(fn.body, self.point.path)
         restore = []
         for name in sorted(self.info.user_names | self.info.temps):
-            restore.append(_stamp(_parse_stmt(
-                "if %r in _tk_L: %s = _tk_L[%r]" % (name, name, name)), fn))
+            restore.append(_stamp(_parse_stmt("if %r in _tk_L: %s = _tk_L[%r]" % (name, name, name)), fn))
         for k in self.point.loops:
-            restore.append(_stamp(_parse_stmt(
-                "_tk_s%d, _tk_i%d = _tk_thaw_iter(_tk_I[%d])" % (k, k, k)), fn))
+            restore.append(_stamp(_parse_stmt("_tk_s%d, _tk_i%d = _tk_thaw_iter(_tk_I[%d])" % (k, k, k)), fn))
         func = _stamp(_parse_stmt("def %s(_tk_L, _tk_I, _tk_rv): pass" % self.info.name), fn)
         func.body = restore + body + [_stamp(ast.Pass(), fn)]
         return func
@@ -500,7 +572,7 @@ class _ContinuationBuilder:
         (i, field), rest = path[0], path[1:]
         s = stmts[i]
         head = self.point_head(s) if field is None else self.enter(s, field, rest)
-        return head + list(stmts[i + 1:])
+        return head + list(stmts[i + 1 :])
 
     def point_head(self, s) -> List[ast.stmt]:
         if getattr(s, "_tk_entry", False):
@@ -509,8 +581,9 @@ class _ContinuationBuilder:
             # resume at the top of an iteration: its check already happened
             return self.loop_wrap(s, s.body[1:])
         # call point: the callee's return value (or exception) arrives in _tk_rv
-        take = ast.Call(func=ast.Name(id="_tk_take", ctx=ast.Load()),
-                        args=[ast.Name(id="_tk_rv", ctx=ast.Load())], keywords=[])
+        take = ast.Call(
+            func=ast.Name(id="_tk_take", ctx=ast.Load()), args=[ast.Name(id="_tk_rv", ctx=ast.Load())], keywords=[]
+        )
         _stamp(take, s.body[0])
         if s._tk_temp is None:
             return [ast.copy_location(ast.Expr(value=take), s.body[0])]
@@ -547,6 +620,7 @@ class _ContinuationBuilder:
 
 # -- the compiled job ---------------------------------------------------------
 
+
 class CompiledJob:
     """A validated, transformed job module plus what resuming it needs."""
 
@@ -562,8 +636,7 @@ class CompiledJob:
         module_names = job_functions | set(info.classes) | self.global_names | _imported(tree)
         body = []
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and not (
-                    node.name == entry and self.is_generator):
+            if isinstance(node, ast.FunctionDef) and not (node.name == entry and self.is_generator):
                 fi = _FunctionTransformer(node, job_functions, module_names).run()
                 self.functions[node.name] = fi
                 body.append(fi.node)
@@ -602,11 +675,13 @@ class CompiledJob:
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise JobRefused([(self.info.functions[self.entry].lineno,
-                               "arguments do not fit %s(): %s" % (self.entry, exc))]) from None
+            raise JobRefused(
+                [(self.info.functions[self.entry].lineno, "arguments do not fit %s(): %s" % (self.entry, exc))]
+            ) from None
         if self.is_generator and "resume" in kwargs:
-            raise JobRefused([(self.info.functions[self.entry].lineno,
-                               "'resume' is passed by the runtime, not by the submitter")])
+            raise JobRefused(
+                [(self.info.functions[self.entry].lineno, "'resume' is passed by the runtime, not by the submitter")]
+            )
 
 
 def _imported(tree: ast.Module) -> set:

@@ -35,8 +35,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
     from typing import Tuple
 
-__all__ = ["EnvelopeError", "Header", "FORMAT_VERSION", "RUNTIME_VERSION", "source_hash",
-           "make_envelope", "read_header", "open_envelope"]
+__all__ = [
+    "EnvelopeError",
+    "Header",
+    "FORMAT_VERSION",
+    "RUNTIME_VERSION",
+    "source_hash",
+    "make_envelope",
+    "read_header",
+    "open_envelope",
+]
 
 MAGIC = b"MKTS"
 FORMAT_VERSION = 1
@@ -53,8 +61,9 @@ class EnvelopeError(ValueError):
 
 
 # A plain namedtuple (typing costs ~15 ms of every slice's start-up)
-Header = collections.namedtuple("Header", "source_sha256 entry seq runtime codec payload_length job_id",
-                                defaults=(None,))
+Header = collections.namedtuple(
+    "Header", "source_sha256 entry seq runtime codec payload_length job_id", defaults=(None,)
+)
 Header.__doc__ = """What an envelope says about the state it carries: source_sha256 (hex), entry, seq,
 runtime, codec, payload_length and job_id (or None)."""
 
@@ -85,9 +94,10 @@ def open_envelope(data: bytes, source: str) -> Tuple[Header, bytes]:
     """Like :func:`read_header`, and also check that it belongs to ``source``."""
     header, payload = _split(data)
     if header.source_sha256 != source_hash(source):
-        raise EnvelopeError("this state belongs to another job source (source sha256 %s..., "
-                            "given source %s...)" % (header.source_sha256[:12],
-                                                      source_hash(source)[:12]))
+        raise EnvelopeError(
+            "this state belongs to another job source (source sha256 %s..., "
+            "given source %s...)" % (header.source_sha256[:12], source_hash(source)[:12])
+        )
     return header, payload
 
 
@@ -101,30 +111,28 @@ def _split(data: bytes) -> Tuple[Header, bytes]:
     if magic != MAGIC:
         raise EnvelopeError("not a frozen job state (bad magic)")
     if version != FORMAT_VERSION:
-        raise EnvelopeError("state format version %d is not supported (this runtime reads "
-                            "version %d)" % (version, FORMAT_VERSION))
+        raise EnvelopeError(
+            "state format version %d is not supported (this runtime reads version %d)" % (version, FORMAT_VERSION)
+        )
     if hlen > _MAX_HEADER or _PREFIX.size + hlen + _DIGEST > len(data):
         raise EnvelopeError("state truncated or corrupt: header length %d" % hlen)
     body, digest = data[:-_DIGEST], data[-_DIGEST:]
     if _sha256(body).digest() != digest:
         raise EnvelopeError("state checksum mismatch: the state was truncated or altered")
     try:
-        fields = json.loads(data[_PREFIX.size:_PREFIX.size + hlen].decode("utf-8"))
+        fields = json.loads(data[_PREFIX.size : _PREFIX.size + hlen].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise EnvelopeError("state header is not valid JSON") from None
     header = _header_from(fields)
-    payload = body[_PREFIX.size + hlen:]
+    payload = body[_PREFIX.size + hlen :]
     if len(payload) != header.payload_length:
-        raise EnvelopeError("state payload is %d bytes, header says %d"
-                            % (len(payload), header.payload_length))
+        raise EnvelopeError("state payload is %d bytes, header says %d" % (len(payload), header.payload_length))
     if header.runtime != RUNTIME_VERSION:
-        raise EnvelopeError("state made by runtime %r; this worker runs %r"
-                            % (header.runtime, RUNTIME_VERSION))
+        raise EnvelopeError("state made by runtime %r; this worker runs %r" % (header.runtime, RUNTIME_VERSION))
     return header, payload
 
 
-_TYPES = {"source_sha256": str, "entry": str, "seq": int, "runtime": str, "codec": str,
-          "payload_length": int}
+_TYPES = {"source_sha256": str, "entry": str, "seq": int, "runtime": str, "codec": str, "payload_length": int}
 
 
 def _header_from(fields) -> Header:

@@ -47,18 +47,16 @@ def _child_env() -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point for ``market run-local``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="market run-local",
-                                     description="Run a job locally, freezing and thawing it "
-                                                 "in a fresh process every slice.")
+    parser = argparse.ArgumentParser(
+        prog="market run-local",
+        description="Run a job locally, freezing and thawing it in a fresh process every slice.",
+    )
     parser.add_argument("module", help="the job module (a .py file)")
     parser.add_argument("function", help="the job function in it")
     parser.add_argument("args", nargs="*", help="arguments: JSON literals, else strings")
-    parser.add_argument("--slice", type=float, default=1.0, dest="seconds",
-                        help="slice length in seconds (default 1)")
-    parser.add_argument("--budget", type=int, default=None,
-                        help="also stop every N back-edges (for testing)")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the slices (default: this one)")
+    parser.add_argument("--slice", type=float, default=1.0, dest="seconds", help="slice length in seconds (default 1)")
+    parser.add_argument("--budget", type=int, default=None, help="also stop every N back-edges (for testing)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the slices (default: this one)")
     opts = parser.parse_args(argv)
     try:
         with open(opts.module, encoding="utf-8") as f:
@@ -75,17 +73,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     env = _child_env()
     while True:
         hops += 1
-        proc = subprocess.run([opts.python, "-m", _MODULE],
-                              input=encode_request(envelope, source, opts.seconds, opts.budget),
-                              stdout=subprocess.PIPE, env=env)
+        proc = subprocess.run(
+            [opts.python, "-m", _MODULE],
+            input=encode_request(envelope, source, opts.seconds, opts.budget),
+            stdout=subprocess.PIPE,
+            env=env,
+        )
         try:
             outcome = decode_response(proc.stdout)
         except EnvelopeError as exc:
             print("slice %d rejected: %s" % (hops, exc), file=sys.stderr)
             return 2
         except Exception:
-            print("slice %d: the slice process failed (exit status %d)"
-                  % (hops, proc.returncode), file=sys.stderr)
+            print("slice %d: the slice process failed (exit status %d)" % (hops, proc.returncode), file=sys.stderr)
             return 1
         if outcome.finished:
             break

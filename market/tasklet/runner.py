@@ -26,8 +26,7 @@ import types
 
 from . import codec
 from .compiler import JOB_FILENAME, CompiledJob, compile_job
-from .envelope import (RUNTIME_VERSION, EnvelopeError, Header, make_envelope, open_envelope,
-                       source_hash)
+from .envelope import RUNTIME_VERSION, EnvelopeError, Header, make_envelope, open_envelope, source_hash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -35,8 +34,16 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 
 __all__ = ["SliceOutcome", "start", "run_slice"]
 
-_MUTABLE = (list, dict, set, bytearray, collections.deque, collections.Counter,
-            collections.OrderedDict, collections.defaultdict)
+_MUTABLE = (
+    list,
+    dict,
+    set,
+    bytearray,
+    collections.deque,
+    collections.Counter,
+    collections.OrderedDict,
+    collections.defaultdict,
+)
 
 
 # A plain namedtuple: importing typing costs ~15 ms, paid on every slice in a fresh process.
@@ -138,11 +145,19 @@ class _Control:
 
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
     ns = {
-        "__name__": "__job__", "__builtins__": builtins,
-        "_tk_F": False, "_tk_pause": ctl.pause, "_tk_locals": builtins.locals,
-        "_tk_iter": builtins.iter, "_tk_Suspend": _Suspend, "_tk_take": _take,
-        "_tk_thaw_iter": _thaw_iter, "_tk_range": builtins.range, "_tk_len": builtins.len,
-        "progress": ctl.set_progress, "job_id": ctl.get_job_id,
+        "__name__": "__job__",
+        "__builtins__": builtins,
+        "_tk_F": False,
+        "_tk_pause": ctl.pause,
+        "_tk_locals": builtins.locals,
+        "_tk_iter": builtins.iter,
+        "_tk_Suspend": _Suspend,
+        "_tk_take": _take,
+        "_tk_thaw_iter": _thaw_iter,
+        "_tk_range": builtins.range,
+        "_tk_len": builtins.len,
+        "progress": ctl.set_progress,
+        "job_id": ctl.get_job_id,
     }
     ctl.ns = ns
     exec(job.code, ns)
@@ -180,6 +195,7 @@ def _arm_timer(seconds: float, ctl: _Control):
         def disarm():
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
         return disarm
     timer = threading.Timer(seconds, ctl.expire)
     timer.daemon = True
@@ -203,14 +219,14 @@ def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[in
     job = compile_job(source, entry)
     args, kwargs = list(args or []), dict(kwargs or {})
     job.check_arguments(args, kwargs)
-    state = {"kind": "gen" if job.is_generator else "call", "args": args, "kwargs": kwargs,
-             "progress": None}
+    state = {"kind": "gen" if job.is_generator else "call", "args": args, "kwargs": kwargs, "progress": None}
     if job.is_generator:
         state.update(started=False, resume=None, globals={})
     try:
         payload = codec.encode(state)
     except codec.CodecError as exc:
         from .validator import JobRefused
+
         raise JobRefused([(0, "arguments must be plain data: %s" % exc)]) from None
     header = Header(source_hash(source), entry, 0, RUNTIME_VERSION, codec.NAME, 0, job_id)
     return make_envelope(header, payload)
@@ -218,8 +234,10 @@ def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[in
 
 def _check_state(state, job: CompiledJob) -> None:
     """Refuse a decoded state that this job could not have produced."""
+
     def bad(why):
         raise EnvelopeError("state does not fit this job: %s" % why)
+
     if type(state) is not dict or state.get("kind") not in ("call", "frames", "gen"):
         bad("unknown state kind")
     kind = state["kind"]
@@ -255,11 +273,11 @@ def _check_state(state, job: CompiledJob) -> None:
             for d in iters.values():
                 if not (type(d) is list and d and d[0] in ("range", "seq", "rest")):
                     bad("loop position")
-                if d[0] == "range" and not (len(d) == 4 and all(type(x) is int for x in d[1:])
-                                            and d[3] != 0):
+                if d[0] == "range" and not (len(d) == 4 and all(type(x) is int for x in d[1:]) and d[3] != 0):
                     bad("range position")
-                if d[0] == "seq" and not (len(d) == 3 and type(d[1]) in (list, tuple, str, bytes)
-                                          and type(d[2]) is int and d[2] >= 0):
+                if d[0] == "seq" and not (
+                    len(d) == 3 and type(d[1]) in (list, tuple, str, bytes) and type(d[2]) is int and d[2] >= 0
+                ):
                     bad("sequence position")
                 if d[0] == "rest" and not (len(d) == 2 and type(d[1]) is list):
                     bad("remaining items")
@@ -279,7 +297,7 @@ def _resume(job: CompiledJob, ns: dict, frames) -> Any:
             value = k(local_vars, iters, _Raised(raised) if raised is not None else value)
             raised = None
         except _Suspend as s:
-            s.pending = frames[i + 1:]
+            s.pending = frames[i + 1 :]
             raise
         except Exception as exc:  # delivered to the caller's frame
             raised = exc
@@ -295,14 +313,14 @@ def _freeze_frames(job: CompiledJob, s: _Suspend):
         pi = info.points[point]
         keep = info.user_names.union(pi.live)
         clean = {k: v for k, v in local_vars.items() if k in keep}
-        iters = {k: _freeze_iter(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k])
-                 for k in pi.loops}
+        iters = {k: _freeze_iter(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k]) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
 
 
-def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[int] = None,
-              job_id=None) -> SliceOutcome:
+def run_slice(
+    envelope: bytes, source: str, seconds: float, *, budget: Optional[int] = None, job_id=None
+) -> SliceOutcome:
     """Thaw the state in ``envelope``, run it for ``seconds``, freeze it again.
 
     ``budget`` forces a suspension after that many back-edges (loop
@@ -315,8 +333,15 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
     if job_id is None:
         job_id = header.job_id
     ctl = _Control({}, budget if budget is None else max(1, int(budget)), job_id, None)
-    stats = {"wall_seconds": 0.0, "suspensions": 0, "back_edges": None, "frames": 0,
-             "resumed_frames": 0, "stop_latency": None, "stop_latency_cpu": None}
+    stats = {
+        "wall_seconds": 0.0,
+        "suspensions": 0,
+        "back_edges": None,
+        "frames": 0,
+        "resumed_frames": 0,
+        "stop_latency": None,
+        "stop_latency_cpu": None,
+    }
 
     def outcome(env=None, finished=False, result=None, error=None):
         stats["wall_seconds"] = time.perf_counter() - t0
@@ -362,8 +387,7 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
         try:
             new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
         except Exception as exc:  # e.g. a loop position that cannot be read
-            return outcome(finished=True, error="cannot freeze the job's state: %s: %s"
-                           % (type(exc).__name__, exc))
+            return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     except Exception as exc:
         return outcome(finished=True, error=_describe_error(exc))
     if new_state is None:
@@ -372,9 +396,11 @@ def run_slice(envelope: bytes, source: str, seconds: float, *, budget: Optional[
         except codec.CodecError as exc:
             return outcome(finished=True, error="cannot encode the job's result: %s" % exc)
         return outcome(finished=True, result=result)
-    new_state["globals"] = {k: ns[k] for k in sorted(job.global_names)
-                            if k in ns and (isinstance(ns[k], _MUTABLE)
-                                            or type(ns[k]).__name__ in classes)}
+    new_state["globals"] = {
+        k: ns[k]
+        for k in sorted(job.global_names)
+        if k in ns and (isinstance(ns[k], _MUTABLE) or type(ns[k]).__name__ in classes)
+    }
     new_state["progress"] = ctl.progress
     stats["suspensions"] = 1
     stats["frames"] = len(new_state.get("frames", ()))
@@ -401,5 +427,10 @@ def _run_generator(job: CompiledJob, ns: dict, ctl: _Control, state, budget):
         if ctl.expired or (budget is not None and yields >= budget):
             if budget is not None:
                 ctl.back_edges = yields
-            return None, {"kind": "gen", "args": state["args"], "kwargs": state["kwargs"],
-                          "started": True, "resume": checkpoint}
+            return None, {
+                "kind": "gen",
+                "args": state["args"],
+                "kwargs": state["kwargs"],
+                "started": True,
+                "resume": checkpoint,
+            }

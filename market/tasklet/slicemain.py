@@ -67,15 +67,16 @@ def _unframe(magic: bytes, data: bytes, count: int) -> List[bytes]:
         pos += 4
         if n > _MAX_FRAME or pos + n > len(data):
             raise FrameError("truncated or oversized frame")
-        parts.append(data[pos:pos + n])
+        parts.append(data[pos : pos + n])
         pos += n
     if pos != len(data):
         raise FrameError("trailing bytes")
     return parts
 
 
-def encode_request(envelope: bytes, source: str, seconds: float, budget: Optional[int] = None,
-                   job_id: Optional[int] = None) -> bytes:
+def encode_request(
+    envelope: bytes, source: str, seconds: float, budget: Optional[int] = None, job_id: Optional[int] = None
+) -> bytes:
     """Bytes to send to slicemain's stdin."""
     meta = json.dumps({"seconds": float(seconds), "budget": budget, "job_id": job_id})
     return _frames(REQUEST_MAGIC, [meta.encode(), bytes(envelope), source.encode("utf-8")])
@@ -98,13 +99,17 @@ def decode_request(data: bytes):
 def encode_response(outcome: Optional[SliceOutcome], rejected: Optional[str] = None) -> bytes:
     """Response bytes for an outcome, or for a rejected state/job."""
     if rejected is not None:
-        return _frames(RESPONSE_MAGIC, [json.dumps({"status": "rejected",
-                                                    "message": rejected}).encode(), b"", b""])
-    meta = {"status": "ok", "finished": outcome.finished, "error": outcome.error,
-            "progress": outcome.progress, "stats": outcome.stats,
-            "has_envelope": outcome.envelope is not None, "has_result": outcome.result is not None}
-    return _frames(RESPONSE_MAGIC, [json.dumps(meta).encode(), outcome.envelope or b"",
-                                    outcome.result or b""])
+        return _frames(RESPONSE_MAGIC, [json.dumps({"status": "rejected", "message": rejected}).encode(), b"", b""])
+    meta = {
+        "status": "ok",
+        "finished": outcome.finished,
+        "error": outcome.error,
+        "progress": outcome.progress,
+        "stats": outcome.stats,
+        "has_envelope": outcome.envelope is not None,
+        "has_result": outcome.result is not None,
+    }
+    return _frames(RESPONSE_MAGIC, [json.dumps(meta).encode(), outcome.envelope or b"", outcome.result or b""])
 
 
 def decode_response(data: bytes) -> SliceOutcome:
@@ -113,9 +118,14 @@ def decode_response(data: bytes) -> SliceOutcome:
     meta = json.loads(meta_raw.decode("utf-8"))
     if meta.get("status") != "ok":
         raise EnvelopeError(meta.get("message") or "slice rejected")
-    return SliceOutcome(envelope if meta["has_envelope"] else None, bool(meta["finished"]),
-                        result if meta["has_result"] else None, meta["error"], meta["progress"],
-                        meta["stats"])
+    return SliceOutcome(
+        envelope if meta["has_envelope"] else None,
+        bool(meta["finished"]),
+        result if meta["has_result"] else None,
+        meta["error"],
+        meta["progress"],
+        meta["stats"],
+    )
 
 
 def main(stdin=None, stdout=None) -> int:

@@ -20,21 +20,65 @@ __all__ = ["JobRefused", "ModuleInfo", "check_module", "ALLOWED_MODULES", "RESER
 # Pure, deterministic stdlib modules whose objects either are plain data or
 # only live inside one atomic call.  ``random`` is deliberately absent: its
 # generator state would not travel with the frozen state.
-ALLOWED_MODULES = frozenset({
-    "math", "cmath", "itertools", "functools", "collections", "heapq", "bisect", "string",
-    "re", "operator", "statistics", "fractions",
-})
+ALLOWED_MODULES = frozenset(
+    {
+        "math",
+        "cmath",
+        "itertools",
+        "functools",
+        "collections",
+        "heapq",
+        "bisect",
+        "string",
+        "re",
+        "operator",
+        "statistics",
+        "fractions",
+    }
+)
 RESERVED_PREFIX = "_tk_"
-FORBIDDEN_NAMES = frozenset({
-    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "input",
-    "breakpoint", "exit", "quit", "help", "memoryview", "__builtins__", "__loader__",
-    "__spec__", "__file__",
-})
-FORBIDDEN_METHODS = frozenset({
-    "__new__", "__del__", "__getattr__", "__getattribute__", "__setattr__", "__delattr__",
-    "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__init_subclass__",
-    "__class_getitem__", "__set_name__", "__slots__", "__copy__", "__deepcopy__",
-})
+FORBIDDEN_NAMES = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "open",
+        "__import__",
+        "globals",
+        "locals",
+        "vars",
+        "input",
+        "breakpoint",
+        "exit",
+        "quit",
+        "help",
+        "memoryview",
+        "__builtins__",
+        "__loader__",
+        "__spec__",
+        "__file__",
+    }
+)
+FORBIDDEN_METHODS = frozenset(
+    {
+        "__new__",
+        "__del__",
+        "__getattr__",
+        "__getattribute__",
+        "__setattr__",
+        "__delattr__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__getstate__",
+        "__setstate__",
+        "__init_subclass__",
+        "__class_getitem__",
+        "__set_name__",
+        "__slots__",
+        "__copy__",
+        "__deepcopy__",
+    }
+)
 _INJECTED = frozenset({"progress", "job_id"})
 _SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
 
@@ -50,8 +94,7 @@ class JobRefused(ValueError):
         super().__init__(self.problems)
 
     def __str__(self) -> str:
-        lines = ["job refused (%d problem%s):" % (len(self.problems),
-                                                  "" if len(self.problems) == 1 else "s")]
+        lines = ["job refused (%d problem%s):" % (len(self.problems), "" if len(self.problems) == 1 else "s")]
         lines += ["  line %d: %s" % (ln, why) for ln, why in self.problems]
         return "\n".join(lines)
 
@@ -73,11 +116,16 @@ def _is_dunder(name: str) -> bool:
 
 def _is_main_guard(node: ast.stmt) -> bool:
     test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.Compare)
-            and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
-            and isinstance(test.comparators[0], ast.Constant)
-            and test.comparators[0].value == "__main__")
+    return (
+        isinstance(node, ast.If)
+        and isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
 
 
 def _has_yield(fn: ast.AST) -> bool:
@@ -91,8 +139,7 @@ def _walk_scope(stmts):
         node = todo.pop()
         yield node
         for child in ast.iter_child_nodes(node):
-            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-                                      ast.Lambda)):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
                 todo.append(child)
 
 
@@ -150,11 +197,15 @@ class _Checker:
                     info.global_names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
         clash = info.global_names & (set(info.functions) | set(info.classes))
         for name in sorted(clash):
-            self.refuse(info.functions.get(name) or info.classes.get(name),
-                        "%r is both a function or class and a module variable" % name)
+            self.refuse(
+                info.functions.get(name) or info.classes.get(name),
+                "%r is both a function or class and a module variable" % name,
+            )
         if self.entry not in info.functions:
-            self.refuse(self.tree.body[0] if self.tree.body else None,
-                        "the job module has no top-level function named %r" % self.entry)
+            self.refuse(
+                self.tree.body[0] if self.tree.body else None,
+                "the job module has no top-level function named %r" % self.entry,
+            )
         else:
             info.entry = self.entry
             info.entry_is_generator = _has_yield(info.functions[self.entry])
@@ -168,14 +219,18 @@ class _Checker:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name not in ALLOWED_MODULES:
-                    self.refuse(node, "import of %r is not allowed (allowed: %s)"
-                                % (alias.name, ", ".join(sorted(ALLOWED_MODULES))))
+                    self.refuse(
+                        node,
+                        "import of %r is not allowed (allowed: %s)" % (alias.name, ", ".join(sorted(ALLOWED_MODULES))),
+                    )
                 self.check_name_binding(node, (alias.asname or alias.name).split(".")[0])
         elif isinstance(node, ast.ImportFrom):
             if node.level or node.module not in ALLOWED_MODULES:
-                self.refuse(node, "import from %r is not allowed (allowed: %s)"
-                            % ("." * node.level + (node.module or ""),
-                               ", ".join(sorted(ALLOWED_MODULES))))
+                self.refuse(
+                    node,
+                    "import from %r is not allowed (allowed: %s)"
+                    % ("." * node.level + (node.module or ""), ", ".join(sorted(ALLOWED_MODULES))),
+                )
             for alias in node.names:
                 if alias.name == "*":
                     self.refuse(node, "'import *' is not supported: name what you import")
@@ -189,8 +244,7 @@ class _Checker:
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
-                if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store))
-                           for n in ast.walk(t)):
+                if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Store)) for n in ast.walk(t)):
                     self.refuse(node, "top-level assignments may only bind names")
                 self.expr(t, None)
             if node.value is not None:
@@ -198,28 +252,35 @@ class _Checker:
         elif _is_main_guard(node):
             return  # never runs: the job module is not __main__
         else:
-            self.refuse(node, "only imports, functions, classes and constant assignments may "
-                              "appear at the top level of a job module (found %s)"
-                        % type(node).__name__)
+            self.refuse(
+                node,
+                "only imports, functions, classes and constant assignments may "
+                "appear at the top level of a job module (found %s)" % type(node).__name__,
+            )
 
     def check_name_binding(self, node, name: str) -> None:
         if name.startswith(RESERVED_PREFIX):
-            self.refuse(node, "names starting with %r are reserved for the runtime"
-                        % RESERVED_PREFIX)
+            self.refuse(node, "names starting with %r are reserved for the runtime" % RESERVED_PREFIX)
 
     def klass(self, node: ast.ClassDef) -> None:
         for d in node.decorator_list:
             self.refuse(d, "class decorators are not supported")
-        for kw in node.keywords:
+        for _kw in node.keywords:
             self.refuse(node, "class keywords (metaclass=...) are not supported")
         for base in node.bases:
             ok = isinstance(base, ast.Name) and (
-                base.id in self.info.classes or base.id == "object" or (
+                base.id in self.info.classes
+                or base.id == "object"
+                or (
                     isinstance(getattr(builtins, base.id, None), type)
-                    and issubclass(getattr(builtins, base.id), Exception)))
+                    and issubclass(getattr(builtins, base.id), Exception)
+                )
+            )
             if not ok:
-                self.refuse(base, "a job class may only derive from object, built-in "
-                                  "exceptions or other classes of the job module")
+                self.refuse(
+                    base,
+                    "a job class may only derive from object, built-in exceptions or other classes of the job module",
+                )
         for stmt in node.body:
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 continue
@@ -237,8 +298,7 @@ class _Checker:
                 if stmt.value is not None:
                     self.expr(stmt.value, "class bodies cannot call job functions")
             else:
-                self.refuse(stmt, "class bodies may only hold methods and constants "
-                                  "(found %s)" % type(stmt).__name__)
+                self.refuse(stmt, "class bodies may only hold methods and constants (found %s)" % type(stmt).__name__)
 
     # -- functions ------------------------------------------------------------
 
@@ -246,34 +306,37 @@ class _Checker:
         info = self.info
         self.check_name_binding(fn, fn.name)
         for d in fn.decorator_list:
-            if not (method and isinstance(d, ast.Name)
-                    and d.id in ("staticmethod", "classmethod", "property")):
+            if not (method and isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod", "property")):
                 self.refuse(d, "decorators are not supported")
         a = fn.args
         for default in a.defaults + [d for d in a.kw_defaults if d is not None]:
-            if isinstance(default, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp,
-                                    ast.SetComp)):
-                self.refuse(default, "mutable default arguments are not kept across slices; "
-                                     "use None and create the value in the function")
+            if isinstance(default, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)):
+                self.refuse(
+                    default,
+                    "mutable default arguments are not kept across slices; "
+                    "use None and create the value in the function",
+                )
             self.expr(default, None)
         is_gen = _has_yield(fn)
         generator_entry = is_gen and not method and fn.name == self.entry
         if is_gen and not generator_entry:
-            self.refuse(fn, "generators are only supported as the job's entry function "
-                            "(a generator job)")
+            self.refuse(fn, "generators are only supported as the job's entry function (a generator job)")
         if generator_entry:
             params = {x.arg for x in a.args + a.kwonlyargs}
             if "resume" not in params:
-                self.refuse(fn, "a generator job must accept a 'resume' keyword argument "
-                                "(the last state it yielded, None on the first call)")
+                self.refuse(
+                    fn,
+                    "a generator job must accept a 'resume' keyword argument "
+                    "(the last state it yielded, None on the first call)",
+                )
         names = local_names(fn)
         for name in sorted(names):
             if name.startswith(RESERVED_PREFIX):
-                self.refuse(fn, "names starting with %r are reserved for the runtime"
-                            % RESERVED_PREFIX)
+                self.refuse(fn, "names starting with %r are reserved for the runtime" % RESERVED_PREFIX)
             elif name in info.functions or name in info.classes:
-                self.refuse(fn, "local variable %r in %s() shadows the job's function or "
-                                "class of that name" % (name, fn.name))
+                self.refuse(
+                    fn, "local variable %r in %s() shadows the job's function or class of that name" % (name, fn.name)
+                )
         ctx = _Ctx(fn, names, method, generator_entry)
         self.block(fn.body, ctx)
 
@@ -284,11 +347,15 @@ class _Checker:
     def stmt(self, s: ast.stmt, ctx: "_Ctx") -> None:
         no_calls = ctx.no_calls
         if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            self.refuse(s, "nested functions and classes are not supported (define them at "
-                           "the top level of the module)")
+            self.refuse(
+                s, "nested functions and classes are not supported (define them at the top level of the module)"
+            )
         elif isinstance(s, (ast.Global, ast.Nonlocal)):
-            self.refuse(s, "'%s' statements are not supported: pass values as arguments "
-                           "and return them" % type(s).__name__.lower())
+            self.refuse(
+                s,
+                "'%s' statements are not supported: pass values as arguments "
+                "and return them" % type(s).__name__.lower(),
+            )
         elif isinstance(s, (ast.With, ast.AsyncWith)):
             self.refuse(s, "'with' statements are not supported")
         elif isinstance(s, ast.AsyncFor):
@@ -303,8 +370,9 @@ class _Checker:
             self.block(s.body, ctx)
             self.block(s.orelse, ctx)
         elif isinstance(s, ast.While):
-            self.expr(s.test, no_calls or "a while condition cannot call job functions "
-                                          "(compute it in the loop body)", ctx)
+            self.expr(
+                s.test, no_calls or "a while condition cannot call job functions (compute it in the loop body)", ctx
+            )
             self.block(s.body, ctx)
             self.block(s.orelse, ctx)
         elif isinstance(s, ast.If):
@@ -329,9 +397,14 @@ class _Checker:
         elif isinstance(s, ast.AugAssign):
             self.target(s.target, ctx)
             if not isinstance(s.target, ast.Name):
-                self.expr(s.value, no_calls or "augmented assignment to an item or attribute "
-                                               "cannot call a job function on the right "
-                                               "(assign the call to a variable first)", ctx)
+                self.expr(
+                    s.value,
+                    no_calls
+                    or "augmented assignment to an item or attribute "
+                    "cannot call a job function on the right "
+                    "(assign the call to a variable first)",
+                    ctx,
+                )
             else:
                 self.expr(s.value, no_calls, ctx)
         elif isinstance(s, ast.AnnAssign):
@@ -375,9 +448,11 @@ class _Checker:
                 continue
             if isinstance(node, ast.Attribute):
                 if _is_dunder(node.attr) and not (
-                        node.attr == "__init__" and isinstance(node.value, ast.Call)
-                        and isinstance(node.value.func, ast.Name)
-                        and node.value.func.id == "super"):
+                    node.attr == "__init__"
+                    and isinstance(node.value, ast.Call)
+                    and isinstance(node.value.func, ast.Name)
+                    and node.value.func.id == "super"
+                ):
                     self.refuse(node, "dunder attribute access (.%s) is not supported" % node.attr)
                 todo.append((node.value, why, False))
                 continue
@@ -387,21 +462,21 @@ class _Checker:
                     if why:
                         self.refuse(node, "call to job function %s(): %s" % (f.id, why))
                     elif f.id == self.entry and self.info.entry_is_generator:
-                        self.refuse(node, "the generator job %s() cannot be called by the "
-                                          "job itself" % f.id)
+                        self.refuse(node, "the generator job %s() cannot be called by the job itself" % f.id)
                     elif ctx is not None and ctx.method:
                         self.refuse(node, "methods of job classes cannot call job functions")
                     todo.append((f, why, True))
                 else:
-                    if (isinstance(f, ast.Name) and f.id in ("getattr", "setattr", "delattr",
-                                                             "hasattr")
-                            and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
-                            and isinstance(node.args[1].value, str)
-                            and _is_dunder(node.args[1].value)):
-                        self.refuse(node, "dunder attribute access via %s() is not supported"
-                                    % f.id)
-                    todo.append((f, why or "the called object is computed by a job "
-                                            "function call", False))
+                    if (
+                        isinstance(f, ast.Name)
+                        and f.id in ("getattr", "setattr", "delattr", "hasattr")
+                        and len(node.args) > 1
+                        and isinstance(node.args[1], ast.Constant)
+                        and isinstance(node.args[1].value, str)
+                        and _is_dunder(node.args[1].value)
+                    ):
+                        self.refuse(node, "dunder attribute access via %s() is not supported" % f.id)
+                    todo.append((f, why or "the called object is computed by a job function call", False))
                 for a in node.args:
                     todo.append((a, why, False))
                 for kw in node.keywords:
@@ -411,22 +486,23 @@ class _Checker:
                 self.lambda_(node, ctx)
                 continue
             if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-                why = "comprehensions run atomically and cannot call job functions " \
-                      "(use a for loop)"
+                why = "comprehensions run atomically and cannot call job functions (use a for loop)"
                 for child in ast.iter_child_nodes(node):
                     todo.append((child, why, False))
                 continue
             if isinstance(node, ast.BoolOp):
-                why = why or "job function calls inside 'and'/'or' are not supported " \
-                             "(assign the call to a variable first)"
+                why = (
+                    why
+                    or "job function calls inside 'and'/'or' are not supported (assign the call to a variable first)"
+                )
             elif isinstance(node, ast.IfExp):
-                why = why or "job function calls inside a conditional expression are not " \
-                             "supported (use an if statement)"
+                why = (
+                    why or "job function calls inside a conditional expression are not supported (use an if statement)"
+                )
             elif isinstance(node, ast.Compare) and len(node.comparators) > 1:
                 todo.append((node.left, why, False))
                 todo.append((node.comparators[0], why, False))
-                later = why or "job function calls in later parts of a chained comparison " \
-                               "are not supported"
+                later = why or "job function calls in later parts of a chained comparison are not supported"
                 todo.extend((c, later, False) for c in node.comparators[1:])
                 continue
             elif isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
@@ -438,8 +514,7 @@ class _Checker:
                     pass  # reported once for the whole function
             elif isinstance(node, ast.FormattedValue) and node.format_spec is not None:
                 todo.append((node.value, why, False))
-                todo.append((node.format_spec, why or "format specs cannot call job functions",
-                             False))
+                todo.append((node.format_spec, why or "format specs cannot call job functions", False))
                 continue
             elif type(node).__name__ in ("TemplateStr", "Interpolation"):
                 self.refuse(node, "template strings are not supported")
@@ -451,14 +526,20 @@ class _Checker:
         if ident in FORBIDDEN_NAMES:
             self.refuse(node, "%r is not available to jobs" % ident)
         elif ident.startswith(RESERVED_PREFIX):
-            self.refuse(node, "names starting with %r are reserved for the runtime"
-                        % RESERVED_PREFIX)
+            self.refuse(node, "names starting with %r are reserved for the runtime" % RESERVED_PREFIX)
         elif _is_dunder(ident):
             self.refuse(node, "dunder names (%s) are not supported" % ident)
-        elif ident in self.info.functions and not is_callee and isinstance(node.ctx, ast.Load) \
-                and not (ctx is not None and ident in ctx.names):
-            self.refuse(node, "job function %s can only be called directly, not used as a "
-                              "value (e.g. as a key= or map() callback)" % ident)
+        elif (
+            ident in self.info.functions
+            and not is_callee
+            and isinstance(node.ctx, ast.Load)
+            and not (ctx is not None and ident in ctx.names)
+        ):
+            self.refuse(
+                node,
+                "job function %s can only be called directly, not used as a "
+                "value (e.g. as a key= or map() callback)" % ident,
+            )
 
     def lambda_(self, node: ast.Lambda, ctx) -> None:
         a = node.args
@@ -469,9 +550,11 @@ class _Checker:
         if ctx is not None:
             for n in ast.walk(node.body):
                 if isinstance(n, ast.Name) and n.id in ctx.names and n.id not in own:
-                    self.refuse(n, "a lambda may not capture the local variable %r "
-                                   "(pass it as a default argument: lambda ..., %s=%s: ...)"
-                                % (n.id, n.id, n.id))
+                    self.refuse(
+                        n,
+                        "a lambda may not capture the local variable %r "
+                        "(pass it as a default argument: lambda ..., %s=%s: ...)" % (n.id, n.id, n.id),
+                    )
         self.expr(node.body, "a lambda runs atomically and cannot call job functions", None)
 
 

@@ -7,12 +7,13 @@ on every form; see ``docs/web.md``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from twisted.web import server
 
 
-def make_site(db, dispatcher: Optional[Any], options: Mapping[str, Any], reactor=None) -> server.Site:
+def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=None) -> server.Site:
     """The web ``Site`` for the market in ``db``.
 
     ``options`` are ``twistd market``'s: ``smtp`` (HOST:PORT relay, else mail goes to the ``outbox``
@@ -30,6 +31,6 @@ def make_site(db, dispatcher: Optional[Any], options: Mapping[str, Any], reactor
     try:
         mailer = Mailer(options.get("smtp"), options.get("outbox") or "var/outbox", reactor=reactor)
     except ValueError as e:
-        raise SystemExit(f"market: {e}")
+        raise SystemExit(f"market: {e}") from None
     web = Web(db, clock, mailer, public_url=options.get("public-url"), rpc_endpoint=options.get("rpc") or "tcp:7080")
     return make_web_site(web)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from market import accounts, credentials
-from market.errors import Conflict, MarketError, NotFound
+from market import accounts
+from market.accounts import credentials
+from market.core.errors import Conflict, MarketError, NotFound
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
 from market.web.context import Web, address, field
@@ -65,19 +66,29 @@ def install(app, web: Web) -> None:
         wait = web.throttle.wait(name, where)
         if wait > 0:
             minutes = int(wait // 60) + 1
-            return web.render(request, "login.html", visitor, 429, name=name,
-                              error=f"Too many failed log-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.")
+            return web.render(
+                request,
+                "login.html",
+                visitor,
+                429,
+                name=name,
+                error=f"Too many failed log-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.",
+            )
         account = await web.db.run(_lookup, name)
         good = await deferToThread(_verify, account["password_hash"] if account else "", password)
         if not good:
             web.throttle.failed(name, where)
-            return web.render(request, "login.html", visitor, 401, name=name,
-                              error="Wrong account name or password.")
+            return web.render(request, "login.html", visitor, 401, name=name, error="Wrong account name or password.")
         web.throttle.succeeded(name)
         if not account["confirmed"]:
-            return web.render(request, "login.html", visitor, 403, name=name,
-                              error="This account is not confirmed yet: follow the link in the e-mail we sent"
-                                    " when you signed up.")
+            return web.render(
+                request,
+                "login.html",
+                visitor,
+                403,
+                name=name,
+                error="This account is not confirmed yet: follow the link in the e-mail we sent when you signed up.",
+            )
         await web.sessions.start(request, account["id"])
         return web.redirect(request, "/")
 
@@ -99,9 +110,11 @@ def install(app, web: Web) -> None:
         email = field(request, "email", limit=255).strip()
         password = field(request, "password", limit=2048)
         errors = {}
-        for key, check in (("name", lambda: sql_accounts.check_name(name)),
-                           ("email", lambda: sql_accounts.check_email(email)),
-                           ("password", lambda: credentials.check_password_strength(password))):
+        for key, check in (
+            ("name", lambda: sql_accounts.check_name(name)),
+            ("email", lambda: sql_accounts.check_email(email)),
+            ("password", lambda: credentials.check_password_strength(password)),
+        ):
             try:
                 check()
             except MarketError as e:
@@ -112,20 +125,25 @@ def install(app, web: Web) -> None:
             return web.render(request, "signup.html", visitor, 400, name=name, email=email, errors=errors)
         base = web.base_url(request)
         try:
-            new = await deferToThread(accounts.create_account, web.db, name, email, password,
-                                      now=web.clock.seconds())
+            new = await deferToThread(accounts.create_account, web.db, name, email, password, now=web.clock.seconds())
         except Conflict:
             owner = await web.db.run(_lookup, name)
             if owner is not None:
-                web.mailer.send(owner["email"], "Someone asked for your account name",
-                                f"Someone asked the Market Dispatcher for a new account named {name!r}\n"
-                                f"with the address {email}. That name is yours, so nothing was changed.\n"
-                                "If it was you, log in with your password instead.\n")
+                web.mailer.send(
+                    owner["email"],
+                    "Someone asked for your account name",
+                    f"Someone asked the Market Dispatcher for a new account named {name!r}\n"
+                    f"with the address {email}. That name is yours, so nothing was changed.\n"
+                    "If it was you, log in with your password instead.\n",
+                )
         else:
-            web.mailer.send(email, "Confirm your Market Dispatcher account",
-                            f"Hello {name},\n\nto confirm your new account, open this link:\n\n"
-                            f"{base}/confirm/{new.confirm_token}\n\n"
-                            "If you did not ask for an account, ignore this message.\n")
+            web.mailer.send(
+                email,
+                "Confirm your Market Dispatcher account",
+                f"Hello {name},\n\nto confirm your new account, open this link:\n\n"
+                f"{base}/confirm/{new.confirm_token}\n\n"
+                "If you did not ask for an account, ignore this message.\n",
+            )
         return web.render(request, "signup_sent.html", visitor, email=email)
 
     @app.route("/confirm/<token>", methods=["GET"])

@@ -8,10 +8,11 @@ cap enforced) — so no handler can forget a check.
 from __future__ import annotations
 
 import functools
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 from market.web.mail import Mailer
 from market.web.render import Renderer
 from market.web.sessions import Sessions, Visitor, csrf_ok
@@ -35,9 +36,18 @@ class Refused(MarketError):
 class Web:
     """The site's shared parts. ``public_url`` (no trailing slash) is used for links in e-mails."""
 
-    def __init__(self, db, clock, mailer: Mailer, *, public_url: Optional[str] = None, rpc_endpoint: str = "tcp:7080",
-                 throttle: Optional[LoginThrottle] = None, renderer: Optional[Renderer] = None,
-                 max_module: int = 1024 * 1024):
+    def __init__(
+        self,
+        db,
+        clock,
+        mailer: Mailer,
+        *,
+        public_url: str | None = None,
+        rpc_endpoint: str = "tcp:7080",
+        throttle: LoginThrottle | None = None,
+        renderer: Renderer | None = None,
+        max_module: int = 1024 * 1024,
+    ):
         self.db = db
         self.clock = clock
         self.mailer = mailer
@@ -50,10 +60,10 @@ class Web:
         self.throttle = throttle or LoginThrottle(clock)
 
     # -- responses -----------------------------------------------------------------------------
-    def render(self, request, template: str, visitor: Optional[Visitor], code: int = 200, **values: Any) -> bytes:
+    def render(self, request, template: str, visitor: Visitor | None, code: int = 200, **values: Any) -> bytes:
         return self.renderer.page(request, template, code, visitor=visitor, **values)
 
-    def refusal(self, request, code: int, message: str, visitor: Optional[Visitor] = None) -> bytes:
+    def refusal(self, request, code: int, message: str, visitor: Visitor | None = None) -> bytes:
         return self.render(request, "refused.html", visitor, code, message=message, status=code)
 
     @staticmethod
@@ -91,15 +101,25 @@ class Web:
             async def guarded(request, **kw):
                 visitor = await self.sessions.visitor(request)
                 if getattr(request, "too_large", False):
-                    return self.refusal(request, 413, f"That upload is over {MAX_BODY // 1024} KiB. A job module"
-                                        f" may be at most {self.max_module // 1024} KiB.", visitor)
+                    return self.refusal(
+                        request,
+                        413,
+                        f"That upload is over {MAX_BODY // 1024} KiB. A job module"
+                        f" may be at most {self.max_module // 1024} KiB.",
+                        visitor,
+                    )
                 if members and not visitor.member:
                     if request.method == b"GET":
                         return self.redirect(request, "/login")
                     return self.refusal(request, 403, "Please log in first.", visitor)
                 if posted and not csrf_ok(request, visitor):
-                    return self.refusal(request, 403, "This form has expired or did not come from this site."
-                                        " Go back, reload the page and send it again.", visitor)
+                    return self.refusal(
+                        request,
+                        403,
+                        "This form has expired or did not come from this site."
+                        " Go back, reload the page and send it again.",
+                        visitor,
+                    )
                 return await handler(request, visitor, **kw)
 
             return guarded

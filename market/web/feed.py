@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
-from typing import Any, Dict
+from typing import Any
 
 from lxml import etree
 
-from market import credentials
-from market.errors import NotFound
+from market.accounts import credentials
+from market.core.errors import NotFound
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
 from market.web.context import ID, Web
@@ -25,22 +25,23 @@ ATOM = "http://www.w3.org/2005/Atom"
 
 def utc(t: float) -> str:
     """Epoch seconds -> RFC 3339 in UTC, as Atom wants."""
-    return datetime.datetime.fromtimestamp(float(t), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(float(t), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def feed_token(account: Dict[str, Any]) -> str:
+def feed_token(account: dict[str, Any]) -> str:
     """The account's feed token (changes when the password changes)."""
     key = (account["password_hash"] or "").encode("utf-8")
     return hmac.new(key, f"market-feed:{account['id']}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def feed_path(account: Dict[str, Any]) -> str:
+def feed_path(account: dict[str, Any]) -> str:
     """The path of the account's private feed."""
     return f"/feed/{account['id']}/{feed_token(account)}.atom"
 
 
-def atom(base: str, account: Dict[str, Any], events, now: float) -> bytes:
+def atom(base: str, account: dict[str, Any], events, now: float) -> bytes:
     """The Atom document for these events (newest first)."""
+
     def add(parent, tag, text=None, **attrib):
         element = etree.SubElement(parent, f"{{{ATOM}}}{tag}", attrib)
         if text is not None:
@@ -56,7 +57,8 @@ def atom(base: str, account: Dict[str, Any], events, now: float) -> bytes:
     for e in events:
         entry = add(root, "entry")
         what = {"submitted": "was submitted", "finished": "finished", "cancelled": "was cancelled"}.get(
-            e["event"], e["detail"])
+            e["event"], e["detail"]
+        )
         add(entry, "title", f"Job {e['job_id']} ({e['name']}) {what}")
         add(entry, "id", f"urn:market:job:{e['job_id']}:{e['event']}:{e['detail'] or ''}:{e['at']:.3f}")
         add(entry, "updated", utc(e["at"]))

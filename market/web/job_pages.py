@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import ast
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 from twisted.internet.threads import deferToThread
 
-from market import money
-from market.errors import MarketError
+from market.core import money
+from market.core.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
 from market.web import feed
@@ -24,7 +24,7 @@ FINAL = ("finished", "cancelled")
 SHOWN_RESULT = 20_000  # characters of a result shown on its page (the download has it all)
 
 
-def functions_in(source: str) -> List[str]:
+def functions_in(source: str) -> list[str]:
     """The module's top-level function names, for the "function" menu (nothing is executed)."""
     try:
         tree = ast.parse(source)
@@ -33,23 +33,25 @@ def functions_in(source: str) -> List[str]:
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef,))]
 
 
-def parse_arguments(text: str) -> Tuple[list, dict]:
+def parse_arguments(text: str) -> tuple[list, dict]:
     """Arguments as JSON: a list (positional), an object (keywords), or empty (no arguments)."""
     if not text.strip():
         return [], {}
     try:
         value = json.loads(text)
     except ValueError as e:
-        raise MarketError(f"the arguments are not valid JSON ({e.msg} at line {e.lineno} column {e.colno});"
-                          " write a list like [1000, \"text\"] or an object like {\"n\": 1000}") from None
+        raise MarketError(
+            f"the arguments are not valid JSON ({e.msg} at line {e.lineno} column {e.colno});"
+            ' write a list like [1000, "text"] or an object like {"n": 1000}'
+        ) from None
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):
         return [], value
-    raise MarketError("the arguments must be a JSON list like [1000] or an object like {\"n\": 1000}")
+    raise MarketError('the arguments must be a JSON list like [1000] or an object like {"n": 1000}')
 
 
-def _read_module(request, web: Web) -> Tuple[str, str]:
+def _read_module(request, web: Web) -> tuple[str, str]:
     """(source, error): the uploaded file, else the source carried over from the previous step."""
     uploaded = request.args.get(b"module", [b""])[0]
     raw = uploaded if uploaded.strip() else field(request, "source", limit=web.max_module + 1).encode("utf-8")
@@ -63,8 +65,9 @@ def _read_module(request, web: Web) -> Tuple[str, str]:
         return "", "The module is not UTF-8 text."
 
 
-def _create(tx, account_id: int, name: str, price: int, source: str, entry: str, args: list, kwargs: dict,
-            now: float) -> int:
+def _create(
+    tx, account_id: int, name: str, price: int, source: str, entry: str, args: list, kwargs: dict, now: float
+) -> int:
     from market import tasklet
 
     job_id = sql_jobs.create_job(tx, account_id, name, price, source, entry, now)
@@ -88,7 +91,7 @@ def install(app, web: Web) -> None:
     """Add the job routes to the Klein ``app``."""
 
     def submit_page(request, visitor, code=200, **values):
-        form: Dict[str, Any] = dict(source="", functions=[], function="", args="", name="", price="1.00", errors={})
+        form: dict[str, Any] = dict(source="", functions=[], function="", args="", name="", price="1.00", errors={})
         form.update(values)
         return web.render(request, "submit.html", visitor, code, max_kib=web.max_module // 1024, **form)
 
@@ -100,7 +103,7 @@ def install(app, web: Web) -> None:
     @app.route("/submit", methods=["POST"])
     @web.members(posted=True)
     async def submit(request, visitor):
-        errors: Dict[str, str] = {}
+        errors: dict[str, str] = {}
         source, problem = _read_module(request, web)
         if problem:
             errors["module"] = problem
@@ -130,13 +133,21 @@ def install(app, web: Web) -> None:
             refusal = await deferToThread(_check_job, source, function, args, kwargs)
             if refusal:
                 errors["module"] = f"This module cannot run as a market job:\n{refusal}"
-        values = dict(source=source, functions=functions, function=function, args=args_text, name=name,
-                      price=price_text, errors=errors)
+        values = dict(
+            source=source,
+            functions=functions,
+            function=function,
+            args=args_text,
+            name=name,
+            price=price_text,
+            errors=errors,
+        )
         if errors:
             return submit_page(request, visitor, 400, **values)
         try:
-            job_id = await web.db.run(_create, visitor.account_id, name, price, source, function, args, kwargs,
-                                      web.clock.seconds())
+            job_id = await web.db.run(
+                _create, visitor.account_id, name, price, source, function, args, kwargs, web.clock.seconds()
+            )
         except MarketError as e:
             errors["module"] = str(e)
             return submit_page(request, visitor, 400, **values)
@@ -148,8 +159,18 @@ def install(app, web: Web) -> None:
         errors = errors or {}
         mine = {r["id"] for r in rows}
         stray = [message for job_id, message in sorted(errors.items()) if job_id not in mine]
-        return web.render(request, "jobs.html", visitor, code, jobs=rows, final=FINAL, errors=errors, stray=stray,
-                          updated=updated, feed=feed.feed_path(account))
+        return web.render(
+            request,
+            "jobs.html",
+            visitor,
+            code,
+            jobs=rows,
+            final=FINAL,
+            errors=errors,
+            stray=stray,
+            updated=updated,
+            feed=feed.feed_path(account),
+        )
 
     @app.route("/jobs", methods=["GET"])
     @web.members()
@@ -164,7 +185,7 @@ def install(app, web: Web) -> None:
     @web.members(posted=True)
     async def prices(request, visitor):
         rows = {r["id"]: r for r in await web.db.run(sql_jobs.list_jobs, visitor.account_id)}
-        errors: Dict[int, str] = {}
+        errors: dict[int, str] = {}
         changed = 0
         for key in sorted(request.args):
             if not key.startswith(b"price-"):
@@ -219,7 +240,7 @@ def install(app, web: Web) -> None:
         return web.redirect(request, f"/jobs/{job_id}")
 
 
-def _decode(data) -> Tuple[Any, str]:
+def _decode(data) -> tuple[Any, str]:
     """(value, problem) — the runtime decodes a result as data, never executing anything."""
     if data is None:
         return None, ""
@@ -237,4 +258,3 @@ def _show(data) -> str:
         return problem
     text = value if isinstance(value, str) else json.dumps(value, default=repr, indent=1)
     return text if len(text) <= SHOWN_RESULT else text[:SHOWN_RESULT] + "\n… (download the result for the rest)"
-

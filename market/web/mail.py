@@ -12,7 +12,6 @@ import secrets
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Optional, Tuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -22,7 +21,7 @@ log = Logger()
 _LINK = re.compile(r"https?://\S+")
 
 
-def parse_relay(value: str) -> Tuple[str, int]:
+def parse_relay(value: str) -> tuple[str, int]:
     """``"HOST:PORT"`` (or just ``HOST``, port 25) -> (host, port)."""
     host, _, port = value.rpartition(":") if ":" in value else (value, "", "25")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -37,7 +36,7 @@ class Mailer:
     (or where) mail went, or it would reveal which accounts exist.
     """
 
-    def __init__(self, relay: Optional[str], outbox: str, sender: str = "market@localhost", reactor=None):
+    def __init__(self, relay: str | None, outbox: str, sender: str = "market@localhost", reactor=None):
         self.relay = parse_relay(relay) if relay else None
         self.outbox = outbox
         self.sender = sender
@@ -67,8 +66,13 @@ class Mailer:
         d.addCallback(lambda _: True)
 
         def failed(failure):
-            log.warn("could not send mail to {to} through {host}:{port}: {why}", to=to, host=host, port=port,
-                     why=failure.getErrorMessage())
+            log.warn(
+                "could not send mail to {to} through {host}:{port}: {why}",
+                to=to,
+                host=host,
+                port=port,
+                why=failure.getErrorMessage(),
+            )
             return False
 
         return d.addErrback(failed)
@@ -85,6 +89,12 @@ class Mailer:
             log.error("could not write mail to the outbox {outbox}: {why}", outbox=self.outbox, why=e.strerror)
             return False
         link = _LINK.search(body)
-        log.info("no --smtp relay: mail to {to} ({subject}) is in {outbox}/{name}{link}", to=to, subject=subject,
-                 outbox=self.outbox, name=name, link=f"; its link: {link.group(0)}" if link else "")
+        log.info(
+            "no --smtp relay: mail to {to} ({subject}) is in {outbox}/{name}{link}",
+            to=to,
+            subject=subject,
+            outbox=self.outbox,
+            name=name,
+            link=f"; its link: {link.group(0)}" if link else "",
+        )
         return True

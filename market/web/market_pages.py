@@ -10,7 +10,7 @@ from twisted.internet.threads import deferToThread
 from twisted.protocols.basic import FileSender
 
 from market import accounts
-from market.errors import MarketError
+from market.core.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import web as sql_web
@@ -20,8 +20,19 @@ from market.web.render import STATIC
 
 def worker_command(server: str, client_id: int, token: str) -> str:
     """The exact command that starts a worker for this client."""
-    return " ".join(["twistd", "-n", "worker", "--server", shlex.quote(server), "--client", str(client_id),
-                     "--token", shlex.quote(token)])
+    return " ".join(
+        [
+            "twistd",
+            "-n",
+            "worker",
+            "--server",
+            shlex.quote(server),
+            "--client",
+            str(client_id),
+            "--token",
+            shlex.quote(token),
+        ]
+    )
 
 
 def _spool_report(db, requester):
@@ -44,8 +55,9 @@ def install(app, web: Web) -> None:
     async def clients_page(request, visitor, code=200, name="", error=None, new=None):
         rows = await web.db.run(sql_clients.list_clients, visitor.account_id)
         speeds = await web.db.run(sql_web.client_speeds, visitor.account_id)
-        return web.render(request, "clients.html", visitor, code, clients=rows, speeds=speeds, name=name,
-                          error=error, new=new)
+        return web.render(
+            request, "clients.html", visitor, code, clients=rows, speeds=speeds, name=name, error=error, new=new
+        )
 
     @app.route("/clients", methods=["GET"])
     @web.members()
@@ -58,12 +70,15 @@ def install(app, web: Web) -> None:
         name = field(request, "name", limit=64).strip().lower()
         try:
             # runs in a thread: register_client is synchronous (it hashes the token and writes)
-            new = await deferToThread(accounts.register_client, web.db, visitor.account_id, name,
-                                      web.clock.seconds())
+            new = await deferToThread(accounts.register_client, web.db, visitor.account_id, name, web.clock.seconds())
         except MarketError as e:
             return await clients_page(request, visitor, 400, name=name, error=str(e))
-        shown = {"id": new.id, "name": new.name, "token": new.token,
-                 "command": worker_command(web.rpc_url(request), new.id, new.token)}
+        shown = {
+            "id": new.id,
+            "name": new.name,
+            "token": new.token,
+            "command": worker_command(web.rpc_url(request), new.id, new.token),
+        }
         return await clients_page(request, visitor, new=shown)
 
     @app.route(f"/clients/<{ID}:client_id>", methods=["GET"])

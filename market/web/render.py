@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Optional
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from market import money
+from market.core import money
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -16,7 +16,7 @@ STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # No script, no inline style, no framing, forms post only to us: the site needs no JavaScript.
 SECURITY_HEADERS = {
     b"Content-Security-Policy": b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
-                                b" frame-ancestors 'none'; base-uri 'none'",
+    b" frame-ancestors 'none'; base-uri 'none'",
     b"X-Content-Type-Options": b"nosniff",
     # tokens travel in some URLs (confirmation links, feeds): never leak them to other sites
     b"Referrer-Policy": b"no-referrer",
@@ -24,10 +24,10 @@ SECURITY_HEADERS = {
 }
 
 
-def _when(t: Optional[float]) -> str:
+def _when(t: float | None) -> str:
     if t is None:
         return ""
-    return datetime.datetime.fromtimestamp(float(t), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.datetime.fromtimestamp(float(t), datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _seconds(ms: Any) -> str:
@@ -35,14 +35,19 @@ def _seconds(ms: Any) -> str:
     return f"{ms // 1000}.{ms % 1000 // 100} s"
 
 
-def _percent(progress: Optional[float]) -> str:
+def _percent(progress: float | None) -> str:
     return "" if progress is None else f"{100 * float(progress):.0f}%"
 
 
 def environment() -> Environment:
     """The template environment: autoescape on for every template, undefined names are errors."""
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["credits"] = money.format_cents
     env.filters["when"] = _when
     env.filters["seconds"] = _seconds
@@ -53,7 +58,7 @@ def environment() -> Environment:
 class Renderer:
     """Renders a template into a request's response, with the security headers."""
 
-    def __init__(self, env: Optional[Environment] = None):
+    def __init__(self, env: Environment | None = None):
         self.env = env or environment()
 
     def page(self, request, template: str, code: int = 200, **values: Any) -> bytes:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Optional
 
-from market import credentials
+from market.accounts import credentials
 from market.store import accounts as sql_accounts
 
 SESSION_COOKIE = b"market_session"
@@ -25,9 +24,9 @@ class Visitor:
     """The person behind a request: a member (with an account id) or an anonymous visitor."""
 
     csrf: str
-    account_id: Optional[int] = None
-    name: Optional[str] = None
-    token_hash: Optional[str] = None
+    account_id: int | None = None
+    name: str | None = None
+    token_hash: str | None = None
 
     @property
     def member(self) -> bool:
@@ -47,18 +46,27 @@ class Sessions:
         return self.secure or request.isSecure()
 
     def _cookie(self, request, name: bytes, value: str, max_age: int) -> None:
-        request.addCookie(name, value.encode("ascii"), path=b"/", max_age=str(max_age).encode(), httpOnly=True,
-                          sameSite=b"lax", secure=self._secure(request) or None)
+        request.addCookie(
+            name,
+            value.encode("ascii"),
+            path=b"/",
+            max_age=str(max_age).encode(),
+            httpOnly=True,
+            sameSite=b"lax",
+            secure=self._secure(request) or None,
+        )
 
     async def visitor(self, request) -> Visitor:
         """The member whose session cookie this request carries, else an anonymous visitor."""
         token = request.getCookie(SESSION_COOKIE)
         if token:
-            row = await self.db.run(sql_accounts.session, credentials.token_hash(token.decode("latin-1")),
-                                    self.clock.seconds())
+            row = await self.db.run(
+                sql_accounts.session, credentials.token_hash(token.decode("latin-1")), self.clock.seconds()
+            )
             if row is not None:
-                return Visitor(csrf=row["csrf"], account_id=row["account_id"], name=row["name"],
-                               token_hash=row["token_hash"])
+                return Visitor(
+                    csrf=row["csrf"], account_id=row["account_id"], name=row["name"], token_hash=row["token_hash"]
+                )
         csrf = request.getCookie(CSRF_COOKIE)
         csrf = csrf.decode("latin-1") if csrf else ""
         if not csrf or len(csrf) > 64:
@@ -70,8 +78,9 @@ class Sessions:
         """Log in: a new session (never reuse one from before the log-in) and its cookie."""
         token, token_hash = credentials.new_token()
         now = self.clock.seconds()
-        await self.db.run(sql_accounts.create_session, token_hash, account_id, secrets.token_urlsafe(32), now,
-                          now + self.lifetime)
+        await self.db.run(
+            sql_accounts.create_session, token_hash, account_id, secrets.token_urlsafe(32), now, now + self.lifetime
+        )
         self._cookie(request, SESSION_COOKIE, token, int(self.lifetime))
 
     async def end(self, request, visitor: Visitor) -> None:

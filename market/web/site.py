@@ -5,9 +5,10 @@ from __future__ import annotations
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web import server
-from werkzeug.exceptions import MethodNotAllowed, NotFound as NoRoute
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
 
-from market.errors import Conflict, Forbidden, MarketError, NotFound
+from market.core.errors import Conflict, Forbidden, MarketError, NotFound
 from market.web import account_pages, feed, job_pages, market_pages
 from market.web.context import MAX_BODY, Refused, Web
 

@@ -8,7 +8,7 @@ them), which is enough to turn password guessing from thousands of tries a minut
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from typing import Deque, Dict, Hashable
+from collections.abc import Hashable
 
 
 class LoginThrottle:
@@ -18,9 +18,9 @@ class LoginThrottle:
         self.clock = clock
         self.period = period
         self.limits = {"name": per_name, "address": per_address}
-        self._failures: Dict[Hashable, Deque[float]] = defaultdict(deque)
+        self._failures: dict[Hashable, deque[float]] = defaultdict(deque)
 
-    def _recent(self, key: Hashable) -> Deque[float]:
+    def _recent(self, key: Hashable) -> deque[float]:
         now = self.clock.seconds()
         times = self._failures[key]
         while times and times[0] <= now - self.period:

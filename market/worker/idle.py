@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Callable, List, Tuple
+from collections.abc import Callable
 
 
-def cpu_times() -> Tuple[int, int]:
+def cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies from /proc/stat."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
@@ -16,7 +16,7 @@ def cpu_times() -> Tuple[int, int]:
     return total - idle, total
 
 
-def busy_fraction(before: Tuple[int, int], after: Tuple[int, int]) -> float:
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
     busy, total = after[0] - before[0], after[1] - before[1]
     return busy / total if total > 0 else 0.0
 
@@ -29,7 +29,7 @@ class Throttle:
 
     PERIOD = 0.1
 
-    def __init__(self, reactor, percent: int, pids: Callable[[], List[int]]):
+    def __init__(self, reactor, percent: int, pids: Callable[[], list[int]]):
         self.reactor = reactor
         self.percent = percent
         self.pids = pids

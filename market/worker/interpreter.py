@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from typing import Tuple
 
 #: the oldest language version the job runtime supports, on CPython and on PyPy
-MIN_JOB_PYTHON: Tuple[int, int] = (3, 9)
+MIN_JOB_PYTHON: tuple[int, int] = (3, 9)
 IMPLEMENTATIONS = ("cpython", "pypy")
 
 _ASK = "import sys; print(sys.implementation.name, sys.version_info[0], sys.version_info[1])"
@@ -27,7 +26,7 @@ class UnsupportedInterpreter(Exception):
 class Interpreter:
     path: str
     implementation: str
-    version: Tuple[int, int]
+    version: tuple[int, int]
 
     def describe(self) -> str:
         name = {"cpython": "CPython", "pypy": "PyPy"}.get(self.implementation, self.implementation)
@@ -49,8 +48,9 @@ def check(path: str, timeout: float = 20.0) -> Interpreter:
         impl, major, minor = out.stdout.split()
         found = Interpreter(path, impl, (int(major), int(minor)))
     except ValueError:
-        raise UnsupportedInterpreter(f"--python {path}: not a Python interpreter (exit {out.returncode})"
-                                     f" — give {wanted}") from None
+        raise UnsupportedInterpreter(
+            f"--python {path}: not a Python interpreter (exit {out.returncode}) — give {wanted}"
+        ) from None
     if found.implementation not in IMPLEMENTATIONS or found.version < MIN_JOB_PYTHON:
         raise UnsupportedInterpreter(f"--python {path} is {found.describe()}; jobs need {wanted}")
     return found

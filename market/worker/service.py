@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import xmlrpc.client
-from typing import Any, Dict, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, error
@@ -21,8 +21,15 @@ from market.worker.slices import SliceReport, SliceRunner
 log = Logger()
 
 MAX_BACKOFF = 60.0
-CONNECTION_ERRORS = (error.ConnectError, error.ConnectionRefusedError, error.TimeoutError, error.ConnectionLost,
-                     error.ConnectionDone, defer.CancelledError, error.DNSLookupError)
+CONNECTION_ERRORS = (
+    error.ConnectError,
+    error.ConnectionRefusedError,
+    error.TimeoutError,
+    error.ConnectionLost,
+    error.ConnectionDone,
+    defer.CancelledError,
+    error.DNSLookupError,
+)
 
 
 class WorkerRefused(SystemExit):
@@ -32,10 +39,23 @@ class WorkerRefused(SystemExit):
 class WorkerService(service.Service):
     name = "worker"
 
-    def __init__(self, *, server: str, client_id: int, token: str, slice_seconds: float = 60.0,
-                 cpu_percent: int = 100, idle_only: bool = False, sandbox_mode: str = "auto",
-                 insecure: bool = False, user: Optional[str] = None, memory_mb: int = 512,
-                 python: str = "/usr/bin/python3", once: bool = False, reactor=None):
+    def __init__(
+        self,
+        *,
+        server: str,
+        client_id: int,
+        token: str,
+        slice_seconds: float = 60.0,
+        cpu_percent: int = 100,
+        idle_only: bool = False,
+        sandbox_mode: str = "auto",
+        insecure: bool = False,
+        user: str | None = None,
+        memory_mb: int = 512,
+        python: str = "/usr/bin/python3",
+        once: bool = False,
+        reactor=None,
+    ):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -51,21 +71,25 @@ class WorkerService(service.Service):
         self.once = once
         self.level = "none"
         self.stopping = False
-        self.current: Optional[Dict[str, Any]] = None
-        self.runner: Optional[SliceRunner] = None
-        self._loop: Optional[defer.Deferred] = None
-        self._sleep: Optional[Any] = None
+        self.current: dict[str, Any] | None = None
+        self.runner: SliceRunner | None = None
+        self._loop: defer.Deferred | None = None
+        self._sleep: Any | None = None
         self.slices_done = 0
 
     # -- start and stop ----------------------------------------------------------------------------
     def choose_sandbox(self):
         """Probe the sandbox layers; refuse to run untrusted jobs without isolation."""
         if os.geteuid() == 0 and not self.user and not self.insecure:
-            raise WorkerRefused("worker: started as root — give --user NAME, an unprivileged account that will run"
-                                " the jobs (jobs never run as root)")
+            raise WorkerRefused(
+                "worker: started as root — give --user NAME, an unprivileged account that will run"
+                " the jobs (jobs never run as root)"
+            )
         if os.geteuid() == 0 and not self.user:
-            raise WorkerRefused("worker: --insecure-no-sandbox as root would run jobs as root; give --user or run"
-                                " the worker as an ordinary user")
+            raise WorkerRefused(
+                "worker: --insecure-no-sandbox as root would run jobs as root; give --user or run"
+                " the worker as an ordinary user"
+            )
         from market.sandbox import probe
 
         found = probe(self.user)
@@ -75,20 +99,30 @@ class WorkerService(service.Service):
             self.level = found.level
             return found
         if self.insecure:
-            log.warn("NO SANDBOX ({why}); running jobs without isolation because --insecure-no-sandbox was given",
-                     why=found.describe())
+            log.warn(
+                "NO SANDBOX ({why}); running jobs without isolation because --insecure-no-sandbox was given",
+                why=found.describe(),
+            )
             self.level = "none"
             return None
-        raise WorkerRefused(f"worker: the sandbox is {found.level!r} but {wanted!r} is needed ({found.describe()});"
-                            " install bubblewrap, or pass --insecure-no-sandbox for trusted jobs only")
+        raise WorkerRefused(
+            f"worker: the sandbox is {found.level!r} but {wanted!r} is needed ({found.describe()});"
+            " install bubblewrap, or pass --insecure-no-sandbox for trusted jobs only"
+        )
 
     def startService(self):
         super().startService()
-        from market.rpcclient import AsyncRPC
+        from market.rpc.client import AsyncRPC
 
         found = self.choose_sandbox()
-        self.runner = SliceRunner(self.reactor, user=self.user, level=found if found else None,
-                                  insecure=found is None, memory_mb=self.memory_mb, python=self.python)
+        self.runner = SliceRunner(
+            self.reactor,
+            user=self.user,
+            level=found if found else None,
+            insecure=found is None,
+            memory_mb=self.memory_mb,
+            python=self.python,
+        )
         self.rpc = AsyncRPC(self.reactor, self.server, f"client/{self.client_id}", self.token)
         log.info("worker for client {c} on {s}; sandbox level {lvl}", c=self.client_id, s=self.server, lvl=self.level)
         self._loop = self.loop()
@@ -162,7 +196,7 @@ class WorkerService(service.Service):
             self.reactor.callLater(0, self.reactor.stop)
 
     @defer.inlineCallbacks
-    def run_lease(self, lease: Dict[str, Any]):
+    def run_lease(self, lease: dict[str, Any]):
         """One lease: check the envelope header, run the slice, report it before the deadline."""
         received = self.reactor.seconds()
         stateid = lease["stateid"]
@@ -182,8 +216,11 @@ class WorkerService(service.Service):
         try:
             env.open_envelope(lease["state"], lease["module"])
         except Exception as e:
-            yield self.report(stateid, SliceReport("refused", message=f"state refused before running: {e}"),
-                              received + lease["timeout"])
+            yield self.report(
+                stateid,
+                SliceReport("refused", message=f"state refused before running: {e}"),
+                received + lease["timeout"],
+            )
             return
         # leave room to upload before the deadline: 5 % of the lease, at least half a second
         margin = max(0.5, 0.05 * lease["timeout"])
@@ -208,8 +245,12 @@ class WorkerService(service.Service):
         if report.status == "finished" and report.message:  # a task: its pythia status is the outcome
             call = ("result", stateid, report.result, {"outcome": report.message, "error": report.error})
         elif report.status == "finished":
-            call = ("result", stateid, report.result,
-                    {"outcome": "error" if report.error else "finished", "error": report.error})
+            call = (
+                "result",
+                stateid,
+                report.result,
+                {"outcome": "error" if report.error else "finished", "error": report.error},
+            )
         elif report.status == "ok" and report.envelope is not None:
             call = ("state", stateid, report.envelope, {"status": "ok", "progress": report.progress})
         else:
@@ -217,8 +258,9 @@ class WorkerService(service.Service):
         delay = 0.5
         while True:
             try:
-                answer = yield self.rpc.call(call[0], *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a
-                                                        for a in call[1:]])
+                answer = yield self.rpc.call(
+                    call[0], *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in call[1:]]
+                )
                 log.info("lease {s}: {what} -> {status}", s=stateid, what=call[0], status=answer.get("status"))
                 return answer
             except xmlrpc.client.Fault as f:
@@ -226,8 +268,11 @@ class WorkerService(service.Service):
                 return None
             except Exception as e:
                 if self.reactor.seconds() + delay > local_deadline:
-                    log.warn("lease {s}: could not check in before the deadline ({e}); the server will roll it back",
-                             s=stateid, e=e)
+                    log.warn(
+                        "lease {s}: could not check in before the deadline ({e}); the server will roll it back",
+                        s=stateid,
+                        e=e,
+                    )
                     return None
                 yield self.sleep(delay)
                 delay = min(delay * 2, 5.0)

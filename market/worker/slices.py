@@ -11,14 +11,16 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any
 
 SANDBOX_ROOT = "/opt/market"
 # SIGUSR1 = "freeze now" (graceful stop): it fires the runtime's own slice-timer signal early, so
 # the job suspends at its next back-edge exactly as at the end of a slice.
-LAUNCH = ("import os, signal, sys; sys.path.insert(0, %r); "
-          "signal.signal(signal.SIGUSR1, lambda *a: os.kill(os.getpid(), signal.SIGALRM)); "
-          "from market.tasklet.slicemain import main; sys.exit(main())")
+LAUNCH = (
+    "import os, signal, sys; sys.path.insert(0, %r); "
+    "signal.signal(signal.SIGUSR1, lambda *a: os.kill(os.getpid(), signal.SIGALRM)); "
+    "from market.tasklet.slicemain import main; sys.exit(main())"
+)
 
 
 @dataclass
@@ -26,10 +28,10 @@ class SliceReport:
     """What one slice produced, classified as the worker reports it."""
 
     status: str  # ok | finished | timeout | overflow | memory | crash | refused | abort
-    envelope: Optional[bytes] = None
-    result: Optional[bytes] = None
-    error: Optional[str] = None
-    progress: Optional[float] = None
+    envelope: bytes | None = None
+    result: bytes | None = None
+    error: str | None = None
+    progress: float | None = None
     message: str = ""
     wall: float = 0.0
 
@@ -60,11 +62,13 @@ def stage_runtime(staging, python: str = "/usr/bin/python3") -> str:
     os.makedirs(os.path.join(tmp, "market"))
     with open(os.path.join(tmp, "market", "__init__.py"), "w"):
         pass
-    shutil.copytree(source, os.path.join(tmp, "market", "tasklet"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    subprocess.run([python, "-I", "-m", "compileall", "-q", tmp], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
-    for dirpath, dirnames, filenames in os.walk(tmp):
+    shutil.copytree(
+        source, os.path.join(tmp, "market", "tasklet"), ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    subprocess.run(
+        [python, "-I", "-m", "compileall", "-q", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
+    for dirpath, _dirnames, filenames in os.walk(tmp):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
@@ -75,7 +79,7 @@ def stage_runtime(staging, python: str = "/usr/bin/python3") -> str:
     return final
 
 
-def descendants(pid: int) -> List[int]:
+def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (via /proc/PID/task/*/children)."""
     found, todo = [], [pid]
     while todo:
@@ -95,7 +99,7 @@ def descendants(pid: int) -> List[int]:
     return found
 
 
-def signal_tree(pid: Optional[int], sig: int) -> None:
+def signal_tree(pid: int | None, sig: int) -> None:
     if not pid:
         return
     for child in descendants(pid):
@@ -128,8 +132,9 @@ def classify(sandbox_status: str, stdout: bytes, message: str, wall: float) -> S
 class SliceRunner:
     """Starts slices; knows how to freeze the running one early (SIGUSR1 to the runtime)."""
 
-    def __init__(self, reactor, *, user: Optional[str], level: Any, insecure: bool, memory_mb: int,
-                 python: str = "/usr/bin/python3"):
+    def __init__(
+        self, reactor, *, user: str | None, level: Any, insecure: bool, memory_mb: int, python: str = "/usr/bin/python3"
+    ):
         self.reactor = reactor
         self.user = user
         self.level = level
@@ -150,13 +155,13 @@ class SliceRunner:
             pid = self._execution._transport.pid
         signal_tree(pid, signal.SIGUSR1)
 
-    def pids(self) -> List[int]:
+    def pids(self) -> list[int]:
         ex = self._execution
         if ex is not None and ex._transport is not None and ex._transport.pid:
             return descendants(ex._transport.pid)
         return [self._pid] if self._pid else []
 
-    def run(self, envelope: bytes, source: str, seconds: float, job_id: Optional[int]):
+    def run(self, envelope: bytes, source: str, seconds: float, job_id: int | None):
         """-> Deferred[SliceReport] for one slice of at most ``seconds``."""
         from market.tasklet import slicemain
 
@@ -165,16 +170,34 @@ class SliceRunner:
             return self._run_unsandboxed(request, seconds)
         from market.sandbox import Limits, start
 
-        limits = Limits(wall_seconds=seconds + 5.0, cpu_seconds=seconds + 5.0, memory_mb=self.memory_mb,
-                        output_bytes=256 * 1024 * 1024, disk_mb=16, processes=64, files=64)
-        self._execution = start(self.reactor, [self.python, "-I", "-S", "-c", LAUNCH % SANDBOX_ROOT], stdin=request,
-                                limits=limits, binds=[(self._bind, SANDBOX_ROOT)], user=self.user,
-                                level=self.level, extra_env={"PYTHONHASHSEED": "0"})
+        limits = Limits(
+            wall_seconds=seconds + 5.0,
+            cpu_seconds=seconds + 5.0,
+            memory_mb=self.memory_mb,
+            output_bytes=256 * 1024 * 1024,
+            disk_mb=16,
+            processes=64,
+            files=64,
+        )
+        self._execution = start(
+            self.reactor,
+            [self.python, "-I", "-S", "-c", LAUNCH % SANDBOX_ROOT],
+            stdin=request,
+            limits=limits,
+            binds=[(self._bind, SANDBOX_ROOT)],
+            user=self.user,
+            level=self.level,
+            extra_env={"PYTHONHASHSEED": "0"},
+        )
 
         def done(outcome):
             self._execution = None
-            return classify(outcome.status, outcome.stdout, outcome.message or outcome.stderr.decode(
-                "utf-8", "replace")[-2000:], outcome.wall_seconds)
+            return classify(
+                outcome.status,
+                outcome.stdout,
+                outcome.message or outcome.stderr.decode("utf-8", "replace")[-2000:],
+                outcome.wall_seconds,
+            )
 
         return self._execution.result.addCallback(done)
 
@@ -202,7 +225,9 @@ class SliceRunner:
                 runner._pid = None
                 code = getattr(reason.value, "exitCode", None)
                 status = "ok" if code == 0 else "crash"
-                d.callback(classify(status, b"".join(self.out), b"".join(self.err).decode("utf-8", "replace")[-2000:], 0.0))
+                d.callback(
+                    classify(status, b"".join(self.out), b"".join(self.err).decode("utf-8", "replace")[-2000:], 0.0)
+                )
 
         proto = P()
         argv = [self.python, "-I", "-S", "-c", LAUNCH % self._bind]
@@ -212,7 +237,12 @@ class SliceRunner:
 
             u = resolve_user(self.user)
             argv = ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", *argv]
-        transport = self.reactor.spawnProcess(proto, argv[0] if argv[0].startswith("/") else "/usr/bin/" + argv[0],
-                                              argv, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}, path="/")
+        transport = self.reactor.spawnProcess(
+            proto,
+            argv[0] if argv[0].startswith("/") else "/usr/bin/" + argv[0],
+            argv,
+            env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
+            path="/",
+        )
         self._pid = transport.pid
         return d

@@ -6,7 +6,7 @@ import os
 
 from twisted.python import usage
 
-from market.rpcclient import DEFAULT_SERVER
+from market.rpc.client import DEFAULT_SERVER
 
 
 class Options(usage.Options):
@@ -17,8 +17,12 @@ class Options(usage.Options):
         ["once", None, "stop after the first finished lease (tests, demos)"],
     ]
     optParameters = [
-        ["server", None, os.environ.get("MARKET_SERVER", DEFAULT_SERVER),
-         "the market's XML-RPC URL (http://HOST:7080/RPC2, or HOST:7080)"],
+        [
+            "server",
+            None,
+            os.environ.get("MARKET_SERVER", DEFAULT_SERVER),
+            "the market's XML-RPC URL (http://HOST:7080/RPC2, or HOST:7080)",
+        ],
         ["client", None, None, "this client's id (from: market client register)"],
         ["token", None, None, "this client's token (or $MARKET_CLIENT_TOKEN)"],
         ["token-file", None, None, "read the token from this file"],
@@ -27,8 +31,12 @@ class Options(usage.Options):
         ["sandbox", None, "auto", "auto | full | degraded"],
         ["user", None, None, "unprivileged user that runs jobs (required when started as root)"],
         ["memory", None, 512, "memory limit per slice, MB", int],
-        ["python", None, "/usr/bin/python3",
-         "interpreter that runs jobs inside the sandbox: CPython >= 3.9 or PyPy >= 3.9"],
+        [
+            "python",
+            None,
+            "/usr/bin/python3",
+            "interpreter that runs jobs inside the sandbox: CPython >= 3.9 or PyPy >= 3.9",
+        ],
     ]
 
     def postOptions(self):
@@ -37,14 +45,14 @@ class Options(usage.Options):
         try:
             self["client"] = int(self["client"])
         except ValueError:
-            raise usage.UsageError("--client must be a number")
+            raise usage.UsageError("--client must be a number") from None
         token = self["token"] or os.environ.get("MARKET_CLIENT_TOKEN")
         if self["token-file"]:
             try:
                 with open(self["token-file"]) as f:
                     token = f.read().strip()
             except OSError as e:
-                raise usage.UsageError(f"cannot read --token-file: {e.strerror}")
+                raise usage.UsageError(f"cannot read --token-file: {e.strerror}") from None
         if not token:
             raise usage.UsageError("--token TOKEN is required (it was printed once by: market client register)")
         self["token"] = token
@@ -54,18 +62,18 @@ class Options(usage.Options):
             raise usage.UsageError("--cpu must be between 1 and 100")
         if self["slice"] <= 0:
             raise usage.UsageError("--slice must be more than 0")
-        from market.errors import MarketError
-        from market.rpcclient import server_url
+        from market.core.errors import MarketError
+        from market.rpc.client import server_url
         from market.worker.interpreter import UnsupportedInterpreter, check
 
         try:
             self["server"] = server_url(self["server"])
         except MarketError as e:
-            raise usage.UsageError(f"--server: {e}")
+            raise usage.UsageError(f"--server: {e}") from None
         try:
             self.interpreter = check(self["python"])
         except UnsupportedInterpreter as e:
-            raise usage.UsageError(str(e))
+            raise usage.UsageError(str(e)) from None
 
 
 def makeService(options):
@@ -75,8 +83,16 @@ def makeService(options):
 
     Logger().info("jobs run on {what} ({path})", what=options.interpreter.describe(), path=options["python"])
     return WorkerService(
-        server=options["server"], client_id=options["client"], token=options["token"],
-        slice_seconds=options["slice"], cpu_percent=options["cpu"], idle_only=bool(options["idle-only"]),
-        sandbox_mode=options["sandbox"], insecure=bool(options["insecure-no-sandbox"]), user=options["user"],
-        memory_mb=options["memory"], python=options["python"], once=bool(options["once"]),
+        server=options["server"],
+        client_id=options["client"],
+        token=options["token"],
+        slice_seconds=options["slice"],
+        cpu_percent=options["cpu"],
+        idle_only=bool(options["idle-only"]),
+        sandbox_mode=options["sandbox"],
+        insecure=bool(options["insecure-no-sandbox"]),
+        user=options["user"],
+        memory_mb=options["memory"],
+        python=options["python"],
+        once=bool(options["once"]),
     )

@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Optional
 
 from twisted.internet import defer, task
 
-from market import taskbundle
+from market.jobs import taskbundle
 from market.worker.slices import SliceReport
 
 POLL_SECONDS = 0.5  # how often a running task asks whether its owner cancelled it (abort within 2 s)
 
 
 @defer.inlineCallbacks
-def run_task_lease(reactor, rpc, lease, user: Optional[str]):
+def run_task_lease(reactor, rpc, lease, user: str | None):
     """-> SliceReport with status 'finished' and the task's output as the result."""
     from market.sandbox.staging import default_staging
     from market.sandbox.task import run_task
@@ -54,5 +53,6 @@ def run_task_lease(reactor, rpc, lease, user: Optional[str]):
         shutil.rmtree(workdir, ignore_errors=True)
     status = "abort" if cancelled else outcome.status
     output = outcome.output.encode("utf-8", "surrogateescape") if isinstance(outcome.output, str) else outcome.output
-    return SliceReport("finished", result=output, error=outcome.message or None if status != "success" else None,
-                       message=status)
+    return SliceReport(
+        "finished", result=output, error=outcome.message or None if status != "success" else None, message=status
+    )

@@ -14,7 +14,7 @@ worker process loops ``request`` then ``state`` with a 0.5 KB state; every accep
   mariadbd and the worker processes, read from /proc over the same interval;
 - how many check-ins each database transaction carried (from the server's log).
 
-Baseline in the same run: the market's own HTTP/XML-RPC path (``market.rpchttp`` and
+Baseline in the same run: the market's own HTTP/XML-RPC path (``market.rpc.http`` and
 ``xmlrpc.client``'s codec) around an answer that does no work, called by the same worker
 processes: a cycle is two calls, so half its calls/s is the ceiling for cycles/s on this machine
 before any dispatcher or database work.
@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
 
 from leanrpc import LeanRPC  # noqa: E402
+
 from market.store import Database, upgrade  # noqa: E402
 from market.store import accounts as sql_accounts  # noqa: E402
 from tests import marketdata as md  # noqa: E402
@@ -110,9 +111,25 @@ class Interval:
         before = self.sample()
         spy = None
         if profile:
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(self.server_pid), "--threads", "-f", "raw",
-                                    "-r", "200", "-d", str(int(self.end - time.monotonic())), "-o", profile],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.server_pid),
+                    "--threads",
+                    "-f",
+                    "raw",
+                    "-r",
+                    "200",
+                    "-d",
+                    str(int(self.end - time.monotonic())),
+                    "-o",
+                    profile,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         time.sleep(max(0.0, self.end - time.monotonic()))
         after = self.sample()
         if spy:
@@ -155,8 +172,10 @@ def run(url_db, workdir, args):
     try:
         interval = Interval(args.seconds, args.warmup, server.proc.pid, args.workers)
         out = mp.Queue()
-        procs = [mp.Process(target=worker, args=(server.url, cid, tok, interval.start, interval.end, out))
-                 for cid, tok in clients]
+        procs = [
+            mp.Process(target=worker, args=(server.url, cid, tok, interval.start, interval.end, out))
+            for cid, tok in clients
+        ]
         for p in procs:
             p.start()
         profile = os.path.join(args.profile, f"{url_db.split(':')[0]}.txt") if args.profile else None
@@ -183,37 +202,45 @@ def run(url_db, workdir, args):
     }
     log = open(server.log).read()
     batches = re.findall(r"\(([\d.]+) per transaction\)", log)
-    return {"rate": cycles / args.seconds, "p50": latencies[len(latencies) // 2] * 1000,
-            "p99": latencies[int(len(latencies) * 0.99)] * 1000, "cpu": {k: v / cycles for k, v in cpu.items()},
-            "per_transaction": batches[-1] if batches else "?", "paid": paid}
+    return {
+        "rate": cycles / args.seconds,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+        "cpu": {k: v / cycles for k, v in cpu.items()},
+        "per_transaction": batches[-1] if batches else "?",
+        "paid": paid,
+    }
 
 
 def echo_baseline(args):
-    """The market's own HTTP/XML-RPC path (``market.rpchttp`` + ``xmlrpc.client``'s codec) around
+    """The market's own HTTP/XML-RPC path (``market.rpc.http`` + ``xmlrpc.client``'s codec) around
     an answer that does no work: the ceiling before any dispatcher or database work."""
     port = free_port()
-    code = ("import xmlrpc.client\n"
-            "from twisted.internet import reactor\n"
-            "from market.rpchttp import RPCFactory\n"
-            "class Echo:\n"
-            "    def answer(self, body, authorization):\n"
-            "        args, _ = xmlrpc.client.loads(body)\n"
-            "        return xmlrpc.client.dumps(({'stateid': args[0], 'status': 'accepted', 'paid': 500,"
-            " 'duplicate': False, 'accepted_ms': 5},), methodresponse=True, allow_none=True).encode()\n"
-            f"reactor.listenTCP({port}, RPCFactory(Echo()), interface='127.0.0.1')\n"
-            "reactor.run()\n")
+    code = (
+        "import xmlrpc.client\n"
+        "from twisted.internet import reactor\n"
+        "from market.rpc.http import RPCFactory\n"
+        "class Echo:\n"
+        "    def answer(self, body, authorization):\n"
+        "        args, _ = xmlrpc.client.loads(body)\n"
+        "        return xmlrpc.client.dumps(({'stateid': args[0], 'status': 'accepted', 'paid': 500,"
+        " 'duplicate': False, 'accepted_ms': 5},), methodresponse=True, allow_none=True).encode()\n"
+        f"reactor.listenTCP({port}, RPCFactory(Echo()), interface='127.0.0.1')\n"
+        "reactor.run()\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(HERE)))
     try:
         wait_for_port(port, proc)
         start = time.monotonic() + 1.0 + 0.02 * args.workers
         begin, end = start + args.warmup, start + args.warmup + args.seconds
         out = mp.Queue()
-        procs = [mp.Process(target=echo_worker, args=(f"http://127.0.0.1:{port}/RPC2", start, end, out))
-                 for _ in range(args.workers)]
+        procs = [
+            mp.Process(target=echo_worker, args=(f"http://127.0.0.1:{port}/RPC2", start, end, out))
+            for _ in range(args.workers)
+        ]
         for p in procs:
             p.start()
-        total = sum(sum(1 for t in out.get(timeout=args.seconds + args.warmup + 30) if begin <= t < end)
-                    for _ in procs)
+        total = sum(sum(1 for t in out.get(timeout=args.seconds + args.warmup + 30) if begin <= t < end) for _ in procs)
         for p in procs:
             p.join()
         return total / args.seconds
@@ -231,18 +258,26 @@ def main():
     parser.add_argument("--window", type=float, default=None, help="--window for the market (default: its own)")
     parser.add_argument("--threshold", type=int, default=None, help="--threshold for the market (default: its own)")
     parser.add_argument("--backends", default="sqlite,mariadb")
-    parser.add_argument("--profile", metavar="DIR", help="py-spy the server during the interval (raw stacks"
-                        " into DIR/sqlite.txt, DIR/mysql.txt); its sampling slows the server")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy the server during the interval (raw stacks"
+        " into DIR/sqlite.txt, DIR/mysql.txt); its sampling slows the server",
+    )
     args = parser.parse_args()
     mp.set_start_method("fork")
     os.environ.setdefault("MARKET_CHEAP_HASHES", "1")
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.workers} worker processes,"
-          f" {args.members} job owners and {args.members} worker owners; window {args.window or 'default'},"
-          f" threshold {args.threshold or 'default'}; {args.seconds:g} s measured after {args.warmup:g} s")
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.workers} worker processes,"
+        f" {args.members} job owners and {args.members} worker owners; window {args.window or 'default'},"
+        f" threshold {args.threshold or 'default'}; {args.seconds:g} s measured after {args.warmup:g} s"
+    )
     calls = echo_baseline(args)
     ceiling = calls / 2
-    print(f"baseline: the market's HTTP/XML-RPC path around an echo: {calls:,.0f} calls/s"
-          f" = {ceiling:,.0f} cycles/s ceiling")
+    print(
+        f"baseline: the market's HTTP/XML-RPC path around an echo: {calls:,.0f} calls/s"
+        f" = {ceiling:,.0f} cycles/s ceiling"
+    )
     ok = True
     with tempfile.TemporaryDirectory() as d:
         for backend in args.backends.split(","):
@@ -261,9 +296,11 @@ def main():
                 if dbs:
                     dbs.drop_all()
             cpu = ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in r["cpu"].items() if v)
-            print(f"{backend:8s}: {r['rate']:,.0f} accepted check-ins/s ({r['rate'] / ceiling:.2f} of the ceiling)"
-                  f"  state p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms  {r['per_transaction']} check-ins per"
-                  f" transaction\n          CPU per accepted cycle: {cpu}")
+            print(
+                f"{backend:8s}: {r['rate']:,.0f} accepted check-ins/s ({r['rate'] / ceiling:.2f} of the ceiling)"
+                f"  state p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms  {r['per_transaction']} check-ins per"
+                f" transaction\n          CPU per accepted cycle: {cpu}"
+            )
             if backend == "mariadb":
                 ok &= r["rate"] >= 1000
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")

@@ -2,7 +2,7 @@
 
     python tests/bench/bench_matcher.py [--clients N] [--jobs N] [--repeat R]
 
-Goal: ≤ 100 ms for ``market.matcher.match``. Baselines in the same run, on the same data:
+Goal: ≤ 100 ms for ``market.core.matcher.match``. Baselines in the same run, on the same data:
 sorting the whole ready list by ``job_order_key`` and ``heapq.nsmallest`` over all of it.
 Prices are integer cents drawn from a lognormal (median 10 c/s, so many ties), submission
 times spread over a day.
@@ -22,8 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from market.matcher import (  # noqa: E402
-    Assignment, PooledClient, ReadyJob, client_order_key, job_order_key, match,
+from market.core.matcher import (
+    Assignment,
+    PooledClient,
+    ReadyJob,
+    client_order_key,
+    job_order_key,
+    match,
 )
 
 GOAL_MS = 100.0
@@ -31,10 +36,11 @@ GOAL_MS = 100.0
 
 def market(clients: int, jobs: int, seed: int = 1):
     rng = random.Random(seed)
-    ready = [ReadyJob(i, max(1, round(rng.lognormvariate(math.log(10), 1.0))),
-                      rng.uniform(0, 86400)) for i in range(1, jobs + 1)]
-    pooled = [PooledClient(i, rng.lognormvariate(math.log(1e6), 0.5), rng.uniform(0, 1))
-              for i in range(1, clients + 1)]
+    ready = [
+        ReadyJob(i, max(1, round(rng.lognormvariate(math.log(10), 1.0))), rng.uniform(0, 86400))
+        for i in range(1, jobs + 1)
+    ]
+    pooled = [PooledClient(i, rng.lognormvariate(math.log(1e6), 0.5), rng.uniform(0, 1)) for i in range(1, clients + 1)]
     return pooled, ready
 
 
@@ -64,17 +70,23 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     clients, jobs = market(args.clients, args.jobs)
-    print(f"python {platform.python_version()} on {platform.machine()}: "
-          f"{args.clients:,} clients x {args.jobs:,} ready jobs, median of {args.repeat}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}: "
+        f"{args.clients:,} clients x {args.jobs:,} ready jobs, median of {args.repeat}"
+    )
     median, best, got = timed(match, clients, jobs, args.repeat)
     sort_median, sort_best, by_sort = timed(full_sort, clients, jobs, max(3, args.repeat // 2))
     heap_median, heap_best, by_heap = timed(full_heap, clients, jobs, max(3, args.repeat // 2))
     assert got == by_sort == by_heap, "match disagrees with a full sort"
     print(f"match (sampled price floor + sort of candidates): median {median:.1f} ms, best {best:.1f} ms")
-    print(f"baseline sorted(all jobs):                       median {sort_median:.1f} ms, best {sort_best:.1f} ms"
-          f"  ({sort_median / median:.1f}x slower)")
-    print(f"baseline heapq.nsmallest(all jobs):              median {heap_median:.1f} ms, best {heap_best:.1f} ms"
-          f"  ({heap_median / median:.1f}x slower)")
+    print(
+        f"baseline sorted(all jobs):                       median {sort_median:.1f} ms, best {sort_best:.1f} ms"
+        f"  ({sort_median / median:.1f}x slower)"
+    )
+    print(
+        f"baseline heapq.nsmallest(all jobs):              median {heap_median:.1f} ms, best {heap_best:.1f} ms"
+        f"  ({heap_median / median:.1f}x slower)"
+    )
     verdict = "PASS" if median <= GOAL_MS else "FAIL"
     print(f"goal ≤ {GOAL_MS:g} ms: {verdict}")
     return 0 if verdict == "PASS" else 1

@@ -48,30 +48,60 @@ def build(path: str, clients: int, jobs: int, dispatches: int, seed: int = 7) ->
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO accounts (id, name, email, balance, created_at) VALUES (?, ?, ?, ?, ?)",
-        ((i, f"member{i}", f"member{i}@example.org", 10**9, now) for i in range(1, accounts + 1)))
+        ((i, f"member{i}", f"member{i}@example.org", 10**9, now) for i in range(1, accounts + 1)),
+    )
     conn.executemany(
         "INSERT INTO clients (id, account_id, name, token_hash, created_at, status, suspect, sandbox_level)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        ((i, rng.randint(1, accounts), f"client{i}", "0" * 64, now,
-          "active" if rng.random() < 0.8 else "inactive", 1 if rng.random() < 0.02 else 0, "bwrap")
-         for i in range(1, clients + 1)))
+        (
+            (
+                i,
+                rng.randint(1, accounts),
+                f"client{i}",
+                "0" * 64,
+                now,
+                "active" if rng.random() < 0.8 else "inactive",
+                1 if rng.random() < 0.02 else 0,
+                "bwrap",
+            )
+            for i in range(1, clients + 1)
+        ),
+    )
     conn.executemany(
         "INSERT INTO speeds (client_id, speed, operations, seconds, measured_at) VALUES (?, ?, ?, ?, ?)",
-        ((i, s, int(s), 1.0, now + rng.random() * 100)
-         for i in range(1, clients + 1) if rng.random() < 0.95
-         for s in (rng.lognormvariate(15, 0.6),)))
+        (
+            (i, s, int(s), 1.0, now + rng.random() * 100)
+            for i in range(1, clients + 1)
+            if rng.random() < 0.95
+            for s in (rng.lognormvariate(15, 0.6),)
+        ),
+    )
     conn.executemany(
         "INSERT INTO jobs (id, account_id, kind, name, price, source, source_sha256, entry, status,"
         " submitted_at, executed_ms, slices) VALUES (?, ?, 'job', ?, ?, '', '', 'main', ?, ?, ?, ?)",
-        ((i, rng.randint(1, accounts), f"job {i}", rng.randint(1, 2000), rng.choice(STATUSES),
-          now + i * 0.01, rng.randint(0, 10**7), rng.randint(0, 50))
-         for i in range(1, jobs + 1)))
+        (
+            (
+                i,
+                rng.randint(1, accounts),
+                f"job {i}",
+                rng.randint(1, 2000),
+                rng.choice(STATUSES),
+                now + i * 0.01,
+                rng.randint(0, 10**7),
+                rng.randint(0, 50),
+            )
+            for i in range(1, jobs + 1)
+        ),
+    )
     conn.executemany(
         "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
         " checked_in_at, status) VALUES (?, 0, ?, ?, 60, ?, ?, ?)",
-        ((rng.randint(1, jobs), rng.randint(1, clients), t, t + 75, None if st == "out" else t + 61, st)
-         for _ in range(dispatches)
-         for t, st in ((now + rng.random() * 10**5, rng.choice(DISPATCH_STATUSES)),)))
+        (
+            (rng.randint(1, jobs), rng.randint(1, clients), t, t + 75, None if st == "out" else t + 61, st)
+            for _ in range(dispatches)
+            for t, st in ((now + rng.random() * 10**5, rng.choice(DISPATCH_STATUSES)),)
+        ),
+    )
     conn.execute("COMMIT")
     conn.close()
 
@@ -111,10 +141,21 @@ def run_quote(args: list) -> dict:
     wall, cpu, rss, code, out, err = run_child([sys.executable, "-c", QUOTE, *args])
     lines = err.decode(errors="replace").splitlines()
     # without the line (the child failed), fall back to wait4's figures: CPU summed, RSS the max
-    mine = (json.loads(lines[-1][len("rusage "):]) if lines and lines[-1].startswith("rusage ")
-            else [cpu, rss, 0.0, 0.0])
-    return dict(wall=wall, cpu=cpu, rss=rss, code=code, answer=out.decode().strip(), load=load,
-                cpu_parent=mine[0], rss_parent=mine[1], cpu_children=mine[2], rss_children=mine[3])
+    mine = (
+        json.loads(lines[-1][len("rusage ") :]) if lines and lines[-1].startswith("rusage ") else [cpu, rss, 0.0, 0.0]
+    )
+    return dict(
+        wall=wall,
+        cpu=cpu,
+        rss=rss,
+        code=code,
+        answer=out.decode().strip(),
+        load=load,
+        cpu_parent=mine[0],
+        rss_parent=mine[1],
+        cpu_children=mine[2],
+        rss_children=mine[3],
+    )
 
 
 def main() -> int:
@@ -138,29 +179,39 @@ def main() -> int:
         print(f"built {db_path} in {time.perf_counter() - t:.1f} s")
 
     ok = True
-    script = ("import sys; from market.store import Database; from market.report import write_report; "
-              "c = write_report(Database(sys.argv[1]), sys.argv[2]); "
-              "print(c.clients, c.jobs, c.dispatches)")
+    script = (
+        "import sys; from market.store import Database; from market.report import write_report; "
+        "c = write_report(Database(sys.argv[1]), sys.argv[2]); "
+        "print(c.clients, c.jobs, c.dispatches)"
+    )
     load = os.getloadavg()[0]
     wall, cpu, rss, code, out, _ = run_child([sys.executable, "-c", script, "sqlite:" + db_path, report_path])
     size = os.path.getsize(report_path) / 1e6
-    print(f"report: {out.decode().strip()} (clients jobs dispatches), {size:.0f} MB, "
-          f"wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB, load {load:.2f}  "
-          f"[budget {REPORT_SECONDS:.0f} s]", flush=True)
+    print(
+        f"report: {out.decode().strip()} (clients jobs dispatches), {size:.0f} MB, "
+        f"wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB, load {load:.2f}  "
+        f"[budget {REPORT_SECONDS:.0f} s]",
+        flush=True,
+    )
     ok &= code == 0 and wall <= REPORT_SECONDS
 
     baseline = "validating, one pass (baseline)"
-    modes = {"validating (split)": [report_path, args.speed],
-             "--no-validate": [report_path, args.speed, "--no-validate"],
-             baseline: ["--one-pass", report_path, args.speed]}
+    modes = {
+        "validating (split)": [report_path, args.speed],
+        "--no-validate": [report_path, args.speed, "--no-validate"],
+        baseline: ["--one-pass", report_path, args.speed],
+    }
     results = {label: [] for label in modes}
     for i in range(args.runs):  # interleaved, so each mode sees the same mix of load
         for label, argv in modes.items():
             r = run_quote(argv)
             results[label].append(r)
-            print(f"  run {i + 1} {label}: answer {r['answer']}; wall {r['wall']:.2f} s; CPU {r['cpu']:.2f} s "
-                  f"(quote {r['cpu_parent']:.2f} s + forked {r['cpu_children']:.2f} s); peak RSS quote "
-                  f"{r['rss_parent']:.0f} MB, forked {r['rss_children']:.0f} MB; load {r['load']:.2f}", flush=True)
+            print(
+                f"  run {i + 1} {label}: answer {r['answer']}; wall {r['wall']:.2f} s; CPU {r['cpu']:.2f} s "
+                f"(quote {r['cpu_parent']:.2f} s + forked {r['cpu_children']:.2f} s); peak RSS quote "
+                f"{r['rss_parent']:.0f} MB, forked {r['rss_children']:.0f} MB; load {r['load']:.2f}",
+                flush=True,
+            )
             ok &= r["code"] == 0
     answers = {r["answer"] for rs in results.values() for r in rs}
     if len(answers) != 1:
@@ -171,11 +222,13 @@ def main() -> int:
         best = min(rs, key=lambda r: r["wall"])
         rss = max(max(r["rss_parent"] + r["rss_children"], r["rss"]) for r in rs)
         judged = label != baseline
-        print(f"quote REPORT {args.speed} {label}: answer {best['answer']}; wall best {walls[0]:.2f} s "
-              f"(load {best['load']:.2f}), median {walls[len(walls) // 2]:.2f} s; CPU best "
-              f"{min(r['cpu'] for r in rs):.2f} s; peak RSS max quote {max(r['rss_parent'] for r in rs):.0f} MB "
-              f"+ forked {max(r['rss_children'] for r in rs):.0f} MB"
-              + (f"  [budget {QUOTE_SECONDS:.0f} s, {QUOTE_MB:.0f} MB]" if judged else "  [baseline, not judged]"))
+        print(
+            f"quote REPORT {args.speed} {label}: answer {best['answer']}; wall best {walls[0]:.2f} s "
+            f"(load {best['load']:.2f}), median {walls[len(walls) // 2]:.2f} s; CPU best "
+            f"{min(r['cpu'] for r in rs):.2f} s; peak RSS max quote {max(r['rss_parent'] for r in rs):.0f} MB "
+            f"+ forked {max(r['rss_children'] for r in rs):.0f} MB"
+            + (f"  [budget {QUOTE_SECONDS:.0f} s, {QUOTE_MB:.0f} MB]" if judged else "  [baseline, not judged]")
+        )
         if judged:
             ok &= walls[0] <= QUOTE_SECONDS and rss <= QUOTE_MB
     print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")

@@ -20,11 +20,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from market import tasklet  # noqa: E402
-from market.tasklet import codec, envelope  # noqa: E402
+from market import tasklet
+from market.tasklet import codec, envelope
 
 WORKLOADS = {
-    "bubble sort 2000": ('''
+    "bubble sort 2000": (
+        """
 def bubble(n):
     a = [(i * 7919) % 2003 for i in range(n)]
     for i in range(len(a)):
@@ -32,8 +33,12 @@ def bubble(n):
             if a[j] > a[j + 1]:
                 a[j], a[j + 1] = a[j + 1], a[j]
     return a[:5], a[-5:]
-''', "bubble", [2000]),
-    "sieve 1M x4": ('''
+""",
+        "bubble",
+        [2000],
+    ),
+    "sieve 1M x4": (
+        """
 def sieve(n, rounds):
     count = 0
     for r in range(rounds):
@@ -55,8 +60,12 @@ def primes(n):
         if f:
             count += 1
     return count
-''', "sieve", [1000000, 4]),
-    "matmul 100x100 x8": ('''
+""",
+        "sieve",
+        [1000000, 4],
+    ),
+    "matmul 100x100 x8": (
+        """
 def matmul(n, rounds):
     a = [[(i * j) % 7 + 1.0 for j in range(n)] for i in range(n)]
     b = [[((i + j) % 5 - 2.0) / n for j in range(n)] for i in range(n)]
@@ -73,8 +82,12 @@ def matmul(n, rounds):
             c.append(row)
         a = c
     return sum(sum(r) for r in a)
-''', "matmul", [100, 8]),
-    "n-body 5 bodies": ('''
+""",
+        "matmul",
+        [100, 8],
+    ),
+    "n-body 5 bodies": (
+        """
 import math
 
 
@@ -112,7 +125,10 @@ def nbody(steps):
     for s in range(steps):
         advance(bodies, 0.01)
     return round(bodies[0][0], 9)
-''', "nbody", [60000]),
+""",
+        "nbody",
+        [60000],
+    ),
 }
 
 
@@ -141,15 +157,13 @@ def compiled(src, entry, args, seconds):
 
 def freeze_thaw_1mb(kind):
     if kind == "ints":
-        data = list(range(125000))                       # 1.0 MB as int64
+        data = list(range(125000))  # 1.0 MB as int64
     elif kind == "floats+ints matrix":
         data = [[i * 0.5 + j for j in range(250)] for i in range(500)]  # 1.0 MB
     else:
         data = [(i, "k%d" % i, i * 0.25) for i in range(40000)]  # mixed tuples
-    state = {"kind": "frames", "frames": [["job", 3, {"data": data, "i": 7}, {}]],
-             "globals": {}, "progress": None}
-    header = envelope.Header(envelope.source_hash("x"), "job", 1, envelope.RUNTIME_VERSION,
-                             codec.NAME, 0, None)
+    state = {"kind": "frames", "frames": [["job", 3, {"data": data, "i": 7}, {}]], "globals": {}, "progress": None}
+    header = envelope.Header(envelope.source_hash("x"), "job", 1, envelope.RUNTIME_VERSION, codec.NAME, 0, None)
     times = []
     for _ in range(7):
         t0 = time.perf_counter()
@@ -168,8 +182,10 @@ def main(argv=None):
     opts = parser.parse_args(argv)
     runs = 1 if opts.quick else opts.runs
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print("python %s on %s, %d cores, median of %d runs, load average %.1f at start" % (
-        platform.python_version(), platform.machine(), os.cpu_count(), runs, load))
+    print(
+        "python %s on %s, %d cores, median of %d runs, load average %.1f at start"
+        % (platform.python_version(), platform.machine(), os.cpu_count(), runs, load)
+    )
     ratios = ([[], []], [[], []])
     rows = ([], [])
     for name, (src, entry, args) in WORKLOADS.items():
@@ -192,17 +208,18 @@ def main(argv=None):
             mb = statistics.median(t[clock] for t in b)
             ratios[clock][0].append(ma / n)
             ratios[clock][1].append(mb / n)
-            rows[clock].append("%-18s %10.3f %14.3f %9.2fx %13.3f (%3d hops) %6.2fx" % (
-                name, n, ma, ma / n, mb, hops, mb / n))
+            rows[clock].append(
+                "%-18s %10.3f %14.3f %9.2fx %13.3f (%3d hops) %6.2fx" % (name, n, ma, ma / n, mb, hops, mb / n)
+            )
     for clock, label in ((0, "wall-clock seconds"), (1, "CPU seconds of this process")):
         print("\n%s:" % label)
-        print("%-18s %10s %14s %10s %20s %8s" % ("workload", "native", "no-suspend", "ratio",
-                                                 "freeze/100ms", "ratio"))
+        print("%-18s %10s %14s %10s %20s %8s" % ("workload", "native", "no-suspend", "ratio", "freeze/100ms", "ratio"))
         for row in rows[clock]:
             print(row)
-        print("%-18s %10s %14s %9.2fx %20s %6.2fx" % (
-            "median", "", "", statistics.median(ratios[clock][0]), "",
-            statistics.median(ratios[clock][1])))
+        print(
+            "%-18s %10s %14s %9.2fx %20s %6.2fx"
+            % ("median", "", "", statistics.median(ratios[clock][0]), "", statistics.median(ratios[clock][1]))
+        )
     print("\nfreeze+thaw (codec + envelope, both directions), median of 7:")
     for kind in ("ints", "floats+ints matrix", "mixed tuples"):
         t, size = freeze_thaw_1mb(kind)

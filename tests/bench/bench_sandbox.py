@@ -7,6 +7,7 @@ the full sandbox (market.sandbox.run_sync: setpriv → prlimit → bwrap → inn
 Landlock + seccomp → job), the overhead and the ratio, plus the chain cut after each
 layer so the cost of each is visible.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from market.sandbox import Limits, probe, run_sync  # noqa: E402
-from market.sandbox.command import SANDBOX_PYTHON  # noqa: E402
-from market.sandbox.runner import prepare  # noqa: E402
+from market.sandbox import Limits, probe, run_sync
+from market.sandbox.command import SANDBOX_PYTHON
+from market.sandbox.runner import prepare
 
 COMMANDS = {
     "/bin/true": ["/bin/true"],
@@ -52,27 +53,26 @@ def measure(fn, runs: int):
 
 
 def plain(argv):
-    return lambda: subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  check=True)
+    return lambda: subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=True)
 
 
 def sandboxed(argv, user):
     def launch():
         outcome = run_sync(argv, user=user, limits=Limits())
         assert outcome.status == "ok" and outcome.exit_code == 0, outcome
+
     return launch
 
 
 def layer_cut(argv, user, upto):
     """The real argv cut after one layer, running the job directly from there."""
-    full, cgroup = prepare([argv], limits=Limits(), binds=(), user=user, level=None,
-                           staging=None, status_fd=None)
+    full, cgroup = prepare([argv], limits=Limits(), binds=(), user=user, level=None, staging=None, status_fd=None)
     if cgroup is not None:  # the cut chains skip the cgroup: one leftover dir is harmless
         full = full[4:]
     if upto == "wrappers":
-        return plain(full[:full.index("bwrap")] + list(argv))
+        return plain(full[: full.index("bwrap")] + list(argv))
     separator = len(full) - 1 - full[::-1].index("--")  # bwrap's, before inner.py
-    return plain(full[:separator + 1] + list(argv))
+    return plain(full[: separator + 1] + list(argv))
 
 
 def main() -> None:
@@ -84,17 +84,23 @@ def main() -> None:
     print(found.describe())
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"\nmedian wall / mean CPU of {args.runs} launches, milliseconds\n")
-    print(f"{'command':<16} {'plain':>11} {'+setpriv/prlimit':>17} {'+bwrap':>11} "
-          f"{'full stack':>11} {'overhead':>11} {'ratio':>6}")
+    print(
+        f"{'command':<16} {'plain':>11} {'+setpriv/prlimit':>17} {'+bwrap':>11} "
+        f"{'full stack':>11} {'overhead':>11} {'ratio':>6}"
+    )
     for name, argv in COMMANDS.items():
-        rows = [measure(plain(argv), args.runs),
-                measure(layer_cut(argv, args.user, "wrappers"), args.runs),
-                measure(layer_cut(argv, args.user, "bwrap"), args.runs),
-                measure(sandboxed(argv, args.user), args.runs)]
+        rows = [
+            measure(plain(argv), args.runs),
+            measure(layer_cut(argv, args.user, "wrappers"), args.runs),
+            measure(layer_cut(argv, args.user, "bwrap"), args.runs),
+            measure(sandboxed(argv, args.user), args.runs),
+        ]
         (base, base_cpu), full = rows[0], rows[-1]
         cells = [f"{w:5.1f}/{c:5.1f}" for w, c in rows]
-        print(f"{name:<16} {cells[0]:>11} {cells[1]:>17} {cells[2]:>11} {cells[3]:>11} "
-              f"{full[0] - base:5.1f}/{full[1] - base_cpu:5.1f} {full[0] / base:5.1f}×")
+        print(
+            f"{name:<16} {cells[0]:>11} {cells[1]:>17} {cells[2]:>11} {cells[3]:>11} "
+            f"{full[0] - base:5.1f}/{full[1] - base_cpu:5.1f} {full[0] / base:5.1f}×"
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sim.engine import simulate  # noqa: E402
-from sim.metrics import compute_metrics  # noqa: E402
-from sim.scenario import parse_experiment  # noqa: E402
+from sim.engine import simulate
+from sim.metrics import compute_metrics
+from sim.scenario import parse_experiment
 
 GOAL_SECONDS = 60.0
 
@@ -28,17 +28,28 @@ def scenario(clients: int, hours: float, slice_seconds: float, churn: bool):
     speed_median, sigma = 1e6, 0.5
     capacity = clients * speed_median * 1.1331  # lognormal mean = median * exp(sigma^2 / 2)
     length = 3e9  # probe operations: ~45 min on a median client
-    online = {"online": {"dist": "exponential", "mean": 4 * 3600},
-              "offline": {"dist": "exponential", "mean": 3600}} if churn else {}
+    online = (
+        {"online": {"dist": "exponential", "mean": 4 * 3600}, "offline": {"dist": "exponential", "mean": 3600}}
+        if churn
+        else {}
+    )
     share_online = 0.8 if churn else 1.0
     document = {
         "run": {"name": "bench", "duration": hours * 3600, "seed": 1, "starvation_bound": 3600},
         "pool": {"window": 1.0, "threshold": clients, "slice": slice_seconds, "policy": "paper"},
-        "clients": {"count": clients, "speed": {"dist": "lognormal", "median": speed_median,
-                                                "sigma": sigma}, "miss_rate": 0.01, **online},
-        "jobs": {"initial": clients, "rate": 1.05 * share_online * capacity / length,
-                 "length": {"dist": "exponential", "mean": length},
-                 "price": {"dist": "lognormal", "median": 10, "sigma": 1.0}, "quote_share": 0.01},
+        "clients": {
+            "count": clients,
+            "speed": {"dist": "lognormal", "median": speed_median, "sigma": sigma},
+            "miss_rate": 0.01,
+            **online,
+        },
+        "jobs": {
+            "initial": clients,
+            "rate": 1.05 * share_online * capacity / length,
+            "length": {"dist": "exponential", "mean": length},
+            "price": {"dist": "lognormal", "median": 10, "sigma": 1.0},
+            "quote_share": 0.01,
+        },
     }
     return parse_experiment(document).runs[0][1]
 
@@ -59,14 +70,20 @@ def main() -> int:
     cpu = time.process_time() - cpu_started
     dispatches = sum(j.slices for j in result.jobs)
     print(f"python {platform.python_version()} on {platform.machine()}")
-    print(f"clients {s.clients}, simulated {s.duration / 3600:g} h, window {s.window:g} s, "
-          f"slice {s.slice:g} s, churn {'yes' if args.churn else 'no'}")
-    print(f"jobs submitted {metrics['jobs_submitted']}, finished {metrics['jobs_finished']}, "
-          f"dispatches {dispatches}, windows {result.pool.windows_closed}, "
-          f"events {result.events}")
+    print(
+        f"clients {s.clients}, simulated {s.duration / 3600:g} h, window {s.window:g} s, "
+        f"slice {s.slice:g} s, churn {'yes' if args.churn else 'no'}"
+    )
+    print(
+        f"jobs submitted {metrics['jobs_submitted']}, finished {metrics['jobs_finished']}, "
+        f"dispatches {dispatches}, windows {result.pool.windows_closed}, "
+        f"events {result.events}"
+    )
     print(f"utilization {metrics['utilization']:.1%}, mean pool wait {metrics['mean_pool_wait']:.2f} s")
-    print(f"wall: simulation {simulated:.1f} s, metrics {total - simulated:.1f} s, total {total:.1f} s "
-          f"({result.events / simulated:,.0f} events/s, {dispatches / simulated:,.0f} dispatches/s)")
+    print(
+        f"wall: simulation {simulated:.1f} s, metrics {total - simulated:.1f} s, total {total:.1f} s "
+        f"({result.events / simulated:,.0f} events/s, {dispatches / simulated:,.0f} dispatches/s)"
+    )
     print(f"cpu: {cpu:.1f} s ({cpu / total:.0%} of the wall time; less means other load)")
     verdict = "PASS" if total <= GOAL_SECONDS else "FAIL"
     print(f"goal ≤ {GOAL_SECONDS:g} s: {verdict}")

@@ -23,13 +23,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from market import tasklet  # noqa: E402
-from market.store import Database, upgrade  # noqa: E402
-from market.store import jobs as jsql  # noqa: E402
-from tests import marketdata as md  # noqa: E402
-from tests.servers import Market, Worker  # noqa: E402
+from market import tasklet
+from market.store import Database, upgrade
+from market.store import jobs as jsql
+from tests import marketdata as md
+from tests.servers import Market, Worker
 
-SOURCE = '''
+SOURCE = """
 def main(n, rounds):
     words = ["w%07d" % i for i in range(n)]
     total = 0
@@ -37,7 +37,7 @@ def main(n, rounds):
         for w in words:
             total += len(w)
     return total
-'''
+"""
 SLICE = 0.2
 
 
@@ -72,8 +72,20 @@ def main() -> int:
 
         job_id = db.transact(submit)
         cid, token = md.client(db, host, "bench")
-        server = Market(url, d, "--window", "0.02", "--threshold", "1", "--grace", "5", "--min-slice", "0.05",
-                        "--test-job-size", "30").start()
+        server = Market(
+            url,
+            d,
+            "--window",
+            "0.02",
+            "--threshold",
+            "1",
+            "--grace",
+            "5",
+            "--min-slice",
+            "0.05",
+            "--test-job-size",
+            "30",
+        ).start()
         user = ["--user", "nobody"] if os.geteuid() == 0 else []
         worker = Worker(server.url, cid, token, d, "--slice", str(SLICE), *user).start()
         try:
@@ -81,19 +93,26 @@ def main() -> int:
         finally:
             worker.stop()
             server.stop()
-        rows = db.transact(lambda tx: tx.all(
-            "SELECT checked_out_at, checked_in_at, status FROM dispatches WHERE job_id = ? ORDER BY id", (job_id,)))
+        rows = db.transact(
+            lambda tx: tx.all(
+                "SELECT checked_out_at, checked_in_at, status FROM dispatches WHERE job_id = ? ORDER BY id", (job_id,)
+            )
+        )
         size = len(db.transact(jsql.committed_state, job_id)["data"])
         db.close()
     accepted = [r for r in rows if r["status"] == "accepted"][2:]  # skip warm-up
     lease = [r["checked_in_at"] - r["checked_out_at"] - SLICE for r in accepted]
     cycle = [b["checked_out_at"] - a["checked_out_at"] - SLICE for a, b in zip(accepted, accepted[1:])]
     print(f"committed state: {size / 1024:.0f} KiB; {len(accepted)} slices measured")
-    print(f"lease overhead (launch + thaw + freeze + upload): median {1000 * statistics.median(lease):.1f} ms"
-          f"  p90 {1000 * sorted(lease)[int(len(lease) * 0.9)]:.1f} ms")
-    print(f"cycle overhead (+ request and pooling): median {1000 * statistics.median(cycle):.1f} ms"
-          f" = {100 * statistics.median(cycle) / 60:.3f} % of a 60 s slice;"
-          f" {statistics.median(cycle) / statistics.median(base):.1f}x the in-process baseline")
+    print(
+        f"lease overhead (launch + thaw + freeze + upload): median {1000 * statistics.median(lease):.1f} ms"
+        f"  p90 {1000 * sorted(lease)[int(len(lease) * 0.9)]:.1f} ms"
+    )
+    print(
+        f"cycle overhead (+ request and pooling): median {1000 * statistics.median(cycle):.1f} ms"
+        f" = {100 * statistics.median(cycle) / 60:.3f} % of a 60 s slice;"
+        f" {statistics.median(cycle) / statistics.median(base):.1f}x the in-process baseline"
+    )
     return 0
 
 

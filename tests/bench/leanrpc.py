@@ -22,8 +22,10 @@ class LeanRPC:
         if parts.scheme != "http":
             raise ValueError("LeanRPC speaks plain http only")
         auth = base64.b64encode(f"{user}:{token}".encode()).decode()
-        self._head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                      f"Content-Type: text/xml\r\nAuthorization: Basic {auth}\r\n").encode()
+        self._head = (
+            f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: text/xml\r\nAuthorization: Basic {auth}\r\n"
+        ).encode()
         self._sock = socket.create_connection((parts.hostname, parts.port or 80))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""

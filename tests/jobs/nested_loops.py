@@ -24,7 +24,7 @@ def mix(words, limit):
                 if (j + wi) % 3 == 0:
                     continue
                 total += j
-                if total > 10 ** 6:
+                if total > 10**6:
                     break
             else:
                 seen.append(ch)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -118,7 +118,7 @@ class Pool:
         self._assign = assign
         self._keys = itertools.count(1)
         self._waiting: dict[int, tuple[PoolRequest, Deferred]] = {}
-        self._timer: Optional[IDelayedCall] = None
+        self._timer: IDelayedCall | None = None
         self._assigning = False
         self._due = False  # the next window should close as soon as the running assign ends
         self._stopped = False
@@ -245,8 +245,7 @@ class Pool:
             keys = {request.key for request, _ in batch.values()}
             unknown = [key for key in answers if key not in keys]
             if unknown:
-                _log.warn("assign answered requests that were not in the window: {keys}",
-                          keys=unknown)
+                _log.warn("assign answered requests that were not in the window: {keys}", keys=unknown)
 
     def _fail(self, failure: Failure, batch: dict[int, tuple[PoolRequest, Deferred]]) -> None:
         self._assign_failures += 1

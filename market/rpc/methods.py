@@ -3,7 +3,7 @@ cancel, outcome, fail and alive.
 
 Authentication is HTTP Basic: user ``client/ID`` with the client's token (workers), or
 ``account/NAME`` (or just ``NAME``) with the account's API token (members). Every refusal is a
-Fault from ``market.faults`` with a plain-words message. States and results are opaque bytes
+Fault from ``market.rpc.faults`` with a plain-words message. States and results are opaque bytes
 (``xmlrpc.client.Binary``): the server stores them and reads only the envelope header.
 """
 
@@ -14,16 +14,18 @@ import binascii
 import functools
 import json
 import xmlrpc.client
-from typing import Any, Dict, Tuple, Union
+from typing import Any
 from xmlrpc.client import Binary, Fault
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from market import credentials, faults, money
-from market.errors import MarketError
-from market.pool import NoWork
+from market.accounts import credentials
+from market.core import money
+from market.core.errors import MarketError
+from market.core.pool import NoWork
+from market.rpc import faults
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
@@ -53,18 +55,27 @@ def method(*spec: Arg):
 
     def decorate(fn):
         required = sum(1 for a in spec if not a.optional)
-        usage = f"{fn.__name__[len('xmlrpc_'):]}(" + ", ".join(
-            (f"[{a.name}]" if a.optional else a.name) for a in spec) + ")"
+        usage = (
+            f"{fn.__name__[len('xmlrpc_') :]}("
+            + ", ".join((f"[{a.name}]" if a.optional else a.name) for a in spec)
+            + ")"
+        )
 
         @functools.wraps(fn)
         def wrapper(self, auth, *args):
             if not required <= len(args) <= len(spec):
-                raise Fault(faults.BAD_ARGUMENT, f"{usage} takes {required}"
-                            + (f" to {len(spec)}" if len(spec) != required else "") + f" arguments, got {len(args)}")
+                raise Fault(
+                    faults.BAD_ARGUMENT,
+                    f"{usage} takes {required}"
+                    + (f" to {len(spec)}" if len(spec) != required else "")
+                    + f" arguments, got {len(args)}",
+                )
             for i, (a, value) in enumerate(zip(spec, args)):
                 if isinstance(value, bool) and bool not in a.types or not isinstance(value, a.types):
-                    raise Fault(faults.BAD_ARGUMENT,
-                                f"{usage}: argument {i + 1} ({a.name}) must be {a.what}, got {type(value).__name__}")
+                    raise Fault(
+                        faults.BAD_ARGUMENT,
+                        f"{usage}: argument {i + 1} ({a.name}) must be {a.what}, got {type(value).__name__}",
+                    )
             return fn(self, auth, *args)
 
         wrapper.usage = usage
@@ -91,7 +102,7 @@ def _parse_price(value) -> int:
 
 class MarketRPC:
     """The dispatcher's XML-RPC face: a ``methodCall`` body in, a ``methodResponse`` body out (a
-    value or a Fault). ``market.rpchttp`` serves it over HTTP at /RPC2; the codec is
+    value or a Fault). ``market.rpc.http`` serves it over HTTP at /RPC2; the codec is
     ``xmlrpc.client``'s, and each call is one Deferred chain (no ``inlineCallbacks`` on the
     worker's two calls per slice, the server's hottest path)."""
 
@@ -100,10 +111,10 @@ class MarketRPC:
         self.db = dispatcher.db
         # Authorization header -> (kind, row, expires): saves a database round trip on every
         # worker call. A replaced token keeps working for at most AUTH_CACHE_SECONDS.
-        self._auth_cache: Dict[bytes, tuple] = {}
+        self._auth_cache: dict[bytes, tuple] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
-    def answer(self, body: bytes, authorization: bytes = b"") -> Union[bytes, defer.Deferred]:
+    def answer(self, body: bytes, authorization: bytes = b"") -> bytes | defer.Deferred:
         """The response body for a call: at once (a refusal) or as a Deferred."""
         try:
             args, name = xmlrpc.client.loads(body)
@@ -136,7 +147,9 @@ class MarketRPC:
             return defer.succeed(self._check_kind(cached[0], cached[1], want))
         user, token = _basic(header)
         if not user or not token:
-            raise AuthError("this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token")
+            raise AuthError(
+                "this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token"
+            )
         digest = credentials.token_hash(token)
         # a Basic user name cannot hold ':' (it separates the password), hence client/ID
         kind, _, ident = user.partition("/") if "/" in user else ("account", "", user)
@@ -160,8 +173,10 @@ class MarketRPC:
 
         def check(row):
             if row is None:
-                raise AuthError("wrong credentials — check --client/--token (workers) or the account API token"
-                                " (market account token NAME)")
+                raise AuthError(
+                    "wrong credentials — check --client/--token (workers) or the account API token"
+                    " (market account token NAME)"
+                )
             if len(self._auth_cache) > 10_000:
                 self._auth_cache.clear()
             # keyed by the whole header, so only the same token finds it; never extended on use
@@ -177,9 +192,13 @@ class MarketRPC:
         return row
 
     # -- members (account credentials) --------------------------------------------------------
-    @method(Arg("accountid", INT, "your account id (an integer)"), Arg("module", STR, "the module's source text"),
-            Arg("price", PRICE, "credits per second as a string like '5.20'"), Arg("name", STR, "a job name"),
-            Arg("entry", STR, "the function to call", optional=True))
+    @method(
+        Arg("accountid", INT, "your account id (an integer)"),
+        Arg("module", STR, "the module's source text"),
+        Arg("price", PRICE, "credits per second as a string like '5.20'"),
+        Arg("name", STR, "a job name"),
+        Arg("entry", STR, "the function to call", optional=True),
+    )
     @defer.inlineCallbacks
     def xmlrpc_job(self, auth, accountid, module, price, name, entry="main"):
         """Create a job (no state yet); returns its id. ``init`` then gives it its initial state."""
@@ -194,7 +213,7 @@ class MarketRPC:
         try:
             tasklet.validate(module, entry)
         except tasklet.JobRefused as e:
-            raise Fault(faults.JOB_REFUSED, str(e))
+            raise Fault(faults.JOB_REFUSED, str(e)) from None
         now = self.dispatcher.clock.seconds()
         job_id = yield self.db.run(sql_jobs.create_job, account["id"], name, cents, module, entry, now)
         return job_id
@@ -206,12 +225,16 @@ class MarketRPC:
         account = yield self._auth(auth, "account")
         return {"id": account["id"], "name": account["name"]}
 
-    @method(Arg("accountid", INT, "your account id"), Arg("bundle", BIN, "the task bundle (market.taskbundle)"),
-            Arg("price", PRICE, "credits per second like '0.05'"), Arg("name", STR, "a task name"))
+    @method(
+        Arg("accountid", INT, "your account id"),
+        Arg("bundle", BIN, "the task bundle (market.jobs.taskbundle)"),
+        Arg("price", PRICE, "credits per second like '0.05'"),
+        Arg("name", STR, "a task name"),
+    )
     @defer.inlineCallbacks
     def xmlrpc_task(self, auth, accountid, bundle, price, name):
         """Submit a pythia-style task (description + task filesystem + input); returns its job id."""
-        from market import taskbundle
+        from market.jobs import taskbundle
 
         account = yield self._auth(auth, "account")
         if accountid != account["id"]:
@@ -224,7 +247,7 @@ class MarketRPC:
             spec, _, _, _ = taskbundle.unpack(data)
             taskbundle.validate_spec(spec)
         except taskbundle.BundleError as e:
-            raise Fault(faults.BAD_ARGUMENT, f"task refused: {e}")
+            raise Fault(faults.BAD_ARGUMENT, f"task refused: {e}") from None
         spec_text = json.dumps(spec, sort_keys=True)
         now = self.dispatcher.clock.seconds()
 
@@ -248,10 +271,13 @@ class MarketRPC:
         try:
             header = envelope.read_header(data)
         except envelope.EnvelopeError as e:
-            raise Fault(faults.BAD_ARGUMENT, f"the initial state is not a valid envelope: {e}")
+            raise Fault(faults.BAD_ARGUMENT, f"the initial state is not a valid envelope: {e}") from None
         if header.source_sha256 != job["source_sha256"] or header.seq != 0 or header.entry != job["entry"]:
-            raise Fault(faults.BAD_ARGUMENT, "the initial state was not made from this job's module and entry"
-                                             " (source hash, entry or sequence number differ)")
+            raise Fault(
+                faults.BAD_ARGUMENT,
+                "the initial state was not made from this job's module and entry"
+                " (source hash, entry or sequence number differ)",
+            )
         yield self.db.run(sql_jobs.init_job, account["id"], jobid, data, self.dispatcher.clock.seconds())
         return True
 
@@ -285,12 +311,20 @@ class MarketRPC:
         """A finished job's result (encoded bytes), for its owner only."""
         account = yield self._auth(auth, "account")
         row = yield self.db.run(sql_jobs.job_result, account["id"], jobid)
-        return {"id": row["id"], "kind": row["kind"], "outcome": row["outcome"], "error": row["error"],
-                "result": None if row["result"] is None else Binary(bytes(row["result"]))}
+        return {
+            "id": row["id"],
+            "kind": row["kind"],
+            "outcome": row["outcome"],
+            "error": row["error"],
+            "result": None if row["result"] is None else Binary(bytes(row["result"])),
+        }
 
     # -- workers (client credentials) ----------------------------------------------------------
-    @method(Arg("clientid", INT, "your client id"), Arg("slice", NUM, "proposed slice in seconds", optional=True),
-            Arg("info", DICT, "a struct (sandbox level)", optional=True))
+    @method(
+        Arg("clientid", INT, "your client id"),
+        Arg("slice", NUM, "proposed slice in seconds", optional=True),
+        Arg("info", DICT, "a struct (sandbox level)", optional=True),
+    )
     def xmlrpc_request(self, auth, clientid, slice_=None, info=None):
         """Ask for work: a test job at once, or a job after the pooling window, or {status: nowork}."""
         return self._auth(auth, "client").addCallback(self._request, clientid, slice_, info)
@@ -307,15 +341,31 @@ class MarketRPC:
     def _lease_answer(self, answer):
         if isinstance(answer, NoWork) or answer is None:
             retry = getattr(answer, "retry_after", self.dispatcher.settings.window)
-            return {"status": "nowork", "retry_after": float(retry),
-                    "message": f"no work for you in this window; ask again in {retry:g} s"}
-        return {"status": "work", "stateid": answer["stateid"], "job": answer["job_id"], "kind": answer["kind"],
-                "state": Binary(answer["state"]), "module": answer["source"], "entry": answer["entry"],
-                "spec": answer["spec"], "seq": answer["seq"], "timeout": float(answer["timeout"]),
-                "slice": float(answer["granted"]), "deadline": float(answer["deadline"])}
+            return {
+                "status": "nowork",
+                "retry_after": float(retry),
+                "message": f"no work for you in this window; ask again in {retry:g} s",
+            }
+        return {
+            "status": "work",
+            "stateid": answer["stateid"],
+            "job": answer["job_id"],
+            "kind": answer["kind"],
+            "state": Binary(answer["state"]),
+            "module": answer["source"],
+            "entry": answer["entry"],
+            "spec": answer["spec"],
+            "seq": answer["seq"],
+            "timeout": float(answer["timeout"]),
+            "slice": float(answer["granted"]),
+            "deadline": float(answer["deadline"]),
+        }
 
-    @method(Arg("stateid", INT, "the stateid from request"), Arg("state", BIN, "the new frozen state"),
-            Arg("info", DICT, "a struct (slice status, progress)", optional=True))
+    @method(
+        Arg("stateid", INT, "the stateid from request"),
+        Arg("state", BIN, "the new frozen state"),
+        Arg("info", DICT, "a struct (slice status, progress)", optional=True),
+    )
     def xmlrpc_state(self, auth, stateid, state, info=None):
         """Check a state in: accepted before the deadline (and paid), rejected after it."""
         return self._auth(auth, "client").addCallback(self._checkin, stateid, state, info or {})
@@ -333,11 +383,14 @@ class MarketRPC:
         try:
             envelope.read_header(data)
         except envelope.EnvelopeError as e:
-            raise Fault(faults.BAD_ARGUMENT, f"that state is not a valid envelope: {e} — nothing was stored")
+            raise Fault(faults.BAD_ARGUMENT, f"that state is not a valid envelope: {e} — nothing was stored") from None
         return self.dispatcher.checkin(client["id"], stateid, data, status, progress)
 
-    @method(Arg("stateid", INT, "the stateid from request"), Arg("result", BIN + (type(None),), "the encoded result"),
-            Arg("info", DICT, "a struct (outcome, error)", optional=True))
+    @method(
+        Arg("stateid", INT, "the stateid from request"),
+        Arg("result", BIN + (type(None),), "the encoded result"),
+        Arg("info", DICT, "a struct (outcome, error)", optional=True),
+    )
     @defer.inlineCallbacks
     def xmlrpc_result(self, auth, stateid, result, info=None):
         """The job finished during this lease: store its result (opaque bytes) and pay."""
@@ -353,8 +406,11 @@ class MarketRPC:
         answer = yield self.dispatcher.finish(client["id"], stateid, data, outcome, error)
         return answer
 
-    @method(Arg("stateid", INT, "the stateid from request"), Arg("status", STR, "what went wrong"),
-            Arg("message", STR, "details", optional=True))
+    @method(
+        Arg("stateid", INT, "the stateid from request"),
+        Arg("status", STR, "what went wrong"),
+        Arg("message", STR, "details", optional=True),
+    )
     @defer.inlineCallbacks
     def xmlrpc_fail(self, auth, stateid, status, message=""):
         """A slice ended without a usable state: the job rolls back to its committed state."""
@@ -383,12 +439,19 @@ class MarketRPC:
         return handler
 
 
-def _public_job(row: Dict[str, Any]) -> Dict[str, Any]:
+def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     out = {
-        "id": row["id"], "kind": row["kind"], "name": row["name"], "price": money.format_cents(row["price"]),
-        "status": row["status"], "executed_seconds": (row["executed_ms"] or 0) / 1000.0,
-        "slices": row["slices"], "progress": row["progress"], "outcome": row["outcome"],
-        "submitted_at": row["submitted_at"], "finished_at": row["finished_at"],
+        "id": row["id"],
+        "kind": row["kind"],
+        "name": row["name"],
+        "price": money.format_cents(row["price"]),
+        "status": row["status"],
+        "executed_seconds": (row["executed_ms"] or 0) / 1000.0,
+        "slices": row["slices"],
+        "progress": row["progress"],
+        "outcome": row["outcome"],
+        "submitted_at": row["submitted_at"],
+        "finished_at": row["finished_at"],
     }
     if "error" in row:
         out["error"] = row["error"]
@@ -400,16 +463,18 @@ def _public_job(row: Dict[str, Any]) -> Dict[str, Any]:
 
 def _encode(result) -> bytes:
     try:
-        text = xmlrpc.client.dumps(result if isinstance(result, Fault) else (result,), methodresponse=True,
-                                   allow_none=True)
+        text = xmlrpc.client.dumps(
+            result if isinstance(result, Fault) else (result,), methodresponse=True, allow_none=True
+        )
     except Exception:
         log.failure("cannot encode an XML-RPC answer")
-        text = xmlrpc.client.dumps(Fault(faults.INTERNAL, "the server could not encode its answer; logged"),
-                                   methodresponse=True)
+        text = xmlrpc.client.dumps(
+            Fault(faults.INTERNAL, "the server could not encode its answer; logged"), methodresponse=True
+        )
     return text.encode("utf-8")
 
 
-def _basic(header: bytes) -> Tuple[str, str]:
+def _basic(header: bytes) -> tuple[str, str]:
     """(user, password) of an HTTP Basic Authorization header; ("", "") if it is not one."""
     scheme, _, encoded = header.strip().partition(b" ")
     if scheme.lower() != b"basic":
@@ -423,7 +488,7 @@ def _basic(header: bytes) -> Tuple[str, str]:
 
 
 def factory(dispatcher, max_body: int = MAX_BODY):
-    """The XML-RPC endpoint: POST /RPC2 over HTTP/1.1 (``market.rpchttp``)."""
-    from market.rpchttp import RPCFactory
+    """The XML-RPC endpoint: POST /RPC2 over HTTP/1.1 (``market.rpc.http``)."""
+    from market.rpc.http import RPCFactory
 
     return RPCFactory(MarketRPC(dispatcher), b"/RPC2", max_body, clock=dispatcher.clock)

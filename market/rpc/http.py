@@ -23,7 +23,7 @@ What it speaks, and what it refuses (every refusal has a status and a plain-text
 from __future__ import annotations
 
 from email.utils import formatdate
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
@@ -32,9 +32,16 @@ from twisted.protocols.policies import TimeoutMixin
 log = Logger()
 
 MAX_HEADER = 16 * 1024
-REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-           411: b"Length Required", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-           500: b"Internal Server Error"}
+REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+}
 
 
 class Refused(Exception):
@@ -61,10 +68,10 @@ class _Date:
 class RPCChannel(protocol.Protocol, TimeoutMixin):
     """One client connection: requests are read, answered one at a time, in order."""
 
-    def __init__(self, factory: "RPCFactory"):
+    def __init__(self, factory: RPCFactory):
         self.factory = factory
         self._buffer = bytearray()
-        self._head: Optional[dict] = None  # the request whose body is being read
+        self._head: dict | None = None  # the request whose body is being read
         self._busy = False  # a call is being answered; later requests wait
         self._paused = False  # reading stopped while busy with a full buffer
         self._discard = 0  # bytes of a refused request's body still to throw away
@@ -121,7 +128,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             head, self._head = self._head, None
             self._call(head, body)
 
-    def _read_head(self) -> Optional[dict]:
+    def _read_head(self) -> dict | None:
         # a client may send empty lines between requests (RFC 9112 section 2.2)
         while self._buffer[:2] == b"\r\n":
             del self._buffer[:2]
@@ -131,7 +138,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
                 raise Refused(431, "request headers over 16 KiB")
             return None
         lines = bytes(self._buffer[:end]).split(b"\r\n")
-        del self._buffer[:end + 4]
+        del self._buffer[: end + 4]
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             raise Refused(400, "malformed request line (want: POST /RPC2 HTTP/1.1)")
@@ -153,17 +160,24 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
         connection = headers.get(b"connection", b"").lower()
         refusal = None
         if method != b"POST":
-            refusal = (405, f"the market's XML-RPC takes POST {self.factory.path.decode()}, not"
-                            f" {method.decode('latin-1')[:20]}")
+            refusal = (
+                405,
+                f"the market's XML-RPC takes POST {self.factory.path.decode()}, not {method.decode('latin-1')[:20]}",
+            )
         elif target.split(b"?", 1)[0] != self.factory.path:
-            refusal = (404, f"nothing at {target.decode('latin-1')[:100]}; the market's XML-RPC is at"
-                            f" {self.factory.path.decode()}")
+            refusal = (
+                404,
+                f"nothing at {target.decode('latin-1')[:100]}; the market's XML-RPC is at {self.factory.path.decode()}",
+            )
         elif int(length) > self.factory.max_body:
-            refusal = (413, f"request body over {self.factory.max_body // (1024 * 1024)} MiB;"
-                            " send smaller states")
-        return {"length": int(length), "refusal": refusal, "authorization": headers.get(b"authorization", b""),
-                "keep": (b"close" not in connection) if version == b"HTTP/1.1" else (b"keep-alive" in connection),
-                "continue": headers.get(b"expect", b"").lower() == b"100-continue"}
+            refusal = (413, f"request body over {self.factory.max_body // (1024 * 1024)} MiB; send smaller states")
+        return {
+            "length": int(length),
+            "refusal": refusal,
+            "authorization": headers.get(b"authorization", b""),
+            "keep": (b"close" not in connection) if version == b"HTTP/1.1" else (b"keep-alive" in connection),
+            "continue": headers.get(b"expect", b"").lower() == b"100-continue",
+        }
 
     def _skip_body(self) -> None:
         """A refused request: read its body and throw it away, then answer and close. Closing with
@@ -211,9 +225,14 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
     def _send(self, code: int, body, close: bool, content_type: bytes = b"text/plain; charset=utf-8") -> None:
         if isinstance(body, str):
             body = (body + "\n").encode("utf-8")
-        head = (b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
-                % (code, REASONS[code], self.factory.date(), content_type, len(body),
-                   b"Connection: close\r\n" if close else b""))
+        head = b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+            code,
+            REASONS[code],
+            self.factory.date(),
+            content_type,
+            len(body),
+            b"Connection: close\r\n" if close else b"",
+        )
         self.transport.write(head + body)
         if close:
             self._gone = True
@@ -224,8 +243,9 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
 class RPCFactory(protocol.Factory):
     """Serves ``rpc.answer(body, authorization)`` at ``path`` over HTTP/1.1."""
 
-    def __init__(self, rpc: Any, path: bytes = b"/RPC2", max_body: int = 64 * 1024 * 1024,
-                 idle: float = 600.0, clock=None):
+    def __init__(
+        self, rpc: Any, path: bytes = b"/RPC2", max_body: int = 64 * 1024 * 1024, idle: float = 600.0, clock=None
+    ):
         if clock is None:
             from twisted.internet import reactor as clock
         self.rpc, self.path, self.max_body, self.idle = rpc, path, max_body, idle

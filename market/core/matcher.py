@@ -22,7 +22,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 __all__ = [
     "ReadyJob",
@@ -169,7 +169,7 @@ def match(
     jobs: Iterable[ReadyJob],
     *,
     now: float = 0.0,
-    rng: Optional[random.Random] = None,
+    rng: random.Random | None = None,
 ) -> list[Assignment]:
     """The paper's rule: the i-th job by ``job_order_key`` goes to the i-th client by
     ``client_order_key``; ``min(#clients, #jobs)`` assignments.
@@ -187,7 +187,7 @@ def fifo(
     jobs: Iterable[ReadyJob],
     *,
     now: float = 0.0,
-    rng: Optional[random.Random] = None,
+    rng: random.Random | None = None,
 ) -> list[Assignment]:
     """Oldest job first, to clients in the order they asked; ignores price and speed."""
     ranked_clients = sorted(clients, key=request_order_key)
@@ -199,7 +199,7 @@ def random_match(
     jobs: Iterable[ReadyJob],
     *,
     now: float = 0.0,
-    rng: Union[random.Random, int, None] = None,
+    rng: random.Random | int | None = None,
 ) -> list[Assignment]:
     """Jobs drawn uniformly at random (with the caller's ``rng``), to clients in request order.
 
@@ -222,7 +222,7 @@ def price_only(
     jobs: Iterable[ReadyJob],
     *,
     now: float = 0.0,
-    rng: Optional[random.Random] = None,
+    rng: random.Random | None = None,
 ) -> list[Assignment]:
     """Highest price first (``job_order_key``), to clients in request order: speed is ignored."""
     ranked_clients = sorted(clients, key=request_order_key)
@@ -237,7 +237,7 @@ def aging(
     jobs: Iterable[ReadyJob],
     *,
     now: float = 0.0,
-    rng: Optional[random.Random] = None,
+    rng: random.Random | None = None,
     rate: float = DEFAULT_AGING_RATE,
 ) -> list[Assignment]:
     """The paper's rule on an effective price ``price + rate * (now - submitted_at)``.

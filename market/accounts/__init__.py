@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
 
-from market import credentials, money
+from market.accounts import credentials
+from market.core import money
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 
@@ -23,7 +23,7 @@ def starting_grant() -> int:
 class NewAccount:
     id: int
     name: str
-    confirm_token: Optional[str]
+    confirm_token: str | None
 
 
 @dataclass
@@ -33,8 +33,16 @@ class NewClient:
     token: str
 
 
-def create_account(db, name: str, email: str, password: str, *, confirm: bool = True,
-                   grant_cents: Optional[int] = None, now: Optional[float] = None) -> NewAccount:
+def create_account(
+    db,
+    name: str,
+    email: str,
+    password: str,
+    *,
+    confirm: bool = True,
+    grant_cents: int | None = None,
+    now: float | None = None,
+) -> NewAccount:
     """Create an account. With ``confirm`` it stays unconfirmed until its e-mailed token comes back.
 
     Hashes the password on the calling thread: servers call this through deferToThread.
@@ -44,8 +52,9 @@ def create_account(db, name: str, email: str, password: str, *, confirm: bool = 
     password_hash = credentials.hash_password(password)
     token, token_hash = credentials.new_token() if confirm else (None, None)
     grant = starting_grant() if grant_cents is None else grant_cents
-    account_id = db.transact(sql_accounts.create_account, name, email, password_hash,
-                             time.time() if now is None else now, token_hash, grant)
+    account_id = db.transact(
+        sql_accounts.create_account, name, email, password_hash, time.time() if now is None else now, token_hash, grant
+    )
     return NewAccount(account_id, name, token)
 
 
@@ -56,9 +65,10 @@ def issue_api_token(db, account_id: int) -> str:
     return token
 
 
-def register_client(db, account_id: int, name: str, now: Optional[float] = None) -> NewClient:
+def register_client(db, account_id: int, name: str, now: float | None = None) -> NewClient:
     """Register a computation client for an account; its token is returned once and only hashed."""
     token, token_hash = credentials.new_token()
-    client_id = db.transact(sql_clients.register_client, account_id, name, token_hash,
-                            time.time() if now is None else now)
+    client_id = db.transact(
+        sql_clients.register_client, account_id, name, token_hash, time.time() if now is None else now
+    )
     return NewClient(client_id, name, token)

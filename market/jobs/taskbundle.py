@@ -16,9 +16,9 @@ import json
 import os
 import struct
 import tarfile
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 
 MAGIC = b"MKTK"
 _LEN = struct.Struct(">I")
@@ -64,17 +64,16 @@ def archive_taskfs(path: str) -> bytes:
         raise BundleError(f"cannot read the task filesystem {path!r}: {e.strerror}") from None
 
 
-def pack(spec: Dict[str, Any], archive: bytes, input_data: Optional[bytes] = None) -> bytes:
+def pack(spec: dict[str, Any], archive: bytes, input_data: bytes | None = None) -> bytes:
     fmt = detect_format(archive)
-    meta = json.dumps({"spec": spec, "format": fmt, "input_length": len(input_data or b"")},
-                      sort_keys=True).encode()
+    meta = json.dumps({"spec": spec, "format": fmt, "input_length": len(input_data or b"")}, sort_keys=True).encode()
     data = MAGIC + _LEN.pack(len(meta)) + meta + archive + (input_data or b"")
     if len(data) > MAX_BUNDLE:
         raise BundleError(f"the task bundle is over {MAX_BUNDLE // (1024 * 1024)} MiB")
     return data
 
 
-def unpack(data: bytes) -> Tuple[Dict[str, Any], str, bytes, bytes]:
+def unpack(data: bytes) -> tuple[dict[str, Any], str, bytes, bytes]:
     """(spec, format, archive, input); BundleError on anything malformed."""
     if not isinstance(data, (bytes, bytearray)) or data[:4] != MAGIC or len(data) < 8:
         raise BundleError("not a task bundle")
@@ -82,20 +81,20 @@ def unpack(data: bytes) -> Tuple[Dict[str, Any], str, bytes, bytes]:
     if n > 64 * 1024 or 8 + n > len(data):
         raise BundleError("task bundle header is damaged")
     try:
-        meta = json.loads(bytes(data[8:8 + n]).decode("utf-8"))
+        meta = json.loads(bytes(data[8 : 8 + n]).decode("utf-8"))
         spec, fmt, input_length = meta["spec"], meta["format"], int(meta["input_length"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise BundleError("task bundle header is damaged") from None
     if fmt not in FORMATS or not isinstance(spec, dict) or not 0 <= input_length <= len(data) - 8 - n:
         raise BundleError("task bundle header is damaged")
-    body = bytes(data[8 + n:])
-    archive, input_data = body[:len(body) - input_length], body[len(body) - input_length:]
+    body = bytes(data[8 + n :])
+    archive, input_data = body[: len(body) - input_length], body[len(body) - input_length :]
     if detect_format(archive) != fmt:
         raise BundleError("the task filesystem's format does not match its header")
     return spec, fmt, archive, input_data
 
 
-def validate_spec(spec: Dict[str, Any]):
+def validate_spec(spec: dict[str, Any]):
     """The ``.task`` rules (market.sandbox.task) incl. known environments; TaskError -> BundleError."""
     from market.sandbox.task import TaskError, default_environments, parse_task
 

@@ -14,27 +14,32 @@ a state too large for the database's packet limit, cannot fail its neighbours.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable, List, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
-RunBatch = Callable[[List[Any]], Union[Sequence[Any], "Deferred[Sequence[Any]]"]]
+RunBatch = Callable[[list[Any]], Union[Sequence[Any], "Deferred[Sequence[Any]]"]]
 
 
 class GroupCommit:
     """Queue items; commit them in batches, one batch at a time."""
 
-    def __init__(self, run_batch: RunBatch, max_items: int = 128, max_bytes: int = 32 * 1024 * 1024,
-                 size: Callable[[Any], int] = lambda item: 0) -> None:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        max_items: int = 128,
+        max_bytes: int = 32 * 1024 * 1024,
+        size: Callable[[Any], int] = lambda item: 0,
+    ) -> None:
         self._run = run_batch
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._size = size
-        self._queue: List[Tuple[Any, Deferred]] = []
+        self._queue: list[tuple[Any, Deferred]] = []
         self._busy = False
-        self._idle_waiters: List[Deferred] = []
+        self._idle_waiters: list[Deferred] = []
         self.batches = 0
         self.items = 0
 
@@ -58,7 +63,7 @@ class GroupCommit:
     def mean_batch(self) -> float:
         return self.items / self.batches if self.batches else 0.0
 
-    def _take(self) -> List[Tuple[Any, Deferred]]:
+    def _take(self) -> list[tuple[Any, Deferred]]:
         taken, total = 0, 0
         for item, _ in self._queue:
             total += self._size(item)
@@ -80,14 +85,14 @@ class GroupCommit:
         d = maybeDeferred(self._run, [item for item, _ in batch])
         d.addCallbacks(self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-    def _committed(self, results: Sequence[Any], batch: List[Tuple[Any, Deferred]]) -> None:
+    def _committed(self, results: Sequence[Any], batch: list[tuple[Any, Deferred]]) -> None:
         # the next batch goes to the database first: answering this one (encoding and writing a
         # response per item) then overlaps with that batch's transaction
         self._next()
         self._deliver(results, batch)
         self._check_idle()
 
-    def _failed(self, failure: Failure, batch: List[Tuple[Any, Deferred]]) -> Deferred:
+    def _failed(self, failure: Failure, batch: list[tuple[Any, Deferred]]) -> Deferred:
         # find the item that broke the batch: each alone, one after the other, then carry on
         alone = succeed(None)
         if len(batch) == 1:
@@ -99,13 +104,13 @@ class GroupCommit:
         alone.addCallback(lambda _: self._check_idle())
         return alone
 
-    def _alone(self, entry: Tuple[Any, Deferred]) -> Deferred:
+    def _alone(self, entry: tuple[Any, Deferred]) -> Deferred:
         d = maybeDeferred(self._run, [entry[0]])
         d.addCallbacks(self._deliver, entry[1].errback, callbackArgs=([entry],))
         return d
 
     @staticmethod
-    def _deliver(results: Sequence[Any], batch: List[Tuple[Any, Deferred]]) -> None:
+    def _deliver(results: Sequence[Any], batch: list[tuple[Any, Deferred]]) -> None:
         if not isinstance(results, Sequence) or len(results) != len(batch):
             # a bug in run_batch: nobody may be left waiting
             failure = Failure(RuntimeError(f"a batch of {len(batch)} got {results!r:.80} as results"))

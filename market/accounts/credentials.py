@@ -11,9 +11,8 @@ import hashlib
 import hmac
 import os
 import secrets
-from typing import Tuple
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 
 MIN_PASSWORD = 8
 
@@ -55,7 +54,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def new_token() -> Tuple[str, str]:
+def new_token() -> tuple[str, str]:
     """A fresh secret and the hash to store.
 
     Never starting with '-': given as ``--token -x...`` on a command line, argparse would take it

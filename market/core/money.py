@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 
 MAX_CENTS = 10**15  # fits in a signed 64-bit column with room for sums
 _AMOUNT = re.compile(r"^\s*\d+(\.\d{1,2})?\s*$")

@@ -10,7 +10,7 @@ import base64
 import xmlrpc.client
 from typing import Any
 
-from market.errors import MarketError
+from market.core.errors import MarketError
 
 DEFAULT_SERVER = "http://127.0.0.1:7080/RPC2"
 
@@ -36,8 +36,10 @@ class _AuthTransport(xmlrpc.client.Transport):
 def blocking(url: str, user: str, token: str) -> xmlrpc.client.ServerProxy:
     """A ServerProxy that authenticates with HTTP Basic (token never put in the URL)."""
     if url.startswith("https:"):
+
         class _T(_AuthTransport, xmlrpc.client.SafeTransport):
             pass
+
         transport = _T(basic(user, token))
     else:
         transport = _AuthTransport(basic(user, token))
@@ -60,21 +62,27 @@ class AsyncRPC:
 
     def call(self, method: str, *args: Any):
         """-> Deferred firing with the result; errbacks with ``xmlrpc.client.Fault`` or a connection error."""
-        from twisted.web.client import FileBodyProducer, readBody
-        from twisted.web.http_headers import Headers
         from io import BytesIO
 
+        from twisted.web.client import FileBodyProducer, readBody
+        from twisted.web.http_headers import Headers
+
         body = xmlrpc.client.dumps(args, method, allow_none=True).encode("utf-8")
-        d = self._agent.request(b"POST", self.url,
-                                Headers({b"content-type": [b"text/xml"], b"authorization": [self._auth]}),
-                                FileBodyProducer(BytesIO(body)))
+        d = self._agent.request(
+            b"POST",
+            self.url,
+            Headers({b"content-type": [b"text/xml"], b"authorization": [self._auth]}),
+            FileBodyProducer(BytesIO(body)),
+        )
         timer = self.reactor.callLater(self.timeout, d.cancel)
 
         def got(response):
             if response.code != 200:
                 return readBody(response).addCallback(
-                    lambda text: _raise(MarketError(f"server answered HTTP {response.code}: "
-                                                    f"{text[:200].decode('utf-8', 'replace')}")))
+                    lambda text: _raise(
+                        MarketError(f"server answered HTTP {response.code}: {text[:200].decode('utf-8', 'replace')}")
+                    )
+                )
             return readBody(response)
 
         def parse(data):

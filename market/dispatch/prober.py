@@ -6,10 +6,10 @@ cubic nested loops whose answer the server knows. Speed = operations / server-me
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 
-def needs_probe(last: Optional[Dict[str, Any]], now: float, interval: float) -> bool:
+def needs_probe(last: dict[str, Any] | None, now: float, interval: float) -> bool:
     return last is None or now - float(last["measured_at"]) >= interval
 
 
@@ -21,7 +21,7 @@ def make_test_job(size: int):
     return tasklet.PROBE_SOURCE, "probe", envelope
 
 
-def verdict(result: Optional[bytes], size: int, seconds: float):
+def verdict(result: bytes | None, size: int, seconds: float):
     """(correct, speed) for a finished test job. The result is decoded as data only."""
     from market import tasklet
 

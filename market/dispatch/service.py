@@ -1,23 +1,24 @@
 """The dispatcher: requests, the pool, leases, check-ins, the prober and the lease reaper.
 
-It owns no SQL (``market.store.jobs`` does) and no matching rule (``market.matcher``) and no
-window rule (``market.pool``): it wires them to a clock and a database. Every method returns a
+It owns no SQL (``market.store.jobs`` does) and no matching rule (``market.core.matcher``) and no
+window rule (``market.core.pool``): it wires them to a clock and a database. Every method returns a
 Deferred; database work runs off the reactor thread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from market import matcher, prober
-from market.errors import Forbidden, MarketError, NotFound
-from market.groupcommit import GroupCommit
-from market.pool import NoWork, Pool, WindowPolicy
+from market.core import matcher
+from market.core.errors import Forbidden, MarketError, NotFound
+from market.core.pool import NoWork, Pool, WindowPolicy
+from market.dispatch import prober
+from market.dispatch.groupcommit import GroupCommit
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 
@@ -39,7 +40,7 @@ class Settings:
     reap_interval: float = 5.0
 
 
-def _ready_job(row: Dict[str, Any]) -> matcher.ReadyJob:
+def _ready_job(row: dict[str, Any]) -> matcher.ReadyJob:
     return matcher.ReadyJob(id=row["id"], price=row["price"], submitted_at=row["submitted_at"])
 
 
@@ -59,28 +60,38 @@ class Dispatcher(service.Service):
         self._reaper.clock = clock
         # client id -> (client row with last_speed, when read): a worker asks for work every slice,
         # and reading its row, speed and touching last_seen each time was a third of a cycle's SQL
-        self._clients: Dict[int, tuple] = {}
+        self._clients: dict[int, tuple] = {}
         # at most 4 MiB of states per transaction: MariaDB's default packet limit is 16 MiB, and a
         # script carries the states escaped (up to twice their size); a larger state goes alone
-        self._checkins = GroupCommit(lambda batch: self.db.run(sql_jobs.checkin_many, batch),
-                                     max_bytes=4 * 1024 * 1024, size=lambda checkin: len(checkin.state))
+        self._checkins = GroupCommit(
+            lambda batch: self.db.run(sql_jobs.checkin_many, batch),
+            max_bytes=4 * 1024 * 1024,
+            size=lambda checkin: len(checkin.state),
+        )
 
     # -- service -------------------------------------------------------------------------------
     def startService(self):
         super().startService()
         # expire leases that ended while we were down, then keep reaping
         self._reaper.start(self.settings.reap_interval, now=True).addErrback(
-            lambda f: log.failure("lease reaper stopped", f))
+            lambda f: log.failure("lease reaper stopped", f)
+        )
 
     def stopService(self):
         if self._reaper.running:
             self._reaper.stop()
         super().stopService()
         stats = self.pool.stats
-        log.info("dispatcher stopping: {windows} windows served {served} requests (mean wait {wait:.3f} s);"
-                 " {checkins} check-ins in {batches} transactions ({mean:.1f} per transaction)",
-                 windows=stats.windows_closed, served=stats.requests_served, wait=stats.mean_wait,
-                 checkins=self._checkins.items, batches=self._checkins.batches, mean=self._checkins.mean_batch)
+        log.info(
+            "dispatcher stopping: {windows} windows served {served} requests (mean wait {wait:.3f} s);"
+            " {checkins} check-ins in {batches} transactions ({mean:.1f} per transaction)",
+            windows=stats.windows_closed,
+            served=stats.requests_served,
+            wait=stats.mean_wait,
+            checkins=self._checkins.items,
+            batches=self._checkins.batches,
+            mean=self._checkins.mean_batch,
+        )
         # answer every waiting worker, wait for a window being assigned and the check-ins queued
         return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
 
@@ -96,20 +107,23 @@ class Dispatcher(service.Service):
         return d
 
     # -- work requests -------------------------------------------------------------------------
-    def negotiate(self, proposed: Optional[float]) -> float:
+    def negotiate(self, proposed: float | None) -> float:
         s = self.settings
         if proposed is None:
             return s.default_slice
         return float(min(max(proposed, s.min_slice), s.max_slice))
 
     @defer.inlineCallbacks
-    def request(self, client_id: int, proposed_slice: Optional[float] = None, sandbox_level: Optional[str] = None):
+    def request(self, client_id: int, proposed_slice: float | None = None, sandbox_level: str | None = None):
         """The paper's ``request``: a test job at once, or a job after the pooling window, or NoWork."""
         now = self.clock.seconds()
         granted = self.negotiate(proposed_slice)
         cached = self._clients.get(client_id)
-        if cached is not None and now - cached[1] < CLIENT_CACHE_SECONDS and cached[0]["sandbox_level"] == (
-                sandbox_level or cached[0]["sandbox_level"]):
+        if (
+            cached is not None
+            and now - cached[1] < CLIENT_CACHE_SECONDS
+            and cached[0]["sandbox_level"] == (sandbox_level or cached[0]["sandbox_level"])
+        ):
             client = cached[0]
         else:
             client = yield self.db.run(self._client_for_request, client_id, now, sandbox_level)
@@ -136,15 +150,22 @@ class Dispatcher(service.Service):
         source, entry, envelope = prober.make_test_job(size)
         seconds = self.settings.max_slice
 
-        return self.db.run(sql_jobs.create_probe, client_id, source, entry, envelope, size, seconds,
-                           self.settings.grace, now)
+        return self.db.run(
+            sql_jobs.create_probe, client_id, source, entry, envelope, size, seconds, self.settings.grace, now
+        )
 
     def _assign(self, requests):
-        clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at)
-                   for r in requests]
+        clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at) for r in requests]
         granted = {r.client_id: r.extra["slice"] for r in requests}
-        d = self.db.run(sql_jobs.assign_window, clients, self.clock.seconds(), self.settings.grace, granted,
-                        matcher.match, _ready_job)
+        d = self.db.run(
+            sql_jobs.assign_window,
+            clients,
+            self.clock.seconds(),
+            self.settings.grace,
+            granted,
+            matcher.match,
+            _ready_job,
+        )
 
         def by_request(by_client):
             return {r.key: by_client[r.client_id] for r in requests if r.client_id in by_client}
@@ -152,14 +173,17 @@ class Dispatcher(service.Service):
         return d.addCallback(by_request)
 
     # -- check-ins -------------------------------------------------------------------------------
-    def checkin(self, client_id: int, stateid: int, state: bytes, slice_status: str = "ok",
-                progress: Optional[float] = None):
+    def checkin(
+        self, client_id: int, stateid: int, state: bytes, slice_status: str = "ok", progress: float | None = None
+    ):
         """The paper's ``state``, group-committed with the check-ins that arrive meanwhile."""
         return self._checkins.submit(
-            sql_jobs.CheckIn(stateid, client_id, state, self.clock.seconds(), slice_status, progress))
+            sql_jobs.CheckIn(stateid, client_id, state, self.clock.seconds(), slice_status, progress)
+        )
 
-    def finish(self, client_id: int, stateid: int, result: Optional[bytes], outcome: str = "finished",
-               error: Optional[str] = None):
+    def finish(
+        self, client_id: int, stateid: int, result: bytes | None, outcome: str = "finished", error: str | None = None
+    ):
         now = self.clock.seconds()
 
         from market import tasklet
@@ -169,11 +193,13 @@ class Dispatcher(service.Service):
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
             if job["kind"] == "test" and answer["status"] == "finished" and not answer["duplicate"]:
-                correct, speed = prober.verdict(result if outcome == "finished" else None, job["probe_size"],
-                                                now - d["checked_out_at"])
+                correct, speed = prober.verdict(
+                    result if outcome == "finished" else None, job["probe_size"], now - d["checked_out_at"]
+                )
                 if correct:
-                    sql_clients.record_speed(tx, client_id, tasklet.probe_operations(job["probe_size"]),
-                                             now - d["checked_out_at"], now)
+                    sql_clients.record_speed(
+                        tx, client_id, tasklet.probe_operations(job["probe_size"]), now - d["checked_out_at"], now
+                    )
                     answer["speed"] = speed
                 else:
                     sql_clients.mark_suspect(tx, client_id)

@@ -9,7 +9,7 @@ without ever showing a traceback.
 class MarketError(Exception):
     """A refusal with a plain-words message that says what was wrong and what to do."""
 
-    #: short machine-readable kind, mapped to Fault codes in market.faults
+    #: short machine-readable kind, mapped to Fault codes in market.rpc.faults
     kind = "invalid"
 
 

@@ -7,24 +7,24 @@ never leaves its payer below zero.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import MutableMapping, Optional
 
-from market.errors import InsufficientFunds, MarketError
-from market.money import MAX_CENTS, format_cents
+from market.core.errors import InsufficientFunds, MarketError
+from market.core.money import MAX_CENTS, format_cents
 
 KINDS = ("grant", "payment", "transfer")
 
 
 @dataclass(frozen=True)
 class Entry:
-    debit_account: Optional[int]  # None for a grant
+    debit_account: int | None  # None for a grant
     credit_account: int
     amount: int
     kind: str
     memo: str = ""
 
-    def with_amount(self, amount: int) -> "Entry":
+    def with_amount(self, amount: int) -> Entry:
         return Entry(self.debit_account, self.credit_account, amount, self.kind, self.memo)
 
 

@@ -1,0 +1,1 @@
+"""The dispatcher service: work requests, the pooling window, leases, check-ins, probes, reaping."""

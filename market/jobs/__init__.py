@@ -1,0 +1,1 @@
+"""What members submit: jobs (a module, a function, arguments) and pythia-style task bundles."""
