@@ -198,7 +198,7 @@ def write_report(
                     _write_job(xf, row, own, requester)
                     counts.jobs += 1
             with xf.element(_Q["dispatches"]):
-                for row in _batches(db, sql.dispatch_batch, batch):
+                for row in _batches(db, sql.lease_batch, batch):
                     _write_dispatch(xf, row)
                     counts.dispatches += 1
     return counts

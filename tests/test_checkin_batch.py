@@ -72,8 +72,7 @@ def outcome(db, w, answers):
     def read(tx):
         dispatches = [
             tx.one(
-                "SELECT status, paid, accepted_ms, slice_status, checked_in_at, new_state_id"
-                " FROM dispatches WHERE id = ?",
+                "SELECT status, paid, accepted_ms, slice_status, checked_in_at, new_state_id FROM leases WHERE id = ?",
                 (d,),
             )
             for d in w["leases"]
@@ -109,7 +108,7 @@ def test_a_batch_of_check_ins_answers_and_writes_what_they_would_one_by_one(db, 
 
         def one(c):
             try:
-                return db.transact(jsql.checkin, c.dispatch_id, c.client_id, c.state, c.at, c.slice_status, c.progress)
+                return db.transact(jsql.checkin, c.lease_id, c.client_id, c.state, c.at, c.slice_status, c.progress)
             except MarketError as e:
                 return e
 
@@ -175,12 +174,12 @@ def test_a_script_returns_each_statements_rows_and_inserts_many_rows(db):
             [
                 ("SELECT name FROM accounts WHERE id = ?", [owner]),
                 Many(
-                    "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+                    "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, lease_id, memo)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(T0, None, owner, 0, "grant", None, f"m{i}") for i in range(3)],
                 ),
                 Many(
-                    "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+                    "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, lease_id, memo)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [],
                 ),
@@ -209,16 +208,22 @@ def test_a_failing_statement_in_a_script_rolls_the_whole_transaction_back(db):
     assert db.transact(sql.account_by_id, owner)["email"] == "rolled@example.org"
 
 
-def test_upgrading_to_v2_keeps_open_leases_reserved_and_finds_committed_states(db_url):
+def test_upgrading_from_v1_keeps_open_leases_reserved_finds_committed_states_and_renames_leases(db_url):
     from market.store import Database
 
     db = Database(db_url)
     try:
         schema.upgrade(db, schema.MIGRATIONS[:1])
         owner = db.transact(sql.create_account, "old", "old@example.org", "x", T0, None, 0)
-        db.transact(sql.grant, owner, 100_000, T0)
 
         def v1_market(tx):
+            # a v1 grant, written as v1 wrote it
+            tx.execute("UPDATE accounts SET balance = 100000 WHERE id = ?", (owner,))
+            tx.insert(
+                "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, memo)"
+                " VALUES (?, NULL, ?, 100000, 'grant', 'start')",
+                (T0, owner),
+            )
             host = sql.create_account(tx, "oldhost", "h@example.org", "x", T0, None, 0)
             client = tx.insert(
                 "INSERT INTO clients (account_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
@@ -235,15 +240,27 @@ def test_upgrading_to_v2_keeps_open_leases_reserved_and_finds_committed_states(d
                     (job, seq, b"s", "committed" if seq == 2 else "superseded", T0),
                 )
             state = tx.scalar("SELECT id FROM states WHERE job_id = ? AND seq = 2", (job,))
-            tx.insert(
+            lease = tx.insert(
                 "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds,"
                 " deadline, status, reserved) VALUES (?, ?, ?, ?, 10, ?, 'out', 70)",
                 (job, state, client, T0, T0 + 15),
             )
-            return job
+            tx.execute("UPDATE states SET dispatch_id = ? WHERE job_id = ? AND seq = 2", (lease, job))
+            tx.insert(
+                "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+                " VALUES (?, NULL, ?, 1, 'grant', ?, 'old')",
+                (T0, host, lease),
+            )
+            tx.execute("UPDATE accounts SET balance = 1 WHERE id = ?", (host,))
+            return job, lease
 
-        job = db.transact(v1_market)
+        job, lease = db.transact(v1_market)
         assert schema.upgrade(db) == (1, schema.LATEST)
+        # v3: the paper's dispatches are leases, in the table and in the columns that point at them
+        row = db.transact(jsql.lease_row, lease)
+        assert (row["job_id"], row["status"], row["reserved"]) == (job, "out", 70)
+        assert db.transact(lambda tx: tx.scalar("SELECT lease_id FROM states WHERE job_id = ? AND seq = 2", (job,)))
+        assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM ledger WHERE lease_id = ?", (lease,))) == 1
         assert db.transact(sql.account_by_id, owner)["reserved"] == 70
         assert db.transact(jsql.job_row, job)["seq"] == 2
         assert db.transact(jsql.committed_state, job)["seq"] == 2

@@ -173,5 +173,5 @@ def test_kill_9_under_load_then_restart_loses_nothing(db, db_url, market_server)
     assert {j: db.transact(jsql.committed_state, j)["seq"] for j in job_ids} == committed_before
     assert sum(committed_before.values()) > 0  # work was really being committed
     assert db.transact(sql.audit)["balanced"]
-    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM dispatches WHERE status = 'out'")) == 0
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM leases WHERE status = 'out'")) == 0
     assert restarted.alive()

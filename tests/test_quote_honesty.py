@@ -22,7 +22,7 @@ from market.store import reports as rsql
 from quote import cli
 from tests.test_report import T0, add_account, add_client, add_job
 
-TABLES = ("dispatches", "states", "ledger", "speeds", "jobs", "clients", "web_sessions", "accounts")
+TABLES = ("leases", "states", "ledger", "speeds", "jobs", "clients", "web_sessions", "accounts")
 SPEEDS = (100.0, 200.0, 300.0, 400.0)  # few values, so ties with SPEED are common
 WANTED = (50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 450.0)
 JOB_STATUSES = ("ready", "ready", "ready", "running", "held", "finished", "new", "cancelled")

@@ -113,7 +113,7 @@ def test_cancelling_a_running_task_aborts_it_within_two_seconds(market):
     while time.time() < deadline:
         d = db.transact(
             lambda tx: tx.one(
-                "SELECT status, checked_in_at FROM dispatches WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
+                "SELECT status, checked_in_at FROM leases WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
             )
         )
         if d["checked_in_at"]:

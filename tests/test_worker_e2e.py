@@ -109,7 +109,7 @@ def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_fini
     wait_until(
         lambda: db.transact(
             lambda tx: tx.one(
-                "SELECT id FROM dispatches WHERE job_id = ? AND client_id = ? AND status = 'out'", (job_id, first)
+                "SELECT id FROM leases WHERE job_id = ? AND client_id = ? AND status = 'out'", (job_id, first)
             )
         ),
         60,
@@ -122,8 +122,7 @@ def test_kill_9_of_a_worker_mid_slice_rolls_the_job_back_and_another_worker_fini
     assert result_of(db, job_id) == EXPECTED[600_000]
     statuses = db.transact(
         lambda tx: [
-            r["status"]
-            for r in tx.all("SELECT status FROM dispatches WHERE job_id = ? AND client_id = ?", (job_id, first))
+            r["status"] for r in tx.all("SELECT status FROM leases WHERE job_id = ? AND client_id = ?", (job_id, first))
         ]
     )
     assert statuses[-1] in ("expired", "rejected")
@@ -135,9 +134,7 @@ def test_sigterm_freezes_the_running_job_and_checks_its_progress_in(tmp_path, pr
     job_id = submit(db, owner, 10_000_000, 10)  # far longer than one 30 s slice
     ((cid, worker),) = start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "30")
     wait_until(
-        lambda: db.transact(
-            lambda tx: tx.one("SELECT id FROM dispatches WHERE job_id = ? AND status = 'out'", (job_id,))
-        ),
+        lambda: db.transact(lambda tx: tx.one("SELECT id FROM leases WHERE job_id = ? AND status = 'out'", (job_id,))),
         60,
         "the lease",
     )
@@ -149,7 +146,7 @@ def test_sigterm_freezes_the_running_job_and_checks_its_progress_in(tmp_path, pr
     assert "stopping: freezing job" in worker.logtext()
     last = db.transact(
         lambda tx: tx.one(
-            "SELECT status, checked_in_at, accepted_ms FROM dispatches WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+            "SELECT status, checked_in_at, accepted_ms FROM leases WHERE job_id = ? ORDER BY id DESC LIMIT 1",
             (job_id,),
         )
     )

@@ -189,7 +189,7 @@ class Dispatcher(service.Service):
         from market import tasklet
 
         def work(tx):
-            d = sql_jobs.dispatch_row(tx, stateid)
+            d = sql_jobs.lease_row(tx, stateid)
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
             if job["kind"] == "test" and answer["status"] == "finished" and not answer["duplicate"]:

@@ -425,7 +425,7 @@ class MarketRPC:
     def xmlrpc_alive(self, auth, stateid):
         """Is this lease still wanted? (False once the owner cancelled the job or the lease expired.)"""
         client = yield self._auth(auth, "client")
-        d = yield self.db.run(sql_jobs.dispatch_row, stateid)
+        d = yield self.db.run(sql_jobs.lease_row, stateid)
         if d["client_id"] != client["id"]:
             raise Fault(faults.FORBIDDEN, f"state {stateid} is not yours")
         alive = yield self.db.run(sql_jobs.lease_is_open, stateid)

@@ -94,11 +94,11 @@ def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
 # -- ledger ----------------------------------------------------------------------------------
 
 
-def post(tx, entry: ledger.Entry, now: float, dispatch_id: int | None = None) -> None:
+def post(tx, entry: ledger.Entry, now: float, lease_id: int | None = None) -> None:
     """Write one checked ledger entry and move the balances, in the caller's transaction."""
     balances = _existing(tx, entry.debit_account, entry.credit_account)
     ledger.apply(balances, entry)  # refuses to overdraw
-    record(tx, [(entry, dispatch_id)], now)
+    record(tx, [(entry, lease_id)], now)
 
 
 def _existing(tx, *account_ids: int | None) -> dict[int, int]:
@@ -137,11 +137,11 @@ def record_statements(postings: Sequence[tuple[ledger.Entry, int | None]], now: 
     by_account, params = case("id", dict(deltas), "0")
     return [
         Many(
-            "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, dispatch_id, memo)"
+            "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, lease_id, memo)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (now, e.debit_account, e.credit_account, e.amount, e.kind, dispatch_id, e.memo[:255])
-                for e, dispatch_id in postings
+                (now, e.debit_account, e.credit_account, e.amount, e.kind, lease_id, e.memo[:255])
+                for e, lease_id in postings
             ],
         ),
         (f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}", [*params, *deltas]),
@@ -161,13 +161,13 @@ def transfer(
     now: float,
     kind: str = "transfer",
     memo: str = "",
-    dispatch_id: int | None = None,
+    lease_id: int | None = None,
 ) -> None:
     """Move ``amount`` cents from payer to payee, refusing to overdraw (row-locked on MariaDB)."""
     balances = _existing(tx, payer, payee)
     entry = ledger.transfer(payer, payee, amount, balances[payer], kind, memo)
     ledger.apply(balances, entry)
-    record(tx, [(entry, dispatch_id)], now)
+    record(tx, [(entry, lease_id)], now)
 
 
 def balance(tx, account_id: int) -> int:
@@ -176,7 +176,7 @@ def balance(tx, account_id: int) -> int:
 
 def history(tx, account_id: int, limit: int = 100) -> list[dict[str, Any]]:
     return tx.all(
-        "SELECT id, at, debit_account, credit_account, amount, kind, dispatch_id, memo FROM ledger"
+        "SELECT id, at, debit_account, credit_account, amount, kind, lease_id, memo FROM ledger"
         " WHERE debit_account = ? OR credit_account = ? ORDER BY id DESC LIMIT ?",
         (account_id, account_id, int(limit)),
     )
@@ -209,7 +209,7 @@ def audit(tx) -> dict[str, Any]:
     promised = {
         r["a"]: int(r["s"])
         for r in tx.all(
-            "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+            "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM leases d JOIN jobs j ON j.id = d.job_id"
             " WHERE d.status = 'out' AND j.account_id IS NOT NULL GROUP BY j.account_id"
         )
     }

@@ -1,10 +1,10 @@
-"""SQL for jobs, their committed states and their dispatches (leases).
+"""SQL for jobs, their committed states and their leases.
 
 Statuses
   job:       new (no state yet) -> ready <-> running -> finished | cancelled; held (owner can't pay)
   state:     committed (the job's current state) | superseded (an earlier committed state)
-  dispatch:  out (leased) -> accepted | rejected (late or refused) | expired (reaped) | finished
-A dispatch is the paper's "job state checked out": which state, to which client, when it was
+  lease:     out (leased) -> accepted | rejected (late or refused) | expired (reaped) | finished
+A lease is the paper's "job state checked out" (its "dispatch"): which state, to which client, when it was
 checked out, its deadline, and when it was checked back in. Its id is the ``stateid`` of XML-RPC.
 """
 
@@ -140,7 +140,7 @@ def assign_window(
     ``clients`` are matcher clients (with ``.id``); ``granted[client_id]`` is each client's
     negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
     input. Jobs whose owner cannot pay for a slice are marked held (visible), not dispatched.
-    Returns ``{client_id: dispatch}`` for the clients that got work.
+    Returns ``{client_id: lease}`` for the clients that got work.
 
     A window of any size costs three round trips and the commit: read the top of the ready list;
     mark the held jobs and lock the chosen ones; write the leases.
@@ -242,7 +242,7 @@ def checkout_many(
     written = tx.script(
         [
             Many(
-                "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
+                "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
                 " status, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -259,7 +259,7 @@ def checkout_many(
                 ],
             ),
             # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
-            (f"SELECT id, job_id FROM dispatches WHERE job_id IN {ids} AND status = ?", [*leases, OPEN]),
+            (f"SELECT id, job_id FROM leases WHERE job_id IN {ids} AND status = ?", [*leases, OPEN]),
             (f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases)),
             *_reservations(leases.values(), +1),
         ]
@@ -304,10 +304,10 @@ def create_probe(
     return checkout(tx, job_id, client_id, seconds, grace, now)
 
 
-def dispatch_row(tx, dispatch_id: int, lock: bool = False) -> dict[str, Any]:
-    row = tx.one("SELECT * FROM dispatches WHERE id = ?" + (tx.for_update if lock else ""), (dispatch_id,))
+def lease_row(tx, lease_id: int, lock: bool = False) -> dict[str, Any]:
+    row = tx.one("SELECT * FROM leases WHERE id = ?" + (tx.for_update if lock else ""), (lease_id,))
     if row is None:
-        raise NotFound(f"no checked-out state {dispatch_id}")
+        raise NotFound(f"no checked-out state {lease_id}")
     return row
 
 
@@ -317,28 +317,28 @@ _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
     " d.status, d.paid, d.accepted_ms, d.reserved, j.status AS job_status, j.kind, j.price,"
     " j.account_id AS owner, c.account_id AS payee, s.seq, o.balance AS owner_balance,"
-    " p.balance AS payee_balance FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+    " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
     " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
     " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id"
 )
 
 
-def _leases_for_checkin(tx, dispatch_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _leases_for_checkin(tx, lease_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The leases with what a check-in needs, and their accounts' balances, in one locking read."""
-    ids = sorted(set(dispatch_ids))
+    ids = sorted(set(lease_ids))
     return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
 
 
-def _lease_for_checkin(tx, dispatch_id: int, client_id: int) -> dict[str, Any]:
-    d = _leases_for_checkin(tx, [dispatch_id]).get(dispatch_id)
-    return _own_lease(d, dispatch_id, client_id)
+def _lease_for_checkin(tx, lease_id: int, client_id: int) -> dict[str, Any]:
+    d = _leases_for_checkin(tx, [lease_id]).get(lease_id)
+    return _own_lease(d, lease_id, client_id)
 
 
-def _own_lease(d: dict[str, Any] | None, dispatch_id: int, client_id: int) -> dict[str, Any]:
+def _own_lease(d: dict[str, Any] | None, lease_id: int, client_id: int) -> dict[str, Any]:
     if d is None:
-        raise NotFound(f"no checked-out state {dispatch_id}")
+        raise NotFound(f"no checked-out state {lease_id}")
     if d["client_id"] != client_id:
-        raise Forbidden(f"state {dispatch_id} was not checked out to client {client_id}")
+        raise Forbidden(f"state {lease_id} was not checked out to client {client_id}")
     return d
 
 
@@ -348,7 +348,7 @@ def _accepted_ms(lease: dict[str, Any], now: float) -> int:
 
 
 def _settle(accepted: Sequence[tuple[dict[str, Any], int]], now: float) -> tuple[dict[int, int], list[Any]]:
-    """Pay for accepted slices ``(lease, accepted ms)``: ``({dispatch id: cents paid}, statements)``.
+    """Pay for accepted slices ``(lease, accepted ms)``: ``({lease id: cents paid}, statements)``.
 
     The balances come locked with the leases (``_LEASE``); every payment is checked by the ledger
     rules against them and written with one statement per table. A lease reserved its money at
@@ -393,7 +393,7 @@ def _reject(tx, lease: dict[str, Any], now: float, slice_status: str) -> dict[st
     tx.script(
         [
             (
-                "UPDATE dispatches SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                "UPDATE leases SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
                 (now, slice_status, lease["id"]),
             ),
             *_reservations([lease], -1),
@@ -409,10 +409,10 @@ def _late_or_over(lease: dict[str, Any], now: float) -> bool:
 
 @dataclass(frozen=True)
 class CheckIn:
-    """One ``state`` call: a client checks a new state in for the lease (dispatch) it holds, at
+    """One ``state`` call: a client checks a new state in for the lease it holds, at
     server time ``at`` (when it arrived: a batch's wait is the market's delay, not the worker's)."""
 
-    dispatch_id: int
+    lease_id: int
     client_id: int
     state: bytes
     at: float
@@ -422,7 +422,7 @@ class CheckIn:
 
 def checkin(
     tx,
-    dispatch_id: int,
+    lease_id: int,
     client_id: int,
     state: bytes,
     now: float,
@@ -433,7 +433,7 @@ def checkin(
 
     Repeating an accepted check-in answers the same again and pays nothing twice.
     """
-    answer = checkin_many(tx, [CheckIn(dispatch_id, client_id, state, now, slice_status, progress)])[0]
+    answer = checkin_many(tx, [CheckIn(lease_id, client_id, state, now, slice_status, progress)])[0]
     if isinstance(answer, MarketError):
         raise answer
     return answer
@@ -448,19 +448,19 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
     read of the leases and their accounts, then one script that commits the states, pays, closes
     the leases and puts the jobs back on the ready list.
     """
-    leases = _leases_for_checkin(tx, [c.dispatch_id for c in checkins]) if checkins else {}
+    leases = _leases_for_checkin(tx, [c.lease_id for c in checkins]) if checkins else {}
     answers: list[Any] = [None] * len(checkins)
-    first: dict[int, int] = {}  # dispatch id -> index of its first check-in in this batch
+    first: dict[int, int] = {}  # lease id -> index of its first check-in in this batch
     accepted: list[tuple[CheckIn, dict[str, Any], int]] = []
     for i, c in enumerate(checkins):
         try:
-            lease = _own_lease(leases.get(c.dispatch_id), c.dispatch_id, c.client_id)
+            lease = _own_lease(leases.get(c.lease_id), c.lease_id, c.client_id)
         except MarketError as e:
             answers[i] = e
             continue
-        if c.dispatch_id in first:
+        if c.lease_id in first:
             continue  # a repeat within the batch: answered below, as a duplicate of the first
-        first[c.dispatch_id] = i
+        first[c.lease_id] = i
         if lease["status"] != OPEN:
             answers[i] = _answer(lease, duplicate=True)
         elif _late_or_over(lease, c.at):
@@ -474,16 +474,16 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
             [*_accept_statements(accepted, paid), *payments, *_reservations((lease for _, lease, _ in accepted), -1)]
         )
         for c, _, ms in accepted:
-            answers[first[c.dispatch_id]] = {
-                "stateid": c.dispatch_id,
+            answers[first[c.lease_id]] = {
+                "stateid": c.lease_id,
                 "status": "accepted",
-                "paid": paid[c.dispatch_id],
+                "paid": paid[c.lease_id],
                 "duplicate": False,
                 "accepted_ms": ms,
             }
     for i, c in enumerate(checkins):
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
-            answers[i] = dict(answers[first[c.dispatch_id]], duplicate=True)
+            answers[i] = dict(answers[first[c.lease_id]], duplicate=True)
     return answers
 
 
@@ -492,12 +492,12 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
     them back on the ready list (a test job is finished): one statement per table."""
     # the lease's state is its job's committed one (one open lease per job): primary-key access
     state_ids = [lease["state_id"] for _, lease, _ in accepted]
-    dispatch_ids = [c.dispatch_id for c, _, _ in accepted]
+    lease_ids = [c.lease_id for c, _, _ in accepted]
     job_ids = [lease["job_id"] for _, lease, _ in accepted]
-    checked_in, p1 = case("id", {c.dispatch_id: c.at for c, _, _ in accepted})
-    statuses, p2 = case("id", {c.dispatch_id: c.slice_status for c, _, _ in accepted})
-    accepted_ms, p3 = case("id", {c.dispatch_id: ms for c, _, ms in accepted})
-    payments, p4 = case("id", {d: paid[d] for d in dispatch_ids})
+    checked_in, p1 = case("id", {c.lease_id: c.at for c, _, _ in accepted})
+    statuses, p2 = case("id", {c.lease_id: c.slice_status for c, _, _ in accepted})
+    accepted_ms, p3 = case("id", {c.lease_id: ms for c, _, ms in accepted})
+    payments, p4 = case("id", {d: paid[d] for d in lease_ids})
     executed, p5 = case("id", {lease["job_id"]: ms for _, lease, ms in accepted}, "0")
     progress = {
         lease["job_id"]: max(0.0, min(1.0, float(c.progress))) for c, lease, _ in accepted if c.progress is not None
@@ -505,25 +505,25 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
     progress_sql, p6 = case("id", progress, "progress") if progress else ("progress", [])
     tests = {lease["job_id"]: "finished" for _, lease, _ in accepted if lease["kind"] == "test"}
     next_status, p7 = case("id", tests, "'ready'") if tests else ("'ready'", [])
-    new_seq, p8 = case("dispatches.id", {c.dispatch_id: lease["seq"] + 1 for c, lease, _ in accepted})
+    new_seq, p8 = case("leases.id", {c.lease_id: lease["seq"] + 1 for c, lease, _ in accepted})
     return [
         (
             f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN {marks(len(state_ids))}",
             state_ids,
         ),
         Many(
-            "INSERT INTO states (job_id, seq, data, status, client_id, dispatch_id, created_at)"
+            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.dispatch_id, c.at)
+                (lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.lease_id, c.at)
                 for c, lease, _ in accepted
             ],
         ),
         (
-            f"UPDATE dispatches SET status = 'accepted', checked_in_at = {checked_in}, slice_status = {statuses},"
-            f" new_state_id = (SELECT s.id FROM states s WHERE s.job_id = dispatches.job_id AND s.seq = {new_seq}),"
-            f" accepted_ms = {accepted_ms}, paid = {payments} WHERE id IN {marks(len(dispatch_ids))}",
-            [*p1, *p2, *p8, *p3, *p4, *dispatch_ids],
+            f"UPDATE leases SET status = 'accepted', checked_in_at = {checked_in}, slice_status = {statuses},"
+            f" new_state_id = (SELECT s.id FROM states s WHERE s.job_id = leases.job_id AND s.seq = {new_seq}),"
+            f" accepted_ms = {accepted_ms}, paid = {payments} WHERE id IN {marks(len(lease_ids))}",
+            [*p1, *p2, *p8, *p3, *p4, *lease_ids],
         ),
         (
             f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1, seq = seq + 1,"
@@ -536,10 +536,10 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
 
 
 def finish(
-    tx, dispatch_id: int, client_id: int, result: bytes | None, outcome: str, error: str | None, now: float
+    tx, lease_id: int, client_id: int, result: bytes | None, outcome: str, error: str | None, now: float
 ) -> dict[str, Any]:
     """The paper's ``result``: the job finished (or failed) during this lease; store it and pay."""
-    lease = _lease_for_checkin(tx, dispatch_id, client_id)
+    lease = _lease_for_checkin(tx, lease_id, client_id)
     if lease["status"] != OPEN:
         return _answer(lease, duplicate=True)
     if _late_or_over(lease, now):
@@ -549,9 +549,9 @@ def finish(
     tx.script(
         [
             (
-                "UPDATE dispatches SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
+                "UPDATE leases SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
                 " paid = ? WHERE id = ?",
-                (now, outcome, ms, paid[dispatch_id], dispatch_id),
+                (now, outcome, ms, paid[lease_id], lease_id),
             ),
             (
                 "UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
@@ -563,9 +563,9 @@ def finish(
         ]
     )
     return {
-        "stateid": dispatch_id,
+        "stateid": lease_id,
         "status": "finished",
-        "paid": paid[dispatch_id],
+        "paid": paid[lease_id],
         "duplicate": False,
         "accepted_ms": ms,
     }
@@ -579,7 +579,7 @@ def _release(tx, job: dict[str, Any]) -> None:
         # a test job is measured in one lease; one that did not finish just measured nothing
         tx.execute("UPDATE jobs SET status = 'finished', outcome = 'unfinished' WHERE id = ?", (job["id"],))
         return
-    if tx.scalar("SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND status = 'out'", (job["id"],)):
+    if tx.scalar("SELECT COUNT(*) FROM leases WHERE job_id = ? AND status = 'out'", (job["id"],)):
         return
     tx.execute("UPDATE jobs SET status = 'ready' WHERE id = ?", (job["id"],))
 
@@ -587,14 +587,14 @@ def _release(tx, job: dict[str, Any]) -> None:
 def expire_leases(tx, now: float) -> list[int]:
     """Expire every lease past its deadline; their jobs return to the ready list at their committed state."""
     overdue = tx.all(
-        "SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM dispatches d"
+        "SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM leases d"
         " JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND d.deadline < ?" + tx.for_update,
         (now,),
     )
     if overdue:
         tx.script(_reservations(overdue, -1))
     for d in overdue:
-        tx.execute("UPDATE dispatches SET status = 'expired' WHERE id = ?", (d["id"],))
+        tx.execute("UPDATE leases SET status = 'expired' WHERE id = ?", (d["id"],))
         job = job_row(tx, d["job_id"], lock=True)
         if job["kind"] == "test":
             tx.execute(
@@ -657,7 +657,7 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
         )
     }
     out["last_slice"] = tx.one(
-        "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM dispatches"
+        "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM leases"
         " WHERE job_id = ? ORDER BY id DESC LIMIT 1",
         (job_id,),
     )
@@ -677,26 +677,26 @@ def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
     }
 
 
-def lease_is_open(tx, dispatch_id: int) -> bool:
+def lease_is_open(tx, lease_id: int) -> bool:
     """For a worker's polling: is its lease still wanted (the job not cancelled, lease not expired)?"""
-    d = dispatch_row(tx, dispatch_id)
+    d = lease_row(tx, lease_id)
     if d["status"] != OPEN:
         return False
     return job_row(tx, d["job_id"])["status"] == "running"
 
 
-def fail_lease(tx, dispatch_id: int, client_id: int, slice_status: str, message: str, now: float) -> dict[str, Any]:
+def fail_lease(tx, lease_id: int, client_id: int, slice_status: str, message: str, now: float) -> dict[str, Any]:
     """A slice that produced no usable state: reject the lease; the job keeps its committed state.
 
     A test job ends; a job that failed with the same crash, memory or refused status three times
     over its life ends with that outcome, since it is then the job's fault, not the workers'.
     """
-    lease = _lease_for_checkin(tx, dispatch_id, client_id)
+    lease = _lease_for_checkin(tx, lease_id, client_id)
     if lease["status"] != OPEN:
         return _answer(lease, duplicate=True)
     answer = _reject(tx, lease, now, slice_status)
     failures = tx.scalar(
-        "SELECT COUNT(*) FROM dispatches WHERE job_id = ? AND slice_status = ?", (lease["job_id"], slice_status)
+        "SELECT COUNT(*) FROM leases WHERE job_id = ? AND slice_status = ?", (lease["job_id"], slice_status)
     )
     if lease["kind"] == "test" or (slice_status in ("memory", "refused", "crash") and failures >= 3):
         tx.execute(

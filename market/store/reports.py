@@ -1,4 +1,4 @@
-"""SQL for the system report: id-ordered batches of clients, jobs and dispatches.
+"""SQL for the system report: id-ordered batches of clients, jobs and leases (the report's dispatch elements).
 
 Each function reads one batch (``WHERE id > after ORDER BY id LIMIT n``) so the report writer can
 run every batch in its own short transaction: a million-job market is never fetched at once and
@@ -42,11 +42,11 @@ def job_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     )
 
 
-def dispatch_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
+def lease_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Dispatches of reported jobs with id > ``after``, by id."""
     return tx.all(
         "SELECT d.id, d.job_id, d.client_id, d.status, d.checked_out_at, d.deadline, d.checked_in_at"
-        " FROM dispatches d JOIN jobs j ON j.id = d.job_id"
+        " FROM leases d JOIN jobs j ON j.id = d.job_id"
         " WHERE d.id > ? AND j.kind IN (?, ?) ORDER BY d.id LIMIT ?",
         (int(after), *REPORTED_KINDS, int(limit)),
     )

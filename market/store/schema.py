@@ -10,7 +10,8 @@ Table map (paper, spec 4a-e):
   jobs        4b  the job's source code, owner, name, price (cents per second), status, and the
                   sequence number of its committed state
   states      4c  every committed state of a job (the frozen bytes), in sequence
-  dispatches  4c  each check-out of a state to a client: checked out, deadline, checked in, status
+  leases      4c  each check-out of a state to a client (the paper's "dispatch", the report's
+                  <dispatch>): checked out, deadline, checked in, status
   clients     4d  computation clients, each linked to an account
   speeds      4e  measured client speeds and the time they were measured
   ledger          double-entry money movements (grants have no debit account)
@@ -150,7 +151,21 @@ V2 = [
     "CREATE INDEX dispatches_job ON dispatches (job_id, status)",
 ]
 
-MIGRATIONS: list[Migration] = [(1, V1), (2, V2)]
+# One name for one thing: the paper's "dispatch" (a state checked out to a client) is a lease
+# everywhere but the report's published element. Indexes are recreated under the new name.
+V3 = [
+    lambda dialect: dialect.drop_index("dispatches_open", "dispatches"),
+    lambda dialect: dialect.drop_index("dispatches_job", "dispatches"),
+    lambda dialect: dialect.drop_index("dispatches_client", "dispatches"),
+    "ALTER TABLE dispatches RENAME TO leases",
+    "ALTER TABLE states RENAME COLUMN dispatch_id TO lease_id",
+    "ALTER TABLE ledger RENAME COLUMN dispatch_id TO lease_id",
+    "CREATE INDEX leases_open ON leases (status, deadline)",
+    "CREATE INDEX leases_job ON leases (job_id, status)",
+    "CREATE INDEX leases_client ON leases (client_id)",
+]
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3)]
 LATEST = MIGRATIONS[-1][0]
 
 

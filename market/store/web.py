@@ -74,7 +74,7 @@ def job_events(tx, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
                 }
             )
     for row in tx.all(
-        "SELECT d.id, d.job_id, j.name, d.checked_in_at, d.deadline, d.status FROM dispatches d"
+        "SELECT d.id, d.job_id, j.name, d.checked_in_at, d.deadline, d.status FROM leases d"
         " JOIN jobs j ON j.id = d.job_id WHERE j.account_id = ? AND d.status <> 'out'"
         " AND d.status <> 'finished' ORDER BY d.id DESC LIMIT ?",
         (account_id, limit),

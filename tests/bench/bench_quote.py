@@ -94,7 +94,7 @@ def build(path: str, clients: int, jobs: int, dispatches: int, seed: int = 7) ->
         ),
     )
     conn.executemany(
-        "INSERT INTO dispatches (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
+        "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
         " checked_in_at, status) VALUES (?, 0, ?, ?, 60, ?, ?, ?)",
         (
             (rng.randint(1, jobs), rng.randint(1, clients), t, t + 75, None if st == "out" else t + 61, st)

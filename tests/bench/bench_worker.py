@@ -95,7 +95,7 @@ def main() -> int:
             server.stop()
         rows = db.transact(
             lambda tx: tx.all(
-                "SELECT checked_out_at, checked_in_at, status FROM dispatches WHERE job_id = ? ORDER BY id", (job_id,)
+                "SELECT checked_out_at, checked_in_at, status FROM leases WHERE job_id = ? ORDER BY id", (job_id,)
             )
         )
         size = len(db.transact(jsql.committed_state, job_id)["data"])
