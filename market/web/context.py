@@ -2,10 +2,10 @@
 
 A handler is a method of a page object (``AccountPages``, ``JobPages``, ...) built with the one
 :class:`Web`: ``async def handler(self, request, visitor, **route_values)``. It checks nothing
-itself: the route table (``market.web.site.routes``) names each route's :class:`Access`, and
-:meth:`Web.guarded` wraps the handler in the checks that says — find the visitor, refuse an
-over-long upload, members only, CSRF on forms — so no route can be added without saying who may
-use it, and a handler can be called in a test without the site around it.
+itself: the route table (``market.web.site.routes``) gives each route an :class:`Access`, and
+:meth:`Web.guarded` puts the handler behind the checks it names (find the visitor, refuse an
+over-long upload, members only, the CSRF token of a form). So no route can be added without
+saying who may use it, and a test can call a handler without the site around it.
 """
 
 from __future__ import annotations
