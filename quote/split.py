@@ -2,10 +2,10 @@
 
 libxml2's XSD validator runs on one core and roughly doubles the streaming pass (see
 docs/benchmarks-quote.md), so a validating read of a large file is split by bytes into parts of
-about ``reader.SPLIT_PART_BYTES``. This process and ``processes - 1`` forked children take part
+about ``SPLIT_PART_BYTES``. This process and ``processes - 1`` forked children take part
 numbers from a shared pipe until none are left, so a worker that gets less CPU simply reads fewer
 parts. Each part goes through the same validating streaming pass as the one-pass read
-(``reader.stream``); a child sends what it read to the parent as JSON over a pipe (nothing is
+(``streaming.stream``); a child sends what it read to the parent as JSON over a pipe (nothing is
 pickled), and the parent adds the parts' views up.
 
 How a part is made. A cut is the position just after the first ``</client>``, ``</job>`` or
@@ -15,7 +15,7 @@ end tag closes. The part before a cut is fed its bytes and then a synthetic end 
 xmlns="urn:market:report:1" version="1" generated-at="..."><clients/><jobs>``) and then its bytes.
 Synthetic sections are empty, so the counts add up exactly; ``generated-at`` comes from the first
 part, the only one that reads the real root. Every part also carries one processing instruction,
-``reader.MARKER``, in its prolog - the first part right after its XML declaration, the others at
+``streaming.MARKER``, in its prolog - the first part right after its XML declaration, the others at
 the head of their synthetic start - so that lxml has a single event to report and calls back into
 Python for no element (~7 % of the validating pass); a part with any other processing
 instruction is not vouched for. A PI in the prolog is well-formed there and ignored by the
@@ -67,7 +67,15 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from quote import reader
+from lxml import etree
+
+from quote import streaming
+
+# A validating read of a file of at least two parts of this size is split into parts of about
+# this size, read by one process per CPU: small enough to even out the processes' work, large
+# enough that the ~1 ms a part costs does not count. One pass over 16 MB takes ~0.5 s anyway.
+# (quote.reader.SPLIT_PART_BYTES is this same constant.)
+SPLIT_PART_BYTES = 8 << 20
 
 # the end tags a cut may follow, and the section each one's element is a child of
 _CUT_TAGS = {b"client>": "clients", b"job>": "jobs", b"dispatch>": "dispatches"}
@@ -80,7 +88,7 @@ _MAX_PARTS = 255
 # and a block's worth of tree), so four stay far below quote's 300 MB budget. (Measured with two
 # only: the project's machines have 2 CPUs.)
 MAX_PROCESSES = 4
-_SYNTHETIC_ROOT = f'<report xmlns="{reader.NAMESPACE}" version="1" generated-at="2000-01-01T00:00:00Z">'
+_SYNTHETIC_ROOT = f'<report xmlns="{streaming.NAMESPACE}" version="1" generated-at="2000-01-01T00:00:00Z">'
 _DECLARATION = re.compile(
     rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(['\"])1\.0\1"
     rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(['\"])(?P<encoding>[A-Za-z0-9._-]+)\2)?"
@@ -175,19 +183,19 @@ def plan(path: str, targets: list[int]) -> list[Part] | None:
 
 
 def _part_blocks(path: str, part: Part) -> Iterator[bytes]:
-    """The part's bytes, each part with reader.MARKER in its prolog: the first part's right after
+    """The part's bytes, each part with streaming.MARKER in its prolog: the first part's right after
     the XML declaration (a processing instruction may stand there; the validator ignores it),
     the others' in their synthetic start."""
     if part.opens is not None:
-        yield reader.MARKER + synthetic_start(part.opens)
+        yield streaming.MARKER + synthetic_start(part.opens)
     with open(path, "rb") as f:  # opened by this process: no file offset shared with another
         f.seek(part.start)
         left = part.end - part.start
         if part.opens is None:
-            yield f.read(part.prolog) + reader.MARKER
+            yield f.read(part.prolog) + streaming.MARKER
             left -= part.prolog
         while left > 0:
-            block = f.read(min(reader.BLOCK, left))
+            block = f.read(min(streaming.BLOCK, left))
             if not block:
                 raise OSError("the file shrank while it was read")
             left -= len(block)
@@ -196,10 +204,10 @@ def _part_blocks(path: str, part: Part) -> Iterator[bytes]:
         yield synthetic_end(part.closes)
 
 
-def read_part(path: str, part: Part) -> reader.MarketView:
+def read_part(path: str, part: Part) -> streaming.MarketView:
     """Validate and read one part; raises on any failure (the caller then reads in one pass)."""
-    reader.etree.clear_error_log()
-    view, root = reader.stream(_part_blocks(path, part), validate=True, marked=True)
+    etree.clear_error_log()
+    view, root = streaming.stream(_part_blocks(path, part), validate=True, marked=True)
     if part.closes is not None:
         # The synthetic end closed the element open at the cut and added the sections after it:
         # that element must be the report's own section, with exactly the namespaces in scope
@@ -207,17 +215,17 @@ def read_part(path: str, part: Part) -> reader.MarketView:
         after = len(_SECTIONS) - 1 - _SECTIONS.index(part.closes)
         children = list(root)
         cut_in = children[-1 - after] if len(children) > after else None
-        if cut_in is None or cut_in.tag != reader._TAG[part.closes] or cut_in.nsmap != {None: reader.NAMESPACE}:
+        if cut_in is None or cut_in.tag != streaming._TAG[part.closes] or cut_in.nsmap != {None: streaming.NAMESPACE}:
             raise ValueError("the cut is not in the report's own section, or other namespaces are in scope")
     if part.opens is not None:
         view.generated_at = None  # the synthetic start's, not the report's
     return view
 
 
-def merge(views: list[reader.MarketView]) -> reader.MarketView:
+def merge(views: list[streaming.MarketView]) -> streaming.MarketView:
     """The parts' views added up (``generated_at`` comes from the first part, the only one that
     read the real root)."""
-    total = reader.MarketView()
+    total = streaming.MarketView()
     for view in views:
         total.speeds.extend(view.speeds)
         total.price_counts.update(view.price_counts)
@@ -228,7 +236,7 @@ def merge(views: list[reader.MarketView]) -> reader.MarketView:
     return total
 
 
-def _to_json(done: list[int], view: reader.MarketView) -> bytes:
+def _to_json(done: list[int], view: streaming.MarketView) -> bytes:
     return json.dumps(
         {
             "parts": done,
@@ -242,9 +250,9 @@ def _to_json(done: list[int], view: reader.MarketView) -> bytes:
     ).encode()
 
 
-def _from_json(data: bytes) -> tuple[list[int], reader.MarketView]:
+def _from_json(data: bytes) -> tuple[list[int], streaming.MarketView]:
     d = json.loads(data)
-    view = reader.MarketView(
+    view = streaming.MarketView(
         speeds=[float(s) for s in d["speeds"]],
         clients=int(d["clients"]),
         jobs=int(d["jobs"]),
@@ -258,7 +266,7 @@ def _from_json(data: bytes) -> tuple[list[int], reader.MarketView]:
 
 def _work(
     path: str, pieces: list[Part], tasks: int, stop: Callable[[], bool] | None = None
-) -> tuple[list[int], reader.MarketView]:
+) -> tuple[list[int], streaming.MarketView]:
     """Take part numbers from the ``tasks`` pipe (one byte each) until it is empty, and read those
     parts; gives up (raises) as soon as ``stop()`` says another worker failed."""
     done, views = [], []
@@ -331,7 +339,7 @@ class _Children:
                 return True
         return False
 
-    def results(self) -> list[tuple[list[int], reader.MarketView]] | None:
+    def results(self) -> list[tuple[list[int], streaming.MarketView]] | None:
         """Each child's parts and view, once it has finished; None if any failed."""
         results = []
         for pid, fd in self.pipes.items():
@@ -369,7 +377,7 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def run(path: str, pieces: list[Part], processes: int) -> reader.MarketView | None:
+def run(path: str, pieces: list[Part], processes: int) -> streaming.MarketView | None:
     """Validate and read ``pieces`` of the file with ``processes`` processes (this one and forked
     children), each taking the next part nobody has taken; None if any part failed."""
     if not hasattr(os, "fork") or not 1 <= len(pieces) <= _MAX_PARTS:
@@ -401,9 +409,7 @@ def run(path: str, pieces: list[Part], processes: int) -> reader.MarketView | No
         children.close()
 
 
-def read(
-    path: str, processes: int | None = None, part_bytes: int = reader.SPLIT_PART_BYTES
-) -> reader.MarketView | None:
+def read(path: str, processes: int | None = None, part_bytes: int = SPLIT_PART_BYTES) -> streaming.MarketView | None:
     """Validate and read the report at ``path`` in parts of about ``part_bytes``, in parallel;
     None if it was not split or any part failed (read it in one pass then)."""
     processes = min(usable_cpus(), MAX_PROCESSES) if processes is None else processes

@@ -188,3 +188,141 @@ def test_every_room_of_the_market_is_named_in_the_rules():
     rooms |= {f"market.{p.name}" for p in (REPO / "market").iterdir() if (p / "__init__.py").exists()}
     rooms -= {"market.__init__", "market.__main__", "market", "market.core"}
     assert rooms <= set(MARKET_ROOMS), f"a new room needs its rules: {sorted(rooms - set(MARKET_ROOMS))}"
+
+
+# -- no import cycles ------------------------------------------------------------------------------
+
+
+def _imports_not_run_at_import() -> dict[tuple[str, int], str]:
+    """(path, line) -> why, for each import that does not run when its module is imported: one
+    inside a function (a lazy import) or under ``if TYPE_CHECKING:`` (never run at all)."""
+    found: dict[tuple[str, int], str] = {}
+
+    def visit(path: str, node: ast.AST, why: str | None) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and why:
+            found[(path, node.lineno)] = why
+        test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+        if "TYPE_CHECKING" in (getattr(test, "id", None), getattr(test, "attr", None)):  # typing.TYPE_CHECKING too
+            for child in node.body:
+                visit(path, child, why or "type checking only")
+            for child in node.orelse:
+                visit(path, child, why)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            why = why or "inside a function"
+        for child in ast.iter_child_nodes(node):
+            visit(path, child, why)
+
+    for path in sorted({i.path for i in IMPORTS}):
+        visit(path, ast.parse((REPO / path).read_text(), path), None)
+    return found
+
+
+NOT_RUN_AT_IMPORT = _imports_not_run_at_import()
+
+
+def _import_graph() -> dict[str, dict[str, Import]]:
+    """module -> {module it imports: the first import of it}, among the modules of ``ROOTS``.
+
+    Imports inside functions count: a cycle closed by a lazy import is still two modules that need
+    each other (quote's reader and split were one). Imports under ``if TYPE_CHECKING:`` never run
+    and do not count. ``from pkg import sub`` needs the submodule ``pkg.sub``, not ``pkg``'s own
+    names (Python finds a submodule even while its package is still being initialised): when every
+    name a ``from`` import takes is a submodule, there is no edge to the package itself, just as
+    there is none to the parent packages Python initialises before any submodule.
+    """
+    modules = {_module_name(p) for root in ROOTS for p in (REPO / root).rglob("*.py")}
+    statements: dict[tuple[str, int], list[str]] = {}
+    for i in IMPORTS:
+        statements.setdefault((i.path, i.line), []).append(i.target)
+    graph: dict[str, dict[str, Import]] = {}
+    for i in IMPORTS:
+        if i.target not in modules or i.target == i.source:
+            continue
+        if NOT_RUN_AT_IMPORT.get((i.path, i.line)) == "type checking only":
+            continue
+        names = [t for t in statements[(i.path, i.line)] if t.startswith(i.target + ".")]
+        if names and all(n in modules for n in names):
+            continue
+        graph.setdefault(i.source, {}).setdefault(i.target, i)
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, Import]]) -> list[list[Import]]:
+    """One cycle (as its imports, in order) for each group of modules that import each other."""
+    # Tarjan's strongly connected components, then a shortest way round each one
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def connect(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph.get(module, {}):
+            if target not in index:
+                connect(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    cycles = []
+    for group in groups:
+        # breadth first from one module of the group, until an import leads back to it
+        start = min(group)
+        paths: dict[str, list[Import]] = {start: []}
+        queue = [start]
+        for module in queue:  # (the loop reaches what is appended while it runs)
+            back = graph[module].get(start)
+            if back is not None:
+                cycles.append(paths[module] + [back])
+                break
+            for target, imp in sorted(graph[module].items()):
+                if target in group and target not in paths:
+                    paths[target] = paths[module] + [imp]
+                    queue.append(target)
+    return cycles
+
+
+def test_no_module_imports_itself_back():
+    """No import cycles among market, sim and quote, lazy imports included.
+
+    In a cycle one of the modules runs half-initialised, which of them depends on who imports
+    first, and neither can be understood or tested without the other. Break one by moving what
+    both need into a third module, or by passing the one function needed in as a parameter.
+    """
+    cycles = _cycles(_import_graph())
+
+    def edge(i: Import) -> str:
+        lazy = NOT_RUN_AT_IMPORT.get((i.path, i.line))
+        return f"  {i.path}:{i.line} {i.source} imports {i.target}" + (f" ({lazy})" if lazy else "")
+
+    report = []
+    for cycle in cycles:
+        report.append(" -> ".join([cycle[0].source] + [i.target for i in cycle]))
+        report += [edge(i) for i in cycle]
+    if cycles:
+        pytest.fail("import cycles:\n" + "\n".join(report), pytrace=False)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    """A check that cannot fail proves nothing: a cycle of three, with a module leading into it."""
+    a_b = Import("a", "b", "a.py", 1)
+    b_c = Import("b", "c", "b.py", 2)
+    c_a = Import("c", "a", "c.py", 3)
+    assert _cycles({"a": {"b": a_b}, "b": {"c": b_c}, "c": {"a": c_a}, "d": {"a": Import("d", "a", "d.py", 4)}}) == [
+        [a_b, b_c, c_a]
+    ]
+    assert _cycles({"a": {"b": a_b}, "b": {"c": b_c}}) == []

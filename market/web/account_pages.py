@@ -15,7 +15,7 @@ from market.accounts import credentials
 from market.core.errors import Conflict, MarketError, NotFound
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
-from market.web.context import Web, address, field
+from market.web.context import Pages, address, field
 
 log = Logger()
 
@@ -39,34 +39,28 @@ def _lookup(tx, name: str):
         return None
 
 
-def install(app, web: Web) -> None:
-    """Add the account routes to the Klein ``app``."""
+class AccountPages(Pages):
+    """Home, sign up, confirm, log in, log out, change password."""
 
-    @app.route("/", methods=["GET"])
-    @web.page_for()
-    async def home(request, visitor):
+    async def home(self, request, visitor):
         if not visitor.member:
-            return web.render(request, "login.html", visitor, name="", error=None)
-        balance = await web.db.run(sql_accounts.balance, visitor.account_id)
-        return web.render(request, "home.html", visitor, balance=balance)
+            return self.web.render(request, "login.html", visitor, name="", error=None)
+        balance = await self.web.db.run(sql_accounts.balance, visitor.account_id)
+        return self.web.render(request, "home.html", visitor, balance=balance)
 
-    @app.route("/login", methods=["GET"])
-    @web.page_for()
-    async def login_form(request, visitor):
+    async def login_form(self, request, visitor):
         if visitor.member:
-            return web.redirect(request, "/")
-        return web.render(request, "login.html", visitor, name="", error=None)
+            return self.web.redirect(request, "/")
+        return self.web.render(request, "login.html", visitor, name="", error=None)
 
-    @app.route("/login", methods=["POST"])
-    @web.page_for(posted=True)
-    async def login(request, visitor):
+    async def login(self, request, visitor):
         name = field(request, "name", limit=64).strip().lower()
         password = field(request, "password", limit=1024)
         where = address(request)
-        wait = web.throttle.wait(name, where)
+        wait = self.web.throttle.wait(name, where)
         if wait > 0:
             minutes = int(wait // 60) + 1
-            return web.render(
+            return self.web.render(
                 request,
                 "login.html",
                 visitor,
@@ -74,14 +68,16 @@ def install(app, web: Web) -> None:
                 name=name,
                 error=f"Too many failed log-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.",
             )
-        account = await web.db.run(_lookup, name)
+        account = await self.web.db.run(_lookup, name)
         good = await deferToThread(_verify, account["password_hash"] if account else "", password)
         if not good:
-            web.throttle.failed(name, where)
-            return web.render(request, "login.html", visitor, 401, name=name, error="Wrong account name or password.")
-        web.throttle.succeeded(name)
+            self.web.throttle.failed(name, where)
+            return self.web.render(
+                request, "login.html", visitor, 401, name=name, error="Wrong account name or password."
+            )
+        self.web.throttle.succeeded(name)
         if not account["confirmed"]:
-            return web.render(
+            return self.web.render(
                 request,
                 "login.html",
                 visitor,
@@ -89,23 +85,17 @@ def install(app, web: Web) -> None:
                 name=name,
                 error="This account is not confirmed yet: follow the link in the e-mail we sent when you signed up.",
             )
-        await web.sessions.start(request, account["id"])
-        return web.redirect(request, "/")
+        await self.web.sessions.start(request, account["id"])
+        return self.web.redirect(request, "/")
 
-    @app.route("/logout", methods=["POST"])
-    @web.page_for(posted=True)
-    async def logout(request, visitor):
-        await web.sessions.end(request, visitor)
-        return web.redirect(request, "/login")
+    async def logout(self, request, visitor):
+        await self.web.sessions.end(request, visitor)
+        return self.web.redirect(request, "/login")
 
-    @app.route("/signup", methods=["GET"])
-    @web.page_for()
-    async def signup_form(request, visitor):
-        return web.render(request, "signup.html", visitor, name="", email="", errors={})
+    async def signup_form(self, request, visitor):
+        return self.web.render(request, "signup.html", visitor, name="", email="", errors={})
 
-    @app.route("/signup", methods=["POST"])
-    @web.page_for(posted=True)
-    async def signup(request, visitor):
+    async def signup(self, request, visitor):
         name = field(request, "name", limit=64).strip().lower()
         email = field(request, "email", limit=255).strip()
         password = field(request, "password", limit=2048)
@@ -122,14 +112,16 @@ def install(app, web: Web) -> None:
         if password and password != field(request, "again", limit=2048) and "password" not in errors:
             errors["again"] = "The two passwords differ."
         if errors:
-            return web.render(request, "signup.html", visitor, 400, name=name, email=email, errors=errors)
-        base = web.base_url(request)
+            return self.web.render(request, "signup.html", visitor, 400, name=name, email=email, errors=errors)
+        base = self.web.base_url(request)
         try:
-            new = await deferToThread(accounts.create_account, web.db, name, email, password, now=web.clock.seconds())
+            new = await deferToThread(
+                accounts.create_account, self.web.db, name, email, password, now=self.web.clock.seconds()
+            )
         except Conflict:
-            owner = await web.db.run(_lookup, name)
+            owner = await self.web.db.run(_lookup, name)
             if owner is not None:
-                web.mailer.send(
+                self.web.mailer.send(
                     owner["email"],
                     "Someone asked for your account name",
                     f"Someone asked the Market Dispatcher for a new account named {name!r}\n"
@@ -137,32 +129,26 @@ def install(app, web: Web) -> None:
                     "If it was you, log in with your password instead.\n",
                 )
         else:
-            web.mailer.send(
+            self.web.mailer.send(
                 email,
                 "Confirm your Market Dispatcher account",
                 f"Hello {name},\n\nto confirm your new account, open this link:\n\n"
                 f"{base}/confirm/{new.confirm_token}\n\n"
                 "If you did not ask for an account, ignore this message.\n",
             )
-        return web.render(request, "signup_sent.html", visitor, email=email)
+        return self.web.render(request, "signup_sent.html", visitor, email=email)
 
-    @app.route("/confirm/<token>", methods=["GET"])
-    @web.page_for()
-    async def confirm(request, visitor, token):
+    async def confirm(self, request, visitor, token):
         try:
-            account = await web.db.run(sql_accounts.confirm_account, credentials.token_hash(token[:128]))
+            account = await self.web.db.run(sql_accounts.confirm_account, credentials.token_hash(token[:128]))
         except NotFound as e:
-            return web.refusal(request, 404, str(e), visitor)
-        return web.render(request, "confirmed.html", visitor, name=account["name"])
+            return self.web.refusal(request, 404, str(e), visitor)
+        return self.web.render(request, "confirmed.html", visitor, name=account["name"])
 
-    @app.route("/password", methods=["GET"])
-    @web.members()
-    async def password_form(request, visitor):
-        return web.render(request, "password.html", visitor, errors={}, done=False)
+    async def password_form(self, request, visitor):
+        return self.web.render(request, "password.html", visitor, errors={}, done=False)
 
-    @app.route("/password", methods=["POST"])
-    @web.members(posted=True)
-    async def change_password(request, visitor):
+    async def change_password(self, request, visitor):
         current = field(request, "current", limit=2048)
         new = field(request, "new", limit=2048)
         errors = {}
@@ -172,13 +158,13 @@ def install(app, web: Web) -> None:
             errors["new"] = str(e)
         if new != field(request, "again", limit=2048):
             errors["again"] = "The two new passwords differ."
-        account = await web.db.run(sql_accounts.account_by_id, visitor.account_id)
+        account = await self.web.db.run(sql_accounts.account_by_id, visitor.account_id)
         if not await deferToThread(_verify, account["password_hash"], current):
             errors["current"] = "That is not your current password."
         if errors:
-            return web.render(request, "password.html", visitor, 400, errors=errors, done=False)
+            return self.web.render(request, "password.html", visitor, 400, errors=errors, done=False)
         new_hash = await deferToThread(credentials.hash_password, new)
-        await web.db.run(sql_accounts.set_password_hash, visitor.account_id, new_hash)
+        await self.web.db.run(sql_accounts.set_password_hash, visitor.account_id, new_hash)
         # whoever else was logged in with the old password is logged out
-        await web.db.run(sql_web.end_other_sessions, visitor.account_id, visitor.token_hash)
-        return web.render(request, "password.html", visitor, errors={}, done=True)
+        await self.web.db.run(sql_web.end_other_sessions, visitor.account_id, visitor.token_hash)
+        return self.web.render(request, "password.html", visitor, errors={}, done=True)

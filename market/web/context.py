@@ -1,14 +1,18 @@
 """What every page handler shares: the store, the clock, sessions, mail, templates, and the guards.
 
-Handlers are ``async def handler(request, visitor, ...)`` wrapped by :meth:`Web.page_for` (anyone),
-:meth:`Web.members` (logged-in members only) and, for forms, ``posted=True`` (CSRF checked, upload
-cap enforced) — so no handler can forget a check.
+A handler is a method of a page object (``AccountPages``, ``JobPages``, ...) built with the one
+:class:`Web`: ``async def handler(self, request, visitor, **route_values)``. It checks nothing
+itself: the route table (``market.web.site.routes``) gives each route an :class:`Access`, and
+:meth:`Web.guarded` puts the handler behind the checks it names (find the visitor, refuse an
+over-long upload, members only, the CSRF token of a form). So no route can be added without
+saying who may use it, and a test can call a handler without the site around it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +35,26 @@ class Refused(MarketError):
     def __init__(self, code: int, message: str):
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use a route, and what :meth:`Web.guarded` checks before its handler runs."""
+
+    #: False for files and feeds: the handler is ``(request, **route_values)``, no session is
+    #: looked up, no cookie set, nothing checked
+    visitor: bool = True
+    #: only logged-in members: anyone else is sent to /login (GET) or refused (403)
+    members: bool = False
+    #: a form post: the visitor's CSRF token must come with it (403 otherwise)
+    posted: bool = False
+
+
+ANYONE = Access()
+ANYONE_FORM = Access(posted=True)
+MEMBERS = Access(members=True)
+MEMBERS_FORM = Access(members=True, posted=True)
+NO_SESSION = Access(visitor=False)
 
 
 class Web:
@@ -93,41 +117,43 @@ class Web:
         return f"{'https' if kind == 'ssl' else 'http'}://{host}:{port}/RPC2"
 
     # -- guards ------------------------------------------------------------------------------
-    def page_for(self, posted: bool = False, members: bool = False) -> Callable:
-        """Wrap a handler ``(request, visitor, **kw)``: find the visitor, apply the guards."""
+    def guarded(self, access: Access, handler: Callable[..., Awaitable[Any]]) -> Callable:
+        """``handler(request, visitor, **kw)`` behind the checks ``access`` names, as ``(request, **kw)``."""
+        if not access.visitor:
+            return handler
 
-        def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable:
-            @functools.wraps(handler)
-            async def guarded(request, **kw):
-                visitor = await self.sessions.visitor(request)
-                if getattr(request, "too_large", False):
-                    return self.refusal(
-                        request,
-                        413,
-                        f"That upload is over {MAX_BODY // 1024} KiB. A job module"
-                        f" may be at most {self.max_module // 1024} KiB.",
-                        visitor,
-                    )
-                if members and not visitor.member:
-                    if request.method == b"GET":
-                        return self.redirect(request, "/login")
-                    return self.refusal(request, 403, "Please log in first.", visitor)
-                if posted and not csrf_ok(request, visitor):
-                    return self.refusal(
-                        request,
-                        403,
-                        "This form has expired or did not come from this site."
-                        " Go back, reload the page and send it again.",
-                        visitor,
-                    )
-                return await handler(request, visitor, **kw)
+        @functools.wraps(handler)
+        async def guarded(request, **kw):
+            visitor = await self.sessions.visitor(request)
+            if getattr(request, "too_large", False):
+                return self.refusal(
+                    request,
+                    413,
+                    f"That upload is over {MAX_BODY // 1024} KiB. A job module"
+                    f" may be at most {self.max_module // 1024} KiB.",
+                    visitor,
+                )
+            if access.members and not visitor.member:
+                if request.method == b"GET":
+                    return self.redirect(request, "/login")
+                return self.refusal(request, 403, "Please log in first.", visitor)
+            if access.posted and not csrf_ok(request, visitor):
+                return self.refusal(
+                    request,
+                    403,
+                    "This form has expired or did not come from this site. Go back, reload the page and send it again.",
+                    visitor,
+                )
+            return await handler(request, visitor, **kw)
 
-            return guarded
+        return guarded
 
-        return wrap
 
-    def members(self, posted: bool = False) -> Callable:
-        return self.page_for(posted=posted, members=True)
+class Pages:
+    """A page module's handlers: methods over the site's shared parts, routed by ``site.routes``."""
+
+    def __init__(self, web: Web):
+        self.web = web
 
 
 def field(request, name: str, default: str = "", limit: int = 4096) -> str:

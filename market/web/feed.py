@@ -18,7 +18,7 @@ from market.accounts import credentials
 from market.core.errors import NotFound
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
-from market.web.context import ID, Web
+from market.web.context import Pages
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -67,23 +67,24 @@ def atom(base: str, account: dict[str, Any], events, now: float) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def install(app, web: Web) -> None:
-    """Add the feed route to the Klein ``app``."""
+def _lookup(tx, account_id: int, token: str):
+    """The account and its job events, if ``token`` is its feed token."""
+    try:
+        account = sql_accounts.account_by_id(tx, account_id)
+    except NotFound:
+        account = None
+    # one answer for a wrong token and a missing account: the URL must not reveal account ids
+    if account is None or not credentials.same(feed_token(account), token):
+        raise NotFound("There is no feed at this address. Copy it again from your jobs page.")
+    return account, sql_web.job_events(tx, account_id)
 
-    def lookup(tx, account_id: int, token: str):
-        try:
-            account = sql_accounts.account_by_id(tx, account_id)
-        except NotFound:
-            account = None
-        # one answer for a wrong token and a missing account: the URL must not reveal account ids
-        if account is None or not credentials.same(feed_token(account), token):
-            raise NotFound("There is no feed at this address. Copy it again from your jobs page.")
-        return account, sql_web.job_events(tx, account_id)
 
-    @app.route(f"/feed/<{ID}:account_id>/<token>.atom", methods=["GET"])
-    async def feed(request, account_id, token):
-        account, events = await web.db.run(lookup, account_id, token[:64])
+class FeedPages(Pages):
+    """The private Atom feed of a member's jobs."""
+
+    async def feed(self, request, account_id, token):
+        account, events = await self.web.db.run(_lookup, account_id, token[:64])
         request.setHeader(b"Content-Type", b"application/atom+xml; charset=utf-8")
         request.setHeader(b"Referrer-Policy", b"no-referrer")
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
-        return atom(web.base_url(request), account, events, web.clock.seconds())
+        return atom(self.web.base_url(request), account, events, self.web.clock.seconds())

@@ -18,7 +18,7 @@ from market.core.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
 from market.web import feed
-from market.web.context import ID, Web, field
+from market.web.context import Pages, Web, field
 
 FINAL = ("finished", "cancelled")
 SHOWN_RESULT = 20_000  # characters of a result shown on its page (the download has it all)
@@ -87,24 +87,20 @@ def _check_job(source: str, entry: str, args: list, kwargs: dict) -> str:
     return ""
 
 
-def install(app, web: Web) -> None:
-    """Add the job routes to the Klein ``app``."""
+class JobPages(Pages):
+    """Submit, my jobs and their prices, a job, its result, cancel."""
 
-    def submit_page(request, visitor, code=200, **values):
+    def _submit_page(self, request, visitor, code=200, **values):
         form: dict[str, Any] = dict(source="", functions=[], function="", args="", name="", price="1.00", errors={})
         form.update(values)
-        return web.render(request, "submit.html", visitor, code, max_kib=web.max_module // 1024, **form)
+        return self.web.render(request, "submit.html", visitor, code, max_kib=self.web.max_module // 1024, **form)
 
-    @app.route("/submit", methods=["GET"])
-    @web.members()
-    async def submit_form(request, visitor):
-        return submit_page(request, visitor)
+    async def submit_form(self, request, visitor):
+        return self._submit_page(request, visitor)
 
-    @app.route("/submit", methods=["POST"])
-    @web.members(posted=True)
-    async def submit(request, visitor):
+    async def submit(self, request, visitor):
         errors: dict[str, str] = {}
-        source, problem = _read_module(request, web)
+        source, problem = _read_module(request, self.web)
         if problem:
             errors["module"] = problem
         functions = functions_in(source)
@@ -143,23 +139,23 @@ def install(app, web: Web) -> None:
             errors=errors,
         )
         if errors:
-            return submit_page(request, visitor, 400, **values)
+            return self._submit_page(request, visitor, 400, **values)
         try:
-            job_id = await web.db.run(
-                _create, visitor.account_id, name, price, source, function, args, kwargs, web.clock.seconds()
+            job_id = await self.web.db.run(
+                _create, visitor.account_id, name, price, source, function, args, kwargs, self.web.clock.seconds()
             )
         except MarketError as e:
             errors["module"] = str(e)
-            return submit_page(request, visitor, 400, **values)
-        return web.redirect(request, f"/jobs/{job_id}")
+            return self._submit_page(request, visitor, 400, **values)
+        return self.web.redirect(request, f"/jobs/{job_id}")
 
-    async def jobs_page(request, visitor, code=200, errors=None, updated=0):
-        rows = await web.db.run(sql_jobs.list_jobs, visitor.account_id)
-        account = await web.db.run(sql_accounts.account_by_id, visitor.account_id)
+    async def _jobs_page(self, request, visitor, code=200, errors=None, updated=0):
+        rows = await self.web.db.run(sql_jobs.list_jobs, visitor.account_id)
+        account = await self.web.db.run(sql_accounts.account_by_id, visitor.account_id)
         errors = errors or {}
         mine = {r["id"] for r in rows}
         stray = [message for job_id, message in sorted(errors.items()) if job_id not in mine]
-        return web.render(
+        return self.web.render(
             request,
             "jobs.html",
             visitor,
@@ -172,19 +168,15 @@ def install(app, web: Web) -> None:
             feed=feed.feed_path(account),
         )
 
-    @app.route("/jobs", methods=["GET"])
-    @web.members()
-    async def jobs(request, visitor):
+    async def jobs(self, request, visitor):
         try:
             updated = int(field(request, "updated", "0", limit=6))
         except ValueError:
             updated = 0
-        return await jobs_page(request, visitor, updated=updated)
+        return await self._jobs_page(request, visitor, updated=updated)
 
-    @app.route("/jobs/prices", methods=["POST"])
-    @web.members(posted=True)
-    async def prices(request, visitor):
-        rows = {r["id"]: r for r in await web.db.run(sql_jobs.list_jobs, visitor.account_id)}
+    async def prices(self, request, visitor):
+        rows = {r["id"]: r for r in await self.web.db.run(sql_jobs.list_jobs, visitor.account_id)}
         errors: dict[int, str] = {}
         changed = 0
         for key in sorted(request.args):
@@ -203,28 +195,24 @@ def install(app, web: Web) -> None:
                 cents = money.parse_price(text)
                 if cents == row["price"]:
                     continue
-                await web.db.run(sql_jobs.set_price, visitor.account_id, job_id, cents)
+                await self.web.db.run(sql_jobs.set_price, visitor.account_id, job_id, cents)
                 changed += 1
             except MarketError as e:
                 errors[job_id] = str(e)
         if errors:
-            return await jobs_page(request, visitor, 400, errors=errors, updated=changed)
-        return web.redirect(request, f"/jobs?updated={changed}")
+            return await self._jobs_page(request, visitor, 400, errors=errors, updated=changed)
+        return self.web.redirect(request, f"/jobs?updated={changed}")
 
-    @app.route(f"/jobs/<{ID}:job_id>", methods=["GET"])
-    @web.members()
-    async def job(request, visitor, job_id):
-        status = await web.db.run(sql_jobs.job_status, visitor.account_id, job_id)
+    async def job(self, request, visitor, job_id):
+        status = await self.web.db.run(sql_jobs.job_status, visitor.account_id, job_id)
         shown = None
         if status["status"] == "finished" and status["outcome"] != "failed":
-            result = await web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
+            result = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
             shown = _show(result["result"])
-        return web.render(request, "job.html", visitor, job=status, result=shown, final=FINAL)
+        return self.web.render(request, "job.html", visitor, job=status, result=shown, final=FINAL)
 
-    @app.route(f"/jobs/<{ID}:job_id>/result", methods=["GET"])
-    @web.members()
-    async def result(request, visitor, job_id):
-        row = await web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
+    async def result(self, request, visitor, job_id):
+        row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
         value, problem = _decode(row["result"])
         body = {"job": job_id, "outcome": row["outcome"], "error": row["error"] or problem, "result": value}
         request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
@@ -233,11 +221,9 @@ def install(app, web: Web) -> None:
         request.setHeader(b"Cache-Control", b"no-store")
         return json.dumps(body, default=repr, indent=1).encode("utf-8")
 
-    @app.route(f"/jobs/<{ID}:job_id>/cancel", methods=["POST"])
-    @web.members(posted=True)
-    async def cancel(request, visitor, job_id):
-        await web.db.run(sql_jobs.cancel_job, visitor.account_id, job_id, web.clock.seconds())
-        return web.redirect(request, f"/jobs/{job_id}")
+    async def cancel(self, request, visitor, job_id):
+        await self.web.db.run(sql_jobs.cancel_job, visitor.account_id, job_id, self.web.clock.seconds())
+        return self.web.redirect(request, f"/jobs/{job_id}")
 
 
 def _decode(data) -> tuple[Any, str]:

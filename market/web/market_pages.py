@@ -14,7 +14,7 @@ from market.core.errors import MarketError
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import web as sql_web
-from market.web.context import ID, Web, field
+from market.web.context import Pages, field
 from market.web.render import STATIC
 
 
@@ -49,61 +49,51 @@ def _spool_report(db, requester):
     return out
 
 
-def install(app, web: Web) -> None:
-    """Add the client, ledger, report, schema and static routes to the Klein ``app``."""
+class MarketPages(Pages):
+    """Clients, balance and ledger, the report and its schema, the stylesheet."""
 
-    async def clients_page(request, visitor, code=200, name="", error=None, new=None):
-        rows = await web.db.run(sql_clients.list_clients, visitor.account_id)
-        speeds = await web.db.run(sql_web.client_speeds, visitor.account_id)
-        return web.render(
+    async def _clients_page(self, request, visitor, code=200, name="", error=None, new=None):
+        rows = await self.web.db.run(sql_clients.list_clients, visitor.account_id)
+        speeds = await self.web.db.run(sql_web.client_speeds, visitor.account_id)
+        return self.web.render(
             request, "clients.html", visitor, code, clients=rows, speeds=speeds, name=name, error=error, new=new
         )
 
-    @app.route("/clients", methods=["GET"])
-    @web.members()
-    async def clients(request, visitor):
-        return await clients_page(request, visitor)
+    async def clients(self, request, visitor):
+        return await self._clients_page(request, visitor)
 
-    @app.route("/clients", methods=["POST"])
-    @web.members(posted=True)
-    async def register(request, visitor):
+    async def register(self, request, visitor):
         name = field(request, "name", limit=64).strip().lower()
         try:
             # runs in a thread: register_client is synchronous (it hashes the token and writes)
-            new = await deferToThread(accounts.register_client, web.db, visitor.account_id, name, web.clock.seconds())
+            new = await deferToThread(
+                accounts.register_client, self.web.db, visitor.account_id, name, self.web.clock.seconds()
+            )
         except MarketError as e:
-            return await clients_page(request, visitor, 400, name=name, error=str(e))
+            return await self._clients_page(request, visitor, 400, name=name, error=str(e))
         shown = {
             "id": new.id,
             "name": new.name,
             "token": new.token,
-            "command": worker_command(web.rpc_url(request), new.id, new.token),
+            "command": worker_command(self.web.rpc_url(request), new.id, new.token),
         }
-        return await clients_page(request, visitor, new=shown)
+        return await self._clients_page(request, visitor, new=shown)
 
-    @app.route(f"/clients/<{ID}:client_id>", methods=["GET"])
-    @web.members()
-    async def client(request, visitor, client_id):
-        row = await web.db.run(sql_web.owned_client, visitor.account_id, client_id)
-        return web.render(request, "client.html", visitor, client=row)
+    async def client(self, request, visitor, client_id):
+        row = await self.web.db.run(sql_web.owned_client, visitor.account_id, client_id)
+        return self.web.render(request, "client.html", visitor, client=row)
 
-    @app.route("/ledger", methods=["GET"])
-    @web.members()
-    async def ledger(request, visitor):
-        balance = await web.db.run(sql_accounts.balance, visitor.account_id)
-        rows = await web.db.run(sql_accounts.history, visitor.account_id, 200)
-        return web.render(request, "ledger.html", visitor, balance=balance, entries=rows)
+    async def ledger(self, request, visitor):
+        balance = await self.web.db.run(sql_accounts.balance, visitor.account_id)
+        rows = await self.web.db.run(sql_accounts.history, visitor.account_id, 200)
+        return self.web.render(request, "ledger.html", visitor, balance=balance, entries=rows)
 
-    @app.route("/report", methods=["GET"])
-    @web.page_for()
-    async def report_page(request, visitor):
-        return web.render(request, "report.html", visitor)
+    async def report_page(self, request, visitor):
+        return self.web.render(request, "report.html", visitor)
 
-    @app.route("/report.xml", methods=["GET"])
-    @web.page_for()
-    async def report_xml(request, visitor):
+    async def report_xml(self, request, visitor):
         # members get their own jobs and clients linked to them; anyone else an anonymous report
-        spooled = await deferToThread(_spool_report, web.db, visitor.name)
+        spooled = await deferToThread(_spool_report, self.web.db, visitor.name)
         request.setHeader(b"Content-Type", b"application/xml; charset=utf-8")
         request.setHeader(b"Content-Disposition", b'attachment; filename="market-report.xml"')
         request.setHeader(b"Cache-Control", b"no-store")
@@ -117,8 +107,7 @@ def install(app, web: Web) -> None:
             spooled.close()
         return b""
 
-    @app.route("/schema/report.xsd", methods=["GET"])
-    async def schema(request):
+    async def schema(self, request):
         from market import report
 
         with open(report.schema_path(), "rb") as f:
@@ -127,8 +116,7 @@ def install(app, web: Web) -> None:
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         return data
 
-    @app.route("/static/style.css", methods=["GET"])
-    async def stylesheet(request):
+    async def stylesheet(self, request):
         with open(os.path.join(STATIC, "style.css"), "rb") as f:
             data = f.read()
         request.setHeader(b"Content-Type", b"text/css; charset=utf-8")

@@ -1,6 +1,17 @@
-"""The Klein application and the Twisted ``Site`` around it: routes, error pages, the upload cap."""
+"""Every route of the web site in one table, the Klein application and the Twisted ``Site`` around it.
+
+A page module holds one class of handlers (``AccountPages``, ``JobPages``, ``MarketPages``,
+``FeedPages``): ordinary methods over the shared :class:`~market.web.context.Web`, which know
+nothing of URLs. :func:`routes` says which URL and method reach which handler and who may use it;
+:func:`make_app` puts each handler behind the checks its :class:`~market.web.context.Access` names
+and adds the error pages; :func:`make_web_site` caps request bodies.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
@@ -9,8 +20,22 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound
-from market.web import account_pages, feed, job_pages, market_pages
-from market.web.context import MAX_BODY, Refused, Web
+from market.web.account_pages import AccountPages
+from market.web.context import (
+    ANYONE,
+    ANYONE_FORM,
+    ID,
+    MAX_BODY,
+    MEMBERS,
+    MEMBERS_FORM,
+    NO_SESSION,
+    Access,
+    Refused,
+    Web,
+)
+from market.web.feed import FeedPages
+from market.web.job_pages import JobPages
+from market.web.market_pages import MarketPages
 
 log = Logger()
 
@@ -50,13 +75,61 @@ class CappedRequest(server.Request):
         super().requestReceived(command, path, version)
 
 
+@dataclass(frozen=True)
+class Route:
+    """A request ``method`` on ``path`` (a werkzeug rule) goes to ``handler``, behind the checks of ``access``."""
+
+    method: str
+    path: str
+    access: Access
+    handler: Callable[..., Awaitable[Any]]
+
+
+def routes(web: Web) -> list[Route]:
+    """Every route of the site, one per handler (docs/web.md describes the pages).
+
+    Who may use a route (:class:`~market.web.context.Access`): ``ANYONE`` or only logged-in
+    ``MEMBERS`` (anyone else is sent to /login); ``..._FORM`` routes take a form and refuse it
+    without the visitor's CSRF token; ``NO_SESSION`` routes serve a file or the feed and look up
+    no session at all.
+    """
+    account, jobs, market, feed = AccountPages(web), JobPages(web), MarketPages(web), FeedPages(web)
+    return [
+        Route("GET",  "/",                                     ANYONE,       account.home),
+        Route("GET",  "/login",                                ANYONE,       account.login_form),
+        Route("POST", "/login",                                ANYONE_FORM, account.login),
+        Route("POST", "/logout",                               ANYONE_FORM, account.logout),
+        Route("GET",  "/signup",                               ANYONE,       account.signup_form),
+        Route("POST", "/signup",                               ANYONE_FORM, account.signup),
+        Route("GET",  "/confirm/<token>",                      ANYONE,       account.confirm),
+        Route("GET",  "/password",                             MEMBERS,      account.password_form),
+        Route("POST", "/password",                             MEMBERS_FORM, account.change_password),
+        Route("GET",  "/submit",                               MEMBERS,      jobs.submit_form),
+        Route("POST", "/submit",                               MEMBERS_FORM, jobs.submit),
+        Route("GET",  "/jobs",                                 MEMBERS,      jobs.jobs),
+        Route("POST", "/jobs/prices",                          MEMBERS_FORM, jobs.prices),
+        Route("GET",  f"/jobs/<{ID}:job_id>",                  MEMBERS,      jobs.job),
+        Route("GET",  f"/jobs/<{ID}:job_id>/result",           MEMBERS,      jobs.result),
+        Route("POST", f"/jobs/<{ID}:job_id>/cancel",           MEMBERS_FORM, jobs.cancel),
+        Route("GET",  "/clients",                              MEMBERS,      market.clients),
+        Route("POST", "/clients",                              MEMBERS_FORM, market.register),
+        Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
+        Route("GET",  "/ledger",                               MEMBERS,      market.ledger),
+        Route("GET",  "/report",                               ANYONE,       market.report_page),
+        Route("GET",  "/report.xml",                           ANYONE,       market.report_xml),
+        Route("GET",  "/schema/report.xsd",                    NO_SESSION,   market.schema),
+        Route("GET",  "/static/style.css",                     NO_SESSION,   market.stylesheet),
+        Route("GET",  f"/feed/<{ID}:account_id>/<token>.atom", NO_SESSION,   feed.feed),
+    ]  # fmt: skip
+
+
 def make_app(web: Web) -> Klein:
-    """The Klein app with every route and the error pages (plain words, never a traceback)."""
+    """The Klein app with every route of :func:`routes` and the error pages (plain words, never a traceback)."""
     app = Klein()
-    account_pages.install(app, web)
-    job_pages.install(app, web)
-    market_pages.install(app, web)
-    feed.install(app, web)
+    for route in routes(web):
+        # the endpoint (werkzeug's name for a rule) is the handler's: "JobPages.submit"
+        endpoint = route.handler.__qualname__
+        app.route(route.path, methods=[route.method], endpoint=endpoint)(web.guarded(route.access, route.handler))
 
     @app.handle_errors(NoRoute)
     def no_route(request, failure):
