@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 def _task(args: argparse.Namespace) -> int:
     from twisted.internet import task as ttask
 
-    from .task import TaskError, load_task, run_task
+    from .task import TaskError, TaskOutcome, load_task, run_task
 
     try:
         task, taskfs = load_task(args.file)
@@ -72,7 +72,7 @@ def _task(args: argparse.Namespace) -> int:
         print(f"[error] {exc}", file=sys.stderr)
         return 1
     data = open(args.input, "rb").read() if args.input else None
-    result = {}
+    result: dict[str, TaskOutcome] = {}
 
     def main(reactor):
         d = run_task(reactor, task, taskfs, input=data, user=args.user, envdir=args.envdir)

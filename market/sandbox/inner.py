@@ -19,12 +19,17 @@ The worker trusts nothing a job prints; only this process writes the status chan
 # Only built-in/C modules: 'ctypes' and 'signal' pull in enum, re and friends, which cost
 # ~8 ms of CPU on every launch; this file talks to _ctypes and _signal directly.
 import _ctypes
-import _signal as signal
 import marshal
 import os
 import resource
 import sys
 from _struct import pack
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal  # _signal has no stub; signal re-exports it (with enums, which are ints)
+else:
+    import _signal as signal
 
 SYS_LANDLOCK_CREATE_RULESET = 444  # same number on every architecture (unified table)
 SYS_LANDLOCK_ADD_RULE = 445
@@ -84,7 +89,8 @@ class c_char(_ctypes._SimpleCData):
 
 
 class _Libc:
-    _handle = _ctypes.dlopen(None)
+    # dlopen(NULL) is the main program and its libraries (dlopen(3)); the stub does not allow None
+    _handle = _ctypes.dlopen(None)  # type: ignore[arg-type]
 
 
 class _Func(_ctypes.CFuncPtr):
@@ -92,9 +98,11 @@ class _Func(_ctypes.CFuncPtr):
     _restype_ = c_long
 
 
+# _Libc stands in for a ctypes.CDLL (all CFuncPtr reads of it is _handle): importing ctypes costs
+# ~8 ms a launch, see above
 class _Libc_functions:
-    syscall = _Func(("syscall", _Libc))
-    prctl = _Func(("prctl", _Libc))
+    syscall = _Func(("syscall", _Libc))  # type: ignore[arg-type]
+    prctl = _Func(("prctl", _Libc))  # type: ignore[arg-type]
 
 
 libc = _Libc_functions
@@ -104,7 +112,8 @@ get_errno = _ctypes.get_errno
 def buffer(data):
     """A mutable C copy of ``data`` that stays put in memory (for pointers in structs)."""
     array = type("buf", (_ctypes.Array,), {"_type_": c_char, "_length_": len(data)})
-    return array.from_buffer_copy(data)
+    # an Array subclass, which the checker cannot see through type()
+    return array.from_buffer_copy(data)  # type: ignore[attr-defined]
 
 
 def fail(message):
@@ -202,7 +211,7 @@ def exec_path(argv, env):
     name = argv[0]
     if "/" in name:
         os.execve(name, argv, env)
-    error = None
+    error: OSError | None = None
     for directory in env.get("PATH", "/usr/bin:/bin").split(":"):
         try:
             os.execve((directory or ".") + "/" + name, argv, env)
@@ -311,6 +320,7 @@ def main():
     # The runner itself should see EPIPE/EFBIG as errors, not die of the signals (Python
     # already ignores both); each step gets them back at their defaults, because ignored
     # signals survive exec and `yes | head` or a file-size limit would then misbehave.
+    sig: int | None  # a signal number here, then how the last step ended
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_IGN)
     env = config.get("env", {})

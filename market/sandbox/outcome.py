@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal as _signal
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from .limits import Limits
 
@@ -48,6 +49,16 @@ class Outcome:
     cpu_seconds: float | None = None
     message: str = ""
     steps: tuple[dict, ...] = field(default_factory=tuple)
+
+
+class _Common(TypedDict):
+    """What every Outcome of one run shares, whatever it ended as."""
+
+    stdout: bytes
+    stderr: bytes
+    wall_seconds: float
+    cpu_seconds: float | None
+    steps: tuple[dict, ...]
 
 
 def parse_status(data: bytes) -> list[dict]:
@@ -99,7 +110,7 @@ def classify(
     steps = tuple(r for r in records if "step" in r)
     done = next((r for r in records if r.get("done")), None)
     cpu = done.get("cpu") if done else (sum(r.get("cpu", 0.0) for r in steps) or None)
-    common = dict(stdout=stdout, stderr=stderr, wall_seconds=wall, cpu_seconds=cpu, steps=steps)
+    common: _Common = {"stdout": stdout, "stderr": stderr, "wall_seconds": wall, "cpu_seconds": cpu, "steps": steps}
     last = steps[-1] if steps else None
     code = last.get("exit") if last else None
     sig = last.get("signal") if last else None

@@ -350,6 +350,7 @@ def run_sync(
             return Outcome("crash", message=f"cannot start {full[0]}: {exc}")
     finally:
         os.close(status_w)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three are PIPEs
     out, err, status = _Capped(int(limits.output_bytes)), _Capped(stderr_bytes), _Capped(STATUS_BYTES)
     buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, status_r: status}
     killed = None

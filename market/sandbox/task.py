@@ -10,7 +10,7 @@ import shlex
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from twisted.internet import defer
 
@@ -194,11 +194,25 @@ def default_environments(extra_dirs: tuple[str, ...] = ()) -> Environments:
     return _environments
 
 
+class _TaskCommon(TypedDict):
+    """What a TaskOutcome takes from the sandbox's Outcome, whatever the task's status."""
+
+    output: str
+    raw: bytes
+    exit_code: int | None
+    wall_seconds: float
+    sandbox: Outcome
+
+
 def _to_task_outcome(outcome: Outcome) -> TaskOutcome:
     text = outcome.stdout.decode("utf-8", "replace")
-    common = dict(
-        output=text, raw=outcome.stdout, exit_code=outcome.exit_code, wall_seconds=outcome.wall_seconds, sandbox=outcome
-    )
+    common: _TaskCommon = {
+        "output": text,
+        "raw": outcome.stdout,
+        "exit_code": outcome.exit_code,
+        "wall_seconds": outcome.wall_seconds,
+        "sandbox": outcome,
+    }
     if outcome.status in ("timeout", "overflow", "abort"):
         return TaskOutcome(outcome.status, message=outcome.message, **common)
     if outcome.status == "ok" and outcome.exit_code == 0:
@@ -228,7 +242,7 @@ def run_task(
     user: str | None = None,
     envdir: None | str | Environments = None,
     staging: Staging | None = None,
-) -> defer.Deferred:
+) -> defer.Deferred[TaskOutcome]:
     """Run a task; the Deferred fires with a :class:`TaskOutcome`, never fails.
 
     ``task`` is a Task or a raw description (validated here: problems give 'error').
@@ -257,14 +271,14 @@ def run_task(
 
     state: dict = {"execution": None, "cancelled": False}
 
-    def cancel(d: defer.Deferred) -> None:
+    def cancel(d: defer.Deferred[TaskOutcome]) -> None:
         state["cancelled"] = True
         if state["execution"] is not None:
             state["execution"].abort()  # fires ``result`` through the chain below
         else:
             d.callback(TaskOutcome("abort", message="cancelled before the task started"))
 
-    result = defer.Deferred(cancel)
+    result: defer.Deferred[TaskOutcome] = defer.Deferred(cancel)
 
     def launch(prepared: tuple[Any, str, list[list[str]]]) -> None:
         environment, taskdir, steps = prepared
@@ -297,9 +311,10 @@ def run_task(
     prepared = threads.deferToThreadPool(
         reactor, pool, _prepare, task, taskfs_path or task.taskfs, environments, staging
     )
-    prepared.addCallback(launch).addErrback(failed).addErrback(
-        lambda f: (
-            result.called or result.callback(TaskOutcome("crash", message=f"task set-up failed: {f.getErrorMessage()}"))
-        )
-    )
+
+    def crashed(failure: Any) -> None:
+        if not result.called:
+            result.callback(TaskOutcome("crash", message=f"task set-up failed: {failure.getErrorMessage()}"))
+
+    prepared.addCallback(launch).addErrback(failed).addErrback(crashed)
     return result

@@ -27,7 +27,27 @@ from array import array
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Any, Dict, Mapping, Optional
+    from typing import (
+        Any,
+        Callable,
+        Dict,
+        Iterable,
+        Iterator,
+        List,
+        Mapping,
+        NoReturn,
+        Optional,
+        Sequence,
+        Set,
+        Tuple,
+        Type,
+    )
+
+    # the bases below, as the checker sees them (at run time: plain dict)
+    _Attributes = Dict[str, Any]
+    _EncodedInts = Dict[int, bytes]
+else:
+    _Attributes = _EncodedInts = dict
 
 __all__ = ["CodecError", "PlainInstance", "encode", "decode", "NAME"]
 
@@ -45,7 +65,7 @@ _COMPLEX, _FRACTION, _RANGE = 0x20, 0x21, 0x22
 _DEQUE, _COUNTER, _ODICT, _DDICT = 0x23, 0x24, 0x25, 0x26
 _LIST_BOOL, _LIST_S, _TUPLE_S = 0x27, 0x28, 0x29  # bools as bytes; lists/tuples of scalars
 
-_DDICT_FACTORIES = {
+_DDICT_FACTORIES: Dict[str, Callable[[], object]] = {
     "int": int,
     "float": float,
     "str": str,
@@ -66,7 +86,7 @@ class CodecError(ValueError):
     """Raised for values that cannot be encoded and for malformed input."""
 
 
-class PlainInstance(dict):
+class PlainInstance(_Attributes):
     """An instance of a job class, decoded without the job's classes.
 
     It is a plain ``dict`` of the attributes plus ``"__class__"`` (the class
@@ -74,11 +94,13 @@ class PlainInstance(dict):
     was a dict key or set member.
     """
 
-    __hash__ = object.__hash__
+    # dict declares __hash__ = None; identity hashing is the point, in C (no Python-level call)
+    __hash__ = object.__hash__  # type: ignore[assignment]
 
     @property
     def class_name(self) -> str:
-        return self["__class__"]
+        name: str = self["__class__"]
+        return name
 
 
 def _uvarint(n: int, out: bytearray) -> None:
@@ -100,11 +122,11 @@ def _int(n: int, out: bytearray) -> None:
         out += raw
 
 
-class _SmallInts(dict):
+class _SmallInts(_EncodedInts):
     """Encoded small ints, filled on first use: building all 16k at import cost ~5 ms of every
     sandboxed slice's start-up, while a lookup that hits stays a plain dict lookup."""
 
-    def __missing__(self, n):
+    def __missing__(self, n: int) -> bytes:
         buf = bytearray([_INT])
         _uvarint((n << 1) if n >= 0 else ((-n << 1) - 1), buf)
         value = self[n] = bytes(buf)
@@ -122,7 +144,7 @@ def _str(s: str, out: bytearray) -> None:
     out += raw
 
 
-def _bulk_list(obj: list, out: bytearray) -> bool:
+def _bulk_list(obj: List[Any], out: bytearray) -> bool:
     """Write ``obj`` as one typed block if it is homogeneous; True if done."""
     kinds = set(map(type, obj))
     if len(kinds) != 1:
@@ -166,7 +188,7 @@ def _bulk_list(obj: list, out: bytearray) -> bool:
 _SCALARS = frozenset((int, float, str, bool, type(None)))
 
 
-def _scalar_run(tag: int, items, kinds, out: bytearray) -> bool:
+def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out: bytearray) -> bool:
     """Write a list or tuple of scalars inline (no per-item container work).
 
     ``kinds`` may be None (not known yet): then a non-scalar item undoes the
@@ -215,10 +237,11 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
     classes = classes or {}
     out = bytearray([VERSION])
     memo: Dict[int, int] = {}
-    keep = []  # temporaries whose id() must stay unique while encoding
-    open_immutables = set()
-    stack = [iter((obj,))]
-    owners = [None]
+    keep: List[object] = []  # temporaries whose id() must stay unique while encoding
+    open_immutables: Set[Optional[int]] = set()  # memo indices of the tuples and frozensets being written
+    stack: List[Iterator[Any]] = [iter((obj,))]
+    owners: List[Optional[int]] = [None]  # memo index of each open container (None: the top level)
+    children: Iterator[Any]
     while stack:
         for x in stack[-1]:
             t = type(x)
@@ -351,7 +374,7 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
     return bytes(out)
 
 
-def _pairs(d):
+def _pairs(d: Mapping[Any, Any]) -> Iterator[Any]:
     for k, v in d.items():
         yield k
         yield v
@@ -360,7 +383,7 @@ def _pairs(d):
 _SORTABLE = (int, float, str, bytes)
 
 
-def _set_order(s):
+def _set_order(s: Iterable[Any]) -> List[Any]:
     """Sets of scalars are written sorted so equal sets encode equally."""
     items = list(s)
     kinds = {type(x) for x in items}
@@ -372,11 +395,11 @@ def _set_order(s):
     return items
 
 
-def _fail(pos: int, why: str):
+def _fail(pos: int, why: str) -> NoReturn:
     raise CodecError("malformed data at byte %d: %s" % (pos, why))
 
 
-def _varint_at(data: bytes, pos: int):
+def _varint_at(data: bytes, pos: int) -> Tuple[int, int]:
     """Read an unsigned varint at ``pos``; returns (value, new position)."""
     shift = result = 0
     while True:
@@ -390,7 +413,7 @@ def _varint_at(data: bytes, pos: int):
             _fail(pos, "number too long")
 
 
-def _int_at(data: bytes, pos: int, end: int):
+def _int_at(data: bytes, pos: int, end: int) -> Tuple[int, int]:
     tag = data[pos]
     pos += 1
     if tag == _INT:
@@ -437,12 +460,15 @@ def decode(data: bytes, classes: Optional[Mapping[str, type]] = None) -> Any:
     return value
 
 
-def _decode(data: bytes, classes):
+def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, int]:
     end = len(data)
     pos = 1
-    memo = []
+    memo: List[Any] = []
     # Each open container: [kind, target, remaining, pending_key, memo_index, value]
-    stack = []
+    stack: List[List[Any]] = []
+    push: Optional[List[Any]]
+    v: Any  # the value just read: whatever the data holds
+    target: Any  # where an instance's or a defaultdict's items go
     unpack_d = _PACK_D.unpack_from
     while True:
         tag = data[pos]
@@ -627,7 +653,7 @@ def _decode(data: bytes, classes):
                     _fail(pos, "unknown defaultdict factory")
                 v = target = collections.defaultdict(_DDICT_FACTORIES.get(name))
             else:
-                cls = classes.get(name) if classes is not None else None
+                cls: Optional[Type[object]] = classes.get(name) if classes is not None else None
                 if classes is not None and not isinstance(cls, type):
                     _fail(pos, "unknown class %r" % name)
                 if cls is None:
@@ -669,7 +695,7 @@ def _decode(data: bytes, classes):
             v = _close(top, memo)
 
 
-def _close(frame, memo):
+def _close(frame: List[Any], memo: List[Any]) -> Any:
     kind, obj = frame[0], frame[1]
     if kind == _TUPLE or kind == _FROZENSET:
         value = tuple(obj) if kind == _TUPLE else frozenset(obj)

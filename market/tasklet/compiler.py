@@ -31,7 +31,10 @@ from .validator import JobRefused, ModuleInfo, check_module, local_names
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
     import inspect
-    from typing import Dict, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple, TypeGuard, TypeVar, Union
+
+    _Node = TypeVar("_Node", bound=ast.AST)
+    _Located = Union[ast.stmt, ast.expr]  # the nodes that carry a source location
 
 __all__ = ["JOB_FILENAME", "CompiledJob", "FunctionInfo", "PointInfo", "compile_job"]
 
@@ -63,12 +66,18 @@ class FunctionInfo:
         self.points: Dict[int, PointInfo] = points
 
 
-def _parse_stmt(text: str) -> ast.stmt:
+def _parse_stmt(text: str) -> Any:
+    """The statement ``text`` parses to.
+
+    Its class (For, Try, If...) follows from the text, which the caller knows and the checker
+    does not; callers set the compiler's marks (``_tk_point``...) on it, which no node class declares.
+    """
     return ast.parse(text).body[0]
 
 
-def _stamp(node: ast.AST, src: ast.AST) -> ast.AST:
+def _stamp(node: _Node, src: _Located) -> _Node:
     """Give every node of a generated fragment the location of ``src``."""
+    n: Any  # any node class: the _attributes test picks the ones with a location
     for n in ast.walk(node):
         if "lineno" in n._attributes:
             n.lineno = src.lineno
@@ -78,11 +87,11 @@ def _stamp(node: ast.AST, src: ast.AST) -> ast.AST:
     return node
 
 
-def _name(ident: str, src: ast.AST, store: bool = False) -> ast.Name:
+def _name(ident: str, src: _Located, store: bool = False) -> ast.Name:
     return _stamp(ast.Name(id=ident, ctx=ast.Store() if store else ast.Load()), src)
 
 
-def _assign(ident: str, value: ast.expr, src: ast.AST) -> ast.Assign:
+def _assign(ident: str, value: ast.expr, src: _Located) -> ast.Assign:
     node = ast.Assign(targets=[_name(ident, src, store=True)], value=value)
     node.lineno = src.lineno
     node.col_offset = getattr(src, "col_offset", 0)
@@ -93,7 +102,7 @@ def _assign(ident: str, value: ast.expr, src: ast.AST) -> ast.Assign:
     return node
 
 
-def _const_assign(ident: str, value, src: ast.AST) -> ast.Assign:
+def _const_assign(ident: str, value: bool, src: _Located) -> ast.Assign:
     return _assign(ident, _stamp(ast.Constant(value=value), src), src)
 
 
@@ -162,7 +171,7 @@ class _FunctionTransformer:
             out.extend(self.stmt(s))
         return out
 
-    def check(self, point: int, src: ast.AST) -> ast.stmt:
+    def check(self, point: int, src: _Located) -> ast.stmt:
         return _stamp(_parse_stmt("if _tk_F: _tk_pause(%r, %d, _tk_locals())" % (self.name, point)), src)
 
     def stmt(self, s: ast.stmt) -> List[ast.stmt]:
@@ -195,13 +204,13 @@ class _FunctionTransformer:
             s.iter = _name(itn, s.iter)
             s.body = [self.check(p, s)] + self.block(s.body)
             s.orelse = self.block(s.orelse)
-            s._tk_point, s._tk_loop = p, k
+            s._tk_point, s._tk_loop = p, k  # type: ignore[attr-defined]  # a mark on the job's own node
             return pre + setup + [s]
         if isinstance(s, ast.While):
             p = self.new_point()
             s.body = [self.check(p, s)] + self.block(s.body)
             s.orelse = self.block(s.orelse)
-            s._tk_point, s._tk_loop = p, None
+            s._tk_point, s._tk_loop = p, None  # type: ignore[attr-defined]  # a mark on the job's own node
             return [s]
         if isinstance(s, ast.If):
             s.test = self.lin(s.test)
@@ -349,10 +358,10 @@ class _FunctionTransformer:
         self.temps.append(t)
         return t
 
-    def is_job_call(self, e) -> bool:
+    def is_job_call(self, e: ast.AST) -> TypeGuard[ast.Call]:
         return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in self.job_functions
 
-    def has_call(self, e) -> bool:
+    def has_call(self, e: ast.AST) -> bool:
         return any(self.is_job_call(n) for n in ast.walk(e))
 
     def stable(self, e) -> bool:
@@ -385,7 +394,7 @@ class _FunctionTransformer:
                 value = _name(t, value)
             put(value)
 
-    def call_point(self, call: ast.Call, temp: Optional[str], src: ast.AST) -> ast.Try:
+    def call_point(self, call: ast.Call, temp: Optional[str], src: _Located) -> ast.Try:
         p = self.new_point()
         node = _stamp(
             _parse_stmt(
@@ -394,6 +403,7 @@ class _FunctionTransformer:
             ),
             src,
         )
+        stmt: ast.stmt
         if temp is None:
             stmt = ast.Expr(value=call)
             ast.copy_location(stmt, src)
@@ -470,7 +480,7 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
             p = getattr(s, "_tk_point", None)
             if isinstance(s, (ast.For, ast.While)):
                 inner = (
-                    loops + [s._tk_loop]
+                    loops + [s._tk_loop]  # type: ignore[attr-defined]  # the compiler's mark, set in stmt()
                     if isinstance(s, ast.For) and getattr(s, "_tk_loop", None) is not None
                     else loops
                 )
@@ -483,7 +493,8 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
                 walk(s.orelse, prefix + [(i, "orelse")], loops)
             elif isinstance(s, ast.Try):
                 if p is not None:
-                    points[p] = PointInfo(p, "call", prefix + [(i, None)], loops, s._tk_temp, s._tk_live)
+                    # the compiler's marks, set in call_point(): no node class declares them
+                    points[p] = PointInfo(p, "call", prefix + [(i, None)], loops, s._tk_temp, s._tk_live)  # type: ignore[attr-defined]
                 else:
                     walk(s.body, prefix + [(i, "body")], loops)
                     walk(s.orelse, prefix + [(i, "orelse")], loops)
@@ -497,7 +508,7 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
 
 def _rewrite_jumps(stmts, flag: str, src) -> List[ast.stmt]:
     """Retarget this loop level's break/continue at a one-shot wrapper loop."""
-    out = []
+    out: List[ast.stmt] = []
     for s in stmts:
         if isinstance(s, ast.Continue):
             out.append(_stamp(ast.Break(), s))
@@ -634,7 +645,7 @@ class CompiledJob:
         self.functions: Dict[str, FunctionInfo] = {}
         job_functions = set(info.functions)
         module_names = job_functions | set(info.classes) | self.global_names | _imported(tree)
-        body = []
+        body: List[ast.stmt] = []
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and not (node.name == entry and self.is_generator):
                 fi = _FunctionTransformer(node, job_functions, module_names).run()

@@ -89,9 +89,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         if outcome.finished:
             break
+        if outcome.envelope is None:  # never: an unfinished slice carries the frozen state
+            print("slice %d returned no state" % hops, file=sys.stderr)
+            return 1
         envelope = outcome.envelope
-    if outcome.error is not None:
-        print("job failed after %d hop%s: %s" % (hops, "" if hops == 1 else "s", outcome.error))
+    if outcome.error is not None or outcome.result is None:  # no result: never without an error
+        print("job failed after %d hop%s: %s" % (hops, "" if hops == 1 else "s", outcome.error or "no result"))
         return 1
     print("result: %r" % (decode_result(outcome.result),))
     print("hops: %d" % hops)

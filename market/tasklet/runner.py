@@ -30,7 +30,12 @@ from .envelope import RUNTIME_VERSION, EnvelopeError, Header, make_envelope, ope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Any, Dict, Optional
+    from typing import Any, Dict, List, NamedTuple, NoReturn, Optional, Tuple
+
+    # a frame as the job's stack unwinds: (function, point, locals)
+    _Unwound = Tuple[str, int, Dict[str, Any]]
+    # a frame as the state holds it: [function, point, locals, {loop: position}]
+    _FrozenFrame = List[Any]
 
 __all__ = ["SliceOutcome", "start", "run_slice"]
 
@@ -46,8 +51,20 @@ _MUTABLE = (
 )
 
 
-# A plain namedtuple: importing typing costs ~15 ms, paid on every slice in a fresh process.
-SliceOutcome = collections.namedtuple("SliceOutcome", "envelope finished result error progress stats")
+if TYPE_CHECKING:
+    # What the checker sees: the same fields as the namedtuple below, with their types.
+
+    class SliceOutcome(NamedTuple):
+        envelope: Optional[bytes]
+        finished: bool
+        result: Optional[bytes]
+        error: Optional[str]
+        progress: Optional[float]
+        stats: Dict[str, Optional[float]]
+
+else:
+    # A plain namedtuple: importing typing costs ~15 ms, paid on every slice in a fresh process.
+    SliceOutcome = collections.namedtuple("SliceOutcome", "envelope finished result error progress stats")
 SliceOutcome.__doc__ = """What one slice produced (see :func:`run_slice`): envelope (bytes or None), finished,
 result (codec bytes or None), error (str or None), progress (float or None), stats (dict)."""
 
@@ -56,8 +73,8 @@ class _Suspend(BaseException):
     """Unwinds the job's stack; every frame adds (function, point, locals)."""
 
     def __init__(self) -> None:
-        self.frames = []
-        self.pending = []  # frames of an earlier state not yet resumed
+        self.frames: List[_Unwound] = []
+        self.pending: List[_FrozenFrame] = []  # frames of an earlier state not yet resumed
 
 
 class _Raised:
@@ -111,7 +128,7 @@ class _Control:
         self.budget = budget
         self.back_edges = 0
         self.expired = False
-        self.expired_at = None
+        self.expired_at: Optional[Tuple[float, float]] = None  # (wall, CPU) when the slice ended
         self.atomic = True  # while the module's top level runs
         self.job_id = job_id
         self.progress = progress
@@ -219,7 +236,12 @@ def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[in
     job = compile_job(source, entry)
     args, kwargs = list(args or []), dict(kwargs or {})
     job.check_arguments(args, kwargs)
-    state = {"kind": "gen" if job.is_generator else "call", "args": args, "kwargs": kwargs, "progress": None}
+    state: Dict[str, object] = {
+        "kind": "gen" if job.is_generator else "call",
+        "args": args,
+        "kwargs": kwargs,
+        "progress": None,
+    }
     if job.is_generator:
         state.update(started=False, resume=None, globals={})
     try:
@@ -235,7 +257,7 @@ def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[in
 def _check_state(state, job: CompiledJob) -> None:
     """Refuse a decoded state that this job could not have produced."""
 
-    def bad(why):
+    def bad(why: str) -> NoReturn:
         raise EnvelopeError("state does not fit this job: %s" % why)
 
     if type(state) is not dict or state.get("kind") not in ("call", "frames", "gen"):

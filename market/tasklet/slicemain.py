@@ -100,6 +100,8 @@ def encode_response(outcome: Optional[SliceOutcome], rejected: Optional[str] = N
     """Response bytes for an outcome, or for a rejected state/job."""
     if rejected is not None:
         return _frames(RESPONSE_MAGIC, [json.dumps({"status": "rejected", "message": rejected}).encode(), b"", b""])
+    if outcome is None:
+        raise TypeError("encode_response() takes an outcome or a rejection message")
     meta = {
         "status": "ok",
         "finished": outcome.finished,

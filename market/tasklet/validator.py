@@ -13,7 +13,7 @@ import builtins
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Dict, List, Optional, Set, Tuple
+    from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 __all__ = ["JobRefused", "ModuleInfo", "check_module", "ALLOWED_MODULES", "RESERVED_PREFIX"]
 
@@ -128,11 +128,11 @@ def _is_main_guard(node: ast.stmt) -> bool:
     )
 
 
-def _has_yield(fn: ast.AST) -> bool:
+def _has_yield(fn: ast.FunctionDef) -> bool:
     return any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _walk_scope(fn.body))
 
 
-def _walk_scope(stmts):
+def _walk_scope(stmts: Iterable[ast.AST]) -> Iterator[ast.AST]:
     """ast.walk over statements, not entering nested function/class scopes."""
     todo = list(stmts)
     while todo:
@@ -148,7 +148,7 @@ def local_names(fn: ast.FunctionDef) -> Set[str]:
     a = fn.args
     names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
     names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
-    todo = list(fn.body)
+    todo: List[ast.AST] = list(fn.body)
     while todo:
         node = todo.pop()
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):

@@ -140,17 +140,22 @@ class WorkerService(service.Service):
                 call.cancel()
                 waiting.callback(None)  # wake the loop so it can see it is stopping
         d = self._loop if self._loop is not None else defer.succeed(None)
-        waiter = defer.Deferred()
-        d.addBoth(lambda _: waiter.called or waiter.callback(None))
-        timeout = self.reactor.callLater(30, lambda: waiter.called or waiter.callback(None))
+        waiter: defer.Deferred[None] = defer.Deferred()
+
+        def wake(_: object = None) -> None:
+            if not waiter.called:
+                waiter.callback(None)
+
+        d.addBoth(wake)
+        timeout = self.reactor.callLater(30, wake)
         waiter.addBoth(lambda _: timeout.active() and timeout.cancel())
         waiter.addBoth(lambda _: self.rpc.close() if hasattr(self, "rpc") else None)
         waiter.addBoth(lambda _: service.Service.stopService(self))
         return waiter
 
     # -- the loop ------------------------------------------------------------------------------
-    def sleep(self, seconds: float):
-        d = defer.Deferred()
+    def sleep(self, seconds: float) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
         self._sleep = (self.reactor.callLater(seconds, d.callback, None), d)
         return d
 
@@ -226,6 +231,7 @@ class WorkerService(service.Service):
         margin = max(0.5, 0.05 * lease["timeout"])
         seconds = max(0.05, min(lease["slice"], lease["timeout"] - margin))
         self.current = lease
+        assert self.runner is not None  # startService made it before starting the loop
         throttle = Throttle(self.reactor, self.cpu_percent, self.runner.pids)
         try:
             d = self.runner.run(lease["state"], lease["module"], seconds, lease["job"])
@@ -242,26 +248,25 @@ class WorkerService(service.Service):
     @defer.inlineCallbacks
     def report(self, stateid: int, report: SliceReport, local_deadline: float):
         """Check the slice in; retry through short outages until the lease's deadline."""
+        args: tuple[object, ...]
         if report.status == "finished" and report.message:  # a task: its pythia status is the outcome
-            call = ("result", stateid, report.result, {"outcome": report.message, "error": report.error})
+            method, args = "result", (stateid, report.result, {"outcome": report.message, "error": report.error})
         elif report.status == "finished":
-            call = (
+            method, args = (
                 "result",
-                stateid,
-                report.result,
-                {"outcome": "error" if report.error else "finished", "error": report.error},
+                (stateid, report.result, {"outcome": "error" if report.error else "finished", "error": report.error}),
             )
         elif report.status == "ok" and report.envelope is not None:
-            call = ("state", stateid, report.envelope, {"status": "ok", "progress": report.progress})
+            method, args = "state", (stateid, report.envelope, {"status": "ok", "progress": report.progress})
         else:
-            call = ("fail", stateid, report.status, report.message[:4000])
+            method, args = "fail", (stateid, report.status, report.message[:4000])
         delay = 0.5
         while True:
             try:
                 answer = yield self.rpc.call(
-                    call[0], *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in call[1:]]
+                    method, *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args]
                 )
-                log.info("lease {s}: {what} -> {status}", s=stateid, what=call[0], status=answer.get("status"))
+                log.info("lease {s}: {what} -> {status}", s=stateid, what=method, status=answer.get("status"))
                 return answer
             except xmlrpc.client.Fault as f:
                 log.error("lease {s}: the server refused the check-in: {msg}", s=stateid, msg=f.faultString)

@@ -11,7 +11,12 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twisted.internet import defer
+
+    from market.sandbox.runner import Execution
 
 SANDBOX_ROOT = "/opt/market"
 # SIGUSR1 = "freeze now" (graceful stop): it fires the runtime's own slice-timer signal early, so
@@ -141,8 +146,8 @@ class SliceRunner:
         self.insecure = insecure
         self.memory_mb = memory_mb
         self.python = python
-        self._execution = None
-        self._pid = None
+        self._execution: Execution | None = None
+        self._pid: int | None = None
         from market.sandbox.staging import default_staging
 
         # staged even without a sandbox: the job user must be able to read the runtime
@@ -204,7 +209,7 @@ class SliceRunner:
     def _run_unsandboxed(self, request: bytes, seconds: float):
         from twisted.internet import defer, protocol
 
-        d = defer.Deferred()
+        d: defer.Deferred[SliceReport] = defer.Deferred()
         runner = self
 
         class P(protocol.ProcessProtocol):
@@ -212,8 +217,10 @@ class SliceRunner:
                 self.out, self.err = [], []
 
             def connectionMade(self):
-                self.transport.write(request)
-                self.transport.closeStdin()
+                # a process transport; calls through IProcessTransport only check with mypy-zope
+                transport: Any = self.transport
+                transport.write(request)
+                transport.closeStdin()
 
             def outReceived(self, data):
                 self.out.append(data)
