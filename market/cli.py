@@ -101,6 +101,11 @@ def cmd_account_create(args) -> int:
         grant = money.parse_amount(args.grant, "--grant")
     else:
         grant = _settings(args).accounts.starting_grant
+        if "MARKET_STARTING_GRANT" in os.environ:  # read by earlier releases: say why it has no effect
+            from market.settings import RETIRED_ENVIRONMENT
+
+            instead = RETIRED_ENVIRONMENT["MARKET_STARTING_GRANT"]
+            print(f"market: $MARKET_STARTING_GRANT is no longer read; {instead}", file=sys.stderr)
     new = accounts.create_account(
         db, args.name, args.email, _read_password(args), confirm=not args.confirmed, grant_cents=grant
     )

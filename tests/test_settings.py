@@ -290,3 +290,22 @@ def test_twistd_market_configures_the_starting_grant_of_new_accounts():
     finally:
         accounts.configure(AccountSettings())
     assert accounts.starting_grant() == 10_000
+
+
+def test_twistd_market_warns_about_variables_earlier_releases_read(monkeypatch):
+    from market.tap import _warn_retired_environment
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def warn(self, text, **kw):
+            self.lines.append(text.format(**kw))
+
+    monkeypatch.setenv("MARKET_STARTING_GRANT", "5.00")
+    monkeypatch.delenv("MARKET_CHEAP_HASHES", raising=False)
+    log = Log()
+    _warn_retired_environment(log)
+    assert log.lines == [
+        "$MARKET_STARTING_GRANT is no longer read; set starting-grant in the [accounts] section of a --config file"
+    ]
