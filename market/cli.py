@@ -1,8 +1,10 @@
 """``market``: the administrator's and member's command line.
 
-Every command takes ``--db URL`` (default ``$MARKET_DB`` or the embedded ``sqlite:var/market.sqlite``).
-Errors are one line on stderr with what to do, and a non-zero exit code: 2 for bad input, 1 for a
-refusal by the market or an unreachable database.
+Every command takes ``--db URL`` and ``--config FILE`` (``market.settings``; the database is
+``--db``, else the file's ``db``, else ``$MARKET_DB``, else the embedded ``sqlite:var/market.sqlite``).
+Errors are one line on stderr with what to do, and the exit code of their kind in the one error
+table (``market.core.errors.KINDS``): 2 for bad input, 1 for a refusal by the market or an
+unreachable database or server.
 """
 
 from __future__ import annotations
@@ -15,21 +17,32 @@ import sys
 import time
 
 from market.core import money
-from market.core.errors import DatabaseUnavailable, MarketError
+from market.core.errors import EXIT_BAD_INPUT, EXIT_REFUSED, KINDS, DatabaseUnavailable, MarketError, kind_of
 from market.store import dburl
-
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
 
 
 class UsageError(MarketError):
     pass
 
 
+def _settings(args):
+    """The settings of ``--config FILE`` (defaults without one), read once per command."""
+    from market import settings
+
+    if getattr(args, "_settings", None) is None:
+        path = getattr(args, "config", None)
+        args._settings = settings.load(path) if path else settings.Settings()
+    return args._settings
+
+
+def _db_url(args) -> str:
+    return args.db or _settings(args).db or dburl.default_url()
+
+
 def _db(args):
     from market.store import Database, require_current
 
-    db = Database(args.db)
+    db = Database(_db_url(args))
     require_current(db)
     return db
 
@@ -51,7 +64,7 @@ def _read_password(args) -> str:
 def cmd_db_init(args) -> int:
     from market.store import Database, schema
 
-    db = Database(args.db)
+    db = Database(_db_url(args))
     before, after = schema.upgrade(db)
     if before == 0:
         print(f"created schema version {after} in {db.url.redacted()}")
@@ -63,7 +76,7 @@ def cmd_db_init(args) -> int:
 def cmd_db_upgrade(args) -> int:
     from market.store import Database, schema
 
-    db = Database(args.db)
+    db = Database(_db_url(args))
     before, after = schema.upgrade(db)
     print(f"schema version {before} -> {after}" if before != after else f"schema is current (version {after})")
     return 0
@@ -84,7 +97,15 @@ def cmd_account_create(args) -> int:
     from market import accounts
 
     db = _db(args)
-    grant = money.parse_amount(args.grant, "--grant") if args.grant is not None else None
+    if args.grant is not None:
+        grant = money.parse_amount(args.grant, "--grant")
+    else:
+        grant = _settings(args).accounts.starting_grant
+        if "MARKET_STARTING_GRANT" in os.environ:  # read by earlier releases: say why it has no effect
+            from market.settings import RETIRED_ENVIRONMENT
+
+            instead = RETIRED_ENVIRONMENT["MARKET_STARTING_GRANT"]
+            print(f"market: $MARKET_STARTING_GRANT is no longer read; {instead}", file=sys.stderr)
     new = accounts.create_account(
         db, args.name, args.email, _read_password(args), confirm=not args.confirmed, grant_cents=grant
     )
@@ -236,10 +257,13 @@ def _server(args):
 def _call(fn, *a):
     import xmlrpc.client
 
+    from market.rpc import faults
+
     try:
         return fn(*a)
     except xmlrpc.client.Fault as f:
-        raise MarketError(f"the server refused: {f.faultString} (Fault {f.faultCode})") from None
+        # the refusal keeps its kind, so the exit code means what the Fault meant
+        raise faults.error_from(f, f"the server refused: {f.faultString} (Fault {f.faultCode})") from None
     except (OSError, xmlrpc.client.ProtocolError) as e:
         raise DatabaseUnavailable(f"cannot reach the market server: {e}") from None
 
@@ -255,9 +279,8 @@ def _parse_json_args(values):
 
 
 def cmd_submit(args) -> int:
-    import xmlrpc.client
-
-    from market import tasklet
+    from market.core.errors import JobRefused
+    from market.jobs import submission
 
     try:
         with open(args.module, encoding="utf-8") as f:
@@ -268,18 +291,15 @@ def cmd_submit(args) -> int:
         raise UsageError(f"{args.module} is not UTF-8 text") from None
     cents = money.parse_price(args.price)
     positional = _parse_json_args(args.arg)
-    try:
-        state = tasklet.start(source, args.function, positional, {})
-    except tasklet.JobRefused as e:
+    try:  # validated, compiled and frozen once, here; the server checks the module again
+        job = submission.prepare(source, args.function, positional, {})
+    except JobRefused as e:
         print(f"market: {args.module} cannot run as a market job:\n{e}", file=sys.stderr)
-        return EXIT_USAGE
+        return KINDS[e.kind].exit
     proxy, account = _server(args)
+    # the paper's job(accountid, ...) wants the account's id; the server tells it (whoami) unless given
     account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
-    # the paper's job(accountid, module, price, name) + our entry function; then init(jobid, state)
-    job_id = _call(proxy.job, account_id, source, money.format_cents(cents), args.name, args.function)
-    state = tasklet.start(source, args.function, positional, {}, job_id=job_id)
-    _call(proxy.init, job_id, xmlrpc.client.Binary(state))
-    print(job_id)
+    print(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents))
     return 0
 
 
@@ -363,7 +383,7 @@ def cmd_cancel(args) -> int:
 def cmd_report(args) -> int:
     from market import report
 
-    return report.main(args.rest, args.db)
+    return report.main(args.rest, args.db or _settings(args).db)
 
 
 def cmd_demo(args) -> int:
@@ -383,12 +403,15 @@ def cmd_run_local(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="market", description="Community Market Dispatcher: administration and jobs")
-    db_help = f"database URL (default $MARKET_DB or {dburl.DEFAULT_URL})"
+    db_help = f"database URL (default: the config file's db, else $MARKET_DB, else {dburl.DEFAULT_URL})"
+    config_help = "a TOML settings file (docs/operations.md): db, and [accounts] starting-grant"
     p.add_argument("--db", default=None, help=db_help)
+    p.add_argument("--config", default=None, metavar="FILE", help=config_help)
     # the global options are accepted after the command too (market db init --db URL): every
     # command's parser has them, defaulting to "not given" so the one before the command stays
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    common.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help=config_help)
     sub = _Commands(p.add_subparsers(dest="command", metavar="COMMAND"), common)
     sub.required = True
 
@@ -411,7 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of standard input instead of asking for it",
     )
     c.add_argument("--confirmed", action="store_true", help="skip e-mail confirmation (administrators)")
-    c.add_argument("--grant", default=None, help="starting grant in credits (default $MARKET_STARTING_GRANT or 100.00)")
+    c.add_argument(
+        "--grant", default=None, help="starting grant in credits (default: the config file's starting-grant, or 100.00)"
+    )
     c.set_defaults(func=cmd_account_create)
     c = acc.add_parser("confirm", help="confirm an account (with the e-mailed token, or as administrator)")
     c.add_argument("name")
@@ -536,9 +561,9 @@ def _split_pass_through(argv: list[str]):
     """(global args, command, rest) when the command parses its own options, else None."""
     i = 0
     while i < len(argv):
-        if argv[i] == "--db" and i + 1 < len(argv):
+        if argv[i] in ("--db", "--config") and i + 1 < len(argv):
             i += 2
-        elif argv[i].startswith("--db="):
+        elif argv[i].startswith(("--db=", "--config=")):
             i += 1
         else:
             break
@@ -559,18 +584,12 @@ def main(argv: list[str] | None = None) -> int:
         if split is not None:
             args.rest = rest
     except SystemExit as e:
-        return int(e.code or 0) and EXIT_USAGE
+        return int(e.code or 0) and EXIT_BAD_INPUT
     try:
         return args.func(args)
-    except UsageError as e:
-        print(f"market: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatabaseUnavailable as e:
-        print(f"market: {e}", file=sys.stderr)
-        return EXIT_REFUSED
     except MarketError as e:
         print(f"market: {e}", file=sys.stderr)
-        return EXIT_USAGE if e.kind == "invalid" else EXIT_REFUSED
+        return kind_of(e).exit
     except KeyboardInterrupt:
         return 130
 

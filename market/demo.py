@@ -15,10 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-import xmlrpc.client
 
 from market import accounts, tasklet
 from market.core import money
+from market.jobs import submission
 from market.rpc.client import blocking
 from market.store import accounts as sql
 from market.store import open_database
@@ -122,8 +122,9 @@ def main(directory: str = DEMO_DIR) -> int:
 
         source = resources.files("market.examples").joinpath("primes.py").read_text(encoding="utf-8")
         rpc = blocking(rpc_url, "account/alice", token)
-        job_id = rpc.job(alice.id, source, "0.05", "count primes", "count_primes")
-        rpc.init(job_id, xmlrpc.client.Binary(tasklet.start(source, "count_primes", [LIMIT], {}, job_id=job_id)))
+        # what market submit does: validate, compile and freeze once, then XML-RPC job + init
+        job = submission.prepare(source, "count_primes", [LIMIT])
+        job_id = submission.submit_over_rpc(rpc, alice.id, job, "count primes", money.parse_price("0.05"))
         print(f"submitted job {job_id}: count_primes({LIMIT}) at 0.05 credits/second, 1-second slices")
         deadline = time.time() + 240
         status = rpc.status(job_id)

@@ -1,86 +1,96 @@
-"""``twistd market``: options and the MultiService (dispatcher, RPC site, web site)."""
+"""``twistd market``: options and the MultiService (dispatcher, RPC site, web site).
+
+Every option is a key of ``market.settings`` with the same name; ``--config FILE`` reads them from a
+TOML file, and an option given on the command line wins over the file.
+"""
 
 from __future__ import annotations
+
+import os
 
 from twisted.application import service, strports
 from twisted.python import usage
 
-from market.store.dburl import default_url
+from market import settings as market_settings
+
+# (option, section) for every setting: the top-level db, then each section's keys
+_OPTIONS = [(market_settings.key_of(f), None, f) for f in market_settings.fields_of(market_settings.Settings)] + [
+    (market_settings.key_of(f), section, f)
+    for section, cls in market_settings.SECTIONS.items()
+    for f in market_settings.fields_of(cls)
+]
 
 
-def _positive(kind):
+def _coerce(option: str, f):
     def convert(value):
         try:
-            v = kind(value)
-        except ValueError:
-            raise usage.UsageError(f"{value!r} is not a number") from None
-        if v <= 0:
-            raise usage.UsageError(f"{value!r} must be more than 0")
-        return v
+            return market_settings.convert(f, value)
+        except ValueError as e:
+            raise usage.UsageError(f"--{option}: {e}") from None
 
     return convert
 
 
 class Options(usage.Options):
     synopsis = "[options]"
-    longdesc = "The Community Market Dispatcher. With no options it serves XML-RPC on tcp:7080 over embedded SQLite."
+    longdesc = (
+        "The Community Market Dispatcher. With no options it serves XML-RPC on tcp:7080 over embedded SQLite."
+        " Every option can also be set in a TOML file given with --config (docs/operations.md)."
+    )
+    # no option has a default here: "not given" must be told apart from the default, so that the
+    # config file can set what the command line does not; the defaults live in market.settings
     optParameters = [
-        [
-            "db",
-            None,
-            None,
-            "database URL: sqlite:PATH or mysql://user:pw@host:port/db"
-            " (default $MARKET_DB or sqlite:var/market.sqlite)",
-        ],
-        ["rpc", None, "tcp:7080", "XML-RPC endpoint (Twisted endpoint string); served at /RPC2"],
-        ["web", None, None, "web site endpoint, e.g. tcp:8080 (off unless given)"],
-        ["window", None, 2.0, "pooling window in seconds", _positive(float)],
-        ["threshold", None, 16, "close the window early at this many waiting requests", _positive(int)],
-        ["probe-interval", None, 1800.0, "seconds between speed tests of a client", _positive(float)],
-        ["max-slice", None, 300.0, "longest slice a worker may negotiate, seconds", _positive(float)],
-        ["min-slice", None, 1.0, "shortest slice, seconds", _positive(float)],
-        ["grace", None, 10.0, "seconds added to a slice for the check-in upload", _positive(float)],
-        ["test-job-size", None, 60, "test job size n (n**3 operations)", _positive(int)],
-        [
-            "smtp",
-            None,
-            None,
-            "SMTP relay HOST:PORT for confirmation e-mails (default: write them to the outbox folder)",
-        ],
-        ["outbox", None, "var/outbox", "folder for e-mails when no --smtp is given"],
-        ["public-url", None, None, "the web site's public base URL for links in e-mails"],
+        ["config", None, None, "a TOML settings file (keys as these options; see docs/operations.md)"],
+        *([option, None, None, market_settings.described(f), _coerce(option, f)] for option, _, f in _OPTIONS),
     ]
 
     def postOptions(self):
-        if self["min-slice"] > self["max-slice"]:
-            raise usage.UsageError("--min-slice is larger than --max-slice")
+        try:
+            loaded = market_settings.load(self["config"]) if self["config"] else market_settings.Settings()
+            sections: dict[str | None, dict] = {}
+            for option, section, f in _OPTIONS:
+                if self[option] is not None:
+                    sections.setdefault(section, {})[f.name] = self[option]
+            for section, values in sections.items():
+                loaded = loaded.replace(section, **values)
+        except market_settings.SettingsError as e:
+            raise usage.UsageError(str(e)) from None
+        self.settings = loaded
+
+
+def _warn_retired_environment(log) -> None:
+    for name, instead in market_settings.RETIRED_ENVIRONMENT.items():
+        if name in os.environ:
+            log.warn("${name} is no longer read; {instead}", name=name, instead=instead)
 
 
 def makeService(options) -> service.MultiService:
+    from twisted.logger import Logger
+
+    from market import accounts
     from market.core.errors import MarketError
-    from market.dispatch.service import Dispatcher, Settings
+    from market.dispatch.service import Dispatcher
     from market.rpc.methods import factory
     from market.store import open_database
+    from market.store.dburl import default_url
 
+    settings: market_settings.Settings = options.settings
+    _warn_retired_environment(Logger())
     try:
-        db = open_database(options["db"] or default_url())
+        db = open_database(settings.db or default_url())
     except MarketError as e:
         raise SystemExit(f"market: {e}") from None
-    settings = Settings(
-        window=options["window"],
-        threshold=options["threshold"],
-        probe_interval=options["probe-interval"],
-        max_slice=options["max-slice"],
-        min_slice=options["min-slice"],
-        grace=options["grace"],
-        test_job_size=options["test-job-size"],
-    )
+    accounts.configure(settings.accounts)
     top = service.MultiService()
-    dispatcher = Dispatcher(db, settings)
+    dispatcher = Dispatcher(db, settings.dispatch)
     dispatcher.setServiceParent(top)
-    strports.service(options["rpc"], factory(dispatcher)).setServiceParent(top)
-    if options["web"]:
+    server = settings.server
+    strports.service(server.rpc, factory(dispatcher)).setServiceParent(top)
+    if server.web:
         from market.web import make_site
 
-        strports.service(options["web"], make_site(db, dispatcher, options)).setServiceParent(top)
+        # make_site takes the option names of twistd market
+        names = {"smtp": server.smtp, "outbox": server.outbox, "public-url": server.public_url, "rpc": server.rpc}
+        site = make_site(db, dispatcher, names)
+        strports.service(server.web, site).setServiceParent(top)
     return top

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from tests import cheaphashes
 from tests.support import MySQLDatabases, fresh_url
 
-# argon2 with real parameters takes ~190 ms a hash; tests use cheap ones (never in production)
-os.environ.setdefault("MARKET_CHEAP_HASHES", "1")
+# argon2 with real parameters takes ~190 ms a hash; tests use cheap ones (the switch is in tests/ only)
+cheaphashes.install()
 
 
 @pytest.fixture

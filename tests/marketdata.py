@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from market.accounts import credentials
+from market.jobs import submission
 from market.store import accounts as sql
 from market.store import clients as csql
-from market.store import jobs as jsql
 from market.tasklet.envelope import RUNTIME_VERSION, Header, make_envelope, source_hash
 
 SOURCE = "def main(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n"
@@ -39,12 +39,8 @@ def fake_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main") -> byte
     return make_envelope(Header(source_hash(source), entry, seq, RUNTIME_VERSION, "test", 0), payload)
 
 
-def job(db, account_id, price, name="job", source=SOURCE, submitted_at=None):
+def job(db, account_id, price, name="job", source=SOURCE, submitted_at=None, args=(1000,)):
+    """A ready job submitted the market's way (``market.jobs.submission``): ``job`` + ``init``, with a
+    real state #0 that carries the job id. ``price`` in cents per second."""
     now = time.time() if submitted_at is None else submitted_at
-
-    def work(tx):
-        job_id = jsql.create_job(tx, account_id, name, price, source, "main", now)
-        jsql.init_job(tx, account_id, job_id, fake_state(source), now)
-        return job_id
-
-    return db.transact(work)
+    return db.transact(submission.submit, account_id, submission.prepare(source, "main", args), name, price, now)

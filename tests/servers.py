@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 
-# twistd itself, with this interpreter (``python -m twisted`` is ``twist``, which has other options)
-TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+# twistd itself, with this interpreter (``python -m twisted`` is ``twist``, which has other options),
+# through the tests' launcher: cheap password hashes in the process, nowhere else (tests/launch.py)
+TWISTD = [sys.executable, "-m", "tests.launch", "twistd"]
+# the ``market`` command, the same way
+MARKET = [sys.executable, "-m", "tests.launch", "market"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -48,7 +51,6 @@ def terminate(proc: subprocess.Popen | None, grace: float) -> None:
 def env() -> dict:
     e = dict(os.environ)
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-    e.setdefault("MARKET_CHEAP_HASHES", "1")
     return e
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
+from tests.servers import MARKET
+
 
 def market(db_url, *args, stdin=None):
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), MARKET_CHEAP_HASHES="1")
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
     return subprocess.run(
-        [sys.executable, "-m", "market", "--db", db_url, *args],
+        [*MARKET, "--db", db_url, *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -120,10 +121,8 @@ def test_new_tokens_never_look_like_a_command_line_option():
 
 
 def bare_market(*args, stdin=None, **env):
-    e = dict(os.environ, PYTHONPATH=os.getcwd(), MARKET_CHEAP_HASHES="1", **env)
-    return subprocess.run(
-        [sys.executable, "-m", "market", *args], input=stdin, capture_output=True, text=True, env=e, timeout=60
-    )
+    e = dict(os.environ, PYTHONPATH=os.getcwd(), **env)
+    return subprocess.run([*MARKET, *args], input=stdin, capture_output=True, text=True, env=e, timeout=60)
 
 
 def test_global_options_work_before_and_after_the_command(tmp_path):

@@ -188,9 +188,9 @@ def make_job(
     db, account_id: int, name: str = "job", price: int = 100, source: str = MODULE, entry: str = "main", args=(10,)
 ) -> int:
     """A ready job with a real state #0 (as the site would create it)."""
-    from market.web.job_pages import _create
+    from market.jobs import submission
 
-    return db.transact(_create, account_id, name, price, source, entry, list(args), {}, time.time())
+    return db.transact(submission.submit, account_id, submission.prepare(source, entry, args), name, price, time.time())
 
 
 def finish_job(db, job_id: int, value) -> None:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from market import tasklet
+from market.jobs import submission
 from market.store import accounts as sql
 from market.store import jobs as jsql
 from tests import marketdata as md
@@ -28,14 +29,8 @@ def processes():
 
 
 def submit(db, account_id, limit, price, name=None):
-    now = time.time()
-
-    def work(tx):
-        job_id = jsql.create_job(tx, account_id, name or f"primes {limit}", price, PRIMES, "count_primes", now)
-        jsql.init_job(tx, account_id, job_id, tasklet.start(PRIMES, "count_primes", [limit], {}, job_id=job_id), now)
-        return job_id
-
-    return db.transact(work)
+    job = submission.prepare(PRIMES, "count_primes", [limit])
+    return db.transact(submission.submit, account_id, job, name or f"primes {limit}", price, time.time())
 
 
 def wait_until(predicate, timeout, what):

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 from market.accounts import credentials
-from market.core import money
+from market.settings import AccountSettings
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 
-DEFAULT_STARTING_GRANT = "100.00"
+_settings = AccountSettings()
+
+
+def configure(settings: AccountSettings) -> None:
+    """Use ``settings`` for the accounts this process creates (``twistd market`` does it once at start
+    from its Settings; ``market account create`` passes its grant explicitly)."""
+    global _settings
+    _settings = settings
 
 
 def starting_grant() -> int:
-    """Cents granted to every new account (``$MARKET_STARTING_GRANT``, default 100.00 credits)."""
-    return money.parse_amount(os.environ.get("MARKET_STARTING_GRANT", DEFAULT_STARTING_GRANT), "starting grant")
+    """Cents granted to every new account (setting ``starting-grant``, default 100.00 credits)."""
+    return _settings.starting_grant
 
 
 @dataclass

@@ -7,7 +7,6 @@ Deferred; database work runs off the reactor thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.application import service
@@ -19,25 +18,13 @@ from market.core.errors import Forbidden, MarketError, NotFound
 from market.core.pool import NoWork, Pool, WindowPolicy
 from market.dispatch import prober
 from market.dispatch.groupcommit import GroupCommit
+from market.settings import DispatchSettings
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 
 log = Logger()
 
 CLIENT_CACHE_SECONDS = 30.0
-
-
-@dataclass
-class Settings:
-    window: float = 2.0
-    threshold: int = 16
-    probe_interval: float = 1800.0
-    min_slice: float = 1.0
-    max_slice: float = 300.0
-    default_slice: float = 60.0
-    grace: float = 10.0
-    test_job_size: int = 60
-    reap_interval: float = 5.0
 
 
 def _ready_job(row: dict[str, Any]) -> matcher.ReadyJob:
@@ -49,7 +36,7 @@ class Dispatcher(service.Service):
 
     name = "dispatcher"
 
-    def __init__(self, db, settings: Settings, clock=None):
+    def __init__(self, db, settings: DispatchSettings, clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.db = db
@@ -218,4 +205,4 @@ class Dispatcher(service.Service):
         return self.db.run(sql_jobs.fail_lease, stateid, client_id, slice_status, message, self.clock.seconds())
 
 
-__all__ = ["Dispatcher", "Settings", "NoWork", "MarketError", "NotFound"]
+__all__ = ["Dispatcher", "NoWork", "MarketError", "NotFound"]

@@ -1,34 +1,34 @@
-"""XML-RPC Fault codes: the one place they are defined (documented in docs/rpc.md)."""
+"""XML-RPC Fault codes, read off the one error table (``market.core.errors.KINDS``; docs/rpc.md)."""
 
 from __future__ import annotations
 
 from xmlrpc.client import Fault
 
-BAD_ARGUMENT = 1  # wrong number or type of arguments, malformed value
-NOT_AUTHENTICATED = 2  # missing or wrong credentials
-FORBIDDEN = 3  # authenticated, but not yours
-NOT_FOUND = 4  # no such job, client, state (or not visible to you)
-CONFLICT = 5  # the thing is in the wrong state for this (already initialised, finished, ...)
-INSUFFICIENT_FUNDS = 6  # the account cannot pay
-JOB_REFUSED = 7  # the job's code is outside the supported subset (line numbers in the message)
-TOO_LARGE = 8  # request body over the server's cap
-UNAVAILABLE = 9  # the database is unreachable; retry later
-INTERNAL = 99  # a bug; the server logged it
-NO_SUCH_METHOD = 8001  # the method does not exist (the code Twisted's XML-RPC used; kept for clients)
+from market.core.errors import KINDS, MarketError, error_for, kind_of
 
-BY_KIND = {
-    "invalid": BAD_ARGUMENT,
-    "not-found": NOT_FOUND,
-    "conflict": CONFLICT,
-    "forbidden": FORBIDDEN,
-    "insufficient-funds": INSUFFICIENT_FUNDS,
-    "database": UNAVAILABLE,
-    "refused": JOB_REFUSED,
-    "auth": NOT_AUTHENTICATED,
-    "too-large": TOO_LARGE,
-}
+BAD_ARGUMENT = KINDS["invalid"].fault
+NOT_AUTHENTICATED = KINDS["auth"].fault
+FORBIDDEN = KINDS["forbidden"].fault
+NOT_FOUND = KINDS["not-found"].fault
+CONFLICT = KINDS["conflict"].fault
+INSUFFICIENT_FUNDS = KINDS["insufficient-funds"].fault
+JOB_REFUSED = KINDS["refused"].fault
+TOO_LARGE = KINDS["too-large"].fault
+UNAVAILABLE = KINDS["database"].fault
+INTERNAL = KINDS["internal"].fault
+NO_SUCH_METHOD = KINDS["no-such-method"].fault  # the code Twisted's XML-RPC used; kept for clients
+
+#: error kind -> Fault code
+BY_KIND = {name: kind.fault for name, kind in KINDS.items()}
+_BY_CODE = {kind.fault: kind for kind in KINDS.values()}
 
 
 def fault_for(error: Exception) -> Fault:
-    """Turn a MarketError (anything with ``kind``) into its Fault."""
-    return Fault(BY_KIND.get(getattr(error, "kind", ""), INTERNAL), str(error))
+    """Turn a MarketError into its Fault (anything else is a bug: INTERNAL)."""
+    return Fault(kind_of(error).fault, str(error))
+
+
+def error_from(fault: Fault, message: str | None = None) -> MarketError:
+    """The refusal a Fault stands for, of the same kind (a client's side of :func:`fault_for`)."""
+    kind = _BY_CODE.get(fault.faultCode, KINDS["internal"])
+    return error_for(kind, fault.faultString if message is None else message)

@@ -18,13 +18,15 @@ from typing import Any
 from xmlrpc.client import Binary, Fault
 
 from twisted.internet import defer
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from market.accounts import credentials
 from market.core import money
-from market.core.errors import MarketError
+from market.core.errors import MarketError, NotAuthenticated
 from market.core.pool import NoWork
+from market.jobs import submission
 from market.rpc import faults
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
@@ -34,13 +36,8 @@ log = Logger()
 
 MAX_BODY = 64 * 1024 * 1024
 AUTH_CACHE_SECONDS = 10.0
-MAX_SOURCE = 1024 * 1024
 SLICE_STATUSES = ("ok", "timeout", "overflow", "memory", "crash", "refused", "abort")
 OUTCOMES = ("finished", "error", "success", "timeout", "overflow", "abort", "crash", "memory")
-
-
-class AuthError(MarketError):
-    kind = "auth"
 
 
 class Arg:
@@ -147,7 +144,7 @@ class MarketRPC:
             return defer.succeed(self._check_kind(cached[0], cached[1], want))
         user, token = _basic(header)
         if not user or not token:
-            raise AuthError(
+            raise NotAuthenticated(
                 "this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token"
             )
         digest = credentials.token_hash(token)
@@ -173,7 +170,7 @@ class MarketRPC:
 
         def check(row):
             if row is None:
-                raise AuthError(
+                raise NotAuthenticated(
                     "wrong credentials — check --client/--token (workers) or the account API token"
                     " (market account token NAME)"
                 )
@@ -188,7 +185,7 @@ class MarketRPC:
     @staticmethod
     def _check_kind(kind: str, row, want: str):
         if kind != want:
-            raise AuthError(f"this call is for {want}s; you authenticated as a {kind}")
+            raise NotAuthenticated(f"this call is for {want}s; you authenticated as a {kind}")
         return row
 
     # -- members (account credentials) --------------------------------------------------------
@@ -205,17 +202,11 @@ class MarketRPC:
         account = yield self._auth(auth, "account")
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
-        if len(module) > MAX_SOURCE:
-            raise Fault(faults.TOO_LARGE, f"the module is over {MAX_SOURCE // 1024} KiB")
         cents = _parse_price(price)
-        from market import tasklet
-
-        try:
-            tasklet.validate(module, entry)
-        except tasklet.JobRefused as e:
-            raise Fault(faults.JOB_REFUSED, str(e)) from None
+        # the server checks the module itself (it trusts no client), in a thread: compiling is CPU work
+        yield deferToThread(submission.check_source, module, entry)
         now = self.dispatcher.clock.seconds()
-        job_id = yield self.db.run(sql_jobs.create_job, account["id"], name, cents, module, entry, now)
+        job_id = yield self.db.run(submission.create, account["id"], name, cents, module, entry, now)
         return job_id
 
     @method()
@@ -262,23 +253,11 @@ class MarketRPC:
     @method(Arg("jobid", INT, "a job id"), Arg("state", BIN, "the initial frozen state (base64 binary)"))
     @defer.inlineCallbacks
     def xmlrpc_init(self, auth, jobid, state):
-        """Give a new job its initial state (checked: envelope header, source hash, sequence 0)."""
+        """Give a new job its initial state (checked: envelope header, source hash, entry, sequence 0, job id)."""
         account = yield self._auth(auth, "account")
         data = _bytes(state)
-        job = yield self.db.run(sql_jobs.owned_job, account["id"], jobid)
-        from market.tasklet import envelope
-
-        try:
-            header = envelope.read_header(data)
-        except envelope.EnvelopeError as e:
-            raise Fault(faults.BAD_ARGUMENT, f"the initial state is not a valid envelope: {e}") from None
-        if header.source_sha256 != job["source_sha256"] or header.seq != 0 or header.entry != job["entry"]:
-            raise Fault(
-                faults.BAD_ARGUMENT,
-                "the initial state was not made from this job's module and entry"
-                " (source hash, entry or sequence number differ)",
-            )
-        yield self.db.run(sql_jobs.init_job, account["id"], jobid, data, self.dispatcher.clock.seconds())
+        header = submission.read_initial_state(data)  # the checksum, outside the transaction
+        yield self.db.run(submission.init, account["id"], jobid, data, header, self.dispatcher.clock.seconds())
         return True
 
     @method(Arg("jobid", INT, "a job id"), Arg("price", PRICE, "credits per second like '5.20'"))

@@ -1,7 +1,8 @@
 """Job pages (requirements 5b-d, spec 5c): submit, my jobs with one price form, a job, its result.
 
-Submission is the same as ``market submit``: the tasklet runtime validates the module (refusals
-name their lines) and builds state #0 here, the store creates the job and its initial state.
+Submission is the same as ``market submit`` (``market.jobs.submission``): the module is validated,
+compiled and frozen in a thread (refusals name their lines), then the job and its state #0 are
+stored in one transaction.
 Every job URL goes through the store's ``owned_job``: another member's job is "not found".
 """
 
@@ -14,7 +15,8 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 
 from market.core import money
-from market.core.errors import MarketError
+from market.core.errors import JobRefused, MarketError
+from market.jobs import submission
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
 from market.web import feed
@@ -65,28 +67,6 @@ def _read_module(request, web: Web) -> tuple[str, str]:
         return "", "The module is not UTF-8 text."
 
 
-def _create(
-    tx, account_id: int, name: str, price: int, source: str, entry: str, args: list, kwargs: dict, now: float
-) -> int:
-    from market import tasklet
-
-    job_id = sql_jobs.create_job(tx, account_id, name, price, source, entry, now)
-    # state #0 carries its job id, as the CLI's second start() call does
-    sql_jobs.init_job(tx, account_id, job_id, tasklet.start(source, entry, args, kwargs, job_id=job_id), now)
-    return job_id
-
-
-def _check_job(source: str, entry: str, args: list, kwargs: dict) -> str:
-    """'' if the runtime accepts the job, else its refusal (with line numbers)."""
-    from market import tasklet
-
-    try:
-        tasklet.start(source, entry, args, kwargs)
-    except tasklet.JobRefused as e:
-        return str(e)
-    return ""
-
-
 class JobPages(Pages):
     """Submit, my jobs and their prices, a job, its result, cancel."""
 
@@ -125,10 +105,14 @@ class JobPages(Pages):
             price = money.parse_price(price_text)
         except MarketError as e:
             errors["price"] = str(e)
+        job = None
         if source and function and "args" not in errors:
-            refusal = await deferToThread(_check_job, source, function, args, kwargs)
-            if refusal:
-                errors["module"] = f"This module cannot run as a market job:\n{refusal}"
+            try:  # validate, compile, freeze: CPU work, in a thread and outside the transaction
+                job = await deferToThread(submission.prepare, source, function, args, kwargs)
+            except JobRefused as e:
+                errors["module"] = f"This module cannot run as a market job:\n{e}"
+            except MarketError as e:
+                errors["module"] = str(e)
         values = dict(
             source=source,
             functions=functions,
@@ -142,7 +126,7 @@ class JobPages(Pages):
             return self._submit_page(request, visitor, 400, **values)
         try:
             job_id = await self.web.db.run(
-                _create, visitor.account_id, name, price, source, function, args, kwargs, self.web.clock.seconds()
+                submission.submit, visitor.account_id, job, name, price, self.web.clock.seconds()
             )
         except MarketError as e:
             errors["module"] = str(e)

@@ -19,7 +19,7 @@ from twisted.web import server
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 
-from market.core.errors import Conflict, Forbidden, MarketError, NotFound
+from market.core.errors import KINDS, MarketError, kind_of
 from market.web.account_pages import AccountPages
 from market.web.context import (
     ANYONE,
@@ -39,7 +39,8 @@ from market.web.market_pages import MarketPages
 
 log = Logger()
 
-STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409}
+#: error kind -> HTTP status, from the one error table (market.core.errors)
+STATUS = {name: kind.http for name, kind in KINDS.items()}
 
 
 class CappedRequest(server.Request):
@@ -145,7 +146,7 @@ def make_app(web: Web) -> Klein:
 
     @app.handle_errors(MarketError)
     def market_error(request, failure):
-        code = next((c for kind, c in STATUS.items() if isinstance(failure.value, kind)), 400)
+        code = STATUS[kind_of(failure.value).name]
         return web.refusal(request, code, str(failure.value))
 
     @app.handle_errors(Exception)

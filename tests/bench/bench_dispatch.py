@@ -266,7 +266,6 @@ def main():
     )
     args = parser.parse_args()
     mp.set_start_method("fork")
-    os.environ.setdefault("MARKET_CHEAP_HASHES", "1")
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.workers} worker processes,"
         f" {args.members} job owners and {args.members} worker owners; window {args.window or 'default'},"

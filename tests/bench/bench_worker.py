@@ -24,6 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from market import tasklet
+from market.jobs import submission
 from market.store import Database, upgrade
 from market.store import jobs as jsql
 from tests import marketdata as md
@@ -45,7 +46,6 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    os.environ.setdefault("MARKET_CHEAP_HASHES", "1")
     n = 10_000
     state0 = tasklet.start(SOURCE, "main", [n, 10**6], {})
     # in-process baseline: thaw + run SLICE + freeze, no sandbox
@@ -65,12 +65,8 @@ def main() -> int:
         owner, _ = md.account(db, "owner", grant=10**9)
         host, _ = md.account(db, "host", grant=0)
 
-        def submit(tx):
-            job_id = jsql.create_job(tx, owner, "bench", 1, SOURCE, "main", time.time())
-            jsql.init_job(tx, owner, job_id, state0, time.time())
-            return job_id
-
-        job_id = db.transact(submit)
+        job = submission.prepare(SOURCE, "main", [n, 10**6])
+        job_id = db.transact(submission.submit, owner, job, "bench", 1, time.time())
         cid, token = md.client(db, host, "bench")
         server = Market(
             url,

@@ -1,0 +1,243 @@
+"""The market's settings: one typed object, built from command-line options and an optional TOML file.
+
+``twistd market --config FILE`` and ``market --config FILE`` read the file; an option given on the
+command line wins over the file, and the file over the default written here. Every key is also an
+option of ``twistd market`` with the same name (``probe-interval`` is ``--probe-interval``), so
+one name means one thing; docs/operations.md lists them all. A file looks like::
+
+    db = "mysql://market:secret@127.0.0.1:3306/market"   # top level: every command uses it
+
+    [server]
+    rpc = "tcp:7080"
+    web = "tcp:8080"
+
+    [dispatch]
+    window = 2.0
+    threshold = 16
+
+    [accounts]
+    starting-grant = "100.00"
+
+Environment variables hold only credentials, the database and server URLs and deployment paths
+(:data:`ENVIRONMENT`); nothing in this module reads them, and no setting weakens password hashing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from market.core import money
+from market.core.errors import MarketError
+
+
+class SettingsError(MarketError):
+    """A setting with a wrong value, an unknown key, or a config file that cannot be read."""
+
+
+# -- what a value may be: each converter takes an option's text or a TOML value ----------------
+
+
+def _positive(kind: type) -> Any:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{value!r} is not a number")
+        if kind is int and isinstance(value, float):
+            raise ValueError(f"{value!r} is not a whole number")
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(number) or number <= 0:
+            raise ValueError(f"{value!r} must be more than 0")
+        return number
+
+    return convert
+
+
+positive_float = _positive(float)
+positive_int = _positive(int)
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a non-empty string")
+    return value.strip()
+
+
+def credits(value: Any) -> int:
+    """Credits as exact cents: ``"100.00"`` or a whole number (never a float, which is inexact)."""
+    if isinstance(value, float):
+        raise ValueError(f'{value!r}: write credits as a string like "100.00", not a float')
+    try:
+        return money.parse_amount(value, "credits")
+    except MarketError as e:
+        raise ValueError(str(e)) from None
+
+
+def setting(default: Any, convert: Any, help: str, show: Any = None) -> Any:
+    """A field of a settings class: its default, converter, help text (and how to show the default)."""
+    return field(default=default, metadata={"convert": convert, "help": help, "show": show or str})
+
+
+def key_of(f: dataclasses.Field) -> str:
+    """The name in config files and on the command line: ``probe_interval`` -> ``probe-interval``."""
+    return f.name.replace("_", "-")
+
+
+def described(f: dataclasses.Field) -> str:
+    """The field's help with its default, for ``--help`` and the docs."""
+    if f.default is None:
+        return f.metadata["help"]
+    return f"{f.metadata['help']} (default {f.metadata['show'](f.default)})"
+
+
+# -- the settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What ``twistd market`` serves, and where (section ``[server]``)."""
+
+    rpc: str = setting("tcp:7080", text, "XML-RPC endpoint (Twisted endpoint string); served at /RPC2")
+    web: str | None = setting(None, text, "web site endpoint, e.g. tcp:8080 (off unless given)")
+    smtp: str | None = setting(
+        None, text, "SMTP relay HOST:PORT for confirmation e-mails (default: write them to the outbox folder)"
+    )
+    outbox: str = setting("var/outbox", text, "folder for e-mails when no smtp relay is given")
+    public_url: str | None = setting(None, text, "the web site's public base URL for links in e-mails")
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """The dispatcher's rules: pooling window, slices, probes, lease deadlines (section ``[dispatch]``)."""
+
+    window: float = setting(2.0, positive_float, "pooling window in seconds", "{:g}".format)
+    threshold: int = setting(16, positive_int, "close the window early at this many waiting requests")
+    probe_interval: float = setting(1800.0, positive_float, "seconds between speed tests of a client", "{:g}".format)
+    min_slice: float = setting(1.0, positive_float, "shortest slice, seconds", "{:g}".format)
+    max_slice: float = setting(300.0, positive_float, "longest slice a worker may negotiate, seconds", "{:g}".format)
+    default_slice: float = setting(
+        60.0, positive_float, "slice for a worker that proposes none, seconds", "{:g}".format
+    )
+    grace: float = setting(10.0, positive_float, "seconds added to a slice for the check-in upload", "{:g}".format)
+    test_job_size: int = setting(60, positive_int, "test job size n (n**3 operations)")
+    reap_interval: float = setting(5.0, positive_float, "seconds between sweeps for overdue leases", "{:g}".format)
+
+    def __post_init__(self) -> None:
+        if self.min_slice > self.max_slice:
+            raise SettingsError(f"min-slice ({self.min_slice:g}) is larger than max-slice ({self.max_slice:g})")
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Rules for accounts (section ``[accounts]``)."""
+
+    starting_grant: int = setting(10_000, credits, "credits granted to every new account", money.format_cents)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a market process is configured with."""
+
+    db: str | None = setting(
+        None,
+        text,
+        "database URL: sqlite:PATH or mysql://user:pw@host:port/db (default $MARKET_DB or sqlite:var/market.sqlite)",
+    )
+    server: ServerSettings = field(default_factory=ServerSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+
+    def replace(self, section: str | None = None, **values: Any) -> Settings:
+        """A copy with ``values`` (already converted) replacing the top-level keys or a section's."""
+        if section is None:
+            return dataclasses.replace(self, **values)
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)})
+
+
+#: section name -> its settings class
+SECTIONS: dict[str, type] = {"server": ServerSettings, "dispatch": DispatchSettings, "accounts": AccountSettings}
+
+#: the environment variables the market reads — credentials, the database and server URLs and
+#: deployment paths, nothing else (docs/operations.md, "Environment")
+ENVIRONMENT = {
+    "MARKET_DB": "database URL when no --db and no config-file db is given",
+    "MARKET_SERVER": "the market's XML-RPC URL for member commands and twistd worker",
+    "MARKET_ACCOUNT": "your account name for member commands",
+    "MARKET_TOKEN": "your account's API token for member commands",
+    "MARKET_CLIENT_TOKEN": "a worker's client token (twistd worker)",
+    "MARKET_SANDBOX_DIR": "where workers stage slices and tasks (default /var/tmp/market-sandbox-UID)",
+    "MARKET_SANDBOX_CGROUP": "a delegated cgroup v2 directory for the jobs' memory and process caps",
+    "MARKET_ENVIRONMENTS_DIR": "extra task environments (JSON) besides the shipped ones",
+}
+
+#: variables earlier releases read, and what replaced them
+RETIRED_ENVIRONMENT = {
+    "MARKET_STARTING_GRANT": "set starting-grant in the [accounts] section of a --config file",
+    "MARKET_CHEAP_HASHES": "nothing: password hashes always use argon2id's full parameters",
+}
+
+
+def fields_of(cls: type) -> list[dataclasses.Field]:
+    """The settings of a class (a section's keys, or the top-level keys of :class:`Settings`)."""
+    return [f for f in dataclasses.fields(cls) if "convert" in f.metadata]
+
+
+def convert(f: dataclasses.Field, value: Any) -> Any:
+    """``value`` (an option's text or a TOML value) as field ``f`` holds it; ValueError in plain words."""
+    return f.metadata["convert"](value)
+
+
+def from_mapping(data: dict[str, Any], where: str = "the config file") -> Settings:
+    """Settings from a parsed config file; unknown keys and wrong values are refused in plain words."""
+    top = {key_of(f): f for f in fields_of(Settings)}
+    known = ", ".join([*top, *(f"[{s}]" for s in SECTIONS)])
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise SettingsError(f"{where}: {key} must be a section ([{key}]), not a value")
+            values[key] = _section(key, value, where)
+        elif key in top:
+            values[top[key].name] = _converted(top[key], value, f"{where}: {key}")
+        else:
+            raise SettingsError(f"{where}: unknown key {key!r} (known: {known})")
+    return Settings(**values)
+
+
+def _section(name: str, table: dict[str, Any], where: str) -> Any:
+    cls = SECTIONS[name]
+    by_key = {key_of(f): f for f in fields_of(cls)}
+    values = {}
+    for key, value in table.items():
+        f = by_key.get(key)
+        if f is None:
+            raise SettingsError(f"{where}: unknown key {key!r} in [{name}] (known: {', '.join(by_key)})")
+        values[f.name] = _converted(f, value, f"{where}: [{name}] {key}")
+    try:
+        return cls(**values)
+    except SettingsError as e:
+        raise SettingsError(f"{where}: [{name}] {e}") from None
+
+
+def _converted(f: dataclasses.Field, value: Any, what: str) -> Any:
+    try:
+        return convert(f, value)
+    except ValueError as e:
+        raise SettingsError(f"{what}: {e}") from None
+
+
+def load(path: str) -> Settings:
+    """Settings from the TOML file at ``path`` (defaults for whatever it does not say)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise SettingsError(f"cannot read the config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"the config file {path} is not valid TOML: {e}") from None
+    return from_mapping(data, path)
