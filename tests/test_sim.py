@@ -11,7 +11,7 @@ from market.core.matcher import POLICIES, aging, describe
 from sim.cli import main
 from sim.engine import simulate
 from sim.metrics import compute_metrics, jain_index
-from sim.quote import quote_price
+from quote import rule as quote_rule
 from sim.scenario import ScenarioError, parse_experiment
 
 TINY = """
@@ -275,10 +275,30 @@ def test_cli_draws_the_requested_plots(tmp_path, capsys):
 
 def test_quote_is_one_cent_over_the_nth_highest_price():
     speeds = [1.0, 2.0, 3.0, 4.0]  # two clients reach 3.0
+
+    def quote_price(speeds, prices, wanted):
+        return quote_rule.quote_sorted(speeds, prices, wanted).price_cents
+
     assert quote_price(speeds, {5: 1, 7: 1, 9: 1, 20: 1}, 3.0) == 10
     assert quote_price(speeds, {9: 2, 20: 1}, 2.0) == 10
     assert quote_price(speeds, {5: 1}, 3.0) == 1
     assert quote_price(speeds, {5: 1}, 4.5) is None
+
+
+def test_the_simulator_prices_with_the_quote_tools_own_rule():
+    import sim.engine
+
+    assert sim.engine.quote_sorted is quote_rule.quote_sorted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    speeds=st.lists(st.floats(0.0, 100.0), max_size=20),
+    prices=st.dictionaries(st.integers(1, 50), st.integers(1, 4), max_size=10),
+    wanted=st.floats(0.0, 110.0) | st.just(float("nan")),
+)
+def test_the_quote_on_sorted_speeds_is_the_quote_tools_answer(speeds, prices, wanted):
+    assert quote_rule.quote_sorted(sorted(speeds), prices, wanted) == quote_rule.quote(speeds, prices, wanted)
 
 
 def test_jain_index_is_one_for_equal_shares_and_one_over_n_for_a_monopoly():
