@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from market.core import money
 from market.core.matcher import POLICIES, aging, describe
+from quote import rule as quote_rule
 from sim.cli import main
 from sim.engine import simulate
 from sim.metrics import compute_metrics, jain_index
-from quote import rule as quote_rule
 from sim.scenario import ScenarioError, parse_experiment
 
 TINY = """
@@ -118,6 +119,36 @@ def test_finished_jobs_did_exactly_their_submitted_work(seed, policy, miss, wind
     assert all(j.done == j.length for j in finished)
     assert all(0 <= j.done <= j.length for j in result.jobs)
     assert sum(j.paid for j in result.jobs) == sum(c.earnings for c in result.clients)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    policy=st.sampled_from(sorted(POLICIES)),
+    transfer=st.sampled_from([0.0, 4.0]),
+    miss=st.sampled_from([0.0, 0.2]),
+)
+def test_every_slice_the_simulator_pays_is_money_payment_of_its_server_measured_time(seed, policy, transfer, miss):
+    result = simulate(
+        tiny(run={"seed": seed}, pool={"policy": policy, "transfer": transfer}, clients={"miss_rate": miss}),
+        keep_books=True,
+    )
+    books = result.books
+    jobs = {j.id: j for j in result.jobs}
+    paid: dict[int, int] = {}
+    for entry, lease_id, _ in books.ledger:
+        if entry.kind != "payment":
+            continue
+        lease = books.leases[lease_id]
+        job = jobs[lease.job_id]
+        measured = min(lease.checked_in_at - lease.checked_out_at, lease.granted)  # transfer included
+        assert lease.accepted_ms == int(measured * 1000)
+        assert entry.amount == lease.paid == money.payment(job.price, lease.accepted_ms)
+        assert entry.memo == f"job {job.id} slice {lease.id}"
+        paid[job.id] = paid.get(job.id, 0) + entry.amount
+    assert paid and all(j.paid == paid.get(j.id, 0) for j in result.jobs)
+    audit = books.audit()
+    assert audit["total"] == audit["granted"] and not audit["negative"] and audit["reservations"]
 
 
 def test_a_missed_deadline_rolls_the_work_back():
