@@ -25,6 +25,8 @@ from market.store import accounts as sql_accounts
 from market.store.db import Many, case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
 
+_COMPETING = "(" + ", ".join(f"'{kind}'" for kind in rules.COMPETING_KINDS) + ")"  # ('job', 'task')
+
 
 def create_job(
     tx,
@@ -110,7 +112,7 @@ def ready_jobs(tx, limit: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec, a.balance - a.reserved AS available"
         " FROM jobs j JOIN accounts a ON a.id = j.account_id"
-        f" WHERE j.status = '{JobStatus.READY}' AND j.kind IN ('{JobKind.JOB}', '{JobKind.TASK}')"
+        f" WHERE j.status = '{JobStatus.READY}' AND j.kind IN {_COMPETING}"
         " ORDER BY j.price DESC, j.submitted_at ASC, j.id ASC LIMIT ?",
         (int(limit),),
     )
