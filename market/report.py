@@ -26,6 +26,7 @@ from lxml import etree
 
 from market.core import money
 from market.core.errors import MarketError
+from market.core.rules import JobStatus, LeaseStatus
 
 NAMESPACE = "urn:market:report:1"
 VERSION = "1"
@@ -34,8 +35,9 @@ VERSION = "1"
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TEXT_MAX = 255
 
-JOB_STATUSES = ("ready", "running", "held", "finished", "new", "cancelled")
-DISPATCH_STATUSES = ("out", "accepted", "rejected", "expired", "finished", "failed")
+# the published vocabularies (report.xsd): a job's and a lease's (a <dispatch>'s) status
+JOB_STATUSES = tuple(s.value for s in JobStatus)
+DISPATCH_STATUSES = tuple(s.value for s in LeaseStatus)
 
 
 def _q(name: str) -> str:
@@ -142,7 +144,7 @@ def _write_job(xf, row: dict[str, Any], own: bool, requester: str | None) -> Non
     status = row["status"]
     if status not in JOB_STATUSES:
         # a status this release does not know must not compete in anyone's quote
-        status = "held"
+        status = JobStatus.HELD.value
     attrib = {"id": str(row["id"]), "status": status, "kind": row["kind"]}
     if own:
         attrib["owner"] = requester
@@ -154,13 +156,13 @@ def _write_job(xf, row: dict[str, Any], own: bool, requester: str | None) -> Non
                 (_Q["price"], money.format_cents(max(0, int(row["price"])))),
                 (_Q["executed-seconds"], _seconds(row["executed_ms"])),
                 (_Q["slices"], str(int(row["slices"] or 0))),
-                (_Q["finished"], "true" if status == "finished" else "false"),
+                (_Q["finished"], "true" if status == JobStatus.FINISHED else "false"),
             ),
         )
 
 
 def _write_dispatch(xf, row: dict[str, Any]) -> None:
-    status = row["status"] if row["status"] in DISPATCH_STATUSES else "failed"
+    status = row["status"] if row["status"] in DISPATCH_STATUSES else LeaseStatus.FAILED.value
     attrib = {"id": str(row["id"]), "job": str(row["job_id"]), "client": str(row["client_id"]), "status": status}
     with xf.element(_Q["dispatch"], attrib):
         leaves = [(_Q["checked-out"], utc(row["checked_out_at"])), (_Q["deadline"], utc(row["deadline"]))]

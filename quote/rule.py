@@ -10,7 +10,8 @@ does, so the answer is the market's minimum price, one cent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 MIN_PRICE_CENTS = 1
@@ -36,6 +37,14 @@ def fast_enough(speeds: Iterable[float], speed: float) -> int:
     return sum(1 for s in speeds if s >= speed)
 
 
+def fast_enough_sorted(speeds: Sequence[float], speed: float) -> int:
+    """``fast_enough`` for ``speeds`` sorted ascending (without NaN): a binary search, for callers
+    that keep their speeds sorted and ask often (the simulator)."""
+    if speed != speed:  # NaN: no speed reaches it, as in fast_enough
+        return 0
+    return len(speeds) - bisect.bisect_left(speeds, speed)
+
+
 def nth_highest(price_counts: Mapping[int, int], n: int) -> int | None:
     """The n-th highest price (1-based) in a multiset given as {price: how many}; None if fewer."""
     seen = 0
@@ -52,7 +61,16 @@ def quote(speeds: Iterable[float], price_counts: Mapping[int, int], speed: float
     ``speeds`` are the measured speeds of the active, non-suspect clients; ``price_counts`` maps
     each competing job price (cents) to the number of jobs offering it.
     """
-    n = fast_enough(speeds, speed)
+    return quote_for(fast_enough(speeds, speed), price_counts, speed)
+
+
+def quote_sorted(speeds: Sequence[float], price_counts: Mapping[int, int], speed: float) -> Quote:
+    """``quote`` for ``speeds`` sorted ascending (see ``fast_enough_sorted``): the same answer."""
+    return quote_for(fast_enough_sorted(speeds, speed), price_counts, speed)
+
+
+def quote_for(n: int, price_counts: Mapping[int, int], speed: float) -> Quote:
+    """The quote when ``n`` clients reach ``speed``."""
     competing = sum(price_counts.values())
     if n == 0:
         return Quote(speed, 0, competing, None, None)

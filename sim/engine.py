@@ -8,20 +8,26 @@ What is simulated, and what is not:
   ``clients.max_retry``. With churn (``clients.online``/``offline``) clients come and go; one
   that leaves mid-slice loses the slice and the job comes back when its lease expires. A share
   ``clients.miss_rate`` of slices miss their deadline: the work is rolled back and the job is
-  ready again at the deadline (slice + allowance).
+  ready again at the deadline (slice + allowance), when the simulated reaper expires the lease.
 - Jobs arrive at t=0 (``jobs.initial``) and as a Poisson process (``jobs.rate``), with a price
   (integer cents per second) and a length in probe operations. A job runs for at most one
   slice per dispatch, then goes back to the ready list, as in the paper.
-- ``jobs.quote_share`` of jobs set their price with the quote rule for a desired speed (see
-  ``sim.quote``) instead of drawing one.
+- ``jobs.quote_share`` of jobs set their price with the quote rule for a desired speed
+  (``quote.rule``, the ``quote`` tool's own) instead of drawing one.
 - Each dispatch first spends ``pool.transfer`` seconds moving the state (the client is busy
   but makes no progress), then runs for up to ``pool.slice`` seconds; the lease's deadline is
   slice + ``pool.allowance``.
-- Money: an accepted slice pays ``round(price * seconds)`` cents (execution seconds, transfer
-  excluded) from the job's owner to the client's owner.
+- Money and every other decision of the market are ``market.core.rules``', kept in ``sim.books``
+  exactly as the store keeps them: a window holds the jobs whose owner cannot pay a slice
+  (``rules.plan_window``), a lease reserves what its slice may cost, and a check-in is paid
+  ``money.payment(price, accepted ms)`` where the accepted time is what the server measures:
+  checkout to check-in, transfer included, capped at the granted slice (``rules.accepted_ms``).
+  Each job has its own owner and each client its own; owners' budgets are not modelled (every
+  owner can pay every slice), so no job is held.
 
 The pool's ``assign`` is where production code is reused verbatim: the ready list's top
-candidates (``sim.ready``) and the pooled clients go through ``market.core.matcher.POLICIES``.
+candidates (``sim.ready``) go through window planning (``close_window``) and, with the pooled
+clients, through ``market.core.matcher.POLICIES``.
 """
 
 from __future__ import annotations
@@ -30,22 +36,40 @@ import bisect
 import contextlib
 import functools
 import gc
+import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from market.core.matcher import POLICIES, Assignment, PooledClient, ReadyJob
+from market.core import money, rules
+from market.core.matcher import POLICIES, Assignment, Policy, PooledClient, ReadyJob
 from market.core.pool import NoWork, Pool, PoolRequest, PoolStats, WindowPolicy
+from market.core.rules import JobStatus, LeaseStatus
+from quote.rule import quote_sorted
+from sim.books import Books, Lease
 from sim.clock import SimClock, SimDelayedCall
-from sim.quote import quote_price
 from sim.ready import ReadyList, candidate_key
 from sim.scenario import Scenario
 
-__all__ = ["SimJob", "SimClient", "WindowRecord", "RunResult", "Simulation", "simulate", "fewer_collections"]
+__all__ = [
+    "SimJob",
+    "SimClient",
+    "WindowRecord",
+    "RunResult",
+    "Simulation",
+    "simulate",
+    "close_window",
+    "fewer_collections",
+]
+
+# owners' budgets are not modelled: every owner can pay every slice of a long run
+OWNER_BUDGET = money.MAX_CENTS
+# bound once: an Enum member looked up on its class costs ~75 ns
+_REJECTED, _FINISHED, _READY = LeaseStatus.REJECTED, LeaseStatus.FINISHED, JobStatus.READY
 
 
 class SimJob:
@@ -98,6 +122,7 @@ class SimClient:
         "slice_exec",
         "slice_missed",
         "job",
+        "lease",
         "busy_seconds",
         "lost_seconds",
         "transfer_seconds",
@@ -119,6 +144,7 @@ class SimClient:
         self.slice_exec = 0.0
         self.slice_missed = False
         self.job: SimJob | None = None
+        self.lease: Lease | None = None
         self.busy_seconds = 0.0  # accepted execution
         self.lost_seconds = 0.0  # slices that missed their deadline or were cut by departure
         self.transfer_seconds = 0.0  # moving states of accepted slices
@@ -147,12 +173,56 @@ class RunResult:
     pool: PoolStats
     events: int
     windows: list[WindowRecord]
+    books: Books | None = None  # with keep_books: every lease and ledger entry
+
+
+def close_window(
+    books: Books,
+    ready: ReadyList,
+    clients: list[PooledClient],
+    granted: Mapping[int, float],
+    policy: Policy,
+    now: float,
+    rng: random.Random | None = None,
+) -> list[tuple[Assignment, Lease]]:
+    """Close one pooling window, as ``market.store.jobs.assign_window`` does with SQL: walk the top of
+    the ready list with ``rules.plan_window`` (held jobs leave it), let ``policy`` match the
+    candidates to ``clients``, give back the candidates left over, and check the matched jobs out
+    for each client's ``granted`` slice. A policy without a job order (``random``) may pick any
+    ready job: every affordable one is a candidate."""
+    longest = max(granted[c.id] for c in clients)
+    popped: dict[int, ReadyJob] = {}
+    if ready.ordered:
+        wanted = len(clients)
+        top: Iterable[ReadyJob] = itertools.islice(ready.pop_each(), rules.window_reach(wanted))
+    else:
+        top = ready.take(len(clients))
+        wanted = len(top)
+
+    jobs = books.jobs
+
+    def walk() -> Iterator[rules.WindowJob]:
+        for job in top:
+            popped[job.id] = job
+            yield jobs[job.id].window
+
+    plan = books.plan_window(walk(), wanted, longest)
+    candidates = [popped[job.id] for job in plan.candidates]
+    assignments = policy(clients, candidates, now=now, rng=rng)
+    assigned = {a.job.id for a in assignments}
+    ready.give_back(job for job in candidates if job.id not in assigned)
+    out = []
+    for a in assignments:
+        lease = books.checkout(a.job.id, a.client.id, granted[a.client.id], now)
+        if lease is not None:
+            out.append((a, lease))
+    return out
 
 
 class Simulation:
     """One run of a scenario on simulated time."""
 
-    def __init__(self, scenario: Scenario, record_windows: bool = False) -> None:
+    def __init__(self, scenario: Scenario, record_windows: bool = False, keep_books: bool = False) -> None:
         self.s = scenario
         self.clock = SimClock()
         # one stream per kind of draw: changing one quantity leaves the others' draws alone
@@ -169,6 +239,8 @@ class Simulation:
             policy = functools.partial(policy, rate=scenario.aging_rate)
         self._policy = policy
         self.ready = ReadyList(candidate_key(scenario.policy, scenario.aging_rate))
+        # keep_books keeps every lease and the ledger (for tests; a long run would hold millions)
+        self.books = Books(grace=scenario.allowance, keep_history=keep_books)
         self.pool = Pool(self.clock, WindowPolicy(scenario.window, scenario.threshold), self._assign)
         self.jobs: dict[int, SimJob] = {}
         self.clients: list[SimClient] = []
@@ -199,7 +271,10 @@ class Simulation:
         self._ended = True
         self.pool.stop()
         self._close_books()
-        return RunResult(s, list(self.jobs.values()), self.clients, self.pool.stats, self.clock.calls_run, self.windows)
+        books = self.books if self.books.ledger is not None else None
+        return RunResult(
+            s, list(self.jobs.values()), self.clients, self.pool.stats, self.clock.calls_run, self.windows, books
+        )
 
     def _close_books(self) -> None:
         end = self.s.duration
@@ -217,6 +292,7 @@ class Simulation:
         s = self.s
         client = SimClient(client_id, max(1e-9, s.speed.draw(self._rng_speed)))
         self.clients.append(client)
+        self.books.add_client(client_id, self.books.open_account())
         if s.online is None:
             self._go_online(client, first_ask=self._rng_churn.uniform(0.0, 1.0))
             return
@@ -252,8 +328,8 @@ class Simulation:
             client.slice_call.cancel()
             client.lost_seconds += now - client.slice_start
             deadline = client.slice_start + self.s.slice + self.s.allowance
-            self.clock.callLater(deadline - now, self._lease_expired, job)
-            client.busy, client.job, client.slice_call = False, None, None
+            self.clock.callLater(deadline - now, self._lease_expired, job, client.lease)
+            client.busy, client.job, client.slice_call, client.lease = False, None, None, None
         client.session_call = self.clock.callLater(self.s.offline.draw(self._rng_churn), self._go_online, client)
 
     def _ask(self, client: SimClient) -> None:
@@ -313,34 +389,32 @@ class Simulation:
         quoted_speed = None
         if s.quote_share > 0 and self._rng_quote.random() < s.quote_share:
             wanted = (s.quote_speed or s.speed).draw(self._rng_quote)
-            quoted = quote_price(self._online_speeds, self._open_prices, wanted)
+            quoted = quote_sorted(self._online_speeds, self._open_prices, wanted).price_cents
             if quoted is not None:
                 price, quoted_speed = quoted, wanted
         job = SimJob(len(self.jobs) + 1, price, self.clock.seconds(), length, quoted_speed)
         self.jobs[job.id] = job
+        self.books.add_job(job.id, self.books.open_account(OWNER_BUDGET), price)
         self._open_prices[price] = self._open_prices.get(price, 0) + 1
         self.ready.push(job.ready)
 
     # -- the pool's assign: production matching --------------------------------------------------
 
-    def _assign(self, requests: list[PoolRequest]) -> dict[int, Assignment]:
+    def _assign(self, requests: list[PoolRequest]) -> dict[int, Lease]:
+        now = self.clock.seconds()
         clients = [PooledClient(r.client_id, r.speed, r.requested_at) for r in requests]
         if self._record:
-            self.windows.append(
-                WindowRecord(self.clock.seconds(), clients, self.ready.snapshot(), self._rng_policy.getstate())
-            )
-        candidates = self.ready.take(len(clients))
-        assignments = self._policy(clients, candidates, now=self.clock.seconds(), rng=self._rng_policy)
-        assigned = {a.job.id for a in assignments}
-        self.ready.give_back(job for job in candidates if job.id not in assigned)
+            self.windows.append(WindowRecord(now, clients, self.ready.snapshot(), self._rng_policy.getstate()))
+        granted = {r.client_id: self._slice for r in requests}
+        leases = close_window(self.books, self.ready, clients, granted, self._policy, now, self._rng_policy)
         key_of = {r.client_id: r.key for r in requests}
-        return {key_of[a.client.id]: a for a in assignments}
+        return {key_of[a.client.id]: lease for a, lease in leases}
 
     # -- slices --------------------------------------------------------------------------------
 
-    def _dispatch(self, client: SimClient, assignment: Assignment) -> None:
+    def _dispatch(self, client: SimClient, lease: Lease) -> None:
         now = self.clock.seconds()
-        job = self.jobs[assignment.job.id]
+        job = self.jobs[lease.job_id]
         if self._record:
             self.windows[-1].dispatched.append((client.id, job.id))
         if job.first_dispatch is None:
@@ -352,7 +426,7 @@ class Simulation:
             work, seconds = remaining, remaining / client.speed
         else:
             work, seconds = max(1, int(capacity)), self._slice
-        client.busy, client.job, client.slice_start = True, job, now
+        client.busy, client.job, client.lease, client.slice_start = True, job, lease, now
         client.slice_exec = seconds
         client.slice_missed = self._miss_rate > 0 and self._rng_miss.random() < self._miss_rate
         if client.slice_missed:
@@ -363,41 +437,62 @@ class Simulation:
             )
 
     def _checked_in(self, client: SimClient, job: SimJob, work: int, seconds: float) -> None:
-        client.busy, client.job, client.slice_call = False, None, None
+        now = self.clock.seconds()
+        lease = client.lease
+        client.busy, client.job, client.slice_call, client.lease = False, None, None, None
+        # the worker sends its state, or its result when the job is done: the market's rules decide
+        if job.done + work >= job.length:
+            answer = self.books.finish(lease.id, now)
+        else:
+            answer = self.books.checkin(lease.id, now)
+        if answer["status"] == _REJECTED:  # late: the slice is lost, the job keeps its state
+            client.lost_seconds += now - client.slice_start
+            job.rollbacks += 1
+            self._back_to_ready(job)
+            self._ask(client)
+            return
         client.busy_seconds += seconds
         client.transfer_seconds += self._transfer
         job.done += work
         job.exec_seconds += seconds
-        cents = round(job.price * seconds)
-        job.paid += cents
-        client.earnings += cents
-        if job.done >= job.length:
-            job.finished_at = self.clock.seconds()
+        job.paid += answer["paid"]
+        client.earnings += answer["paid"]
+        if answer["status"] == _FINISHED:
+            job.finished_at = now
             self.ready.forget(job.id)
+            self.books.forget_job(job.id)
             left = self._open_prices[job.price] - 1
             if left:
                 self._open_prices[job.price] = left
             else:
                 del self._open_prices[job.price]
         else:
-            self.ready.push(job.ready)
+            self._back_to_ready(job)
         self._ask(client)
 
     def _deadline_missed(self, client: SimClient, job: SimJob) -> None:
-        client.busy, client.job, client.slice_call = False, None, None
+        lease = client.lease
+        client.busy, client.job, client.slice_call, client.lease = False, None, None, None
         client.lost_seconds += self.s.slice + self.s.allowance
-        self._lease_expired(job)
+        self._lease_expired(job, lease)
         self._ask(client)
 
-    def _lease_expired(self, job: SimJob) -> None:
-        job.rollbacks += 1
-        self.ready.push(job.ready)
+    def _lease_expired(self, job: SimJob, lease: Lease) -> None:
+        # the simulated reaper runs at each lease's deadline
+        if self.books.expire(lease.id, self.clock.seconds()):
+            job.rollbacks += 1
+            self._back_to_ready(job)
+
+    def _back_to_ready(self, job: SimJob) -> None:
+        """Back on the ready list if the rules put it there."""
+        if self.books.jobs[job.id].status == _READY:
+            self.ready.push(job.ready)
 
 
-def simulate(scenario: Scenario, record_windows: bool = False) -> RunResult:
+def simulate(scenario: Scenario, record_windows: bool = False, keep_books: bool = False) -> RunResult:
     """Run one scenario."""
     with fewer_collections():
-        return Simulation(scenario, record_windows).run()
+        return Simulation(scenario, record_windows, keep_books).run()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ those. The simulator does the same with a heap on the policy's own job key from
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from market.core.matcher import ReadyJob, aging_job_key, fifo_job_key, job_order_key
@@ -52,6 +52,18 @@ class ReadyList:
             heapq.heappush(self._heap, entry)
         else:
             self._all[job.id] = job
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the policy ranks jobs by a key (then only the top of the list can be picked)."""
+        return self._key is not None
+
+    def pop_each(self) -> Iterator[ReadyJob]:
+        """Remove and yield the jobs in the policy's order, one at a time as the caller asks for
+        them (window planning walks the top of the list until it has enough affordable jobs)."""
+        heap, pop = self._heap, heapq.heappop
+        while heap:
+            yield pop(heap)[1]
 
     def take(self, k: int) -> list[ReadyJob]:
         """Remove and return the jobs a policy choosing ``k`` may pick from."""

@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from market.core import money
 from market.core.matcher import POLICIES, aging, describe
+from quote import rule as quote_rule
 from sim.cli import main
 from sim.engine import simulate
 from sim.metrics import compute_metrics, jain_index
-from sim.quote import quote_price
 from sim.scenario import ScenarioError, parse_experiment
 
 TINY = """
@@ -118,6 +119,36 @@ def test_finished_jobs_did_exactly_their_submitted_work(seed, policy, miss, wind
     assert all(j.done == j.length for j in finished)
     assert all(0 <= j.done <= j.length for j in result.jobs)
     assert sum(j.paid for j in result.jobs) == sum(c.earnings for c in result.clients)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    policy=st.sampled_from(sorted(POLICIES)),
+    transfer=st.sampled_from([0.0, 4.0]),
+    miss=st.sampled_from([0.0, 0.2]),
+)
+def test_every_slice_the_simulator_pays_is_money_payment_of_its_server_measured_time(seed, policy, transfer, miss):
+    result = simulate(
+        tiny(run={"seed": seed}, pool={"policy": policy, "transfer": transfer}, clients={"miss_rate": miss}),
+        keep_books=True,
+    )
+    books = result.books
+    jobs = {j.id: j for j in result.jobs}
+    paid: dict[int, int] = {}
+    for entry, lease_id, _ in books.ledger:
+        if entry.kind != "payment":
+            continue
+        lease = books.leases[lease_id]
+        job = jobs[lease.job_id]
+        measured = min(lease.checked_in_at - lease.checked_out_at, lease.granted)  # transfer included
+        assert lease.accepted_ms == int(measured * 1000)
+        assert entry.amount == lease.paid == money.payment(job.price, lease.accepted_ms)
+        assert entry.memo == f"job {job.id} slice {lease.id}"
+        paid[job.id] = paid.get(job.id, 0) + entry.amount
+    assert paid and all(j.paid == paid.get(j.id, 0) for j in result.jobs)
+    audit = books.audit()
+    assert audit["total"] == audit["granted"] and not audit["negative"] and audit["reservations"]
 
 
 def test_a_missed_deadline_rolls_the_work_back():
@@ -275,10 +306,30 @@ def test_cli_draws_the_requested_plots(tmp_path, capsys):
 
 def test_quote_is_one_cent_over_the_nth_highest_price():
     speeds = [1.0, 2.0, 3.0, 4.0]  # two clients reach 3.0
+
+    def quote_price(speeds, prices, wanted):
+        return quote_rule.quote_sorted(speeds, prices, wanted).price_cents
+
     assert quote_price(speeds, {5: 1, 7: 1, 9: 1, 20: 1}, 3.0) == 10
     assert quote_price(speeds, {9: 2, 20: 1}, 2.0) == 10
     assert quote_price(speeds, {5: 1}, 3.0) == 1
     assert quote_price(speeds, {5: 1}, 4.5) is None
+
+
+def test_the_simulator_prices_with_the_quote_tools_own_rule():
+    import sim.engine
+
+    assert sim.engine.quote_sorted is quote_rule.quote_sorted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    speeds=st.lists(st.floats(0.0, 100.0), max_size=20),
+    prices=st.dictionaries(st.integers(1, 50), st.integers(1, 4), max_size=10),
+    wanted=st.floats(0.0, 110.0) | st.just(float("nan")),
+)
+def test_the_quote_on_sorted_speeds_is_the_quote_tools_answer(speeds, prices, wanted):
+    assert quote_rule.quote_sorted(sorted(speeds), prices, wanted) == quote_rule.quote(speeds, prices, wanted)
 
 
 def test_jain_index_is_one_for_equal_shares_and_one_over_n_for_a_monopoly():

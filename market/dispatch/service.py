@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from market.core import matcher
 from market.core.errors import Forbidden, MarketError, NotFound
 from market.core.pool import NoWork, Pool, WindowPolicy
+from market.core.rules import JobKind, LeaseStatus, Outcome, SliceStatus
 from market.dispatch import prober
 from market.dispatch.groupcommit import GroupCommit
 from market.settings import DispatchSettings
@@ -161,7 +162,12 @@ class Dispatcher(service.Service):
 
     # -- check-ins -------------------------------------------------------------------------------
     def checkin(
-        self, client_id: int, stateid: int, state: bytes, slice_status: str = "ok", progress: float | None = None
+        self,
+        client_id: int,
+        stateid: int,
+        state: bytes,
+        slice_status: str = SliceStatus.OK,
+        progress: float | None = None,
     ):
         """The paper's ``state``, group-committed with the check-ins that arrive meanwhile."""
         return self._checkins.submit(
@@ -169,7 +175,12 @@ class Dispatcher(service.Service):
         )
 
     def finish(
-        self, client_id: int, stateid: int, result: bytes | None, outcome: str = "finished", error: str | None = None
+        self,
+        client_id: int,
+        stateid: int,
+        result: bytes | None,
+        outcome: str = Outcome.FINISHED,
+        error: str | None = None,
     ):
         now = self.clock.seconds()
 
@@ -179,9 +190,9 @@ class Dispatcher(service.Service):
             d = sql_jobs.lease_row(tx, stateid)
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
-            if job["kind"] == "test" and answer["status"] == "finished" and not answer["duplicate"]:
+            if job["kind"] == JobKind.TEST and answer["status"] == LeaseStatus.FINISHED and not answer["duplicate"]:
                 correct, speed = prober.verdict(
-                    result if outcome == "finished" else None, job["probe_size"], now - d["checked_out_at"]
+                    result if outcome == Outcome.FINISHED else None, job["probe_size"], now - d["checked_out_at"]
                 )
                 if correct:
                     sql_clients.record_speed(

@@ -26,6 +26,7 @@ from market.accounts import credentials
 from market.core import money
 from market.core.errors import MarketError, NotAuthenticated
 from market.core.pool import NoWork
+from market.core.rules import RESULT_OUTCOMES, Outcome, SliceStatus
 from market.jobs import submission
 from market.rpc import faults
 from market.store import accounts as sql_accounts
@@ -36,8 +37,8 @@ log = Logger()
 
 MAX_BODY = 64 * 1024 * 1024
 AUTH_CACHE_SECONDS = 10.0
-SLICE_STATUSES = ("ok", "timeout", "overflow", "memory", "crash", "refused", "abort")
-OUTCOMES = ("finished", "error", "success", "timeout", "overflow", "abort", "crash", "memory")
+SLICE_STATUSES = tuple(s.value for s in SliceStatus)
+OUTCOMES = tuple(o.value for o in RESULT_OUTCOMES)
 
 
 class Arg:
@@ -350,7 +351,7 @@ class MarketRPC:
         return self._auth(auth, "client").addCallback(self._checkin, stateid, state, info or {})
 
     def _checkin(self, client, stateid, state, info):
-        status = info.get("status", "ok")
+        status = info.get("status", SliceStatus.OK.value)
         if status not in SLICE_STATUSES:
             raise Fault(faults.BAD_ARGUMENT, f"status must be one of {', '.join(SLICE_STATUSES)}")
         progress = info.get("progress")
@@ -375,7 +376,7 @@ class MarketRPC:
         """The job finished during this lease: store its result (opaque bytes) and pay."""
         client = yield self._auth(auth, "client")
         info = info or {}
-        outcome = info.get("outcome", "finished")
+        outcome = info.get("outcome", Outcome.FINISHED.value)
         if outcome not in OUTCOMES:
             raise Fault(faults.BAD_ARGUMENT, f"outcome must be one of {', '.join(OUTCOMES)}")
         error = info.get("error")

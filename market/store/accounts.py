@@ -9,6 +9,7 @@ from typing import Any
 
 from market.core import ledger
 from market.core.errors import Conflict, MarketError, NotFound
+from market.core.rules import LeaseStatus
 from market.store.db import Many, case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
@@ -210,7 +211,7 @@ def audit(tx) -> dict[str, Any]:
         r["a"]: int(r["s"])
         for r in tx.all(
             "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM leases d JOIN jobs j ON j.id = d.job_id"
-            " WHERE d.status = 'out' AND j.account_id IS NOT NULL GROUP BY j.account_id"
+            f" WHERE d.status = '{LeaseStatus.OUT}' AND j.account_id IS NOT NULL GROUP BY j.account_id"
         )
     }
     reservations = [

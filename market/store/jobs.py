@@ -1,11 +1,14 @@
 """SQL for jobs, their committed states and their leases.
 
-Statuses
-  job:       new (no state yet) -> ready <-> running -> finished | cancelled; held (owner can't pay)
-  state:     committed (the job's current state) | superseded (an earlier committed state)
-  lease:     out (leased) -> accepted | rejected (late or refused) | expired (reaped) | finished
-A lease is the paper's "job state checked out" (its "dispatch"): which state, to which client, when it was
-checked out, its deadline, and when it was checked back in. Its id is the ``stateid`` of XML-RPC.
+This module executes what the market's rules decide (``market.core.rules``: the statuses and what
+moves between them, window planning, settlement, three strikes, lease expiry): it reads rows, asks
+the rules, and writes the outcome. A lease is the paper's "job state checked out" (its "dispatch"):
+which state, to which client, when it was checked out, its deadline, and when it was checked back
+in. Its id is the ``stateid`` of XML-RPC.
+
+Statuses appear in SQL text through the Enums (``f"... status = '{JobStatus.READY}'"`` renders
+``status = 'ready'``), so the statements are the same text as ever and the index on
+``(status, ...)`` serves them.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from market.core import ledger, money
+from market.core import rules
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound
+from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
 from market.store import accounts as sql_accounts
 from market.store.db import Many, case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
 
-COMPETING_KINDS = ("job", "task")
-OPEN = "out"
+_COMPETING = "(" + ", ".join(f"'{kind}'" for kind in rules.COMPETING_KINDS) + ")"  # ('job', 'task')
 
 
 def create_job(
@@ -33,7 +36,7 @@ def create_job(
     source: str,
     entry: str,
     now: float,
-    kind: str = "job",
+    kind: str = JobKind.JOB,
     spec: str | None = None,
     probe_client_id: int | None = None,
     probe_size: int | None = None,
@@ -43,7 +46,7 @@ def create_job(
         raise MarketError("a job needs a name of 1 to 128 characters")
     return tx.insert(
         "INSERT INTO jobs (account_id, kind, name, price, source, source_sha256, entry, spec, status, submitted_at,"
-        " probe_client_id, probe_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?)",
+        f" probe_client_id, probe_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{JobStatus.NEW}', ?, ?, ?)",
         (
             account_id,
             kind,
@@ -80,19 +83,19 @@ def owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> dict[str,
 def init_job(tx, account_id: int | None, job_id: int, state: bytes, now: float) -> None:
     """Store state #0 (committed) and put the job on the ready list (the paper's ``init``)."""
     job = owned_job(tx, account_id, job_id, lock=True) if account_id is not None else job_row(tx, job_id, lock=True)
-    if job["status"] != "new":
+    if job["status"] != JobStatus.NEW:
         raise Conflict(f"job {job_id} already has its initial state")
     tx.insert(
-        "INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, 'committed', ?)",
+        f"INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, '{StateStatus.COMMITTED}', ?)",
         (job_id, bytes(state), now),
     )
-    tx.execute("UPDATE jobs SET status = 'ready', seq = 0 WHERE id = ?", (job_id,))
+    tx.execute(f"UPDATE jobs SET status = '{JobStatus.READY}', seq = 0 WHERE id = ?", (job_id,))
 
 
 def committed_state(tx, job_id: int) -> dict[str, Any]:
     row = tx.one(
         "SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
-        " WHERE j.id = ? AND s.status = 'committed'",
+        f" WHERE j.id = ? AND s.status = '{StateStatus.COMMITTED}'",
         (job_id,),
     )
     if row is None:
@@ -109,21 +112,10 @@ def ready_jobs(tx, limit: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec, a.balance - a.reserved AS available"
         " FROM jobs j JOIN accounts a ON a.id = j.account_id"
-        " WHERE j.status = 'ready' AND j.kind IN ('job', 'task')"
+        f" WHERE j.status = '{JobStatus.READY}' AND j.kind IN {_COMPETING}"
         " ORDER BY j.price DESC, j.submitted_at ASC, j.id ASC LIMIT ?",
         (int(limit),),
     )
-
-
-def task_seconds(spec: str | None) -> float | None:
-    if not spec:
-        return None
-    import json
-
-    try:
-        return float(json.loads(spec)["limits"]["time"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def assign_window(
@@ -139,7 +131,8 @@ def assign_window(
 
     ``clients`` are matcher clients (with ``.id``); ``granted[client_id]`` is each client's
     negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
-    input. Jobs whose owner cannot pay for a slice are marked held (visible), not dispatched.
+    input. Which jobs are candidates and which are held because their owner cannot pay a slice is
+    ``rules.plan_window``'s decision; held jobs are marked held (visible), not dispatched.
     Returns ``{client_id: lease}`` for the clients that got work.
 
     A window of any size costs three round trips and the commit: read the top of the ready list;
@@ -147,29 +140,33 @@ def assign_window(
     """
     if not clients:
         return {}
-    longest = max(granted.values())
-    # Over-fetch so held jobs do not starve the window; stop once we have enough affordable ones.
-    rows = ready_jobs(tx, len(clients) * 2 + 8)
+    rows = ready_jobs(tx, rules.window_reach(len(clients)))
     available: dict[int, int] = {}
-    candidates, held = [], []
     for row in rows:
-        owner = row["account_id"]
-        available.setdefault(owner, int(row["available"]))
-        need = money.payment(row["price"], int(1000 * (task_seconds(row["spec"]) or longest)))
-        if available[owner] < need:
-            held.append(row["id"])
-            continue
-        available[owner] -= need
-        candidates.append(row)
-        if len(candidates) >= len(clients):
-            break
-    rows_by_id = {row["id"]: row for row in candidates}
+        available.setdefault(row["account_id"], int(row["available"]))
+    plan = rules.plan_window(
+        (rules.WindowJob(r["id"], r["account_id"], r["price"], rules.task_seconds(r["spec"])) for r in rows),
+        available,
+        len(clients),
+        max(granted.values()),
+    )
+    rows_by_id = {row["id"]: row for row in rows}
+    own_seconds = {job.id: job.seconds for job in plan.candidates}
     wanted = [
-        (a.job.id, a.client.id, task_seconds(rows_by_id[a.job.id]["spec"]) or granted[a.client.id])
-        for a in match(clients, [make_ready_job(r) for r in candidates])
+        (a.job.id, a.client.id, rules.lease_seconds(own_seconds[a.job.id], granted[a.client.id]))
+        for a in match(clients, [make_ready_job(rows_by_id[job.id]) for job in plan.candidates])
     ]
+    held = plan.held
     first = (
-        [(f"UPDATE jobs SET status = 'held' WHERE status = 'ready' AND id IN {marks(len(held))}", held)] if held else []
+        [
+            (
+                f"UPDATE jobs SET status = '{JobStatus.HELD}' WHERE status = '{JobStatus.READY}'"
+                f" AND id IN {marks(len(held))}",
+                held,
+            )
+        ]
+        if held
+        else []
     )
     leases = checkout_many(tx, wanted, grace, now, first=first)
     return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
@@ -180,7 +177,7 @@ def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now:
     leases = checkout_many(tx, [(job_id, client_id, seconds)], grace, now)
     if job_id not in leases:
         job = job_row(tx, job_id)
-        if job["status"] != "ready" and job["kind"] != "test":
+        if not rules.can_lease(job["status"], job["kind"]):
             raise Conflict(f"job {job_id} is {job['status']}, not ready")
         raise NotFound(f"job {job_id} has no committed state")
     return leases[job_id]
@@ -207,7 +204,7 @@ def checkout_many(
             (
                 "SELECT j.id, j.account_id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
                 " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
-                f" WHERE j.id IN {marks(len(job_ids))} AND s.status = 'committed'" + tx.for_update,
+                f" WHERE j.id IN {marks(len(job_ids))} AND s.status = '{StateStatus.COMMITTED}'" + tx.for_update,
                 job_ids,
             ),
         ]
@@ -216,7 +213,7 @@ def checkout_many(
     leases: dict[int, dict[str, Any]] = {}
     for job_id, client_id, seconds in wanted:
         job = rows.get(job_id)
-        if job is None or (job["status"] != "ready" and job["kind"] != "test") or job_id in leases:
+        if job is None or not rules.can_lease(job["status"], job["kind"]) or job_id in leases:
             continue
         leases[job_id] = {
             "job_id": job_id,
@@ -230,11 +227,11 @@ def checkout_many(
             "entry": job["entry"],
             "spec": job["spec"],
             "granted": seconds,
-            "deadline": now + seconds + grace,
+            "deadline": rules.lease_deadline(now, seconds, grace),
             "timeout": seconds + grace,
             "probe_size": job["probe_size"],
             "owner": job["account_id"],
-            "reserved": money.payment(job["price"], int(seconds * 1000)) if job["kind"] != "test" else 0,
+            "reserved": rules.reservation(job["kind"], job["price"], seconds),
         }
     if not leases:
         return {}
@@ -252,15 +249,15 @@ def checkout_many(
                         now,
                         lease["granted"],
                         lease["deadline"],
-                        OPEN,
+                        LeaseStatus.OUT,
                         lease["reserved"],
                     )
                     for j, lease in leases.items()
                 ],
             ),
             # a job has at most one open lease (checkout needs 'ready'), so (job, 'out') names the new row
-            (f"SELECT id, job_id FROM leases WHERE job_id IN {ids} AND status = ?", [*leases, OPEN]),
-            (f"UPDATE jobs SET status = 'running' WHERE id IN {ids}", list(leases)),
+            (f"SELECT id, job_id FROM leases WHERE job_id IN {ids} AND status = ?", [*leases, LeaseStatus.OUT]),
+            (f"UPDATE jobs SET status = '{JobStatus.RUNNING}' WHERE id IN {ids}", list(leases)),
             *_reservations(leases.values(), +1),
         ]
     )
@@ -296,7 +293,7 @@ def create_probe(
         source,
         entry,
         now,
-        kind="test",
+        kind=JobKind.TEST,
         probe_client_id=client_id,
         probe_size=size,
     )
@@ -342,69 +339,79 @@ def _own_lease(d: dict[str, Any] | None, lease_id: int, client_id: int) -> dict[
     return d
 
 
-def _accepted_ms(lease: dict[str, Any], now: float) -> int:
-    """Server-measured execution time, capped at the granted slice."""
-    return int(max(0.0, min(now - lease["checked_out_at"], lease["granted_seconds"])) * 1000)
+def _accepted_ms(lease: dict[str, Any], at: float) -> int:
+    return rules.accepted_ms(lease["checked_out_at"], lease["granted_seconds"], at)
+
+
+def _verdict(lease: dict[str, Any], at: float) -> Verdict:
+    return rules.judge_checkin(lease["status"], lease["deadline"], lease["job_status"], at)
 
 
 def _settle(accepted: Sequence[tuple[dict[str, Any], int]], now: float) -> tuple[dict[int, int], list[Any]]:
     """Pay for accepted slices ``(lease, accepted ms)``: ``({lease id: cents paid}, statements)``.
 
-    The balances come locked with the leases (``_LEASE``); every payment is checked by the ledger
-    rules against them and written with one statement per table. A lease reserved its money at
-    checkout, so a shortfall only follows an operator's correction: then the worker's owner gets
-    what is there rather than nothing for honest work.
+    The balances come locked with the leases (``_LEASE``); ``rules.settle`` decides the payments
+    against them, and they are written with one statement per table.
     """
     balances: dict[int, int] = {}
-    postings = []
-    paid = {lease["id"]: 0 for lease, _ in accepted}
+    slices = []
     for lease, ms in accepted:
-        amount = money.payment(lease["price"], ms) if lease["kind"] != "test" else 0
-        owner, payee = lease["owner"], lease["payee"]
-        # test jobs are free; running your own job on your own machine costs nothing
-        if amount <= 0 or owner is None or owner == payee:
-            continue
-        balances.setdefault(owner, int(lease["owner_balance"]))
-        balances.setdefault(payee, int(lease["payee_balance"]))
-        entry = ledger.Entry(owner, payee, amount, "payment", f"job {lease['job_id']} slice {lease['id']}")
-        try:
-            ledger.apply(balances, entry)
-        except ledger.InsufficientFunds:
-            if balances[owner] <= 0:
-                continue
-            entry = entry.with_amount(balances[owner])
-            ledger.apply(balances, entry)
-        postings.append((entry, lease["id"]))
-        paid[lease["id"]] = entry.amount
-    return paid, sql_accounts.record_statements(postings, now)
+        if lease["owner"] is not None:
+            balances.setdefault(lease["owner"], int(lease["owner_balance"]))
+        balances.setdefault(lease["payee"], int(lease["payee_balance"]))
+        slices.append(
+            rules.Slice(lease["id"], lease["job_id"], lease["kind"], lease["price"], lease["owner"], lease["payee"], ms)
+        )
+    settlement = rules.settle(slices, balances)
+    return settlement.paid, sql_accounts.record_statements(settlement.postings, now)
 
 
-def _answer(d: dict[str, Any], duplicate: bool = False) -> dict[str, Any]:
-    return {
-        "stateid": d["id"],
-        "status": d["status"],
-        "paid": int(d["paid"] or 0),
-        "duplicate": duplicate,
-        "accepted_ms": int(d["accepted_ms"] or 0),
-    }
+def _repeat(d: dict[str, Any]) -> dict[str, Any]:
+    return rules.repeat_answer(d["id"], d["status"], d["paid"], d["accepted_ms"])
 
 
 def _reject(tx, lease: dict[str, Any], now: float, slice_status: str) -> dict[str, Any]:
     tx.script(
         [
             (
-                "UPDATE leases SET status = 'rejected', checked_in_at = ?, slice_status = ? WHERE id = ?",
+                f"UPDATE leases SET status = '{LeaseStatus.REJECTED}', checked_in_at = ?, slice_status = ?"
+                " WHERE id = ?",
                 (now, slice_status, lease["id"]),
             ),
             *_reservations([lease], -1),
         ]
     )
-    _release(tx, job_row(tx, lease["job_id"], lock=True))
-    return {"stateid": lease["id"], "status": "rejected", "paid": 0, "duplicate": False, "accepted_ms": 0}
+    job = job_row(tx, lease["job_id"], lock=True)
+    _change_job(tx, job["id"], rules.released(job["status"], job["kind"], _open_leases(tx, job)), now)
+    return rules.answer(lease["id"], LeaseStatus.REJECTED)
 
 
-def _late_or_over(lease: dict[str, Any], now: float) -> bool:
-    return now > lease["deadline"] or lease["job_status"] in ("cancelled", "finished")
+def _open_leases(tx, job: dict[str, Any]) -> int:
+    """How many leases of this job are still out; read only where the rules can ask (a running job
+    that is not a test job), so closing a lease costs no extra round trip otherwise."""
+    if job["status"] != JobStatus.RUNNING or job["kind"] == JobKind.TEST:
+        return 0
+    return int(
+        tx.scalar(f"SELECT COUNT(*) FROM leases WHERE job_id = ? AND status = '{LeaseStatus.OUT}'", (job["id"],))
+    )
+
+
+def _change_job(tx, job_id: int, change: rules.JobChange | None, now: float, error: str | None = None) -> None:
+    """Write what the rules decided for a job: back on the ready list, or ended with an outcome."""
+    if change is None:
+        return
+    if change.outcome is None:
+        tx.execute("UPDATE jobs SET status = ? WHERE id = ?", (change.status, job_id))
+    elif error is None:
+        tx.execute(
+            "UPDATE jobs SET status = ?, outcome = ?, finished_at = ? WHERE id = ?",
+            (change.status, change.outcome, now, job_id),
+        )
+    else:
+        tx.execute(
+            "UPDATE jobs SET status = ?, outcome = ?, finished_at = ?, error = ? WHERE id = ?",
+            (change.status, change.outcome, now, error[:2000], job_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -416,7 +423,7 @@ class CheckIn:
     client_id: int
     state: bytes
     at: float
-    slice_status: str = "ok"
+    slice_status: str = SliceStatus.OK
     progress: float | None = None
 
 
@@ -426,7 +433,7 @@ def checkin(
     client_id: int,
     state: bytes,
     now: float,
-    slice_status: str = "ok",
+    slice_status: str = SliceStatus.OK,
     progress: float | None = None,
 ) -> dict[str, Any]:
     """The paper's ``state``: commit a new state if it arrives before the deadline, else reject it.
@@ -461,26 +468,20 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
         if c.lease_id in first:
             continue  # a repeat within the batch: answered below, as a duplicate of the first
         first[c.lease_id] = i
-        if lease["status"] != OPEN:
-            answers[i] = _answer(lease, duplicate=True)
-        elif _late_or_over(lease, c.at):
+        verdict = _verdict(lease, c.at)
+        if verdict is Verdict.REPEAT:
+            answers[i] = _repeat(lease)
+        elif verdict is Verdict.REJECT:
             answers[i] = _reject(tx, lease, c.at, c.slice_status)
         else:
-            ms = _accepted_ms(lease, c.at)
-            accepted.append((c, lease, ms))
+            accepted.append((c, lease, _accepted_ms(lease, c.at)))
     if accepted:
         paid, payments = _settle([(lease, ms) for _, lease, ms in accepted], max(c.at for c, _, _ in accepted))
         tx.script(
             [*_accept_statements(accepted, paid), *payments, *_reservations((lease for _, lease, _ in accepted), -1)]
         )
         for c, _, ms in accepted:
-            answers[first[c.lease_id]] = {
-                "stateid": c.lease_id,
-                "status": "accepted",
-                "paid": paid[c.lease_id],
-                "duplicate": False,
-                "accepted_ms": ms,
-            }
+            answers[first[c.lease_id]] = rules.answer(c.lease_id, LeaseStatus.ACCEPTED, paid[c.lease_id], ms)
     for i, c in enumerate(checkins):
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.lease_id]], duplicate=True)
@@ -489,7 +490,7 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
 
 def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], paid: dict[int, int]) -> list[Any]:
     """Commit the new states, close the leases as accepted, count the jobs' slices and time and put
-    them back on the ready list (a test job is finished): one statement per table."""
+    them back on the ready list (``rules.after_accepted_slice``): one statement per table."""
     # the lease's state is its job's committed one (one open lease per job): primary-key access
     state_ids = [lease["state_id"] for _, lease, _ in accepted]
     lease_ids = [c.lease_id for c, _, _ in accepted]
@@ -503,24 +504,40 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
         lease["job_id"]: max(0.0, min(1.0, float(c.progress))) for c, lease, _ in accepted if c.progress is not None
     }
     progress_sql, p6 = case("id", progress, "progress") if progress else ("progress", [])
-    tests = {lease["job_id"]: "finished" for _, lease, _ in accepted if lease["kind"] == "test"}
-    next_status, p7 = case("id", tests, "'ready'") if tests else ("'ready'", [])
+    # the usual next status is written as SQL text; only the exceptions (test jobs) go as CASE arms
+    usual = JobStatus.READY
+    unusual = {
+        lease["job_id"]: after
+        for _, lease, _ in accepted
+        if (after := rules.after_accepted_slice(lease["kind"])) != usual
+    }
+    next_status, p7 = case("id", unusual, f"'{usual}'") if unusual else (f"'{usual}'", [])
     new_seq, p8 = case("leases.id", {c.lease_id: lease["seq"] + 1 for c, lease, _ in accepted})
     return [
         (
-            f"UPDATE states SET status = 'superseded' WHERE status = 'committed' AND id IN {marks(len(state_ids))}",
+            f"UPDATE states SET status = '{StateStatus.SUPERSEDED}' WHERE status = '{StateStatus.COMMITTED}'"
+            f" AND id IN {marks(len(state_ids))}",
             state_ids,
         ),
         Many(
             "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (lease["job_id"], lease["seq"] + 1, bytes(c.state), "committed", c.client_id, c.lease_id, c.at)
+                (
+                    lease["job_id"],
+                    lease["seq"] + 1,
+                    bytes(c.state),
+                    StateStatus.COMMITTED,
+                    c.client_id,
+                    c.lease_id,
+                    c.at,
+                )
                 for c, lease, _ in accepted
             ],
         ),
         (
-            f"UPDATE leases SET status = 'accepted', checked_in_at = {checked_in}, slice_status = {statuses},"
+            f"UPDATE leases SET status = '{LeaseStatus.ACCEPTED}', checked_in_at = {checked_in},"
+            f" slice_status = {statuses},"
             f" new_state_id = (SELECT s.id FROM states s WHERE s.job_id = leases.job_id AND s.seq = {new_seq}),"
             f" accepted_ms = {accepted_ms}, paid = {payments} WHERE id IN {marks(len(lease_ids))}",
             [*p1, *p2, *p8, *p3, *p4, *lease_ids],
@@ -528,7 +545,7 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
         (
             f"UPDATE jobs SET executed_ms = executed_ms + {executed}, slices = slices + 1, seq = seq + 1,"
             f" progress = {progress_sql},"
-            f" status = CASE WHEN status = 'running' THEN {next_status} ELSE status END"
+            f" status = CASE WHEN status = '{JobStatus.RUNNING}' THEN {next_status} ELSE status END"
             f" WHERE id IN {marks(len(job_ids))}",
             [*p5, *p6, *p7, *job_ids],
         ),
@@ -540,21 +557,22 @@ def finish(
 ) -> dict[str, Any]:
     """The paper's ``result``: the job finished (or failed) during this lease; store it and pay."""
     lease = _lease_for_checkin(tx, lease_id, client_id)
-    if lease["status"] != OPEN:
-        return _answer(lease, duplicate=True)
-    if _late_or_over(lease, now):
+    verdict = _verdict(lease, now)
+    if verdict is Verdict.REPEAT:
+        return _repeat(lease)
+    if verdict is Verdict.REJECT:
         return _reject(tx, lease, now, outcome)
     ms = _accepted_ms(lease, now)
     paid, payments = _settle([(lease, ms)], now)
     tx.script(
         [
             (
-                "UPDATE leases SET status = 'finished', checked_in_at = ?, slice_status = ?, accepted_ms = ?,"
-                " paid = ? WHERE id = ?",
+                f"UPDATE leases SET status = '{LeaseStatus.FINISHED}', checked_in_at = ?, slice_status = ?,"
+                " accepted_ms = ?, paid = ? WHERE id = ?",
                 (now, outcome, ms, paid[lease_id], lease_id),
             ),
             (
-                "UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, result = ?, error = ?,"
+                f"UPDATE jobs SET status = '{JobStatus.FINISHED}', finished_at = ?, outcome = ?, result = ?, error = ?,"
                 " progress = 1.0, executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
                 (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"]),
             ),
@@ -562,70 +580,51 @@ def finish(
             *_reservations([lease], -1),
         ]
     )
-    return {
-        "stateid": lease_id,
-        "status": "finished",
-        "paid": paid[lease_id],
-        "duplicate": False,
-        "accepted_ms": ms,
-    }
-
-
-def _release(tx, job: dict[str, Any]) -> None:
-    """Back on the ready list, unless another lease is open or the job is over."""
-    if job["status"] != "running":
-        return
-    if job["kind"] == "test":
-        # a test job is measured in one lease; one that did not finish just measured nothing
-        tx.execute("UPDATE jobs SET status = 'finished', outcome = 'unfinished' WHERE id = ?", (job["id"],))
-        return
-    if tx.scalar("SELECT COUNT(*) FROM leases WHERE job_id = ? AND status = 'out'", (job["id"],)):
-        return
-    tx.execute("UPDATE jobs SET status = 'ready' WHERE id = ?", (job["id"],))
+    return rules.answer(lease_id, LeaseStatus.FINISHED, paid[lease_id], ms)
 
 
 def expire_leases(tx, now: float) -> list[int]:
-    """Expire every lease past its deadline; their jobs return to the ready list at their committed state."""
+    """Expire every lease past its deadline (``rules.overdue``, here in SQL); each job goes where
+    ``rules.after_expiry`` says: back on the ready list at its committed state, or, a test job,
+    ended 'expired'."""
     overdue = tx.all(
         "SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM leases d"
-        " JOIN jobs j ON j.id = d.job_id WHERE d.status = 'out' AND d.deadline < ?" + tx.for_update,
+        f" JOIN jobs j ON j.id = d.job_id WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?" + tx.for_update,
         (now,),
     )
     if overdue:
         tx.script(_reservations(overdue, -1))
     for d in overdue:
-        tx.execute("UPDATE leases SET status = 'expired' WHERE id = ?", (d["id"],))
+        tx.execute(f"UPDATE leases SET status = '{LeaseStatus.EXPIRED}' WHERE id = ?", (d["id"],))
         job = job_row(tx, d["job_id"], lock=True)
-        if job["kind"] == "test":
-            tx.execute(
-                "UPDATE jobs SET status = 'finished', outcome = 'expired', finished_at = ? WHERE id = ?",
-                (now, job["id"]),
-            )
-        else:
-            _release(tx, job)
+        _change_job(tx, job["id"], rules.after_expiry(job["status"], job["kind"], _open_leases(tx, job)), now)
     return [d["id"] for d in overdue]
 
 
 def set_price(tx, account_id: int, job_id: int, price: int) -> None:
     job = owned_job(tx, account_id, job_id, lock=True)
-    if job["status"] in ("finished", "cancelled"):
+    if rules.is_over(job["status"]):
         raise Conflict(f"job {job_id} is {job['status']}; its price can no longer change")
-    tx.execute(
-        "UPDATE jobs SET price = ?, status = CASE WHEN status = 'held' THEN 'ready' ELSE status END WHERE id = ?",
-        (price, job_id),
-    )
+    # a new price gives a held job another chance (``rules.unheld``)
+    tx.execute("UPDATE jobs SET price = ?, status = ? WHERE id = ?", (price, rules.unheld(job["status"]), job_id))
 
 
 def release_held(tx, account_id: int) -> int:
-    """After a grant: the owner's held jobs go back on the ready list to be re-checked."""
-    return tx.execute("UPDATE jobs SET status = 'ready' WHERE account_id = ? AND status = 'held'", (account_id,))
+    """After a grant: the owner's held jobs go back on the ready list to be re-checked (``rules.unheld``)."""
+    return tx.execute(
+        f"UPDATE jobs SET status = '{JobStatus.READY}' WHERE account_id = ? AND status = '{JobStatus.HELD}'",
+        (account_id,),
+    )
 
 
 def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
     job = owned_job(tx, account_id, job_id, lock=True)
-    if job["status"] in ("finished", "cancelled"):
+    if rules.is_over(job["status"]):
         raise Conflict(f"job {job_id} is already {job['status']}")
-    tx.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, outcome = 'abort' WHERE id = ?", (now, job_id))
+    tx.execute(
+        "UPDATE jobs SET status = ?, finished_at = ?, outcome = ? WHERE id = ?",
+        (JobStatus.CANCELLED, now, Outcome.ABORT, job_id),
+    )
     return job_row(tx, job_id)
 
 
@@ -666,7 +665,7 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
 
 def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
     job = owned_job(tx, account_id, job_id)
-    if job["status"] not in ("finished", "cancelled"):
+    if not rules.is_over(job["status"]):
         raise Conflict(f"job {job_id} is {job['status']}; it has no result yet")
     return {
         "id": job_id,
@@ -680,27 +679,20 @@ def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
 def lease_is_open(tx, lease_id: int) -> bool:
     """For a worker's polling: is its lease still wanted (the job not cancelled, lease not expired)?"""
     d = lease_row(tx, lease_id)
-    if d["status"] != OPEN:
-        return False
-    return job_row(tx, d["job_id"])["status"] == "running"
+    if d["status"] != LeaseStatus.OUT:
+        return False  # no need to read the job
+    return rules.lease_is_wanted(d["status"], job_row(tx, d["job_id"])["status"])
 
 
 def fail_lease(tx, lease_id: int, client_id: int, slice_status: str, message: str, now: float) -> dict[str, Any]:
-    """A slice that produced no usable state: reject the lease; the job keeps its committed state.
-
-    A test job ends; a job that failed with the same crash, memory or refused status three times
-    over its life ends with that outcome, since it is then the job's fault, not the workers'.
-    """
+    """A slice that produced no usable state: reject the lease; the job keeps its committed state,
+    unless the three-strikes rule (``rules.after_failure``) ends it."""
     lease = _lease_for_checkin(tx, lease_id, client_id)
-    if lease["status"] != OPEN:
-        return _answer(lease, duplicate=True)
+    if lease["status"] != LeaseStatus.OUT:
+        return _repeat(lease)
     answer = _reject(tx, lease, now, slice_status)
     failures = tx.scalar(
         "SELECT COUNT(*) FROM leases WHERE job_id = ? AND slice_status = ?", (lease["job_id"], slice_status)
     )
-    if lease["kind"] == "test" or (slice_status in ("memory", "refused", "crash") and failures >= 3):
-        tx.execute(
-            "UPDATE jobs SET status = 'finished', finished_at = ?, outcome = ?, error = ? WHERE id = ?",
-            (now, slice_status, message[:2000], lease["job_id"]),
-        )
+    _change_job(tx, lease["job_id"], rules.after_failure(lease["kind"], slice_status, int(failures)), now, message)
     return answer

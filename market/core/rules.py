@@ -1,0 +1,447 @@
+"""The market's rules, on plain values: what a window, a check-in, a failure or an expiry decides.
+
+Nothing here reads a clock or a database: time is always a parameter and every input is a plain
+value, so the store (``market.store.jobs``, which reads rows, asks these rules and writes what
+they decide), the simulator (``sim.books``) and the property tests run the very same rules.
+
+The statuses are defined here, once, beside the rules that move between them. They are
+``StrEnum`` members, so they compare equal to the strings the database stores and the report
+publishes; where a value leaves the process (XML-RPC cannot marshal a ``str`` subclass) write
+``.value`` or go through :func:`answer`.
+
+Statuses::
+
+  job:    new (no state yet) -> ready <-> running -> finished | cancelled;
+          ready -> held (its owner cannot pay a slice) -> ready (after a grant or a new price)
+  state:  committed (the job's current state) | superseded (an earlier committed state)
+  lease:  out -> accepted (checked in in time) | rejected (late, refused or failed)
+              | expired (reaped after its deadline) | finished (the job's last slice)
+
+A lease is the paper's "job state checked out": which state, to which client, when, its granted
+slice and its deadline. Its id is XML-RPC's ``stateid``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, MutableMapping
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from market.core import ledger, money
+
+__all__ = [
+    "JobKind",
+    "JobStatus",
+    "LeaseStatus",
+    "StateStatus",
+    "SliceStatus",
+    "Outcome",
+    "Verdict",
+    "COMPETING_KINDS",
+    "OVER",
+    "RESULT_OUTCOMES",
+    "STRIKE_STATUSES",
+    "STRIKES",
+    "JobChange",
+    "WindowJob",
+    "WindowPlan",
+    "Slice",
+    "Settlement",
+    "is_over",
+    "can_lease",
+    "lease_is_wanted",
+    "task_seconds",
+    "lease_seconds",
+    "lease_deadline",
+    "overdue",
+    "accepted_ms",
+    "judge_checkin",
+    "answer",
+    "repeat_answer",
+    "after_accepted_slice",
+    "released",
+    "after_expiry",
+    "after_failure",
+    "unheld",
+    "slice_cost",
+    "reservation",
+    "window_reach",
+    "plan_window",
+    "payment_memo",
+    "settle",
+    "pay",
+]
+
+
+# -- statuses ----------------------------------------------------------------------------------
+
+
+class JobKind(StrEnum):
+    """What a job is: a resumable Python job, a sandboxed task, or a probe (test job)."""
+
+    JOB = "job"
+    TASK = "task"
+    TEST = "test"  # measures one client's speed; never on the ready list, never paid
+
+
+class JobStatus(StrEnum):
+    NEW = "new"  # submitted, no state yet
+    READY = "ready"  # on the ready list at its committed state
+    RUNNING = "running"  # leased to a client
+    HELD = "held"  # its owner cannot pay a slice; visible, not dispatched
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class LeaseStatus(StrEnum):
+    OUT = "out"  # checked out, the client is running it
+    ACCEPTED = "accepted"  # checked in before the deadline: state committed, slice paid
+    REJECTED = "rejected"  # late, on a job that is over, or the slice failed
+    EXPIRED = "expired"  # the reaper found it past its deadline
+    FINISHED = "finished"  # the job's last slice: its result is stored and the slice paid
+    # Published by the report (and its XSD) for a status this release does not know; the store
+    # never writes it.
+    FAILED = "failed"
+
+
+class StateStatus(StrEnum):
+    COMMITTED = "committed"
+    SUPERSEDED = "superseded"
+
+
+class SliceStatus(StrEnum):
+    """How a slice ended, as the worker's sandbox reports it (``state`` and ``fail``)."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    OVERFLOW = "overflow"
+    MEMORY = "memory"
+    CRASH = "crash"
+    REFUSED = "refused"
+    ABORT = "abort"
+
+
+class Outcome(StrEnum):
+    """How a job ended (the jobs' ``outcome``). A job ended by failures ends with the failing
+    slice's :class:`SliceStatus` instead."""
+
+    FINISHED = "finished"
+    ERROR = "error"
+    SUCCESS = "success"  # a task's
+    TIMEOUT = "timeout"
+    OVERFLOW = "overflow"
+    ABORT = "abort"  # also what a cancelled job ends with
+    CRASH = "crash"
+    MEMORY = "memory"
+    UNFINISHED = "unfinished"  # a test job whose one lease ended without a result
+    EXPIRED = "expired"  # a test job whose lease expired
+
+
+# what a worker's ``result`` may report, in the order the RPC's error message lists them
+RESULT_OUTCOMES = (
+    Outcome.FINISHED,
+    Outcome.ERROR,
+    Outcome.SUCCESS,
+    Outcome.TIMEOUT,
+    Outcome.OVERFLOW,
+    Outcome.ABORT,
+    Outcome.CRASH,
+    Outcome.MEMORY,
+)
+COMPETING_KINDS = (JobKind.JOB, JobKind.TASK)  # the kinds on the ready list
+OVER = frozenset({JobStatus.FINISHED, JobStatus.CANCELLED})
+# failures that are the job's fault once they repeat: three strikes and the job ends with them
+STRIKE_STATUSES = frozenset({SliceStatus.MEMORY, SliceStatus.REFUSED, SliceStatus.CRASH})
+STRIKES = 3
+
+
+# The members the hot paths compare with, bound once: looking a member up on its Enum class costs
+# ~75 ns, and the simulator asks these rules millions of times.
+_TEST = JobKind.TEST
+_READY, _RUNNING, _FINISHED = JobStatus.READY, JobStatus.RUNNING, JobStatus.FINISHED
+_OUT = LeaseStatus.OUT
+
+
+class Verdict(StrEnum):
+    """What a check-in (``state``, ``result``) on a lease gets."""
+
+    ACCEPT = "accept"  # in time: commit, pay, close the lease
+    REJECT = "reject"  # late, or the job is over: the job keeps its committed state
+    REPEAT = "repeat"  # the lease is already closed: answer as before, pay nothing twice
+
+
+_ACCEPT, _REJECT, _REPEAT = Verdict.ACCEPT, Verdict.REJECT, Verdict.REPEAT
+
+
+class JobChange(NamedTuple):
+    """What a job becomes: its new status and, when it ends, its outcome."""
+
+    status: JobStatus
+    outcome: str | None = None
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def is_over(status: str) -> bool:
+    """A finished or cancelled job: no new price, no new lease, its result can be read."""
+    return status in OVER
+
+
+def can_lease(status: str, kind: str) -> bool:
+    """Only a ready job is leased; a test job is leased as it is (it never joins the ready list)."""
+    return status == _READY or kind == _TEST
+
+
+def lease_is_wanted(lease_status: str, job_status: str) -> bool:
+    """For a worker's polling: the lease is open and its job still runs (not cancelled, not over)."""
+    return lease_status == _OUT and job_status == _RUNNING
+
+
+def unheld(status: str) -> str:
+    """A held job goes back to the ready list (after a grant or a new price) to be checked again."""
+    return JobStatus.READY if status == JobStatus.HELD else status
+
+
+# -- leases ----------------------------------------------------------------------------------------
+
+
+def task_seconds(spec: str | None) -> float | None:
+    """A task's own time limit (``limits.time`` of its JSON spec), or None for a plain job."""
+    if not spec:
+        return None
+    try:
+        return float(json.loads(spec)["limits"]["time"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def lease_seconds(own_seconds: float | None, granted: float) -> float:
+    """A lease's slice: a task runs for its own time limit, a job for the client's granted slice."""
+    return own_seconds or granted
+
+
+def lease_deadline(checked_out_at: float, seconds: float, grace: float) -> float:
+    """When a lease checked out at ``checked_out_at`` for ``seconds`` must be back: the slice plus
+    the transfer allowance ``grace``."""
+    return checked_out_at + seconds + grace
+
+
+def overdue(deadline: float, at: float) -> bool:
+    """Past the deadline: a check-in at ``at`` is late, and the reaper may expire the lease.
+    Arriving exactly at the deadline is in time."""
+    return at > deadline
+
+
+def accepted_ms(checked_out_at: float, granted_seconds: float, at: float) -> int:
+    """The execution time a check-in at ``at`` is paid for: measured by the server from checkout
+    to check-in (transfer included: the worker's machine was the market's), capped at the
+    granted slice, in whole milliseconds."""
+    seconds = at - checked_out_at
+    if seconds > granted_seconds:
+        seconds = granted_seconds
+    if seconds < 0.0:
+        seconds = 0.0
+    return int(seconds * 1000)
+
+
+def judge_checkin(lease_status: str, deadline: float, job_status: str, at: float) -> Verdict:
+    """What a check-in arriving at ``at`` on this lease gets."""
+    if lease_status != _OUT:
+        return _REPEAT
+    if at > deadline or job_status in OVER:  # overdue(deadline, at)
+        return _REJECT
+    return _ACCEPT
+
+
+def answer(lease_id: int, status: str, paid: int = 0, accepted: int = 0, duplicate: bool = False) -> dict[str, Any]:
+    """What a check-in, a result or a failure answers (plain values: it goes out over XML-RPC)."""
+    return {
+        "stateid": lease_id,
+        "status": str(status),
+        "paid": int(paid),
+        "duplicate": duplicate,
+        "accepted_ms": int(accepted),
+    }
+
+
+def repeat_answer(lease_id: int, status: str, paid: int | None, accepted: int | None) -> dict[str, Any]:
+    """A repeat of a check-in on a closed lease answers what the lease recorded, marked duplicate."""
+    return answer(lease_id, status, paid or 0, accepted or 0, duplicate=True)
+
+
+def after_accepted_slice(kind: str) -> JobStatus:
+    """A running job whose slice was accepted goes back on the ready list; a test job is measured
+    in one lease and is finished."""
+    return _FINISHED if kind == _TEST else _READY
+
+
+def released(job_status: str, kind: str, open_leases: int) -> JobChange | None:
+    """A lease of this job closed without a new state (rejected or expired): what the job becomes,
+    or None when it stays as it is (not running, or another lease is still out)."""
+    if job_status != JobStatus.RUNNING:
+        return None
+    if kind == JobKind.TEST:
+        # a test job is measured in one lease; one that did not finish just measured nothing
+        return JobChange(JobStatus.FINISHED, Outcome.UNFINISHED)
+    if open_leases:
+        return None
+    return JobChange(JobStatus.READY)
+
+
+def after_expiry(job_status: str, kind: str, open_leases: int) -> JobChange | None:
+    """An expired lease's job goes back to ready at its committed state; a test job ends 'expired'."""
+    if kind == JobKind.TEST:
+        return JobChange(JobStatus.FINISHED, Outcome.EXPIRED)
+    return released(job_status, kind, open_leases)
+
+
+def after_failure(kind: str, slice_status: str, failures: int) -> JobChange | None:
+    """The three-strikes rule, after a failed slice's lease was rejected: ``failures`` counts this
+    job's slices that ended with ``slice_status``, this one included.
+
+    A test job ends at its first failure. A job that failed with the same crash, memory or refused
+    status ``STRIKES`` times ends with that outcome: it is then the job's fault, not the workers'.
+    Otherwise None: the job stays where the rejection left it.
+    """
+    if kind == JobKind.TEST or (slice_status in STRIKE_STATUSES and failures >= STRIKES):
+        return JobChange(JobStatus.FINISHED, str(slice_status))
+    return None
+
+
+# -- windows -------------------------------------------------------------------------------------
+
+
+class WindowJob(NamedTuple):
+    """A job near the top of the ready list, as window planning sees it."""
+
+    id: int
+    owner: int | None
+    price: int  # cents per second
+    seconds: float | None = None  # its own slice (a task's time limit), or None
+
+
+class WindowPlan(NamedTuple):
+    """Which jobs a window may match (in ready-list order) and which it holds."""
+
+    candidates: list[WindowJob]
+    held: list[int]
+
+
+def slice_cost(price: int, seconds: float) -> int:
+    """What ``seconds`` of execution at ``price`` cents per second cost (``money.payment``)."""
+    return money.payment(price, int(seconds * 1000))
+
+
+def reservation(kind: str, price: int, seconds: float) -> int:
+    """The money a lease of ``seconds`` reserves on its owner's account until it closes, so that
+    every accepted slice can be paid; a test job costs nothing."""
+    return 0 if kind == _TEST else money.payment(price, int(seconds * 1000))  # slice_cost
+
+
+def window_reach(clients: int) -> int:
+    """How far down the ready list a window of ``clients`` looks: twice as far, and a few more, so
+    that held jobs do not starve it."""
+    return 2 * clients + 8
+
+
+def plan_window(
+    top: Iterable[WindowJob], available: Mapping[int | None, int], wanted: int, longest: float
+) -> WindowPlan:
+    """Window planning: walk the top of the ready list in order and keep the jobs whose owner can
+    pay a slice, until ``wanted`` (the pooled clients) are found; the ones passed over are held.
+
+    ``available`` is each owner's money (balance minus what open leases reserved). A job's slice
+    is its own (a task's) or, since the match is not made yet, ``longest`` of the clients' granted
+    slices; what a candidate may cost is set aside from its owner's money for the jobs after it.
+    ``top`` is consumed lazily and not beyond the ``wanted``-th candidate.
+    """
+    payment = money.payment
+    left: dict[int | None, int] = {}
+    candidates: list[WindowJob] = []
+    held: list[int] = []
+    if wanted <= 0:
+        return WindowPlan(candidates, held)
+    for job in top:
+        owner = job.owner
+        have = left.get(owner)
+        if have is None:
+            have = int(available[owner])
+        need = payment(job.price, int((job.seconds or longest) * 1000))  # slice_cost
+        if have < need:
+            left[owner] = have
+            held.append(job.id)
+            continue
+        left[owner] = have - need
+        candidates.append(job)
+        if len(candidates) >= wanted:
+            break
+    return WindowPlan(candidates, held)
+
+
+# -- settlement ----------------------------------------------------------------------------------
+
+
+class Slice(NamedTuple):
+    """An accepted slice to pay for."""
+
+    lease_id: int
+    job_id: int
+    kind: str
+    price: int  # cents per second
+    owner: int | None  # the job's owner (None for a test job)
+    payee: int  # the client's owner
+    accepted_ms: int
+
+
+class Settlement(NamedTuple):
+    paid: dict[int, int]  # lease id -> cents paid
+    postings: list[tuple[ledger.Entry, int]]  # (ledger entry, lease id), in the slices' order
+
+
+def payment_memo(job_id: int, lease_id: int) -> str:
+    return f"job {job_id} slice {lease_id}"
+
+
+def settle(slices: Iterable[Slice], balances: MutableMapping[int, int]) -> Settlement:
+    """Pay for accepted slices, one after the other (``pay``): ``Settlement(paid, postings)``.
+
+    ``balances`` (account id -> cents, for every owner and payee involved) is updated in place to
+    what the payments leave: the store passes the balances it locked, the simulator its books.
+    """
+    paid: dict[int, int] = {}
+    postings: list[tuple[ledger.Entry, int]] = []
+    for s in slices:
+        entry = pay(s, balances)
+        if entry is None:
+            paid[s.lease_id] = 0
+        else:
+            postings.append((entry, s.lease_id))
+            paid[s.lease_id] = entry.amount
+    return Settlement(paid, postings)
+
+
+def pay(s: Slice, balances: MutableMapping[int, int]) -> ledger.Entry | None:
+    """One accepted slice's payment: its owner pays ``money.payment(price, accepted_ms)`` to the
+    client's owner, as a ledger entry checked by ``market.core.ledger`` and applied to
+    ``balances``; None when the slice costs nothing.
+
+    Test jobs are free; running your own job on your own machine costs nothing. A lease reserved
+    its money at checkout, so a shortfall only follows an operator's correction: then the worker's
+    owner gets what is there rather than nothing for honest work. No payment overdraws its payer.
+    """
+    owner, payee = s.owner, s.payee
+    if s.kind == _TEST or owner is None or owner == payee:
+        return None
+    amount = money.payment(s.price, s.accepted_ms)
+    if amount <= 0:
+        return None
+    have = balances[owner]
+    if have < amount:
+        if have <= 0:
+            return None
+        amount = have
+    entry = ledger.Entry(owner, payee, amount, "payment", payment_memo(s.job_id, s.lease_id))
+    ledger.apply(balances, entry)
+    return entry
