@@ -160,7 +160,7 @@ def make_app(web: Web) -> Klein:
 def make_web_site(web: Web, max_body: int = MAX_BODY) -> server.Site:
     """A ``Site`` serving the app, with capped request bodies and no tracebacks shown."""
     site = server.Site(make_app(web).resource())
-    cap = max_body
+    cap = max_body  # the class body below cannot see a parameter named like its attribute
 
     class Request(CappedRequest):
         max_body = cap
