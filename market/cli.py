@@ -412,8 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     common.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help=config_help)
-    sub = _Commands(p.add_subparsers(dest="command", metavar="COMMAND"), common)
-    sub.required = True
+    sub = _Commands(p.add_subparsers(dest="command", metavar="COMMAND"), common)  # _Commands makes COMMAND required
 
     db = sub.group("db", help="create, upgrade or audit the database")
     db.add_parser("init", help="create the tables").set_defaults(func=cmd_db_init)

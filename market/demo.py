@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 from market import accounts, tasklet
 from market.core import money
@@ -44,6 +45,13 @@ def wait_for(port: int, proc: subprocess.Popen, log: str) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"demo: the server did not start; see {log}")
+
+
+def struct(answer: object) -> dict[str, Any]:
+    """An XML-RPC struct answer (``status``, ``outcome``), which ``xmlrpc.client`` types as any value."""
+    if not isinstance(answer, dict):
+        raise SystemExit(f"demo: the server answered {answer!r} where a struct was expected")
+    return answer
 
 
 def sieve_count(limit: int) -> int:
@@ -127,20 +135,20 @@ def main(directory: str = DEMO_DIR) -> int:
         job_id = submission.submit_over_rpc(rpc, alice.id, job, "count primes", money.parse_price("0.05"))
         print(f"submitted job {job_id}: count_primes({LIMIT}) at 0.05 credits/second, 1-second slices")
         deadline = time.time() + 240
-        status = rpc.status(job_id)
+        status = struct(rpc.status(job_id))
         while status["status"] != "finished" and time.time() < deadline:
             if worker.poll() is not None:
                 print(f"demo: the worker stopped; see {worker_log}", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-            new = rpc.status(job_id)
+            new = struct(rpc.status(job_id))
             if new["slices"] != status["slices"]:
                 print(f"  slice {new['slices']} checked in, progress {100 * (new['progress'] or 0):.0f}%")
             status = new
         if status["status"] != "finished":
             print("demo: the job did not finish in time", file=sys.stderr)
             return 1
-        outcome = rpc.outcome(job_id)
+        outcome = struct(rpc.outcome(job_id))
         result = tasklet.decode_result(outcome["result"].data)
         expected = sieve_count(LIMIT)
         print(

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     q = rule.quote(view.speeds, view.price_counts, speed)
     if args.json:
         print(_as_json(q, view))
-    elif q.possible:
+    elif q.price_cents is not None:  # q.possible
         print(rule.format_cents(q.price_cents))
     else:
         print("NotPossible")

@@ -13,7 +13,7 @@ from the network, and a report with a DOCTYPE is refused (see ``streaming.UNTRUS
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from lxml import etree
 
@@ -86,8 +86,19 @@ def read_one_pass(source: str | IO[bytes], validate: bool = True) -> MarketView:
     return view
 
 
-class _Ignore:
-    """A parser target that keeps nothing: a pure well-formedness check in constant memory."""
+if TYPE_CHECKING:
+    # types-lxml's parser target interface exists only in the stubs; there it lists every callback,
+    # and a target that subclasses it may define only the ones it needs, as lxml allows
+    from lxml.etree import ParserTarget
+
+    _Target = ParserTarget[None]
+else:
+    _Target = object
+
+
+class _Ignore(_Target):
+    """A parser target that keeps nothing: a pure well-formedness check in constant memory. It
+    defines no callback on purpose: lxml then calls no Python code per element."""
 
     def close(self) -> None:
         return None

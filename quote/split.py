@@ -269,7 +269,8 @@ def _work(
 ) -> tuple[list[int], streaming.MarketView]:
     """Take part numbers from the ``tasks`` pipe (one byte each) until it is empty, and read those
     parts; gives up (raises) as soon as ``stop()`` says another worker failed."""
-    done, views = [], []
+    done: list[int] = []
+    views: list[streaming.MarketView] = []
     while True:
         if stop is not None and stop():
             raise RuntimeError("another part failed")
@@ -305,7 +306,7 @@ def _fork_worker(path: str, pieces: list[Part], tasks: int) -> tuple[int, int]:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:

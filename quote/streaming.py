@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal, TypedDict
 
 from lxml import etree
 
@@ -44,7 +45,16 @@ NOT_SUSPECT = "normalize-space(r:suspect)='false' or normalize-space(r:suspect)=
 # malformed and truncated documents through without an error. 'internal' never loads an external
 # entity (no file or network access), and leaving huge_tree off keeps libxml2's limits on entity
 # amplification ("billion laughs") and nesting depth. A report with a DOCTYPE is refused anyway.
-UNTRUSTED = dict(resolve_entities="internal", no_network=True, load_dtd=False, huge_tree=False)
+class ParserOptions(TypedDict):
+    """lxml parser keyword arguments (typed, so each is checked against the parser's signature)."""
+
+    resolve_entities: Literal["internal"]
+    no_network: bool
+    load_dtd: bool
+    huge_tree: bool
+
+
+UNTRUSTED = ParserOptions(resolve_entities="internal", no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _xpath(expr: str) -> etree.XPath:

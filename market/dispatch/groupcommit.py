@@ -99,7 +99,7 @@ class GroupCommit:
             batch[0][1].errback(failure)
         else:
             for entry in batch:
-                alone.addCallback(lambda _, entry=entry: self._alone(entry))
+                alone.addCallback(lambda _, entry: self._alone(entry), entry)
         alone.addCallback(lambda _: self._next())
         alone.addCallback(lambda _: self._check_idle())
         return alone

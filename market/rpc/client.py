@@ -35,6 +35,7 @@ class _AuthTransport(xmlrpc.client.Transport):
 
 def blocking(url: str, user: str, token: str) -> xmlrpc.client.ServerProxy:
     """A ServerProxy that authenticates with HTTP Basic (token never put in the URL)."""
+    transport: _AuthTransport
     if url.startswith("https:"):
 
         class _T(_AuthTransport, xmlrpc.client.SafeTransport):

@@ -23,7 +23,7 @@ What it speaks, and what it refuses (every refusal has a status and a plain-text
 from __future__ import annotations
 
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Protocol, TypedDict, cast
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
@@ -42,6 +42,28 @@ REASONS = {
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
 }
+
+
+# A request's head, once read: the body's length, the refusal to answer instead of calling (status,
+# reason), the Authorization header, whether the connection stays open, whether to send 100 Continue.
+_Head = TypedDict(
+    "_Head",
+    {"length": int, "refusal": tuple[int, str] | None, "authorization": bytes, "keep": bool, "continue": bool},
+)
+
+
+class _Connection(Protocol):
+    """What a channel uses of its transport. ITransport does not declare pausing, but the
+    transports an endpoint gives (TCP, TLS through its wrapper, and the tests' StringTransport)
+    all pause and resume reading."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
 
 
 class Refused(Exception):
@@ -68,10 +90,12 @@ class _Date:
 class RPCChannel(protocol.Protocol, TimeoutMixin):
     """One client connection: requests are read, answered one at a time, in order."""
 
+    _connection: _Connection  # the transport, from connectionMade on
+
     def __init__(self, factory: RPCFactory):
         self.factory = factory
         self._buffer = bytearray()
-        self._head: dict | None = None  # the request whose body is being read
+        self._head: _Head | None = None  # the request whose body is being read
         self._busy = False  # a call is being answered; later requests wait
         self._paused = False  # reading stopped while busy with a full buffer
         self._discard = 0  # bytes of a refused request's body still to throw away
@@ -79,6 +103,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
 
     # -- connection ----------------------------------------------------------------------------
     def connectionMade(self) -> None:
+        self._connection = cast(_Connection, self.transport)  # set by makeConnection; see _Connection
         self.setTimeout(self.factory.idle)
 
     def connectionLost(self, reason=None) -> None:
@@ -100,7 +125,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             if len(self._buffer) > MAX_HEADER + self.factory.max_body and not self._paused:
                 # a client pipelining more than one large call: wait until this one is answered
                 self._paused = True
-                self.transport.pauseProducing()
+                self._connection.pauseProducing()
             return
         self._proceed()
 
@@ -116,10 +141,10 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
                 if self._head is None:
                     return
                 if self._head["refusal"]:
-                    self._skip_body()
+                    self._skip_body(self._head)
                     return
                 if self._head["continue"]:
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             length = self._head["length"]
             if len(self._buffer) < length:
                 return
@@ -128,7 +153,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             head, self._head = self._head, None
             self._call(head, body)
 
-    def _read_head(self) -> dict | None:
+    def _read_head(self) -> _Head | None:
         # a client may send empty lines between requests (RFC 9112 section 2.2)
         while self._buffer[:2] == b"\r\n":
             del self._buffer[:2]
@@ -143,7 +168,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
         if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             raise Refused(400, "malformed request line (want: POST /RPC2 HTTP/1.1)")
         method, target, version = parts
-        headers = {}
+        headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep or not name or name != name.strip():
@@ -158,7 +183,7 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
         if not length.isdigit() or len(length) > 18:
             raise Refused(400, "malformed Content-Length")
         connection = headers.get(b"connection", b"").lower()
-        refusal = None
+        refusal: tuple[int, str] | None = None
         if method != b"POST":
             refusal = (
                 405,
@@ -179,21 +204,23 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             "continue": headers.get(b"expect", b"").lower() == b"100-continue",
         }
 
-    def _skip_body(self) -> None:
+    def _skip_body(self, head: _Head) -> None:
         """A refused request: read its body and throw it away, then answer and close. Closing with
         unread bytes would reset the connection, and the client would never see why."""
-        here = min(len(self._buffer), self._head["length"])
+        here = min(len(self._buffer), head["length"])
         del self._buffer[:here]
-        self._discard = self._head["length"] - here
+        self._discard = head["length"] - here
         if not self._discard:
             self._refuse_now()
 
     def _refuse_now(self) -> None:
-        code, reason = self._head["refusal"]
-        self._head = None
+        head, self._head = self._head, None
+        # only ever called with a refused request's head held (its body skipped)
+        assert head is not None and head["refusal"] is not None
+        code, reason = head["refusal"]
         self._send(code, reason, close=True)
 
-    def _call(self, head: dict, body: bytes) -> None:
+    def _call(self, head: _Head, body: bytes) -> None:
         self._busy = True
         try:
             answer = self.factory.rpc.answer(body, head["authorization"])
@@ -207,14 +234,14 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
         else:
             self._reply(answer, head)
 
-    def _reply(self, body: bytes, head: dict) -> None:
+    def _reply(self, body: bytes, head: _Head) -> None:
         if self._gone:
             return
         self._busy = False
         self._send(200, body, close=not head["keep"], content_type=b"text/xml; charset=utf-8")
         if self._paused and not self._gone:
             self._paused = False
-            self.transport.resumeProducing()
+            self._connection.resumeProducing()
         self._proceed()
 
     def _failed(self, failure) -> None:
@@ -233,11 +260,11 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             len(body),
             b"Connection: close\r\n" if close else b"",
         )
-        self.transport.write(head + body)
+        self._connection.write(head + body)
         if close:
             self._gone = True
             self.setTimeout(None)
-            self.transport.loseConnection()
+            self._connection.loseConnection()
 
 
 class RPCFactory(protocol.Factory):

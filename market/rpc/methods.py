@@ -76,7 +76,7 @@ def method(*spec: Arg):
                     )
             return fn(self, auth, *args)
 
-        wrapper.usage = usage
+        wrapper.usage = usage  # type: ignore[attr-defined]  # mypy does not model attributes set on functions (python/mypy#2087)
         return wrapper
 
     return decorate

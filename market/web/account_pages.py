@@ -19,7 +19,7 @@ from market.web.context import Pages, address, field
 
 log = Logger()
 
-_dummy_hash = []
+_dummy_hash: list[str] = []  # the stand-in hash, made on first need
 
 
 def _verify(password_hash: str, password: str) -> bool:

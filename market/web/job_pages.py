@@ -41,7 +41,7 @@ def parse_arguments(text: str) -> tuple[list, dict]:
         return [], {}
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise MarketError(
             f"the arguments are not valid JSON ({e.msg} at line {e.lineno} column {e.colno});"
             ' write a list like [1000, "text"] or an object like {"n": 1000}'
@@ -91,7 +91,8 @@ class JobPages(Pages):
             else:
                 errors["function"] = "Pick the function that runs the job."
         args_text = field(request, "args", limit=256 * 1024)
-        args, kwargs = [], {}
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
         try:
             args, kwargs = parse_arguments(args_text)
         except MarketError as e:

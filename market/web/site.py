@@ -69,7 +69,7 @@ class CappedRequest(server.Request):
         super().handleContentChunk(data)
 
     def requestReceived(self, command, path, version):
-        if self.too_large:
+        if self.too_large and self.content is not None:  # content: set by gotLength, which comes first
             # parse no form from a partial body: the page handler answers 413
             self.content.seek(0)
             self.content.truncate()
@@ -160,6 +160,11 @@ def make_app(web: Web) -> Klein:
 def make_web_site(web: Web, max_body: int = MAX_BODY) -> server.Site:
     """A ``Site`` serving the app, with capped request bodies and no tracebacks shown."""
     site = server.Site(make_app(web).resource())
-    site.requestFactory = type("Request", (CappedRequest,), {"max_body": max_body})
+    cap = max_body  # the class body below cannot see a parameter named like its attribute
+
+    class Request(CappedRequest):
+        max_body = cap
+
+    site.requestFactory = Request
     site.displayTracebacks = False
     return site
