@@ -120,12 +120,13 @@ def _leaves(xf, leaves) -> None:
             write(text)
 
 
-def _write_client(xf, row: dict[str, Any], own: bool, requester: str | None) -> None:
+def _write_client(xf, row: dict[str, Any], owner: str | None) -> None:
+    """``owner``: the requester's name if the client is theirs (linked, named), else None."""
     attrib = {"id": str(row["id"]), "status": "active" if row["status"] == "active" else "inactive"}
-    if own:
-        attrib["owner"] = requester
+    if owner is not None:
+        attrib["owner"] = owner
     with xf.element(_Q["client"], attrib):
-        if own:
+        if owner is not None:
             _leaves(xf, ((_Q["name"], _text(row["name"])),))
         speed = row["speed"]
         if speed is not None and row["measured_at"] is not None and math.isfinite(speed):
@@ -140,14 +141,15 @@ def _write_client(xf, row: dict[str, Any], own: bool, requester: str | None) -> 
         )
 
 
-def _write_job(xf, row: dict[str, Any], own: bool, requester: str | None) -> None:
+def _write_job(xf, row: dict[str, Any], owner: str | None) -> None:
+    """``owner``: the requester's name if the job is theirs (linked), else None."""
     status = row["status"]
     if status not in JOB_STATUSES:
         # a status this release does not know must not compete in anyone's quote
         status = JobStatus.HELD.value
     attrib = {"id": str(row["id"]), "status": status, "kind": row["kind"]}
-    if own:
-        attrib["owner"] = requester
+    if owner is not None:
+        attrib["owner"] = owner
     with xf.element(_Q["job"], attrib):
         _leaves(
             xf,
@@ -192,12 +194,12 @@ def write_report(
             with xf.element(_Q["clients"]):
                 for row in _batches(db, sql.client_batch, batch):
                     own = requester_id is not None and row["account_id"] == requester_id
-                    _write_client(xf, row, own, requester)
+                    _write_client(xf, row, requester if own else None)
                     counts.clients += 1
             with xf.element(_Q["jobs"]):
                 for row in _batches(db, sql.job_batch, batch):
                     own = requester_id is not None and row["account_id"] == requester_id
-                    _write_job(xf, row, own, requester)
+                    _write_job(xf, row, requester if own else None)
                     counts.jobs += 1
             with xf.element(_Q["dispatches"]):
                 for row in _batches(db, sql.lease_batch, batch):

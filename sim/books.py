@@ -144,7 +144,7 @@ class Books:
         if self.ledger is not None:
             self.ledger.append((entry, None, now))
 
-    def available(self, account: int | None) -> int:
+    def available(self, account: int) -> int:
         """An owner's money a window may count on: balance minus what open leases reserved."""
         return self.balances[account] - self.reserved[account]
 

@@ -1,4 +1,4 @@
-"""A heap-based simulated clock: the ``IReactorTime`` subset ``market.core.pool`` needs.
+"""A heap-based simulated clock: an ``IReactorTime`` for ``market.core.pool``.
 
 ``twisted.internet.task.Clock`` keeps its calls in a sorted list and re-sorts on every
 ``callLater``, which is fine for unit tests but too slow for ten thousand simulated clients.
@@ -19,12 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.error import AlreadyCalled, AlreadyCancelled
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
 
 __all__ = ["SimClock", "SimDelayedCall"]
 
 
+@implementer(IDelayedCall)
 class SimDelayedCall:
-    """The ``IDelayedCall`` subset: ``getTime``, ``active``, ``cancel``, ``reset``, ``delay``."""
+    """An ``IDelayedCall``: ``getTime``, ``active``, ``cancel``, ``reset``, ``delay``."""
 
     __slots__ = ("_clock", "_time", "_seq", "func", "args", "kw", "cancelled", "called")
 
@@ -71,8 +74,10 @@ class SimDelayedCall:
         return f"<SimDelayedCall at {self._time} {getattr(self.func, '__qualname__', self.func)}>"
 
 
+@implementer(IReactorTime)
 class SimClock:
-    """Simulated time: ``seconds``, ``callLater``, ``getDelayedCalls``, ``advance``, ``run``."""
+    """Simulated time: ``IReactorTime`` (``seconds``, ``callLater``, ``getDelayedCalls``), plus
+    ``advance`` and ``run``."""
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)

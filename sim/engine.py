@@ -136,7 +136,7 @@ class SimClient:
         self.online_since = 0.0
         self.online_seconds = 0.0
         self.busy = False
-        self.pending: Deferred | None = None
+        self.pending: Deferred[Lease | NoWork] | None = None
         self.retry: SimDelayedCall | None = None
         self.retry_delay = 0.0  # the wait after the last NoWork (0 after a job)
         self.slice_call: SimDelayedCall | None = None
@@ -293,14 +293,15 @@ class Simulation:
         client = SimClient(client_id, max(1e-9, s.speed.draw(self._rng_speed)))
         self.clients.append(client)
         self.books.add_client(client_id, self.books.open_account())
-        if s.online is None:
+        online, offline = s.online, s.offline
+        if online is None or offline is None:  # no churn (a scenario has both or neither)
             self._go_online(client, first_ask=self._rng_churn.uniform(0.0, 1.0))
             return
-        on, off = s.online.mean(), s.offline.mean()
+        on, off = online.mean(), offline.mean()
         if self._rng_churn.random() < on / (on + off):
             self._go_online(client, first_ask=self._rng_churn.uniform(0.0, 1.0))
         else:
-            client.session_call = self.clock.callLater(s.offline.draw(self._rng_churn), self._go_online, client)
+            client.session_call = self.clock.callLater(offline.draw(self._rng_churn), self._go_online, client)
 
     def _go_online(self, client: SimClient, first_ask: float = 0.0) -> None:
         client.online = True
@@ -312,6 +313,8 @@ class Simulation:
         client.retry = self.clock.callLater(first_ask, self._ask, client)
 
     def _go_offline(self, client: SimClient) -> None:
+        offline = self.s.offline
+        assert offline is not None  # only scheduled with churn, which has both session lengths
         now = self.clock.seconds()
         client.online = False
         client.online_seconds += now - client.online_since
@@ -325,12 +328,13 @@ class Simulation:
         if client.busy:
             # the slice dies with the session; the server only notices at the deadline
             job = client.job
+            assert client.slice_call is not None  # a busy client's slice is scheduled
             client.slice_call.cancel()
             client.lost_seconds += now - client.slice_start
             deadline = client.slice_start + self.s.slice + self.s.allowance
             self.clock.callLater(deadline - now, self._lease_expired, job, client.lease)
             client.busy, client.job, client.slice_call, client.lease = False, None, None, None
-        client.session_call = self.clock.callLater(self.s.offline.draw(self._rng_churn), self._go_online, client)
+        client.session_call = self.clock.callLater(offline.draw(self._rng_churn), self._go_online, client)
 
     def _ask(self, client: SimClient) -> None:
         client.retry = None
@@ -341,13 +345,13 @@ class Simulation:
         if not answer.called:  # a full pool answers inside request()
             client.pending = answer
 
-    def _answered(self, answer: Any, client: SimClient) -> None:
+    def _answered(self, answer: Lease | NoWork, client: SimClient) -> None:
         try:
             self._take_answer(answer, client)
         except BaseException:
             self._crash(Failure())
 
-    def _take_answer(self, answer: Any, client: SimClient) -> None:
+    def _take_answer(self, answer: Lease | NoWork, client: SimClient) -> None:
         client.pending = None
         if self._ended:
             return
@@ -430,15 +434,14 @@ class Simulation:
         client.slice_exec = seconds
         client.slice_missed = self._miss_rate > 0 and self._rng_miss.random() < self._miss_rate
         if client.slice_missed:
-            client.slice_call = self.clock.callLater(self._deadline, self._deadline_missed, client, job)
+            client.slice_call = self.clock.callLater(self._deadline, self._deadline_missed, client, job, lease)
         else:
             client.slice_call = self.clock.callLater(
-                self._transfer + seconds, self._checked_in, client, job, work, seconds
+                self._transfer + seconds, self._checked_in, client, job, lease, work, seconds
             )
 
-    def _checked_in(self, client: SimClient, job: SimJob, work: int, seconds: float) -> None:
+    def _checked_in(self, client: SimClient, job: SimJob, lease: Lease, work: int, seconds: float) -> None:
         now = self.clock.seconds()
-        lease = client.lease
         client.busy, client.job, client.slice_call, client.lease = False, None, None, None
         # the worker sends its state, or its result when the job is done: the market's rules decide
         if job.done + work >= job.length:
@@ -470,8 +473,7 @@ class Simulation:
             self._back_to_ready(job)
         self._ask(client)
 
-    def _deadline_missed(self, client: SimClient, job: SimJob) -> None:
-        lease = client.lease
+    def _deadline_missed(self, client: SimClient, job: SimJob, lease: Lease) -> None:
         client.busy, client.job, client.slice_call, client.lease = False, None, None, None
         client.lost_seconds += self.s.slice + self.s.allowance
         self._lease_expired(job, lease)

@@ -133,6 +133,12 @@ def _time_in_system(job: SimJob, end: float) -> float:
     return (job.finished_at if job.finished_at is not None else end) - job.submitted_at
 
 
+def _ran_as_quoted(job: SimJob) -> bool:
+    """Whether a job priced with the quote rule ran at least at the speed it was quoted for."""
+    quoted = job.quoted_speed
+    return quoted is not None and job.exec_seconds > 0 and job.done / job.exec_seconds >= quoted * (1 - 1e-9)
+
+
 def compute_metrics(result: RunResult) -> dict[str, Any]:
     """All the figures of one run, as a flat dict (decile lists included)."""
     with fewer_collections():
@@ -146,8 +152,9 @@ def _metrics(result: RunResult) -> dict[str, Any]:
     finished = [j for j in jobs if j.finished_at is not None]
     dispatched = [j for j in jobs if j.first_dispatch is not None]
     online = sum(c.online_seconds for c in clients)
-    waits = [j.first_dispatch - j.submitted_at for j in dispatched]
-    turnarounds = [j.finished_at - j.submitted_at for j in finished]
+    # of a dispatched (finished) job these are its actual wait (turnaround), nothing censored
+    waits = [_censored_wait(j, end) for j in dispatched]
+    turnarounds = [_time_in_system(j, end) for j in finished]
     eligible = [j for j in jobs if j.submitted_at <= end - bound]
     starved = [j for j in eligible if _censored_wait(j, end) > bound]
     unserved = [j for j in eligible if j.first_dispatch is None]
@@ -158,7 +165,7 @@ def _metrics(result: RunResult) -> dict[str, Any]:
     spend = sum(j.paid for j in jobs)
     hourly = [c.earnings / (c.online_seconds / 3600) for c in clients if c.online_seconds > 0]
     quoted = [j for j in eligible if j.quoted_speed is not None]
-    honest = [j for j in quoted if j.exec_seconds > 0 and j.done / j.exec_seconds >= j.quoted_speed * (1 - 1e-9)]
+    honest = [j for j in quoted if _ran_as_quoted(j)]
     return {
         "jobs_submitted": len(jobs),
         "jobs_finished": len(finished),

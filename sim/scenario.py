@@ -198,6 +198,12 @@ def _scenario(c: dict[str, Any]) -> Scenario:
         spec = c[table][key]
         return None if spec is None else parse_distribution(path, spec)
 
+    def required(path: str) -> Distribution:
+        found = dist(path)
+        if found is None:
+            raise ScenarioError(f"{path} is required: a distribution table")
+        return found
+
     if pool["policy"] not in POLICIES:
         raise ScenarioError(f"pool.policy {pool['policy']!r} is not one of {', '.join(POLICIES)}")
     if (clients["online"] is None) != (clients["offline"] is None):
@@ -215,7 +221,7 @@ def _scenario(c: dict[str, Any]) -> Scenario:
         policy=str(pool["policy"]),
         aging_rate=float(pool["aging_rate"]),
         clients=int(clients["count"]),
-        speed=dist("clients.speed"),
+        speed=required("clients.speed"),
         online=dist("clients.online"),
         offline=dist("clients.offline"),
         miss_rate=float(clients["miss_rate"]),
@@ -223,8 +229,8 @@ def _scenario(c: dict[str, Any]) -> Scenario:
         backoff=float(clients["backoff"]),
         initial_jobs=int(jobs["initial"]),
         arrival_rate=float(jobs["rate"]),
-        price=dist("jobs.price"),
-        length=dist("jobs.length"),
+        price=required("jobs.price"),
+        length=required("jobs.length"),
         quote_share=float(jobs["quote_share"]),
         quote_speed=dist("jobs.quote_speed"),
     )

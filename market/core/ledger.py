@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from market.core.errors import InsufficientFunds, MarketError
 from market.core.money import MAX_CENTS, format_cents
 
+# InsufficientFunds is what transfer() and apply() raise: re-exported for their callers
+__all__ = ["KINDS", "Entry", "grant", "transfer", "apply", "InsufficientFunds"]
+
 KINDS = ("grant", "payment", "transfer")
 
 

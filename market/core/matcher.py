@@ -22,7 +22,6 @@ import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = [
     "ReadyJob",
@@ -137,7 +136,7 @@ def top_jobs(jobs: Iterable[ReadyJob], k: int) -> list[ReadyJob]:
     """
     if k <= 0:
         return []
-    ready = jobs if isinstance(jobs, Sequence) else list(jobs)
+    ready: Sequence[ReadyJob] = jobs if isinstance(jobs, Sequence) else list(jobs)
     n = len(ready)
     if n <= _PREFILTER_RATIO * k or n < _PREFILTER_MIN:
         return _smallest(k, ready, job_order_key)
@@ -146,13 +145,13 @@ def top_jobs(jobs: Iterable[ReadyJob], k: int) -> list[ReadyJob]:
     # 1.5x the expected rank plus a few: rarely too high, and candidates stay near k.
     rank = min(len(sample) - 1, int(1.5 * k * len(sample) / n) + 8)
     floor = sample[rank]
-    candidates = [job for job in ready if job.price >= floor]
+    candidates: Sequence[ReadyJob] = [job for job in ready if job.price >= floor]
     if len(candidates) < k:
         candidates = ready
     return _smallest(k, candidates, job_order_key)
 
 
-def _smallest(k: int, items: Sequence[Any], key: Callable[[Any], Any]) -> list[Any]:
+def _smallest(k: int, items: Sequence[ReadyJob], key: Callable[[ReadyJob], tuple[float, float, int]]) -> list[ReadyJob]:
     # heapq.nsmallest pays a Python-level comparison per replacement; when k is a large share
     # of the items, one C-level sort of those items is several times faster.
     if len(items) <= _PREFILTER_RATIO * k:
@@ -267,6 +266,6 @@ POLICIES: dict[str, Policy] = {
 }
 
 
-def describe(assignments: Sequence[Assignment]) -> list[tuple[Any, Any]]:
+def describe(assignments: Sequence[Assignment]) -> list[tuple[int, int]]:
     """``(client id, job id)`` pairs, handy in logs and test failure messages."""
     return [(a.client.id, a.job.id) for a in assignments]

@@ -15,7 +15,7 @@ MAX_CENTS = 10**15  # fits in a signed 64-bit column with room for sums
 _AMOUNT = re.compile(r"^\s*\d+(\.\d{1,2})?\s*$")
 
 
-def parse_amount(text, what: str = "amount") -> int:
+def parse_amount(text: object, what: str = "amount") -> int:
     """``"5.20"`` -> 520. Accepts str or int (whole credits); refuses floats, signs and >2 decimals."""
     if isinstance(text, bool):
         raise MarketError(f"{what} must be a number of credits like 5.20, not {text!r}")
@@ -32,7 +32,7 @@ def parse_amount(text, what: str = "amount") -> int:
     return cents
 
 
-def parse_price(text) -> int:
+def parse_price(text: object) -> int:
     """A job price in cents per second; at least 0.01."""
     cents = parse_amount(text, "price")
     if cents < 1:

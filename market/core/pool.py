@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -105,24 +105,29 @@ class PoolStats:
     waiting: int
 
 
-Answers = Mapping[int, Any]
-Assign = Callable[[list[PoolRequest]], Union[Answers, "Deferred[Answers]"]]
+_A = TypeVar("_A")  # what ``assign`` answers a request with (a lease, a job offer...)
+
+Answers = Mapping[int, _A]
+Assign = Callable[[list[PoolRequest]], Answers[_A] | Deferred[Answers[_A]]]
+_Waiting = dict[int, tuple[PoolRequest, Deferred[_A | NoWork]]]  # client id -> request, its answer
 
 
-class Pool:
-    """Pools clients' requests for work in windows and answers them from ``assign``."""
+class Pool(Generic[_A]):
+    """Pools clients' requests for work in windows and answers them from ``assign``.
 
-    def __init__(self, clock: IReactorTime, policy: WindowPolicy, assign: Assign) -> None:
+    Each request is answered with one of ``assign``'s answers (type ``_A``) or with ``NoWork``."""
+
+    def __init__(self, clock: IReactorTime, policy: WindowPolicy, assign: Assign[_A]) -> None:
         self._clock = clock
         self.policy = policy
         self._assign = assign
         self._keys = itertools.count(1)
-        self._waiting: dict[int, tuple[PoolRequest, Deferred]] = {}
+        self._waiting: _Waiting[_A] = {}
         self._timer: IDelayedCall | None = None
         self._assigning = False
         self._due = False  # the next window should close as soon as the running assign ends
         self._stopped = False
-        self._stop_waiters: list[Deferred] = []
+        self._stop_waiters: list[Deferred[None]] = []
         self._windows_closed = 0
         self._served = 0
         self._without_work = 0
@@ -133,13 +138,13 @@ class Pool:
 
     # -- the public interface ------------------------------------------------------------------
 
-    def request(self, client_id: int, speed: float, extra: Any = None) -> Deferred:
+    def request(self, client_id: int, speed: float, extra: Any = None) -> Deferred[_A | NoWork]:
         """Put a client in the pool; the Deferred fires with its answer or ``NoWork``."""
         if self._stopped:
             return succeed(self._no_work("the dispatcher is stopping"))
         now = self._clock.seconds()
         request = PoolRequest(next(self._keys), client_id, speed, now, extra)
-        answer: Deferred = Deferred(lambda d: self._withdraw(request))
+        answer: Deferred[_A | NoWork] = Deferred(lambda d: self._withdraw(request))
         previous = self._waiting.pop(client_id, None)
         self._waiting[client_id] = (request, answer)
         if self._timer is None:  # this request opens the window
@@ -152,7 +157,7 @@ class Pool:
             self._close_or_defer()
         return answer
 
-    def stop(self) -> Deferred:
+    def stop(self) -> Deferred[None]:
         """Answer every waiting request with ``NoWork`` and cancel the window timer.
 
         The returned Deferred fires once no ``assign`` is running any more.
@@ -164,7 +169,7 @@ class Pool:
             answer.callback(self._no_work("the dispatcher is stopping"))
         if not self._assigning:
             return succeed(None)
-        done: Deferred = Deferred()
+        done: Deferred[None] = Deferred()
         self._stop_waiters.append(done)
         return done
 
@@ -227,11 +232,11 @@ class Pool:
         outcome.addErrback(self._fail, batch)
         outcome.addBoth(self._assign_finished)
 
-    def _deliver(self, answers: Answers, batch: dict[int, tuple[PoolRequest, Deferred]]) -> None:
+    def _deliver(self, answers: Answers[_A], batch: _Waiting[_A]) -> None:
         now = self._clock.seconds()
         served_before = self._served
         for request, answer in batch.values():
-            given = answers.get(request.key)
+            given: _A | NoWork | None = answers.get(request.key)
             if given is None:
                 given = self._no_work("no job was matched to this client in this window")
                 self._without_work += 1
@@ -247,7 +252,7 @@ class Pool:
             if unknown:
                 _log.warn("assign answered requests that were not in the window: {keys}", keys=unknown)
 
-    def _fail(self, failure: Failure, batch: dict[int, tuple[PoolRequest, Deferred]]) -> None:
+    def _fail(self, failure: Failure, batch: _Waiting[_A]) -> None:
         self._assign_failures += 1
         for _, answer in batch.values():
             if not answer.called:
@@ -267,7 +272,7 @@ class Pool:
             self._due = False
 
 
-def _require_mapping(answers: object) -> Answers:
+def _require_mapping(answers: object) -> Answers[Any]:
     if answers is None:
         return {}
     if not isinstance(answers, Mapping):

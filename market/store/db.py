@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from market.core.errors import Conflict, DatabaseUnavailable
 from market.store import dburl
 from market.store.dialect import Dialect, Many, dialect_for, rows_of  # noqa: F401 (Many: re-exported for scripts)
+
+if TYPE_CHECKING:
+    from twisted.enterprise import adbapi
 
 RETRIES = 3
 
@@ -89,7 +92,7 @@ class Database:
         self.url = dburl.parse(url or dburl.default_url())
         self.dialect = dialect_for(self.url)
         self._local = threading.local()
-        self._pool = None
+        self._pool: adbapi.ConnectionPool | None = None  # opened by run() or start()
         self._sync_lock = threading.Lock() if self.url.kind == "sqlite" else None
 
     # -- synchronous -----------------------------------------------------------------------
@@ -169,8 +172,11 @@ class Database:
         @defer.inlineCallbacks
         def attempt():
             for n in range(RETRIES):
+                pool = self._pool
+                if pool is None:  # close() ran while this transaction waited to try again
+                    raise DatabaseUnavailable(f"the database {self.url.redacted()} was closed")
                 try:
-                    result = yield self._pool.runWithConnection(self._in_transaction, work, *args, **kw)
+                    result = yield pool.runWithConnection(self._in_transaction, work, *args, **kw)
                     return result
                 except Exception as e:
                     if self.dialect.is_retryable(e) and n < RETRIES - 1:

@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from market.core.errors import DatabaseUnavailable
+from market.core.errors import DatabaseUnavailable, MarketError
 from market.store.dburl import DatabaseURL
 
 
-class Dialect:
+class Dialect(ABC):
     name = "?"
     types: dict[str, str] = {}
     #: appended to a SELECT that reads rows the transaction will change
     for_update = ""
     #: errors after which a transaction is retried once (dropped connection) or a few times (deadlock)
-    retry_codes: frozenset = frozenset()
+    retry_codes: frozenset[int] = frozenset()
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """A new DB-API connection, prepared for the store."""
+
+    @abstractmethod
+    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The positional and keyword arguments of ``adbapi.ConnectionPool`` for this database."""
+
+    @abstractmethod
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether a transaction that failed with ``error`` is worth another try."""
+
+    @abstractmethod
+    def is_integrity_error(self, error: BaseException) -> bool:
+        """Whether ``error`` is a broken unique or foreign key."""
 
     def sql(self, text: str) -> str:
         return text
@@ -29,8 +46,9 @@ class Dialect:
     def ddl(self, text: str) -> str:
         return text.format(**self.types)
 
-    def begin(self, cursor) -> None:  # pragma: no cover - overridden
-        pass
+    @abstractmethod
+    def begin(self, cursor) -> None:
+        """Start a transaction on ``cursor`` (or leave it to the first statement)."""
 
     def drop_index(self, name: str, table: str) -> str:
         return f"DROP INDEX {name}"
@@ -78,10 +96,13 @@ class SQLiteDialect(Dialect):
     }
 
     def __init__(self, url: DatabaseURL):
+        if url.path is None:
+            raise MarketError("an SQLite database URL needs a file path — use e.g. sqlite:var/market.sqlite")
         self.url = url
+        self.path: str = url.path
 
-    def connect(self):
-        path = self.url.path
+    def connect(self) -> Any:
+        path = self.path
         directory = os.path.dirname(os.path.abspath(path))
         if path != ":memory:":
             try:
@@ -102,8 +123,8 @@ class SQLiteDialect(Dialect):
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
 
-    def pool_args(self):
-        return ("sqlite3", self.url.path), {
+    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return ("sqlite3", self.path), {
             "check_same_thread": False,
             "isolation_level": None,
             "timeout": 30,
@@ -156,7 +177,7 @@ class MySQLDialect(Dialect):
             client_flag=_multi_statements(),
         )
 
-    def connect(self):
+    def connect(self) -> Any:
         import pymysql
 
         try:
@@ -176,7 +197,7 @@ class MySQLDialect(Dialect):
             c.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.commit()
 
-    def pool_args(self):
+    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         kw = self._params()
         kw.update(cp_min=1, cp_max=8, cp_reconnect=True, cp_openfun=self.prepare)
         return ("pymysql",), kw

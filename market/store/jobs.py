@@ -141,7 +141,7 @@ def assign_window(
     if not clients:
         return {}
     rows = ready_jobs(tx, rules.window_reach(len(clients)))
-    available: dict[int, int] = {}
+    available: dict[int | None, int] = {}  # owner -> money; keyed like rules.WindowJob.owner
     for row in rows:
         available.setdefault(row["account_id"], int(row["available"]))
     plan = rules.plan_window(

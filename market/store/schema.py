@@ -21,13 +21,15 @@ Table map (paper, spec 4a-e):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from market.core.errors import MarketError
+from market.store.dialect import Dialect
 
-Migration = tuple[int, list[str | Callable[[Any], str]]]
+# a statement is DDL text, or a function of the dialect where the two differ
+Statement = str | Callable[[Dialect], str]
+Migration = tuple[int, Sequence[Statement]]
 
-V1 = [
+V1: list[Statement] = [
     """CREATE TABLE accounts (
         id {pk},
         name VARCHAR(64) NOT NULL UNIQUE,
@@ -140,7 +142,7 @@ V1 = [
 # open leases is kept on the account (not summed over dispatches per window); a job knows the
 # sequence number of its committed state, so (job_id, seq) finds it by the unique key; a job's
 # open lease is found by (job_id, status). Both lookups stay exact however many slices a job had.
-V2 = [
+V2: list[Statement] = [
     "ALTER TABLE accounts ADD COLUMN reserved {bigint} NOT NULL DEFAULT 0",
     """UPDATE accounts SET reserved = COALESCE((SELECT SUM(d.reserved) FROM dispatches d JOIN jobs j
         ON j.id = d.job_id WHERE d.status = 'out' AND j.account_id = accounts.id), 0)""",
@@ -153,7 +155,7 @@ V2 = [
 
 # One name for one thing: the paper's "dispatch" (a state checked out to a client) is a lease
 # everywhere but the report's published element. Indexes are recreated under the new name.
-V3 = [
+V3: list[Statement] = [
     lambda dialect: dialect.drop_index("dispatches_open", "dispatches"),
     lambda dialect: dialect.drop_index("dispatches_job", "dispatches"),
     lambda dialect: dialect.drop_index("dispatches_client", "dispatches"),
