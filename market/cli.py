@@ -157,11 +157,11 @@ def cmd_account_create(args) -> int:
     )
     print(f"account {new.name} created (id {new.id})")
     if new.confirm_token:
-        grant = money.format_cents(grant) if grant else None
+        paid = f"; its starting grant of {money.format_cents(grant)} is paid then" if grant else ""
         print(f"confirmation token: {new.confirm_token}")
         print(
             f"confirm with: market account confirm {new.name} --token-file FILE (FILE holding the token),"
-            f" or as administrator without a token{f'; the starting grant of {grant} is paid then' if grant else ''}"
+            f" or as administrator without a token{paid}"
         )
     return 0
 

@@ -157,7 +157,9 @@ class WebSettings:
     report_files: int = setting(100, positive_int, "members' own reports kept as files (least recently fetched go)")
     login_per_name: int = setting(5, positive_int, "log-in attempts per account name in a login-period")
     login_per_address: int = setting(20, positive_int, "log-in attempts per address in a login-period")
-    login_period: float = setting(900.0, positive_float, "seconds over which log-in attempts are counted", "{:g}".format)
+    login_period: float = setting(
+        900.0, positive_float, "seconds over which log-in attempts are counted", "{:g}".format
+    )
     signups_per_address: int = setting(5, positive_int, "sign-ups per address in a signup-period")
     signups_per_email: int = setting(3, positive_int, "sign-ups per e-mail address in a signup-period")
     signup_period: float = setting(3600.0, positive_float, "seconds over which sign-ups are counted", "{:g}".format)

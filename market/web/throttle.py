@@ -125,6 +125,10 @@ class LoginThrottle:
         self.counts.clear(name=name.lower())
         self.counts.refund(address=address)
 
+    def refund(self, name: str, address: str) -> None:
+        """An attempt that was never tried (the site was busy): both keys get it back."""
+        self.counts.refund(name=name.lower(), address=address)
+
 
 class SignupThrottle:
     """Sign-ups: ``per_address`` per address and ``per_email`` per mailbox in ``period``."""
@@ -137,6 +141,10 @@ class SignupThrottle:
     def attempt(self, address: str, email: str) -> float:
         """Count this sign-up (0), or refuse it uncounted (the seconds to wait)."""
         return self.counts.attempt(address=address, email=mailbox(email))
+
+    def refund(self, address: str, email: str) -> None:
+        """A sign-up that was never tried (the site was busy)."""
+        self.counts.refund(address=address, email=mailbox(email))
 
 
 def mailbox(email: str) -> str:

@@ -57,7 +57,7 @@ class WebTarget:
 
 
 def start_web_market(tmp_path, *options: str, db_url: str | None = None) -> WebTarget:
-    """A fresh market (SQLite unless ``db_url``) serving its web site too, with the hostile suite's member and client."""
+    """A fresh market (SQLite unless ``db_url``) serving its web site too, with the suite's member and client."""
     port = free_port()
     hostile = start_market(tmp_path, "--web", f"tcp:{port}:interface=127.0.0.1", *options, db_url=db_url)
     assert hostile.market.proc is not None
@@ -146,7 +146,7 @@ def _in_threads(n: int, work, *args) -> list[BaseException]:
     def run(i):
         try:
             work(i, *args)
-        except BaseException as e:  # noqa: BLE001 — reported to the test, which fails on it
+        except BaseException as e:  # reported to the test, which fails on it
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
@@ -183,7 +183,10 @@ def seed_report(db, account_id: int, client_id: int, jobs: int) -> None:
                 "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
                 " checked_in_at, status) VALUES (?, 0, ?, ?, 10, ?, ?, ?)"
             ),
-            [(first + i, client_id, now - i, now - i + 20, now - i + 10, LeaseStatus.FINISHED.value) for i in range(jobs)],
+            [
+                (first + i, client_id, now - i, now - i + 20, now - i + 10, LeaseStatus.FINISHED.value)
+                for i in range(jobs)
+            ],
         )
 
     db.transact(work)
@@ -280,9 +283,8 @@ def login_guesses(target: WebTarget, seconds: float, parallel: int = 20, names: 
     targets = ["member", *(f"guess{i}" for i in range(1, names))]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        gate = threading.Barrier(parallel)
 
-        def guess(i):
+        def guess(i, gate):
             name = targets[i % len(targets)]
             gate.wait(10)
             status, _ = browsers[i].post("/login", {"name": name, "password": f"guess {secrets.token_hex(4)}"})
@@ -296,7 +298,7 @@ def login_guesses(target: WebTarget, seconds: float, parallel: int = 20, names: 
                 else:
                     figures.others[status] = figures.others.get(status, 0) + 1
 
-        errors = _in_threads(parallel, guess)
+        errors = _in_threads(parallel, guess, threading.Barrier(parallel))
         if errors:
             raise errors[0]
         figures.waves += 1
@@ -581,9 +583,7 @@ def control_characters(target: WebTarget, seconds: float) -> ControlCharacters:
     status, page = browser.get("/jobs")
     feed_path = re.search(rb'href="(/feed/[^"]+)"', page)
     assert feed_path, "no feed link on /jobs"
-    job_ids = [
-        r["id"] for r in db.transact(lambda tx: tx.all("SELECT id FROM jobs WHERE account_id = ?", (new.id,)))
-    ]
+    job_ids = [r["id"] for r in db.transact(lambda tx: tx.all("SELECT id FROM jobs WHERE account_id = ?", (new.id,)))]
     command = [*MARKET, "status", "--server", target.hostile.url, "--account", "namer"]
     environment = {**env(), "MARKET_TOKEN": api_token}
     deadline = time.monotonic() + seconds
