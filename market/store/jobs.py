@@ -13,6 +13,7 @@ Statuses appear in SQL text through the Enums (``f"... status = '{JobStatus.READ
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 from market.core import rules
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
+from market.core.text import unprintable
 from market.store import accounts as sql_accounts
 from market.store.db import Many, case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
@@ -44,6 +46,9 @@ def create_job(
     """A job without a state yet (the paper's ``job`` call); ``init_job`` makes it ready."""
     if not isinstance(name, str) or not name.strip() or len(name) > 128:
         raise MarketError("a job needs a name of 1 to 128 characters")
+    # a name is shown to terminals, feeds and XML-RPC answers (which XML 1.0 could not carry)
+    if (bad := unprintable(name.strip())) is not None:
+        raise MarketError(f"a job name may not contain control or bidirectional characters (it has {bad})")
     return tx.insert(
         "INSERT INTO jobs (account_id, kind, name, price, source, source_sha256, entry, spec, status, submitted_at,"
         f" probe_client_id, probe_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{JobStatus.NEW}', ?, ?, ?)",
@@ -312,7 +317,7 @@ def create_probe(
             (client["test_job_id"],),
         )
         if open_lease is not None:
-            wait = max(1, int(float(open_lease["deadline"]) - now) + 1)
+            wait = max(1, math.ceil(float(open_lease["deadline"]) - now))
             raise Conflict(
                 f"client {client_id} already has test job {client['test_job_id']} to run: send its result"
                 f" (or fail it), or ask again in {wait} s when its lease has expired"
@@ -321,7 +326,7 @@ def create_probe(
     if since is None or now - float(since) >= interval:
         since, count = now, 0
     if count >= per_interval:
-        wait = max(1, int(float(since) + interval - now) + 1)
+        wait = max(1, math.ceil(float(since) + interval - now))
         raise Conflict(
             f"client {client_id} has had {count} test jobs in the last {interval:g} s, as many as a client"
             f" may; ask again in {wait} s"

@@ -170,6 +170,6 @@ class HashingGate:
         self.waiting = waiting
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
-        if len(self._semaphore.waiting) >= self.waiting:
+        if self._semaphore.tokens == 0 and len(self._semaphore.waiting) >= self.waiting:
             raise Busy("too many log-ins and sign-ups at once")
         return await self._semaphore.run(deferToThread, work, *args)

@@ -49,8 +49,10 @@ class WebTarget:
     def db(self):
         return self.hostile.db
 
-    def browser(self, timeout: float = 10.0) -> Browser:
-        return Browser(self.web_port, timeout)
+    def browser(self, timeout: float = 10.0, source: str | None = None) -> Browser:
+        """A browser; ``source``: the loopback address it comes from (127.0.0.2, ...), so one
+        machine can be many visitors for the per-address limits."""
+        return Browser(self.web_port, timeout, source)
 
     def stop(self) -> None:
         self.hostile.market.stop()
@@ -68,8 +70,8 @@ def start_web_market(tmp_path, *options: str, db_url: str | None = None) -> WebT
 class Browser:
     """A blocking browser for attack threads: one kept-alive connection, cookies, the last CSRF token."""
 
-    def __init__(self, port: int, timeout: float = 10.0):
-        self.port, self.timeout = port, timeout
+    def __init__(self, port: int, timeout: float = 10.0, source: str | None = None):
+        self.port, self.timeout, self.source = port, timeout, source
         self.cookies: dict[str, str] = {}
         self.csrf = ""
         self._conn: http.client.HTTPConnection | None = None
@@ -86,7 +88,12 @@ class Browser:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         for attempt in (1, 2):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self._conn = http.client.HTTPConnection(
+                    "127.0.0.1",
+                    self.port,
+                    timeout=self.timeout,
+                    source_address=(self.source, 0) if self.source else None,
+                )
             try:
                 self._conn.request(method, path, body, h)
                 response = self._conn.getresponse()
@@ -137,6 +144,11 @@ class Browser:
         self.get("/login")
         status, _ = self.post("/login", {"name": name, "password": password})
         return status
+
+
+def visitor_address(i: int) -> str:
+    """The ``i``-th made-up visitor's loopback address (127.0.1.0/24 upwards; never 127.0.0.1)."""
+    return f"127.0.{1 + i // 250}.{1 + i % 250}"
 
 
 def _in_threads(n: int, work, *args) -> list[BaseException]:
@@ -255,6 +267,7 @@ def report_flood(target: WebTarget, seconds: float, clients: int = 20) -> Report
 class LoginGuesses:
     parallel: int
     names: int
+    addresses: int
     attempts: int = 0
     #: answered "wrong name or password": the guess was checked against a hash
     hashed: int = 0
@@ -266,18 +279,22 @@ class LoginGuesses:
 
     def summary(self) -> str:
         return (
-            f"{self.attempts} guesses in {self.waves} waves of {self.parallel} on {self.names} name(s):"
+            f"{self.attempts} guesses in {self.waves} waves of {self.parallel} on {self.names} name(s)"
+            f" from {self.addresses} address(es):"
             f" {self.hashed} hashed (by name {self.hashed_by_name}), {self.limited} refused with 429,"
             f" others {self.others}"
         )
 
 
-def login_guesses(target: WebTarget, seconds: float, parallel: int = 20, names: int = 1) -> LoginGuesses:
+def login_guesses(
+    target: WebTarget, seconds: float, parallel: int = 20, names: int = 1, addresses: int = 1, first_address: int = 0
+) -> LoginGuesses:
     """Waves of ``parallel`` simultaneous wrong-password log-ins, spread over ``names`` account names
-    (the first is the market's member), all from one address, until ``seconds`` are over."""
-    figures = LoginGuesses(parallel, names)
+    (the first is the market's member) and ``addresses`` addresses (from ``first_address``'s
+    :func:`visitor_address` on), until ``seconds`` are over."""
+    figures = LoginGuesses(parallel, names, addresses)
     lock = threading.Lock()
-    browsers = [target.browser() for _ in range(parallel)]
+    browsers = [target.browser(source=visitor_address(first_address + i % addresses)) for i in range(parallel)]
     for b in browsers:
         b.get("/login")  # the CSRF cookie and token every guess must carry
     targets = ["member", *(f"guess{i}" for i in range(1, names))]
@@ -314,11 +331,14 @@ def login_guesses(target: WebTarget, seconds: float, parallel: int = 20, names: 
 @dataclass
 class SignupFlood:
     parallel: int
+    addresses: int
     attempts: int = 0
     answered: int = 0  # the "a link is on its way" page
     limited: int = 0  # 429
     others: dict[int, int] = field(default_factory=dict)
     accounts_created: int = 0
+    #: confirmation mails sent to the one victim address half the sign-ups give
+    victim_mails: int = 0
     #: credits (cents) held by accounts nobody has confirmed
     unconfirmed_credits: int = 0
     #: a confirmed flood account's balance after its link was opened twice (the grant, once)
@@ -326,29 +346,31 @@ class SignupFlood:
 
     def summary(self) -> str:
         return (
-            f"{self.attempts} sign-ups: {self.answered} answered, {self.limited} refused with 429, others"
-            f" {self.others}; {self.accounts_created} accounts created, {self.unconfirmed_credits / 100:.2f}"
+            f"{self.attempts} sign-ups from {self.addresses} addresses: {self.answered} answered, {self.limited}"
+            f" refused with 429, others {self.others}; {self.accounts_created} accounts created,"
+            f" {self.victim_mails} mails to the victim, {self.unconfirmed_credits / 100:.2f}"
             f" credits on unconfirmed accounts; a confirmed one holds"
             f" {'-' if self.confirmed_balance is None else f'{self.confirmed_balance / 100:.2f}'}"
         )
 
 
-def signup_flood(target: WebTarget, seconds: float, parallel: int = 4) -> SignupFlood:
-    """``parallel`` visitors signing up new names as fast as they can, half of them with one
-    victim's e-mail address, the rest with a new address each time; then the first account is
-    confirmed twice with its e-mailed link."""
-    figures = SignupFlood(parallel)
+def signup_flood(target: WebTarget, seconds: float, parallel: int = 4, addresses: int = 4) -> SignupFlood:
+    """``parallel`` visitors (from ``addresses`` addresses) signing up new names as fast as they
+    can, half of them with one victim's e-mail address (spelt in ways that reach the same mailbox),
+    the rest with a new address each time; then the first account is confirmed twice with its
+    e-mailed link."""
+    figures = SignupFlood(parallel, addresses)
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
     counter = iter(range(10**9))
 
     def visitor(i):
-        browser = target.browser()
+        browser = target.browser(source=visitor_address(100 + i % addresses))
         browser.get("/signup")
         while time.monotonic() < deadline:
             with lock:
                 n = next(counter)
-            address = "victim@example.org" if n % 2 else f"flood{n}@example.org"
+            address = f"Victim+{n}@Example.org" if n % 2 else f"flood{n}@example.org"
             fields = {"name": f"flood{n}", "email": address, "password": "a long password", "again": "a long password"}
             status, _ = browser.post("/signup", fields)
             with lock:
@@ -368,6 +390,7 @@ def signup_flood(target: WebTarget, seconds: float, parallel: int = 4) -> Signup
         lambda tx: tx.all("SELECT id, name, confirmed, balance FROM accounts WHERE name LIKE 'flood%' ORDER BY id")
     )
     figures.accounts_created = len(rows)
+    figures.victim_mails = len(_mails(target.workdir, "victim"))
     figures.unconfirmed_credits = sum(int(r["balance"]) for r in rows if not r["confirmed"])
     link = _first_confirmation_link(target.workdir)
     if link is not None:
@@ -382,11 +405,20 @@ def signup_flood(target: WebTarget, seconds: float, parallel: int = 4) -> Signup
     return figures
 
 
-def _first_confirmation_link(workdir: str) -> tuple[str, str] | None:
-    """(account name, token) of the oldest confirmation mail in the market's outbox."""
+def _mails(workdir: str, to: str = "") -> list[email.message.Message]:
+    """The mails in the market's outbox (oldest first) whose recipient contains ``to`` (any case)."""
+    found = []
     for path in sorted(glob.glob(os.path.join(workdir, "var", "outbox", "*.eml"))):
         with open(path, "rb") as f:
             message = email.message_from_bytes(f.read())
+        if to.lower() in str(message["To"]).lower():
+            found.append(message)
+    return found
+
+
+def _first_confirmation_link(workdir: str) -> tuple[str, str] | None:
+    """(account name, token) of the oldest confirmation mail in the market's outbox."""
+    for message in _mails(workdir):
         body = message.get_payload(decode=True).decode("utf-8", "replace")
         found = re.search(r"Hello (\S+),.*?/confirm/(\S+)", body, re.S)
         if found:
@@ -405,6 +437,8 @@ class ProbeFlood:
     refusals: dict[int, int] = field(default_factory=dict)  # Fault code -> how many
     nowork: int = 0
     messages: set[str] = field(default_factory=set)
+    #: stateids of test jobs handed out and not failed (with ``fail=False``)
+    kept: list[int] = field(default_factory=list)
     #: the most test jobs the client held open at once (sampled from the store)
     peak_open: int = 0
     #: the most rows of test jobs (jobs + states + leases) the store held during the attack
@@ -442,10 +476,13 @@ def _test_rows(db, client_id: int) -> dict[str, int]:
     return db.transact(work)
 
 
-def probe_flood(target: WebTarget, seconds: float, parallel: int = 4, settle: float = 15.0) -> ProbeFlood:
+def probe_flood(
+    target: WebTarget, seconds: float, parallel: int = 4, fail: bool = True, settle: float = 15.0
+) -> ProbeFlood:
     """The market's client, never measured, asks for work on ``parallel`` connections as fast as
-    it can; every test job it gets it fails at once, to ask for another. Afterwards, waits up to
-    ``settle`` seconds for the reaper to clean the finished test jobs."""
+    it can; with ``fail`` every test job it gets it fails at once, to ask for another (else it
+    keeps them, see ``kept``). Afterwards, waits up to ``settle`` seconds for the reaper to clean
+    the finished test jobs."""
     hostile = target.hostile
     figures = ProbeFlood(parallel)
     lock = threading.Lock()
@@ -484,7 +521,10 @@ def probe_flood(target: WebTarget, seconds: float, parallel: int = 4, settle: fl
                 else:
                     figures.nowork += 1
                     figures.messages.add(str(answer.get("message")))
-            if answer.get("status") == "work":
+            if answer.get("status") == "work" and not fail:
+                with lock:
+                    figures.kept.append(answer["stateid"])
+            elif answer.get("status") == "work":
                 try:
                     call(conn, "fail", answer["stateid"], "crash", "flooding")
                 except xmlrpc.client.Fault:
@@ -578,7 +618,8 @@ def control_characters(target: WebTarget, seconds: float) -> ControlCharacters:
     # jobs named before names were checked: XML-RPC cannot carry most C0 controls, so these are the
     # ones a member could have sent that way (C1, DEL, bidi, tab, newline)
     for name in ("rpc \x9b31m csi", "rpc del \x7f", "rpc bidi \u202eabc", "rpc\ttab\nline"):
-        md.job(db, new.id, 1, name=name)
+        job_id = md.job(db, new.id, 1, name="plain")
+        db.transact(lambda tx, n=name, j=job_id: tx.execute("UPDATE jobs SET name = ? WHERE id = ?", (n, j)))
         figures.seeded += 1
     status, page = browser.get("/jobs")
     feed_path = re.search(rb'href="(/feed/[^"]+)"', page)
