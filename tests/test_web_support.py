@@ -179,6 +179,7 @@ async def market(tmp_path):
     wm, port = await start_site(db, tmp_path)
     yield wm
     await port.stopListening()
+    wm.web.reports.close()  # the report files' temporary folder
     db.close()
 
 
