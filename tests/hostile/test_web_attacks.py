@@ -106,13 +106,13 @@ def test_an_unmeasured_clients_test_job_flood_is_capped_and_its_rows_cleaned(tmp
 
 def probe_flood(web_market):
     # asking on four connections at once, keeping what it gets: one test job, the rest refused
-    kept = under_attack(web_market, lambda: attacks.probe_flood(web_market, SECONDS / 3, fail=False))
+    kept = under_attack(web_market, lambda: attacks.probe_flood(web_market, max(1.5, SECONDS / 2), fail=False))
     assert kept.test_jobs == 1 and set(kept.refusals) == {5}, kept.summary()
     worker = web_market.hostile.worker()
     for stateid in kept.kept:
         worker.fail(stateid, "crash", "gave up")
     # failing each at once to ask for the next: test-jobs-per-interval (3) in all, then refused
-    flood = under_attack(web_market, lambda: attacks.probe_flood(web_market, SECONDS * 2 / 3, fail=True))
+    flood = under_attack(web_market, lambda: attacks.probe_flood(web_market, max(1.5, SECONDS / 2), fail=True))
     assert kept.test_jobs + flood.test_jobs <= 3 and flood.refusals, flood.summary()
     assert "ask again in" in " ".join(flood.messages)
     assert flood.peak_open <= 1 and flood.peak_rows <= 3 * 3, flood.summary()
