@@ -196,3 +196,26 @@ def test_ledger_rules_are_pure():
     with pytest.raises(MarketError):
         ledger.transfer(1, 1, 10, payer_balance=100)
     assert ledger.transfer(1, 2, 10, payer_balance=10).amount == 10
+
+
+def test_accounts_signed_up_before_v4_were_granted_then_and_get_nothing_more_at_confirmation(db_url):
+    from market.store import Database
+
+    db = Database(db_url)
+    try:
+        schema.upgrade(db, schema.MIGRATIONS[:3])
+        # v3 granted at creation, confirmed or not
+        db.transact(sql.create_account, "old", "o@example.org", "h", NOW, None, 0)
+        db.transact(
+            lambda tx: tx.execute(
+                "UPDATE accounts SET confirmed = 0, confirm_token_hash = ? WHERE name = 'old'", ("d" * 64,)
+            )
+        )
+        old = db.transact(sql.account_by_name, "old")["id"]
+        db.transact(sql.grant, old, 900, NOW, "starting grant")
+        assert schema.upgrade(db) == (3, schema.LATEST)
+        db.transact(sql.confirm_account, "d" * 64, NOW)
+        assert db.transact(sql.balance, old) == 900
+        assert db.transact(sql.audit)["balanced"]
+    finally:
+        db.close()

@@ -667,3 +667,31 @@ def control_characters(target: WebTarget, seconds: float) -> ControlCharacters:
 def figures_of(result: Any) -> dict[str, Any]:
     """An attack's figures as a plain dict (for the benchmark's table)."""
     return {k: v for k, v in vars(result).items() if not k.startswith("_")}
+
+
+# -- every attack, for a benchmark -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack as a benchmark runs it: the ``twistd market`` options it needs, and ``run(target,
+    seconds)``, which prepares the market (seeding what it needs) and returns the figures."""
+
+    name: str
+    options: tuple[str, ...]
+    run: Any
+
+
+def _report_flood(target: WebTarget, seconds: float) -> ReportFlood:
+    seed_report(target.db, target.hostile.account_id, target.hostile.client_id, 20_000)
+    return report_flood(target, seconds)
+
+
+ATTACKS = [
+    Attack("20 clients flooding /report.xml", ("--report-seconds", "2"), _report_flood),
+    Attack("parallel log-in guesses on one name", (), lambda t, s: login_guesses(t, s, parallel=20, addresses=20)),
+    Attack("parallel log-in guesses from one address", (), lambda t, s: login_guesses(t, s, parallel=40, names=40)),
+    Attack("a sign-up flood", (), signup_flood),
+    Attack("an unmeasured client's test-job flood", ("--reap-interval", "0.5", "--grace", "1"), probe_flood),
+    Attack("control characters in job names", (), control_characters),
+]
