@@ -18,6 +18,7 @@ import time
 
 from market.core import money
 from market.core.errors import EXIT_BAD_INPUT, EXIT_REFUSED, KINDS, DatabaseUnavailable, MarketError, kind_of
+from market.core.text import printable
 from market.store import dburl
 
 
@@ -45,6 +46,51 @@ def _db(args):
     db = Database(_db_url(args))
     require_current(db)
     return db
+
+
+def _token(args, environment: str | None = "MARKET_TOKEN") -> str | None:
+    """The token of ``--token-file FILE`` (``-``: standard input), else of ``--token`` (with a
+    warning on standard error), else of the environment variable ``environment``; None without any."""
+    path = getattr(args, "token_file", None)
+    if path is not None:
+        try:
+            if path == "-":
+                text = sys.stdin.readline(4096)
+            else:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read(4096)
+        except OSError as e:
+            raise UsageError(f"cannot read --token-file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--token-file {path} is not a text file holding a token") from None
+        token = text.strip()
+        if not token or len(token.split()) != 1:
+            raise UsageError(f"--token-file {path} must hold the token alone on its first line")
+        return token
+    if getattr(args, "token", None):
+        # a command's arguments are readable by every user of the machine
+        instead = f"--token-file FILE or ${environment}" if environment else "--token-file FILE"
+        print(
+            f"market: warning: --token shows the token to every user of this machine (ps); use {instead}",
+            file=sys.stderr,
+        )
+        return args.token
+    return os.environ.get(environment) if environment else None
+
+
+def _add_token_options(parser: argparse.ArgumentParser, what: str, environment: str | None) -> None:
+    """``--token TOKEN`` and ``--token-file FILE``, one or the other."""
+    tokens = parser.add_mutually_exclusive_group()
+    also = f"; or ${environment}" if environment else ""
+    tokens.add_argument(
+        "--token-file",
+        default=None,
+        metavar="FILE",
+        help=f"read {what} from FILE ('-' for standard input){also}",
+    )
+    tokens.add_argument(
+        "--token", default=None, help=f"{what} itself (every user of this machine sees it in ps: prefer --token-file)"
+    )
 
 
 def _read_password(args) -> str:
@@ -111,8 +157,12 @@ def cmd_account_create(args) -> int:
     )
     print(f"account {new.name} created (id {new.id})")
     if new.confirm_token:
+        paid = f"; its starting grant of {money.format_cents(grant)} is paid then" if grant else ""
         print(f"confirmation token: {new.confirm_token}")
-        print(f"confirm with: market account confirm {new.name} --token {new.confirm_token}")
+        print(
+            f"confirm with: market account confirm {new.name} --token-file FILE (FILE holding the token),"
+            f" or as administrator without a token{paid}"
+        )
     return 0
 
 
@@ -121,19 +171,20 @@ def cmd_account_confirm(args) -> int:
     from market.store import accounts as sql
 
     db = _db(args)
+    token = _token(args, environment=None)
 
     def confirm(tx):
         account = sql.account_by_name(tx, args.name)
-        if args.token is None:
-            sql.confirm_account_by_name(tx, args.name)
+        if token is None:
+            sql.confirm_account_by_name(tx, args.name, time.time())
             return account
         if account["confirmed"]:
             return account
         if not account["confirm_token_hash"] or not credentials.same(
-            account["confirm_token_hash"], credentials.token_hash(args.token)
+            account["confirm_token_hash"], credentials.token_hash(token)
         ):
             raise MarketError(f"that token does not confirm account {args.name!r} — check the link in the e-mail")
-        sql.confirm_account_by_name(tx, args.name)
+        sql.confirm_account_by_name(tx, args.name, time.time())
         return account
 
     db.transact(confirm)
@@ -148,8 +199,8 @@ def cmd_account_list(args) -> int:
     print(f"{'id':>5}  {'name':<20} {'confirmed':<9} {'balance':>12}  email")
     for r in rows:
         print(
-            f"{r['id']:>5}  {r['name']:<20} {'yes' if r['confirmed'] else 'no':<9} "
-            f"{money.format_cents(r['balance']):>12}  {r['email']}"
+            f"{r['id']:>5}  {printable(r['name']):<20} {'yes' if r['confirmed'] else 'no':<9} "
+            f"{money.format_cents(r['balance']):>12}  {printable(r['email'])}"
         )
     return 0
 
@@ -228,7 +279,8 @@ def cmd_client_list(args) -> int:
     print(f"{'id':>5}  {'name':<20} {'account':<20} {'status':<9} sandbox")
     for r in db.transact(work):
         flag = " (suspect)" if r["suspect"] else ""
-        print(f"{r['id']:>5}  {r['name']:<20} {r['account']:<20} {r['status']:<9} {r['sandbox_level']}{flag}")
+        name, account, status, level = (printable(r[k]) for k in ("name", "account", "status", "sandbox_level"))
+        print(f"{r['id']:>5}  {name:<20} {account:<20} {status:<9} {level}{flag}")
     return 0
 
 
@@ -245,10 +297,10 @@ def _server(args):
     from market.rpc.client import blocking
 
     account = args.account or os.environ.get("MARKET_ACCOUNT")
-    token = args.token or os.environ.get("MARKET_TOKEN")
+    token = _token(args)
     if not account or not token:
         raise UsageError(
-            "give --account NAME and --token TOKEN (or $MARKET_ACCOUNT and $MARKET_TOKEN);"
+            "give --account NAME and --token-file FILE (or $MARKET_ACCOUNT and $MARKET_TOKEN);"
             " get a token with: market account token NAME"
         )
     return blocking(_server_url(args), f"account/{account}", token), account
@@ -256,6 +308,7 @@ def _server(args):
 
 def _call(fn, *a):
     import xmlrpc.client
+    from xml.parsers.expat import ExpatError
 
     from market.rpc import faults
 
@@ -266,6 +319,9 @@ def _call(fn, *a):
         raise faults.error_from(f, f"the server refused: {f.faultString} (Fault {f.faultCode})") from None
     except (OSError, xmlrpc.client.ProtocolError) as e:
         raise DatabaseUnavailable(f"cannot reach the market server: {e}") from None
+    except ExpatError as e:
+        # a server (or something posing as one) answered with what is not XML: say so, no traceback
+        raise DatabaseUnavailable(f"the market server's answer is not valid XML-RPC ({e})") from None
 
 
 def _parse_json_args(values):
@@ -299,7 +355,7 @@ def cmd_submit(args) -> int:
     proxy, account = _server(args)
     # the paper's job(accountid, ...) wants the account's id; the server tells it (whoami) unless given
     account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
-    print(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents))
+    print(printable(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents)))
     return 0
 
 
@@ -330,7 +386,7 @@ def cmd_submit_task(args) -> int:
     cents = money.parse_price(args.price)
     proxy, _ = _server(args)
     account_id = _call(proxy.whoami)["id"]
-    print(_call(proxy.task, account_id, xmlrpc.client.Binary(bundle), money.format_cents(cents), args.name))
+    print(printable(_call(proxy.task, account_id, xmlrpc.client.Binary(bundle), money.format_cents(cents), args.name)))
     return 0
 
 
@@ -340,10 +396,16 @@ def cmd_status(args) -> int:
     rows = rows if isinstance(rows, list) else [rows]
     print(f"{'id':>5}  {'name':<24} {'price':>8} {'status':<10} {'executed':>9} {'slices':>6}  outcome")
     for r in rows:
-        print(
-            f"{r['id']:>5}  {r['name'][:24]:<24} {r['price']:>8} {r['status']:<10} "
-            f"{r['executed_seconds']:>8.1f}s {r['slices']:>6}  {r.get('outcome') or ''}"
+        # every cell is the server's text (a job name is any member's): escaped, so no control reaches the terminal
+        job_id, name, price, status, slices, outcome = (
+            printable(r.get(k) if r.get(k) is not None else "")
+            for k in ("id", "name", "price", "status", "slices", "outcome")
         )
+        try:
+            executed = f"{float(r['executed_seconds']):>8.1f}s"
+        except (KeyError, TypeError, ValueError):
+            executed = f"{'?':>8} "
+        print(f"{job_id:>5}  {name[:24]:<24} {price:>8} {status:<10} {executed} {slices:>6}  {outcome}")
     return 0
 
 
@@ -437,9 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--grant", default=None, help="starting grant in credits (default: the config file's starting-grant, or 100.00)"
     )
     c.set_defaults(func=cmd_account_create)
-    c = acc.add_parser("confirm", help="confirm an account (with the e-mailed token, or as administrator)")
+    c = acc.add_parser("confirm", help="confirm an account (with the e-mailed token, or as administrator without)")
     c.add_argument("name")
-    c.add_argument("--token", default=None)
+    _add_token_options(c, "the confirmation token", None)
     c.set_defaults(func=cmd_account_confirm)
     acc.add_parser("list", help="list accounts").set_defaults(func=cmd_account_list)
     c = acc.add_parser("balance", help="show an account's balance")
@@ -477,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
             " (default $MARKET_SERVER or http://127.0.0.1:7080/RPC2)",
         )
         c.add_argument("--account", default=None, help="your account name (or $MARKET_ACCOUNT)")
-        c.add_argument("--token", default=None, help="your API token (or $MARKET_TOKEN)")
+        _add_token_options(c, "your API token", "MARKET_TOKEN")
 
     c = sub.add_parser("submit", help="validate and freeze a job locally, then submit it (job + init)")
     c.add_argument("module")
@@ -587,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MarketError as e:
-        print(f"market: {e}", file=sys.stderr)
+        # a refusal may quote a server's words or a member's text: escaped, lines kept
+        print(f"market: {printable(e, lines=True)}", file=sys.stderr)
         return kind_of(e).exit
     except KeyboardInterrupt:
         return 130

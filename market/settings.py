@@ -18,6 +18,9 @@ one name means one thing; docs/operations.md lists them all. A file looks like::
     [accounts]
     starting-grant = "100.00"
 
+    [web]
+    report-seconds = 60
+
 Environment variables hold only credentials, the database and server URLs and deployment paths
 (:data:`ENVIRONMENT`); nothing in this module reads them, and no setting weakens password hashing.
 """
@@ -126,6 +129,9 @@ class DispatchSettings:
     grace: float = setting(10.0, positive_float, "seconds added to a slice for the check-in upload", "{:g}".format)
     test_job_size: int = setting(60, positive_int, "test job size n (n**3 operations)")
     reap_interval: float = setting(5.0, positive_float, "seconds between sweeps for overdue leases", "{:g}".format)
+    test_jobs_per_interval: int = setting(
+        3, positive_int, "test jobs a client may get within one probe-interval (one open at a time)"
+    )
 
     def __post_init__(self) -> None:
         if self.min_slice > self.max_slice:
@@ -136,7 +142,27 @@ class DispatchSettings:
 class AccountSettings:
     """Rules for accounts (section ``[accounts]``)."""
 
-    starting_grant: int = setting(10_000, credits, "credits granted to every new account", money.format_cents)
+    starting_grant: int = setting(
+        10_000, credits, "credits granted to every new account when it is confirmed", money.format_cents
+    )
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web site's limits: the cached report, log-in and sign-up rates (section ``[web]``)."""
+
+    report_seconds: float = setting(
+        60.0, positive_float, "rebuild the XML report at most this often, seconds", "{:g}".format
+    )
+    report_files: int = setting(100, positive_int, "members' own reports kept as files (least recently fetched go)")
+    login_per_name: int = setting(5, positive_int, "log-in attempts per account name in a login-period")
+    login_per_address: int = setting(20, positive_int, "log-in attempts per address in a login-period")
+    login_period: float = setting(
+        900.0, positive_float, "seconds over which log-in attempts are counted", "{:g}".format
+    )
+    signups_per_address: int = setting(5, positive_int, "sign-ups per address in a signup-period")
+    signups_per_email: int = setting(3, positive_int, "sign-ups per e-mail address in a signup-period")
+    signup_period: float = setting(3600.0, positive_float, "seconds over which sign-ups are counted", "{:g}".format)
 
 
 @dataclass(frozen=True)
@@ -151,6 +177,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def replace(self, section: str | None = None, **values: Any) -> Settings:
         """A copy with ``values`` (already converted) replacing the top-level keys or a section's."""
@@ -160,7 +187,12 @@ class Settings:
 
 
 #: section name -> its settings class
-SECTIONS: dict[str, type] = {"server": ServerSettings, "dispatch": DispatchSettings, "accounts": AccountSettings}
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "dispatch": DispatchSettings,
+    "accounts": AccountSettings,
+    "web": WebSettings,
+}
 
 #: the environment variables the market reads — credentials, the database and server URLs and
 #: deployment paths, nothing else (docs/operations.md, "Environment")

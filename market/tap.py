@@ -90,7 +90,13 @@ def makeService(options) -> service.MultiService:
         from market.web import make_site
 
         # make_site takes the option names of twistd market
-        names = {"smtp": server.smtp, "outbox": server.outbox, "public-url": server.public_url, "rpc": server.rpc}
+        names = {
+            "smtp": server.smtp,
+            "outbox": server.outbox,
+            "public-url": server.public_url,
+            "rpc": server.rpc,
+            "web-settings": settings.web,
+        }
         site = make_site(db, dispatcher, names)
         strports.service(server.web, site).setServiceParent(top)
     return top

@@ -37,9 +37,14 @@ def test_account_and_client_lifecycle(db_url):
         stdin="correct horse\n",
     )
     assert r.returncode == 0, r.stderr
-    token = r.stdout.split("--token ")[1].split()[0]
-    assert market(db_url, "account", "confirm", "alice", "--token", "wrong").returncode == 2
-    assert market(db_url, "account", "confirm", "alice", "--token", token).returncode == 0
+    token = r.stdout.split("confirmation token: ")[1].split()[0]
+    assert "--token-file FILE" in r.stdout and token not in r.stdout.split("confirm with:")[1]
+    # the grant waits for the confirmation
+    assert market(db_url, "account", "balance", "alice").stdout.strip() == "0.00"
+    assert market(db_url, "account", "confirm", "alice", "--token-file", "-", stdin="wrong\n").returncode == 2
+    assert market(db_url, "account", "confirm", "alice", "--token-file", "-", stdin=token + "\n").returncode == 0
+    assert market(db_url, "account", "balance", "alice").stdout.strip() == "12.50"
+    assert market(db_url, "account", "confirm", "alice").returncode == 0  # again, as administrator: no second grant
     assert market(db_url, "account", "balance", "alice").stdout.strip() == "12.50"
     assert market(db_url, "account", "grant", "alice", "0.50").returncode == 0
     assert market(db_url, "account", "balance", "alice").stdout.strip() == "13.00"
@@ -180,7 +185,7 @@ def test_server_urls_without_a_scheme_or_path_are_completed(typed, expected):
     ],
 )
 def test_a_bad_server_url_is_one_clear_line(typed, words):
-    r = bare_market("status", "--server", typed, "--account", "a", "--token", "t")
+    r = bare_market("status", "--server", typed, "--account", "a", MARKET_TOKEN="t")
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
@@ -220,3 +225,91 @@ def test_client_register_prints_a_worker_command_that_keeps_the_token_out_of_the
     assert command.startswith(f"MARKET_CLIENT_TOKEN={token} twistd -n worker --server http://10.0.0.5:7080/RPC2")
     assert "--token" not in command
     assert ("--user nobody" in command) == (os.geteuid() == 0)
+
+
+# -- tokens never only on the command line --------------------------------------------------------
+
+
+def _member_market(tmp_path):
+    """A running market over a fresh database with member ``ann`` (API token) and her token in a file."""
+    from market.accounts import issue_api_token
+    from market.store import Database, upgrade
+    from tests import marketdata as md
+    from tests.servers import Market
+
+    url = f"sqlite:{tmp_path}/m.sqlite"
+    db = Database(url)
+    upgrade(db)
+    account_id, _ = md.account(db, "ann")
+    token = issue_api_token(db, account_id)
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return db, account_id, token, token_file, Market(url, str(tmp_path)).start()
+
+
+def test_member_commands_read_the_token_from_a_file_or_the_environment_and_warn_about_the_argument(tmp_path):
+    db, _, token, token_file, server = _member_market(tmp_path)
+    try:
+        where = ["--server", server.url, "--account", "ann"]
+        from_file = bare_market("status", *where, "--token-file", str(token_file))
+        from_stdin = bare_market("status", *where, "--token-file", "-", stdin=token + "\n")
+        from_environment = bare_market("status", *where, MARKET_TOKEN=token)
+        for r in (from_file, from_stdin, from_environment):
+            assert r.returncode == 0 and r.stderr == "", r.stderr
+        argument = bare_market("status", *where, "--token", token)
+        assert argument.returncode == 0
+        assert argument.stderr.count("\n") == 1 and "ps" in argument.stderr and "--token-file" in argument.stderr
+        both = bare_market("status", *where, "--token", token, "--token-file", str(token_file))
+        assert both.returncode == 2 and "not allowed with" in both.stderr
+        missing = bare_market("status", *where, "--token-file", str(tmp_path / "none"))
+        assert missing.returncode == 2 and "cannot read --token-file" in missing.stderr
+    finally:
+        server.stop()
+        db.close()
+
+
+def test_every_command_that_takes_a_token_also_takes_a_token_file():
+    from market.cli import build_parser
+
+    def commands(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, __import__("argparse")._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, (*path, name))
+        yield path, {o for a in parser._actions for o in a.option_strings}
+
+    with_token = [(path, options) for path, options in commands(build_parser()) if "--token" in options]
+    assert len(with_token) >= 7  # submit, submit-task, status, result, price, cancel, account confirm
+    assert all("--token-file" in options for _, options in with_token)
+
+
+def test_market_status_shows_no_control_character_of_a_job_name(tmp_path):
+    from tests import marketdata as md
+
+    db, account_id, token, token_file, server = _member_market(tmp_path)
+    try:
+        # names from before job names were checked (XML-RPC carries these; the store now refuses them)
+        for name in ("csi \x9b2J", "del \x7f", "bidi \u202eabc", "tab\tand\nline"):
+            job_id = md.job(db, account_id, 1, name="plain")
+            db.transact(lambda tx, n=name, j=job_id: tx.execute("UPDATE jobs SET name = ? WHERE id = ?", (n, j)))
+        r = bare_market("status", "--server", server.url, "--account", "ann", "--token-file", str(token_file))
+        assert r.returncode == 0, r.stderr
+        assert "\\x9b2J" in r.stdout and "\\u202eabc" in r.stdout and "tab\\x09and\\x0aline" in r.stdout
+        body = r.stdout.replace("\n", "")
+        assert not [c for c in body if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\u202e"]
+        assert len(r.stdout.splitlines()) == 5  # a header and one line per job
+    finally:
+        server.stop()
+        db.close()
+
+
+def test_account_and_client_lists_escape_what_members_typed(db, db_url):
+    from tests import marketdata as md
+
+    owner, _ = md.account(db, "ann")
+    md.client(db, owner, "box")
+    db.transact(lambda tx: tx.execute("UPDATE clients SET sandbox_level = ?", ("\x1b]0;owned\x07",)))
+    db.transact(lambda tx: tx.execute("UPDATE accounts SET email = ?", ("ann\x1b[2J@example.org",)))
+    for listing in (market(db_url, "client", "list").stdout, market(db_url, "account", "list").stdout):
+        assert "\x1b" not in listing and "\x07" not in listing and "\\x1b" in listing

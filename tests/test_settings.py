@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from market import settings
-from market.settings import AccountSettings, DispatchSettings, ServerSettings, Settings, SettingsError
+from market.settings import AccountSettings, DispatchSettings, ServerSettings, Settings, SettingsError, WebSettings
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATIONS = (REPO / "docs" / "operations.md").read_text()
@@ -39,6 +39,7 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
             "server": {"rpc": "tcp:7999", "public-url": "https://m.example.org"},
             "dispatch": {"window": 0.5, "threshold": 4, "probe-interval": "60", "reap-interval": 1},
             "accounts": {"starting-grant": "12.50"},
+            "web": {"report-seconds": 5, "signups-per-address": 2},
         }
     )
     assert got == Settings(
@@ -46,6 +47,7 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
         server=ServerSettings(rpc="tcp:7999", public_url="https://m.example.org"),
         dispatch=DispatchSettings(window=0.5, threshold=4, probe_interval=60.0, reap_interval=1.0),
         accounts=AccountSettings(starting_grant=1250),
+        web=WebSettings(report_seconds=5.0, signups_per_address=2),
     )
     assert settings.from_mapping({}) == Settings()
 
@@ -53,7 +55,9 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
 @pytest.mark.parametrize(
     "data, words",
     [
-        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts])"),
+        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [web])"),
+        ({"web": {"report-seconds": 0}}, "[web] report-seconds: 0 must be more than 0"),
+        ({"web": {"signups-per-email": 1.5}}, "1.5 is not a whole number"),
         ({"dispatch": {"windw": 1}}, "unknown key 'windw' in [dispatch]"),
         ({"dispatch": 3}, "dispatch must be a section"),
         ({"dispatch": {"window": 0}}, "[dispatch] window: 0 must be more than 0"),
@@ -276,6 +280,9 @@ def test_the_cli_takes_the_starting_grant_and_the_database_from_its_config_file(
         stdin="correct horse\n",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    # the grant is paid when the account is confirmed
+    assert market("account", "balance", "bob", "--config", str(config)).stdout.strip() == "0.00"
+    assert market("account", "confirm", "bob", "--config", str(config)).returncode == 0
     assert market("account", "balance", "bob", "--config", str(config)).stdout.strip() == "7.25"
     r = market("--config", str(tmp_path / "none.toml"), "account", "list")
     assert r.returncode == 2 and "cannot read the config file" in r.stderr and len(r.stderr.splitlines()) == 1

@@ -129,10 +129,43 @@ def test_unknown_client_is_a_clear_error(db):
 def test_confirmation_token_works_once(db):
     db.transact(sql.create_account, "carol", "c@example.org", "h", NOW, "a" * 64, 0)
     assert db.transact(sql.account_by_name, "carol")["confirmed"] == 0
-    db.transact(sql.confirm_account, "a" * 64)
+    db.transact(sql.confirm_account, "a" * 64, NOW)
     assert db.transact(sql.account_by_name, "carol")["confirmed"] == 1
     with pytest.raises(NotFound, match="not valid"):
-        db.transact(sql.confirm_account, "a" * 64)
+        db.transact(sql.confirm_account, "a" * 64, NOW)
+
+
+def test_an_unconfirmed_account_gets_its_starting_grant_when_confirmed_and_only_once(db):
+    db.transact(sql.create_account, "dora", "d@example.org", "h", NOW, "b" * 64, 2500)
+    dora = db.transact(sql.account_by_name, "dora")
+    assert dora["balance"] == 0 and dora["pending_grant"] == 2500
+    assert db.transact(sql.audit)["granted"] == 0
+    db.transact(sql.confirm_account, "b" * 64, NOW)
+    db.transact(sql.confirm_account_by_name, "dora", NOW)  # an administrator confirming again pays nothing
+    dora = db.transact(sql.account_by_name, "dora")
+    assert dora["balance"] == 2500 and dora["pending_grant"] == 0
+    audit = db.transact(sql.audit)
+    assert audit["balanced"] and audit["granted"] == 2500
+
+
+def test_an_administrator_confirming_without_the_token_pays_the_grant_once(db):
+    db.transact(sql.create_account, "ed", "e@example.org", "h", NOW, "c" * 64, 700)
+    for _ in range(2):
+        db.transact(sql.confirm_account_by_name, "ed", NOW)
+    assert db.transact(sql.balance, db.transact(sql.account_by_name, "ed")["id"]) == 700
+    assert db.transact(sql.audit)["granted"] == 700
+
+
+def test_an_account_created_confirmed_is_granted_at_once(db):
+    db.transact(sql.create_account, "fay", "f@example.org", "h", NOW, None, 300)
+    fay = db.transact(sql.account_by_name, "fay")
+    assert fay["confirmed"] == 1 and fay["balance"] == 300 and fay["pending_grant"] == 0
+
+
+@pytest.mark.parametrize("address", ["a\x1bb@example.org", "a\x9bb@example.org", "a\u202eb@example.org"])
+def test_an_email_address_with_control_characters_is_refused(db, address):
+    with pytest.raises(MarketError, match="does not look like an e-mail address"):
+        db.transact(sql.create_account, "gil", address.encode().decode("unicode_escape"), "h", NOW, None, 0)
 
 
 def test_web_sessions_expire(db):
@@ -163,3 +196,26 @@ def test_ledger_rules_are_pure():
     with pytest.raises(MarketError):
         ledger.transfer(1, 1, 10, payer_balance=100)
     assert ledger.transfer(1, 2, 10, payer_balance=10).amount == 10
+
+
+def test_accounts_signed_up_before_v4_were_granted_then_and_get_nothing_more_at_confirmation(db_url):
+    from market.store import Database
+
+    db = Database(db_url)
+    try:
+        schema.upgrade(db, schema.MIGRATIONS[:3])
+        # v3 granted at creation, confirmed or not
+        db.transact(sql.create_account, "old", "o@example.org", "h", NOW, None, 0)
+        db.transact(
+            lambda tx: tx.execute(
+                "UPDATE accounts SET confirmed = 0, confirm_token_hash = ? WHERE name = 'old'", ("d" * 64,)
+            )
+        )
+        old = db.transact(sql.account_by_name, "old")["id"]
+        db.transact(sql.grant, old, 900, NOW, "starting grant")
+        assert schema.upgrade(db) == (3, schema.LATEST)
+        db.transact(sql.confirm_account, "d" * 64, NOW)
+        assert db.transact(sql.balance, old) == 900
+        assert db.transact(sql.audit)["balanced"]
+    finally:
+        db.close()

@@ -135,7 +135,7 @@ class Run:
         command = d.find_element("id", "worker-command").text
         client_id = int(d.find_element("id", "client-id").text)
         token = d.find_element("id", "client-token").text
-        assert command == f"twistd -n worker --server {self.rpc_url} --client {client_id} --token {token}"
+        assert command == f"MARKET_CLIENT_TOKEN={token} twistd -n worker --server {self.rpc_url} --client {client_id}"
         self.shot("register-client")
         extra = ["--user", "nobody"] if os.geteuid() == 0 else []
         worker = Worker(self.rpc_url, client_id, token, self.workdir, "--slice", "2", *extra).start()

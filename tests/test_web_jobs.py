@@ -247,7 +247,11 @@ async def test_register_a_client_shows_id_token_and_worker_command_once(market):
     client_id = re.search(r'id="client-id">(\d+)<', page.text).group(1)
     token = re.search(r'id="client-token">([^<]+)<', page.text).group(1)
     command = re.search(r'id="worker-command">([^<]+)<', page.text).group(1)
-    assert command == f"twistd -n worker --server http://127.0.0.1:7080/RPC2 --client {client_id} --token {token}"
+    # the token goes in the environment: a command's arguments show in ps
+    assert (
+        command
+        == f"MARKET_CLIENT_TOKEN={token} twistd -n worker --server http://127.0.0.1:7080/RPC2 --client {client_id}"
+    )
     from market.accounts import credentials
 
     stored = market.db.transact(lambda tx: tx.scalar("SELECT token_hash FROM clients WHERE id = ?", (client_id,)))

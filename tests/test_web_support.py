@@ -154,8 +154,9 @@ def sqlite_db(tmp_path):
     return db
 
 
-async def start_site(db, tmp_path, throttle=None, max_body=None, relay=None):
-    """The site on 127.0.0.1:<free port> in this process; returns (WebMarket, listening port)."""
+async def start_site(db, tmp_path, throttle=None, max_body=None, relay=None, **web_options):
+    """The site on 127.0.0.1:<free port> in this process; returns (WebMarket, listening port).
+    ``web_options`` go to ``Web`` (``settings``, ``signups``, ``reports``, ``clock``...)."""
     from twisted.internet import reactor
 
     from market.web.context import MAX_BODY, Web
@@ -163,7 +164,8 @@ async def start_site(db, tmp_path, throttle=None, max_body=None, relay=None):
     from market.web.site import make_web_site
 
     outbox = tmp_path / f"outbox-{uuid.uuid4().hex[:6]}"
-    web = Web(db, reactor, Mailer(relay, str(outbox)), throttle=throttle)
+    clock = web_options.pop("clock", reactor)
+    web = Web(db, clock, Mailer(relay, str(outbox)), throttle=throttle, **web_options)
     site = make_web_site(web, max_body or MAX_BODY)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     base = f"http://127.0.0.1:{port.getHost().port}"
@@ -177,6 +179,7 @@ async def market(tmp_path):
     wm, port = await start_site(db, tmp_path)
     yield wm
     await port.stopListening()
+    wm.web.reports.close()  # the report files' temporary folder
     db.close()
 
 

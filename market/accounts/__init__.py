@@ -21,7 +21,7 @@ def configure(settings: AccountSettings) -> None:
 
 
 def starting_grant() -> int:
-    """Cents granted to every new account (setting ``starting-grant``, default 100.00 credits)."""
+    """Cents granted to every new account once it is confirmed (setting ``starting-grant``, default 100.00 credits)."""
     return _settings.starting_grant
 
 
@@ -49,7 +49,9 @@ def create_account(
     grant_cents: int | None = None,
     now: float | None = None,
 ) -> NewAccount:
-    """Create an account. With ``confirm`` it stays unconfirmed until its e-mailed token comes back.
+    """Create an account. With ``confirm`` it stays unconfirmed until its e-mailed token comes back,
+    and its starting grant (``grant_cents``, default the ``starting-grant`` setting) is paid then,
+    once; without, it is confirmed and granted at once (an administrator's ``--confirmed``).
 
     Hashes the password on the calling thread: servers call this through deferToThread.
     """

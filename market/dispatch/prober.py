@@ -6,6 +6,7 @@ cubic nested loops whose answer the server knows. Speed = operations / server-me
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
@@ -13,8 +14,12 @@ def needs_probe(last: dict[str, Any] | None, now: float, interval: float) -> boo
     return last is None or now - float(last["measured_at"]) >= interval
 
 
+@functools.lru_cache(maxsize=4)
 def make_test_job(size: int):
-    """(source, entry, initial envelope) of a test job of ``size`` (size**3 operations)."""
+    """(source, entry, initial envelope) of a test job of ``size`` (size**3 operations).
+
+    The same for every test job of a size, so built once: a client asking for one is answered
+    without compiling anything on the reactor thread."""
     from market import tasklet
 
     envelope = tasklet.start(tasklet.PROBE_SOURCE, "probe", tasklet.probe_arguments(size), {})

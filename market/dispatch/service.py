@@ -84,11 +84,15 @@ class Dispatcher(service.Service):
         return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
 
     def reap(self):
-        d = self.db.run(sql_jobs.expire_leases, self.clock.seconds())
+        now = self.clock.seconds()
+        d = self.db.run(sql_jobs.expire_leases, now)
 
         def done(expired):
             if expired:
                 log.info("expired {n} overdue lease(s): {ids}", n=len(expired), ids=expired)
+            # test jobs over for longer than a check-in could still be on its way: their rows go
+            # (the client keeps its speed record); in its own short transaction
+            return self.db.run(sql_jobs.clean_test_jobs, now - self.settings.grace)
 
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("lease reaper failed; will retry", f))
@@ -134,12 +138,23 @@ class Dispatcher(service.Service):
         return client
 
     def _probe(self, client_id: int, now: float):
-        size = self.settings.test_job_size
+        """A test job at once; Conflict if the client has one out, or has had its test jobs for
+        this probe interval (``test-jobs-per-interval``): one measurement an interval is the need."""
+        s = self.settings
+        size = s.test_job_size
         source, entry, envelope = prober.make_test_job(size)
-        seconds = self.settings.max_slice
-
         return self.db.run(
-            sql_jobs.create_probe, client_id, source, entry, envelope, size, seconds, self.settings.grace, now
+            sql_jobs.create_probe,
+            client_id,
+            source,
+            entry,
+            envelope,
+            size,
+            s.max_slice,
+            s.grace,
+            now,
+            s.test_jobs_per_interval,
+            s.probe_interval,
         )
 
     def _assign(self, requests):

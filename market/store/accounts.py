@@ -10,6 +10,7 @@ from typing import Any
 from market.core import ledger
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.rules import LeaseStatus
+from market.core.text import unprintable
 from market.store.db import Many, case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
@@ -26,7 +27,8 @@ def check_name(name: str, what: str = "account name") -> str:
 
 
 def check_email(email: str) -> str:
-    if not isinstance(email, str) or not EMAIL.match(email):
+    # control characters are not whitespace to the pattern, and an address is shown in mail headers and tables
+    if not isinstance(email, str) or not EMAIL.match(email) or unprintable(email):
         raise MarketError(f"{email!r} does not look like an e-mail address (name@example.org)")
     return email
 
@@ -34,19 +36,32 @@ def check_email(email: str) -> str:
 def create_account(
     tx, name: str, email: str, password_hash: str, now: float, confirm_token_hash: str | None, grant_cents: int = 0
 ) -> int:
-    """Create an account (unconfirmed unless no confirmation token is given) with its starting grant."""
+    """Create an account: unconfirmed (with its confirmation token's hash) or, without one, confirmed.
+
+    A confirmed account gets its starting grant ``grant_cents`` now; an unconfirmed one when it is
+    confirmed (:func:`confirm_account`), so signing up strangers' names mints no money.
+    """
     check_name(name)
     check_email(email)
     if tx.one("SELECT id FROM accounts WHERE name = ?", (name,)):
         raise Conflict(f"an account named {name!r} already exists — pick another name")
+    pending = int(grant_cents) if confirm_token_hash else 0
+    values = [name, email, password_hash, 0 if confirm_token_hash else 1, confirm_token_hash, now]
+    # the column is named only when it holds something (so this also writes a pre-v4 schema, as
+    # the upgrade tests build one)
+    more = ", pending_grant" if pending else ""
     account_id = tx.insert(
-        "INSERT INTO accounts (name, email, password_hash, confirmed, confirm_token_hash, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (name, email, password_hash, 0 if confirm_token_hash else 1, confirm_token_hash, now),
+        f"INSERT INTO accounts (name, email, password_hash, confirmed, confirm_token_hash, created_at{more})"
+        f" VALUES (?, ?, ?, ?, ?, ?{', ?' if pending else ''})",
+        values + ([pending] if pending else []),
     )
-    if grant_cents:
-        post(tx, ledger.grant(account_id, grant_cents, "starting grant"), now)
+    if grant_cents and not confirm_token_hash:
+        post(tx, ledger.grant(account_id, grant_cents, STARTING_GRANT), now)
     return account_id
+
+
+#: the memo of the ledger entry that pays an account's starting grant
+STARTING_GRANT = "starting grant"
 
 
 def account_by_name(tx, name: str, lock: bool = False) -> dict[str, Any]:
@@ -68,20 +83,32 @@ def account_by_token_hash(tx, token_hash: str) -> dict[str, Any] | None:
 
 
 def list_accounts(tx) -> list[dict[str, Any]]:
-    return tx.all("SELECT id, name, email, confirmed, balance, created_at FROM accounts ORDER BY id")
+    return tx.all("SELECT id, name, email, confirmed, balance, pending_grant, created_at FROM accounts ORDER BY id")
 
 
-def confirm_account(tx, token_hash: str) -> dict[str, Any]:
-    row = tx.one("SELECT * FROM accounts WHERE confirm_token_hash = ?", (token_hash,))
+def confirm_account(tx, token_hash: str, now: float) -> dict[str, Any]:
+    """Confirm the account whose confirmation token has this hash, and pay its starting grant."""
+    row = tx.one("SELECT * FROM accounts WHERE confirm_token_hash = ?" + tx.for_update, (token_hash,))
     if row is None:
         raise NotFound("that confirmation link is not valid (already used, or mistyped) — log in or sign up again")
-    tx.execute("UPDATE accounts SET confirmed = 1, confirm_token_hash = NULL WHERE id = ?", (row["id"],))
+    _confirm(tx, row, now)
     return row
 
 
-def confirm_account_by_name(tx, name: str) -> None:
-    account = account_by_name(tx, name)
-    tx.execute("UPDATE accounts SET confirmed = 1, confirm_token_hash = NULL WHERE id = ?", (account["id"],))
+def confirm_account_by_name(tx, name: str, now: float) -> None:
+    """Confirm an account as administrator (no token needed), paying its starting grant if it waits."""
+    _confirm(tx, account_by_name(tx, name, lock=True), now)
+
+
+def _confirm(tx, account: dict[str, Any], now: float) -> None:
+    # WHERE confirmed = 0: of two confirmations racing, one changes the row and pays; the other neither
+    changed = tx.execute(
+        "UPDATE accounts SET confirmed = 1, confirm_token_hash = NULL, pending_grant = 0"
+        " WHERE id = ? AND confirmed = 0",
+        (account["id"],),
+    )
+    if changed and int(account.get("pending_grant") or 0) > 0:
+        post(tx, ledger.grant(account["id"], int(account["pending_grant"]), STARTING_GRANT), now)
 
 
 def set_password_hash(tx, account_id: int, password_hash: str) -> None:

@@ -13,6 +13,7 @@ Statuses appear in SQL text through the Enums (``f"... status = '{JobStatus.READ
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 from market.core import rules
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
+from market.core.text import unprintable
 from market.store import accounts as sql_accounts
 from market.store.db import Many, case, marks
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
@@ -44,6 +46,9 @@ def create_job(
     """A job without a state yet (the paper's ``job`` call); ``init_job`` makes it ready."""
     if not isinstance(name, str) or not name.strip() or len(name) > 128:
         raise MarketError("a job needs a name of 1 to 128 characters")
+    # a name is shown to terminals, feeds and XML-RPC answers (which XML 1.0 could not carry)
+    if (bad := unprintable(name.strip())) is not None:
+        raise MarketError(f"a job name may not contain control or bidirectional characters (it has {bad})")
     return tx.insert(
         "INSERT INTO jobs (account_id, kind, name, price, source, source_sha256, entry, spec, status, submitted_at,"
         f" probe_client_id, probe_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{JobStatus.NEW}', ?, ?, ?)",
@@ -282,9 +287,50 @@ def _reservations(leases: Iterable[dict[str, Any]], sign: int) -> list[Any]:
 
 
 def create_probe(
-    tx, client_id: int, source: str, entry: str, envelope: bytes, size: int, seconds: float, grace: float, now: float
+    tx,
+    client_id: int,
+    source: str,
+    entry: str,
+    envelope: bytes,
+    size: int,
+    seconds: float,
+    grace: float,
+    now: float,
+    per_interval: int = 3,
+    interval: float = 1800.0,
 ) -> dict[str, Any]:
-    """A test job for one client, checked out to it at once (test jobs never join the ready list)."""
+    """A test job for one client, checked out to it at once (test jobs never join the ready list).
+
+    A client gets one test job at a time, and at most ``per_interval`` in ``interval`` seconds
+    (the probe interval: an honest client needs one); otherwise Conflict, saying when to ask
+    again. Counted on the client's row, locked first, so parallel requests cannot both pass.
+    """
+    client = tx.one(
+        "SELECT id, test_job_id, test_jobs, test_jobs_since FROM clients WHERE id = ?" + tx.for_update, (client_id,)
+    )
+    if client is None:
+        raise NotFound(f"no client {client_id}")
+    if client["test_job_id"] is not None:
+        open_lease = tx.one(
+            "SELECT d.deadline FROM jobs j JOIN leases d ON d.job_id = j.id"
+            f" WHERE j.id = ? AND j.status = '{JobStatus.RUNNING}' AND d.status = '{LeaseStatus.OUT}'",
+            (client["test_job_id"],),
+        )
+        if open_lease is not None:
+            wait = max(1, math.ceil(float(open_lease["deadline"]) - now))
+            raise Conflict(
+                f"client {client_id} already has test job {client['test_job_id']} to run: send its result"
+                f" (or fail it), or ask again in {wait} s when its lease has expired"
+            )
+    since, count = client["test_jobs_since"], int(client["test_jobs"] or 0)
+    if since is None or now - float(since) >= interval:
+        since, count = now, 0
+    if count >= per_interval:
+        wait = max(1, math.ceil(float(since) + interval - now))
+        raise Conflict(
+            f"client {client_id} has had {count} test jobs in the last {interval:g} s, as many as a client"
+            f" may; ask again in {wait} s"
+        )
     job_id = create_job(
         tx,
         None,
@@ -298,7 +344,43 @@ def create_probe(
         probe_size=size,
     )
     init_job(tx, None, job_id, envelope, now)
-    return checkout(tx, job_id, client_id, seconds, grace, now)
+    lease = checkout(tx, job_id, client_id, seconds, grace, now)
+    tx.execute(
+        "UPDATE clients SET test_job_id = ?, test_jobs = ?, test_jobs_since = ? WHERE id = ?",
+        (job_id, count + 1, since, client_id),
+    )
+    return lease
+
+
+def clean_test_jobs(tx, before: float, limit: int = 1000) -> int:
+    """Delete test jobs that ended before ``before``, with their states and leases; how many went.
+
+    A test job's lasting outcome is the client's speed record (``speeds``) or its suspicion, both
+    on the client; the job, its state and its lease only serve repeat answers to a check-in, for
+    a little while after it ended. Test jobs are the only jobs without an owner, so the owner index
+    finds them. At most ``limit`` a call, so a backlog is cleared in short transactions.
+    """
+    ids = [
+        r["id"]
+        for r in tx.all(
+            f"SELECT id FROM jobs WHERE account_id IS NULL AND kind = '{JobKind.TEST}'"
+            # a test job that checked a state in rather than a result ended without finished_at
+            f" AND status = '{JobStatus.FINISHED}' AND COALESCE(finished_at, submitted_at) < ? ORDER BY id LIMIT ?",
+            (before, int(limit)),
+        )
+    ]
+    if not ids:
+        return 0
+    where = marks(len(ids))
+    tx.script(
+        [
+            (f"DELETE FROM leases WHERE job_id IN {where}", ids),
+            (f"DELETE FROM states WHERE job_id IN {where}", ids),
+            (f"DELETE FROM jobs WHERE id IN {where}", ids),
+            (f"UPDATE clients SET test_job_id = NULL WHERE test_job_id IN {where}", ids),
+        ]
+    )
+    return len(ids)
 
 
 def lease_row(tx, lease_id: int, lock: bool = False) -> dict[str, Any]:

@@ -6,13 +6,14 @@ editing the tables of this one and existing data is kept.
 
 Table map (paper, spec 4a-e):
   accounts    4a  community members, balance in cents (and cents reserved by open leases),
-                  password hash, API token hash
+                  password hash, API token hash, the starting grant waiting for confirmation
   jobs        4b  the job's source code, owner, name, price (cents per second), status, and the
                   sequence number of its committed state
   states      4c  every committed state of a job (the frozen bytes), in sequence
   leases      4c  each check-out of a state to a client (the paper's "dispatch", the report's
                   <dispatch>): checked out, deadline, checked in, status
-  clients     4d  computation clients, each linked to an account
+  clients     4d  computation clients, each linked to an account (and its open test job and
+                  how many test jobs it had in the current probe interval)
   speeds      4e  measured client speeds and the time they were measured
   ledger          double-entry money movements (grants have no debit account)
   web_sessions    web log-in sessions (token hash, CSRF token, expiry)
@@ -167,7 +168,19 @@ V3: list[Statement] = [
     "CREATE INDEX leases_client ON leases (client_id)",
 ]
 
-MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3)]
+# What strangers cannot abuse: a signed-up account's starting grant waits for its confirmation
+# (pending_grant), confirmation links are found by an index rather than a scan, and each client
+# carries its open test job and how many it had in the current probe interval, so a request can
+# refuse another one by reading a single row.
+V4: list[Statement] = [
+    "ALTER TABLE accounts ADD COLUMN pending_grant {bigint} NOT NULL DEFAULT 0",
+    "CREATE INDEX accounts_confirm ON accounts (confirm_token_hash)",
+    "ALTER TABLE clients ADD COLUMN test_job_id {bigint} NULL",
+    "ALTER TABLE clients ADD COLUMN test_jobs INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE clients ADD COLUMN test_jobs_since {double} NULL",
+]
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3), (4, V4)]
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -7,15 +7,18 @@ name gets a notice mailed to its owner, not to the visitor).
 
 from __future__ import annotations
 
-from twisted.internet.threads import deferToThread
+import functools
+
 from twisted.logger import Logger
 
 from market import accounts
 from market.accounts import credentials
 from market.core.errors import Conflict, MarketError, NotFound
+from market.core.text import printable
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
 from market.web.context import Pages, address, field
+from market.web.throttle import Busy
 
 log = Logger()
 
@@ -39,6 +42,11 @@ def _lookup(tx, name: str):
         return None
 
 
+def _minutes(seconds: float) -> str:
+    minutes = int(seconds // 60) + 1
+    return f"{minutes} minute{'s' * (minutes > 1)}"
+
+
 class AccountPages(Pages):
     """Home, sign up, confirm, log in, log out, change password."""
 
@@ -57,25 +65,30 @@ class AccountPages(Pages):
         name = field(request, "name", limit=64).strip().lower()
         password = field(request, "password", limit=1024)
         where = address(request)
-        wait = self.web.throttle.wait(name, where)
+        # counted now, before the hash: guesses sent in parallel are counted as they arrive, and
+        # only as many as the limit get as far as a hash; a right password gives its back
+        wait = self.web.throttle.attempt(name, where)
         if wait > 0:
-            minutes = int(wait // 60) + 1
+            request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
             return self.web.render(
                 request,
                 "login.html",
                 visitor,
                 429,
                 name=name,
-                error=f"Too many failed log-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.",
+                error=f"Too many failed log-ins. Try again in {_minutes(wait)}.",
             )
         account = await self.web.db.run(_lookup, name)
-        good = await deferToThread(_verify, account["password_hash"] if account else "", password)
+        try:
+            good = await self.web.hashing.run(_verify, account["password_hash"] if account else "", password)
+        except Busy:
+            self.web.throttle.refund(name, where)  # nothing was tried: give the attempt back
+            return self.web.busy(request, visitor)
         if not good:
-            self.web.throttle.failed(name, where)
             return self.web.render(
                 request, "login.html", visitor, 401, name=name, error="Wrong account name or password."
             )
-        self.web.throttle.succeeded(name)
+        self.web.throttle.succeeded(name, where)
         if not account["confirmed"]:
             return self.web.render(
                 request,
@@ -113,26 +126,44 @@ class AccountPages(Pages):
             errors["again"] = "The two passwords differ."
         if errors:
             return self.web.render(request, "signup.html", visitor, 400, name=name, email=email, errors=errors)
+        # counted per address and per mailbox before anything is hashed, stored or mailed
+        where = address(request)
+        wait = self.web.signups.attempt(where, email)
+        if wait > 0:
+            request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
+            return self.web.render(
+                request,
+                "signup.html",
+                visitor,
+                429,
+                name=name,
+                email=email,
+                errors={"email": f"Too many sign-ups from here or for this address. Try again in {_minutes(wait)}."},
+            )
         base = self.web.base_url(request)
         try:
-            new = await deferToThread(
-                accounts.create_account, self.web.db, name, email, password, now=self.web.clock.seconds()
+            now = self.web.clock.seconds()
+            new = await self.web.hashing.run(
+                functools.partial(accounts.create_account, self.web.db, name, email, password, now=now)
             )
+        except Busy:
+            self.web.signups.refund(where, email)
+            return self.web.busy(request, visitor)
         except Conflict:
             owner = await self.web.db.run(_lookup, name)
             if owner is not None:
                 self.web.mailer.send(
                     owner["email"],
                     "Someone asked for your account name",
-                    f"Someone asked the Market Dispatcher for a new account named {name!r}\n"
-                    f"with the address {email}. That name is yours, so nothing was changed.\n"
+                    f"Someone asked the Market Dispatcher for a new account named {printable(name)!r}\n"
+                    f"with the address {printable(email)}. That name is yours, so nothing was changed.\n"
                     "If it was you, log in with your password instead.\n",
                 )
         else:
             self.web.mailer.send(
                 email,
                 "Confirm your Market Dispatcher account",
-                f"Hello {name},\n\nto confirm your new account, open this link:\n\n"
+                f"Hello {printable(name)},\n\nto confirm your new account, open this link:\n\n"
                 f"{base}/confirm/{new.confirm_token}\n\n"
                 "If you did not ask for an account, ignore this message.\n",
             )
@@ -140,7 +171,9 @@ class AccountPages(Pages):
 
     async def confirm(self, request, visitor, token):
         try:
-            account = await self.web.db.run(sql_accounts.confirm_account, credentials.token_hash(token[:128]))
+            account = await self.web.db.run(
+                sql_accounts.confirm_account, credentials.token_hash(token[:128]), self.web.clock.seconds()
+            )
         except NotFound as e:
             return self.web.refusal(request, 404, str(e), visitor)
         return self.web.render(request, "confirmed.html", visitor, name=account["name"])
@@ -159,11 +192,14 @@ class AccountPages(Pages):
         if new != field(request, "again", limit=2048):
             errors["again"] = "The two new passwords differ."
         account = await self.web.db.run(sql_accounts.account_by_id, visitor.account_id)
-        if not await deferToThread(_verify, account["password_hash"], current):
-            errors["current"] = "That is not your current password."
-        if errors:
-            return self.web.render(request, "password.html", visitor, 400, errors=errors, done=False)
-        new_hash = await deferToThread(credentials.hash_password, new)
+        try:
+            if not await self.web.hashing.run(_verify, account["password_hash"], current):
+                errors["current"] = "That is not your current password."
+            if errors:
+                return self.web.render(request, "password.html", visitor, 400, errors=errors, done=False)
+            new_hash = await self.web.hashing.run(credentials.hash_password, new)
+        except Busy:
+            return self.web.busy(request, visitor)
         await self.web.db.run(sql_accounts.set_password_hash, visitor.account_id, new_hash)
         # whoever else was logged in with the old password is logged out
         await self.web.db.run(sql_web.end_other_sessions, visitor.account_id, visitor.token_hash)

@@ -17,10 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from market.core.errors import MarketError
+from market.settings import WebSettings
 from market.web.mail import Mailer
 from market.web.render import Renderer
+from market.web.reports import ReportFiles
 from market.web.sessions import Sessions, Visitor, csrf_ok
-from market.web.throttle import LoginThrottle
+from market.web.throttle import HashingGate, LoginThrottle, SignupThrottle
 
 #: the route converter for ids: larger numbers are no stored row, so they are "no page" rather than a database error
 ID = "int(max=9223372036854775807)"
@@ -58,7 +60,9 @@ NO_SESSION = Access(visitor=False)
 
 
 class Web:
-    """The site's shared parts. ``public_url`` (no trailing slash) is used for links in e-mails."""
+    """The site's shared parts. ``public_url`` (no trailing slash) is used for links in e-mails;
+    ``settings`` (the ``[web]`` section) sets the limits: the report's age and files, log-in and
+    sign-up rates. ``throttle``, ``signups`` and ``reports`` replace the parts built from them."""
 
     def __init__(
         self,
@@ -68,10 +72,15 @@ class Web:
         *,
         public_url: str | None = None,
         rpc_endpoint: str = "tcp:7080",
+        settings: WebSettings | None = None,
         throttle: LoginThrottle | None = None,
+        signups: SignupThrottle | None = None,
+        reports: ReportFiles | None = None,
         renderer: Renderer | None = None,
         max_module: int = 1024 * 1024,
     ):
+        s = settings or WebSettings()
+        self.settings = s
         self.db = db
         self.clock = clock
         self.mailer = mailer
@@ -81,7 +90,10 @@ class Web:
         self.renderer = renderer or Renderer()
         secure = bool(self.public_url and self.public_url.startswith("https:"))
         self.sessions = Sessions(db, clock, secure=secure)
-        self.throttle = throttle or LoginThrottle(clock)
+        self.throttle = throttle or LoginThrottle(clock, s.login_per_name, s.login_per_address, s.login_period)
+        self.signups = signups or SignupThrottle(clock, s.signups_per_address, s.signups_per_email, s.signup_period)
+        self.hashing = HashingGate()
+        self.reports = reports or ReportFiles(db, clock, s.report_seconds, s.report_files)
 
     # -- responses -----------------------------------------------------------------------------
     def render(self, request, template: str, visitor: Visitor | None, code: int = 200, **values: Any) -> bytes:
@@ -89,6 +101,13 @@ class Web:
 
     def refusal(self, request, code: int, message: str, visitor: Visitor | None = None) -> bytes:
         return self.render(request, "refused.html", visitor, code, message=message, status=code)
+
+    def busy(self, request, visitor: Visitor | None = None) -> bytes:
+        """503: more log-ins and sign-ups are being checked than the site lets wait."""
+        request.setHeader(b"Retry-After", b"60")
+        return self.refusal(
+            request, 503, "The market is checking many passwords at the moment. Try again in a minute.", visitor
+        )
 
     @staticmethod
     def redirect(request, path: str) -> bytes:
@@ -165,6 +184,6 @@ def field(request, name: str, default: str = "", limit: int = 4096) -> str:
 
 
 def address(request) -> str:
-    """The client's IP address (for the log-in rate limit)."""
+    """The client's IP address (for the log-in and sign-up rate limits)."""
     peer = request.getClientAddress()
     return getattr(peer, "host", "unknown")

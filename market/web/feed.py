@@ -16,6 +16,7 @@ from lxml import etree
 
 from market.accounts import credentials
 from market.core.errors import NotFound
+from market.core.text import printable
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
 from market.web.context import Pages
@@ -43,9 +44,11 @@ def atom(base: str, account: dict[str, Any], events, now: float) -> bytes:
     """The Atom document for these events (newest first)."""
 
     def add(parent, tag, text=None, **attrib):
-        element = etree.SubElement(parent, f"{{{ATOM}}}{tag}", attrib)
+        element = etree.SubElement(parent, f"{{{ATOM}}}{tag}", {k: printable(v) for k, v in attrib.items()})
         if text is not None:
-            element.text = text
+            # names are members' text: XML 1.0 cannot carry most control characters, and a feed
+            # reader should not show bidi overrides raw either
+            element.text = printable(text)
         return element
 
     root = etree.Element(f"{{{ATOM}}}feed", nsmap={None: ATOM})

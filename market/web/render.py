@@ -7,8 +7,10 @@ import os
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from market.core import money
+from market.core.text import printable
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -39,15 +41,37 @@ def _percent(progress: float | None) -> str:
     return "" if progress is None else f"{100 * float(progress):.0f}%"
 
 
+class Verbatim(str):
+    """Text a form must give back exactly as it came (a module's source): shown without :func:`shown`'s escapes."""
+
+
+def verbatim(value: Any) -> Verbatim:
+    return Verbatim(value)
+
+
+def shown(value: Any) -> Any:
+    """Every ``{{ value }}`` of every template: text with its control, bidi and XML-invalid
+    characters written as visible escapes (``printable``; newlines and tabs kept), before
+    autoescaping. Autoescape stops markup; this stops what it lets through: a name that
+    reads backwards (U+202E), characters a browser shows as nothing or a copy-and-paste carries
+    into a terminal. Markup the templates made and ``verbatim`` text pass as they are."""
+    if isinstance(value, (Markup, Verbatim)) or not isinstance(value, str):
+        return value
+    return printable(value, lines=True)
+
+
 def environment() -> Environment:
-    """The template environment: autoescape on for every template, undefined names are errors."""
+    """The template environment: autoescape on for every template, every value :func:`shown`,
+    undefined names are errors."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
+        finalize=shown,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["verbatim"] = verbatim
     env.filters["credits"] = money.format_cents
     env.filters["when"] = _when
     env.filters["seconds"] = _seconds
