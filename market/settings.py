@@ -32,6 +32,7 @@ from typing import Any
 
 from market.core import money
 from market.core.errors import MarketError
+from market.core.rules import NOFREEZE_STRIKES
 
 
 class SettingsError(MarketError):
@@ -126,6 +127,9 @@ class DispatchSettings:
     grace: float = setting(10.0, positive_float, "seconds added to a slice for the check-in upload", "{:g}".format)
     test_job_size: int = setting(60, positive_int, "test job size n (n**3 operations)")
     reap_interval: float = setting(5.0, positive_float, "seconds between sweeps for overdue leases", "{:g}".format)
+    nofreeze_strikes: int = setting(
+        NOFREEZE_STRIKES, positive_int, "slices that reach no freeze point (billed) before the job ends 'nofreeze'"
+    )
 
     def __post_init__(self) -> None:
         if self.min_slice > self.max_slice:
