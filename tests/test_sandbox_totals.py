@@ -95,7 +95,8 @@ def test_a_squashfs_bomb_is_refused_from_its_inode_table(tmp_path):
     (src / "control").write_text("/task/run.sh\n")
     image = tmp_path / "bomb.sfs"
     pseudo = ["-p", "big f 644 0 0 head -c 8388608 /dev/zero"]
-    subprocess.run(["mksquashfs", str(src), str(image), "-noappend", "-quiet", *pseudo], check=True, capture_output=True)
+    argv = ["mksquashfs", str(src), str(image), "-noappend", "-quiet", *pseudo]
+    subprocess.run(argv, check=True, capture_output=True)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(FilesystemError, match="refused before unpacking"):
