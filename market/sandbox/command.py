@@ -34,6 +34,10 @@ JOB_ENV = {
     "LANG": "C.UTF-8",
 }
 RESERVED = ("/", "/usr", "/proc", "/dev", "/.sandbox", "/lib", "/lib64", "/work")
+# Everything in the sandbox runs at this niceness (the runner sets it; a job cannot lower it
+# again): the volunteer's own work comes first, and so do the worker's threads — above all the
+# memory watchdog, which must see a tree of processes allocating on every core in time to stop it.
+JOB_NICE = 10
 
 
 class BindError(ValueError):
@@ -171,6 +175,7 @@ def build_command(
         "seccomp": FILTER_PATH if layers.seccomp_filter else None,
         "seccomp_step": NOFORK_FILTER_PATH if layers.seccomp_filter and layers.nofork_filter else None,
         "stop_on_failure": stop_on_failure,
+        "nice": JOB_NICE,
     }
     # marshal (version 4, plain data only) is stable across Python 3.4+ and needs no
     # import in the sandbox; hex keeps argv free of NUL bytes.

@@ -6,6 +6,7 @@ marshal is built in, while importing json costs re + enum, ~5-15 ms per launch).
 1. opens the status channel (fd given in the config; close-on-exec so jobs never see it),
 2. makes itself undumpable (a job with the same uid cannot open /proc/1/fd/*),
 3. applies Landlock (file-system allow-list; TCP bind/connect denied from ABI 4),
+   and lowers its priority (nice, inherited by every step),
 4. sets no_new_privs and loads the seccomp BPF blob the worker compiled, with one prctl,
 5. runs each step in order: fork, lower RLIMIT_AS to the job's memory limit, load the
    step's own seccomp filter on top when there is one (a single-process job: no fork), exec,
@@ -338,6 +339,8 @@ def main():
     sig: int | None  # a signal number here, then how the last step ended
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_IGN)
+    if config.get("nice"):
+        os.nice(config["nice"])
     env = config.get("env", {})
     usage = [0.0, 0]
     code, sig = 0, None
