@@ -78,7 +78,7 @@ class Caps:
     memory_mb: int = 512
     seconds: float = 60.0
     disk_mb: int = 256
-    output_bytes: int = 32 << 20
+    output_bytes: int = 48 << 20  # the market accepts 64 MiB of XML-RPC: 48 MiB of base64 data
 
     def __post_init__(self) -> None:
         # the same rules as Limits: a cap the sandbox could not honour is refused at start
