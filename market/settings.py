@@ -35,6 +35,7 @@ from typing import Any
 
 from market.core import money
 from market.core.errors import MarketError
+from market.core.rules import NOFREEZE_STRIKES
 
 
 class SettingsError(MarketError):
@@ -131,6 +132,9 @@ class DispatchSettings:
     reap_interval: float = setting(5.0, positive_float, "seconds between sweeps for overdue leases", "{:g}".format)
     test_jobs_per_interval: int = setting(
         3, positive_int, "test jobs a client may get within one probe-interval (one open at a time)"
+    )
+    nofreeze_strikes: int = setting(
+        NOFREEZE_STRIKES, positive_int, "slices that reach no freeze point (billed) before the job ends 'nofreeze'"
     )
 
     def __post_init__(self) -> None:

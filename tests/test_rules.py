@@ -66,7 +66,8 @@ def test_the_rpc_accepts_the_sandboxes_slice_statuses_and_the_result_outcomes():
     from market.rpc import methods
     from market.sandbox.outcome import STATUSES
 
-    assert methods.SLICE_STATUSES == STATUSES
+    # + the worker's own 'nofreeze' (an extension: the sandbox knows nothing of freezing)
+    assert methods.SLICE_STATUSES == (*STATUSES, "nofreeze")
     assert methods.OUTCOMES == ("finished", "error", "success", "timeout", "overflow", "abort", "crash", "memory")
     assert set(rules.STRIKE_STATUSES) <= set(SliceStatus)
 
@@ -216,6 +217,22 @@ def test_failures_that_are_not_the_jobs_fault_never_end_it(status):
     assert rules.after_failure(JobKind.JOB, status, 100) is None
 
 
+def test_a_job_ends_nofreeze_at_the_configured_number_of_slices_without_a_freeze_point():
+    assert rules.after_failure(JobKind.JOB, "nofreeze", 2) is None
+    assert rules.after_failure(JobKind.JOB, "nofreeze", 3) == JobChange(JobStatus.FINISHED, Outcome.NOFREEZE)
+    assert rules.after_failure(JobKind.JOB, "nofreeze", 4, nofreeze_strikes=5) is None
+    assert rules.after_failure(JobKind.JOB, "nofreeze", 1, nofreeze_strikes=1) == JobChange(
+        JobStatus.FINISHED, Outcome.NOFREEZE
+    )
+
+
+@pytest.mark.parametrize("status", list(SliceStatus))
+def test_only_a_slice_without_a_freeze_point_is_billed_though_it_failed(status):
+    assert rules.billed_failure(JobKind.JOB, status) == (status == "nofreeze")
+    assert rules.billed_failure(JobKind.TASK, status) == (status == "nofreeze")
+    assert not rules.billed_failure(JobKind.TEST, status)
+
+
 def test_a_test_job_ends_at_its_first_failure():
     assert rules.after_failure(JobKind.TEST, "timeout", 1) == JobChange(JobStatus.FINISHED, "timeout")
 
@@ -223,7 +240,7 @@ def test_a_test_job_ends_at_its_first_failure():
 @given(failures=st.lists(st.sampled_from(list(SliceStatus)), max_size=30), kind=st.sampled_from(list(JobKind)))
 def test_a_job_ends_at_the_first_failure_that_makes_three_of_a_strike_status(failures, kind):
     """Three strikes as a property: fed one failure after another, the rule ends the job exactly at
-    the first status of crash/memory/refused seen for the third time (a test job at its first)."""
+    the first status of crash/memory/refused/nofreeze seen for the third time (a test job at its first)."""
     counts: dict[str, int] = {}
     ended_at = None
     for i, status in enumerate(failures):
@@ -240,7 +257,7 @@ def test_a_job_ends_at_the_first_failure_that_makes_three_of_a_strike_status(fai
         expected = None
         for i, status in enumerate(failures):
             seen[status] = seen.get(status, 0) + 1
-            if status in ("crash", "memory", "refused") and seen[status] == 3:
+            if status in ("crash", "memory", "refused", "nofreeze") and seen[status] == 3:
                 expected = i
                 break
     assert ended_at == expected

@@ -38,7 +38,8 @@ def market(tmp_path_factory):
         url, str(workdir), "--window", "0.2", "--threshold", "1", "--test-job-size", "30", "--grace", "3"
     ).start()
     cid, ctoken = md.client(db, host, "tasker")
-    worker = Worker(server.url, cid, ctoken, str(workdir), "--slice", "1", *SANDBOX_USER).start()
+    # --slice bounds how long a task may run on this worker: 60 s, the hello-world task's own limit
+    worker = Worker(server.url, cid, ctoken, str(workdir), "--slice", "60", *SANDBOX_USER).start()
     rpc = blocking(server.url, "account/owner", token)
     yield {
         "db": db,

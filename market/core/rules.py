@@ -43,6 +43,8 @@ __all__ = [
     "RESULT_OUTCOMES",
     "STRIKE_STATUSES",
     "STRIKES",
+    "NOFREEZE_STRIKES",
+    "billed_failure",
     "JobChange",
     "WindowJob",
     "WindowPlan",
@@ -120,6 +122,9 @@ class SliceStatus(StrEnum):
     CRASH = "crash"
     REFUSED = "refused"
     ABORT = "abort"
+    # the job reached no freeze point within its slice (one long built-in call): it ran the whole
+    # slice and nothing could be saved, by its own doing — billed, and it ends after a few
+    NOFREEZE = "nofreeze"
 
 
 class Outcome(StrEnum):
@@ -134,6 +139,7 @@ class Outcome(StrEnum):
     ABORT = "abort"  # also what a cancelled job ends with
     CRASH = "crash"
     MEMORY = "memory"
+    NOFREEZE = "nofreeze"  # ended by the no-freeze-point rule (``after_failure``)
     UNFINISHED = "unfinished"  # a test job whose one lease ended without a result
     EXPIRED = "expired"  # a test job whose lease expired
 
@@ -154,6 +160,9 @@ OVER = frozenset({JobStatus.FINISHED, JobStatus.CANCELLED})
 # failures that are the job's fault once they repeat: three strikes and the job ends with them
 STRIKE_STATUSES = frozenset({SliceStatus.MEMORY, SliceStatus.REFUSED, SliceStatus.CRASH})
 STRIKES = 3
+# slices that reached no freeze point before the job ends 'nofreeze' (the market's
+# ``nofreeze-strikes`` setting; this is its default)
+NOFREEZE_STRIKES = 3
 
 
 # The members the hot paths compare with, bound once: looking a member up on its Enum class costs
@@ -297,17 +306,30 @@ def after_expiry(job_status: str, kind: str, open_leases: int) -> JobChange | No
     return released(job_status, kind, open_leases)
 
 
-def after_failure(kind: str, slice_status: str, failures: int) -> JobChange | None:
+def after_failure(
+    kind: str, slice_status: str, failures: int, nofreeze_strikes: int = NOFREEZE_STRIKES
+) -> JobChange | None:
     """The three-strikes rule, after a failed slice's lease was rejected: ``failures`` counts this
     job's slices that ended with ``slice_status``, this one included.
 
     A test job ends at its first failure. A job that failed with the same crash, memory or refused
     status ``STRIKES`` times ends with that outcome: it is then the job's fault, not the workers'.
-    Otherwise None: the job stays where the rejection left it.
+    A job whose slices reached no freeze point ``nofreeze_strikes`` times ends 'nofreeze': it would
+    only run out every slice again. Otherwise None: the job stays where the rejection left it.
     """
     if kind == JobKind.TEST or (slice_status in STRIKE_STATUSES and failures >= STRIKES):
         return JobChange(JobStatus.FINISHED, str(slice_status))
+    if slice_status == SliceStatus.NOFREEZE and failures >= nofreeze_strikes:
+        return JobChange(JobStatus.FINISHED, Outcome.NOFREEZE)
     return None
+
+
+def billed_failure(kind: str, slice_status: str) -> bool:
+    """Whether a failed slice is still paid for, like an accepted one: a slice that reached no
+    freeze point ran the job's own code for the whole slice on the worker's machine, and nothing
+    could be saved by the job's doing, not the worker's. Other failures are not paid (the worker
+    may be at fault), and a test job is never paid."""
+    return slice_status == SliceStatus.NOFREEZE and kind != JobKind.TEST
 
 
 # -- windows -------------------------------------------------------------------------------------

@@ -227,8 +227,17 @@ class Dispatcher(service.Service):
         return self.db.run(work).addCallback(forget)
 
     def fail(self, client_id: int, stateid: int, slice_status: str, message: str):
-        """A slice that produced no usable state (crash, memory, refused...): roll back, keep the job."""
-        return self.db.run(sql_jobs.fail_lease, stateid, client_id, slice_status, message, self.clock.seconds())
+        """A slice that produced no usable state (crash, memory, refused...): roll back, keep the job.
+        A slice that reached no freeze point is paid, and ends the job at the ``nofreeze-strikes``-th."""
+        return self.db.run(
+            sql_jobs.fail_lease,
+            stateid,
+            client_id,
+            slice_status,
+            message,
+            self.clock.seconds(),
+            self.settings.nofreeze_strikes,
+        )
 
 
 __all__ = ["Dispatcher", "NoWork", "MarketError", "NotFound"]

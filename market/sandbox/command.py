@@ -21,6 +21,7 @@ __all__ = ["Layers", "BindError", "build_command", "SANDBOX_PYTHON", "STATUS_FD"
 SANDBOX_PYTHON = "/usr/bin/python3"  # Debian's; readable by any user, unlike pyenv under /root
 INNER_PATH = "/.sandbox/inner.py"
 FILTER_PATH = "/.sandbox/filter.bpf"
+NOFORK_FILTER_PATH = "/.sandbox/nofork.bpf"
 STATUS_FD = 3
 WORK_DIR = "/work"
 # The runner itself (python3 + ctypes + json) needs ~20 MB of address space; it lives
@@ -33,6 +34,10 @@ JOB_ENV = {
     "LANG": "C.UTF-8",
 }
 RESERVED = ("/", "/usr", "/proc", "/dev", "/.sandbox", "/lib", "/lib64", "/work")
+# Everything in the sandbox runs at this niceness (the runner sets it; a job cannot lower it
+# again): the volunteer's own work comes first, and so do the worker's threads — above all the
+# memory watchdog, which must see a tree of processes allocating on every core in time to stop it.
+JOB_NICE = 10
 
 
 class BindError(ValueError):
@@ -45,6 +50,9 @@ class Layers:
 
     landlock: bool = False
     seccomp_filter: str | None = None  # host path of the BPF blob
+    # host path of the blob each step loads on top before exec: no fork, no new process (a
+    # market job is one process, so RLIMIT_AS is its whole memory); None lets steps fork (tasks)
+    nofork_filter: str | None = None
     # Jobs may use the host's /usr. False hides it with Landlock (the runner, already
     # started from it, no longer needs it), e.g. for the busybox environment.
     job_usr: bool = True
@@ -144,6 +152,8 @@ def build_command(
     ]
     if layers.seccomp_filter:
         argv += ["--ro-bind", layers.seccomp_filter, FILTER_PATH]
+        if layers.nofork_filter:
+            argv += ["--ro-bind", layers.nofork_filter, NOFORK_FILTER_PATH]
     for host, inside in binds:
         argv += ["--ro-bind", host, inside]
     argv += ["--remount-ro", "/", "--chdir", "/tmp/work"]
@@ -163,7 +173,9 @@ def build_command(
         "landlock": landlock,
         "landlock_required": bool(layers.landlock),
         "seccomp": FILTER_PATH if layers.seccomp_filter else None,
+        "seccomp_step": NOFORK_FILTER_PATH if layers.seccomp_filter and layers.nofork_filter else None,
         "stop_on_failure": stop_on_failure,
+        "nice": JOB_NICE,
     }
     # marshal (version 4, plain data only) is stable across Python 3.4+ and needs no
     # import in the sandbox; hex keeps argv free of NUL bytes.

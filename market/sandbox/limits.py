@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
-__all__ = ["Limits", "LimitsError"]
+__all__ = ["Limits", "LimitsError", "Caps", "clamp"]
 
 
 class LimitsError(ValueError):
@@ -66,3 +67,53 @@ class Limits:
     @property
     def disk_bytes(self) -> int:
         return int(self.disk_mb) * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The most this worker gives any one job or task: the volunteer's own limits
+    (``twistd worker --memory --slice --disk --output``). What a stranger asks for is
+    lowered to these by :func:`clamp`, never raised."""
+
+    memory_mb: int = 512
+    seconds: float = 60.0
+    disk_mb: int = 256
+    output_bytes: int = 48 << 20  # the market accepts 64 MiB of XML-RPC: 48 MiB of base64 data
+
+    def __post_init__(self) -> None:
+        # the same rules as Limits: a cap the sandbox could not honour is refused at start
+        Limits(
+            wall_seconds=self.seconds,
+            cpu_seconds=self.seconds,
+            memory_mb=self.memory_mb,
+            output_bytes=self.output_bytes,
+            disk_mb=self.disk_mb,
+        )
+
+
+def clamp(limits: Limits, caps: Caps) -> tuple[Limits, tuple[str, ...]]:
+    """``limits`` with every value lowered to at most ``caps``, and one note in plain words for
+    each value that was lowered (``"memory 4096 MB -> 512 MB"``), for the log and the outcome."""
+    notes = []
+    values: dict[str, Any] = {}
+    for name, cap, unit, label in (
+        ("memory_mb", caps.memory_mb, "MB", "memory"),
+        ("wall_seconds", caps.seconds, "s", "time"),
+        ("disk_mb", caps.disk_mb, "MB", "disk"),
+        ("output_bytes", caps.output_bytes, "bytes", "output"),
+    ):
+        asked = getattr(limits, name)
+        if asked > cap:
+            values[name] = cap
+            notes.append(f"{label} {_show(asked)} {unit} -> {_show(cap)} {unit}")
+    if limits.cpu_seconds > caps.seconds:
+        values["cpu_seconds"] = caps.seconds
+    if not values:
+        return limits, ()
+    from dataclasses import replace
+
+    return replace(limits, **values), tuple(notes)
+
+
+def _show(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) and not value.is_integer() else str(int(value))

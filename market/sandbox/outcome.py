@@ -95,7 +95,8 @@ def classify(
 ) -> Outcome:
     """Decide the outcome of a finished sandbox.
 
-    killed      -- 'timeout', 'overflow' or 'abort' when the worker killed the sandbox
+    killed      -- 'timeout', 'overflow', 'abort' or 'memory' (the total-memory watchdog)
+                   when the worker killed the sandbox
     records     -- status records from inner.py
     exit_code / exit_signal -- how the outermost process (bwrap) ended
 
@@ -120,6 +121,14 @@ def classify(
         return Outcome("overflow", code, sig, message=f"output exceeded {limits.output_bytes} bytes", **common)
     if killed == "timeout":
         return Outcome("timeout", code, sig, message=f"wall time limit of {limits.wall_seconds:g} s reached", **common)
+    if killed == "memory":
+        return Outcome(
+            "memory",
+            code,
+            sig,
+            message=f"out of memory: the processes together used more than the {limits.memory_mb} MB limit",
+            **common,
+        )
     if oom_killed:
         return Outcome(
             "memory",

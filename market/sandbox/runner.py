@@ -19,6 +19,7 @@ from .outcome import Outcome, classify, parse_status
 from .probe import Probe, SandboxLevel, probe
 from .staging import Staging, StagingError, default_staging
 from .users import UserError, job_user_for
+from .watchdog import MemoryWatchdog
 
 __all__ = ["run", "run_sync", "start", "Execution", "STDERR_BYTES"]
 
@@ -47,13 +48,15 @@ def prepare(
     stop_on_failure: bool = True,
     job_usr: bool = True,
     extra_env: dict | None = None,
+    single_process: bool = False,
 ) -> tuple[list[str], str | None]:
     """The full argv for ``steps`` and the run's cgroup (None without the cgroup layer),
     or raise _Refused with the reason in plain words.
 
     ``level``: a Probe to use as is, or the minimum acceptable level ('full',
     'degraded'); None accepts anything but 'none'. The caller must pass the cgroup
-    to :func:`finish_cgroup` once the sandbox has ended.
+    to :func:`finish_cgroup` once the sandbox has ended. ``single_process``: each step
+    loads the no-fork seccomp filter (with the seccomp layer), so it stays one process.
     """
     if not steps or any(not step for step in steps):
         raise _Refused("nothing to run: every step needs a program")
@@ -67,9 +70,11 @@ def prepare(
             reasons = "; ".join(f"{k}: {v}" for k, v in found.missing.items())
             raise _Refused(f"sandbox level is {found.level!r}, need {wanted!r} ({reasons})")
         staging = staging or default_staging()
+        seccomp = found.has("seccomp")
         layers = Layers(
             landlock=found.has("landlock"),
-            seccomp_filter=staging.filter_path() if found.has("seccomp") else None,
+            seccomp_filter=staging.filter_path() if seccomp else None,
+            nofork_filter=staging.nofork_filter_path() if seccomp and single_process else None,
             job_usr=job_usr,
             extra_env=dict(extra_env or {}),
         )
@@ -104,19 +109,27 @@ def finish_cgroup(path: str | None) -> bool:
 
 
 class _Capped:
-    """A byte buffer that keeps at most ``cap`` bytes and says when more arrived."""
+    """A byte buffer that keeps at most ``cap`` bytes and says when more arrived.
 
-    def __init__(self, cap: int) -> None:
+    ``keep_tail``: keep the first half of the cap and the LAST half of what arrived (a
+    program's last words, e.g. a traceback after a flood of prints), rather than the first."""
+
+    def __init__(self, cap: int, keep_tail: bool = False) -> None:
         self.cap = cap
         self.parts: list[bytes] = []
         self.size = 0
         self.overflowed = False
+        self.tail_cap = cap - cap // 2 if keep_tail else 0
+        self.tail = b""
 
     def add(self, data: bytes) -> bool:
         """Keep what fits; return True once more than ``cap`` bytes have arrived."""
-        room = self.cap - self.size
+        head_cap = self.cap - self.tail_cap
+        room = head_cap - self.size
         if len(data) > room:
             self.overflowed = True
+            if self.tail_cap:
+                self.tail = (self.tail + data[max(room, 0) :])[-self.tail_cap :]
             data = data[: max(room, 0)]
         if data:
             self.parts.append(data)
@@ -124,6 +137,8 @@ class _Capped:
         return self.overflowed
 
     def value(self) -> bytes:
+        if self.tail:
+            return b"".join(self.parts) + b"\n[...]\n" + self.tail
         return b"".join(self.parts)
 
 
@@ -143,7 +158,11 @@ class _SandboxProtocol(protocol.ProcessProtocol):
 
 class Execution:
     """One running sandbox. ``result`` fires with the Outcome; ``ended`` fires once the
-    sandbox process has been reaped (after an abort, ``result`` fires first)."""
+    sandbox process has been reaped (after an abort, ``result`` fires first).
+
+    Without a cgroup, a :class:`MemoryWatchdog` samples the sandbox's process tree and kills
+    it ('memory') once its processes together hold more than ``limits.memory_mb``;
+    ``memory_peak_kb`` is the most it saw (0 with a cgroup, which the kernel enforces)."""
 
     def __init__(self, reactor: Any, limits: Limits, stderr_bytes: int = STDERR_BYTES) -> None:
         self.reactor = reactor
@@ -151,13 +170,36 @@ class Execution:
         self.result: defer.Deferred = defer.Deferred(lambda _: self.abort())
         self.ended: defer.Deferred = defer.Deferred()
         self._stdout = _Capped(int(limits.output_bytes))
-        self._stderr = _Capped(stderr_bytes)
+        # the end of stderr is where a dying program says why: keep the first and last halves
+        self._stderr = _Capped(stderr_bytes, keep_tail=True)
         self._status = _Capped(STATUS_BYTES)
         self._killed: str | None = None
         self._transport: Any = None
         self._timer: Any = None
         self._started = reactor.seconds()
         self.cgroup: str | None = None
+        self.watchdog: MemoryWatchdog | None = None
+        self._over_memory = False  # set from the watchdog's thread before it kills
+
+    @property
+    def memory_peak_kb(self) -> int:
+        return self.watchdog.peak_kb if self.watchdog is not None else 0
+
+    def watch_memory(self, pid: int) -> None:
+        """Start the total-memory watchdog on the tree below ``pid`` (the bwrap process)."""
+        self.watchdog = MemoryWatchdog(pid, self.limits.memory_bytes // 1024, self._memory_exceeded).start()
+
+    def _memory_exceeded(self, kb: int) -> None:
+        # In the watchdog's thread: kill now (the reactor may be busy); the pid cannot have been
+        # reused, because it is our child and only the reactor reaps it after ``_ended``.
+        self._over_memory = True
+        pid = self._transport.pid if self._transport is not None else None
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        self.reactor.callFromThread(self._kill, "memory")
 
     def abort(self) -> None:
         """Kill the sandbox now; ``result`` fires at once with status 'abort'."""
@@ -207,11 +249,13 @@ class Execution:
     def _ended(self, value: Any) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         oom_killed = finish_cgroup(self.cgroup)
         if not self.result.called:
             self._finish(
                 classify(
-                    killed=self._killed,
+                    killed="memory" if self._over_memory and self._killed is None else self._killed,
                     oom_killed=oom_killed,
                     records=parse_status(self._status.value()),
                     stdout=self._stdout.value(),
@@ -243,13 +287,14 @@ def start(
     stderr_bytes: int = STDERR_BYTES,
     job_usr: bool = True,
     extra_env: dict | None = None,
+    single_process: bool = False,
 ) -> Execution:
     """Start a sandboxed run and return its :class:`Execution` handle.
 
     ``steps`` (several argvs run one after another in the same sandbox) replaces ``argv``
     when given. ``job_usr=False`` hides the host's /usr from the job (needs Landlock);
-    ``extra_env`` adds to the job's environment. A refusal still returns an Execution
-    whose ``result`` has fired.
+    ``extra_env`` adds to the job's environment. ``single_process``: the job may not fork
+    (seccomp; a market job). A refusal still returns an Execution whose ``result`` has fired.
     """
     execution = Execution(reactor, limits, stderr_bytes)
     try:
@@ -264,6 +309,7 @@ def start(
             stop_on_failure=stop_on_failure,
             job_usr=job_usr,
             extra_env=extra_env,
+            single_process=single_process,
         )
     except _Refused as exc:
         execution._finish(Outcome("refused", message=str(exc)))
@@ -285,6 +331,8 @@ def start(
         execution.ended.callback(None)
         return execution
     transport = execution._transport
+    if execution.cgroup is None and transport.pid:
+        execution.watch_memory(transport.pid)
     if stdin:
         transport.write(stdin)
     transport.closeStdin()

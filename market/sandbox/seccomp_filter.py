@@ -10,7 +10,7 @@ import errno
 import os
 import tempfile
 
-__all__ = ["DENIED_SYSCALLS", "build_filter", "SeccompUnavailable"]
+__all__ = ["DENIED_SYSCALLS", "build_filter", "build_nofork_filter", "SeccompUnavailable"]
 
 # Each of these lets a job reach past its sandbox (other processes, the kernel, new
 # namespaces, mounts, keys) or exposes a large attack surface jobs never need.
@@ -72,6 +72,7 @@ DENIED_SYSCALLS = (
 # clone() flags that create namespaces; bwrap --disable-userns already blocks user
 # namespaces, this is the second lock on the same door.
 CLONE_NS_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080
+CLONE_THREAD = 0x00010000
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 AF_UNIX = 1
@@ -89,12 +90,7 @@ def build_filter(path: str | None = None) -> bytes:
     cannot read; libc then falls back to clone(), whose flags we can check. Sockets are
     limited to AF_UNIX: the sandbox has no network, and Landlock ABI < 4 cannot stop TCP.
     """
-    try:
-        import pyseccomp as seccomp
-    except ImportError as exc:
-        raise SeccompUnavailable(
-            f"pyseccomp is not installed ({exc}); pip install pyseccomp (needs libseccomp2)"
-        ) from None
+    seccomp = _pyseccomp()
     try:
         flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
         deny = seccomp.ERRNO(errno.EPERM)
@@ -111,6 +107,46 @@ def build_filter(path: str | None = None) -> bytes:
         flt.add_rule(deny, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, TIOCLINUX))
         flt.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.NE, AF_UNIX))
         flt.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SeccompUnavailable(f"libseccomp could not compile the filter: {exc}") from None
+    return _export(flt, path)
+
+
+def build_nofork_filter(path: str | None = None) -> bytes:
+    """Compile the filter stacked on top of the job filter for a single-process job (a market
+    job: the tasklet runtime never starts a process): fork, vfork and every clone that is not a
+    new thread fail with EPERM. clone3 already fails with ENOSYS in the job filter, so libc's
+    fallback to clone() lands here, where the flags are visible. Threads share their process's
+    address space, so its RLIMIT_AS still caps them all: one process is the job's whole memory.
+    """
+    seccomp = _pyseccomp()
+    try:
+        flt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        deny = seccomp.ERRNO(errno.EPERM)
+        for name in ("fork", "vfork"):
+            try:
+                flt.add_rule(deny, name)
+            except (ValueError, OSError):
+                pass  # not on this architecture (arm64 has only clone)
+        flt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+        flt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SeccompUnavailable(f"libseccomp could not compile the no-fork filter: {exc}") from None
+    return _export(flt, path)
+
+
+def _pyseccomp():
+    try:
+        import pyseccomp
+    except ImportError as exc:
+        raise SeccompUnavailable(
+            f"pyseccomp is not installed ({exc}); pip install pyseccomp (needs libseccomp2)"
+        ) from None
+    return pyseccomp
+
+
+def _export(flt, path: str | None) -> bytes:
+    try:
         with tempfile.TemporaryFile() as out:
             flt.export_bpf(out)
             out.seek(0)

@@ -27,6 +27,7 @@ class Staging:
         self._lock = threading.Lock()
         self._inner: str | None = None
         self._filter: str | None = None
+        self._nofork: str | None = None
 
     def ensure_dir(self, *parts: str) -> str:
         """Create (0755) and check a directory under the root; return its path."""
@@ -63,6 +64,17 @@ class Staging:
                 name = "filter-%s.bpf" % hashlib.sha256(data).hexdigest()[:16]
                 self._filter = self._put(name, data)
             return self._filter
+
+    def nofork_filter_path(self) -> str:
+        """The seccomp blob a single-process job step loads on top (no fork, no new processes)."""
+        with self._lock:
+            if self._nofork is None:
+                from .seccomp_filter import build_nofork_filter
+
+                data = build_nofork_filter()
+                name = "nofork-%s.bpf" % hashlib.sha256(data).hexdigest()[:16]
+                self._nofork = self._put(name, data)
+            return self._nofork
 
     def _put(self, name: str, data: bytes) -> str:
         path = os.path.join(self.ensure_dir(), name)

@@ -9,17 +9,18 @@ import os
 import shlex
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from .environments import EnvironmentError_, Environments
-from .limits import Limits
+from .limits import Caps, Limits, clamp
 from .outcome import Outcome
 from .runner import start
 from .staging import Staging, default_staging
-from .taskfs import FilesystemError, unpack
+from .taskfs import MAX_UNPACKED_BYTES, FilesystemError, unpack
 
 __all__ = [
     "Task",
@@ -36,10 +37,13 @@ __all__ = [
 TASK_STATUSES = ("success", "timeout", "overflow", "abort", "crash", "error")
 TASK_DIR = "/task"
 # pythia's limits say nothing about processes or files; these bound a fork bomb and an
-# fd leak while leaving room for shell pipelines.
-TASK_PROCESSES = 64
+# fd leak while leaving room for shell pipelines. The task's memory is its processes' total
+# (pythia's "main memory"): a cgroup, or the worker's watchdog, holds the sum to it.
+TASK_PROCESSES = 32
 TASK_FILES = 256
 CONTROL_MAX_BYTES = 64 * 1024
+
+log = Logger()
 
 
 class TaskError(ValueError):
@@ -50,7 +54,8 @@ class TaskError(ValueError):
 class Task:
     """A validated `.task` description.
 
-    time   -- seconds (wall and CPU)         memory -- MB (address space per process)
+    time   -- seconds (wall and CPU)         memory -- MB: each process's address space,
+                                                        and all its processes' memory together
     disk   -- percent of ``memory`` usable as tmpfs for /tmp and /work
     output -- bytes of stdout kept; more is 'overflow'
     """
@@ -81,7 +86,10 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """pythia's result: status (TASK_STATUSES), output (stdout text), and details."""
+    """pythia's result: status (TASK_STATUSES), output (stdout text), and details.
+
+    ``clamped``: one note per limit the worker lowered to its own (``"memory 4096 MB -> 512
+    MB"``); they are also at the end of ``message``, which the task's owner sees."""
 
     status: str
     output: str = ""
@@ -90,6 +98,7 @@ class TaskOutcome:
     wall_seconds: float = 0.0
     raw: bytes = b""
     sandbox: Outcome | None = None
+    clamped: tuple[str, ...] = ()
 
 
 def _number(value: Any) -> bool:
@@ -223,10 +232,21 @@ def _to_task_outcome(outcome: Outcome) -> TaskOutcome:
     return TaskOutcome("crash", message=outcome.message or outcome.status, **common)
 
 
-def _prepare(task: Task, taskfs: str, environments: Environments, staging: Staging) -> tuple[Any, str, list[list[str]]]:
+def with_notes(outcome: TaskOutcome, notes: tuple[str, ...]) -> TaskOutcome:
+    """The outcome with the limits the worker lowered named in its message."""
+    if not notes:
+        return outcome
+    note = "this worker lowered the task's limits to its own: " + "; ".join(notes)
+    message = f"{outcome.message} ({note})" if outcome.message else note
+    return replace(outcome, message=message, clamped=notes)
+
+
+def _prepare(
+    task: Task, taskfs: str, environments: Environments, staging: Staging, max_bytes: int = MAX_UNPACKED_BYTES
+) -> tuple[Any, str, list[list[str]]]:
     """Build the environment and unpack the task filesystem (blocking: run in a thread)."""
     environment = environments.get(task.environment)
-    taskdir = unpack(taskfs, staging.ensure_dir("tasks"))
+    taskdir = unpack(taskfs, staging.ensure_dir("tasks"), max_bytes)
     try:
         return environment, taskdir, read_control(taskdir)
     except BaseException:
@@ -242,10 +262,14 @@ def run_task(
     user: str | None = None,
     envdir: None | str | Environments = None,
     staging: Staging | None = None,
+    caps: Caps | None = None,
 ) -> defer.Deferred[TaskOutcome]:
     """Run a task; the Deferred fires with a :class:`TaskOutcome`, never fails.
 
-    ``task`` is a Task or a raw description (validated here: problems give 'error').
+    ``caps``: the worker's own limits; every limit the task asks for is lowered to them (see
+    :func:`market.sandbox.limits.clamp`), logged, and named in the outcome's message, and a
+    task filesystem that would unpack to more than ``caps.disk_mb`` is refused before
+    unpacking. ``task`` is a Task or a raw description (validated here: problems give 'error').
     ``taskfs_path`` overrides ``task.taskfs`` (a directory, .zip, .tar(.gz) or .sfs),
     mounted read-only at /task. ``input`` is the steps' shared stdin. ``envdir`` is an
     operator environments directory (or an Environments). Unpacking happens in the
@@ -268,6 +292,13 @@ def run_task(
             raise TaskError(f"unknown environment {task.environment!r}; available: {', '.join(environments.names())}")
     except TaskError as exc:
         return defer.succeed(TaskOutcome("error", message=str(exc)))
+    limits = task.limits()
+    notes: tuple[str, ...] = ()
+    if caps is not None:
+        limits, notes = clamp(limits, caps)
+        if notes:
+            log.info("task limits lowered to this worker's: {notes}", notes="; ".join(notes))
+    max_bytes = caps.disk_mb << 20 if caps is not None else MAX_UNPACKED_BYTES
 
     state: dict = {"execution": None, "cancelled": False}
 
@@ -290,7 +321,7 @@ def run_task(
             [],
             steps=steps,
             stdin=input or b"",
-            limits=task.limits(),
+            limits=limits,
             binds=[*environment.binds, (taskdir, TASK_DIR)],
             user=user,
             staging=staging,
@@ -300,16 +331,16 @@ def run_task(
         state["execution"] = execution
         # The unpacked tree stays until the sandbox is gone, even after an abort.
         execution.ended.addBoth(lambda _: shutil.rmtree(taskdir, ignore_errors=True))
-        execution.result.addCallback(_to_task_outcome).chainDeferred(result)
+        execution.result.addCallback(_to_task_outcome).addCallback(with_notes, notes).chainDeferred(result)
 
     def failed(failure: Any) -> None:
         failure.trap(TaskError, EnvironmentError_, FilesystemError)
         if not result.called:
-            result.callback(TaskOutcome("error", message=str(failure.value)))
+            result.callback(with_notes(TaskOutcome("error", message=str(failure.value)), notes))
 
     pool = reactor.getThreadPool()
     prepared = threads.deferToThreadPool(
-        reactor, pool, _prepare, task, taskfs_path or task.taskfs, environments, staging
+        reactor, pool, _prepare, task, taskfs_path or task.taskfs, environments, staging, max_bytes
     )
 
     def crashed(failure: Any) -> None:

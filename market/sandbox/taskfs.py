@@ -11,25 +11,30 @@ import tarfile
 import tempfile
 import zipfile
 
-__all__ = ["FilesystemError", "unpack", "sanitize", "MAX_UNPACKED_BYTES"]
+__all__ = ["FilesystemError", "unpack", "sanitize", "measure", "MAX_UNPACKED_BYTES", "MAX_ENTRIES"]
 
 # A task filesystem is scripts and data; a cap stops a zip bomb filling the worker's disk.
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+# Each entry costs an inode and a directory walk; empty files would pass any byte cap.
+MAX_ENTRIES = 20_000
 
 
 class FilesystemError(ValueError):
     """The filesystem image is missing, of an unknown kind, or unsafe to unpack."""
 
 
-def unpack(source: str, parent: str) -> str:
+def unpack(source: str, parent: str, max_bytes: int = MAX_UNPACKED_BYTES, max_entries: int = MAX_ENTRIES) -> str:
     """Unpack ``source`` into a new directory under ``parent`` and return that directory.
 
-    Device nodes, fifos and sockets are dropped and set-id bits cleared whatever the
-    format: unsquashfs running as root would otherwise recreate them, and a device
-    node bound into the sandbox would be a way out.
+    The image's own index is read first (:func:`measure`): one that would unpack to more
+    than ``max_bytes`` or ``max_entries`` is refused before a byte is written. Device nodes,
+    fifos and sockets are dropped and set-id bits cleared whatever the format: unsquashfs
+    running as root would otherwise recreate them, and a device node bound into the sandbox
+    would be a way out.
     """
     if not os.path.exists(source):
         raise FilesystemError(f"filesystem {source!r} does not exist")
+    measure(source, max_bytes, max_entries)
     dest = tempfile.mkdtemp(prefix="fs-", dir=parent)
     try:
         name = source.lower()
@@ -43,14 +48,14 @@ def unpack(source: str, parent: str) -> str:
             _unsquash(source, dest)
         else:
             raise FilesystemError(f"filesystem {source!r} must be a directory, .zip, .tar(.gz) or .sfs (squashfs) file")
-        sanitize(dest)
+        sanitize(dest, max_bytes)
         return dest
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
 
 
-def sanitize(root: str) -> None:
+def sanitize(root: str, max_bytes: int = MAX_UNPACKED_BYTES) -> None:
     """Keep only regular files, directories and symlinks; make them readable by all,
     writable by none but the owner, and never set-id."""
     total = 0
@@ -66,8 +71,108 @@ def sanitize(root: str) -> None:
                 continue
             total += st.st_size
             os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
-    if total > MAX_UNPACKED_BYTES:
-        raise FilesystemError(f"filesystem unpacks to {total} bytes, more than the {MAX_UNPACKED_BYTES} allowed")
+    if total > max_bytes:
+        raise FilesystemError(f"filesystem unpacks to {_mb(total)}, more than the {_mb(max_bytes)} allowed")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n} bytes"
+
+
+class _Budget:
+    """Adds up an image's entries as its index lists them; refuses at the first one over."""
+
+    def __init__(self, source: str, max_bytes: int, max_entries: int) -> None:
+        self.source, self.max_bytes, self.max_entries = source, max_bytes, max_entries
+        self.bytes = 0
+        self.entries = 0
+
+    def add(self, size: int) -> None:
+        self.entries += 1
+        self.bytes += max(0, size)
+        if self.bytes > self.max_bytes:
+            raise FilesystemError(
+                f"filesystem {os.path.basename(self.source)!r} would unpack to more than {_mb(self.max_bytes)}"
+                f" (the disk limit); refused before unpacking — make the task filesystem smaller"
+            )
+        if self.entries > self.max_entries:
+            raise FilesystemError(
+                f"filesystem {os.path.basename(self.source)!r} has more than {self.max_entries} entries;"
+                " refused before unpacking — pack fewer, larger files"
+            )
+
+
+def measure(source: str, max_bytes: int = MAX_UNPACKED_BYTES, max_entries: int = MAX_ENTRIES) -> tuple[int, int]:
+    """(bytes, entries) the image would unpack to, from its own index (zip central directory,
+    tar headers, squashfs inode table via ``unsquashfs -stat``/``-lls``), without unpacking it.
+
+    Raises FilesystemError as soon as the running total passes ``max_bytes`` or
+    ``max_entries`` (a compressed tar is read only that far), or if the index is unreadable.
+    """
+    budget = _Budget(source, max_bytes, max_entries)
+    name = source.lower()
+    if os.path.isdir(source):
+        for dirpath, dirnames, filenames in os.walk(source):
+            for entry in dirnames + filenames:
+                st = os.lstat(os.path.join(dirpath, entry))
+                budget.add(st.st_size if stat.S_ISREG(st.st_mode) else 0)
+    elif name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(source) as archive:
+                for info in archive.infolist():
+                    # ZipExtFile stops at file_size, so the directory's figure bounds what is written
+                    budget.add(info.file_size)
+        except zipfile.BadZipFile as exc:
+            raise FilesystemError(f"{source!r} is not a valid zip file: {exc}") from None
+    elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        try:
+            with tarfile.open(source) as archive:
+                for member in archive:  # streaming: stops reading at the first entry over
+                    budget.add(member.size if member.isfile() else 0)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise FilesystemError(f"cannot read {source!r}: {exc}") from None
+    elif name.endswith((".sfs", ".squashfs")):
+        _measure_squashfs(source, budget)
+    return budget.bytes, budget.entries
+
+
+def _measure_squashfs(source: str, budget: _Budget) -> None:
+    tool = shutil.which("unsquashfs")
+    if tool is None:
+        raise FilesystemError(f"unsquashfs not found (Debian package squashfs-tools) — needed for {source!r}")
+    stat_proc = subprocess.run(
+        [tool, "-stat", source], stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False
+    )
+    inodes = None
+    for line in stat_proc.stdout.decode(errors="replace").splitlines():
+        if line.startswith("Number of inodes"):
+            try:
+                inodes = int(line.split()[-1])
+            except ValueError:
+                pass
+    if stat_proc.returncode != 0 or inodes is None:
+        lines = stat_proc.stderr.decode(errors="replace").strip().splitlines()
+        raise FilesystemError(f"cannot read squashfs {source!r}: {lines[-1] if lines else 'not a squashfs image'}")
+    if inodes > budget.max_entries + 1:  # + the root directory
+        budget.entries = inodes
+        budget.add(0)
+    # one line per entry, the size before the name: "-rw-r--r-- root/root 3 2026-12-04 15:09 /control"
+    with subprocess.Popen(
+        [tool, "-lls", "-no-progress", "-d", "", source],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as lister:
+        assert lister.stdout is not None  # a PIPE
+        try:
+            for raw in lister.stdout:
+                parts = raw.split(None, 3)
+                if len(parts) < 3 or not parts[2].isdigit():
+                    continue  # a name's own newline, or unsquashfs's chatter
+                budget.add(int(parts[2]) if parts[0][:1] == b"-" else 0)
+        finally:
+            lister.kill()
+            lister.wait()
 
 
 def _copy_tree(source: str, dest: str) -> None:
@@ -90,8 +195,6 @@ def _copy_tree(source: str, dest: str) -> None:
 def _unzip(source: str, dest: str) -> None:
     try:
         with zipfile.ZipFile(source) as archive:
-            if sum(i.file_size for i in archive.infolist()) > MAX_UNPACKED_BYTES:
-                raise FilesystemError(f"{source!r} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
             for info in archive.infolist():
                 mode = info.external_attr >> 16
                 # zipfile drops unix modes; keep the execute bit scripts need.
@@ -110,8 +213,6 @@ def _untar(source: str, dest: str) -> None:
         )
     try:
         with tarfile.open(source) as archive:
-            if sum(m.size for m in archive.getmembers() if m.isfile()) > MAX_UNPACKED_BYTES:
-                raise FilesystemError(f"{source!r} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
             # 'data' refuses absolute paths, '..', devices and links leaving the tree.
             archive.extractall(dest, filter="data")
     except (tarfile.TarError, OSError) as exc:

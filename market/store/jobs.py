@@ -766,15 +766,56 @@ def lease_is_open(tx, lease_id: int) -> bool:
     return rules.lease_is_wanted(d["status"], job_row(tx, d["job_id"])["status"])
 
 
-def fail_lease(tx, lease_id: int, client_id: int, slice_status: str, message: str, now: float) -> dict[str, Any]:
+def fail_lease(
+    tx,
+    lease_id: int,
+    client_id: int,
+    slice_status: str,
+    message: str,
+    now: float,
+    nofreeze_strikes: int = rules.NOFREEZE_STRIKES,
+) -> dict[str, Any]:
     """A slice that produced no usable state: reject the lease; the job keeps its committed state,
-    unless the three-strikes rule (``rules.after_failure``) ends it."""
+    unless the three-strikes rule (``rules.after_failure``) ends it.
+
+    A slice that reached no freeze point (``rules.billed_failure``) is paid as an accepted slice
+    would be, for the time the server measured (if it arrives in time), and ends the job once it
+    happened ``nofreeze_strikes`` times."""
     lease = _lease_for_checkin(tx, lease_id, client_id)
     if lease["status"] != LeaseStatus.OUT:
         return _repeat(lease)
-    answer = _reject(tx, lease, now, slice_status)
+    if rules.billed_failure(lease["kind"], slice_status) and _verdict(lease, now) is Verdict.ACCEPT:
+        answer = _reject_billed(tx, lease, now, slice_status)
+    else:
+        answer = _reject(tx, lease, now, slice_status)
     failures = tx.scalar(
         "SELECT COUNT(*) FROM leases WHERE job_id = ? AND slice_status = ?", (lease["job_id"], slice_status)
     )
-    _change_job(tx, lease["job_id"], rules.after_failure(lease["kind"], slice_status, int(failures)), now, message)
+    change = rules.after_failure(lease["kind"], slice_status, int(failures), nofreeze_strikes)
+    _change_job(tx, lease["job_id"], change, now, message)
     return answer
+
+
+def _reject_billed(tx, lease: dict[str, Any], now: float, slice_status: str) -> dict[str, Any]:
+    """Reject a lease that brought no state but whose slice is paid (``rules.billed_failure``): the
+    owner pays the lease's price for the measured time, the job's executed time counts it."""
+    ms = _accepted_ms(lease, now)
+    paid, payments = _settle([(lease, ms)], now)
+    tx.script(
+        [
+            (
+                f"UPDATE leases SET status = '{LeaseStatus.REJECTED}', checked_in_at = ?, slice_status = ?,"
+                " accepted_ms = ?, paid = ? WHERE id = ?",
+                (now, slice_status, ms, paid[lease["id"]], lease["id"]),
+            ),
+            (
+                "UPDATE jobs SET executed_ms = executed_ms + ?, slices = slices + 1 WHERE id = ?",
+                (ms, lease["job_id"]),
+            ),
+            *payments,
+            *_reservations([lease], -1),
+        ]
+    )
+    job = job_row(tx, lease["job_id"], lock=True)
+    _change_job(tx, job["id"], rules.released(job["status"], job["kind"], _open_leases(tx, job)), now)
+    return rules.answer(lease["id"], LeaseStatus.REJECTED, paid[lease["id"]], ms)

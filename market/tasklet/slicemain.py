@@ -20,6 +20,12 @@ Exit status: 0 for "ok", 2 for "rejected", 3 for a malformed request.
 SIGALRM at any time means "freeze now": before the slice starts it makes the
 slice stop at its first back-edge.  The
 job's own ``print`` output goes to stderr so it cannot corrupt the response.
+
+A job stuck in one long call reaches no back-edge, so it cannot freeze: if the
+slice has not ended ``NOFREEZE_DUMP_AFTER`` seconds after its time, faulthandler
+writes the stack (which line of the job) to stderr, from a thread of its own
+that needs no Python code to run.  The worker kills the slice a little later and
+reports it as ``nofreeze`` with that line.
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
     from typing import List, Optional
 
-__all__ = ["encode_request", "decode_request", "encode_response", "decode_response", "main"]
+__all__ = ["encode_request", "decode_request", "encode_response", "decode_response", "main", "NOFREEZE_DUMP_AFTER"]
+
+# seconds after the slice's end; the worker waits longer than this before it kills the slice
+NOFREEZE_DUMP_AFTER = 2.0
 
 _LEN = struct.Struct(">I")
 _MAX_FRAME = 1 << 30
@@ -130,6 +139,18 @@ def decode_response(data: bytes) -> SliceOutcome:
     )
 
 
+def _watch_stuck(after: float):
+    """Dump the stack to stderr if the slice is still running ``after`` seconds from now;
+    returns the function that cancels it."""
+    try:
+        import faulthandler
+
+        faulthandler.dump_traceback_later(after, exit=False)
+    except (ImportError, AttributeError, RuntimeError, ValueError, OverflowError):
+        return lambda: None
+    return faulthandler.cancel_dump_traceback_later
+
+
 def main(stdin=None, stdout=None) -> int:
     """Read one request, run one slice, write one response."""
     stdin = stdin or sys.stdin.buffer
@@ -142,6 +163,7 @@ def main(stdin=None, stdout=None) -> int:
     except FrameError as exc:
         sys.stderr.write("slicemain: malformed request: %s\n" % exc)
         return 3
+    watch = _watch_stuck(seconds + NOFREEZE_DUMP_AFTER)
     saved = sys.stdout
     sys.stdout = sys.stderr  # the job's print() must not corrupt the response
     try:
@@ -151,6 +173,7 @@ def main(stdin=None, stdout=None) -> int:
         response, status = encode_response(None, rejected=str(exc)), 2
     finally:
         sys.stdout = saved
+        watch()
     stdout.write(response)
     stdout.flush()
     return status

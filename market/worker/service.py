@@ -1,8 +1,12 @@
 """The worker's loop: request -> check the envelope -> run the slice in the sandbox -> check in.
 
-Server down: back off (1 s doubling to 60 s) and retry; a finished slice whose check-in failed is
-retried until its deadline, so no work is lost to a short outage. SIGTERM/SIGINT freeze the
-running job at once and check it in before the process exits.
+Server down: back off (1 s doubling to 60 s) and retry; a finished slice whose check-in failed
+(the connection, or Fault 9: the market's database is briefly unavailable) is retried until its
+lease's deadline, so no work is lost to a short outage. SIGTERM/SIGINT freeze the running job at
+once and check it in before the process exits.
+
+Every limit a stranger sets is bounded by this worker's own (``Caps``: --memory, --slice, --disk,
+--output): a task's limits are lowered to them, a job's slice runs under them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from twisted.application import service
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
+from market.rpc import faults
+from market.sandbox.limits import Caps
 from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times
 from market.worker.slices import SliceReport, SliceRunner
 
@@ -52,6 +58,8 @@ class WorkerService(service.Service):
         insecure: bool = False,
         user: str | None = None,
         memory_mb: int = 512,
+        disk_mb: int = 256,
+        output_mb: int = 48,
         python: str = "/usr/bin/python3",
         once: bool = False,
         reactor=None,
@@ -67,6 +75,7 @@ class WorkerService(service.Service):
         self.insecure = insecure
         self.user = user
         self.memory_mb = memory_mb
+        self.caps = Caps(memory_mb=memory_mb, seconds=slice_seconds, disk_mb=disk_mb, output_bytes=output_mb << 20)
         self.python = python
         self.once = once
         self.level = "none"
@@ -122,6 +131,7 @@ class WorkerService(service.Service):
             insecure=found is None,
             memory_mb=self.memory_mb,
             python=self.python,
+            caps=self.caps,
         )
         self.rpc = AsyncRPC(self.reactor, self.server, f"client/{self.client_id}", self.token)
         log.info("worker for client {c} on {s}; sandbox level {lvl}", c=self.client_id, s=self.server, lvl=self.level)
@@ -210,7 +220,7 @@ class WorkerService(service.Service):
 
             self.current = lease
             try:
-                report = yield run_task_lease(self.reactor, self.rpc, lease, self.user)
+                report = yield run_task_lease(self.reactor, self.rpc, lease, self.user, self.caps)
             finally:
                 self.current = None
             yield self.report(stateid, report, received + lease["timeout"])
@@ -247,7 +257,13 @@ class WorkerService(service.Service):
 
     @defer.inlineCallbacks
     def report(self, stateid: int, report: SliceReport, local_deadline: float):
-        """Check the slice in; retry through short outages until the lease's deadline."""
+        """Check the slice in; retry through short outages until the lease's deadline.
+
+        A connection error or Fault 9 (the market's database is unavailable) is retried, 0.5 s
+        doubling to 5 s, until the next try would land after ``local_deadline``; then the worker
+        gives up (logged) and the market rolls the lease back. A ``nofreeze`` failure that an
+        older market refuses as an unknown status is sent again as ``timeout``.
+        """
         args: tuple[object, ...]
         if report.status == "finished" and report.message:  # a task: its pythia status is the outcome
             method, args = "result", (stateid, report.result, {"outcome": report.message, "error": report.error})
@@ -261,23 +277,41 @@ class WorkerService(service.Service):
         else:
             method, args = "fail", (stateid, report.status, report.message[:4000])
         delay = 0.5
+        tries = 0
         while True:
+            tries += 1
             try:
                 answer = yield self.rpc.call(
                     method, *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args]
                 )
-                log.info("lease {s}: {what} -> {status}", s=stateid, what=method, status=answer.get("status"))
+                log.info(
+                    "lease {s}: {what} -> {status}{again}",
+                    s=stateid,
+                    what=method,
+                    status=answer.get("status"),
+                    again=f" (after {tries} tries)" if tries > 1 else "",
+                )
                 return answer
             except xmlrpc.client.Fault as f:
-                log.error("lease {s}: the server refused the check-in: {msg}", s=stateid, msg=f.faultString)
-                return None
-            except Exception as e:
-                if self.reactor.seconds() + delay > local_deadline:
-                    log.warn(
-                        "lease {s}: could not check in before the deadline ({e}); the server will roll it back",
-                        s=stateid,
-                        e=e,
-                    )
+                if method == "fail" and args[1] == "nofreeze" and f.faultCode == faults.BAD_ARGUMENT:
+                    log.info("lease {s}: the market does not know 'nofreeze'; reporting 'timeout'", s=stateid)
+                    args = (stateid, "timeout", args[2])
+                    continue
+                if f.faultCode != faults.UNAVAILABLE:
+                    log.error("lease {s}: the server refused the check-in: {msg}", s=stateid, msg=f.faultString)
                     return None
-                yield self.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                why: object = f"Fault {f.faultCode}: {f.faultString}"
+            except Exception as e:
+                why = e
+            if self.reactor.seconds() + delay > local_deadline:
+                log.warn(
+                    "lease {s}: gave up checking in after {n} tries, before the lease's deadline ({why});"
+                    " the market will roll the lease back",
+                    s=stateid,
+                    n=tries,
+                    why=why,
+                )
+                return None
+            log.info("lease {s}: {m} not delivered ({why}); retrying in {d:g} s", s=stateid, m=method, why=why, d=delay)
+            yield self.sleep(delay)
+            delay = min(delay * 2, 5.0)

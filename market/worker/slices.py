@@ -8,15 +8,22 @@ protocol of ``market.tasklet.slicemain`` on stdin/stdout.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from market.sandbox.limits import Caps
+from market.sandbox.watchdog import descendants
+from market.tasklet.slicemain import NOFREEZE_DUMP_AFTER
+
 if TYPE_CHECKING:
     from twisted.internet import defer
 
     from market.sandbox.runner import Execution
+
+__all__ = ["SliceReport", "SliceRunner", "classify", "descendants", "signal_tree", "stage_runtime", "FREEZE_GRACE"]
 
 SANDBOX_ROOT = "/opt/market"
 # SIGUSR1 = "freeze now" (graceful stop): it fires the runtime's own slice-timer signal early, so
@@ -26,13 +33,19 @@ LAUNCH = (
     "signal.signal(signal.SIGUSR1, lambda *a: os.kill(os.getpid(), signal.SIGALRM)); "
     "from market.tasklet.slicemain import main; sys.exit(main())"
 )
+# How long after its slice a job may take to reach a freeze point and freeze before the sandbox
+# is killed; a slice killed then reached none: it is reported as 'nofreeze' (billed, and after a
+# few such slices the market ends the job). The runtime dumps its stack before this.
+FREEZE_GRACE = NOFREEZE_DUMP_AFTER + 3.0
+# a job frame in faulthandler's dump: '  File "<job>", line 12 in work'
+_JOB_FRAME = re.compile(rb'File "<job>", line (\d+) in (\w+)')
 
 
 @dataclass
 class SliceReport:
     """What one slice produced, classified as the worker reports it."""
 
-    status: str  # ok | finished | timeout | overflow | memory | crash | refused | abort
+    status: str  # ok | finished | nofreeze | timeout | overflow | memory | crash | refused | abort
     envelope: bytes | None = None
     result: bytes | None = None
     error: str | None = None
@@ -84,26 +97,6 @@ def stage_runtime(staging, python: str = "/usr/bin/python3") -> str:
     return final
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (via /proc/PID/task/*/children)."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            found.extend(kids)
-            todo.extend(kids)
-    return found
-
-
 def signal_tree(pid: int | None, sig: int) -> None:
     if not pid:
         return
@@ -134,17 +127,43 @@ def classify(sandbox_status: str, stdout: bytes, message: str, wall: float) -> S
     return SliceReport(sandbox_status, message=message or sandbox_status, wall=wall)
 
 
+def nofreeze_message(stderr: bytes, source: str, seconds: float) -> str:
+    """Why a slice was killed without freezing, for the job's owner: the job's line it was stuck
+    on (from the runtime's stack dump, when there is one) and what to do about it."""
+    where = ""
+    frames = _JOB_FRAME.findall(stderr[-16384:])
+    if frames:
+        line, function = int(frames[0][0]), frames[0][1].decode()  # innermost first
+        lines = source.splitlines()
+        text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+        where = f" It was inside one long call at line {line} in {function}()" + (f": {text[:120]}." if text else ".")
+    return (
+        f"the job reached no freeze point within its slice of {seconds:g} s (and {FREEZE_GRACE:g} s more)."
+        f"{where} A job can only freeze at a loop iteration or a call of one of its own functions: split"
+        " long built-in calls (sum, sorted, pow, a huge str or list operation) into a loop over smaller pieces"
+    )
+
+
 class SliceRunner:
     """Starts slices; knows how to freeze the running one early (SIGUSR1 to the runtime)."""
 
     def __init__(
-        self, reactor, *, user: str | None, level: Any, insecure: bool, memory_mb: int, python: str = "/usr/bin/python3"
+        self,
+        reactor,
+        *,
+        user: str | None,
+        level: Any,
+        insecure: bool,
+        memory_mb: int,
+        python: str = "/usr/bin/python3",
+        caps: Caps | None = None,
     ):
         self.reactor = reactor
         self.user = user
         self.level = level
         self.insecure = insecure
         self.memory_mb = memory_mb
+        self.caps = caps or Caps(memory_mb=memory_mb)
         self.python = python
         self._execution: Execution | None = None
         self._pid: int | None = None
@@ -175,12 +194,14 @@ class SliceRunner:
             return self._run_unsandboxed(request, seconds)
         from market.sandbox import Limits, start
 
+        # A job is one process (the no-fork seccomp filter), so its RLIMIT_AS is its memory; the
+        # worker's watchdog (or cgroup) holds the whole sandbox to the same figure.
         limits = Limits(
-            wall_seconds=seconds + 5.0,
-            cpu_seconds=seconds + 5.0,
-            memory_mb=self.memory_mb,
-            output_bytes=256 * 1024 * 1024,
-            disk_mb=16,
+            wall_seconds=seconds + FREEZE_GRACE,
+            cpu_seconds=seconds + FREEZE_GRACE,
+            memory_mb=min(self.memory_mb, self.caps.memory_mb),
+            output_bytes=self.caps.output_bytes,
+            disk_mb=min(16, self.caps.disk_mb),
             processes=64,
             files=64,
         )
@@ -193,10 +214,16 @@ class SliceRunner:
             user=self.user,
             level=self.level,
             extra_env={"PYTHONHASHSEED": "0"},
+            single_process=True,
         )
 
         def done(outcome):
             self._execution = None
+            if outcome.status == "timeout":
+                # killed at slice + FREEZE_GRACE: the job never froze (wall or CPU limit alike)
+                return SliceReport(
+                    "nofreeze", message=nofreeze_message(outcome.stderr, source, seconds), wall=outcome.wall_seconds
+                )
             return classify(
                 outcome.status,
                 outcome.stdout,

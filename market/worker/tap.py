@@ -26,11 +26,13 @@ class Options(usage.Options):
         ["client", None, None, "this client's id (from: market client register)"],
         ["token", None, None, "this client's token (or $MARKET_CLIENT_TOKEN)"],
         ["token-file", None, None, "read the token from this file"],
-        ["slice", None, 60.0, "slice length to propose, seconds", float],
+        ["slice", None, 60.0, "slice length to propose, seconds; also the longest a task may run here", float],
         ["cpu", None, 100, "CPU share for jobs, percent of one core (1-100)", int],
         ["sandbox", None, "auto", "auto | full | degraded"],
         ["user", None, None, "unprivileged user that runs jobs (required when started as root)"],
-        ["memory", None, 512, "memory limit per slice, MB", int],
+        ["memory", None, 512, "the most memory one slice or task may use, all its processes together, MB", int],
+        ["disk", None, 256, "the most disk one task may use: its /tmp and its unpacked task filesystem, MB", int],
+        ["output", None, 48, "the most one slice or task may send back (a job's state, a task's output), MB", int],
         [
             "python",
             None,
@@ -62,6 +64,19 @@ class Options(usage.Options):
             raise usage.UsageError("--cpu must be between 1 and 100")
         if self["slice"] <= 0:
             raise usage.UsageError("--slice must be more than 0")
+        from market.sandbox.limits import Caps, LimitsError
+
+        try:
+            self.caps = Caps(
+                memory_mb=self["memory"],
+                seconds=self["slice"],
+                disk_mb=self["disk"],
+                output_bytes=self["output"] << 20,
+            )
+        except LimitsError as e:
+            option = {"memory_mb": "--memory", "disk_mb": "--disk", "output_bytes": "--output"}
+            name = next((o for f, o in option.items() if str(e).startswith(f)), "--slice")
+            raise usage.UsageError(f"{name}: {e}") from None
         from market.core.errors import MarketError
         from market.rpc.client import server_url
         from market.worker.interpreter import UnsupportedInterpreter, check
@@ -93,6 +108,8 @@ def makeService(options):
         insecure=bool(options["insecure-no-sandbox"]),
         user=options["user"],
         memory_mb=options["memory"],
+        disk_mb=options["disk"],
+        output_mb=options["output"],
         python=options["python"],
         once=bool(options["once"]),
     )

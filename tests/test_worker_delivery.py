@@ -1,0 +1,110 @@
+"""The worker keeps finished work: a check-in answered with Fault 9 (the market's database is briefly
+unavailable) is retried like a lost connection, until the lease's deadline; a slice that never froze
+is reported as 'nofreeze' with the job's line, and as 'timeout' to a market that does not know it."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+
+from twisted.internet import defer, error, task
+
+from market.worker.service import WorkerService
+from market.worker.slices import FREEZE_GRACE, SliceReport, nofreeze_message
+
+
+class FakeRPC:
+    """Answers each call with the next of ``answers``: an exception instance to raise, or a value."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def call(self, method, *args):
+        self.calls.append((method, *args))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            return defer.fail(answer)
+        return defer.succeed(answer)
+
+
+def worker(answers):
+    clock = task.Clock()
+    service = WorkerService(server="http://127.0.0.1:1/RPC2", client_id=1, token="t", reactor=clock)
+    service.rpc = FakeRPC(answers)
+    return service, clock
+
+
+FAULT9 = xmlrpc.client.Fault(9, "database error on sqlite:x: database is locked")
+DONE = {"status": "accepted"}
+
+
+def test_a_check_in_answered_fault_9_is_retried_until_it_is_delivered():
+    service, clock = worker([FAULT9, FAULT9, DONE])
+    d = service.report(7, SliceReport("ok", envelope=b"env", progress=0.5), local_deadline=60.0)
+    clock.advance(0.5)
+    clock.advance(1.0)
+    assert d.called and d.result == DONE
+    assert [c[0] for c in service.rpc.calls] == ["state"] * 3
+
+
+def test_a_result_answered_fault_9_is_retried_like_a_lost_connection():
+    service, clock = worker([error.ConnectionRefusedError(), FAULT9, DONE])
+    d = service.report(7, SliceReport("finished", result=b"r"), local_deadline=60.0)
+    clock.pump([0.5, 1.0])
+    assert d.result == DONE and [c[0] for c in service.rpc.calls] == ["result"] * 3
+
+
+def test_delivery_gives_up_at_the_leases_deadline():
+    service, clock = worker([FAULT9] * 20)
+    d = service.report(7, SliceReport("ok", envelope=b"env"), local_deadline=4.0)
+    clock.pump([0.5] * 20)
+    assert d.called and d.result is None
+    # 0 s, 0.5 s, 1.5 s, 3.5 s: the next try (at 7.5 s) would be after the deadline
+    assert len(service.rpc.calls) == 4
+
+
+def test_other_faults_are_not_retried():
+    service, clock = worker([xmlrpc.client.Fault(4, "no checked-out state 7")])
+    d = service.report(7, SliceReport("ok", envelope=b"env"), local_deadline=60.0)
+    assert d.called and d.result is None and len(service.rpc.calls) == 1
+
+
+def test_nofreeze_is_reported_as_a_failure_and_as_timeout_to_a_market_that_refuses_it():
+    service, clock = worker([xmlrpc.client.Fault(1, "status must be one of ok, timeout"), DONE])
+    d = service.report(7, SliceReport("nofreeze", message="stuck"), local_deadline=60.0)
+    assert d.result == DONE
+    assert service.rpc.calls == [("fail", 7, "nofreeze", "stuck"), ("fail", 7, "timeout", "stuck")]
+
+
+SOURCE = "def work(n):\n    total = 0\n    for i in range(3):\n        total += sum(range(n))\n    return total\n"
+DUMP = b"""job output\nTimeout (0:00:04)!
+Thread 0x00007fc06b271b80 (most recent call first):
+  File "<job>", line 4 in work
+  File "/opt/market/market/tasklet/runner.py", line 394 in run_slice
+"""
+
+
+def test_the_nofreeze_message_names_the_jobs_line_and_what_to_do():
+    message = nofreeze_message(DUMP, SOURCE, 2.0)
+    assert f"within its slice of 2 s (and {FREEZE_GRACE:g} s more)" in message
+    assert "line 4 in work(): total += sum(range(n))" in message
+    assert "split long built-in calls" in message
+
+
+def test_without_a_stack_dump_the_message_still_says_what_to_do():
+    message = nofreeze_message(b"", SOURCE, 2.0)
+    assert "line" not in message.split(".")[1] and "split long built-in calls" in message
+
+
+def test_the_workers_own_limits_are_its_options():
+    import pytest
+    from twisted.python import usage
+
+    from market.worker.tap import Options
+
+    options = Options()
+    options.parseOptions(["--client", "1", "--token", "t", "--memory", "300", "--slice", "5", "--disk", "40"])
+    caps = options.caps
+    assert (caps.memory_mb, caps.seconds, caps.disk_mb, caps.output_bytes) == (300, 5.0, 40, 48 << 20)
+    with pytest.raises(usage.UsageError, match="--disk: disk_mb must be at least 1"):
+        Options().parseOptions(["--client", "1", "--token", "t", "--disk", "0"])
