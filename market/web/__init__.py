@@ -19,7 +19,8 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
     ``options`` are ``twistd market``'s: ``smtp`` (HOST:PORT relay, else mail goes to the ``outbox``
     folder), ``outbox``, ``public-url`` (base of links in e-mails; https there turns on Secure
     cookies) and ``rpc`` (the endpoint whose port goes into the worker command shown to members).
-    The clock is the dispatcher's, so the site and the market agree on time.
+    The clock is the dispatcher's, so the site and the market agree on time; its helper pool
+    (``market.offload``) checks submitted modules and writes results' text.
     """
     from market.web.context import Web
     from market.web.mail import Mailer
@@ -32,5 +33,12 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         mailer = Mailer(options.get("smtp"), options.get("outbox") or "var/outbox", reactor=reactor)
     except ValueError as e:
         raise SystemExit(f"market: {e}") from None
-    web = Web(db, clock, mailer, public_url=options.get("public-url"), rpc_endpoint=options.get("rpc") or "tcp:7080")
+    web = Web(
+        db,
+        clock,
+        mailer,
+        public_url=options.get("public-url"),
+        rpc_endpoint=options.get("rpc") or "tcp:7080",
+        offload=getattr(dispatcher, "offload", None),
+    )
     return make_web_site(web)
