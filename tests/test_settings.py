@@ -53,7 +53,7 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
 @pytest.mark.parametrize(
     "data, words",
     [
-        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts])"),
+        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [offload])"),
         ({"dispatch": {"windw": 1}}, "unknown key 'windw' in [dispatch]"),
         ({"dispatch": 3}, "dispatch must be a section"),
         ({"dispatch": {"window": 0}}, "[dispatch] window: 0 must be more than 0"),
@@ -215,6 +215,7 @@ def test_environment_reads_are_only_in_the_entry_points_and_the_places_that_need
         "market/sandbox/testing.py",  # CI, for the fakes it ships to test suites (fail, not skip, in CI)
         "market/demo.py",  # passes PYTHONPATH on to its children
         "market/tasklet/localrun.py",  # passes the environment on to its children
+        "market/offload/pool.py",  # passes PATH and the locale (nothing else) on to its helpers
     }, readers
 
 

@@ -85,7 +85,7 @@ def test_refusals_name_their_lines_and_keep_their_kind():
     with pytest.raises(TooLarge, match="1024 KiB"):
         submission.prepare(SOURCE + "#" * (1024 * 1024), "main", [1])
     with pytest.raises(JobRefused):
-        submission.check_source(SOURCE, "nosuchfunction")
+        submission.checked_module(SOURCE, "nosuchfunction")
 
 
 def test_a_job_that_is_refused_leaves_nothing_in_the_store(db):
@@ -100,7 +100,9 @@ def test_a_job_that_is_refused_leaves_nothing_in_the_store(db):
 
 class _Dispatcher:
     def __init__(self, db):
-        self.db, self.clock = db, Clock()
+        from market.offload.testing import InlinePool
+
+        self.db, self.clock, self.offload = db, Clock(), InlinePool()
 
 
 def _auth(name: str, token: str) -> bytes:
