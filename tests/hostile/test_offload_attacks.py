@@ -31,12 +31,12 @@ def market(tmp_path):
 
 def assert_nobody_else_noticed(figures: attacks.Figures, hostile) -> None:
     print(figures.summary())  # the figures, for the report (pytest -s)
-    assert figures.requests >= 3, figures.summary()
     assert figures.bystander_calls >= 5 and not figures.bystander_errors, figures.summary()
     assert figures.bystander_worst <= WORST_SECONDS and figures.bystander_p99 <= P99_SECONDS, figures.summary()
     assert not figures.writer_errors and figures.writer_worst <= WORST_SECONDS, figures.summary()
     assert figures.market_peak_mb < MARKET_RSS_MB, figures.summary()
     assert figures.helpers_seen >= 1 and figures.helper_peak_mb < attacks.HELPER_MEMORY_MB, figures.summary()
+    assert figures.requests >= 3, figures.summary()  # the attack did run
     # afterwards: the same market (no restart) serves, and its books balance
     hostile.assert_serves_and_audits_clean()
     audit = subprocess.run(
