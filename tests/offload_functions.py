@@ -62,3 +62,10 @@ def limits() -> dict:
 def chatter() -> str:
     print("this goes to the log, not into the answers")
     return "answered"
+
+
+def warn() -> str:
+    import warnings
+
+    warnings.warn("a warning a stranger's module could cause thousands of", SyntaxWarning, stacklevel=1)
+    return "warned"

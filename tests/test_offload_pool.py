@@ -18,7 +18,7 @@ from market.settings import OffloadSettings
 
 TESTS = {
     f"tests.offload_functions:{name}"
-    for name in ("echo", "sleep", "spin", "allocate", "refuse", "crash", "bug", "pid", "limits", "chatter")
+    for name in ("echo", "sleep", "spin", "allocate", "refuse", "crash", "bug", "pid", "limits", "chatter", "warn")
 }
 
 
@@ -165,6 +165,22 @@ async def test_what_a_function_prints_goes_to_the_log_not_into_the_answers():
         assert await pool.call(fn("echo"), 3) == (3,)
     finally:
         await pool.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_warnings_of_a_strangers_input_are_not_written_to_the_log():
+    from twisted.logger import globalLogPublisher
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    pool = await started()
+    try:
+        assert await pool.call(fn("warn")) == "warned"
+        await sleep(0.2)
+    finally:
+        await pool.stopService()
+        globalLogPublisher.removeObserver(seen.append)
+    assert not [e for e in seen if "SyntaxWarning" in str(e.get("text", ""))]
 
 
 @pytest_twisted.ensureDeferred

@@ -27,6 +27,7 @@ import signal
 import struct
 import sys
 import traceback
+import warnings
 
 FRAME = struct.Struct("!Q")
 
@@ -140,6 +141,8 @@ def main() -> int:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() in a function goes to the log, never into the answers
     sys.stdout = sys.stderr
+    # compiling a stranger's module can warn once per line (``x is 1``): not for the market's log
+    warnings.simplefilter("ignore")
     config = read_frame(requests)
     if not isinstance(config, dict):
         return 2

@@ -122,7 +122,9 @@ class _Helper(protocol.ProcessProtocol):
     def start(self, call: _Call) -> None:
         self.call = call
         self.timer = self.pool.reactor.callLater(call.seconds, self.kill, "time")
-        self.transport.write(wire.frame((call.id, call.name, call.args)))  # type: ignore[union-attr]
+        body = pickle.dumps((call.id, call.name, call.args), protocol=pickle.HIGHEST_PROTOCOL)
+        # header and body apart: a large argument (a request body, say) is not copied once more
+        self.transport.writeSequence([wire.FRAME.pack(len(body)), body])  # type: ignore[union-attr]
 
     def kill(self, why: str) -> None:
         self.killed_for = self.killed_for or why
