@@ -160,7 +160,10 @@ class OffloadSettings:
     helpers: int = setting(2, positive_int, "helper processes for CPU-heavy work on members' input")
     helper_memory: int = setting(512, positive_int, "address-space limit of each helper process, MiB")
     helper_seconds: float = setting(
-        10.0, positive_float, "seconds one call may take in a helper before it is killed and replaced", "{:g}".format
+        10.0,
+        positive_float,
+        "CPU seconds one call may take in a helper (3 times that on the clock) before it is killed and replaced",
+        "{:g}".format,
     )
     helper_queue: int = setting(32, positive_int, "calls that may wait for a helper; more are refused as busy")
     helper_nice: int = setting(10, niceness, "scheduling niceness of the helpers (0-19): the server comes first")

@@ -110,6 +110,26 @@ async def test_a_call_over_its_time_is_refused_and_its_helper_replaced():
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_limit_is_cpu_time_so_a_busy_machine_does_not_fail_a_fair_call():
+    import signal
+
+    pool = await started(helper_seconds=1.0)
+    try:
+        call = pool.call(fn("spin"), 0.3)  # 0.3 s of CPU, but the machine stalls the helper for 1.5 s
+        helper = pool.pids()[0]
+        os.kill(helper, signal.SIGSTOP)
+        await sleep(1.5)
+        os.kill(helper, signal.SIGCONT)
+        assert await call == "spun"
+        began = time.monotonic()
+        with pytest.raises(TooSlow):  # one that uses no CPU at all still ends: at 3 times the limit
+            await pool.call(fn("sleep"), 60)
+        assert 2.5 < time.monotonic() - began < 5
+    finally:
+        await pool.stopService()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_call_may_ask_for_less_time_than_the_pool_allows_never_more():
     pool, strict = await started(helper_seconds=5.0), await started(helper_seconds=0.5)
     try:

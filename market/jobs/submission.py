@@ -142,7 +142,10 @@ def checked_module(source: str, entry: str) -> None:
     """XML-RPC ``job``'s check of a module, in a helper: its shape, then the runtime's validation
     and compilation. Raises :class:`JobRefused` or :class:`TooLarge`."""
     check_shape(source)
-    _runtime(tasklet.validate, source, entry)
+    try:
+        _runtime(tasklet.validate, source, entry)
+    finally:
+        tasklet.forget_compiled()  # the next module is another stranger's: hold no memory for this one
 
 
 def function_names(source: str) -> list[str]:
@@ -170,6 +173,8 @@ def examined_module(source: str, entry: str, args: list, kwargs: dict[str, Any],
     except MarketError as e:
         answer["refusal"] = (e.kind, str(e))
         return answer
+    finally:
+        tasklet.forget_compiled()  # the next module is another stranger's: hold no memory for this one
     answer["job"] = (job.header, job.payload)
     return answer
 

@@ -4,8 +4,9 @@
 in a free helper and returns a Deferred of its value, or of its refusal as the market error of the
 same kind (a module refused, a value too large...). Every call is bounded:
 
-* **time** — ``helper-seconds``: a helper that takes longer is killed and replaced, and the call
-  fails with :class:`TooSlow` (kind "too-large": make the input smaller);
+* **time** — ``helper-seconds`` of CPU (and at most :data:`WALL_FACTOR` times that on the clock,
+  for a machine too busy to give a helper its share): a helper that takes longer is killed and
+  replaced, and the call fails with :class:`TooSlow` (kind "too-large": make the input smaller);
 * **memory** — ``helper-memory``: each helper limits its own address space before its first
   call; a call that needs more fails with kind "too-large" and that helper is replaced;
 * **waiting** — ``helper-queue`` calls may wait for a helper, and one member (``owner``) may have
@@ -48,6 +49,20 @@ START_FAILURES = 3
 RETIRE_SHARE = 0.5
 #: seconds a stopping pool waits for helpers to finish their call before killing them
 STOP_GRACE = 2.0
+#: a call's limit is CPU seconds; on the clock it may take this many times as long (a busy machine)
+WALL_FACTOR = 3.0
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used, from /proc; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return None
+
 
 # the market package this server runs: its helpers import the very same code
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,6 +117,7 @@ class _Helper(protocol.ProcessProtocol):
         self.ready = False
         self.call: _Call | None = None
         self.timer: Any = None
+        self.began = (0.0, 0.0)  # (clock, CPU seconds) when the call was given
         self.killed_for = ""  # "time", "answer" or "stop" once the pool killed it
         self.retiring = False
         self.rss_kib = 0
@@ -121,10 +137,25 @@ class _Helper(protocol.ProcessProtocol):
 
     def start(self, call: _Call) -> None:
         self.call = call
-        self.timer = self.pool.reactor.callLater(call.seconds, self.kill, "time")
+        self.began = (self.pool.reactor.seconds(), cpu_seconds(self.pid or 0) or 0.0)
+        self.timer = self.pool.reactor.callLater(call.seconds, self.check_time, call)
         body = pickle.dumps((call.id, call.name, call.args), protocol=pickle.HIGHEST_PROTOCOL)
         # header and body apart: a large argument (a request body, say) is not copied once more
         self.transport.writeSequence([wire.FRAME.pack(len(body)), body])  # type: ignore[union-attr]
+
+    def check_time(self, call: _Call) -> None:
+        """At the call's limit on the clock: kill the helper if it has used the limit's CPU time
+        (or :data:`WALL_FACTOR` times the limit went by); else look again when it could have."""
+        if self.call is not call:
+            return
+        wall = self.pool.reactor.seconds() - self.began[0]
+        now_cpu = cpu_seconds(self.pid or 0)
+        cpu = wall if now_cpu is None else now_cpu - self.began[1]
+        if cpu >= call.seconds * 0.99 or wall >= WALL_FACTOR * call.seconds:
+            self.kill("time")
+            return
+        later = min(max(call.seconds - cpu, 0.1), WALL_FACTOR * call.seconds - wall)
+        self.timer = self.pool.reactor.callLater(later, self.check_time, call)
 
     def kill(self, why: str) -> None:
         self.killed_for = self.killed_for or why
@@ -380,8 +411,8 @@ class HelperPool(service.Service):
         if h.killed_for == "time":
             self.stats.too_slow += 1
             return TooSlow(
-                f"this took more than {call.seconds:g} s, the most the market spends on one piece of work;"
-                " make it smaller or simpler"
+                f"this took more than {call.seconds:g} s of CPU, the most the market spends on one piece of"
+                " work; make it smaller or simpler"
             )
         self.stats.failed += 1
         if h.killed_for == "stop":

@@ -39,6 +39,7 @@ __all__ = [
     "run_slice",
     "decode_result",
     "render_result",
+    "forget_compiled",
     "OverBudget",
     "SliceOutcome",
     "JobRefused",
@@ -61,6 +62,15 @@ def validate(source: str, entry: str) -> None:
     """Raise :class:`JobRefused` (problems: ``[(lineno, reason)]``) if the job
     module is outside the resumable subset or has no function ``entry``."""
     compile_job(source, entry)
+
+
+def forget_compiled() -> None:
+    """Drop the compiled jobs this process keeps for its next slices.  A
+    server's helper process checks one stranger's module after another:
+    keeping them would only hold its memory."""
+    from . import compiler
+
+    compiler._CACHE.clear()
 
 
 def decode_result(data: bytes, max_nodes: Optional[int] = None) -> Any:

@@ -56,14 +56,16 @@ def module_of_small_functions(count: int = 12_000, size: int = 1024 * 1024) -> s
     return body + "#" * max(0, size - len(body.encode()) - 1) + "\n"
 
 
-def module_at_the_limits() -> str:
+def module_at_the_limits(tag: str = "") -> str:
     """The costliest module the cheap limits let through that we know of: ~2,000 functions with
-    loops (each rewritten and compiled) in ~18,000 lines; ~3.5 s of a helper's CPU and ~140 MiB."""
+    loops (each rewritten and compiled) in ~18,000 lines; ~3.5 s of a helper's CPU and ~140 MiB.
+    ``tag`` makes it a new module (no cache anywhere has seen it)."""
     body = (
         "    t = 0\n    for i in range(x):\n        for j in range(i):\n            if i % 3 == 0:\n"
         "                t += i * j\n            else:\n                t -= j\n    return t\n"
     )
-    return "".join(f"def f{i}(x):\n{body}" for i in range(1998)) + "def main():\n    return f1(3)\n"
+    functions = "".join(f"def f{i}(x):\n{body}" for i in range(1998))
+    return f"# {tag or uuid.uuid4().hex}\n" + functions + "def main():\n    return f1(3)\n"
 
 
 def hash_flooded_set(size: int = 512 * 1024) -> bytes:
@@ -357,22 +359,30 @@ def attack_result_bomb(hostile: HostileMarket, seconds: float, web_port: int) ->
     return under_attack(hostile, "result bomb", seconds, [pages, outcomes, command_line])
 
 
+def _why(message: str) -> str:
+    """A short name for a size refusal's reason, to count them apart."""
+    for words, why in (("lines", "lines"), ("more than", "time"), ("memory", "memory"), ("busy", "busy")):
+        if words in message:
+            return f" ({why})"
+    return ""
+
+
 def attack_module_over_rpc(hostile: HostileMarket, seconds: float, threads: int = 3) -> Figures:
     """XML-RPC ``job`` with the review's 1 MiB module of 12,000 functions, and with the costliest
     module the cheap limits let through, over and over from ``threads`` connections."""
-    modules = [module_of_small_functions(), module_at_the_limits()]
+    big = module_of_small_functions()
 
     def flood(stop: threading.Event, record: _Record) -> None:
         proxy = hostile.member()
         i = 0
         while not stop.is_set():
-            module = modules[i % 2]
+            module = big if i % 2 == 0 else module_at_the_limits()
             i += 1
             try:
                 proxy.job(hostile.account_id, module, "0.01", "attack", "main")
                 record("accepted")
             except xmlrpc.client.Fault as f:
-                record(f"Fault {f.faultCode}", f.faultString)
+                record(f"Fault {f.faultCode}{_why(f.faultString)}", f.faultString)
             except (OSError, http.client.HTTPException) as e:
                 record(type(e).__name__, str(e))
                 proxy = hostile.member()
@@ -383,13 +393,13 @@ def attack_module_over_rpc(hostile: HostileMarket, seconds: float, threads: int 
 def attack_module_over_web(hostile: HostileMarket, seconds: float, web_port: int, threads: int = 2) -> Figures:
     """The web form with the same two modules, over and over."""
     _, _, first = web_member(hostile, web_port)
-    modules = [module_of_small_functions(), module_at_the_limits()]
+    big = module_of_small_functions()
 
     def flood(stop: threading.Event, record: _Record) -> None:
         session = first
         i = 0
         while not stop.is_set():
-            module = modules[i % 2]
+            module = big if i % 2 == 0 else module_at_the_limits()
             i += 1
             status, page = session.submit(module)
             text = page.decode("utf-8", "replace")
@@ -399,16 +409,38 @@ def attack_module_over_web(hostile: HostileMarket, seconds: float, web_port: int
     return under_attack(hostile, "1 MiB modules through the web form", seconds, [flood] * threads)
 
 
+def liars(hostile: HostileMarket, count: int) -> collections.deque:
+    """``count`` new clients (id, token) without a speed, made in one transaction before the attack,
+    so that the attack's own writes to the database are the market's."""
+    from market.accounts import credentials
+
+    tokens = [credentials.new_token() for _ in range(count)]
+
+    def work(tx):
+        now = time.time()
+        return [
+            (csql.register_client(tx, hostile.owner_id, f"liar-{uuid.uuid4().hex[:10]}", digest, now), token)
+            for token, digest in tokens
+        ]
+
+    return collections.deque(hostile.db.transact(work))
+
+
 def attack_hash_flooded_probe(hostile: HostileMarket, seconds: float) -> Figures:
     """New clients get test jobs and answer each with a 0.5 MB set of integers that share one hash
     (decoding it inside the check-in transaction held SQLite's write lock for ~10 s)."""
     flood = hash_flooded_set()
+    clients = liars(hostile, int(60 * seconds) + 20)
 
     def liar(stop: threading.Event, record: _Record) -> None:
         from market.rpc.client import blocking
 
         while not stop.is_set():
-            client_id, token = md.client(hostile.db, hostile.owner_id, f"liar-{uuid.uuid4().hex[:8]}")
+            try:
+                client_id, token = clients.popleft()
+            except IndexError:
+                record("out of clients")
+                return
             proxy = blocking(hostile.url, f"client/{client_id}", token)
             lease = proxy.request(client_id, 5)
             if lease.get("kind") != "test":

@@ -68,10 +68,11 @@ def test_a_1_mib_module_over_xml_rpc_is_refused_cheaply_and_the_largest_allowed_
     figures = attacks.attack_module_over_rpc(market, SECONDS)
     assert_nobody_else_noticed(figures, market)
     got = figures.outcomes
-    assert got["Fault 8"] >= 1 and "lines" in figures.samples["Fault 8"]
-    # the module at the limits is checked in a helper: accepted, or refused as busy while others are
-    assert got["accepted"] + got["Fault 9"] >= 1
-    assert set(got) <= {"accepted", "Fault 8", "Fault 9"}, got
+    assert got["Fault 8 (lines)"] >= 1  # the review's module: refused before anything parses it
+    # the module at the limits is checked in a helper: accepted (or, on a machine too busy to give
+    # the helper its 3.5 s of CPU within 30 s, refused for its time), or refused as busy
+    assert got["accepted"] + got["Fault 8 (time)"] >= 1
+    assert set(got) <= {"accepted", "Fault 8 (lines)", "Fault 8 (time)", "Fault 9 (busy)"}, got
 
 
 def test_a_1_mib_module_through_the_web_form_is_refused_in_the_form(market):
