@@ -66,7 +66,8 @@ def check_limits(source: str) -> None:
     :class:`TooLarge` (or :class:`MarketError` if it is not text)."""
     if not isinstance(source, str):
         raise MarketError("the module must be text")
-    size = len(source.encode("utf-8", "surrogatepass"))
+    # every character is at least one byte: a text longer than the limit is refused unencoded
+    size = len(source) if len(source) > MAX_SOURCE else len(source.encode("utf-8", "surrogatepass"))
     if size > MAX_SOURCE:
         raise TooLarge(f"the module is over {MAX_SOURCE // 1024} KiB ({size:,} bytes)")
     lines = source.count("\n") + source.count("\r") - source.count("\r\n") + 1

@@ -83,6 +83,9 @@ def _die_with_parent(parent: int) -> None:
 
 def limit(memory_bytes: int, nice: int, parent: int) -> None:
     """The helper's limits, put on itself before any call."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:  # the server runs under a lower limit: never ask for more
+        memory_bytes = min(memory_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if nice:
