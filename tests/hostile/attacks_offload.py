@@ -430,7 +430,7 @@ def attack_hash_flooded_probe(hostile: HostileMarket, seconds: float) -> Figures
     """New clients get test jobs and answer each with a 0.5 MB set of integers that share one hash
     (decoding it inside the check-in transaction held SQLite's write lock for ~10 s)."""
     flood = hash_flooded_set()
-    clients = liars(hostile, int(60 * seconds) + 20)
+    clients = liars(hostile, int(200 * seconds) + 20)  # ~65 a second are used on this machine
 
     def liar(stop: threading.Event, record: _Record) -> None:
         from market.rpc.client import blocking

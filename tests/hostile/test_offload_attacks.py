@@ -86,4 +86,4 @@ def test_a_1_mib_module_through_the_web_form_is_refused_in_the_form(market):
 def test_a_hash_flooded_test_answer_is_judged_without_holding_the_database(market):
     figures = attacks.attack_hash_flooded_probe(market, SECONDS)
     assert_nobody_else_noticed(figures, market)
-    assert set(figures.outcomes) == {"judged suspect"}, figures.outcomes
+    assert set(figures.outcomes) - {"out of clients"} == {"judged suspect"}, figures.outcomes
