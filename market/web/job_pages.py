@@ -25,6 +25,9 @@ FINAL = ("finished", "cancelled")
 SHOWN_RESULT = results.SHOWN_CHARS  # characters of a result shown on its page (the download has it all)
 #: characters of JSON the arguments field may hold
 MAX_ARGUMENTS = 256 * 1024
+#: characters of a task's output the JSON download carries (it is text already: converted here,
+#: not in a helper, so kept small; the encoded download has it all)
+TASK_OUTPUT_CHARS = 1024 * 1024
 
 
 def parse_arguments(text: str) -> tuple[list, dict]:
@@ -210,6 +213,7 @@ class JobPages(Pages):
             return None
         data = bytes(data)
         if row["kind"] == "task":  # a task's result is its output: text already
+            max_chars = min(max_chars, TASK_OUTPUT_CHARS)
             text = data[: 4 * max_chars].decode("utf-8", "replace")
             complete = len(data) <= max_chars and len(text) <= max_chars
             return results.Shown(text[:max_chars], complete, len(data), "" if complete else "is longer")
