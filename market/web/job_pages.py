@@ -45,8 +45,10 @@ def parse_arguments(text: str) -> tuple[list, dict]:
             f"the arguments are not valid JSON ({e.msg} at line {e.lineno} column {e.colno});"
             ' write a list like [1000, "text"] or an object like {"n": 1000}'
         ) from None
-    except ValueError as e:  # an integer of over 4,300 digits (CPython's limit on int(str))
-        raise MarketError(f"the arguments hold a number the market cannot read ({e}); send it as a string") from None
+    except ValueError:  # an integer of over 4,300 digits (CPython's limit on int(str))
+        raise MarketError(
+            "the arguments hold a number too long for the market to read (over 4,300 digits); send it as a string"
+        ) from None
     except RecursionError:
         raise MarketError("the arguments are nested too deeply; flatten them") from None
     if isinstance(value, list):
