@@ -409,8 +409,14 @@ def cmd_status(args) -> int:
     return 0
 
 
+#: what ``market result`` prints at most: values (shared parts counted where they appear), characters
+PRINT_NODES = 1_000_000
+PRINT_CHARS = 4 * 1024 * 1024
+
+
 def cmd_result(args) -> int:
-    from market import tasklet
+    from market.core.errors import TooLarge
+    from market.jobs import results
 
     proxy, _ = _server(args)
     row = _call(proxy.outcome, args.job)
@@ -418,12 +424,30 @@ def cmd_result(args) -> int:
         print(f"job {args.job} failed: {row['error']}", file=sys.stderr)
         return EXIT_REFUSED
     data = row["result"].data if row.get("result") is not None else None
+    if args.output:  # the bytes as the worker sent them: nothing is decoded, whatever their size
+        with open(args.output, "wb") as f:
+            f.write(data or b"")
+        what = "output" if row.get("kind") == "task" else "encoded result (market.tasklet.codec)"
+        print(f"wrote the {what} of job {args.job} to {args.output}: {len(data or b''):,} bytes", file=sys.stderr)
+        return 0
     if row.get("kind") == "task":
         print(f"status: {row['outcome']}", file=sys.stderr)
         sys.stdout.write((data or b"").decode("utf-8", "replace"))
         return 0
-    value = tasklet.decode_result(data) if data is not None else None
-    print(json.dumps(value, default=repr) if not isinstance(value, str) else value)
+    if data is None:
+        print("null")
+        return 0
+    # the member's own terminal: printed within a budget, so a result of a few bytes that stands
+    # for 2**40 values is refused at once instead of hanging it
+    shown = results.show_here(data, PRINT_CHARS, PRINT_NODES)
+    if shown.malformed:
+        raise MarketError(f"the result of job {args.job} {shown.problem}")
+    if shown.text is None or not shown.complete:
+        raise TooLarge(
+            f"the result of job {args.job} ({shown.size:,} bytes encoded) {shown.problem}: too large to print;"
+            f" save it with: market result {args.job} --output FILE"
+        )
+    print(shown.text)
     return 0
 
 
@@ -562,8 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("job", nargs="?", type=int)
     server_opts(c)
     c.set_defaults(func=cmd_status)
-    c = sub.add_parser("result", help="print a finished job's result")
+    c = sub.add_parser("result", help="print a finished job's result (or save it with --output FILE)")
     c.add_argument("job", type=int)
+    c.add_argument(
+        "--output", metavar="FILE", default=None, help="write the result's encoded bytes to FILE instead of printing it"
+    )
     server_opts(c)
     c.set_defaults(func=cmd_result)
     c = sub.add_parser("price", help="change a job's price")

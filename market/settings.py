@@ -169,6 +169,45 @@ class WebSettings:
     signup_period: float = setting(3600.0, positive_float, "seconds over which sign-ups are counted", "{:g}".format)
 
 
+def niceness(value: Any) -> int:
+    """A scheduling niceness from 0 (as the server) to 19 (only idle CPU)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is not a whole number")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if not 0 <= number <= 19:
+        raise ValueError(f"{value!r} must be from 0 to 19")
+    return number
+
+
+@dataclass(frozen=True)
+class OffloadSettings:
+    """The helper processes that do CPU-heavy work on members' input, off the server's reactor and
+    out of its memory (section ``[offload]``)."""
+
+    helpers: int = setting(2, positive_int, "helper processes for CPU-heavy work on members' input")
+    helper_memory: int = setting(512, positive_int, "address-space limit of each helper process, MiB")
+    helper_seconds: float = setting(
+        10.0,
+        positive_float,
+        "CPU seconds one call may take in a helper (3 times that on the clock) before it is killed and replaced",
+        "{:g}".format,
+    )
+    helper_queue: int = setting(32, positive_int, "calls that may wait for a helper; more are refused as busy")
+    helper_nice: int = setting(10, niceness, "scheduling niceness of the helpers (0-19): the server comes first")
+    member_calls: int = setting(4, positive_int, "helper calls one member may have running or waiting")
+    render_nodes: int = setting(
+        1_000_000, positive_int, "values a result may expand to (shared parts counted where they appear) to be shown"
+    )
+    render_chars: int = setting(8 * 1024 * 1024, positive_int, "characters of JSON a downloaded result may have")
+
+    def __post_init__(self) -> None:
+        if self.helper_memory < 64:
+            raise SettingsError(f"helper-memory ({self.helper_memory}) must be at least 64 MiB: Python needs that")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a market process is configured with."""
@@ -182,6 +221,7 @@ class Settings:
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    offload: OffloadSettings = field(default_factory=OffloadSettings)
 
     def replace(self, section: str | None = None, **values: Any) -> Settings:
         """A copy with ``values`` (already converted) replacing the top-level keys or a section's."""
@@ -196,6 +236,7 @@ SECTIONS: dict[str, type] = {
     "dispatch": DispatchSettings,
     "accounts": AccountSettings,
     "web": WebSettings,
+    "offload": OffloadSettings,
 }
 
 #: the environment variables the market reads — credentials, the database and server URLs and

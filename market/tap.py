@@ -1,4 +1,4 @@
-"""``twistd market``: options and the MultiService (dispatcher, RPC site, web site).
+"""``twistd market``: options and the MultiService (helper pool, dispatcher, RPC site, web site).
 
 Every option is a key of ``market.settings`` with the same name; ``--config FILE`` reads them from a
 TOML file, and an option given on the command line wins over the file.
@@ -70,6 +70,7 @@ def makeService(options) -> service.MultiService:
     from market import accounts
     from market.core.errors import MarketError
     from market.dispatch.service import Dispatcher
+    from market.offload.pool import HelperPool
     from market.rpc.methods import factory
     from market.store import open_database
     from market.store.dburl import default_url
@@ -82,7 +83,11 @@ def makeService(options) -> service.MultiService:
         raise SystemExit(f"market: {e}") from None
     accounts.configure(settings.accounts)
     top = service.MultiService()
-    dispatcher = Dispatcher(db, settings.dispatch)
+    # the helper processes first: a MultiService starts its children in order and stops them in
+    # reverse, so the pool is up before anything can call it and goes after everything that does
+    offload = HelperPool(settings.offload)
+    offload.setServiceParent(top)
+    dispatcher = Dispatcher(db, settings.dispatch, offload=offload)
     dispatcher.setServiceParent(top)
     server = settings.server
     strports.service(server.rpc, factory(dispatcher)).setServiceParent(top)

@@ -99,7 +99,13 @@ class Rule:
 MARKET_ROOMS = (
     "market.accounts", "market.cli", "market.demo", "market.dispatch", "market.jobs", "market.report",
     "market.rpc", "market.sandbox", "market.store", "market.tap", "market.tasklet", "market.web",
-    "market.worker", "market.settings", "market.examples",
+    "market.worker", "market.settings", "market.examples", "market.offload",
+)  # fmt: skip
+
+# the rooms that serve or hold the market's data: what the helper pool must not know
+SERVING_ROOMS = (
+    "market.store", "market.dispatch", "market.rpc", "market.web", "market.jobs", "market.accounts",
+    "market.worker", "market.sandbox", "market.tasklet",
 )  # fmt: skip
 
 RULES = {
@@ -147,6 +153,16 @@ RULES = {
         ("market.web",),
         ("market.rpc", "market.worker", "market.sandbox"),
         "the web site is a peer of the RPC layer over the same store and rules",
+    ),
+    "the helper pool runs functions by name and knows none of the rooms that use it": Rule(
+        ("market.offload",),
+        SERVING_ROOMS,
+        "what runs in a helper depends on the pool (through market.offload.registry), never the reverse",
+    ),
+    "a helper process starts on the standard library alone": Rule(
+        ("market.offload.helper", "market.offload.registry"),
+        ("market", "twisted"),
+        "helpers are started fresh and import only what their calls need: the function's own module",
     ),
     "entry points are leaves: nothing imports the CLI, the twistd taps or the demo": Rule(
         ("market", "sim", "quote"),

@@ -313,3 +313,38 @@ def test_account_and_client_lists_escape_what_members_typed(db, db_url):
     db.transact(lambda tx: tx.execute("UPDATE accounts SET email = ?", ("ann\x1b[2J@example.org",)))
     for listing in (market(db_url, "client", "list").stdout, market(db_url, "account", "list").stdout):
         assert "\x1b" not in listing and "\x07" not in listing and "\\x1b" in listing
+
+
+def test_market_result_refuses_to_print_a_result_bomb_and_saves_its_bytes(db, db_url, tmp_path):
+    import xmlrpc.client
+
+    from market.rpc.client import blocking
+    from market.tasklet import codec
+    from tests import marketdata as md
+    from tests.servers import Market, env
+
+    bomb: list = []
+    for _ in range(40):
+        bomb = [bomb, bomb]
+    owner, token = md.account(db, "owner")
+    host, _ = md.account(db, "host")
+    job_id = md.job(db, owner, 1)
+    cid, ctoken = md.client(db, host, "box", 100.0)
+    server = Market(db_url, str(tmp_path), "--window", "0.2", "--threshold", "1").start()
+    try:
+        worker = blocking(server.url, f"client/{cid}", ctoken)
+        lease = worker.request(cid, 5)
+        worker.result(lease["stateid"], xmlrpc.client.Binary(codec.encode(bomb)))
+        e = dict(env(), MARKET_SERVER=server.url, MARKET_ACCOUNT="owner", MARKET_TOKEN=token)
+
+        def result(*args):
+            return subprocess.run([*MARKET, "result", *args], capture_output=True, text=True, env=e, timeout=60)
+
+        r = result(str(job_id))
+        assert r.returncode == 2 and not r.stdout and "Traceback" not in r.stderr
+        assert "too large to print" in r.stderr and f"market result {job_id} --output FILE" in r.stderr
+        saved = tmp_path / "result.bin"
+        r = result(str(job_id), "--output", str(saved))
+        assert r.returncode == 0 and saved.read_bytes() == codec.encode(bomb)
+    finally:
+        server.stop()

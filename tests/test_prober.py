@@ -116,3 +116,43 @@ def test_market_submit_refuses_code_outside_the_subset_with_line_numbers(db, ser
         timeout=60,
     )
     assert r.returncode == 2 and "line 1" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- a test job's answer is a stranger's bytes ---------------------------------------------------
+
+
+def test_an_answer_is_right_only_if_it_is_the_expected_integer():
+    from market.dispatch import prober
+
+    expected = tasklet.probe_expected(20)
+    assert prober.answer_is_right(tasklet.codec.encode(expected), 20)
+    assert not prober.answer_is_right(tasklet.codec.encode(expected + 1), 20)
+    assert not prober.answer_is_right(tasklet.codec.encode(float(expected)), 20)
+    assert not prober.answer_is_right(tasklet.codec.encode([expected]), 20)
+    assert not prober.answer_is_right(b"\x01\xff", 20)
+    assert not prober.answer_is_right(None, 20)
+    assert prober.answer_is_right(tasklet.codec.encode(0), 0) and not prober.answer_is_right(
+        tasklet.codec.encode(False), 0
+    )
+
+
+def test_a_long_answer_is_wrong_without_being_decoded(monkeypatch):
+    from market.dispatch import prober
+
+    monkeypatch.setattr(tasklet, "decode_result", lambda *a, **k: pytest.fail("decoded"))
+    flood = tasklet.codec.encode({(2**61 - 1) * k for k in range(1, 100)})
+    assert not prober.answer_is_right(flood, 20)
+
+
+def test_a_hash_flooded_answer_is_judged_at_once_and_the_client_is_suspect(db, server):
+    import time
+
+    host, _ = md.account(db, "host")
+    cid, token = md.client(db, host, "flooder")
+    rpc = blocking(server.url, f"client/{cid}", token)
+    lease = rpc.request(cid, 10)
+    flood = tasklet.codec.encode({(2**61 - 1) * k for k in range(1, 40_000)})  # ~0.5 MB
+    began = time.monotonic()
+    answer = rpc.result(lease["stateid"], xmlrpc.client.Binary(flood))
+    assert answer.get("suspect") is True and time.monotonic() - began < 2.0
+    assert db.transact(csql.client_by_id, cid)["suspect"] == 1

@@ -55,7 +55,7 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
 @pytest.mark.parametrize(
     "data, words",
     [
-        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [web])"),
+        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [web], [offload])"),
         ({"web": {"report-seconds": 0}}, "[web] report-seconds: 0 must be more than 0"),
         ({"web": {"signups-per-email": 1.5}}, "1.5 is not a whole number"),
         ({"dispatch": {"windw": 1}}, "unknown key 'windw' in [dispatch]"),
@@ -219,6 +219,7 @@ def test_environment_reads_are_only_in_the_entry_points_and_the_places_that_need
         "market/sandbox/testing.py",  # CI, for the fakes it ships to test suites (fail, not skip, in CI)
         "market/demo.py",  # passes PYTHONPATH on to its children
         "market/tasklet/localrun.py",  # passes the environment on to its children
+        "market/offload/pool.py",  # passes PATH and the locale (nothing else) on to its helpers
     }, readers
 
 

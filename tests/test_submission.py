@@ -85,7 +85,7 @@ def test_refusals_name_their_lines_and_keep_their_kind():
     with pytest.raises(TooLarge, match="1024 KiB"):
         submission.prepare(SOURCE + "#" * (1024 * 1024), "main", [1])
     with pytest.raises(JobRefused):
-        submission.check_source(SOURCE, "nosuchfunction")
+        submission.checked_module(SOURCE, "nosuchfunction")
 
 
 def test_a_job_that_is_refused_leaves_nothing_in_the_store(db):
@@ -100,7 +100,9 @@ def test_a_job_that_is_refused_leaves_nothing_in_the_store(db):
 
 class _Dispatcher:
     def __init__(self, db):
-        self.db, self.clock = db, Clock()
+        from market.offload.testing import InlinePool
+
+        self.db, self.clock, self.offload = db, Clock(), InlinePool()
 
 
 def _auth(name: str, token: str) -> bytes:
@@ -210,3 +212,96 @@ def test_market_submit_makes_a_ready_job_and_refusals_exit_with_their_kind(db, d
     finally:
         server.stop()
     assert os.path.exists(server.log)
+
+
+# -- limits checked before any parsing, and the check in a helper -------------------------------
+
+
+def _functions(count: int) -> str:
+    return "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(count)) + "def main():\n    return 1\n"
+
+
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        ("x = 1\n" * 20_001 + SOURCE, "lines; the market takes at most 20,000"),
+        ("x = 1\r" * 20_001 + SOURCE, "lines; the market takes at most 20,000"),  # a lone CR ends a line too
+        ("X = '" + "a" * 10_001 + "'\n" + SOURCE, "characters; the market takes at most 10,000 in one line"),
+        (SOURCE + "#" * (1024 * 1024), "over 1024 KiB"),
+    ],
+)
+def test_a_module_over_the_cheap_limits_is_refused_before_anything_parses_it(source, words, monkeypatch):
+    import ast
+
+    monkeypatch.setattr(ast, "parse", lambda *a, **k: pytest.fail("parsed"))
+    with pytest.raises(TooLarge, match=words):
+        submission.check_limits(source)
+
+
+def test_the_cheap_limits_cost_milliseconds_even_for_the_review_s_1_mib_module():
+    source = _functions(12_000) + "#" * 400_000 + "\n"
+    began = time.perf_counter()
+    with pytest.raises(TooLarge, match="lines"):
+        submission.check_limits(source)
+    assert time.perf_counter() - began < 0.05
+    within = "x = 1\n" * 19_000
+    submission.check_limits(within)  # at the limits: let through
+
+
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        (_functions(2_001), "def, class or lambda words; the market takes at most 2,000"),
+        ("X = [" + "1," * 160_000 + "]\n" + SOURCE, "words, numbers and symbols; the market takes at most 150,000"),
+        ("X = f'" + "{1}" * 20_001 + "'\n" + SOURCE, "'{' characters; the market takes at most 20,000"),
+    ],
+)
+def test_a_module_whose_text_would_cost_too_much_to_parse_is_refused_before_parsing(source, words, monkeypatch):
+    import ast
+
+    monkeypatch.setattr(ast, "parse", lambda *a, **k: pytest.fail("parsed"))
+    with pytest.raises(TooLarge, match=words):
+        submission.check_shape(source)
+
+
+def test_input_too_deep_for_the_parser_is_a_refusal_not_a_crash():
+    with pytest.raises(JobRefused):
+        submission.prepare("X = (a" + "\n.b" * 15_000 + ")\n" + SOURCE, "main", [1])
+
+
+def test_the_web_form_s_check_lists_the_functions_and_picks_the_only_one():
+    only = submission.examined_module(SOURCE, "", [5], {}, True)
+    assert only["entry"] == "main" and only["refusal"] is None and only["job"] is not None
+    two = submission.examined_module(SOURCE + "def other():\n    return 2\n", "", [5], {}, True)
+    assert two["functions"] == ["main", "other"] and two["entry"] == "" and two["job"] is None
+    refused = submission.examined_module("import os\n" + SOURCE, "main", [5], {}, True)
+    assert refused["refusal"][0] == "refused" and "line 1" in refused["refusal"][1]
+    unfrozen = submission.examined_module(SOURCE, "main", [], {}, False)
+    assert unfrozen["job"] is None and unfrozen["refusal"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_server_checks_a_module_in_a_helper_after_its_cheap_limits(sqlite_db):
+    from market.rpc.methods import MarketRPC
+
+    owner, token = md.account(sqlite_db, "owner")
+    dispatcher = _Dispatcher(sqlite_db)
+    rpc, auth = MarketRPC(dispatcher), _auth("owner", token)
+    await _call(rpc, auth, "job", owner, SOURCE, "0.05", "sum", "main")
+    assert dispatcher.offload.calls == ["market.jobs.submission:checked_module"]
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        await _call(rpc, auth, "job", owner, _functions(12_000), "0.05", "big", "main")
+    assert e.value.faultCode == 8 and "lines" in e.value.faultString
+    assert dispatcher.offload.calls == ["market.jobs.submission:checked_module"]  # refused before the pool
+
+
+@pytest_twisted.ensureDeferred
+async def test_examine_in_rebuilds_the_job_a_helper_prepared():
+    from market.offload.testing import InlinePool
+
+    pool = InlinePool()
+    examined = await submission.examine_in(pool, SOURCE, "", [10], {"step": 2})
+    assert examined.entry == "main" and examined.refusal is None
+    assert examined.job.state(7) == tasklet.start(SOURCE, "main", [10], {"step": 2}, job_id=7)
+    refused = await submission.examine_in(pool, SOURCE, "main", [1, 2, 3], {})
+    assert isinstance(refused.refusal, JobRefused) and refused.job is None

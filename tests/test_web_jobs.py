@@ -389,3 +389,90 @@ async def test_an_unexpected_failure_is_a_plain_500_page_without_a_traceback(mar
     page = await b.get("/ledger")
     assert page.code == 500 and "Something went wrong on the server" in page.text
     assert "internal detail" not in page.text and "Traceback" not in page.text
+
+
+# -- hostile input: arguments, modules and results a stranger chooses ----------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_arguments_python_cannot_read_are_a_form_error_not_a_500(market):
+    b = await market.member("rhea")
+    for args, words in [
+        ("[" + "9" * 5000 + "]", "a number too long for the market to read (over 4,300 digits)"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("[1, 2", "not valid JSON"),
+    ]:
+        page = await _submit(b, args=args)
+        assert page.code == 400, (args[:20], page.code)
+        assert words in page.text and 'id="args-error"' in page.text
+    assert market.db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM jobs")) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_module_over_the_cheap_limits_is_refused_in_the_form(market):
+    b = await market.member("sven")
+    page = await _submit(b, source="x = 1\n" * 20_001 + MODULE)
+    assert page.code == 400 and "lines; the market takes at most 20,000" in page.text
+    assert 'id="module-error"' in page.text
+
+
+def _bomb(levels: int = 40) -> list:
+    a: list = []
+    for _ in range(levels):
+        a = [a, a]
+    return a
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_result_bomb_is_shown_by_its_size_with_the_encoded_download_never_expanded(market):
+    from market.tasklet import codec
+
+    b = await market.member("tara")
+    job = make_job(market.db, market.account_id("tara"), "bomb", 100)
+    finish_job(market.db, job, _bomb())
+    page = await b.get(f"/jobs/{job}")
+    assert page.code == 200 and len(page.body) < 20_000
+    assert 'id="result-not-shown"' in page.text and "values once each shared part" in page.text
+    assert f"/jobs/{job}/result?as=encoded" in page.text and "[\n [\n  [" not in page.text
+    download = await b.get(f"/jobs/{job}/result")
+    assert download.code == 413 and f"/jobs/{job}/result?as=encoded" in download.text
+    encoded = await b.get(f"/jobs/{job}/result?as=encoded")
+    assert encoded.code == 200 and encoded.body == codec.encode(_bomb())
+    assert encoded.header("content-type") == "application/octet-stream"
+    assert "attachment" in encoded.header("content-disposition")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_result_is_cut_on_its_page_and_whole_in_the_download(market):
+    b = await market.member("ugo")
+    job = make_job(market.db, market.account_id("ugo"), "long", 100)
+    finish_job(market.db, job, list(range(20_000)))
+    page = await b.get(f"/jobs/{job}")
+    assert "download the result for the rest" in page.text and "19999" not in page.text
+    body = json.loads((await b.get(f"/jobs/{job}/result")).body)
+    assert body["result"] == list(range(20_000))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_text_result_is_shown_as_text_and_downloaded_as_a_json_string(market):
+    b = await market.member("vito")
+    job = make_job(market.db, market.account_id("vito"), "text", 100)
+    finish_job(market.db, job, "first line\nsecond <line>")
+    page = await b.get(f"/jobs/{job}")
+    assert "first line\nsecond &lt;line&gt;" in page.text
+    assert json.loads((await b.get(f"/jobs/{job}/result")).body)["result"] == "first line\nsecond <line>"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_result_that_is_no_encoded_value_says_so(market):
+    b = await market.member("wim")
+    job = make_job(market.db, market.account_id("wim"), "broken", 100)
+    market.db.transact(
+        lambda tx: tx.execute(
+            "UPDATE jobs SET status = 'finished', outcome = 'finished', result = ? WHERE id = ?", (b"\x01\xff", job)
+        )
+    )
+    page = await b.get(f"/jobs/{job}")
+    assert page.code == 200 and "could not be decoded" in page.text
+    body = json.loads((await b.get(f"/jobs/{job}/result")).body)
+    assert body["result"] is None and "could not be decoded" in body["error"]

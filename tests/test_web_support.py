@@ -154,22 +154,41 @@ def sqlite_db(tmp_path):
     return db
 
 
-async def start_site(db, tmp_path, throttle=None, max_body=None, relay=None, **web_options):
-    """The site on 127.0.0.1:<free port> in this process; returns (WebMarket, listening port).
+class Serving:
+    """The site's listening port and its helper pool: stopping it stops both."""
+
+    def __init__(self, port, pool):
+        self.port, self.pool = port, pool
+
+    def getHost(self):
+        return self.port.getHost()
+
+    async def stopListening(self):
+        await self.port.stopListening()
+        await self.pool.stopService()
+
+
+async def start_site(db, tmp_path, throttle=None, max_body=None, relay=None, offload=None, **web_options):
+    """The site on 127.0.0.1:<free port> in this process, with its own helper pool (one helper
+    unless ``offload`` settings say otherwise); returns (WebMarket, a :class:`Serving` to stop).
     ``web_options`` go to ``Web`` (``settings``, ``signups``, ``reports``, ``clock``...)."""
     from twisted.internet import reactor
 
+    from market.offload.pool import HelperPool
+    from market.settings import OffloadSettings
     from market.web.context import MAX_BODY, Web
     from market.web.mail import Mailer
     from market.web.site import make_web_site
 
+    pool = HelperPool(offload or OffloadSettings(helpers=1), reactor)
+    pool.startService()
     outbox = tmp_path / f"outbox-{uuid.uuid4().hex[:6]}"
     clock = web_options.pop("clock", reactor)
-    web = Web(db, clock, Mailer(relay, str(outbox)), throttle=throttle, **web_options)
+    web = Web(db, clock, Mailer(relay, str(outbox)), throttle=throttle, offload=pool, **web_options)
     site = make_web_site(web, max_body or MAX_BODY)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     base = f"http://127.0.0.1:{port.getHost().port}"
-    return WebMarket(Browser(base), db, web, Outbox(outbox), base), port
+    return WebMarket(Browser(base), db, web, Outbox(outbox), base), Serving(port, pool)
 
 
 @pytest_twisted.async_yield_fixture

@@ -26,14 +26,31 @@ def make_test_job(size: int):
     return tasklet.PROBE_SOURCE, "probe", envelope
 
 
-def verdict(result: bytes | None, size: int, seconds: float):
-    """(correct, speed) for a finished test job. The result is decoded as data only."""
+#: the most bytes a test job's answer takes (an integer of up to ~500 bits); longer is wrong unread
+MAX_ANSWER = 80
+#: values a test job's answer may decode to (it is one integer)
+MAX_ANSWER_VALUES = 16
+
+
+def answer_is_right(result: bytes | None, size: int) -> bool:
+    """Is ``result`` the test job's answer for ``size``? Decoded as data only, within a budget of
+    bytes and values, in a helper process (``market.offload``): a worker's answer is a stranger's
+    bytes, and a crafted one (a set of integers sharing one hash) takes seconds to decode."""
     from market import tasklet
 
+    if result is None or len(result) > MAX_ANSWER:
+        return False
     try:
-        value = tasklet.decode_result(result) if result is not None else None
+        value = tasklet.decode_result(result, max_nodes=MAX_ANSWER_VALUES)
     except Exception:
-        return False, 0.0
-    if value != tasklet.probe_expected(size):
+        return False
+    return type(value) is int and value == tasklet.probe_expected(size)
+
+
+def verdict(right: bool, size: int, seconds: float) -> tuple[bool, float]:
+    """(correct, speed) for a finished test job whose answer was right or not."""
+    from market import tasklet
+
+    if not right:
         return False, 0.0
     return True, tasklet.probe_operations(size) / max(seconds, 1e-6)

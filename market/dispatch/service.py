@@ -37,12 +37,15 @@ class Dispatcher(service.Service):
 
     name = "dispatcher"
 
-    def __init__(self, db, settings: DispatchSettings, clock=None):
+    def __init__(self, db, settings: DispatchSettings, clock=None, offload=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.db = db
         self.settings = settings
         self.clock = clock
+        #: the helper processes (``market.offload``) that do CPU-heavy work on members' and workers'
+        #: input; the RPC and web layers use it through the dispatcher
+        self.offload = offload
         self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
         self._reaper = task.LoopingCall(self.reap)
         self._reaper.clock = clock
@@ -189,6 +192,7 @@ class Dispatcher(service.Service):
             sql_jobs.CheckIn(stateid, client_id, state, self.clock.seconds(), slice_status, progress)
         )
 
+    @defer.inlineCallbacks
     def finish(
         self,
         client_id: int,
@@ -197,18 +201,35 @@ class Dispatcher(service.Service):
         outcome: str = Outcome.FINISHED,
         error: str | None = None,
     ):
-        now = self.clock.seconds()
+        """The paper's ``result``: store it and pay the last slice in one transaction. A test job's
+        answer is checked first, outside that transaction and off the reactor (in a helper): the
+        transaction only records the verdict."""
+        now = self.clock.seconds()  # the slice ended when the answer arrived, not after its check
 
         from market import tasklet
+
+        def probe_size(tx):
+            job = sql_jobs.job_row(tx, sql_jobs.lease_row(tx, stateid)["job_id"])
+            return job["probe_size"] if job["kind"] == JobKind.TEST else None
+
+        size = yield self.db.run(probe_size)
+        right = False
+        if size is not None and outcome == Outcome.FINISHED and result is not None:
+            if len(result) <= prober.MAX_ANSWER:  # a longer answer is wrong unread
+                try:
+                    right = yield self.offload.call(
+                        "market.dispatch.prober:answer_is_right", result, size, owner=("client", client_id)
+                    )
+                except MarketError as e:  # busy or too slow: an honest worker's answer is neither
+                    log.info("test job answer of client {client} not checked: {why}", client=client_id, why=e)
+                    raise
 
         def work(tx):
             d = sql_jobs.lease_row(tx, stateid)
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
             if job["kind"] == JobKind.TEST and answer["status"] == LeaseStatus.FINISHED and not answer["duplicate"]:
-                correct, speed = prober.verdict(
-                    result if outcome == Outcome.FINISHED else None, job["probe_size"], now - d["checked_out_at"]
-                )
+                correct, speed = prober.verdict(right, job["probe_size"], now - d["checked_out_at"])
                 if correct:
                     sql_clients.record_speed(
                         tx, client_id, tasklet.probe_operations(job["probe_size"]), now - d["checked_out_at"], now
@@ -219,12 +240,10 @@ class Dispatcher(service.Service):
                     answer["suspect"] = True
             return answer
 
-        def forget(answer):
-            if "speed" in answer or answer.get("suspect"):
-                self._clients.pop(client_id, None)  # its speed or suspicion changed: read it afresh
-            return answer
-
-        return self.db.run(work).addCallback(forget)
+        answer = yield self.db.run(work)
+        if "speed" in answer or answer.get("suspect"):
+            self._clients.pop(client_id, None)  # its speed or suspicion changed: read it afresh
+        return answer
 
     def fail(self, client_id: int, stateid: int, slice_status: str, message: str):
         """A slice that produced no usable state (crash, memory, refused...): roll back, keep the job.

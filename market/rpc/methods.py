@@ -18,7 +18,6 @@ from typing import Any
 from xmlrpc.client import Binary, Fault
 
 from twisted.internet import defer
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -27,7 +26,7 @@ from market.core import money
 from market.core.errors import MarketError, NotAuthenticated
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, Outcome, SliceStatus
-from market.jobs import submission
+from market.jobs import results, submission
 from market.rpc import faults
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
@@ -204,8 +203,9 @@ class MarketRPC:
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
         cents = _parse_price(price)
-        # the server checks the module itself (it trusts no client), in a thread: compiling is CPU work
-        yield deferToThread(submission.check_source, module, entry)
+        # the server checks the module itself (it trusts no client): its size at once, then parsing,
+        # validation and compilation in a helper process (CPU and memory a stranger chooses)
+        yield submission.check_source_in(self.dispatcher.offload, module, entry, owner=account["id"])
         now = self.dispatcher.clock.seconds()
         job_id = yield self.db.run(submission.create, account["id"], name, cents, module, entry, now)
         return job_id
@@ -288,16 +288,32 @@ class MarketRPC:
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks
     def xmlrpc_outcome(self, auth, jobid):
-        """A finished job's result (encoded bytes), for its owner only."""
+        """A finished job's result (encoded bytes), for its owner only, with a preview: its text
+        within a budget, written in a helper (``preview`` None and ``preview_problem`` saying why
+        when it cannot be shown; ``preview_complete`` False when it is cut)."""
         account = yield self._auth(auth, "account")
         row = yield self.db.run(sql_jobs.job_result, account["id"], jobid)
-        return {
+        answer = {
             "id": row["id"],
             "kind": row["kind"],
             "outcome": row["outcome"],
             "error": row["error"],
             "result": None if row["result"] is None else Binary(bytes(row["result"])),
         }
+        if row["result"] is not None and row["kind"] != "task":  # a task's result is its output, as text
+            try:
+                shown = yield results.show(
+                    self.dispatcher.offload, row["result"], results.SHOWN_CHARS, None, owner=account["id"]
+                )
+            except MarketError as e:  # busy, too slow: the result itself is still answered
+                shown = results.Shown(None, False, len(row["result"]), f"cannot be shown right now ({e})")
+            answer.update(
+                result_bytes=shown.size,
+                preview=shown.text,
+                preview_complete=shown.complete,
+                preview_problem=shown.problem,
+            )
+        return answer
 
     # -- workers (client credentials) ----------------------------------------------------------
     @method(

@@ -7,7 +7,9 @@ Public API (the dispatcher, worker, CLI and server use exactly these names):
 * :func:`prepare` - the same work once, before the job has an id: a :class:`PreparedJob`
   whose :meth:`~PreparedJob.state` stamps state #0 for job id N without redoing it;
 * :func:`run_slice` - thaw, run for a time slice, freeze: a :class:`SliceOutcome`;
-* :func:`decode_result` - show a result without executing anything;
+* :func:`decode_result` - a result as data, without executing anything (within a budget);
+* :func:`render_result` - a result's JSON text within a budget of values and characters, read
+  straight from the bytes (a result of a few bytes may stand for 2**40 values: it is refused);
 * :data:`PROBE_SOURCE`, :func:`probe_arguments`, :func:`probe_expected`,
   :func:`probe_operations` - the speed-test job.
 
@@ -18,7 +20,7 @@ worker runs it inside the sandbox with only this directory mounted.
 from __future__ import annotations
 
 from . import codec
-from .codec import CodecError, PlainInstance
+from .codec import CodecError, OverBudget, PlainInstance
 from .compiler import compile_job
 from .envelope import EnvelopeError, Header, make_envelope, open_envelope, read_header
 from .probe import PROBE_ENTRY, PROBE_SOURCE, probe_arguments, probe_expected, probe_operations
@@ -27,7 +29,7 @@ from .validator import ALLOWED_MODULES, JobRefused
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Any, Optional
+    from typing import Any, Optional, Tuple
 
 __all__ = [
     "validate",
@@ -36,6 +38,9 @@ __all__ = [
     "PreparedJob",
     "run_slice",
     "decode_result",
+    "render_result",
+    "forget_compiled",
+    "OverBudget",
     "SliceOutcome",
     "JobRefused",
     "EnvelopeError",
@@ -59,10 +64,40 @@ def validate(source: str, entry: str) -> None:
     compile_job(source, entry)
 
 
-def decode_result(data: bytes) -> Any:
-    """Decode a job's result for display; job-class instances come back as
-    :class:`PlainInstance` dicts.  Never imports or executes anything."""
-    return codec.decode(data, classes=None)
+def forget_compiled() -> None:
+    """Drop the compiled jobs this process keeps for its next slices.  A
+    server's helper process checks one stranger's module after another:
+    keeping them would only hold its memory."""
+    from . import compiler
+
+    compiler._CACHE.clear()
+
+
+def decode_result(data: bytes, max_nodes: Optional[int] = None) -> Any:
+    """Decode a job's result as data; job-class instances come back as
+    :class:`PlainInstance` dicts.  Never imports or executes anything.
+
+    ``max_nodes`` bounds the values built (:class:`OverBudget` past it).  To
+    *show* a result use :func:`render_result`: a decoded value's ``repr`` or
+    JSON walks every shared reference where it appears.
+    """
+    return codec.decode(data, classes=None, max_nodes=max_nodes)
+
+
+def render_result(
+    data: bytes, max_chars: int, max_nodes: int, indent: Optional[int] = None, as_text: bool = True
+) -> Tuple[str, bool]:
+    """(text, complete): a result as JSON text (with ``as_text``, a string
+    result as itself), at most ``max_chars`` characters of it; ``complete`` is
+    False when cut.
+
+    Raises :class:`OverBudget` when the result, with every shared reference
+    expanded where it appears, holds more than ``max_nodes`` values (checked
+    on the bytes before anything is written), :class:`CodecError` when it is
+    malformed.  Time and memory are bounded by the budgets and the length of
+    ``data``.
+    """
+    return codec.render(data, max_chars, max_nodes, indent=indent, as_text=as_text)
 
 
 class PreparedJob:
@@ -81,6 +116,16 @@ class PreparedJob:
         self.source_sha256 = header.source_sha256
         self._header = header
         self._payload = payload
+
+    @property
+    def header(self) -> Header:
+        """State #0's header, without a job id."""
+        return self._header
+
+    @property
+    def payload(self) -> bytes:
+        """State #0's encoded payload: with :attr:`header`, all it takes to make the job again."""
+        return self._payload
 
     def state(self, job_id: Optional[int] = None) -> bytes:
         """State #0 as an envelope whose header carries ``job_id``."""

@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 else:
     _Attributes = _EncodedInts = dict
 
-__all__ = ["CodecError", "PlainInstance", "encode", "decode", "NAME"]
+__all__ = ["CodecError", "OverBudget", "PlainInstance", "encode", "decode", "expanded_size", "render", "NAME"]
 
 NAME = "mkt-bin-1"
 VERSION = 1
@@ -84,6 +84,11 @@ _BIG = sys.byteorder == "big"
 
 class CodecError(ValueError):
     """Raised for values that cannot be encoded and for malformed input."""
+
+
+class OverBudget(CodecError):
+    """The data holds more values than the caller's budget allows (see :func:`decode`,
+    :func:`render`): refused before the values are built or shown."""
 
 
 class PlainInstance(_Attributes):
@@ -434,12 +439,17 @@ _KEYED = frozenset((_DICT, _COUNTER, _ODICT, _DDICT, _INST))
 _EMPTY = {_LIST: list, _DICT: dict, _SET: set, _COUNTER: collections.Counter, _ODICT: collections.OrderedDict}
 
 
-def decode(data: bytes, classes: Optional[Mapping[str, type]] = None) -> Any:
+def decode(data: bytes, classes: Optional[Mapping[str, type]] = None, max_nodes: Optional[int] = None) -> Any:
     """Decode bytes made by :func:`encode`.
 
     With ``classes`` (name -> class), job instances are rebuilt without
     calling ``__init__``; without it they become :class:`PlainInstance`.
     Raises :class:`CodecError` for anything malformed.
+
+    ``max_nodes`` bounds the values built (every item of every container, and the
+    containers): over it, :class:`OverBudget` is raised as soon as a container's
+    header says so, before its items are built. A shared reference is built once and
+    costs one value here; what it costs to *show* is :func:`expanded_size`'s.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError("expected bytes, got %s" % type(data).__name__)
@@ -447,7 +457,7 @@ def decode(data: bytes, classes: Optional[Mapping[str, type]] = None) -> Any:
     if not data or data[0] != VERSION:
         raise CodecError("unknown codec version")
     try:
-        value, pos = _decode(data, classes)
+        value, pos = _decode(data, classes, _NO_BUDGET if max_nodes is None else max_nodes)
     except CodecError:
         raise
     except IndexError:
@@ -460,9 +470,19 @@ def decode(data: bytes, classes: Optional[Mapping[str, type]] = None) -> Any:
     return value
 
 
-def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, int]:
+_NO_BUDGET = 1 << 62
+
+
+def _over(budget: int) -> NoReturn:
+    raise OverBudget("the data holds more than %d values" % budget)
+
+
+def _decode(data: bytes, classes: Optional[Mapping[str, type]], max_nodes: int) -> Tuple[Any, int]:
     end = len(data)
     pos = 1
+    # values left to build after the top one; only container headers charge it (each says how many
+    # items follow, a dict's keys and values both), so the common path of a scalar pays nothing
+    budget = max_nodes - 1
     memo: List[Any] = []
     # Each open container: [kind, target, remaining, pending_key, memo_index, value]
     stack: List[List[Any]] = []
@@ -500,6 +520,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n
+            if budget < 0:
+                _over(max_nodes)
             v = []
             append = v.append
             for _ in range(n):
@@ -576,6 +599,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if pos + 8 * n > end:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n
+            if budget < 0:
+                _over(max_nodes)
             arr = array("q" if tag == _LIST_I64 else "d")
             arr.frombytes(data[pos : pos + 8 * n])
             pos += 8 * n
@@ -587,6 +613,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if pos + n > end:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n
+            if budget < 0:
+                _over(max_nodes)
             chunk = data[pos : pos + n]
             if chunk.strip(b"\x00\x01"):
                 _fail(pos, "bad boolean")
@@ -597,6 +626,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n
+            if budget < 0:
+                _over(max_nodes)
             lengths = []
             for _ in range(n):
                 ln, pos = _varint_at(data, pos)
@@ -620,6 +652,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n * (2 if tag in _KEYED else 1)
+            if budget < 0:
+                _over(max_nodes)
             v = _EMPTY[tag]()
             memo.append(v)
             push = [tag, v, n * (2 if tag in _KEYED else 1), _UNSET, -1, v]
@@ -627,6 +662,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n
+            if budget < 0:
+                _over(max_nodes)
             memo.append(_UNSET)  # unfinished until all items are read
             push = [tag, [], n, _UNSET, len(memo) - 1, None]
         elif tag == _DEQUE:
@@ -634,6 +672,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if n > end - pos or maxlen > end:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= n
+            if budget < 0:
+                _over(max_nodes)
             v = collections.deque(maxlen=None if maxlen == 0 else maxlen - 1)
             memo.append(v)
             push = [tag, v, n, _UNSET, -1, v]
@@ -648,6 +689,9 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]]) -> Tuple[Any, in
             n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
+            budget -= 2 * n
+            if budget < 0:
+                _over(max_nodes)
             if tag == _DDICT:
                 if name and name not in _DDICT_FACTORIES:
                     _fail(pos, "unknown defaultdict factory")
@@ -702,3 +746,502 @@ def _close(frame: List[Any], memo: List[Any]) -> Any:
         memo[frame[4]] = value
         return value
     return frame[5]
+
+
+# -- showing data without building it ------------------------------------------------------------
+#
+# A value of a few hundred bytes can stand for 2**40 values: a list that holds the same list twice,
+# forty levels deep, is written once and referenced. Decoding keeps it small (references stay
+# shared), but any *display* of it (JSON, repr) walks every reference where it appears. So showing
+# data is bounded by what the display would cost, counted on the encoded bytes before anything is
+# shown: :func:`expanded_size` counts the values with every shared reference expanded, in one pass
+# over the bytes, and :func:`render` writes JSON text straight from the bytes (no value is built,
+# so no set or dict is hashed) and stops at a budget of characters.
+
+
+def _skip_int(data: bytes, pos: int, end: int) -> int:
+    """The position after the integer (``_INT`` or ``_BIGINT``) at ``pos``."""
+    tag = data[pos]
+    if tag == _INT:
+        return _varint_at(data, pos + 1)[1]
+    if tag == _BIGINT:
+        n, pos = _varint_at(data, pos + 2)
+        if pos + n > end:
+            _fail(pos, "length exceeds the remaining data")
+        return pos + n
+    _fail(pos, "expected an integer")
+
+
+def _skip_scalars(data: bytes, pos: int, end: int, n: int) -> int:
+    """The position after the ``n`` inline scalars of a ``_LIST_S``/``_TUPLE_S`` at ``pos``."""
+    for _ in range(n):
+        t = data[pos]
+        if t == _INT or t == _BIGINT:
+            pos = _skip_int(data, pos, end)
+        elif t == _STR:
+            ln, pos = _varint_at(data, pos + 1)
+            pos += ln
+        elif t == _FLOAT:
+            pos += 9
+        elif t == _NONE or t == _TRUE or t == _FALSE:
+            pos += 1
+        else:
+            _fail(pos, "expected a scalar")
+        if pos > end:
+            _fail(pos, "length exceeds the remaining data")
+    return pos
+
+
+_CONTAINERS = frozenset((_LIST, _DICT, _SET, _COUNTER, _ODICT, _TUPLE, _FROZENSET, _DEQUE, _DDICT, _INST))
+_BULK = frozenset((_LIST_S, _TUPLE_S, _LIST_I64, _LIST_F64, _LIST_BOOL, _LIST_STR))
+
+
+def _header(data: bytes, pos: int, end: int) -> Tuple[int, int, int, str]:
+    """(items, position of the first item, position after the header, name) of the container whose
+    tag is at ``pos``; ``items`` counts a mapping's keys and values both. ``name`` is an instance's
+    class or a defaultdict's factory ("" for the others)."""
+    tag = data[pos]
+    pos += 1
+    name = ""
+    if tag == _DEQUE:
+        pos = _varint_at(data, pos)[1]  # maxlen
+    elif tag == _DDICT or tag == _INST:
+        if data[pos] != _STR:
+            _fail(pos, "expected a name")
+        ln, pos = _varint_at(data, pos + 1)
+        if pos + ln > end:
+            _fail(pos, "length exceeds the remaining data")
+        name = data[pos : pos + ln].decode("utf-8", "surrogatepass")
+        pos += ln
+    n, pos = _varint_at(data, pos)
+    if n > end - pos:
+        _fail(pos, "length exceeds the remaining data")
+    if tag in _KEYED:
+        n *= 2
+    return n, pos, pos, name
+
+
+def _skip_bulk(data: bytes, pos: int, end: int) -> Tuple[int, int]:
+    """(elements, position after) of the bulk list whose tag is at ``pos``."""
+    tag = data[pos]
+    n, pos = _varint_at(data, pos + 1)
+    if tag == _LIST_I64 or tag == _LIST_F64:
+        pos += 8 * n
+    elif tag == _LIST_BOOL:
+        pos += n
+    elif tag == _LIST_STR:
+        if n > end - pos:
+            _fail(pos, "length exceeds the remaining data")
+        total = 0
+        for _ in range(n):
+            ln, pos = _varint_at(data, pos)
+            total += ln
+        pos += total
+    else:
+        if n > end - pos:
+            _fail(pos, "length exceeds the remaining data")
+        pos = _skip_scalars(data, pos, end, n)
+    if pos > end:
+        _fail(pos, "length exceeds the remaining data")
+    return n, pos
+
+
+def _skip_scalar(data: bytes, pos: int, end: int) -> int:
+    """The position after the scalar (not a container, not a reference) at ``pos``."""
+    tag = data[pos]
+    if tag == _NONE or tag == _TRUE or tag == _FALSE:
+        return pos + 1
+    if tag == _INT or tag == _BIGINT:
+        return _skip_int(data, pos, end)
+    if tag == _FLOAT:
+        pos += 9
+    elif tag == _COMPLEX:
+        pos += 17
+    elif tag == _STR or tag == _BYTES or tag == _BYTEARRAY:
+        n, pos = _varint_at(data, pos + 1)
+        pos += n
+    elif tag == _FRACTION:
+        pos = _skip_int(data, _skip_int(data, pos + 1, end), end)
+    elif tag == _RANGE:
+        pos = _skip_int(data, _skip_int(data, _skip_int(data, pos + 1, end), end), end)
+    else:
+        _fail(pos, "unknown tag 0x%02x" % tag)
+    if pos > end:
+        _fail(pos, "length exceeds the remaining data")
+    return pos
+
+
+def _scan(data: bytes, cap: int) -> Tuple[int, List[int]]:
+    """(values with shared references expanded, offset of each referable value by memo index).
+
+    One pass over the bytes, checking their structure as :func:`decode` does. A reference costs what
+    its target costs (counted once, when the target was closed); one to a value still open (a
+    cycle) costs one. Stops as soon as the count passes ``cap`` and returns ``cap + 1``: the work
+    is bounded by ``cap`` values and the length of the data.
+    """
+    end = len(data)
+    pos = 1
+    offsets: List[int] = []  # memo index -> offset of the value's tag
+    sizes: List[int] = []  # memo index -> expanded values (0 while the value is open)
+    stack: List[List[int]] = []  # open containers: [memo index, items left, expanded values so far]
+    total = 0
+    while True:
+        tag = data[pos]
+        if tag == _REF:
+            i, pos = _varint_at(data, pos + 1)
+            if i >= len(offsets):
+                _fail(pos, "reference to an unknown value")
+            value = sizes[i] or 1
+        elif tag in _CONTAINERS:
+            items, first, _, _ = _header(data, pos, end)
+            offsets.append(pos)
+            sizes.append(0)
+            pos = first
+            total += 1
+            if items:
+                stack.append([len(sizes) - 1, items, 1])
+                if total > cap:
+                    return cap + 1, offsets
+                continue
+            value = sizes[-1] = 1
+            total -= 1  # counted below, as any finished value
+        elif tag in _BULK:
+            offsets.append(pos)
+            n = _varint_at(data, pos + 1)[0]
+            if total + n + 1 > cap:  # before walking the elements: a list's header says its length
+                return cap + 1, offsets
+            n, pos = _skip_bulk(data, pos, end)
+            value = n + 1
+            sizes.append(value)
+        else:
+            if tag == _BYTEARRAY:
+                offsets.append(pos)
+                sizes.append(1)
+            pos = _skip_scalar(data, pos, end)
+            value = 1
+        total += value
+        if total > cap:
+            return cap + 1, offsets
+        while stack:
+            top = stack[-1]
+            top[2] += value
+            top[1] -= 1
+            if top[1]:
+                break
+            stack.pop()
+            value = sizes[top[0]] = top[2]
+        if not stack:
+            break
+    if pos != end:
+        raise CodecError("%d unexpected bytes after the value" % (end - pos))
+    return total, offsets
+
+
+def _checked(data: bytes) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError("expected bytes, got %s" % type(data).__name__)
+    data = bytes(data)
+    if not data or data[0] != VERSION:
+        raise CodecError("unknown codec version")
+    return data
+
+
+def expanded_size(data: bytes, cap: int) -> int:
+    """How many values showing ``data`` would write: every value, with each shared reference
+    counted in full where it appears (a list referenced twice counts twice); a reference that
+    closes a cycle counts one. Past ``cap`` it stops and returns ``cap + 1``.
+
+    Reads the bytes once and builds nothing: O(len(data)) time, memory for one offset per
+    referable value. Raises :class:`CodecError` for malformed data.
+    """
+    data = _checked(data)
+    try:
+        return _scan(data, cap)[0]
+    except IndexError:
+        raise CodecError("malformed data: unexpected end") from None
+
+
+class _Full(Exception):
+    """The text reached its budget of characters."""
+
+
+_INT_DIGITS_BITS = 14_000  # ~4,200 digits: str() of more is refused by CPython and quadratic anyway
+
+
+def _int_text(n: int) -> str:
+    if n.bit_length() > _INT_DIGITS_BITS:
+        return "<an integer of %d bits>" % n.bit_length()
+    return str(n)
+
+
+def _float_text(x: float) -> str:
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), -float("inf")):
+        return "Infinity" if x > 0 else "-Infinity"
+    return repr(x)
+
+
+class _Renderer:
+    """Writes the JSON text of encoded data (the shape ``json.dumps(value, default=repr)`` gives the
+    decoded value), reading the bytes directly, until ``room`` characters are written.
+
+    Lists, tuples, sets and deques are arrays; dicts, Counters, defaultdicts and instances are
+    objects (an instance's first key is ``"__class__"``); keys that are not text are written as
+    ``json.dumps`` writes them (``1`` -> ``"1"``) or, for containers, as their compact JSON text;
+    bytes, complex numbers, fractions and ranges are their ``repr`` as a string; a reference that
+    closes a cycle is the string ``"<cycle>"``; an integer too long to print is
+    ``"<an integer of N bits>"``.
+    """
+
+    def __init__(self, data: bytes, offsets: List[int], room: int, quote: Callable[[str], str]) -> None:
+        self.data = data
+        self.end = len(data)
+        self.offsets = offsets
+        self.room = room
+        self.quote = quote
+        self.showing: Set[int] = set()  # offsets of the containers being written (a cycle's mark)
+
+    def emit(self, out: List[str], text: str) -> None:
+        self.room -= len(text)
+        if self.room < 0:
+            out.append(text[: len(text) + self.room])
+            raise _Full
+        out.append(text)
+
+    def text_at(self, pos: int, n: int) -> str:
+        """The text of the ``n`` UTF-8 bytes at ``pos``, or as much of it as the room can show."""
+        if pos + n > self.end:
+            _fail(pos, "length exceeds the remaining data")
+        if n > 4 * self.room + 16:  # more than fits: a prefix (with a character cut in two, at worst)
+            return self.data[pos : pos + 4 * self.room + 16].decode("utf-8", "replace")
+        return self.data[pos : pos + n].decode("utf-8", "surrogatepass")
+
+    def scalar(self, pos: int) -> Tuple[str, int, Optional[str]]:
+        """(JSON text, position after, key) of the scalar at ``pos``: ``key`` is the text
+        ``json.dumps`` makes of it as a dict key, None where the JSON text serves as the key."""
+        data, end = self.data, self.end
+        tag = data[pos]
+        if tag == _INT or tag == _BIGINT:
+            n, pos = _int_at(data, pos, end)
+            text = _int_text(n)
+            return (text if text[0] != "<" else self.quote(text)), pos, text
+        if tag == _STR:
+            n, pos = _varint_at(data, pos + 1)
+            s = self.text_at(pos, n)
+            return self.quote(s), pos + n, s
+        if tag == _FLOAT:
+            if pos + 9 > end:
+                _fail(pos, "unexpected end")
+            text = _float_text(_PACK_D.unpack_from(data, pos + 1)[0])
+            return text, pos + 9, text
+        if tag == _NONE or tag == _TRUE or tag == _FALSE:
+            text = "null" if tag == _NONE else "true" if tag == _TRUE else "false"
+            return text, pos + 1, text
+        if tag == _BYTES or tag == _BYTEARRAY:
+            n, pos = _varint_at(data, pos + 1)
+            if pos + n > end:
+                _fail(pos, "length exceeds the remaining data")
+            raw = repr(data[pos : pos + min(n, self.room + 1)])
+            return self.quote(raw if tag == _BYTES else "bytearray(%s)" % raw), pos + n, None
+        if tag == _COMPLEX:
+            if pos + 17 > end:
+                _fail(pos, "unexpected end")
+            value = complex(_PACK_D.unpack_from(data, pos + 1)[0], _PACK_D.unpack_from(data, pos + 9)[0])
+            return self.quote(repr(value)), pos + 17, None
+        if tag == _FRACTION:
+            num, pos = _int_at(data, pos + 1, end)
+            den, pos = _int_at(data, pos, end)
+            return self.quote("Fraction(%s, %s)" % (_int_text(num), _int_text(den))), pos, None
+        if tag == _RANGE:
+            start, pos = _int_at(data, pos + 1, end)
+            stop, pos = _int_at(data, pos, end)
+            step, pos = _int_at(data, pos, end)
+            bounds = [_int_text(start), _int_text(stop)] + ([] if step == 1 else [_int_text(step)])
+            return self.quote("range(%s)" % ", ".join(bounds)), pos, None
+        _fail(pos, "unknown tag 0x%02x" % tag)
+
+    def bulk(self, pos: int, out: List[str], level: int, indent: Optional[int]) -> int:
+        """Write the bulk list at ``pos`` as an array; returns the position after it."""
+        data, end = self.data, self.end
+        tag = data[pos]
+        n, pos = _varint_at(data, pos + 1)
+        if not n:
+            self.emit(out, "[]")
+            return pos
+        if n > end - pos:
+            _fail(pos, "length exceeds the remaining data")
+        close = self.open(out, "[", level, indent)
+        sep = self.separator(level, indent)
+        if tag == _LIST_S or tag == _TUPLE_S:
+            for i in range(n):
+                if i:
+                    self.emit(out, sep)
+                text, pos, _ = self.scalar(pos)
+                self.emit(out, text)
+        elif tag == _LIST_I64 or tag == _LIST_F64:
+            if pos + 8 * n > end:
+                _fail(pos, "length exceeds the remaining data")
+            arr = array("q" if tag == _LIST_I64 else "d")
+            arr.frombytes(data[pos : pos + 8 * min(n, self.room // 2 + 1)])  # each takes 2+ characters
+            if _BIG:
+                arr.byteswap()
+            texts = map(str, arr) if tag == _LIST_I64 else map(_float_text, arr)
+            self.emit(out, next(texts))
+            for text in texts:
+                self.emit(out, sep)
+                self.emit(out, text)
+            pos += 8 * n
+        elif tag == _LIST_BOOL:
+            chunk = data[pos : pos + n]
+            if chunk.strip(b"\x00\x01"):
+                _fail(pos, "bad boolean")
+            for i, b in enumerate(chunk):
+                if i:
+                    self.emit(out, sep)
+                self.emit(out, "true" if b else "false")
+            pos += n
+        else:  # _LIST_STR: the lengths, then the texts
+            lengths = []
+            for _ in range(n):
+                ln, pos = _varint_at(data, pos)
+                lengths.append(ln)
+            for i, ln in enumerate(lengths):
+                if i:
+                    self.emit(out, sep)
+                self.emit(out, self.quote(self.text_at(pos, ln)))
+                pos += ln
+        self.emit(out, close)
+        return pos
+
+    def open(self, out: List[str], bracket: str, level: int, indent: Optional[int]) -> str:
+        """Write an opening bracket and the first item's indentation; returns the closing text."""
+        closer = "]" if bracket == "[" else "}"
+        if indent is None:
+            self.emit(out, bracket)
+            return closer
+        self.emit(out, bracket + "\n" + " " * (indent * (level + 1)))
+        return "\n" + " " * (indent * level) + closer
+
+    @staticmethod
+    def separator(level: int, indent: Optional[int]) -> str:
+        return ", " if indent is None else ",\n" + " " * (indent * (level + 1))
+
+    def key(self, pos: int, out: List[str]) -> int:
+        """Write the dict key at ``pos`` and ``": "``; returns the position after the key."""
+        tag = self.data[pos]
+        if tag in _CONTAINERS or tag in _BULK or tag == _REF:
+            inner: List[str] = []
+            pos = self.value(pos, inner, 0, None)
+            text = self.quote("".join(inner))
+        else:
+            shown, pos, key = self.scalar(pos)
+            text = shown if key is None else self.quote(key)
+        self.emit(out, text + ": ")
+        return pos
+
+    def value(self, pos: int, out: List[str], level: int, indent: Optional[int], as_text: bool = False) -> int:
+        """Write the one value at ``pos`` (a string as itself if ``as_text``); returns the position
+        after it. Nested containers are written without recursion; only a key that is a container
+        recurses (a dict key nested in a dict key nested in ...: the recursion limit stops it)."""
+        data, end = self.data, self.end
+        # each open container: [items left, its level, its offset, closing text, keyed, separator];
+        # each reference followed: [-1, the position after the reference]
+        stack: List[List[Any]] = []
+        while True:
+            tag = data[pos]
+            if tag == _REF:
+                i, after = _varint_at(data, pos + 1)
+                if i >= len(self.offsets):
+                    _fail(pos, "reference to an unknown value")
+                if self.offsets[i] not in self.showing:
+                    stack.append([-1, after])
+                    pos = self.offsets[i]
+                    continue
+                self.emit(out, self.quote("<cycle>"))
+                pos = after
+            elif tag in _CONTAINERS:
+                start = pos
+                items, pos, _, name = _header(data, pos, end)
+                keyed = tag in _KEYED
+                if tag == _INST:
+                    close = self.open(out, "{", level, indent)
+                    self.emit(out, self.quote("__class__") + ": " + self.quote(name))
+                    self.emit(out, self.separator(level, indent) if items else close)
+                elif items:
+                    close = self.open(out, "{" if keyed else "[", level, indent)
+                else:
+                    self.emit(out, "{}" if keyed else "[]")
+                if items:
+                    self.showing.add(start)
+                    stack.append([items, level, start, close, keyed, self.separator(level, indent)])
+                    level += 1
+                    if keyed:
+                        pos = self.key(pos, out)
+                        stack[-1][0] -= 1
+                    continue
+            elif tag in _BULK:
+                pos = self.bulk(pos, out, level, indent)
+            elif tag == _STR and as_text and not stack:
+                n, pos = _varint_at(data, pos + 1)
+                self.emit(out, self.text_at(pos, n))
+                pos += n
+            else:
+                text, pos, _ = self.scalar(pos)
+                self.emit(out, text)
+            # the value is written: close what it finished, then go on to the next item
+            while stack:
+                top = stack[-1]
+                if top[0] < 0:  # back from a followed reference
+                    pos = top[1]
+                    stack.pop()
+                    continue
+                top[0] -= 1
+                if top[0]:
+                    self.emit(out, top[5])
+                    if top[4]:
+                        pos = self.key(pos, out)
+                        top[0] -= 1
+                    break
+                self.emit(out, top[3])
+                self.showing.discard(top[2])
+                level = top[1]
+                stack.pop()
+            if not stack:
+                return pos
+
+
+def render(
+    data: bytes, max_chars: int, max_nodes: int, indent: Optional[int] = None, as_text: bool = False
+) -> Tuple[str, bool]:
+    """(text, complete): the JSON text of the value ``data`` encodes, at most ``max_chars``
+    characters of it (``complete`` is False when it was cut there).
+
+    The text is what ``json.dumps(decode(data), default=repr, indent=indent)`` gives for plain
+    data (see :class:`_Renderer` for the rest); with ``as_text`` a top-level string is written as
+    itself. Nothing is decoded into values: the bytes are read once to count the values with
+    every shared reference expanded (:func:`expanded_size`), and if that passes ``max_nodes``,
+    :class:`OverBudget` is raised before anything is written; then the text is written from the
+    bytes until ``max_chars``. Time and memory are bounded by ``max_nodes``, ``max_chars`` and the
+    length of the data, whatever it holds. Raises :class:`CodecError` for malformed data.
+    """
+    from json.encoder import encode_basestring_ascii  # lazily: slices never render
+
+    data = _checked(data)
+    try:
+        nodes, offsets = _scan(data, max_nodes)
+        if nodes > max_nodes:
+            raise OverBudget("the data expands to more than %d values" % max_nodes)
+        out: List[str] = []
+        renderer = _Renderer(data, offsets, max_chars, encode_basestring_ascii)
+        try:
+            renderer.value(1, out, 0, indent, as_text)
+        except _Full:
+            return "".join(out), False
+        return "".join(out), True
+    except IndexError:
+        raise CodecError("malformed data: unexpected end") from None
+    except (ValueError, OverflowError, RecursionError, MemoryError, struct.error) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError("malformed data: %s" % exc) from None

@@ -20,7 +20,8 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
     folder), ``outbox``, ``public-url`` (base of links in e-mails; https there turns on Secure
     cookies), ``rpc`` (the endpoint whose port goes into the worker command shown to members) and
     ``web-settings`` (the ``[web]`` section: the report's age and files, log-in and sign-up rates).
-    The clock is the dispatcher's, so the site and the market agree on time. The report files
+    The clock is the dispatcher's, so the site and the market agree on time; its helper pool
+    (``market.offload``) checks submitted modules and writes results' text. The report files
     are removed when the reactor shuts down.
     """
     from market.web.context import Web
@@ -41,6 +42,7 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         public_url=options.get("public-url"),
         rpc_endpoint=options.get("rpc") or "tcp:7080",
         settings=options.get("web-settings"),
+        offload=getattr(dispatcher, "offload", None),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)

@@ -78,11 +78,14 @@ class Web:
         reports: ReportFiles | None = None,
         renderer: Renderer | None = None,
         max_module: int = 1024 * 1024,
+        offload: Any = None,
     ):
         s = settings or WebSettings()
         self.settings = s
         self.db = db
         self.clock = clock
+        #: the helper pool (``market.offload.pool.HelperPool``) for CPU-heavy work on members' input
+        self.offload = offload
         self.mailer = mailer
         self.public_url = public_url.rstrip("/") if public_url else None
         self.rpc_endpoint = rpc_endpoint

@@ -1,42 +1,41 @@
 """Job pages (requirements 5b-d, spec 5c): submit, my jobs with one price form, a job, its result.
 
-Submission is the same as ``market submit`` (``market.jobs.submission``): the module is validated,
-compiled and frozen in a thread (refusals name their lines), then the job and its state #0 are
-stored in one transaction.
+Submission is the same as ``market submit`` (``market.jobs.submission``): the module's size is
+checked at once, then it is parsed, validated, compiled and its arguments frozen in a helper process
+(``market.offload``; refusals name their lines), then the job and its state #0 are stored in one
+transaction. A result is shown and converted to JSON in a helper too, within a budget
+(``market.jobs.results``); the encoded result can always be downloaded as it is.
 Every job URL goes through the store's ``owned_job``: another member's job is "not found".
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from typing import Any
 
-from twisted.internet.threads import deferToThread
-
 from market.core import money
-from market.core.errors import JobRefused, MarketError
-from market.jobs import submission
+from market.core.errors import JobRefused, MarketError, TooLarge
+from market.jobs import results, submission
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
 from market.web import feed
 from market.web.context import Pages, Web, field
 
 FINAL = ("finished", "cancelled")
-SHOWN_RESULT = 20_000  # characters of a result shown on its page (the download has it all)
-
-
-def functions_in(source: str) -> list[str]:
-    """The module's top-level function names, for the "function" menu (nothing is executed)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef,))]
+SHOWN_RESULT = results.SHOWN_CHARS  # characters of a result shown on its page (the download has it all)
+#: characters of JSON the arguments field may hold
+MAX_ARGUMENTS = 256 * 1024
+#: characters of a task's output the JSON download carries (it is text already: converted here,
+#: not in a helper, so kept small; the encoded download has it all)
+TASK_OUTPUT_CHARS = 1024 * 1024
 
 
 def parse_arguments(text: str) -> tuple[list, dict]:
-    """Arguments as JSON: a list (positional), an object (keywords), or empty (no arguments)."""
+    """Arguments as JSON: a list (positional), an object (keywords), or empty (no arguments).
+
+    Anything that is not such JSON is a :class:`MarketError` in plain words: a syntax error, a
+    number of more digits than Python converts (over 4,300), nesting deeper than the parser goes.
+    """
     if not text.strip():
         return [], {}
     try:
@@ -46,6 +45,12 @@ def parse_arguments(text: str) -> tuple[list, dict]:
             f"the arguments are not valid JSON ({e.msg} at line {e.lineno} column {e.colno});"
             ' write a list like [1000, "text"] or an object like {"n": 1000}'
         ) from None
+    except ValueError:  # an integer of over 4,300 digits (CPython's limit on int(str))
+        raise MarketError(
+            "the arguments hold a number too long for the market to read (over 4,300 digits); send it as a string"
+        ) from None
+    except RecursionError:
+        raise MarketError("the arguments are nested too deeply; flatten them") from None
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):
@@ -67,6 +72,12 @@ def _read_module(request, web: Web) -> tuple[str, str]:
         return "", "The module is not UTF-8 text."
 
 
+def _module_problem(e: MarketError) -> str:
+    if isinstance(e, JobRefused):
+        return f"This module cannot run as a market job:\n{e}"
+    return f"This module cannot be checked: {e}."
+
+
 class JobPages(Pages):
     """Submit, my jobs and their prices, a job, its result, cancel."""
 
@@ -83,14 +94,8 @@ class JobPages(Pages):
         source, problem = _read_module(request, self.web)
         if problem:
             errors["module"] = problem
-        functions = functions_in(source)
         function = field(request, "function", limit=128).strip()
-        if source and not function:
-            if len(functions) == 1:
-                function = functions[0]
-            else:
-                errors["function"] = "Pick the function that runs the job."
-        args_text = field(request, "args", limit=256 * 1024)
+        args_text = field(request, "args", limit=MAX_ARGUMENTS)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         try:
@@ -107,13 +112,20 @@ class JobPages(Pages):
         except MarketError as e:
             errors["price"] = str(e)
         job = None
-        if source and function and "args" not in errors:
-            try:  # validate, compile, freeze: CPU work, in a thread and outside the transaction
-                job = await deferToThread(submission.prepare, source, function, args, kwargs)
-            except JobRefused as e:
-                errors["module"] = f"This module cannot run as a market job:\n{e}"
-            except MarketError as e:
-                errors["module"] = str(e)
+        functions: list[str] = []
+        if source:
+            try:  # parse, validate, compile, freeze: in a helper process, outside the transaction
+                examined = await submission.examine_in(
+                    self.web.offload, source, function, args, kwargs, visitor.account_id, "args" not in errors
+                )
+            except MarketError as e:  # over a limit, or the helpers are busy
+                errors["module"] = _module_problem(e)
+            else:
+                functions, function, job = examined.functions, examined.entry, examined.job
+                if not function:
+                    errors["function"] = "Pick the function that runs the job."
+                elif examined.refusal is not None:
+                    errors["module"] = _module_problem(examined.refusal)
         values = dict(
             source=source,
             functions=functions,
@@ -192,40 +204,54 @@ class JobPages(Pages):
         status = await self.web.db.run(sql_jobs.job_status, visitor.account_id, job_id)
         shown = None
         if status["status"] == "finished" and status["outcome"] != "failed":
-            result = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
-            shown = _show(result["result"])
-        return self.web.render(request, "job.html", visitor, job=status, result=shown, final=FINAL)
+            row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
+            shown = await self._shown(row, visitor, SHOWN_RESULT, indent=1, as_text=True)
+        return self.web.render(request, "job.html", visitor, job=status, shown=shown, final=FINAL)
+
+    async def _shown(self, row, visitor, max_chars: int, indent: int | None, as_text: bool) -> results.Shown | None:
+        """The result's text within ``max_chars`` (a task's output as it is), or why not."""
+        data = row["result"]
+        if data is None:
+            return None
+        data = bytes(data)
+        if row["kind"] == "task":  # a task's result is its output: text already
+            max_chars = min(max_chars, TASK_OUTPUT_CHARS)
+            text = data[: 4 * max_chars].decode("utf-8", "replace")
+            complete = len(data) <= max_chars and len(text) <= max_chars
+            return results.Shown(text[:max_chars], complete, len(data), "" if complete else "is longer")
+        try:
+            return await results.show(self.web.offload, data, max_chars, indent, as_text, owner=visitor.account_id)
+        except MarketError as e:  # the helpers are busy or it took too long: say so, keep the page
+            return results.Shown(None, False, len(data), f"cannot be shown right now ({e})")
 
     async def result(self, request, visitor, job_id):
         row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
-        value, problem = _decode(row["result"])
-        body = {"job": job_id, "outcome": row["outcome"], "error": row["error"] or problem, "result": value}
-        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-        request.setHeader(b"Content-Disposition", f'attachment; filename="job-{job_id}-result.json"'.encode())
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         request.setHeader(b"Cache-Control", b"no-store")
-        return json.dumps(body, default=repr, indent=1).encode("utf-8")
+        if field(request, "as", limit=16) == "encoded":  # the bytes as the worker sent them
+            request.setHeader(b"Content-Type", b"application/octet-stream")
+            request.setHeader(b"Content-Disposition", f'attachment; filename="job-{job_id}-result.bin"'.encode())
+            return bytes(row["result"] or b"")
+        text = "null"
+        error = row["error"]
+        if row["result"] is not None:
+            shown = await self._shown(row, visitor, self.web.offload.settings.render_chars, 1, as_text=False)
+            assert shown is not None  # (there is a result)
+            if shown.malformed:
+                error = error or f"the result {shown.problem}"
+            elif not shown.complete:
+                raise TooLarge(
+                    f"The result ({shown.size:,} bytes encoded) cannot be converted to JSON here: it"
+                    f" {shown.problem}. Download the encoded result instead: /jobs/{job_id}/result?as=encoded"
+                )
+            else:
+                text = (shown.text or "") if row["kind"] != "task" else json.dumps(shown.text)
+        head = {"job": job_id, "outcome": row["outcome"], "error": error}
+        body = json.dumps(head, indent=1)[:-2] + ',\n "result": ' + text + "\n}"
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Content-Disposition", f'attachment; filename="job-{job_id}-result.json"'.encode())
+        return body.encode("utf-8")
 
     async def cancel(self, request, visitor, job_id):
         await self.web.db.run(sql_jobs.cancel_job, visitor.account_id, job_id, self.web.clock.seconds())
         return self.web.redirect(request, f"/jobs/{job_id}")
-
-
-def _decode(data) -> tuple[Any, str]:
-    """(value, problem) — the runtime decodes a result as data, never executing anything."""
-    if data is None:
-        return None, ""
-    from market import tasklet
-
-    try:
-        return tasklet.decode_result(bytes(data)), ""
-    except Exception as e:  # a malformed result must show as a message, not a traceback
-        return None, f"the result could not be decoded: {e}"
-
-
-def _show(data) -> str:
-    value, problem = _decode(data)
-    if problem:
-        return problem
-    text = value if isinstance(value, str) else json.dumps(value, default=repr, indent=1)
-    return text if len(text) <= SHOWN_RESULT else text[:SHOWN_RESULT] + "\n… (download the result for the rest)"

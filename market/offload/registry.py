@@ -1,0 +1,30 @@
+"""The functions a helper process may run, as ``"module:function"``.
+
+Each one takes and returns plain data (anything ``pickle`` carries between the server and its own
+helper), is safe to run on a stranger's input inside a helper's limits, and imports little: a
+helper imports the module of the first call that names it. Add a function here to run it in the
+pool; nothing else can be called.
+"""
+
+from __future__ import annotations
+
+FUNCTIONS: frozenset[str] = frozenset(
+    {
+        # XML-RPC ``job``: the module's validation and compilation
+        "market.jobs.submission:checked_module",
+        # the web form: the module's functions, then validation, compilation, the arguments frozen
+        "market.jobs.submission:examined_module",
+        # a result shown on a page, downloaded as JSON or previewed by ``outcome``: text within a budget
+        "market.jobs.results:rendered",
+        # a test job's answer, checked before the check-in transaction records the verdict
+        "market.dispatch.prober:answer_is_right",
+    }
+)
+
+
+def split(name: str) -> tuple[str, str]:
+    """``("module", "function")`` of ``"module:function"``; ValueError if it is not of that form."""
+    module, sep, function = name.partition(":")
+    if not sep or not module or not function.isidentifier():
+        raise ValueError(f"{name!r} is not of the form module:function")
+    return module, function
