@@ -99,7 +99,7 @@ class Rule:
 MARKET_ROOMS = (
     "market.accounts", "market.cli", "market.demo", "market.dispatch", "market.jobs", "market.report",
     "market.rpc", "market.sandbox", "market.store", "market.tap", "market.tasklet", "market.web",
-    "market.worker", "market.settings", "market.examples",
+    "market.worker", "market.settings", "market.examples", "market.edge",
 )  # fmt: skip
 
 RULES = {
@@ -147,6 +147,12 @@ RULES = {
         ("market.web",),
         ("market.rpc", "market.worker", "market.sandbox"),
         "the web site is a peer of the RPC layer over the same store and rules",
+    ),
+    "the edge knows connections, not the market": Rule(
+        ("market.edge",),
+        ("market",),
+        "market.edge bounds what any connection may cost, for the RPC port and the web port alike",
+        allowed=("market.core", "market.settings"),
     ),
     "entry points are leaves: nothing imports the CLI, the twistd taps or the demo": Rule(
         ("market", "sim", "quote"),

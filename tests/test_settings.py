@@ -53,7 +53,7 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
 @pytest.mark.parametrize(
     "data, words",
     [
-        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts])"),
+        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [connections])"),
         ({"dispatch": {"windw": 1}}, "unknown key 'windw' in [dispatch]"),
         ({"dispatch": 3}, "dispatch must be a section"),
         ({"dispatch": {"window": 0}}, "[dispatch] window: 0 must be more than 0"),
