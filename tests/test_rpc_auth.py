@@ -100,7 +100,8 @@ async def test_a_caller_carries_its_body_limit_and_the_account_that_owns_its_upl
 
 def test_credentials_that_cannot_name_anyone_are_refused_without_a_database_read():
     rpc = MarketRPC(Dispatcher(CountingDatabase(None)))
-    for header in [b"", b"Bearer x", b"Basic !!!", Request("client/abc", "t"), Request("robot/1", "t"), Request("", "t")]:
+    nobody = [b"", b"Bearer x", b"Basic !!!", Request("client/abc", "t"), Request("robot/1", "t"), Request("", "t")]
+    for header in nobody:
         with pytest.raises(MarketError):
             rpc.identify(header)
     assert rpc.db.runs == 0

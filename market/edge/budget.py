@@ -65,7 +65,7 @@ class BodyBudget:
         if size > self.largest:
             raise ValueError(f"a body of {size} bytes can never fit in {self.largest}")
         if (size <= SMALL or not self._waiting) and self._fits(owner, size):
-            self._hold(owner, size)
+            self._hold(owner, size)  # the usual case: room, and no one waiting ahead
             return True
 
         def cancel(d: defer.Deferred) -> None:
@@ -73,8 +73,11 @@ class BodyBudget:
 
         d: defer.Deferred[bool] = defer.Deferred(cancel)
         waiter = _Waiter(owner, size, d, None)
-        waiter.timer = self._clock.callLater(self.wait, self._too_long, waiter)
         self._waiting.append(waiter)
+        self._admit_waiting()  # the ones ahead may be held back only by their owner's share
+        if d.called:
+            return True
+        waiter.timer = self._clock.callLater(self.wait, self._too_long, waiter)
         return d
 
     def give(self, owner: Hashable, size: int) -> None:
