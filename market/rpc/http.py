@@ -230,7 +230,11 @@ class RPCChannel(protocol.Protocol):
                         return
                     with memoryview(self._buffer) as view:
                         body = bytes(view[:length])  # the one copy of the body
-                    del self._buffer[:length]
+                        # a new buffer for what follows: a bytearray keeps its allocation when
+                        # its front is deleted, and a kept-alive connection would hold the size of
+                        # its largest body for as long as it stays open
+                        rest = bytearray(view[length:])
+                    self._buffer = rest
                     self._call(body)
                 else:
                     return

@@ -84,9 +84,27 @@ def threaded_parse(at_once: int = 2) -> Callable[[bytes, int, int], defer.Deferr
     semaphore = defer.DeferredSemaphore(at_once)
 
     def parse(body: bytes, max_depth: int, max_values: int) -> defer.Deferred:
-        return semaphore.run(deferToThread, codec.parse_call, body, max_depth, max_values)
+        d = semaphore.run(deferToThread, _parse_in_thread, body, max_depth, max_values)
+        return d.addCallback(_raised)
 
     return parse
+
+
+def _parse_in_thread(body: bytes, max_depth: int, max_values: int) -> tuple[str, tuple[Any, ...]] | MarketError:
+    # A refusal is returned, not raised: the thread pool would wrap a raised one in a Failure whose
+    # traceback holds this frame and the pool's own, which holds the Failure: a reference cycle that
+    # keeps the body (megabytes) alive until the cycle collector happens to run, and bytes alone
+    # never make it run. Measured: +400 MB after a few seconds of nested 15 MiB bodies.
+    try:
+        return codec.parse_call(body, max_depth, max_values)
+    except MarketError as e:
+        return e.with_traceback(None)
+
+
+def _raised(result: tuple[str, tuple[Any, ...]] | MarketError) -> tuple[str, tuple[Any, ...]]:
+    if isinstance(result, MarketError):
+        raise result
+    return result
 
 
 class Arg:
