@@ -91,8 +91,15 @@ def test_a_body_keeping_up_with_the_rate_lives_and_one_falling_behind_expires():
         w.deadlines.received(1100)
         w.clock.advance(1)
     assert not w.expired
-    w.clock.advance(3)  # stalls: its average falls under 1000 B/s within a second or so
+    w.clock.advance(5)  # stalls: it advances less than 5 s x 1000 B/s in the next window
     assert [p for p, _ in w.expired] == ["body"] and "22000 of 100000 bytes" in w.expired[0][1]
+
+
+def test_a_body_sent_fast_and_then_stalled_is_cut_off_after_one_window():
+    w = Watch(body_grace=5, min_body_rate=1000)
+    w.deadlines.body(100_000, received=90_000)
+    w.clock.advance(10.01)
+    assert [p for p, _ in w.expired] == ["body"]
 
 
 def test_a_small_body_must_be_complete_by_the_end_of_the_grace():

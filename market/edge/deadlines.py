@@ -6,8 +6,9 @@ Phases and their bounds (the ``[connections]`` settings):
   answer. Bytes do not extend it: a byte starts the *head* phase, with its own, shorter deadline.
 - **head** — a request's headers: complete within ``header-timeout`` of its first byte (CR LF
   between requests counts: a client "keeping alive" with single bytes is closed after it).
-- **body** — after ``body-grace`` seconds the body must have arrived at an average of at least
-  ``min-body-rate`` bytes a second since it began; checked whenever it could have fallen behind.
+- **body** — in its first ``body-grace`` seconds, and in every ``body-grace`` seconds after, the
+  body must advance by ``min-body-rate`` × ``body-grace`` bytes (or finish): a client cannot send
+  fast at first and then hold the room it was given while sending nothing.
 - **serving** — the market is answering: no deadline on the client.
 - **linger** — a refused request's body is read and thrown away for ``linger`` seconds at most.
 
@@ -36,10 +37,12 @@ class Deadlines:
         self.phase = IDLE
         self._due: float | None = None
         self._timer: Any = None
-        # the body phase: when it began, how many bytes it wants and has had
+        # the body phase: when it began, how many bytes it wants and has had, and had at the start of
+        # the current window of body-grace seconds
         self._began = 0.0
         self._length = 0
         self._received = 0
+        self._mark = 0
 
     # -- phases ----------------------------------------------------------------------------------
     def idle(self) -> None:
@@ -53,7 +56,7 @@ class Deadlines:
     def body(self, length: int, received: int = 0) -> None:
         """The body of ``length`` bytes starts now; ``received`` of them are already here."""
         self._began = self._enter(BODY, self._settings.body_grace)
-        self._length, self._received = length, received
+        self._length, self._received, self._mark = length, received, received
 
     def received(self, count: int) -> None:
         """``count`` more body bytes arrived (cheap: one addition)."""
@@ -98,12 +101,13 @@ class Deadlines:
             self._timer = self._clock.callLater(max(wait, 0.001), self._wake)
 
     def _body_due(self, now: float) -> float | None:
-        """The next time the body could fall behind ``min-body-rate``, or None if it already has."""
-        rate = self._settings.min_body_rate
-        if self._received < rate * (now - self._began):
+        """The end of the next window, if the body advanced enough in this one; else None."""
+        s = self._settings
+        need = min(s.min_body_rate * s.body_grace, self._length - self._mark)
+        if self._received - self._mark < need:
             return None
-        # it keeps up until the moment its average would drop below the rate
-        return max(self._began + self._received / rate, now + 0.05)
+        self._mark = self._received
+        return now + s.body_grace
 
     def _reason(self, phase: str) -> str:
         s = self._settings

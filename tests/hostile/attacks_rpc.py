@@ -224,21 +224,23 @@ def unfinished_bodies(
     seconds: float,
     connections: int = 12,
     declared: int = 64 * MiB,
-    send: int = 1 * MiB,
+    send: int | None = None,
     authorization: str | None = None,
     port: int | None = None,
     path: str = "/RPC2",
 ) -> dict[str, Any]:
-    """``connections`` connections that each declare a ``declared`` body, send ``send`` bytes of it
-    and then nothing, reopened as the market closes them. Before the fix 12 of them held 888 MiB
-    of the market's memory. Figures: connections opened, what each got, how long the longest
-    stayed open."""
+    """``connections`` connections that each declare a ``declared`` body, send all of it but the
+    last MiB (or ``send`` bytes) as fast as the market takes it for a moment, and then nothing,
+    reopened as the market closes them. Before the fix 12 of them held 888 MiB of the market's
+    memory. Figures: connections opened, what each got, how long the longest stayed open."""
+    send = declared - MiB if send is None else send
     port = port or hostile.port
     end = time.monotonic() + seconds
     got: Counter[str] = Counter()
     longest = 0.0
     live: list[Peer] = []
     opened = 0
+    filler = b"x" * CHUNK
 
     def open_one() -> None:
         nonlocal opened
@@ -246,8 +248,9 @@ def unfinished_bodies(
         opened += 1
         try:
             peer.sock.sendall(head(declared, authorization, path))
+            peer.sock.settimeout(0.2)  # as much as the market will read now, then no more
             for _ in range(send // CHUNK):
-                peer.sock.sendall(b"x" * CHUNK)
+                peer.sock.sendall(filler)
         except OSError:
             pass
         live.append(peer)
