@@ -197,8 +197,10 @@ class ConnectionSettings:
         "seconds a refused request's body is read and thrown away (so its client can read why) before closing",
         "{:g}".format,
     )
-    max_connections: int = setting(1000, positive_int, "open connections per port")
-    max_per_address: int = setting(64, positive_int, "open connections per port from one IP address (IPv6: one /64)")
+    max_connections: int = setting(2000, positive_int, "open connections per port")
+    max_per_address: int = setting(
+        128, positive_int, "open connections per port from one IP address (IPv6: one /64; a lab behind one NAT)"
+    )
     state_body: int = setting(
         16 * 1024 * 1024, size, "largest XML-RPC request body of a worker (client token): its state", show_size
     )

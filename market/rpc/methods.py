@@ -467,8 +467,6 @@ class MarketRPC:
             not isinstance(progress, (int, float)) or isinstance(progress, bool) or not math.isfinite(progress)
         ):
             raise Fault(faults.BAD_ARGUMENT, "progress must be a number between 0 and 1")
-        if progress is not None:
-            progress = min(1.0, max(0.0, float(progress)))
         data = _bytes(state)
         from market.tasklet import envelope
 
