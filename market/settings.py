@@ -186,10 +186,13 @@ class ConnectionSettings:
         "{:g}".format,
     )
     body_grace: float = setting(
-        5.0, positive_float, "seconds a request body may take before min-body-rate applies", "{:g}".format
+        5.0, positive_float, "seconds of each window in which a request body must advance", "{:g}".format
     )
     min_body_rate: int = setting(
-        16 * 1024, size, "slowest average rate of a request body after body-grace, bytes per second", show_size
+        16 * 1024,
+        size,
+        "how fast a request body must advance, bytes per second, in every window of body-grace seconds",
+        show_size,
     )
     linger: float = setting(
         2.0,

@@ -279,3 +279,24 @@ def test_web_connections_over_the_caps_get_503():
     second.makeConnection(transport)
     assert transport.value().startswith(b"HTTP/1.1 503") and b"your address" in transport.value()
     assert transport.disconnecting and site.gate.open == 1
+
+
+def test_twistd_market_lowers_max_connections_to_what_the_open_files_limit_allows():
+    from market.tap import _within_descriptors
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def warn(self, text, **kw):
+            self.lines.append(text.format(**kw))
+
+    log = Log()
+    asked = ConnectionSettings(max_connections=10**9, max_per_address=10**9)
+    got = _within_descriptors(asked, 2, log)
+    assert got.max_connections < 10**9 and got.max_per_address == got.max_connections
+    assert "ulimit -n" in log.lines[0]
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= 2 * 2000 + 256:  # the defaults fit
+        assert _within_descriptors(ConnectionSettings(), 2, Log()) == ConnectionSettings()
