@@ -8,6 +8,8 @@ and no phase of a connection waits or buffers without a bound.
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
@@ -132,6 +134,17 @@ def test_a_request_arriving_a_byte_at_a_time_is_read_whole():
     for byte in b"\r\n" + post(b"<slow/>"):
         channel.dataReceived(bytes([byte]))
     assert [b for _, _, b in responses(transport)] == [b"<answer><slow/></answer>"]
+
+
+def test_a_head_arriving_a_byte_at_a_time_is_not_searched_again_and_again():
+    channel, transport, _ = connect(Echo())
+    head = b"POST /RPC2 HTTP/1.1\r\nX-Pad: " + b"a" * (MAX_HEADER - 400) + b"\r\n"
+    started = time.perf_counter()
+    for byte in b"\r\n" * 1000 + head:
+        channel.dataReceived(bytes([byte]))
+    assert time.perf_counter() - started < 1.0 and not transport.value()
+    channel.dataReceived(post()[len(b"POST /RPC2 HTTP/1.1\r\n") :])
+    assert [s for s, _, _ in responses(transport)] == [200]
 
 
 def test_connection_close_and_http_1_0_are_honoured():

@@ -162,6 +162,7 @@ class RPCChannel(protocol.Protocol):
         self._paused = False
         self._proceeding = False
         self._discard = 0  # bytes of a refused request's body still to throw away
+        self._scanned = 0  # bytes at the front of the buffer already searched for a head's end
         self._gate_key: str | None = None
         self._abort: Any = None
         self.deadlines = Deadlines(factory.clock, factory.settings, self._expired)
@@ -343,16 +344,24 @@ class RPCChannel(protocol.Protocol):
         self._resume()
 
     def _read_head(self) -> _Head | None:
-        # a client may send empty lines between requests (RFC 9112 section 2.2)
-        while self._buffer[:2] == b"\r\n":
-            del self._buffer[:2]
-        end = self._buffer.find(b"\r\n\r\n", 0, MAX_HEADER + 4)
+        buffer = self._buffer
+        if buffer[:2] == b"\r\n":
+            # a client may send empty lines between requests (RFC 9112 section 2.2): drop them at once
+            blank = 2
+            while buffer[blank : blank + 2] == b"\r\n":
+                blank += 2
+            del buffer[:blank]
+            self._scanned = 0
+        # search only what is new (a head arriving a byte at a time is not scanned again and again)
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3), MAX_HEADER + 4)
         if end < 0:
-            if len(self._buffer) > MAX_HEADER:
+            if len(buffer) > MAX_HEADER:
                 raise Refused(431, "request headers over 16 KiB")
+            self._scanned = len(buffer)
             return None
-        lines = bytes(self._buffer[:end]).split(b"\r\n")
-        del self._buffer[: end + 4]
+        self._scanned = 0
+        lines = bytes(buffer[:end]).split(b"\r\n")
+        del buffer[: end + 4]
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             raise Refused(400, "malformed request line (want: POST /RPC2 HTTP/1.1)")
