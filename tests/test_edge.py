@@ -71,6 +71,13 @@ def test_an_idle_connection_expires_after_the_idle_timeout():
     assert w.expired == [("idle", "no request for 30 s")]
 
 
+def test_a_new_connection_must_begin_a_request_within_the_header_timeout():
+    w = Watch(header_timeout=10, idle_timeout=100)
+    w.deadlines.opened()
+    w.clock.advance(10.01)
+    assert [p for p, _ in w.expired] == ["idle"]
+
+
 def test_a_head_expires_from_its_first_byte_whatever_arrives_after():
     w = Watch(header_timeout=10, idle_timeout=100)
     w.deadlines.idle()
@@ -261,6 +268,12 @@ def test_a_slow_web_body_is_cut_off():
         channel.dataReceived(b"x" * 100)
         clock.advance(1)
     assert transport.value().startswith(b"HTTP/1.1 408") and transport.disconnecting
+
+
+def test_a_web_connection_that_says_nothing_is_closed_after_the_header_timeout():
+    _, _, transport, clock = web()
+    clock.advance(10.1)
+    assert transport.disconnecting and not transport.value()
 
 
 def test_an_idle_web_connection_is_closed():

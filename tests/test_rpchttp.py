@@ -304,14 +304,15 @@ def test_room_is_given_back_when_the_connection_is_lost():
 
 def test_headers_must_be_complete_within_the_header_timeout_of_their_first_byte():
     channel, transport, clock = connect(Echo())
-    clock.advance(100)  # idle: no deadline until the idle timeout
+    channel.dataReceived(post())
+    clock.advance(100)  # idle between requests: no deadline until the idle timeout
     channel.dataReceived(b"POST /RPC2 HTTP/1.1\r\n")
     for _ in range(9):
         clock.advance(1)
         channel.dataReceived(b"X: y\r\n")  # bytes do not extend it
     assert not transport.disconnecting
     clock.advance(1.01)
-    [(status, _, body)] = responses(transport)
+    [_, (status, _, body)] = responses(transport)
     assert status == 408 and b"10 s" in body and transport.disconnecting
 
 
@@ -324,6 +325,14 @@ def test_single_bytes_between_requests_do_not_keep_a_connection_open():
         if transport.disconnecting:
             break
     assert transport.disconnecting and clock.seconds() <= 12.5
+
+
+def test_a_connection_that_says_nothing_is_closed_after_the_header_timeout():
+    channel, transport, clock = connect(Echo())
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting and not transport.value()
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout():

@@ -2,8 +2,10 @@
 
 Phases and their bounds (the ``[connections]`` settings):
 
-- **idle** — waiting for the next request: ``idle-timeout`` from the connection's start or the last
-  answer. Bytes do not extend it: a byte starts the *head* phase, with its own, shorter deadline.
+- **idle** — waiting for the next request: ``idle-timeout`` from the last answer, ``header-timeout``
+  from the connection's start (a client connects when it has something to ask; one that connects
+  and says nothing only holds a place). Bytes do not extend it: a byte starts the *head* phase,
+  with its own deadline.
 - **head** — a request's headers: complete within ``header-timeout`` of its first byte (CR LF
   between requests counts: a client "keeping alive" with single bytes is closed after it).
 - **body** — in its first ``body-grace`` seconds, and in every ``body-grace`` seconds after, the
@@ -45,6 +47,10 @@ class Deadlines:
         self._mark = 0
 
     # -- phases ----------------------------------------------------------------------------------
+    def opened(self) -> None:
+        """A new connection: its first request must begin within ``header-timeout``."""
+        self._enter(IDLE, self._settings.header_timeout)
+
     def idle(self) -> None:
         self._enter(IDLE, self._settings.idle_timeout)
 

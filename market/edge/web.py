@@ -49,7 +49,7 @@ class GuardedChannel(http.HTTPChannel):
             self.dataReceived = lambda data: None  # type: ignore[method-assign]  # read nothing more
             transport.loseConnection()
             return
-        self.deadlines.idle()
+        self.deadlines.opened()
 
     def dataReceived(self, data: bytes) -> None:
         phase = self.deadlines.phase

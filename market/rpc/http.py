@@ -28,8 +28,9 @@ The market is open to strangers, so a request is read in steps and nothing is he
 Every refusal is a status (or a Fault) with a one-line reason, after which the connection closes;
 whatever the client still sends of a refused request's body is read and thrown away, never kept,
 for at most ``linger`` seconds, so that it can read the answer. A connection over the caps of
-``market.edge.gate`` gets 503 at once; one idle for ``idle-timeout`` is closed (stray bytes start a
-request's head and its deadline, they do not extend the idle time).
+``market.edge.gate`` gets 503 at once; one that sends nothing within ``header-timeout`` of opening,
+or nothing for ``idle-timeout`` after an answer, is closed (stray bytes start a request's head and
+its deadline, they do not extend the idle time).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class RPCChannel(protocol.Protocol):
             self._write(503, str(e), close=True)
             self._close()
             return
-        self.deadlines.idle()
+        self.deadlines.opened()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._state = _CLOSED

@@ -331,9 +331,10 @@ def many_connections(
     hostile: HostileMarket, seconds: float, addresses: int = 1, per_address: int = 200, port: int | None = None
 ) -> dict[str, Any]:
     """From each of ``addresses`` addresses, ``per_address`` connections opened at once that then
-    say nothing, held for ``seconds``. Before the fix nothing capped them: a few thousand slow
-    connections exhausted the market's file descriptors. Figures: how many the market kept open
-    (most from one address), how many it refused and with what."""
+    say nothing, held for ``seconds`` (the market closes them ``header-timeout`` after they opened).
+    Before the fix nothing capped them: a few thousand slow connections exhausted the market's file
+    descriptors. Figures: how many the market kept open (most from one address), how many it
+    refused and with what, how many were still open at the end."""
     port = port or hostile.port
     peers: list[tuple[int, Peer]] = []
     refused: Counter[str] = Counter()
