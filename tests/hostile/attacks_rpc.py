@@ -168,8 +168,9 @@ def huge_anonymous_body(
 ) -> dict[str, Any]:
     """Calls with a ``size`` body (one huge array of ints) and no credentials, or wrong ones, as
     fast as ``parallel`` connections can send them. Before the fix the market read and parsed each
-    on its reactor thread: 5–14 s stalls, +380 MB. Figures: attempts, what each got, MiB sent,
-    the slowest answer."""
+    on its reactor thread: 5–14 s stalls, +380 MB. With a small ``size``, wrong credentials and
+    many connections it is a flood of credential lookups instead. Figures: attempts, what each
+    got, MiB sent, the slowest answer."""
     body = flat_values(size)
     authorization = basic(f"client/{hostile.client_id}", "not-the-token") if wrong_credentials else None
     got: Counter[str] = Counter()

@@ -75,6 +75,12 @@ def test_a_60_mib_body_with_wrong_credentials_is_refused_the_same_way(market):
     assert set(figures["answers"]) <= {"fault 2", "cut off"} and figures["answers"].get("fault 2", 0) >= 1
 
 
+def test_a_flood_of_wrong_credentials_does_not_hold_up_known_callers(market):
+    hostile = market()
+    figures = under_attack(hostile, attacks.huge_anonymous_body, size=1024, parallel=32, wrong_credentials=True)
+    assert set(figures["answers"]) <= {"fault 2", "cut off"} and figures["answers"].get("fault 2", 0) >= 1000
+
+
 def test_deeply_nested_arrays_from_a_stranger_are_never_parsed(market):
     hostile = market()
     figures = under_attack(hostile, attacks.deeply_nested)
