@@ -9,10 +9,11 @@ reach the bound, not what the body would have cost. Every refusal is a
 :class:`~market.core.errors.MarketError` whose kind gives its Fault: ``too-large`` (Fault 8) for a
 bound, ``invalid`` (Fault 1) for anything that is not an XML-RPC ``methodCall``.
 
-Cost, measured on this project's machines (``tests/test_rpc_codec.py`` keeps the bounds honest):
-a call of 256 KiB, the largest parsed on the reactor by default, takes at most ~25 ms, whatever
-its shape (a 256 KiB string or Binary ~2 ms; 10,000 small values, the default bound, ~15 ms; a
-body refused at a bound stops sooner).
+Cost, measured on this project's machines (``tests/test_rpc_codec.py`` keeps it honest): a body
+of 256 KiB, the largest parsed on the reactor by default, takes at most ~30 ms whatever its shape:
+a 256 KiB string 0.1 ms, a Binary 1 ms, escaped text 1.3 ms, 10,000 small ints (the default
+bound) 18 ms, elements that are no values up to the bound 30 ms; nesting is refused at once. A
+worker's typical ``state`` call (2 KB) takes 41 µs, xmlrpc.client.loads 47 µs.
 """
 
 from __future__ import annotations
