@@ -222,6 +222,16 @@ def test_reading_pauses_while_the_credentials_are_looked_up():
     assert transport.producerState == "producing" and [b for b, _ in rpc.calls] == [b"<call/>"]
 
 
+def test_a_lookup_that_has_already_answered_goes_straight_on():
+    from twisted.internet.defer import succeed
+
+    rpc = Echo()
+    rpc.identify = lambda authorization: succeed(Who())
+    channel, transport, _ = connect(rpc)
+    channel.dataReceived(post(b"<a/>") + post(b"<b/>"))
+    assert [b for b, _ in rpc.calls] == [b"<a/>", b"<b/>"] and transport.producerState == "producing"
+
+
 def test_a_failed_lookup_answers_the_services_fault_and_closes():
     rpc = Echo(slow_identify=True)
     channel, transport, _ = connect(rpc)

@@ -270,7 +270,7 @@ class RPCChannel(protocol.Protocol):
             self._pause()
             self._waiting = identity
             identity.addCallbacks(self._identified, self._not_identified)
-            return False
+            return self._state == _BODY  # (a Deferred that had already fired)
         return self._admit(identity)
 
     def _identified(self, caller: Caller) -> None:
@@ -312,7 +312,7 @@ class RPCChannel(protocol.Protocol):
                 self._pause()
                 self._waiting = room
                 room.addCallbacks(self._roomy, self._no_room)
-                return False
+                return self._state == _BODY
             self._room = length
         self._read_body()
         return True
