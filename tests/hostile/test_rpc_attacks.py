@@ -120,14 +120,16 @@ def test_a_byte_every_second_does_not_keep_a_connection(market):
     hostile = market("--header-timeout", "2")
     figures = under_attack(hostile, attacks.slow_bytes, connections=20, every=1.0)
     assert figures["closed_by_market"] >= 20 and set(figures["told"]) == {"http 408"}
-    assert figures["longest_open_s"] < 2 + 1 + 1.5
+    # header-timeout after its first byte, which comes up to a second after it opened; seen by the
+    # attacker within a second
+    assert figures["longest_open_s"] < 2 + 1 + 1 + 1
 
 
 def test_keep_alive_bytes_between_requests_do_not_keep_a_connection(market):
     hostile = market("--header-timeout", "2")
     call = attacks.head(len(attacks.whoami_body()), hostile.member_auth()) + attacks.whoami_body()
     figures = under_attack(hostile, attacks.slow_bytes, connections=20, every=1.0, first=call)
-    assert figures["closed_by_market"] >= 20 and figures["longest_open_s"] < 2 + 1 + 1.5
+    assert figures["closed_by_market"] >= 20 and figures["longest_open_s"] < 2 + 1 + 1 + 1
 
 
 def test_many_connections_from_one_address_are_capped(market):
@@ -150,7 +152,9 @@ def test_a_byte_every_second_does_not_keep_a_web_connection(market):
     hostile = market("--header-timeout", "2", web=True)
     figures = under_attack(hostile, attacks.slow_bytes, connections=20, every=1.0, port=hostile.web_port)
     assert figures["closed_by_market"] >= 20 and set(figures["told"]) == {"http 408"}
-    assert figures["longest_open_s"] < 2 + 1 + 1.5
+    # header-timeout after its first byte, which comes up to a second after it opened; seen by the
+    # attacker within a second
+    assert figures["longest_open_s"] < 2 + 1 + 1 + 1
 
 
 def test_web_bodies_that_never_finish_are_cut_off(market):
