@@ -20,6 +20,9 @@ one name means one thing; docs/operations.md lists them all. A file looks like::
 
     [web]
     report-seconds = 60
+    [connections]
+    header-timeout = 10
+    state-body = "16 MiB"
 
 Environment variables hold only credentials, the database and server URLs and deployment paths
 (:data:`ENVIRONMENT`); nothing in this module reads them, and no setting weakens password hashing.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +84,33 @@ def credits(value: Any) -> int:
         return money.parse_amount(value, "credits")
     except MarketError as e:
         raise ValueError(str(e)) from None
+
+
+_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def size(value: Any) -> int:
+    """A size in bytes: a whole number of bytes, or text like ``"16 MiB"``, ``"256 KiB"``, ``"4096"``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f'{value!r} is not a size (write a whole number of bytes or text like "16 MiB")')
+    if isinstance(value, int):
+        number = value
+    else:
+        m = re.fullmatch(r"\s*(\d{1,15})\s*([KMG]iB|B)?\s*", value, re.IGNORECASE)
+        if m is None:
+            raise ValueError(f'{value!r} is not a size (write bytes or text like "16 MiB", "256 KiB")')
+        number = int(m[1]) * _UNITS[(m[2] or "").lower()]
+    if number <= 0:
+        raise ValueError(f"{value!r} must be more than 0")
+    return number
+
+
+def show_size(number: int) -> str:
+    """``16777216`` -> ``16 MiB``: a size the way the docs and ``--help`` write it."""
+    for unit in ("GiB", "MiB", "KiB"):
+        if number % _UNITS[unit.lower()] == 0:
+            return f"{number // _UNITS[unit.lower()]} {unit}"
+    return f"{number} B"
 
 
 def setting(default: Any, convert: Any, help: str, show: Any = None) -> Any:
@@ -209,6 +240,81 @@ class OffloadSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionSettings:
+    """What one connection may cost the market, on the XML-RPC port and the web port (section
+    ``[connections]``; docs/rpc.md says what a client sees when it hits each bound)."""
+
+    header_timeout: float = setting(
+        10.0, positive_float, "seconds from a request's first byte until its headers must be complete", "{:g}".format
+    )
+    idle_timeout: float = setting(
+        120.0,
+        positive_float,
+        "seconds a kept-alive connection may wait for its next request (stray bytes do not extend it)",
+        "{:g}".format,
+    )
+    body_grace: float = setting(
+        5.0, positive_float, "seconds of each window in which a request body must advance", "{:g}".format
+    )
+    min_body_rate: int = setting(
+        16 * 1024,
+        size,
+        "how fast a request body must advance, bytes per second, in every window of body-grace seconds",
+        show_size,
+    )
+    linger: float = setting(
+        2.0,
+        positive_float,
+        "seconds a refused request's body is read and thrown away (so its client can read why) before closing",
+        "{:g}".format,
+    )
+    max_connections: int = setting(2000, positive_int, "open connections per port")
+    max_per_address: int = setting(
+        128, positive_int, "open connections per port from one IP address (IPv6: one /64; a lab behind one NAT)"
+    )
+    state_body: int = setting(
+        16 * 1024 * 1024, size, "largest XML-RPC request body of a worker (client token): its state", show_size
+    )
+    body_budget: int = setting(
+        128 * 1024 * 1024,
+        size,
+        "XML-RPC request bodies held in memory at once, all connections together (received or being answered)",
+        show_size,
+    )
+    body_wait: float = setting(
+        10.0,
+        positive_float,
+        "seconds a request body may wait for room in body-budget before it is refused (Fault 9, retry)",
+        "{:g}".format,
+    )
+    inline_parse: int = setting(
+        256 * 1024,
+        size,
+        "XML-RPC bodies up to this size are parsed on the reactor thread, larger ones off it",
+        show_size,
+    )
+    max_depth: int = setting(16, positive_int, "arrays and structs nested inside one another in one XML-RPC call")
+    max_values: int = setting(10_000, positive_int, "values in one XML-RPC call")
+
+    @property
+    def largest_body(self) -> int:
+        """The largest single request body ``body-budget`` admits: the last sixteenth of the budget
+        is kept for small calls (``market.edge.budget``)."""
+        return self.body_budget - self.body_budget // 16
+
+    def __post_init__(self) -> None:
+        if self.state_body > self.largest_body:
+            raise SettingsError(
+                f"state-body ({show_size(self.state_body)}) must fit in body-budget ({show_size(self.body_budget)})"
+                " less its sixteenth kept for small calls"
+            )
+        if self.max_per_address > self.max_connections:
+            raise SettingsError(
+                f"max-per-address ({self.max_per_address}) is larger than max-connections ({self.max_connections})"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a market process is configured with."""
 
@@ -222,6 +328,7 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings)
     web: WebSettings = field(default_factory=WebSettings)
     offload: OffloadSettings = field(default_factory=OffloadSettings)
+    connections: ConnectionSettings = field(default_factory=ConnectionSettings)
 
     def replace(self, section: str | None = None, **values: Any) -> Settings:
         """A copy with ``values`` (already converted) replacing the top-level keys or a section's."""
@@ -237,6 +344,7 @@ SECTIONS: dict[str, type] = {
     "accounts": AccountSettings,
     "web": WebSettings,
     "offload": OffloadSettings,
+    "connections": ConnectionSettings,
 }
 
 #: the environment variables the market reads — credentials, the database and server URLs and

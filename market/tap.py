@@ -6,6 +6,7 @@ TOML file, and an option given on the command line wins over the file.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from twisted.application import service, strports
@@ -90,8 +91,13 @@ def makeService(options) -> service.MultiService:
     dispatcher = Dispatcher(db, settings.dispatch, offload=offload)
     dispatcher.setServiceParent(top)
     server = settings.server
-    strports.service(server.rpc, factory(dispatcher)).setServiceParent(top)
+    connections = _within_descriptors(settings.connections, 2 if server.web else 1, Logger())
+    # bodies too large to parse on the reactor are parsed in the helper processes (bounded in time,
+    # memory and number), not in threads that would hold the GIL against the reactor
+    parse_large = functools.partial(offload.call, "market.rpc.codec:parse_call")
+    strports.service(server.rpc, factory(dispatcher, connections, parse_large)).setServiceParent(top)
     if server.web:
+        from market.edge.web import guard
         from market.web import make_site
 
         # make_site takes the option names of twistd market
@@ -102,6 +108,27 @@ def makeService(options) -> service.MultiService:
             "rpc": server.rpc,
             "web-settings": settings.web,
         }
-        site = make_site(db, dispatcher, names)
+        site = guard(make_site(db, dispatcher, names), connections, dispatcher.clock)
         strports.service(server.web, site).setServiceParent(top)
     return top
+
+
+def _within_descriptors(connections: market_settings.ConnectionSettings, ports: int, log):
+    """The [connections] settings, with max-connections lowered if the process cannot open that
+    many files (after raising its soft limit as far as the hard one allows)."""
+    import dataclasses
+
+    from market.edge.gate import descriptors_for
+
+    fits = descriptors_for(connections.max_connections * ports) // ports
+    if fits >= connections.max_connections:
+        return connections
+    fits = max(fits, 1)
+    log.warn(
+        "max-connections {wanted} per port needs more open files than this process may have;"
+        " using {fits} (raise the open-files limit: ulimit -n, or LimitNOFILE= in systemd)",
+        wanted=connections.max_connections,
+        fits=fits,
+    )
+    per_address = min(connections.max_per_address, fits)
+    return dataclasses.replace(connections, max_connections=fits, max_per_address=per_address)

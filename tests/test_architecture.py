@@ -99,7 +99,7 @@ class Rule:
 MARKET_ROOMS = (
     "market.accounts", "market.cli", "market.demo", "market.dispatch", "market.jobs", "market.report",
     "market.rpc", "market.sandbox", "market.store", "market.tap", "market.tasklet", "market.web",
-    "market.worker", "market.settings", "market.examples", "market.offload",
+    "market.worker", "market.settings", "market.examples", "market.offload", "market.edge",
 )  # fmt: skip
 
 # the rooms that serve or hold the market's data: what the helper pool must not know
@@ -163,6 +163,12 @@ RULES = {
         ("market.offload.helper", "market.offload.registry"),
         ("market", "twisted"),
         "helpers are started fresh and import only what their calls need: the function's own module",
+    ),
+    "the edge knows connections, not the market": Rule(
+        ("market.edge",),
+        ("market",),
+        "market.edge bounds what any connection may cost, for the RPC port and the web port alike",
+        allowed=("market.core", "market.settings"),
     ),
     "entry points are leaves: nothing imports the CLI, the twistd taps or the demo": Rule(
         ("market", "sim", "quote"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import time
 import xmlrpc.client
 
 import pytest
@@ -115,21 +116,38 @@ def test_garbage_bodies_get_a_fault(server, body):
     assert market.alive()
 
 
-def test_a_body_over_the_cap_is_refused_with_413_and_a_message(server):
-    market, _, creds = server
-    conn = http.client.HTTPConnection("127.0.0.1", market.port, timeout=30)
+def _declare(port, length: int, auth: str | None, send: int = 0):
+    """Send a head declaring ``length`` bytes and ``send`` of them; the status and body answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.putrequest("POST", "/RPC2")
-    conn.putheader("Content-Length", str(65 * 1024 * 1024))
-    conn.putheader("Authorization", basic(*creds["client"]))
+    conn.putheader("Content-Length", str(length))
+    if auth:
+        conn.putheader("Authorization", auth)
     conn.endheaders()
-    chunk = b"x" * (1024 * 1024)
     try:
-        for _ in range(65):
-            conn.send(chunk)
+        for _ in range(send // (1024 * 1024)):
+            conn.send(b"x" * (1024 * 1024))
     except (BrokenPipeError, ConnectionResetError):
         pass
     response = conn.getresponse()
-    assert response.status == 413 and b"MiB" in response.read()
+    return response.status, response.read(), response.getheader("Connection")
+
+
+def test_a_body_over_the_callers_limit_is_refused_with_413_before_it_is_read(server):
+    market, _, creds = server
+    started = time.monotonic()
+    status, body, connection = _declare(market.port, 17 * 1024 * 1024, basic(*creds["client"]))
+    assert status == 413 and b"16 MiB" in body and connection == "close"
+    assert time.monotonic() - started < 5  # not after reading (or waiting for) 17 MiB
+    assert market.alive()
+
+
+def test_a_strangers_large_body_gets_fault_2_and_nothing_of_it_is_read(server):
+    market, _, _ = server
+    status, body, connection = _declare(market.port, 60 * 1024 * 1024, None, send=8 * 1024 * 1024)
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        xmlrpc.client.loads(body)
+    assert status == 200 and e.value.faultCode == 2 and connection == "close"
     assert market.alive()
 
 

@@ -6,42 +6,73 @@ header objects, a resource traversal and a Date string for every call; measured 
 the same XML-RPC echo on this machine, it served 7,800 calls/s and this protocol 20,100
 (docs/benchmarks.md). The web site (``--web``) stays on twisted.web; this serves one endpoint.
 
-What it speaks, and what it refuses (every refusal has a status and a plain-text reason):
+The market is open to strangers, so a request is read in steps and nothing is held without a bound
+(docs/rpc.md, "What the endpoint refuses"):
 
-- ``POST /RPC2`` with a ``Content-Length`` body; anything else is 404 (another path) or 405
-  (another method). ``Transfer-Encoding`` bodies get 411: XML-RPC clients send a length.
-- Requests are answered in order on a kept-alive connection (HTTP/1.1 default; HTTP/1.0 with
-  ``Connection: keep-alive``); ``Connection: close`` is honoured. Pipelined requests wait their turn.
-- ``Expect: 100-continue`` gets its interim response.
-- Header block over 16 KiB: 431. Body over the cap (64 MiB): the body is read and thrown away,
-  then 413 and the connection closes, so the client reads the reason rather than a reset.
-- Malformed request line or header: 400, and the connection closes.
-- A connection that sends nothing for ``idle`` seconds (10 minutes, longer than the longest slice)
-  is closed.
+1. **Head.** At most 16 KiB (431), complete within ``header-timeout`` of its first byte (408).
+   ``POST /RPC2`` with a ``Content-Length`` only: another path 404, another method 405,
+   ``Transfer-Encoding`` 411, a malformed line or header 400.
+2. **Credentials, before any body byte is read.** Reading pauses while the service identifies the
+   caller from the Authorization header (a cache hit costs a dictionary lookup; a miss is a
+   database read off the reactor thread). An unknown caller gets Fault 2 (HTTP 200, as scripts
+   expect) with ``Connection: close``.
+3. **Room.** A body over the caller's own limit (a worker's state limit, a member's upload limit)
+   gets 413. Otherwise it needs room in the process's body budget (``market.edge.budget``): it
+   waits with reading paused, and after ``body-wait`` seconds gets Fault 9 (busy, retry).
+4. **Body.** Read only now (``Expect: 100-continue`` answered now, so a refused client never
+   sends it), at ``min-body-rate`` or better after ``body-grace`` (408).
+5. **Answer.** ``service.answer(body, caller)``; the room is given back when it is sent. Requests
+   are answered in order on a kept-alive connection (pipelining allowed, but only a head's worth
+   of the next request is read while one is answered); ``Connection: close`` and HTTP/1.0 close.
+
+Every refusal is a status (or a Fault) with a one-line reason, after which the connection closes;
+whatever the client still sends of a refused request's body is read and thrown away, never kept,
+for at most ``linger`` seconds, so that it can read the answer. A connection over the caps of
+``market.edge.gate`` gets 503 at once; one that sends nothing within ``header-timeout`` of opening,
+or nothing for ``idle-timeout`` after an answer, is closed (stray bytes start a request's head and
+its deadline, they do not extend the idle time).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from email.utils import formatdate
 from typing import Any, Protocol, TypedDict, cast
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from market.edge.budget import BodyBudget
+from market.edge.deadlines import BODY, HEAD, IDLE, Deadlines
+from market.edge.gate import Crowded, Gate
+from market.settings import ConnectionSettings, show_size
 
 log = Logger()
 
 MAX_HEADER = 16 * 1024
+#: what is kept of the next request while one is being answered (a pipelining client): its head and
+#: a little more, never its body, which is read only once its sender is known and there is room
+HOLD = MAX_HEADER + 64 * 1024
 REASONS = {
+    100: b"Continue",
     200: b"OK",
     400: b"Bad Request",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     411: b"Length Required",
     413: b"Content Too Large",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    503: b"Service Unavailable",
 }
+TEXT = b"text/plain; charset=utf-8"
+XML = b"text/xml; charset=utf-8"
+
+# what a connection is doing: reading a head; waiting for its caller to be identified; waiting for
+# room for the body; reading the body; having it answered; throwing a refused body away; closed
+_HEAD, _AUTH, _ROOM, _BODY, _CALL, _LINGER, _CLOSED = range(7)
 
 
 # A request's head, once read: the body's length, the refusal to answer instead of calling (status,
@@ -50,6 +81,31 @@ _Head = TypedDict(
     "_Head",
     {"length": int, "refusal": tuple[int, str] | None, "authorization": bytes, "keep": bool, "continue": bool},
 )
+
+
+class Caller(Protocol):
+    """Whom a request's credentials name, as far as HTTP cares: how large a body they may send,
+    and whose share of the body budget it counts against."""
+
+    @property
+    def max_body(self) -> int: ...
+
+    @property
+    def owner(self) -> Hashable: ...
+
+
+class Service(Protocol):
+    """What the channel serves (``market.rpc.methods.MarketRPC``)."""
+
+    def identify(self, authorization: bytes) -> Caller | defer.Deferred[Any]:
+        """The caller an Authorization header names (at once, or a Deferred of it); raises (or
+        fails with) an error otherwise."""
+
+    def answer(self, body: bytes, caller: Any) -> bytes | defer.Deferred[bytes]:
+        """The response body for a call by ``caller`` (what :meth:`identify` gave)."""
+
+    def refusal(self, error: BaseException) -> bytes:
+        """The response body (an XML-RPC Fault) that refuses a caller with ``error``."""
 
 
 class _Connection(Protocol):
@@ -61,9 +117,13 @@ class _Connection(Protocol):
 
     def loseConnection(self) -> None: ...
 
+    def abortConnection(self) -> None: ...
+
     def pauseProducing(self) -> None: ...
 
     def resumeProducing(self) -> None: ...
+
+    def getPeer(self) -> Any: ...
 
 
 class Refused(Exception):
@@ -87,7 +147,7 @@ class _Date:
         return self.value
 
 
-class RPCChannel(protocol.Protocol, TimeoutMixin):
+class RPCChannel(protocol.Protocol):
     """One client connection: requests are read, answered one at a time, in order."""
 
     _connection: _Connection  # the transport, from connectionMade on
@@ -95,75 +155,214 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
     def __init__(self, factory: RPCFactory):
         self.factory = factory
         self._buffer = bytearray()
-        self._head: _Head | None = None  # the request whose body is being read
-        self._busy = False  # a call is being answered; later requests wait
-        self._paused = False  # reading stopped while busy with a full buffer
+        self._state = _HEAD
+        self._head: _Head | None = None  # the request being served, from its head to its answer
+        self._caller: Caller | None = None
+        self._room = 0  # bytes of the body budget this request holds
+        self._waiting: defer.Deferred | None = None  # for the caller's identity or for room
+        self._paused = False
+        self._proceeding = False
         self._discard = 0  # bytes of a refused request's body still to throw away
-        self._gone = False
+        self._scanned = 0  # bytes at the front of the buffer already searched for a head's end
+        self._gate_key: str | None = None
+        self._abort: Any = None
+        self.deadlines = Deadlines(factory.clock, factory.settings, self._expired)
 
     # -- connection ----------------------------------------------------------------------------
     def connectionMade(self) -> None:
         self._connection = cast(_Connection, self.transport)  # set by makeConnection; see _Connection
-        self.setTimeout(self.factory.idle)
+        try:
+            self._gate_key = self.factory.gate.enter(self._connection.getPeer())
+        except Crowded as e:
+            self._state = _CLOSED
+            self._write(503, str(e), close=True)
+            self._close()
+            return
+        self.deadlines.opened()
 
-    def connectionLost(self, reason=None) -> None:
-        self._gone = True
-        self.setTimeout(None)
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._state = _CLOSED
+        self.deadlines.stop()
+        if self._gate_key is not None:
+            self.factory.gate.leave(self._gate_key)
+            self._gate_key = None
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.cancel()
+        self._give_back()
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._buffer = bytearray()
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
-        if self._discard:
-            taken = min(self._discard, len(data))
-            self._discard -= taken
-            if self._discard:
-                return
-            data = data[taken:]
-            self._refuse_now()
+        state = self._state
+        if state == _LINGER:
+            self._discard -= len(data)
+            if self._discard <= 0:
+                self._close()
             return
+        if state == _CLOSED:
+            return
+        if state == _BODY:
+            self.deadlines.received(len(data))
+        elif state == _HEAD and self.deadlines.phase == IDLE:
+            self.deadlines.head()
         self._buffer += data
-        if self._busy:
-            if len(self._buffer) > MAX_HEADER + self.factory.max_body and not self._paused:
-                # a client pipelining more than one large call: wait until this one is answered
-                self._paused = True
-                self._connection.pauseProducing()
-            return
-        self._proceed()
+        if state == _HEAD or state == _BODY:
+            self._proceed()
+        elif len(self._buffer) > HOLD:
+            # waiting for the caller, for room, or for an answer: keep no more than a head
+            self._pause()
 
     # -- requests ------------------------------------------------------------------------------
     def _proceed(self) -> None:
-        while not self._busy and not self._gone:
-            if self._head is None:
-                try:
-                    self._head = self._read_head()
-                except Refused as e:  # cannot even tell where the next request starts: close
-                    self._send(e.code, e.reason, close=True)
+        if self._proceeding:  # an answer given at once, from inside this loop: the loop goes on
+            return
+        self._proceeding = True
+        try:
+            while True:
+                if self._state == _HEAD:
+                    if not self._start_request():
+                        return
+                elif self._state == _BODY:
+                    head = self._head
+                    assert head is not None
+                    length = head["length"]
+                    if len(self._buffer) < length:
+                        return
+                    with memoryview(self._buffer) as view:
+                        body = bytes(view[:length])  # the one copy of the body
+                        # a new buffer for what follows: a bytearray keeps its allocation when
+                        # its front is deleted, and a kept-alive connection would hold the size of
+                        # its largest body for as long as it stays open
+                        rest = bytearray(view[length:])
+                    self._buffer = rest
+                    self._call(body)
+                else:
                     return
-                if self._head is None:
-                    return
-                if self._head["refusal"]:
-                    self._skip_body(self._head)
-                    return
-                if self._head["continue"]:
-                    self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            length = self._head["length"]
-            if len(self._buffer) < length:
-                return
-            body = bytes(self._buffer[:length])
-            del self._buffer[:length]
-            head, self._head = self._head, None
-            self._call(head, body)
+        finally:
+            self._proceeding = False
+
+    def _start_request(self) -> bool:
+        """Read a head and, when the caller is known at once, get room for its body; True when
+        the body can be read now."""
+        try:
+            head = self._read_head()
+        except Refused as e:  # cannot even tell where the next request starts: close
+            self._write(e.code, e.reason, close=True)
+            self._close()
+            return False
+        if head is None:
+            return False
+        self._head = head
+        self.deadlines.serving()  # identifying the caller and finding room are the market's waits
+        if head["refusal"]:
+            code, reason = head["refusal"]
+            self._refuse(code, reason)
+            return False
+        self._state = _AUTH
+        try:
+            identity = self.factory.service.identify(head["authorization"])
+        except Exception as e:
+            self._unknown(e)
+            return False
+        if isinstance(identity, defer.Deferred):
+            self._pause()
+            self._waiting = identity
+            identity.addCallbacks(self._identified, self._not_identified)
+            return self._state == _BODY  # (a Deferred that had already fired)
+        return self._admit(identity)
+
+    def _identified(self, caller: Caller) -> None:
+        self._waiting = None
+        if self._state == _AUTH and self._admit(caller):
+            self._proceed()
+
+    def _not_identified(self, failure: Failure) -> None:
+        self._waiting = None
+        if self._state == _AUTH:
+            self._unknown(cast(BaseException, failure.value))
+
+    def _unknown(self, error: BaseException) -> None:
+        """The credentials name no one (or could not be checked): the service's Fault, then close."""
+        try:
+            answer = self.factory.service.refusal(error)
+        except Exception:
+            log.failure("the XML-RPC refusal failed")
+            self._refuse(500, "internal error in the market server; it has been logged")
+            return
+        self._refuse(200, answer, XML)
+
+    def _admit(self, caller: Caller) -> bool:
+        """The caller is known: refuse a body over their limit, else get room for it; True when
+        the body can be read now."""
+        head = self._head
+        assert head is not None
+        length = head["length"]
+        budget = self.factory.budget
+        limit = min(caller.max_body, budget.largest)
+        if length > limit:
+            self._refuse(413, f"request body over {show_size(limit)}, the limit for your credentials; send less")
+            return False
+        self._caller = caller
+        if length:
+            room = budget.take(caller.owner, length)
+            if isinstance(room, defer.Deferred):
+                self._state = _ROOM
+                self._pause()
+                self._waiting = room
+                room.addCallbacks(self._roomy, self._no_room)
+                return self._state == _BODY
+            self._room = length
+        self._read_body()
+        return True
+
+    def _roomy(self, _: bool) -> None:
+        self._waiting = None
+        assert self._head is not None
+        self._room = self._head["length"]
+        if self._state == _ROOM:
+            self._read_body()
+            self._proceed()
+        else:  # (cannot happen: closing cancels the wait) never keep room for a closed connection
+            self._give_back()
+
+    def _no_room(self, failure: Failure) -> None:
+        self._waiting = None
+        if self._state == _ROOM:
+            self._unknown(cast(BaseException, failure.value))
+        elif not failure.check(defer.CancelledError):
+            log.failure("waiting for room for a body failed", failure)
+
+    def _read_body(self) -> None:
+        head = self._head
+        assert head is not None
+        self._state = _BODY
+        if head["continue"]:
+            self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if head["length"] > len(self._buffer):
+            self.deadlines.body(head["length"], len(self._buffer))
+        self._resume()
 
     def _read_head(self) -> _Head | None:
-        # a client may send empty lines between requests (RFC 9112 section 2.2)
-        while self._buffer[:2] == b"\r\n":
-            del self._buffer[:2]
-        end = self._buffer.find(b"\r\n\r\n", 0, MAX_HEADER + 4)
+        buffer = self._buffer
+        if buffer[:2] == b"\r\n":
+            # a client may send empty lines between requests (RFC 9112 section 2.2): drop them at once
+            blank = 2
+            while buffer[blank : blank + 2] == b"\r\n":
+                blank += 2
+            del buffer[:blank]
+            self._scanned = 0
+        # search only what is new (a head arriving a byte at a time is not scanned again and again)
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3), MAX_HEADER + 4)
         if end < 0:
-            if len(self._buffer) > MAX_HEADER:
+            if len(buffer) > MAX_HEADER:
                 raise Refused(431, "request headers over 16 KiB")
+            self._scanned = len(buffer)
             return None
-        lines = bytes(self._buffer[:end]).split(b"\r\n")
-        del self._buffer[: end + 4]
+        self._scanned = 0
+        lines = bytes(buffer[:end]).split(b"\r\n")
+        del buffer[: end + 4]
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             raise Refused(400, "malformed request line (want: POST /RPC2 HTTP/1.1)")
@@ -194,8 +393,6 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
                 404,
                 f"nothing at {target.decode('latin-1')[:100]}; the market's XML-RPC is at {self.factory.path.decode()}",
             )
-        elif int(length) > self.factory.max_body:
-            refusal = (413, f"request body over {self.factory.max_body // (1024 * 1024)} MiB; send smaller states")
         return {
             "length": int(length),
             "refusal": refusal,
@@ -204,52 +401,100 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             "continue": headers.get(b"expect", b"").lower() == b"100-continue",
         }
 
-    def _skip_body(self, head: _Head) -> None:
-        """A refused request: read its body and throw it away, then answer and close. Closing with
-        unread bytes would reset the connection, and the client would never see why."""
-        here = min(len(self._buffer), head["length"])
-        del self._buffer[:here]
-        self._discard = head["length"] - here
-        if not self._discard:
-            self._refuse_now()
+    def _refuse(self, code: int, body: str | bytes, content_type: bytes = TEXT) -> None:
+        """Answer the request being read and close: what is here of its body is dropped, and what
+        the client still sends is read and thrown away for at most ``linger`` seconds (closing with
+        unread bytes would reset the connection, and the client might never see why)."""
+        head = self._head
+        # a client that asked "Expect: 100-continue" and got no 100 sends no body
+        length = head["length"] if head is not None and not head["continue"] else 0
+        self._discard = length - min(len(self._buffer), length)
+        self._buffer = bytearray()  # nothing after a refused request is read as a request
+        self._give_back()
+        self._write(code, body, close=True, content_type=content_type)
+        if self._discard <= 0:
+            self._close()
+            return
+        self._state = _LINGER
+        self.deadlines.linger()
+        self._resume()
 
-    def _refuse_now(self) -> None:
-        head, self._head = self._head, None
-        # only ever called with a refused request's head held (its body skipped)
-        assert head is not None and head["refusal"] is not None
-        code, reason = head["refusal"]
-        self._send(code, reason, close=True)
-
-    def _call(self, head: _Head, body: bytes) -> None:
-        self._busy = True
+    def _call(self, body: bytes) -> None:
+        self._state = _CALL
+        self.deadlines.serving()
         try:
-            answer = self.factory.rpc.answer(body, head["authorization"])
+            answer = self.factory.service.answer(body, cast(Caller, self._caller))
         except Exception:
             log.failure("the XML-RPC answer failed")
-            self._send(500, "internal error in the market server; it has been logged", close=True)
+            self._failed(None)
             return
         if isinstance(answer, defer.Deferred):
-            answer.addCallback(self._reply, head)
-            answer.addErrback(self._failed)
+            answer.addCallbacks(self._reply, self._failed)
         else:
-            self._reply(answer, head)
+            self._reply(answer)
 
-    def _reply(self, body: bytes, head: _Head) -> None:
-        if self._gone:
+    def _reply(self, body: bytes) -> None:
+        if self._state != _CALL:
             return
-        self._busy = False
-        self._send(200, body, close=not head["keep"], content_type=b"text/xml; charset=utf-8")
-        if self._paused and not self._gone:
-            self._paused = False
-            self._connection.resumeProducing()
+        head = self._head
+        assert head is not None
+        self._give_back()
+        self._head, self._caller = None, None
+        self._write(200, body, close=not head["keep"], content_type=XML)
+        if not head["keep"]:
+            self._close()
+            return
+        self._state = _HEAD
+        if self._buffer:
+            self.deadlines.head()
+        else:
+            self.deadlines.idle()
+        self._resume()
         self._proceed()
 
-    def _failed(self, failure) -> None:
-        log.failure("the XML-RPC answer failed", failure)
-        if not self._gone:
-            self._send(500, "internal error in the market server; it has been logged", close=True)
+    def _failed(self, failure: Failure | None) -> None:
+        if failure is not None:
+            log.failure("the XML-RPC answer failed", failure)
+        if self._state == _CALL:
+            self._give_back()
+            self._write(500, "internal error in the market server; it has been logged", close=True)
+            self._close()
 
-    def _send(self, code: int, body, close: bool, content_type: bytes = b"text/plain; charset=utf-8") -> None:
+    def _expired(self, phase: str, reason: str) -> None:
+        """A phase overran its deadline (``market.edge.deadlines``)."""
+        if phase == HEAD and self._state == _HEAD or phase == BODY and self._state == _BODY:
+            self._give_back()
+            self._write(408, reason, close=True)
+        self._close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _give_back(self) -> None:
+        if self._room:
+            room, self._room = self._room, 0
+            caller = self._caller
+            assert caller is not None
+            self.factory.budget.give(caller.owner, room)
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._connection.pauseProducing()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._connection.resumeProducing()
+
+    def _close(self) -> None:
+        """Close once what was written has been sent; abort if the client will not take it."""
+        if self._abort is not None:
+            return
+        self._state = _CLOSED
+        self.deadlines.stop()
+        self._connection.loseConnection()
+        self._abort = self.factory.clock.callLater(self.factory.settings.linger, self._connection.abortConnection)
+
+    def _write(self, code: int, body: str | bytes, close: bool, content_type: bytes = TEXT) -> None:
         if isinstance(body, str):
             body = (body + "\n").encode("utf-8")
         head = b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
@@ -261,21 +506,24 @@ class RPCChannel(protocol.Protocol, TimeoutMixin):
             b"Connection: close\r\n" if close else b"",
         )
         self._connection.write(head + body)
-        if close:
-            self._gone = True
-            self.setTimeout(None)
-            self._connection.loseConnection()
 
 
 class RPCFactory(protocol.Factory):
-    """Serves ``rpc.answer(body, authorization)`` at ``path`` over HTTP/1.1."""
+    """Serves ``service`` (identify, then answer) at ``path`` over HTTP/1.1, within ``settings``."""
 
     def __init__(
-        self, rpc: Any, path: bytes = b"/RPC2", max_body: int = 64 * 1024 * 1024, idle: float = 600.0, clock=None
+        self,
+        service: Service,
+        path: bytes = b"/RPC2",
+        settings: ConnectionSettings | None = None,
+        clock: Any = None,
     ):
         if clock is None:
             from twisted.internet import reactor as clock
-        self.rpc, self.path, self.max_body, self.idle = rpc, path, max_body, idle
+        self.service, self.path, self.clock = service, path, clock
+        self.settings = settings or ConnectionSettings()
+        self.gate = Gate(self.settings.max_connections, self.settings.max_per_address)
+        self.budget = BodyBudget(self.settings, clock)
         self.date = _Date(clock)
 
     def buildProtocol(self, addr) -> RPCChannel:

@@ -2,9 +2,12 @@
 cancel, outcome, fail and alive.
 
 Authentication is HTTP Basic: user ``client/ID`` with the client's token (workers), or
-``account/NAME`` (or just ``NAME``) with the account's API token (members). Every refusal is a
-Fault from ``market.rpc.faults`` with a plain-words message. States and results are opaque bytes
-(``xmlrpc.client.Binary``): the server stores them and reads only the envelope header.
+``account/NAME`` (or just ``NAME``) with the account's API token (members). The caller is known
+before a byte of the body is read (:meth:`MarketRPC.identify`, called by ``market.rpc.http``), and
+the body is parsed with bounds (``market.rpc.codec``): on the reactor when small, off it when large
+(``parse_large``). Every refusal is a Fault from ``market.rpc.faults`` with a plain-words message.
+States and results are opaque bytes (``xmlrpc.client.Binary``): the server stores them and reads
+only the envelope header.
 """
 
 from __future__ import annotations
@@ -13,31 +16,95 @@ import base64
 import binascii
 import functools
 import json
+import math
 import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from xmlrpc.client import Binary, Fault
 
 from twisted.internet import defer
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from market.accounts import credentials
 from market.core import money
-from market.core.errors import MarketError, NotAuthenticated
+from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, Outcome, SliceStatus
-from market.jobs import results, submission
-from market.rpc import faults
+from market.jobs import results, submission, taskbundle
+from market.rpc import codec, faults
+from market.settings import ConnectionSettings
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 
 log = Logger()
 
-MAX_BODY = 64 * 1024 * 1024
 AUTH_CACHE_SECONDS = 10.0
 SLICE_STATUSES = tuple(s.value for s in SliceStatus)
 OUTCOMES = tuple(o.value for o in RESULT_OUTCOMES)
+
+
+def _base64_size(raw: int) -> int:
+    """Bytes of ``raw`` bytes as xmlrpc.client sends a Binary: base64 with a newline every 76."""
+    encoded = 4 * -(-raw // 3)
+    return encoded + -(-encoded // 76)
+
+
+#: the largest body a member (account token) may send: a task bundle (taskbundle.MAX_BUNDLE, the
+#: largest thing a member submits; a module is at most 1 MiB) as base64, and the call around it.
+#: A worker's limit is the state-body setting. (The body budget may lower both: ``market.rpc.http``.)
+MEMBER_BODY = _base64_size(taskbundle.MAX_BUNDLE) + 64 * 1024
+#: error strings a worker reports (result's info.error, fail's message) are kept this long
+MAX_ERROR = 2000
+#: a Fault's message is cut to this length (some quote what they refuse)
+MAX_FAULT = 2000
+#: a lease that is not the caller's answers exactly as one that does not exist
+_NO_LEASE = "no checked-out state {}"
+
+
+@dataclass(frozen=True, eq=False)
+class Caller:
+    """Whom a call's credentials name (``market.rpc.http.Caller``): a ``client`` or an ``account``,
+    its row, the account that owns its uploads (a client's owner), and its largest body."""
+
+    kind: str
+    row: dict[str, Any]
+    owner: int
+    max_body: int
+
+
+def threaded_parse(at_once: int = 2) -> Callable[[bytes, int, int], defer.Deferred]:
+    """``codec.parse_call`` in the reactor's thread pool, at most ``at_once`` at a time: the default
+    ``parse_large`` where no helper pool exists (tests, embedding). ``twistd market`` uses its
+    helper processes instead (``functools.partial(offload.call, "market.rpc.codec:parse_call")``):
+    a parse holds the GIL most of the time, and a thread would take turns with the reactor."""
+    semaphore = defer.DeferredSemaphore(at_once)
+
+    def parse(body: bytes, max_depth: int, max_values: int) -> defer.Deferred:
+        d = semaphore.run(deferToThread, _parse_in_thread, body, max_depth, max_values)
+        return d.addCallback(_raised)
+
+    return parse
+
+
+def _parse_in_thread(body: bytes, max_depth: int, max_values: int) -> tuple[str, tuple[Any, ...]] | MarketError:
+    # A refusal is returned, not raised: the thread pool would wrap a raised one in a Failure whose
+    # traceback holds this frame and the pool's own, which holds the Failure: a reference cycle that
+    # keeps the body (megabytes) alive until the cycle collector happens to run, and bytes alone
+    # never make it run. Measured: +400 MB after a few seconds of nested 15 MiB bodies.
+    try:
+        return codec.parse_call(body, max_depth, max_values)
+    except MarketError as e:
+        return e.with_traceback(None)
+
+
+def _raised(result: tuple[str, tuple[Any, ...]] | MarketError) -> tuple[str, tuple[Any, ...]]:
+    if isinstance(result, MarketError):
+        raise result
+    return result
 
 
 class Arg:
@@ -94,33 +161,113 @@ def _bytes(value) -> bytes:
 
 
 def _parse_price(value) -> int:
+    if isinstance(value, str) and len(value) > 40:  # (the message would quote it)
+        raise MarketError("price must be a number of credits like 5.20")
     return money.parse_price(value if isinstance(value, str) else str(value))
 
 
 class MarketRPC:
-    """The dispatcher's XML-RPC face: a ``methodCall`` body in, a ``methodResponse`` body out (a
-    value or a Fault). ``market.rpc.http`` serves it over HTTP at /RPC2; the codec is
-    ``xmlrpc.client``'s, and each call is one Deferred chain (no ``inlineCallbacks`` on the
-    worker's two calls per slice, the server's hottest path)."""
+    """The dispatcher's XML-RPC face: who is calling (:meth:`identify`), then a ``methodCall``
+    body in and a ``methodResponse`` body out (a value or a Fault) (:meth:`answer`).
+    ``market.rpc.http`` serves it over HTTP at /RPC2. Each call is one Deferred chain (no
+    ``inlineCallbacks`` on the worker's two calls per slice, the server's hottest path).
 
-    def __init__(self, dispatcher):
+    ``settings`` bound what a call may be (``[connections]``: state-body, inline-parse, max-depth,
+    max-values); ``parse_large(body, max_depth, max_values) -> Deferred`` parses the bodies over
+    inline-parse off the reactor (default :func:`threaded_parse`)."""
+
+    def __init__(
+        self,
+        dispatcher,
+        settings: ConnectionSettings | None = None,
+        parse_large: Callable[[bytes, int, int], defer.Deferred] | None = None,
+    ):
         self.dispatcher = dispatcher
         self.db = dispatcher.db
-        # Authorization header -> (kind, row, expires): saves a database round trip on every
-        # worker call. A replaced token keeps working for at most AUTH_CACHE_SECONDS.
-        self._auth_cache: dict[bytes, tuple] = {}
+        self.settings = settings or ConnectionSettings()
+        self.parse_large = parse_large or threaded_parse()
+        self._limits = {"client": self.settings.state_body, "account": MEMBER_BODY}
+        # Authorization header -> (caller, expires): saves a database round trip on every worker
+        # call. A replaced token keeps working for at most AUTH_CACHE_SECONDS.
+        self._auth_cache: dict[bytes, tuple[Caller, float]] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
-    def answer(self, body: bytes, authorization: bytes = b"") -> bytes | defer.Deferred:
-        """The response body for a call: at once (a refusal) or as a Deferred."""
+    def identify(self, authorization: bytes) -> Caller | defer.Deferred[Caller]:
+        """The caller an HTTP Basic Authorization header names: at once from the cache (a
+        dictionary lookup), else a Deferred of a database read off the reactor thread. Raises or
+        fails with NotAuthenticated (Fault 2) for no credentials or wrong ones."""
+        now = self.dispatcher.clock.seconds()
+        cached = self._auth_cache.get(authorization)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        user, token = _basic(authorization)
+        if not user or not token:
+            raise NotAuthenticated(
+                "this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token"
+            )
+        digest = credentials.token_hash(token)
+        # a Basic user name cannot hold ':' (it separates the password), hence client/ID
+        kind, _, ident = user.partition("/") if "/" in user else ("account", "", user)
+        if kind not in self._limits or not ident or len(ident) > 200 or kind == "client" and not ident.isdigit():
+            raise _wrong_credentials()
+
+        def look(tx):
+            if kind == "client":
+                try:
+                    client = sql_clients.client_by_id(tx, int(ident))
+                except (ValueError, MarketError):
+                    return None
+                return client if credentials.same(client["token_hash"], digest) else None
+            try:
+                row = sql_accounts.account_by_name(tx, ident)
+            except MarketError:
+                return None
+            if not row["api_token_hash"] or not credentials.same(row["api_token_hash"], digest):
+                return None
+            return row
+
+        def check(row) -> Caller:
+            if row is None:
+                raise _wrong_credentials()
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            owner = row["account_id"] if kind == "client" else row["id"]
+            caller = Caller(kind, row, owner, self._limits[kind])
+            # keyed by the whole header, so only the same token finds it; never extended on use
+            self._auth_cache[authorization] = (caller, now + AUTH_CACHE_SECONDS)
+            return caller
+
+        return self.db.run(look).addCallback(check)
+
+    def answer(self, body: bytes, caller: Caller | bytes) -> bytes | defer.Deferred[bytes]:
+        """The response body for a call by ``caller`` (or by whoever an Authorization header
+        names: in-process callers): at once, or as a Deferred."""
+        if not isinstance(caller, Caller):
+            try:
+                identity = self.identify(caller)
+            except Exception as e:
+                return self.refusal(e)
+            if isinstance(identity, defer.Deferred):
+                return identity.addCallbacks(lambda c: self.answer(body, c), lambda f: self.refusal(f.value))
+            caller = identity
+        settings = self.settings
+        if len(body) > settings.inline_parse:
+            parsed = self.parse_large(body, settings.max_depth, settings.max_values)
+            return parsed.addCallback(self._call, caller).addErrback(lambda f: _encode(self._to_fault(f)))
         try:
-            args, name = xmlrpc.client.loads(body)
-        except Exception as e:  # expat, or a value xmlrpc.client cannot decode
-            return _encode(Fault(faults.BAD_ARGUMENT, f"the request is not an XML-RPC call: {e}"))
-        if not isinstance(name, str):  # a methodResponse, say
-            return _encode(Fault(faults.BAD_ARGUMENT, "the request is not an XML-RPC methodCall"))
+            call = codec.parse_call(body, settings.max_depth, settings.max_values)
+        except MarketError as e:
+            return _encode(faults.fault_for(e))
+        return self._call(call, caller)
+
+    def refusal(self, error: BaseException) -> bytes:
+        """The Fault response that refuses a call with ``error`` (a caller not identified, no room)."""
+        return _encode(self._to_fault(Failure(error)))
+
+    def _call(self, call: tuple[str, tuple[Any, ...]], caller: Caller) -> bytes | defer.Deferred[bytes]:
+        name, args = call
         try:
-            result = self.lookupProcedure(name)(authorization, *args)
+            result = self.lookupProcedure(name)(caller, *args)
         except Exception:
             return _encode(self._to_fault(Failure()))
         if not isinstance(result, defer.Deferred):
@@ -136,57 +283,20 @@ class MarketRPC:
         log.failure("unexpected error in an XML-RPC call", failure)
         return Fault(faults.INTERNAL, "internal error in the market server; it has been logged")
 
-    def _auth(self, header: bytes, want: str) -> defer.Deferred:
-        """-> Deferred of the client or account row the call's HTTP Basic credentials name."""
-        now = self.dispatcher.clock.seconds()
-        cached = self._auth_cache.get(header)
-        if cached is not None and cached[2] > now:
-            return defer.succeed(self._check_kind(cached[0], cached[1], want))
-        user, token = _basic(header)
-        if not user or not token:
-            raise NotAuthenticated(
-                "this call needs HTTP Basic credentials: user client/ID or account/NAME, password its token"
-            )
-        digest = credentials.token_hash(token)
-        # a Basic user name cannot hold ':' (it separates the password), hence client/ID
-        kind, _, ident = user.partition("/") if "/" in user else ("account", "", user)
-
-        def look(tx):
-            if kind == "client":
-                try:
-                    client = sql_clients.client_by_id(tx, int(ident))
-                except (ValueError, MarketError):
-                    return None
-                return client if credentials.same(client["token_hash"], digest) else None
-            if kind == "account":
-                try:
-                    row = sql_accounts.account_by_name(tx, ident)
-                except MarketError:
-                    return None
-                if not row["api_token_hash"] or not credentials.same(row["api_token_hash"], digest):
-                    return None
-                return row
-            return None
-
-        def check(row):
-            if row is None:
-                raise NotAuthenticated(
-                    "wrong credentials — check --client/--token (workers) or the account API token"
-                    " (market account token NAME)"
-                )
-            if len(self._auth_cache) > 10_000:
-                self._auth_cache.clear()
-            # keyed by the whole header, so only the same token finds it; never extended on use
-            self._auth_cache[header] = (kind, row, now + AUTH_CACHE_SECONDS)
-            return self._check_kind(kind, row, want)
-
-        return self.db.run(look).addCallback(check)
+    @staticmethod
+    def _auth(caller: Caller, want: str) -> defer.Deferred:
+        """-> Deferred of the client or account row of the call's caller, if it is of the ``want`` kind."""
+        if caller.kind != want:
+            return defer.fail(NotAuthenticated(f"this call is for {want}s; you authenticated as a {caller.kind}"))
+        return defer.succeed(caller.row)
 
     @staticmethod
-    def _check_kind(kind: str, row, want: str):
-        if kind != want:
-            raise NotAuthenticated(f"this call is for {want}s; you authenticated as a {kind}")
-        return row
+    def _no_lease(failure: Failure, stateid: int) -> Failure:
+        """Another client's lease answers exactly as one that does not exist (Fault 4, the same
+        words): trying lease numbers tells a stranger nothing."""
+        if failure.check(Forbidden):
+            raise NotFound(_NO_LEASE.format(stateid))
+        return failure
 
     # -- members (account credentials) --------------------------------------------------------
     @method(
@@ -226,8 +336,6 @@ class MarketRPC:
     @defer.inlineCallbacks
     def xmlrpc_task(self, auth, accountid, bundle, price, name):
         """Submit a pythia-style task (description + task filesystem + input); returns its job id."""
-        from market.jobs import taskbundle
-
         account = yield self._auth(auth, "account")
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
@@ -364,14 +472,17 @@ class MarketRPC:
     )
     def xmlrpc_state(self, auth, stateid, state, info=None):
         """Check a state in: accepted before the deadline (and paid), rejected after it."""
-        return self._auth(auth, "client").addCallback(self._checkin, stateid, state, info or {})
+        d = self._auth(auth, "client").addCallback(self._checkin, stateid, state, info or {})
+        return d.addErrback(self._no_lease, stateid)
 
     def _checkin(self, client, stateid, state, info):
         status = info.get("status", SliceStatus.OK.value)
         if status not in SLICE_STATUSES:
             raise Fault(faults.BAD_ARGUMENT, f"status must be one of {', '.join(SLICE_STATUSES)}")
         progress = info.get("progress")
-        if progress is not None and not isinstance(progress, (int, float)):
+        if progress is not None and (
+            not isinstance(progress, (int, float)) or isinstance(progress, bool) or not math.isfinite(progress)
+        ):
             raise Fault(faults.BAD_ARGUMENT, "progress must be a number between 0 and 1")
         data = _bytes(state)
         from market.tasklet import envelope
@@ -399,7 +510,10 @@ class MarketRPC:
         if error is not None and not isinstance(error, str):
             raise Fault(faults.BAD_ARGUMENT, "error must be a string")
         data = None if result is None else _bytes(result)
-        answer = yield self.dispatcher.finish(client["id"], stateid, data, outcome, error)
+        try:
+            answer = yield self.dispatcher.finish(client["id"], stateid, data, outcome, _capped(error))
+        except Forbidden:
+            raise NotFound(_NO_LEASE.format(stateid)) from None
         return answer
 
     @method(
@@ -413,7 +527,10 @@ class MarketRPC:
         client = yield self._auth(auth, "client")
         if status not in SLICE_STATUSES:
             raise Fault(faults.BAD_ARGUMENT, f"status must be one of {', '.join(SLICE_STATUSES)}")
-        answer = yield self.dispatcher.fail(client["id"], stateid, status, message)
+        try:
+            answer = yield self.dispatcher.fail(client["id"], stateid, status, _capped(message))
+        except Forbidden:
+            raise NotFound(_NO_LEASE.format(stateid)) from None
         return answer
 
     @method(Arg("stateid", INT, "the stateid from request"))
@@ -423,7 +540,7 @@ class MarketRPC:
         client = yield self._auth(auth, "client")
         d = yield self.db.run(sql_jobs.lease_row, stateid)
         if d["client_id"] != client["id"]:
-            raise Fault(faults.FORBIDDEN, f"state {stateid} is not yours")
+            raise NotFound(_NO_LEASE.format(stateid))
         alive = yield self.db.run(sql_jobs.lease_is_open, stateid)
         return alive
 
@@ -431,7 +548,7 @@ class MarketRPC:
         # don't expose system.* or anything not declared with @method
         handler = getattr(self, "xmlrpc_" + procedurePath, None) if "." not in procedurePath else None
         if handler is None or not hasattr(handler, "usage"):
-            raise Fault(faults.NO_SUCH_METHOD, f"no method {procedurePath!r}; see docs/rpc.md")
+            raise Fault(faults.NO_SUCH_METHOD, f"no method {procedurePath[:80]!r}; see docs/rpc.md")
         return handler
 
 
@@ -457,7 +574,19 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _capped(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_ERROR else text[:MAX_ERROR] + " …"
+
+
+def _wrong_credentials() -> NotAuthenticated:
+    return NotAuthenticated(
+        "wrong credentials — check --client/--token (workers) or the account API token (market account token NAME)"
+    )
+
+
 def _encode(result) -> bytes:
+    if isinstance(result, Fault) and len(result.faultString) > MAX_FAULT:
+        result = Fault(result.faultCode, result.faultString[:MAX_FAULT] + " …")
     try:
         text = xmlrpc.client.dumps(
             result if isinstance(result, Fault) else (result,), methodresponse=True, allow_none=True
@@ -483,8 +612,14 @@ def _basic(header: bytes) -> tuple[str, str]:
     return user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
 
 
-def factory(dispatcher, max_body: int = MAX_BODY):
-    """The XML-RPC endpoint: POST /RPC2 over HTTP/1.1 (``market.rpc.http``)."""
+def factory(
+    dispatcher,
+    settings: ConnectionSettings | None = None,
+    parse_large: Callable[[bytes, int, int], defer.Deferred] | None = None,
+):
+    """The XML-RPC endpoint: POST /RPC2 over HTTP/1.1 (``market.rpc.http``) within ``settings``
+    (``[connections]``); ``parse_large`` parses large bodies off the reactor (:func:`threaded_parse`)."""
     from market.rpc.http import RPCFactory
 
-    return RPCFactory(MarketRPC(dispatcher), b"/RPC2", max_body, clock=dispatcher.clock)
+    settings = settings or ConnectionSettings()
+    return RPCFactory(MarketRPC(dispatcher, settings, parse_large), b"/RPC2", settings, clock=dispatcher.clock)

@@ -163,7 +163,8 @@ def run(url_db, workdir, args):
     for i in range(args.workers * 2):
         md.job(db, owners[i % args.members], 100_000, f"j{i}")
     clients = [md.client(db, hosts[i % args.members], f"w{i}", 100.0 + i) for i in range(args.workers)]
-    options = ["--grace", "60"]
+    # every simulated worker connects from 127.0.0.1: allow them all (and the bench's own calls)
+    options = ["--grace", "60", "--max-per-address", str(max(128, args.workers + 16))]
     if args.window is not None:
         options += ["--window", str(args.window)]
     if args.threshold is not None:
@@ -220,12 +221,18 @@ def echo_baseline(args):
         "import xmlrpc.client\n"
         "from twisted.internet import reactor\n"
         "from market.rpc.http import RPCFactory\n"
+        "class Caller:\n"
+        "    max_body, owner = 1 << 20, 0\n"
         "class Echo:\n"
-        "    def answer(self, body, authorization):\n"
+        "    def identify(self, authorization):\n"
+        "        return Caller\n"
+        "    def answer(self, body, caller):\n"
         "        args, _ = xmlrpc.client.loads(body)\n"
         "        return xmlrpc.client.dumps(({'stateid': args[0], 'status': 'accepted', 'paid': 500,"
         " 'duplicate': False, 'accepted_ms': 5},), methodresponse=True, allow_none=True).encode()\n"
-        f"reactor.listenTCP({port}, RPCFactory(Echo()), interface='127.0.0.1')\n"
+        "from market.settings import ConnectionSettings\n"
+        f"allow = ConnectionSettings(max_per_address={max(128, args.workers + 16)})\n"
+        f"reactor.listenTCP({port}, RPCFactory(Echo(), settings=allow), interface='127.0.0.1')\n"
         "reactor.run()\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(HERE)))
