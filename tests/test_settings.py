@@ -55,10 +55,12 @@ def test_a_config_file_sets_every_section_and_leaves_the_rest_at_their_defaults(
 @pytest.mark.parametrize(
     "data, words",
     [
-        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [web], [offload])"),
+        (
+            {"windw": 1},
+            "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [web], [offload], [connections])",
+        ),
         ({"web": {"report-seconds": 0}}, "[web] report-seconds: 0 must be more than 0"),
         ({"web": {"signups-per-email": 1.5}}, "1.5 is not a whole number"),
-        ({"windw": 1}, "unknown key 'windw' (known: db, [server], [dispatch], [accounts], [connections])"),
         ({"dispatch": {"windw": 1}}, "unknown key 'windw' in [dispatch]"),
         ({"dispatch": 3}, "dispatch must be a section"),
         ({"dispatch": {"window": 0}}, "[dispatch] window: 0 must be more than 0"),
