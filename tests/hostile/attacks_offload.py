@@ -20,12 +20,13 @@ import uuid
 import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 from market.store import clients as csql
 from market.tasklet import codec
 from tests import marketdata as md
-from tests.hostile.support import Bystander, HostileMarket, MemoryWatch, rss_mb
+from tests.hostile.support import Bystander, HostileMarket, MemoryWatch, register, rss_mb
 from tests.servers import MARKET, env, free_port
 
 #: the helpers' stated limit (the market's default helper-memory) and the market's own bound, MiB
@@ -103,8 +104,12 @@ class HelperWatch:
         return found
 
     def __enter__(self) -> HelperWatch:
+        register(self)
         self._thread.start()
         return self
+
+    def figures(self) -> dict[str, Any]:
+        return {"kind": "helper memory", "peak_mb": round(self.peak, 1), "helpers_seen": len(self.seen)}
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -18,11 +18,21 @@ import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass, field
+from typing import Any
 
 from market.store import Database, upgrade
 from market.store import accounts as sql
 from tests import marketdata as md
 from tests.servers import Market
+
+#: every instrument started during the current test, for the benchmark's report (tests/hostile/conftest.py)
+INSTRUMENTS: list[Any] = []
+
+
+def register(instrument: Any) -> None:
+    """Remember an instrument (anything with ``figures()``) so the benchmark can report it."""
+    INSTRUMENTS.append(instrument)
+
 
 #: the issue's figures: every bystander answer within 1 s, 99 % within 250 ms, reactor under 300 MB
 WORST_SECONDS = 1.0
@@ -138,6 +148,7 @@ class Bystander:
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> Bystander:
+        register(self)
         self._thread = threading.Thread(target=self._run, name="bystander", daemon=True)
         self._thread.start()
         return self
@@ -189,6 +200,15 @@ class Bystander:
             f" {len(self.errors)} errors{': ' + self.errors[0] if self.errors else ''}"
         )
 
+    def figures(self) -> dict[str, Any]:
+        return {
+            "kind": type(self).__name__,
+            "calls": len(self.latencies),
+            "worst_ms": round(self.worst() * 1000, 1),
+            "p99_ms": round(self.p99() * 1000, 1),
+            "errors": len(self.errors),
+        }
+
     def assert_served(self, worst: float = WORST_SECONDS, p99: float = P99_SECONDS) -> None:
         assert len(self.latencies) >= 5, f"the bystander made too few calls: {self.summary()}"
         assert not self.errors, self.summary()
@@ -205,8 +225,12 @@ class MemoryWatch:
         self._thread = threading.Thread(target=self._run, name="memory-watch", daemon=True)
 
     def __enter__(self) -> MemoryWatch:
+        register(self)
         self._thread.start()
         return self
+
+    def figures(self) -> dict[str, Any]:
+        return {"kind": "tree memory" if self.tree else "memory", "pid": self.pid, "peak_mb": round(self.peak, 1)}
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
