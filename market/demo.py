@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from market import accounts, tasklet
 from market.core import money
 from market.jobs import submission
+from market.ports import free_port, listening
 from market.rpc.client import blocking
 from market.store import accounts as sql
 from market.store import open_database
@@ -29,21 +29,13 @@ LIMIT = 1_000_000
 TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(port: int, proc: subprocess.Popen, log: str) -> None:
     for _ in range(300):
         if proc.poll() is not None:
             raise SystemExit(f"demo: the server stopped; see {log}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        if listening(port, timeout=0.2):
             return
-        except OSError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise SystemExit(f"demo: the server did not start; see {log}")
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from market.ports import free_port as free_port  # re-exported: the tests take ports from here
+from market.ports import listening
 
 # twistd itself, with this interpreter (``python -m twisted`` is ``twist``, which has other options),
 # through the tests' launcher: cheap password hashes in the process, nowhere else (tests/launch.py)
@@ -17,23 +19,15 @@ MARKET = [sys.executable, "-m", "tests.launch", "market"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             text = open(log).read()[-3000:] if log and os.path.exists(log) else ""
             raise RuntimeError(f"the server exited with {proc.returncode} before listening:\n{text}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        if listening(port):
             return
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 

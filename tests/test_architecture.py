@@ -100,6 +100,7 @@ MARKET_ROOMS = (
     "market.accounts", "market.cli", "market.demo", "market.dispatch", "market.jobs", "market.report",
     "market.rpc", "market.sandbox", "market.store", "market.tap", "market.tasklet", "market.web",
     "market.worker", "market.settings", "market.examples", "market.offload", "market.edge",
+    "market.ports",
 )  # fmt: skip
 
 # the rooms that serve or hold the market's data: what the helper pool must not know
