@@ -40,6 +40,22 @@ def fake_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main", job_id=
     return make_envelope(Header(source_hash(source), entry, seq, RUNTIME_VERSION, "test", 0, job_id), payload)
 
 
+def v1_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main", job_id=None) -> bytes:
+    """An envelope of format version 1, as workers before issue 17 made them (no parent, no
+    interpreter in the header)."""
+    import hashlib
+    import json
+    import struct
+
+    fields = {"source_sha256": source_hash(source), "entry": entry, "seq": seq, "runtime": RUNTIME_VERSION}
+    fields.update(codec="test", payload_length=len(payload))
+    if job_id is not None:
+        fields["job_id"] = job_id
+    raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    body = struct.pack(">4sHI", b"MKTS", 1, len(raw)) + raw + payload
+    return body + hashlib.sha256(body).digest()
+
+
 def next_state(leased: bytes, payload: bytes | None = None) -> bytes:
     """The state a slice of ``leased`` would check in: its header with the next sequence number and
     ``leased`` as parent (an honest worker's binding), over ``payload`` (a slice that did work: by
