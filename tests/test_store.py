@@ -264,7 +264,9 @@ def test_v5_rewrites_stored_states_to_format_2_chained_by_parent_and_gives_open_
         job, lease = db.transact(v4_market)
         assert schema.upgrade(db) == (4, schema.LATEST)
         rows = db.transact(
-            lambda tx: tx.all("SELECT seq, data, digest, payload_sha256 FROM states WHERE job_id = ? ORDER BY seq", (job,))
+            lambda tx: tx.all(
+                "SELECT seq, data, digest, payload_sha256 FROM states WHERE job_id = ? ORDER BY seq", (job,)
+            )
         )
         parent = ""
         for row in rows:

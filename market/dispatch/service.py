@@ -198,13 +198,11 @@ class Dispatcher(service.Service):
         if len(state) <= INLINE_HASH_BYTES:
             facts = defer.maybeDeferred(sql_jobs.state_facts, state)
         else:
-            from twisted.internet import reactor, threads
+            from twisted.internet import threads
 
-            facts = threads.deferToThreadPool(reactor, reactor.getThreadPool(), sql_jobs.state_facts, state)
+            facts = threads.deferToThread(sql_jobs.state_facts, state)
         return facts.addCallback(
-            lambda f: self._checkins.submit(
-                sql_jobs.CheckIn(stateid, client_id, state, at, slice_status, progress, f)
-            )
+            lambda f: self._checkins.submit(sql_jobs.CheckIn(stateid, client_id, state, at, slice_status, progress, f))
         )
 
     @defer.inlineCallbacks

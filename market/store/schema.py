@@ -204,7 +204,10 @@ def _states_to_v2(tx, chunk: int = 64) -> None:
     previous: tuple[int, str] | None = None  # (job id, digest of its last rewritten state)
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        rows = {r["id"]: r for r in tx.all(f"SELECT id, data FROM states WHERE id IN {marks(len(part))}", [i for i, _ in part])}
+        rows = {
+            r["id"]: r
+            for r in tx.all(f"SELECT id, data FROM states WHERE id IN {marks(len(part))}", [i for i, _ in part])
+        }
         for state_id, job_id in part:
             data = bytes(rows[state_id]["data"])
             parent = previous[1] if previous is not None and previous[0] == job_id else ""
@@ -216,7 +219,10 @@ def _states_to_v2(tx, chunk: int = 64) -> None:
                 pass
             digest = envelope.digest(data)
             previous = (job_id, digest)
-            tx.execute("UPDATE states SET data = ?, digest = ?, payload_sha256 = ? WHERE id = ?", (data, digest, payload, state_id))
+            tx.execute(
+                "UPDATE states SET data = ?, digest = ?, payload_sha256 = ? WHERE id = ?",
+                (data, digest, payload, state_id),
+            )
 
 
 # States bound to their leases and slices paid at the lease's price (issue 17, items 1 and 3): a

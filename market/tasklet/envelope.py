@@ -176,8 +176,7 @@ def _split(data: bytes, version: int = FORMAT_VERSION) -> Tuple[Header, bytes]:
         if found < version:
             raise EnvelopeError(
                 "state format version %d was made by an older worker; upgrade the worker"
-                " (this runtime reads version %d, whose header binds a state to its job and parent)"
-                % (found, version)
+                " (this runtime reads version %d, whose header binds a state to its job and parent)" % (found, version)
             )
         raise EnvelopeError(
             "state format version %d is not supported (this runtime reads version %d)" % (found, version)
@@ -221,10 +220,21 @@ def _header_from(fields: object, version: int = FORMAT_VERSION) -> Header:
     if extra:
         raise EnvelopeError("state header has unknown fields: %s" % ", ".join(sorted(extra)))
     if version < 2:
-        return Header(*(fields[name] for name in _TYPES), job_id, "", "unknown")
-    parent = fields["parent"]
-    if parent and (len(parent) != 2 * _DIGEST or parent.strip("0123456789abcdef")):
-        raise EnvelopeError("state header field 'parent' must be the parent state's hex digest, or empty")
-    if len(fields["interpreter"]) > 64:
-        raise EnvelopeError("state header field 'interpreter' is too long")
-    return Header(*(fields[name] for name in _TYPES), job_id, parent, fields["interpreter"])
+        parent, interpreter = "", "unknown"
+    else:
+        parent, interpreter = fields["parent"], fields["interpreter"]
+        if parent and (len(parent) != 2 * _DIGEST or parent.strip("0123456789abcdef")):
+            raise EnvelopeError("state header field 'parent' must be the parent state's hex digest, or empty")
+        if len(interpreter) > 64:
+            raise EnvelopeError("state header field 'interpreter' is too long")
+    return Header(
+        fields["source_sha256"],
+        fields["entry"],
+        fields["seq"],
+        fields["runtime"],
+        fields["codec"],
+        fields["payload_length"],
+        job_id,
+        parent,
+        interpreter,
+    )

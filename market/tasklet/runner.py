@@ -26,7 +26,16 @@ import types
 
 from . import codec
 from .compiler import JOB_FILENAME, CompiledJob, compile_job
-from .envelope import INTERPRETER, RUNTIME_VERSION, EnvelopeError, Header, digest, make_envelope, open_envelope, source_hash
+from .envelope import (
+    INTERPRETER,
+    RUNTIME_VERSION,
+    EnvelopeError,
+    Header,
+    digest,
+    make_envelope,
+    open_envelope,
+    source_hash,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice

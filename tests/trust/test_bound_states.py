@@ -25,7 +25,14 @@ from tests.support import need_program
 from tests.trust.cheater import Cheater, Lease
 
 # a job whose result is known: sum of i*i below n, enough loop iterations for a few slices
-SOURCE = "def main(n):\n    total = 0\n    i = 0\n    while i < n:\n        total += i * i\n        i += 1\n    return total\n"
+SOURCE = """def main(n):
+    total = 0
+    i = 0
+    while i < n:
+        total += i * i
+        i += 1
+    return total
+"""
 N = 400
 EXPECTED = sum(i * i for i in range(N))
 # another member's module: the same loop, another source
@@ -115,7 +122,9 @@ def test_a_state_of_another_job_of_the_same_owner_is_refused(market, cheater):
     market.member().cancel(other)
     lease = cheater.lease()
     assert lease.job == target and lease.seq + 1 == 1
-    assert_refused(market, cheater, lease, b_state, f"lease {lease.stateid} is for job {target} but this state names job {other}")
+    assert_refused(
+        market, cheater, lease, b_state, f"lease {lease.stateid} is for job {target} but this state names job {other}"
+    )
     accept_honest_and_finish(market, cheater, lease)
 
 
