@@ -56,14 +56,16 @@ def v1_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main", job_id=No
     return body + hashlib.sha256(body).digest()
 
 
-def next_state(leased: bytes, payload: bytes | None = None) -> bytes:
+def next_state(leased: bytes, payload: bytes | None = None, job_id: int | None = None) -> bytes:
     """The state a slice of ``leased`` would check in: its header with the next sequence number and
     ``leased`` as parent (an honest worker's binding), over ``payload`` (a slice that did work: by
-    default one that names its sequence number, so it differs from its parent's)."""
+    default one that names its sequence number, so it differs from its parent's). ``job_id``: the
+    lease's job, for a state #0 made before its job had an id (a worker stamps it in)."""
     header = envelope.read_header(leased)
     seq = header.seq + 1
     body = b"\x00slice %d" % seq if payload is None else payload
-    return make_envelope(header._replace(seq=seq, parent=envelope.digest(leased)), body)
+    job = header.job_id if job_id is None else job_id
+    return make_envelope(header._replace(seq=seq, parent=envelope.digest(leased), job_id=job), body)
 
 
 def next_state_of(db, job_id: int, payload: bytes | None = None) -> bytes:

@@ -65,10 +65,11 @@ def test_accepted_check_in_commits_the_state_and_pays_the_client_owner(db, marke
     lease = rpc.request(cid, 2)
     assert lease["job"] == job_id and lease["seq"] == 0
     time.sleep(0.3)
-    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=1)), {"progress": 0.5})
+    state = xmlrpc.client.Binary(md.next_state(lease["state"].data))
+    answer = rpc.state(lease["stateid"], state, {"progress": 0.5})
     assert answer["status"] == "accepted" and answer["paid"] > 0
     # the same check-in again is answered the same and pays nothing twice
-    again = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=1)))
+    again = rpc.state(lease["stateid"], state)
     assert again["duplicate"] and again["status"] == "accepted"
     assert db.transact(sql.balance, host) == answer["paid"]
     assert db.transact(sql.balance, owner) == 10_000 - answer["paid"]
@@ -86,7 +87,7 @@ def test_a_late_check_in_is_rejected_and_the_job_is_redispatched_from_its_previo
     rpc = worker_rpc(server, cid, token)
     lease = rpc.request(cid, 0.2)
     time.sleep(1.0)  # past slice + grace
-    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=1)))
+    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data)))
     assert answer["status"] in ("rejected", "expired") and answer["paid"] == 0
     assert db.transact(sql.balance, host) == 0
     again = rpc.request(cid, 0.2)
@@ -149,7 +150,7 @@ def test_kill_9_under_load_then_restart_loses_nothing(db, db_url, market_server)
             try:
                 lease = rpc.request(cid, 0.2)
                 if lease["status"] == "work":
-                    rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=lease["seq"] + 1)))
+                    rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data)))
                     seq += 1
             except Exception:
                 return
