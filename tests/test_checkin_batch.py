@@ -152,6 +152,40 @@ def test_a_batch_pays_each_accepted_slice_once_and_closes_its_lease(db):
     assert {db.transact(jsql.job_row, j)["status"] for j in w["jobs"]} == {"ready"}
 
 
+def test_states_that_do_not_follow_from_their_lease_are_refused_in_a_batch_and_a_right_one_after_them_counts(db):
+    from market.core.errors import StateRefused
+    from market.tasklet import envelope
+
+    w = world(db, [1000, 2000], [0, 1, 2, 3])
+    first, second = w["leases"]
+    one, two = w["next"]
+    leased = bytes(db.transact(jsql.committed_state, w["jobs"][0])["data"])
+    header = envelope.read_header(one)
+    unchanged = envelope.make_envelope(header, leased[10 + int.from_bytes(leased[6:10], "big") : -32])
+    client = w["clients"][0]
+    before = db.transact(sql.balance, w["hosts"][0])
+    answers = db.transact(
+        jsql.checkin_many,
+        [
+            jsql.CheckIn(first, client, two, T0 + 1.0),  # the other job's state
+            jsql.CheckIn(first, client, leased, T0 + 1.1),  # the leased state itself
+            jsql.CheckIn(first, client, unchanged, T0 + 1.2),  # bound header, unchanged payload
+            jsql.CheckIn(first, client, one, T0 + 2.0),  # the right one
+        ],
+    )
+    assert [type(a).__name__ for a in answers[:3]] == ["StateRefused"] * 3
+    assert all(isinstance(a, StateRefused) for a in answers[:3])
+    assert "names job" in str(answers[0]) and "unchanged" in str(answers[2])
+    assert answers[3]["status"] == "accepted" and answers[3]["paid"] == 2000 and not answers[3]["duplicate"]
+    assert db.transact(sql.balance, w["hosts"][0]) == before + 2000
+    # refused alone, the lease stays open and nothing moves
+    refused = db.transact(jsql.checkin_many, [jsql.CheckIn(second, w["clients"][1], one, T0 + 1.0)])
+    assert isinstance(refused[0], StateRefused)
+    assert db.transact(jsql.lease_row, second)["status"] == "out"
+    assert db.transact(jsql.committed_state, w["jobs"][1])["seq"] == 0
+    assert db.transact(sql.audit)["balanced"]
+
+
 def test_a_window_checks_out_in_one_transaction_and_reserves_the_owners_money(db):
     w = world(db, [], [0, 1, 2, 3])
     owner = w["owners"][0]

@@ -78,6 +78,26 @@ def test_accepted_check_in_commits_the_state_and_pays_the_client_owner(db, marke
     assert db.transact(jsql.job_row, job_id)["status"] == "ready"
 
 
+def test_a_state_of_megabytes_is_hashed_before_its_transaction_and_its_payload_hash_is_kept(db, market_server):
+    import hashlib
+
+    server = market_server("--window", "0.2", "--threshold", "1", "--grace", "5")
+    owner, _ = md.account(db, "owner", grant=10_000)
+    host, _ = md.account(db, "host", grant=0)
+    job_id = md.job(db, owner, 100)
+    cid, token = md.client(db, host, "box", 50.0)
+    rpc = worker_rpc(server, cid, token)
+    lease = rpc.request(cid, 2)
+    payload = bytes(range(256)) * (3 * 4096)  # 3 MiB: over the size hashed on the reactor thread
+    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data, payload)))
+    assert answer["status"] == "accepted"
+    row = db.transact(
+        lambda tx: tx.one("SELECT payload_sha256, digest, data FROM states WHERE job_id = ? AND seq = 1", (job_id,))
+    )
+    assert row["payload_sha256"] == hashlib.sha256(payload).hexdigest()
+    assert row["digest"] == bytes(row["data"])[-32:].hex()
+
+
 def test_a_late_check_in_is_rejected_and_the_job_is_redispatched_from_its_previous_state(db, market_server):
     server = market_server("--window", "0.2", "--threshold", "1", "--grace", "0.3", "--min-slice", "0.2")
     owner, _ = md.account(db, "owner")
