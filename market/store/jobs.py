@@ -545,9 +545,9 @@ def state_facts(data: bytes) -> rules.StateFacts:
     (StateRefused: its header cannot bind it to a lease), a malformed one is invalid."""
     try:
         header, payload_sha256 = envelope.inspect(data)
+    except envelope.OlderFormat as e:
+        raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
     except envelope.EnvelopeError as e:
-        if "older worker" in str(e):
-            raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
         raise MarketError(f"that state is not a valid envelope: {e} — nothing was stored") from None
     return rules.StateFacts(
         header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256

@@ -48,6 +48,7 @@ else:
 
 __all__ = [
     "EnvelopeError",
+    "OlderFormat",
     "Header",
     "FORMAT_VERSION",
     "RUNTIME_VERSION",
@@ -77,6 +78,10 @@ _DIGEST = 32
 
 class EnvelopeError(ValueError):
     """The envelope is truncated, tampered with, of another version or job."""
+
+
+class OlderFormat(EnvelopeError):
+    """An envelope of an older format version, made by a worker that needs upgrading."""
 
 
 if TYPE_CHECKING:
@@ -174,7 +179,7 @@ def _split(data: bytes, version: int = FORMAT_VERSION) -> Tuple[Header, bytes]:
         raise EnvelopeError("not a frozen job state (bad magic)")
     if found != version:
         if found < version:
-            raise EnvelopeError(
+            raise OlderFormat(
                 "state format version %d was made by an older worker; upgrade the worker"
                 " (this runtime reads version %d, whose header binds a state to its job and parent)" % (found, version)
             )
