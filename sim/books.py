@@ -70,6 +70,7 @@ class Lease:
         "granted",
         "deadline",
         "reserved",
+        "price",
         "status",
         "checked_in_at",
         "slice_status",
@@ -87,9 +88,11 @@ class Lease:
         granted: float,
         deadline: float,
         reserved: int,
+        price: int = 0,
     ) -> None:
         self.id, self.job_id, self.client_id, self.payee = id, job_id, client_id, payee
         self.checked_out_at, self.granted, self.deadline, self.reserved = checked_out_at, granted, deadline, reserved
+        self.price = price  # the job's price when it was leased: what the slice is paid at
         self.status: str = _OUT
         self.checked_in_at: float | None = None
         self.slice_status: str | None = None
@@ -194,6 +197,7 @@ class Books:
             seconds,
             rules.lease_deadline(now, seconds, self.grace),
             reserved,
+            job.price,
         )
         self.leases[lease.id] = lease
         if reserved and job.owner is not None:
@@ -276,7 +280,8 @@ class Books:
 
     def _pay(self, lease: Lease, job: BookJob, ms: int, at: float) -> int:
         # rules.settle for one slice
-        entry = rules.pay(rules.Slice(lease.id, job.id, job.kind, job.price, job.owner, lease.payee, ms), self.balances)
+        slice_ = rules.Slice(lease.id, job.id, job.kind, lease.price, job.owner, lease.payee, ms, lease.reserved)
+        entry = rules.pay(slice_, self.balances)
         if entry is None:
             return 0
         if self.ledger is not None:

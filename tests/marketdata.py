@@ -8,6 +8,7 @@ from market.accounts import credentials
 from market.jobs import submission
 from market.store import accounts as sql
 from market.store import clients as csql
+from market.tasklet import envelope
 from market.tasklet.envelope import RUNTIME_VERSION, Header, make_envelope, source_hash
 
 SOURCE = "def main(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n"
@@ -34,9 +35,44 @@ def client(db, account_id, name, speed=None):
     return client_id, token
 
 
-def fake_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main") -> bytes:
+def fake_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main", job_id=None) -> bytes:
     """An envelope with an opaque payload: enough for the server, which never decodes payloads."""
-    return make_envelope(Header(source_hash(source), entry, seq, RUNTIME_VERSION, "test", 0), payload)
+    return make_envelope(Header(source_hash(source), entry, seq, RUNTIME_VERSION, "test", 0, job_id), payload)
+
+
+def v1_state(source=SOURCE, seq=0, payload=b"\x00state", entry="main", job_id=None) -> bytes:
+    """An envelope of format version 1, as workers before issue 17 made them (no parent, no
+    interpreter in the header)."""
+    import hashlib
+    import json
+    import struct
+
+    fields = {"source_sha256": source_hash(source), "entry": entry, "seq": seq, "runtime": RUNTIME_VERSION}
+    fields.update(codec="test", payload_length=len(payload))
+    if job_id is not None:
+        fields["job_id"] = job_id
+    raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    body = struct.pack(">4sHI", b"MKTS", 1, len(raw)) + raw + payload
+    return body + hashlib.sha256(body).digest()
+
+
+def next_state(leased: bytes, payload: bytes | None = None, job_id: int | None = None) -> bytes:
+    """The state a slice of ``leased`` would check in: its header with the next sequence number and
+    ``leased`` as parent (an honest worker's binding), over ``payload`` (a slice that did work: by
+    default one that names its sequence number, so it differs from its parent's). ``job_id``: the
+    lease's job, for a state #0 made before its job had an id (a worker stamps it in)."""
+    header = envelope.read_header(leased)
+    seq = header.seq + 1
+    body = b"\x00slice %d" % seq if payload is None else payload
+    job = header.job_id if job_id is None else job_id
+    return make_envelope(header._replace(seq=seq, parent=envelope.digest(leased), job_id=job), body)
+
+
+def next_state_of(db, job_id: int, payload: bytes | None = None) -> bytes:
+    """:func:`next_state` of the job's committed state, read from the store."""
+    from market.store import jobs as jsql
+
+    return next_state(bytes(db.transact(jsql.committed_state, job_id)["data"]), payload)
 
 
 def job(db, account_id, price, name="job", source=SOURCE, submitted_at=None, args=(1000,)):

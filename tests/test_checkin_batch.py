@@ -41,22 +41,31 @@ def world(db, prices, holders):
     jobs = [md.job(db, owners[i % 2], price, f"j{i}", submitted_at=T0 + i) for i, price in enumerate(prices)]
 
     def lease(tx):
-        return [jsql.checkout(tx, job, clients[holders[i]], SLICE, GRACE, T0)["stateid"] for i, job in enumerate(jobs)]
+        return [jsql.checkout(tx, job, clients[holders[i]], SLICE, GRACE, T0) for i, job in enumerate(jobs)]
 
     leases = db.transact(lease)
-    return {"owners": owners, "hosts": hosts, "clients": clients, "jobs": jobs, "leases": leases, "holders": holders}
+    return {
+        "owners": owners,
+        "hosts": hosts,
+        "clients": clients,
+        "jobs": jobs,
+        "leases": [lease["stateid"] for lease in leases],
+        "next": [md.next_state(lease["state"]) for lease in leases],  # what an honest slice checks in
+        "holders": holders,
+    }
 
 
 def as_checkins(w, plan, unknown):
     out = []
     for p in plan:
         if p["lease"] >= len(w["leases"]):
-            dispatch, client = unknown, w["clients"][0]
+            dispatch, client, state = unknown, w["clients"][0], md.fake_state(seq=1)
         else:
             dispatch = w["leases"][p["lease"]]
             holder = w["holders"][p["lease"]]
             client = w["clients"][holder if p["own"] else (holder + 1) % 4]
-        out.append(jsql.CheckIn(dispatch, client, md.fake_state(seq=1), T0 + p["after"], p["status"], p["progress"]))
+            state = w["next"][p["lease"]]
+        out.append(jsql.CheckIn(dispatch, client, state, T0 + p["after"], p["status"], p["progress"]))
     return out
 
 
@@ -124,11 +133,12 @@ def test_a_batch_of_check_ins_answers_and_writes_what_they_would_one_by_one(db, 
 def test_a_batch_pays_each_accepted_slice_once_and_closes_its_lease(db):
     w = world(db, [1000, 2000], [0, 1, 2, 3])
     first, second = w["leases"]
+    one, two = w["next"]
     checkins = [
-        jsql.CheckIn(first, w["clients"][0], md.fake_state(seq=1), T0 + 2.0),
-        jsql.CheckIn(first, w["clients"][0], md.fake_state(seq=1), T0 + 2.5),  # a retry
-        jsql.CheckIn(second, w["clients"][0], md.fake_state(seq=1), T0 + 2.0),  # not its lease
-        jsql.CheckIn(second, w["clients"][1], md.fake_state(seq=1), T0 + 99),
+        jsql.CheckIn(first, w["clients"][0], one, T0 + 2.0),
+        jsql.CheckIn(first, w["clients"][0], one, T0 + 2.5),  # a retry
+        jsql.CheckIn(second, w["clients"][0], two, T0 + 2.0),  # not its lease
+        jsql.CheckIn(second, w["clients"][1], two, T0 + 99),
     ]  # too late
     answers = db.transact(jsql.checkin_many, checkins)
     assert answers[0] == {"stateid": first, "status": "accepted", "paid": 2000, "duplicate": False, "accepted_ms": 2000}
@@ -140,6 +150,40 @@ def test_a_batch_pays_each_accepted_slice_once_and_closes_its_lease(db):
     assert db.transact(jsql.committed_state, w["jobs"][0])["seq"] == 1
     assert db.transact(jsql.committed_state, w["jobs"][1])["seq"] == 0
     assert {db.transact(jsql.job_row, j)["status"] for j in w["jobs"]} == {"ready"}
+
+
+def test_states_that_do_not_follow_from_their_lease_are_refused_in_a_batch_and_a_right_one_after_them_counts(db):
+    from market.core.errors import StateRefused
+    from market.tasklet import envelope
+
+    w = world(db, [1000, 2000], [0, 1, 2, 3])
+    first, second = w["leases"]
+    one, two = w["next"]
+    leased = bytes(db.transact(jsql.committed_state, w["jobs"][0])["data"])
+    header = envelope.read_header(one)
+    unchanged = envelope.make_envelope(header, leased[10 + int.from_bytes(leased[6:10], "big") : -32])
+    client = w["clients"][0]
+    before = db.transact(sql.balance, w["hosts"][0])
+    answers = db.transact(
+        jsql.checkin_many,
+        [
+            jsql.CheckIn(first, client, two, T0 + 1.0),  # the other job's state
+            jsql.CheckIn(first, client, leased, T0 + 1.1),  # the leased state itself
+            jsql.CheckIn(first, client, unchanged, T0 + 1.2),  # bound header, unchanged payload
+            jsql.CheckIn(first, client, one, T0 + 2.0),  # the right one
+        ],
+    )
+    assert [type(a).__name__ for a in answers[:3]] == ["StateRefused"] * 3
+    assert all(isinstance(a, StateRefused) for a in answers[:3])
+    assert "names job" in str(answers[0]) and "unchanged" in str(answers[2])
+    assert answers[3]["status"] == "accepted" and answers[3]["paid"] == 2000 and not answers[3]["duplicate"]
+    assert db.transact(sql.balance, w["hosts"][0]) == before + 2000
+    # refused alone, the lease stays open and nothing moves
+    refused = db.transact(jsql.checkin_many, [jsql.CheckIn(second, w["clients"][1], one, T0 + 1.0)])
+    assert isinstance(refused[0], StateRefused)
+    assert db.transact(jsql.lease_row, second)["status"] == "out"
+    assert db.transact(jsql.committed_state, w["jobs"][1])["seq"] == 0
+    assert db.transact(sql.audit)["balanced"]
 
 
 def test_a_window_checks_out_in_one_transaction_and_reserves_the_owners_money(db):

@@ -65,16 +65,37 @@ def test_accepted_check_in_commits_the_state_and_pays_the_client_owner(db, marke
     lease = rpc.request(cid, 2)
     assert lease["job"] == job_id and lease["seq"] == 0
     time.sleep(0.3)
-    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=1)), {"progress": 0.5})
+    state = xmlrpc.client.Binary(md.next_state(lease["state"].data))
+    answer = rpc.state(lease["stateid"], state, {"progress": 0.5})
     assert answer["status"] == "accepted" and answer["paid"] > 0
     # the same check-in again is answered the same and pays nothing twice
-    again = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=1)))
+    again = rpc.state(lease["stateid"], state)
     assert again["duplicate"] and again["status"] == "accepted"
     assert db.transact(sql.balance, host) == answer["paid"]
     assert db.transact(sql.balance, owner) == 10_000 - answer["paid"]
     assert db.transact(sql.audit)["balanced"]
     assert db.transact(jsql.committed_state, job_id)["seq"] == 1
     assert db.transact(jsql.job_row, job_id)["status"] == "ready"
+
+
+def test_a_state_of_megabytes_is_hashed_before_its_transaction_and_its_payload_hash_is_kept(db, market_server):
+    import hashlib
+
+    server = market_server("--window", "0.2", "--threshold", "1", "--grace", "5")
+    owner, _ = md.account(db, "owner", grant=10_000)
+    host, _ = md.account(db, "host", grant=0)
+    job_id = md.job(db, owner, 100)
+    cid, token = md.client(db, host, "box", 50.0)
+    rpc = worker_rpc(server, cid, token)
+    lease = rpc.request(cid, 2)
+    payload = bytes(range(256)) * (3 * 4096)  # 3 MiB: over the size hashed on the reactor thread
+    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data, payload)))
+    assert answer["status"] == "accepted"
+    row = db.transact(
+        lambda tx: tx.one("SELECT payload_sha256, digest, data FROM states WHERE job_id = ? AND seq = 1", (job_id,))
+    )
+    assert row["payload_sha256"] == hashlib.sha256(payload).hexdigest()
+    assert row["digest"] == bytes(row["data"])[-32:].hex()
 
 
 def test_a_late_check_in_is_rejected_and_the_job_is_redispatched_from_its_previous_state(db, market_server):
@@ -86,7 +107,7 @@ def test_a_late_check_in_is_rejected_and_the_job_is_redispatched_from_its_previo
     rpc = worker_rpc(server, cid, token)
     lease = rpc.request(cid, 0.2)
     time.sleep(1.0)  # past slice + grace
-    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=1)))
+    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data)))
     assert answer["status"] in ("rejected", "expired") and answer["paid"] == 0
     assert db.transact(sql.balance, host) == 0
     again = rpc.request(cid, 0.2)
@@ -149,7 +170,7 @@ def test_kill_9_under_load_then_restart_loses_nothing(db, db_url, market_server)
             try:
                 lease = rpc.request(cid, 0.2)
                 if lease["status"] == "work":
-                    rpc.state(lease["stateid"], xmlrpc.client.Binary(md.fake_state(seq=lease["seq"] + 1)))
+                    rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data)))
                     seq += 1
             except Exception:
                 return

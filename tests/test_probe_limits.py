@@ -111,7 +111,7 @@ def test_finished_test_jobs_are_deleted_with_their_states_and_leases_and_the_spe
 
 def test_a_test_job_checked_in_as_a_state_is_cleaned_too(db, client):
     lease = probe(db, client, NOW)
-    db.transact(sql.checkin, lease["stateid"], client, md.fake_state(), NOW + 1)
+    db.transact(sql.checkin, lease["stateid"], client, md.next_state(lease["state"], job_id=lease["job_id"]), NOW + 1)
     assert [j["status"] for j in test_jobs(db, client)] == ["finished"]
     assert db.transact(sql.clean_test_jobs, NOW + 5) == 1
     assert test_jobs(db, client) == []

@@ -11,6 +11,7 @@ from market import report
 from market.store import accounts as asql
 from market.store import clients as csql
 from market.store import jobs as jsql
+from tests import marketdata as md
 
 NS = {"r": report.NAMESPACE}
 T0 = 1_795_000_000.0  # 2026-11-18
@@ -38,7 +39,7 @@ def add_job(tx, account_id, name: str, price: int, status: str = "ready", at=T0,
     """A job submitted and initialized through the store, then moved to ``status``."""
     job_id = jsql.create_job(tx, account_id, name, price, "def main():\n    return 1\n", "main", at, kind=kind)
     if status != "new":
-        jsql.init_job(tx, None, job_id, b"state-0", at)
+        jsql.init_job(tx, None, job_id, md.fake_state(source="def main():\n    return 1\n", job_id=job_id), at)
     if status not in ("new", "ready"):
         # fixture state: reaching 'finished' for real needs a worker run
         tx.execute("UPDATE jobs SET status = ? WHERE id = ?", (status, job_id))
@@ -66,7 +67,8 @@ def small_market(db):
         ids["d_out"] = jsql.checkout(tx, ids["b_job"], ids["a_fast"], 60.0, 15.0, T0 + 10)["stateid"]
         ids["d_probe"] = jsql.checkout(tx, ids["probe"], ids["b_new"], 5.0, 5.0, T0 + 11)["stateid"]
         ids["d_in"] = jsql.checkout(tx, ids["a_job"], ids["b_slow"], 30.0, 15.0, T0 + 12)["stateid"]
-        jsql.checkin(tx, ids["d_in"], ids["b_slow"], b"state-1", T0 + 40.5)
+        leased = bytes(jsql.committed_state(tx, ids["a_job"])["data"])
+        jsql.checkin(tx, ids["d_in"], ids["b_slow"], md.next_state(leased), T0 + 40.5)
         return ids
 
     return db.transact(work)

@@ -68,7 +68,8 @@ def test_the_holder_is_still_served_after_a_stranger_tried_its_lease(leased):
         refusal(lambda call=call: call(stranger, lease))
     assert mine.alive(lease) is True
     time.sleep(0.2)
-    assert mine.state(lease, xmlrpc.client.Binary(md.fake_state(seq=1)), {"progress": 0.5})["status"] == "accepted"
+    state = xmlrpc.client.Binary(md.next_state_of(db, job_id))
+    assert mine.state(lease, state, {"progress": 0.5})["status"] == "accepted"
     assert db.transact(jsql.committed_state, job_id)["seq"] == 1
 
 

@@ -405,6 +405,7 @@ slices = st.lists(
         owner=st.none() | st.integers(1, 5),
         payee=st.integers(1, 5),
         accepted_ms=st.integers(0, 600_000),
+        reserved=st.none(),
     ),
     max_size=20,
     unique_by=lambda s: s.lease_id,
@@ -440,3 +441,59 @@ def test_an_owner_who_can_pay_pays_exactly_money_payment(slices):
     for s in slices:
         free = s.kind == "test" or s.owner is None or s.owner == s.payee
         assert settlement.paid[s.lease_id] == (0 if free else money.payment(s.price, s.accepted_ms))
+
+
+# -- payment at the lease price (issue 17, item 3) -----------------------------------------------
+
+
+def test_a_slice_is_paid_at_its_lease_price_and_never_above_what_the_lease_reserved():
+    # raised 2.50 -> 5.00 mid-slice: the lease reserved 2.50/s for 1 s, the slice is paid from it
+    reserved = rules.reservation("job", 250, 1.0)
+    lease_price = rules.Slice(1, 1, "job", 250, 10, 20, 908, reserved)
+    assert rules.settle([lease_price], {10: 10_000, 20: 0}).paid == {1: 227}
+    # even a slice that names a higher price cannot take more than the reservation
+    dearer = rules.Slice(1, 1, "job", 500, 10, 20, 1000, reserved)
+    assert rules.settle([dearer], {10: 10_000, 20: 0}).paid == {1: reserved} == {1: 250}
+
+
+@given(
+    price=st.integers(1, 10_000),
+    seconds=st.floats(0.05, 600.0),
+    at=st.floats(0.0, 700.0),
+)
+def test_an_accepted_slice_never_pays_more_than_its_reservation(price, seconds, at):
+    reserved = rules.reservation("job", price, seconds)
+    ms = rules.accepted_ms(0.0, seconds, at)
+    paid = rules.settle([rules.Slice(1, 1, "job", price, 10, 20, ms, reserved)], {10: money.MAX_CENTS, 20: 0}).paid[1]
+    assert paid == min(money.payment(price, ms), reserved) == money.payment(price, ms)
+
+
+# -- states bound to their leases (issue 17, item 1) ----------------------------------------------
+
+_EXPECTED = rules.StateFacts(7, "a" * 64, "main", "b" * 64, 4, "c" * 64)
+
+
+def test_a_state_that_follows_from_its_lease_is_not_refused():
+    assert rules.state_refusal(3, _EXPECTED, _EXPECTED._replace(payload_sha256="d" * 64)) is None
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"job_id": 8}, "lease 3 is for job 7 but this state names job 8"),
+        ({"job_id": None}, "names no job"),
+        ({"source_sha256": "e" * 64}, "another module"),
+        ({"entry": "other"}, "another module"),
+        ({"parent": "f" * 64}, "not made from the state lease 3 checked out"),
+        ({"seq": 3}, "sequence number 3, lease 3 expects 4"),
+        ({"seq": 5}, "sequence number 5"),
+        ({}, "unchanged"),
+    ],
+)
+def test_a_state_that_does_not_follow_from_its_lease_is_refused_in_plain_words(change, words):
+    got = _EXPECTED._replace(**change) if change else _EXPECTED
+    if change:
+        got = got._replace(payload_sha256="d" * 64)
+    why = rules.state_refusal(3, _EXPECTED, got)
+    assert why is not None and words in why
+    assert "nothing was stored or paid" in why and "lease stays open" in why

@@ -75,7 +75,11 @@ class StoreMarket:
         return {client: (lease["stateid"], lease["job_id"], lease["deadline"]) for client, lease in leases.items()}
 
     def checkin(self, lease_id, client_id, at):
-        return self._call(jsql.checkin, lease_id, client_id, b"state", at)
+        try:  # what an honest slice of the lease's state checks in
+            state = md.next_state_of(self.db, self.db.transact(jsql.lease_row, lease_id)["job_id"])
+        except MarketError:
+            state = md.fake_state(seq=1)
+        return self._call(jsql.checkin, lease_id, client_id, state, at)
 
     def finish(self, lease_id, client_id, at):
         return self._call(jsql.finish, lease_id, client_id, b"result", "finished", None, at)

@@ -219,3 +219,72 @@ def test_accounts_signed_up_before_v4_were_granted_then_and_get_nothing_more_at_
         assert db.transact(sql.audit)["balanced"]
     finally:
         db.close()
+
+
+def test_v5_rewrites_stored_states_to_format_2_chained_by_parent_and_gives_open_leases_their_price(db_url):
+    from market.core.rules import StateStatus
+    from market.store import Database
+    from market.store import jobs as jsql
+    from market.tasklet import envelope
+    from tests import marketdata as md
+
+    db = Database(db_url)
+    try:
+        schema.upgrade(db, schema.MIGRATIONS[:4])
+        owner = make_account(db, "owner", grant=10_000)
+        host = make_account(db, "host")
+        client = db.transact(csql.register_client, host, "box", "0" * 64, NOW)
+
+        def v4_market(tx):
+            job = tx.insert(
+                "INSERT INTO jobs (account_id, name, price, source, source_sha256, entry, status, submitted_at, seq)"
+                " VALUES (?, 'j', 250, ?, ?, 'main', 'running', ?, 2)",
+                (owner, md.SOURCE, envelope.source_hash(md.SOURCE), NOW),
+            )
+            for seq in range(3):
+                tx.insert(
+                    "INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        job,
+                        seq,
+                        md.v1_state(seq=seq, payload=b"p%d" % seq, job_id=job if seq else None),
+                        StateStatus.COMMITTED if seq == 2 else StateStatus.SUPERSEDED,
+                        NOW,
+                    ),
+                )
+            state = tx.scalar("SELECT id FROM states WHERE job_id = ? AND seq = 2", (job,))
+            lease = tx.insert(
+                "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
+                " status, reserved) VALUES (?, ?, ?, ?, 10, ?, 'out', 2500)",
+                (job, state, client, NOW, NOW + 15),
+            )
+            tx.execute("UPDATE accounts SET reserved = 2500 WHERE id = ?", (owner,))
+            return job, lease
+
+        job, lease = db.transact(v4_market)
+        assert schema.upgrade(db) == (4, schema.LATEST)
+        rows = db.transact(
+            lambda tx: tx.all(
+                "SELECT seq, data, digest, payload_sha256 FROM states WHERE job_id = ? ORDER BY seq", (job,)
+            )
+        )
+        parent = ""
+        for row in rows:
+            data = bytes(row["data"])
+            header, payload_sha256 = envelope.inspect(data)  # format 2 now
+            assert (header.seq, header.job_id, header.parent, header.interpreter) == (
+                row["seq"],
+                job,
+                parent,
+                "unknown",
+            )
+            assert row["digest"] == envelope.digest(data) and row["payload_sha256"] == payload_sha256
+            parent = row["digest"]
+        assert db.transact(jsql.lease_row, lease)["price"] == 250
+        # the open lease is checked in by an upgraded worker, bound to the rewritten state, and paid
+        # at its price: 10 s at 2.50
+        answer = db.transact(jsql.checkin, lease, client, md.next_state(bytes(rows[-1]["data"])), NOW + 10)
+        assert (answer["status"], answer["paid"]) == ("accepted", 2500)
+        assert db.transact(sql.audit)["balanced"]
+    finally:
+        db.close()

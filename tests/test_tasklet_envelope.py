@@ -107,3 +107,88 @@ def test_a_real_job_state_round_trips_through_the_envelope():
     env = tasklet.start(src, "bubble_sort", [[3, 1, 2]], {}, job_id=7)
     h = tasklet.read_header(env)
     assert (h.seq, h.job_id) == (0, 7)
+
+
+# -- format 2: states bound to their job and parent (issue 17) ------------------------------------
+
+
+def _v1(state: bytes) -> bytes:
+    """``state`` in the format-1 layout workers made before issue 17 (no parent, no interpreter)."""
+    import hashlib
+    import json
+
+    header = tasklet.read_header(state)
+    fields = {k: v for k, v in header._asdict().items() if k not in ("parent", "interpreter")}
+    hlen = struct.unpack(">I", state[6:10])[0]
+    raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    body = struct.pack(">4sHI", b"MKTS", 1, len(raw)) + raw + state[10 + hlen : -32]
+    return body + hashlib.sha256(body).digest()
+
+
+def test_state_0_has_no_parent_and_names_the_interpreter_that_made_it():
+    import sys
+
+    h = tasklet.read_header(tasklet.start(MARKED, "count", [5], {}, job_id=3))
+    assert (h.parent, h.job_id, h.seq) == ("", 3, 0)
+    assert h.interpreter == E.INTERPRETER == "%s-%d.%d" % (sys.implementation.name, *sys.version_info[:2])
+    assert E.FORMAT_VERSION == 2
+
+
+def test_each_new_state_names_its_parents_digest_its_job_and_the_next_seq():
+    env = tasklet.start(MARKED, "count", [5000], {}, job_id=9)
+    for seq in range(1, 4):
+        out = tasklet.run_slice(env, MARKED, 10, budget=5)
+        h = tasklet.read_header(out.envelope)
+        assert (h.seq, h.job_id, h.parent, h.interpreter) == (seq, 9, env[-32:].hex(), E.INTERPRETER)
+        assert E.digest(env) == env[-32:].hex()
+        env = out.envelope
+
+
+def test_a_slice_given_the_job_id_stamps_it_into_a_state_made_without_one(frozen_state):
+    out = tasklet.run_slice(frozen_state, MARKED, 10, budget=5, job_id=12)
+    assert tasklet.read_header(out.envelope).job_id == 12
+
+
+def test_a_version_1_envelope_is_refused_saying_upgrade_the_worker(frozen_state, capsys):
+    refuse_without_running(_v1(frozen_state), capsys, match="older worker; upgrade the worker")
+    with pytest.raises(EnvelopeError, match="upgrade the worker"):
+        E.read_header(_v1(frozen_state))
+
+
+def test_upgrade_v1_keeps_the_payload_and_binds_the_header(frozen_state):
+    parent = "ab" * 32
+    upgraded = E.upgrade_v1(_v1(frozen_state), 42, parent)
+    h, payload_sha256 = E.inspect(upgraded)
+    assert (h.job_id, h.parent, h.interpreter, h.seq) == (42, parent, "unknown", 1)
+    assert payload_sha256 == E.payload_sha256(frozen_state)
+    assert tasklet.run_slice(upgraded, MARKED, 10, budget=5).envelope is not None  # still runs
+    with pytest.raises(EnvelopeError, match="version 2 is not supported"):
+        E.upgrade_v1(frozen_state, 42, parent)  # already format 2
+
+
+def test_the_payload_hash_ignores_the_header_and_sees_every_payload_change(frozen_state):
+    header, payload = E.open_envelope(frozen_state, MARKED)
+    rewritten = E.make_envelope(header._replace(job_id=77, seq=9, parent="cd" * 32), payload)
+    assert E.payload_sha256(rewritten) == E.payload_sha256(frozen_state)
+    assert E.digest(rewritten) != E.digest(frozen_state)
+    assert E.payload_sha256(E.make_envelope(header, payload + b"\x00")) != E.payload_sha256(frozen_state)
+
+
+@pytest.mark.parametrize("parent", ["x" * 64, "AB" * 32, "ab" * 31])
+def test_a_parent_that_is_no_hex_digest_is_refused(frozen_state, parent):
+    header, payload = E.open_envelope(frozen_state, MARKED)
+    with pytest.raises(EnvelopeError, match="parent"):
+        E.read_header(E.make_envelope(header._replace(parent=parent), payload))
+
+
+def test_the_envelope_module_stays_cheap_to_import():
+    """It is imported on every slice: the standard library only, and not ``typing`` (~15 ms)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('envelope', %r);"
+        " spec.loader.exec_module(importlib.util.module_from_spec(spec)); print('typing' in sys.modules)"
+    ) % E.__file__
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -40,6 +40,14 @@ KINDS: dict[str, Kind] = {
         Kind("insufficient-funds", 6, "INSUFFICIENT_FUNDS", 402, EXIT_REFUSED, "the account cannot pay"),
         Kind("refused", 7, "JOB_REFUSED", 422, EXIT_BAD_INPUT, "the module is outside the supported subset"),
         Kind("too-large", 8, "TOO_LARGE", 413, EXIT_BAD_INPUT, "over a size limit"),
+        Kind(
+            "state-refused",
+            10,
+            "STATE_REFUSED",
+            422,
+            EXIT_REFUSED,
+            "a checked-in state that does not follow from its lease; nothing stored or paid",
+        ),
         Kind("database", 9, "UNAVAILABLE", 503, EXIT_REFUSED, "the database or server is unreachable; retry"),
         Kind("internal", 99, "INTERNAL", 500, EXIT_REFUSED, "a bug; the server logged it"),
         Kind("no-such-method", 8001, "NO_SUCH_METHOD", 404, EXIT_REFUSED, "no such XML-RPC method"),
@@ -87,6 +95,14 @@ class TooLarge(MarketError):
     kind = "too-large"
 
 
+class StateRefused(MarketError):
+    """A check-in whose state is not the next state of its lease's job (another job's, an old one,
+    the leased state itself, an unchanged payload, an old envelope format): nothing is stored or
+    paid, and the lease stays open for a right state until its deadline."""
+
+    kind = "state-refused"
+
+
 class DatabaseUnavailable(MarketError):
     kind = "database"
 
@@ -124,6 +140,7 @@ _CLASSES: dict[str, type[MarketError]] = {
         InsufficientFunds,
         JobRefused,
         TooLarge,
+        StateRefused,
         DatabaseUnavailable,
         InternalError,
         NoSuchMethod,

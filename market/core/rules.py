@@ -59,6 +59,8 @@ __all__ = [
     "overdue",
     "accepted_ms",
     "judge_checkin",
+    "StateFacts",
+    "state_refusal",
     "answer",
     "repeat_answer",
     "after_accepted_slice",
@@ -264,6 +266,56 @@ def judge_checkin(lease_status: str, deadline: float, job_status: str, at: float
     return _ACCEPT
 
 
+class StateFacts(NamedTuple):
+    """What a checked-in state's envelope says of itself (its header) and its payload's hash; or,
+    the same fields, what its lease expects of it."""
+
+    job_id: int | None
+    source_sha256: str
+    entry: str
+    parent: str  # hex digest of the state it was made from
+    seq: int
+    payload_sha256: str | None
+
+
+def state_refusal(lease_id: int, expected: StateFacts, got: StateFacts) -> str | None:
+    """Why a state checked in on a lease that expects ``expected`` (the lease's job, its source and
+    entry, the leased state's digest as parent, the next sequence number, and the leased state's
+    payload hash, which the new one must NOT equal) is refused; None if it follows from the lease.
+
+    The header is written by the worker and its checksum is no signature: this binds a state to
+    its lease, it does not prove the work (replay does; docs/trust.md)."""
+    after = "; nothing was stored or paid, and the lease stays open until its deadline"
+    if got.job_id != expected.job_id:
+        named = "no job" if got.job_id is None else f"job {got.job_id}"
+        return (
+            f"state refused: lease {lease_id} is for job {expected.job_id} but this state names {named}"
+            f" — check in the state made from the one this lease gave you{after}"
+        )
+    if got.source_sha256 != expected.source_sha256 or got.entry != expected.entry:
+        return (
+            f"state refused: this state was made from another module or entry than job {expected.job_id}'s"
+            f" — run the leased state with the module the lease gave you{after}"
+        )
+    if got.parent != expected.parent:
+        return (
+            f"state refused: this state was not made from the state lease {lease_id} checked out (its"
+            f" parent is {got.parent[:12] or 'none'}..., the leased state is {expected.parent[:12]}...)"
+            f" — run the leased state and check in what it produces{after}"
+        )
+    if got.seq != expected.seq:
+        return (
+            f"state refused: sequence number {got.seq}, lease {lease_id} expects {expected.seq}"
+            f" — check in the state made from the leased one{after}"
+        )
+    if expected.payload_sha256 is not None and got.payload_sha256 == expected.payload_sha256:
+        return (
+            f"state refused: this state's payload is the leased state's, unchanged — a slice that did no"
+            f" work is not paid; run the leased state, or call fail if it could not run{after}"
+        )
+    return None
+
+
 def answer(lease_id: int, status: str, paid: int = 0, accepted: int = 0, duplicate: bool = False) -> dict[str, Any]:
     """What a check-in, a result or a failure answers (plain values: it goes out over XML-RPC)."""
     return {
@@ -411,10 +463,11 @@ class Slice(NamedTuple):
     lease_id: int
     job_id: int
     kind: str
-    price: int  # cents per second
+    price: int  # cents per second: the lease's, fixed when it was made (a new price is the next lease's)
     owner: int | None  # the job's owner (None for a test job)
     payee: int  # the client's owner
     accepted_ms: int
+    reserved: int | None = None  # what the lease reserved: no slice pays more (None: no cap)
 
 
 class Settlement(NamedTuple):
@@ -449,7 +502,8 @@ def pay(s: Slice, balances: MutableMapping[int, int]) -> ledger.Entry | None:
     client's owner, as a ledger entry checked by ``market.core.ledger`` and applied to
     ``balances``; None when the slice costs nothing.
 
-    Test jobs are free; running your own job on your own machine costs nothing. A lease reserved
+    The price is the lease's (the job's price when it was leased), and no slice pays more than its
+    lease reserved. Test jobs are free; running your own job on your own machine costs nothing. A lease reserved
     its money at checkout, so a shortfall only follows an operator's correction: then the worker's
     owner gets what is there rather than nothing for honest work. No payment overdraws its payer.
     """
@@ -457,6 +511,8 @@ def pay(s: Slice, balances: MutableMapping[int, int]) -> ledger.Entry | None:
     if s.kind == _TEST or owner is None or owner == payee:
         return None
     amount = money.payment(s.price, s.accepted_ms)
+    if s.reserved is not None and amount > s.reserved:
+        amount = s.reserved
     if amount <= 0:
         return None
     have = balances[owner]

@@ -26,6 +26,9 @@ from market.store import jobs as sql_jobs
 log = Logger()
 
 CLIENT_CACHE_SECONDS = 30.0
+# a state up to this size is hashed on the reactor thread (well under a millisecond); a larger one
+# in a thread (hashlib releases the GIL), so a megabytes-long state never stalls other callers
+INLINE_HASH_BYTES = 64 * 1024
 
 
 def _ready_job(row: dict[str, Any]) -> matcher.ReadyJob:
@@ -187,9 +190,19 @@ class Dispatcher(service.Service):
         slice_status: str = SliceStatus.OK,
         progress: float | None = None,
     ):
-        """The paper's ``state``, group-committed with the check-ins that arrive meanwhile."""
-        return self._checkins.submit(
-            sql_jobs.CheckIn(stateid, client_id, state, self.clock.seconds(), slice_status, progress)
+        """The paper's ``state``, group-committed with the check-ins that arrive meanwhile.
+
+        The state's header is read and its payload hashed (``sql_jobs.state_facts``) before it is
+        queued, outside any transaction: the transaction only compares them with the lease."""
+        at = self.clock.seconds()  # it arrived now: hashing it is the market's time, not the worker's
+        if len(state) <= INLINE_HASH_BYTES:
+            facts = defer.maybeDeferred(sql_jobs.state_facts, state)
+        else:
+            from twisted.internet import threads
+
+            facts = threads.deferToThread(sql_jobs.state_facts, state)
+        return facts.addCallback(
+            lambda f: self._checkins.submit(sql_jobs.CheckIn(stateid, client_id, state, at, slice_status, progress, f))
         )
 
     @defer.inlineCallbacks

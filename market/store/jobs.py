@@ -16,15 +16,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from market.core import rules
-from market.core.errors import Conflict, Forbidden, MarketError, NotFound
+from market.core.errors import Conflict, Forbidden, MarketError, NotFound, StateRefused
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
 from market.core.text import unprintable
 from market.store import accounts as sql_accounts
 from market.store.db import Many, case, marks
+from market.tasklet import envelope
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
 
 _COMPETING = "(" + ", ".join(f"'{kind}'" for kind in rules.COMPETING_KINDS) + ")"  # ('job', 'task')
@@ -85,14 +86,26 @@ def owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> dict[str,
     return row
 
 
-def init_job(tx, account_id: int | None, job_id: int, state: bytes, now: float) -> None:
-    """Store state #0 (committed) and put the job on the ready list (the paper's ``init``)."""
+def init_job(
+    tx, account_id: int | None, job_id: int, state: bytes, now: float, payload_sha256: str | None = None
+) -> None:
+    """Store state #0 (committed) and put the job on the ready list (the paper's ``init``).
+
+    ``payload_sha256``: the state's payload hash (``state_facts``), computed here if not given
+    (state #0 holds only the job's arguments: small)."""
     job = owned_job(tx, account_id, job_id, lock=True) if account_id is not None else job_row(tx, job_id, lock=True)
     if job["status"] != JobStatus.NEW:
         raise Conflict(f"job {job_id} already has its initial state")
+    data = bytes(state)
+    if payload_sha256 is None:
+        try:
+            payload_sha256 = envelope.payload_sha256(data)
+        except envelope.EnvelopeError:
+            payload_sha256 = None  # bytes the server never runs (tests' opaque states): no hash
     tx.insert(
-        f"INSERT INTO states (job_id, seq, data, status, created_at) VALUES (?, 0, ?, '{StateStatus.COMMITTED}', ?)",
-        (job_id, bytes(state), now),
+        "INSERT INTO states (job_id, seq, data, status, created_at, digest, payload_sha256)"
+        f" VALUES (?, 0, ?, '{StateStatus.COMMITTED}', ?, ?, ?)",
+        (job_id, data, now, envelope.digest(data), payload_sha256),
     )
     tx.execute(f"UPDATE jobs SET status = '{JobStatus.READY}', seq = 0 WHERE id = ?", (job_id,))
 
@@ -237,6 +250,8 @@ def checkout_many(
             "probe_size": job["probe_size"],
             "owner": job["account_id"],
             "reserved": rules.reservation(job["kind"], job["price"], seconds),
+            # the price this lease pays, whatever the job's price becomes meanwhile
+            "price": job["price"],
         }
     if not leases:
         return {}
@@ -245,7 +260,7 @@ def checkout_many(
         [
             Many(
                 "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
-                " status, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, reserved, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         j,
@@ -256,6 +271,7 @@ def checkout_many(
                         lease["deadline"],
                         LeaseStatus.OUT,
                         lease["reserved"],
+                        lease["price"],
                     )
                     for j, lease in leases.items()
                 ],
@@ -390,11 +406,13 @@ def lease_row(tx, lease_id: int, lock: bool = False) -> dict[str, Any]:
     return row
 
 
-# A lease with what closing it needs (job, price, owner, payee, seq), locking with it the accounts
-# its payment moves, so a check-in reads and locks everything in one statement.
+# A lease with what closing it needs (job, the lease's price, owner, payee, seq, what a state must
+# follow from: the job's source and entry, the leased state's digest and payload hash), locking
+# with it the accounts its payment moves, so a check-in reads and locks everything in one statement.
 _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
-    " d.status, d.paid, d.accepted_ms, d.reserved, j.status AS job_status, j.kind, j.price,"
+    " d.status, d.paid, d.accepted_ms, d.reserved, d.price, j.status AS job_status, j.kind,"
+    " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
     " j.account_id AS owner, c.account_id AS payee, s.seq, o.balance AS owner_balance,"
     " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
     " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
@@ -442,7 +460,16 @@ def _settle(accepted: Sequence[tuple[dict[str, Any], int]], now: float) -> tuple
             balances.setdefault(lease["owner"], int(lease["owner_balance"]))
         balances.setdefault(lease["payee"], int(lease["payee_balance"]))
         slices.append(
-            rules.Slice(lease["id"], lease["job_id"], lease["kind"], lease["price"], lease["owner"], lease["payee"], ms)
+            rules.Slice(
+                lease["id"],
+                lease["job_id"],
+                lease["kind"],
+                lease["price"],
+                lease["owner"],
+                lease["payee"],
+                ms,
+                int(lease["reserved"]) if lease["owner"] is not None else None,
+            )
         )
     settlement = rules.settle(slices, balances)
     return settlement.paid, sql_accounts.record_statements(settlement.postings, now)
@@ -507,6 +534,36 @@ class CheckIn:
     at: float
     slice_status: str = SliceStatus.OK
     progress: float | None = None
+    #: what the state's envelope says of itself (``state_facts``), computed before the state is
+    #: queued (off the reactor thread for a large one); None: computed in the transaction
+    facts: rules.StateFacts | None = None
+
+
+def state_facts(data: bytes) -> rules.StateFacts:
+    """Read a checked-in state's header and hash its payload (two sha256 passes over the bytes:
+    never inside a transaction for a large state). An envelope of the older format is refused
+    (StateRefused: its header cannot bind it to a lease), a malformed one is invalid."""
+    try:
+        header, payload_sha256 = envelope.inspect(data)
+    except envelope.OlderFormat as e:
+        raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
+    except envelope.EnvelopeError as e:
+        raise MarketError(f"that state is not a valid envelope: {e} — nothing was stored") from None
+    return rules.StateFacts(
+        header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256
+    )
+
+
+def _expected(lease: dict[str, Any]) -> rules.StateFacts:
+    """What a state checked in on this lease must say of itself (``rules.state_refusal``)."""
+    return rules.StateFacts(
+        lease["job_id"],
+        lease["source_sha256"],
+        lease["entry"],
+        lease["parent_digest"] or "",
+        lease["seq"] + 1,
+        lease["parent_payload"],
+    )
 
 
 def checkin(
@@ -522,7 +579,8 @@ def checkin(
 
     Repeating an accepted check-in answers the same again and pays nothing twice.
     """
-    answer = checkin_many(tx, [CheckIn(lease_id, client_id, state, now, slice_status, progress)])[0]
+    facts = state_facts(state)
+    answer = checkin_many(tx, [CheckIn(lease_id, client_id, state, now, slice_status, progress, facts)])[0]
     if isinstance(answer, MarketError):
         raise answer
     return answer
@@ -532,7 +590,9 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
     """Many ``state`` calls in ONE transaction (group commit), answered in order.
 
     Each answer is what :func:`checkin` would have answered alone, or the MarketError it would have
-    raised (no such lease, another client's lease): one bad check-in does not fail the others.
+    raised (no such lease, another client's lease, a state that does not follow from its lease:
+    StateRefused, ``rules.state_refusal``, with nothing stored or paid and the lease still open):
+    one bad check-in does not fail the others.
     However many check-ins are accepted, they cost two round trips and the commit: one locking
     read of the leases and their accounts, then one script that commits the states, pays, closes
     the leases and puts the jobs back on the ready list.
@@ -549,8 +609,19 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
             continue
         if c.lease_id in first:
             continue  # a repeat within the batch: answered below, as a duplicate of the first
-        first[c.lease_id] = i
         verdict = _verdict(lease, c.at)
+        if verdict is Verdict.ACCEPT:
+            try:
+                facts = c.facts if c.facts is not None else state_facts(c.state)
+            except MarketError as e:
+                answers[i] = e
+                continue
+            refusal = rules.state_refusal(c.lease_id, _expected(lease), facts)
+            if refusal is not None:
+                answers[i] = StateRefused(refusal)  # the lease stays open: a right state may follow
+                continue
+            c = replace(c, facts=facts)
+        first[c.lease_id] = i
         if verdict is Verdict.REPEAT:
             answers[i] = _repeat(lease)
         elif verdict is Verdict.REJECT:
@@ -602,8 +673,8 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
             state_ids,
         ),
         Many(
-            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at, digest, payload_sha256)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     lease["job_id"],
@@ -613,6 +684,8 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
                     c.client_id,
                     c.lease_id,
                     c.at,
+                    envelope.digest(c.state),
+                    c.facts.payload_sha256 if c.facts is not None else None,
                 )
                 for c, lease, _ in accepted
             ],

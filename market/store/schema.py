@@ -9,9 +9,10 @@ Table map (paper, spec 4a-e):
                   password hash, API token hash, the starting grant waiting for confirmation
   jobs        4b  the job's source code, owner, name, price (cents per second), status, and the
                   sequence number of its committed state
-  states      4c  every committed state of a job (the frozen bytes), in sequence
+  states      4c  every committed state of a job (the frozen bytes), in sequence, with the
+                  envelope's digest and its payload's sha256
   leases      4c  each check-out of a state to a client (the paper's "dispatch", the report's
-                  <dispatch>): checked out, deadline, checked in, status
+                  <dispatch>): checked out, deadline, checked in, status, the price it pays
   clients     4d  computation clients, each linked to an account (and its open test job and
                   how many test jobs it had in the current probe interval)
   speeds      4e  measured client speeds and the time they were measured
@@ -22,12 +23,24 @@ Table map (paper, spec 4a-e):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from market.core.errors import MarketError
+from market.store.db import marks
 from market.store.dialect import Dialect
+from market.tasklet import envelope
 
-# a statement is DDL text, or a function of the dialect where the two differ
-Statement = str | Callable[[Dialect], str]
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A migration step that rewrites data with Python (``run(tx)``), in the migration's transaction."""
+
+    run: Callable[[Any], None]
+
+
+# a statement is DDL text, a function of the dialect where the two differ, or a data rewrite
+Statement = str | Callable[[Dialect], str] | Rewrite
 Migration = tuple[int, Sequence[Statement]]
 
 V1: list[Statement] = [
@@ -180,7 +193,52 @@ V4: list[Statement] = [
     "ALTER TABLE clients ADD COLUMN test_jobs_since {double} NULL",
 ]
 
-MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3), (4, V4)]
+
+def _states_to_v2(tx, chunk: int = 64) -> None:
+    """Rewrite every stored state from envelope format 1 to 2: the header names its job, its parent
+    (the previous stored state of the job, by seq; none for the first) and interpreter "unknown",
+    and the digest is recomputed, so the chain of parents is the chain of new digests. Fills
+    ``digest`` and ``payload_sha256``. A few states at a time: states may be megabytes each.
+    Bytes that are no version-1 envelope are kept as they are (their payload hash stays unknown)."""
+    ids = [(r["id"], r["job_id"]) for r in tx.all("SELECT id, job_id FROM states ORDER BY job_id, seq")]
+    previous: tuple[int, str] | None = None  # (job id, digest of its last rewritten state)
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        rows = {
+            r["id"]: r
+            for r in tx.all(f"SELECT id, data FROM states WHERE id IN {marks(len(part))}", [i for i, _ in part])
+        }
+        for state_id, job_id in part:
+            data = bytes(rows[state_id]["data"])
+            parent = previous[1] if previous is not None and previous[0] == job_id else ""
+            payload: str | None = None
+            try:
+                data = envelope.upgrade_v1(data, job_id, parent)
+                payload = envelope.payload_sha256(data)
+            except envelope.EnvelopeError:
+                pass
+            digest = envelope.digest(data)
+            previous = (job_id, digest)
+            tx.execute(
+                "UPDATE states SET data = ?, digest = ?, payload_sha256 = ? WHERE id = ?",
+                (data, digest, payload, state_id),
+            )
+
+
+# States bound to their leases and slices paid at the lease's price (issue 17, items 1 and 3): a
+# lease keeps the price its job had when it was made; a state keeps its envelope's digest (what a
+# child names as parent) and its payload's hash (an unchanged state is a column compare), both
+# written when it is stored, so a check-in compares strings without reading the blob; stored
+# states are rewritten to envelope format 2.
+V5: list[Statement] = [
+    "ALTER TABLE leases ADD COLUMN price {bigint} NOT NULL DEFAULT 0",
+    "UPDATE leases SET price = COALESCE((SELECT j.price FROM jobs j WHERE j.id = leases.job_id), 0)",
+    "ALTER TABLE states ADD COLUMN digest CHAR(64) NULL",
+    "ALTER TABLE states ADD COLUMN payload_sha256 CHAR(64) NULL",
+    Rewrite(_states_to_v2),
+]
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)]
 LATEST = MIGRATIONS[-1][0]
 
 
@@ -216,8 +274,11 @@ def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]
             if current_version(tx) >= version:
                 return
             for statement in statements:
-                # a statement is DDL text, or a function of the dialect where the two differ
-                tx.execute(statement(tx.dialect) if callable(statement) else tx.dialect.ddl(statement))
+                # a statement is DDL text, a function of the dialect where the two differ, or a rewrite
+                if isinstance(statement, Rewrite):
+                    statement.run(tx)
+                else:
+                    tx.execute(statement(tx.dialect) if callable(statement) else tx.dialect.ddl(statement))
             tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
         db.transact(apply)

@@ -9,13 +9,21 @@ Layout (all integers big-endian)::
     payload_length bytes   payload (codec-encoded state)
     32 bytes               sha256 of everything before it
 
-Header fields: ``source_sha256`` (hex), ``entry`` (function name), ``seq``
-(sequence number), ``runtime`` (runtime version that made it), ``codec``
-(codec name), ``payload_length``, and optionally ``job_id``.
+Header fields (version 2): ``source_sha256`` (hex), ``entry`` (function
+name), ``seq`` (sequence number), ``runtime`` (runtime version that made it),
+``codec`` (codec name), ``payload_length``, ``job_id``, ``parent`` (hex of the
+trailing digest of the state this one was made from, "" for state #0) and
+``interpreter`` (the interpreter that froze it: implementation and minor
+version, e.g. "cpython-3.11"; "unknown" for states converted from version 1).
+``job_id`` may be missing in state #0 (made before the job has an id) and in
+states run locally; the server refuses a check-in whose job id is not its
+lease's.
 
 The checksum catches truncation and corruption; it is not a signature (the
-server's database is the authority on which state is committed).  Reading an
-envelope never decodes the payload, never imports and never executes.
+server's database is the authority on which state is committed).  What binds
+a state to its lease is the header compared with the lease by the server:
+job, source, parent digest and sequence (docs/trust.md).  Reading an envelope
+never decodes the payload, never imports and never executes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import collections
 import json
 import struct
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -39,6 +48,7 @@ else:
 
 __all__ = [
     "EnvelopeError",
+    "OlderFormat",
     "Header",
     "FORMAT_VERSION",
     "RUNTIME_VERSION",
@@ -46,10 +56,18 @@ __all__ = [
     "make_envelope",
     "read_header",
     "open_envelope",
+    "digest",
+    "payload_sha256",
+    "inspect",
+    "upgrade_v1",
+    "INTERPRETER",
 ]
 
 MAGIC = b"MKTS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The interpreter freezing states here: a replay must run on the same one (set iteration order
+# differs between implementations and versions).
+INTERPRETER = "%s-%d.%d" % (sys.implementation.name, sys.version_info[0], sys.version_info[1])
 # Bumped whenever the compiler's numbering of resume points or the state
 # layout changes: a state is only resumed by the runtime that made it.
 RUNTIME_VERSION = "tasklet-1"
@@ -60,6 +78,10 @@ _DIGEST = 32
 
 class EnvelopeError(ValueError):
     """The envelope is truncated, tampered with, of another version or job."""
+
+
+class OlderFormat(EnvelopeError):
+    """An envelope of an older format version, made by a worker that needs upgrading."""
 
 
 if TYPE_CHECKING:
@@ -73,14 +95,19 @@ if TYPE_CHECKING:
         codec: str
         payload_length: int
         job_id: Optional[int] = None
+        parent: str = ""
+        interpreter: str = INTERPRETER
 
 else:
     # A plain namedtuple (typing costs ~15 ms of every slice's start-up)
     Header = collections.namedtuple(
-        "Header", "source_sha256 entry seq runtime codec payload_length job_id", defaults=(None,)
+        "Header",
+        "source_sha256 entry seq runtime codec payload_length job_id parent interpreter",
+        defaults=(None, "", INTERPRETER),
     )
 Header.__doc__ = """What an envelope says about the state it carries: source_sha256 (hex), entry, seq,
-runtime, codec, payload_length and job_id (or None)."""
+runtime, codec, payload_length, job_id (None only in state #0), parent (hex digest of the state it
+was made from, "" for state #0) and interpreter."""
 
 
 def source_hash(source: str) -> str:
@@ -116,18 +143,48 @@ def open_envelope(data: bytes, source: str) -> Tuple[Header, bytes]:
     return header, payload
 
 
-def _split(data: bytes) -> Tuple[Header, bytes]:
+def digest(data: bytes) -> str:
+    """Hex of the envelope's trailing sha256: what a child state names as its ``parent``."""
+    return bytes(data[-_DIGEST:]).hex()
+
+
+def payload_sha256(data: bytes) -> str:
+    """Hex sha256 of the payload part alone (after :func:`read_header`'s checks): two states
+    with the same payload are the same computation whatever their headers say."""
+    return inspect(data)[1]
+
+
+def inspect(data: bytes) -> Tuple[Header, str]:
+    """:func:`read_header` and :func:`payload_sha256` in one call (two hash passes over the bytes:
+    run it off the reactor thread for a large state)."""
+    header, payload = _split(data)
+    return header, _sha256(payload).hexdigest()
+
+
+def upgrade_v1(data: bytes, job_id: int, parent: str) -> bytes:
+    """A version-1 envelope rewritten as version 2 (the schema migration of stored states): the
+    same payload, ``job_id`` and ``parent`` as given, interpreter "unknown", a new digest."""
+    header, payload = _split(data, version=1)
+    return make_envelope(header._replace(job_id=job_id, parent=parent, interpreter="unknown"), payload)
+
+
+def _split(data: bytes, version: int = FORMAT_VERSION) -> Tuple[Header, bytes]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EnvelopeError("a state must be bytes, not %s" % type(data).__name__)
     data = bytes(data)
     if len(data) < _PREFIX.size + _DIGEST:
         raise EnvelopeError("state truncated: %d bytes is shorter than any envelope" % len(data))
-    magic, version, hlen = _PREFIX.unpack_from(data)
+    magic, found, hlen = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         raise EnvelopeError("not a frozen job state (bad magic)")
-    if version != FORMAT_VERSION:
+    if found != version:
+        if found < version:
+            raise OlderFormat(
+                "state format version %d was made by an older worker; upgrade the worker"
+                " (this runtime reads version %d, whose header binds a state to its job and parent)" % (found, version)
+            )
         raise EnvelopeError(
-            "state format version %d is not supported (this runtime reads version %d)" % (version, FORMAT_VERSION)
+            "state format version %d is not supported (this runtime reads version %d)" % (found, version)
         )
     if hlen > _MAX_HEADER or _PREFIX.size + hlen + _DIGEST > len(data):
         raise EnvelopeError("state truncated or corrupt: header length %d" % hlen)
@@ -138,7 +195,7 @@ def _split(data: bytes) -> Tuple[Header, bytes]:
         fields = json.loads(data[_PREFIX.size : _PREFIX.size + hlen].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise EnvelopeError("state header is not valid JSON") from None
-    header = _header_from(fields)
+    header = _header_from(fields, version)
     payload = body[_PREFIX.size + hlen :]
     if len(payload) != header.payload_length:
         raise EnvelopeError("state payload is %d bytes, header says %d" % (len(payload), header.payload_length))
@@ -148,12 +205,14 @@ def _split(data: bytes) -> Tuple[Header, bytes]:
 
 
 _TYPES = {"source_sha256": str, "entry": str, "seq": int, "runtime": str, "codec": str, "payload_length": int}
+_TYPES_V2 = dict(_TYPES, parent=str, interpreter=str)
 
 
-def _header_from(fields: object) -> Header:
+def _header_from(fields: object, version: int = FORMAT_VERSION) -> Header:
     if not isinstance(fields, dict):
         raise EnvelopeError("state header must be a JSON object")
-    for name, kind in _TYPES.items():
+    types = _TYPES_V2 if version >= 2 else _TYPES
+    for name, kind in types.items():
         value = fields.get(name)
         if type(value) is not kind:
             raise EnvelopeError("state header field %r missing or not a %s" % (name, kind.__name__))
@@ -162,9 +221,17 @@ def _header_from(fields: object) -> Header:
         raise EnvelopeError("state header field 'job_id' must be an integer")
     if fields["seq"] < 0 or fields["payload_length"] < 0:
         raise EnvelopeError("state header has a negative number")
-    extra = set(fields) - set(_TYPES) - {"job_id"}
+    extra = set(fields) - set(types) - {"job_id"}
     if extra:
         raise EnvelopeError("state header has unknown fields: %s" % ", ".join(sorted(extra)))
+    if version < 2:
+        parent, interpreter = "", "unknown"
+    else:
+        parent, interpreter = fields["parent"], fields["interpreter"]
+        if parent and (len(parent) != 2 * _DIGEST or parent.strip("0123456789abcdef")):
+            raise EnvelopeError("state header field 'parent' must be the parent state's hex digest, or empty")
+        if len(interpreter) > 64:
+            raise EnvelopeError("state header field 'interpreter' is too long")
     return Header(
         fields["source_sha256"],
         fields["entry"],
@@ -173,4 +240,6 @@ def _header_from(fields: object) -> Header:
         fields["codec"],
         fields["payload_length"],
         job_id,
+        parent,
+        interpreter,
     )

@@ -26,7 +26,16 @@ import types
 
 from . import codec
 from .compiler import JOB_FILENAME, CompiledJob, compile_job
-from .envelope import RUNTIME_VERSION, EnvelopeError, Header, make_envelope, open_envelope, source_hash
+from .envelope import (
+    INTERPRETER,
+    RUNTIME_VERSION,
+    EnvelopeError,
+    Header,
+    digest,
+    make_envelope,
+    open_envelope,
+    source_hash,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -430,7 +439,9 @@ def run_slice(
         payload = codec.encode(new_state, classes)
     except codec.CodecError as exc:
         return outcome(finished=True, error="cannot freeze the job's state: %s" % exc)
-    header = header._replace(seq=header.seq + 1, job_id=job_id)
+    # bound to its lease: the job, the state it was made from, the next sequence number; and the
+    # interpreter that froze it, which a replay must use
+    header = header._replace(seq=header.seq + 1, job_id=job_id, parent=digest(envelope), interpreter=INTERPRETER)
     return outcome(env=make_envelope(header, payload))
 
 

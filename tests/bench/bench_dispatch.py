@@ -62,7 +62,6 @@ def thread_cpu(pid: int) -> dict:
 def worker(url, cid, token, start_at, end_at, out):
     """Cycles until ``end_at``; reports (done at, state latency, paid) of each accepted check-in."""
     rpc = LeanRPC(url, f"client/{cid}", token)
-    state = xmlrpc.client.Binary(md.fake_state(seq=1, payload=b"s" * 512))
     done = []
     while time.monotonic() < start_at:
         time.sleep(0.001)
@@ -70,6 +69,10 @@ def worker(url, cid, token, start_at, end_at, out):
         lease = rpc.call("request", cid, 30)
         if lease["status"] != "work":
             continue
+        leased = lease["state"]
+        leased = leased.data if isinstance(leased, xmlrpc.client.Binary) else bytes(leased)
+        # the state an honest slice makes: bound to the lease, a payload of its own (docs/trust.md)
+        state = xmlrpc.client.Binary(md.next_state(leased, payload=b"s" * 512 + b"%d" % lease["seq"]))
         t = time.monotonic()
         answer = rpc.call("state", lease["stateid"], state)
         if answer["status"] == "accepted":
