@@ -132,7 +132,7 @@ def test_upgrading_to_the_probe_secret_version_makes_the_secret_once(tmp_path):
     db = Database(f"sqlite:{tmp_path}/old.sqlite")
     before = [m for m in schema.MIGRATIONS if m[0] < schema.PROBE_SECRET_VERSION]
     upgrade(db, before)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="no such table: secrets"):
         db.transact(sql_secrets.probe_secret)
     upgrade(db)
     secret = db.transact(sql_secrets.probe_secret)

@@ -14,8 +14,8 @@ from market.store import clients as csql
 from market.store import jobs as jsql
 from tests import marketdata as md
 from tests.servers import Market, Worker, stop_all
-from tests.test_worker_e2e import EXPECTED, SANDBOX_USER, result_of, submit, wait_until
 from tests.support import need_program
+from tests.test_worker_e2e import EXPECTED, SANDBOX_USER, result_of, submit, wait_until
 from tests.trust.probe_cheats import CheatingClient, guess, run_honestly, short_segments
 
 OPTIONS = ("--window", "0.2", "--threshold", "1", "--test-job-size", "30", "--probe-seconds", "0.5")
