@@ -57,9 +57,6 @@ class Chain:
     shift: int
     names: tuple[str, ...]
 
-    def step(self, x: int) -> int:
-        return ((x ^ (x >> self.shift)) * self.mul + self.add) % MODULUS
-
     def run(self, x: int, steps: int) -> int:
         """The chain's value ``steps`` steps after ``x``."""
         shift, mul, add = self.shift, self.mul, self.add
