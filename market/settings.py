@@ -159,13 +159,16 @@ class DispatchSettings:
         60.0, positive_float, "slice for a worker that proposes none, seconds", "{:g}".format
     )
     grace: float = setting(10.0, positive_float, "seconds added to a slice for the check-in upload", "{:g}".format)
-    test_job_size: int = setting(60, positive_int, "test job size n (n**3 operations)")
+    test_job_size: int = setting(60, positive_int, "a never-measured client's first probe runs n**3 steps")
     reap_interval: float = setting(5.0, positive_float, "seconds between sweeps for overdue leases", "{:g}".format)
     test_jobs_per_interval: int = setting(
         3, positive_int, "test jobs a client may get within one probe-interval (one open at a time)"
     )
     nofreeze_strikes: int = setting(
         NOFREEZE_STRIKES, positive_int, "slices that reach no freeze point (billed) before the job ends 'nofreeze'"
+    )
+    probe_seconds: float = setting(
+        3.0, positive_float, "how long a probe runs at the client's last speed, seconds", "{:g}".format
     )
 
     def __post_init__(self) -> None:

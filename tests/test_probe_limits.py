@@ -3,6 +3,7 @@ cleaned once over (the store's rules, on SQLite and MariaDB)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
@@ -18,10 +19,8 @@ INTERVAL = 1800.0
 
 
 def probe(db, client_id, now, per_interval=3):
-    source, entry, envelope = prober.make_test_job(5)
-    return db.transact(
-        sql.create_probe, client_id, source, entry, envelope, 5, 300.0, 10.0, now, per_interval, INTERVAL
-    )
+    build = functools.partial(prober.make_probe, b"s" * 32, steps=500)
+    return db.transact(sql.create_probe, client_id, build, 500, 300.0, 10.0, now, per_interval, INTERVAL)
 
 
 def test_jobs(db, client_id):

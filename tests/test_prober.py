@@ -1,4 +1,4 @@
-"""Speed tests through a real ``twistd market``: right answers give speeds, wrong ones suspects."""
+"""Probes through a real ``twistd market``: right answers give speeds, wrong ones suspects."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import xmlrpc.client
 import pytest
 
 from market import tasklet
+from market.dispatch import prober
 from market.rpc.client import blocking
 from market.store import clients as csql
 from tests import marketdata as md
@@ -35,12 +36,15 @@ def test_a_new_client_gets_a_test_job_and_a_right_answer_records_its_speed(db, s
     cid, token = md.client(db, host, "newbox")
     rpc = blocking(server.url, f"client/{cid}", token)
     lease = rpc.request(cid, 10)
-    assert lease["kind"] == "test" and lease["status"] == "work"
+    # a probe looks like a job: kind "job", a neutral entry, the slice the client asked for
+    assert lease["kind"] == "job" and lease["status"] == "work" and lease["slice"] == 10
+    assert "probe" not in lease["module"] + lease["entry"] and "test" not in lease["module"] + lease["entry"]
     answer = rpc.result(lease["stateid"], xmlrpc.client.Binary(run_to_end(lease)))
     assert answer["status"] == "finished" and answer["speed"] > 0
     measured = db.transact(csql.last_speed, cid)
     assert measured["speed"] == pytest.approx(answer["speed"])
-    assert tasklet.probe_operations(20) == 20**3
+    operations = db.transact(lambda tx: tx.scalar("SELECT operations FROM speeds WHERE client_id = ?", (cid,)))
+    assert operations == prober.operations(20**3)  # a first probe: test-job-size cubed steps
     # measured now: the next request joins the pool (no work there: nowork), not another test job
     assert rpc.request(cid, 10)["status"] == "nowork"
 
@@ -121,27 +125,25 @@ def test_market_submit_refuses_code_outside_the_subset_with_line_numbers(db, ser
 # -- a test job's answer is a stranger's bytes ---------------------------------------------------
 
 
-def test_an_answer_is_right_only_if_it_is_the_expected_integer():
-    from market.dispatch import prober
+SECRET = bytes(range(32))
 
-    expected = tasklet.probe_expected(20)
-    assert prober.answer_is_right(tasklet.codec.encode(expected), 20)
-    assert not prober.answer_is_right(tasklet.codec.encode(expected + 1), 20)
-    assert not prober.answer_is_right(tasklet.codec.encode(float(expected)), 20)
-    assert not prober.answer_is_right(tasklet.codec.encode([expected]), 20)
-    assert not prober.answer_is_right(b"\x01\xff", 20)
-    assert not prober.answer_is_right(None, 20)
-    assert prober.answer_is_right(tasklet.codec.encode(0), 0) and not prober.answer_is_right(
-        tasklet.codec.encode(False), 0
-    )
+
+def test_an_answer_is_right_only_if_it_is_the_probes_checkpoints():
+    right = prober.expected(SECRET, 5, 2000)
+    assert prober.answer_is_right(tasklet.codec.encode(right), SECRET, 5, 2000)
+    assert not prober.answer_is_right(tasklet.codec.encode(right[:-1] + [right[-1] + 1]), SECRET, 5, 2000)
+    assert not prober.answer_is_right(tasklet.codec.encode(right[:-1]), SECRET, 5, 2000)
+    assert not prober.answer_is_right(tasklet.codec.encode([float(v) for v in right]), SECRET, 5, 2000)
+    assert not prober.answer_is_right(tasklet.codec.encode(right[0]), SECRET, 5, 2000)
+    assert not prober.answer_is_right(b"\x01\xff", SECRET, 5, 2000)
+    assert not prober.answer_is_right(None, SECRET, 5, 2000)
 
 
 def test_a_long_answer_is_wrong_without_being_decoded(monkeypatch):
-    from market.dispatch import prober
-
     monkeypatch.setattr(tasklet, "decode_result", lambda *a, **k: pytest.fail("decoded"))
-    flood = tasklet.codec.encode({(2**61 - 1) * k for k in range(1, 100)})
-    assert not prober.answer_is_right(flood, 20)
+    flood = tasklet.codec.encode({(2**61 - 1) * k for k in range(1, 300)})
+    assert len(flood) > prober.MAX_ANSWER
+    assert not prober.answer_is_right(flood, SECRET, 5, 2000)
 
 
 def test_a_hash_flooded_answer_is_judged_at_once_and_the_client_is_suspect(db, server):

@@ -137,10 +137,11 @@ def test_generator_job_with_time_slices():
     assert tasklet.decode_result(out.result) == sum(range(2000))
 
 
-def test_probe_job_answer_and_operations():
-    assert tasklet.probe_operations(30) == 27000
-    for n in (0, 1, 7, 13, 20):
-        expected = native(tasklet.PROBE_SOURCE, "probe", tasklet.probe_arguments(n))
-        assert tasklet.probe_expected(n) == expected
-    got, hops = frozen(tasklet.PROBE_SOURCE, "probe", tasklet.probe_arguments(12), budgets=[97])
-    assert got == tasklet.probe_expected(12) and hops > 2
+def test_a_probe_frozen_and_thawed_gives_the_chain_the_server_checks():
+    from market.dispatch import prober
+
+    secret = bytes(range(32))
+    text, entry, args = prober.source(prober.chain(secret, 12), 5_000)
+    assert native(text, entry, args) == prober.expected(secret, 12, 5_000)
+    got, hops = frozen(text, entry, args, budgets=[97])
+    assert got == prober.expected(secret, 12, 5_000) and hops > 2

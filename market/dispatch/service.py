@@ -7,6 +7,7 @@ Deferred; database work runs off the reactor thread.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from twisted.application import service
@@ -22,6 +23,7 @@ from market.dispatch.groupcommit import GroupCommit
 from market.settings import DispatchSettings
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
+from market.store import secrets as sql_secrets
 
 log = Logger()
 
@@ -49,6 +51,7 @@ class Dispatcher(service.Service):
         #: the helper processes (``market.offload``) that do CPU-heavy work on members' and workers'
         #: input; the RPC and web layers use it through the dispatcher
         self.offload = offload
+        self._secret: bytes | None = None  # the database's probe secret, read at the first probe
         self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
         self._reaper = task.LoopingCall(self.reap)
         self._reaper.clock = clock
@@ -129,7 +132,8 @@ class Dispatcher(service.Service):
         if client["suspect"]:
             raise Forbidden(f"client {client_id} gave a wrong test-job answer and is suspended — ask the operator")
         if prober.needs_probe(client["last_speed"], now, self.settings.probe_interval):
-            dispatch = yield self._probe(client_id, now)
+            last = client["last_speed"]
+            dispatch = yield self._probe(client_id, None if last is None else float(last["speed"]), granted, now)
             return dispatch
         answer = yield self.pool.request(client_id, float(client["last_speed"]["speed"]), {"slice": granted})
         return answer
@@ -143,25 +147,38 @@ class Dispatcher(service.Service):
             client["sandbox_level"] = sandbox_level
         return client
 
-    def _probe(self, client_id: int, now: float):
-        """A test job at once; Conflict if the client has one out, or has had its test jobs for
-        this probe interval (``test-jobs-per-interval``): one measurement an interval is the need."""
+    @defer.inlineCallbacks
+    def _probe(self, client_id: int, speed: float | None, granted: float, now: float):
+        """A probe at once, granted the slice the client negotiated (as a job would be) and sized
+        to last ``probe-seconds`` (at most half the slice) at its last speed, or ``test-job-size``
+        cubed steps if it was never measured; Conflict if the client has one out, or has had its
+        probes for this probe interval (``test-jobs-per-interval``)."""
         s = self.settings
-        size = s.test_job_size
-        source, entry, envelope = prober.make_test_job(size)
-        return self.db.run(
+        secret = yield self._probe_secret()
+        steps = prober.steps_for(speed, min(s.probe_seconds, granted / 2), s.test_job_size**3)
+        lease = yield self.db.run(
             sql_jobs.create_probe,
             client_id,
-            source,
-            entry,
-            envelope,
-            size,
-            s.max_slice,
+            functools.partial(prober.make_probe, secret, steps=steps),
+            steps,
+            granted,
             s.grace,
             now,
             s.test_jobs_per_interval,
             s.probe_interval,
         )
+        return lease
+
+    def _probe_secret(self):
+        """-> Deferred of the database's probe secret, read once."""
+        if self._secret is not None:
+            return defer.succeed(self._secret)
+
+        def keep(secret):
+            self._secret = secret
+            return secret
+
+        return self.db.run(sql_secrets.probe_secret).addCallback(keep)
 
     def _assign(self, requests):
         clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at) for r in requests]
@@ -214,27 +231,31 @@ class Dispatcher(service.Service):
         outcome: str = Outcome.FINISHED,
         error: str | None = None,
     ):
-        """The paper's ``result``: store it and pay the last slice in one transaction. A test job's
+        """The paper's ``result``: store it and pay the last slice in one transaction. A probe's
         answer is checked first, outside that transaction and off the reactor (in a helper): the
-        transaction only records the verdict."""
+        transaction only records the verdict, and the answer carries the measured ``speed``."""
         now = self.clock.seconds()  # the slice ended when the answer arrived, not after its check
 
-        from market import tasklet
-
-        def probe_size(tx):
+        def probe_of(tx):
             job = sql_jobs.job_row(tx, sql_jobs.lease_row(tx, stateid)["job_id"])
-            return job["probe_size"] if job["kind"] == JobKind.TEST else None
+            return (job["id"], job["probe_size"]) if job["kind"] == JobKind.TEST else None
 
-        size = yield self.db.run(probe_size)
+        probe = yield self.db.run(probe_of)
         right = False
-        if size is not None and outcome == Outcome.FINISHED and result is not None:
+        if probe is not None and outcome == Outcome.FINISHED and result is not None:
             if len(result) <= prober.MAX_ANSWER:  # a longer answer is wrong unread
+                secret = yield self._probe_secret()
                 try:
                     right = yield self.offload.call(
-                        "market.dispatch.prober:answer_is_right", result, size, owner=("client", client_id)
+                        "market.dispatch.prober:answer_is_right",
+                        result,
+                        secret,
+                        probe[0],
+                        probe[1],
+                        owner=("client", client_id),
                     )
                 except MarketError as e:  # busy or too slow: an honest worker's answer is neither
-                    log.info("test job answer of client {client} not checked: {why}", client=client_id, why=e)
+                    log.info("probe answer of client {client} not checked: {why}", client=client_id, why=e)
                     raise
 
         def work(tx):
@@ -242,11 +263,10 @@ class Dispatcher(service.Service):
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
             if job["kind"] == JobKind.TEST and answer["status"] == LeaseStatus.FINISHED and not answer["duplicate"]:
-                correct, speed = prober.verdict(right, job["probe_size"], now - d["checked_out_at"])
+                seconds = now - d["checked_out_at"]
+                correct, speed = prober.verdict(right, job["probe_size"], seconds)
                 if correct:
-                    sql_clients.record_speed(
-                        tx, client_id, tasklet.probe_operations(job["probe_size"]), now - d["checked_out_at"], now
-                    )
+                    sql_clients.record_speed(tx, client_id, prober.operations(job["probe_size"]), seconds, now)
                     answer["speed"] = speed
                 else:
                     sql_clients.mark_suspect(tx, client_id)

@@ -16,7 +16,8 @@ FUNCTIONS: frozenset[str] = frozenset(
         "market.jobs.submission:examined_module",
         # a result shown on a page, downloaded as JSON or previewed by ``outcome``: text within a budget
         "market.jobs.results:rendered",
-        # a test job's answer, checked before the check-in transaction records the verdict
+        # a probe's answer (a few segments of its chain recomputed), checked before the transaction
+        # that records the verdict
         "market.dispatch.prober:answer_is_right",
         # an XML-RPC body too large to parse on the reactor (market.rpc.methods' parse_large)
         "market.rpc.codec:parse_call",

@@ -32,7 +32,7 @@ from market.accounts import credentials
 from market.core import money
 from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound
 from market.core.pool import NoWork
-from market.core.rules import RESULT_OUTCOMES, Outcome, SliceStatus
+from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
 from market.jobs import results, submission, taskbundle
 from market.rpc import codec, faults
 from market.settings import ConnectionSettings
@@ -454,7 +454,8 @@ class MarketRPC:
             "status": "work",
             "stateid": answer["stateid"],
             "job": answer["job_id"],
-            "kind": answer["kind"],
+            # "job" for a probe too: a worker must not tell a probe from a job (tasks run otherwise)
+            "kind": "task" if answer["kind"] == JobKind.TASK else "job",
             "state": Binary(answer["state"]),
             "module": answer["source"],
             "entry": answer["entry"],

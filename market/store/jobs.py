@@ -305,17 +305,18 @@ def _reservations(leases: Iterable[dict[str, Any]], sign: int) -> list[Any]:
 def create_probe(
     tx,
     client_id: int,
-    source: str,
-    entry: str,
-    envelope: bytes,
-    size: int,
+    build: Callable[[int], tuple[str, str, bytes]],
+    steps: int,
     seconds: float,
     grace: float,
     now: float,
     per_interval: int = 3,
     interval: float = 1800.0,
 ) -> dict[str, Any]:
-    """A test job for one client, checked out to it at once (test jobs never join the ready list).
+    """A probe (a job of kind ``test``) for one client, checked out to it at once (probes never
+    join the ready list). ``build(job_id)`` gives its (source, entry, state #0): a probe's input is
+    derived from its job id, so it is built here, on the database thread (a few ms of compiling,
+    once per client and probe interval). Its name is neutral, as its program is.
 
     A client gets one test job at a time, and at most ``per_interval`` in ``interval`` seconds
     (the probe interval: an honest client needs one); otherwise Conflict, saying when to ask
@@ -350,14 +351,19 @@ def create_probe(
     job_id = create_job(
         tx,
         None,
-        f"test job for client {client_id}",
+        "job",
         0,
-        source,
-        entry,
+        "",
+        "",
         now,
         kind=JobKind.TEST,
         probe_client_id=client_id,
-        probe_size=size,
+        probe_size=steps,
+    )
+    source, entry, envelope = build(job_id)
+    tx.execute(
+        "UPDATE jobs SET source = ?, source_sha256 = ?, entry = ? WHERE id = ?",
+        (source, source_hash(source), entry, job_id),
     )
     init_job(tx, None, job_id, envelope, now)
     lease = checkout(tx, job_id, client_id, seconds, grace, now)

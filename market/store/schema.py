@@ -18,10 +18,12 @@ Table map (paper, spec 4a-e):
   speeds      4e  measured client speeds and the time they were measured
   ledger          double-entry money movements (grants have no debit account)
   web_sessions    web log-in sessions (token hash, CSRF token, expiry)
+  secrets         the database's own random secrets (the probe secret)
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -238,7 +240,22 @@ V5: list[Statement] = [
     Rewrite(_states_to_v2),
 ]
 
-MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)]
+
+# Secret probes: one random secret per database, made once when the schema reaches this version;
+# each probe's input is HMAC-SHA256(secret, its job id), so nothing per probe is stored and no
+# worker can compute another probe's input. Self-contained (its own table), keyed by
+# PROBE_SECRET_VERSION alone.
+PROBE_SECRET_VERSION = 6
+V6: list[Statement] = [
+    """CREATE TABLE secrets (
+        name VARCHAR(32) NOT NULL PRIMARY KEY,
+        value CHAR(64) NOT NULL
+    ) {engine}""",
+    # a function of the dialect so that every database (and every upgrade) draws its own
+    lambda dialect: f"INSERT INTO secrets (name, value) VALUES ('probe', '{secrets.token_hex(32)}')",
+]
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (PROBE_SECRET_VERSION, V6)]
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -10,8 +10,6 @@ Public API (the dispatcher, worker, CLI and server use exactly these names):
 * :func:`decode_result` - a result as data, without executing anything (within a budget);
 * :func:`render_result` - a result's JSON text within a budget of values and characters, read
   straight from the bytes (a result of a few bytes may stand for 2**40 values: it is refused);
-* :data:`PROBE_SOURCE`, :func:`probe_arguments`, :func:`probe_expected`,
-  :func:`probe_operations` - the speed-test job.
 
 This package imports nothing outside itself and the standard library: the
 worker runs it inside the sandbox with only this directory mounted.
@@ -23,7 +21,6 @@ from . import codec
 from .codec import CodecError, OverBudget, PlainInstance
 from .compiler import compile_job
 from .envelope import EnvelopeError, Header, make_envelope, open_envelope, read_header
-from .probe import PROBE_ENTRY, PROBE_SOURCE, probe_arguments, probe_expected, probe_operations
 from .runner import SliceOutcome, run_slice, start
 from .validator import ALLOWED_MODULES, JobRefused
 
@@ -49,11 +46,6 @@ __all__ = [
     "Header",
     "read_header",
     "open_envelope",
-    "PROBE_SOURCE",
-    "PROBE_ENTRY",
-    "probe_arguments",
-    "probe_expected",
-    "probe_operations",
     "ALLOWED_MODULES",
 ]
 

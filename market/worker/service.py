@@ -85,6 +85,8 @@ class WorkerService(service.Service):
         self._loop: defer.Deferred | None = None
         self._sleep: Any | None = None
         self.slices_done = 0
+        #: the server's answer to the last ``result`` this worker sent (``speed`` in it: a probe's)
+        self.last_result: dict[str, Any] | None = None
 
     # -- start and stop ----------------------------------------------------------------------------
     def choose_sandbox(self):
@@ -205,7 +207,9 @@ class WorkerService(service.Service):
                     yield self.sleep(float(answer.get("retry_after", 1.0)))
                 continue
             yield self.run_lease(answer)
-            if self.once and self.slices_done and answer.get("kind") != "test":
+            # --once: a probe's result is answered with the measured speed, a job's without; the
+            # lease itself does not say which it was (a worker cannot tell a probe from a job)
+            if self.once and self.last_result is not None and "speed" not in self.last_result:
                 break
         if self.once and not self.stopping:
             self.reactor.callLater(0, self.reactor.stop)
@@ -291,6 +295,8 @@ class WorkerService(service.Service):
                     status=answer.get("status"),
                     again=f" (after {tries} tries)" if tries > 1 else "",
                 )
+                if method == "result":
+                    self.last_result = answer
                 return answer
             except xmlrpc.client.Fault as f:
                 if method == "fail" and args[1] == "nofreeze" and f.faultCode == faults.BAD_ARGUMENT:

@@ -14,7 +14,7 @@ class Options(usage.Options):
     optFlags = [
         ["idle-only", None, "ask for work only while this machine is idle"],
         ["insecure-no-sandbox", None, "run jobs WITHOUT isolation when no sandbox is available (trusted jobs only)"],
-        ["once", None, "stop after the first finished lease (tests, demos)"],
+        ["once", None, "stop after the first job's result (one the market answered without a speed: not a probe)"],
     ]
     optParameters = [
         [

@@ -448,8 +448,8 @@ def attack_hash_flooded_probe(hostile: HostileMarket, seconds: float) -> Figures
                 return
             proxy = blocking(hostile.url, f"client/{client_id}", token)
             lease = proxy.request(client_id, 5)
-            if lease.get("kind") != "test":
-                record(f"no test job: {lease.get('status')}")
+            if lease.get("status") != "work":  # a new client's first work is its probe
+                record(f"no probe: {lease.get('status')}")
                 continue
             try:
                 answer = proxy.result(lease["stateid"], xmlrpc.client.Binary(flood))
