@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import builtins
 import collections
-import itertools
-import operator
 import signal
 import threading
 import time
 import types
 
-from . import codec
+from . import codec, iterators
 from .compiler import JOB_FILENAME, CompiledJob, compile_job
 from .envelope import (
     INTERPRETER,
@@ -101,34 +99,6 @@ def _take(value):
     return value
 
 
-def _thaw_iter(desc):
-    kind = desc[0]
-    if kind == "range":
-        seq = range(desc[1], desc[2], desc[3])
-        return seq, iter(seq)
-    if kind == "seq":
-        seq, index = desc[1], desc[2]
-        it = iter(seq)
-        if index:
-            try:
-                it.__setstate__(index)
-            except (AttributeError, TypeError):
-                collections.deque(itertools.islice(it, index), maxlen=0)
-        return seq, it
-    seq = desc[1]  # "rest": the remaining items, taken when the job was frozen
-    return seq, iter(seq)
-
-
-def _freeze_iter(seq, it):
-    t = type(seq)
-    if t is range:
-        index = len(seq) - operator.length_hint(it)
-        return ["range", seq.start + index * seq.step, seq.stop, seq.step]
-    if t is list or t is tuple or t is str or t is bytes:
-        return ["seq", seq, len(seq) - operator.length_hint(it)]
-    return ["rest", list(it)]
-
-
 class _Control:
     """Per-slice runtime: the flag, the budget, progress, job id."""
 
@@ -170,21 +140,24 @@ class _Control:
 
 
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
-    ns = {
-        "__name__": "__job__",
-        "__builtins__": builtins,
-        "_tk_F": False,
-        "_tk_pause": ctl.pause,
-        "_tk_locals": builtins.locals,
-        "_tk_iter": builtins.iter,
-        "_tk_Suspend": _Suspend,
-        "_tk_take": _take,
-        "_tk_thaw_iter": _thaw_iter,
-        "_tk_range": builtins.range,
-        "_tk_len": builtins.len,
-        "progress": ctl.set_progress,
-        "job_id": ctl.get_job_id,
-    }
+    ns: Dict[str, Any] = {}
+    ns.update(
+        {
+            "__name__": "__job__",
+            "__builtins__": builtins,
+            "_tk_F": False,
+            "_tk_pause": ctl.pause,
+            "_tk_locals": builtins.locals,
+            "_tk_iter": builtins.iter,
+            "_tk_Suspend": _Suspend,
+            "_tk_take": _take,
+            "_tk_thaw_iter": lambda desc: iterators.thaw_loop(desc, ns),
+            "_tk_range": builtins.range,
+            "_tk_len": builtins.len,
+            "progress": ctl.set_progress,
+            "job_id": ctl.get_job_id,
+        }
+    )
     ctl.ns = ns
     exec(job.code, ns)
     return ns
@@ -302,16 +275,8 @@ def _check_state(state, job: CompiledJob) -> None:
             if type(iters) is not dict or set(iters) != set(loops):
                 bad("loop positions in %s" % fname)
             for d in iters.values():
-                if not (type(d) is list and d and d[0] in ("range", "seq", "rest")):
+                if not iterators.valid(d):
                     bad("loop position")
-                if d[0] == "range" and not (len(d) == 4 and all(type(x) is int for x in d[1:]) and d[3] != 0):
-                    bad("range position")
-                if d[0] == "seq" and not (
-                    len(d) == 3 and type(d[1]) in (list, tuple, str, bytes) and type(d[2]) is int and d[2] >= 0
-                ):
-                    bad("sequence position")
-                if d[0] == "rest" and not (len(d) == 2 and type(d[1]) is list):
-                    bad("remaining items")
         for fr in frames[1:]:
             if job.functions[fr[0]].points[fr[1]].kind != "call":
                 bad("an outer frame is not at a call")
@@ -337,14 +302,14 @@ def _resume(job: CompiledJob, ns: dict, frames) -> Any:
     return value
 
 
-def _freeze_frames(job: CompiledJob, s: _Suspend):
+def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict):
     frames = []
     for fname, point, local_vars in s.frames:
         info = job.functions[fname]
         pi = info.points[point]
         keep = info.user_names.union(pi.live)
         clean = {k: v for k, v in local_vars.items() if k in keep}
-        iters = {k: _freeze_iter(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k]) for k in pi.loops}
+        iters = {k: iterators.freeze_loop(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k], ns) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
 
@@ -416,7 +381,7 @@ def run_slice(
             stats["stop_latency"] = time.perf_counter() - ctl.expired_at[0]
             stats["stop_latency_cpu"] = time.process_time() - ctl.expired_at[1]
         try:
-            new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
+            new_state = {"kind": "frames", "frames": _freeze_frames(job, s, ns)}
         except Exception as exc:  # e.g. a loop position that cannot be read
             return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     except Exception as exc:
