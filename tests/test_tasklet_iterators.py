@@ -2,6 +2,8 @@
 one would, also when the body mutates what it iterates, and nothing is materialized."""
 
 import copy
+import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -208,8 +210,24 @@ _LEAVES = ["xs", "tuple(xs)", "range(len(xs))", "reversed(xs)", "d", "d.values()
 def nestings(draw, depth=0):
     if depth >= 2 or draw(st.booleans()):
         return draw(st.sampled_from(_LEAVES))
-    kind = draw(st.sampled_from(["enumerate", "zip", "map", "filter", "reversed_ok"]))
+    kind = draw(
+        st.sampled_from(
+            ["enumerate", "zip", "map", "filter", "islice", "chain", "product", "zip_longest", "accumulate", "cycle"]
+        )
+    )
     inner = draw(nestings(depth + 1))
+    if kind == "islice":
+        return "itertools.islice(%s, %d, None, %d)" % (inner, draw(st.integers(0, 3)), draw(st.integers(1, 3)))
+    if kind == "chain":
+        return "itertools.chain(%s, %s)" % (inner, draw(nestings(depth + 1)))
+    if kind == "product":
+        return "itertools.product(%s, %s)" % (inner, draw(nestings(depth + 1)))
+    if kind == "zip_longest":
+        return "itertools.zip_longest(%s, %s)" % (inner, draw(nestings(depth + 1)))
+    if kind == "accumulate":
+        return "itertools.accumulate(map(repr, %s))" % inner
+    if kind == "cycle":
+        return "itertools.islice(itertools.cycle(%s), %d)" % (inner, draw(st.integers(0, 12)))
     if kind == "enumerate":
         return "enumerate(%s, %d)" % (inner, draw(st.integers(-3, 3)))
     if kind == "zip":
@@ -222,6 +240,9 @@ def nestings(draw, depth=0):
 
 
 PROPERTY_JOB = """
+import itertools
+
+
 def walk(xs, step):
     d = {i: x for i, x in enumerate(xs)}
     seen = []
@@ -234,7 +255,7 @@ def walk(xs, step):
 """
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     nest=nestings(),
     xs=st.lists(st.integers(-5, 5), max_size=7),
@@ -246,3 +267,146 @@ def test_random_nestings_with_mutation_sliced_at_random_back_edges_equal_native(
     expected = native(src, "walk", [list(xs), step])
     got, _ = frozen(src, "walk", [list(xs), step], budgets=budgets)
     assert got == expected, nest
+
+
+# -- itertools ----------------------------------------------------------------
+
+PERMUTATION_SEARCH = """
+import itertools
+
+
+def search(n):
+    best = None
+    for p in itertools.permutations(range(n)):
+        score = sum(i * v for i, v in enumerate(p)) % 97
+        if best is None or score > best[0]:
+            best = (score, p)
+    return best
+"""
+
+COUNT_SEARCH = """
+import itertools
+
+
+def first_square_over(limit):
+    for i in itertools.count(1):
+        if i * i > limit:
+            return i
+"""
+
+
+def test_a_loop_over_count_freezes_without_materializing_and_finishes():
+    expected, got, hops = run_both(COUNT_SEARCH, "first_square_over", [2000], budgets=(1,))
+    assert got == expected == 45
+    assert hops > 40
+
+
+def test_a_search_through_5040_permutations_frozen_often_is_fast_and_its_state_small():
+    t0 = time.perf_counter()
+    expected, got, hops = run_both(PERMUTATION_SEARCH, "search", [7], budgets=(97, 1, 13))
+    assert got == expected
+    assert hops > 100
+    assert time.perf_counter() - t0 < 20  # was a hang: the rest of the permutations in every state
+    env = tasklet.start(PERMUTATION_SEARCH, "search", [9], {})
+    out = tasklet.run_slice(env, PERMUTATION_SEARCH, 10, budget=5)
+    assert not out.finished and len(out.envelope) < 2000  # 362,880 permutations remain
+
+
+ITERTOOLS_KINDS = {
+    "count": "itertools.islice(itertools.count(5, 3), len(xs) + 2)",
+    "count float": "zip(xs, itertools.count(0.5, 0.25))",
+    "repeat": "itertools.repeat(xs, 3)",
+    "repeat forever": "zip(xs, itertools.repeat('r'))",
+    "cycle": "itertools.islice(itertools.cycle(xs), 2 * len(xs) + 1)",
+    "islice": "itertools.islice(xs, 1, None, 2)",
+    "islice stop": "itertools.islice(enumerate(xs), 3)",
+    "chain": "itertools.chain(xs, reversed(xs), 'ab')",
+    "chain.from_iterable": "itertools.chain.from_iterable([xs, 'ab', range(3)])",
+    "accumulate": "itertools.accumulate(xs)",
+    "accumulate mul initial": "itertools.accumulate(xs, operator.mul, initial=2)",
+    "permutations": "itertools.permutations(xs[:4])",
+    "permutations r": "itertools.permutations(xs, 2)",
+    "combinations": "itertools.combinations(xs, 3)",
+    "combinations_with_replacement": "itertools.combinations_with_replacement(xs[:4], 2)",
+    "product": "itertools.product(xs[:3], 'ab', repeat=2)",
+    "product of ranges": "itertools.product(range(len(xs)), range(3))",
+    "zip_longest": "itertools.zip_longest(xs, 'abc', fillvalue='-')",
+    "starmap": "itertools.starmap(operator.add, zip(xs, xs))",
+    "takewhile": "itertools.takewhile(bool, xs)",
+    "dropwhile": "itertools.dropwhile(bool, xs)",
+    "filterfalse": "itertools.filterfalse(None, xs)",
+    "compress": "itertools.compress(xs, itertools.cycle([1, 0, 1]))",
+    "pairwise of enumerate": "itertools.pairwise(enumerate(xs))",
+    "nested": "enumerate(itertools.islice(itertools.product(xs, itertools.chain(xs, [0])), 2, None))",
+}
+
+ITERTOOLS_JOB = """
+import itertools
+import operator
+
+
+def walk(xs):
+    seen = []
+    for item in ITER:
+        seen.append(repr(item))
+        if xs:
+            xs[len(seen) % len(xs)] += 1
+    return seen, xs
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(ITERTOOLS_KINDS))
+def test_each_itertools_kind_frozen_at_every_position_equals_native(kind):
+    if kind.startswith("pairwise") and sys.version_info < (3, 10):
+        pytest.skip("itertools.pairwise is 3.10+")
+    src = ITERTOOLS_JOB.replace("ITER", ITERTOOLS_KINDS[kind])
+    for n in range(0, 6):
+        xs = [3, 0, 4, 1, -5, 9][:n]
+        expected, got, _ = run_both(src, "walk", [xs])
+        assert got == expected, (kind, n)
+
+
+def test_an_itertools_object_held_in_a_local_freezes_as_its_state():
+    src = """
+import itertools
+
+
+def job(n):
+    ids = itertools.count(100)
+    pairs = itertools.combinations(range(n), 2)
+    out = []
+    while len(out) < 12:
+        out.append((next(ids), next(pairs, None)))
+    return out
+"""
+    expected, got, hops = run_both(src, "job", [4], budgets=(1, 2))
+    assert got == expected and hops >= 8
+
+
+def test_a_loop_over_groupby_cannot_freeze_and_says_why():
+    src = """
+import itertools
+
+
+def job(xs):
+    out = []
+    for k, g in itertools.groupby(xs):
+        out.append((k, len(list(g))))
+    return out
+"""
+    out = tasklet.run_slice(tasklet.start(src, "job", [[1, 1, 2]], {}), src, 10, budget=2)
+    assert out.finished and "groupby cannot be frozen" in out.error
+
+
+def test_state_frozen_in_itertools_on_cpython_finishes_on_pypy_and_back():
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    for kind in ("nested", "chain", "cycle", "zip_longest", "accumulate mul initial", "product"):
+        src = ITERTOOLS_JOB.replace("ITER", ITERTOOLS_KINDS[kind])
+        xs = [3, 0, 4, 1, -5, 9]
+        env = tasklet.start(src, "walk", [list(xs)], {})
+        env = tasklet.run_slice(env, src, 30, budget=4).envelope
+        out = slice_in(pypy, env, src, budget=3)
+        assert not out.finished, kind
+        while not out.finished:
+            out = tasklet.run_slice(out.envelope, src, 30, budget=2)
+        assert tasklet.decode_result(out.result) == native(src, "walk", [list(xs)]), kind

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 
 __all__ = ["FreezeError", "freeze_loop", "thaw_loop", "describe", "thaw", "valid"]
 
-KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "rest"})
+KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "rest", "obj"})
 _SEQUENCES = (list, tuple, str, bytes, bytearray)
 _DICT_ITERATORS: Dict[type, int] = {
     type(iter({}.keys())): 0,
@@ -49,6 +49,7 @@ _DICT_ITERATORS: Dict[type, int] = {
 _SET_ITERATOR: type = type(iter(set()))
 _RANGE_ITERATOR = type(iter(range(1)))
 _LONGRANGE_ITERATOR = type(iter(range(1 << 70)))
+_NATIVE_ONLY = frozenset({_itertools.groupby, type(_itertools.tee(())[0])})
 _MODULES = {"operator": operator, "math": math}
 
 
@@ -91,9 +92,17 @@ def _range(cur: int, stop: int, step: int) -> List[Any]:
 def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
     """The descriptor of the live iterator ``it`` (it is not advanced)."""
     t = type(it)
+    if isinstance(it, _Shim):
+        return ["obj", it]
+    if t in _NATIVE_ONLY:
+        raise FreezeError(
+            "a loop over itertools.%s cannot be frozen: iterate over a list of its groups instead" % t.__name__
+        )
     kind = _DICT_ITERATORS.get(t)
     if kind is not None:
-        d = next(x for x in gc.get_referents(it) if type(x) is dict)
+        d = next((x for x in gc.get_referents(it) if type(x) is dict), None)
+        if d is None:  # exhausted: it let go of its dict
+            return ["rest", []]
         return ["dict", d, kind, len(d) - operator.length_hint(it)]
     if t is _SET_ITERATOR:
         return ["rest", list(it.__reduce__()[1][0])]
@@ -168,6 +177,8 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
         collections.deque(_itertools.islice(it, consumed), maxlen=0)
         return it
+    if kind == "obj":
+        return desc[1]
     return iter(desc[1])  # "rest"
 
 
@@ -230,4 +241,482 @@ def valid(desc: Any, depth: int = 0) -> bool:
         return n == 3 and _valid_ref(desc[1]) and valid(desc[2], depth + 1)
     if kind == "dict":
         return n == 4 and type(desc[1]) is dict and desc[2] in (0, 1, 2) and type(desc[3]) is int and desc[3] >= 0
+    if kind == "obj":
+        return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
     return n == 2 and type(desc[1]) is list  # "rest"
+
+
+# -- the job's itertools ------------------------------------------------------
+#
+# CPython's pickling of itertools objects is deprecated (3.12) and gone in 3.14, and PyPy's
+# differs, so jobs get these instead: the algorithms of the itertools documentation's "roughly
+# equivalent" code, as classes whose state is plain data in __dict__ (the codec writes them as
+# instances, by their reserved names).  Live inner iterators and functions sit in slots, out of
+# the codec's sight; before a state is encoded, prepare() writes their descriptors into
+# ``src``/``fnref``, and after a thaw the first use rebuilds them (__getattr__ on the empty slot).
+
+_NS: Dict[str, Any] = {}
+_LIVE: Any = None  # weakref.WeakSet of the shim objects with live inner iterators, this slice
+
+
+def bind(ns: Dict[str, Any]) -> None:
+    """Start a slice: job functions named by thawed iterators are looked up in ``ns``."""
+    import weakref
+
+    global _NS, _LIVE
+    _NS = ns
+    _LIVE = weakref.WeakSet()
+
+
+def prepare() -> None:
+    """Write the descriptors of every live shim's inner iterators (call before encoding)."""
+    for shim in list(_LIVE or ()):
+        shim.src = [describe(x, _NS) for x in shim._live]
+
+
+class _Shim:
+    __slots__ = ("__dict__", "__weakref__", "_live", "_fn")
+
+    def _start(self, inner: List[Any], fn: Any = None, has_fn: bool = False) -> None:
+        self._live = inner
+        self.src: Any = None
+        if has_fn:
+            self._fn = fn
+            try:
+                self.fnref = _function_ref(fn, _NS)
+            except FreezeError:
+                self.fnref = fn  # not plain data: freezing this object fails, with the codec's message
+        if _LIVE is not None:
+            _LIVE.add(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_live":
+            if self.__dict__.get("src") is None:
+                raise AttributeError(name)
+            live = self._live = [thaw(d, _NS) for d in self.src]
+            if _LIVE is not None:
+                _LIVE.add(self)
+            return live
+        if name == "_fn" and "fnref" in self.__dict__:
+            fn = self._fn = _function(self.fnref, _NS)
+            return fn
+        raise AttributeError(name)
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:  # pragma: no cover - every shim defines its own
+        raise StopIteration
+
+
+class _tk_count(_Shim):
+    def __init__(self, start: Any = 0, step: Any = 1) -> None:
+        self.n, self.step = start, step
+
+    def __next__(self) -> Any:
+        v = self.n
+        self.n = v + self.step
+        return v
+
+
+class _tk_repeat(_Shim):
+    def __init__(self, obj: Any, times: Any = None) -> None:
+        self.obj, self.left = obj, None if times is None else max(0, operator.index(times))
+
+    def __next__(self) -> Any:
+        if self.left is None:
+            return self.obj
+        if self.left <= 0:
+            raise StopIteration
+        self.left -= 1
+        return self.obj
+
+    def __length_hint__(self) -> int:
+        return 0 if self.left is None else self.left
+
+
+class _tk_cycle(_Shim):
+    def __init__(self, iterable: Any) -> None:
+        self._start([iter(iterable)])
+        self.saved: List[Any] = []
+        self.i, self.inner_done = 0, False
+
+    def __next__(self) -> Any:
+        if not self.inner_done:
+            try:
+                v = next(self._live[0])
+            except StopIteration:
+                self.inner_done = True
+            else:
+                self.saved.append(v)
+                return v
+        if not self.saved:
+            raise StopIteration
+        v = self.saved[self.i]
+        self.i = (self.i + 1) % len(self.saved)
+        return v
+
+
+def _islice_index(v: Any, what: str) -> Any:
+    if v is None:
+        return None
+    try:
+        i = operator.index(v)
+    except TypeError:
+        i = -1
+    if i < 0:
+        raise ValueError("%s argument for islice() must be None or an integer: 0 <= x <= sys.maxsize." % what)
+    return i
+
+
+class _tk_islice(_Shim):
+    def __init__(self, iterable: Any, *args: Any) -> None:
+        if not 1 <= len(args) <= 3:
+            raise TypeError("islice expected 2 to 4 arguments, got %d" % (len(args) + 1))
+        if len(args) == 1:
+            start, stop, step = 0, _islice_index(args[0], "Stop"), 1
+        else:
+            start = _islice_index(args[0], "Indices") or 0
+            stop = _islice_index(args[1], "Stop")
+            step = 1
+            if len(args) == 3 and args[2] is not None:
+                try:
+                    step = operator.index(args[2])
+                except TypeError:
+                    step = 0
+                if step < 1:
+                    raise ValueError("Step for islice() must be a positive integer or None.")
+        self._start([iter(iterable)])
+        self.nxt, self.stop, self.step, self.cnt, self.done = start, stop, step, 0, False
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        it, stop = self._live[0], self.stop
+        try:
+            while self.cnt < self.nxt:
+                next(it)
+                self.cnt += 1
+            if stop is not None and self.cnt >= stop:
+                raise StopIteration
+            item = next(it)
+        except StopIteration:
+            self.done = True
+            self._live[0] = iter(())
+            raise
+        self.cnt += 1
+        self.nxt += self.step
+        if stop is not None and self.nxt > stop:
+            self.nxt = stop
+        return item
+
+
+class _tk_chain(_Shim):
+    def __init__(self, *iterables: Any) -> None:
+        # live: [the active iterator, the arguments' iterators not reached yet...]; each
+        # argument's iterator is taken now (natively: when the chain reaches it)
+        self._start([iter(())] + [iter(x) for x in iterables])
+        self.k, self.lazy = 1, False
+
+    @classmethod
+    def from_iterable(cls, iterable: Any) -> Any:
+        self = cls.__new__(cls)
+        self._start([iter(()), iter(iterable)])
+        self.k, self.lazy = 1, True
+        return self
+
+    def __next__(self) -> Any:
+        live = self._live
+        while True:
+            try:
+                return next(live[0])
+            except StopIteration:
+                if self.lazy:
+                    live[0] = iter(next(live[1]))  # StopIteration here ends the chain
+                    continue
+                if self.k >= len(live):
+                    raise
+                live[0], live[self.k] = live[self.k], iter(())
+                self.k += 1
+
+
+class _tk_accumulate(_Shim):
+    def __init__(self, iterable: Any, func: Any = None, *, initial: Any = None) -> None:
+        self._start([iter(iterable)], func, True)
+        self.total, self.started, self.pending = initial, initial is not None, initial is not None
+
+    def __next__(self) -> Any:
+        if self.pending:
+            self.pending = False
+            return self.total
+        v = next(self._live[0])
+        if not self.started:
+            self.started = True
+            self.total = v
+        elif self._fn is None:
+            self.total = self.total + v
+        else:
+            self.total = self._fn(self.total, v)
+        return self.total
+
+
+class _tk_permutations(_Shim):
+    def __init__(self, iterable: Any, r: Any = None) -> None:
+        pool = tuple(iterable)
+        n = len(pool)
+        r = n if r is None else operator.index(r)
+        if r < 0:
+            raise ValueError("r must be non-negative")
+        self.pool, self.r, self.first, self.done = pool, r, True, r > n
+        self.indices, self.cycles = list(range(n)), list(range(n, n - r, -1))
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        pool, indices, r = self.pool, self.indices, self.r
+        if self.first:
+            self.first = False
+            return tuple([pool[i] for i in indices[:r]])
+        n, cycles = len(pool), self.cycles
+        if n:
+            for i in range(r - 1, -1, -1):
+                cycles[i] -= 1
+                if cycles[i] == 0:
+                    indices[i:] = indices[i + 1 :] + indices[i : i + 1]
+                    cycles[i] = n - i
+                else:
+                    j = cycles[i]
+                    indices[i], indices[-j] = indices[-j], indices[i]
+                    return tuple([pool[k] for k in indices[:r]])
+        self.done = True
+        raise StopIteration
+
+
+class _tk_combinations(_Shim):
+    def __init__(self, iterable: Any, r: Any) -> None:
+        pool = tuple(iterable)
+        r = operator.index(r)
+        if r < 0:
+            raise ValueError("r must be non-negative")
+        self.pool, self.r, self.first, self.done = pool, r, True, r > len(pool)
+        self.indices = list(range(r))
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        pool, indices, r = self.pool, self.indices, self.r
+        if self.first:
+            self.first = False
+            return tuple([pool[i] for i in indices])
+        n = len(pool)
+        for i in range(r - 1, -1, -1):
+            if indices[i] != i + n - r:
+                break
+        else:
+            self.done = True
+            raise StopIteration
+        indices[i] += 1
+        for j in range(i + 1, r):
+            indices[j] = indices[j - 1] + 1
+        return tuple([pool[k] for k in indices])
+
+
+class _tk_combinations_with_replacement(_Shim):
+    def __init__(self, iterable: Any, r: Any) -> None:
+        pool = tuple(iterable)
+        r = operator.index(r)
+        if r < 0:
+            raise ValueError("r must be non-negative")
+        self.pool, self.r, self.first, self.done = pool, r, True, not pool and r > 0
+        self.indices = [0] * r
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        pool, indices, r = self.pool, self.indices, self.r
+        if self.first:
+            self.first = False
+            return tuple([pool[i] for i in indices])
+        n = len(pool)
+        for i in range(r - 1, -1, -1):
+            if indices[i] != n - 1:
+                break
+        else:
+            self.done = True
+            raise StopIteration
+        indices[i:] = [indices[i] + 1] * (r - i)
+        return tuple([pool[k] for k in indices])
+
+
+class _tk_product(_Shim):
+    def __init__(self, *iterables: Any, repeat: Any = 1) -> None:
+        repeat = operator.index(repeat)
+        if repeat < 0:
+            raise ValueError("repeat argument cannot be negative")
+        pools = [tuple(p) for p in iterables] * repeat
+        self.pools, self.first, self.done = pools, True, any(not p for p in pools)
+        self.indices = [0] * len(pools)
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        pools, indices = self.pools, self.indices
+        if self.first:
+            self.first = False
+            return tuple([p[0] for p in pools])
+        for i in range(len(pools) - 1, -1, -1):
+            indices[i] += 1
+            if indices[i] < len(pools[i]):
+                break
+            indices[i] = 0
+        else:
+            self.done = True
+            raise StopIteration
+        return tuple([p[k] for p, k in zip(pools, indices)])
+
+
+class _tk_zip_longest(_Shim):
+    def __init__(self, *iterables: Any, fillvalue: Any = None) -> None:
+        self._start([iter(x) for x in iterables])
+        self.fill, self.dead, self.active = fillvalue, [False] * len(iterables), len(iterables)
+
+    def __next__(self) -> Any:
+        if not self.active:
+            raise StopIteration
+        out = []
+        for k, it in enumerate(self._live):
+            if self.dead[k]:
+                out.append(self.fill)
+                continue
+            try:
+                out.append(next(it))
+            except StopIteration:
+                self.active -= 1
+                if not self.active:
+                    raise
+                self.dead[k] = True
+                out.append(self.fill)
+        return tuple(out)
+
+
+class _tk_starmap(_Shim):
+    def __init__(self, function: Any, iterable: Any) -> None:
+        self._start([iter(iterable)], function, True)
+
+    def __next__(self) -> Any:
+        return self._fn(*next(self._live[0]))
+
+
+class _tk_takewhile(_Shim):
+    def __init__(self, predicate: Any, iterable: Any) -> None:
+        self._start([iter(iterable)], predicate, True)
+        self.done = False
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        v = next(self._live[0])
+        if self._fn(v):
+            return v
+        self.done = True
+        raise StopIteration
+
+
+class _tk_dropwhile(_Shim):
+    def __init__(self, predicate: Any, iterable: Any) -> None:
+        self._start([iter(iterable)], predicate, True)
+        self.dropping = True
+
+    def __next__(self) -> Any:
+        it = self._live[0]
+        while self.dropping:
+            v = next(it)
+            if not self._fn(v):
+                self.dropping = False
+                return v
+        return next(it)
+
+
+class _tk_filterfalse(_Shim):
+    def __init__(self, predicate: Any, iterable: Any) -> None:
+        self._start([iter(iterable)], predicate, True)
+
+    def __next__(self) -> Any:
+        it, fn = self._live[0], self._fn
+        while True:
+            v = next(it)
+            if not (bool(v) if fn is None else fn(v)):
+                return v
+
+
+class _tk_compress(_Shim):
+    def __init__(self, data: Any, selectors: Any) -> None:
+        self._start([iter(data), iter(selectors)])
+
+    def __next__(self) -> Any:
+        data, selectors = self._live
+        while True:
+            d = next(data)
+            if next(selectors):
+                return d
+
+
+class _tk_pairwise(_Shim):
+    def __init__(self, iterable: Any) -> None:
+        self._start([iter(iterable)])
+        self.old, self.started, self.done = None, False, False
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        it = self._live[0]
+        try:
+            if not self.started:
+                self.old = next(it)
+                self.started = True
+            new = next(it)
+        except StopIteration:
+            self.done = True
+            raise
+        pair = (self.old, new)
+        self.old = new
+        return pair
+
+
+SHIMS: Dict[str, type] = {
+    c.__name__: c
+    for c in (
+        _tk_count,
+        _tk_repeat,
+        _tk_cycle,
+        _tk_islice,
+        _tk_chain,
+        _tk_accumulate,
+        _tk_permutations,
+        _tk_combinations,
+        _tk_combinations_with_replacement,
+        _tk_product,
+        _tk_zip_longest,
+        _tk_starmap,
+        _tk_takewhile,
+        _tk_dropwhile,
+        _tk_filterfalse,
+        _tk_compress,
+        _tk_pairwise,
+    )
+}
+
+
+def _itertools_module() -> Any:
+    import types
+
+    module = types.ModuleType("itertools", "The job's itertools: iterators that freeze as their own state.")
+    for name in dir(_itertools):  # groupby, tee...: the native ones (a loop over them cannot be frozen)
+        if not name.startswith("_"):
+            setattr(module, name, getattr(_itertools, name))
+    for cls in SHIMS.values():
+        setattr(module, cls.__name__[len("_tk_") :], cls)
+    return module
+
+
+ITERTOOLS = _itertools_module()

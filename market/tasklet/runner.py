@@ -139,12 +139,22 @@ class _Control:
         return self.job_id
 
 
+def _job_import(name, globals=None, locals=None, fromlist=(), level=0):
+    # the job's itertools are the ones whose iterators freeze as their own state
+    if name == "itertools" and not level:
+        return iterators.ITERTOOLS
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
     ns: Dict[str, Any] = {}
+    job_builtins = dict(builtins.__dict__)
+    job_builtins["__import__"] = _job_import
+    iterators.bind(ns)
     ns.update(
         {
             "__name__": "__job__",
-            "__builtins__": builtins,
+            "__builtins__": job_builtins,
             "_tk_F": False,
             "_tk_pause": ctl.pause,
             "_tk_locals": builtins.locals,
@@ -164,7 +174,9 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
 
 
 def _classes(job: CompiledJob, ns: dict) -> Dict[str, type]:
-    return {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
+    classes = {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
+    classes.update(iterators.SHIMS)  # reserved names: no job class can take them
+    return classes
 
 
 _stop_requested = False
@@ -399,6 +411,10 @@ def run_slice(
     }
     new_state["progress"] = ctl.progress
     stats["suspensions"] = 1
+    try:
+        iterators.prepare()
+    except Exception as exc:
+        return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     stats["frames"] = len(new_state.get("frames", ()))
     try:
         payload = codec.encode(new_state, classes)
