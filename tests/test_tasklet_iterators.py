@@ -143,6 +143,23 @@ def grow(d):
     assert run_both(src, "grow", [{1: 1, 2: 2}])[1] == ("error", "RuntimeError")
 
 
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_dict_size_change_before_a_freeze_inside_the_body_still_raises_after_the_thaw(budget):
+    src = """
+def helper(x):
+    return x + 1
+
+
+def grow(d):
+    n = 0
+    for k in d:
+        d[k + 100] = 1
+        n = helper(n)
+    return d, n
+"""
+    assert run_both(src, "grow", [{1: 1, 2: 2}], budgets=(budget,))[1] == ("error", "RuntimeError")
+
+
 def test_map_over_a_local_lambda_cannot_freeze_and_says_why():
     src = """
 def job(xs):
@@ -410,3 +427,23 @@ def test_state_frozen_in_itertools_on_cpython_finishes_on_pypy_and_back():
         while not out.finished:
             out = tasklet.run_slice(out.envelope, src, 30, budget=2)
         assert tasklet.decode_result(out.result) == native(src, "walk", [list(xs)]), kind
+
+
+def test_dict_size_change_frozen_on_pypy_still_raises_on_cpython():
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    src = """
+def helper(x):
+    return x + 1
+
+
+def grow(d):
+    n = 0
+    for k in d:
+        d[k + 100] = 1
+        n = helper(n)
+    return d, n
+"""
+    out = slice_in(pypy, tasklet.start(src, "grow", [{1: 1, 2: 2}], {}), src, budget=3)
+    assert not out.finished
+    out = tasklet.run_slice(out.envelope, src, 30)
+    assert out.finished and out.error.startswith("RuntimeError")

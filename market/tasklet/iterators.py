@@ -12,6 +12,7 @@ references, so after a thaw the list in the descriptor is the very list in the f
     ["map", function, [inner, ...]]     map
     ["filter", function-or-None, inner] filter
     ["dict", dict, view, consumed]      iterators over a dict or its keys/values/items views
+                                        (consumed -1: the dict changed size, the next step raises)
     ["rest", [item, ...]]               set/frozenset iterators (a set cannot change while it is
                                         iterated, so its remaining items are exact) and iterators
                                         of unknown types (materialized: finite ones only)
@@ -103,7 +104,16 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
         d = next((x for x in gc.get_referents(it) if type(x) is dict), None)
         if d is None:  # exhausted: it let go of its dict
             return ["rest", []]
-        return ["dict", d, kind, len(d) - operator.length_hint(it)]
+        # A dict that changed size under its iterator makes the next step raise RuntimeError:
+        # CPython's __reduce__ raises it already, PyPy's counts the entries now left, while the
+        # length hint still counts from the size the iteration started with.
+        try:
+            remaining = len(it.__reduce__()[1][0])
+        except RuntimeError:
+            return ["dict", d, kind, -1]
+        if remaining != operator.length_hint(it):
+            return ["dict", d, kind, -1]
+        return ["dict", d, kind, len(d) - remaining]
     if t is _SET_ITERATOR:
         return ["rest", list(it.__reduce__()[1][0])]
     try:
@@ -174,6 +184,11 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         return filter(_function(desc[1], ns), thaw(desc[2], ns))
     if kind == "dict":
         d, view, consumed = desc[1], desc[2], desc[3]
+        if consumed < 0:  # it was broken by a size change: so is the thawed one
+            d, consumed = {}, 0
+            it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
+            d[None] = None
+            return it
         it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
         collections.deque(_itertools.islice(it, consumed), maxlen=0)
         return it
@@ -240,7 +255,7 @@ def valid(desc: Any, depth: int = 0) -> bool:
     if kind == "filter":
         return n == 3 and _valid_ref(desc[1]) and valid(desc[2], depth + 1)
     if kind == "dict":
-        return n == 4 and type(desc[1]) is dict and desc[2] in (0, 1, 2) and type(desc[3]) is int and desc[3] >= 0
+        return n == 4 and type(desc[1]) is dict and desc[2] in (0, 1, 2) and type(desc[3]) is int and desc[3] >= -1
     if kind == "obj":
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
     return n == 2 and type(desc[1]) is list  # "rest"
