@@ -33,6 +33,7 @@ import gc
 import itertools as _itertools
 import math
 import operator
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -142,6 +143,11 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
             return ["enum", describe(args[0], ns), args[1]]
         if maker is zip:
             return ["zip", [describe(x, ns) for x in args], bool(state)]
+        if maker is map and args[0] is _FIRST and len(args) == 2 and type(args[1]) is zip:
+            counter = args[1].__reduce__()[1][-1]
+            shim = next((x for x in gc.get_referents(counter) if isinstance(x, _Replayed)), None)
+            if shim is not None:
+                return ["obj", shim]
         if maker is map:
             return ["map", _function_ref(args[0], ns), [describe(x, ns) for x in args[1:]]]
         if maker is filter:
@@ -193,7 +199,7 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         collections.deque(_itertools.islice(it, consumed), maxlen=0)
         return it
     if kind == "obj":
-        return desc[1]
+        return iter(desc[1])  # a replayed object's counted view, or the object itself
     return iter(desc[1])  # "rest"
 
 
@@ -213,7 +219,7 @@ def thaw_loop(desc: List[Any], ns: Dict[str, Any]) -> Tuple[Any, Any]:
     if desc[0] == "range":
         seq = range(desc[1], desc[2], desc[3])
         return seq, iter(seq)
-    if desc[0] == "seq":
+    if desc[0] == "seq" or desc[0] == "obj":
         return desc[1], thaw(desc, ns)
     it = thaw(desc, ns)
     return it, it
@@ -270,6 +276,8 @@ def valid(desc: Any, depth: int = 0) -> bool:
 # the codec's sight; before a state is encoded, prepare() writes their descriptors into
 # ``src``/``fnref``, and after a thaw the first use rebuilds them (__getattr__ on the empty slot).
 
+_FIRST = operator.itemgetter(0)  # a replayed object's counted view: see _Replayed
+_MANY = sys.maxsize
 _NS: Dict[str, Any] = {}
 _LIVE: Any = None  # weakref.WeakSet of the shim objects with live inner iterators, this slice
 
@@ -286,7 +294,10 @@ def bind(ns: Dict[str, Any]) -> None:
 def prepare() -> None:
     """Write the descriptors of every live shim's inner iterators (call before encoding)."""
     for shim in list(_LIVE or ()):
-        shim.src = [describe(x, _NS) for x in shim._live]
+        if isinstance(shim, _Replayed):
+            shim._sync()
+        else:
+            shim.src = [describe(x, _NS) for x in shim._live]
 
 
 class _Shim:
@@ -324,30 +335,131 @@ class _Shim:
         raise StopIteration
 
 
-class _tk_count(_Shim):
-    def __init__(self, start: Any = 0, step: Any = 1) -> None:
-        self.n, self.step = start, step
+class _Replayed(_Shim):
+    """An itertools object whose inputs are plain data once it exists (pools, a start): the native
+    object does the work at native speed, and the state is only how many items it has given.
+
+    ``for`` loops and other consumers get ``iter(self)``: a counted view over the native object,
+    ``map(_FIRST, zip(native, repeat(self, _MANY)))``, all in C; the repeat object keeps this
+    object alive and counts (its length hint) the items the view took, read when the job is
+    frozen.  A thaw rebuilds the native object and skips that many items (in C; the cost grows
+    with the position).
+    """
+
+    __slots__ = ("_nat", "_views")
+
+    def _native(self, skip: int) -> Any:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        self.n = 0
+        self._nat = self._native(0)
+        self._views: List[Any] = []
+        if _LIVE is not None:
+            _LIVE.add(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_nat" and "n" in self.__dict__:
+            nat = self._nat = self._native(self.n)
+            self._views = []
+            if _LIVE is not None:
+                _LIVE.add(self)
+            return nat
+        if name == "_views":
+            self._nat  # noqa: B018 - rebuilds the native object (and the list of views)
+            return self._views
+        return _Shim.__getattr__(self, name)
+
+    def __iter__(self) -> Any:
+        counter = _itertools.repeat(self, _MANY)
+        self._views.append(counter)
+        return map(_FIRST, zip(self._nat, counter))
 
     def __next__(self) -> Any:
-        v = self.n
-        self.n = v + self.step
+        v = next(self._nat)
+        self.n += 1
         return v
 
+    def _sync(self) -> None:
+        self.n += sum(_MANY - operator.length_hint(c) for c in self._views)
+        self._views = []
 
-class _tk_repeat(_Shim):
+
+def _skip(it: Any, n: int) -> Any:
+    if n:
+        collections.deque(_itertools.islice(it, n), maxlen=0)
+    return it
+
+
+class _tk_count(_Replayed):
+    def __init__(self, start: Any = 0, step: Any = 1) -> None:
+        _itertools.count(start, step)  # the native checks and errors
+        self.start, self.step = start, step
+        self._begin()
+
+    def _native(self, skip: int) -> Any:
+        if type(self.start) is int and type(self.step) is int:
+            return _itertools.count(self.start + skip * self.step, self.step)
+        return _skip(_itertools.count(self.start, self.step), skip)  # floats: the same additions
+
+
+class _tk_repeat(_Replayed):
     def __init__(self, obj: Any, times: Any = None) -> None:
-        self.obj, self.left = obj, None if times is None else max(0, operator.index(times))
+        _itertools.repeat(obj, *(() if times is None else (times,)))
+        self.obj, self.times = obj, None if times is None else max(0, operator.index(times))
+        self._begin()
 
-    def __next__(self) -> Any:
-        if self.left is None:
-            return self.obj
-        if self.left <= 0:
-            raise StopIteration
-        self.left -= 1
-        return self.obj
+    def _native(self, skip: int) -> Any:
+        if self.times is None:
+            return _itertools.repeat(self.obj)
+        return _itertools.repeat(self.obj, max(0, self.times - skip))
 
     def __length_hint__(self) -> int:
-        return 0 if self.left is None else self.left
+        return operator.length_hint(self._nat)
+
+
+class _tk_permutations(_Replayed):
+    def __init__(self, iterable: Any, r: Any = None) -> None:
+        self.pool = tuple(iterable)
+        self.r = r
+        _itertools.permutations((), r)  # the native checks and errors
+        self._begin()
+
+    def _native(self, skip: int) -> Any:
+        return _skip(_itertools.permutations(self.pool, self.r), skip)
+
+
+class _tk_combinations(_Replayed):
+    def __init__(self, iterable: Any, r: Any) -> None:
+        self.pool = tuple(iterable)
+        self.r = r
+        _itertools.combinations((), r)
+        self._begin()
+
+    def _native(self, skip: int) -> Any:
+        return _skip(_itertools.combinations(self.pool, self.r), skip)
+
+
+class _tk_combinations_with_replacement(_Replayed):
+    def __init__(self, iterable: Any, r: Any) -> None:
+        self.pool = tuple(iterable)
+        self.r = r
+        _itertools.combinations_with_replacement((), r)
+        self._begin()
+
+    def _native(self, skip: int) -> Any:
+        return _skip(_itertools.combinations_with_replacement(self.pool, self.r), skip)
+
+
+class _tk_product(_Replayed):
+    def __init__(self, *iterables: Any, repeat: Any = 1) -> None:
+        _itertools.product(repeat=repeat)
+        self.pools = [tuple(p) for p in iterables]
+        self.repeat = repeat
+        self._begin()
+
+    def _native(self, skip: int) -> Any:
+        return _skip(_itertools.product(*self.pools, repeat=self.repeat), skip)
 
 
 class _tk_cycle(_Shim):
@@ -473,121 +585,6 @@ class _tk_accumulate(_Shim):
         else:
             self.total = self._fn(self.total, v)
         return self.total
-
-
-class _tk_permutations(_Shim):
-    def __init__(self, iterable: Any, r: Any = None) -> None:
-        pool = tuple(iterable)
-        n = len(pool)
-        r = n if r is None else operator.index(r)
-        if r < 0:
-            raise ValueError("r must be non-negative")
-        self.pool, self.r, self.first, self.done = pool, r, True, r > n
-        self.indices, self.cycles = list(range(n)), list(range(n, n - r, -1))
-
-    def __next__(self) -> Any:
-        if self.done:
-            raise StopIteration
-        pool, indices, r = self.pool, self.indices, self.r
-        if self.first:
-            self.first = False
-            return tuple([pool[i] for i in indices[:r]])
-        n, cycles = len(pool), self.cycles
-        if n:
-            for i in range(r - 1, -1, -1):
-                cycles[i] -= 1
-                if cycles[i] == 0:
-                    indices[i:] = indices[i + 1 :] + indices[i : i + 1]
-                    cycles[i] = n - i
-                else:
-                    j = cycles[i]
-                    indices[i], indices[-j] = indices[-j], indices[i]
-                    return tuple([pool[k] for k in indices[:r]])
-        self.done = True
-        raise StopIteration
-
-
-class _tk_combinations(_Shim):
-    def __init__(self, iterable: Any, r: Any) -> None:
-        pool = tuple(iterable)
-        r = operator.index(r)
-        if r < 0:
-            raise ValueError("r must be non-negative")
-        self.pool, self.r, self.first, self.done = pool, r, True, r > len(pool)
-        self.indices = list(range(r))
-
-    def __next__(self) -> Any:
-        if self.done:
-            raise StopIteration
-        pool, indices, r = self.pool, self.indices, self.r
-        if self.first:
-            self.first = False
-            return tuple([pool[i] for i in indices])
-        n = len(pool)
-        for i in range(r - 1, -1, -1):
-            if indices[i] != i + n - r:
-                break
-        else:
-            self.done = True
-            raise StopIteration
-        indices[i] += 1
-        for j in range(i + 1, r):
-            indices[j] = indices[j - 1] + 1
-        return tuple([pool[k] for k in indices])
-
-
-class _tk_combinations_with_replacement(_Shim):
-    def __init__(self, iterable: Any, r: Any) -> None:
-        pool = tuple(iterable)
-        r = operator.index(r)
-        if r < 0:
-            raise ValueError("r must be non-negative")
-        self.pool, self.r, self.first, self.done = pool, r, True, not pool and r > 0
-        self.indices = [0] * r
-
-    def __next__(self) -> Any:
-        if self.done:
-            raise StopIteration
-        pool, indices, r = self.pool, self.indices, self.r
-        if self.first:
-            self.first = False
-            return tuple([pool[i] for i in indices])
-        n = len(pool)
-        for i in range(r - 1, -1, -1):
-            if indices[i] != n - 1:
-                break
-        else:
-            self.done = True
-            raise StopIteration
-        indices[i:] = [indices[i] + 1] * (r - i)
-        return tuple([pool[k] for k in indices])
-
-
-class _tk_product(_Shim):
-    def __init__(self, *iterables: Any, repeat: Any = 1) -> None:
-        repeat = operator.index(repeat)
-        if repeat < 0:
-            raise ValueError("repeat argument cannot be negative")
-        pools = [tuple(p) for p in iterables] * repeat
-        self.pools, self.first, self.done = pools, True, any(not p for p in pools)
-        self.indices = [0] * len(pools)
-
-    def __next__(self) -> Any:
-        if self.done:
-            raise StopIteration
-        pools, indices = self.pools, self.indices
-        if self.first:
-            self.first = False
-            return tuple([p[0] for p in pools])
-        for i in range(len(pools) - 1, -1, -1):
-            indices[i] += 1
-            if indices[i] < len(pools[i]):
-                break
-            indices[i] = 0
-        else:
-            self.done = True
-            raise StopIteration
-        return tuple([p[k] for p, k in zip(pools, indices)])
 
 
 class _tk_zip_longest(_Shim):

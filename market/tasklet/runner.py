@@ -332,7 +332,10 @@ def run_slice(
     """Thaw the state in ``envelope``, run it for ``seconds``, freeze it again.
 
     ``budget`` forces a suspension after that many back-edges (loop
-    iterations and job-function entries; for generator jobs: yields).
+    iterations and job-function entries; for generator jobs: yields).  A
+    tight call-free loop over range() counts one back-edge per chunk of 256
+    iterations (the compiler checks it once per chunk: see chunked_for), so
+    the budget and the timer can only stop it between chunks.
     Raises EnvelopeError (nothing of the job ran) or JobRefused.
     """
     t0 = time.perf_counter()
