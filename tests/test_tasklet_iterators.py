@@ -160,6 +160,19 @@ def grow(d):
     assert run_both(src, "grow", [{1: 1, 2: 2}], budgets=(budget,))[1] == ("error", "RuntimeError")
 
 
+def test_a_loop_over_a_generator_expression_refuses_to_freeze_instead_of_a_stale_answer():
+    src = """
+def job(xs):
+    out = []
+    for x in (v * 2 for v in xs):
+        out.append(x)
+        xs[-1] += 100
+    return out
+"""
+    out = tasklet.run_slice(tasklet.start(src, "job", [[1, 2, 3]], {}), src, 10, budget=2)
+    assert out.finished and "generator expression cannot be frozen" in out.error
+
+
 def test_map_over_a_local_lambda_cannot_freeze_and_says_why():
     src = """
 def job(xs):

@@ -14,8 +14,11 @@ references, so after a thaw the list in the descriptor is the very list in the f
     ["dict", dict, view, consumed]      iterators over a dict or its keys/values/items views
                                         (consumed -1: the dict changed size, the next step raises)
     ["rest", [item, ...]]               set/frozenset iterators (a set cannot change while it is
-                                        iterated, so its remaining items are exact) and iterators
-                                        of unknown types (materialized: finite ones only)
+                                        iterated, so its remaining items are exact)
+    ["obj", instance]                   the job's itertools objects (below)
+
+Any other iterator (a generator, iter(callable, sentinel)) refuses to freeze (FreezeError): its
+remaining items, computed at the freeze, could differ from what the loop would have seen.
 
 where ``inner`` is again a descriptor and ``function`` a reference by name: ["b", name] (a
 builtin), ["g", name] (a job function or class of the module), ["m", module, name] (operator,
@@ -49,6 +52,7 @@ _DICT_ITERATORS: Dict[type, int] = {
     type(iter({}.items())): 2,
 }
 _SET_ITERATOR: type = type(iter(set()))
+_GENERATOR: type = type(c for c in "")
 _RANGE_ITERATOR = type(iter(range(1)))
 _LONGRANGE_ITERATOR = type(iter(range(1 << 70)))
 _NATIVE_ONLY = frozenset({_itertools.groupby, type(_itertools.tee(())[0])})
@@ -157,8 +161,12 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
             return ["rev", seq, state if state is not None else -1]
     if t is _RANGE_ITERATOR or t is _LONGRANGE_ITERATOR:
         raise FreezeError("a range iterator of this interpreter cannot be read")
-    # unknown kinds (generator expressions...): their remaining items, as before this module
-    return ["rest", list(it)]
+    # Generators (generator expressions) and iter(callable, sentinel): their remaining items would
+    # be computed now, from data the loop's body may still change (a wrong answer), or forever.
+    raise FreezeError(
+        "a loop over a %s cannot be frozen: loop over a list (a list comprehension) or over the "
+        "iterable itself instead" % ("generator expression" if t is _GENERATOR else t.__name__)
+    )
 
 
 def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
@@ -292,12 +300,15 @@ def bind(ns: Dict[str, Any]) -> None:
 
 
 def prepare() -> None:
-    """Write the descriptors of every live shim's inner iterators (call before encoding)."""
+    """Write the state of every live shim into its attributes: once, when the slice ends, just
+    before the state is encoded (the replayed objects add up their views' counts)."""
     for shim in list(_LIVE or ()):
         if isinstance(shim, _Replayed):
             shim._sync()
-        else:
-            shim.src = [describe(x, _NS) for x in shim._live]
+            continue
+        shim.src = [describe(x, _NS) for x in shim._live]
+        if type(shim) is _tk_islice:
+            shim._sync()
 
 
 class _Shim:
@@ -484,58 +495,41 @@ class _tk_cycle(_Shim):
         return v
 
 
-def _islice_index(v: Any, what: str) -> Any:
-    if v is None:
-        return None
-    try:
-        i = operator.index(v)
-    except TypeError:
-        i = -1
-    if i < 0:
-        raise ValueError("%s argument for islice() must be None or an integer: 0 <= x <= sys.maxsize." % what)
-    return i
-
-
 class _tk_islice(_Shim):
+    """Native islice over a counted view of its inner iterator: its whole state follows from how
+    many items it took from the inner one (it yields the item at index ``cnt - 1``, and next
+    looks at ``cnt - 1 + step``), so a thaw builds a native islice with the indices left."""
+
+    __slots__ = ("_nat", "_counter", "_cbase")
+
     def __init__(self, iterable: Any, *args: Any) -> None:
-        if not 1 <= len(args) <= 3:
-            raise TypeError("islice expected 2 to 4 arguments, got %d" % (len(args) + 1))
-        if len(args) == 1:
-            start, stop, step = 0, _islice_index(args[0], "Stop"), 1
-        else:
-            start = _islice_index(args[0], "Indices") or 0
-            stop = _islice_index(args[1], "Stop")
-            step = 1
-            if len(args) == 3 and args[2] is not None:
-                try:
-                    step = operator.index(args[2])
-                except TypeError:
-                    step = 0
-                if step < 1:
-                    raise ValueError("Step for islice() must be a positive integer or None.")
+        _itertools.islice((), *args)  # the native checks and errors
+        sl = slice(*args)
+        self.start, self.stop, self.step = sl.start or 0, sl.stop, sl.step or 1
+        self.cnt = 0
         self._start([iter(iterable)])
-        self.nxt, self.stop, self.step, self.cnt, self.done = start, stop, step, 0, False
+        self._build(self._live[0], self.start, self.stop)
+
+    def _build(self, inner: Any, start: int, stop: Any) -> None:
+        self._cbase = self.cnt
+        self._counter = _itertools.repeat(self, _MANY)
+        self._nat = _itertools.islice(map(_FIRST, zip(inner, self._counter)), start, stop, self.step)
+
+    def _sync(self) -> None:
+        self.cnt = self._cbase + _MANY - operator.length_hint(self._counter)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_nat" and "cnt" in self.__dict__:
+            cnt, start, stop = self.cnt, self.start, self.stop
+            nxt = max(start, cnt - 1 + self.step) if cnt else start
+            if stop is not None and nxt > stop:
+                nxt = stop
+            self._build(self._live[0], nxt - cnt, None if stop is None else stop - cnt)
+            return self._nat
+        return _Shim.__getattr__(self, name)
 
     def __next__(self) -> Any:
-        if self.done:
-            raise StopIteration
-        it, stop = self._live[0], self.stop
-        try:
-            while self.cnt < self.nxt:
-                next(it)
-                self.cnt += 1
-            if stop is not None and self.cnt >= stop:
-                raise StopIteration
-            item = next(it)
-        except StopIteration:
-            self.done = True
-            self._live[0] = iter(())
-            raise
-        self.cnt += 1
-        self.nxt += self.step
-        if stop is not None and self.nxt > stop:
-            self.nxt = stop
-        return item
+        return next(self._nat)
 
 
 class _tk_chain(_Shim):
