@@ -460,3 +460,23 @@ def grow(d):
     assert not out.finished
     out = tasklet.run_slice(out.envelope, src, 30)
     assert out.finished and out.error.startswith("RuntimeError")
+
+
+def test_an_itertools_object_used_by_a_loop_and_by_next_keeps_one_position():
+    src = """
+import itertools
+
+
+def job(xs):
+    ids = itertools.count(7)
+    pool = itertools.permutations(xs, 2)
+    out = []
+    for x, i in zip(xs, ids):
+        out.append((x, i, next(ids), next(pool)))
+    for p in itertools.islice(pool, 3):
+        out.append((p, next(ids)))
+    return out, next(ids), list(pool)
+"""
+    for budgets in [(1,), (2, 3), (5,)]:
+        expected, got, _ = run_both(src, "job", [[4, 5, 6, 7]], budgets=budgets)
+        assert got == expected
