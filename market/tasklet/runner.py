@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import builtins
 import collections
-import itertools
-import operator
 import signal
 import threading
 import time
 import types
 
-from . import codec
+from . import codec, iterators
 from .compiler import JOB_FILENAME, CompiledJob, compile_job
 from .envelope import (
     INTERPRETER,
@@ -101,34 +99,6 @@ def _take(value):
     return value
 
 
-def _thaw_iter(desc):
-    kind = desc[0]
-    if kind == "range":
-        seq = range(desc[1], desc[2], desc[3])
-        return seq, iter(seq)
-    if kind == "seq":
-        seq, index = desc[1], desc[2]
-        it = iter(seq)
-        if index:
-            try:
-                it.__setstate__(index)
-            except (AttributeError, TypeError):
-                collections.deque(itertools.islice(it, index), maxlen=0)
-        return seq, it
-    seq = desc[1]  # "rest": the remaining items, taken when the job was frozen
-    return seq, iter(seq)
-
-
-def _freeze_iter(seq, it):
-    t = type(seq)
-    if t is range:
-        index = len(seq) - operator.length_hint(it)
-        return ["range", seq.start + index * seq.step, seq.stop, seq.step]
-    if t is list or t is tuple or t is str or t is bytes:
-        return ["seq", seq, len(seq) - operator.length_hint(it)]
-    return ["rest", list(it)]
-
-
 class _Control:
     """Per-slice runtime: the flag, the budget, progress, job id."""
 
@@ -169,29 +139,44 @@ class _Control:
         return self.job_id
 
 
+def _job_import(name, globals=None, locals=None, fromlist=(), level=0):
+    # the job's itertools are the ones whose iterators freeze as their own state
+    if name == "itertools" and not level:
+        return iterators.ITERTOOLS
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
-    ns = {
-        "__name__": "__job__",
-        "__builtins__": builtins,
-        "_tk_F": False,
-        "_tk_pause": ctl.pause,
-        "_tk_locals": builtins.locals,
-        "_tk_iter": builtins.iter,
-        "_tk_Suspend": _Suspend,
-        "_tk_take": _take,
-        "_tk_thaw_iter": _thaw_iter,
-        "_tk_range": builtins.range,
-        "_tk_len": builtins.len,
-        "progress": ctl.set_progress,
-        "job_id": ctl.get_job_id,
-    }
+    ns: Dict[str, Any] = {}
+    job_builtins = dict(builtins.__dict__)
+    job_builtins["__import__"] = _job_import
+    iterators.bind(ns)
+    ns.update(
+        {
+            "__name__": "__job__",
+            "__builtins__": job_builtins,
+            "_tk_F": False,
+            "_tk_pause": ctl.pause,
+            "_tk_locals": builtins.locals,
+            "_tk_iter": builtins.iter,
+            "_tk_Suspend": _Suspend,
+            "_tk_take": _take,
+            "_tk_thaw_iter": lambda desc: iterators.thaw_loop(desc, ns),
+            "_tk_range": builtins.range,
+            "_tk_len": builtins.len,
+            "progress": ctl.set_progress,
+            "job_id": ctl.get_job_id,
+        }
+    )
     ctl.ns = ns
     exec(job.code, ns)
     return ns
 
 
 def _classes(job: CompiledJob, ns: dict) -> Dict[str, type]:
-    return {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
+    classes = {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
+    classes.update(iterators.SHIMS)  # reserved names: no job class can take them
+    return classes
 
 
 _stop_requested = False
@@ -302,16 +287,8 @@ def _check_state(state, job: CompiledJob) -> None:
             if type(iters) is not dict or set(iters) != set(loops):
                 bad("loop positions in %s" % fname)
             for d in iters.values():
-                if not (type(d) is list and d and d[0] in ("range", "seq", "rest")):
+                if not iterators.valid(d):
                     bad("loop position")
-                if d[0] == "range" and not (len(d) == 4 and all(type(x) is int for x in d[1:]) and d[3] != 0):
-                    bad("range position")
-                if d[0] == "seq" and not (
-                    len(d) == 3 and type(d[1]) in (list, tuple, str, bytes) and type(d[2]) is int and d[2] >= 0
-                ):
-                    bad("sequence position")
-                if d[0] == "rest" and not (len(d) == 2 and type(d[1]) is list):
-                    bad("remaining items")
         for fr in frames[1:]:
             if job.functions[fr[0]].points[fr[1]].kind != "call":
                 bad("an outer frame is not at a call")
@@ -337,14 +314,14 @@ def _resume(job: CompiledJob, ns: dict, frames) -> Any:
     return value
 
 
-def _freeze_frames(job: CompiledJob, s: _Suspend):
+def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict):
     frames = []
     for fname, point, local_vars in s.frames:
         info = job.functions[fname]
         pi = info.points[point]
         keep = info.user_names.union(pi.live)
         clean = {k: v for k, v in local_vars.items() if k in keep}
-        iters = {k: _freeze_iter(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k]) for k in pi.loops}
+        iters = {k: iterators.freeze_loop(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k], ns) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
 
@@ -355,7 +332,10 @@ def run_slice(
     """Thaw the state in ``envelope``, run it for ``seconds``, freeze it again.
 
     ``budget`` forces a suspension after that many back-edges (loop
-    iterations and job-function entries; for generator jobs: yields).
+    iterations and job-function entries; for generator jobs: yields).  A
+    tight call-free loop over range() counts one back-edge per chunk of 256
+    iterations (the compiler checks it once per chunk: see chunked_for), so
+    the budget and the timer can only stop it between chunks.
     Raises EnvelopeError (nothing of the job ran) or JobRefused.
     """
     t0 = time.perf_counter()
@@ -416,7 +396,7 @@ def run_slice(
             stats["stop_latency"] = time.perf_counter() - ctl.expired_at[0]
             stats["stop_latency_cpu"] = time.process_time() - ctl.expired_at[1]
         try:
-            new_state = {"kind": "frames", "frames": _freeze_frames(job, s)}
+            new_state = {"kind": "frames", "frames": _freeze_frames(job, s, ns)}
         except Exception as exc:  # e.g. a loop position that cannot be read
             return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     except Exception as exc:
@@ -434,6 +414,10 @@ def run_slice(
     }
     new_state["progress"] = ctl.progress
     stats["suspensions"] = 1
+    try:
+        iterators.prepare()
+    except Exception as exc:
+        return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     stats["frames"] = len(new_state.get("frames", ()))
     try:
         payload = codec.encode(new_state, classes)
