@@ -26,7 +26,7 @@ import ast
 import copy
 import types
 
-from .validator import JobRefused, ModuleInfo, check_module, local_names
+from .validator import JobRefused, ModuleInfo, check_module, is_dataclass_decorator, local_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -629,6 +629,95 @@ class _ContinuationBuilder:
         return [_const_assign(flag, False, loop), wrapper, reenter]
 
 
+# -- before compiling: annotations, __future__, module-level lambdas -----------
+
+
+def prepare_module(tree: ast.Module) -> List[str]:
+    """Rewrite a validated module in place so that it runs the same on every worker Python.
+
+    * Annotations are never evaluated: they are removed from parameters and returns, and
+      ``x: T = v`` becomes ``x = v``; a bare ``x: T`` disappears (in a function it becomes
+      ``x: None``, which keeps ``x`` local and, as every local annotation, is not evaluated).
+      A ``@dataclass`` body keeps its annotations as strings: they name its fields.
+    * ``from __future__ import ...`` is dropped (every feature is on in Python 3.9+, and
+      annotations are gone).
+    * Each lambda the top level creates is wrapped in ``_tk_lambda(...)`` so that it can be
+      frozen by reference (its creation order; see refs.py).
+
+    Returns the allowed modules the job imports, anywhere (what refs.py may name).
+    """
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                modules |= {".".join(parts[: i + 1]) for i in range(len(parts))}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+            parts = node.module.split(".")
+            modules |= {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            for param in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+                if param is not None:
+                    param.annotation = None
+            if not isinstance(node, ast.Lambda):
+                node.returns = None
+
+    def strip(body: List[ast.stmt], level: str) -> List[ast.stmt]:
+        out: List[ast.stmt] = []
+        for s in body:
+            if isinstance(s, ast.AnnAssign) and level != "dataclass":
+                if s.value is not None:
+                    out.append(_assign_to(s.target, s.value, s))
+                elif level == "function":
+                    s.annotation = _stamp(ast.Constant(value=None), s)
+                    out.append(s)
+                continue
+            if isinstance(s, ast.AnnAssign):
+                s.annotation = _stamp(ast.Constant(value=ast.unparse(s.annotation)), s)
+            elif isinstance(s, ast.ImportFrom) and s.module == "__future__":
+                continue
+            elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                s.body = strip(s.body, "function")
+            elif isinstance(s, ast.ClassDef):
+                dc = any(is_dataclass_decorator(d) for d in s.decorator_list)
+                s.body = strip(s.body, "dataclass" if dc else "class")
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    inner = getattr(s, field, None)
+                    if inner:
+                        setattr(s, field, strip(inner, level) or [_stamp(ast.Pass(), s)])
+                for h in getattr(s, "handlers", ()):
+                    h.body = strip(h.body, level) or [_stamp(ast.Pass(), h)]
+            out.append(s)
+        return out
+
+    tree.body = strip(tree.body, "module")
+
+    class _Lambdas(ast.NodeTransformer):
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+            # defaults and decorators run at the top level; the body does not
+            node.args = self.visit(node.args)
+            node.decorator_list = [self.visit(d) for d in node.decorator_list]
+            return node
+
+        def visit_Lambda(self, node: ast.Lambda) -> ast.expr:
+            # not generic_visit: a lambda inside it is made when it is called, not at the top level
+            func = ast.copy_location(ast.Name(id="_tk_lambda", ctx=ast.Load()), node)
+            return ast.copy_location(ast.Call(func=func, args=[node], keywords=[]), node)
+
+    _Lambdas().visit(tree)
+    return sorted(modules)
+
+
+def _assign_to(target: ast.expr, value: ast.expr, src: ast.AnnAssign) -> ast.Assign:
+    node = ast.Assign(targets=[target], value=value)
+    ast.copy_location(node, src)
+    if "type_comment" in ast.Assign._fields:
+        node.type_comment = None
+    return node
+
+
 # -- the compiled job ---------------------------------------------------------
 
 
@@ -636,6 +725,7 @@ class CompiledJob:
     """A validated, transformed job module plus what resuming it needs."""
 
     def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo) -> None:
+        self.modules = prepare_module(tree)
         self.source = source
         self.entry = entry
         self.info = info

@@ -36,6 +36,7 @@ from .envelope import (
     open_envelope,
     source_hash,
 )
+from .refs import References
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -141,6 +142,7 @@ class _Control:
         self.atomic = True  # while the module's top level runs
         self.job_id = job_id
         self.progress = progress
+        self.refs = References(ns, (), ())  # replaced by _namespace's, which knows the job
 
     def pause(self, fname, point, local_vars):
         if self.atomic:
@@ -170,21 +172,26 @@ class _Control:
 
 
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
-    ns = {
-        "__name__": "__job__",
-        "__builtins__": builtins,
-        "_tk_F": False,
-        "_tk_pause": ctl.pause,
-        "_tk_locals": builtins.locals,
-        "_tk_iter": builtins.iter,
-        "_tk_Suspend": _Suspend,
-        "_tk_take": _take,
-        "_tk_thaw_iter": _thaw_iter,
-        "_tk_range": builtins.range,
-        "_tk_len": builtins.len,
-        "progress": ctl.set_progress,
-        "job_id": ctl.get_job_id,
-    }
+    ns: Dict[str, Any] = {}
+    ctl.refs = References(ns, job.class_names, job.modules)
+    ns.update(
+        {
+            "__name__": "__job__",
+            "__builtins__": builtins,
+            "_tk_F": False,
+            "_tk_pause": ctl.pause,
+            "_tk_locals": builtins.locals,
+            "_tk_iter": builtins.iter,
+            "_tk_Suspend": _Suspend,
+            "_tk_take": _take,
+            "_tk_thaw_iter": _thaw_iter,
+            "_tk_range": builtins.range,
+            "_tk_len": builtins.len,
+            "progress": ctl.set_progress,
+            "job_id": ctl.get_job_id,
+            "_tk_lambda": ctl.refs.register,
+        }
+    )
     ctl.ns = ns
     exec(job.code, ns)
     return ns
@@ -386,7 +393,7 @@ def run_slice(
         return outcome(finished=True, error=_describe_error(exc))
     classes = _classes(job, ns)
     try:
-        state = codec.decode(payload, classes)
+        state = codec.decode(payload, classes, resolve=ctl.refs.resolve)
     except codec.CodecError as exc:
         raise EnvelopeError("state payload cannot be decoded: %s" % exc) from None
     _check_state(state, job)
@@ -436,7 +443,7 @@ def run_slice(
     stats["suspensions"] = 1
     stats["frames"] = len(new_state.get("frames", ()))
     try:
-        payload = codec.encode(new_state, classes)
+        payload = codec.encode(new_state, classes, name_of=ctl.refs.name_of)
     except codec.CodecError as exc:
         return outcome(finished=True, error="cannot freeze the job's state: %s" % exc)
     # bound to its lease: the job, the state it was made from, the next sequence number; and the

@@ -1,0 +1,115 @@
+"""Functions, classes and modules frozen by reference.
+
+A job may hold a builtin (``f = max``), a function or class of an allowed module
+(``OPS = {"+": operator.add}``), one of its own classes, a module, or a lambda
+written at the module's top level, in a local variable or a module-level
+container.  None of these is data; each is frozen as a name and thawed to the
+same object of the freshly loaded module:
+
+* ``job:Name`` - a class of the job module;
+* ``lambda:K`` - the K-th lambda the module's top level created (the compiler
+  wraps each top-level lambda in ``_tk_lambda(...)``; the top level is
+  deterministic, so it creates them in the same order every slice);
+* ``mod:name`` - an allowed module;
+* ``name:attr`` - a public attribute of ``builtins`` or of an allowed module the
+  job imports (``operator:add``); ``builtins:str.lower`` - a method of a builtin type.
+
+Names are looked up in a fixed order (the job's own objects, modules, builtins,
+then modules by name), so the same state gets the same bytes in every process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import sys
+
+from .codec import CodecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
+    from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+__all__ = ["References"]
+
+_DATA = (int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set, frozenset)
+
+
+class References:
+    """The names of the values a job may hold by reference (built on first use)."""
+
+    def __init__(self, ns: Dict[str, Any], classes: Iterable[str], modules: Iterable[str]) -> None:
+        self.ns = ns
+        self.classes = tuple(classes)
+        self.modules = tuple(sorted(set(modules)))  # the allowed modules the job imports
+        self.lambdas: List[Any] = []
+        self._names: Optional[Dict[int, Tuple[object, str]]] = None
+
+    def register(self, fn: Any) -> Any:
+        """``_tk_lambda``: remember a lambda made by the module's top level."""
+        self.lambdas.append(fn)
+        return fn
+
+    def _table(self) -> Dict[int, Tuple[object, str]]:
+        names: Dict[int, Tuple[object, str]] = {}
+
+        def add(obj: object, name: str) -> None:
+            if id(obj) not in names:
+                names[id(obj)] = (obj, name)
+
+        for cname in self.classes:
+            if isinstance(self.ns.get(cname), type):
+                add(self.ns[cname], "job:" + cname)
+        for k, fn in enumerate(self.lambdas):
+            add(fn, "lambda:%d" % k)
+        loaded = [(m, importlib.import_module(m)) for m in self.modules]
+        for m, mod in loaded:
+            add(mod, "mod:" + m)
+        for m, mod in [("builtins", builtins)] + loaded:
+            for attr in sorted(dir(mod)):
+                if attr.startswith("_"):
+                    continue
+                value = getattr(mod, attr, None)
+                if callable(value) or type(value) is type(sys):
+                    add(value, "%s:%s" % (m, attr))
+        return names
+
+    def name_of(self, obj: object) -> Optional[str]:
+        """The reference name of ``obj``, or None when it has none (the codec's ``name_of``)."""
+        if isinstance(obj, _DATA):
+            return None
+        if self._names is None:
+            self._names = self._table()
+        hit = self._names.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        owner = getattr(obj, "__objclass__", None)  # a method of a builtin type: str.lower
+        name = getattr(obj, "__name__", None)
+        if not isinstance(owner, type) or type(name) is not str:
+            return None
+        owner_name = getattr(owner, "__name__", "")
+        if getattr(builtins, owner_name, None) is owner and vars(owner).get(name) is obj:
+            return "builtins:%s.%s" % (owner_name, name)
+        return None
+
+    def resolve(self, name: str) -> object:
+        """The object ``name`` refers to in this slice's module (the codec's ``resolve``)."""
+        kind, _, rest = name.partition(":")
+        try:
+            if kind == "job" and rest in self.classes:
+                return self.ns[rest]
+            if kind == "lambda":
+                return self.lambdas[int(rest)]
+            if kind == "mod" and rest in self.modules:
+                return importlib.import_module(rest)
+            if kind == "builtins" or kind in self.modules:
+                obj: object = builtins if kind == "builtins" else importlib.import_module(kind)
+                for part in rest.split("."):
+                    if part.startswith("_"):
+                        break
+                    obj = getattr(obj, part)
+                else:
+                    return obj
+        except (KeyError, IndexError, ValueError, AttributeError, ImportError):
+            pass
+        raise CodecError("the state refers to %r, which this Python or this job does not have" % name)
