@@ -26,7 +26,7 @@ import ast
 import copy
 import types
 
-from .validator import JobRefused, ModuleInfo, check_module, is_dataclass_decorator, local_names
+from .validator import MAKERS, JobRefused, ModuleInfo, check_module, is_dataclass_decorator, local_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -638,10 +638,11 @@ def prepare_module(tree: ast.Module) -> List[str]:
     * Annotations are never evaluated: they are removed from parameters and returns, and
       ``x: T = v`` becomes ``x = v``; a bare ``x: T`` disappears (in a function it becomes
       ``x: None``, which keeps ``x`` local and, as every local annotation, is not evaluated).
-      A ``@dataclass`` body keeps its annotations as strings: they name its fields.
+      A ``@dataclass`` body keeps its annotated names (its fields), annotated ``None``.
     * ``from __future__ import ...`` is dropped (every feature is on in Python 3.9+, and
       annotations are gone).
-    * Each lambda the top level creates is wrapped in ``_tk_lambda(...)`` so that it can be
+    * Each lambda the top level creates, and each callable it makes with ``itemgetter``,
+      ``partial``... (validator.MAKERS), is wrapped in ``_tk_lambda(...)`` so that it can be
       frozen by reference (its creation order; see refs.py).
 
     Returns the allowed modules the job imports, anywhere (what refs.py may name).
@@ -674,7 +675,8 @@ def prepare_module(tree: ast.Module) -> List[str]:
                     out.append(s)
                 continue
             if isinstance(s, ast.AnnAssign):
-                s.annotation = _stamp(ast.Constant(value=ast.unparse(s.annotation)), s)
+                # a field: the name is what counts (ClassVar, InitVar and KW_ONLY are refused)
+                s.annotation = _stamp(ast.Constant(value=None), s)
             elif isinstance(s, ast.ImportFrom) and s.module == "__future__":
                 continue
             elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -703,6 +705,15 @@ def prepare_module(tree: ast.Module) -> List[str]:
 
         def visit_Lambda(self, node: ast.Lambda) -> ast.expr:
             # not generic_visit: a lambda inside it is made when it is called, not at the top level
+            return self.register(node)
+
+        def visit_Call(self, node: ast.Call) -> ast.expr:
+            self.generic_visit(node)
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            return self.register(node) if name in MAKERS else node
+
+        def register(self, node: ast.expr) -> ast.expr:
             func = ast.copy_location(ast.Name(id="_tk_lambda", ctx=ast.Load()), node)
             return ast.copy_location(ast.Call(func=func, args=[node], keywords=[]), node)
 

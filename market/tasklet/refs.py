@@ -7,7 +7,7 @@ container.  None of these is data; each is frozen as a name and thawed to the
 same object of the freshly loaded module:
 
 * ``job:Name`` - a class of the job module;
-* ``lambda:K`` - the K-th lambda the module's top level created (the compiler
+* ``lambda:K`` - the K-th lambda (or itemgetter(...), partial(...)...) the top level made (the compiler
   wraps each top-level lambda in ``_tk_lambda(...)``; the top level is
   deterministic, so it creates them in the same order every slice);
 * ``mod:name`` - an allowed module;
@@ -83,13 +83,14 @@ class References:
         hit = self._names.get(id(obj))
         if hit is not None and hit[0] is obj:
             return hit[1]
-        owner = getattr(obj, "__objclass__", None)  # a method of a builtin type: str.lower
-        name = getattr(obj, "__name__", None)
-        if not isinstance(owner, type) or type(name) is not str:
+        # a method of a builtin type (str.lower): a method_descriptor on CPython, a function on PyPy
+        qualname = getattr(obj, "__qualname__", None)
+        if type(qualname) is not str or qualname.count(".") != 1:
             return None
-        owner_name = getattr(owner, "__name__", "")
-        if getattr(builtins, owner_name, None) is owner and vars(owner).get(name) is obj:
-            return "builtins:%s.%s" % (owner_name, name)
+        owner_name, _, method = qualname.partition(".")
+        owner = getattr(builtins, owner_name, None)
+        if isinstance(owner, type) and not method.startswith("_") and vars(owner).get(method) is obj:
+            return "builtins:" + qualname
         return None
 
     def resolve(self, name: str) -> object:

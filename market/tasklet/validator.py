@@ -118,6 +118,9 @@ _CONSUMERS = frozenset(
 # calls whose result holds the function: fine only when that result is itself consumed at once
 _HOLDERS = frozenset({"map", "filter", "cmp_to_key", "filterfalse", "starmap", "takewhile", "dropwhile"})
 _HOLDERS |= frozenset({"accumulate", "groupby"})
+# calls of allowed modules that make a new callable: at the top level the compiler registers what they
+# make (refs.py freezes it by reference); while the job runs it must be consumed at once
+MAKERS = frozenset({"itemgetter", "attrgetter", "methodcaller", "partial", "cmp_to_key"})
 _SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
 
 
@@ -162,6 +165,10 @@ def _is_type_checking_guard(node: ast.stmt) -> bool:
             or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
         )
     )
+
+
+def _callee(f: ast.AST) -> str:
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
 def is_dataclass_decorator(d: ast.expr) -> bool:
@@ -385,7 +392,7 @@ class _Checker:
                 if dataclass and isinstance(stmt, ast.AnnAssign):
                     for n in ast.walk(stmt.annotation):
                         ident = n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else ""
-                        if ident in ("ClassVar", "InitVar"):
+                        if ident in ("ClassVar", "InitVar", "KW_ONLY"):
                             self.refuse(
                                 stmt,
                                 "%s fields are not supported in job dataclasses (annotations are not evaluated): "
@@ -569,6 +576,13 @@ class _Checker:
                 continue
             if isinstance(node, ast.Call):
                 f = node.func
+                if self.is_maker(f) and self.made_at_run_time(node) and not self.consumed(node):
+                    self.refuse(
+                        node,
+                        "the callable %s(...) makes cannot be kept in a variable, a container or an object "
+                        "while the job runs (it could not be frozen): make it once at the top level of the module "
+                        "(KEY = %s(...)), or pass it straight to the call that uses it" % (_callee(f), _callee(f)),
+                    )
                 if isinstance(f, ast.Name) and f.id == "print" and any(kw.arg == "file" for kw in node.keywords):
                     self.refuse(
                         node,
@@ -667,6 +681,11 @@ class _Checker:
                 "value (e.g. as a key= or map() callback)" % ident,
             )
 
+    def is_maker(self, f: ast.expr) -> bool:
+        if isinstance(f, ast.Name):
+            return f.id in MAKERS and f.id not in self.info.functions and f.id not in self.info.classes
+        return isinstance(f, ast.Attribute) and f.attr in MAKERS and _callee(f.value) in self.modules
+
     def made_at_run_time(self, node: ast.AST) -> bool:
         """Whether ``node`` is evaluated by a running function or lambda (not by the top level)."""
         child, parent = node, self.parents.get(id(node))
@@ -685,8 +704,7 @@ class _Checker:
             parent = self.parents.get(id(parent))
         if not isinstance(parent, ast.Call) or node is parent.func:
             return False
-        f = parent.func
-        callee = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        callee = _callee(parent.func)
         if callee in _CONSUMERS:
             return True
         if callee in _HOLDERS:
