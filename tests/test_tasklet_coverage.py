@@ -294,3 +294,18 @@ def test_unknown_reference_in_a_state_is_refused_before_the_job_runs():
     for bad in ("builtins:_private", "os:system", "mod:os", "lambda:3", "job:Nope", "math:__loader__"):
         with pytest.raises(codec.CodecError):
             refs.resolve(bad)
+
+
+def test_union_annotation_without_future_import_runs_on_python_3_9():
+    # issue 18: validated on 3.11, then "TypeError: unsupported operand type(s) for |" on a 3.9 worker
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9.*/bin/python3.9")))
+    if not found:
+        pytest.skip("python3.9 not installed")
+    src = "LIMIT: int | None = 4\n\nclass Acc:\n    total: int | None = 0\n\n"
+    src += "def job(n: int | None = None) -> int | None:\n    t: int | None = 0\n"
+    src += "    for i in range(n or LIMIT):\n        t += i\n    return t\n"
+    out = slice_in(found[-1], tasklet.start(src, "job", [5], {}), src, budget=2)
+    while not out.finished:
+        out = slice_in(found[-1], out.envelope, src)
+    assert out.error is None
+    assert tasklet.decode_result(out.result) == 10
