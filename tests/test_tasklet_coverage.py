@@ -309,3 +309,76 @@ def test_union_annotation_without_future_import_runs_on_python_3_9():
         out = slice_in(found[-1], out.envelope, src)
     assert out.error is None
     assert tasklet.decode_result(out.result) == 10
+
+
+def test_function_of_a_job_class_held_in_a_local_freezes():
+    src = "class P:\n    def f(self):\n        return 2\n\n    @staticmethod\n    def s(v):\n        return v\n\n"
+    src += "def job(n):\n    g = P.f\n    h = P.s\n    t = 0\n    for i in range(n):\n        t += g(P()) + h(i)\n"
+    src += "    return t\n"
+    value, hops = frozen(src, "job", [4], budgets=(1,))
+    assert value == native(src, "job", [4]) == 14 and hops > 4
+
+
+RANDOM = """
+import random
+from random import randint as roll, shuffle
+
+SIDES = random.choice([6, 8])  # the top level draws too (re-run every slice)
+
+
+def walk(n, seed):
+    random.seed(seed)
+    pick = random.choice
+    xs = list(range(10))
+    out = []
+    for i in range(n):
+        shuffle(xs)
+        out.append((roll(1, 6), pick(xs), random.random(), random.gauss(0, 1), random.sample(xs, 3)))
+    return out, xs
+
+
+def unseeded(n):
+    import random as r
+    return [r.randint(1, 1000) for _ in range(n)] + [r.random() for _ in range(n)]
+"""
+
+
+def test_seeded_random_sliced_at_every_back_edge_equals_native():
+    # the generator's state travels with the job, so slicing does not change what it draws
+    expected = native(RANDOM.replace("SIDES = random.choice([6, 8])", "SIDES = 6"), "walk", [12, 42])
+    value, hops = frozen(RANDOM, "walk", [12, 42], budgets=(1,))
+    assert hops > 12 and value == expected
+
+
+def test_seeded_random_on_pypy_and_in_a_fresh_process_equals_native():
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    env = tasklet.start(RANDOM, "walk", [9, 7], {})
+    out = slice_in(sys.executable, env, RANDOM, budget=3)
+    out = slice_in(pypy, out.envelope, RANDOM, budget=3)
+    while not out.finished:
+        out = tasklet.run_slice(out.envelope, RANDOM, 30, budget=2)
+    assert out.error is None
+    assert tasklet.decode_result(out.result) == frozen(RANDOM, "walk", [9, 7], budgets=(1000,))[0]
+
+
+def test_unseeded_random_is_seeded_from_the_job_id():
+    def run(job_id, budget):
+        out = tasklet.run_slice(tasklet.start(RANDOM, "unseeded", [6], {}, job_id=job_id), RANDOM, 30, budget=budget)
+        while not out.finished:
+            out = tasklet.run_slice(out.envelope, RANDOM, 30, budget=budget)
+        return tasklet.decode_result(out.result)
+
+    assert run(7, 1) == run(7, 10**6)  # the same draws sliced or not
+    assert run(7, 1) != run(8, 1)
+
+
+def test_a_generator_state_that_is_not_one_is_refused_before_the_job_runs():
+    from market.tasklet import codec, envelope
+
+    env = tasklet.run_slice(tasklet.start(RANDOM, "walk", [5, 1], {}), RANDOM, 30, budget=2).envelope
+    header, payload = envelope.open_envelope(env, RANDOM)
+    state = codec.decode(payload, {}, resolve=lambda name: None)
+    state["random"] = (3, (1, 2), None)
+    bad = envelope.make_envelope(header, codec.encode(state, name_of=lambda obj: "builtins:len"))
+    with pytest.raises(tasklet.EnvelopeError):
+        tasklet.run_slice(bad, RANDOM, 30, budget=2)

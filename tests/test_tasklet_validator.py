@@ -24,7 +24,7 @@ def assert_refused_at(src, line, words, entry="job"):
 CASES = [
     # (source, line, words in the reason)
     ("import os\ndef job():\n    return 1\n", 1, "not allowed"),
-    ("import random\ndef job():\n    return 1\n", 1, "not allowed"),
+    ("import secrets\ndef job():\n    return 1\n", 1, "not allowed"),
     ("from math import *\ndef job():\n    return 1\n", 1, "import *"),
     ("def job():\n    import os\n    return 1\n", 2, "import of 'os' is not allowed"),
     ("def job():\n    def inner():\n        return 1\n    return inner()\n", 2, "nested functions"),
@@ -198,6 +198,9 @@ REFUSED_WITH_SUGGESTION = [
     ),
     ("from __future__ import braces\ndef job():\n    return 1\n", 1, "unknown __future__ feature", ""),
     ("def job():\n    from __future__ import annotations\n    return 1\n", 2, "top of the module", ""),
+    ("import random\ndef job():\n    return random.Random(3).random()\n", 3, "random.Random", "random.seed"),
+    ("from random import SystemRandom\ndef job():\n    return 1\n", 1, "random.SystemRandom", "random.seed"),
+    ("import random as r\ndef job():\n    return r.SystemRandom()\n", 3, "random.SystemRandom", "one generator"),
     ("import typing\nimport os\ndef job():\n    return 1\n", 2, "import of 'os' is not allowed", "allowed:"),
 ]
 

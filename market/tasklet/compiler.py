@@ -679,6 +679,11 @@ def prepare_module(tree: ast.Module) -> List[str]:
                 s.annotation = _stamp(ast.Constant(value=None), s)
             elif isinstance(s, ast.ImportFrom) and s.module == "__future__":
                 continue
+            elif isinstance(s, (ast.Import, ast.ImportFrom)) and "random" in [
+                a.name for a in s.names if isinstance(s, ast.Import)
+            ] + [s.module if isinstance(s, ast.ImportFrom) else ""]:
+                out.extend(_job_random(s))
+                continue
             elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 s.body = strip(s.body, "function")
             elif isinstance(s, ast.ClassDef):
@@ -721,7 +726,22 @@ def prepare_module(tree: ast.Module) -> List[str]:
     return sorted(modules)
 
 
-def _assign_to(target: ast.expr, value: ast.expr, src: ast.AnnAssign) -> ast.Assign:
+def _job_random(s: Union[ast.Import, ast.ImportFrom]) -> List[ast.stmt]:
+    """``import random`` binds the job's own generator (jobrandom.py), not the module."""
+    out: List[ast.stmt] = []
+    for a in s.names:
+        value: ast.expr = ast.Name(id="_tk_random", ctx=ast.Load())
+        if isinstance(s, ast.ImportFrom):
+            value = ast.Attribute(value=value, attr=a.name, ctx=ast.Load())
+            out.append(_assign_to(_name(a.asname or a.name, s, store=True), _stamp(value, s), s))
+        elif a.name == "random":
+            out.append(_assign_to(_name(a.asname or a.name, s, store=True), _stamp(value, s), s))
+        else:
+            out.append(_stamp(ast.Import(names=[a]), s))
+    return out
+
+
+def _assign_to(target: ast.expr, value: ast.expr, src: ast.stmt) -> ast.Assign:
     node = ast.Assign(targets=[target], value=value)
     ast.copy_location(node, src)
     if "type_comment" in ast.Assign._fields:

@@ -6,7 +6,7 @@ written at the module's top level, in a local variable or a module-level
 container.  None of these is data; each is frozen as a name and thawed to the
 same object of the freshly loaded module:
 
-* ``job:Name`` - a class of the job module;
+* ``job:Name`` - a class of the job module; ``job:Name.method`` - a function of its body;
 * ``lambda:K`` - the K-th lambda (or itemgetter(...), partial(...)...) the top level made (the compiler
   wraps each top-level lambda in ``_tk_lambda(...)``; the top level is
   deterministic, so it creates them in the same order every slice);
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 
 __all__ = ["References"]
 
+_FUNCTION = type(lambda: None)
 _DATA = (int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set, frozenset)
 
 
@@ -58,11 +59,15 @@ class References:
                 names[id(obj)] = (obj, name)
 
         for cname in self.classes:
-            if isinstance(self.ns.get(cname), type):
-                add(self.ns[cname], "job:" + cname)
+            cls = self.ns.get(cname)
+            if isinstance(cls, type):
+                add(cls, "job:" + cname)
+                for attr in sorted(vars(cls)):  # Class.method, a plain function (staticmethods too)
+                    if not attr.startswith("__") and type(getattr(cls, attr, None)) is _FUNCTION:
+                        add(getattr(cls, attr), "job:%s.%s" % (cname, attr))
         for k, fn in enumerate(self.lambdas):
             add(fn, "lambda:%d" % k)
-        loaded = [(m, importlib.import_module(m)) for m in self.modules]
+        loaded = [(m, self.module(m)) for m in self.modules]
         for m, mod in loaded:
             add(mod, "mod:" + m)
         for m, mod in [("builtins", builtins)] + loaded:
@@ -73,6 +78,10 @@ class References:
                 if callable(value) or type(value) is type(sys):
                     add(value, "%s:%s" % (m, attr))
         return names
+
+    def module(self, name: str) -> object:
+        """An allowed module; ``random`` is the job's own generator (jobrandom.py)."""
+        return self.ns["_tk_random"] if name == "random" else importlib.import_module(name)
 
     def name_of(self, obj: object) -> Optional[str]:
         """The reference name of ``obj``, or None when it has none (the codec's ``name_of``)."""
@@ -97,14 +106,19 @@ class References:
         """The object ``name`` refers to in this slice's module (the codec's ``resolve``)."""
         kind, _, rest = name.partition(":")
         try:
-            if kind == "job" and rest in self.classes:
-                return self.ns[rest]
+            cname, _, attr = rest.partition(".")
+            if kind == "job" and cname in self.classes:
+                cls = self.ns[cname]
+                if attr and type(getattr(cls, attr)) is _FUNCTION and not attr.startswith("__"):
+                    return getattr(cls, attr)
+                if not attr:
+                    return cls
             if kind == "lambda":
                 return self.lambdas[int(rest)]
             if kind == "mod" and rest in self.modules:
-                return importlib.import_module(rest)
+                return self.module(rest)
             if kind == "builtins" or kind in self.modules:
-                obj: object = builtins if kind == "builtins" else importlib.import_module(kind)
+                obj: object = builtins if kind == "builtins" else self.module(kind)
                 for part in rest.split("."):
                     if part.startswith("_"):
                         break

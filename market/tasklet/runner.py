@@ -36,6 +36,7 @@ from .envelope import (
     open_envelope,
     source_hash,
 )
+from .jobrandom import JobRandom
 from .refs import References
 
 TYPE_CHECKING = False
@@ -192,6 +193,8 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
             "_tk_lambda": ctl.refs.register,
         }
     )
+    if "random" in job.modules:  # seeded before the top level runs: deterministic per job
+        ns["_tk_random"] = JobRandom(ctl.job_id or 0)
     ctl.ns = ns
     exec(job.code, ns)
     return ns
@@ -399,6 +402,13 @@ def run_slice(
     _check_state(state, job)
     ctl.progress = state.get("progress")
     ns.update(state.get("globals", {}))
+    if "random" in state:
+        if not isinstance(ns.get("_tk_random"), JobRandom):
+            raise EnvelopeError("state does not fit this job: a generator state for a job without random")
+        try:
+            ns["_tk_random"].thaw(state["random"])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EnvelopeError("state does not fit this job: generator state (%s)" % exc) from None
     ctl.atomic = job.is_generator  # generator jobs stop at their yields only
     if budget is not None:
         ns["_tk_F"] = True  # every back-edge calls pause(), which counts
@@ -439,6 +449,8 @@ def run_slice(
         for k in sorted(job.global_names)
         if k in ns and (isinstance(ns[k], _MUTABLE) or type(ns[k]).__name__ in classes)
     }
+    if isinstance(ns.get("_tk_random"), JobRandom):
+        new_state["random"] = ns["_tk_random"].freeze()
     new_state["progress"] = ctl.progress
     stats["suspensions"] = 1
     stats["frames"] = len(new_state.get("frames", ()))

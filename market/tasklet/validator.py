@@ -19,10 +19,11 @@ __all__ = ["JobRefused", "ModuleInfo", "check_module", "ALLOWED_MODULES", "RESER
 
 # Pure, deterministic stdlib modules whose objects are plain data, live only
 # inside one atomic call, or are frozen by reference (their functions and
-# classes: refs.py).  ``random`` is deliberately absent: its generator state
-# would not travel with the frozen state.
+# classes: refs.py).  ``random`` is the job's own generator, whose state is
+# frozen with the job (jobrandom.py).
 ALLOWED_MODULES = frozenset(
     {
+        "random",
         "math",
         "typing",
         "collections.abc",
@@ -41,7 +42,20 @@ ALLOWED_MODULES = frozenset(
     }
 )
 # what a job may use of a module whose other objects could not be frozen
-ALLOWED_NAMES = {"dataclasses": frozenset({"dataclass", "field", "asdict", "astuple", "replace", "is_dataclass"})}
+ALLOWED_NAMES = {
+    "dataclasses": frozenset({"dataclass", "field", "asdict", "astuple", "replace", "is_dataclass"}),
+    # the module-level functions, on the job's own generator; not Random() or SystemRandom()
+    "random": frozenset(
+        {"seed", "random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss"}
+        | {"getrandbits", "triangular", "betavariate", "expovariate", "gammavariate", "lognormvariate"}
+        | {"normalvariate", "vonmisesvariate", "paretovariate", "weibullvariate", "randbytes"}
+    ),
+}
+# what to say when a name outside ALLOWED_NAMES is used
+NAME_HINTS = {
+    "random": "use random.seed(...) and the module's functions: the job has one generator, frozen with it",
+    "dataclasses": "",
+}
 # ``from __future__ import X``: every feature is on in Python 3.9+ or only changes annotations,
 # which jobs never evaluate; the compiler drops these imports
 FUTURE_FEATURES = frozenset(
@@ -241,7 +255,7 @@ class _Checker:
         self.entry = entry
         self.problems: List[Tuple[int, str]] = []
         self.info = ModuleInfo()
-        self.modules: Set[str] = set()  # names bound to an allowed module (import m / import m as x)
+        self.modules: Dict[str, str] = {}  # names bound to an allowed module (import m as x: x -> m)
 
     def refuse(self, node, reason: str) -> None:
         self.problems.append((getattr(node, "lineno", 1), reason))
@@ -319,7 +333,7 @@ class _Checker:
                 if alias.name not in ALLOWED_MODULES:
                     self.refuse(node, "import of %r is not allowed (allowed: %s)" % (alias.name, allowed))
                 bound = (alias.asname or alias.name).split(".")[0]
-                self.modules.add(alias.asname or alias.name)
+                self.modules[alias.asname or alias.name] = alias.name
                 self.check_name_binding(node, bound)
             return
         if node.module == "__future__" and not node.level:
@@ -336,12 +350,12 @@ class _Checker:
             if alias.name == "*":
                 self.refuse(node, "'import *' is not supported: name what you import")
             elif names is not None and alias.name not in names:
-                self.refuse(
-                    node,
-                    "%s.%s is not supported in jobs (supported: %s)"
-                    % (node.module, alias.name, ", ".join(sorted(names))),
-                )
+                self.refuse_name(node, node.module or "", alias.name, names)
             self.check_name_binding(node, alias.asname or alias.name)
+
+    def refuse_name(self, node, module: str, name: str, names) -> None:
+        hint = NAME_HINTS.get(module) or "supported: " + ", ".join(sorted(names))
+        self.refuse(node, "%s.%s is not supported in jobs (%s)" % (module, name, hint))
 
     def check_name_binding(self, node, name: str) -> None:
         if name.startswith(RESERVED_PREFIX):
@@ -565,13 +579,9 @@ class _Checker:
                     self.refuse(node, "dunder attribute access (.%s) is not supported" % node.attr)
                 v = node.value
                 if isinstance(v, ast.Name) and v.id in self.modules:
-                    names = ALLOWED_NAMES.get(v.id)
+                    names = ALLOWED_NAMES.get(self.modules[v.id])
                     if names is not None and node.attr not in names:
-                        self.refuse(
-                            node,
-                            "%s.%s is not supported in jobs (supported: %s)"
-                            % (v.id, node.attr, ", ".join(sorted(names))),
-                        )
+                        self.refuse_name(node, self.modules[v.id], node.attr, names)
                 todo.append((node.value, why, False))
                 continue
             if isinstance(node, ast.Call):
