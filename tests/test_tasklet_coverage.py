@@ -196,6 +196,22 @@ def run(pairs):
     return sorted(pairs, key=key), sorted(pairs, key=itemgetter(0)), out, sorted([3, 1, 2], key=cmp_to_key(CMP))
 """
 
+RANDOM_HELD = """
+import random
+FUNCS = [random.random, random.randint]
+
+
+def job(n):
+    import random as r
+    import math
+    r.seed(n)
+    draw = r.uniform
+    t = []
+    for i in range(n):
+        t.append((r.random(), FUNCS[1](1, 9), math.floor(FUNCS[0]() * 10), draw(0, 1)))
+    return t
+"""
+
 CASES = [
     ("annotations", ANNOTATIONS, "run", [7]),
     ("function_table", FUNCTION_TABLE, "run", [[5, 3, 8, 1]]),
@@ -203,6 +219,7 @@ CASES = [
     ("dataclasses", DATACLASSES, "run", [6]),
     ("imports_in_functions", IMPORTS_IN_FUNCTIONS, "run", [[[1, [2, 3]], (4, 5), [[6]]]]),
     ("classes_and_makers", CLASSES_AND_MAKERS, "run", [[[3, 1], [1, 2], [2, 0]]]),
+    ("random_held", RANDOM_HELD, "job", [6]),
 ]
 
 

@@ -161,6 +161,8 @@ REFUSED_WITH_SUGGESTION = [
         "NAME = lambda",
     ),
     ("def job(xs):\n    m = map(lambda v: v, xs)\n    return list(m)\n", 2, "lambda made while the job runs", ""),
+    ("def job():\n    d = dict(f=lambda: 1)\n    return d\n", 2, "lambda made while the job runs", ""),
+    ("def job(xs):\n    for v in zip(map(lambda v: v, xs), xs):\n        pass\n", 2, "lambda made while the job", ""),
     (
         "from collections import defaultdict\ndef job():\n    d = defaultdict(lambda: 0)\n    return d\n",
         3,

@@ -127,7 +127,7 @@ _INJECTED = frozenset({"progress", "job_id"})
 _CONSUMERS = frozenset(
     {"sorted", "sort", "min", "max", "nsmallest", "nlargest", "reduce", "any", "all", "sum", "list", "tuple"}
     | {"set", "frozenset", "dict", "join", "sub", "subn", "bisect", "bisect_left", "bisect_right", "insort"}
-    | {"insort_left", "insort_right", "Counter", "deque", "fsum", "prod", "enumerate", "zip", "extend", "update"}
+    | {"insort_left", "insort_right", "Counter", "deque", "fsum", "prod", "extend", "update"}
 )
 # calls whose result holds the function: fine only when that result is itself consumed at once
 _HOLDERS = frozenset({"map", "filter", "cmp_to_key", "filterfalse", "starmap", "takewhile", "dropwhile"})
@@ -711,6 +711,8 @@ class _Checker:
         """Whether the function ``node`` makes goes straight into a call that lets go of it."""
         parent = self.parents.get(id(node))
         if isinstance(parent, ast.keyword):
+            if parent.arg != "key":  # dict(f=...), x.update(f=...) keep it
+                return False
             parent = self.parents.get(id(parent))
         if not isinstance(parent, ast.Call) or node is parent.func:
             return False
