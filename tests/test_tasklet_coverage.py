@@ -308,7 +308,8 @@ def test_unknown_reference_in_a_state_is_refused_before_the_job_runs():
 
     refs = References({}, (), ["math"])
     assert refs.resolve(refs.name_of(max) or "") is max
-    for bad in ("builtins:_private", "os:system", "mod:os", "lambda:3", "job:Nope", "math:__loader__"):
+    assert refs.name_of(eval) is None  # what a job may not use has no name
+    for bad in ("builtins:_private", "os:system", "mod:os", "lambda:3", "job:Nope", "math:__loader__", "builtins:eval"):
         with pytest.raises(codec.CodecError):
             refs.resolve(bad)
 

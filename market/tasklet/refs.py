@@ -25,6 +25,7 @@ import importlib
 import sys
 
 from .codec import CodecError
+from .validator import FORBIDDEN_NAMES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -72,7 +73,7 @@ class References:
             add(mod, "mod:" + m)
         for m, mod in [("builtins", builtins)] + loaded:
             for attr in sorted(dir(mod)):
-                if attr.startswith("_"):
+                if attr.startswith("_") or attr in FORBIDDEN_NAMES:
                     continue
                 value = getattr(mod, attr, None)
                 if callable(value) or type(value) is type(sys):
@@ -98,7 +99,9 @@ class References:
             return None
         owner_name, _, method = qualname.partition(".")
         owner = getattr(builtins, owner_name, None)
-        if isinstance(owner, type) and not method.startswith("_") and vars(owner).get(method) is obj:
+        if owner_name in FORBIDDEN_NAMES or method.startswith("_"):
+            return None
+        if isinstance(owner, type) and vars(owner).get(method) is obj:
             return "builtins:" + qualname
         return None
 
@@ -117,7 +120,7 @@ class References:
                 return self.lambdas[int(rest)]
             if kind == "mod" and rest in self.modules:
                 return self.module(rest)
-            if kind == "builtins" or kind in self.modules:
+            if (kind == "builtins" or kind in self.modules) and rest.split(".")[0] not in FORBIDDEN_NAMES:
                 obj: object = builtins if kind == "builtins" else self.module(kind)
                 for part in rest.split("."):
                     if part.startswith("_"):
