@@ -400,3 +400,11 @@ def test_a_generator_state_that_is_not_one_is_refused_before_the_job_runs():
     bad = envelope.make_envelope(header, codec.encode(state, name_of=lambda obj: "builtins:len"))
     with pytest.raises(tasklet.EnvelopeError):
         tasklet.run_slice(bad, RANDOM, 30, budget=2)
+
+
+def test_class_of_annotations_only_compiles_and_runs():
+    # the annotations are removed: the class body must not become empty
+    src = "class Rec:\n    a: int\n    b: 'Rec | None'\n\n"
+    src += "def job(n):\n    r = Rec()\n    r.a = 0\n    for i in range(n):\n        r.a += i\n    return r.a\n"
+    value, hops = frozen(src, "job", [5], budgets=(1,))
+    assert value == native(src, "job", [5]) == 10 and hops > 1
