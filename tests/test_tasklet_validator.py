@@ -203,6 +203,8 @@ REFUSED_WITH_SUGGESTION = [
     ("import random\ndef job():\n    return random.Random(3).random()\n", 3, "random.Random", "random.seed"),
     ("from random import SystemRandom\ndef job():\n    return 1\n", 1, "random.SystemRandom", "random.seed"),
     ("import random as r\ndef job():\n    return r.SystemRandom()\n", 3, "random.SystemRandom", "one generator"),
+    ("Number = int | float\ndef job():\n    return 1\n", 1, "'X | Y' of types", "typing.Union"),
+    ("def job(x):\n    return isinstance(x, list[int] | None)\n", 2, "Python 3.9", "typing.Optional"),
     ("import typing\nimport os\ndef job():\n    return 1\n", 2, "import of 'os' is not allowed", "allowed:"),
 ]
 
@@ -232,6 +234,8 @@ ACCEPTED = [
     "sorted(xs, key=cmp_to_key(lambda a, b: a - b))\n",
     "def job(xs):\n    return [y for y in map(lambda v: v + 1, xs)]\n",
     "def job(f=lambda v: v):\n    return f(1)\n",
+    "def job(a: int | None, b: 'int | str' = 1) -> dict[str, int] | None:\n"
+    "    c: int | None = a | 4\n    return None\n",
 ]
 
 

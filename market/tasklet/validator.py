@@ -181,6 +181,19 @@ def _is_type_checking_guard(node: ast.stmt) -> bool:
     )
 
 
+_TYPE_NAMES = frozenset(
+    {"int", "float", "complex", "str", "bytes", "bool", "list", "dict", "set", "frozenset", "tuple", "type"}
+    | {"object", "bytearray", "range"}
+)
+
+
+def _is_type(e: ast.AST) -> bool:
+    """A builtin type, ``None`` or ``list[...]``: an operand of ``X | Y`` that only 3.10+ accepts."""
+    if isinstance(e, ast.Subscript):
+        e = e.value
+    return (isinstance(e, ast.Name) and e.id in _TYPE_NAMES) or (isinstance(e, ast.Constant) and e.value is None)
+
+
 def _callee(f: ast.AST) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
@@ -642,6 +655,16 @@ class _Checker:
                 why = (
                     why
                     or "job function calls inside 'and'/'or' are not supported (assign the call to a variable first)"
+                )
+            elif (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.BitOr)
+                and (_is_type(node.left) or _is_type(node.right))
+            ):
+                self.refuse(
+                    node,
+                    "'X | Y' of types is evaluated here and fails on Python 3.9 workers: write typing.Union[X, Y] "
+                    "or typing.Optional[X] (in annotations, 'X | Y' is fine: they are not evaluated)",
                 )
             elif isinstance(node, ast.IfExp):
                 why = (
