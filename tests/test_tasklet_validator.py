@@ -24,9 +24,9 @@ def assert_refused_at(src, line, words, entry="job"):
 CASES = [
     # (source, line, words in the reason)
     ("import os\ndef job():\n    return 1\n", 1, "not allowed"),
-    ("import random\ndef job():\n    return 1\n", 1, "not allowed"),
+    ("import secrets\ndef job():\n    return 1\n", 1, "not allowed"),
     ("from math import *\ndef job():\n    return 1\n", 1, "import *"),
-    ("def job():\n    import math\n    return 1\n", 2, "top of the job module"),
+    ("def job():\n    import os\n    return 1\n", 2, "import of 'os' is not allowed"),
     ("def job():\n    def inner():\n        return 1\n    return inner()\n", 2, "nested functions"),
     ("def job(x):\n    f = lambda: x\n    return 1\n", 2, "capture"),
     ("X = []\ndef job():\n    global X\n    return 1\n", 3, "global"),
@@ -143,3 +143,102 @@ def test_start_checks_the_arguments_against_the_signature():
 def test_start_refuses_non_data_arguments():
     with pytest.raises(JobRefused, match="plain data"):
         tasklet.start("def job(a):\n    return a\n", "job", [object()], {})
+
+
+# -- what the runtime could not freeze is refused at submission, with what to do instead -------------
+
+REFUSED_WITH_SUGGESTION = [
+    # (source, line, words in the reason, words of the suggestion)
+    ("def job():\n    return input()\n", 2, "'input' is not available", "job's arguments"),
+    ("def job():\n    return input()\n", 2, "'input' is not available", "pythia task"),
+    ("def job(p):\n    return open(p).read()\n", 2, "'open' is not available", "docs/tasks.md"),
+    ("def job(f):\n    print('x', file=f)\n", 2, "print(file=...)", "worker's log"),
+    ("def job(k):\n    f = lambda v: v + 1\n    return f(k)\n", 2, "lambda made while the job runs", "top level"),
+    (
+        "def job(xs):\n    fs = [lambda v: v]\n    return len(fs)\n",
+        2,
+        "lambda made while the job runs",
+        "NAME = lambda",
+    ),
+    ("def job(xs):\n    m = map(lambda v: v, xs)\n    return list(m)\n", 2, "lambda made while the job runs", ""),
+    ("def job():\n    d = dict(f=lambda: 1)\n    return d\n", 2, "lambda made while the job runs", ""),
+    ("def job(xs):\n    for v in zip(map(lambda v: v, xs), xs):\n        pass\n", 2, "lambda made while the job", ""),
+    (
+        "from collections import defaultdict\ndef job():\n    d = defaultdict(lambda: 0)\n    return d\n",
+        3,
+        "lambda made while the job runs",
+        "",
+    ),
+    ("MAKE = lambda k: lambda v: v + k\ndef job():\n    return 1\n", 1, "lambda made while the job runs", ""),
+    (
+        "from operator import itemgetter\ndef job(xs):\n    k = itemgetter(1)\n    return k\n",
+        3,
+        "itemgetter",
+        "top level",
+    ),
+    ("import functools\ndef job():\n    p = functools.partial(pow, 2)\n    return p(3)\n", 3, "partial", ""),
+    ("from dataclasses import fields\ndef job():\n    return 1\n", 1, "dataclasses.fields is not supported", "asdict"),
+    ("import dataclasses\ndef job(x):\n    return dataclasses.fields(x)\n", 3, "not supported", "asdict"),
+    (
+        "from dataclasses import dataclass\n@dataclass(slots=True)\nclass P:\n    x: int\ndef job():\n    return 1\n",
+        2,
+        "slots",
+        "",
+    ),
+    (
+        "from dataclasses import dataclass\nfrom typing import ClassVar\n@dataclass\nclass P:\n"
+        "    n: ClassVar[int] = 0\ndef job():\n    return 1\n",
+        5,
+        "ClassVar",
+        "class constant",
+    ),
+    (
+        "def deco(c):\n    return c\n@deco\nclass P:\n    pass\ndef job():\n    return 1\n",
+        3,
+        "other than @dataclass",
+        "",
+    ),
+    ("from __future__ import braces\ndef job():\n    return 1\n", 1, "unknown __future__ feature", ""),
+    ("def job():\n    from __future__ import annotations\n    return 1\n", 2, "top of the module", ""),
+    ("import random\ndef job():\n    return random.Random(3).random()\n", 3, "random.Random", "random.seed"),
+    ("from random import SystemRandom\ndef job():\n    return 1\n", 1, "random.SystemRandom", "random.seed"),
+    ("import random as r\ndef job():\n    return r.SystemRandom()\n", 3, "random.SystemRandom", "one generator"),
+    ("Number = int | float\ndef job():\n    return 1\n", 1, "'X | Y' of types", "typing.Union"),
+    ("def job(x):\n    return isinstance(x, list[int] | None)\n", 2, "Python 3.9", "typing.Optional"),
+    ("import typing\nimport os\ndef job():\n    return 1\n", 2, "import of 'os' is not allowed", "allowed:"),
+]
+
+
+@pytest.mark.parametrize("src,line,words,suggestion", REFUSED_WITH_SUGGESTION)
+def test_what_cannot_be_frozen_is_refused_with_line_and_suggestion(src, line, words, suggestion):
+    exc = refused(src)
+    assert any(ln == line and words in why and suggestion in why for ln, why in exc.problems), exc.problems
+
+
+ACCEPTED = [
+    "from __future__ import annotations\ndef job(x: int | None) -> list[int]:\n"
+    "    y: dict[str, int] = {}\n    return [1]\n",
+    "from typing import Optional, List, TYPE_CHECKING\nif TYPE_CHECKING:\n    import os\n"
+    "def job(x: Optional[int]) -> List[int]:\n    return []\n",
+    "import typing\nT = typing.TypeVar('T')\ndef job(x: 'T') -> 'T':\n    return x\n",
+    "from collections.abc import Sequence\ndef job(x):\n    return isinstance(x, Sequence)\n",
+    "from dataclasses import dataclass, field\n@dataclass(order=True, frozen=True)\nclass P:\n    x: int\n"
+    "    tags: list = field(default_factory=list)\ndef job():\n    return P(1)\n",
+    "def job(xs):\n    import math\n    from bisect import insort\n    return math.sqrt(len(xs))\n",
+    "def job(xs):\n    f = max\n    g = str.lower\n    return f(xs), g('A')\n",
+    "import operator\nOPS = {'+': operator.add, '*': lambda a, b: a * b}\n"
+    "def job(a):\n    op = OPS['+']\n    return op(a, a)\n",
+    "from operator import itemgetter\nKEY = itemgetter(1)\ndef job(xs):\n    return sorted(xs, key=itemgetter(0))\n",
+    "def job(xs):\n    return sorted(xs, key=lambda p: p[1]), list(map(lambda v: v * 2, xs))\n",
+    "from functools import reduce, cmp_to_key\ndef job(xs):\n    return reduce(lambda a, b: a + b, xs), "
+    "sorted(xs, key=cmp_to_key(lambda a, b: a - b))\n",
+    "def job(xs):\n    return [y for y in map(lambda v: v + 1, xs)]\n",
+    "def job(f=lambda v: v):\n    return f(1)\n",
+    "def job(a: int | None, b: 'int | str' = 1) -> dict[str, int] | None:\n"
+    "    c: int | None = a | 4\n    return None\n",
+]
+
+
+@pytest.mark.parametrize("src", ACCEPTED)
+def test_common_real_world_construct_is_accepted(src):
+    tasklet.validate(src, "job")

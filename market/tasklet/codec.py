@@ -64,6 +64,7 @@ _LIST_I64, _LIST_F64, _LIST_STR = 0x17, 0x18, 0x19
 _COMPLEX, _FRACTION, _RANGE = 0x20, 0x21, 0x22
 _DEQUE, _COUNTER, _ODICT, _DDICT = 0x23, 0x24, 0x25, 0x26
 _LIST_BOOL, _LIST_S, _TUPLE_S = 0x27, 0x28, 0x29  # bools as bytes; lists/tuples of scalars
+_FUNC = 0x2A  # a function, class or module frozen by reference: its name (see encode's name_of)
 
 _DDICT_FACTORIES: Dict[str, Callable[[], object]] = {
     "int": int,
@@ -233,11 +234,18 @@ def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out:
     return True
 
 
-def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
+def encode(
+    obj: Any,
+    classes: Optional[Mapping[str, type]] = None,
+    name_of: Optional[Callable[[object], Optional[str]]] = None,
+) -> bytes:
     """Encode ``obj`` to bytes; raises :class:`CodecError` for foreign types.
 
     ``classes`` maps names to the job module's classes whose instances may be
-    encoded (by class name and ``__dict__``).
+    encoded (by class name and ``__dict__``).  ``name_of`` names the other
+    values that may be frozen by reference (a builtin, a function of an allowed
+    module, a module-level lambda...): it returns a name the decoder's
+    ``resolve`` turns back into the same object, or None.
     """
     classes = classes or {}
     out = bytearray([VERSION])
@@ -366,10 +374,16 @@ def encode(obj: Any, classes: Optional[Mapping[str, type]] = None) -> bytes:
                 _uvarint(len(attrs), out)
                 children = _pairs(attrs)
             else:
-                raise CodecError(
-                    "a value of type %s cannot be frozen (only plain data "
-                    "and instances of the job's own classes)" % t.__name__
-                )
+                ref_name = name_of(x) if name_of is not None else None
+                if ref_name is None:
+                    raise CodecError(
+                        "a value of type %s cannot be frozen (only plain data "
+                        "and instances of the job's own classes)" % t.__name__
+                    )
+                # by reference; it keeps its memo index, so later occurrences are back references
+                out.append(_FUNC)
+                _str(ref_name, out)
+                continue
             stack.append(children)
             owners.append(index)
             break
@@ -439,11 +453,19 @@ _KEYED = frozenset((_DICT, _COUNTER, _ODICT, _DDICT, _INST))
 _EMPTY = {_LIST: list, _DICT: dict, _SET: set, _COUNTER: collections.Counter, _ODICT: collections.OrderedDict}
 
 
-def decode(data: bytes, classes: Optional[Mapping[str, type]] = None, max_nodes: Optional[int] = None) -> Any:
+def decode(
+    data: bytes,
+    classes: Optional[Mapping[str, type]] = None,
+    max_nodes: Optional[int] = None,
+    resolve: Optional[Callable[[str], object]] = None,
+) -> Any:
     """Decode bytes made by :func:`encode`.
 
     With ``classes`` (name -> class), job instances are rebuilt without
     calling ``__init__``; without it they become :class:`PlainInstance`.
+    ``resolve`` turns the name of a value frozen by reference back into the
+    object (it raises CodecError for an unknown name); without it such data is
+    refused.
     Raises :class:`CodecError` for anything malformed.
 
     ``max_nodes`` bounds the values built (every item of every container, and the
@@ -457,7 +479,7 @@ def decode(data: bytes, classes: Optional[Mapping[str, type]] = None, max_nodes:
     if not data or data[0] != VERSION:
         raise CodecError("unknown codec version")
     try:
-        value, pos = _decode(data, classes, _NO_BUDGET if max_nodes is None else max_nodes)
+        value, pos = _decode(data, classes, _NO_BUDGET if max_nodes is None else max_nodes, resolve)
     except CodecError:
         raise
     except IndexError:
@@ -477,7 +499,12 @@ def _over(budget: int) -> NoReturn:
     raise OverBudget("the data holds more than %d values" % budget)
 
 
-def _decode(data: bytes, classes: Optional[Mapping[str, type]], max_nodes: int) -> Tuple[Any, int]:
+def _decode(
+    data: bytes,
+    classes: Optional[Mapping[str, type]],
+    max_nodes: int,
+    resolve: Optional[Callable[[str], object]] = None,
+) -> Tuple[Any, int]:
     end = len(data)
     pos = 1
     # values left to build after the top one; only container headers charge it (each says how many
@@ -588,6 +615,17 @@ def _decode(data: bytes, classes: Optional[Mapping[str, type]], max_nodes: int) 
             from fractions import Fraction  # lazily: most states have none, and it costs ~6 ms
 
             v = Fraction(num, den)
+        elif tag == _FUNC:
+            if data[pos] != _STR:
+                _fail(pos, "expected a name")
+            ln, pos = _varint_at(data, pos + 1)
+            if pos + ln > end:
+                _fail(pos, "length exceeds the remaining data")
+            if resolve is None:
+                _fail(pos, "a value frozen by reference needs the job's module")
+            v = resolve(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
+            pos += ln
+            memo.append(v)
         elif tag == _RANGE:
             start, pos = _int_at(data, pos, end)
             stop, pos = _int_at(data, pos, end)

@@ -26,7 +26,7 @@ import ast
 import copy
 import types
 
-from .validator import JobRefused, ModuleInfo, check_module, local_names
+from .validator import MAKERS, JobRefused, ModuleInfo, check_module, is_dataclass_decorator, local_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -629,6 +629,136 @@ class _ContinuationBuilder:
         return [_const_assign(flag, False, loop), wrapper, reenter]
 
 
+# -- before compiling: annotations, __future__, module-level lambdas -----------
+
+
+def prepare_module(tree: ast.Module) -> List[str]:
+    """Rewrite a validated module in place so that it runs the same on every worker Python.
+
+    * Annotations are never evaluated: they are removed from parameters and returns, and
+      ``x: T = v`` becomes ``x = v``; a bare ``x: T`` disappears (in a function it becomes
+      ``x: None``, which keeps ``x`` local and, as every local annotation, is not evaluated).
+      A ``@dataclass`` body keeps its annotated names (its fields), annotated ``None``.
+    * ``from __future__ import ...`` is dropped (every feature is on in Python 3.9+, and
+      annotations are gone).
+    * Each lambda the top level creates, and each callable it makes with ``itemgetter``,
+      ``partial``... (validator.MAKERS), is wrapped in ``_tk_lambda(...)`` so that it can be
+      frozen by reference (its creation order; see refs.py).
+
+    Returns the allowed modules the job imports, anywhere (what refs.py may name).
+    """
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                modules |= {".".join(parts[: i + 1]) for i in range(len(parts))}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+            parts = node.module.split(".")
+            modules |= {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            for param in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+                if param is not None:
+                    param.annotation = None
+            if not isinstance(node, ast.Lambda):
+                node.returns = None
+
+    def strip(body: List[ast.stmt], level: str) -> List[ast.stmt]:
+        out: List[ast.stmt] = []
+        for s in body:
+            if isinstance(s, ast.AnnAssign) and level != "dataclass":
+                if s.value is not None:
+                    out.append(_assign_to(s.target, s.value, s))
+                elif level == "function":
+                    s.annotation = _stamp(ast.Constant(value=None), s)
+                    out.append(s)
+                continue
+            if isinstance(s, ast.AnnAssign):
+                # a field: the name is what counts (ClassVar, InitVar and KW_ONLY are refused)
+                s.annotation = _stamp(ast.Constant(value=None), s)
+            elif isinstance(s, ast.ImportFrom) and s.module == "__future__":
+                continue
+            elif isinstance(s, (ast.Import, ast.ImportFrom)) and _JOB_MODULES.keys() & set(
+                [a.name for a in s.names if isinstance(s, ast.Import)]
+                + [s.module if isinstance(s, ast.ImportFrom) else ""]
+            ):
+                out.extend(_job_module(s))
+                continue
+            elif isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                s.body = strip(s.body, "function") or [_stamp(ast.Pass(), s)]
+            elif isinstance(s, ast.ClassDef):
+                dc = any(is_dataclass_decorator(d) for d in s.decorator_list)
+                s.body = strip(s.body, "dataclass" if dc else "class") or [_stamp(ast.Pass(), s)]
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    inner = getattr(s, field, None)
+                    if inner:
+                        setattr(s, field, strip(inner, level) or [_stamp(ast.Pass(), s)])
+                for h in getattr(s, "handlers", ()):
+                    h.body = strip(h.body, level) or [_stamp(ast.Pass(), h)]
+            out.append(s)
+        return out
+
+    tree.body = strip(tree.body, "module")
+
+    class _Lambdas(ast.NodeTransformer):
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+            # defaults and decorators run at the top level; the body does not
+            node.args = self.visit(node.args)
+            node.decorator_list = [self.visit(d) for d in node.decorator_list]
+            return node
+
+        def visit_Lambda(self, node: ast.Lambda) -> ast.expr:
+            # not generic_visit: a lambda inside it is made when it is called, not at the top level
+            return self.register(node)
+
+        def visit_Call(self, node: ast.Call) -> ast.expr:
+            self.generic_visit(node)
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            return self.register(node) if name in MAKERS else node
+
+        def register(self, node: ast.expr) -> ast.expr:
+            func = ast.copy_location(ast.Name(id="_tk_lambda", ctx=ast.Load()), node)
+            return ast.copy_location(ast.Call(func=func, args=[node], keywords=[]), node)
+
+    _Lambdas().visit(tree)
+    return sorted(modules)
+
+
+#: modules whose job-side stand-in is bound by name, at compile time (an ``__import__`` hook is not
+#: enough: PyPy's import statement ignores a ``__builtins__["__import__"]`` of the job's globals)
+_JOB_MODULES = {
+    "random": "_tk_random",  # the job's own generator, frozen with it (jobrandom.py)
+    "itertools": "_tk_itertools",  # iterators that freeze as their own state (iterators.py)
+}
+
+
+def _job_module(s: Union[ast.Import, ast.ImportFrom]) -> List[ast.stmt]:
+    """``import random`` / ``from itertools import count`` bind the job's stand-ins, not the modules."""
+    out: List[ast.stmt] = []
+    for a in s.names:
+        if isinstance(s, ast.ImportFrom):
+            base = _JOB_MODULES[s.module or ""]
+            value: ast.expr = ast.Attribute(value=ast.Name(id=base, ctx=ast.Load()), attr=a.name, ctx=ast.Load())
+            out.append(_assign_to(_name(a.asname or a.name, s, store=True), _stamp(value, s), s))
+        elif a.name in _JOB_MODULES:
+            value = ast.Name(id=_JOB_MODULES[a.name], ctx=ast.Load())
+            out.append(_assign_to(_name(a.asname or a.name, s, store=True), _stamp(value, s), s))
+        else:
+            out.append(_stamp(ast.Import(names=[a]), s))
+    return out
+
+
+def _assign_to(target: ast.expr, value: ast.expr, src: ast.stmt) -> ast.Assign:
+    node = ast.Assign(targets=[target], value=value)
+    ast.copy_location(node, src)
+    if "type_comment" in ast.Assign._fields:
+        node.type_comment = None
+    return node
+
+
 # -- the compiled job ---------------------------------------------------------
 
 
@@ -636,6 +766,7 @@ class CompiledJob:
     """A validated, transformed job module plus what resuming it needs."""
 
     def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo) -> None:
+        self.modules = prepare_module(tree)
         self.source = source
         self.entry = entry
         self.info = info

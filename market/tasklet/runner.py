@@ -34,6 +34,8 @@ from .envelope import (
     open_envelope,
     source_hash,
 )
+from .jobrandom import JobRandom
+from .refs import References
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -111,6 +113,7 @@ class _Control:
         self.atomic = True  # while the module's top level runs
         self.job_id = job_id
         self.progress = progress
+        self.refs = References(ns, (), ())  # replaced by _namespace's, which knows the job
 
     def pause(self, fname, point, local_vars):
         if self.atomic:
@@ -139,22 +142,15 @@ class _Control:
         return self.job_id
 
 
-def _job_import(name, globals=None, locals=None, fromlist=(), level=0):
-    # the job's itertools are the ones whose iterators freeze as their own state
-    if name == "itertools" and not level:
-        return iterators.ITERTOOLS
-    return builtins.__import__(name, globals, locals, fromlist, level)
-
-
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
     ns: Dict[str, Any] = {}
-    job_builtins = dict(builtins.__dict__)
-    job_builtins["__import__"] = _job_import
     iterators.bind(ns)
+    ctl.refs = References(ns, job.class_names, job.modules)
     ns.update(
         {
             "__name__": "__job__",
-            "__builtins__": job_builtins,
+            "__builtins__": builtins,
+            "_tk_itertools": iterators.ITERTOOLS,
             "_tk_F": False,
             "_tk_pause": ctl.pause,
             "_tk_locals": builtins.locals,
@@ -166,8 +162,11 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
             "_tk_len": builtins.len,
             "progress": ctl.set_progress,
             "job_id": ctl.get_job_id,
+            "_tk_lambda": ctl.refs.register,
         }
     )
+    if "random" in job.modules:  # seeded before the top level runs: deterministic per job
+        ns["_tk_random"] = JobRandom(ctl.job_id or 0)
     ctl.ns = ns
     exec(job.code, ns)
     return ns
@@ -366,12 +365,19 @@ def run_slice(
         return outcome(finished=True, error=_describe_error(exc))
     classes = _classes(job, ns)
     try:
-        state = codec.decode(payload, classes)
+        state = codec.decode(payload, classes, resolve=ctl.refs.resolve)
     except codec.CodecError as exc:
         raise EnvelopeError("state payload cannot be decoded: %s" % exc) from None
     _check_state(state, job)
     ctl.progress = state.get("progress")
     ns.update(state.get("globals", {}))
+    if "random" in state:
+        if not isinstance(ns.get("_tk_random"), JobRandom):
+            raise EnvelopeError("state does not fit this job: a generator state for a job without random")
+        try:
+            ns["_tk_random"].thaw(state["random"])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EnvelopeError("state does not fit this job: generator state (%s)" % exc) from None
     ctl.atomic = job.is_generator  # generator jobs stop at their yields only
     if budget is not None:
         ns["_tk_F"] = True  # every back-edge calls pause(), which counts
@@ -412,6 +418,8 @@ def run_slice(
         for k in sorted(job.global_names)
         if k in ns and (isinstance(ns[k], _MUTABLE) or type(ns[k]).__name__ in classes)
     }
+    if isinstance(ns.get("_tk_random"), JobRandom):
+        new_state["random"] = ns["_tk_random"].freeze()
     new_state["progress"] = ctl.progress
     stats["suspensions"] = 1
     try:
@@ -420,7 +428,7 @@ def run_slice(
         return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     stats["frames"] = len(new_state.get("frames", ()))
     try:
-        payload = codec.encode(new_state, classes)
+        payload = codec.encode(new_state, classes, name_of=ctl.refs.name_of)
     except codec.CodecError as exc:
         return outcome(finished=True, error="cannot freeze the job's state: %s" % exc)
     # bound to its lease: the job, the state it was made from, the next sequence number; and the

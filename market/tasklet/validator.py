@@ -17,12 +17,17 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 
 __all__ = ["JobRefused", "ModuleInfo", "check_module", "ALLOWED_MODULES", "RESERVED_PREFIX"]
 
-# Pure, deterministic stdlib modules whose objects either are plain data or
-# only live inside one atomic call.  ``random`` is deliberately absent: its
-# generator state would not travel with the frozen state.
+# Pure, deterministic stdlib modules whose objects are plain data, live only
+# inside one atomic call, or are frozen by reference (their functions and
+# classes: refs.py).  ``random`` is the job's own generator, whose state is
+# frozen with the job (jobrandom.py).
 ALLOWED_MODULES = frozenset(
     {
+        "random",
         "math",
+        "typing",
+        "collections.abc",
+        "dataclasses",
         "cmath",
         "itertools",
         "functools",
@@ -36,6 +41,43 @@ ALLOWED_MODULES = frozenset(
         "fractions",
     }
 )
+# what a job may use of a module whose other objects could not be frozen
+ALLOWED_NAMES = {
+    "dataclasses": frozenset({"dataclass", "field", "asdict", "astuple", "replace", "is_dataclass"}),
+    # the module-level functions, on the job's own generator; not Random() or SystemRandom()
+    "random": frozenset(
+        {"seed", "random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss"}
+        | {"getrandbits", "triangular", "betavariate", "expovariate", "gammavariate", "lognormvariate"}
+        | {"normalvariate", "vonmisesvariate", "paretovariate", "weibullvariate", "randbytes"}
+    ),
+}
+# what to say when a name outside ALLOWED_NAMES is used
+NAME_HINTS = {
+    "random": "use random.seed(...) and the module's functions: the job has one generator, frozen with it",
+    "dataclasses": "",
+}
+# ``from __future__ import X``: every feature is on in Python 3.9+ or only changes annotations,
+# which jobs never evaluate; the compiler drops these imports
+FUTURE_FEATURES = frozenset(
+    {
+        "annotations",
+        "generator_stop",
+        "division",
+        "absolute_import",
+        "print_function",
+        "unicode_literals",
+        "generators",
+        "nested_scopes",
+        "with_statement",
+    }
+)
+# builtins that would read or write outside the job: what to do instead
+NO_IO = {
+    "input": "a job cannot read a keyboard: pass the data in the job's arguments "
+    "(market submit MODULE FUNCTION ARGS...), or run a pythia task for interactive or file work (docs/tasks.md)",
+    "open": "a job cannot open files: pass the data in the job's arguments and return results, "
+    "or run a pythia task, which has a task filesystem (docs/tasks.md)",
+}
 RESERVED_PREFIX = "_tk_"
 FORBIDDEN_NAMES = frozenset(
     {
@@ -80,6 +122,19 @@ FORBIDDEN_METHODS = frozenset(
     }
 )
 _INJECTED = frozenset({"progress", "job_id"})
+# Calls that use a function argument and let go of it before they return: a lambda made while the
+# job runs may be passed to them (nothing can hold it at a stopping point)
+_CONSUMERS = frozenset(
+    {"sorted", "sort", "min", "max", "nsmallest", "nlargest", "reduce", "any", "all", "sum", "list", "tuple"}
+    | {"set", "frozenset", "dict", "join", "sub", "subn", "bisect", "bisect_left", "bisect_right", "insort"}
+    | {"insort_left", "insort_right", "Counter", "deque", "fsum", "prod", "extend", "update"}
+)
+# calls whose result holds the function: fine only when that result is itself consumed at once
+_HOLDERS = frozenset({"map", "filter", "cmp_to_key", "filterfalse", "starmap", "takewhile", "dropwhile"})
+_HOLDERS |= frozenset({"accumulate", "groupby"})
+# calls of allowed modules that make a new callable: at the top level the compiler registers what they
+# make (refs.py freezes it by reference); while the job runs it must be consumed at once
+MAKERS = frozenset({"itemgetter", "attrgetter", "methodcaller", "partial", "cmp_to_key"})
 _SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
 
 
@@ -112,6 +167,43 @@ class ModuleInfo:
 
 def _is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__") and len(name) > 4
+
+
+def _is_type_checking_guard(node: ast.stmt) -> bool:
+    test = getattr(node, "test", None)
+    return (
+        isinstance(node, ast.If)
+        and not node.orelse
+        and (
+            (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+            or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        )
+    )
+
+
+_TYPE_NAMES = frozenset(
+    {"int", "float", "complex", "str", "bytes", "bool", "list", "dict", "set", "frozenset", "tuple", "type"}
+    | {"object", "bytearray", "range"}
+)
+
+
+def _is_type(e: ast.AST) -> bool:
+    """A builtin type, ``None`` or ``list[...]``: an operand of ``X | Y`` that only 3.10+ accepts."""
+    if isinstance(e, ast.Subscript):
+        e = e.value
+    return (isinstance(e, ast.Name) and e.id in _TYPE_NAMES) or (isinstance(e, ast.Constant) and e.value is None)
+
+
+def _callee(f: ast.AST) -> str:
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def is_dataclass_decorator(d: ast.expr) -> bool:
+    """``@dataclass``, ``@dataclass(...)``, ``@dataclasses.dataclass``..."""
+    f = d.func if isinstance(d, ast.Call) else d
+    return (isinstance(f, ast.Name) and f.id == "dataclass") or (
+        isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr == "dataclass"
+    )
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
@@ -157,6 +249,8 @@ def local_names(fn: ast.FunctionDef) -> Set[str]:
             names.add(node.name)
         elif isinstance(node, ast.NamedExpr):
             names.add(node.target.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(x.asname or x.name).split(".")[0] for x in node.names}
         if isinstance(node, _SCOPES):
             # only the walrus targets and the first iterable escape a comprehension
             todo.extend(n for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
@@ -174,6 +268,7 @@ class _Checker:
         self.entry = entry
         self.problems: List[Tuple[int, str]] = []
         self.info = ModuleInfo()
+        self.modules: Dict[str, str] = {}  # names bound to an allowed module (import m as x: x -> m)
 
     def refuse(self, node, reason: str) -> None:
         self.problems.append((getattr(node, "lineno", 1), reason))
@@ -182,6 +277,7 @@ class _Checker:
 
     def run(self) -> ModuleInfo:
         info = self.info
+        self.parents = {id(c): p for p in ast.walk(self.tree) for c in ast.iter_child_nodes(p)}
         for node in self.tree.body:
             if isinstance(node, ast.FunctionDef):
                 if node.name in info.functions or node.name in info.classes:
@@ -216,25 +312,10 @@ class _Checker:
     def module_stmt(self, node: ast.stmt) -> None:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             return
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name not in ALLOWED_MODULES:
-                    self.refuse(
-                        node,
-                        "import of %r is not allowed (allowed: %s)" % (alias.name, ", ".join(sorted(ALLOWED_MODULES))),
-                    )
-                self.check_name_binding(node, (alias.asname or alias.name).split(".")[0])
-        elif isinstance(node, ast.ImportFrom):
-            if node.level or node.module not in ALLOWED_MODULES:
-                self.refuse(
-                    node,
-                    "import from %r is not allowed (allowed: %s)"
-                    % ("." * node.level + (node.module or ""), ", ".join(sorted(ALLOWED_MODULES))),
-                )
-            for alias in node.names:
-                if alias.name == "*":
-                    self.refuse(node, "'import *' is not supported: name what you import")
-                self.check_name_binding(node, alias.asname or alias.name)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            self.import_(node)
+        elif _is_type_checking_guard(node):
+            return  # TYPE_CHECKING is False when a job runs: the block never runs
         elif isinstance(node, ast.FunctionDef):
             self.function(node, method=False)
         elif isinstance(node, ast.AsyncFunctionDef):
@@ -258,13 +339,56 @@ class _Checker:
                 "appear at the top level of a job module (found %s)" % type(node).__name__,
             )
 
+    def import_(self, node) -> None:
+        allowed = ", ".join(sorted(ALLOWED_MODULES))
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name not in ALLOWED_MODULES:
+                    self.refuse(node, "import of %r is not allowed (allowed: %s)" % (alias.name, allowed))
+                bound = (alias.asname or alias.name).split(".")[0]
+                self.modules[alias.asname or alias.name] = alias.name
+                self.check_name_binding(node, bound)
+            return
+        if node.module == "__future__" and not node.level:
+            for alias in node.names:
+                if alias.name not in FUTURE_FEATURES:
+                    self.refuse(node, "unknown __future__ feature %r" % alias.name)
+            return
+        if node.level or node.module not in ALLOWED_MODULES:
+            self.refuse(
+                node, "import from %r is not allowed (allowed: %s)" % ("." * node.level + (node.module or ""), allowed)
+            )
+        names = ALLOWED_NAMES.get(node.module or "")
+        for alias in node.names:
+            if alias.name == "*":
+                self.refuse(node, "'import *' is not supported: name what you import")
+            elif names is not None and alias.name not in names:
+                self.refuse_name(node, node.module or "", alias.name, names)
+            self.check_name_binding(node, alias.asname or alias.name)
+
+    def refuse_name(self, node, module: str, name: str, names) -> None:
+        hint = NAME_HINTS.get(module) or "supported: " + ", ".join(sorted(names))
+        self.refuse(node, "%s.%s is not supported in jobs (%s)" % (module, name, hint))
+
     def check_name_binding(self, node, name: str) -> None:
         if name.startswith(RESERVED_PREFIX):
             self.refuse(node, "names starting with %r are reserved for the runtime" % RESERVED_PREFIX)
 
     def klass(self, node: ast.ClassDef) -> None:
+        dataclass = False
         for d in node.decorator_list:
-            self.refuse(d, "class decorators are not supported")
+            if is_dataclass_decorator(d):
+                dataclass = True
+                for kw in d.keywords if isinstance(d, ast.Call) else ():
+                    if kw.arg in ("slots", "weakref_slot") and not (
+                        isinstance(kw.value, ast.Constant) and kw.value.value is False
+                    ):
+                        self.refuse(d, "@dataclass(%s=...) is not supported: its instances have no __dict__" % kw.arg)
+                    self.expr(kw.value, "class decorators cannot call job functions")
+                if isinstance(d, ast.Call) and d.args:
+                    self.refuse(d, "pass @dataclass's options as keywords")
+            else:
+                self.refuse(d, "class decorators other than @dataclass are not supported")
         for _kw in node.keywords:
             self.refuse(node, "class keywords (metaclass=...) are not supported")
         for base in node.bases:
@@ -292,6 +416,15 @@ class _Checker:
                 self.function(stmt, method=True)
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                if dataclass and isinstance(stmt, ast.AnnAssign):
+                    for n in ast.walk(stmt.annotation):
+                        ident = n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else ""
+                        if ident in ("ClassVar", "InitVar", "KW_ONLY"):
+                            self.refuse(
+                                stmt,
+                                "%s fields are not supported in job dataclasses (annotations are not evaluated): "
+                                "assign a class constant without an annotation, or make it a field" % ident,
+                            )
                 for t in targets:
                     if not isinstance(t, ast.Name) or t.id in FORBIDDEN_METHODS:
                         self.refuse(stmt, "class bodies may only assign plain class constants")
@@ -361,7 +494,10 @@ class _Checker:
         elif isinstance(s, ast.AsyncFor):
             self.refuse(s, "'async for' is not supported")
         elif isinstance(s, (ast.Import, ast.ImportFrom)):
-            self.refuse(s, "imports belong at the top of the job module")
+            if isinstance(s, ast.ImportFrom) and s.module == "__future__":
+                self.refuse(s, "from __future__ imports must be at the top of the module")
+            else:
+                self.import_(s)
         elif type(s).__name__ in ("Match", "TryStar", "TypeAlias"):
             self.refuse(s, "'%s' statements are not supported" % type(s).__name__)
         elif isinstance(s, ast.For):
@@ -454,10 +590,28 @@ class _Checker:
                     and node.value.func.id == "super"
                 ):
                     self.refuse(node, "dunder attribute access (.%s) is not supported" % node.attr)
+                v = node.value
+                if isinstance(v, ast.Name) and v.id in self.modules:
+                    names = ALLOWED_NAMES.get(self.modules[v.id])
+                    if names is not None and node.attr not in names:
+                        self.refuse_name(node, self.modules[v.id], node.attr, names)
                 todo.append((node.value, why, False))
                 continue
             if isinstance(node, ast.Call):
                 f = node.func
+                if self.is_maker(f) and self.made_at_run_time(node) and not self.consumed(node):
+                    self.refuse(
+                        node,
+                        "the callable %s(...) makes cannot be kept in a variable, a container or an object "
+                        "while the job runs (it could not be frozen): make it once at the top level of the module "
+                        "(KEY = %s(...)), or pass it straight to the call that uses it" % (_callee(f), _callee(f)),
+                    )
+                if isinstance(f, ast.Name) and f.id == "print" and any(kw.arg == "file" for kw in node.keywords):
+                    self.refuse(
+                        node,
+                        "print(file=...) is not supported: a job has no files; print() goes to the worker's log "
+                        "and the job's result is what it returns (or run a pythia task: docs/tasks.md)",
+                    )
                 if isinstance(f, ast.Name) and f.id in funcs:
                     if why:
                         self.refuse(node, "call to job function %s(): %s" % (f.id, why))
@@ -483,6 +637,13 @@ class _Checker:
                     todo.append((kw.value, why, False))
                 continue
             if isinstance(node, ast.Lambda):
+                if self.made_at_run_time(node) and not self.consumed(node):
+                    self.refuse(
+                        node,
+                        "a lambda made while the job runs cannot be kept in a variable, a container or an object "
+                        "(it could not be frozen): define it at the top level of the module (NAME = lambda ...) "
+                        "or as a function, or pass it straight to the call that uses it (sorted(xs, key=lambda ...))",
+                    )
                 self.lambda_(node, ctx)
                 continue
             if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
@@ -494,6 +655,16 @@ class _Checker:
                 why = (
                     why
                     or "job function calls inside 'and'/'or' are not supported (assign the call to a variable first)"
+                )
+            elif (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.BitOr)
+                and (_is_type(node.left) or _is_type(node.right))
+            ):
+                self.refuse(
+                    node,
+                    "'X | Y' of types is evaluated here and fails on Python 3.9 workers: write typing.Union[X, Y] "
+                    "or typing.Optional[X] (in annotations, 'X | Y' is fine: they are not evaluated)",
                 )
             elif isinstance(node, ast.IfExp):
                 why = (
@@ -523,7 +694,9 @@ class _Checker:
 
     def name(self, node: ast.Name, is_callee: bool, ctx) -> None:
         ident = node.id
-        if ident in FORBIDDEN_NAMES:
+        if ident in NO_IO:
+            self.refuse(node, "%r is not available to jobs: %s" % (ident, NO_IO[ident]))
+        elif ident in FORBIDDEN_NAMES:
             self.refuse(node, "%r is not available to jobs" % ident)
         elif ident.startswith(RESERVED_PREFIX):
             self.refuse(node, "names starting with %r are reserved for the runtime" % RESERVED_PREFIX)
@@ -540,6 +713,43 @@ class _Checker:
                 "job function %s can only be called directly, not used as a "
                 "value (e.g. as a key= or map() callback)" % ident,
             )
+
+    def is_maker(self, f: ast.expr) -> bool:
+        if isinstance(f, ast.Name):
+            return f.id in MAKERS and f.id not in self.info.functions and f.id not in self.info.classes
+        return isinstance(f, ast.Attribute) and f.attr in MAKERS and _callee(f.value) in self.modules
+
+    def made_at_run_time(self, node: ast.AST) -> bool:
+        """Whether ``node`` is evaluated by a running function or lambda (not by the top level)."""
+        child, parent = node, self.parents.get(id(node))
+        while parent is not None:
+            if isinstance(parent, ast.Lambda) and child is parent.body:
+                return True
+            if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) and child in parent.body:
+                return True
+            child, parent = parent, self.parents.get(id(parent))
+        return False
+
+    def consumed(self, node: ast.AST) -> bool:
+        """Whether the function ``node`` makes goes straight into a call that lets go of it."""
+        parent = self.parents.get(id(node))
+        if isinstance(parent, ast.keyword):
+            if parent.arg != "key":  # dict(f=...), x.update(f=...) keep it
+                return False
+            parent = self.parents.get(id(parent))
+        if not isinstance(parent, ast.Call) or node is parent.func:
+            return False
+        callee = _callee(parent.func)
+        if callee in _CONSUMERS:
+            return True
+        if callee in _HOLDERS:
+            return self.consumed(parent) or self.iterated_at_once(parent)
+        return False
+
+    def iterated_at_once(self, node: ast.AST) -> bool:
+        """Whether ``node`` is the iterable of a comprehension (which runs atomically)."""
+        parent = self.parents.get(id(node))
+        return isinstance(parent, ast.comprehension) and node is parent.iter
 
     def lambda_(self, node: ast.Lambda, ctx) -> None:
         a = node.args
