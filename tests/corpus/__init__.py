@@ -14,5 +14,8 @@ PENDING = {
     # R2: accepted, then fails at freeze time (a re.Match local; a module dict of operator functions)
     "regex_tools:parse_log",
     "rpn:rpn",
+    # R1: tests/test_tasklet_programs.py's generator of loops whose body mutates what
+    # enumerate()/zip()/dict.items() iterate (a wrong answer after a thaw)
+    "programs:mutation_under_enumerate_zip_items",
 }
 PENDING_REASON = "pending: runtime issue 18 part R1/R2"
