@@ -50,5 +50,5 @@ def brute_force(secret, crib):
 
 CASES = [
     ("round_trip", ["Attack at dawn!", "lemon"]),
-    ("brute_force", ["Wkh txlfn eurzq ira", "quick"]),
+    ("brute_force", ["Wkh ira", "the"]),
 ]

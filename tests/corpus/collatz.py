@@ -29,6 +29,6 @@ def longest(limit):
 
 
 CASES = [
-    ("longest", [40]),
+    ("longest", [25]),
     ("steps", [27]),
 ]

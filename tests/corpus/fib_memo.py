@@ -50,6 +50,6 @@ def all_agree(n):
 
 
 CASES = [
-    ("all_agree", [90]),
+    ("all_agree", [60]),
     ("fib_iter", [300]),
 ]

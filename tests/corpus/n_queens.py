@@ -35,5 +35,5 @@ def count(n):
 
 CASES = [
     ("solve", [4]),
-    ("count", [5]),
+    ("count", [4]),
 ]

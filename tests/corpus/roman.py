@@ -53,5 +53,5 @@ def check_range(lo, hi):
 CASES = [
     ("to_roman", [3888]),
     ("from_roman", ["MMXXIV"]),
-    ("check_range", [1, 25]),
+    ("check_range", [1, 12]),
 ]
