@@ -505,3 +505,24 @@ def job(n):
         hops += 1
     assert out.error is None
     assert tasklet.decode_result(out.result) == native(src, "job", [5])
+
+
+def test_enumerate_over_a_list_frozen_on_pypy_at_its_last_item():
+    # PyPy's enumerate(list) reduces to (the list, index), not to a list iterator: this failed to
+    # freeze on PyPy ("a loop over a list cannot be frozen"), found by tests/test_tasklet_programs.py
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    src = """
+def job(xs):
+    acc = 0
+    for i, v in enumerate(xs):
+        xs.append(v + 1) if len(xs) < 4 else None
+        acc = acc * 31 + i * v
+    return acc, xs
+"""
+    for xs in ([0], [3, 1]):
+        out = slice_in(pypy, tasklet.start(src, "job", [list(xs)], {}), src, budget=1)
+        while not out.finished:
+            assert out.error is None
+            out = slice_in(pypy, out.envelope, src, budget=1)
+        assert out.error is None
+        assert tasklet.decode_result(out.result) == native(src, "job", [list(xs)])

@@ -144,6 +144,8 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
             i = state or 0
             return _range(start + i * step, start + length * step, step)
         if maker is enumerate:
+            if type(args[0]) is list:  # PyPy, enumerate(a_list) from 0: (the list, the index)
+                return ["enum", ["seq", args[0], args[1]], args[1]]
             return ["enum", describe(args[0], ns), args[1]]
         if maker is zip:
             return ["zip", [describe(x, ns) for x in args], bool(state)]

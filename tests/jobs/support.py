@@ -17,7 +17,7 @@ def source(name: str) -> str:
 def native(src: str, entry: str, args, kwargs=None):
     """Plain CPython call of the unmodified module; ('error', type) if it raises."""
     ns = {"__name__": "native_job"}
-    exec(compile(src, "<native>", "exec"), ns)
+    exec(compile(src, "<native>", "exec", dont_inherit=True), ns)  # not this file's __future__ imports
     try:
         value = ns[entry](*args, **(kwargs or {}))
         if hasattr(value, "__next__"):  # a generator job: drain it
