@@ -362,7 +362,8 @@ def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict):
         info = job.functions[fname]
         pi = info.points[point]
         keep = info.user_names.union(pi.live)
-        clean = {k: v for k, v in local_vars.items() if k in keep}
+        # sorted: the same frame reached through a thaw or straight on encodes the same bytes
+        clean = {k: local_vars[k] for k in sorted(local_vars) if k in keep}
         iters = {k: iterators.freeze_loop(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k], ns) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
@@ -435,7 +436,7 @@ def _run(
         ns["_tk_F"] = True  # every back-edge calls pause(), which counts
     disarm = _arm_timer(seconds, ctl)
     new_state = None
-    mark: Optional[str] = None  # a generator job's states have none: its yields are its only stops
+    mark: Optional[str] = None
     try:
         try:
             if state["kind"] == "call":
@@ -467,6 +468,8 @@ def _run(
         except codec.CodecError as exc:
             return outcome(finished=True, error="cannot encode the job's result: %s" % exc)
         return outcome(finished=True, result=result)
+    if mark is None:  # a generator job: its yields are its only stops, each checked whole by a replay
+        mark = "%s:%s:yield" % (INTERPRETER, job.entry)
     stats["suspensions"] = 1
     stats["frames"] = len(new_state.get("frames", ()))
     try:
