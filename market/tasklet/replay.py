@@ -59,6 +59,8 @@ class _ReplayControl(_Control):
     """Counts every back-edge; suspends at the cap or where the innermost frame's mark is the target's."""
 
     target_mark: Optional[str] = None
+    target_fname: Optional[str] = None
+    target_point = -1
     target_sha: str = ""
     gen_match = False
 
@@ -66,10 +68,15 @@ class _ReplayControl(_Control):
         if self.atomic:
             return
         self.back_edges += 1
-        if self.back_edges < (self.budget or 1) and (
-            self.target_mark is None
-            or self.job is None
-            or mark_of(self.job, fname, point, local_vars) != self.target_mark
+        if (
+            self.back_edges < (self.budget or 1)
+            # the function and point first (cheap), the hash of the cheap locals only there
+            and (
+                point != self.target_point
+                or fname != self.target_fname
+                or self.job is None
+                or mark_of(self.job, fname, point, local_vars) != self.target_mark
+            )
         ):
             return
         s = _Suspend()
@@ -88,6 +95,9 @@ def _control(target_mark, target_sha):
     def make(*args):
         ctl = _ReplayControl(*args)
         ctl.target_mark, ctl.target_sha = target_mark, target_sha
+        parts = (target_mark or "").split(":")
+        if len(parts) == 4 and parts[2].isdigit():  # "interpreter:function:point:hash"
+            ctl.target_fname, ctl.target_point = parts[1], int(parts[2])
         if target_sha:
             ctl.at_yield = ctl.check_yield
         return ctl

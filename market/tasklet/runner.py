@@ -148,38 +148,41 @@ class _Control:
         return self.job_id
 
 
-_CHEAP = (int, float, str, bool, type(None))
+_BIG = 1 << 62
 _length_hint = operator.length_hint
 
 
-def mark_of(job: CompiledJob, fname: str, point: int, local_vars: Dict[str, Any]) -> str:
+def mark_of(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict[str, Any]) -> str:
     """A state's mark: the interpreter, the innermost frame's function and resume point and a
     hash of its cheap locals (ints, floats, strs, bools, None, loop positions), as its back-edge
     saw them: ``"cpython-3.11:work:3:5f0c..."``.
 
     Computed once when a slice freezes (its header's ``mark``), and at every back-edge of a
-    replay: equal marks say "this may be the state", the payload's hash decides.  Containers are
-    left out (too costly per back-edge); a long str counts by its length and ends.
+    replay that reaches the target's function and point: equal marks say "this may be the
+    state", the payload's hash decides.  Containers are left out (too costly per back-edge); a
+    huge int or a long str counts by its size and ends.
     """
-    parts = [fname, str(point)]
+    vals = []
     for name, v in local_vars.items():
         t = type(v)
-        if t in _CHEAP:
-            if t is float:
-                r = v.hex()
-            elif t is int and not -(1 << 62) < v < (1 << 62):
-                r = "I%d:%x" % (v.bit_length(), v & 0xFFFFFFFFFFFF)  # str() of a huge int is slow (or refused)
-            elif t is str and len(v) > 64:
-                r = "S%d:%s:%s" % (len(v), v[:24], v[-24:])
-            else:
-                r = repr(v)
-            parts.append("%s=%s" % (name, r))
-        elif name.startswith("_tk_i"):
+        if t is int:
+            if not -_BIG < v < _BIG:  # repr() of a huge int is slow (or refused)
+                v = "I%d:%x" % (v.bit_length(), v & 0xFFFFFFFFFFFF)
+        elif t is str:
+            if len(v) > 64:
+                v = "S%d:%s:%s" % (len(v), v[:24], v[-24:])
+        elif t is float or t is bool or v is None:
+            pass  # repr(float) is exact (the shortest string that reads back the same)
+        elif name[:5] == "_tk_i":
             try:
-                parts.append("%s@%d" % (name, _length_hint(v)))
+                v = _length_hint(v)
             except Exception:  # an iterator whose length hint fails: its position is left out
-                pass
-    h = sha256_hex("\x00".join(parts).encode("utf-8", "surrogatepass"))[:16]
+                continue
+        else:
+            continue
+        vals.append(name)
+        vals.append(v)
+    h = sha256_hex(repr(vals).encode("utf-8", "surrogatepass"))[:16]
     return "%s:%s:%d:%s" % (INTERPRETER, fname, point, h)
 
 
