@@ -192,7 +192,7 @@ def test_the_state_leased_back_unchanged_is_not_matched():
     src = MIXED
     s, _ = forged_case(src, "mixed", [80], 30)
     sha = envelope.payload_sha256(s)
-    r = tasklet.replay_slice(s, src, target_payload_sha256=sha, target_mark="cpython-3.11:mixed:1:0", max_steps=30)
+    r = tasklet.replay_slice(s, src, target_payload_sha256=sha, target_mark="cpython-3.11:mixed:1::0", max_steps=30)
     assert not r.matched
 
 
@@ -293,7 +293,7 @@ def test_mark_is_optional_in_the_header_and_absent_from_state_zero():
     assert tasklet.read_header(s).mark is None
     assert b'"mark"' not in s
     nxt = honest(s, MIXED, 3).envelope
-    interp, fname, point, digest = tasklet.read_header(nxt).mark.split(":")
+    interp, fname, point, loops, digest = tasklet.read_header(nxt).mark.split(":")
     assert interp == envelope.INTERPRETER and fname in ("mixed", "weigh") and int(point) >= 0
     assert len(digest) == 16
 

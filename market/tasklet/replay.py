@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 
 from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
-from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, mark_of
+from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, loop_positions, mark_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -61,6 +61,7 @@ class _ReplayControl(_Control):
     target_mark: Optional[str] = None
     target_fname: Optional[str] = None
     target_point = -1
+    target_loops = ""
     target_sha: str = ""
     gen_match = False
 
@@ -75,6 +76,7 @@ class _ReplayControl(_Control):
                 point != self.target_point
                 or fname != self.target_fname
                 or self.job is None
+                or loop_positions(self.job, fname, point, local_vars) != self.target_loops
                 or mark_of(self.job, fname, point, local_vars) != self.target_mark
             )
         ):
@@ -96,8 +98,8 @@ def _control(target_mark, target_sha):
         ctl = _ReplayControl(*args)
         ctl.target_mark, ctl.target_sha = target_mark, target_sha
         parts = (target_mark or "").split(":")
-        if len(parts) == 4 and parts[2].isdigit():  # "interpreter:function:point:hash"
-            ctl.target_fname, ctl.target_point = parts[1], int(parts[2])
+        if len(parts) == 5 and parts[2].isdigit():  # "interpreter:function:point:loops:hash"
+            ctl.target_fname, ctl.target_point, ctl.target_loops = parts[1], int(parts[2]), parts[3]
         if target_sha:
             ctl.at_yield = ctl.check_yield
         return ctl

@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
     # a frame as the state holds it: [function, point, locals, {loop: position}]
     _FrozenFrame = List[Any]
 
-__all__ = ["SliceOutcome", "start", "run_slice", "mark_of"]
+__all__ = ["SliceOutcome", "start", "run_slice", "mark_of", "loop_positions"]
 
 _MUTABLE = (
     list,
@@ -155,7 +155,7 @@ _length_hint = operator.length_hint
 def mark_of(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict[str, Any]) -> str:
     """A state's mark: the interpreter, the innermost frame's function and resume point and a
     hash of its cheap locals (ints, floats, strs, bools, None, loop positions), as its back-edge
-    saw them: ``"cpython-3.11:work:3:5f0c..."``.
+    saw them, with the positions of its open loops: ``"cpython-3.11:work:3:12,4:5f0c..."``.
 
     Computed once when a slice freezes (its header's ``mark``), and at every back-edge of a
     replay that reaches the target's function and point: equal marks say "this may be the
@@ -183,7 +183,21 @@ def mark_of(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict
         vals.append(name)
         vals.append(v)
     h = sha256_hex(repr(vals).encode("utf-8", "surrogatepass"))[:16]
-    return "%s:%s:%d:%s" % (INTERPRETER, fname, point, h)
+    return "%s:%s:%d:%s:%s" % (INTERPRETER, fname, point, loop_positions(job, fname, point, local_vars), h)
+
+
+def loop_positions(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict[str, Any]) -> str:
+    """The positions of the loops open at ``point`` ("12,3"): the part of a mark a replay checks
+    first at each back-edge of the target's point (a few dict lookups), before the hash."""
+    if job is None:
+        return ""
+    out = []
+    for k in job.functions[fname].points[point].loops:
+        try:
+            out.append(str(_length_hint(local_vars["_tk_i%d" % k])))
+        except Exception:  # no such iterator yet, or no length hint: a position left out
+            out.append("?")
+    return ",".join(out)
 
 
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
