@@ -304,3 +304,28 @@ def test_honest_slices_do_not_count_back_edges():
     s = tasklet.start(src, "tight", [20000, 3], {})
     out = tasklet.run_slice(s, src, 60.0)
     assert out.stats["back_edges"] is None
+
+
+def corpus_cases():
+    from tests.corpus import PENDING, harness
+
+    out = []
+    for path in harness.modules():
+        src = path.read_text()
+        entry, args = harness.declared_cases(src)[0]
+        if harness.refusal(src, entry) is None and "%s:%s" % (path.stem, entry) not in PENDING:
+            out.append(pytest.param(src, entry, args, id="%s:%s" % (path.stem, entry)))
+    return out
+
+
+@pytest.mark.parametrize("src,entry,args", corpus_cases())
+def test_honest_slices_of_the_corpus_are_matched(src, entry, args):
+    """The real-world-style job modules (tests/corpus): slices of random length, each found again
+    by replay from its parent, the result by replay_result."""
+    s = tasklet.start(src, entry, args, {}, job_id=31)
+    rnd = random.Random(entry)
+    for _ in range(15):
+        out = check_matched(s, src, rnd.randint(1, 300))
+        if out is None:
+            break
+        s = out.envelope
