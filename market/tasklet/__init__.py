@@ -7,6 +7,8 @@ Public API (the dispatcher, worker, CLI and server use exactly these names):
 * :func:`prepare` - the same work once, before the job has an id: a :class:`PreparedJob`
   whose :meth:`~PreparedJob.state` stamps state #0 for job id N without redoing it;
 * :func:`run_slice` - thaw, run for a time slice, freeze: a :class:`SliceOutcome`;
+* :func:`replay_slice` / :func:`replay_result` - verification by replay from a parent state
+  (:class:`ReplayOutcome`; see :mod:`market.tasklet.replay`);
 * :func:`decode_result` - a result as data, without executing anything (within a budget);
 * :func:`render_result` - a result's JSON text within a budget of values and characters, read
   straight from the bytes (a result of a few bytes may stand for 2**40 values: it is refused);
@@ -21,6 +23,7 @@ from . import codec
 from .codec import CodecError, OverBudget, PlainInstance
 from .compiler import compile_job
 from .envelope import EnvelopeError, Header, make_envelope, open_envelope, read_header
+from .replay import ReplayOutcome, replay_result, replay_slice
 from .runner import SliceOutcome, run_slice, start
 from .validator import ALLOWED_MODULES, JobRefused
 
@@ -34,6 +37,9 @@ __all__ = [
     "prepare",
     "PreparedJob",
     "run_slice",
+    "replay_slice",
+    "replay_result",
+    "ReplayOutcome",
     "decode_result",
     "render_result",
     "forget_compiled",

@@ -399,19 +399,37 @@ def _pairs(d: Mapping[Any, Any]) -> Iterator[Any]:
         yield v
 
 
-_SORTABLE = (int, float, str, bytes)
-
-
 def _set_order(s: Iterable[Any]) -> List[Any]:
-    """Sets of scalars are written sorted so equal sets encode equally."""
+    """Sets of scalars and of tuples of scalars are written sorted (by type name then value when
+    the types are mixed); other sets in iteration order: equal sets encode equally whatever
+    their history (a set rebuilt by a thaw iterates in another order than one never frozen, and
+    a replay must produce the honest slice's bytes)."""
     items = list(s)
-    kinds = {type(x) for x in items}
-    if len(kinds) == 1 and kinds.pop() in _SORTABLE:
+    if len(items) < 2 or not all(_plain(x, 0) for x in items):
+        return items  # instances may define __lt__ (job code): never called while freezing
+    try:
+        items.sort()
+    except TypeError:
         try:
-            items.sort()
+            items.sort(key=_type_then_value)
         except TypeError:
             pass
     return items
+
+
+_PLAIN = (int, float, str, bytes, bool)
+
+
+def _plain(x: Any, depth: int) -> bool:
+    """A scalar, or a tuple of them (nested a little): what sorting compares without job code."""
+    t = type(x)
+    if t in _PLAIN:
+        return True
+    return t is tuple and depth < 4 and all(_plain(y, depth + 1) for y in x)
+
+
+def _type_then_value(x: Any) -> Tuple[str, Any]:
+    return (type(x).__name__, x)
 
 
 def _fail(pos: int, why: str) -> NoReturn:

@@ -15,6 +15,10 @@ name), ``seq`` (sequence number), ``runtime`` (runtime version that made it),
 trailing digest of the state this one was made from, "" for state #0) and
 ``interpreter`` (the interpreter that froze it: implementation and minor
 version, e.g. "cpython-3.11"; "unknown" for states converted from version 1).
+Optional (absent in older states and in state #0): ``mark``, a short string
+naming the innermost frame's function and resume point and hashing its cheap
+locals, which a replay compares at every back-edge to find this state cheaply
+(``market.tasklet.replay``); FORMAT_VERSION is unchanged by it.
 ``job_id`` may be missing in state #0 (made before the job has an id) and in
 states run locally; the server refuses a check-in whose job id is not its
 lease's.
@@ -58,6 +62,7 @@ __all__ = [
     "open_envelope",
     "digest",
     "payload_sha256",
+    "sha256_hex",
     "inspect",
     "upgrade_v1",
     "INTERPRETER",
@@ -97,17 +102,18 @@ if TYPE_CHECKING:
         job_id: Optional[int] = None
         parent: str = ""
         interpreter: str = INTERPRETER
+        mark: Optional[str] = None
 
 else:
     # A plain namedtuple (typing costs ~15 ms of every slice's start-up)
     Header = collections.namedtuple(
         "Header",
-        "source_sha256 entry seq runtime codec payload_length job_id parent interpreter",
-        defaults=(None, "", INTERPRETER),
+        "source_sha256 entry seq runtime codec payload_length job_id parent interpreter mark",
+        defaults=(None, "", INTERPRETER, None),
     )
 Header.__doc__ = """What an envelope says about the state it carries: source_sha256 (hex), entry, seq,
 runtime, codec, payload_length, job_id (None only in state #0), parent (hex digest of the state it
-was made from, "" for state #0) and interpreter."""
+was made from, "" for state #0), interpreter and mark (optional: see :func:`runner.mark_of`)."""
 
 
 def source_hash(source: str) -> str:
@@ -118,6 +124,8 @@ def source_hash(source: str) -> str:
 def make_envelope(header: Header, payload: bytes) -> bytes:
     """Wrap ``payload``; ``header.payload_length`` is filled in here."""
     fields = header._replace(payload_length=len(payload))._asdict()
+    if fields["mark"] is None:  # optional: absent in states made before it, and in state #0
+        del fields["mark"]
     raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)) + raw + payload
     return body + _sha256(body).digest()
@@ -141,6 +149,11 @@ def open_envelope(data: bytes, source: str) -> Tuple[Header, bytes]:
             "given source %s...)" % (header.source_sha256[:12], source_hash(source)[:12])
         )
     return header, payload
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data`` (the builtin module: no OpenSSL load in a slice)."""
+    return _sha256(bytes(data)).hexdigest()
 
 
 def digest(data: bytes) -> str:
@@ -221,7 +234,10 @@ def _header_from(fields: object, version: int = FORMAT_VERSION) -> Header:
         raise EnvelopeError("state header field 'job_id' must be an integer")
     if fields["seq"] < 0 or fields["payload_length"] < 0:
         raise EnvelopeError("state header has a negative number")
-    extra = set(fields) - set(types) - {"job_id"}
+    mark = fields.get("mark")
+    if mark is not None and (type(mark) is not str or len(mark) > 200):
+        raise EnvelopeError("state header field 'mark' must be a short string")
+    extra = set(fields) - set(types) - {"job_id", "mark"}
     if extra:
         raise EnvelopeError("state header has unknown fields: %s" % ", ".join(sorted(extra)))
     if version < 2:
@@ -242,4 +258,5 @@ def _header_from(fields: object, version: int = FORMAT_VERSION) -> Header:
         job_id,
         parent,
         interpreter,
+        mark,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import operator
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from .envelope import (
     digest,
     make_envelope,
     open_envelope,
+    sha256_hex,
     source_hash,
 )
 from .jobrandom import JobRandom
@@ -39,14 +41,14 @@ from .refs import References
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Any, Dict, List, NamedTuple, NoReturn, Optional, Tuple
+    from typing import Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Tuple
 
     # a frame as the job's stack unwinds: (function, point, locals)
     _Unwound = Tuple[str, int, Dict[str, Any]]
     # a frame as the state holds it: [function, point, locals, {loop: position}]
     _FrozenFrame = List[Any]
 
-__all__ = ["SliceOutcome", "start", "run_slice"]
+__all__ = ["SliceOutcome", "start", "run_slice", "mark_of", "loop_positions"]
 
 _MUTABLE = (
     list,
@@ -114,6 +116,10 @@ class _Control:
         self.job_id = job_id
         self.progress = progress
         self.refs = References(ns, (), ())  # replaced by _namespace's, which knows the job
+        self.job: Optional[CompiledJob] = None  # set by _run once compiled
+        self.classes: Dict[str, type] = {}
+
+    at_yield: Optional[Callable[..., bool]] = None  # a replay's check of a generator job's state after each yield
 
     def pause(self, fname, point, local_vars):
         if self.atomic:
@@ -140,6 +146,58 @@ class _Control:
 
     def get_job_id(self):
         return self.job_id
+
+
+_BIG = 1 << 62
+_length_hint = operator.length_hint
+
+
+def mark_of(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict[str, Any]) -> str:
+    """A state's mark: the interpreter, the innermost frame's function and resume point and a
+    hash of its cheap locals (ints, floats, strs, bools, None, loop positions), as its back-edge
+    saw them, with the positions of its open loops: ``"cpython-3.11:work:3:12,4:5f0c..."``.
+
+    Computed once when a slice freezes (its header's ``mark``), and at every back-edge of a
+    replay that reaches the target's function and point: equal marks say "this may be the
+    state", the payload's hash decides.  Containers are left out (too costly per back-edge); a
+    huge int or a long str counts by its size and ends.
+    """
+    vals = []
+    for name, v in local_vars.items():
+        t = type(v)
+        if t is int:
+            if not -_BIG < v < _BIG:  # repr() of a huge int is slow (or refused)
+                v = "I%d:%x" % (v.bit_length(), v & 0xFFFFFFFFFFFF)
+        elif t is str:
+            if len(v) > 64:
+                v = "S%d:%s:%s" % (len(v), v[:24], v[-24:])
+        elif t is float or t is bool or v is None:
+            pass  # repr(float) is exact (the shortest string that reads back the same)
+        elif name[:5] == "_tk_i":
+            try:
+                v = _length_hint(v)
+            except Exception:  # an iterator whose length hint fails: its position is left out
+                continue
+        else:
+            continue
+        vals.append(name)
+        vals.append(v)
+    h = sha256_hex(repr(vals).encode("utf-8", "surrogatepass"))[:16]
+    return "%s:%s:%d:%s:%s" % (INTERPRETER, fname, point, loop_positions(job, fname, point, local_vars), h)
+
+
+def loop_positions(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict[str, Any]) -> str:
+    """The positions of the loops open at ``point`` ("12,3"): the part of a mark a replay checks
+    first at each back-edge of the target's point (a few dict lookups), before the hash."""
+    if job is None:
+        return ""
+    out = []
+    for k in job.functions[fname].points[point].loops:
+        try:
+            out.append(str(_length_hint(local_vars["_tk_i%d" % k])))
+        except Exception:  # no such iterator yet, or no length hint: a position left out
+            out.append("?")
+    return ",".join(out)
 
 
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
@@ -191,9 +249,11 @@ def request_stop(*_ignored) -> None:
     _stop_requested = True
 
 
-def _arm_timer(seconds: float, ctl: _Control):
+def _arm_timer(seconds: Optional[float], ctl: _Control):
     """Set the flag when the slice ends; returns the disarm function."""
     global _stop_requested
+    if seconds is None:  # a replay: its budget stops it, never the clock
+        return lambda: None
     if seconds <= 0 or _stop_requested:
         _stop_requested = False  # consumed by this slice
         ctl.expire()
@@ -319,7 +379,8 @@ def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict):
         info = job.functions[fname]
         pi = info.points[point]
         keep = info.user_names.union(pi.live)
-        clean = {k: v for k, v in local_vars.items() if k in keep}
+        # sorted: the same frame reached through a thaw or straight on encodes the same bytes
+        clean = {k: local_vars[k] for k in sorted(local_vars) if k in keep}
         iters = {k: iterators.freeze_loop(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k], ns) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
@@ -337,12 +398,21 @@ def run_slice(
     the budget and the timer can only stop it between chunks.
     Raises EnvelopeError (nothing of the job ran) or JobRefused.
     """
+    return _run(envelope, source, seconds, budget, job_id, _Control)
+
+
+def _run(
+    envelope: bytes, source: str, seconds: Optional[float], budget: Optional[int], job_id, control
+) -> SliceOutcome:
+    """run_slice's work with a control class of the caller's (the replay's checks each back-edge's
+    mark); ``seconds`` None: no timer (the budget stops it)."""
     t0 = time.perf_counter()
     header, payload = open_envelope(envelope, source)
     job = compile_job(source, header.entry)
     if job_id is None:
         job_id = header.job_id
-    ctl = _Control({}, budget if budget is None else max(1, int(budget)), job_id, None)
+    ctl = control({}, budget if budget is None else max(1, int(budget)), job_id, None)
+    ctl.job = job
     stats = {
         "wall_seconds": 0.0,
         "suspensions": 0,
@@ -363,7 +433,7 @@ def run_slice(
         ns = _namespace(job, ctl)
     except Exception as exc:
         return outcome(finished=True, error=_describe_error(exc))
-    classes = _classes(job, ns)
+    classes = ctl.classes = _classes(job, ns)
     try:
         state = codec.decode(payload, classes, resolve=ctl.refs.resolve)
     except codec.CodecError as exc:
@@ -383,6 +453,7 @@ def run_slice(
         ns["_tk_F"] = True  # every back-edge calls pause(), which counts
     disarm = _arm_timer(seconds, ctl)
     new_state = None
+    mark: Optional[str] = None
     try:
         try:
             if state["kind"] == "call":
@@ -402,6 +473,7 @@ def run_slice(
             stats["stop_latency"] = time.perf_counter() - ctl.expired_at[0]
             stats["stop_latency_cpu"] = time.process_time() - ctl.expired_at[1]
         try:
+            mark = mark_of(job, *s.frames[0])
             new_state = {"kind": "frames", "frames": _freeze_frames(job, s, ns)}
         except Exception as exc:  # e.g. a loop position that cannot be read
             return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
@@ -413,6 +485,28 @@ def run_slice(
         except codec.CodecError as exc:
             return outcome(finished=True, error="cannot encode the job's result: %s" % exc)
         return outcome(finished=True, result=result)
+    if mark is None:  # a generator job: its yields are its only stops, each checked whole by a replay
+        mark = "%s:%s:yield" % (INTERPRETER, job.entry)
+    stats["suspensions"] = 1
+    stats["frames"] = len(new_state.get("frames", ()))
+    try:
+        payload = _state_payload(job, ns, ctl, classes, new_state)
+    except codec.CodecError as exc:
+        return outcome(finished=True, error="cannot freeze the job's state: %s" % exc)
+    except Exception as exc:
+        return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
+    # bound to its lease: the job, the state it was made from, the next sequence number; and the
+    # interpreter that froze it, which a replay must use
+    # the mark: where it stopped, for a replay to find it (docs/trust.md)
+    header = header._replace(
+        seq=header.seq + 1, job_id=job_id, parent=digest(envelope), interpreter=INTERPRETER, mark=mark
+    )
+    return outcome(env=make_envelope(header, payload))
+
+
+def _state_payload(job: CompiledJob, ns: dict, ctl: _Control, classes: Dict[str, type], new_state) -> bytes:
+    """The state's payload: ``new_state`` (frames or generator) with the module's mutable
+    globals, the job's random generator and its progress, encoded."""
     new_state["globals"] = {
         k: ns[k]
         for k in sorted(job.global_names)
@@ -421,20 +515,12 @@ def run_slice(
     if isinstance(ns.get("_tk_random"), JobRandom):
         new_state["random"] = ns["_tk_random"].freeze()
     new_state["progress"] = ctl.progress
-    stats["suspensions"] = 1
-    try:
-        iterators.prepare()
-    except Exception as exc:
-        return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
-    stats["frames"] = len(new_state.get("frames", ()))
-    try:
-        payload = codec.encode(new_state, classes, name_of=ctl.refs.name_of)
-    except codec.CodecError as exc:
-        return outcome(finished=True, error="cannot freeze the job's state: %s" % exc)
-    # bound to its lease: the job, the state it was made from, the next sequence number; and the
-    # interpreter that froze it, which a replay must use
-    header = header._replace(seq=header.seq + 1, job_id=job_id, parent=digest(envelope), interpreter=INTERPRETER)
-    return outcome(env=make_envelope(header, payload))
+    iterators.prepare()
+    return codec.encode(new_state, classes, name_of=ctl.refs.name_of)
+
+
+def _gen_state(state, checkpoint) -> Dict[str, Any]:
+    return {"kind": "gen", "args": state["args"], "kwargs": state["kwargs"], "started": True, "resume": checkpoint}
 
 
 def _run_generator(job: CompiledJob, ns: dict, ctl: _Control, state, budget):
@@ -449,13 +535,11 @@ def _run_generator(job: CompiledJob, ns: dict, ctl: _Control, state, budget):
         except StopIteration as stop:
             return stop.value, None
         yields += 1
-        if ctl.expired or (budget is not None and yields >= budget):
+        if (
+            ctl.expired
+            or (budget is not None and yields >= budget)
+            or (ctl.at_yield is not None and ctl.at_yield(ns, state, checkpoint, yields))
+        ):
             if budget is not None:
                 ctl.back_edges = yields
-            return None, {
-                "kind": "gen",
-                "args": state["args"],
-                "kwargs": state["kwargs"],
-                "started": True,
-                "resume": checkpoint,
-            }
+            return None, _gen_state(state, checkpoint)

@@ -28,6 +28,10 @@ class Interpreter:
     implementation: str
     version: tuple[int, int]
 
+    def header_name(self) -> str:
+        """As a state's header names it ("cpython-3.11", market.tasklet.envelope.INTERPRETER)."""
+        return f"{self.implementation}-{self.version[0]}.{self.version[1]}"
+
     def describe(self) -> str:
         name = {"cpython": "CPython", "pypy": "PyPy"}.get(self.implementation, self.implementation)
         return f"{name} {self.version[0]}.{self.version[1]}"

@@ -62,6 +62,8 @@ class WorkerService(service.Service):
         output_mb: int = 48,
         python: str = "/usr/bin/python3",
         once: bool = False,
+        verify: bool = True,
+        interpreter: str | None = None,
         reactor=None,
     ):
         if reactor is None:
@@ -78,6 +80,10 @@ class WorkerService(service.Service):
         self.caps = Caps(memory_mb=memory_mb, seconds=slice_seconds, disk_mb=disk_mb, output_bytes=output_mb << 20)
         self.python = python
         self.once = once
+        #: offer to verify other workers' slices by replay (paid leases); ``interpreter`` is the job
+        #: interpreter's name as states' headers spell it ("cpython-3.11"): a replay must run on it
+        self.verify = verify
+        self.interpreter = interpreter
         self.level = "none"
         self.stopping = False
         self.current: dict[str, Any] | None = None
@@ -126,6 +132,10 @@ class WorkerService(service.Service):
         from market.rpc.client import AsyncRPC
 
         found = self.choose_sandbox()
+        if self.verify and self.interpreter is None:
+            from market.worker.interpreter import check
+
+            self.interpreter = check(self.python).header_name()
         self.runner = SliceRunner(
             self.reactor,
             user=self.user,
@@ -188,7 +198,7 @@ class WorkerService(service.Service):
                     yield self.sleep(10.0)
                     continue
             try:
-                answer = yield self.rpc.call("request", self.client_id, self.slice_seconds, {"sandbox": self.level})
+                answer = yield self.rpc.call("request", self.client_id, self.slice_seconds, self.request_info())
             except xmlrpc.client.Fault as f:
                 log.error("the server refused the request: {msg} (Fault {code})", msg=f.faultString, code=f.faultCode)
                 yield self.sleep(backoff)
@@ -213,6 +223,33 @@ class WorkerService(service.Service):
                 break
         if self.once and not self.stopping:
             self.reactor.callLater(0, self.reactor.stop)
+
+    def request_info(self) -> dict[str, Any]:
+        """``request``'s info struct: the sandbox level; with verification on, ``verify`` and the job
+        interpreter (a market then may answer with a replay lease)."""
+        info: dict[str, Any] = {"sandbox": self.level}
+        if self.verify and self.interpreter:
+            info.update(verify=True, interpreter=self.interpreter)
+        return info
+
+    def replay_refusal(self, lease: dict[str, Any]) -> str | None:
+        """Why this worker cannot run a replay lease, or None."""
+        from market.tasklet.replay import mark_interpreter
+
+        replay = lease["replay"]
+        if not isinstance(replay, dict) or not isinstance(replay.get("steps"), int) or replay["steps"] < 1:
+            return "replay lease without a step cap"
+        if replay.get("result"):
+            return None
+        if not isinstance(replay.get("target"), str) or not isinstance(replay.get("mark"), str):
+            return "replay lease without a target and a mark"
+        wanted = mark_interpreter(replay["mark"])
+        if wanted != self.interpreter:
+            return (
+                f"this replay must run on {wanted} (the interpreter that froze the state), this worker runs"
+                f" jobs on {self.interpreter}: a replay on another interpreter cannot match"
+            )
+        return None
 
     @defer.inlineCallbacks
     def run_lease(self, lease: dict[str, Any]):
@@ -244,11 +281,23 @@ class WorkerService(service.Service):
         # leave room to upload before the deadline: 5 % of the lease, at least half a second
         margin = max(0.5, 0.05 * lease["timeout"])
         seconds = max(0.05, min(lease["slice"], lease["timeout"] - margin))
+        replay = lease.get("replay")
+        if replay is not None:
+            why = self.replay_refusal(lease)
+            if why is not None:
+                log.warn("lease {s}: replay refused: {why}", s=stateid, why=why)
+                yield self.report(stateid, SliceReport("refused", message=why), received + lease["timeout"])
+                return
+            # a replay has no clock: its step cap stops it; the sandbox's wall limit is the lease's time
+            seconds = max(0.05, lease["timeout"] - margin)
         self.current = lease
         assert self.runner is not None  # startService made it before starting the loop
         throttle = Throttle(self.reactor, self.cpu_percent, self.runner.pids)
         try:
-            d = self.runner.run(lease["state"], lease["module"], seconds, lease["job"])
+            if replay is not None:
+                d = self.runner.run_replay(lease["state"], lease["module"], replay, seconds, lease["job"])
+            else:
+                d = self.runner.run(lease["state"], lease["module"], seconds, lease["job"])
             throttle.start()
             if self.stopping:
                 self.runner.freeze_now()
@@ -256,7 +305,16 @@ class WorkerService(service.Service):
         finally:
             throttle.stop()
             self.current = None
-        yield self.report(stateid, report, received + lease["timeout"])
+        answer = yield self.report(stateid, report, received + lease["timeout"])
+        if replay is not None:
+            stats = report.stats or {}
+            log.info(
+                "lease {s}: replay {how} after {n} steps; the market says verified={v}",
+                s=stateid,
+                how="matched" if stats.get("matched") else ("finished" if report.status == "finished" else "unmatched"),
+                n=stats.get("steps"),
+                v=(answer or {}).get("verified"),
+            )
         self.slices_done += 1
 
     @defer.inlineCallbacks

@@ -52,6 +52,8 @@ class SliceReport:
     progress: float | None = None
     message: str = ""
     wall: float = 0.0
+    #: the runtime's stats; a replay's: {"replay": True, "matched": bool, "steps": int}
+    stats: dict[str, Any] | None = None
 
 
 def stage_runtime(staging, python: str = "/usr/bin/python3") -> str:
@@ -122,8 +124,8 @@ def classify(sandbox_status: str, stdout: bytes, message: str, wall: float) -> S
         except Exception as e:  # the runtime's answer is damaged: the slice produced nothing usable
             return SliceReport("crash", message=f"unreadable answer from the job runtime: {e}", wall=wall)
         if out.finished:
-            return SliceReport("finished", result=out.result, error=out.error, progress=1.0, wall=wall)
-        return SliceReport("ok", envelope=out.envelope, progress=out.progress, wall=wall)
+            return SliceReport("finished", result=out.result, error=out.error, progress=1.0, wall=wall, stats=out.stats)
+        return SliceReport("ok", envelope=out.envelope, progress=out.progress, wall=wall, stats=out.stats)
     return SliceReport(sandbox_status, message=message or sandbox_status, wall=wall)
 
 
@@ -189,7 +191,17 @@ class SliceRunner:
         """-> Deferred[SliceReport] for one slice of at most ``seconds``."""
         from market.tasklet import slicemain
 
-        request = slicemain.encode_request(envelope, source, seconds, None, job_id)
+        return self._launch(slicemain.encode_request(envelope, source, seconds, None, job_id), source, seconds)
+
+    def run_replay(self, envelope: bytes, source: str, replay: dict[str, Any], seconds: float, job_id: int | None):
+        """-> Deferred[SliceReport] for a replay lease (its ``replay`` struct): the state it reached
+        (``stats["matched"]``, ``stats["steps"]``) or the result; killed after ``seconds`` (the lease's
+        time less the upload margin) like a slice that never froze: a replay has no clock of its own."""
+        from market.tasklet import slicemain
+
+        return self._launch(slicemain.encode_replay_request(envelope, source, replay, job_id), source, seconds)
+
+    def _launch(self, request: bytes, source: str, seconds: float):
         if self.insecure:
             return self._run_unsandboxed(request, seconds)
         from market.sandbox import Limits, start

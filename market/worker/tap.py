@@ -14,6 +14,12 @@ class Options(usage.Options):
     optFlags = [
         ["idle-only", None, "ask for work only while this machine is idle"],
         ["insecure-no-sandbox", None, "run jobs WITHOUT isolation when no sandbox is available (trusted jobs only)"],
+        [
+            "no-verify",
+            None,
+            "do not offer to verify other workers' slices by replay (on by default: verification leases are"
+            " paid like any other and cost the worker's owner nothing)",
+        ],
         ["once", None, "stop after the first job's result (one the market answered without a speed: not a probe)"],
     ]
     optParameters = [
@@ -112,4 +118,6 @@ def makeService(options):
         output_mb=options["output"],
         python=options["python"],
         once=bool(options["once"]),
+        verify=not options["no-verify"],
+        interpreter=options.interpreter.header_name(),
     )

@@ -1,0 +1,169 @@
+"""Verification by replay: run a job from its parent state S in budget mode until it reaches the
+state a worker claimed (S'), or the cap.
+
+A slice is a deterministic function of S and the number of back-edges it ran, so any honest S'
+is reachable from S.  The verifier is never given S': it has the hex sha256 of S'`s payload and
+S'`s header ``mark`` (:func:`market.tasklet.runner.mark_of`).  At every back-edge the replay
+computes the innermost frame's mark (cheap: the frame's ints, floats, short strs and loop
+positions); on equality it freezes (the normal freeze path) and compares the payload's sha256
+with the target.  Equal: matched.  Not equal (a false candidate: the same function at the same
+point with the same cheap locals, in another call or with other containers): it thaws that state
+and goes on, at most ``max_candidates`` times.
+
+Honest slices count nothing: only replays run with the flag always set (every back-edge calls
+the control, which counts and compares).  A generator job is checked after every yield, in place.
+
+The verifier sends what it reached (the match, or the state at the cap, or the result if the job
+finished first); the server compares hashes, never the verifier's word.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
+from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, loop_positions, mark_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
+    from typing import NamedTuple, Optional
+
+__all__ = ["ReplayOutcome", "replay_slice", "replay_result", "mark_interpreter", "result_sha256", "MAX_CANDIDATES"]
+
+#: false candidates (mark equal, payload not) a replay freezes and thaws before it gives up
+MAX_CANDIDATES = 2000
+
+if TYPE_CHECKING:
+
+    class ReplayOutcome(NamedTuple):
+        matched: bool
+        steps: int
+        envelope: Optional[bytes]
+        finished: bool
+        result: Optional[bytes]
+        error: Optional[str]
+
+else:
+    ReplayOutcome = collections.namedtuple("ReplayOutcome", "matched steps envelope finished result error")
+ReplayOutcome.__doc__ = """What a replay reached: matched (the target's payload hash), steps (back-edges run;
+yields for a generator job), envelope (the matching state, or the state at the cap), finished (the job
+ended first), result (its codec bytes), error (the job failed, or a state could not be frozen)."""
+
+
+def mark_interpreter(mark: str) -> str:
+    """The interpreter a mark was computed on ("cpython-3.11"): a replay must run on it."""
+    return mark.split(":", 1)[0]
+
+
+class _ReplayControl(_Control):
+    """Counts every back-edge; suspends at the cap or where the innermost frame's mark is the target's."""
+
+    target_mark: Optional[str] = None
+    target_fname: Optional[str] = None
+    target_point = -1
+    target_loops = ""
+    target_sha: str = ""
+    gen_match = False
+
+    def pause(self, fname, point, local_vars):
+        if self.atomic:
+            return
+        self.back_edges += 1
+        if (
+            self.back_edges < (self.budget or 1)
+            # the function and point first (cheap), the hash of the cheap locals only there
+            and (
+                point != self.target_point
+                or fname != self.target_fname
+                or self.job is None
+                or loop_positions(self.job, fname, point, local_vars) != self.target_loops
+                or mark_of(self.job, fname, point, local_vars) != self.target_mark
+            )
+        ):
+            return
+        s = _Suspend()
+        s.frames.append((fname, point, local_vars))
+        raise s
+
+    def check_yield(self, ns, state, checkpoint, yields) -> bool:
+        """A generator job's state after a yield: encoded and compared in place."""
+        assert self.job is not None
+        payload = _state_payload(self.job, ns, self, self.classes, _gen_state(state, checkpoint))
+        self.gen_match = sha256_hex(payload) == self.target_sha
+        return self.gen_match
+
+
+def _control(target_mark, target_sha):
+    def make(*args):
+        ctl = _ReplayControl(*args)
+        ctl.target_mark, ctl.target_sha = target_mark, target_sha
+        parts = (target_mark or "").split(":")
+        if len(parts) == 5 and parts[2].isdigit():  # "interpreter:function:point:loops:hash"
+            ctl.target_fname, ctl.target_point, ctl.target_loops = parts[1], int(parts[2]), parts[3]
+        if target_sha:
+            ctl.at_yield = ctl.check_yield
+        return ctl
+
+    return make
+
+
+def _rebind(state: bytes, reached: bytes, source: str, job_id) -> bytes:
+    """``reached`` as the child of ``state`` (one slice from it), whatever false candidates the
+    replay thawed in between: the server binds a check-in to its lease's parent and sequence."""
+    parent, _ = open_envelope(state, source)
+    header, payload = open_envelope(reached, source)
+    if job_id is None:
+        job_id = parent.job_id
+    return make_envelope(
+        parent._replace(
+            seq=parent.seq + 1, job_id=job_id, parent=digest(state), interpreter=INTERPRETER, mark=header.mark
+        ),
+        payload,
+    )
+
+
+def replay_slice(
+    envelope: bytes,
+    source: str,
+    *,
+    target_payload_sha256: str,
+    target_mark: str,
+    max_steps: int,
+    job_id=None,
+    max_candidates: int = MAX_CANDIDATES,
+) -> ReplayOutcome:
+    """Run from ``envelope`` (S) until the state whose payload hash is ``target_payload_sha256``
+    (at a back-edge whose mark is ``target_mark``), at most ``max_steps`` back-edges in all.
+
+    Raises EnvelopeError / JobRefused as :func:`run_slice` does (nothing of the job ran)."""
+    target = str(target_payload_sha256).lower()
+    current, steps, candidates = envelope, 0, 0
+    max_steps = max(1, int(max_steps))
+    while True:
+        out = _run(current, source, None, max_steps - steps, job_id, _control(target_mark, target))
+        steps += int(out.stats["back_edges"] or 0)
+        if out.finished:
+            return ReplayOutcome(False, steps, None, True, out.result, out.error)
+        assert out.envelope is not None
+        if payload_sha256(out.envelope) == target:
+            return ReplayOutcome(True, steps, _rebind(envelope, out.envelope, source, job_id), False, None, None)
+        candidates += 1
+        if steps >= max_steps or candidates > max_candidates:
+            return ReplayOutcome(False, steps, _rebind(envelope, out.envelope, source, job_id), False, None, None)
+        current = out.envelope  # a false candidate: go on from it
+
+
+def replay_result(envelope: bytes, source: str, *, max_steps: int, job_id=None) -> ReplayOutcome:
+    """Run from ``envelope`` to the job's end, at most ``max_steps`` back-edges: ``result`` holds
+    the encoded return value (``matched`` is False: the server compares)."""
+    out = _run(envelope, source, None, max(1, int(max_steps)), job_id, _control(None, ""))
+    steps = int(out.stats["back_edges"] or 0)
+    if out.finished:
+        return ReplayOutcome(False, steps, None, True, out.result, out.error)
+    env = _rebind(envelope, out.envelope, source, job_id) if out.envelope is not None else None
+    return ReplayOutcome(False, steps, env, False, None, None)
+
+
+def result_sha256(result: bytes) -> str:
+    """Hex sha256 of a result's codec bytes: what the server compares."""
+    return sha256_hex(result)
