@@ -305,10 +305,10 @@ def waited_too_long(created_at: float, at: float, wait_seconds: float) -> bool:
     return at - created_at >= wait_seconds
 
 
-def result_standing(check_status: str | None) -> Standing:
-    """A result is verified only once a replay agreed with it (or a third worker decided for
-    it); unverified otherwise."""
-    if check_status in (CheckStatus.AGREED, CheckStatus.DECIDED):
+def result_standing(check_status: str | None, worker_right: bool = False) -> Standing:
+    """A result is verified only once a replay agreed with it, or a third worker decided for it
+    (``worker_right``); unverified otherwise."""
+    if check_status == CheckStatus.AGREED or (check_status == CheckStatus.DECIDED and worker_right):
         return Standing.VERIFIED
     return Standing.UNVERIFIED
 
