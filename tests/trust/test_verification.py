@@ -17,11 +17,13 @@ import xmlrpc.client
 from dataclasses import dataclass
 
 import pytest
+from lxml import etree
 
-from market import tasklet
+from market import report, tasklet
 from market.store import accounts as sql
 from market.store import clients as csql
 from market.store import jobs as jsql
+from quote import cli as quote_cli
 from tests import marketdata as md
 from tests.hostile.support import HostileMarket, start_market
 from tests.trust.cheater import Cheater, Lease
@@ -126,7 +128,9 @@ def forged_state(m: HostileMarket, lease: Lease) -> bytes:
     return Cheater.rewritten(lease, ahead.envelope)
 
 
-def test_a_slice_with_skipped_steps_is_caught_reversed_and_the_job_resumes_from_its_last_verified_state(scene):
+def test_a_slice_with_skipped_steps_is_caught_reversed_and_the_job_resumes_from_its_last_verified_state(
+    scene, tmp_path
+):
     m = scene.market
     job = md.job(m.db, m.account_id, PRICE, source=SOURCE, args=(N,))
     # slice 1: honest (it will be verified)
@@ -175,6 +179,15 @@ def test_a_slice_with_skipped_steps_is_caught_reversed_and_the_job_resumes_from_
     assert tasklet.decode_result(outcome["result"].data) == EXPECTED
     assert outcome["verification"] == "verified", outcome
     m.assert_serves_and_audits_clean()
+    # the report says so (XSD-valid; replay leases marked), and quote still reads it
+    path = tmp_path / "report.xml"
+    report.write_report(m.db, str(path), "member")
+    tree = etree.parse(str(path))
+    report.schema().assertValid(tree)
+    ns = {"r": "urn:market:report:1"}
+    assert tree.xpath(f"/r:report/r:jobs/r:job[@id='{job}']/@verification", namespaces=ns) == ["verified"]
+    assert len(tree.xpath("//r:dispatch[@replay='true']", namespaces=ns)) >= 3
+    assert quote_cli.main([str(path), "1"]) == 0  # validates against the XSD by default
 
 
 def test_a_forged_result_is_never_shown_as_final_and_is_reversed(scene):
