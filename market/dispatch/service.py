@@ -78,6 +78,9 @@ class Dispatcher(service.Service):
             max_bytes=4 * 1024 * 1024,
             size=lambda checkin: len(checkin.state),
         )
+        # checks of slices to replay, written in batches too (every slice of a worker under
+        # watch has one: one transaction per slice would halve the check-in throughput)
+        self._new_checks = GroupCommit(lambda batch: self.db.run(sql_verify.create_checks, batch))
 
     # -- service -------------------------------------------------------------------------------
     def startService(self):
@@ -106,7 +109,7 @@ class Dispatcher(service.Service):
             mean=self._checkins.mean_batch,
         )
         # answer every waiting worker, wait for a window being assigned and the check-ins queued
-        return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
+        return defer.gatherResults([self.pool.stop(), self._checkins.idle(), self._new_checks.idle()])
 
     def reap(self):
         now = self.clock.seconds()
@@ -303,16 +306,8 @@ class Dispatcher(service.Service):
         steps = policy.max_steps((answer.get("accepted") or 0) / 1000.0, speed, self.settings.verify_margin)
         d = self._hashed(_header_of, data)
         d.addCallback(
-            lambda h: self.db.run(
-                sql_verify.create_check,
-                policy.CheckKind.SLICE,
-                reason,
-                stateid,
-                target,
-                h[1],
-                h[0],
-                steps,
-                self.clock.seconds(),
+            lambda h: self._new_checks.submit(
+                (policy.CheckKind.SLICE, reason, stateid, target, h[1], h[0], steps, self.clock.seconds())
             )
         )
         return d.addCallback(lambda _: answer)

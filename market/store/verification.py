@@ -78,6 +78,11 @@ def create_check(
     return check_id
 
 
+def create_checks(tx, items: list[tuple[Any, ...]]) -> list[int | None]:
+    """Many ``create_check`` calls (their arguments as tuples) in one transaction."""
+    return [create_check(tx, *item) for item in items]
+
+
 def _check(tx, check_id: int, lock: bool = False) -> dict[str, Any]:
     row = tx.one("SELECT * FROM checks WHERE id = ?" + (tx.for_update if lock else ""), (check_id,))
     if row is None:
