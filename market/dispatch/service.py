@@ -283,8 +283,10 @@ class Dispatcher(service.Service):
         """Compare a verifier's answer with its check's target, in one short transaction."""
 
         def done(answer):
-            if answer.get("verified") is False or answer.get("status") != LeaseStatus.ACCEPTED:
-                self._clients.clear()  # a dispute may have made a client suspect: read rows afresh
+            # a decided dispute may have made the worker or the first verifier suspect, and an
+            # agreement changed the worker's verified slices: read client rows afresh (replay
+            # answers are a few per cent of check-ins)
+            self._clients.clear()
             return answer
 
         return self.db.run(sql_verify.record_replay, stateid, client_id, reached, self.clock.seconds()).addCallback(

@@ -12,6 +12,7 @@ delivers results unverified, with the reason, after ``verify-wait``.
 
 from __future__ import annotations
 
+import os
 import time
 import xmlrpc.client
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from market.store import jobs as jsql
 from quote import cli as quote_cli
 from tests import marketdata as md
 from tests.hostile.support import HostileMarket, start_market
+from tests.servers import Worker
 from tests.trust.cheater import Cheater, Lease
 from tests.trust.verifier import Verifier
 
@@ -39,6 +41,7 @@ SOURCE = """def main(n):
 """
 N = 300
 EXPECTED = sum(i * i for i in range(N))
+SANDBOX_USER = ["--user", "nobody"] if os.geteuid() == 0 else []
 PRICE = 1000  # cents per second: a slice of a few hundred ms pays a few credits
 
 
@@ -47,6 +50,7 @@ class Scene:
     market: HostileMarket
     cheater: Cheater  # client "box" of owner "host"
     honest: Cheater  # an honest worker of owner "alice"
+    honest_token: str
     v1: Verifier  # owner "bob"
     v2: Verifier  # owner "carol"
 
@@ -72,10 +76,11 @@ def scene(tmp_path):
         "0.3",
     )
     m.db.transact(csql.record_speed, m.client_id, 1000, 1.0, time.time())
-    honest = Cheater(m.url, *_client(m, "alice"))
+    alice = _client(m, "alice")
+    honest = Cheater(m.url, *alice)
     v1 = Verifier(m.url, *_client(m, "bob"))
     v2 = Verifier(m.url, *_client(m, "carol"))
-    yield Scene(m, Cheater(m.url, m.client_id, m.client_token), honest, v1, v2)
+    yield Scene(m, Cheater(m.url, m.client_id, m.client_token), honest, alice[1], v1, v2)
     m.market.stop()
 
 
@@ -190,7 +195,7 @@ def test_a_slice_with_skipped_steps_is_caught_reversed_and_the_job_resumes_from_
     assert quote_cli.main([str(path), "1"]) == 0  # validates against the XSD by default
 
 
-def test_a_forged_result_is_never_shown_as_final_and_is_reversed(scene):
+def test_a_forged_result_is_never_shown_as_final_and_is_reversed(scene, tmp_path):
     m = scene.market
     job = md.job(m.db, m.account_id, PRICE, source=SOURCE, args=(N,))
     lease = scene.cheater.lease()
@@ -209,7 +214,17 @@ def test_a_forged_result_is_never_shown_as_final_and_is_reversed(scene):
     assert len(reversals(m)) == 1
     row = m.db.transact(jsql.job_row, job)
     assert row["status"] == "ready" and row["result"] is None and row["seq"] == 0
-    assert scene.honest.finish(job) == EXPECTED
+    # a real worker (sandbox, job runtime) of an honest owner runs it again to its end
+    worker = Worker(m.url, scene.honest.client_id, scene.honest_token, str(tmp_path), "--slice", "0.5", *SANDBOX_USER)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while m.db.transact(jsql.job_row, job)["status"] != "finished":
+            assert time.monotonic() < deadline, worker.logtext()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert m.member().outcome(job)["verification"] == "unverified"
     drain(scene, scene.v1)
     outcome = m.member().outcome(job)
     assert tasklet.decode_result(outcome["result"].data) == EXPECTED
