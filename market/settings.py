@@ -70,6 +70,19 @@ positive_float = _positive(float)
 positive_int = _positive(int)
 
 
+def count(value: Any) -> int:
+    """A whole number from 0 up."""
+    if isinstance(value, bool) or isinstance(value, float) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is not a whole number")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise ValueError(f"{value!r} must be 0 or more")
+    return number
+
+
 def share(value: Any) -> float:
     """A fraction from 0 to 1 (``0.05``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -188,8 +201,8 @@ class DispatchSettings:
     )
     watch_slices: int = setting(
         verification.DEFAULT_WATCH_SLICES,
-        positive_int,
-        "verified slices a worker needs before it leaves watch (until then every slice is replayed)",
+        count,
+        "verified slices a worker needs before it leaves watch (until then every slice is replayed; 0: no watch)",
     )
     verify_wait: float = setting(
         verification.DEFAULT_WAIT_SECONDS,
