@@ -413,7 +413,9 @@ def expire(tx, now: float, wait_seconds: float, no_verifier: str) -> list[int]:
         "SELECT c.id, c.kind, c.job_id, c.interpreter, c.status, c.created_at, c.replay_lease_id,"
         " d.status AS lease_status"
         " FROM checks c LEFT JOIN leases d ON d.id = c.replay_lease_id"
-        f" WHERE c.status IN {_OPEN}" + tx.for_update,
+        # only what may change: checks old enough to give up, and the few with a replay lease
+        f" WHERE c.status IN {_OPEN} AND (c.created_at <= ? OR c.replay_lease_id IS NOT NULL)" + tx.for_update,
+        (now - wait_seconds,),
     )
     given_up = []
     for c in rows:
