@@ -28,6 +28,7 @@ from quote import cli as quote_cli
 from tests import marketdata as md
 from tests.hostile.support import HostileMarket, start_market
 from tests.servers import Worker
+from tests.test_cli import bare_market
 from tests.trust.cheater import Cheater, Lease
 from tests.trust.verifier import Verifier
 
@@ -280,6 +281,15 @@ def test_with_no_independent_worker_a_result_is_delivered_unverified_with_the_re
         assert tasklet.decode_result(outcome["result"].data) == EXPECTED
         assert outcome["verification"] == "unverified"
         assert "no independent worker" in outcome["verification_reason"]
+        # the command line says so too: `market status` in its last column, `market result` on stderr
+        where = ("--server", m.url, "--account", "member")
+        status = bare_market("status", str(job), *where, MARKET_TOKEN=m.account_token)
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.splitlines()[1].split()[-1] == "unverified"
+        result = bare_market("result", str(job), *where, MARKET_TOKEN=m.account_token)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == str(EXPECTED)
+        assert "result unverified: no independent worker" in result.stderr
         m.assert_serves_and_audits_clean()
     finally:
         m.market.stop()
