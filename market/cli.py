@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from market.core import money
+from market.core import money, verification
 from market.core.errors import EXIT_BAD_INPUT, EXIT_REFUSED, KINDS, DatabaseUnavailable, MarketError, kind_of
 from market.core.text import printable
 from market.store import dburl
@@ -352,6 +352,8 @@ def cmd_submit(args) -> int:
     except JobRefused as e:
         print(f"market: {args.module} cannot run as a market job:\n{e}", file=sys.stderr)
         return KINDS[e.kind].exit
+    # the fee before the job is sent (stderr: stdout stays the submission's answer, for scripts)
+    print(verification.fee_words(), "(the market's default settings; docs/trust.md)", file=sys.stderr)
     proxy, account = _server(args)
     # the paper's job(accountid, ...) wants the account's id; the server tells it (whoami) unless given
     account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
@@ -394,7 +396,7 @@ def cmd_status(args) -> int:
     proxy, _ = _server(args)
     rows = _call(proxy.status, args.job) if args.job is not None else _call(proxy.status)
     rows = rows if isinstance(rows, list) else [rows]
-    print(f"{'id':>5}  {'name':<24} {'price':>8} {'status':<10} {'executed':>9} {'slices':>6}  outcome")
+    print(f"{'id':>5}  {'name':<24} {'price':>8} {'status':<10} {'executed':>9} {'slices':>6}  outcome  result")
     for r in rows:
         # every cell is the server's text (a job name is any member's): escaped, so no control reaches the terminal
         job_id, name, price, status, slices, outcome = (
@@ -405,7 +407,9 @@ def cmd_status(args) -> int:
             executed = f"{float(r['executed_seconds']):>8.1f}s"
         except (KeyError, TypeError, ValueError):
             executed = f"{'?':>8} "
-        print(f"{job_id:>5}  {name[:24]:<24} {price:>8} {status:<10} {executed} {slices:>6}  {outcome}")
+        # a result is final only once verified by replay (docs/trust.md)
+        standing = printable(r.get("verification") or "")
+        print(f"{job_id:>5}  {name[:24]:<24} {price:>8} {status:<10} {executed} {slices:>6}  {outcome:<8} {standing}")
     return 0
 
 
@@ -424,6 +428,9 @@ def cmd_result(args) -> int:
         print(f"job {args.job} failed: {row['error']}", file=sys.stderr)
         return EXIT_REFUSED
     data = row["result"].data if row.get("result") is not None else None
+    if row.get("verification") == "unverified":  # on stderr: stdout stays the value, for scripts
+        reason = printable(row.get("verification_reason") or "not yet replayed by another member's worker")
+        print(f"result unverified: {reason}", file=sys.stderr)
     if args.output:  # the bytes as the worker sent them: nothing is decoded, whatever their size
         with open(args.output, "wb") as f:
             f.write(data or b"")

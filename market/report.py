@@ -150,6 +150,10 @@ def _write_job(xf, row: dict[str, Any], owner: str | None) -> None:
     attrib = {"id": str(row["id"]), "status": status, "kind": row["kind"]}
     if owner is not None:
         attrib["owner"] = owner
+    if row.get("verification") in ("verified", "unverified"):
+        attrib["verification"] = row["verification"]
+    elif status == JobStatus.FINISHED and row["kind"] == "job" and row.get("outcome") == "finished":
+        attrib["verification"] = "unverified"  # a result no replay has agreed with yet
     with xf.element(_Q["job"], attrib):
         _leaves(
             xf,
@@ -166,6 +170,8 @@ def _write_job(xf, row: dict[str, Any], owner: str | None) -> None:
 def _write_dispatch(xf, row: dict[str, Any]) -> None:
     status = row["status"] if row["status"] in DISPATCH_STATUSES else LeaseStatus.FAILED.value
     attrib = {"id": str(row["id"]), "job": str(row["job_id"]), "client": str(row["client_id"]), "status": status}
+    if row.get("check_id") is not None:
+        attrib["replay"] = "true"
     with xf.element(_Q["dispatch"], attrib):
         leaves = [(_Q["checked-out"], utc(row["checked_out_at"])), (_Q["deadline"], utc(row["deadline"]))]
         if row["checked_in_at"] is not None:

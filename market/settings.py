@@ -37,7 +37,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from market.core import money
+from market.core import money, verification
 from market.core.errors import MarketError
 from market.core.rules import NOFREEZE_STRIKES
 
@@ -68,6 +68,32 @@ def _positive(kind: type) -> Any:
 
 positive_float = _positive(float)
 positive_int = _positive(int)
+
+
+def count(value: Any) -> int:
+    """A whole number from 0 up."""
+    if isinstance(value, bool) or isinstance(value, float) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is not a whole number")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise ValueError(f"{value!r} must be 0 or more")
+    return number
+
+
+def share(value: Any) -> float:
+    """A fraction from 0 to 1 (``0.05``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not math.isfinite(number) or not 0 <= number <= 1:
+        raise ValueError(f"{value!r} must be from 0 to 1")
+    return number
 
 
 def text(value: Any) -> str:
@@ -170,6 +196,27 @@ class DispatchSettings:
     probe_seconds: float = setting(
         3.0, positive_float, "how long a probe runs at the client's last speed, seconds", "{:g}".format
     )
+    verify_fraction: float = setting(
+        verification.DEFAULT_FRACTION, share, "share of slices replayed by another owner's worker", "{:g}".format
+    )
+    watch_slices: int = setting(
+        verification.DEFAULT_WATCH_SLICES,
+        count,
+        "verified slices a worker needs before it leaves watch (until then every slice is replayed; 0: no watch)",
+    )
+    verify_wait: float = setting(
+        verification.DEFAULT_WAIT_SECONDS,
+        positive_float,
+        "seconds a slice or result waits for an independent verifier before it stays unverified",
+        "{:g}".format,
+    )
+    verify_margin: float = setting(
+        verification.DEFAULT_MARGIN, positive_float, "a replay's step cap: slice x speed x this", "{:g}".format
+    )
+
+    @property
+    def verify_settings(self) -> verification.Settings:
+        return verification.Settings(self.verify_fraction, self.watch_slices, self.verify_wait, self.verify_margin)
 
     def __post_init__(self) -> None:
         if self.min_slice > self.max_slice:

@@ -16,7 +16,7 @@ from market.core.money import MAX_CENTS, format_cents
 # InsufficientFunds is what transfer() and apply() raise: re-exported for their callers
 __all__ = ["KINDS", "Entry", "grant", "transfer", "apply", "InsufficientFunds"]
 
-KINDS = ("grant", "payment", "transfer")
+KINDS = ("grant", "payment", "transfer", "reversal")  # reversal: a payment taken back (core.verification)
 
 
 @dataclass(frozen=True)

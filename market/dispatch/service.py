@@ -8,6 +8,9 @@ Deferred; database work runs off the reactor thread.
 from __future__ import annotations
 
 import functools
+import hashlib
+import random
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
@@ -15,6 +18,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from market.core import matcher
+from market.core import verification as policy
 from market.core.errors import Forbidden, MarketError, NotFound
 from market.core.pool import NoWork, Pool, WindowPolicy
 from market.core.rules import JobKind, LeaseStatus, Outcome, SliceStatus
@@ -24,6 +28,8 @@ from market.settings import DispatchSettings
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import secrets as sql_secrets
+from market.store import verification as sql_verify
+from market.tasklet import envelope
 
 log = Logger()
 
@@ -42,7 +48,9 @@ class Dispatcher(service.Service):
 
     name = "dispatcher"
 
-    def __init__(self, db, settings: DispatchSettings, clock=None, offload=None):
+    def __init__(
+        self, db, settings: DispatchSettings, clock=None, offload=None, draw: Callable[[], float] | None = None
+    ):
         if clock is None:
             from twisted.internet import reactor as clock
         self.db = db
@@ -52,6 +60,11 @@ class Dispatcher(service.Service):
         #: input; the RPC and web layers use it through the dispatcher
         self.offload = offload
         self._secret: bytes | None = None  # the database's probe secret, read at the first probe
+        #: the random draw that samples slices for replay (uniform in [0, 1)); a worker must not
+        #: be able to predict which of its slices will be checked
+        self._draw = draw if draw is not None else random.SystemRandom().random
+        #: replay leases handed out (their check-ins are compared, not committed); reloaded at start
+        self._replays: set[int] = set()
         self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
         self._reaper = task.LoopingCall(self.reap)
         self._reaper.clock = clock
@@ -65,10 +78,16 @@ class Dispatcher(service.Service):
             max_bytes=4 * 1024 * 1024,
             size=lambda checkin: len(checkin.state),
         )
+        # checks of slices to replay, written in batches too (every slice of a worker under
+        # watch has one: one transaction per slice would halve the check-in throughput)
+        self._new_checks = GroupCommit(lambda batch: self.db.run(sql_verify.create_checks, batch))
 
     # -- service -------------------------------------------------------------------------------
     def startService(self):
         super().startService()
+        self.db.run(sql_verify.open_replay_leases).addCallbacks(
+            self._replays.update, lambda f: log.failure("could not read open replay leases", f)
+        )
         # expire leases that ended while we were down, then keep reaping
         self._reaper.start(self.settings.reap_interval, now=True).addErrback(
             lambda f: log.failure("lease reaper stopped", f)
@@ -90,7 +109,7 @@ class Dispatcher(service.Service):
             mean=self._checkins.mean_batch,
         )
         # answer every waiting worker, wait for a window being assigned and the check-ins queued
-        return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
+        return defer.gatherResults([self.pool.stop(), self._checkins.idle(), self._new_checks.idle()])
 
     def reap(self):
         now = self.clock.seconds()
@@ -101,7 +120,11 @@ class Dispatcher(service.Service):
                 log.info("expired {n} overdue lease(s): {ids}", n=len(expired), ids=expired)
             # test jobs over for longer than a check-in could still be on its way: their rows go
             # (the client keeps its speed record); in its own short transaction
-            return self.db.run(sql_jobs.clean_test_jobs, now - self.settings.grace)
+            return self.db.run(sql_jobs.clean_test_jobs, now - self.settings.grace).addCallback(checks)
+
+        def checks(_):
+            # checks nobody could take within verify-wait stay unverified, never blocked forever
+            return self.db.run(sql_verify.expire, now, self.settings.verify_wait, policy.NO_VERIFIER)
 
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("lease reaper failed; will retry", f))
@@ -115,8 +138,17 @@ class Dispatcher(service.Service):
         return float(min(max(proposed, s.min_slice), s.max_slice))
 
     @defer.inlineCallbacks
-    def request(self, client_id: int, proposed_slice: float | None = None, sandbox_level: str | None = None):
-        """The paper's ``request``: a test job at once, or a job after the pooling window, or NoWork."""
+    def request(
+        self,
+        client_id: int,
+        proposed_slice: float | None = None,
+        sandbox_level: str | None = None,
+        verify_on: str | None = None,
+    ):
+        """The paper's ``request``: a test job at once, or a job after the pooling window, or NoWork.
+
+        ``verify_on``: the interpreter of a worker that opted in to verify; it gets a replay lease
+        at once when a check waits that it may replay (``core.verification.pick_check``)."""
         now = self.clock.seconds()
         granted = self.negotiate(proposed_slice)
         cached = self._clients.get(client_id)
@@ -135,6 +167,14 @@ class Dispatcher(service.Service):
             last = client["last_speed"]
             dispatch = yield self._probe(client_id, None if last is None else float(last["speed"]), granted, now)
             return dispatch
+        if verify_on:
+            verifier = policy.Verifier(client_id, client["account_id"], verify_on, bool(client["suspect"]))
+            replay = yield self.db.run(
+                sql_verify.take_check, verifier, now, self.settings.grace, self.settings.min_slice
+            )
+            if replay is not None:
+                self._replays.add(replay["stateid"])
+                return replay
         answer = yield self.pool.request(client_id, float(client["last_speed"]["speed"]), {"slice": granted})
         return answer
 
@@ -212,15 +252,67 @@ class Dispatcher(service.Service):
         The state's header is read and its payload hashed (``sql_jobs.state_facts``) before it is
         queued, outside any transaction: the transaction only compares them with the lease."""
         at = self.clock.seconds()  # it arrived now: hashing it is the market's time, not the worker's
+        if stateid in self._replays:
+            return self._hashed(_reached_payload, state).addCallback(self._replayed, client_id, stateid)
         if len(state) <= INLINE_HASH_BYTES:
             facts = defer.maybeDeferred(sql_jobs.state_facts, state)
         else:
             from twisted.internet import threads
 
             facts = threads.deferToThread(sql_jobs.state_facts, state)
-        return facts.addCallback(
-            lambda f: self._checkins.submit(sql_jobs.CheckIn(stateid, client_id, state, at, slice_status, progress, f))
+        kept: list[Any] = []
+
+        def submit(f):
+            kept.append(f)
+            return self._checkins.submit(sql_jobs.CheckIn(stateid, client_id, state, at, slice_status, progress, f))
+
+        return facts.addCallback(submit).addCallback(
+            lambda answer: self._maybe_check(answer, client_id, stateid, state, kept[0].payload_sha256)
         )
+
+    # -- verification by replay ----------------------------------------------------------------
+    def _hashed(self, fn, data: bytes):
+        """``fn(data)`` (a hash), in a thread for a large input (hashlib releases the GIL)."""
+        if len(data) <= INLINE_HASH_BYTES:
+            return defer.maybeDeferred(fn, data)
+        from twisted.internet import threads
+
+        return threads.deferToThread(fn, data)
+
+    def _replayed(self, reached: str, client_id: int, stateid: int):
+        """Compare a verifier's answer with its check's target, in one short transaction."""
+
+        def done(answer):
+            # a decided dispute may have made the worker or the first verifier suspect, and an
+            # agreement changed the worker's verified slices: read client rows afresh (replay
+            # answers are a few per cent of check-ins)
+            self._clients.clear()
+            return answer
+
+        return self.db.run(sql_verify.record_replay, stateid, client_id, reached, self.clock.seconds()).addCallback(
+            done
+        )
+
+    def _maybe_check(self, answer, client_id: int, stateid: int, data: bytes, target: str):
+        """After an accepted slice: replay it? (``policy.why_verify``: a worker under watch, or
+        the draw.) The worker's verified slices and speed come from its cached row."""
+        if answer.get("status") != LeaseStatus.ACCEPTED or answer.get("duplicate"):
+            return answer
+        cached = self._clients.get(client_id)
+        row = cached[0] if cached is not None else None
+        verified = int(row.get("verified_slices") or 0) if row is not None else 0
+        reason = policy.why_verify(policy.CheckKind.SLICE, verified, self._draw(), self.settings.verify_settings)
+        if reason is None:
+            return answer
+        speed = row["last_speed"]["speed"] if row is not None and row.get("last_speed") else None
+        steps = policy.max_steps((answer.get("accepted") or 0) / 1000.0, speed, self.settings.verify_margin)
+        d = self._hashed(_header_of, data)
+        d.addCallback(
+            lambda h: self._new_checks.submit(
+                (policy.CheckKind.SLICE, reason, stateid, target, h[1], h[0], steps, self.clock.seconds())
+            )
+        )
+        return d.addCallback(lambda _: answer)
 
     @defer.inlineCallbacks
     def finish(
@@ -235,6 +327,10 @@ class Dispatcher(service.Service):
         answer is checked first, outside that transaction and off the reactor (in a helper): the
         transaction only records the verdict, and the answer carries the measured ``speed``."""
         now = self.clock.seconds()  # the slice ended when the answer arrived, not after its check
+        if stateid in self._replays:
+            reached = yield self._hashed(_sha256, result or b"")
+            answer = yield self._replayed(reached, client_id, stateid)
+            return answer
 
         def probe_of(tx):
             job = sql_jobs.job_row(tx, sql_jobs.lease_row(tx, stateid)["job_id"])
@@ -276,9 +372,39 @@ class Dispatcher(service.Service):
         answer = yield self.db.run(work)
         if "speed" in answer or answer.get("suspect"):
             self._clients.pop(client_id, None)  # its speed or suspicion changed: read it afresh
+        if (
+            probe is None
+            and answer.get("status") == LeaseStatus.FINISHED
+            and not answer.get("duplicate")
+            and outcome == Outcome.FINISHED
+            and result is not None
+        ):
+            target = yield self._hashed(_sha256, result)
+            yield self.db.run(self._result_check, stateid, target, now)
         return answer
 
+    def _result_check(self, tx, stateid: int, target: str, now: float):
+        """Every final result of a job is replayed from its last state (a task is not: it is no
+        step machine). The replay runs on the interpreter that state names."""
+        lease = sql_jobs.lease_row(tx, stateid)
+        job = sql_jobs.job_row(tx, lease["job_id"])
+        if job["kind"] != JobKind.JOB:
+            return None
+        data = tx.scalar("SELECT data FROM states WHERE id = ?", (lease["state_id"],))
+        interpreter, mark = _header_of(bytes(data))
+        cached = self._clients.get(lease["client_id"])
+        speed = cached[0]["last_speed"]["speed"] if cached is not None and cached[0].get("last_speed") else None
+        steps = policy.max_steps(lease["granted_seconds"], speed, self.settings.verify_margin)
+        return sql_verify.create_check(
+            tx, policy.CheckKind.RESULT, policy.Reason.RESULT, stateid, target, mark, interpreter, steps, now
+        )
+
     def fail(self, client_id: int, stateid: int, slice_status: str, message: str):
+        if stateid in self._replays:
+            return self.db.run(sql_verify.fail_replay, stateid, client_id, self.clock.seconds())
+        return self._fail(client_id, stateid, slice_status, message)
+
+    def _fail(self, client_id: int, stateid: int, slice_status: str, message: str):
         """A slice that produced no usable state (crash, memory, refused...): roll back, keep the job.
         A slice that reached no freeze point is paid, and ends the job at the ``nofreeze-strikes``-th."""
         return self.db.run(
@@ -290,6 +416,28 @@ class Dispatcher(service.Service):
             self.clock.seconds(),
             self.settings.nofreeze_strikes,
         )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _reached_payload(data: bytes) -> str:
+    """The payload hash of the state a verifier reached; "" for bytes that are no envelope (they
+    match no target)."""
+    try:
+        return envelope.payload_sha256(data)
+    except envelope.EnvelopeError:
+        return ""
+
+
+def _header_of(data: bytes) -> tuple[str, str]:
+    """(interpreter, mark) of a state's header; the mark is "" in a state of an older runtime."""
+    try:
+        header = envelope.read_header(data)
+    except envelope.EnvelopeError:
+        return "unknown", ""
+    return header.interpreter, str(getattr(header, "mark", "") or "")
 
 
 __all__ = ["Dispatcher", "NoWork", "MarketError", "NotFound"]

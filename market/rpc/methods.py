@@ -407,6 +407,8 @@ class MarketRPC:
             "outcome": row["outcome"],
             "error": row["error"],
             "result": None if row["result"] is None else Binary(bytes(row["result"])),
+            "verification": _standing(row),
+            "verification_reason": row.get("verification_note") or "",
         }
         if row["result"] is not None and row["kind"] != "task":  # a task's result is its output, as text
             try:
@@ -438,9 +440,17 @@ class MarketRPC:
             raise Fault(faults.FORBIDDEN, f"you are client {client['id']}, not {clientid}")
         if slice_ is not None and not (0 < slice_ < 1e7):
             raise Fault(faults.BAD_ARGUMENT, "slice must be a positive number of seconds")
-        level = (info or {}).get("sandbox")
+        info = info or {}
+        level = info.get("sandbox")
         level = str(level)[:16] if level is not None else None
-        return self.dispatcher.request(clientid, slice_, level).addCallback(self._lease_answer)
+        # a worker that opts in to verify names the interpreter its replays run on
+        verify_on = None
+        if info.get("verify") is True:
+            interpreter = info.get("interpreter")
+            if not isinstance(interpreter, str) or not interpreter.strip() or len(interpreter) > 64:
+                raise Fault(faults.BAD_ARGUMENT, "to verify, name your interpreter: info {interpreter: 'cpython-3.11'}")
+            verify_on = interpreter.strip()
+        return self.dispatcher.request(clientid, slice_, level, verify_on).addCallback(self._lease_answer)
 
     def _lease_answer(self, answer):
         if isinstance(answer, NoWork) or answer is None:
@@ -450,7 +460,7 @@ class MarketRPC:
                 "retry_after": float(retry),
                 "message": f"no work for you in this window; ask again in {retry:g} s",
             }
-        return {
+        lease = {
             "status": "work",
             "stateid": answer["stateid"],
             "job": answer["job_id"],
@@ -465,6 +475,9 @@ class MarketRPC:
             "slice": float(answer["granted"]),
             "deadline": float(answer["deadline"]),
         }
+        if "replay" in answer:  # a replay lease (docs/trust.md): compared, never committed
+            lease["replay"] = answer["replay"]
+        return lease
 
     @method(
         Arg("stateid", INT, "the stateid from request"),
@@ -562,6 +575,9 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
         "outcome": row["outcome"],
         "submitted_at": row["submitted_at"],
         "finished_at": row["finished_at"],
+        # a result is final only once verified by replay; "" while the job has no result
+        "verification": _standing(row),
+        "verification_reason": row.get("verification_note") or "",
     }
     if "error" in row:
         out["error"] = row["error"]
@@ -569,6 +585,14 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     if last:
         out["last_slice_status"] = last["slice_status"] or last["status"]
     return out
+
+
+def _standing(row: dict[str, Any]) -> str:
+    if row.get("verification"):
+        return str(row["verification"])
+    if row.get("outcome") == Outcome.FINISHED and row.get("kind") == JobKind.JOB:
+        return "unverified"
+    return ""
 
 
 def _capped(text: str | None) -> str | None:

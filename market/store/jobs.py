@@ -417,7 +417,7 @@ def lease_row(tx, lease_id: int, lock: bool = False) -> dict[str, Any]:
 # with it the accounts its payment moves, so a check-in reads and locks everything in one statement.
 _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
-    " d.status, d.paid, d.accepted_ms, d.reserved, d.price, j.status AS job_status, j.kind,"
+    " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind,"
     " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
     " j.account_id AS owner, c.account_id AS payee, s.seq, o.balance AS owner_balance,"
     " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
@@ -507,7 +507,10 @@ def _open_leases(tx, job: dict[str, Any]) -> int:
     if job["status"] != JobStatus.RUNNING or job["kind"] == JobKind.TEST:
         return 0
     return int(
-        tx.scalar(f"SELECT COUNT(*) FROM leases WHERE job_id = ? AND status = '{LeaseStatus.OUT}'", (job["id"],))
+        tx.scalar(
+            f"SELECT COUNT(*) FROM leases WHERE job_id = ? AND status = '{LeaseStatus.OUT}' AND check_id IS NULL",
+            (job["id"],),
+        )
     )
 
 
@@ -612,6 +615,9 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
             lease = _own_lease(leases.get(c.lease_id), c.lease_id, c.client_id)
         except MarketError as e:
             answers[i] = e
+            continue
+        if lease["check_id"] is not None:  # a replay lease's answer is compared, never committed
+            answers[i] = Forbidden(f"state {c.lease_id} is a replay lease: its state is compared, not committed")
             continue
         if c.lease_id in first:
             continue  # a repeat within the batch: answered below, as a duplicate of the first
@@ -718,6 +724,8 @@ def finish(
 ) -> dict[str, Any]:
     """The paper's ``result``: the job finished (or failed) during this lease; store it and pay."""
     lease = _lease_for_checkin(tx, lease_id, client_id)
+    if lease["check_id"] is not None:
+        raise Forbidden(f"state {lease_id} is a replay lease: its result is compared, not stored")
     verdict = _verdict(lease, now)
     if verdict is Verdict.REPEAT:
         return _repeat(lease)
@@ -749,7 +757,7 @@ def expire_leases(tx, now: float) -> list[int]:
     ``rules.after_expiry`` says: back on the ready list at its committed state, or, a test job,
     ended 'expired'."""
     overdue = tx.all(
-        "SELECT d.id, d.job_id, d.reserved, j.account_id AS owner FROM leases d"
+        "SELECT d.id, d.job_id, d.reserved, d.check_id, j.account_id AS owner FROM leases d"
         f" JOIN jobs j ON j.id = d.job_id WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?" + tx.for_update,
         (now,),
     )
@@ -757,6 +765,8 @@ def expire_leases(tx, now: float) -> list[int]:
         tx.script(_reservations(overdue, -1))
     for d in overdue:
         tx.execute(f"UPDATE leases SET status = '{LeaseStatus.EXPIRED}' WHERE id = ?", (d["id"],))
+        if d["check_id"] is not None:
+            continue  # a replay lease: its job runs on (its check waits again: store.verification.expire)
         job = job_row(tx, d["job_id"], lock=True)
         _change_job(tx, job["id"], rules.after_expiry(job["status"], job["kind"], _open_leases(tx, job)), now)
     return [d["id"] for d in overdue]
@@ -791,8 +801,8 @@ def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
 
 def list_jobs(tx, account_id: int) -> list[dict[str, Any]]:
     return tx.all(
-        "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome"
-        " FROM jobs WHERE account_id = ? ORDER BY id",
+        "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome,"
+        " verification, verification_note FROM jobs WHERE account_id = ? ORDER BY id",
         (account_id,),
     )
 
@@ -814,6 +824,8 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
             "finished_at",
             "outcome",
             "error",
+            "verification",
+            "verification_note",
         )
     }
     out["last_slice"] = tx.one(
@@ -834,6 +846,8 @@ def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
         "outcome": job["outcome"],
         "result": job["result"],
         "error": job["error"],
+        "verification": job["verification"],
+        "verification_note": job["verification_note"],
     }
 
 

@@ -36,7 +36,7 @@ def client_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]
 def job_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Reported jobs (not speed probes) with id > ``after``, by id."""
     return tx.all(
-        "SELECT id, account_id, kind, name, price, status, submitted_at, executed_ms, slices"
+        "SELECT id, account_id, kind, name, price, status, submitted_at, executed_ms, slices, outcome, verification"
         " FROM jobs WHERE id > ? AND kind IN (?, ?) ORDER BY id LIMIT ?",
         (int(after), *REPORTED_KINDS, int(limit)),
     )
@@ -45,7 +45,7 @@ def job_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
 def lease_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Dispatches of reported jobs with id > ``after``, by id."""
     return tx.all(
-        "SELECT d.id, d.job_id, d.client_id, d.status, d.checked_out_at, d.deadline, d.checked_in_at"
+        "SELECT d.id, d.job_id, d.client_id, d.status, d.checked_out_at, d.deadline, d.checked_in_at, d.check_id"
         " FROM leases d JOIN jobs j ON j.id = d.job_id"
         " WHERE d.id > ? AND j.kind IN (?, ?) ORDER BY d.id LIMIT ?",
         (int(after), *REPORTED_KINDS, int(limit)),

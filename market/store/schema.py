@@ -255,7 +255,53 @@ V6: list[Statement] = [
     lambda dialect: f"INSERT INTO secrets (name, value) VALUES ('probe', '{secrets.token_hex(32)}')",
 ]
 
-MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (PROBE_SECRET_VERSION, V6)]
+# Verification by replay (docs/trust.md): a check per replayed slice or result, the verified flag
+# on states and results, the replay lease's check, reversed payments and each client's verified
+# slices (a client is under watch until it has ``watch-slices`` of them). Reversals are new
+# ledger rows (kind 'reversal'); nothing already written is edited.
+V7: list[Statement] = [
+    "ALTER TABLE states ADD COLUMN verified INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN result_sha256 CHAR(64) NULL",
+    "ALTER TABLE jobs ADD COLUMN verification VARCHAR(16) NULL",
+    "ALTER TABLE jobs ADD COLUMN verification_note VARCHAR(255) NULL",
+    "ALTER TABLE leases ADD COLUMN check_id {bigint} NULL",
+    "ALTER TABLE leases ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE clients ADD COLUMN verified_slices INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE checks (
+        id {pk},
+        job_id {bigint} NOT NULL,
+        kind VARCHAR(8) NOT NULL,
+        reason VARCHAR(8) NOT NULL,
+        lease_id {bigint} NOT NULL,
+        worker_id {bigint} NOT NULL,
+        parent_state_id {bigint} NOT NULL,
+        state_id {bigint} NULL,
+        target_sha256 CHAR(64) NOT NULL,
+        mark VARCHAR(255) NOT NULL DEFAULT '',
+        interpreter VARCHAR(64) NOT NULL,
+        steps {bigint} NOT NULL,
+        checked_ms {bigint} NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        created_at {double} NOT NULL,
+        replay_lease_id {bigint} NULL,
+        first_client_id {bigint} NULL,
+        first_sha256 CHAR(64) NULL,
+        decided_at {double} NULL,
+        note VARCHAR(255) NULL
+    ) {engine}""",
+    "CREATE INDEX checks_open ON checks (status, created_at)",
+    "CREATE INDEX checks_job ON checks (job_id)",
+]
+
+MIGRATIONS: list[Migration] = [
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (PROBE_SECRET_VERSION, V6),
+    (7, V7),
+]
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -43,6 +43,7 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         rpc_endpoint=options.get("rpc") or "tcp:7080",
         settings=options.get("web-settings"),
         offload=getattr(dispatcher, "offload", None),
+        verification=getattr(getattr(dispatcher, "settings", None), "verify_settings", None),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)

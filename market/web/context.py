@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from market.core import verification as policy
 from market.core.errors import MarketError
 from market.settings import WebSettings
 from market.web.mail import Mailer
@@ -79,8 +80,11 @@ class Web:
         renderer: Renderer | None = None,
         max_module: int = 1024 * 1024,
         offload: Any = None,
+        verification: policy.Settings | None = None,
     ):
         s = settings or WebSettings()
+        #: the dispatcher's verification settings: the fee shown before a member submits
+        self.verification = verification or policy.Settings()
         self.settings = s
         self.db = db
         self.clock = clock

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from market.core import money
+from market.core import verification as policy
 from market.core.errors import JobRefused, MarketError, TooLarge
 from market.jobs import results, submission
 from market.store import accounts as sql_accounts
@@ -84,7 +85,10 @@ class JobPages(Pages):
     def _submit_page(self, request, visitor, code=200, **values):
         form: dict[str, Any] = dict(source="", functions=[], function="", args="", name="", price="1.00", errors={})
         form.update(values)
-        return self.web.render(request, "submit.html", visitor, code, max_kib=self.web.max_module // 1024, **form)
+        fee = policy.fee_words(self.web.verification)
+        return self.web.render(
+            request, "submit.html", visitor, code, max_kib=self.web.max_module // 1024, fee=fee, **form
+        )
 
     async def submit_form(self, request, visitor):
         return self._submit_page(request, visitor)

@@ -172,6 +172,7 @@ def run(url_db, workdir, args):
         options += ["--window", str(args.window)]
     if args.threshold is not None:
         options += ["--threshold", str(args.threshold)]
+    options += args.market.split()
     server = Market(url_db, workdir, *options).start()
     try:
         interval = Interval(args.seconds, args.warmup, server.proc.pid, args.workers)
@@ -268,6 +269,12 @@ def main():
     parser.add_argument("--window", type=float, default=None, help="--window for the market (default: its own)")
     parser.add_argument("--threshold", type=int, default=None, help="--threshold for the market (default: its own)")
     parser.add_argument("--backends", default="sqlite,mariadb")
+    parser.add_argument(
+        "--market",
+        metavar="OPTIONS",
+        default="",
+        help="more options for twistd market, e.g. '--verify-fraction 0 --watch-slices 0' (no slice replayed)",
+    )
     parser.add_argument(
         "--profile",
         metavar="DIR",

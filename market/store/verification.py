@@ -1,0 +1,471 @@
+"""SQL for verification by replay: checks, replay leases, the verdicts and what they undo.
+
+The policy is ``market.core.verification`` (which slices, which verifier, what a dispute decides,
+where a job goes back to, what is reversed); this module reads rows, asks it and writes what it
+decides. Hashes are computed by the caller outside the transaction: a transaction here compares
+hex strings only.
+
+A replay lease is a row of ``leases`` like any other (its state is the parent state S, it pays at
+its price from the job's owner's account and reserves that money while it is out) with
+``check_id`` set: it never changes its job's status and a ``state`` sent on it is compared, never
+committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from market.core import ledger, rules
+from market.core import verification as policy
+from market.core.errors import Conflict, Forbidden, NotFound
+from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, StateStatus, Verdict
+from market.core.verification import CheckKind, CheckStatus
+from market.store import accounts as sql_accounts
+from market.store import clients as sql_clients
+from market.store import jobs as sql_jobs
+from market.store.db import marks
+
+DISCARDED = "discarded"  # a state dropped when its job went back to its last verified state
+
+_OPEN = "(" + ", ".join(f"'{s}'" for s in policy.OPEN_CHECKS) + ")"
+
+
+def create_check(
+    tx,
+    kind: str,
+    reason: str,
+    lease_id: int,
+    target_sha256: str,
+    mark: str,
+    interpreter: str,
+    steps: int,
+    now: float,
+) -> int | None:
+    """Record that the slice (or result) checked in on ``lease_id`` is to be replayed. None when
+    the lease did not end as accepted or finished (nothing to verify)."""
+    lease = tx.one(
+        "SELECT d.id, d.job_id, d.client_id, d.state_id, d.new_state_id, d.status, d.accepted_ms"
+        " FROM leases d WHERE d.id = ?",
+        (lease_id,),
+    )
+    if lease is None or lease["status"] not in (LeaseStatus.ACCEPTED, LeaseStatus.FINISHED):
+        return None
+    check_id = tx.insert(
+        "INSERT INTO checks (job_id, kind, reason, lease_id, worker_id, parent_state_id, state_id, target_sha256,"
+        " mark, interpreter, steps, checked_ms, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            lease["job_id"],
+            kind,
+            reason,
+            lease_id,
+            lease["client_id"],
+            lease["state_id"],
+            lease["new_state_id"] if kind == CheckKind.SLICE else None,
+            target_sha256,
+            (mark or "")[:255],
+            interpreter[:64],
+            int(steps),
+            int(lease["accepted_ms"] or 0),
+            CheckStatus.WAITING,
+            now,
+        ),
+    )
+    if kind == CheckKind.RESULT:
+        tx.execute(
+            "UPDATE jobs SET result_sha256 = ?, verification = ?, verification_note = ? WHERE id = ?",
+            (target_sha256, policy.Standing.UNVERIFIED, "waiting for a verifier", lease["job_id"]),
+        )
+    return check_id
+
+
+def create_checks(tx, items: list[tuple[Any, ...]]) -> list[int | None]:
+    """Many ``create_check`` calls (their arguments as tuples) in one transaction."""
+    return [create_check(tx, *item) for item in items]
+
+
+def _check(tx, check_id: int, lock: bool = False) -> dict[str, Any]:
+    row = tx.one("SELECT * FROM checks WHERE id = ?" + (tx.for_update if lock else ""), (check_id,))
+    if row is None:
+        raise NotFound(f"no check {check_id}")
+    return row
+
+
+def _as_policy(row: dict[str, Any]) -> policy.Check:
+    return policy.Check(
+        id=row["id"],
+        kind=row["kind"],
+        job_id=row["job_id"],
+        job_owner=row["job_owner"],
+        worker=row["worker_id"],
+        worker_owner=row["worker_owner"],
+        interpreter=row["interpreter"],
+        status=row["status"],
+        created_at=row["created_at"],
+        first_verifier=row["first_client_id"],
+        first_verifier_owner=row["first_owner"],
+    )
+
+
+def take_check(tx, verifier: policy.Verifier, now: float, grace: float, min_seconds: float) -> dict[str, Any] | None:
+    """Lease a check this verifier may replay (``policy.pick_check``), or None. The lease's
+    state is the parent state S; it carries ``replay``: the target payload hash and mark of S'
+    and the step cap (or ``result: true``), never S' itself."""
+    rows = tx.all(
+        "SELECT c.*, j.account_id AS job_owner, w.account_id AS worker_owner, f.account_id AS first_owner"
+        " FROM checks c JOIN jobs j ON j.id = c.job_id JOIN clients w ON w.id = c.worker_id"
+        " LEFT JOIN clients f ON f.id = c.first_client_id"
+        f" WHERE c.status IN ('{CheckStatus.WAITING}', '{CheckStatus.DISPUTED}')"
+        " ORDER BY c.created_at, c.id LIMIT 200",
+    )
+    chosen = policy.pick_check(verifier, [_as_policy(r) for r in rows])
+    if chosen is None:
+        return None
+    check = _check(tx, chosen.id, lock=True)
+    if check["status"] not in (CheckStatus.WAITING, CheckStatus.DISPUTED):
+        return None  # taken meanwhile (MariaDB: another request locked it first)
+    job = tx.one(
+        "SELECT j.id, j.account_id, j.kind, j.name, j.source, j.entry, j.spec, j.status, s.data, s.seq,"
+        " s.status AS state_status, o.price FROM jobs j JOIN states s ON s.id = ?"
+        " JOIN leases o ON o.id = ? WHERE j.id = ?",
+        (check["parent_state_id"], check["lease_id"], check["job_id"]),
+    )
+    if job is None or job["state_status"] == DISCARDED or job["status"] == JobStatus.CANCELLED:
+        _give_up(tx, check, "its job was cancelled or went back past it", now)
+        return None
+    seconds = max(min_seconds, 3.0 * check["checked_ms"] / 1000.0)
+    reserved = rules.reservation(JobKind.JOB, job["price"], check["checked_ms"] / 1000.0)
+    lease_id = tx.insert(
+        "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline, status,"
+        " reserved, price, check_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job["id"],
+            check["parent_state_id"],
+            verifier.client,
+            now,
+            seconds,
+            rules.lease_deadline(now, seconds, grace),
+            LeaseStatus.OUT,
+            reserved,
+            job["price"],
+            check["id"],
+        ),
+    )
+    lease = {"reserved": reserved, "owner": job["account_id"]}
+    tx.script(sql_jobs._reservations([lease], +1))
+    deciding = check["status"] == CheckStatus.DISPUTED
+    tx.execute(
+        "UPDATE checks SET status = ?, replay_lease_id = ? WHERE id = ?",
+        (CheckStatus.DECIDING if deciding else CheckStatus.REPLAYING, lease_id, check["id"]),
+    )
+    if check["kind"] == CheckKind.RESULT:
+        replay: dict[str, Any] = {"result": True, "steps": int(check["steps"])}
+    else:
+        replay = {"target": check["target_sha256"], "mark": check["mark"], "steps": int(check["steps"])}
+    return {
+        "stateid": lease_id,
+        "job_id": job["id"],
+        "kind": job["kind"],
+        "state": bytes(job["data"]),
+        "source": job["source"],
+        "entry": job["entry"],
+        "spec": job["spec"],
+        "seq": job["seq"],
+        "granted": seconds,
+        "timeout": seconds + grace,
+        "deadline": rules.lease_deadline(now, seconds, grace),
+        "replay": replay,
+    }
+
+
+def open_replay_leases(tx) -> list[int]:
+    """The replay leases still out (the dispatcher routes check-ins on them to ``record_replay``)."""
+    return [
+        r["id"] for r in tx.all(f"SELECT id FROM leases WHERE status = '{LeaseStatus.OUT}' AND check_id IS NOT NULL")
+    ]
+
+
+def is_replay_lease(tx, lease_id: int) -> bool:
+    return tx.scalar("SELECT check_id FROM leases WHERE id = ?", (lease_id,)) is not None
+
+
+def record_replay(tx, lease_id: int, client_id: int, reached_sha256: str, now: float) -> dict[str, Any]:
+    """A verifier's answer on a replay lease: pay it like a slice (at the lease's price, for the
+    measured time, never more than the slice it checks: ``policy.replay_ms``), then compare the
+    hash of what it reached with the target and move the check on. The answer is a check-in's,
+    with ``verified``."""
+    lease = sql_jobs._lease_for_checkin(tx, lease_id, client_id)
+    check_id = tx.scalar("SELECT check_id FROM leases WHERE id = ?", (lease_id,))
+    if check_id is None:
+        raise Conflict(f"state {lease_id} is not a replay lease")
+    check = _check(tx, int(check_id), lock=True)
+    verdict = sql_jobs._verdict(dict(lease, job_status=JobStatus.RUNNING), now)
+    if verdict is Verdict.REPEAT:
+        answer = sql_jobs._repeat(lease)
+        answer["verified"] = check["status"] in (CheckStatus.AGREED, CheckStatus.DECIDED) and bool(
+            tx.scalar("SELECT reversed FROM leases WHERE id = ?", (lease_id,)) == 0
+        )
+        return answer
+    if verdict is Verdict.REJECT or check["replay_lease_id"] != lease_id:
+        _close_replay(tx, lease, LeaseStatus.REJECTED, 0, 0, now)
+        _back_to_waiting(tx, check, lease_id)
+        answer = rules.answer(lease_id, LeaseStatus.REJECTED)
+        answer["verified"] = False
+        return answer
+    ms = policy.replay_ms(sql_jobs._accepted_ms(lease, now), int(check["checked_ms"]))
+    paid, payments = sql_jobs._settle([(lease, ms)], now)
+    tx.script(payments)
+    _close_replay(tx, lease, LeaseStatus.ACCEPTED, ms, paid[lease_id], now)
+    agreed = policy.compare(check["target_sha256"], reached_sha256)
+    if check["status"] == CheckStatus.REPLAYING:
+        if agreed:
+            _confirm(tx, check, now)
+            tx.execute(
+                "UPDATE checks SET status = ?, decided_at = ? WHERE id = ?", (CheckStatus.AGREED, now, check["id"])
+            )
+        else:
+            tx.execute(
+                "UPDATE checks SET status = ?, first_client_id = ?, first_sha256 = ?, replay_lease_id = NULL"
+                " WHERE id = ?",
+                (CheckStatus.DISPUTED, client_id, reached_sha256 or "", check["id"]),
+            )
+    else:  # deciding: this was the third worker
+        decision = policy.decide(
+            check["target_sha256"],
+            check["first_sha256"] or "",
+            reached_sha256,
+            check["worker_id"],
+            check["first_client_id"],
+        )
+        tx.execute(
+            "UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE id = ?",
+            (
+                CheckStatus.DECIDED,
+                now,
+                f"decided by client {client_id}: "
+                + ("the worker was right" if decision.worker_right else "the worker was wrong"),
+                check["id"],
+            ),
+        )
+        if decision.worker_right:
+            _confirm(tx, check, now)
+        for loser in decision.losers:
+            lose(tx, check, loser, now)
+    answer = rules.answer(lease_id, LeaseStatus.ACCEPTED, paid[lease_id], ms)
+    answer["verified"] = agreed
+    return answer
+
+
+def _close_replay(tx, lease: dict[str, Any], status: str, ms: int, paid: int, now: float) -> None:
+    tx.script(
+        [
+            (
+                "UPDATE leases SET status = ?, checked_in_at = ?, accepted_ms = ?, paid = ? WHERE id = ?",
+                (status, now, ms, paid, lease["id"]),
+            ),
+            *sql_jobs._reservations([lease], -1),
+        ]
+    )
+
+
+def _back_to_waiting(tx, check: dict[str, Any], lease_id: int) -> None:
+    if check["replay_lease_id"] != lease_id:
+        return
+    back = CheckStatus.DISPUTED if check["status"] == CheckStatus.DECIDING else CheckStatus.WAITING
+    tx.execute("UPDATE checks SET status = ?, replay_lease_id = NULL WHERE id = ?", (back, check["id"]))
+
+
+def _give_up(tx, check: dict[str, Any], note: str, now: float) -> None:
+    tx.execute(
+        "UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE id = ?",
+        (CheckStatus.UNVERIFIABLE, now, note[:255], check["id"]),
+    )
+
+
+def _confirm(tx, check: dict[str, Any], now: float) -> None:
+    """The worker's slice or result stands: mark it verified, count it for the worker."""
+    if check["kind"] == CheckKind.SLICE:
+        tx.execute("UPDATE states SET verified = 1 WHERE id = ?", (check["state_id"],))
+        tx.execute("UPDATE clients SET verified_slices = verified_slices + 1 WHERE id = ?", (check["worker_id"],))
+    else:
+        tx.execute(
+            "UPDATE jobs SET verification = ?, verification_note = NULL WHERE id = ? AND result_sha256 = ?",
+            (policy.Standing.VERIFIED, check["job_id"], check["target_sha256"]),
+        )
+
+
+def _payments(tx, job_id: int) -> list[policy.Payment]:
+    """Every paid lease of the job, with whether what it paid for was verified."""
+    rows = tx.all(
+        "SELECT d.id, d.client_id, d.paid, d.reversed, d.check_id, d.status, c.account_id AS payee,"
+        " j.account_id AS payer, j.verification, s.verified AS state_verified, k.status AS check_status,"
+        " k.worker_id AS check_worker, k.first_client_id FROM leases d JOIN jobs j ON j.id = d.job_id"
+        " JOIN clients c ON c.id = d.client_id LEFT JOIN states s ON s.id = d.new_state_id"
+        " LEFT JOIN checks k ON k.id = d.check_id WHERE d.job_id = ? AND d.paid > 0 ORDER BY d.id",
+        (job_id,),
+    )
+    out = []
+    for r in rows:
+        if r["check_id"] is not None:  # a replay: verified once its check agreed or went its way
+            verified = r["check_status"] == CheckStatus.AGREED or (
+                r["check_status"] == CheckStatus.DECIDED and r["first_client_id"] != r["client_id"]
+            )
+        elif r["status"] == LeaseStatus.FINISHED:
+            verified = r["verification"] == policy.Standing.VERIFIED
+        else:
+            verified = bool(r["state_verified"])
+        out.append(
+            policy.Payment(
+                r["id"], job_id, r["client_id"], r["payer"], r["payee"], int(r["paid"]), verified, bool(r["reversed"])
+            )
+        )
+    return out
+
+
+def lose(tx, check: dict[str, Any], loser: int, now: float) -> None:
+    """``loser`` lost a dispute on ``check``: it becomes suspect, its unverified payments for the
+    job are reversed by new ledger entries, and, if it made the disputed slice or result, the job
+    goes back to the state before the first unverified state it made."""
+    sql_clients.mark_suspect(tx, loser)
+    job_id = check["job_id"]
+    payments = [p for p in _payments(tx, job_id) if p.client == loser]
+    if payments:
+        accounts = {p.payee for p in payments} | {p.payer for p in payments}
+        balances = {
+            r["id"]: int(r["balance"])
+            for r in tx.all(
+                f"SELECT id, balance FROM accounts WHERE id IN {marks(len(accounts))}" + tx.for_update, list(accounts)
+            )
+        }
+        entries = policy.reversals(payments, loser, balances)
+        for e in entries:
+            ledger.apply(balances, e)
+        tx.script(sql_accounts.record_statements([(e, None) for e in entries], now))
+        reversed_ids = [p.lease_id for p in payments if not p.verified and not p.reversed]
+        if reversed_ids:
+            tx.execute(f"UPDATE leases SET reversed = 1 WHERE id IN {marks(len(reversed_ids))}", reversed_ids)
+    if loser == check["worker_id"]:
+        rollback(tx, job_id, loser, now)
+
+
+def rollback(tx, job_id: int, loser: int, now: float) -> int:
+    """Put the job back to the state before the first unverified state ``loser`` made
+    (``policy.rollback_seq``); the states after it are kept as evidence, marked discarded, a
+    result it had is dropped and an open lease on a dropped state is rejected. -> the seq."""
+    job = sql_jobs.job_row(tx, job_id, lock=True)
+    states = tx.all(
+        "SELECT id, seq, client_id, verified FROM states WHERE job_id = ? AND status <> ? ORDER BY seq",
+        (job_id, DISCARDED),
+    )
+    seq = policy.rollback_seq(
+        [policy.StateRecord(s["seq"], s["client_id"], bool(s["verified"])) for s in states], loser
+    )
+    dropped = [s["id"] for s in states if s["seq"] > seq]
+    open_leases = tx.all(
+        "SELECT d.id, d.reserved, j.account_id AS owner FROM leases d JOIN jobs j ON j.id = d.job_id"
+        f" WHERE d.job_id = ? AND d.status = '{LeaseStatus.OUT}' AND d.check_id IS NULL",
+        (job_id,),
+    )
+    statements: list[Any] = []
+    if dropped:
+        # seq = -id keeps (job_id, seq) unique and frees the numbers for the slices to come
+        statements.append(
+            (f"UPDATE states SET status = ?, seq = -id WHERE id IN {marks(len(dropped))}", [DISCARDED, *dropped])
+        )
+        statements.append(
+            (
+                f"UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE status IN {_OPEN}"
+                f" AND job_id = ? AND (state_id IN {marks(len(dropped))} OR parent_state_id IN {marks(len(dropped))})",
+                [CheckStatus.UNVERIFIABLE, now, "its state was discarded", job_id, *dropped, *dropped],
+            )
+        )
+    statements.append(
+        (
+            f"UPDATE states SET status = '{StateStatus.COMMITTED}' WHERE job_id = ? AND seq = ?",
+            (job_id, seq),
+        )
+    )
+    if open_leases:
+        ids = [d["id"] for d in open_leases]
+        statements.append(
+            (
+                f"UPDATE leases SET status = '{LeaseStatus.REJECTED}', checked_in_at = ? WHERE id IN {marks(len(ids))}",
+                [now, *ids],
+            )
+        )
+        statements.extend(sql_jobs._reservations(open_leases, -1))
+    status = job["status"] if job["status"] == JobStatus.CANCELLED else JobStatus.READY
+    statements.append(
+        (
+            "UPDATE jobs SET seq = ?, status = ?, result = NULL, result_sha256 = NULL, outcome = NULL,"
+            " finished_at = NULL, verification = NULL, verification_note = ? WHERE id = ?",
+            (seq, status, f"went back to state {seq}: client {loser} lost a replay check", job_id),
+        )
+    )
+    tx.script(statements)
+    return seq
+
+
+def expire(tx, now: float, wait_seconds: float, no_verifier: str) -> list[int]:
+    """Give up the checks nobody took within ``wait_seconds`` (``policy.waited_too_long``): their
+    slice or result stays unverified, a result with ``no_verifier`` as its reason; and send the
+    checks whose replay lease expired back to waiting. -> the checks given up."""
+    rows = tx.all(
+        "SELECT c.id, c.kind, c.job_id, c.interpreter, c.status, c.created_at, c.replay_lease_id,"
+        " d.status AS lease_status"
+        " FROM checks c LEFT JOIN leases d ON d.id = c.replay_lease_id"
+        # only what may change: checks old enough to give up, and the few with a replay lease
+        f" WHERE c.status IN {_OPEN} AND (c.created_at <= ? OR c.replay_lease_id IS NOT NULL)" + tx.for_update,
+        (now - wait_seconds,),
+    )
+    given_up = []
+    for c in rows:
+        if c["replay_lease_id"] is not None and c["lease_status"] == LeaseStatus.EXPIRED:
+            _back_to_waiting(tx, c, c["replay_lease_id"])
+            c["status"] = CheckStatus.DISPUTED if c["status"] == CheckStatus.DECIDING else CheckStatus.WAITING
+        if c["status"] == CheckStatus.WAITING and policy.waited_too_long(c["created_at"], now, wait_seconds):
+            note = no_verifier.format(interpreter=c["interpreter"], seconds=wait_seconds)
+            _give_up(tx, c, note, now)
+            if c["kind"] == CheckKind.RESULT:
+                tx.execute(
+                    "UPDATE jobs SET verification_note = ? WHERE id = ? AND verification = ?",
+                    (note[:255], c["job_id"], policy.Standing.UNVERIFIED),
+                )
+            given_up.append(c["id"])
+    return given_up
+
+
+def verification_of(tx, job_id: int) -> dict[str, Any]:
+    """A job's verification as members see it: ``standing`` of its result ('verified',
+    'unverified', or '' before it has one), ``reason`` (why unverified), and its slices: how many
+    were replayed and how many verified."""
+    job = tx.one("SELECT verification, verification_note, outcome FROM jobs WHERE id = ?", (job_id,))
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    verified = int(tx.scalar("SELECT COUNT(*) FROM states WHERE job_id = ? AND verified = 1", (job_id,)) or 0)
+    replayed = int(tx.scalar("SELECT COUNT(*) FROM checks WHERE job_id = ? AND kind = 'slice'", (job_id,)) or 0)
+    standing = job["verification"] or ""
+    if not standing and job["outcome"] == Outcome.FINISHED:
+        standing = policy.Standing.UNVERIFIED
+    return {
+        "standing": str(standing),
+        "reason": job["verification_note"] or "",
+        "slices_replayed": replayed,
+        "slices_verified": verified,
+    }
+
+
+def guard_not_replay(lease: dict[str, Any]) -> None:
+    if lease.get("check_id") is not None:
+        raise Forbidden(f"state {lease['id']} is a replay lease: its answer is compared, not committed")
+
+
+def fail_replay(tx, lease_id: int, client_id: int, now: float) -> dict[str, Any]:
+    """A verifier could not replay (crash, refused...): the lease closes unpaid and its check
+    waits for another verifier."""
+    lease = sql_jobs._lease_for_checkin(tx, lease_id, client_id)
+    if lease["status"] != LeaseStatus.OUT:
+        return sql_jobs._repeat(lease)
+    check = _check(tx, int(lease["check_id"]), lock=True)
+    _close_replay(tx, lease, LeaseStatus.REJECTED, 0, 0, now)
+    _back_to_waiting(tx, check, lease_id)
+    return rules.answer(lease_id, LeaseStatus.REJECTED)

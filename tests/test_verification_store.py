@@ -1,0 +1,146 @@
+"""Verification by replay in the store, on SQLite and MariaDB (``market.store.verification``):
+checks, replay leases, verdicts, reversals by new ledger entries and the job's way back."""
+
+from __future__ import annotations
+
+import hashlib
+
+from market.core import verification as policy
+from market.store import accounts as sql
+from market.store import clients as csql
+from market.store import jobs as jsql
+from market.store import verification as vsql
+from market.tasklet import envelope
+from tests import marketdata as md
+
+T0 = 1_800_000_000.0
+SLICE, GRACE = 30.0, 5.0
+PRICE = 100  # cents per second
+
+
+def world(db):
+    """A member's job, its slice run by a worker of owner W and checked in 2 s later; two
+    opted-in verifiers of owners B and C. -> dict of ids and the slice's payload hash."""
+    member = md.account(db, "member", grant=1_000_000)[0]
+    owners = [md.account(db, name + "-host", grant=0)[0] for name in ("w", "b", "c")]
+    worker, b, c = (md.client(db, owner, f"{name}-box", 10.0)[0] for owner, name in zip(owners, "wbc", strict=True))
+    job = md.job(db, member, PRICE, "job", submitted_at=T0)
+    lease = db.transact(jsql.checkout, job, worker, SLICE, GRACE, T0)
+    state = md.next_state(lease["state"])
+    answer = db.transact(jsql.checkin, lease["stateid"], worker, state, T0 + 2)
+    assert answer["status"] == "accepted" and answer["paid"] == 2 * PRICE
+    target = envelope.payload_sha256(state)
+    check = db.transact(
+        vsql.create_check, "slice", "watch", lease["stateid"], target, "", envelope.INTERPRETER, 1000, T0 + 2
+    )
+    return dict(member=member, owners=owners, worker=worker, b=b, c=c, job=job, lease=lease, target=target, check=check)
+
+
+def verifier(w, who: str) -> policy.Verifier:
+    owner = w["owners"]["wbc".index(who)]
+    return policy.Verifier(w[who] if who != "w" else w["worker"], owner, envelope.INTERPRETER)
+
+
+def take(db, w, who: str, at: float):
+    return db.transact(vsql.take_check, verifier(w, who), at, GRACE, 1.0)
+
+
+def status_of(db, check_id: int) -> str:
+    return db.transact(lambda tx: tx.scalar("SELECT status FROM checks WHERE id = ?", (check_id,)))
+
+
+def test_a_replay_that_reaches_the_target_verifies_the_slice_and_pays_the_verifier(db):
+    w = world(db)
+    replay = take(db, w, "b", T0 + 3)
+    assert replay["replay"] == {"target": w["target"], "mark": "", "steps": 1000}
+    assert replay["state"] == w["lease"]["state"]  # the parent S, never S'
+    answer = db.transact(vsql.record_replay, replay["stateid"], w["b"], w["target"], T0 + 4)
+    assert answer["verified"] is True and answer["status"] == "accepted"
+    assert answer["paid"] == PRICE  # 1 s measured, at the lease's price
+    assert status_of(db, w["check"]) == "agreed"
+    assert db.transact(lambda tx: tx.scalar("SELECT verified FROM states WHERE job_id = ? AND seq = 1", (w["job"],)))
+    assert db.transact(csql.client_by_id, w["worker"])["verified_slices"] == 1
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_replay_is_never_paid_more_than_the_slice_it_checks(db):
+    w = world(db)
+    replay = take(db, w, "b", T0 + 3)
+    answer = db.transact(vsql.record_replay, replay["stateid"], w["b"], w["target"], T0 + 3 + 5.0)
+    assert answer["paid"] == 2 * PRICE  # the checked slice was accepted for 2 s
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_the_worker_and_its_owner_never_verify_their_own_slice(db):
+    w = world(db)
+    assert take(db, w, "w", T0 + 3) is None
+    same_owner = md.client(db, w["owners"][0], "w-box2", 10.0)[0]
+    assert (
+        db.transact(vsql.take_check, policy.Verifier(same_owner, w["owners"][0], envelope.INTERPRETER), T0, 5, 1)
+        is None
+    )
+    other_interpreter = policy.Verifier(w["b"], w["owners"][1], "pypy-3.9")
+    assert db.transact(vsql.take_check, other_interpreter, T0 + 3, GRACE, 1.0) is None
+    assert status_of(db, w["check"]) == "waiting"
+
+
+def test_a_dispute_lost_by_the_worker_reverses_its_slice_marks_it_suspect_and_rolls_the_job_back(db):
+    w = world(db)
+    first = take(db, w, "b", T0 + 3)
+    wrong = hashlib.sha256(b"what an honest replay reached").hexdigest()
+    assert db.transact(vsql.record_replay, first["stateid"], w["b"], wrong, T0 + 4)["verified"] is False
+    assert status_of(db, w["check"]) == "disputed"
+    assert take(db, w, "b", T0 + 5) is None  # the first verifier does not decide its own dispute
+    third = take(db, w, "c", T0 + 5)
+    assert third["state"] == w["lease"]["state"]
+    host_before = db.transact(sql.balance, w["owners"][0])
+    assert db.transact(vsql.record_replay, third["stateid"], w["c"], wrong, T0 + 6)["verified"] is False
+    assert status_of(db, w["check"]) == "decided"
+    assert db.transact(csql.client_by_id, w["worker"])["suspect"]
+    assert not db.transact(csql.client_by_id, w["b"])["suspect"]
+    entries = db.transact(lambda tx: tx.all("SELECT * FROM ledger WHERE kind = 'reversal'"))
+    assert [(e["debit_account"], e["credit_account"], e["amount"]) for e in entries] == [
+        (w["owners"][0], w["member"], 2 * PRICE)
+    ]
+    assert db.transact(sql.balance, w["owners"][0]) == host_before - 2 * PRICE
+    job = db.transact(jsql.job_row, w["job"])
+    assert job["status"] == "ready" and job["seq"] == 0
+    assert db.transact(jsql.committed_state, w["job"])["seq"] == 0
+    # the cheated state is kept as evidence, out of the job's sequence
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM states WHERE status = 'discarded'")) == 1
+    # the job leases again from state 0 and its next slice is seq 1 again
+    lease = db.transact(jsql.checkout, w["job"], w["c"], SLICE, GRACE, T0 + 7)
+    assert lease["seq"] == 0
+    assert db.transact(jsql.checkin, lease["stateid"], w["c"], md.next_state(lease["state"]), T0 + 8)["status"] == (
+        "accepted"
+    )
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_lying_first_verifier_loses_its_replay_payment_and_the_slice_stands(db):
+    w = world(db)
+    first = take(db, w, "b", T0 + 3)
+    lie = hashlib.sha256(b"a lie").hexdigest()
+    paid = db.transact(vsql.record_replay, first["stateid"], w["b"], lie, T0 + 4)["paid"]
+    third = take(db, w, "c", T0 + 5)
+    assert db.transact(vsql.record_replay, third["stateid"], w["c"], w["target"], T0 + 6)["verified"] is True
+    assert db.transact(csql.client_by_id, w["b"])["suspect"]
+    assert not db.transact(csql.client_by_id, w["worker"])["suspect"]
+    entries = db.transact(lambda tx: tx.all("SELECT * FROM ledger WHERE kind = 'reversal'"))
+    assert [(e["debit_account"], e["amount"]) for e in entries] == [(w["owners"][1], paid)]
+    assert db.transact(jsql.job_row, w["job"])["seq"] == 1
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_check_nobody_takes_is_given_up_after_the_wait_and_a_late_replay_is_unpaid(db):
+    w = world(db)
+    replay = take(db, w, "b", T0 + 3)
+    # the replay lease expires; the check waits again, then is given up
+    db.transact(jsql.expire_leases, replay["deadline"] + 1)
+    assert db.transact(vsql.expire, replay["deadline"] + 1, 1e9, policy.NO_VERIFIER) == []
+    assert status_of(db, w["check"]) == "waiting"
+    late = db.transact(vsql.record_replay, replay["stateid"], w["b"], w["target"], replay["deadline"] + 2)
+    assert late["paid"] == 0 and late["verified"] is False
+    assert db.transact(vsql.expire, T0 + 100, 60.0, policy.NO_VERIFIER) == [w["check"]]
+    assert status_of(db, w["check"]) == "unverifiable"
+    assert db.transact(sql.audit)["balanced"]
