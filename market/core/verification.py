@@ -1,0 +1,335 @@
+"""Verification by replay, on plain values: which slices are replayed, by whom, what a replay
+proves, what a disagreement decides and what each outcome pays or takes back.
+
+A worker's check-in is evidence, not truth (docs/trust.md). The market's jobs are deterministic
+step machines: a slice from state S that produced S' is honest work exactly when another worker,
+replaying from S, reaches a state whose payload hashes equal to S''s. This module is the policy;
+the store records checks, the dispatcher hands out replay leases and compares hashes. Nothing here
+reads a clock or draws a random number: the time and the draw (a float in [0, 1)) are parameters,
+so ``sim`` and the property tests run the very same rules.
+
+Words: a slice or result is *verified* (a replay agreed) or *unverified* (not replayed, or not
+yet); a worker is *under watch* while fewer than ``watch_slices`` of its slices are verified, and
+then every one of its slices is replayed; *suspect* (no paid leases) is what losing a dispute
+makes a worker.
+
+A check's life::
+
+  waiting (no verifier has taken it) -> replaying (a replay lease is out) -> agreed | disputed
+  disputed -> deciding (a third worker replays) -> decided
+  waiting -> unverifiable (no independent worker asked within ``wait_seconds``)
+  replaying -> waiting (the replay lease expired or was refused)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import NamedTuple
+
+from market.core import ledger, money
+
+__all__ = [
+    "DEFAULT_FRACTION",
+    "DEFAULT_WATCH_SLICES",
+    "DEFAULT_WAIT_SECONDS",
+    "DEFAULT_MARGIN",
+    "MIN_STEPS",
+    "MAX_STEPS",
+    "Settings",
+    "CheckKind",
+    "CheckStatus",
+    "OPEN_CHECKS",
+    "Reason",
+    "Standing",
+    "Verifier",
+    "Check",
+    "Decision",
+    "StateRecord",
+    "Payment",
+    "NO_VERIFIER",
+    "under_watch",
+    "why_verify",
+    "max_steps",
+    "can_verify",
+    "pick_check",
+    "compare",
+    "decide",
+    "rollback_seq",
+    "reversals",
+    "reversal_memo",
+    "replay_ms",
+    "waited_too_long",
+    "result_standing",
+    "expected_fee",
+    "fee_words",
+]
+
+DEFAULT_FRACTION = 0.05  # of the slices of workers not under watch
+DEFAULT_WATCH_SLICES = 10  # verified slices a worker needs before it is sampled
+DEFAULT_WAIT_SECONDS = 60.0  # how long a check waits for an independent verifier
+# A replay counts back-edges, so it runs slower than the slice it checks; and the worker's probe
+# speed is a measurement. The cap on a replay's back-edges is the slice's seconds x the worker's
+# speed x this margin: an honest S' is reached well within it, a made-up one never matches.
+DEFAULT_MARGIN = 4.0
+MIN_STEPS = 10_000  # a slice of a job never measured still gets a useful replay
+MAX_STEPS = 2_000_000_000
+
+
+class Settings(NamedTuple):
+    """The verification settings (``market.settings``: ``verify-fraction``, ``watch-slices``,
+    ``verify-wait``, ``verify-margin``)."""
+
+    fraction: float = DEFAULT_FRACTION
+    watch_slices: int = DEFAULT_WATCH_SLICES
+    wait_seconds: float = DEFAULT_WAIT_SECONDS
+    margin: float = DEFAULT_MARGIN
+
+
+class CheckKind(StrEnum):
+    SLICE = "slice"  # a state S' made from its parent S
+    RESULT = "result"  # a job's return value, made from its last state
+
+
+class CheckStatus(StrEnum):
+    WAITING = "waiting"
+    REPLAYING = "replaying"
+    AGREED = "agreed"
+    DISPUTED = "disputed"
+    DECIDING = "deciding"
+    DECIDED = "decided"
+    UNVERIFIABLE = "unverifiable"
+
+
+OPEN_CHECKS = frozenset({CheckStatus.WAITING, CheckStatus.REPLAYING, CheckStatus.DISPUTED, CheckStatus.DECIDING})
+
+
+class Reason(StrEnum):
+    """Why a slice or result is replayed."""
+
+    RESULT = "result"  # every final result
+    WATCH = "watch"  # its worker is under watch
+    SAMPLED = "sampled"  # the random draw fell within the fraction
+
+
+class Standing(StrEnum):
+    """A slice's or result's standing, as web, CLI, RPC and the report show it."""
+
+    VERIFIED = "verified"
+    UNVERIFIED = "unverified"
+
+
+NO_VERIFIER = "no independent worker (an opted-in worker of another owner on {interpreter}) asked within {seconds:g} s"
+
+
+def under_watch(verified_slices: int, watch_slices: int = DEFAULT_WATCH_SLICES) -> bool:
+    """A worker is under watch until ``watch_slices`` of its slices have been verified."""
+    return verified_slices < watch_slices
+
+
+def why_verify(kind: str, worker_verified_slices: int, draw: float, settings: Settings = Settings()) -> Reason | None:
+    """Whether a checked-in slice or result is replayed, and why; None when it is not.
+
+    Every result is; every slice of a worker under watch is; any other slice is when ``draw``
+    (uniform in [0, 1), drawn by the caller) falls below ``settings.fraction``.
+    """
+    if kind == CheckKind.RESULT:
+        return Reason.RESULT
+    if under_watch(worker_verified_slices, settings.watch_slices):
+        return Reason.WATCH
+    if draw < settings.fraction:
+        return Reason.SAMPLED
+    return None
+
+
+def max_steps(slice_seconds: float, speed: float | None, margin: float = DEFAULT_MARGIN) -> int:
+    """The cap on a replay's back-edges: the slice's seconds x the worker's probe speed (chain
+    steps, one back-edge each, per second) x ``margin``, within [MIN_STEPS, MAX_STEPS]."""
+    if not speed or speed <= 0 or slice_seconds <= 0:
+        return MIN_STEPS
+    return max(MIN_STEPS, min(MAX_STEPS, int(slice_seconds * speed * margin)))
+
+
+class Verifier(NamedTuple):
+    """A worker asking for work that has opted in to verify."""
+
+    client: int
+    owner: int
+    interpreter: str
+    suspect: bool = False
+
+
+class Check(NamedTuple):
+    """A slice or result waiting to be replayed, as the verifier's choice sees it."""
+
+    id: int
+    kind: str
+    job_id: int
+    job_owner: int | None
+    worker: int  # the client that made the slice or result
+    worker_owner: int
+    interpreter: str  # the interpreter its parent state names (a replay must use the same)
+    status: str
+    created_at: float
+    first_verifier: int | None = None  # the client whose replay disagreed, for a third
+    first_verifier_owner: int | None = None
+
+
+def can_verify(verifier: Verifier, check: Check) -> bool:
+    """Whether ``verifier`` may replay ``check``: an opted-in worker that is not suspect, on the
+    interpreter the parent state names, of another owner than the worker's (and, for a dispute,
+    than the first verifier's). Neither the job's owner, whose own machine would vouch for its
+    own job, nor any worker already in the check may verify it."""
+    if verifier.suspect or verifier.interpreter != check.interpreter:
+        return False
+    if verifier.client in (check.worker, check.first_verifier):
+        return False
+    if verifier.owner in (check.worker_owner, check.first_verifier_owner, check.job_owner):
+        return False
+    return check.status in (CheckStatus.WAITING, CheckStatus.DISPUTED)
+
+
+def pick_check(verifier: Verifier, checks: Iterable[Check]) -> Check | None:
+    """The check ``verifier`` should replay: disputes first (a job waits on them), then results,
+    then the oldest; None when it may verify none of them."""
+    order = {CheckStatus.DISPUTED: 0}
+    best: Check | None = None
+    best_key: tuple[int, int, float, int] | None = None
+    for c in checks:
+        if not can_verify(verifier, c):
+            continue
+        key = (order.get(CheckStatus(c.status), 1), 0 if c.kind == CheckKind.RESULT else 1, c.created_at, c.id)
+        if best_key is None or key < best_key:
+            best, best_key = c, key
+    return best
+
+
+def compare(target_sha256: str, reached_sha256: str) -> bool:
+    """A replay agrees when the hash of what it reached equals the target's: the payload sha256
+    for a slice, the sha256 of the result bytes for a result. The server hashes both; a
+    verifier's word is never taken."""
+    return bool(target_sha256) and target_sha256 == reached_sha256
+
+
+class Decision(NamedTuple):
+    """What a third replay decides in a dispute: who lost (clients), and whether the worker's
+    slice or result stands."""
+
+    worker_right: bool
+    losers: tuple[int, ...]
+
+
+def decide(target_sha256: str, first_sha256: str, third_sha256: str, worker: int, first_verifier: int) -> Decision:
+    """A dispute (the first verifier reached ``first_sha256``, not the worker's target) decided by
+    a third worker of a third owner. Replay is deterministic, so the honest parties agree: the
+    worker loses unless the third reached its target; the first verifier loses unless the third
+    reached what it reached. When all three differ both lose (neither was confirmed)."""
+    worker_right = compare(target_sha256, third_sha256)
+    losers = []
+    if not worker_right:
+        losers.append(worker)
+    if not compare(first_sha256, third_sha256):
+        losers.append(first_verifier)
+    return Decision(worker_right, tuple(losers))
+
+
+class StateRecord(NamedTuple):
+    """A committed (or superseded) state of a job, as the rollback sees it."""
+
+    seq: int
+    client: int | None  # the client whose slice made it (None for state #0, made at submission)
+    verified: bool
+
+
+def rollback_seq(states: Sequence[StateRecord], loser: int) -> int:
+    """The sequence number the job goes back to when ``loser`` lost a dispute on it: the state
+    before the earliest unverified state ``loser`` made. Everything after it descends from a state
+    nobody vouched for, so it is dropped; a state ``loser`` made that a replay verified stands.
+    The job's latest state's seq when the loser made nothing unverified (a lying verifier)."""
+    if not states:
+        return 0
+    ordered = sorted(states, key=lambda s: s.seq)
+    for s in ordered:
+        if s.client == loser and not s.verified and s.seq > 0:
+            return s.seq - 1
+    return ordered[-1].seq
+
+
+class Payment(NamedTuple):
+    """A payment made for a lease of a job, as a reversal sees it."""
+
+    lease_id: int
+    job_id: int
+    client: int  # the client the lease was made to
+    payer: int  # the job's owner's account
+    payee: int  # the client's owner's account
+    amount: int
+    verified: bool  # the slice it paid for was verified (or the replay agreed with a verified one)
+    reversed: bool = False
+
+
+def reversal_memo(job_id: int, lease_id: int) -> str:
+    return f"reversal: job {job_id} slice {lease_id}"
+
+
+def reversals(payments: Iterable[Payment], loser: int, balances: Mapping[int, int]) -> list[ledger.Entry]:
+    """New ledger entries that take back ``loser``'s unverified payments for a job: the loser's
+    owner pays each amount back to the job's owner (kind ``reversal``); payments stay as they
+    were written. A reversal never overdraws its payer: when the loser's owner has spent the
+    money, what is there is taken back (the report shows the rest as a loss)."""
+    left = dict(balances)
+    out: list[ledger.Entry] = []
+    for p in payments:
+        if p.client != loser or p.verified or p.reversed or p.amount <= 0 or p.payer == p.payee:
+            continue
+        have = left.get(p.payee, 0)
+        amount = min(p.amount, have)
+        if amount <= 0:
+            continue
+        left[p.payee] = have - amount
+        left[p.payer] = left.get(p.payer, 0) + amount
+        out.append(ledger.Entry(p.payee, p.payer, amount, "reversal", reversal_memo(p.job_id, p.lease_id)))
+    return out
+
+
+def replay_ms(measured_ms: int, checked_slice_ms: int) -> int:
+    """The time a replay lease is paid for (at the job's lease price, like any slice): what the
+    server measured, never more than the slice it checks was accepted for. So verification costs
+    an owner at most the replayed fraction of the work, whatever the verifier's machine."""
+    return max(0, min(measured_ms, checked_slice_ms))
+
+
+def waited_too_long(created_at: float, at: float, wait_seconds: float) -> bool:
+    """A check nobody took within ``wait_seconds`` is given up: the slice or result stays
+    unverified (``NO_VERIFIER`` says why) — a market of one owner never blocks a result."""
+    return at - created_at >= wait_seconds
+
+
+def result_standing(check_status: str | None) -> Standing:
+    """A result is verified only once a replay agreed with it (or a third worker decided for
+    it); unverified otherwise."""
+    if check_status in (CheckStatus.AGREED, CheckStatus.DECIDED):
+        return Standing.VERIFIED
+    return Standing.UNVERIFIED
+
+
+def expected_fee(price: int, seconds: float, slices: int, settings: Settings = Settings()) -> int:
+    """The expected verification fee, in cents, of a job expected to run ``slices`` slices of
+    ``seconds`` at ``price``: its final slice is always replayed, each other slice with
+    probability ``fraction`` (more when it lands on a worker under watch). Replays are paid like
+    slices (``replay_ms``), so this is an estimate from below for new markets, and an upper bound
+    on the sampled part."""
+    per_slice = money.payment(price, int(seconds * 1000))
+    others = max(0, slices - 1)
+    return per_slice + int(per_slice * others * settings.fraction)
+
+
+def fee_words(settings: Settings = Settings()) -> str:
+    """The verification fee in one sentence, for the submit form, ``market submit`` and docs."""
+    pct = f"{settings.fraction * 100:g} %"
+    return (
+        f"Verification fee: about {pct} of the job's cost, plus one final slice. Replays are paid "
+        f"from your account at the job's lease price, never more than the slice they check: "
+        f"{pct} of slices are replayed at random, every slice of a worker with fewer than "
+        f"{settings.watch_slices} verified slices, and every final result."
+    )
