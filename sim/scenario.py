@@ -10,13 +10,14 @@ A scenario is a TOML file with four tables (every key optional; defaults in ``DE
                max_retry (s), backoff
     [jobs]     initial, rate (arrivals/s), price (cents/s), length (probe operations),
                quote_share, quote_speed (ops/s)
-    [trust]    verification by replay and cheating workers (``sim.trust``; absent: no cheaters,
-               no replays): cheaters (share of the clients), cheat (instant | skip | forge |
-               slow), cheat_share (share of its slices a cheater cheats on), skip (share of a
-               slice's steps a skip or slow cheater leaves out), rejoin (a caught cheater comes
-               back as a new client), turncoats (cheaters start as trusted workers, not under
-               watch), liars (cheaters also lie when they verify), verifiers (share of honest
-               clients that opt in to verify), fraction, watch_slices, wait_seconds, margin
+    [trust]    verification by replay and cheating workers (``sim.trust``; absent: no
+               cheaters, no replays): cheaters (share of the clients), cheat (none | instant |
+               skip | forge | slow; none: no cheaters, the cost of verifying honest work),
+               cheat_share (share of its slices a cheater cheats on), skip (share of a slice's
+               steps a skip or slow cheater leaves out), rejoin (a caught cheater comes back as
+               a new client), turncoats (cheaters start as trusted workers, not under watch),
+               liars (cheaters also lie when they verify), verifiers (share of the clients that
+               opt in to verify), fraction, watch_slices, wait_seconds, margin
                (``market.core.verification.Settings``), replay_slowdown (a replay counts every
                back-edge: its speed is the machine's / this), scope (job | all: which of a
                loser's jobs are reversed and rolled back)
@@ -91,7 +92,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "scope": "all",
     },
 }
-CHEATS = ("instant", "skip", "forge", "slow")
+CHEATS = ("none", "instant", "skip", "forge", "slow")
 SCOPES = ("job", "all")
 _DISTRIBUTIONS = {"clients.speed", "clients.online", "clients.offline", "jobs.price", "jobs.length", "jobs.quote_speed"}
 

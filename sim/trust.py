@@ -174,6 +174,7 @@ class TrustSimulation(Simulation):
             "replay_compute_sampled": 0.0,
             "replay_fees": 0,
             "checks": 0,
+            "checks_result": 0,
             "checks_unverifiable": 0,
             "disputes": 0,
             "cheated_slices": 0,
@@ -196,7 +197,8 @@ class TrustSimulation(Simulation):
     def _add_client(self, client_id: int) -> None:
         super()._add_client(client_id)
         client = self.clients[-1]
-        cheater = self._rng_trust.random() < self.t.cheaters
+        # drawn whatever the kind, so every kind meets the same clients (common random numbers)
+        cheater = self._rng_trust.random() < self.t.cheaters and self.t.cheat != "none"
         self._register(client, machine=client_id, cheater=cheater)
 
     def _register(self, client: SimClient, machine: int, cheater: bool) -> Worker:
@@ -376,7 +378,7 @@ class TrustSimulation(Simulation):
             client.retry = None
             if worker.cheater and self.t.rejoin:
                 self._rejoin(worker)
-        jobs = [job_id] if self.t.scope == "job" else [j for j, chain in self.chains.items() if _made(chain, loser)]
+        jobs = [job_id] if self.t.scope == "job" else [j for j, states in self.history.items() if _made(states, loser)]
         for j in jobs:
             self._take_back(loser, j)
 
@@ -407,9 +409,7 @@ class TrustSimulation(Simulation):
             s.dropped = True
         self.chains[job_id] = keep
         sim_job.done = keep[-1].done
-        for run in list(self.open_checks.values()):
-            if run.check.job_id == job_id and run.state.seq > seq:
-                del self.open_checks[run.check.id]  # a dropped state needs no replay
+        # checks on dropped states stay open: a replay still tells whether their makers did the work
         lease = self._open_lease.get(job_id)
         if lease is not None:
             self.stale.add(lease)
@@ -517,6 +517,8 @@ class TrustSimulation(Simulation):
         cap = v.max_steps(seconds, worker.client.speed, self.t.settings.margin)
         self.open_checks[check.id] = CheckRun(check, state, work, cap, right, reason)
         self.f["checks"] += 1
+        if kind == v.CheckKind.RESULT:
+            self.f["checks_result"] += 1
 
     def run(self) -> RunResult:
         result = super().run()
@@ -577,14 +579,18 @@ def trust_metrics(result: RunResult) -> dict[str, Any]:
     seconds = sorted(
         w.caught_at - w.first_cheat_at for w in caught if w.caught_at is not None and w.first_cheat_at is not None
     )
-    honest = [w.client.earnings for w in sim.workers.values() if not w.cheater]
-    machines: dict[int, int] = {}
+    honest = sorted((w.client.speed, w.client.earnings) for w in sim.workers.values() if not w.cheater)
+    machines: dict[int, tuple[float, int]] = {}
     for w in sim.workers.values():
         if w.cheater:
-            machines[w.machine] = machines.get(w.machine, 0) + w.client.earnings
+            _, earned = machines.get(w.machine, (0.0, 0))
+            machines[w.machine] = (w.client.speed, earned + w.client.earnings)
     hours = end / 3600
-    honest_rate = sum(honest) / len(honest) / hours if honest else 0.0
-    cheater_rate = sum(machines.values()) / len(machines) / hours if machines else 0.0
+    # the fastest pooled client gets the dearest job, so earnings follow speed: each cheating machine
+    # is compared with the honest clients nearest to it in speed
+    peers = [_peer_earnings(honest, speed) for speed, _ in machines.values()]
+    honest_rate = sum(peers) / len(peers) / hours if peers else float("nan")
+    cheater_rate = sum(e for _, e in machines.values()) / len(machines) / hours if machines else float("nan")
     spend = sum(j.paid for j in result.jobs)
     wrong = f["cheated_slices"]
     states = [s for chain in sim.history.values() for s in chain]
@@ -636,9 +642,20 @@ def trust_metrics(result: RunResult) -> dict[str, Any]:
         "results_unverified": f["results_unverified"],
         "honest_earnings_per_hour": honest_rate,
         "cheater_earnings_per_hour": cheater_rate,
-        "cheat_gain_per_hour": cheater_rate - honest_rate if machines else float("nan"),
-        "cheat_gain_ratio": cheater_rate / honest_rate - 1 if machines and honest_rate else float("nan"),
+        "cheat_gain_per_hour": cheater_rate - honest_rate,
+        "cheat_gain_ratio": cheater_rate / honest_rate - 1 if honest_rate else float("nan"),
     }
+
+
+PEERS = 5  # honest clients a cheating machine's earnings are compared with
+
+
+def _peer_earnings(honest: list[tuple[float, int]], speed: float) -> float:
+    """The mean earnings of the ``PEERS`` honest clients nearest in speed to ``speed``."""
+    if not honest:
+        return float("nan")
+    nearest = sorted(honest, key=lambda h: abs(h[0] - speed))[:PEERS]
+    return sum(e for _, e in nearest) / len(nearest)
 
 
 def _quantile(values: list[float] | list[int], q: float) -> float:
