@@ -188,6 +188,7 @@ class TrustSimulation(Simulation):
             "forged_results": 0,
             "forged_final": 0,
             "wrong_final": 0,
+            "wrong_final_open_check": 0,
             "results_verified": 0,
             "results_unverified": 0,
         }
@@ -351,6 +352,11 @@ class TrustSimulation(Simulation):
             self.f["forged_final"] += 1
         elif any(s.wrong for s in self.chains.get(run.check.job_id, ())):
             self.f["wrong_final"] += 1
+            job_id = run.check.job_id
+            if any(r.check.job_id == job_id and not r.right for r in self.open_checks.values()):
+                # a replay of one of its made-up states was still under way: holding the result
+                # until the job's checks close would have kept it from being final
+                self.f["wrong_final_open_check"] += 1
 
     # -- losing a dispute ----------------------------------------------------------------------
 
@@ -537,16 +543,22 @@ TRUST_METRICS = (
     "caught_slice_share",
     "slices_to_detection_p50",
     "slices_to_detection_p90",
+    "cheats_to_detection_p50",
     "seconds_to_detection_p50",
     "checks",
     "replays",
     "disputes",
     "unverifiable_share",
     "verify_compute_share",
+    "verify_share_made_up",
+    "verify_share_result",
+    "verify_share_watch",
+    "verify_share_sampled",
     "cheat_paid",
     "cheat_reversed",
     "owner_loss_net",
     "owner_loss_share",
+    "owner_loss_outstanding",
     "dropped_paid",
     "refused_stale",
     "replay_fees",
@@ -555,6 +567,7 @@ TRUST_METRICS = (
     "forged_results",
     "forged_final",
     "wrong_final",
+    "wrong_final_open_check",
     "results_verified",
     "results_unverified",
     "honest_earnings_per_hour",
@@ -638,6 +651,7 @@ def trust_metrics(result: RunResult) -> dict[str, Any]:
         "forged_results": f["forged_results"],
         "forged_final": f["forged_final"],
         "wrong_final": f["wrong_final"],
+        "wrong_final_open_check": f["wrong_final_open_check"],
         "results_verified": f["results_verified"],
         "results_unverified": f["results_unverified"],
         "honest_earnings_per_hour": honest_rate,

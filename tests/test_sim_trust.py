@@ -16,7 +16,7 @@ from sim.scenario import ScenarioError, parse_experiment
 from sim.trust import TrustSimulation, simulate
 
 MARKET = {
-    "run": {"name": "trust-test", "duration": 14400, "seed": 3, "starvation_bound": 1800},
+    "run": {"name": "trust-test", "duration": 10800, "seed": 3, "starvation_bound": 1800},
     "pool": {"window": 1.0, "threshold": 10, "slice": 120, "allowance": 10},
     "clients": {"count": 50},
     "jobs": {"initial": 30, "rate": 0.01, "length": {"dist": "exponential", "mean": 1.2e9}},
@@ -147,3 +147,12 @@ def test_the_plain_engine_refuses_a_trust_scenario():
 def test_plain_words_for_bad_trust_settings(trust, words):
     with pytest.raises(ScenarioError, match=words):
         scenario(**trust)
+
+
+def test_every_trust_figure_goes_into_the_files():
+    from sim.metrics import SCALAR_METRICS
+    from sim.trust import TRUST_METRICS
+
+    _, m = run(cheat="instant")
+    deciles = {"speed_by_price_decile", "progress_by_price_decile", "wait_by_price_decile"}
+    assert set(m) - set(SCALAR_METRICS) - deciles == set(TRUST_METRICS)
