@@ -178,11 +178,6 @@ class TrustSimulation(Simulation):
             "checks_unverifiable": 0,
             "disputes": 0,
             "cheated_slices": 0,
-            "cheated_caught": 0,
-            "cheat_paid": 0,
-            "cheat_reversed": 0,
-            "reversed_total": 0,
-            "dropped_paid": 0,
             "refused_stale": 0,
             "honest_suspects": 0,
             "forged_results": 0,
@@ -208,7 +203,7 @@ class TrustSimulation(Simulation):
         trusted = not cheater or (t.turncoats and machine == client.id)
         worker = Worker(client, machine, cheater, verifies, t.settings.watch_slices if trusted else 0)
         self.workers[client.id] = worker
-        self.owner_of[client.id] = self.books._client_owner[client.id]
+        self.owner_of[client.id] = self.books.client_owner(client.id)
         return worker
 
     def _rejoin(self, worker: Worker) -> None:
@@ -402,7 +397,6 @@ class TrustSimulation(Simulation):
         ]
         for entry in v.reversals(payments, loser, self.books.balances):
             self._post(entry)
-            self.f["reversed_total"] += entry.amount
             state = states[int(entry.memo.rsplit(" ", 1)[1])]
             state.reversed, state.taken_back = True, entry.amount
             self.workers[loser].client.earnings -= entry.amount
@@ -485,7 +479,6 @@ class TrustSimulation(Simulation):
         chain.append(state)
         self.history.setdefault(job.id, []).append(state)
         if wrong or slow:
-            self.f["cheat_paid"] += paid
             worker.cheats += 1
             if worker.first_cheat_at is None:
                 worker.first_cheat_at = self.clock.seconds()
