@@ -154,6 +154,10 @@ class Books:
     def add_client(self, client_id: int, owner: int) -> None:
         self._client_owner[client_id] = owner
 
+    def client_owner(self, client_id: int) -> int:
+        """The account a client's slices are paid to."""
+        return self._client_owner[client_id]
+
     def add_job(
         self, job_id: int, owner: int | None, price: int, kind: str = JobKind.JOB, seconds: float | None = None
     ) -> BookJob:

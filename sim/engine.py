@@ -174,6 +174,7 @@ class RunResult:
     events: int
     windows: list[WindowRecord]
     books: Books | None = None  # with keep_books: every lease and ledger entry
+    trust: Any = None  # the TrustSimulation of a run with a [trust] table (sim.trust)
 
 
 def close_window(
@@ -493,6 +494,8 @@ class Simulation:
 
 def simulate(scenario: Scenario, record_windows: bool = False, keep_books: bool = False) -> RunResult:
     """Run one scenario."""
+    if scenario.trust is not None:
+        raise ValueError("a scenario with a [trust] table runs through sim.trust.simulate")
     with fewer_collections():
         return Simulation(scenario, record_windows, keep_books).run()
 

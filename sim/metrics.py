@@ -142,7 +142,12 @@ def _ran_as_quoted(job: SimJob) -> bool:
 def compute_metrics(result: RunResult) -> dict[str, Any]:
     """All the figures of one run, as a flat dict (decile lists included)."""
     with fewer_collections():
-        return _metrics(result)
+        metrics = _metrics(result)
+        if result.trust is not None:
+            from sim.trust import trust_metrics
+
+            metrics.update(trust_metrics(result))
+        return metrics
 
 
 def _metrics(result: RunResult) -> dict[str, Any]:

@@ -34,6 +34,9 @@ def check_plots(plots: Sequence[Mapping[str, Any]], parameters: Sequence[str]) -
     """Refuse ``[[plot]]`` tables that name unknown metrics or parameters — before a long run
     rather than after it. ``parameters`` are the experiment's sweep parameters."""
     from sim.metrics import SCALAR_METRICS
+    from sim.trust import TRUST_METRICS
+
+    scalars = SCALAR_METRICS + TRUST_METRICS
 
     for number, spec in enumerate(plots, 1):
         where = f"[[plot]] number {number}"
@@ -43,7 +46,7 @@ def check_plots(plots: Sequence[Mapping[str, Any]], parameters: Sequence[str]) -
         if kind not in _KINDS:
             raise ScenarioError(f"{where}: unknown kind {kind!r}; known: {', '.join(_KINDS)}")
         metrics = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
-        known = _DECILE_METRICS if kind == "deciles" else SCALAR_METRICS
+        known = _DECILE_METRICS if kind == "deciles" else scalars
         for metric in metrics:
             if metric not in known:
                 raise ScenarioError(f"{where}: y {metric!r} is not a {kind} metric; known: {', '.join(known)}")
@@ -51,7 +54,7 @@ def check_plots(plots: Sequence[Mapping[str, Any]], parameters: Sequence[str]) -
             raise ScenarioError(
                 f"{where}: x must be one of the swept parameters ({', '.join(parameters) or 'none: add a [sweep]'})"
             )
-        if kind == "scatter" and spec.get("x") not in SCALAR_METRICS:
+        if kind == "scatter" and spec.get("x") not in scalars:
             raise ScenarioError(f"{where}: x must be a metric for a scatter plot")
         for name in [spec.get("series")] + [key for key, _ in _flat(spec.get("where", {}))]:
             if name is not None and name not in parameters:

@@ -81,14 +81,19 @@ def table(rows: Sequence[RunRow]) -> str:
 def write_csv(path: Path, rows: Sequence[RunRow]) -> None:
     """One row per run: sweep parameters, every scalar metric, then both decile series."""
     params = list(rows[0][0]) if rows else []
+    from sim.trust import TRUST_METRICS
+
+    # a run with a [trust] table also has the trust figures; older experiments' files stay as they were
+    extra = [k for k in TRUST_METRICS if rows and k in rows[0][1]]
     deciles = [f"{name}_d{i}" for name in ("speed", "progress", "wait") for i in range(1, 11)]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(params + list(SCALAR_METRICS) + deciles)
+        writer.writerow(params + list(SCALAR_METRICS) + extra + deciles)
         for p, m in rows:
             writer.writerow(
                 [p[name] for name in params]
                 + [_plain(m[k]) for k in SCALAR_METRICS]
+                + [_plain(m[k]) for k in extra]
                 + [_plain(v) for v in m["speed_by_price_decile"]]
                 + [_plain(v) for v in m["progress_by_price_decile"]]
                 + [_plain(v) for v in m["wait_by_price_decile"]]

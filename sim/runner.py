@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.engine import simulate
 from sim.metrics import compute_metrics
 from sim.report import RunRow, write_jobs_csv
 from sim.scenario import Experiment
+from sim.trust import simulate
 
 __all__ = ["run_experiment"]
 

@@ -10,6 +10,17 @@ A scenario is a TOML file with four tables (every key optional; defaults in ``DE
                max_retry (s), backoff
     [jobs]     initial, rate (arrivals/s), price (cents/s), length (probe operations),
                quote_share, quote_speed (ops/s)
+    [trust]    verification by replay and cheating workers (``sim.trust``; absent: no
+               cheaters, no replays): cheaters (share of the clients), cheat (none | instant |
+               skip | forge | slow; none: no cheaters, the cost of verifying honest work),
+               cheat_share (share of its slices a cheater cheats on), skip (share of a slice's
+               steps a skip or slow cheater leaves out), rejoin (a caught cheater comes back as
+               a new client), turncoats (cheaters start as trusted workers, not under watch),
+               liars (cheaters also lie when they verify), verifiers (share of the clients that
+               opt in to verify), fraction, watch_slices, wait_seconds, margin
+               (``market.core.verification.Settings``), replay_slowdown (a replay counts every
+               back-edge: its speed is the machine's / this), scope (job | all: which of a
+               loser's jobs are reversed and rolled back)
 
 plus an optional ``[sweep]`` table whose values are lists (``pool.window = [0.1, 1, 10]``):
 one run per combination, in file order, all with the same seed (common random numbers, so
@@ -30,10 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from market.core import verification
 from market.core.matcher import DEFAULT_AGING_RATE, POLICIES
 from sim.distributions import Distribution, ScenarioError, parse_distribution
 
-__all__ = ["DEFAULTS", "Scenario", "Experiment", "load_experiment", "parse_experiment", "ScenarioError"]
+__all__ = ["DEFAULTS", "Scenario", "Trust", "Experiment", "load_experiment", "parse_experiment", "ScenarioError"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {"name": "scenario", "description": "", "duration": 3600.0, "seed": 1, "starvation_bound": 600.0},
@@ -63,8 +75,44 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "quote_share": 0.0,
         "quote_speed": None,
     },
+    "trust": {
+        "cheaters": 0.1,
+        "cheat": "instant",
+        "cheat_share": 1.0,
+        "skip": 0.5,
+        "rejoin": True,
+        "turncoats": False,
+        "liars": False,
+        "verifiers": 1.0,
+        "fraction": verification.DEFAULT_FRACTION,
+        "watch_slices": verification.DEFAULT_WATCH_SLICES,
+        "wait_seconds": verification.DEFAULT_WAIT_SECONDS,
+        "margin": verification.DEFAULT_MARGIN,
+        "replay_slowdown": 1.5,
+        "scope": "all",
+    },
 }
+CHEATS = ("none", "instant", "skip", "forge", "slow")
+SCOPES = ("job", "all")
 _DISTRIBUTIONS = {"clients.speed", "clients.online", "clients.offline", "jobs.price", "jobs.length", "jobs.quote_speed"}
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Cheating workers and verification by replay (the ``[trust]`` table; see the module
+    docstring and ``sim.trust``)."""
+
+    cheaters: float
+    cheat: str
+    cheat_share: float
+    skip: float
+    rejoin: bool
+    turncoats: bool
+    liars: bool
+    verifiers: float
+    settings: verification.Settings
+    replay_slowdown: float
+    scope: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +143,7 @@ class Scenario:
     length: Distribution
     quote_share: float
     quote_speed: Distribution | None
+    trust: Trust | None = None  # None: no [trust] table, the market before verification
 
 
 @dataclass(frozen=True)
@@ -131,6 +180,7 @@ def parse_experiment(document: Mapping[str, Any], seed: int | None = None) -> Ex
             f"unknown table(s) {', '.join(sorted(unknown))}; known: {', '.join(list(DEFAULTS) + ['sweep', 'plot'])}"
         )
     base = copy.deepcopy(DEFAULTS)
+    base["trust"]["enabled"] = "trust" in document
     for table, values in document.items():
         if table in DEFAULTS:
             if not isinstance(values, Mapping):
@@ -190,6 +240,38 @@ def _set(config: dict[str, Any], path: str, value: Any) -> None:
     config[table][key] = {**current, parts[2]: value}
 
 
+def _trust(t: dict[str, Any]) -> Trust | None:
+    if not t.get("enabled"):
+        return None
+    shares = {k: float(t[k]) for k in ("cheaters", "cheat_share", "skip", "verifiers", "fraction")}
+    for key, value in shares.items():
+        if not 0 <= value <= 1:
+            raise ScenarioError(f"trust.{key} is a share between 0 and 1, not {value!r}")
+    if t["cheat"] not in CHEATS:
+        raise ScenarioError(f"trust.cheat {t['cheat']!r} is not one of {', '.join(CHEATS)}")
+    if t["scope"] not in SCOPES:
+        raise ScenarioError(f"trust.scope {t['scope']!r} is not one of {', '.join(SCOPES)}")
+    settings = verification.Settings(
+        fraction=shares["fraction"],
+        watch_slices=int(t["watch_slices"]),
+        wait_seconds=_number("trust.wait_seconds", t["wait_seconds"], 0),
+        margin=_number("trust.margin", t["margin"], 0),
+    )
+    return Trust(
+        cheaters=shares["cheaters"],
+        cheat=str(t["cheat"]),
+        cheat_share=shares["cheat_share"],
+        skip=shares["skip"],
+        rejoin=bool(t["rejoin"]),
+        turncoats=bool(t["turncoats"]),
+        liars=bool(t["liars"]),
+        verifiers=shares["verifiers"],
+        settings=settings,
+        replay_slowdown=_number("trust.replay_slowdown", t["replay_slowdown"], 0),
+        scope=str(t["scope"]),
+    )
+
+
 def _scenario(c: dict[str, Any]) -> Scenario:
     run, pool, clients, jobs = c["run"], c["pool"], c["clients"], c["jobs"]
 
@@ -233,6 +315,7 @@ def _scenario(c: dict[str, Any]) -> Scenario:
         length=required("jobs.length"),
         quote_share=float(jobs["quote_share"]),
         quote_speed=dist("jobs.quote_speed"),
+        trust=_trust(c["trust"]),
     )
     if scenario.threshold < 1:
         raise ScenarioError("pool.threshold must be at least 1")
