@@ -293,9 +293,9 @@ def test_mark_is_optional_in_the_header_and_absent_from_state_zero():
     assert tasklet.read_header(s).mark is None
     assert b'"mark"' not in s
     nxt = honest(s, MIXED, 3).envelope
-    interp, fname, point, loops, digest = tasklet.read_header(nxt).mark.split(":")
+    interp, fname, point, loops, tag, digest = tasklet.read_header(nxt).mark.split(":")
     assert interp == envelope.INTERPRETER and fname in ("mixed", "weigh") and int(point) >= 0
-    assert len(digest) == 16
+    assert 0 <= int(tag) < 2**16 and len(digest) == 16
 
 
 def test_honest_slices_do_not_count_back_edges():

@@ -51,6 +51,8 @@ __all__ = [
     "under_watch",
     "why_verify",
     "max_steps",
+    "replay_seconds",
+    "REPLAY_TIME_FACTOR",
     "can_verify",
     "pick_check",
     "compare",
@@ -71,7 +73,10 @@ DEFAULT_WAIT_SECONDS = 60.0  # how long a check waits for an independent verifie
 # A replay counts back-edges, so it runs slower than the slice it checks; and the worker's probe
 # speed is a measurement. The cap on a replay's back-edges is the slice's seconds x the worker's
 # speed x this margin: an honest S' is reached well within it, a made-up one never matches.
-DEFAULT_MARGIN = 4.0
+# 16, not 4: probe steps and a job's back-edges are not the same unit (a tight loop runs 2-3x more
+# back-edges per second than probe steps, and a first probe reads ~2.6x low); at 4 a real worker's
+# honest result went unmatched (tests/trust/test_verification.py, real workers of two owners).
+DEFAULT_MARGIN = 16.0
 MIN_STEPS = 10_000  # a slice of a job never measured still gets a useful replay
 MAX_STEPS = 2_000_000_000
 
@@ -148,6 +153,19 @@ def max_steps(slice_seconds: float, speed: float | None, margin: float = DEFAULT
     if not speed or speed <= 0 or slice_seconds <= 0:
         return MIN_STEPS
     return max(MIN_STEPS, min(MAX_STEPS, int(slice_seconds * speed * margin)))
+
+
+#: how much longer than the slice it checks a replay lease may run: a replay counts every back-edge
+#: and compares marks, measured at 1.1-4.4x the honest slice's CPU on the bench programs
+#: (tests/bench/bench_replay.py) and ~12x on a tight `while` loop (every back-edge builds the
+#: frame's locals); it is never paid beyond the slice's time
+REPLAY_TIME_FACTOR = 24.0
+
+
+def replay_seconds(checked_ms: int, min_seconds: float) -> float:
+    """The time a replay lease grants: the checked slice's time x REPLAY_TIME_FACTOR, at least
+    ``min_seconds``."""
+    return max(min_seconds, REPLAY_TIME_FACTOR * checked_ms / 1000.0)
 
 
 class Verifier(NamedTuple):

@@ -304,14 +304,21 @@ class Dispatcher(service.Service):
         reason = policy.why_verify(policy.CheckKind.SLICE, verified, self._draw(), self.settings.verify_settings)
         if reason is None:
             return answer
-        speed = row["last_speed"]["speed"] if row is not None and row.get("last_speed") else None
-        steps = policy.max_steps((answer.get("accepted") or 0) / 1000.0, speed, self.settings.verify_margin)
-        d = self._hashed(_header_of, data)
-        d.addCallback(
-            lambda h: self._new_checks.submit(
-                (policy.CheckKind.SLICE, reason, stateid, target, h[1], h[0], steps, self.clock.seconds())
+        seconds = (answer.get("accepted_ms") or 0) / 1000.0
+        if row is not None and row.get("last_speed"):
+            speed: defer.Deferred = defer.succeed(row["last_speed"]["speed"])
+        else:  # not cached (its speed just changed): read it; a cap from no speed would be the minimum
+            speed = self.db.run(sql_clients.last_speed, client_id).addCallback(lambda s: s["speed"] if s else None)
+
+        def submit(header_and_speed):
+            (interpreter, mark), worker_speed = header_and_speed
+            steps = policy.max_steps(seconds, worker_speed, self.settings.verify_margin)
+            return self._new_checks.submit(
+                (policy.CheckKind.SLICE, reason, stateid, target, mark, interpreter, steps, self.clock.seconds())
             )
-        )
+
+        d = self._hashed(_header_of, data)
+        d.addCallback(lambda header: speed.addCallback(lambda worker_speed: submit((header, worker_speed))))
         return d.addCallback(lambda _: answer)
 
     @defer.inlineCallbacks
@@ -392,8 +399,8 @@ class Dispatcher(service.Service):
             return None
         data = tx.scalar("SELECT data FROM states WHERE id = ?", (lease["state_id"],))
         interpreter, mark = _header_of(bytes(data))
-        cached = self._clients.get(lease["client_id"])
-        speed = cached[0]["last_speed"]["speed"] if cached is not None and cached[0].get("last_speed") else None
+        last = sql_clients.last_speed(tx, lease["client_id"])
+        speed = last["speed"] if last else None
         steps = policy.max_steps(lease["granted_seconds"], speed, self.settings.verify_margin)
         return sql_verify.create_check(
             tx, policy.CheckKind.RESULT, policy.Reason.RESULT, stateid, target, mark, interpreter, steps, now

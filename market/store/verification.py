@@ -132,7 +132,7 @@ def take_check(tx, verifier: policy.Verifier, now: float, grace: float, min_seco
     if job is None or job["state_status"] == DISCARDED or job["status"] == JobStatus.CANCELLED:
         _give_up(tx, check, "its job was cancelled or went back past it", now)
         return None
-    seconds = max(min_seconds, 3.0 * check["checked_ms"] / 1000.0)
+    seconds = policy.replay_seconds(int(check["checked_ms"]), min_seconds)
     reserved = rules.reservation(JobKind.JOB, job["price"], check["checked_ms"] / 1000.0)
     lease_id = tx.insert(
         "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline, status,"
@@ -250,6 +250,7 @@ def record_replay(tx, lease_id: int, client_id: int, reached_sha256: str, now: f
             _confirm(tx, check, now)
         for loser in decision.losers:
             lose(tx, check, loser, now)
+    _release_result(tx, check["job_id"])
     answer = rules.answer(lease_id, LeaseStatus.ACCEPTED, paid[lease_id], ms)
     answer["verified"] = agreed
     return answer
@@ -286,10 +287,30 @@ def _confirm(tx, check: dict[str, Any], now: float) -> None:
     if check["kind"] == CheckKind.SLICE:
         tx.execute("UPDATE states SET verified = 1 WHERE id = ?", (check["state_id"],))
         tx.execute("UPDATE clients SET verified_slices = verified_slices + 1 WHERE id = ?", (check["worker_id"],))
-    else:
+    # a result: verified by _release_result once no check of its job is open
+
+
+def _release_result(tx, job_id: int) -> None:
+    """A job's result reads verified only once its own replay agreed (or a third worker decided
+    for it) AND no check of the job's slices is still open: a result computed on top of a slice
+    whose replay is pending is not verified yet (found by sim's trust runs and by real workers)."""
+    marks_ = ", ".join("?" for _ in policy.OPEN_CHECKS)
+    still_open = tx.scalar(
+        f"SELECT COUNT(*) FROM checks WHERE job_id = ? AND status IN ({marks_})", (job_id, *policy.OPEN_CHECKS)
+    )
+    if still_open:
+        return
+    result = tx.one(
+        "SELECT target_sha256, status, note FROM checks WHERE job_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+        (job_id, CheckKind.RESULT),
+    )
+    if result is None:
+        return
+    decided_for = result["status"] == CheckStatus.DECIDED and "the worker was right" in (result["note"] or "")
+    if result["status"] == CheckStatus.AGREED or decided_for:
         tx.execute(
             "UPDATE jobs SET verification = ?, verification_note = NULL WHERE id = ? AND result_sha256 = ?",
-            (policy.Standing.VERIFIED, check["job_id"], check["target_sha256"]),
+            (policy.Standing.VERIFIED, job_id, result["target_sha256"]),
         )
 
 

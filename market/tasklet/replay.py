@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 
 from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
-from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, loop_positions, mark_of
+from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, int_tag, loop_positions, mark_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -62,6 +62,7 @@ class _ReplayControl(_Control):
     target_fname: Optional[str] = None
     target_point = -1
     target_loops = ""
+    target_tag = -1
     target_sha: str = ""
     gen_match = False
 
@@ -77,6 +78,7 @@ class _ReplayControl(_Control):
                 or fname != self.target_fname
                 or self.job is None
                 or loop_positions(self.job, fname, point, local_vars) != self.target_loops
+                or int_tag(local_vars) != self.target_tag
                 or mark_of(self.job, fname, point, local_vars) != self.target_mark
             )
         ):
@@ -98,8 +100,9 @@ def _control(target_mark, target_sha):
         ctl = _ReplayControl(*args)
         ctl.target_mark, ctl.target_sha = target_mark, target_sha
         parts = (target_mark or "").split(":")
-        if len(parts) == 5 and parts[2].isdigit():  # "interpreter:function:point:loops:hash"
+        if len(parts) == 6 and parts[2].isdigit() and parts[4].isdigit():  # interpreter:function:point:loops:tag:hash
             ctl.target_fname, ctl.target_point, ctl.target_loops = parts[1], int(parts[2]), parts[3]
+            ctl.target_tag = int(parts[4])
         if target_sha:
             ctl.at_yield = ctl.check_yield
         return ctl

@@ -293,3 +293,40 @@ def test_with_no_independent_worker_a_result_is_delivered_unverified_with_the_re
         m.assert_serves_and_audits_clean()
     finally:
         m.market.stop()
+
+
+def test_real_workers_of_two_owners_verify_each_others_slices_and_the_result(tmp_path):
+    """No scripted party: two real sandboxed ``twistd worker`` processes of two owners, each opted
+    in to verification (the default), run a third member's job; every slice of a worker still under
+    watch and the final result are replayed by the other owner's worker with the real replay engine
+    (``tasklet.replay_slice`` in the sandbox), the checks agree, and the result reads verified."""
+    m = start_market(
+        tmp_path, "--window", "0.2", "--threshold", "1", "--verify-wait", "600", "--reap-interval", "0.3",
+        "--probe-seconds", "0.5",
+    )  # fmt: skip
+    workers = []
+    try:
+        n = 30_000_000  # a few seconds: several slices of the minimum length
+        job = md.job(m.db, m.account_id, 50, source=SOURCE, args=(n,))
+        for owner in ("alice", "bob"):  # measured by real probes: the replay cap follows the speed
+            account_id, _ = md.account(m.db, owner, grant=0)
+            client_id, token = md.client(m.db, account_id, owner + "-box")
+            workers.append(Worker(m.url, client_id, token, str(tmp_path), "--slice", "0.3", *SANDBOX_USER).start())
+        deadline = time.monotonic() + 120
+        outcome: dict = {}
+        while True:
+            if m.db.transact(jsql.job_row, job)["status"] == "finished":
+                outcome = m.member().outcome(job)
+                if outcome.get("verification") == "verified":
+                    break
+            assert time.monotonic() < deadline, (outcome, [w.logtext()[-2000:] for w in workers])
+            time.sleep(0.3)
+        assert tasklet.decode_result(outcome["result"].data) == sum(i * i for i in range(n))
+        done = checks(m, job)
+        assert len(done) >= 2 and {c["status"] for c in done} == {"agreed"}, done
+        assert not reversals(m) and not any(suspect(m, int(w.args[3])) for w in workers)
+        m.assert_serves_and_audits_clean()
+    finally:
+        for w in workers:
+            w.stop()
+        m.market.stop()
