@@ -36,7 +36,9 @@ def test_cpu_share_caps_a_busy_job():
         yield task.deferLater(reactor, 2.0, lambda: None)
         throttle.stop()
         used = cpu_seconds(busy.pid) - before
-        assert 0.2 < used < 1.0, used  # about 25 % of 2 s, far from the 2 s it would take unthrottled
+        # about 25 % of 2 s, far from the 2 s it would take unthrottled; on a loaded machine the busy
+        # process gets less than its share (0.17-0.2 s seen at load 18), so the floor only says "it ran"
+        assert 0.05 < used < 1.0, used
     finally:
         busy.kill()
         busy.wait()

@@ -109,7 +109,9 @@ def test_a_workers_bodies_that_never_finish_wait_for_room_then_are_cut_off(marke
     )
     # two fit in the owner's quarter of the budget and are cut off for their rate; the rest wait for
     # room, then are told to retry (Fault 9)
-    assert {"http 408", "fault 9"} <= set(figures["answers"]), figures
+    # (a connection told Fault 9 near the attack's end is still lingering then: "fault 9 (still open)")
+    told = {answer.removesuffix(" (still open)") for answer in figures["answers"]}
+    assert {"http 408", "fault 9"} <= told, figures
     assert figures["longest_open_s"] < 2 + 2 + 1  # body-wait, then the linger (2 s)
 
 
