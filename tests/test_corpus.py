@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.corpus import PENDING, PENDING_REASON, harness
+from tests.corpus import PENDING, harness
 
 MODULES = harness.modules()
 
@@ -75,9 +75,12 @@ def summary(by_case):
 
 @pytest.mark.parametrize("module,entry,n", CASES, ids=[case_name(*c) for c in CASES])
 def test_case_is_refused_clearly_or_equals_native_frozen_at_every_back_edge(records, module, entry, n):
-    if case_name(module, entry, n) in PENDING or "%s:%s" % (module, entry) in PENDING:
-        pytest.skip(PENDING_REASON)
     rec = records[(module, entry, n)]
+    if case_name(module, entry, n) in PENDING or "%s:%s" % (module, entry) in PENDING:
+        # a known gap (tests/corpus/__init__.py): it may fail to freeze, with a clear error — never a wrong
+        # answer, a hang or a crash; once it runs exactly it must leave PENDING
+        assert rec["status"] == "cannot-freeze" and "cannot freeze" in str(rec.get("error")), rec
+        return
     if rec["status"] == "refused":
         assert rec["problems"], rec
         for line, reason in rec["problems"]:
