@@ -471,6 +471,16 @@ _KEYED = frozenset((_DICT, _COUNTER, _ODICT, _DDICT, _INST))
 _EMPTY = {_LIST: list, _DICT: dict, _SET: set, _COUNTER: collections.Counter, _ODICT: collections.OrderedDict}
 
 
+def _name_at(data: bytes, pos: int, end: int) -> Tuple[str, int]:
+    """(name, position after it) of the string a class, a factory or a reference is named by."""
+    if data[pos] != _STR:
+        _fail(pos, "expected a name")
+    ln, pos = _varint_at(data, pos + 1)
+    if pos + ln > end:
+        _fail(pos, "length exceeds the remaining data")
+    return data[pos : pos + ln].decode("utf-8", "surrogatepass"), pos + ln
+
+
 def decode(
     data: bytes,
     classes: Optional[Mapping[str, type]] = None,
@@ -634,15 +644,10 @@ def _decode(
 
             v = Fraction(num, den)
         elif tag == _FUNC:
-            if data[pos] != _STR:
-                _fail(pos, "expected a name")
-            ln, pos = _varint_at(data, pos + 1)
-            if pos + ln > end:
-                _fail(pos, "length exceeds the remaining data")
+            name, pos = _name_at(data, pos, end)
             if resolve is None:
                 _fail(pos, "a value frozen by reference needs the job's module")
-            v = resolve(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
-            pos += ln
+            v = resolve(name)
             memo.append(v)
         elif tag == _RANGE:
             start, pos = _int_at(data, pos, end)
@@ -735,13 +740,7 @@ def _decode(
             memo.append(v)
             push = [tag, v, n, _UNSET, -1, v]
         elif tag == _DDICT or tag == _INST:
-            if data[pos] != _STR:
-                _fail(pos, "expected a name")
-            ln, pos = _varint_at(data, pos + 1)
-            if pos + ln > end:
-                _fail(pos, "length exceeds the remaining data")
-            name = data[pos : pos + ln].decode("utf-8", "surrogatepass")
-            pos += ln
+            name, pos = _name_at(data, pos, end)
             n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
@@ -862,13 +861,7 @@ def _header(data: bytes, pos: int, end: int) -> Tuple[int, int, int, str]:
     if tag == _DEQUE:
         pos = _varint_at(data, pos)[1]  # maxlen
     elif tag == _DDICT or tag == _INST:
-        if data[pos] != _STR:
-            _fail(pos, "expected a name")
-        ln, pos = _varint_at(data, pos + 1)
-        if pos + ln > end:
-            _fail(pos, "length exceeds the remaining data")
-        name = data[pos : pos + ln].decode("utf-8", "surrogatepass")
-        pos += ln
+        name, pos = _name_at(data, pos, end)
     n, pos = _varint_at(data, pos)
     if n > end - pos:
         _fail(pos, "length exceeds the remaining data")
