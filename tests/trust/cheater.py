@@ -116,3 +116,15 @@ class Cheater:
                 return tasklet.decode_result(out.result)
             assert self.check_in(lease, out.envelope)["status"] == "accepted"
         raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+# the job both trust suites run: its result is known (sum of i*i below n), and a while loop
+# gives a back-edge per step, so a few hundred steps already make several slices
+SUM_OF_SQUARES = """def main(n):
+    total = 0
+    i = 0
+    while i < n:
+        total += i * i
+        i += 1
+    return total
+"""

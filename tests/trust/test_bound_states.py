@@ -22,17 +22,10 @@ from tests import marketdata as md
 from tests.hostile.support import HostileMarket, start_market
 from tests.servers import Worker
 from tests.support import need_program
-from tests.trust.cheater import Cheater, Lease
+from tests.trust.cheater import SUM_OF_SQUARES, Cheater, Lease
 
 # a job whose result is known: sum of i*i below n, enough loop iterations for a few slices
-SOURCE = """def main(n):
-    total = 0
-    i = 0
-    while i < n:
-        total += i * i
-        i += 1
-    return total
-"""
+SOURCE = SUM_OF_SQUARES
 N = 400
 EXPECTED = sum(i * i for i in range(N))
 # another member's module: the same loop, another source

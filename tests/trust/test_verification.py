@@ -29,17 +29,10 @@ from tests import marketdata as md
 from tests.hostile.support import HostileMarket, start_market
 from tests.servers import Worker
 from tests.test_cli import bare_market
-from tests.trust.cheater import Cheater, Lease
+from tests.trust.cheater import SUM_OF_SQUARES, Cheater, Lease
 from tests.trust.verifier import Verifier
 
-SOURCE = """def main(n):
-    total = 0
-    i = 0
-    while i < n:
-        total += i * i
-        i += 1
-    return total
-"""
+SOURCE = SUM_OF_SQUARES
 N = 300
 EXPECTED = sum(i * i for i in range(N))
 SANDBOX_USER = ["--user", "nobody"] if os.geteuid() == 0 else []
