@@ -62,7 +62,8 @@ __all__ = ["TrustSimulation", "TRUST_METRICS", "trust_metrics", "simulate"]
 
 INTERPRETER = "cpython-3.11"
 # the steady-state figures count what was checked in or replayed from then on (the first hours
-# of a run that starts every client at once are a start-up transient)
+# of a run that starts every client at once are a start-up transient); a run shorter than 12 h
+# leaves out its first quarter
 STEADY_AFTER = 3 * 3600.0
 _LIAR_SECONDS = 1.0  # a lying verifier answers at once
 
@@ -151,6 +152,7 @@ class TrustSimulation(Simulation):
         self._rng_trust = random.Random(f"{scenario.seed}:trust")  # who cheats, who verifies
         self._rng_cheat = random.Random(f"{scenario.seed}:cheat")  # which slices
         self._rng_sample = random.Random(f"{scenario.seed}:sample")  # the policy's draw
+        self.steady_after = min(STEADY_AFTER, scenario.duration / 4)
         self.workers: dict[int, Worker] = {}
         self.owner_of: dict[int, int] = {}  # client -> its owner's account
         self.chains: dict[int, list[State]] = {}  # job -> its committed states, oldest first
@@ -284,7 +286,7 @@ class TrustSimulation(Simulation):
             self.f["replay_ops"] += ops
             self.f[f"replay_ops_{part}"] += ops
             self.f["replay_verifier_speed"] += client.speed
-            if self.clock.seconds() >= STEADY_AFTER:
+            if self.clock.seconds() >= self.steady_after:
                 self.f["steady_replay_compute"] += seconds
                 self.f["steady_replay_ops"] += ops
         self.f["replays"] += 1
@@ -496,7 +498,7 @@ class TrustSimulation(Simulation):
         self.f["slice_seconds"] += seconds
         self.f["compute_seconds"] += compute
         self.f["slice_ops"] += compute * client.speed
-        if self.clock.seconds() >= STEADY_AFTER:
+        if self.clock.seconds() >= self.steady_after:
             self.f["steady_slice_seconds"] += seconds
             self.f["steady_slice_ops"] += compute * client.speed
         worker.slices += 1
