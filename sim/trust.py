@@ -26,9 +26,10 @@ What is modelled, and how:
   A cheater that opted in to verify (``verifiers``) also lies as a verifier when ``liars``: it
   sends a made-up state at once instead of replaying. Turncoats (``turncoats``) start as trusted
   workers (``watch_slices`` verified slices); otherwise every cheater starts under watch, as a
-  new client does. Honest clients start trusted (an established market). A caught cheater gets
-  no more leases; with ``rejoin`` the same machine comes back at once as a new client of a new
-  owner (under watch).
+  new client does. Honest clients start trusted (an established market), or under watch with
+  ``new_market`` (a market that just opened: every client new, the start-up transient). A caught
+  cheater gets no more leases; with ``rejoin`` the same machine comes back at once as a new client
+  of a new owner (under watch).
 - **Replays** go to opted-in clients when they ask for work, before the pool: the dispatcher
   answers such a ``request`` with a replay lease when a check waits. A replay of an honest slice
   reaches the target after the slice's back-edges; a replay of a made-up state never matches and
@@ -219,7 +220,7 @@ class TrustSimulation(Simulation):
     def _register(self, client: SimClient, machine: int, cheater: bool) -> Worker:
         t = self.t
         verifies = self._rng_trust.random() < t.verifiers
-        trusted = not cheater or (t.turncoats and machine == client.id)
+        trusted = not t.new_market and (not cheater or (t.turncoats and machine == client.id))
         worker = Worker(client, machine, cheater, verifies, t.settings.watch_slices if trusted else 0)
         self.workers[client.id] = worker
         self.owner_of[client.id] = self.books.client_owner(client.id)

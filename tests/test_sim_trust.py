@@ -138,6 +138,16 @@ def test_the_steady_state_cost_leaves_out_the_first_hours():
     assert 0 < m["verify_compute_share_steady"] < 1 and 0 < m["verify_ops_share_steady"] < 1
 
 
+def test_in_a_new_market_every_client_starts_under_watch_and_the_start_up_costs_most():
+    _, established = run(cheat="none")
+    _, new = run(cheat="none", new_market=True)
+    assert established["verify_share_watch"] == 0  # honest clients start with a record
+    assert new["verify_share_watch"] > 0
+    assert new["verify_compute_share"] > established["verify_compute_share"]
+    # the transient: from the first quarter on, a new market costs less than over the whole run
+    assert new["verify_compute_share_steady"] < new["verify_compute_share"]
+
+
 def test_the_policy_decides_which_slices_are_replayed():
     # with a fraction of 1 every slice is replayed (market.core.verification.why_verify)
     result, m = run(cheat="none", fraction=1.0)
