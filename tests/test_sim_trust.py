@@ -96,7 +96,8 @@ def test_forging_results_does_not_pay_at_the_default_settings_in_the_shipped_mar
     # checked where docs/trust.md makes it: sim/scenarios/trust.toml's market, the policy's defaults
     with open(Path(__file__).parent.parent / "sim" / "scenarios" / "trust.toml", "rb") as f:
         document = tomllib.load(f)
-    del document["sweep"], document["plot"], document["trust"]["margin"]
+    del document["sweep"], document["plot"]
+    assert "margin" not in document["trust"] and "fraction" not in document["trust"]  # the defaults
     document["trust"]["cheat"] = "forge"
     m = compute_metrics(simulate(parse_experiment(document).runs[0][1]))
     assert m["forged_results"] > 0 and m["forged_final"] == 0
