@@ -16,6 +16,8 @@ A scenario is a TOML file with four tables (every key optional; defaults in ``DE
                cheat_share (share of its slices a cheater cheats on), skip (share of a slice's
                steps a skip or slow cheater leaves out), rejoin (a caught cheater comes back as
                a new client), turncoats (cheaters start as trusted workers, not under watch),
+               new_market (every client starts under watch, honest ones too: a market that just
+               opened; otherwise honest clients start trusted),
                liars (cheaters also lie when they verify), verifiers (share of the clients that
                opt in to verify), fraction, watch_slices, wait_seconds, margin
                (``market.core.verification.Settings``), replay_slowdown (a replay counts every
@@ -82,6 +84,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "skip": 0.5,
         "rejoin": True,
         "turncoats": False,
+        "new_market": False,
         "liars": False,
         "verifiers": 1.0,
         "fraction": verification.DEFAULT_FRACTION,
@@ -108,6 +111,7 @@ class Trust:
     skip: float
     rejoin: bool
     turncoats: bool
+    new_market: bool
     liars: bool
     verifiers: float
     settings: verification.Settings
@@ -264,6 +268,7 @@ def _trust(t: dict[str, Any]) -> Trust | None:
         skip=shares["skip"],
         rejoin=bool(t["rejoin"]),
         turncoats=bool(t["turncoats"]),
+        new_market=bool(t["new_market"]),
         liars=bool(t["liars"]),
         verifiers=shares["verifiers"],
         settings=settings,

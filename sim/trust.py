@@ -26,9 +26,10 @@ What is modelled, and how:
   A cheater that opted in to verify (``verifiers``) also lies as a verifier when ``liars``: it
   sends a made-up state at once instead of replaying. Turncoats (``turncoats``) start as trusted
   workers (``watch_slices`` verified slices); otherwise every cheater starts under watch, as a
-  new client does. Honest clients start trusted (an established market). A caught cheater gets
-  no more leases; with ``rejoin`` the same machine comes back at once as a new client of a new
-  owner (under watch).
+  new client does. Honest clients start trusted (an established market), or under watch with
+  ``new_market`` (a market that just opened: every client new, the start-up transient). A caught
+  cheater gets no more leases; with ``rejoin`` the same machine comes back at once as a new client
+  of a new owner (under watch).
 - **Replays** go to opted-in clients when they ask for work, before the pool: the dispatcher
   answers such a ``request`` with a replay lease when a check waits. A replay of an honest slice
   reaches the target after the slice's back-edges; a replay of a made-up state never matches and
@@ -61,6 +62,10 @@ from sim.scenario import Scenario, Trust
 __all__ = ["TrustSimulation", "TRUST_METRICS", "trust_metrics", "simulate"]
 
 INTERPRETER = "cpython-3.11"
+# the steady-state figures count what was checked in or replayed from then on (the first hours
+# of a run that starts every client at once are a start-up transient); a run shorter than 12 h
+# leaves out its first quarter
+STEADY_AFTER = 3 * 3600.0
 _LIAR_SECONDS = 1.0  # a lying verifier answers at once
 
 
@@ -148,6 +153,7 @@ class TrustSimulation(Simulation):
         self._rng_trust = random.Random(f"{scenario.seed}:trust")  # who cheats, who verifies
         self._rng_cheat = random.Random(f"{scenario.seed}:cheat")  # which slices
         self._rng_sample = random.Random(f"{scenario.seed}:sample")  # the policy's draw
+        self.steady_after = min(STEADY_AFTER, scenario.duration / 4)
         self.workers: dict[int, Worker] = {}
         self.owner_of: dict[int, int] = {}  # client -> its owner's account
         self.chains: dict[int, list[State]] = {}  # job -> its committed states, oldest first
@@ -172,6 +178,20 @@ class TrustSimulation(Simulation):
             "replay_compute_result": 0.0,
             "replay_compute_watch": 0.0,
             "replay_compute_sampled": 0.0,
+            # the same in operations (seconds x the machine's speed): a slow verifier's second is
+            # less compute than a fast worker's; a replay's ops are its steps x replay_slowdown
+            "slice_ops": 0.0,
+            "replay_ops": 0.0,
+            "replay_ops_made_up": 0.0,
+            "replay_ops_result": 0.0,
+            "replay_ops_watch": 0.0,
+            "replay_ops_sampled": 0.0,
+            "replay_verifier_speed": 0.0,  # sum of the verifiers' speeds over the replays they ran
+            # from ``STEADY_AFTER`` on: the start-up (every rejoining cheater under watch) left out
+            "steady_slice_seconds": 0.0,
+            "steady_replay_compute": 0.0,
+            "steady_slice_ops": 0.0,
+            "steady_replay_ops": 0.0,
             "replay_fees": 0,
             "checks": 0,
             "checks_result": 0,
@@ -200,7 +220,7 @@ class TrustSimulation(Simulation):
     def _register(self, client: SimClient, machine: int, cheater: bool) -> Worker:
         t = self.t
         verifies = self._rng_trust.random() < t.verifiers
-        trusted = not cheater or (t.turncoats and machine == client.id)
+        trusted = not t.new_market and (not cheater or (t.turncoats and machine == client.id))
         worker = Worker(client, machine, cheater, verifies, t.settings.watch_slices if trusted else 0)
         self.workers[client.id] = worker
         self.owner_of[client.id] = self.books.client_owner(client.id)
@@ -263,6 +283,13 @@ class TrustSimulation(Simulation):
             self.f["replay_compute"] += seconds
             part = "made_up" if not run.right else run.reason
             self.f[f"replay_compute_{part}"] += seconds
+            ops = seconds * client.speed
+            self.f["replay_ops"] += ops
+            self.f[f"replay_ops_{part}"] += ops
+            self.f["replay_verifier_speed"] += client.speed
+            if self.clock.seconds() >= self.steady_after:
+                self.f["steady_replay_compute"] += seconds
+                self.f["steady_replay_ops"] += ops
         self.f["replays"] += 1
         self.f["replay_seconds"] += seconds
         client.busy, client.slice_start = True, self.clock.seconds()
@@ -471,6 +498,10 @@ class TrustSimulation(Simulation):
         self.f["slices"] += 1
         self.f["slice_seconds"] += seconds
         self.f["compute_seconds"] += compute
+        self.f["slice_ops"] += compute * client.speed
+        if self.clock.seconds() >= self.steady_after:
+            self.f["steady_slice_seconds"] += seconds
+            self.f["steady_slice_ops"] += compute * client.speed
         worker.slices += 1
         chain = self.chains.setdefault(job.id, [State(0, None, 0, False)])
         state = State(chain[-1].seq + 1, client.id, job.done, wrong)
@@ -547,6 +578,14 @@ TRUST_METRICS = (
     "verify_share_result",
     "verify_share_watch",
     "verify_share_sampled",
+    "verify_ops_share",
+    "verify_ops_made_up",
+    "verify_ops_result",
+    "verify_ops_watch",
+    "verify_ops_sampled",
+    "verify_compute_share_steady",
+    "verify_ops_share_steady",
+    "verifier_speed_ratio",
     "cheat_paid",
     "cheat_reversed",
     "owner_loss_net",
@@ -611,6 +650,10 @@ def trust_metrics(result: RunResult) -> dict[str, Any]:
     )
     dropped = sum(s.paid - s.taken_back for s in states if s.dropped and not s.wrong)
     compute = f["slice_seconds"] + f["replay_compute"]
+    ops = f["slice_ops"] + f["replay_ops"]
+    slice_compute = f["compute_seconds"] - f["replay_compute"]
+    steady = f["steady_slice_seconds"] + f["steady_replay_compute"]
+    steady_ops = f["steady_slice_ops"] + f["steady_replay_ops"]
     return {
         "cheater_clients": len([w for w in sim.workers.values() if w.cheater]),
         "cheated_slices": wrong,
@@ -631,6 +674,22 @@ def trust_metrics(result: RunResult) -> dict[str, Any]:
             f"verify_share_{part}": f[f"replay_compute_{part}"] / compute if compute else 0.0
             for part in ("made_up", "result", "watch", "sampled")
         },
+        **{
+            name: f[f"replay_ops{part}"] / ops if ops else 0.0
+            for name, part in (
+                ("verify_ops_share", ""),
+                ("verify_ops_made_up", "_made_up"),
+                ("verify_ops_result", "_result"),
+                ("verify_ops_watch", "_watch"),
+                ("verify_ops_sampled", "_sampled"),
+            )
+        },
+        "verify_compute_share_steady": f["steady_replay_compute"] / steady if steady else 0.0,
+        "verify_ops_share_steady": f["steady_replay_ops"] / steady_ops if steady_ops else 0.0,
+        # the verifiers' mean speed against the workers' (by slice): below 1, seconds overstate the cost
+        "verifier_speed_ratio": (f["replay_verifier_speed"] / f["replays"]) / (f["slice_ops"] / slice_compute)
+        if f["replays"] and slice_compute and f["slice_ops"]
+        else float("nan"),
         "cheat_paid": cheat_paid,
         "cheat_reversed": cheat_reversed,
         "owner_loss_net": lost,

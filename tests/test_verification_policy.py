@@ -140,6 +140,7 @@ def test_a_check_waits_for_a_verifier_no_longer_than_the_setting():
 
 
 def test_the_fee_is_the_final_slice_and_the_sampled_share_of_the_others():
-    # 11 slices of 10 s at 1.00/s: the last (10.00) and 5 % of the other 100.00 (5.00)
-    assert v.expected_fee(100, 10.0, 11) == 1000 + 500
-    assert "5 %" in v.fee_words() and "10 verified slices" in v.fee_words()
+    # 11 slices of 10 s at 1.00/s: the last (10.00) and 2 % of the other 100.00 (2.00)
+    assert v.expected_fee(100, 10.0, 11) == 1000 + 200
+    assert v.expected_fee(100, 10.0, 11, v.Settings(fraction=0.05)) == 1000 + 500
+    assert "2 %" in v.fee_words() and "10 verified slices" in v.fee_words()
