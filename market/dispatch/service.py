@@ -73,14 +73,16 @@ class Dispatcher(service.Service):
         self._clients: dict[int, tuple] = {}
         # at most 4 MiB of states per transaction: MariaDB's default packet limit is 16 MiB, and a
         # script carries the states escaped (up to twice their size); a larger state goes alone
+        # The checks of slices to replay are opened in the same transaction (every slice of a
+        # worker under watch has one: a transaction of their own, answered before the worker, cost
+        # a third of the check-in throughput on MariaDB)
+        verify = settings.verify_settings
+        self._verify = verify if verify.fraction > 0 or verify.watch_slices > 0 else None
         self._checkins = GroupCommit(
-            lambda batch: self.db.run(sql_jobs.checkin_many, batch),
+            lambda batch: self.db.run(sql_jobs.checkin_many, batch, self._verify),
             max_bytes=4 * 1024 * 1024,
             size=lambda checkin: len(checkin.state),
         )
-        # checks of slices to replay, written in batches too (every slice of a worker under
-        # watch has one: one transaction per slice would halve the check-in throughput)
-        self._new_checks = GroupCommit(lambda batch: self.db.run(sql_verify.create_checks, batch))
 
     # -- service -------------------------------------------------------------------------------
     def startService(self):
@@ -109,7 +111,7 @@ class Dispatcher(service.Service):
             mean=self._checkins.mean_batch,
         )
         # answer every waiting worker, wait for a window being assigned and the check-ins queued
-        return defer.gatherResults([self.pool.stop(), self._checkins.idle(), self._new_checks.idle()])
+        return defer.gatherResults([self.pool.stop(), self._checkins.idle()])
 
     def reap(self):
         now = self.clock.seconds()
@@ -249,26 +251,30 @@ class Dispatcher(service.Service):
     ):
         """The paper's ``state``, group-committed with the check-ins that arrive meanwhile.
 
-        The state's header is read and its payload hashed (``sql_jobs.state_facts``) before it is
-        queued, outside any transaction: the transaction only compares them with the lease."""
+        The state's header is read and its payload hashed (``sql_jobs.state_facts_and_origin``)
+        before it is queued, outside any transaction: the transaction only compares them with the
+        lease, and opens the slice's replay check if it is due (``sql_jobs.SliceCheck``)."""
         at = self.clock.seconds()  # it arrived now: hashing it is the market's time, not the worker's
         if stateid in self._replays:
             return self._hashed(_reached_payload, state).addCallback(self._replayed, client_id, stateid)
-        if len(state) <= INLINE_HASH_BYTES:
-            facts = defer.maybeDeferred(sql_jobs.state_facts, state)
-        else:
-            from twisted.internet import threads
+        facts = self._hashed(sql_jobs.state_facts_and_origin, state)
 
-            facts = threads.deferToThread(sql_jobs.state_facts, state)
-        kept: list[Any] = []
+        def submit(read):
+            f, interpreter, mark = read
+            return self._checkins.submit(
+                sql_jobs.CheckIn(
+                    stateid,
+                    client_id,
+                    state,
+                    at,
+                    slice_status,
+                    progress,
+                    f,
+                    self._slice_check(client_id, interpreter, mark),
+                )
+            )
 
-        def submit(f):
-            kept.append(f)
-            return self._checkins.submit(sql_jobs.CheckIn(stateid, client_id, state, at, slice_status, progress, f))
-
-        return facts.addCallback(submit).addCallback(
-            lambda answer: self._maybe_check(answer, client_id, stateid, state, kept[0].payload_sha256)
-        )
+        return facts.addCallback(submit)
 
     # -- verification by replay ----------------------------------------------------------------
     def _hashed(self, fn, data: bytes):
@@ -293,33 +299,16 @@ class Dispatcher(service.Service):
             done
         )
 
-    def _maybe_check(self, answer, client_id: int, stateid: int, data: bytes, target: str):
-        """After an accepted slice: replay it? (``policy.why_verify``: a worker under watch, or
-        the draw.) The worker's verified slices and speed come from its cached row."""
-        if answer.get("status") != LeaseStatus.ACCEPTED or answer.get("duplicate"):
-            return answer
+    def _slice_check(self, client_id: int, interpreter: str, mark: str) -> sql_jobs.SliceCheck | None:
+        """What the check-in's transaction needs to decide whether to replay the slice
+        (``policy.why_verify``): the draw, made here, and the worker's speed from its cached row
+        (None: read there). Its verified slices come with the locked lease, never stale."""
+        if self._verify is None:
+            return None
         cached = self._clients.get(client_id)
-        row = cached[0] if cached is not None else None
-        verified = int(row.get("verified_slices") or 0) if row is not None else 0
-        reason = policy.why_verify(policy.CheckKind.SLICE, verified, self._draw(), self.settings.verify_settings)
-        if reason is None:
-            return answer
-        seconds = (answer.get("accepted_ms") or 0) / 1000.0
-        if row is not None and row.get("last_speed"):
-            speed: defer.Deferred = defer.succeed(row["last_speed"]["speed"])
-        else:  # not cached (its speed just changed): read it; a cap from no speed would be the minimum
-            speed = self.db.run(sql_clients.last_speed, client_id).addCallback(lambda s: s["speed"] if s else None)
-
-        def submit(header_and_speed):
-            (interpreter, mark), worker_speed = header_and_speed
-            steps = policy.max_steps(seconds, worker_speed, self.settings.verify_margin)
-            return self._new_checks.submit(
-                (policy.CheckKind.SLICE, reason, stateid, target, mark, interpreter, steps, self.clock.seconds())
-            )
-
-        d = self._hashed(_header_of, data)
-        d.addCallback(lambda header: speed.addCallback(lambda worker_speed: submit((header, worker_speed))))
-        return d.addCallback(lambda _: answer)
+        last = cached[0].get("last_speed") if cached is not None else None
+        speed = float(last["speed"]) if last else None
+        return sql_jobs.SliceCheck(self._draw(), interpreter, mark, speed)
 
     @defer.inlineCallbacks
     def finish(

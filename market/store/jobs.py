@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from market.core import rules
+from market.core import rules, verification
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound, StateRefused
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
 from market.core.text import unprintable
 from market.store import accounts as sql_accounts
+from market.store import clients as sql_clients
 from market.store.db import Many, case, marks
 from market.tasklet import envelope
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
@@ -419,7 +420,7 @@ _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
     " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind,"
     " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
-    " j.account_id AS owner, c.account_id AS payee, s.seq, o.balance AS owner_balance,"
+    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq, o.balance AS owner_balance,"
     " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
     " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
     " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id"
@@ -546,21 +547,48 @@ class CheckIn:
     #: what the state's envelope says of itself (``state_facts``), computed before the state is
     #: queued (off the reactor thread for a large one); None: computed in the transaction
     facts: rules.StateFacts | None = None
+    #: what opening a replay check of this slice needs, if the market verifies slices (None: it
+    #: does not); whether one is opened is decided in the check-in's transaction
+    check: SliceCheck | None = None
+
+
+@dataclass(frozen=True)
+class SliceCheck:
+    """What a check-in brings for verification by replay (``market.core.verification``): the
+    random draw that samples it, the interpreter and mark its state's header names, and the
+    worker's probe speed when the dispatcher knows it (None: read in the transaction).
+
+    The rest comes with the locked lease row: the worker's verified slices (whether it is under
+    watch), the parent and new state, the accepted time. So deciding and opening the check costs
+    the check-in no round trip of its own: one multi-row INSERT in the group commit's script, and
+    a slice is never accepted without the check it was due (one transaction)."""
+
+    draw: float
+    interpreter: str
+    mark: str
+    speed: float | None = None
 
 
 def state_facts(data: bytes) -> rules.StateFacts:
     """Read a checked-in state's header and hash its payload (two sha256 passes over the bytes:
     never inside a transaction for a large state). An envelope of the older format is refused
     (StateRefused: its header cannot bind it to a lease), a malformed one is invalid."""
+    return state_facts_and_origin(data)[0]
+
+
+def state_facts_and_origin(data: bytes) -> tuple[rules.StateFacts, str, str]:
+    """:func:`state_facts`, and the interpreter and replay mark the header names (the mark is ""
+    in a state of an older runtime), from ONE reading of the envelope."""
     try:
         header, payload_sha256 = envelope.inspect(data)
     except envelope.OlderFormat as e:
         raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
     except envelope.EnvelopeError as e:
         raise MarketError(f"that state is not a valid envelope: {e} — nothing was stored") from None
-    return rules.StateFacts(
+    facts = rules.StateFacts(
         header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256
     )
+    return facts, str(header.interpreter or "unknown"), str(getattr(header, "mark", "") or "")
 
 
 def _expected(lease: dict[str, Any]) -> rules.StateFacts:
@@ -595,7 +623,9 @@ def checkin(
     return answer
 
 
-def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | MarketError]:
+def checkin_many(
+    tx, checkins: Sequence[CheckIn], verify: verification.Settings | None = None
+) -> list[dict[str, Any] | MarketError]:
     """Many ``state`` calls in ONE transaction (group commit), answered in order.
 
     Each answer is what :func:`checkin` would have answered alone, or the MarketError it would have
@@ -604,7 +634,9 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
     one bad check-in does not fail the others.
     However many check-ins are accepted, they cost two round trips and the commit: one locking
     read of the leases and their accounts, then one script that commits the states, pays, closes
-    the leases and puts the jobs back on the ready list.
+    the leases, puts the jobs back on the ready list and, with ``verify`` (the market's
+    verification settings), opens the replay checks of the accepted slices that carry a
+    :class:`SliceCheck` and that ``verification.why_verify`` picks (one multi-row INSERT).
     """
     leases = _leases_for_checkin(tx, [c.lease_id for c in checkins]) if checkins else {}
     answers: list[Any] = [None] * len(checkins)
@@ -643,7 +675,12 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
     if accepted:
         paid, payments = _settle([(lease, ms) for _, lease, ms in accepted], max(c.at for c, _, _ in accepted))
         tx.script(
-            [*_accept_statements(accepted, paid), *payments, *_reservations((lease for _, lease, _ in accepted), -1)]
+            [
+                *_accept_statements(accepted, paid),
+                *payments,
+                *_reservations((lease for _, lease, _ in accepted), -1),
+                *_slice_checks(tx, accepted, verify),
+            ]
         )
         for c, _, ms in accepted:
             answers[first[c.lease_id]] = rules.answer(c.lease_id, LeaseStatus.ACCEPTED, paid[c.lease_id], ms)
@@ -651,6 +688,56 @@ def checkin_many(tx, checkins: Sequence[CheckIn]) -> list[dict[str, Any] | Marke
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.lease_id]], duplicate=True)
     return answers
+
+
+def _slice_checks(tx, accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], verify) -> list[Any]:
+    """The statement opening the replay checks of accepted slices (``store.verification.slice_checks``):
+    a slice is checked when ``why_verify`` says so from its draw and its worker's verified slices,
+    read with the locked lease (a worker under watch: every slice)."""
+    if verify is None:
+        return []
+    due = []
+    for c, lease, ms in accepted:
+        if c.check is None:
+            continue
+        reason = verification.why_verify(
+            verification.CheckKind.SLICE, int(lease["verified_slices"] or 0), c.check.draw, verify
+        )
+        if reason is not None:
+            due.append((c, lease, ms, reason))
+    if not due:
+        return []
+    # a speed the dispatcher did not have cached (rare: its client cache was just cleared)
+    unknown = {c.client_id for c, _, _, _ in due if c.check.speed is None}
+    speeds = {}
+    for client_id in sorted(unknown):
+        row = sql_clients.last_speed(tx, client_id)
+        speeds[client_id] = float(row["speed"]) if row else None
+    from market.store import verification as sql_verify  # it imports this module
+
+    return [
+        sql_verify.slice_checks(
+            [
+                sql_verify.SliceCheckRow(
+                    job_id=lease["job_id"],
+                    reason=reason,
+                    lease_id=c.lease_id,
+                    worker_id=c.client_id,
+                    parent_state_id=lease["state_id"],
+                    new_seq=lease["seq"] + 1,
+                    target_sha256=c.facts.payload_sha256,
+                    mark=c.check.mark,
+                    interpreter=c.check.interpreter,
+                    steps=verification.max_steps(
+                        ms / 1000.0, c.check.speed if c.check.speed is not None else speeds[c.client_id], verify.margin
+                    ),
+                    checked_ms=ms,
+                    created_at=c.at,
+                )
+                for c, lease, ms, reason in due
+            ]
+        )
+    ]
 
 
 def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], paid: dict[int, int]) -> list[Any]:
