@@ -20,13 +20,22 @@ finished first); the server compares hashes, never the verifier's word.
 from __future__ import annotations
 
 import collections
+import sys
 
 from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
-from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, int_tag, loop_positions, mark_of
+from .runner import (
+    _Control,
+    _gen_state,
+    _run,
+    _state_payload,
+    _Suspend,
+    locals_hash,
+    loop_positions,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import NamedTuple, Optional
+    from typing import Callable, NamedTuple, Optional
 
 __all__ = ["ReplayOutcome", "replay_slice", "replay_result", "mark_interpreter", "result_sha256", "MAX_CANDIDATES"]
 
@@ -66,26 +75,72 @@ class _ReplayControl(_Control):
     target_sha: str = ""
     gen_match = False
 
-    def pause(self, fname, point, local_vars):
-        if self.atomic:
-            return
-        self.back_edges += 1
-        if (
-            self.back_edges < (self.budget or 1)
-            # the function and point first (cheap), the hash of the cheap locals only there
-            and (
-                point != self.target_point
-                or fname != self.target_fname
-                or self.job is None
-                or loop_positions(self.job, fname, point, local_vars) != self.target_loops
-                or int_tag(local_vars) != self.target_tag
-                or mark_of(self.job, fname, point, local_vars) != self.target_mark
-            )
-        ):
-            return
-        s = _Suspend()
-        s.frames.append((fname, point, local_vars))
-        raise s
+    def arm(self, ns: dict) -> None:
+        """Install the replay's back-edge check, a closure over the target (no attribute lookups).
+
+        Where the time went (a tight ``while`` loop replayed at ~10x its slice): building the
+        frame's locals at every back-edge (``_tk_locals()``), the method's attribute lookups,
+        ``loop_positions`` and ``int_tag`` as calls.  So, while the job runs, ``_tk_locals`` is a
+        builtin that returns at once (``globals``: no dict is built) and the check reads the
+        frame's locals itself (``sys._getframe(1).f_locals``, the same dict ``locals()`` gives)
+        only where the function and point are the target's; the int tag is folded inline, the
+        loop positions are read only at a point that has loops (or a target that names some), and
+        the hash of the cheap locals (``locals_hash``, not the whole mark) only where the tag is
+        equal.  Before it suspends, the real
+        ``locals`` is put back: the frames the suspension unwinds through append their locals.
+        """
+        if self.atomic:  # a generator job: its yields are checked (check_yield), not its back-edges
+            return super().arm(ns)
+        job = self.job
+        assert job is not None
+        real_locals = ns["_tk_locals"]
+        budget = self.budget or 1
+        t_fname, t_point, t_loops, t_tag, t_mark = (
+            self.target_fname,
+            self.target_point,
+            self.target_loops,
+            self.target_tag,
+            self.target_mark,
+        )
+        t_hash = (t_mark or "").rsplit(":", 1)[-1]
+        if t_mark != "%s:%s:%d:%s:%d:%s" % (INTERPRETER, t_fname, t_point, t_loops, t_tag, t_hash):
+            t_point = -1  # no mark_of() could equal it (another interpreter, or not a mark): the cap only
+        info = job.functions.get(t_fname) if t_fname is not None else None
+        t_point_info = info.points.get(t_point) if info is not None else None
+        check_loops = bool(t_loops) or (t_point_info is not None and bool(t_point_info.loops))
+        getframe, _int, _hash, _type = sys._getframe, int, hash, type
+        count = self._back_edges
+
+        def pause(fname, point, _unused):
+            nonlocal count
+            count += 1
+            if count < budget:
+                if point != t_point or fname != t_fname:
+                    return
+                local_vars = getframe(1).f_locals
+                h = 0  # int_tag(local_vars), inline
+                for v in local_vars.values():
+                    if _type(v) is _int:
+                        h = ((h * 1000003) ^ _hash(v)) & 0xFFFFFFFF
+                if (
+                    h & 0xFFFF != t_tag
+                    or (check_loops and loop_positions(job, fname, point, local_vars) != t_loops)
+                    or locals_hash(local_vars) != t_hash
+                ):
+                    # emptied, so the next look builds it afresh in the frame's variable order, as
+                    # the honest slice's one locals() did (the mark hashes the locals in dict order)
+                    local_vars.clear()
+                    return  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
+            else:
+                local_vars = getframe(1).f_locals
+            ns["_tk_locals"] = real_locals
+            s = _Suspend()
+            s.frames.append((fname, point, local_vars))
+            raise s
+
+        self._edges = lambda: count
+        ns["_tk_pause"] = pause
+        ns["_tk_locals"] = globals  # a builtin that builds nothing: pause() reads the frame only where it must
 
     def check_yield(self, ns, state, checkpoint, yields) -> bool:
         """A generator job's state after a yield: encoded and compared in place."""

@@ -29,7 +29,23 @@ sys.path.insert(0, REPO)
 
 from market import tasklet  # noqa: E402
 from market.tasklet import envelope  # noqa: E402
-from tests.bench.bench_runtime import WORKLOADS  # noqa: E402
+from tests.bench.bench_runtime import WORKLOADS as RUNTIME_WORKLOADS  # noqa: E402
+
+#: a tight ``while`` loop: a back-edge every few bytecodes and no chunked ``for`` (the replay's worst case)
+TIGHT_WHILE = (
+    """
+def spin(n):
+    i = 0
+    total = 0
+    while i < n:
+        total = (total + i * i) % 1000003
+        i += 1
+    return total
+""",
+    "spin",
+    [20000000],
+)
+WORKLOADS = dict(RUNTIME_WORKLOADS, **{"tight while 20M": TIGHT_WHILE})
 
 BASE = "9d53067"  # the merge the replay work starts from
 
