@@ -4,9 +4,10 @@ state a worker claimed (S'), or the cap.
 A slice is a deterministic function of S and the number of back-edges it ran, so any honest S'
 is reachable from S.  The verifier is never given S': it has the hex sha256 of S'`s payload and
 S'`s header ``mark`` (:func:`market.tasklet.runner.mark_of`).  At every back-edge the replay
-computes the innermost frame's mark (cheap: the frame's ints, floats, short strs and loop
-positions); on equality it freezes (the normal freeze path) and compares the payload's sha256
-with the target.  Equal: matched.  Not equal (a false candidate: the same function at the same
+compares the function and point with the mark's; only there it reads the frame's locals and
+compares the rest of the mark, cheapest first (16 bits of the ints, the loop positions, then the
+hash of the cheap locals); on equality it freezes (the normal freeze path) and compares the
+payload's sha256 with the target.  Equal: matched.  Not equal (a false candidate: the same function at the same
 point with the same cheap locals, in another call or with other containers): it thaws that state
 and goes on, at most ``max_candidates`` times.
 
@@ -76,18 +77,19 @@ class _ReplayControl(_Control):
     gen_match = False
 
     def arm(self, ns: dict) -> None:
-        """Install the replay's back-edge check, a closure over the target (no attribute lookups).
+        """Install the replay's back-edge check: a closure over the target (no attribute lookups).
 
-        Where the time went (a tight ``while`` loop replayed at ~10x its slice): building the
-        frame's locals at every back-edge (``_tk_locals()``), the method's attribute lookups,
-        ``loop_positions`` and ``int_tag`` as calls.  So, while the job runs, ``_tk_locals`` is a
-        builtin that returns at once (``globals``: no dict is built) and the check reads the
-        frame's locals itself (``sys._getframe(1).f_locals``, the same dict ``locals()`` gives)
-        only where the function and point are the target's; the int tag is folded inline, the
-        loop positions are read only at a point that has loops (or a target that names some), and
-        the hash of the cheap locals (``locals_hash``, not the whole mark) only where the tag is
-        equal.  Before it suspends, the real
-        ``locals`` is put back: the frames the suspension unwinds through append their locals.
+        Where a replay's time went (a tight ``while`` loop at ~10x its slice, profiled): building
+        the frame's locals at every back-edge (``_tk_locals()``), the method's attribute lookups,
+        and ``loop_positions`` and ``int_tag`` as calls at every back-edge of the target's point.
+        So the budget mode's ``_Control.arm`` (``_tk_locals`` builds nothing; the real one is put
+        back before suspending) is kept, and this check reads the frame's locals
+        (``sys._getframe(1).f_locals``) only at the target's function and point; there it folds
+        the int tag inline, reads the loop positions only if the point has loops (or the target
+        names some) and hashes the cheap locals (``locals_hash``, the mark's last part) only
+        where all the rest of the mark is equal.  A dict it looked at in vain is emptied: the
+        next look builds it in the frame's variable order, the order of the honest slice's one
+        ``locals()`` (the mark hashes the locals in dict order).
         """
         if self.atomic:  # a generator job: its yields are checked (check_yield), not its back-edges
             return super().arm(ns)
