@@ -152,6 +152,34 @@ def test_a_time_stopped_slice_is_matched_with_its_own_work():
     assert envelope.payload_sha256(again.envelope) == sha
 
 
+# ``early`` comes before ``i`` among the frame's variables but is bound only at the third pass
+LATE_BOUND = """
+def late(n):
+    if n < 0:
+        early = 0
+    i = 0
+    while i < n:
+        i += 1
+        if i == 3:
+            early = i
+    return early
+"""
+
+
+def test_a_time_stopped_slice_is_matched_where_a_local_was_bound_late():
+    """The mark hashes the innermost frame's locals in their dict order. The honest slice builds
+    that dict once, when the clock stops it (the frame's variable order); a replay that read the
+    locals at every back-edge kept the order they were first bound in (``early`` last) and never
+    found the honest state."""
+    s = tasklet.start(LATE_BOUND, "late", [3 * 10**6], {}, job_id=6)
+    out = tasklet.run_slice(s, LATE_BOUND, 0.02)
+    assert not out.finished and out.stats["back_edges"] is None
+    sha, mark = target_of(out.envelope)
+    r = tasklet.replay_slice(s, LATE_BOUND, target_payload_sha256=sha, target_mark=mark, max_steps=4 * 10**6)
+    assert r.matched and r.steps > 3
+    assert tasklet.run_slice(s, LATE_BOUND, 60.0, budget=r.steps).envelope == out.envelope
+
+
 def forged_case(src, entry, args, n):
     s = tasklet.start(src, entry, args, {}, job_id=8)
     s = honest(s, src, 5).envelope

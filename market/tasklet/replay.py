@@ -4,9 +4,10 @@ state a worker claimed (S'), or the cap.
 A slice is a deterministic function of S and the number of back-edges it ran, so any honest S'
 is reachable from S.  The verifier is never given S': it has the hex sha256 of S'`s payload and
 S'`s header ``mark`` (:func:`market.tasklet.runner.mark_of`).  At every back-edge the replay
-computes the innermost frame's mark (cheap: the frame's ints, floats, short strs and loop
-positions); on equality it freezes (the normal freeze path) and compares the payload's sha256
-with the target.  Equal: matched.  Not equal (a false candidate: the same function at the same
+compares the function and point with the mark's; only there it reads the frame's locals and
+compares the rest of the mark, cheapest first (16 bits of the ints, the loop positions, then the
+hash of the cheap locals); on equality it freezes (the normal freeze path) and compares the
+payload's sha256 with the target.  Equal: matched.  Not equal (a false candidate: the same function at the same
 point with the same cheap locals, in another call or with other containers): it thaws that state
 and goes on, at most ``max_candidates`` times.
 
@@ -20,13 +21,22 @@ finished first); the server compares hashes, never the verifier's word.
 from __future__ import annotations
 
 import collections
+import sys
 
 from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
-from .runner import _Control, _gen_state, _run, _state_payload, _Suspend, int_tag, loop_positions, mark_of
+from .runner import (
+    _Control,
+    _gen_state,
+    _run,
+    _state_payload,
+    _Suspend,
+    locals_hash,
+    loop_positions,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import NamedTuple, Optional
+    from typing import Callable, NamedTuple, Optional
 
 __all__ = ["ReplayOutcome", "replay_slice", "replay_result", "mark_interpreter", "result_sha256", "MAX_CANDIDATES"]
 
@@ -66,26 +76,73 @@ class _ReplayControl(_Control):
     target_sha: str = ""
     gen_match = False
 
-    def pause(self, fname, point, local_vars):
-        if self.atomic:
-            return
-        self.back_edges += 1
-        if (
-            self.back_edges < (self.budget or 1)
-            # the function and point first (cheap), the hash of the cheap locals only there
-            and (
-                point != self.target_point
-                or fname != self.target_fname
-                or self.job is None
-                or loop_positions(self.job, fname, point, local_vars) != self.target_loops
-                or int_tag(local_vars) != self.target_tag
-                or mark_of(self.job, fname, point, local_vars) != self.target_mark
-            )
-        ):
-            return
-        s = _Suspend()
-        s.frames.append((fname, point, local_vars))
-        raise s
+    def arm(self, ns: dict) -> None:
+        """Install the replay's back-edge check: a closure over the target (no attribute lookups).
+
+        Where a replay's time went (a tight ``while`` loop at ~10x its slice, profiled): building
+        the frame's locals at every back-edge (``_tk_locals()``), the method's attribute lookups,
+        and ``loop_positions`` and ``int_tag`` as calls at every back-edge of the target's point.
+        So the budget mode's ``_Control.arm`` (``_tk_locals`` builds nothing; the real one is put
+        back before suspending) is kept, and this check reads the frame's locals
+        (``sys._getframe(1).f_locals``) only at the target's function and point; there it folds
+        the int tag inline, reads the loop positions only if the point has loops (or the target
+        names some) and hashes the cheap locals (``locals_hash``, the mark's last part) only
+        where all the rest of the mark is equal.  A dict it looked at in vain is emptied: the
+        next look builds it in the frame's variable order, the order of the honest slice's one
+        ``locals()`` (the mark hashes the locals in dict order).
+        """
+        if self.atomic:  # a generator job: its yields are checked (check_yield), not its back-edges
+            return super().arm(ns)
+        job = self.job
+        assert job is not None
+        real_locals = ns["_tk_locals"]
+        budget = self.budget or 1
+        t_fname, t_point, t_loops, t_tag, t_mark = (
+            self.target_fname,
+            self.target_point,
+            self.target_loops,
+            self.target_tag,
+            self.target_mark,
+        )
+        t_hash = (t_mark or "").rsplit(":", 1)[-1]
+        if t_mark != "%s:%s:%d:%s:%d:%s" % (INTERPRETER, t_fname, t_point, t_loops, t_tag, t_hash):
+            t_point = -1  # no mark_of() could equal it (another interpreter, or not a mark): the cap only
+        info = job.functions.get(t_fname) if t_fname is not None else None
+        t_point_info = info.points.get(t_point) if info is not None else None
+        check_loops = bool(t_loops) or (t_point_info is not None and bool(t_point_info.loops))
+        getframe, _int, _hash, _type = sys._getframe, int, hash, type
+        count = self._back_edges
+
+        def pause(fname, point, _unused):
+            nonlocal count
+            count += 1
+            if count < budget:
+                if point != t_point or fname != t_fname:
+                    return
+                local_vars = getframe(1).f_locals
+                h = 0  # int_tag(local_vars), inline
+                for v in local_vars.values():
+                    if _type(v) is _int:
+                        h = ((h * 1000003) ^ _hash(v)) & 0xFFFFFFFF
+                if (
+                    h & 0xFFFF != t_tag
+                    or (check_loops and loop_positions(job, fname, point, local_vars) != t_loops)
+                    or locals_hash(local_vars) != t_hash
+                ):
+                    # emptied, so the next look builds it afresh in the frame's variable order, as
+                    # the honest slice's one locals() did (the mark hashes the locals in dict order)
+                    local_vars.clear()
+                    return  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
+            else:
+                local_vars = getframe(1).f_locals
+            ns["_tk_locals"] = real_locals
+            s = _Suspend()
+            s.frames.append((fname, point, local_vars))
+            raise s
+
+        self._edges = lambda: count
+        ns["_tk_pause"] = pause
+        ns["_tk_locals"] = globals  # a builtin that builds nothing: pause() reads the frame only where it must
 
     def check_yield(self, ns, state, checkpoint, yields) -> bool:
         """A generator job's state after a yield: encoded and compared in place."""

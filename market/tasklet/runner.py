@@ -19,6 +19,7 @@ import builtins
 import collections
 import operator
 import signal
+import sys
 import threading
 import time
 import types
@@ -122,15 +123,56 @@ class _Control:
     at_yield: Optional[Callable[..., bool]] = None  # a replay's check of a generator job's state after each yield
 
     def pause(self, fname, point, local_vars):
+        """An honest slice's stop (the flag is set): suspend here.  Budget mode counts in the
+        check ``arm`` installs instead."""
         if self.atomic:
             return
-        if self.budget is not None and not self.expired:
-            self.back_edges += 1
-            if self.back_edges < self.budget:
-                return
         s = _Suspend()
         s.frames.append((fname, point, local_vars))
         raise s
+
+    @property
+    def back_edges(self) -> int:
+        """Back-edges counted (budget mode; a generator job: yields)."""
+        return self._edges() if self._edges is not None else self._back_edges
+
+    @back_edges.setter
+    def back_edges(self, value: int) -> None:
+        self._back_edges = value
+
+    _back_edges = 0
+    _edges: Optional[Callable[[], int]] = None  # the armed check's count, once armed
+
+    def arm(self, ns: dict) -> None:
+        """Budget mode only, once the job's state is thawed and just before it runs: install a
+        back-edge check that counts and reads the frame's locals only where it suspends.
+
+        While it runs, ``_tk_locals`` is a builtin that builds nothing (``globals``): the locals
+        dict is built at the stop, once, in the frame's variable order, exactly as an honest slice
+        stopped by the clock builds it (``locals()`` at every back-edge would keep the order the
+        variables were first bound in, and the mark hashes the locals in dict order).  Before it
+        suspends, the real ``locals`` is put back: the frames the suspension unwinds through
+        append their locals.  A replay's control checks its target here too (``replay``).
+        """
+        if self.atomic:  # a generator job: its budget counts yields (_run_generator)
+            return
+        real_locals, budget, getframe = ns["_tk_locals"], self.budget or 1, sys._getframe
+        count = self._back_edges
+
+        def pause(fname, point, _unused):
+            nonlocal count
+            count += 1
+            if count < budget:
+                return
+            local_vars = getframe(1).f_locals
+            ns["_tk_locals"] = real_locals
+            s = _Suspend()
+            s.frames.append((fname, point, local_vars))
+            raise s
+
+        self._edges = lambda: count
+        ns["_tk_pause"] = pause
+        ns["_tk_locals"] = globals
 
     def expire(self, *_ignored) -> None:
         if not self.expired:
@@ -162,6 +204,13 @@ def mark_of(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict
     state", the payload's hash decides.  Containers are left out (too costly per back-edge); a
     huge int or a long str counts by its size and ends.
     """
+    loops = loop_positions(job, fname, point, local_vars)
+    return "%s:%s:%d:%s:%d:%s" % (INTERPRETER, fname, point, loops, int_tag(local_vars), locals_hash(local_vars))
+
+
+def locals_hash(local_vars: Dict[str, Any]) -> str:
+    """The last part of a mark (``mark_of``): 16 hex digits of the sha256 of the cheap locals, the
+    part a replay computes last (where the function, point, loop positions and int tag agree)."""
     vals = []
     for name, v in local_vars.items():
         t = type(v)
@@ -182,9 +231,7 @@ def mark_of(job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict
             continue
         vals.append(name)
         vals.append(v)
-    h = sha256_hex(repr(vals).encode("utf-8", "surrogatepass"))[:16]
-    loops = loop_positions(job, fname, point, local_vars)
-    return "%s:%s:%d:%s:%d:%s" % (INTERPRETER, fname, point, loops, int_tag(local_vars), h)
+    return sha256_hex(repr(vals).encode("utf-8", "surrogatepass"))[:16]
 
 
 def int_tag(local_vars: Dict[str, Any]) -> int:
@@ -464,6 +511,7 @@ def _run(
     ctl.atomic = job.is_generator  # generator jobs stop at their yields only
     if budget is not None:
         ns["_tk_F"] = True  # every back-edge calls pause(), which counts
+        ctl.arm(ns)
     disarm = _arm_timer(seconds, ctl)
     new_state = None
     mark: Optional[str] = None

@@ -1,8 +1,8 @@
 """Benchmark of verification by replay (not collected by pytest).
 
-    python tests/bench/bench_replay.py [--runs N] [--slice SECONDS] [--base COMMIT] [--quick]
+    python tests/bench/bench_replay.py [--runs N] [--slice SECONDS] [--base COMMIT] [--quick] [--replay-only]
 
-On the programs of bench_runtime.py:
+On the programs of bench_runtime.py and a tight ``while`` loop (a back-edge every few bytecodes):
 
 1. replay cost: an honest slice of ``--slice`` seconds from a state S in the middle of the job
    (stopped by the clock, counting nothing), then ``replay_slice`` from S to the state it froze
@@ -29,7 +29,23 @@ sys.path.insert(0, REPO)
 
 from market import tasklet  # noqa: E402
 from market.tasklet import envelope  # noqa: E402
-from tests.bench.bench_runtime import WORKLOADS  # noqa: E402
+from tests.bench.bench_runtime import WORKLOADS as RUNTIME_WORKLOADS  # noqa: E402
+
+#: a tight ``while`` loop: a back-edge every few bytecodes and no chunked ``for`` (the replay's worst case)
+TIGHT_WHILE = (
+    """
+def spin(n):
+    i = 0
+    total = 0
+    while i < n:
+        total = (total + i * i) % 1000003
+        i += 1
+    return total
+""",
+    "spin",
+    [20000000],
+)
+WORKLOADS = dict(RUNTIME_WORKLOADS, **{"tight while 20M": TIGHT_WHILE})
 
 BASE = "9d53067"  # the merge the replay work starts from
 
@@ -86,6 +102,7 @@ def main(argv=None):
     parser.add_argument("--slice", type=float, default=0.5, help="the honest slice, seconds")
     parser.add_argument("--base", default=BASE, help="commit whose runtime is 'before'")
     parser.add_argument("--quick", action="store_true", help="one run, for a smoke test")
+    parser.add_argument("--replay-only", action="store_true", help="part 1 only (an A/B of two trees' replay)")
     opts = parser.parse_args(argv)
     runs = 1 if opts.quick else opts.runs
     load = os.getloadavg()[0]
@@ -115,6 +132,8 @@ def main(argv=None):
                 statistics.median(ratios),
             )
         )
+    if opts.replay_only:
+        return
     print("\n2. honest speed: the whole job in one slice, before (%s) / after (this tree), fresh processes" % opts.base)
     print("| program | before s (CPU) | after s (CPU) | after / before |")
     print("|---|---|---|---|")
