@@ -62,6 +62,7 @@ __all__ = [
     "Judgement",
     "DECIDER_CAP_FACTOR",
     "MAX_DECIDERS",
+    "first_steps",
     "decider_steps",
     "judge",
     "rollback_seq",
@@ -261,16 +262,23 @@ def compare(target_sha256: str, reached_sha256: str) -> bool:
     return bool(target_sha256) and target_sha256 == reached_sha256
 
 
-#: a decider replays with this many times the check's step cap: a cap too small for an honest
-#: slice (a slow probe, a loop heavier than probe steps) must not make honest parties disagree
+#: a first replay runs with 1/DECIDER_CAP_FACTOR of a check's step cap, a decider with all of it:
+#: a cap too small for an honest slice (a slow probe, a loop heavier than probe steps) sends the
+#: slice to a decider with 4x the cap instead of making honest parties disagree, and a made-up
+#: state costs 1.25 caps of replay to convict (it cost 2 when both replays ran the whole cap)
 DECIDER_CAP_FACTOR = 4
 #: deciders a dispute may take before it is given up undecided (nobody loses, nothing verified)
 MAX_DECIDERS = 3
 
 
+def first_steps(steps: int) -> int:
+    """A first replay's step cap: the check's cap (``max_steps``) / ``DECIDER_CAP_FACTOR``."""
+    return max(1, int(steps) // DECIDER_CAP_FACTOR)
+
+
 def decider_steps(steps: int) -> int:
-    """A decider's step cap: ``DECIDER_CAP_FACTOR`` x the check's, within ``MAX_STEPS``."""
-    return max(1, min(MAX_STEPS, int(steps) * DECIDER_CAP_FACTOR))
+    """A decider's step cap: the check's whole cap, ``DECIDER_CAP_FACTOR`` x a first replay's."""
+    return max(1, int(steps))
 
 
 class Replay(NamedTuple):
