@@ -226,3 +226,46 @@ def test_a_decider_that_confirms_nobody_sends_the_dispute_to_another_and_both_li
     entries = db.transact(lambda tx: tx.all("SELECT debit_account FROM ledger WHERE kind = 'reversal'"))
     assert sorted(e["debit_account"] for e in entries) == sorted([w["owners"][1], w["owners"][2]])
     assert db.transact(sql.audit)["balanced"]
+
+
+def slice_of(db, job, client, at, finish=False):
+    """One slice of ``job`` by ``client`` checked in 2 s after ``at`` (or its result)."""
+    lease = db.transact(jsql.checkout, job, client, SLICE, GRACE, at)
+    if finish:
+        return db.transact(jsql.finish, lease["stateid"], client, b"forged", "finished", None, at + 2)
+    return db.transact(jsql.checkin, lease["stateid"], client, md.next_state(lease["state"]), at + 2)
+
+
+def test_a_caught_worker_is_undone_on_every_job_it_made_unverified_states_in(db):
+    w = world(db)
+    other = md.job(db, w["member"], PRICE, "other", submitted_at=T0)  # one unverified slice by the cheater
+    assert slice_of(db, other, w["worker"], T0 + 10)["status"] == "accepted"
+    assert db.transact(jsql.job_row, other)["slices"] == 1
+    reopened = md.job(db, w["member"], PRICE, "reopened", submitted_at=T0)  # a result on its slice
+    slice_of(db, reopened, w["worker"], T0 + 20)
+    slice_of(db, reopened, w["c"], T0 + 30, finish=True)
+    assert db.transact(jsql.job_row, reopened)["outcome"] == "finished"
+    kept = md.job(db, w["member"], PRICE, "kept", submitted_at=T0)  # its result is verified: it stands
+    slice_of(db, kept, w["worker"], T0 + 40)
+    slice_of(db, kept, w["c"], T0 + 50, finish=True)
+    db.transact(lambda tx: tx.execute("UPDATE jobs SET verification = 'verified' WHERE id = ?", (kept,)))
+    host_before = db.transact(sql.balance, w["owners"][0])
+
+    first = take(db, w, "b", T0 + 60)
+    db.transact(vsql.record_replay, first["stateid"], w["b"], hashlib.sha256(b"honest").hexdigest(), T0 + 61)
+    trust(db, w["c"])
+    decider = take(db, w, "c", T0 + 62)
+    db.transact(vsql.record_replay, decider["stateid"], w["c"], hashlib.sha256(b"honest").hexdigest(), T0 + 63)
+    assert db.transact(csql.client_by_id, w["worker"])["suspect"]
+
+    for job in (w["job"], other, reopened):
+        row = db.transact(jsql.job_row, job)
+        assert (row["status"], row["seq"], row["slices"], row["executed_ms"]) == ("ready", 0, 0, 0), job
+        assert row["outcome"] is None and row["result"] is None
+    assert db.transact(jsql.job_row, kept)["outcome"] == "finished"  # a verified result stands
+    # every unverified slice of the cheater is taken back by a new ledger entry, on all four jobs
+    # (the kept job's slice too: a replay from its last state does not vouch for earlier states)
+    entries = db.transact(lambda tx: tx.all("SELECT memo, amount FROM ledger WHERE kind = 'reversal'"))
+    assert len(entries) == 4 and all(e["amount"] == 2 * PRICE for e in entries)
+    assert db.transact(sql.balance, w["owners"][0]) == host_before - 4 * 2 * PRICE
+    assert db.transact(sql.audit)["balanced"]

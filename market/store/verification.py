@@ -408,29 +408,52 @@ def _payments(tx, job_id: int) -> list[policy.Payment]:
 
 
 def lose(tx, check: dict[str, Any], loser: int, now: float) -> None:
-    """``loser`` lost a dispute on ``check``: it becomes suspect, its unverified payments for the
-    job are reversed by new ledger entries, and, if it made the disputed slice or result, the job
-    goes back to the state before the first unverified state it made."""
+    """``loser`` lost a dispute on ``check``: it becomes suspect, and on the check's job and on
+    every job it made an unverified state in (its work nobody vouched for, wherever it is), its
+    unverified payments are reversed by new ledger entries and the job goes back to the state
+    before the first unverified state it made (``rollback``). A job whose result is already
+    verified is left as it is (a replay from its last state agreed with it; docs/trust.md)."""
     sql_clients.mark_suspect(tx, loser)
-    job_id = check["job_id"]
+    jobs = {check["job_id"]} | {
+        r["job_id"]
+        for r in tx.all(
+            "SELECT DISTINCT job_id FROM states WHERE client_id = ? AND verified = 0 AND status <> ? AND seq > 0",
+            (loser, DISCARDED),
+        )
+    }
+    for job_id in sorted(jobs):
+        _take_back(tx, job_id, loser, now)
+        made = tx.scalar(
+            "SELECT COUNT(*) FROM states WHERE job_id = ? AND client_id = ? AND verified = 0 AND status <> ? AND seq > 0",
+            (job_id, loser, DISCARDED),
+        )
+        if job_id == check["job_id"] and loser == check["worker_id"]:
+            rollback(tx, job_id, loser, now)
+        elif made:
+            verification = tx.scalar("SELECT verification FROM jobs WHERE id = ?", (job_id,))
+            if verification != policy.Standing.VERIFIED:
+                rollback(tx, job_id, loser, now)
+
+
+def _take_back(tx, job_id: int, loser: int, now: float) -> None:
+    """New ledger entries that take back ``loser``'s unverified payments for the job."""
     payments = [p for p in _payments(tx, job_id) if p.client == loser]
-    if payments:
-        accounts = {p.payee for p in payments} | {p.payer for p in payments}
-        balances = {
-            r["id"]: int(r["balance"])
-            for r in tx.all(
-                f"SELECT id, balance FROM accounts WHERE id IN {marks(len(accounts))}" + tx.for_update, list(accounts)
-            )
-        }
-        entries = policy.reversals(payments, loser, balances)
-        for e in entries:
-            ledger.apply(balances, e)
-        tx.script(sql_accounts.record_statements([(e, None) for e in entries], now))
-        reversed_ids = [p.lease_id for p in payments if not p.verified and not p.reversed]
-        if reversed_ids:
-            tx.execute(f"UPDATE leases SET reversed = 1 WHERE id IN {marks(len(reversed_ids))}", reversed_ids)
-    if loser == check["worker_id"]:
-        rollback(tx, job_id, loser, now)
+    if not payments:
+        return
+    accounts = {p.payee for p in payments} | {p.payer for p in payments}
+    balances = {
+        r["id"]: int(r["balance"])
+        for r in tx.all(
+            f"SELECT id, balance FROM accounts WHERE id IN {marks(len(accounts))}" + tx.for_update, list(accounts)
+        )
+    }
+    entries = policy.reversals(payments, loser, balances)
+    for e in entries:
+        ledger.apply(balances, e)
+    tx.script(sql_accounts.record_statements([(e, None) for e in entries], now))
+    reversed_ids = [p.lease_id for p in payments if not p.verified and not p.reversed]
+    if reversed_ids:
+        tx.execute(f"UPDATE leases SET reversed = 1 WHERE id IN {marks(len(reversed_ids))}", reversed_ids)
 
 
 def rollback(tx, job_id: int, loser: int, now: float) -> int:
@@ -451,6 +474,21 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
         f" WHERE d.job_id = ? AND d.status = '{LeaseStatus.OUT}' AND d.check_id IS NULL",
         (job_id,),
     )
+    # the slices dropped (their new state is dropped) and a result's last slice: the job's
+    # executed time and slice count follow the rollback; its progress is unknown until the next slice
+    finished = None
+    if job["outcome"] is not None:  # the result being dropped: the slice that made it
+        finished = tx.scalar(
+            f"SELECT MAX(id) FROM leases WHERE job_id = ? AND check_id IS NULL AND status = '{LeaseStatus.FINISHED}'",
+            (job_id,),
+        )
+    undone = tx.all(
+        "SELECT id, accepted_ms FROM leases WHERE job_id = ? AND check_id IS NULL AND ("
+        + (f"new_state_id IN {marks(len(dropped))} OR " if dropped else "")
+        + "id = ?)",
+        [job_id, *dropped, finished if finished is not None else -1],
+    )
+    undone_ms = sum(int(d["accepted_ms"] or 0) for d in undone)
     statements: list[Any] = []
     if dropped:
         # seq = -id keeps (job_id, seq) unique and frees the numbers for the slices to come
@@ -483,8 +521,19 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
     statements.append(
         (
             "UPDATE jobs SET seq = ?, status = ?, result = NULL, result_sha256 = NULL, outcome = NULL,"
-            " finished_at = NULL, verification = NULL, verification_note = ? WHERE id = ?",
-            (seq, status, f"went back to state {seq}: client {loser} lost a replay check", job_id),
+            " finished_at = NULL, verification = NULL, verification_note = ?,"
+            " executed_ms = CASE WHEN executed_ms > ? THEN executed_ms - ? ELSE 0 END,"
+            " slices = CASE WHEN slices > ? THEN slices - ? ELSE 0 END, progress = NULL WHERE id = ?",
+            (
+                seq,
+                status,
+                f"went back to state {seq}: client {loser} lost a replay check",
+                undone_ms,
+                undone_ms,
+                len(undone),
+                len(undone),
+                job_id,
+            ),
         )
     )
     tx.script(statements)
