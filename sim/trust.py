@@ -259,7 +259,7 @@ class TrustSimulation(Simulation):
         if lies:
             seconds, reached = _LIAR_SECONDS, f"lie:{client.id}:{run.check.id}"
         else:
-            # a first replay runs 1/DECIDER_CAP_FACTOR of the cap, a decider all of it
+            # a decider replays with DECIDER_CAP_FACTOR x the cap
             cap = v.decider_steps(run.cap) if status == v.CheckStatus.DECIDING else v.first_steps(run.cap)
             capped = not run.right or run.work > cap
             steps = cap if capped else run.work

@@ -184,9 +184,9 @@ def test_when_the_decider_also_hits_its_larger_cap_the_worker_loses_and_the_capp
 
 
 def test_a_decider_replays_with_four_times_a_first_replays_cap():
-    assert v.first_steps(4000) == 1000
-    assert v.decider_steps(4000) == 4000 == v.first_steps(4000) * v.DECIDER_CAP_FACTOR
-    assert v.first_steps(1) == 1
+    assert v.first_steps(1000) == 1000
+    assert v.decider_steps(1000) == 4000 == v.first_steps(1000) * v.DECIDER_CAP_FACTOR
+    assert v.decider_steps(v.MAX_STEPS) == v.MAX_STEPS
 
 
 def test_a_dispute_waits_for_a_trusted_decider_then_bootstraps_with_one_under_watch():

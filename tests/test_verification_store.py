@@ -52,7 +52,7 @@ def status_of(db, check_id: int) -> str:
 def test_a_replay_that_reaches_the_target_verifies_the_slice_and_pays_the_verifier(db):
     w = world(db)
     replay = take(db, w, "b", T0 + 3)
-    assert replay["replay"] == {"target": w["target"], "mark": "", "steps": 250}  # a quarter of the cap
+    assert replay["replay"] == {"target": w["target"], "mark": "", "steps": 1000}
     assert replay["state"] == w["lease"]["state"]  # the parent S, never S'
     answer = db.transact(vsql.record_replay, replay["stateid"], w["b"], w["target"], T0 + 4)
     assert answer["verified"] is True and answer["status"] == "accepted"
@@ -169,7 +169,7 @@ def test_a_dispute_waits_for_a_trusted_decider_and_goes_to_one_under_watch_only_
     assert db.transact(vsql.take_check, watched, T0 + 5, GRACE, 1.0, 60.0) is None
     assert status_of(db, w["check"]) == "disputed"
     late = db.transact(vsql.take_check, watched, T0 + 4 + 60.0, GRACE, 1.0, 60.0)
-    assert late is not None and late["replay"]["steps"] == 1000  # a decider: the whole cap
+    assert late is not None and late["replay"]["steps"] == 4000  # a decider: 4x the cap
 
 
 def test_a_cap_hit_is_no_disagreement_and_the_capped_verifier_keeps_its_pay(db):
@@ -180,7 +180,7 @@ def test_a_cap_hit_is_no_disagreement_and_the_capped_verifier_keeps_its_pay(db):
     assert answer["verified"] is False and status_of(db, w["check"]) == "disputed"
     trust(db, w["c"])
     decider = take(db, w, "c", T0 + 5)
-    assert decider["replay"]["steps"] == 1000  # 4x the first replay's cap
+    assert decider["replay"]["steps"] == 4000  # 4x the first replay's cap
     assert db.transact(vsql.record_replay, decider["stateid"], w["c"], w["target"], T0 + 6)["verified"] is True
     assert status_of(db, w["check"]) == "decided"
     for who in ("worker", "b", "c"):

@@ -262,23 +262,24 @@ def compare(target_sha256: str, reached_sha256: str) -> bool:
     return bool(target_sha256) and target_sha256 == reached_sha256
 
 
-#: a first replay runs with 1/DECIDER_CAP_FACTOR of a check's step cap, a decider with all of it:
-#: a cap too small for an honest slice (a slow probe, a loop heavier than probe steps) sends the
-#: slice to a decider with 4x the cap instead of making honest parties disagree, and a made-up
-#: state costs 1.25 caps of replay to convict (it cost 2 when both replays ran the whole cap)
+#: a first replay runs with the check's step cap, a decider with this many times it: a cap too
+#: small for an honest slice (a slow probe, a loop heavier than probe steps) sends the slice to a
+#: decider that still reaches it instead of making honest parties disagree. (A first replay of a
+#: quarter cap was tried: 1.25 caps to convict instead of 5, but real workers' honest slices went
+#: unmatched at that cap, and with two owners no decider exists — tests/trust/test_verification.py.)
 DECIDER_CAP_FACTOR = 4
 #: deciders a dispute may take before it is given up undecided (nobody loses, nothing verified)
 MAX_DECIDERS = 3
 
 
 def first_steps(steps: int) -> int:
-    """A first replay's step cap: the check's cap (``max_steps``) / ``DECIDER_CAP_FACTOR``."""
-    return max(1, int(steps) // DECIDER_CAP_FACTOR)
+    """A first replay's step cap: the check's cap (``max_steps``)."""
+    return max(1, int(steps))
 
 
 def decider_steps(steps: int) -> int:
-    """A decider's step cap: the check's whole cap, ``DECIDER_CAP_FACTOR`` x a first replay's."""
-    return max(1, int(steps))
+    """A decider's step cap: ``DECIDER_CAP_FACTOR`` x the check's, within ``MAX_STEPS``."""
+    return max(1, min(MAX_STEPS, int(steps) * DECIDER_CAP_FACTOR))
 
 
 class Replay(NamedTuple):

@@ -190,8 +190,7 @@ def take_check(
         "UPDATE checks SET status = ?, replay_lease_id = ? WHERE id = ?",
         (CheckStatus.DECIDING if deciding else CheckStatus.REPLAYING, lease_id, check["id"]),
     )
-    # a first replay runs a quarter of the cap, a decider all of it: a cap too small for an honest
-    # slice goes to a decider with 4x the first's, never against it
+    # a decider gets 4x the cap: a cap too small for an honest slice must not decide against it
     steps = policy.decider_steps(int(check["steps"])) if deciding else policy.first_steps(int(check["steps"]))
     if check["kind"] == CheckKind.RESULT:
         replay: dict[str, Any] = {"result": True, "steps": steps}
