@@ -83,8 +83,8 @@ TRUTH = "t"
 def disputes(draw):
     """A worker (honest or not), then replays in order: honest ones reach the truth or say they
     hit their cap (a decider, with 4x the cap, only when the worker made its state up); liars send
-    a made-up hash of their own (or the truth) and may claim a cap. Trusted replayers are honest (trust is earned by verified
-    slices); workers under watch may lie."""
+    a made-up hash of their own (or the truth) and may claim a cap. Trusted replayers are honest
+    (trust is earned by verified slices); workers under watch may lie."""
     honest_worker = draw(st.booleans())
     n = draw(st.integers(1, 1 + v.MAX_DECIDERS))
     replays, honest = [], {}
@@ -98,7 +98,7 @@ def disputes(draw):
         else:
             capped = draw(st.booleans())
             # liars do not collude: each one's made-up state is its own
-            reached = draw(st.sampled_from([TRUTH, f"lie{i}", "cap"]))
+            reached = draw(st.sampled_from([TRUTH, f"lie{i}", f"cap{i}"]))
         replays.append(v.Replay(client, reached, capped, trusted))
         honest[client] = is_honest
     target = TRUTH if honest_worker else draw(st.sampled_from(["x", "y", "m"]))

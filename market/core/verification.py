@@ -45,7 +45,6 @@ __all__ = [
     "Standing",
     "Verifier",
     "Check",
-    "Decision",
     "StateRecord",
     "Payment",
     "NO_VERIFIER",
@@ -213,7 +212,9 @@ class Verdict(StrEnum):
     CAPPED = "capped"  # it hit its step cap without reaching the target
 
 
-def can_verify(verifier: Verifier, check: Check, at: float | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> bool:
+def can_verify(
+    verifier: Verifier, check: Check, at: float | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+) -> bool:
     """Whether ``verifier`` may replay ``check``: an opted-in worker that is not suspect, on the
     interpreter the parent state names, of another owner than the worker's (and, for a dispute,
     than every verifier's so far). Neither the job's owner, whose own machine would vouch for its
@@ -361,7 +362,7 @@ def _confirmed(target: str, replays: Sequence[Replay]) -> str | None:
         if r.capped or not r.reached:
             continue
         holders.setdefault(r.reached, []).append((r, i > 0))
-    for i, r in enumerate(replays):  # in replay order: the earliest confirmation wins
+    for r in replays:  # in replay order: the earliest confirmation wins
         if r.capped or not r.reached:
             continue
         held = holders[r.reached]

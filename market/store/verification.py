@@ -148,9 +148,7 @@ def take_check(
         " ORDER BY c.created_at, c.id LIMIT 200",
     )
     deciders = _deciders(tx, [r["id"] for r in rows if r["status"] == CheckStatus.DISPUTED])
-    chosen = policy.pick_check(
-        verifier, [_as_policy(r, deciders.get(r["id"], [])) for r in rows], now, wait_seconds
-    )
+    chosen = policy.pick_check(verifier, [_as_policy(r, deciders.get(r["id"], [])) for r in rows], now, wait_seconds)
     if chosen is None:
         return None
     check = _check(tx, chosen.id, lock=True)
@@ -276,9 +274,7 @@ def record_replay(
     judgement = policy.judge(check["target_sha256"], check["worker_id"], replays)
     if judgement.status == CheckStatus.AGREED:
         _confirm(tx, check, now)
-        tx.execute(
-            "UPDATE checks SET status = ?, decided_at = ? WHERE id = ?", (CheckStatus.AGREED, now, check["id"])
-        )
+        tx.execute("UPDATE checks SET status = ?, decided_at = ? WHERE id = ?", (CheckStatus.AGREED, now, check["id"]))
     elif judgement.status == CheckStatus.DISPUTED:
         first = len(replays) == 1
         tx.execute(
@@ -423,7 +419,8 @@ def lose(tx, check: dict[str, Any], loser: int, now: float) -> None:
     for job_id in sorted(jobs):
         _take_back(tx, job_id, loser, now)
         made = tx.scalar(
-            "SELECT COUNT(*) FROM states WHERE job_id = ? AND client_id = ? AND verified = 0 AND status <> ? AND seq > 0",
+            "SELECT COUNT(*) FROM states WHERE job_id = ? AND client_id = ? AND verified = 0 AND status <> ?"
+            " AND seq > 0",
             (job_id, loser, DISCARDED),
         )
         if job_id == check["job_id"] and loser == check["worker_id"]:

@@ -6,7 +6,8 @@ The replay engine (``market.tasklet.replay_slice``) is built beside this work, s
 verifier replays with what exists: it runs the leased parent state forward with the job runtime's
 budget mode one back-edge count after another (``run_slice(budget=k)``, k = 1, 2, ...) until the
 payload hash equals the target — the same states a budget-mode replay passes — or it reaches its
-cap, and sends what it reached (saying so when it hit the cap). A lying verifier sends something else. Neither is ever given S'.
+cap, and sends what it reached (saying so when it hit the cap). A lying verifier sends something
+else. Neither is ever given S'.
 """
 
 from __future__ import annotations
