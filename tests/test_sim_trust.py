@@ -40,10 +40,10 @@ def _run(keep_books, trust):
     return result, compute_metrics(result)
 
 
-# t17-dispute: with disputes decided only by trusted deciders and a first replay of a quarter cap,
-# this 3 h market (seed 3) leaves 1 of 24 cheaters undecided at the end (0.958); across seeds 1-8
-# the detection rate was below 1.0 in 5 of 8 before the change too (DETECTION_HORIZON is shorter
-# than a first replay plus a decider at margin 16). Left for t17-cost (metrics/horizon).
+# t17-dispute: with disputes decided only by trusted deciders replaying to 4x the cap, this 3 h
+# market (seed 3) leaves 1 of 17 cheaters undecided at the end (0.941); across seeds 1-8 the
+# detection rate was below 1.0 in 5 of 8 before the change too (DETECTION_HORIZON is shorter than
+# a replay to the cap plus a decider's at margin 16). Left for t17-cost (metrics/horizon).
 _FRAGILE = pytest.mark.xfail(strict=True, reason="t17-dispute: see the comment above; measured, not hidden")
 
 
