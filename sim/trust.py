@@ -4,8 +4,8 @@ A ``[trust]`` table turns a run into this one: a share of the clients cheat, and
 about verification is ``market.core.verification``'s, the very policy the dispatcher runs:
 which slices are replayed (``why_verify``: every result, every slice of a worker under watch, a
 ``fraction`` of the others), by whom (``pick_check``: an opted-in client of another owner, disputes
-first), for how many back-edges (``max_steps``), what a disagreement decides (``decide``, a third
-owner's replay), where a job goes back to (``rollback_seq``), which payments are taken back
+first), for how many back-edges (``max_steps``), what a disagreement decides (``judge``: a trusted
+decider of another owner, with 4x the cap), where a job goes back to (``rollback_seq``), which payments are taken back
 (``reversals``, new ledger entries) and what a replay is paid (``replay_ms``).
 
 What is modelled, and how:
@@ -134,13 +134,14 @@ class State:
 class CheckRun:
     """A check and the truth behind it."""
 
-    __slots__ = ("check", "state", "work", "cap", "right", "first_reached", "verifier", "reason")
+    __slots__ = ("check", "state", "work", "cap", "right", "first_reached", "verifier", "reason", "replays")
 
     def __init__(self, check: v.Check, state: State, work: int, cap: int, right: bool, reason: str) -> None:
         self.check, self.state, self.work, self.cap, self.right = check, state, work, cap, right
         self.reason = reason
         self.first_reached = ""
         self.verifier: int | None = None
+        self.replays: list[v.Replay] = []  # every replay so far, first verifier's first
 
 
 class TrustSimulation(Simulation):
@@ -264,8 +265,9 @@ class TrustSimulation(Simulation):
             c = run.check
             if c.status == v.CheckStatus.WAITING and v.waited_too_long(c.created_at, now, wait):
                 self._unverifiable(run)
-        me = v.Verifier(worker.client.id, self.owner_of[worker.client.id], INTERPRETER, worker.suspect)
-        check = v.pick_check(me, (run.check for run in self.open_checks.values()))
+        trusted = not v.under_watch(worker.verified, self.t.settings.watch_slices)
+        me = v.Verifier(worker.client.id, self.owner_of[worker.client.id], INTERPRETER, worker.suspect, trusted)
+        check = v.pick_check(me, (run.check for run in self.open_checks.values()), now, wait)
         return None if check is None else self.open_checks[check.id]
 
     def _replay(self, worker: Worker, run: CheckRun) -> None:
@@ -273,12 +275,16 @@ class TrustSimulation(Simulation):
         status = v.CheckStatus.REPLAYING if run.check.status == v.CheckStatus.WAITING else v.CheckStatus.DECIDING
         run.check = run.check._replace(status=status)
         lies = worker.cheater and self.t.liars
+        capped = False
         if lies:
             seconds, reached = _LIAR_SECONDS, f"lie:{client.id}:{run.check.id}"
         else:
-            steps = run.work if run.right else run.cap
+            # a decider replays with DECIDER_CAP_FACTOR x the cap
+            cap = v.decider_steps(run.cap) if status == v.CheckStatus.DECIDING else v.first_steps(run.cap)
+            capped = not run.right or run.work > cap
+            steps = cap if capped else run.work
             seconds = steps * self.t.replay_slowdown / client.speed
-            reached = self._target(run) if run.right else f"cap:{run.check.id}"
+            reached = f"cap:{run.check.id}:{cap}" if capped else self._target(run)
             self.f["compute_seconds"] += seconds
             self.f["replay_compute"] += seconds
             part = "made_up" if not run.right else run.reason
@@ -293,14 +299,16 @@ class TrustSimulation(Simulation):
         self.f["replays"] += 1
         self.f["replay_seconds"] += seconds
         client.busy, client.slice_start = True, self.clock.seconds()
-        client.slice_call = self.clock.callLater(seconds, self._replayed, worker, run, reached, seconds)
+        trusted = not v.under_watch(worker.verified, self.t.settings.watch_slices)
+        replay = v.Replay(client.id, reached, capped, trusted)
+        client.slice_call = self.clock.callLater(seconds, self._replayed, worker, run, replay, seconds)
 
     @staticmethod
     def _target(run: CheckRun) -> str:
         # what the worker checked in: the true state's hash when it did the work
         return f"true:{run.check.id}" if run.right else f"made-up:{run.check.id}"
 
-    def _replayed(self, worker: Worker, run: CheckRun, reached: str, seconds: float) -> None:
+    def _replayed(self, worker: Worker, run: CheckRun, replay: v.Replay, seconds: float) -> None:
         client = worker.client
         client.busy, client.slice_call = False, None
         self._pay_replay(worker, run, seconds)
@@ -308,28 +316,36 @@ class TrustSimulation(Simulation):
             self._ask(client)
             return
         c = run.check
-        target = self._target(run)
-        if c.status == v.CheckStatus.REPLAYING:
-            if v.compare(target, reached):
-                self._agreed(run, v.CheckStatus.AGREED)
-            else:
+        run.replays.append(replay)
+        judgement = v.judge(self._target(run), c.worker, run.replays)
+        if judgement.status == v.CheckStatus.AGREED:
+            self._agreed(run, v.CheckStatus.AGREED)
+        elif judgement.status == v.CheckStatus.DISPUTED:
+            if len(run.replays) == 1:
                 self.f["disputes"] += 1
-                run.first_reached, run.verifier = reached, client.id
+                run.first_reached, run.verifier = replay.reached, client.id
                 run.check = c._replace(
                     status=v.CheckStatus.DISPUTED,
                     first_verifier=client.id,
                     first_verifier_owner=self.owner_of[client.id],
+                    disputed_at=self.clock.seconds(),
                 )
-        elif c.status == v.CheckStatus.DECIDING:
-            assert run.verifier is not None
-            decision = v.decide(target, run.first_reached, reached, c.worker, run.verifier)
-            if decision.worker_right:
+            else:  # the decider confirmed nobody: another one
+                run.check = c._replace(
+                    status=v.CheckStatus.DISPUTED,
+                    deciders=(*c.deciders, (client.id, self.owner_of[client.id])),
+                    disputed_at=self.clock.seconds(),
+                )
+        elif judgement.status == v.CheckStatus.UNVERIFIABLE:
+            self._unverifiable(run)  # undecided: nobody loses, nothing verified
+        else:
+            if judgement.worker_right:
                 self._agreed(run, v.CheckStatus.DECIDED)
             else:
                 del self.open_checks[c.id]
                 if c.kind == v.CheckKind.RESULT:
                     self._result_final(run, verified=False)
-            for loser in decision.losers:
+            for loser in judgement.losers:
                 self._lost(loser, c.job_id)
         self._ask(client)
 

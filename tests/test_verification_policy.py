@@ -76,15 +76,134 @@ def test_disputes_come_first_then_results_then_the_oldest():
     assert v.pick_check(v.Verifier(10, 110, "cpython-3.11"), [old, result]) is None
 
 
-@given(st.sampled_from("abc"), st.sampled_from("abc"), st.sampled_from("abc"))
-def test_the_third_replay_decides_and_the_honest_never_lose(target, first, third):
-    if target == first:
-        return  # no dispute
-    d = v.decide(target, first, third, worker=1, first_verifier=2)
-    assert d.worker_right == (third == target)
-    assert (1 in d.losers) == (third != target)
-    assert (2 in d.losers) == (third != first)
-    assert d.losers  # someone disagreed with the third: a dispute always has a loser
+TRUTH = "t"
+
+
+@st.composite
+def disputes(draw):
+    """A worker (honest or not), then replays in order: honest ones reach the truth or say they
+    hit their cap (a decider, with 4x the cap, only when the worker made its state up); liars send
+    a made-up hash of their own (or the truth) and may claim a cap. Trusted replayers are honest
+    (trust is earned by verified slices); workers under watch may lie."""
+    honest_worker = draw(st.booleans())
+    n = draw(st.integers(1, 1 + v.MAX_DECIDERS))
+    replays, honest = [], {}
+    for i in range(n):
+        client = 20 + i
+        is_honest = draw(st.booleans())
+        trusted = is_honest and draw(st.booleans())
+        if is_honest:
+            capped = (not honest_worker) if i > 0 else (draw(st.booleans()) or not honest_worker)
+            reached = "cap" if capped else TRUTH
+        else:
+            capped = draw(st.booleans())
+            # liars do not collude: each one's made-up state is its own
+            reached = draw(st.sampled_from([TRUTH, f"lie{i}", f"cap{i}"]))
+        replays.append(v.Replay(client, reached, capped, trusted))
+        honest[client] = is_honest
+    target = TRUTH if honest_worker else draw(st.sampled_from(["x", "y", "m"]))
+    return target, honest_worker, replays, honest
+
+
+@given(disputes())
+def test_no_honest_party_ever_loses_whatever_liars_under_watch_say(case):
+    target, honest_worker, replays, honest = case
+    for k in range(1, len(replays) + 1):
+        j = v.judge(target, 10, replays[:k])
+        if honest_worker:
+            assert 10 not in j.losers
+        assert not [c for c in j.losers if honest.get(c)]
+        if j.status != v.CheckStatus.DISPUTED:
+            break
+
+
+@given(disputes())
+def test_a_made_up_state_is_never_verified_while_deciders_are_trusted_or_honest(case):
+    target, honest_worker, replays, honest = case
+    if honest_worker:
+        return
+    for k in range(1, len(replays) + 1):
+        j = v.judge(target, 10, replays[:k])
+        if all(honest[r.client] for r in replays[1:k]) and k > 1:
+            assert not j.worker_right
+        if j.status != v.CheckStatus.DISPUTED:
+            break
+
+
+def test_the_first_replay_alone_never_makes_a_loser():
+    for capped in (False, True):
+        j = v.judge("t", 10, [v.Replay(20, "x", capped, trusted=True)])
+        assert j.status == v.CheckStatus.DISPUTED and j.losers == ()
+
+
+def test_a_trusted_decider_that_reaches_the_target_makes_the_lying_first_verifier_lose():
+    j = v.judge("t", 10, [v.Replay(20, "x", trusted=False), v.Replay(30, "t", trusted=True)])
+    assert j.status == v.CheckStatus.DECIDED and j.worker_right and j.losers == (20,)
+
+
+def test_a_trusted_decider_that_agrees_with_the_first_verifier_makes_the_worker_lose():
+    j = v.judge("t", 10, [v.Replay(20, "x", trusted=False), v.Replay(30, "x", trusted=True)])
+    assert j.status == v.CheckStatus.DECIDED and not j.worker_right and j.losers == (10,)
+
+
+def test_a_decider_that_agrees_with_neither_sends_the_dispute_to_another_decider():
+    replays = [v.Replay(20, "x", trusted=False), v.Replay(30, "y", trusted=True)]
+    assert v.judge("t", 10, replays).status == v.CheckStatus.DISPUTED
+    # the next decider confirms the worker: the first verifier and the first decider both lose
+    j = v.judge("t", 10, [*replays, v.Replay(40, "t", trusted=True)])
+    assert j.worker_right and set(j.losers) == {20, 30}
+
+
+def test_a_dispute_nobody_confirms_is_given_up_after_max_deciders_and_nobody_loses():
+    replays = [v.Replay(20 + i, f"h{i}", trusted=True) for i in range(1 + v.MAX_DECIDERS)]
+    j = v.judge("t", 10, replays)
+    assert j.status == v.CheckStatus.UNVERIFIABLE and j.losers == () and not j.worker_right
+
+
+def test_an_under_watch_decider_alone_convicts_nobody_while_a_trusted_one_is_in_the_dispute():
+    # a lying first verifier under watch and a lying decider under watch agree on nothing
+    j = v.judge("t", 10, [v.Replay(20, "x", trusted=False), v.Replay(30, "y", trusted=False)])
+    assert j.status == v.CheckStatus.DISPUTED and j.losers == ()
+    # an under-watch capped decider does not convict the worker after a first replay that reached
+    # a state (only a trusted decider's cap, or a second cap, does)
+    j = v.judge("t", 10, [v.Replay(20, "x", trusted=False), v.Replay(30, "cap", capped=True, trusted=False)])
+    assert j.status == v.CheckStatus.DISPUTED and j.losers == ()
+
+
+def test_a_cap_hit_is_no_disagreement_a_decider_with_a_larger_cap_reaching_the_target_clears_all():
+    j = v.judge("t", 10, [v.Replay(20, "c", capped=True, trusted=False), v.Replay(30, "t", trusted=True)])
+    assert j.status == v.CheckStatus.DECIDED and j.worker_right and j.losers == ()
+
+
+def test_when_the_decider_also_hits_its_larger_cap_the_worker_loses_and_the_capped_verifier_never():
+    j = v.judge("t", 10, [v.Replay(20, "c", capped=True, trusted=False), v.Replay(30, "c4", capped=True)])
+    assert j.status == v.CheckStatus.DECIDED and not j.worker_right and j.losers == (10,)
+    # two caps claimed under watch convict nobody: claiming a cap costs a liar nothing
+    j = v.judge("t", 10, [v.Replay(20, "c", capped=True, trusted=False), v.Replay(30, "c4", True, False)])
+    assert j.status == v.CheckStatus.DISPUTED and j.losers == ()
+
+
+def test_a_decider_replays_with_four_times_a_first_replays_cap():
+    assert v.first_steps(1000) == 1000
+    assert v.decider_steps(1000) == 4000 == v.first_steps(1000) * v.DECIDER_CAP_FACTOR
+    assert v.decider_steps(v.MAX_STEPS) == v.MAX_STEPS
+
+
+def test_a_dispute_waits_for_a_trusted_decider_then_bootstraps_with_one_under_watch():
+    c = check(status="disputed", first_verifier=20, first_verifier_owner=120, disputed_at=100.0)
+    watched = v.Verifier(30, 130, "cpython-3.11", trusted=False)
+    assert v.can_verify(v.Verifier(30, 130, "cpython-3.11", trusted=True), c, at=101.0, wait_seconds=60)
+    assert not v.can_verify(watched, c, at=101.0, wait_seconds=60)
+    assert v.can_verify(watched, c, at=160.0, wait_seconds=60)  # no trusted worker took it: a new market
+    # a worker under watch still makes first replays (a new market must bootstrap)
+    assert v.can_verify(watched, check(), at=0.0)
+
+
+def test_an_earlier_decider_and_its_owner_never_decide_the_same_dispute_again():
+    c = check(status="disputed", first_verifier=20, first_verifier_owner=120, deciders=((30, 130),))
+    assert not v.can_verify(v.Verifier(30, 130, "cpython-3.11"), c)
+    assert not v.can_verify(v.Verifier(31, 130, "cpython-3.11"), c)
+    assert v.can_verify(v.Verifier(40, 140, "cpython-3.11"), c)
 
 
 def test_the_job_goes_back_to_before_the_losers_first_unverified_state():

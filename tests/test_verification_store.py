@@ -144,3 +144,128 @@ def test_a_check_nobody_takes_is_given_up_after_the_wait_and_a_late_replay_is_un
     assert db.transact(vsql.expire, T0 + 100, 60.0, policy.NO_VERIFIER) == [w["check"]]
     assert status_of(db, w["check"]) == "unverifiable"
     assert db.transact(sql.audit)["balanced"]
+
+
+def trust(db, client_id: int) -> None:
+    """Give a client the verified slices that take it out of watch."""
+    db.transact(
+        lambda tx: tx.execute(
+            "UPDATE clients SET verified_slices = ? WHERE id = ?", (policy.DEFAULT_WATCH_SLICES, client_id)
+        )
+    )
+
+
+def fourth(db, w) -> tuple[int, policy.Verifier]:
+    owner = md.account(db, "d-host", grant=0)[0]
+    client = md.client(db, owner, "d-box", 10.0)[0]
+    return client, policy.Verifier(client, owner, envelope.INTERPRETER)
+
+
+def test_a_dispute_waits_for_a_trusted_decider_and_goes_to_one_under_watch_only_after_verify_wait(db):
+    w = world(db)
+    first = take(db, w, "b", T0 + 3)
+    db.transact(vsql.record_replay, first["stateid"], w["b"], hashlib.sha256(b"x").hexdigest(), T0 + 4)
+    watched = verifier(w, "c")._replace(trusted=False)
+    assert db.transact(vsql.take_check, watched, T0 + 5, GRACE, 1.0, 60.0) is None
+    assert status_of(db, w["check"]) == "disputed"
+    late = db.transact(vsql.take_check, watched, T0 + 4 + 60.0, GRACE, 1.0, 60.0)
+    assert late is not None and late["replay"]["steps"] == 4000  # a decider: 4x the cap
+
+
+def test_a_cap_hit_is_no_disagreement_and_the_capped_verifier_keeps_its_pay(db):
+    w = world(db)
+    first = take(db, w, "b", T0 + 3)
+    cap_state = hashlib.sha256(b"where the cap stopped").hexdigest()
+    answer = db.transact(vsql.record_replay, first["stateid"], w["b"], cap_state, T0 + 4, True)
+    assert answer["verified"] is False and status_of(db, w["check"]) == "disputed"
+    trust(db, w["c"])
+    decider = take(db, w, "c", T0 + 5)
+    assert decider["replay"]["steps"] == 4000  # 4x the first replay's cap
+    assert db.transact(vsql.record_replay, decider["stateid"], w["c"], w["target"], T0 + 6)["verified"] is True
+    assert status_of(db, w["check"]) == "decided"
+    for who in ("worker", "b", "c"):
+        assert not db.transact(csql.client_by_id, w[who])["suspect"]
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'reversal'")) == 0
+    assert db.transact(lambda tx: tx.scalar("SELECT verified FROM states WHERE job_id = ? AND seq = 1", (w["job"],)))
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_trusted_decider_that_also_hits_its_larger_cap_makes_only_the_worker_lose(db):
+    w = world(db)
+    first = take(db, w, "b", T0 + 3)
+    db.transact(vsql.record_replay, first["stateid"], w["b"], hashlib.sha256(b"cap1").hexdigest(), T0 + 4, True)
+    trust(db, w["c"])
+    decider = take(db, w, "c", T0 + 5)
+    db.transact(vsql.record_replay, decider["stateid"], w["c"], hashlib.sha256(b"cap4").hexdigest(), T0 + 6, True)
+    assert status_of(db, w["check"]) == "decided"
+    assert db.transact(csql.client_by_id, w["worker"])["suspect"]
+    assert not db.transact(csql.client_by_id, w["b"])["suspect"]
+    assert not db.transact(csql.client_by_id, w["c"])["suspect"]
+    assert db.transact(jsql.job_row, w["job"])["seq"] == 0
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_decider_that_confirms_nobody_sends_the_dispute_to_another_and_both_liars_lose(db):
+    w = world(db)
+    first = take(db, w, "b", T0 + 3)
+    db.transact(vsql.record_replay, first["stateid"], w["b"], hashlib.sha256(b"lie b").hexdigest(), T0 + 4)
+    trust(db, w["c"])
+    second = take(db, w, "c", T0 + 5)
+    db.transact(vsql.record_replay, second["stateid"], w["c"], hashlib.sha256(b"lie c").hexdigest(), T0 + 6)
+    assert status_of(db, w["check"]) == "disputed"  # nobody lost on one decider's word
+    assert not any(db.transact(csql.client_by_id, w[who])["suspect"] for who in ("worker", "b", "c"))
+    assert take(db, w, "c", T0 + 7) is None  # an earlier decider never decides it again
+    d, dv = fourth(db, w)
+    trust(db, d)
+    third = db.transact(vsql.take_check, dv, T0 + 7, GRACE, 1.0)
+    assert db.transact(vsql.record_replay, third["stateid"], d, w["target"], T0 + 8)["verified"] is True
+    assert status_of(db, w["check"]) == "decided"
+    assert not db.transact(csql.client_by_id, w["worker"])["suspect"]
+    assert db.transact(csql.client_by_id, w["b"])["suspect"] and db.transact(csql.client_by_id, w["c"])["suspect"]
+    # the two liars' replay payments are taken back; the honest decider's stays
+    entries = db.transact(lambda tx: tx.all("SELECT debit_account FROM ledger WHERE kind = 'reversal'"))
+    assert sorted(e["debit_account"] for e in entries) == sorted([w["owners"][1], w["owners"][2]])
+    assert db.transact(sql.audit)["balanced"]
+
+
+def slice_of(db, job, client, at, finish=False):
+    """One slice of ``job`` by ``client`` checked in 2 s after ``at`` (or its result)."""
+    lease = db.transact(jsql.checkout, job, client, SLICE, GRACE, at)
+    if finish:
+        return db.transact(jsql.finish, lease["stateid"], client, b"forged", "finished", None, at + 2)
+    return db.transact(jsql.checkin, lease["stateid"], client, md.next_state(lease["state"]), at + 2)
+
+
+def test_a_caught_worker_is_undone_on_every_job_it_made_unverified_states_in(db):
+    w = world(db)
+    other = md.job(db, w["member"], PRICE, "other", submitted_at=T0)  # one unverified slice by the cheater
+    assert slice_of(db, other, w["worker"], T0 + 10)["status"] == "accepted"
+    assert db.transact(jsql.job_row, other)["slices"] == 1
+    reopened = md.job(db, w["member"], PRICE, "reopened", submitted_at=T0)  # a result on its slice
+    slice_of(db, reopened, w["worker"], T0 + 20)
+    slice_of(db, reopened, w["c"], T0 + 30, finish=True)
+    assert db.transact(jsql.job_row, reopened)["outcome"] == "finished"
+    kept = md.job(db, w["member"], PRICE, "kept", submitted_at=T0)  # its result is verified: it stands
+    slice_of(db, kept, w["worker"], T0 + 40)
+    slice_of(db, kept, w["c"], T0 + 50, finish=True)
+    db.transact(lambda tx: tx.execute("UPDATE jobs SET verification = 'verified' WHERE id = ?", (kept,)))
+    host_before = db.transact(sql.balance, w["owners"][0])
+
+    first = take(db, w, "b", T0 + 60)
+    db.transact(vsql.record_replay, first["stateid"], w["b"], hashlib.sha256(b"honest").hexdigest(), T0 + 61)
+    trust(db, w["c"])
+    decider = take(db, w, "c", T0 + 62)
+    db.transact(vsql.record_replay, decider["stateid"], w["c"], hashlib.sha256(b"honest").hexdigest(), T0 + 63)
+    assert db.transact(csql.client_by_id, w["worker"])["suspect"]
+
+    for job in (w["job"], other, reopened):
+        row = db.transact(jsql.job_row, job)
+        assert (row["status"], row["seq"], row["slices"], row["executed_ms"]) == ("ready", 0, 0, 0), job
+        assert row["outcome"] is None and row["result"] is None
+    assert db.transact(jsql.job_row, kept)["outcome"] == "finished"  # a verified result stands
+    # every unverified slice of the cheater is taken back by a new ledger entry, on all four jobs
+    # (the kept job's slice too: a replay from its last state does not vouch for earlier states)
+    entries = db.transact(lambda tx: tx.all("SELECT memo, amount FROM ledger WHERE kind = 'reversal'"))
+    assert len(entries) == 4 and all(e["amount"] == 2 * PRICE for e in entries)
+    assert db.transact(sql.balance, w["owners"][0]) == host_before - 4 * 2 * PRICE
+    assert db.transact(sql.audit)["balanced"]

@@ -108,3 +108,15 @@ def test_the_workers_own_limits_are_its_options():
     assert (caps.memory_mb, caps.seconds, caps.disk_mb, caps.output_bytes) == (300, 5.0, 40, 48 << 20)
     with pytest.raises(usage.UsageError, match="--disk: disk_mb must be at least 1"):
         Options().parseOptions(["--client", "1", "--token", "t", "--disk", "0"])
+
+
+def test_a_replay_that_hit_its_cap_says_so_in_the_state_info_and_a_match_or_a_slice_does_not():
+    service, _ = worker([DONE, DONE, DONE])
+    capped = SliceReport("ok", envelope=b"env", stats={"replay": True, "matched": False, "steps": 250})
+    service.report(7, capped, local_deadline=60.0)
+    matched = SliceReport("ok", envelope=b"env", stats={"replay": True, "matched": True, "steps": 90})
+    service.report(8, matched, local_deadline=60.0)
+    service.report(9, SliceReport("ok", envelope=b"env", progress=0.5), local_deadline=60.0)
+    infos = [c[3] for c in service.rpc.calls]
+    assert infos[0]["replay"] == "capped"
+    assert "replay" not in infos[1] and "replay" not in infos[2]

@@ -16,7 +16,8 @@ makes a worker.
 A check's life::
 
   waiting (no verifier has taken it) -> replaying (a replay lease is out) -> agreed | disputed
-  disputed -> deciding (a third worker replays) -> decided
+  disputed -> deciding (a trusted decider replays, with DECIDER_CAP_FACTOR x the cap) -> decided
+  deciding -> disputed (the decider confirmed nobody: another decider, up to MAX_DECIDERS)
   waiting -> unverifiable (no independent worker asked within ``wait_seconds``)
   replaying -> waiting (the replay lease expired or was refused)
 """
@@ -44,7 +45,6 @@ __all__ = [
     "Standing",
     "Verifier",
     "Check",
-    "Decision",
     "StateRecord",
     "Payment",
     "NO_VERIFIER",
@@ -56,7 +56,14 @@ __all__ = [
     "can_verify",
     "pick_check",
     "compare",
-    "decide",
+    "Verdict",
+    "Replay",
+    "Judgement",
+    "DECIDER_CAP_FACTOR",
+    "MAX_DECIDERS",
+    "first_steps",
+    "decider_steps",
+    "judge",
     "rollback_seq",
     "reversals",
     "reversal_memo",
@@ -173,12 +180,14 @@ def replay_seconds(checked_ms: int, min_seconds: float) -> float:
 
 
 class Verifier(NamedTuple):
-    """A worker asking for work that has opted in to verify."""
+    """A worker asking for work that has opted in to verify. ``trusted``: it is not under watch
+    (only a trusted worker decides a dispute, unless none took it within ``wait_seconds``)."""
 
     client: int
     owner: int
     interpreter: str
     suspect: bool = False
+    trusted: bool = True
 
 
 class Check(NamedTuple):
@@ -195,30 +204,55 @@ class Check(NamedTuple):
     created_at: float
     first_verifier: int | None = None  # the client whose replay disagreed, for a third
     first_verifier_owner: int | None = None
+    #: every (client, owner) that has replayed it beyond the first verifier (earlier deciders)
+    deciders: tuple[tuple[int, int], ...] = ()
+    disputed_at: float | None = None  # when it became (or went back to) disputed
 
 
-def can_verify(verifier: Verifier, check: Check) -> bool:
+class Verdict(StrEnum):
+    """What a replay reports beside the state it reached (``state``'s ``info {replay: ...}``)."""
+
+    REACHED = "reached"  # it stopped at a state (the match, or where the job finished)
+    CAPPED = "capped"  # it hit its step cap without reaching the target
+
+
+def can_verify(
+    verifier: Verifier, check: Check, at: float | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+) -> bool:
     """Whether ``verifier`` may replay ``check``: an opted-in worker that is not suspect, on the
     interpreter the parent state names, of another owner than the worker's (and, for a dispute,
-    than the first verifier's). Neither the job's owner, whose own machine would vouch for its
-    own job, nor any worker already in the check may verify it."""
+    than every verifier's so far). Neither the job's owner, whose own machine would vouch for its
+    own job, nor any worker already in the check may verify it.
+
+    A dispute is decided by a *trusted* worker (not under watch); a worker under watch may take
+    one only when no trusted worker took it within ``wait_seconds`` of its dispute (a new market,
+    where everyone is under watch, must still decide) — ``at`` is the time of asking."""
     if verifier.suspect or verifier.interpreter != check.interpreter:
         return False
-    if verifier.client in (check.worker, check.first_verifier):
+    clients = {check.worker, check.first_verifier} | {c for c, _ in check.deciders}
+    owners = {check.worker_owner, check.first_verifier_owner, check.job_owner} | {o for _, o in check.deciders}
+    if verifier.client in clients or verifier.owner in owners:
         return False
-    if verifier.owner in (check.worker_owner, check.first_verifier_owner, check.job_owner):
+    if check.status == CheckStatus.WAITING:
+        return True
+    if check.status != CheckStatus.DISPUTED:
         return False
-    return check.status in (CheckStatus.WAITING, CheckStatus.DISPUTED)
+    if verifier.trusted:
+        return True
+    since = check.disputed_at if check.disputed_at is not None else check.created_at
+    return at is not None and waited_too_long(since, at, wait_seconds)
 
 
-def pick_check(verifier: Verifier, checks: Iterable[Check]) -> Check | None:
+def pick_check(
+    verifier: Verifier, checks: Iterable[Check], at: float | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+) -> Check | None:
     """The check ``verifier`` should replay: disputes first (a job waits on them), then results,
     then the oldest; None when it may verify none of them."""
     order = {CheckStatus.DISPUTED: 0}
     best: Check | None = None
     best_key: tuple[int, int, float, int] | None = None
     for c in checks:
-        if not can_verify(verifier, c):
+        if not can_verify(verifier, c, at, wait_seconds):
             continue
         key = (order.get(CheckStatus(c.status), 1), 0 if c.kind == CheckKind.RESULT else 1, c.created_at, c.id)
         if best_key is None or key < best_key:
@@ -233,26 +267,114 @@ def compare(target_sha256: str, reached_sha256: str) -> bool:
     return bool(target_sha256) and target_sha256 == reached_sha256
 
 
-class Decision(NamedTuple):
-    """What a third replay decides in a dispute: who lost (clients), and whether the worker's
-    slice or result stands."""
+#: a first replay runs with the check's step cap, a decider with this many times it: a cap too
+#: small for an honest slice (a slow probe, a loop heavier than probe steps) sends the slice to a
+#: decider that still reaches it instead of making honest parties disagree. (A first replay of a
+#: quarter cap was tried: 1.25 caps to convict instead of 5, but real workers' honest slices went
+#: unmatched at that cap, and with two owners no decider exists — tests/trust/test_verification.py.)
+DECIDER_CAP_FACTOR = 4
+#: deciders a dispute may take before it is given up undecided (nobody loses, nothing verified)
+MAX_DECIDERS = 3
 
+
+def first_steps(steps: int) -> int:
+    """A first replay's step cap: the check's cap (``max_steps``)."""
+    return max(1, int(steps))
+
+
+def decider_steps(steps: int) -> int:
+    """A decider's step cap: ``DECIDER_CAP_FACTOR`` x the check's, within ``MAX_STEPS``."""
+    return max(1, min(MAX_STEPS, int(steps) * DECIDER_CAP_FACTOR))
+
+
+class Replay(NamedTuple):
+    """One replay of a check, as the judgement sees it: who ran it, the hash of what it reached
+    (computed by the market), whether it said it hit its cap, and whether it was trusted (not
+    under watch) when it replayed."""
+
+    client: int
+    reached: str
+    capped: bool = False
+    trusted: bool = True
+
+
+class Judgement(NamedTuple):
+    """Where a check stands after its latest replay. ``status``: agreed, disputed (another
+    decider is needed), decided or unverifiable (undecided after ``MAX_DECIDERS``).
+    ``worker_right``: the slice or result stands; ``losers``: clients that lost (become
+    suspect); ``note``: why, in plain words."""
+
+    status: CheckStatus
     worker_right: bool
     losers: tuple[int, ...]
+    note: str = ""
 
 
-def decide(target_sha256: str, first_sha256: str, third_sha256: str, worker: int, first_verifier: int) -> Decision:
-    """A dispute (the first verifier reached ``first_sha256``, not the worker's target) decided by
-    a third worker of a third owner. Replay is deterministic, so the honest parties agree: the
-    worker loses unless the third reached its target; the first verifier loses unless the third
-    reached what it reached. When all three differ both lose (neither was confirmed)."""
-    worker_right = compare(target_sha256, third_sha256)
-    losers = []
-    if not worker_right:
-        losers.append(worker)
-    if not compare(first_sha256, third_sha256):
-        losers.append(first_verifier)
-    return Decision(worker_right, tuple(losers))
+def judge(target_sha256: str, worker: int, replays: Sequence[Replay], max_deciders: int = MAX_DECIDERS) -> Judgement:
+    """Judge a check from its replays so far (the first verifier's, then the deciders', in order).
+
+    Replay is deterministic, so honest parties reach equal hashes. A hash is *confirmed* when two
+    parties hold it (the worker holds its target) and at least one of them is a trusted replay —
+    or, when no decider so far is trusted (a market still bootstrapping), a decider under watch
+    together with another party. Nobody loses on the word of a worker under watch alone.
+
+    - The first replay agrees with the target: agreed.
+    - A confirmed hash decides: the worker is right exactly when it is its target; every replay
+      that reached another hash loses; so does the worker when it is not its target.
+    - A replay that hit its cap (``capped``) holds no hash: it is no evidence of another state, and
+      it never loses. Deciders replay with ``DECIDER_CAP_FACTOR`` x the cap; a trusted decider
+      that also hits that larger cap makes the worker lose: its state is not reachable within 4x
+      the cap its measured speed allows. (A cap claimed by a worker under watch convicts nobody:
+      it is the cheapest lie there is.)
+    - Nothing confirmed: another decider (disputed), until ``max_deciders`` deciders have
+      replayed; then the check is given up (unverifiable): nobody loses, nothing is verified.
+    """
+    if not replays:
+        return Judgement(CheckStatus.WAITING, False, ())
+    first = replays[0]
+    if not first.capped and compare(target_sha256, first.reached):
+        return Judgement(CheckStatus.AGREED, True, ())
+    deciders = replays[1:]
+    if not deciders:
+        why = "the first replay hit its step cap" if first.capped else "the first replay reached another state"
+        return Judgement(CheckStatus.DISPUTED, False, (), why)
+    confirmed = _confirmed(target_sha256, replays)
+    if confirmed is not None:
+        right = compare(target_sha256, confirmed)
+        losers = [] if right else [worker]
+        losers += [r.client for r in replays if not r.capped and r.reached != confirmed and r.client not in losers]
+        note = "the worker was right" if right else "the worker was wrong"
+        return Judgement(CheckStatus.DECIDED, right, tuple(losers), note)
+    for d in deciders:
+        if d.capped and d.trusted:  # a cap is the cheapest claim: only a trusted one convicts
+            # a replay that stopped elsewhere without its cap (the job finished first) is no liar
+            return Judgement(CheckStatus.DECIDED, False, (worker,), "the worker was wrong: a decider hit 4x the cap")
+    if len(deciders) >= max_deciders:
+        return Judgement(CheckStatus.UNVERIFIABLE, False, (), f"undecided: {len(deciders)} deciders confirmed no state")
+    return Judgement(CheckStatus.DISPUTED, False, (), "the decider confirmed no state: another decider")
+
+
+def _confirmed(target: str, replays: Sequence[Replay]) -> str | None:
+    """The hash two parties hold with a trusted replay among them (or, when no decider is
+    trusted, a decider among them), or None. The worker holds ``target``."""
+    deciders = replays[1:]
+    bootstrap = not any(d.trusted for d in deciders)
+    holders: dict[str, list[tuple[Replay | None, bool]]] = {}
+    if target:
+        holders.setdefault(target, []).append((None, False))  # the worker: not a replay
+    for i, r in enumerate(replays):
+        if r.capped or not r.reached:
+            continue
+        holders.setdefault(r.reached, []).append((r, i > 0))
+    for r in replays:  # in replay order: the earliest confirmation wins
+        if r.capped or not r.reached:
+            continue
+        held = holders[r.reached]
+        if len(held) < 2:
+            continue
+        if any(x is not None and x.trusted for x, _ in held) or (bootstrap and any(dec for _, dec in held)):
+            return r.reached
+    return None
 
 
 class StateRecord(NamedTuple):

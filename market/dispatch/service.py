@@ -170,9 +170,16 @@ class Dispatcher(service.Service):
             dispatch = yield self._probe(client_id, None if last is None else float(last["speed"]), granted, now)
             return dispatch
         if verify_on:
-            verifier = policy.Verifier(client_id, client["account_id"], verify_on, bool(client["suspect"]))
+            # only a trusted worker (not under watch) decides a dispute, unless none came within verify-wait
+            trusted = not policy.under_watch(int(client.get("verified_slices") or 0), self.settings.watch_slices)
+            verifier = policy.Verifier(client_id, client["account_id"], verify_on, bool(client["suspect"]), trusted)
             replay = yield self.db.run(
-                sql_verify.take_check, verifier, now, self.settings.grace, self.settings.min_slice
+                sql_verify.take_check,
+                verifier,
+                now,
+                self.settings.grace,
+                self.settings.min_slice,
+                self.settings.verify_wait,
             )
             if replay is not None:
                 self._replays.add(replay["stateid"])
@@ -248,15 +255,18 @@ class Dispatcher(service.Service):
         state: bytes,
         slice_status: str = SliceStatus.OK,
         progress: float | None = None,
+        capped: bool = False,
     ):
         """The paper's ``state``, group-committed with the check-ins that arrive meanwhile.
 
         The state's header is read and its payload hashed (``sql_jobs.state_facts_and_origin``)
         before it is queued, outside any transaction: the transaction only compares them with the
-        lease, and opens the slice's replay check if it is due (``sql_jobs.SliceCheck``)."""
+        lease, and opens the slice's replay check if it is due (``sql_jobs.SliceCheck``).
+        ``capped``: on a replay lease, the verifier says its replay hit its step cap without
+        reaching the target (``info {replay: 'capped'}``) — no evidence of another state."""
         at = self.clock.seconds()  # it arrived now: hashing it is the market's time, not the worker's
         if stateid in self._replays:
-            return self._hashed(_reached_payload, state).addCallback(self._replayed, client_id, stateid)
+            return self._hashed(_reached_payload, state).addCallback(self._replayed, client_id, stateid, capped)
         facts = self._hashed(sql_jobs.state_facts_and_origin, state)
 
         def submit(read):
@@ -285,7 +295,7 @@ class Dispatcher(service.Service):
 
         return threads.deferToThread(fn, data)
 
-    def _replayed(self, reached: str, client_id: int, stateid: int):
+    def _replayed(self, reached: str, client_id: int, stateid: int, capped: bool = False):
         """Compare a verifier's answer with its check's target, in one short transaction."""
 
         def done(answer):
@@ -295,9 +305,15 @@ class Dispatcher(service.Service):
             self._clients.clear()
             return answer
 
-        return self.db.run(sql_verify.record_replay, stateid, client_id, reached, self.clock.seconds()).addCallback(
-            done
-        )
+        return self.db.run(
+            sql_verify.record_replay,
+            stateid,
+            client_id,
+            reached,
+            self.clock.seconds(),
+            capped,
+            self.settings.watch_slices,
+        ).addCallback(done)
 
     def _slice_check(self, client_id: int, interpreter: str, mark: str) -> sql_jobs.SliceCheck | None:
         """What the check-in's transaction needs to decide whether to replay the slice

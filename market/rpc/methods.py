@@ -482,7 +482,7 @@ class MarketRPC:
     @method(
         Arg("stateid", INT, "the stateid from request"),
         Arg("state", BIN, "the new frozen state"),
-        Arg("info", DICT, "a struct (slice status, progress)", optional=True),
+        Arg("info", DICT, "a struct (slice status, progress; replay: 'capped' on a replay lease)", optional=True),
     )
     def xmlrpc_state(self, auth, stateid, state, info=None):
         """Check a state in: accepted before the deadline (and paid), rejected after it."""
@@ -501,7 +501,9 @@ class MarketRPC:
         # the dispatcher reads the envelope and hashes it (off the reactor thread for a large one):
         # a malformed one is BAD_ARGUMENT, an older format and a state that does not follow from
         # its lease STATE_REFUSED
-        return self.dispatcher.checkin(client["id"], stateid, _bytes(state), status, progress)
+        # a verifier whose replay hit its step cap says so (a new key; no evidence of another state)
+        capped = info.get("replay") == "capped"
+        return self.dispatcher.checkin(client["id"], stateid, _bytes(state), status, progress, capped)
 
     @method(
         Arg("stateid", INT, "the stateid from request"),

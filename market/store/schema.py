@@ -293,6 +293,26 @@ V7: list[Statement] = [
     "CREATE INDEX checks_job ON checks (job_id)",
 ]
 
+# Disputes decided by trusted evidence (docs/trust.md, "How a dispute is decided"): every replay
+# of a check, with what it reached, whether it said it hit its cap, whether its verifier was
+# trusted (not under watch) and whether it lost; and when a check (last) became disputed (a
+# worker under watch may decide it only after verify-wait without a trusted decider).
+V8: list[Statement] = [
+    "ALTER TABLE checks ADD COLUMN disputed_at {double} NULL",
+    """CREATE TABLE check_replays (
+        id {pk},
+        check_id {bigint} NOT NULL,
+        lease_id {bigint} NOT NULL,
+        client_id {bigint} NOT NULL,
+        reached_sha256 CHAR(64) NOT NULL DEFAULT '',
+        capped INTEGER NOT NULL DEFAULT 0,
+        trusted INTEGER NOT NULL DEFAULT 0,
+        lost INTEGER NOT NULL DEFAULT 0,
+        at {double} NOT NULL
+    ) {engine}""",
+    "CREATE INDEX check_replays_check ON check_replays (check_id)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -301,6 +321,7 @@ MIGRATIONS: list[Migration] = [
     (5, V5),
     (PROBE_SECRET_VERSION, V6),
     (7, V7),
+    (8, V8),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -139,7 +139,7 @@ def _check(tx, check_id: int, lock: bool = False) -> dict[str, Any]:
     return row
 
 
-def _as_policy(row: dict[str, Any]) -> policy.Check:
+def _as_policy(row: dict[str, Any], deciders: list[tuple[int, int]] = ()) -> policy.Check:  # type: ignore[assignment]
     return policy.Check(
         id=row["id"],
         kind=row["kind"],
@@ -152,13 +152,43 @@ def _as_policy(row: dict[str, Any]) -> policy.Check:
         created_at=row["created_at"],
         first_verifier=row["first_client_id"],
         first_verifier_owner=row["first_owner"],
+        deciders=tuple(deciders),
+        disputed_at=row.get("disputed_at"),
     )
 
 
-def take_check(tx, verifier: policy.Verifier, now: float, grace: float, min_seconds: float) -> dict[str, Any] | None:
-    """Lease a check this verifier may replay (``policy.pick_check``), or None. The lease's
-    state is the parent state S; it carries ``replay``: the target payload hash and mark of S'
-    and the step cap (or ``result: true``), never S' itself."""
+def _deciders(tx, check_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+    """(client, owner) of every decider so far (the replays after the first) of these checks."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    if not check_ids:
+        return out
+    rows = tx.all(
+        "SELECT r.check_id, r.client_id, c.account_id FROM check_replays r JOIN clients c ON c.id = r.client_id"
+        f" WHERE r.check_id IN {marks(len(check_ids))} ORDER BY r.check_id, r.id",
+        check_ids,
+    )
+    seen: dict[int, int] = {}
+    for r in rows:
+        n = seen.get(r["check_id"], 0)
+        seen[r["check_id"]] = n + 1
+        if n > 0:
+            out.setdefault(r["check_id"], []).append((r["client_id"], r["account_id"]))
+    return out
+
+
+def take_check(
+    tx,
+    verifier: policy.Verifier,
+    now: float,
+    grace: float,
+    min_seconds: float,
+    wait_seconds: float = policy.DEFAULT_WAIT_SECONDS,
+) -> dict[str, Any] | None:
+    """Lease a check this verifier may replay (``policy.pick_check``: a dispute only to a
+    trusted verifier, or to one under watch after ``wait_seconds`` without one), or None. The
+    lease's state is the parent state S; it carries ``replay``: the target payload hash and mark
+    of S' and the step cap (a decider's: ``policy.decider_steps``) (or ``result: true``), never
+    S' itself."""
     rows = tx.all(
         "SELECT c.*, j.account_id AS job_owner, w.account_id AS worker_owner, f.account_id AS first_owner"
         " FROM checks c JOIN jobs j ON j.id = c.job_id JOIN clients w ON w.id = c.worker_id"
@@ -166,7 +196,8 @@ def take_check(tx, verifier: policy.Verifier, now: float, grace: float, min_seco
         f" WHERE c.status IN ('{CheckStatus.WAITING}', '{CheckStatus.DISPUTED}')"
         " ORDER BY c.created_at, c.id LIMIT 200",
     )
-    chosen = policy.pick_check(verifier, [_as_policy(r) for r in rows])
+    deciders = _deciders(tx, [r["id"] for r in rows if r["status"] == CheckStatus.DISPUTED])
+    chosen = policy.pick_check(verifier, [_as_policy(r, deciders.get(r["id"], [])) for r in rows], now, wait_seconds)
     if chosen is None:
         return None
     check = _check(tx, chosen.id, lock=True)
@@ -206,10 +237,12 @@ def take_check(tx, verifier: policy.Verifier, now: float, grace: float, min_seco
         "UPDATE checks SET status = ?, replay_lease_id = ? WHERE id = ?",
         (CheckStatus.DECIDING if deciding else CheckStatus.REPLAYING, lease_id, check["id"]),
     )
+    # a decider gets 4x the cap: a cap too small for an honest slice must not decide against it
+    steps = policy.decider_steps(int(check["steps"])) if deciding else policy.first_steps(int(check["steps"]))
     if check["kind"] == CheckKind.RESULT:
-        replay: dict[str, Any] = {"result": True, "steps": int(check["steps"])}
+        replay: dict[str, Any] = {"result": True, "steps": steps}
     else:
-        replay = {"target": check["target_sha256"], "mark": check["mark"], "steps": int(check["steps"])}
+        replay = {"target": check["target_sha256"], "mark": check["mark"], "steps": steps}
     return {
         "stateid": lease_id,
         "job_id": job["id"],
@@ -237,11 +270,20 @@ def is_replay_lease(tx, lease_id: int) -> bool:
     return tx.scalar("SELECT check_id FROM leases WHERE id = ?", (lease_id,)) is not None
 
 
-def record_replay(tx, lease_id: int, client_id: int, reached_sha256: str, now: float) -> dict[str, Any]:
+def record_replay(
+    tx,
+    lease_id: int,
+    client_id: int,
+    reached_sha256: str,
+    now: float,
+    capped: bool = False,
+    watch_slices: int = policy.DEFAULT_WATCH_SLICES,
+) -> dict[str, Any]:
     """A verifier's answer on a replay lease: pay it like a slice (at the lease's price, for the
-    measured time, never more than the slice it checks: ``policy.replay_ms``), then compare the
-    hash of what it reached with the target and move the check on. The answer is a check-in's,
-    with ``verified``."""
+    measured time, never more than the slice it checks: ``policy.replay_ms``), record the replay
+    (what it reached; ``capped``: it said it hit its step cap; whether its verifier is trusted,
+    i.e. has ``watch_slices`` verified slices) and judge the check from all its replays
+    (``policy.judge``). The answer is a check-in's, with ``verified``."""
     lease = sql_jobs._lease_for_checkin(tx, lease_id, client_id)
     check_id = tx.scalar("SELECT check_id FROM leases WHERE id = ?", (lease_id,))
     if check_id is None:
@@ -264,44 +306,62 @@ def record_replay(tx, lease_id: int, client_id: int, reached_sha256: str, now: f
     paid, payments = sql_jobs._settle([(lease, ms)], now)
     tx.script(payments)
     _close_replay(tx, lease, LeaseStatus.ACCEPTED, ms, paid[lease_id], now)
-    agreed = policy.compare(check["target_sha256"], reached_sha256)
-    if check["status"] == CheckStatus.REPLAYING:
-        if agreed:
-            _confirm(tx, check, now)
-            tx.execute(
-                "UPDATE checks SET status = ?, decided_at = ? WHERE id = ?", (CheckStatus.AGREED, now, check["id"])
-            )
-        else:
-            tx.execute(
-                "UPDATE checks SET status = ?, first_client_id = ?, first_sha256 = ?, replay_lease_id = NULL"
-                " WHERE id = ?",
-                (CheckStatus.DISPUTED, client_id, reached_sha256 or "", check["id"]),
-            )
-    else:  # deciding: this was the third worker
-        decision = policy.decide(
-            check["target_sha256"],
-            check["first_sha256"] or "",
-            reached_sha256,
-            check["worker_id"],
-            check["first_client_id"],
+    verified_slices = int(tx.scalar("SELECT verified_slices FROM clients WHERE id = ?", (client_id,)) or 0)
+    trusted = not policy.under_watch(verified_slices, watch_slices)
+    tx.insert(
+        "INSERT INTO check_replays (check_id, lease_id, client_id, reached_sha256, capped, trusted, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (check["id"], lease_id, client_id, (reached_sha256 or "")[:64], int(bool(capped)), int(trusted), now),
+    )
+    replays = [
+        policy.Replay(r["client_id"], r["reached_sha256"], bool(r["capped"]), bool(r["trusted"]))
+        for r in tx.all(
+            "SELECT client_id, reached_sha256, capped, trusted FROM check_replays WHERE check_id = ? ORDER BY id",
+            (check["id"],),
         )
+    ]
+    judgement = policy.judge(check["target_sha256"], check["worker_id"], replays)
+    if judgement.status == CheckStatus.AGREED:
+        _confirm(tx, check, now)
+        tx.execute("UPDATE checks SET status = ?, decided_at = ? WHERE id = ?", (CheckStatus.AGREED, now, check["id"]))
+    elif judgement.status == CheckStatus.DISPUTED:
+        first = len(replays) == 1
         tx.execute(
-            "UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE id = ?",
+            "UPDATE checks SET status = ?, first_client_id = ?, first_sha256 = ?, replay_lease_id = NULL,"
+            " disputed_at = ?, note = ? WHERE id = ?",
             (
-                CheckStatus.DECIDED,
+                CheckStatus.DISPUTED,
+                client_id if first else check["first_client_id"],
+                (reached_sha256 or "") if first else check["first_sha256"],
                 now,
-                f"decided by client {client_id}: "
-                + ("the worker was right" if decision.worker_right else "the worker was wrong"),
+                judgement.note[:255],
                 check["id"],
             ),
         )
-        if decision.worker_right:
+    elif judgement.status == CheckStatus.UNVERIFIABLE:
+        _give_up(tx, check, judgement.note, now)
+        if check["kind"] == CheckKind.RESULT:
+            tx.execute(
+                "UPDATE jobs SET verification_note = ? WHERE id = ? AND verification = ?",
+                (judgement.note[:255], check["job_id"], policy.Standing.UNVERIFIED),
+            )
+    else:  # decided
+        tx.execute(
+            "UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE id = ?",
+            (CheckStatus.DECIDED, now, f"decided by client {client_id}: {judgement.note}"[:255], check["id"]),
+        )
+        if judgement.losers:
+            tx.execute(
+                f"UPDATE check_replays SET lost = 1 WHERE check_id = ? AND client_id IN {marks(len(judgement.losers))}",
+                [check["id"], *judgement.losers],
+            )
+        if judgement.worker_right:
             _confirm(tx, check, now)
-        for loser in decision.losers:
+        for loser in judgement.losers:
             lose(tx, check, loser, now)
     _release_result(tx, check["job_id"])
     answer = rules.answer(lease_id, LeaseStatus.ACCEPTED, paid[lease_id], ms)
-    answer["verified"] = agreed
+    answer["verified"] = not capped and policy.compare(check["target_sha256"], reached_sha256)
     return answer
 
 
@@ -368,17 +428,17 @@ def _payments(tx, job_id: int) -> list[policy.Payment]:
     rows = tx.all(
         "SELECT d.id, d.client_id, d.paid, d.reversed, d.check_id, d.status, c.account_id AS payee,"
         " j.account_id AS payer, j.verification, s.verified AS state_verified, k.status AS check_status,"
-        " k.worker_id AS check_worker, k.first_client_id FROM leases d JOIN jobs j ON j.id = d.job_id"
+        " r.lost AS replay_lost FROM leases d JOIN jobs j ON j.id = d.job_id"
         " JOIN clients c ON c.id = d.client_id LEFT JOIN states s ON s.id = d.new_state_id"
-        " LEFT JOIN checks k ON k.id = d.check_id WHERE d.job_id = ? AND d.paid > 0 ORDER BY d.id",
+        " LEFT JOIN checks k ON k.id = d.check_id LEFT JOIN check_replays r ON r.lease_id = d.id"
+        " WHERE d.job_id = ? AND d.paid > 0 ORDER BY d.id",
         (job_id,),
     )
     out = []
     for r in rows:
         if r["check_id"] is not None:  # a replay: verified once its check agreed or went its way
-            verified = r["check_status"] == CheckStatus.AGREED or (
-                r["check_status"] == CheckStatus.DECIDED and r["first_client_id"] != r["client_id"]
-            )
+            # (a decided check's replays that reached what was confirmed, or said they hit a cap)
+            verified = r["check_status"] in (CheckStatus.AGREED, CheckStatus.DECIDED) and not r["replay_lost"]
         elif r["status"] == LeaseStatus.FINISHED:
             verified = r["verification"] == policy.Standing.VERIFIED
         else:
@@ -392,29 +452,53 @@ def _payments(tx, job_id: int) -> list[policy.Payment]:
 
 
 def lose(tx, check: dict[str, Any], loser: int, now: float) -> None:
-    """``loser`` lost a dispute on ``check``: it becomes suspect, its unverified payments for the
-    job are reversed by new ledger entries, and, if it made the disputed slice or result, the job
-    goes back to the state before the first unverified state it made."""
+    """``loser`` lost a dispute on ``check``: it becomes suspect, and on the check's job and on
+    every job it made an unverified state in (its work nobody vouched for, wherever it is), its
+    unverified payments are reversed by new ledger entries and the job goes back to the state
+    before the first unverified state it made (``rollback``). A job whose result is already
+    verified is left as it is (a replay from its last state agreed with it; docs/trust.md)."""
     sql_clients.mark_suspect(tx, loser)
-    job_id = check["job_id"]
+    jobs = {check["job_id"]} | {
+        r["job_id"]
+        for r in tx.all(
+            "SELECT DISTINCT job_id FROM states WHERE client_id = ? AND verified = 0 AND status <> ? AND seq > 0",
+            (loser, DISCARDED),
+        )
+    }
+    for job_id in sorted(jobs):
+        _take_back(tx, job_id, loser, now)
+        made = tx.scalar(
+            "SELECT COUNT(*) FROM states WHERE job_id = ? AND client_id = ? AND verified = 0 AND status <> ?"
+            " AND seq > 0",
+            (job_id, loser, DISCARDED),
+        )
+        if job_id == check["job_id"] and loser == check["worker_id"]:
+            rollback(tx, job_id, loser, now)
+        elif made:
+            verification = tx.scalar("SELECT verification FROM jobs WHERE id = ?", (job_id,))
+            if verification != policy.Standing.VERIFIED:
+                rollback(tx, job_id, loser, now)
+
+
+def _take_back(tx, job_id: int, loser: int, now: float) -> None:
+    """New ledger entries that take back ``loser``'s unverified payments for the job."""
     payments = [p for p in _payments(tx, job_id) if p.client == loser]
-    if payments:
-        accounts = {p.payee for p in payments} | {p.payer for p in payments}
-        balances = {
-            r["id"]: int(r["balance"])
-            for r in tx.all(
-                f"SELECT id, balance FROM accounts WHERE id IN {marks(len(accounts))}" + tx.for_update, list(accounts)
-            )
-        }
-        entries = policy.reversals(payments, loser, balances)
-        for e in entries:
-            ledger.apply(balances, e)
-        tx.script(sql_accounts.record_statements([(e, None) for e in entries], now))
-        reversed_ids = [p.lease_id for p in payments if not p.verified and not p.reversed]
-        if reversed_ids:
-            tx.execute(f"UPDATE leases SET reversed = 1 WHERE id IN {marks(len(reversed_ids))}", reversed_ids)
-    if loser == check["worker_id"]:
-        rollback(tx, job_id, loser, now)
+    if not payments:
+        return
+    accounts = {p.payee for p in payments} | {p.payer for p in payments}
+    balances = {
+        r["id"]: int(r["balance"])
+        for r in tx.all(
+            f"SELECT id, balance FROM accounts WHERE id IN {marks(len(accounts))}" + tx.for_update, list(accounts)
+        )
+    }
+    entries = policy.reversals(payments, loser, balances)
+    for e in entries:
+        ledger.apply(balances, e)
+    tx.script(sql_accounts.record_statements([(e, None) for e in entries], now))
+    reversed_ids = [p.lease_id for p in payments if not p.verified and not p.reversed]
+    if reversed_ids:
+        tx.execute(f"UPDATE leases SET reversed = 1 WHERE id IN {marks(len(reversed_ids))}", reversed_ids)
 
 
 def rollback(tx, job_id: int, loser: int, now: float) -> int:
@@ -435,6 +519,21 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
         f" WHERE d.job_id = ? AND d.status = '{LeaseStatus.OUT}' AND d.check_id IS NULL",
         (job_id,),
     )
+    # the slices dropped (their new state is dropped) and a result's last slice: the job's
+    # executed time and slice count follow the rollback; its progress is unknown until the next slice
+    finished = None
+    if job["outcome"] is not None:  # the result being dropped: the slice that made it
+        finished = tx.scalar(
+            f"SELECT MAX(id) FROM leases WHERE job_id = ? AND check_id IS NULL AND status = '{LeaseStatus.FINISHED}'",
+            (job_id,),
+        )
+    undone = tx.all(
+        "SELECT id, accepted_ms FROM leases WHERE job_id = ? AND check_id IS NULL AND ("
+        + (f"new_state_id IN {marks(len(dropped))} OR " if dropped else "")
+        + "id = ?)",
+        [job_id, *dropped, finished if finished is not None else -1],
+    )
+    undone_ms = sum(int(d["accepted_ms"] or 0) for d in undone)
     statements: list[Any] = []
     if dropped:
         # seq = -id keeps (job_id, seq) unique and frees the numbers for the slices to come
@@ -467,8 +566,19 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
     statements.append(
         (
             "UPDATE jobs SET seq = ?, status = ?, result = NULL, result_sha256 = NULL, outcome = NULL,"
-            " finished_at = NULL, verification = NULL, verification_note = ? WHERE id = ?",
-            (seq, status, f"went back to state {seq}: client {loser} lost a replay check", job_id),
+            " finished_at = NULL, verification = NULL, verification_note = ?,"
+            " executed_ms = CASE WHEN executed_ms > ? THEN executed_ms - ? ELSE 0 END,"
+            " slices = CASE WHEN slices > ? THEN slices - ? ELSE 0 END, progress = NULL WHERE id = ?",
+            (
+                seq,
+                status,
+                f"went back to state {seq}: client {loser} lost a replay check",
+                undone_ms,
+                undone_ms,
+                len(undone),
+                len(undone),
+                job_id,
+            ),
         )
     )
     tx.script(statements)

@@ -335,7 +335,12 @@ class WorkerService(service.Service):
                 (stateid, report.result, {"outcome": "error" if report.error else "finished", "error": report.error}),
             )
         elif report.status == "ok" and report.envelope is not None:
-            method, args = "state", (stateid, report.envelope, {"status": "ok", "progress": report.progress})
+            info: dict[str, Any] = {"status": "ok", "progress": report.progress}
+            stats = report.stats or {}
+            if stats.get("replay") and not stats.get("matched"):
+                # a replay stops at the match, at the job's end (a result) or at its cap: this is the cap
+                info["replay"] = "capped"
+            method, args = "state", (stateid, report.envelope, info)
         else:
             method, args = "fail", (stateid, report.status, report.message[:4000])
         delay = 0.5

@@ -6,7 +6,8 @@ The replay engine (``market.tasklet.replay_slice``) is built beside this work, s
 verifier replays with what exists: it runs the leased parent state forward with the job runtime's
 budget mode one back-edge count after another (``run_slice(budget=k)``, k = 1, 2, ...) until the
 payload hash equals the target — the same states a budget-mode replay passes — or it reaches its
-cap, and sends what it reached. A lying verifier sends something else. Neither is ever given S'.
+cap, and sends what it reached (saying so when it hit the cap). A lying verifier sends something
+else. Neither is ever given S'.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class Verifier:
         kind, data = replay(lease)
         if kind == "result":
             return self.rpc.result(lease.stateid, xmlrpc.client.Binary(data))
+        if kind == "capped":  # as the real worker does: a cap hit is no other state (docs/trust.md)
+            return self.rpc.state(lease.stateid, xmlrpc.client.Binary(data), {"status": "ok", "replay": "capped"})
         return self.rpc.state(lease.stateid, xmlrpc.client.Binary(data))
 
     def lie(self, lease: ReplayLease) -> dict[str, Any]:
@@ -80,7 +83,8 @@ class Verifier:
 
 
 def replay(lease: ReplayLease) -> tuple[str, bytes]:
-    """('state', bytes) or ('result', bytes): what an honest replay of ``lease`` reaches."""
+    """('state', bytes), ('result', bytes) or ('capped', the state at the cap): what an honest
+    replay of ``lease`` reaches."""
     if lease.is_result:
         out = tasklet.run_slice(lease.state, lease.module, 60.0, budget=10_000_000, job_id=lease.job)
         assert out.finished and out.result is not None, out
@@ -96,4 +100,4 @@ def replay(lease: ReplayLease) -> tuple[str, bytes]:
         last = out.envelope
         if envelope.payload_sha256(last) == target:
             return "state", last
-    return "state", last
+    return "capped", last
