@@ -93,13 +93,6 @@ def test_slow_cheaters_are_not_caught_by_replay():
     assert m["detection_rate"] == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="t17-dispute: a dispute now goes to a trusted decider with 4x the cap, so convicting a made-up"
-    " state costs an honest decider 4 caps of replay (1 before), paid for one slice; in this 50-client"
-    " market honest clients earn less and instant cheating machines out-earn them (+9932/h at seed 3);"
-    " trust_liars (200 clients, 12 h) still measures a negative gain",
-)
 def test_cheating_does_not_pay_at_the_default_settings():
     for cheat in ("instant", "skip"):
         _, m = run(cheat=cheat)
