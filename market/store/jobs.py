@@ -24,6 +24,7 @@ from market.core.errors import Conflict, Forbidden, MarketError, NotFound, State
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
 from market.core.text import unprintable
 from market.store import accounts as sql_accounts
+from market.store import checks as sql_checks
 from market.store import clients as sql_clients
 from market.store.db import Many, case, marks
 from market.tasklet import envelope
@@ -698,43 +699,41 @@ def _slice_checks(tx, accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], v
         return []
     due = []
     for c, lease, ms in accepted:
-        if c.check is None:
+        if c.check is None or c.facts is None or c.facts.payload_sha256 is None:
             continue
         reason = verification.why_verify(
             verification.CheckKind.SLICE, int(lease["verified_slices"] or 0), c.check.draw, verify
         )
         if reason is not None:
-            due.append((c, lease, ms, reason))
+            due.append((c, c.check, c.facts, lease, ms, reason))
     if not due:
         return []
     # a speed the dispatcher did not have cached (rare: its client cache was just cleared)
-    unknown = {c.client_id for c, _, _, _ in due if c.check.speed is None}
+    unknown = {c.client_id for c, check, _, _, _, _ in due if check.speed is None}
     speeds = {}
     for client_id in sorted(unknown):
         row = sql_clients.last_speed(tx, client_id)
         speeds[client_id] = float(row["speed"]) if row else None
-    from market.store import verification as sql_verify  # it imports this module
-
     return [
-        sql_verify.slice_checks(
+        sql_checks.slice_checks(
             [
-                sql_verify.SliceCheckRow(
+                sql_checks.SliceCheckRow(
                     job_id=lease["job_id"],
                     reason=reason,
                     lease_id=c.lease_id,
                     worker_id=c.client_id,
                     parent_state_id=lease["state_id"],
                     new_seq=lease["seq"] + 1,
-                    target_sha256=c.facts.payload_sha256,
-                    mark=c.check.mark,
-                    interpreter=c.check.interpreter,
+                    target_sha256=facts.payload_sha256 or "",
+                    mark=check.mark,
+                    interpreter=check.interpreter,
                     steps=verification.max_steps(
-                        ms / 1000.0, c.check.speed if c.check.speed is not None else speeds[c.client_id], verify.margin
+                        ms / 1000.0, check.speed if check.speed is not None else speeds[c.client_id], verify.margin
                     ),
                     checked_ms=ms,
                     created_at=c.at,
                 )
-                for c, lease, ms, reason in due
+                for c, check, facts, lease, ms, reason in due
             ]
         )
     ]

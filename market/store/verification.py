@@ -13,8 +13,7 @@ committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from market.core import ledger, rules
 from market.core import verification as policy
@@ -24,17 +23,12 @@ from market.core.verification import CheckKind, CheckStatus
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
-from market.store.db import Many, marks
+from market.store.checks import _INSERT_CHECK, SliceCheckRow, slice_checks  # noqa: F401 (re-exported)
+from market.store.db import marks
 
 DISCARDED = "discarded"  # a state dropped when its job went back to its last verified state
 
 _OPEN = "(" + ", ".join(f"'{s}'" for s in policy.OPEN_CHECKS) + ")"
-
-
-_INSERT_CHECK = (
-    "INSERT INTO checks (job_id, kind, reason, lease_id, worker_id, parent_state_id, state_id, target_sha256,"
-    " mark, interpreter, steps, checked_ms, status, created_at)"
-)
 
 
 def create_check(
@@ -82,54 +76,6 @@ def create_check(
             (target_sha256, policy.Standing.UNVERIFIED, "waiting for a verifier", lease["job_id"]),
         )
     return check_id
-
-
-class SliceCheckRow(NamedTuple):
-    """A check of a slice accepted in the same transaction (``jobs.checkin_many``): its new
-    state is found by ``(job_id, new_seq)``, written earlier in the same script."""
-
-    job_id: int
-    reason: str
-    lease_id: int
-    worker_id: int
-    parent_state_id: int
-    new_seq: int
-    target_sha256: str
-    mark: str
-    interpreter: str
-    steps: int
-    checked_ms: int
-    created_at: float
-
-
-def slice_checks(rows: Sequence[SliceCheckRow]) -> Many:
-    """ONE statement opening the checks of slices accepted in the check-in's own transaction
-    (what ``create_check`` writes for a slice, without its read of the lease: the check-in has
-    just closed it as accepted)."""
-    return Many(
-        _INSERT_CHECK + " VALUES (?, ?, ?, ?, ?, ?, (SELECT s.id FROM states s WHERE s.job_id = ? AND s.seq = ?),"
-        " ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                r.job_id,
-                CheckKind.SLICE,
-                r.reason,
-                r.lease_id,
-                r.worker_id,
-                r.parent_state_id,
-                r.job_id,
-                r.new_seq,
-                r.target_sha256,
-                (r.mark or "")[:255],
-                r.interpreter[:64],
-                int(r.steps),
-                int(r.checked_ms),
-                CheckStatus.WAITING,
-                r.created_at,
-            )
-            for r in rows
-        ],
-    )
 
 
 def _check(tx, check_id: int, lock: bool = False) -> dict[str, Any]:
