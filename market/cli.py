@@ -573,7 +573,9 @@ def cmd_batch_results(args) -> int:
                     if shown.text is not None and shown.complete:
                         text = shown.text
                     else:
-                        r["error"] = r.get("error") or f"the result {shown.problem}; get it with market result {r['job']}"
+                        r["error"] = (
+                            r.get("error") or f"the result {shown.problem}; get it with market result {r['job']}"
+                        )
                 records.append(batches.result_record(r, text))
             if args.format == "csv":
                 out.write(batches.csv_lines(records, first))

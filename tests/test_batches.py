@@ -76,9 +76,7 @@ def batch_jobs(db, owner, batch_id):
     return db.transact(sql_batches.batch_jobs, owner, batch_id, 0, 1000)
 
 
-def test_a_batch_of_five_runs_to_the_end_on_a_real_worker_and_its_results_equal_the_native_ones(
-    tmp_path, processes
-):
+def test_a_batch_of_five_runs_to_the_end_on_a_real_worker_and_its_results_equal_the_native_ones(tmp_path, processes):
     need_program("bwrap")
     db, server, owner, run = member_market(tmp_path, processes)
     sets = [[3000], [5000, 2], {"n": 7000, "k": 3}, 11, [9000]]
@@ -122,7 +120,7 @@ def test_a_batch_of_five_runs_to_the_end_on_a_real_worker_and_its_results_equal_
 
 def test_price_and_cancel_act_on_every_job_of_the_batch_and_on_no_other(tmp_path, processes):
     db, server, owner, run = member_market(tmp_path, processes)
-    (tmp_path / "sets.csv").write_text("n,k\n10,1\n20,2\n30,\"3\"\n")
+    (tmp_path / "sets.csv").write_text('n,k\n10,1\n20,2\n30,"3"\n')
     r = run("batch", "submit", "sweep.py", "sweep", "sets.csv", "--name", "csv sweep", "--price", "0.05")
     assert r.returncode == 0, r.stderr
     batch_id = int(r.stdout.strip())
@@ -157,10 +155,9 @@ def test_a_batch_over_max_batch_is_refused_before_any_work(tmp_path, processes):
 def test_batch_add_refuses_too_many_states_too_large_a_state_and_more_jobs_than_the_batch_was_made_for(
     tmp_path, processes
 ):
+    from market.accounts import issue_api_token
     from market.rpc import faults
     from market.rpc.client import blocking
-
-    from market.accounts import issue_api_token
 
     db, server, owner, _ = member_market(tmp_path, processes, "--max-argument-set", "4 KiB")
     proxy = blocking(server.url, "account/ann", issue_api_token(db, owner))

@@ -68,7 +68,7 @@ def read_argument_sets(text: str, fmt: str, limit: int) -> list[ArgumentSet]:
         except ValueError as e:
             raise MarketError(f"the argument sets are not valid JSON: {e}") from None
         if not isinstance(data, list):
-            raise MarketError("a JSON file of argument sets holds one array: [[1, 2], [3, 4], {\"n\": 5}]")
+            raise MarketError('a JSON file of argument sets holds one array: [[1, 2], [3, 4], {"n": 5}]')
         values = data
     elif fmt == "jsonl":
         for number, line in enumerate(text.splitlines(), 1):
