@@ -568,14 +568,12 @@ def cmd_batch_results(args) -> int:
             for r in page:
                 text = None
                 data = r["result"].data if r.get("result") is not None else None
-                if data is not None:
-                    shown = results.show_here(data, PRINT_CHARS, PRINT_NODES)
-                    if shown.text is not None and shown.complete:
-                        text = shown.text
+                if data is not None:  # as JSON (a text result quoted), within market result's budget
+                    shown, complete, problem, _ = results.rendered(data, PRINT_CHARS, PRINT_NODES, None, False)
+                    if shown is not None and complete:
+                        text = shown
                     else:
-                        r["error"] = (
-                            r.get("error") or f"the result {shown.problem}; get it with market result {r['job']}"
-                        )
+                        r["error"] = r.get("error") or f"the result {problem}; get it with: market result {r['job']}"
                 records.append(batches.result_record(r, text))
             if args.format == "csv":
                 out.write(batches.csv_lines(records, first))
