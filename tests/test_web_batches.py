@@ -87,3 +87,49 @@ async def test_another_members_batch_is_not_found(market):
         assert (await b.get(path)).code == 404
     page = await b.get("/jobs")
     assert (await b.post(f"/batches/{batch_id}/cancel", {}, csrf=page.csrf())).code == 404
+
+
+# -- the batch form ------------------------------------------------------------------------------
+
+
+async def _submit_batch(b, files=None, **over):
+    from tests.test_web_support import upload
+
+    fields = {"function": "main", "sets": '[10]\n[20]\n{"n": 30}\n', "format": "jsonl", "name": "form sweep"}
+    fields.update(price="0.50", **over)
+    form = await b.get("/batches/new")
+    return await b.post("/batches/new", fields, files={**upload(MODULE), **(files or {})}, csrf=form.csrf())
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_batch_form_makes_one_ready_job_per_pasted_argument_set(market):
+    b = await market.member("hal")
+    page = await _submit_batch(b)
+    assert page.code == 303, page.text
+    batch_id = int(page.header("location").rsplit("/", 1)[1])
+    jobs = market.db.transact(sql_batches.batch_jobs, market.account_id("hal"), batch_id, 0, 10)
+    assert [j["status"] for j in jobs] == ["ready"] * 3 and [j["price"] for j in jobs] == [50] * 3
+    assert "ready 3" in (await b.get(f"/batches/{batch_id}")).text
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_batch_form_takes_an_uploaded_csv(market):
+    b = await market.member("ida")
+    sets = {"setsfile": ("sets.csv", "text/csv", io.BytesIO(b"n\n1\n2\n3\n4\n"))}
+    page = await _submit_batch(b, files=sets, sets="", format="csv")
+    assert page.code == 303, page.text
+    assert market.db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM jobs WHERE batch_id IS NOT NULL")) == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_batch_form_refuses_too_many_sets_and_bad_ones_in_the_form(market):
+    b = await market.member("jo")
+    market.web.max_batch = 2
+    page = await _submit_batch(b)
+    assert page.code == 400 and "at most 2 argument sets" in page.text
+    market.web.max_batch = 100
+    page = await _submit_batch(b, sets='[1]\n["a", "b"]\n')
+    assert page.code == 400 and "argument set 2" in page.text
+    page = await _submit_batch(b, sets="[1]\nnot json\n")
+    assert page.code == 400 and "line 2" in page.text
+    assert market.db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM batches")) == 0

@@ -151,6 +151,27 @@ def read_states(states: Sequence[bytes], entry: str) -> tuple[str, list[tuple[An
     return source_sha256, read
 
 
+def frozen_batch(source: str, entry: str, text: str, fmt: str, limit: int, largest: int) -> dict[str, Any]:
+    """The web batch form's work, in a helper: the argument sets read from ``text`` (at most
+    ``limit``), the module checked once and every set frozen (each state at most ``largest``
+    bytes), then read as ``batch_add`` reads them. A refusal comes back as data: (kind, words)."""
+    from market.jobs import submission
+
+    try:
+        submission.check_shape(source)
+        sets = read_argument_sets(text, fmt, limit)
+        states = prepare_states(source, entry, sets)
+        for i, state in enumerate(states):
+            if len(state) > largest:
+                raise TooLarge(f"argument set {i + 1} freezes to {len(state):,} bytes; the market takes {largest:,}")
+        source_sha256, read = read_states(states, entry)
+    except MarketError as e:
+        return {"refusal": (e.kind, str(e)), "states": None}
+    finally:
+        tasklet.forget_compiled()
+    return {"refusal": None, "source_sha256": source_sha256, "states": read}
+
+
 def submit_over_rpc(
     proxy, account_id: int, source: str, entry: str, states: Sequence[bytes], name: str, price: int
 ) -> tuple[int, list[int]]:

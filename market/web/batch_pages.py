@@ -9,14 +9,20 @@ its reason, and its own job page has the encoded bytes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from market.core import money
-from market.core.errors import MarketError
+from market.core import verification as policy
+from market.core.errors import KINDS, MarketError, error_for
 from market.jobs import batches
 from market.store import batches as sql_batches
 from market.web.context import Pages, field
+from market.web.job_pages import _module_problem, _read_module
 
 #: jobs listed on one page of a batch
 PAGE = 50
+#: bytes of argument sets the form takes (pasted or uploaded)
+MAX_SETS_TEXT = 8 * 1024 * 1024
 #: characters of one result in the results download, and of the whole download (it is built in
 #: memory): past it, a job's result is null with the reason, and ``market batch results`` pages it all
 RESULT_CHARS = 1024 * 1024
@@ -24,7 +30,97 @@ DOWNLOAD_CHARS = 64 * 1024 * 1024
 
 
 class BatchPages(Pages):
-    """A batch, its jobs page by page, cancel, price and results."""
+    """Submit a batch, a batch, its jobs page by page, cancel, price and results."""
+
+    def _form(self, request, visitor, code=200, **values):
+        form: dict[str, Any] = dict(function="", sets="", fmt="jsonl", name="", price="1.00", errors={})
+        form.update(values)
+        return self.web.render(
+            request,
+            "batch_submit.html",
+            visitor,
+            code,
+            max_kib=self.web.max_module // 1024,
+            max_batch=self.web.max_batch,
+            fee=policy.fee_words(self.web.verification),
+            **form,
+        )
+
+    async def submit_form(self, request, visitor):
+        return self._form(request, visitor)
+
+    async def submit(self, request, visitor):
+        """The module checked once and every argument set frozen in a helper; then the batch and
+        its jobs stored in chunks of ``batches.CHUNK``, one short transaction each."""
+        errors: dict[str, str] = {}
+        source, problem = _read_module(request, self.web)
+        if problem:
+            errors["module"] = problem
+        function = field(request, "function", limit=128).strip()
+        if not function:
+            errors["function"] = "Name the function that runs each job."
+        uploaded = request.args.get(b"setsfile", [b""])[0]
+        if len(uploaded) > MAX_SETS_TEXT:
+            errors["sets"] = f"The argument sets are over {MAX_SETS_TEXT // (1024 * 1024)} MiB."
+            uploaded = b""
+        sets_text = field(request, "sets", limit=MAX_SETS_TEXT)
+        text = sets_text
+        if uploaded.strip():
+            try:
+                text = uploaded.decode("utf-8")
+            except UnicodeDecodeError:
+                errors["sets"] = "The argument file is not UTF-8 text."
+        if not text.strip() and "sets" not in errors:
+            errors["sets"] = "Paste the argument sets or choose a file of them."
+        fmt = field(request, "format", "jsonl", limit=8)
+        if fmt not in ("json", "jsonl", "csv"):
+            fmt = "jsonl"
+        name = field(request, "name", limit=256).strip()
+        if not name or len(name) > 100:
+            errors["name"] = "Give the batch a name of 1 to 100 characters."
+        price = 0
+        price_text = field(request, "price", limit=32)
+        try:
+            price = money.parse_price(price_text)
+        except MarketError as e:
+            errors["price"] = str(e)
+        values = dict(function=function, sets=sets_text, fmt=fmt, name=name, price=price_text, errors=errors)
+        if errors:
+            return self._form(request, visitor, 400, **values)
+        try:
+            answer = await self.web.offload.call(
+                "market.jobs.batches:frozen_batch",
+                source,
+                function,
+                text,
+                fmt,
+                self.web.max_batch,
+                self.web.max_argument_set,
+                owner=visitor.account_id,
+            )
+        except MarketError as e:  # the helpers are busy, or it took too long
+            errors["module"] = _module_problem(e)
+            return self._form(request, visitor, 400, **values)
+        if answer["refusal"] is not None:
+            kind, words = answer["refusal"]
+            refusal = error_for(KINDS.get(kind, KINDS["internal"]), words)
+            errors["sets" if "argument" in words or "line" in words else "module"] = _module_problem(refusal)
+            return self._form(request, visitor, 400, **values)
+        read = answer["states"]
+        now = self.web.clock.seconds()
+        batch_id = await self.web.db.run(
+            sql_batches.create_batch, visitor.account_id, name, source, function, price, len(read), now
+        )
+        for start in range(0, len(read), batches.CHUNK):
+            await self.web.db.run(
+                sql_batches.add_jobs,
+                visitor.account_id,
+                batch_id,
+                answer["source_sha256"],
+                read[start : start + batches.CHUNK],
+                now,
+            )
+        return self.web.redirect(request, f"/batches/{batch_id}")
 
     async def batch(self, request, visitor, batch_id, code=200, error=""):
         try:
