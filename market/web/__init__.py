@@ -44,15 +44,9 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         settings=options.get("web-settings"),
         offload=getattr(dispatcher, "offload", None),
         verification=getattr(getattr(dispatcher, "settings", None), "verify_settings", None),
-        **_batch_limits(dispatcher),
+        max_batch=getattr(getattr(dispatcher, "settings", None), "max_batch", 10_000),
+        max_argument_set=getattr(getattr(dispatcher, "settings", None), "max_argument_set", 64 * 1024),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)
 
-
-def _batch_limits(dispatcher) -> dict[str, int]:
-    """The dispatcher's batch bounds for the batch form (none: the Web's defaults)."""
-    settings = getattr(dispatcher, "settings", None)
-    if settings is None or not hasattr(settings, "max_batch"):
-        return {}
-    return {"max_batch": settings.max_batch, "max_argument_set": settings.max_argument_set}
