@@ -206,3 +206,17 @@ def test_argument_files_in_json_jsonl_and_csv_read_as_the_same_sets():
 
     with pytest.raises(TooLarge):
         batches.read_argument_sets("\n".join("[1]" for _ in range(11)), "jsonl", 10)
+
+
+def test_a_batch_whose_copies_of_the_module_would_exceed_the_bound_is_refused_before_any_work(tmp_path, processes):
+    from market.accounts import issue_api_token
+    from market.rpc import faults
+    from market.rpc.client import blocking
+
+    db, server, owner, _ = member_market(tmp_path, processes)
+    proxy = blocking(server.url, "account/ann", issue_api_token(db, owner))
+    module = SWEEP + "# padding\n" * 4000  # ~44 KB: 10,000 copies are over 256 MiB
+    with pytest.raises(xmlrpc.client.Fault) as e:
+        proxy.batch(owner, module, "0.05", "heavy", "sweep", 10_000)
+    assert e.value.faultCode == faults.TOO_LARGE and "split the batch" in e.value.faultString
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM batches")) == 0

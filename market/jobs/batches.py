@@ -36,6 +36,9 @@ CHUNK = 500
 #: jobs ``batch_results`` answers at most in one call
 RESULTS_PAGE = 100
 
+#: bytes of module text a batch stores in all (each job keeps its own copy of the module)
+MAX_BATCH_SOURCE = 256 * 1024 * 1024
+
 ArgumentSet = tuple[list[Any], dict[str, Any]]
 
 
@@ -55,6 +58,17 @@ def _cell(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def check_source_copies(source: str, size: int) -> None:
+    """Refuse a batch whose jobs' copies of the module would exceed :data:`MAX_BATCH_SOURCE`
+    (:class:`TooLarge`): cheap, before any work."""
+    total = len(source.encode("utf-8", "surrogatepass")) * size
+    if total > MAX_BATCH_SOURCE:
+        raise TooLarge(
+            f"{size:,} jobs of a {len(source):,}-character module store {total // (1024 * 1024):,} MiB of module text;"
+            f" a batch may store {MAX_BATCH_SOURCE // (1024 * 1024)} MiB: make the module smaller or split the batch"
+        )
 
 
 def read_argument_sets(text: str, fmt: str, limit: int) -> list[ArgumentSet]:
@@ -160,6 +174,7 @@ def frozen_batch(source: str, entry: str, text: str, fmt: str, limit: int, large
     try:
         submission.check_shape(source)
         sets = read_argument_sets(text, fmt, limit)
+        check_source_copies(source, len(sets))
         states = prepare_states(source, entry, sets)
         for i, state in enumerate(states):
             if len(state) > largest:

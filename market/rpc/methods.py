@@ -446,6 +446,8 @@ class MarketRPC:
         if not 0 < size <= most:
             raise TooLarge(f"a batch holds 1 to {most:,} argument sets (this market's max-batch); {size:,} asked")
         cents = _parse_price(price)
+        submission.check_limits(module)
+        batches.check_source_copies(module, size)
         yield submission.check_source_in(self.dispatcher.offload, module, entry, owner=account["id"])
         now = self.dispatcher.clock.seconds()
         batch_id = yield self.db.run(sql_batches.create_batch, account["id"], name, module, entry, cents, size, now)

@@ -49,4 +49,3 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)
-
