@@ -133,3 +133,25 @@ async def test_the_batch_form_refuses_too_many_sets_and_bad_ones_in_the_form(mar
     page = await _submit_batch(b, sets="[1]\nnot json\n")
     assert page.code == 400 and "line 2" in page.text
     assert market.db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM batches")) == 0
+
+
+def test_the_report_names_a_jobs_batch_to_its_owner_only_and_stays_valid(db):
+    from lxml import etree
+
+    from market import report
+
+    owner, _ = md_account(db, "kit")
+    md_account(db, "lou")
+    batch_id, jobs = make_batch(db, owner, [1, 2])
+    ns = {"r": "urn:market:report:1"}
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    for requester, expected in (("kit", [str(batch_id)] * 2), ("lou", []), (None, [])):
+        doc = etree.fromstring(report.report_bytes(db, requester), parser)
+        report.schema().assertValid(doc)
+        assert doc.xpath("//r:job/@batch", namespaces=ns) == expected
+
+
+def md_account(db, name):
+    from tests import marketdata as md
+
+    return md.account(db, name)
