@@ -110,6 +110,8 @@ async def test_the_batch_form_makes_one_ready_job_per_pasted_argument_set(market
     jobs = market.db.transact(sql_batches.batch_jobs, market.account_id("hal"), batch_id, 0, 10)
     assert [j["status"] for j in jobs] == ["ready"] * 3 and [j["price"] for j in jobs] == [50] * 3
     assert "ready 3" in (await b.get(f"/batches/{batch_id}")).text
+    listing = await b.get("/batches")
+    assert f'href="/batches/{batch_id}"' in listing.text and "form sweep" in listing.text
 
 
 @pytest_twisted.ensureDeferred

@@ -122,6 +122,10 @@ class BatchPages(Pages):
             )
         return self.web.redirect(request, f"/batches/{batch_id}")
 
+    async def batches(self, request, visitor):
+        rows = await self.web.db.run(sql_batches.list_batches, visitor.account_id)
+        return self.web.render(request, "batches.html", visitor, batches=rows)
+
     async def batch(self, request, visitor, batch_id, code=200, error=""):
         try:
             page = max(1, min(int(field(request, "page", "1", limit=7)), 10**6))

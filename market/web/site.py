@@ -114,6 +114,7 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  f"/jobs/<{ID}:job_id>",                  MEMBERS,      jobs.job),
         Route("GET",  f"/jobs/<{ID}:job_id>/result",           MEMBERS,      jobs.result),
         Route("POST", f"/jobs/<{ID}:job_id>/cancel",           MEMBERS_FORM, jobs.cancel),
+        Route("GET",  "/batches",                              MEMBERS,      batches.batches),
         Route("GET",  "/batches/new",                          MEMBERS,      batches.submit_form),
         Route("POST", "/batches/new",                          MEMBERS_FORM, batches.submit),
         Route("GET",  f"/batches/<{ID}:batch_id>",             MEMBERS,      batches.batch),
