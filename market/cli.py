@@ -473,6 +473,121 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+# -- batches (parameter sweeps; market.jobs.batches) ---------------------------------------------
+
+#: the largest argument file ``market batch submit`` reads
+MAX_ARGUMENT_FILE = 64 * 1024 * 1024
+
+
+def cmd_batch_submit(args) -> int:
+    from market.core.errors import JobRefused
+    from market.jobs import batches
+    from market.settings import DispatchSettings
+
+    source = _read_text(args.module)
+    if os.path.getsize(args.arguments) > MAX_ARGUMENT_FILE:
+        raise UsageError(f"{args.arguments} is over {MAX_ARGUMENT_FILE // (1024 * 1024)} MiB")
+    text = _read_text(args.arguments)
+    cents = money.parse_price(args.price)
+    fmt = args.format or batches.format_of(args.arguments)
+    # the default max-batch: the server refuses a batch over its own setting before any work
+    sets = batches.read_argument_sets(text, fmt, DispatchSettings().max_batch)
+    try:  # validated and compiled once, here; each argument set frozen; the server checks the module again
+        states = batches.prepare_states(source, args.function, sets)
+    except JobRefused as e:
+        print(f"market: {args.module} cannot run as a market batch:\n{e}", file=sys.stderr)
+        return KINDS[e.kind].exit
+    print(verification.fee_words(), "(the market's default settings; docs/trust.md)", file=sys.stderr)
+    proxy, _ = _server(args)
+    account_id = _call(proxy.whoami)["id"]
+    batch_id, jobs = _call(batches.submit_over_rpc, proxy, account_id, source, args.function, states, args.name, cents)
+    print(f"batch {batch_id}: {len(jobs):,} jobs", file=sys.stderr)
+    print(batch_id)
+    return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+
+
+def cmd_batch_status(args) -> int:
+    proxy, _ = _server(args)
+    if args.batch is None:
+        print(f"{'id':>5}  {'name':<24} {'price':>8} {'jobs':>6}  function")
+        for r in _call(proxy.batch_status):
+            name, price, entry = (printable(r.get(k) or "") for k in ("name", "price", "entry"))
+            print(f"{r['id']:>5}  {name[:24]:<24} {price:>8} {r['size']:>6}  {entry}")
+        return 0
+    r = _call(proxy.batch_status, args.batch)
+    counts = ", ".join(f"{printable(k)} {v}" for k, v in sorted(r["counts"].items())) or "no jobs yet"
+    print(f"batch {r['id']}  {printable(r['name'])}  ({printable(r['entry'])}, {r['jobs']:,} of {r['size']:,} jobs)")
+    print(f"progress  {100 * float(r['progress']):.1f} %   {counts}")
+    if r["outcomes"]:
+        print("outcomes  " + ", ".join(f"{printable(k)} {v}" for k, v in sorted(r["outcomes"].items())))
+    estimate = f"   estimate {printable(r['estimate'])}" if r["estimate"] else ""
+    print(f"price     {printable(r['price'])} per second   cost so far {printable(r['cost'])}{estimate}")
+    print(f"executed  {float(r['executed_seconds']):.1f} s in {r['slices']:,} slices")
+    return 0
+
+
+def cmd_batch_cancel(args) -> int:
+    proxy, _ = _server(args)
+    n = _call(proxy.batch_cancel, args.batch)
+    print(f"batch {args.batch}: {n:,} jobs cancelled")
+    return 0
+
+
+def cmd_batch_price(args) -> int:
+    proxy, _ = _server(args)
+    cents = money.parse_price(args.price)
+    n = _call(proxy.batch_price, args.batch, money.format_cents(cents))
+    print(f"batch {args.batch}: {n:,} jobs now pay {money.format_cents(cents)} per second")
+    return 0
+
+
+def cmd_batch_results(args) -> int:
+    """Every job's line, in argument-set order, paged from the server; each result shown within the
+    budget ``market result`` prints with (a result too large to show is null with its reason)."""
+    from market.jobs import batches, results
+
+    proxy, _ = _server(args)
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        after, first = -1, True
+        while True:
+            page = _call(proxy.batch_results, args.batch, after)
+            if not page:
+                break
+            records = []
+            for r in page:
+                text = None
+                data = r["result"].data if r.get("result") is not None else None
+                if data is not None:  # as JSON (a text result quoted), within market result's budget
+                    shown, complete, problem, _ = results.rendered(data, PRINT_CHARS, PRINT_NODES, None, False)
+                    if shown is not None and complete:
+                        text = shown
+                    else:
+                        r["error"] = r.get("error") or f"the result {problem}; get it with: market result {r['job']}"
+                records.append(batches.result_record(r, text))
+            if args.format == "csv":
+                out.write(batches.csv_lines(records, first))
+            else:
+                out.writelines(batches.jsonl_line(rec) for rec in records)
+            first, after = False, page[-1]["index"]
+        if first and args.format == "csv":
+            out.write(batches.csv_lines([], True))
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
 def cmd_report(args) -> int:
     from market import report
 
@@ -609,6 +724,43 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("job", type=int)
     server_opts(c)
     c.set_defaults(func=cmd_cancel)
+
+    bt = sub.group("batch", help="batches: one function over many argument sets (parameter sweeps)")
+    c = bt.add_parser(
+        "submit",
+        help="validate the module once, freeze every argument set of a JSON, JSON Lines or CSV file, submit them",
+    )
+    c.add_argument("module")
+    c.add_argument("function")
+    c.add_argument(
+        "arguments",
+        help="argument sets: a .json array of sets, a .jsonl file (one set a line) or a .csv (header: argument names);"
+        " a set is a JSON array (positional), an object (keywords) or one value",
+    )
+    c.add_argument("--format", choices=("json", "jsonl", "csv"), default=None, help="default: from the file's name")
+    c.add_argument("--name", required=True)
+    c.add_argument("--price", required=True, help="credits per second for each job, like 0.05")
+    server_opts(c)
+    c.set_defaults(func=cmd_batch_submit)
+    c = bt.add_parser("status", help="your batches, or one batch's progress, counts and cost")
+    c.add_argument("batch", nargs="?", type=int)
+    server_opts(c)
+    c.set_defaults(func=cmd_batch_status)
+    c = bt.add_parser("cancel", help="cancel every job of a batch that is not over")
+    c.add_argument("batch", type=int)
+    server_opts(c)
+    c.set_defaults(func=cmd_batch_cancel)
+    c = bt.add_parser("price", help="a new price for every job of a batch that is not over")
+    c.add_argument("batch", type=int)
+    c.add_argument("price")
+    server_opts(c)
+    c.set_defaults(func=cmd_batch_price)
+    c = bt.add_parser("results", help="every job's result, as JSON Lines (default) or CSV")
+    c.add_argument("batch", type=int)
+    c.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    c.add_argument("--output", metavar="FILE", default=None, help="write to FILE instead of standard output")
+    server_opts(c)
+    c.set_defaults(func=cmd_batch_results)
 
     c = sub.add_parser(
         "report", help="write the XML system report: [-o FILE] [--as ACCOUNT]", add_help=False, plain=True

@@ -150,6 +150,8 @@ def _write_job(xf, row: dict[str, Any], owner: str | None) -> None:
     attrib = {"id": str(row["id"]), "status": status, "kind": row["kind"]}
     if owner is not None:
         attrib["owner"] = owner
+        if row.get("batch_id") is not None:  # the batch it belongs to: for its owner only, as the owner link
+            attrib["batch"] = str(row["batch_id"])
     if row.get("verification") in ("verified", "unverified"):
         attrib["verification"] = row["verification"]
     elif status == JobStatus.FINISHED and row["kind"] == "job" and row.get("outcome") == "finished":

@@ -214,6 +214,11 @@ class DispatchSettings:
         verification.DEFAULT_MARGIN, positive_float, "a replay's step cap: slice x speed x this", "{:g}".format
     )
 
+    max_batch: int = setting(10_000, positive_int, "argument sets (jobs) one batch may hold")
+    max_argument_set: int = setting(
+        64 * 1024, size, "bytes of one batch job's initial state (its frozen argument set)", show_size
+    )
+
     @property
     def verify_settings(self) -> verification.Settings:
         return verification.Settings(self.verify_fraction, self.watch_slices, self.verify_wait, self.verify_margin)

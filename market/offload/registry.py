@@ -14,6 +14,8 @@ FUNCTIONS: frozenset[str] = frozenset(
         "market.jobs.submission:checked_module",
         # the web form: the module's functions, then validation, compilation, the arguments frozen
         "market.jobs.submission:examined_module",
+        # the batch form: the argument sets read and each frozen, the module checked once
+        "market.jobs.batches:frozen_batch",
         # a result shown on a page, downloaded as JSON or previewed by ``outcome``: text within a budget
         "market.jobs.results:rendered",
         # a probe's answer (a few segments of its chain recomputed), checked before the transaction

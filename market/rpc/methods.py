@@ -30,13 +30,14 @@ from twisted.python.failure import Failure
 
 from market.accounts import credentials
 from market.core import money
-from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound
+from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
-from market.jobs import results, submission, taskbundle
+from market.jobs import batches, results, submission, taskbundle
 from market.rpc import codec, faults
 from market.settings import ConnectionSettings
 from market.store import accounts as sql_accounts
+from market.store import batches as sql_batches
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 
@@ -425,6 +426,124 @@ class MarketRPC:
             )
         return answer
 
+    # -- batches (account credentials; market.jobs.batches) -------------------------------------
+    @method(
+        Arg("accountid", INT, "your account id (an integer)"),
+        Arg("module", STR, "the module's source text"),
+        Arg("price", PRICE, "credits per second for each job, like '5.20'"),
+        Arg("name", STR, "a batch name"),
+        Arg("entry", STR, "the function to call"),
+        Arg("size", INT, "how many argument sets (jobs) batch_add will bring"),
+    )
+    @defer.inlineCallbacks
+    def xmlrpc_batch(self, auth, accountid, module, price, name, entry, size):
+        """Create an empty batch (its module checked once); returns its id. ``batch_add`` then
+        brings the jobs' initial states in chunks."""
+        account = yield self._auth(auth, "account")
+        if accountid != account["id"]:
+            raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
+        most = self.dispatcher.settings.max_batch
+        if not 0 < size <= most:
+            raise TooLarge(f"a batch holds 1 to {most:,} argument sets (this market's max-batch); {size:,} asked")
+        cents = _parse_price(price)
+        submission.check_limits(module)
+        batches.check_source_copies(module, size)
+        yield submission.check_source_in(self.dispatcher.offload, module, entry, owner=account["id"])
+        now = self.dispatcher.clock.seconds()
+        batch_id = yield self.db.run(sql_batches.create_batch, account["id"], name, module, entry, cents, size, now)
+        return batch_id
+
+    @method(
+        Arg("batchid", INT, "a batch id"),
+        Arg("states", (list,), f"an array of at most {batches.CHUNK} initial states (base64 binary)"),
+    )
+    @defer.inlineCallbacks
+    def xmlrpc_batch_add(self, auth, batchid, states):
+        """Add jobs to a batch, one per initial state (made from the batch's module and entry, no
+        job id); each is ready at once. Returns their job ids in order."""
+        account = yield self._auth(auth, "account")
+        if not 0 < len(states) <= batches.CHUNK:
+            raise TooLarge(f"batch_add takes 1 to {batches.CHUNK} states at once; {len(states):,} sent")
+        largest = self.dispatcher.settings.max_argument_set
+        data = []
+        for i, state in enumerate(states):
+            if not isinstance(state, BIN):
+                raise Fault(faults.BAD_ARGUMENT, f"state {i + 1} must be base64 binary, got {type(state).__name__}")
+            raw = _bytes(state)
+            if len(raw) > largest:
+                raise TooLarge(
+                    f"state {i + 1} is {len(raw):,} bytes; a batch job's argument set may take at most {largest:,}"
+                )
+            data.append(raw)
+        batch = yield self.db.run(sql_batches.owned_batch, account["id"], batchid)
+        # headers and hashes of up to CHUNK states: off the reactor thread
+        source_sha256, read = yield deferToThread(batches.read_states, data, batch["entry"])
+        now = self.dispatcher.clock.seconds()
+        ids = yield self.db.run(sql_batches.add_jobs, account["id"], batchid, source_sha256, read, now)
+        return ids
+
+    @method(Arg("batchid", INT, "a batch id", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_batch_status(self, auth, batchid=None):
+        """A batch's aggregate progress (jobs per status, cost so far and estimate), or your batches."""
+        account = yield self._auth(auth, "account")
+        if batchid is None:
+            rows = yield self.db.run(sql_batches.list_batches, account["id"])
+            return [
+                {
+                    "id": r["id"],
+                    "name": r["name"],
+                    "entry": r["entry"],
+                    "price": money.format_cents(r["price"]),
+                    "size": r["size"],
+                    "created_at": r["created_at"],
+                }
+                for r in rows
+            ]
+        row = yield self.db.run(sql_batches.summary, account["id"], batchid)
+        return _public_batch(row)
+
+    @method(Arg("batchid", INT, "a batch id"))
+    @defer.inlineCallbacks
+    def xmlrpc_batch_cancel(self, auth, batchid):
+        """Cancel every job of the batch that is not over; returns how many were cancelled."""
+        account = yield self._auth(auth, "account")
+        n = yield self.db.run(sql_batches.cancel_batch, account["id"], batchid, self.dispatcher.clock.seconds())
+        return n
+
+    @method(Arg("batchid", INT, "a batch id"), Arg("price", PRICE, "credits per second like '5.20'"))
+    @defer.inlineCallbacks
+    def xmlrpc_batch_price(self, auth, batchid, price):
+        """A new price for every job of the batch that is not over; returns how many."""
+        account = yield self._auth(auth, "account")
+        n = yield self.db.run(sql_batches.price_batch, account["id"], batchid, _parse_price(price))
+        return n
+
+    @method(
+        Arg("batchid", INT, "a batch id"),
+        Arg("after", INT, "the last argument-set index already read (-1 to start)", optional=True),
+        Arg("limit", INT, f"jobs to answer, at most {batches.RESULTS_PAGE}", optional=True),
+    )
+    @defer.inlineCallbacks
+    def xmlrpc_batch_results(self, auth, batchid, after=-1, limit=batches.RESULTS_PAGE):
+        """The batch's jobs in argument-set order after ``after``: index, job, status, outcome,
+        error, the encoded result (or nil) and its verification standing. Page on with the last index."""
+        account = yield self._auth(auth, "account")
+        limit = max(1, min(limit, batches.RESULTS_PAGE))
+        rows = yield self.db.run(sql_batches.batch_results, account["id"], batchid, after, limit)
+        return [
+            {
+                "index": r["batch_index"],
+                "job": r["id"],
+                "status": r["status"],
+                "outcome": r["outcome"] or "",
+                "error": r["error"] or "",
+                "result": None if r["result"] is None else Binary(bytes(r["result"])),
+                "verification": _standing({**r, "kind": JobKind.JOB}),
+            }
+            for r in rows
+        ]
+
     # -- workers (client credentials) ----------------------------------------------------------
     @method(
         Arg("clientid", INT, "your client id"),
@@ -587,6 +706,29 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     if last:
         out["last_slice_status"] = last["slice_status"] or last["status"]
     return out
+
+
+def _public_batch(row: dict[str, Any]) -> dict[str, Any]:
+    """A batch's summary (``market.store.batches.summary``) as XML-RPC answers it: money as text,
+    the cost so far and, while it runs, an estimate of the whole (cost so far / share done)."""
+    progress = row["progress"]
+    estimate = round(row["paid"] / progress) if progress > 0 else None
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "entry": row["entry"],
+        "price": money.format_cents(row["price"]),
+        "size": row["size"],
+        "jobs": row["jobs"],
+        "counts": {str(k): v for k, v in row["counts"].items()},
+        "outcomes": {str(k): v for k, v in row["outcomes"].items()},
+        "progress": progress,
+        "executed_seconds": row["executed_ms"] / 1000.0,
+        "slices": row["slices"],
+        "cost": money.format_cents(row["paid"]),
+        "estimate": "" if estimate is None else money.format_cents(estimate),
+        "created_at": row["created_at"],
+    }
 
 
 def _standing(row: dict[str, Any]) -> str:

@@ -36,8 +36,8 @@ def client_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]
 def job_batch(tx, after: int = 0, limit: int = BATCH) -> list[dict[str, Any]]:
     """Reported jobs (not speed probes) with id > ``after``, by id."""
     return tx.all(
-        "SELECT id, account_id, kind, name, price, status, submitted_at, executed_ms, slices, outcome, verification"
-        " FROM jobs WHERE id > ? AND kind IN (?, ?) ORDER BY id LIMIT ?",
+        "SELECT id, account_id, kind, name, price, status, submitted_at, executed_ms, slices, outcome, verification,"
+        " batch_id FROM jobs WHERE id > ? AND kind IN (?, ?) ORDER BY id LIMIT ?",
         (int(after), *REPORTED_KINDS, int(limit)),
     )
 

@@ -19,6 +19,7 @@ Table map (paper, spec 4a-e):
   ledger          double-entry money movements (grants have no debit account)
   web_sessions    web log-in sessions (token hash, CSRF token, expiry)
   secrets         the database's own random secrets (the probe secret)
+  batches         parameter sweeps: one module, function and price, many jobs (jobs.batch_id)
 """
 
 from __future__ import annotations
@@ -313,6 +314,26 @@ V8: list[Statement] = [
     "CREATE INDEX check_replays_check ON check_replays (check_id)",
 ]
 
+# issue 19: batches (parameter sweeps): one module and function, many argument sets, one price;
+# each argument set is a job of its own (jobs.batch_id, its place in the batch jobs.batch_index)
+V9: list[Statement] = [
+    """CREATE TABLE batches (
+        id {pk},
+        account_id {bigint} NOT NULL,
+        name VARCHAR(128) NOT NULL,
+        source {text} NOT NULL,
+        entry VARCHAR(128) NOT NULL,
+        source_sha256 CHAR(64) NOT NULL,
+        price {bigint} NOT NULL,
+        size INTEGER NOT NULL,
+        created_at {double} NOT NULL
+    ) {engine}""",
+    "CREATE INDEX batches_owner ON batches (account_id)",
+    "ALTER TABLE jobs ADD COLUMN batch_id {bigint} NULL",
+    "ALTER TABLE jobs ADD COLUMN batch_index INTEGER NULL",
+    "CREATE INDEX jobs_batch ON jobs (batch_id, batch_index)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -322,6 +343,7 @@ MIGRATIONS: list[Migration] = [
     (PROBE_SECRET_VERSION, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ]
 LATEST = MIGRATIONS[-1][0]
 

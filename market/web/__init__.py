@@ -44,6 +44,8 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         settings=options.get("web-settings"),
         offload=getattr(dispatcher, "offload", None),
         verification=getattr(getattr(dispatcher, "settings", None), "verify_settings", None),
+        max_batch=getattr(getattr(dispatcher, "settings", None), "max_batch", 10_000),
+        max_argument_set=getattr(getattr(dispatcher, "settings", None), "max_argument_set", 64 * 1024),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)

@@ -81,6 +81,8 @@ class Web:
         max_module: int = 1024 * 1024,
         offload: Any = None,
         verification: policy.Settings | None = None,
+        max_batch: int = 10_000,
+        max_argument_set: int = 64 * 1024,
     ):
         s = settings or WebSettings()
         #: the dispatcher's verification settings: the fee shown before a member submits
@@ -94,6 +96,8 @@ class Web:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.rpc_endpoint = rpc_endpoint
         self.max_module = max_module
+        #: the dispatcher's batch bounds (``max-batch``, ``max-argument-set``): the batch form's too
+        self.max_batch, self.max_argument_set = max_batch, max_argument_set
         self.renderer = renderer or Renderer()
         secure = bool(self.public_url and self.public_url.startswith("https:"))
         self.sessions = Sessions(db, clock, secure=secure)

@@ -21,6 +21,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 
 from market.core.errors import KINDS, MarketError, kind_of
 from market.web.account_pages import AccountPages
+from market.web.batch_pages import BatchPages
 from market.web.context import (
     ANYONE,
     ANYONE_FORM,
@@ -95,6 +96,7 @@ def routes(web: Web) -> list[Route]:
     no session at all.
     """
     account, jobs, market, feed = AccountPages(web), JobPages(web), MarketPages(web), FeedPages(web)
+    batches = BatchPages(web)
     return [
         Route("GET",  "/",                                     ANYONE,       account.home),
         Route("GET",  "/login",                                ANYONE,       account.login_form),
@@ -112,6 +114,13 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  f"/jobs/<{ID}:job_id>",                  MEMBERS,      jobs.job),
         Route("GET",  f"/jobs/<{ID}:job_id>/result",           MEMBERS,      jobs.result),
         Route("POST", f"/jobs/<{ID}:job_id>/cancel",           MEMBERS_FORM, jobs.cancel),
+        Route("GET",  "/batches",                              MEMBERS,      batches.batches),
+        Route("GET",  "/batches/new",                          MEMBERS,      batches.submit_form),
+        Route("POST", "/batches/new",                          MEMBERS_FORM, batches.submit),
+        Route("GET",  f"/batches/<{ID}:batch_id>",             MEMBERS,      batches.batch),
+        Route("GET",  f"/batches/<{ID}:batch_id>/results",     MEMBERS,      batches.results),
+        Route("POST", f"/batches/<{ID}:batch_id>/cancel",      MEMBERS_FORM, batches.cancel),
+        Route("POST", f"/batches/<{ID}:batch_id>/price",       MEMBERS_FORM, batches.price),
         Route("GET",  "/clients",                              MEMBERS,      market.clients),
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
