@@ -298,8 +298,11 @@ def _reservations(leases: Iterable[dict[str, Any]], sign: int) -> list[Any]:
     if not by_owner:
         return []
     change, params = case("id", dict(by_owner), "0")
+    # a reservation returned is money the owner can spend again: their held jobs are checked again
+    returned = sql_accounts.release_held_statements(by_owner) if sign < 0 else []
     return [
-        (f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}", [*params, *by_owner])
+        (f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}", [*params, *by_owner]),
+        *returned,
     ]
 
 
@@ -868,11 +871,10 @@ def set_price(tx, account_id: int, job_id: int, price: int) -> None:
 
 
 def release_held(tx, account_id: int) -> int:
-    """After a grant: the owner's held jobs go back on the ready list to be re-checked (``rules.unheld``)."""
-    return tx.execute(
-        f"UPDATE jobs SET status = '{JobStatus.READY}' WHERE account_id = ? AND status = '{JobStatus.HELD}'",
-        (account_id,),
-    )
+    """The owner's held jobs go back on the ready list to be re-checked (``rules.unheld``); the
+    ledger does this on every credit (``accounts.release_held_statements``)."""
+    ((statement, params),) = sql_accounts.release_held_statements([account_id])
+    return tx.execute(statement, params)
 
 
 def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
