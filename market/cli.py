@@ -16,8 +16,18 @@ import os
 import sys
 import time
 
-from market.core import money, verification
-from market.core.errors import EXIT_BAD_INPUT, EXIT_REFUSED, KINDS, DatabaseUnavailable, MarketError, kind_of
+from market.core import money, states, verification
+from market.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_JOB_CANCELLED,
+    EXIT_JOB_FAILED,
+    EXIT_REFUSED,
+    KINDS,
+    DatabaseUnavailable,
+    MarketError,
+    kind_of,
+)
+from market.core.rules import JobStatus
 from market.core.text import printable
 from market.store import dburl
 
@@ -424,9 +434,18 @@ def cmd_result(args) -> int:
 
     proxy, _ = _server(args)
     row = _call(proxy.outcome, args.job)
-    if row.get("error") and row.get("kind") != "task":
-        print(f"job {args.job} failed: {row['error']}", file=sys.stderr)
-        return EXIT_REFUSED
+    # exit codes per outcome (docs/operations.md): 0 finished, EXIT_JOB_FAILED failed (the error on
+    # stderr), EXIT_JOB_CANCELLED cancelled; a job not over yet is the server's refusal (1)
+    state = states.state_of({"status": row.get("status", "finished"), **row})
+    if state.status == JobStatus.CANCELLED:
+        print(f"job {args.job} was cancelled: no result", file=sys.stderr)
+        return EXIT_JOB_CANCELLED
+    if state.failed and row.get("kind") != "task":
+        line = f" (line {state.error_line} of the module)" if state.error_line else ""
+        print(f"job {args.job} failed: {state.reason}{line}", file=sys.stderr)
+        if state.error:
+            print(printable(state.error, lines=True), file=sys.stderr)
+        return EXIT_JOB_FAILED
     data = row["result"].data if row.get("result") is not None else None
     if row.get("verification") == "unverified":  # on stderr: stdout stays the value, for scripts
         reason = printable(row.get("verification_reason") or "not yet replayed by another member's worker")
@@ -440,7 +459,7 @@ def cmd_result(args) -> int:
     if row.get("kind") == "task":
         print(f"status: {row['outcome']}", file=sys.stderr)
         sys.stdout.write((data or b"").decode("utf-8", "replace"))
-        return 0
+        return EXIT_JOB_FAILED if state.failed else 0
     if data is None:
         print("null")
         return 0

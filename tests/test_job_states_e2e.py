@@ -9,9 +9,9 @@ import time
 import pytest_twisted
 
 from market import tasklet
-from market.tasklet.envelope import source_hash
 from market.store import Database, upgrade
 from market.store import jobs as jsql
+from market.tasklet.envelope import source_hash
 from tests.servers import Market, Worker, stop_all
 from tests.support import need_program
 from tests.test_web_support import start_site
@@ -64,9 +64,9 @@ async def test_a_module_resent_through_the_web_form_with_crlf_line_ends_finishes
         processes.append(await threads.deferToThread(server.start))
         processes.append(Worker(server.url, cid, token, str(tmp_path), "--slice", "1", *SANDBOX_USER).start())
         row = await threads.deferToThread(_wait_final, db, job_id, 90)
-        assert (row["status"], row["outcome"], row["error"]) == ("finished", "finished", None), processes[
-            -1
-        ].logtext()[-2000:]
+        assert (row["status"], row["outcome"], row["error"]) == ("finished", "finished", None), processes[-1].logtext()[
+            -2000:
+        ]
         assert tasklet.decode_result(bytes(row["result"])) == sum(range(1000))
     finally:
         await threads.deferToThread(stop_all, list(reversed(processes)))

@@ -28,6 +28,11 @@ class Kind:
 #: market or an unreachable database or server
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 1
+#: ``market result`` of a job that ended without its result (error, memory, refused, aborted...):
+#: the error on standard error
+EXIT_JOB_FAILED = 3
+#: ``market result`` of a job its owner cancelled
+EXIT_JOB_CANCELLED = 4
 
 KINDS: dict[str, Kind] = {
     k.name: k

@@ -13,12 +13,23 @@ status values, do not change: the words are computed from them, here, once.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from market.core import money
-from market.core.rules import JobStatus, Outcome, SliceStatus
+from market.core.rules import JobKind, JobStatus, Outcome, SliceStatus
 
-__all__ = ["JobState", "job_state", "held_reason", "error_line", "FAILED", "SUCCESSFUL"]
+__all__ = [
+    "JobState",
+    "job_state",
+    "state_of",
+    "verification_of",
+    "public",
+    "held_reason",
+    "error_line",
+    "FAILED",
+    "SUCCESSFUL",
+]
 
 #: the status word of a job that ended without its result (never stored: shown)
 FAILED = "failed"
@@ -72,7 +83,10 @@ def held_reason(available: int | None = None, price: int | None = None, slice_se
     the rule alone."""
     if available is None or price is None:
         return "the account's balance is below the cost of one slice at this price; it runs again when funds arrive"
-    words = f"the account has {money.format_cents(max(available, 0))} credits available, below the cost of one slice at {money.format_cents(price)} per second"
+    words = (
+        f"the account has {money.format_cents(max(available, 0))} credits available,"
+        f" below the cost of one slice at {money.format_cents(price)} per second"
+    )
     if slice_seconds:
         cost = money.payment(price, int(slice_seconds * 1000))
         words += f" ({money.format_cents(cost)} credits for a {slice_seconds:g} s slice)"
@@ -101,3 +115,35 @@ def job_state(
         reason = _FAILURES.get(outcome, f"the job ended: {outcome}")  # type: ignore[call-overload]
         return JobState(FAILED, reason, True, error, error_line(error), None)
     return JobState(str(status), _WAITING.get(status, str(status)), False, None, None, None)  # type: ignore[call-overload]
+
+
+def verification_of(row: Mapping[str, Any]) -> str | None:
+    """A job row's verification flag: as stored, else ``unverified`` for a plain job that
+    finished with its result (a result is final only once verified by replay), else None."""
+    if row.get("verification"):
+        return str(row["verification"])
+    if row.get("outcome") == Outcome.FINISHED and row.get("kind", JobKind.JOB) == JobKind.JOB:
+        return "unverified"
+    return None
+
+
+def state_of(row: Mapping[str, Any]) -> JobState:
+    """:func:`job_state` of a job row (``status``, ``outcome``, ``error``, ``verification``,
+    ``kind``; ``price`` and ``available`` — its owner's balance less reservations — give a held
+    job its figures)."""
+    held = None
+    if row.get("status") == JobStatus.HELD and row.get("available") is not None and row.get("price") is not None:
+        held = held_reason(int(row["available"]), int(row["price"]))
+    return job_state(row["status"], row.get("outcome"), row.get("error"), verification_of(row), held)
+
+
+def public(state: JobState) -> dict[str, Any]:
+    """The new keys of XML-RPC's job structs (``status`` keeps the stored value): ``state`` the
+    status word members read, ``reason``, ``failed``, ``error_line`` (None when the error names
+    no line of the module)."""
+    return {
+        "state": state.status,
+        "reason": state.reason,
+        "failed": state.failed,
+        "error_line": state.error_line,
+    }

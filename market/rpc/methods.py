@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from market.accounts import credentials
-from market.core import money
+from market.core import money, states
 from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
@@ -409,6 +409,7 @@ class MarketRPC:
             "result": None if row["result"] is None else Binary(bytes(row["result"])),
             "verification": _standing(row),
             "verification_reason": row.get("verification_note") or "",
+            **states.public(states.state_of(row)),
         }
         if row["result"] is not None and row["kind"] != "task":  # a task's result is its output, as text
             try:
@@ -583,6 +584,7 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     }
     if "error" in row:
         out["error"] = row["error"]
+    out.update(states.public(states.state_of(row)))  # the words members read (core.states)
     last = row.get("last_slice")
     if last:
         out["last_slice_status"] = last["slice_status"] or last["status"]

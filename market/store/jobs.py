@@ -301,7 +301,10 @@ def _reservations(leases: Iterable[dict[str, Any]], sign: int) -> list[Any]:
     # a reservation returned is money the owner can spend again: their held jobs are checked again
     returned = sql_accounts.release_held_statements(by_owner) if sign < 0 else []
     return [
-        (f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}", [*params, *by_owner]),
+        (
+            f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}",
+            [*params, *by_owner],
+        ),
         *returned,
     ]
 
@@ -891,7 +894,10 @@ def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
 def list_jobs(tx, account_id: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome,"
-        " verification, verification_note FROM jobs WHERE account_id = ? ORDER BY id",
+        " error, verification, verification_note,"
+        # what a held job's reason quotes (``core.states``): the owner's money less reservations
+        " (SELECT balance - reserved FROM accounts WHERE id = jobs.account_id) AS available"
+        " FROM jobs WHERE account_id = ? ORDER BY id",
         (account_id,),
     )
 
@@ -917,6 +923,7 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
             "verification_note",
         )
     }
+    out["available"] = tx.scalar("SELECT balance - reserved FROM accounts WHERE id = ?", (job["account_id"],))
     out["last_slice"] = tx.one(
         "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM leases"
         " WHERE job_id = ? ORDER BY id DESC LIMIT 1",
@@ -932,6 +939,7 @@ def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
     return {
         "id": job_id,
         "kind": job["kind"],
+        "status": job["status"],
         "outcome": job["outcome"],
         "result": job["result"],
         "error": job["error"],

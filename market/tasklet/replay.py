@@ -36,7 +36,7 @@ from .runner import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Callable, NamedTuple, Optional
+    from typing import NamedTuple, Optional
 
 __all__ = ["ReplayOutcome", "replay_slice", "replay_result", "mark_interpreter", "result_sha256", "MAX_CANDIDATES"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from market.core import money
+from market.core import money, states
 from market.core import verification as policy
 from market.core.errors import JobRefused, MarketError, TooLarge
 from market.jobs import results, submission
@@ -207,7 +207,7 @@ class JobPages(Pages):
     async def job(self, request, visitor, job_id):
         status = await self.web.db.run(sql_jobs.job_status, visitor.account_id, job_id)
         shown = None
-        if status["status"] == "finished" and status["outcome"] != "failed":
+        if status["status"] == "finished" and not states.state_of(status).failed:
             row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
             shown = await self._shown(row, visitor, SHOWN_RESULT, indent=1, as_text=True)
         return self.web.render(request, "job.html", visitor, job=status, shown=shown, final=FINAL)
