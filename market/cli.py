@@ -436,7 +436,7 @@ def cmd_result(args) -> int:
     row = _call(proxy.outcome, args.job)
     # exit codes per outcome (docs/operations.md): 0 finished, EXIT_JOB_FAILED failed (the error on
     # stderr), EXIT_JOB_CANCELLED cancelled; a job not over yet is the server's refusal (1)
-    state = states.state_of({"status": row.get("status", "finished"), **row})
+    state = states.state_of({**row, "status": row.get("status") or "finished"})
     if state.status == JobStatus.CANCELLED:
         print(f"job {args.job} was cancelled: no result", file=sys.stderr)
         return EXIT_JOB_CANCELLED

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest_twisted
@@ -68,6 +70,95 @@ async def test_a_module_resent_through_the_web_form_with_crlf_line_ends_finishes
             -2000:
         ]
         assert tasklet.decode_result(bytes(row["result"])) == sum(range(1000))
+    finally:
+        await threads.deferToThread(stop_all, list(reversed(processes)))
+        await serving.stopListening()
+        wm.web.reports.close()
+        db.close()
+
+
+FAILING = "def main(n):\n    x = n - n\n    return n / x\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_job_reads_failed_with_its_error_and_line_on_the_web_rpc_and_cli(tmp_path):
+    from twisted.internet import threads
+
+    from market.accounts import issue_api_token
+    from market.rpc.client import blocking
+    from tests import marketdata as md
+    from tests.servers import env
+
+    need_program("bwrap")
+    os.chmod(tmp_path, 0o755)
+    url = f"sqlite:{tmp_path}/m.sqlite"
+    db = Database(url)
+    upgrade(db)
+    wm, serving = await start_site(db, tmp_path)
+    processes: list = []
+    try:
+        b = await wm.member("alice")
+        ids = {}
+        for name, source, args in (("fails", FAILING, "[7]"), ("works", MODULE_CRLF, "[10]")):
+            form = await b.get("/submit")
+            page = await b.post(
+                "/submit",
+                {"source": source, "function": "main", "args": args, "name": name, "price": "1.00"},
+                csrf=form.csrf(),
+            )
+            assert page.code == 303, page.text
+            ids[name] = int(page.header("location").rsplit("/", 1)[1])
+        cancelled = md.job(db, wm.account_id("alice"), 100, "cancelled")
+        host, _ = md.account(db, "host", grant=0)
+        cid, token = md.client(db, host, "w1")
+        server = Market(url, str(tmp_path), "--window", "0.2", "--threshold", "1", "--test-job-size", "30")
+        processes.append(await threads.deferToThread(server.start))
+        api = issue_api_token(db, wm.account_id("alice"))
+        blocking(server.url, "account/alice", api).cancel(cancelled)
+        processes.append(Worker(server.url, cid, token, str(tmp_path), "--slice", "1", *SANDBOX_USER).start())
+        for job_id in ids.values():
+            await threads.deferToThread(_wait_final, db, job_id, 90)
+
+        # the web: failed in red, why, and the module's line
+        page = await b.get(f"/jobs/{ids['fails']}")
+        assert 'class="status-failed" id="job-status">failed<' in page.text
+        assert "the job raised an error" in page.text and "ZeroDivisionError" in page.text
+        assert '<span id="error-line">at line 3</span>' in page.text
+        listing = await b.get("/jobs")
+        assert 'class="status-failed"' in listing.text and 'class="status-finished"' in listing.text
+
+        # XML-RPC: the published keys as they were, and the new ones
+        rpc = blocking(server.url, "account/alice", api)
+        failed = rpc.status(ids["fails"])
+        assert (failed["status"], failed["state"], failed["failed"], failed["error_line"]) == (
+            "finished",
+            "failed",
+            True,
+            3,
+        )
+        assert failed["reason"] == "the job raised an error" and "ZeroDivisionError" in failed["error"]
+        works = rpc.outcome(ids["works"])
+        assert (works["state"], works["failed"], works["error_line"]) == ("finished", False, None)
+
+        # market result: an exit code per outcome, the error on stderr
+        e = dict(env(), MARKET_SERVER=server.url, MARKET_ACCOUNT="alice", MARKET_TOKEN=api)
+
+        def result(job_id):
+            return subprocess.run(
+                [sys.executable, "-m", "market", "result", str(job_id)],
+                capture_output=True,
+                text=True,
+                env=e,
+                timeout=60,
+            )
+
+        r = await threads.deferToThread(result, ids["fails"])
+        assert r.returncode == 3 and not r.stdout, (r.returncode, r.stdout, r.stderr)
+        assert "failed: the job raised an error (line 3 of the module)" in r.stderr and "ZeroDivisionError" in r.stderr
+        r = await threads.deferToThread(result, ids["works"])
+        assert (r.returncode, r.stdout.strip()) == (0, "45"), r.stderr
+        r = await threads.deferToThread(result, cancelled)
+        assert r.returncode == 4 and "cancelled" in r.stderr
     finally:
         await threads.deferToThread(stop_all, list(reversed(processes)))
         await serving.stopListening()

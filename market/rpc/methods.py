@@ -409,6 +409,7 @@ class MarketRPC:
             "result": None if row["result"] is None else Binary(bytes(row["result"])),
             "verification": _standing(row),
             "verification_reason": row.get("verification_note") or "",
+            "status": row["status"],  # new: finished or cancelled, as in status()
             **states.public(states.state_of(row)),
         }
         if row["result"] is not None and row["kind"] != "task":  # a task's result is its output, as text
