@@ -142,8 +142,34 @@ def cmd_db_audit(args) -> int:
     from market.store import accounts as sql
 
     result = _db(args).transact(sql.audit)
-    print(json.dumps(result))
+    if args.json:  # for scripts: the figures in cents, as the store returns them
+        print(json.dumps(result))
+    else:
+        print(audit_words(result))
     return 0 if result["balanced"] else EXIT_REFUSED
+
+
+def audit_words(result: dict) -> str:
+    """``market db audit`` for people: credits, not cents, and each problem on its own line."""
+    credits = money.format_cents
+    lines = [
+        "the ledger balances" if result["balanced"] else "THE LEDGER DOES NOT BALANCE",
+        f"  granted in all:      {credits(result['granted'])} credits",
+        f"  held by accounts:    {credits(result['total'])} credits",
+    ]
+    if result["granted"] != result["total"]:
+        lines.append(f"  difference:          {credits(result['total'] - result['granted'])} credits")
+    for account_id, balance, expected in result["mismatched"]:
+        lines.append(
+            f"  account {account_id}: balance {credits(balance)} but its ledger entries add up to {credits(expected)}"
+        )
+    for account_id in result["negative"]:
+        lines.append(f"  account {account_id}: negative balance")
+    for account_id, reserved, promised in result["reservations"]:
+        lines.append(
+            f"  account {account_id}: {credits(reserved)} reserved but its open leases promise {credits(promised)}"
+        )
+    return "\n".join(lines)
 
 
 # -- accounts ------------------------------------------------------------------------------------
@@ -529,7 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.group("db", help="create, upgrade or audit the database")
     db.add_parser("init", help="create the tables").set_defaults(func=cmd_db_init)
     db.add_parser("upgrade", help="apply pending schema migrations, keeping data").set_defaults(func=cmd_db_upgrade)
-    db.add_parser("audit", help="check the ledger invariants").set_defaults(func=cmd_db_audit)
+    audit = db.add_parser("audit", help="check the ledger invariants (in credits; --json for the raw cents)")
+    audit.add_argument("--json", action="store_true", help="print the figures as JSON, in cents")
+    audit.set_defaults(func=cmd_db_audit)
 
     acc = sub.group("account", help="member accounts")
     c = acc.add_parser(
