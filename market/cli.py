@@ -393,8 +393,35 @@ def cmd_submit(args) -> int:
     proxy, account = _server(args)
     # the paper's job(accountid, ...) wants the account's id; the server tells it (whoami) unless given
     account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
+    if not _price_is_meant(proxy, cents, args.yes):
+        return EXIT_BAD_INPUT
     print(printable(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents)))
     return 0
+
+
+def _refuse(fault):
+    raise fault
+
+
+def _price_is_meant(proxy, cents: int, yes: bool) -> bool:
+    """Ask the server what the price buys (XML-RPC ``price_check``, the quote rule); an unusual
+    price is refused here unless ``--yes`` confirms it. A server without ``price_check`` is
+    trusted with the price (its own ceiling still applies)."""
+    import xmlrpc.client
+
+    try:
+        view = proxy.price_check(money.format_cents(cents))
+    except xmlrpc.client.Fault as e:
+        if e.faultCode == KINDS["no-such-method"].fault:
+            return True
+        return _call(_refuse, e)
+    words = printable(view.get("words", ""))
+    if view.get("unusual") and not yes:
+        print(f"{words}.\nSubmit again with --yes if you mean it.", file=sys.stderr)
+        return False
+    if view.get("unusual"):
+        print(f"{words} (confirmed with --yes).", file=sys.stderr)
+    return True
 
 
 def cmd_submit_task(args) -> int:
@@ -624,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("function")
     c.add_argument("--name", required=True)
     c.add_argument("--price", required=True, help="credits per second, like 0.05")
+    c.add_argument("--yes", action="store_true", help="confirm an unusual price (far above what wins the fastest)")
     c.add_argument("--arg", action="append", help="a positional argument as JSON (repeatable)")
     c.add_argument("--account-id", type=int, default=None)
     server_opts(c)

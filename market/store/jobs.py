@@ -1009,3 +1009,15 @@ def _reject_billed(tx, lease: dict[str, Any], now: float, slice_status: str) -> 
     job = job_row(tx, lease["job_id"], lock=True)
     _change_job(tx, job["id"], rules.released(job["status"], job["kind"], _open_leases(tx, job)), now)
     return rules.answer(lease["id"], LeaseStatus.REJECTED, paid[lease["id"]], ms)
+
+
+def competing_prices(tx) -> dict[int, int]:
+    """{price: how many jobs} of the jobs competing now (ready or running): what a new price is
+    measured against (``core.prices``)."""
+    return {
+        int(r["price"]): int(r["n"])
+        for r in tx.all(
+            f"SELECT price, COUNT(*) AS n FROM jobs WHERE status IN ('{JobStatus.READY}', '{JobStatus.RUNNING}')"
+            " GROUP BY price"
+        )
+    }

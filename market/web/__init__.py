@@ -44,6 +44,7 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         settings=options.get("web-settings"),
         offload=getattr(dispatcher, "offload", None),
         verification=getattr(getattr(dispatcher, "settings", None), "verify_settings", None),
+        max_price=getattr(getattr(dispatcher, "settings", None), "max_price", None),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)

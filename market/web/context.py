@@ -81,10 +81,13 @@ class Web:
         max_module: int = 1024 * 1024,
         offload: Any = None,
         verification: policy.Settings | None = None,
+        max_price: int | None = None,
     ):
         s = settings or WebSettings()
         #: the dispatcher's verification settings: the fee shown before a member submits
         self.verification = verification or policy.Settings()
+        #: the market's ceiling on prices (``max-price``), None for none
+        self.max_price = max_price
         self.settings = s
         self.db = db
         self.clock = clock
