@@ -72,3 +72,35 @@ def test_market_db_audit_speaks_credits_and_keeps_json_for_scripts(db, db_url):
     assert "123.45 credits" in words.stdout and "{" not in words.stdout
     raw = run(db_url, "db", "audit", "--json")
     assert raw.returncode == 0 and json.loads(raw.stdout)["granted"] == 12_345
+
+
+def test_the_web_site_logs_access_lines_only_for_refusals_and_failures():
+    from market.web.site import QuietSite
+
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def write(self, line):
+            self.lines.append(line)
+
+    class Request:
+        def __init__(self, code):
+            self.code = code
+
+    site = QuietSite(None)
+    site._logFile = Lines()
+    site._logFormatter = lambda when, request: f"status {request.code}"
+    site._logDateTime = "now"
+    for code in (200, 303, 304, 404, 500):
+        site.log(Request(code))
+    assert site._logFile.lines == ["status 404\n", "status 500\n"]
+
+
+def test_the_worker_rpc_client_opens_connections_without_a_log_line():
+    from twisted.internet.task import Clock
+
+    from market.rpc.client import AsyncRPC
+
+    rpc = AsyncRPC(Clock(), "http://127.0.0.1:1/RPC2", "client/1", "t")
+    assert rpc._pool._factory.noisy is False
