@@ -464,7 +464,9 @@ def cmd_status(args) -> int:
         # every cell is the server's text (a job name is any member's): escaped, so no control reaches the terminal
         job_id, name, price, status, slices, outcome = (
             printable(r.get(k) if r.get(k) is not None else "")
-            for k in ("id", "name", "price", "status", "slices", "outcome")
+            # the state members read (failed, not finished, for a job that ended without its
+            # result: market.core.states); a server without it sends only the stored status
+            for k in ("id", "name", "price", "state" if r.get("state") else "status", "slices", "outcome")
         )
         try:
             executed = f"{float(r['executed_seconds']):>8.1f}s"

@@ -159,6 +159,15 @@ async def test_a_failed_job_reads_failed_with_its_error_and_line_on_the_web_rpc_
         assert (r.returncode, r.stdout.strip()) == (0, "45"), r.stderr
         r = await threads.deferToThread(result, cancelled)
         assert r.returncode == 4 and "cancelled" in r.stderr
+
+        def status():
+            return subprocess.run(
+                [sys.executable, "-m", "market", "status"], capture_output=True, text=True, env=e, timeout=60
+            )
+
+        r = await threads.deferToThread(status)
+        rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
+        assert r.returncode == 0 and rows[str(ids["fails"])][3] == "failed" and rows[str(ids["works"])][3] == "finished"
     finally:
         await threads.deferToThread(stop_all, list(reversed(processes)))
         await serving.stopListening()
