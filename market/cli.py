@@ -16,8 +16,18 @@ import os
 import sys
 import time
 
-from market.core import money, verification
-from market.core.errors import EXIT_BAD_INPUT, EXIT_REFUSED, KINDS, DatabaseUnavailable, MarketError, kind_of
+from market.core import money, states, verification
+from market.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_JOB_CANCELLED,
+    EXIT_JOB_FAILED,
+    EXIT_REFUSED,
+    KINDS,
+    DatabaseUnavailable,
+    MarketError,
+    kind_of,
+)
+from market.core.rules import JobStatus
 from market.core.text import printable
 from market.store import dburl
 
@@ -132,8 +142,34 @@ def cmd_db_audit(args) -> int:
     from market.store import accounts as sql
 
     result = _db(args).transact(sql.audit)
-    print(json.dumps(result))
+    if args.json:  # for scripts: the figures in cents, as the store returns them
+        print(json.dumps(result))
+    else:
+        print(audit_words(result))
     return 0 if result["balanced"] else EXIT_REFUSED
+
+
+def audit_words(result: dict) -> str:
+    """``market db audit`` for people: credits, not cents, and each problem on its own line."""
+    credits = money.format_cents
+    lines = [
+        "the ledger balances" if result["balanced"] else "THE LEDGER DOES NOT BALANCE",
+        f"  granted in all:      {credits(result['granted'])} credits",
+        f"  held by accounts:    {credits(result['total'])} credits",
+    ]
+    if result["granted"] != result["total"]:
+        lines.append(f"  difference:          {credits(result['total'] - result['granted'])} credits")
+    for account_id, balance, expected in result["mismatched"]:
+        lines.append(
+            f"  account {account_id}: balance {credits(balance)} but its ledger entries add up to {credits(expected)}"
+        )
+    for account_id in result["negative"]:
+        lines.append(f"  account {account_id}: negative balance")
+    for account_id, reserved, promised in result["reservations"]:
+        lines.append(
+            f"  account {account_id}: {credits(reserved)} reserved but its open leases promise {credits(promised)}"
+        )
+    return "\n".join(lines)
 
 
 # -- accounts ------------------------------------------------------------------------------------
@@ -357,8 +393,35 @@ def cmd_submit(args) -> int:
     proxy, account = _server(args)
     # the paper's job(accountid, ...) wants the account's id; the server tells it (whoami) unless given
     account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
+    if not _price_is_meant(proxy, cents, args.yes):
+        return EXIT_BAD_INPUT
     print(printable(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents)))
     return 0
+
+
+def _refuse(fault):
+    raise fault
+
+
+def _price_is_meant(proxy, cents: int, yes: bool) -> bool:
+    """Ask the server what the price buys (XML-RPC ``price_check``, the quote rule); an unusual
+    price is refused here unless ``--yes`` confirms it. A server without ``price_check`` is
+    trusted with the price (its own ceiling still applies)."""
+    import xmlrpc.client
+
+    try:
+        view = proxy.price_check(money.format_cents(cents))
+    except xmlrpc.client.Fault as e:
+        if e.faultCode == KINDS["no-such-method"].fault:
+            return True
+        return _call(_refuse, e)
+    words = printable(view.get("words", ""))
+    if view.get("unusual") and not yes:
+        print(f"{words}.\nSubmit again with --yes if you mean it.", file=sys.stderr)
+        return False
+    if view.get("unusual"):
+        print(f"{words} (confirmed with --yes).", file=sys.stderr)
+    return True
 
 
 def cmd_submit_task(args) -> int:
@@ -401,7 +464,9 @@ def cmd_status(args) -> int:
         # every cell is the server's text (a job name is any member's): escaped, so no control reaches the terminal
         job_id, name, price, status, slices, outcome = (
             printable(r.get(k) if r.get(k) is not None else "")
-            for k in ("id", "name", "price", "status", "slices", "outcome")
+            # the state members read (failed, not finished, for a job that ended without its
+            # result: market.core.states); a server without it sends only the stored status
+            for k in ("id", "name", "price", "state" if r.get("state") else "status", "slices", "outcome")
         )
         try:
             executed = f"{float(r['executed_seconds']):>8.1f}s"
@@ -424,9 +489,18 @@ def cmd_result(args) -> int:
 
     proxy, _ = _server(args)
     row = _call(proxy.outcome, args.job)
-    if row.get("error") and row.get("kind") != "task":
-        print(f"job {args.job} failed: {row['error']}", file=sys.stderr)
-        return EXIT_REFUSED
+    # exit codes per outcome (docs/operations.md): 0 finished, EXIT_JOB_FAILED failed (the error on
+    # stderr), EXIT_JOB_CANCELLED cancelled; a job not over yet is the server's refusal (1)
+    state = states.state_of({**row, "status": row.get("status") or "finished"})
+    if state.status == JobStatus.CANCELLED:
+        print(f"job {args.job} was cancelled: no result", file=sys.stderr)
+        return EXIT_JOB_CANCELLED
+    if state.failed and row.get("kind") != "task":
+        line = f" (line {state.error_line} of the module)" if state.error_line else ""
+        print(f"job {args.job} failed: {state.reason}{line}", file=sys.stderr)
+        if state.error:
+            print(printable(state.error, lines=True), file=sys.stderr)
+        return EXIT_JOB_FAILED
     data = row["result"].data if row.get("result") is not None else None
     if row.get("verification") == "unverified":  # on stderr: stdout stays the value, for scripts
         reason = printable(row.get("verification_reason") or "not yet replayed by another member's worker")
@@ -440,7 +514,7 @@ def cmd_result(args) -> int:
     if row.get("kind") == "task":
         print(f"status: {row['outcome']}", file=sys.stderr)
         sys.stdout.write((data or b"").decode("utf-8", "replace"))
-        return 0
+        return EXIT_JOB_FAILED if state.failed else 0
     if data is None:
         print("null")
         return 0
@@ -625,7 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.group("db", help="create, upgrade or audit the database")
     db.add_parser("init", help="create the tables").set_defaults(func=cmd_db_init)
     db.add_parser("upgrade", help="apply pending schema migrations, keeping data").set_defaults(func=cmd_db_upgrade)
-    db.add_parser("audit", help="check the ledger invariants").set_defaults(func=cmd_db_audit)
+    audit = db.add_parser("audit", help="check the ledger invariants (in credits; --json for the raw cents)")
+    audit.add_argument("--json", action="store_true", help="print the figures as JSON, in cents")
+    audit.set_defaults(func=cmd_db_audit)
 
     acc = sub.group("account", help="member accounts")
     c = acc.add_parser(
@@ -692,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("function")
     c.add_argument("--name", required=True)
     c.add_argument("--price", required=True, help="credits per second, like 0.05")
+    c.add_argument("--yes", action="store_true", help="confirm an unusual price (far above what wins the fastest)")
     c.add_argument("--arg", action="append", help="a positional argument as JSON (repeatable)")
     c.add_argument("--account-id", type=int, default=None)
     server_opts(c)

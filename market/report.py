@@ -24,7 +24,7 @@ from typing import Any
 
 from lxml import etree
 
-from market.core import money
+from market.core import money, states
 from market.core.errors import MarketError
 from market.core.rules import JobStatus, LeaseStatus
 
@@ -68,6 +68,10 @@ _Q = {
         "checked-in",
     )
 }
+
+
+_SECTION_BREAK = "\n  "
+_ROW_BREAK = "\n    "
 
 
 def utc(t: float) -> str:
@@ -125,6 +129,7 @@ def _write_client(xf, row: dict[str, Any], owner: str | None) -> None:
     attrib = {"id": str(row["id"]), "status": "active" if row["status"] == "active" else "inactive"}
     if owner is not None:
         attrib["owner"] = owner
+    xf.write(_ROW_BREAK)
     with xf.element(_Q["client"], attrib):
         if owner is not None:
             _leaves(xf, ((_Q["name"], _text(row["name"])),))
@@ -156,6 +161,11 @@ def _write_job(xf, row: dict[str, Any], owner: str | None) -> None:
         attrib["verification"] = row["verification"]
     elif status == JobStatus.FINISHED and row["kind"] == "job" and row.get("outcome") == "finished":
         attrib["verification"] = "unverified"  # a result no replay has agreed with yet
+    # the words members read (market.core.states): a job ended by a failure is 'failed', with why
+    state = states.job_state(status, row.get("outcome"))
+    attrib["state"] = state.status
+    attrib["reason"] = state.reason
+    xf.write(_ROW_BREAK)
     with xf.element(_Q["job"], attrib):
         _leaves(
             xf,
@@ -174,6 +184,7 @@ def _write_dispatch(xf, row: dict[str, Any]) -> None:
     attrib = {"id": str(row["id"]), "job": str(row["job_id"]), "client": str(row["client_id"]), "status": status}
     if row.get("check_id") is not None:
         attrib["replay"] = "true"
+    xf.write(_ROW_BREAK)
     with xf.element(_Q["dispatch"], attrib):
         leaves = [(_Q["checked-out"], utc(row["checked_out_at"])), (_Q["deadline"], utc(row["deadline"]))]
         if row["checked_in_at"] is not None:
@@ -198,21 +209,30 @@ def write_report(
         root_attrib["requester"] = requester
     with etree.xmlfile(out, encoding="UTF-8") as xf:
         xf.write_declaration()
+        # indented by hand (one row a line, its leaves on that line): the writer streams, so
+        # lxml's pretty printing, which needs the whole tree, cannot do it
         with xf.element(_Q["report"], root_attrib, nsmap={None: NAMESPACE}):
+            xf.write(_SECTION_BREAK)
             with xf.element(_Q["clients"]):
                 for row in _batches(db, sql.client_batch, batch):
                     own = requester_id is not None and row["account_id"] == requester_id
                     _write_client(xf, row, requester if own else None)
                     counts.clients += 1
+                xf.write(_SECTION_BREAK)
+            xf.write(_SECTION_BREAK)
             with xf.element(_Q["jobs"]):
                 for row in _batches(db, sql.job_batch, batch):
                     own = requester_id is not None and row["account_id"] == requester_id
                     _write_job(xf, row, requester if own else None)
                     counts.jobs += 1
+                xf.write(_SECTION_BREAK)
+            xf.write(_SECTION_BREAK)
             with xf.element(_Q["dispatches"]):
                 for row in _batches(db, sql.lease_batch, batch):
                     _write_dispatch(xf, row)
                     counts.dispatches += 1
+                xf.write(_SECTION_BREAK)
+            xf.write("\n")
     return counts
 
 

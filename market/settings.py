@@ -213,6 +213,9 @@ class DispatchSettings:
     verify_margin: float = setting(
         verification.DEFAULT_MARGIN, positive_float, "a replay's step cap: slice x speed x this", "{:g}".format
     )
+    max_price: int = setting(
+        1_000_000, credits, "the highest price a job may have, credits per second", money.format_cents
+    )
 
     max_batch: int = setting(10_000, positive_int, "argument sets (jobs) one batch may hold")
     max_argument_set: int = setting(

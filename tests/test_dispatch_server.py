@@ -126,6 +126,46 @@ def test_a_job_whose_owner_cannot_pay_is_held_not_dispatched(db, market_server):
     assert db.transact(jsql.job_row, job_id)["status"] == "held"
 
 
+def _hold(db, job_id):
+    db.transact(lambda tx: tx.execute("UPDATE jobs SET status = 'held' WHERE id = ?", (job_id,)))
+
+
+def test_a_held_job_is_released_when_its_owners_own_worker_earns(db, market_server):
+    server = market_server("--window", "0.2", "--threshold", "1", "--grace", "5")
+    owner, _ = md.account(db, "owner", grant=10_000)
+    host, _ = md.account(db, "host", grant=0)
+    theirs = md.job(db, owner, 100)
+    mine = md.job(db, host, 100, "host's own")
+    _hold(db, mine)  # as a window holds it: the host has nothing
+    cid, token = md.client(db, host, "box", 50.0)
+    rpc = worker_rpc(server, cid, token)
+    lease = rpc.request(cid, 2)
+    assert lease["job"] == theirs
+    time.sleep(0.3)
+    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data)))
+    assert answer["status"] == "accepted" and answer["paid"] > 0
+    assert db.transact(jsql.job_row, mine)["status"] == "ready"  # the earnings released it
+    assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_held_job_is_released_when_a_reservation_comes_back(db, market_server):
+    server = market_server("--window", "0.2", "--threshold", "1", "--grace", "0.3", "--min-slice", "0.2")
+    owner, _ = md.account(db, "owner", grant=10_000)
+    host, _ = md.account(db, "host", grant=0)
+    running = md.job(db, owner, 100, "running")
+    waiting = md.job(db, owner, 100, "waiting")
+    _hold(db, waiting)
+    cid, token = md.client(db, host, "slow", 5.0)
+    rpc = worker_rpc(server, cid, token)
+    lease = rpc.request(cid, 0.2)
+    assert lease["job"] == running
+    assert db.transact(jsql.job_row, waiting)["status"] == "held"
+    time.sleep(1.0)  # past slice + grace: the lease closes unpaid, its reservation returns
+    answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data)))
+    assert answer["status"] in ("rejected", "expired") and answer["paid"] == 0
+    assert db.transact(jsql.job_row, waiting)["status"] == "ready"
+
+
 def test_refusals_are_faults_with_codes(db, market_server):
     server = market_server("--window", "0.2")
     owner, owner_token = md.account(db, "owner")

@@ -88,7 +88,7 @@ def test_the_cli_exit_code_of_each_kind_is_the_tables(name, monkeypatch, capsys)
 
 def test_exit_codes_say_bad_input_or_refused():
     bad_input = {name for name, kind in KINDS.items() if kind.exit == errors.EXIT_BAD_INPUT}
-    assert bad_input == {"invalid", "refused", "too-large"}
+    assert bad_input == {"invalid", "refused", "too-large", "price-too-high"}
     assert {kind.exit for kind in KINDS.values()} == {errors.EXIT_BAD_INPUT, errors.EXIT_REFUSED}
 
 

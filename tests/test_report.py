@@ -69,6 +69,8 @@ def small_market(db):
         ids["d_in"] = jsql.checkout(tx, ids["a_job"], ids["b_slow"], 30.0, 15.0, T0 + 12)["stateid"]
         leased = bytes(jsql.committed_state(tx, ids["a_job"])["data"])
         jsql.checkin(tx, ids["d_in"], ids["b_slow"], md.next_state(leased), T0 + 40.5)
+        # bob's client just earned, which releases bob's held jobs: the fixture holds this one again
+        tx.execute("UPDATE jobs SET status = 'held' WHERE id = ?", (ids["b_held"],))
         return ids
 
     return db.transact(work)
@@ -274,3 +276,26 @@ def test_utc_times_are_xsd_datetimes():
     assert report.utc(0) == "1970-01-01T00:00:00.000Z"
     assert report.utc(1.9999) == "1970-01-01T00:00:01.999Z"
     assert report.utc(T0 + 0.25) == "2026-11-18T11:06:40.250Z"
+
+
+def test_each_row_is_on_its_own_indented_line(db):
+    small_market(db)
+    lines = report.report_bytes(db, "bob", now=T0 + 100).decode().splitlines()
+    jobs = [line for line in lines if line.startswith("    <job ")]
+    assert len(jobs) == 5 and all(line.endswith("</job>") for line in jobs)
+    assert any(line.startswith("    <client ") for line in lines)
+    assert any(line.startswith("    <dispatch ") for line in lines)
+    assert "  <jobs>" in lines and "  </jobs>" in lines
+    report.schema().assertValid(parse("\n".join(lines).encode()))
+
+
+def test_a_job_ended_by_a_failure_reads_failed_with_its_reason_and_keeps_its_status(db):
+    ids = small_market(db)
+    db.transact(lambda tx: tx.execute("UPDATE jobs SET outcome = 'memory' WHERE id = ?", (ids["b_done"],)))
+    doc = parse(report.report_bytes(db, None, now=T0 + 100))
+    report.schema().assertValid(doc)
+    done = doc.xpath("//r:job[@id=$id]", namespaces=NS, id=str(ids["b_done"]))[0]
+    assert (done.get("status"), done.get("state")) == ("finished", "failed")
+    assert "out of memory" in done.get("reason")
+    held = doc.xpath("//r:job[@id=$id]", namespaces=NS, id=str(ids["b_held"]))[0]
+    assert (held.get("state"), "below the cost of one slice" in held.get("reason")) == ("held", True)

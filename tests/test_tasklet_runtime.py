@@ -145,3 +145,26 @@ def test_a_probe_frozen_and_thawed_gives_the_chain_the_server_checks():
     assert native(text, entry, args) == prober.expected(secret, 12, 5_000)
     got, hops = frozen(text, entry, args, budgets=[97])
     assert got == prober.expected(secret, 12, 5_000) and hops > 2
+
+
+def test_progress_above_one_is_clamped_and_the_job_finishes():
+    src = "def job(n):\n    progress(1.5)\n    progress(-2)\n    progress(n / 3)\n    return n\n"
+    out = tasklet.run_slice(tasklet.start(src, "job", [7], {}), src, 10)
+    assert out.finished and out.error is None and tasklet.decode_result(out.result) == 7
+    assert out.progress == 1.0
+
+
+def test_progress_of_nan_is_ignored():
+    src = "def job():\n    progress(0.25)\n    progress(float('nan'))\n    return 1\n"
+    out = tasklet.run_slice(tasklet.start(src, "job", [], {}), src, 10)
+    assert out.finished and out.error is None and out.progress == 0.25
+
+
+def test_a_memory_error_names_the_slices_memory_limit(monkeypatch):
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256 * 1024 * 1024, resource.RLIM_INFINITY))
+    src = "def job():\n    raise MemoryError()\n"
+    out = tasklet.run_slice(tasklet.start(src, "job", [], {}), src, 10)
+    assert out.finished and out.error.startswith("MemoryError")
+    assert "(line 2 in job)" in out.error and "256 MB" in out.error

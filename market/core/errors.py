@@ -28,6 +28,11 @@ class Kind:
 #: market or an unreachable database or server
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 1
+#: ``market result`` of a job that ended without its result (error, memory, refused, aborted...):
+#: the error on standard error
+EXIT_JOB_FAILED = 3
+#: ``market result`` of a job its owner cancelled
+EXIT_JOB_CANCELLED = 4
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -48,6 +53,14 @@ KINDS: dict[str, Kind] = {
             EXIT_REFUSED,
             "a checked-in state that does not follow from its lease; nothing stored or paid",
         ),
+        Kind(
+            "price-too-high",
+            11,
+            "PRICE_TOO_HIGH",
+            422,
+            EXIT_BAD_INPUT,
+            "a price above the market's ceiling (max-price); nothing stored",
+        ),
         Kind("database", 9, "UNAVAILABLE", 503, EXIT_REFUSED, "the database or server is unreachable; retry"),
         Kind("internal", 99, "INTERNAL", 500, EXIT_REFUSED, "a bug; the server logged it"),
         Kind("no-such-method", 8001, "NO_SUCH_METHOD", 404, EXIT_REFUSED, "no such XML-RPC method"),
@@ -63,6 +76,10 @@ class MarketError(Exception):
 
     #: the row of :data:`KINDS` that says how this refusal is reported
     kind = "invalid"
+
+
+class PriceTooHigh(MarketError):
+    kind = "price-too-high"
 
 
 class NotAuthenticated(MarketError):
@@ -139,6 +156,7 @@ _CLASSES: dict[str, type[MarketError]] = {
         Conflict,
         InsufficientFunds,
         JobRefused,
+        PriceTooHigh,
         TooLarge,
         StateRefused,
         DatabaseUnavailable,

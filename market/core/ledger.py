@@ -7,6 +7,7 @@ never leaves its payer below zero.
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
@@ -14,9 +15,23 @@ from market.core.errors import InsufficientFunds, MarketError
 from market.core.money import MAX_CENTS, format_cents
 
 # InsufficientFunds is what transfer() and apply() raise: re-exported for their callers
-__all__ = ["KINDS", "Entry", "grant", "transfer", "apply", "InsufficientFunds"]
+__all__ = ["KINDS", "Entry", "grant", "transfer", "apply", "memo_words", "InsufficientFunds"]
 
 KINDS = ("grant", "payment", "transfer", "reversal")  # reversal: a payment taken back (core.verification)
+
+
+# a payment's and a reversal's stored memo (``rules.payment_memo``, ``verification``): the slice's
+# number is the lease's internal id, which the ledger row keeps in its own column anyway
+_SLICE_MEMO = re.compile(r"^(reversal: )?job (\d+) slice \d+$")
+
+
+def memo_words(memo: str | None) -> str:
+    """A ledger memo as a member reads it: ``job 12 slice 307`` -> ``a slice of job 12`` (and
+    ``reversal: ...`` -> ``a slice of job 12 taken back``); other memos as they are."""
+    found = _SLICE_MEMO.match(memo or "")
+    if found is None:
+        return memo or ""
+    return f"a slice of job {found.group(2)}" + (" taken back" if found.group(1) else "")
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,15 @@ _DEFINITIONS = re.compile(r"\b(?:def|class|lambda)\b")
 _TOKENS = re.compile(r"\w+|[^\w\s]")
 
 
+def normal_source(source: str) -> str:
+    """The module with every line break (CRLF from a web form's textarea, a lone CR) written as LF:
+    the one form the market stores, hashes and compiles. Every way in (web form, XML-RPC ``job``,
+    ``market submit``) goes through it before anything hashes the module, because a worker
+    receives the module over XML-RPC, whose XML parser turns CRLF into LF: a state hashed from
+    the CRLF text would then belong to "another job source" and the job could never run."""
+    return _LINE_BREAKS.sub("\n", source) if isinstance(source, str) else source
+
+
 def check_limits(source: str) -> None:
     """Refuse a module over the limits checked before any parsing: its bytes, lines and longest
     line. Cheap enough for the reactor thread (a few milliseconds for 1 MiB). Raises
@@ -122,6 +131,7 @@ def prepare(
     #0 for the job once :func:`create` (or XML-RPC ``job``) gave it its id. Raises
     :class:`JobRefused` (every problem with its line) or :class:`TooLarge`.
     """
+    source = normal_source(source)
     check_limits(source)
     check_shape(source)
     return _runtime(tasklet.prepare, source, entry, list(args), dict(kwargs or {}))
@@ -201,6 +211,7 @@ def check_source_in(pool: HelperPool, source: str, entry: str, owner: object = N
     """
     from twisted.internet import defer
 
+    source = normal_source(source)
     try:
         check_limits(source)
     except MarketError:
@@ -223,6 +234,7 @@ def examine_in(
     refusal or the pool's (busy, too slow, out of memory). Call it outside any transaction."""
     from twisted.internet import defer
 
+    source = normal_source(source)
     try:
         check_limits(source)
     except MarketError:
@@ -252,7 +264,7 @@ def create(tx, account_id: int, name: str, price: int, source: str, entry: str, 
     yet. Returns the job id."""
     from market.store import jobs as sql_jobs  # here, not at the top: helpers import this module
 
-    return sql_jobs.create_job(tx, account_id, name, price, source, entry, now)
+    return sql_jobs.create_job(tx, account_id, name, price, normal_source(source), entry, now)
 
 
 def init(tx, account_id: int, job_id: int, state: bytes, header: tasklet.Header, now: float) -> None:

@@ -7,6 +7,7 @@ encode and decode, which DESIGN.md measured faster than ``twisted.web.xmlrpc.Pro
 from __future__ import annotations
 
 import base64
+import functools
 import xmlrpc.client
 from typing import Any
 
@@ -47,6 +48,17 @@ def blocking(url: str, user: str, token: str) -> xmlrpc.client.ServerProxy:
     return xmlrpc.client.ServerProxy(url, transport=transport, allow_none=True)
 
 
+@functools.cache
+def _quiet_factory():
+    """twisted.web's connection factory without its "Starting factory" log line per connection."""
+    from twisted.web.client import _HTTP11ClientFactory
+
+    class QuietClientFactory(_HTTP11ClientFactory):
+        noisy = False
+
+    return QuietClientFactory
+
+
 class AsyncRPC:
     """A persistent-connection XML-RPC client for Twisted code."""
 
@@ -56,6 +68,7 @@ class AsyncRPC:
         self.url = url.encode()
         self._auth = basic(user, token).encode()
         self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool._factory = _quiet_factory()
         self._pool.maxPersistentPerHost = 2
         self._agent = Agent(reactor, pool=self._pool, connectTimeout=10)
         self.timeout = timeout

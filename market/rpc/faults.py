@@ -16,6 +16,7 @@ JOB_REFUSED = KINDS["refused"].fault
 TOO_LARGE = KINDS["too-large"].fault
 UNAVAILABLE = KINDS["database"].fault
 STATE_REFUSED = KINDS["state-refused"].fault
+PRICE_TOO_HIGH = KINDS["price-too-high"].fault
 INTERNAL = KINDS["internal"].fault
 NO_SUCH_METHOD = KINDS["no-such-method"].fault  # the code Twisted's XML-RPC used; kept for clients
 

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from market.accounts import credentials
-from market.core import money
+from market.core import money, prices, states
 from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
@@ -313,13 +313,37 @@ class MarketRPC:
         account = yield self._auth(auth, "account")
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
-        cents = _parse_price(price)
+        cents = self._price(price)
         # the server checks the module itself (it trusts no client): its size at once, then parsing,
         # validation and compilation in a helper process (CPU and memory a stranger chooses)
         yield submission.check_source_in(self.dispatcher.offload, module, entry, owner=account["id"])
         now = self.dispatcher.clock.seconds()
         job_id = yield self.db.run(submission.create, account["id"], name, cents, module, entry, now)
         return job_id
+
+    def _price(self, price) -> int:
+        """A member's price in cents, refused above the market's ceiling (``max-price``: Fault 11)."""
+        cents = _parse_price(price)
+        prices.check_ceiling(cents, getattr(getattr(self.dispatcher, "settings", None), "max_price", None))
+        return cents
+
+    @method(Arg("price", PRICE, "credits per second as a string like '5.20'"))
+    @defer.inlineCallbacks
+    def xmlrpc_price_check(self, auth, price):
+        """New: what ``price`` buys against the jobs competing now (the quote rule) and whether it
+        is unusual enough that ``market submit`` and the web form ask for a confirmation:
+        ``{price, rank, competing, top_price, unusual, words}``. Refuses (Fault 11) above the ceiling."""
+        yield self._auth(auth, "account")
+        cents = self._price(price)
+        view = prices.price_view(cents, (yield self.db.run(sql_jobs.competing_prices)))
+        return {
+            "price": money.format_cents(view.price),
+            "rank": view.rank,
+            "competing": view.competing,
+            "top_price": money.format_cents(view.top_price),
+            "unusual": view.unusual,
+            "words": view.words,
+        }
 
     @method()
     @defer.inlineCallbacks
@@ -340,7 +364,7 @@ class MarketRPC:
         account = yield self._auth(auth, "account")
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
-        cents = _parse_price(price)
+        cents = self._price(price)
         data = _bytes(bundle)
         if len(data) > taskbundle.MAX_BUNDLE:
             raise Fault(faults.TOO_LARGE, f"the task bundle is over {taskbundle.MAX_BUNDLE // (1024 * 1024)} MiB")
@@ -374,7 +398,7 @@ class MarketRPC:
     @defer.inlineCallbacks
     def xmlrpc_price(self, auth, jobid, price):
         account = yield self._auth(auth, "account")
-        yield self.db.run(sql_jobs.set_price, account["id"], jobid, _parse_price(price))
+        yield self.db.run(sql_jobs.set_price, account["id"], jobid, self._price(price))
         return True
 
     @method(Arg("jobid", INT, "a job id", optional=True))
@@ -410,6 +434,8 @@ class MarketRPC:
             "result": None if row["result"] is None else Binary(bytes(row["result"])),
             "verification": _standing(row),
             "verification_reason": row.get("verification_note") or "",
+            "status": row["status"],  # new: finished or cancelled, as in status()
+            **states.public(states.state_of(row)),
         }
         if row["result"] is not None and row["kind"] != "task":  # a task's result is its output, as text
             try:
@@ -702,6 +728,7 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     }
     if "error" in row:
         out["error"] = row["error"]
+    out.update(states.public(states.state_of(row)))  # the words members read (core.states)
     last = row.get("last_slice")
     if last:
         out["last_slice_status"] = last["slice_status"] or last["status"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from market.core import ledger
 from market.core.errors import Conflict, MarketError, NotFound
-from market.core.rules import LeaseStatus
+from market.core.rules import JobStatus, LeaseStatus
 from market.core.text import unprintable
 from market.store.db import Many, case, marks
 
@@ -163,6 +163,7 @@ def record_statements(postings: Sequence[tuple[ledger.Entry, int | None]], now: 
             deltas[entry.debit_account] -= entry.amount
         deltas[entry.credit_account] += entry.amount
     by_account, params = case("id", dict(deltas), "0")
+    credited = [e.credit_account for e, _ in postings if e.amount > 0]
     return [
         Many(
             "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, lease_id, memo)"
@@ -173,6 +174,25 @@ def record_statements(postings: Sequence[tuple[ledger.Entry, int | None]], now: 
             ],
         ),
         (f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}", [*params, *deltas]),
+        *release_held_statements(credited),
+    ]
+
+
+def release_held_statements(account_ids: Iterable[int]) -> list[Any]:
+    """The statement that puts these accounts' held jobs back on the ready list, to be checked
+    again at the next window (``rules.unheld``): written wherever an account gains money it can
+    spend — every ledger credit (earnings of its own workers, grants, refunds) and every
+    reservation returned when a lease closes — in the same transaction. Bounded: one UPDATE over
+    the ``jobs_ready`` index's held range, only for these accounts; none for no accounts."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return []
+    return [
+        (
+            f"UPDATE jobs SET status = '{JobStatus.READY}' WHERE status = '{JobStatus.HELD}'"
+            f" AND account_id IN {marks(len(ids))}",
+            ids,
+        )
     ]
 
 

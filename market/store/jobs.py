@@ -299,8 +299,14 @@ def _reservations(leases: Iterable[dict[str, Any]], sign: int) -> list[Any]:
     if not by_owner:
         return []
     change, params = case("id", dict(by_owner), "0")
+    # a reservation returned is money the owner can spend again: their held jobs are checked again
+    returned = sql_accounts.release_held_statements(by_owner) if sign < 0 else []
     return [
-        (f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}", [*params, *by_owner])
+        (
+            f"UPDATE accounts SET reserved = reserved + {change} WHERE id IN {marks(len(by_owner))}",
+            [*params, *by_owner],
+        ),
+        *returned,
     ]
 
 
@@ -867,11 +873,10 @@ def set_price(tx, account_id: int, job_id: int, price: int) -> None:
 
 
 def release_held(tx, account_id: int) -> int:
-    """After a grant: the owner's held jobs go back on the ready list to be re-checked (``rules.unheld``)."""
-    return tx.execute(
-        f"UPDATE jobs SET status = '{JobStatus.READY}' WHERE account_id = ? AND status = '{JobStatus.HELD}'",
-        (account_id,),
-    )
+    """The owner's held jobs go back on the ready list to be re-checked (``rules.unheld``); the
+    ledger does this on every credit (``accounts.release_held_statements``)."""
+    ((statement, params),) = sql_accounts.release_held_statements([account_id])
+    return tx.execute(statement, params)
 
 
 def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
@@ -888,7 +893,10 @@ def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
 def list_jobs(tx, account_id: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome,"
-        " verification, verification_note FROM jobs WHERE account_id = ? ORDER BY id",
+        " error, verification, verification_note,"
+        # what a held job's reason quotes (``core.states``): the owner's money less reservations
+        " (SELECT balance - reserved FROM accounts WHERE id = jobs.account_id) AS available"
+        " FROM jobs WHERE account_id = ? ORDER BY id",
         (account_id,),
     )
 
@@ -914,6 +922,7 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
             "verification_note",
         )
     }
+    out["available"] = tx.scalar("SELECT balance - reserved FROM accounts WHERE id = ?", (job["account_id"],))
     out["last_slice"] = tx.one(
         "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM leases"
         " WHERE job_id = ? ORDER BY id DESC LIMIT 1",
@@ -929,6 +938,7 @@ def job_result(tx, account_id: int, job_id: int) -> dict[str, Any]:
     return {
         "id": job_id,
         "kind": job["kind"],
+        "status": job["status"],
         "outcome": job["outcome"],
         "result": job["result"],
         "error": job["error"],
@@ -998,3 +1008,15 @@ def _reject_billed(tx, lease: dict[str, Any], now: float, slice_status: str) -> 
     job = job_row(tx, lease["job_id"], lock=True)
     _change_job(tx, job["id"], rules.released(job["status"], job["kind"], _open_leases(tx, job)), now)
     return rules.answer(lease["id"], LeaseStatus.REJECTED, paid[lease["id"]], ms)
+
+
+def competing_prices(tx) -> dict[int, int]:
+    """{price: how many jobs} of the jobs competing now (ready or running): what a new price is
+    measured against (``core.prices``)."""
+    return {
+        int(r["price"]): int(r["n"])
+        for r in tx.all(
+            f"SELECT price, COUNT(*) AS n FROM jobs WHERE status IN ('{JobStatus.READY}', '{JobStatus.RUNNING}')"
+            " GROUP BY price"
+        )
+    }

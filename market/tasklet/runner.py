@@ -181,10 +181,12 @@ class _Control:
         self.ns["_tk_F"] = True
 
     def set_progress(self, fraction) -> None:
+        # a job's arithmetic may overshoot (1.0000001, or done/total with a stale total): clamped,
+        # never a reason to end a job that is otherwise fine; NaN says nothing and is ignored
         fraction = float(fraction)
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError("progress() takes a fraction between 0 and 1, got %r" % fraction)
-        self.progress = fraction
+        if fraction != fraction:
+            return
+        self.progress = min(1.0, max(0.0, fraction))
 
     def get_job_id(self):
         return self.job_id
@@ -341,7 +343,23 @@ def _describe_error(exc: BaseException) -> str:
         if frame.f_code.co_filename == JOB_FILENAME:
             line, func = lineno, frame.f_code.co_name
     where = " (line %d in %s)" % (line, func) if line is not None else ""
+    if isinstance(exc, MemoryError):
+        where += _memory_limit_words()
     return "%s: %s%s" % (type(exc).__name__, exc, where)
+
+
+def _memory_limit_words() -> str:
+    """A MemoryError's missing half: the limit it hit (the sandbox's RLIMIT_AS, the worker's
+    ``--memory``), so the owner knows the job outgrew it rather than a bug in the market."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError, AttributeError):
+        return ""
+    if limit == resource.RLIM_INFINITY or limit <= 0:
+        return ""
+    return " - the job used all the memory this worker gives a slice (%d MB)" % (limit // (1024 * 1024))
 
 
 def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[int] = None) -> bytes:

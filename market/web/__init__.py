@@ -46,6 +46,7 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         verification=getattr(getattr(dispatcher, "settings", None), "verify_settings", None),
         max_batch=getattr(getattr(dispatcher, "settings", None), "max_batch", 10_000),
         max_argument_set=getattr(getattr(dispatcher, "settings", None), "max_argument_set", 64 * 1024),
+        max_price=getattr(getattr(dispatcher, "settings", None), "max_price", None),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
     return make_web_site(web)

@@ -83,10 +83,13 @@ class Web:
         verification: policy.Settings | None = None,
         max_batch: int = 10_000,
         max_argument_set: int = 64 * 1024,
+        max_price: int | None = None,
     ):
         s = settings or WebSettings()
         #: the dispatcher's verification settings: the fee shown before a member submits
         self.verification = verification or policy.Settings()
+        #: the market's ceiling on prices (``max-price``), None for none
+        self.max_price = max_price
         self.settings = s
         self.db = db
         self.clock = clock

@@ -15,7 +15,9 @@ from typing import Any
 from lxml import etree
 
 from market.accounts import credentials
+from market.core import states
 from market.core.errors import NotFound
+from market.core.rules import JobStatus
 from market.core.text import printable
 from market.store import accounts as sql_accounts
 from market.store import web as sql_web
@@ -59,14 +61,19 @@ def atom(base: str, account: dict[str, Any], events, now: float) -> bytes:
     add(root, "link", rel="alternate", href=f"{base}/jobs")
     for e in events:
         entry = add(root, "entry")
-        what = {"submitted": "was submitted", "finished": "finished", "cancelled": "was cancelled"}.get(
-            e["event"], e["detail"]
-        )
+        summary = e["detail"]  # a slice's: "slice 307 accepted"
+        if e["event"] == "finished":  # the words of market.core.states: a failed job is no "finished"
+            state = states.job_state(JobStatus.FINISHED, e["detail"] or None)
+            what = f"failed: {state.reason}" if state.failed else "finished"
+            summary = state.reason
+        else:
+            what = {"submitted": "was submitted", "cancelled": "was cancelled"}.get(e["event"], e["detail"])
+            summary = summary or what
         add(entry, "title", f"Job {e['job_id']} ({e['name']}) {what}")
         add(entry, "id", f"urn:market:job:{e['job_id']}:{e['event']}:{e['detail'] or ''}:{e['at']:.3f}")
         add(entry, "updated", utc(e["at"]))
         add(entry, "link", rel="alternate", href=f"{base}/jobs/{e['job_id']}")
-        add(entry, "summary", f"{e['event']} {e['detail']}".strip())
+        add(entry, "summary", summary)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from market.core import money
+from market.core import money, prices, states
 from market.core import verification as policy
 from market.core.errors import JobRefused, MarketError, TooLarge
 from market.jobs import results, submission
@@ -83,7 +83,9 @@ class JobPages(Pages):
     """Submit, my jobs and their prices, a job, its result, cancel."""
 
     def _submit_page(self, request, visitor, code=200, **values):
-        form: dict[str, Any] = dict(source="", functions=[], function="", args="", name="", price="1.00", errors={})
+        form: dict[str, Any] = dict(
+            source="", functions=[], function="", args="", name="", price="1.00", errors={}, price_unusual=False
+        )
         form.update(values)
         fee = policy.fee_words(self.web.verification)
         return self.web.render(
@@ -111,10 +113,18 @@ class JobPages(Pages):
             errors["name"] = "Give the job a name of 1 to 128 characters."
         price_text = field(request, "price", limit=32)
         price = 0
+        unusual = False
         try:
             price = money.parse_price(price_text)
+            prices.check_ceiling(price, self.web.max_price)
         except MarketError as e:
             errors["price"] = str(e)
+        else:  # what the price buys now; an unusual one is confirmed by ticking the box it brings
+            view = prices.price_view(price, await self.web.db.run(sql_jobs.competing_prices))
+            confirmed = field(request, "confirm-price", limit=32) == price_text
+            if view.unusual and not confirmed:
+                unusual = True
+                errors["price"] = view.words[0].upper() + view.words[1:] + "."
         job = None
         functions: list[str] = []
         if source:
@@ -138,6 +148,7 @@ class JobPages(Pages):
             name=name,
             price=price_text,
             errors=errors,
+            price_unusual=unusual,
         )
         if errors:
             return self._submit_page(request, visitor, 400, **values)
@@ -194,6 +205,7 @@ class JobPages(Pages):
                 continue
             try:
                 cents = money.parse_price(text)
+                prices.check_ceiling(cents, self.web.max_price)
                 if cents == row["price"]:
                     continue
                 await self.web.db.run(sql_jobs.set_price, visitor.account_id, job_id, cents)
@@ -207,7 +219,7 @@ class JobPages(Pages):
     async def job(self, request, visitor, job_id):
         status = await self.web.db.run(sql_jobs.job_status, visitor.account_id, job_id)
         shown = None
-        if status["status"] == "finished" and status["outcome"] != "failed":
+        if status["status"] == "finished" and not states.state_of(status).failed:
             row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
             shown = await self._shown(row, visitor, SHOWN_RESULT, indent=1, as_text=True)
         return self.web.render(request, "job.html", visitor, job=status, shown=shown, final=FINAL)

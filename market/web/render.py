@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from market.core import money
+from market.core import ledger, money, states
 from market.core.text import printable
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -76,6 +76,8 @@ def environment() -> Environment:
     env.filters["when"] = _when
     env.filters["seconds"] = _seconds
     env.filters["percent"] = _percent
+    env.filters["memo"] = ledger.memo_words  # a ledger memo without internal ids
+    env.filters["state"] = states.state_of  # a job row as members read it (market.core.states)
     return env
 
 

@@ -166,9 +166,18 @@ def make_app(web: Web) -> Klein:
     return app
 
 
+class QuietSite(server.Site):
+    """A ``Site`` whose access lines are only its refusals and failures (status 400 and above):
+    a line for every page and stylesheet served drowned the market's own log."""
+
+    def log(self, request) -> None:
+        if (request.code or 0) >= 400:
+            super().log(request)
+
+
 def make_web_site(web: Web, max_body: int = MAX_BODY) -> server.Site:
     """A ``Site`` serving the app, with capped request bodies and no tracebacks shown."""
-    site = server.Site(make_app(web).resource())
+    site = QuietSite(make_app(web).resource())
     cap = max_body  # the class body below cannot see a parameter named like its attribute
 
     class Request(CappedRequest):
