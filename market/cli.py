@@ -413,6 +413,25 @@ def cmd_status(args) -> int:
     return 0
 
 
+#: seconds between reads of ``market logs --follow``
+FOLLOW_SECONDS = 1.0
+
+
+def cmd_logs(args) -> int:
+    """What the job's slices printed; with --follow, the new output as it arrives, until the job ends."""
+    proxy, _ = _server(args)
+    after = 0
+    while True:
+        answer = _call(proxy.logs, args.job, after)
+        # a worker's text: escaped, so no control character reaches the terminal
+        sys.stdout.write(printable(answer.get("log") or "", lines=True))
+        sys.stdout.flush()
+        after = int(answer.get("next") or after)
+        if not args.follow or answer.get("status") in ("finished", "cancelled"):
+            return 0
+        time.sleep(args.every)
+
+
 #: what ``market result`` prints at most: values (shared parts counted where they appear), characters
 PRINT_NODES = 1_000_000
 PRINT_CHARS = 4 * 1024 * 1024
@@ -600,6 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server_opts(c)
     c.set_defaults(func=cmd_result)
+    c = sub.add_parser("logs", help="what a job printed (stdout and stderr; the newest job-log bytes)")
+    c.add_argument("job", type=int)
+    c.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the job ends")
+    c.add_argument("--every", type=float, default=FOLLOW_SECONDS, help=argparse.SUPPRESS)
+    server_opts(c)
+    c.set_defaults(func=cmd_logs)
     c = sub.add_parser("price", help="change a job's price")
     c.add_argument("job", type=int)
     c.add_argument("price")

@@ -213,6 +213,10 @@ class DispatchSettings:
     verify_margin: float = setting(
         verification.DEFAULT_MARGIN, positive_float, "a replay's step cap: slice x speed x this", "{:g}".format
     )
+    job_log: int = setting(
+        64 * 1024, size, "bytes of printed output (stdout and stderr) kept per job, the newest", show_size
+    )
+    slice_log: int = setting(16 * 1024, size, "bytes of printed output kept per slice, the newest", show_size)
 
     @property
     def verify_settings(self) -> verification.Settings:

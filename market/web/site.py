@@ -112,6 +112,7 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  f"/jobs/<{ID}:job_id>",                  MEMBERS,      jobs.job),
         Route("GET",  f"/jobs/<{ID}:job_id>/result",           MEMBERS,      jobs.result),
         Route("POST", f"/jobs/<{ID}:job_id>/cancel",           MEMBERS_FORM, jobs.cancel),
+        Route("GET",  f"/jobs/<{ID}:job_id>/log",              MEMBERS,      jobs.log),
         Route("GET",  "/clients",                              MEMBERS,      market.clients),
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
@@ -120,6 +121,7 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  "/report.xml",                           ANYONE,       market.report_xml),
         Route("GET",  "/schema/report.xsd",                    NO_SESSION,   market.schema),
         Route("GET",  "/static/style.css",                     NO_SESSION,   market.stylesheet),
+        Route("GET",  "/static/live.js",                       NO_SESSION,   market.script),
         Route("GET",  f"/feed/<{ID}:account_id>/<token>.atom", NO_SESSION,   feed.feed),
     ]  # fmt: skip
 

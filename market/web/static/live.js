@@ -1,0 +1,33 @@
+// The job page's live parts: the output's tail (GET /jobs/ID/log?after=N, JSON).
+// Text goes in with textContent only: what a job printed is never markup.
+(function () {
+  "use strict";
+  var pre = document.getElementById("job-log");
+  if (!pre) return;
+  var job = pre.getAttribute("data-job");
+  var after = pre.getAttribute("data-after") || "0";
+  var empty = document.getElementById("job-log-empty");
+  var KEEP = 262144; // characters the page keeps (the server keeps the job's newest job-log bytes)
+  var EVERY = 2000, AFTER_ERROR = 10000;
+
+  function tail() {
+    fetch("/jobs/" + job + "/log?after=" + encodeURIComponent(after), {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (a) {
+        if (a.log) {
+          var end = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          pre.textContent = (pre.textContent + a.log).slice(-KEEP);
+          if (empty) empty.hidden = true;
+          if (end) pre.scrollTop = pre.scrollHeight;
+        }
+        after = String(a.next);
+        if (!a.final) setTimeout(tail, EVERY);
+        else if (empty && !pre.textContent) empty.textContent = "Nothing printed.";
+      })
+      .catch(function () { setTimeout(tail, AFTER_ERROR); });
+  }
+  if (pre.getAttribute("data-final") !== "1") setTimeout(tail, EVERY);
+})();
