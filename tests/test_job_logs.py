@@ -187,3 +187,48 @@ def test_a_flood_of_output_is_cut_at_the_job_bound(tmp_path, processes):
     assert sum(sizes) <= 4096 and all(s <= 2048 for s in sizes)
     log = db.transact(sql_logs.read, owner, job)["log"]
     assert log.endswith("flood line 199999 " + "x" * 80 + "\nthe last line\n")
+
+
+# -- the live tail in real Chromium ---------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_chromium_sees_new_output_on_the_job_page_without_a_reload(market, tmp_path):  # noqa: F811
+    from twisted.internet import reactor, threads
+
+    from tests.support import need
+    from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, _driver
+
+    need(os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER), "Chromium and chromedriver")
+    await market.member("lena", password="a long password")
+    job = make_job(market.db, market.account_id("lena"), "live", 100)
+    _append(market.db, job, "before the page\n", 10_000)
+
+    def browse():
+        d = _driver(str(tmp_path), str(tmp_path / "profile"))
+        try:
+            d.get(market.base + "/login")
+            d.find_element("name", "name").send_keys("lena")
+            d.find_element("name", "password").send_keys("a long password")
+            d.find_element("css selector", "form[action='/login'] button[type=submit]").click()
+            _until(lambda: d.title.startswith("Home"), "the home page")
+            d.get(f"{market.base}/jobs/{job}")
+            assert "before the page" in d.find_element("id", "job-log").text
+            d.execute_script("window.notReloaded = true")
+            threads.blockingCallFromThread(reactor, _append, market.db, job, "<b>live</b> line\n", 10_000)
+            _until(lambda: "<b>live</b> line" in d.find_element("id", "job-log").text, "the new output")
+            assert d.execute_script("return window.notReloaded") is True
+            assert d.find_elements("css selector", "#job-log b") == []  # text, never markup
+        finally:
+            d.quit()
+
+    await threads.deferToThread(browse)
+
+
+def _until(condition, what, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
