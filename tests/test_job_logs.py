@@ -98,7 +98,7 @@ def test_another_member_cannot_read_a_jobs_log(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_job_page_shows_the_owner_the_output_escaped_and_a_stranger_gets_not_found(market):  # noqa: F811
+async def test_the_job_page_shows_the_owner_the_output_escaped_and_a_stranger_gets_not_found(market):
     b = await market.member("nina")
     job = make_job(market.db, market.account_id("nina"), "printer", 100)
     _append(market.db, job, "<script>alert(1)</script> \x1b[2J hello\n", 1000)
@@ -193,7 +193,7 @@ def test_a_flood_of_output_is_cut_at_the_job_bound(tmp_path, processes):
 
 
 @pytest_twisted.ensureDeferred
-async def test_chromium_sees_new_output_on_the_job_page_without_a_reload(market, tmp_path):  # noqa: F811
+async def test_chromium_sees_new_output_on_the_job_page_without_a_reload(market, tmp_path):
     from twisted.internet import reactor, threads
 
     from tests.support import need
