@@ -39,6 +39,7 @@ from market.settings import ConnectionSettings
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
+from market.store import live as sql_live
 from market.store import logs as sql_logs
 
 log = Logger()
@@ -386,6 +387,16 @@ class MarketRPC:
             return [_public_job(r) for r in rows]
         row = yield self.db.run(sql_jobs.job_status, account["id"], jobid)
         return _public_job(row)
+
+    @method(Arg("jobid", INT, "a job id"))
+    @defer.inlineCallbacks
+    def xmlrpc_progress(self, auth, jobid):
+        """A job's live figures for its owner: progress, slices, execution seconds, cost so far and
+        the estimate of the rest at the current price (``market.store.live.job_live``; the web's
+        live job page shows the same)."""
+        account = yield self._auth(auth, "account")
+        answer = yield self.db.run(sql_live.job_live, account["id"], jobid)
+        return answer
 
     @method(Arg("jobid", INT, "a job id"), Arg("after", INT, "the 'next' of the previous call (0: all)", optional=True))
     @defer.inlineCallbacks

@@ -20,6 +20,7 @@ from market.core.text import printable
 from market.jobs import results, submission
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
+from market.store import live as sql_live
 from market.store import logs as sql_logs
 from market.web import feed
 from market.web.context import Pages, Web, field
@@ -213,7 +214,10 @@ class JobPages(Pages):
             row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
             shown = await self._shown(row, visitor, SHOWN_RESULT, indent=1, as_text=True)
         printed = await self.web.db.run(sql_logs.read, visitor.account_id, job_id)
-        return self.web.render(request, "job.html", visitor, job=status, shown=shown, final=FINAL, printed=printed)
+        live = await self.web.db.run(sql_live.job_live, visitor.account_id, job_id)
+        return self.web.render(
+            request, "job.html", visitor, job=status, shown=shown, final=FINAL, printed=printed, live=live
+        )
 
     async def log(self, request, visitor, job_id):
         """The job's printed output (owner only): as plain text, or with ``?after=N`` as JSON

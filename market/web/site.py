@@ -35,6 +35,7 @@ from market.web.context import (
 )
 from market.web.feed import FeedPages
 from market.web.job_pages import JobPages
+from market.web.live import LiveStreams
 from market.web.market_pages import MarketPages
 
 log = Logger()
@@ -95,6 +96,7 @@ def routes(web: Web) -> list[Route]:
     no session at all.
     """
     account, jobs, market, feed = AccountPages(web), JobPages(web), MarketPages(web), FeedPages(web)
+    live = web.live_streams = LiveStreams(web)  # (its open streams, for operators and tests)
     return [
         Route("GET",  "/",                                     ANYONE,       account.home),
         Route("GET",  "/login",                                ANYONE,       account.login_form),
@@ -113,6 +115,7 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  f"/jobs/<{ID}:job_id>/result",           MEMBERS,      jobs.result),
         Route("POST", f"/jobs/<{ID}:job_id>/cancel",           MEMBERS_FORM, jobs.cancel),
         Route("GET",  f"/jobs/<{ID}:job_id>/log",              MEMBERS,      jobs.log),
+        Route("GET",  f"/jobs/<{ID}:job_id>/events",           MEMBERS,      live.events),
         Route("GET",  "/clients",                              MEMBERS,      market.clients),
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),

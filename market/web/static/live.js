@@ -31,3 +31,36 @@
   }
   if (pre.getAttribute("data-final") !== "1") setTimeout(tail, EVERY);
 })();
+
+// The live figures: server-sent events from GET /jobs/ID/events (market.web.live), one JSON
+// object per event; the same words as the page and `market status`.
+(function () {
+  "use strict";
+  var box = document.getElementById("live");
+  if (!box || box.getAttribute("data-over") === "1" || !window.EventSource) return;
+  var job = box.getAttribute("data-job");
+  function set(id, text) {
+    var el = document.getElementById(id);
+    if (el) el.textContent = text;
+  }
+  function remaining(f) {
+    if (f.over) return "none (the job has ended)";
+    if (f.remaining_seconds === null) return "unknown until the job reports progress";
+    return "about " + f.remaining_seconds.toFixed(1) + " CPU-seconds, " + f.remaining_cost + " credits at " +
+      f.price + " per second (total about " + f.total_cost + ")";
+  }
+  var source = new EventSource("/jobs/" + job + "/events");
+  source.onmessage = function (event) {
+    var f = JSON.parse(event.data);
+    set("live-progress", f.progress === null ? "not reported" : Math.round(100 * f.progress) + "%");
+    set("live-slices", String(f.slices));
+    set("live-cpu", f.executed_seconds.toFixed(1));
+    set("live-cost", f.cost + " credits");
+    set("live-remaining", remaining(f));
+    if (f.over) {
+      source.close();
+      var ended = document.getElementById("live-ended");
+      if (ended) ended.hidden = false;
+    }
+  };
+})();
