@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet import defer, task
 
 from market.store import live as sql_live
-from market.web.context import Refused
+from market.web.context import Pages, Refused
 
 #: seconds between events
 EVERY = 2.0
@@ -28,11 +28,11 @@ TOTAL = 200
 LIFETIME = 300.0
 
 
-class LiveStreams:
-    """The open streams, counted per account."""
+class LiveStreams(Pages):
+    """The events page; its open streams, counted per account."""
 
     def __init__(self, web, every: float = EVERY, lifetime: float = LIFETIME):
-        self.web = web
+        super().__init__(web)
         self.every, self.lifetime = every, lifetime
         self.open: dict[int, int] = {}
 
