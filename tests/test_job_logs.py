@@ -18,6 +18,7 @@ from market.core.errors import NotFound
 from market.store import jobs as sql_jobs
 from market.store import logs as sql_logs
 from tests import marketdata as md
+from tests.test_rpc_leases import leased  # noqa: F401 - the fixture
 from tests.test_web_support import make_job, market  # noqa: F401 - the fixture
 
 PRINTER = (
@@ -232,3 +233,39 @@ def _until(condition, what, timeout=30.0):
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- what a (hostile) worker may send -------------------------------------------------------------
+
+
+def test_a_workers_log_is_cut_to_the_slice_bound_decoded_safely_and_read_by_the_owner_only(leased):
+    import xmlrpc.client
+
+    from market.accounts import issue_api_token
+    from market.rpc.client import blocking
+    from market.settings import DispatchSettings
+    from tests.test_rpc_leases import refusal
+
+    db, server, mine, stranger, lease, job_id = leased
+    state = xmlrpc.client.Binary(md.next_state_of(db, job_id))
+    code, _ = refusal(lambda: mine.state(lease, state, {"log": 12}))
+    assert code == 1  # not text: refused, the lease still open
+    code, _ = refusal(lambda: stranger.state(lease, state, {"log": "not yours"}))
+    assert code == 4
+    flood = b"\xff\xfe not utf-8 " + b"y" * 300_000 + b" the end\n"
+    assert mine.state(lease, state, {"log": xmlrpc.client.Binary(flood)})["status"] == "accepted"
+    stored = db.transact(lambda tx: [bytes(r["output"]) for r in tx.all("SELECT output FROM slice_logs")])
+    assert len(stored) == 1 and len(stored[0]) == DispatchSettings().slice_log
+    assert stored[0].decode("utf-8").endswith("y the end\n")
+    owner = blocking(server.url, "owner", issue_api_token(db, db.transact(jsql_owner, job_id)))
+    answer = owner.logs(job_id)
+    assert answer["log"].endswith(" the end\n") and answer["slices"] == 1
+    assert owner.logs(job_id, answer["next"])["log"] == ""
+    other_id, _ = md.account(db, "nosy")
+    nosy = blocking(server.url, "nosy", issue_api_token(db, other_id))
+    code, words = refusal(lambda: nosy.logs(job_id))
+    assert code == 4 and "the end" not in words
+
+
+def jsql_owner(tx, job_id):
+    return sql_jobs.job_row(tx, job_id)["account_id"]
