@@ -26,7 +26,7 @@ PRINTER = (
     "    total = 0\n"
     "    for i in range(n):\n"
     "        total += i\n"
-    "        if i % 1000000 == 0:\n"
+    "        if i % 4000000 == 0:\n"
     "            print('line', i, 'total', total)\n"
     "    print('done', total)\n"
     "    return total\n"
@@ -159,16 +159,16 @@ def test_a_real_worker_carries_what_a_job_prints_to_its_owner_only(tmp_path, pro
     token = issue_api_token(db, owner)
     stranger, _ = md.account(db, "stranger")
     stranger_token = issue_api_token(db, stranger)
-    job = _submit(db, owner, PRINTER, [15_000_000], "printer")
+    job = _submit(db, owner, PRINTER, [40_000_000], "printer")
     start_workers(server, db, host, processes, str(tmp_path), 1)
     # --follow prints as the job runs and returns when it ends
     follow = _logs(server, "owner", token, str(job), "--follow")
     assert follow.returncode == 0, follow.stderr
     wait_until(lambda: db.transact(sql_jobs.job_row, job)["status"] == "finished", 120, "the job")
     slices = db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM slice_logs WHERE job_id = ?", (job,)))
-    assert slices >= 2  # a 0.5 s slice: the output came in over several check-ins
-    expected = [f"line {i} total {i * (i + 1) // 2}" for i in range(0, 15_000_000, 1_000_000)]
-    expected.append(f"done {15_000_000 * 14_999_999 // 2}")
+    assert slices >= 2  # slices of 1 s (min-slice): the output came in over several check-ins
+    expected = [f"line {i} total {i * (i + 1) // 2}" for i in range(0, 40_000_000, 4_000_000)]
+    expected.append(f"done {40_000_000 * 39_999_999 // 2}")
     r = _logs(server, "owner", token, str(job))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == expected  # every line once, in order: a late slice's output is not kept

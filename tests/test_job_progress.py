@@ -176,8 +176,8 @@ def test_market_watch_follows_a_real_job_to_its_end_and_status_shows_the_same_fi
 
     db, server, owner, host = sqlite_market(tmp_path, processes)
     token = issue_api_token(db, owner)
-    job = _submit(db, owner, PRINTER, [15_000_000], "watched")
-    cancelled = _submit(db, owner, PRINTER, [15_000_000], "cancelled")
+    job = _submit(db, owner, PRINTER, [40_000_000], "watched")
+    cancelled = _submit(db, owner, PRINTER, [40_000_000], "cancelled")
     db.transact(sql_jobs.cancel_job, owner, cancelled, time.time())
     start_workers(server, db, host, processes, str(tmp_path), 1)
     watch = _cli(server, token, "watch", str(job), "--every", "0.5")
