@@ -56,6 +56,12 @@ def test_bounded_turns_bytes_that_are_not_utf8_into_replacement_characters():
     assert sql_logs.bounded("lone \udc80 surrogate", 100).decode("utf-8") == "lone ? surrogate"
 
 
+def test_a_slices_output_cut_at_its_bound_says_so_within_the_bound():
+    out = sql_logs.slice_output("a" * 500 + "the end\n", 200)
+    assert len(out) == 200 and out.startswith(sql_logs.CUT) and out.endswith(b"aathe end\n")
+    assert sql_logs.slice_output("fits\n", 200) == b"fits\n"
+
+
 # -- the store ----------------------------------------------------------------------------------
 
 
@@ -256,7 +262,7 @@ def test_a_workers_log_is_cut_to_the_slice_bound_decoded_safely_and_read_by_the_
     assert mine.state(lease, state, {"log": xmlrpc.client.Binary(flood)})["status"] == "accepted"
     stored = db.transact(lambda tx: [bytes(r["output"]) for r in tx.all("SELECT output FROM slice_logs")])
     assert len(stored) == 1 and len(stored[0]) == DispatchSettings().slice_log
-    assert stored[0].decode("utf-8").endswith("y the end\n")
+    assert stored[0].startswith(sql_logs.CUT) and stored[0].decode("utf-8").endswith("y the end\n")
     owner = blocking(server.url, "owner", issue_api_token(db, db.transact(jsql_owner, job_id)))
     answer = owner.logs(job_id)
     assert answer["log"].endswith(" the end\n") and answer["slices"] == 1

@@ -375,7 +375,7 @@ class Dispatcher(service.Service):
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
             if output and answer["status"] == LeaseStatus.FINISHED and not answer.get("duplicate"):
-                data = sql_logs.bounded(output, self.settings.slice_log)
+                data = sql_logs.slice_output(output, self.settings.slice_log)
                 sql_logs.append(tx, d["job_id"], stateid, data, now, self.settings.job_log)
             if job["kind"] == JobKind.TEST and answer["status"] == LeaseStatus.FINISHED and not answer["duplicate"]:
                 seconds = now - d["checked_out_at"]
@@ -428,7 +428,7 @@ class Dispatcher(service.Service):
             LeaseStatus.FINISHED,
         ):
             return defer.succeed(answer)
-        data = sql_logs.bounded(output, self.settings.slice_log)
+        data = sql_logs.slice_output(output, self.settings.slice_log)
         if not data:
             return defer.succeed(answer)
         at = self.clock.seconds()

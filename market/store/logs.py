@@ -14,7 +14,7 @@ from typing import Any
 
 from market.store.jobs import owned_job
 
-__all__ = ["bounded", "append", "read"]
+__all__ = ["CUT", "bounded", "slice_output", "append", "read"]
 
 
 def bounded(text: str | bytes, limit: int) -> bytes:
@@ -36,8 +36,21 @@ def bounded(text: str | bytes, limit: int) -> bytes:
     return raw[start:]
 
 
+#: the first line of a slice's output that was longer than the slice's bound
+CUT = b"[... the start of this slice's output was longer than the market keeps]\n"
+
+
+def slice_output(text: str | bytes, limit: int) -> bytes:
+    """A slice's output as stored: :func:`bounded` to ``limit`` bytes, and when that cut it,
+    starting with :data:`CUT` (within the limit) so its reader knows."""
+    whole = bounded(text, limit + 1)
+    if len(whole) <= limit:
+        return whole
+    return CUT + bounded(whole, max(0, limit - len(CUT)))
+
+
 def append(tx, job_id: int, lease_id: int, output: bytes, at: float, job_bound: int) -> None:
-    """Store one slice's output (already :func:`bounded`) and trim the job's log to ``job_bound``
+    """Store one slice's output (already :func:`slice_output`) and trim the job's log to ``job_bound``
     bytes: the newest rows kept whole, the one that crosses the bound cut to its tail, older ones
     deleted."""
     if not output:
