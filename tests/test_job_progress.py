@@ -191,3 +191,54 @@ def test_market_watch_follows_a_real_job_to_its_end_and_status_shows_the_same_fi
     assert f"cost so far: {live['cost']} credits" in watch.stdout  # the same figures in both
     ended = _cli(server, token, "watch", str(cancelled))
     assert ended.returncode == 1 and "cancelled" in ended.stdout
+
+
+# -- the stream on a fake clock: no queued reads, a bounded lifetime ------------------------------------
+
+
+class _SlowDb:
+    """A database whose reads wait until the test answers them."""
+
+    def __init__(self):
+        self.pending: list = []
+
+    def run(self, fn, *args):
+        from twisted.internet import defer
+
+        d: defer.Deferred = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+def _figures(over=False):
+    return {"over": over, "progress": 0.5}
+
+
+def test_a_slow_read_skips_ticks_instead_of_queueing_them_and_a_stream_ends_after_its_lifetime():
+    from twisted.internet.task import Clock
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from market.web.live import LiveStreams
+
+    class FakeWeb:
+        db = _SlowDb()
+        clock = Clock()
+
+    web = FakeWeb()
+    streams = LiveStreams(web, every=2.0, lifetime=10.0)
+    request = DummyRequest([b"events"])
+    ended = streams._stream(request, 1, 7, _figures())
+    assert len(request.written) == 1 and request.written[0].startswith(b"data: ")
+    web.clock.advance(2.0)
+    web.clock.advance(2.0)
+    web.clock.advance(2.0)
+    assert len(web.db.pending) == 1  # one read running: the next ticks were skipped, not queued
+    web.db.pending[0].callback(_figures())
+    assert len(request.written) == 2 and not ended.called
+    web.clock.advance(2.0)
+    web.db.pending[1].callback(_figures())
+    web.clock.advance(2.0)
+    web.db.pending[2].callback(_figures())
+    assert ended.called  # 10 s after it started: the browser's EventSource reconnects
+    web.clock.advance(10.0)
+    assert len(web.db.pending) == 3  # and it reads no more
