@@ -475,7 +475,70 @@ def cmd_status(args) -> int:
         # a result is final only once verified by replay (docs/trust.md)
         standing = printable(r.get("verification") or "")
         print(f"{job_id:>5}  {name[:24]:<24} {price:>8} {status:<10} {executed} {slices:>6}  {outcome:<8} {standing}")
+    if args.job is not None:
+        for line in _live_lines(_call(proxy.progress, args.job)):
+            print(line)
     return 0
+
+
+def _live_lines(live: dict) -> list[str]:
+    """``market status JOB`` / ``market watch JOB``: the job's live figures, one per line."""
+    progress = live.get("progress")
+    shown = "not reported" if progress is None else f"{100 * float(progress):.0f}%"
+    lines = [
+        f"progress: {shown}",
+        f"slices: {int(live.get('slices') or 0)}",
+        f"cpu-seconds: {float(live.get('executed_seconds') or 0):.1f}",
+        f"cost so far: {printable(live.get('cost') or '0.00')} credits",
+    ]
+    if live.get("over"):
+        lines.append("remaining: none (the job has ended)")
+    elif live.get("remaining_seconds") is None:
+        lines.append("remaining: unknown until the job reports progress")
+    else:
+        lines.append(
+            f"remaining: about {float(live['remaining_seconds']):.1f} cpu-seconds, "
+            f"{printable(live.get('remaining_cost'))} credits at {printable(live.get('price'))} per second"
+            f" (total about {printable(live.get('total_cost'))})"
+        )
+    return lines
+
+
+def cmd_watch(args) -> int:
+    """Refresh the job's live figures until it ends; exit 0 if it finished, 1 otherwise."""
+    proxy, _ = _server(args)
+    while True:
+        live = _call(proxy.progress, args.job)
+        status = printable(live.get("status") or "")
+        outcome = printable(live.get("outcome") or "")
+        print(f"job {args.job}: {status}" + (f" ({outcome})" if outcome else ""))
+        for line in _live_lines(live):
+            print("  " + line)
+        sys.stdout.flush()
+        if live.get("over"):
+            if live.get("error"):
+                print(f"job {args.job} failed: {printable(live['error'], lines=True)}", file=sys.stderr)
+            return 0 if live.get("outcome") == "finished" and not live.get("error") else EXIT_REFUSED
+        time.sleep(args.every)
+
+
+#: seconds between reads of ``market logs --follow``
+FOLLOW_SECONDS = 1.0
+
+
+def cmd_logs(args) -> int:
+    """What the job's slices printed; with --follow, the new output as it arrives, until the job ends."""
+    proxy, _ = _server(args)
+    after = 0
+    while True:
+        answer = _call(proxy.logs, args.job, after)
+        # a worker's text: escaped, so no control character reaches the terminal
+        sys.stdout.write(printable(answer.get("log") or "", lines=True))
+        sys.stdout.flush()
+        after = int(answer.get("next") or after)
+        if not args.follow or answer.get("status") in ("finished", "cancelled"):
+            return 0
+        time.sleep(args.every)
 
 
 #: what ``market result`` prints at most: values (shared parts counted where they appear), characters
@@ -792,6 +855,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server_opts(c)
     c.set_defaults(func=cmd_result)
+    c = sub.add_parser("watch", help="show a job's progress, cost and estimate until it ends (exit 0: finished)")
+    c.add_argument("job", type=int)
+    c.add_argument("--every", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    server_opts(c)
+    c.set_defaults(func=cmd_watch)
+    c = sub.add_parser("logs", help="what a job printed (stdout and stderr; the newest job-log bytes)")
+    c.add_argument("job", type=int)
+    c.add_argument("--follow", "-f", action="store_true", help="keep printing new output until the job ends")
+    c.add_argument("--every", type=float, default=FOLLOW_SECONDS, help=argparse.SUPPRESS)
+    server_opts(c)
+    c.set_defaults(func=cmd_logs)
     c = sub.add_parser("price", help="change a job's price")
     c.add_argument("job", type=int)
     c.add_argument("price")

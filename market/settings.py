@@ -221,6 +221,10 @@ class DispatchSettings:
     max_argument_set: int = setting(
         64 * 1024, size, "bytes of one batch job's initial state (its frozen argument set)", show_size
     )
+    job_log: int = setting(
+        64 * 1024, size, "bytes of printed output (stdout and stderr) kept per job, the newest", show_size
+    )
+    slice_log: int = setting(16 * 1024, size, "bytes of printed output kept per slice, the newest", show_size)
 
     @property
     def verify_settings(self) -> verification.Settings:

@@ -152,7 +152,7 @@ REFUSED_WITH_SUGGESTION = [
     ("def job():\n    return input()\n", 2, "'input' is not available", "job's arguments"),
     ("def job():\n    return input()\n", 2, "'input' is not available", "pythia task"),
     ("def job(p):\n    return open(p).read()\n", 2, "'open' is not available", "docs/tasks.md"),
-    ("def job(f):\n    print('x', file=f)\n", 2, "print(file=...)", "worker's log"),
+    ("def job(f):\n    print('x', file=f)\n", 2, "print(file=...)", "job's log"),
     ("def job(k):\n    f = lambda v: v + 1\n    return f(k)\n", 2, "lambda made while the job runs", "top level"),
     (
         "def job(xs):\n    fs = [lambda v: v]\n    return len(fs)\n",

@@ -27,6 +27,7 @@ from market.dispatch.groupcommit import GroupCommit
 from market.settings import DispatchSettings
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
+from market.store import logs as sql_logs
 from market.store import secrets as sql_secrets
 from market.store import verification as sql_verify
 from market.tasklet import envelope
@@ -334,10 +335,13 @@ class Dispatcher(service.Service):
         result: bytes | None,
         outcome: str = Outcome.FINISHED,
         error: str | None = None,
+        output: str | bytes = "",
     ):
         """The paper's ``result``: store it and pay the last slice in one transaction. A probe's
         answer is checked first, outside that transaction and off the reactor (in a helper): the
-        transaction only records the verdict, and the answer carries the measured ``speed``."""
+        transaction only records the verdict, and the answer carries the measured ``speed``.
+        ``output``: what the last slice printed, stored in the same transaction (so whoever sees
+        the job finished sees all its output)."""
         now = self.clock.seconds()  # the slice ended when the answer arrived, not after its check
         if stateid in self._replays:
             reached = yield self._hashed(_sha256, result or b"")
@@ -370,6 +374,9 @@ class Dispatcher(service.Service):
             d = sql_jobs.lease_row(tx, stateid)
             job = sql_jobs.job_row(tx, d["job_id"])
             answer = sql_jobs.finish(tx, stateid, client_id, result, outcome, error, now)
+            if output and answer["status"] == LeaseStatus.FINISHED and not answer.get("duplicate"):
+                data = sql_logs.slice_output(output, self.settings.slice_log)
+                sql_logs.append(tx, d["job_id"], stateid, data, now, self.settings.job_log)
             if job["kind"] == JobKind.TEST and answer["status"] == LeaseStatus.FINISHED and not answer["duplicate"]:
                 seconds = now - d["checked_out_at"]
                 correct, speed = prober.verdict(right, job["probe_size"], seconds)
@@ -410,6 +417,33 @@ class Dispatcher(service.Service):
         return sql_verify.create_check(
             tx, policy.CheckKind.RESULT, policy.Reason.RESULT, stateid, target, mark, interpreter, steps, now
         )
+
+    def record_log(self, client_id: int, stateid: int, answer: dict, output: str | bytes):
+        """Store what a slice printed (``info {log}`` of ``state``) once its check-in was
+        accepted: a late slice runs again and prints again, a replay lease printed what the owner
+        already has. Cut to ``slice-log`` bytes, the job to ``job-log``.
+        Returns ``answer`` (a failure to store is logged, never the check-in's failure)."""
+        if stateid in self._replays or (answer or {}).get("status") not in (
+            LeaseStatus.ACCEPTED,
+            LeaseStatus.FINISHED,
+        ):
+            return defer.succeed(answer)
+        data = sql_logs.slice_output(output, self.settings.slice_log)
+        if not data:
+            return defer.succeed(answer)
+        at = self.clock.seconds()
+
+        def store(tx):
+            lease = sql_jobs.lease_row(tx, stateid)
+            if lease["client_id"] != client_id or lease["check_id"] is not None:
+                return
+            sql_logs.append(tx, lease["job_id"], stateid, data, at, self.settings.job_log)
+
+        def failed(f):
+            log.failure("cannot store the output of lease {s}", f, s=stateid)
+            return answer
+
+        return self.db.run(store).addCallbacks(lambda _: answer, failed)
 
     def fail(self, client_id: int, stateid: int, slice_status: str, message: str):
         if stateid in self._replays:

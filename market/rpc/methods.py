@@ -40,6 +40,8 @@ from market.store import accounts as sql_accounts
 from market.store import batches as sql_batches
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
+from market.store import live as sql_live
+from market.store import logs as sql_logs
 
 log = Logger()
 
@@ -413,6 +415,27 @@ class MarketRPC:
 
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks
+    def xmlrpc_progress(self, auth, jobid):
+        """A job's live figures for its owner: progress, slices, execution seconds, cost so far and
+        the estimate of the rest at the current price (``market.store.live.job_live``; the web's
+        live job page shows the same)."""
+        account = yield self._auth(auth, "account")
+        answer = yield self.db.run(sql_live.job_live, account["id"], jobid)
+        return answer
+
+    @method(Arg("jobid", INT, "a job id"), Arg("after", INT, "the 'next' of the previous call (0: all)", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_logs(self, auth, jobid, after=0):
+        """What the job's slices printed (stdout and stderr, the newest ``job-log`` bytes), for its
+        owner only: ``{job, status, log, next, slices}``; pass ``next`` back as ``after`` to read
+        only what came since (``market logs --follow``). The text is a stranger's worker's: show
+        it through ``market.core.text.printable``."""
+        account = yield self._auth(auth, "account")
+        answer = yield self.db.run(sql_logs.read, account["id"], jobid, after)
+        return answer
+
+    @method(Arg("jobid", INT, "a job id"))
+    @defer.inlineCallbacks
     def xmlrpc_cancel(self, auth, jobid):
         account = yield self._auth(auth, "account")
         yield self.db.run(sql_jobs.cancel_job, account["id"], jobid, self.dispatcher.clock.seconds())
@@ -627,7 +650,7 @@ class MarketRPC:
     @method(
         Arg("stateid", INT, "the stateid from request"),
         Arg("state", BIN, "the new frozen state"),
-        Arg("info", DICT, "a struct (slice status, progress; replay: 'capped' on a replay lease)", optional=True),
+        Arg("info", DICT, "a struct (slice status, progress, log; replay: 'capped' on a replay lease)", optional=True),
     )
     def xmlrpc_state(self, auth, stateid, state, info=None):
         """Check a state in: accepted before the deadline (and paid), rejected after it."""
@@ -648,12 +671,16 @@ class MarketRPC:
         # its lease STATE_REFUSED
         # a verifier whose replay hit its step cap says so (a new key; no evidence of another state)
         capped = info.get("replay") == "capped"
-        return self.dispatcher.checkin(client["id"], stateid, _bytes(state), status, progress, capped)
+        output = _log_of(info)
+        d = self.dispatcher.checkin(client["id"], stateid, _bytes(state), status, progress, capped)
+        if output:
+            d.addCallback(lambda answer: self.dispatcher.record_log(client["id"], stateid, answer, output))
+        return d
 
     @method(
         Arg("stateid", INT, "the stateid from request"),
         Arg("result", BIN + (type(None),), "the encoded result"),
-        Arg("info", DICT, "a struct (outcome, error)", optional=True),
+        Arg("info", DICT, "a struct (outcome, error, log)", optional=True),
     )
     @defer.inlineCallbacks
     def xmlrpc_result(self, auth, stateid, result, info=None):
@@ -667,8 +694,9 @@ class MarketRPC:
         if error is not None and not isinstance(error, str):
             raise Fault(faults.BAD_ARGUMENT, "error must be a string")
         data = None if result is None else _bytes(result)
+        output = _log_of(info)
         try:
-            answer = yield self.dispatcher.finish(client["id"], stateid, data, outcome, _capped(error))
+            answer = yield self.dispatcher.finish(client["id"], stateid, data, outcome, _capped(error), output)
         except Forbidden:
             raise NotFound(_NO_LEASE.format(stateid)) from None
         return answer
@@ -764,6 +792,19 @@ def _standing(row: dict[str, Any]) -> str:
     if row.get("outcome") == Outcome.FINISHED and row.get("kind") == JobKind.JOB:
         return "unverified"
     return ""
+
+
+def _log_of(info: dict[str, Any]) -> str | bytes:
+    """A slice's printed output in ``info {log}`` (text, or bytes as a Binary); "" if none. Its
+    size is bounded by the call's body limit; the dispatcher cuts it to ``slice-log``."""
+    value = info.get("log")
+    if value is None:
+        return ""
+    if isinstance(value, Binary):
+        return value.data
+    if not isinstance(value, str):
+        raise Fault(faults.BAD_ARGUMENT, "log must be a string (what the slice printed)")
+    return value
 
 
 def _capped(text: str | None) -> str | None:

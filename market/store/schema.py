@@ -334,6 +334,20 @@ V9: list[Statement] = [
     "CREATE INDEX jobs_batch ON jobs (batch_id, batch_index)",
 ]
 
+# Job logs (issue 19): what each slice printed (stdout and stderr, as the worker's ``info {log}``
+# carried it, cut to a per-slice bound), one row per slice; the rows of a job are trimmed to the
+# per-job bound (``[dispatch] job-log``), oldest first.
+V10: list[Statement] = [
+    """CREATE TABLE slice_logs (
+        id {pk},
+        job_id {bigint} NOT NULL,
+        lease_id {bigint} NOT NULL,
+        at {double} NOT NULL,
+        output {blob} NOT NULL
+    ) {engine}""",
+    "CREATE INDEX slice_logs_job ON slice_logs (job_id, id)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -344,6 +358,7 @@ MIGRATIONS: list[Migration] = [
     (7, V7),
     (8, V8),
     (9, V9),
+    (10, V10),
 ]
 LATEST = MIGRATIONS[-1][0]
 

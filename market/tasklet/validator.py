@@ -609,8 +609,9 @@ class _Checker:
                 if isinstance(f, ast.Name) and f.id == "print" and any(kw.arg == "file" for kw in node.keywords):
                     self.refuse(
                         node,
-                        "print(file=...) is not supported: a job has no files; print() goes to the worker's log "
-                        "and the job's result is what it returns (or run a pythia task: docs/tasks.md)",
+                        "print(file=...) is not supported: a job has no files; print() goes to the job's log"
+                        " (market logs JOB) and the job's result is what it returns"
+                        " (or run a pythia task: docs/tasks.md)",
                     )
                 if isinstance(f, ast.Name) and f.id in funcs:
                     if why:

@@ -96,6 +96,8 @@ class Web:
         #: the helper pool (``market.offload.pool.HelperPool``) for CPU-heavy work on members' input
         self.offload = offload
         self.mailer = mailer
+        #: the job pages' live streams (``market.web.live.LiveStreams``), set by ``site.routes``
+        self.live_streams: Any = None
         self.public_url = public_url.rstrip("/") if public_url else None
         self.rpc_endpoint = rpc_endpoint
         self.max_module = max_module

@@ -16,9 +16,12 @@ from typing import Any
 from market.core import money, prices, states
 from market.core import verification as policy
 from market.core.errors import JobRefused, MarketError, TooLarge
+from market.core.text import printable
 from market.jobs import results, submission
 from market.store import accounts as sql_accounts
 from market.store import jobs as sql_jobs
+from market.store import live as sql_live
+from market.store import logs as sql_logs
 from market.web import feed
 from market.web.context import Pages, Web, field
 
@@ -222,7 +225,26 @@ class JobPages(Pages):
         if status["status"] == "finished" and not states.state_of(status).failed:
             row = await self.web.db.run(sql_jobs.job_result, visitor.account_id, job_id)
             shown = await self._shown(row, visitor, SHOWN_RESULT, indent=1, as_text=True)
-        return self.web.render(request, "job.html", visitor, job=status, shown=shown, final=FINAL)
+        printed = await self.web.db.run(sql_logs.read, visitor.account_id, job_id)
+        live = await self.web.db.run(sql_live.job_live, visitor.account_id, job_id)
+        return self.web.render(
+            request, "job.html", visitor, job=status, shown=shown, final=FINAL, printed=printed, live=live
+        )
+
+    async def log(self, request, visitor, job_id):
+        """The job's printed output (owner only): as plain text, or with ``?after=N`` as JSON
+        ``{job, status, log, next, slices}`` of what came after row N — the job page's live tail."""
+        after_text = field(request, "after", limit=20)
+        after = int(after_text) if after_text.isdigit() else None
+        answer = await self.web.db.run(sql_logs.read, visitor.account_id, job_id, after or 0)
+        request.setHeader(b"Cache-Control", b"no-store")
+        if after is None:
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return printable(answer["log"], lines=True).encode("utf-8")
+        answer["log"] = printable(answer["log"], lines=True)
+        answer["final"] = answer["status"] in FINAL
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        return json.dumps(answer).encode("utf-8")
 
     async def _shown(self, row, visitor, max_chars: int, indent: int | None, as_text: bool) -> results.Shown | None:
         """The result's text within ``max_chars`` (a task's output as it is), or why not."""

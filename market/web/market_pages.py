@@ -109,6 +109,14 @@ class MarketPages(Pages):
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         return data
 
+    async def script(self, request):
+        """The site's one script: the job page's live parts (``static/live.js``)."""
+        with open(os.path.join(STATIC, "live.js"), "rb") as f:
+            data = f.read()
+        request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"max-age=3600")
+        return data
+
     async def stylesheet(self, request):
         with open(os.path.join(STATIC, "style.css"), "rb") as f:
             data = f.read()

@@ -36,6 +36,7 @@ from market.web.context import (
 )
 from market.web.feed import FeedPages
 from market.web.job_pages import JobPages
+from market.web.live import LiveStreams
 from market.web.market_pages import MarketPages
 
 log = Logger()
@@ -97,6 +98,7 @@ def routes(web: Web) -> list[Route]:
     """
     account, jobs, market, feed = AccountPages(web), JobPages(web), MarketPages(web), FeedPages(web)
     batches = BatchPages(web)
+    live = web.live_streams = LiveStreams(web)  # (its open streams, for operators and tests)
     return [
         Route("GET",  "/",                                     ANYONE,       account.home),
         Route("GET",  "/login",                                ANYONE,       account.login_form),
@@ -121,6 +123,8 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  f"/batches/<{ID}:batch_id>/results",     MEMBERS,      batches.results),
         Route("POST", f"/batches/<{ID}:batch_id>/cancel",      MEMBERS_FORM, batches.cancel),
         Route("POST", f"/batches/<{ID}:batch_id>/price",       MEMBERS_FORM, batches.price),
+        Route("GET",  f"/jobs/<{ID}:job_id>/log",              MEMBERS,      jobs.log),
+        Route("GET",  f"/jobs/<{ID}:job_id>/events",           MEMBERS,      live.events),
         Route("GET",  "/clients",                              MEMBERS,      market.clients),
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
@@ -129,6 +133,7 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  "/report.xml",                           ANYONE,       market.report_xml),
         Route("GET",  "/schema/report.xsd",                    NO_SESSION,   market.schema),
         Route("GET",  "/static/style.css",                     NO_SESSION,   market.stylesheet),
+        Route("GET",  "/static/live.js",                       NO_SESSION,   market.script),
         Route("GET",  f"/feed/<{ID}:account_id>/<token>.atom", NO_SESSION,   feed.feed),
     ]  # fmt: skip
 

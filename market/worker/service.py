@@ -19,6 +19,7 @@ from twisted.application import service
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
+from market.core import text
 from market.rpc import faults
 from market.sandbox.limits import Caps
 from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times
@@ -327,15 +328,22 @@ class WorkerService(service.Service):
         older market refuses as an unknown status is sent again as ``timeout``.
         """
         args: tuple[object, ...]
+        # what the slice printed: a replay's output is the owner's already
+        # (XML 1.0 cannot carry most control characters: they travel as visible escapes)
+        printed = ""
+        if report.log and not (report.stats or {}).get("replay"):
+            printed = text.printable(report.log.decode("utf-8", "replace").replace("\r\n", "\n"), lines=True)
         if report.status == "finished" and report.message:  # a task: its pythia status is the outcome
             method, args = "result", (stateid, report.result, {"outcome": report.message, "error": report.error})
         elif report.status == "finished":
-            method, args = (
-                "result",
-                (stateid, report.result, {"outcome": "error" if report.error else "finished", "error": report.error}),
-            )
+            done: dict[str, Any] = {"outcome": "error" if report.error else "finished", "error": report.error}
+            if printed:
+                done["log"] = printed
+            method, args = "result", (stateid, report.result, done)
         elif report.status == "ok" and report.envelope is not None:
             info: dict[str, Any] = {"status": "ok", "progress": report.progress}
+            if printed:
+                info["log"] = printed
             stats = report.stats or {}
             if stats.get("replay") and not stats.get("matched"):
                 # a replay stops at the match, at the job's end (a result) or at its cap: this is the cap

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from market.sandbox.limits import Caps
+from market.sandbox.runner import STDERR_BYTES
 from market.sandbox.watchdog import descendants
 from market.tasklet.slicemain import NOFREEZE_DUMP_AFTER
 
@@ -54,6 +55,9 @@ class SliceReport:
     wall: float = 0.0
     #: the runtime's stats; a replay's: {"replay": True, "matched": bool, "steps": int}
     stats: dict[str, Any] | None = None
+    #: what the job printed (stdout and stderr: the runtime sends the job's stdout to stderr), at
+    #: most the sandbox's stderr cap; sent as ``info {log}`` with ``state``/``result``
+    log: bytes = b""
 
 
 def stage_runtime(staging, python: str = "/usr/bin/python3") -> str:
@@ -236,12 +240,14 @@ class SliceRunner:
                 return SliceReport(
                     "nofreeze", message=nofreeze_message(outcome.stderr, source, seconds), wall=outcome.wall_seconds
                 )
-            return classify(
+            report = classify(
                 outcome.status,
                 outcome.stdout,
                 outcome.message or outcome.stderr.decode("utf-8", "replace")[-2000:],
                 outcome.wall_seconds,
             )
+            report.log = outcome.stderr
+            return report
 
         return self._execution.result.addCallback(done)
 
@@ -253,7 +259,7 @@ class SliceRunner:
 
         class P(protocol.ProcessProtocol):
             def __init__(self):
-                self.out, self.err = [], []
+                self.out, self.err, self.size = [], [], 0
 
             def connectionMade(self):
                 # a process transport; calls through IProcessTransport only check with mypy-zope
@@ -265,15 +271,23 @@ class SliceRunner:
                 self.out.append(data)
 
             def errReceived(self, data):
+                # the newest STDERR_BYTES only, as in the sandbox: a job may print without end
                 self.err.append(data)
+                self.size += len(data)
+                while self.size > STDERR_BYTES and len(self.err) > 1:
+                    self.size -= len(self.err.pop(0))
+                if self.size > STDERR_BYTES:
+                    self.err[0] = self.err[0][-STDERR_BYTES:]
+                    self.size = len(self.err[0])
 
             def processEnded(self, reason):
                 runner._pid = None
                 code = getattr(reason.value, "exitCode", None)
                 status = "ok" if code == 0 else "crash"
-                d.callback(
-                    classify(status, b"".join(self.out), b"".join(self.err).decode("utf-8", "replace")[-2000:], 0.0)
-                )
+                err = b"".join(self.err)
+                report = classify(status, b"".join(self.out), err.decode("utf-8", "replace")[-2000:], 0.0)
+                report.log = err
+                d.callback(report)
 
         proto = P()
         argv = [self.python, "-I", "-S", "-c", LAUNCH % self._bind]
