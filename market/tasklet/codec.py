@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import collections
 import struct
-from itertools import accumulate, chain
 import sys
 from array import array
+from itertools import accumulate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -81,11 +81,7 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _FRACTION_BITS = 1 << 16  # normalising a Fraction costs a gcd: quadratic in the size
 _BULK_MIN = 8  # below this, the per-element path is as fast
 _PACK_D = struct.Struct("<d")
-_PACK_TAG_D = struct.Struct("<Bd")  # a float's tag and value in one call
-_STR_HEADS = [bytes((_STR, n)) for n in range(0x80)]  # tag + one-byte length of a short string
-_MID = 1 << 20  # ints in [-_MID, _MID) outside the small-int table take three varint bytes
 _BIG = sys.byteorder == "big"
-_chain = chain.from_iterable
 
 
 class CodecError(ValueError):
@@ -214,66 +210,31 @@ def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out:
     mark = len(out)
     out.append(tag)
     _uvarint(len(items), out)
-    # the loop of _write_scalars, inline: a call per tuple costs ~10 % of a list of small tuples
-    small, table, pack, heads = _SMALL, _SMALL_INTS, _PACK_TAG_D.pack, _STR_HEADS
+    small, table, pack = _SMALL, _SMALL_INTS, _PACK_D.pack
     for x in items:
         t = type(x)
         if t is int:
             if -small <= x < small:
                 out += table[x]
-            elif -_MID <= x < _MID:
-                z = (x << 1) if x >= 0 else ((-x << 1) - 1)
-                out += bytes((_INT, (z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14))
             else:
                 _int(x, out)
         elif t is str:
             raw = x.encode("utf-8", "surrogatepass")
             if len(raw) < 0x80:
-                out += heads[len(raw)]
+                out.append(_STR)
+                out.append(len(raw))
                 out += raw
             else:
                 _str(x, out)
         elif t is float:
-            out += pack(_FLOAT, x)
+            out.append(_FLOAT)
+            out += pack(x)
         elif x is None:
             out.append(_NONE)
         elif t is bool:
             out.append(_TRUE if x else _FALSE)
         else:
             del out[mark:]
-            return False
-    return True
-
-
-def _write_scalars(items: Iterable[Any], out: bytearray) -> bool:
-    """Write each of ``items`` as a tagged scalar, inline (the per-value path of :func:`encode`,
-    without its per-value dispatch); False at the first item that is not a scalar (what was
-    written is then the caller's to undo)."""
-    small, table, pack, heads = _SMALL, _SMALL_INTS, _PACK_TAG_D.pack, _STR_HEADS
-    for x in items:
-        t = type(x)
-        if t is int:
-            if -small <= x < small:
-                out += table[x]
-            elif -_MID <= x < _MID:  # a three-byte varint, written in one step
-                z = (x << 1) if x >= 0 else ((-x << 1) - 1)
-                out += bytes((_INT, (z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14))
-            else:
-                _int(x, out)
-        elif t is str:
-            raw = x.encode("utf-8", "surrogatepass")
-            if len(raw) < 0x80:
-                out += heads[len(raw)]
-                out += raw
-            else:
-                _str(x, out)
-        elif t is float:
-            out += pack(_FLOAT, x)
-        elif x is None:
-            out.append(_NONE)
-        elif t is bool:
-            out.append(_TRUE if x else _FALSE)
-        else:
             return False
     return True
 
@@ -376,8 +337,6 @@ def encode(
             elif t is dict:
                 out.append(_DICT)
                 _uvarint(len(x), out)
-                if _scalar_pairs(x, out):
-                    continue
                 children = _pairs(x)
             elif t is set or t is frozenset:
                 out.append(_SET if t is set else _FROZENSET)
@@ -418,8 +377,6 @@ def encode(
                 out.append(_INST)
                 _str(t.__name__, out)
                 _uvarint(len(attrs), out)
-                if _scalar_pairs(attrs, out):
-                    continue
                 children = _pairs(attrs)
             else:
                 ref_name = name_of(x) if name_of is not None else None
@@ -439,14 +396,6 @@ def encode(
             stack.pop()
             open_immutables.discard(owners.pop())
     return bytes(out)
-
-
-def _scalar_pairs(d: Dict[Any, Any], out: bytearray) -> bool:
-    """Write the keys and values of ``d`` inline if all of them are scalars; True if done (the
-    same bytes the general path writes, without a step of the main loop per value)."""
-    if len(d) < _BULK_MIN or not set(map(type, d)) <= _SCALARS or not set(map(type, d.values())) <= _SCALARS:
-        return False
-    return _write_scalars(_chain(d.items()), out)
 
 
 def _pairs(d: Mapping[Any, Any]) -> Iterator[Any]:
