@@ -197,6 +197,7 @@ def _bulk_list(obj: List[Any], out: bytearray) -> bool:
 
 
 _SCALARS = frozenset((int, float, str, bool, type(None)))
+_COMMON_CONTAINERS = frozenset((list, tuple, dict))
 
 
 def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out: bytearray) -> bool:
@@ -288,29 +289,30 @@ def encode(
             if t is bool:
                 out.append(_TRUE if x else _FALSE)
                 continue
-            if t is bytes:
-                out.append(_BYTES)
-                _uvarint(len(x), out)
-                out += x
-                continue
-            if t is complex:
-                out.append(_COMPLEX)
-                out += _PACK_D.pack(x.real)
-                out += _PACK_D.pack(x.imag)
-                continue
-            if t.__name__ == "Fraction" and t is getattr(sys.modules.get("fractions"), "Fraction", None):
-                if max(abs(x.numerator), x.denominator).bit_length() > _FRACTION_BITS:
-                    raise CodecError("fractions over %d bits cannot be frozen" % _FRACTION_BITS)
-                out.append(_FRACTION)
-                _int(x.numerator, out)
-                _int(x.denominator, out)
-                continue
-            if t is range:
-                out.append(_RANGE)
-                _int(x.start, out)
-                _int(x.stop, out)
-                _int(x.step, out)
-                continue
+            if t not in _COMMON_CONTAINERS:  # the rarer scalars: not memoised, written in place
+                if t is bytes:
+                    out.append(_BYTES)
+                    _uvarint(len(x), out)
+                    out += x
+                    continue
+                if t is complex:
+                    out.append(_COMPLEX)
+                    out += _PACK_D.pack(x.real)
+                    out += _PACK_D.pack(x.imag)
+                    continue
+                if t.__name__ == "Fraction" and t is getattr(sys.modules.get("fractions"), "Fraction", None):
+                    if max(abs(x.numerator), x.denominator).bit_length() > _FRACTION_BITS:
+                        raise CodecError("fractions over %d bits cannot be frozen" % _FRACTION_BITS)
+                    out.append(_FRACTION)
+                    _int(x.numerator, out)
+                    _int(x.denominator, out)
+                    continue
+                if t is range:
+                    out.append(_RANGE)
+                    _int(x.start, out)
+                    _int(x.stop, out)
+                    _int(x.step, out)
+                    continue
             ref = memo.get(id(x))
             if ref is not None:
                 if ref in open_immutables:
