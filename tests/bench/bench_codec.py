@@ -6,13 +6,18 @@ Each shape is sized to ~1 MB encoded; the state is wrapped as the runner wraps i
 locals hold the data) and goes through the envelope both ways, as a real freeze and thaw do. For
 each shape: encoded MB, freeze (encode + envelope) and thaw (open envelope + decode) medians in ms.
 ``--big`` adds a 64 MB state (a mix of the shapes) frozen and thawed once per run.
+``--against REV`` also measures the codec.py of git revision REV, alternating with this one in the
+same process (CPU time, best of the runs: the fairest comparison on a shared machine).
 """
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -69,10 +74,50 @@ def measure(state, runs):
     return len(env), statistics.median(freeze), statistics.median(thaw)
 
 
+def codec_at(rev):
+    """The codec module as it was at git revision ``rev`` (the envelope is this tree's)."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    text = subprocess.check_output(["git", "-C", root, "show", "%s:market/tasklet/codec.py" % rev])
+    path = os.path.join(tempfile.mkdtemp(), "codec_%s.py" % rev.replace("/", "_")[:12])
+    with open(path, "wb") as f:
+        f.write(text)
+    spec = importlib.util.spec_from_file_location("codec_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare(other, rev, runs):
+    """Freeze (encode + envelope) and thaw (open + decode), CPU ms, best of ``runs``, both codecs
+    alternating; the bytes must be equal."""
+    print("%-18s %8s | %-25s | %-25s" % ("", "", "at %s" % rev, "this tree"))
+    print("%-18s %8s | %12s %12s | %12s %12s" % ("shape", "MB", "freeze ms", "thaw ms", "freeze ms", "thaw ms"))
+    for name, make in shapes().items():
+        state = wrap(make())
+        best = {}
+        for _ in range(runs):
+            for mod in (other, codec):
+                t0 = time.process_time()
+                env = envelope.make_envelope(HEADER, mod.encode(state, CLASSES))
+                t1 = time.process_time()
+                _, payload = envelope.open_envelope(env, "x")
+                mod.decode(payload, CLASSES)
+                t2 = time.process_time()
+                f, t = best.get(mod, (1e9, 1e9))
+                best[mod] = (min(f, t1 - t0), min(t, t2 - t1))
+        assert other.encode(state, CLASSES) == codec.encode(state, CLASSES), name
+        (of, ot), (nf, nt) = best[other], best[codec]
+        print(
+            "%-18s %8.2f | %12.1f %12.1f | %12.1f %12.1f"
+            % (name, len(env) / 1e6, of * 1000, ot * 1000, nf * 1000, nt * 1000)
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--big", action="store_true", help="also a 64 MB state")
+    parser.add_argument("--against", metavar="REV", help="also the codec at this git revision")
     opts = parser.parse_args(argv)
     print(
         "%s %s, load average %.2f at start, median of %d"
@@ -82,6 +127,8 @@ def main(argv=None):
     for name, make in shapes().items():
         size, f, t = measure(wrap(make()), opts.runs)
         print("%-18s %8.2f %10.1f %10.1f %10.1f" % (name, size / 1e6, f * 1000, t * 1000, (f + t) * 1000))
+    if opts.against:
+        compare(codec_at(opts.against), opts.against, opts.runs)
     if opts.big:
         data = {name: make() for name, make in shapes(8).items()}
         size, f, t = measure(wrap(data), max(1, opts.runs // 3))
