@@ -258,3 +258,27 @@ def test_instance_with_many_attributes_and_a_bad_attribute_name():
 def test_string_lists_with_long_and_non_ascii_items():
     for data in (["a" * 200, "b"] * 10, ["é", "x", "\udc80y"] * 10, ["plain%d" % i for i in range(50)], [""] * 9):
         assert decode(encode(data)) == data
+
+
+def _reference_int(n):
+    """The format's integer as the format describes it: tag, zigzag, LEB128 varint."""
+    z = (n << 1) if n >= 0 else ((-n << 1) - 1)
+    out = bytearray([0x04])
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+EDGES = sorted({s * (b + d) for b in (0, 63, 64, 8191, 8192, 1 << 13, 1 << 19, 1 << 20, 1 << 27) for d in (-1, 0, 1) for s in (1, -1)})
+
+
+def test_ints_near_every_varint_length_encode_as_the_format_says():
+    for n in EDGES:
+        assert encode(n) == bytes([codec.VERSION]) + _reference_int(n), n
+        assert encode((n, "x")) == bytes([codec.VERSION, 0x29, 2]) + _reference_int(n) + b"\x07\x01x", n
+    mixed = EDGES + ["s"] * 3
+    assert decode(encode(mixed)) == mixed and decode(encode(tuple(mixed))) == tuple(mixed)
+    inside = {n: [n] for n in EDGES}  # a dict run: keys read in the scalar run, values one by one
+    assert decode(encode(inside)) == inside

@@ -81,6 +81,8 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _FRACTION_BITS = 1 << 16  # normalising a Fraction costs a gcd: quadratic in the size
 _BULK_MIN = 8  # below this, the per-element path is as fast
 _PACK_D = struct.Struct("<d")
+_MID = 1 << 20  # ints in [-_MID, _MID) beyond the small-int table are three varint bytes
+_PACK_INT3 = struct.Struct("<4B").pack  # such an int's tag and its three bytes
 _BIG = sys.byteorder == "big"
 
 
@@ -217,6 +219,9 @@ def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out:
         if t is int:
             if -small <= x < small:
                 out += table[x]
+            elif -_MID <= x < _MID:
+                z = (x << 1) if x >= 0 else ((-x << 1) - 1)
+                out += _PACK_INT3(_INT, (z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14)
             else:
                 _int(x, out)
         elif t is str:
@@ -267,6 +272,9 @@ def encode(
             if t is int:
                 if -_SMALL <= x < _SMALL:
                     out += _SMALL_INTS[x]
+                elif -_MID <= x < _MID:  # three varint bytes, inline (a call costs more)
+                    z = (x << 1) if x >= 0 else ((-x << 1) - 1)
+                    out += _PACK_INT3(_INT, (z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14)
                 else:
                     _int(x, out)
                 continue
@@ -560,6 +568,12 @@ def _decode(
             z = data[pos]
             if z < 0x80:
                 pos += 1
+            elif data[pos + 1] < 0x80:  # two and three bytes inline: a call costs more than the read
+                z = (z & 0x7F) | (data[pos + 1] << 7)
+                pos += 2
+            elif data[pos + 2] < 0x80:
+                z = (z & 0x7F) | ((data[pos + 1] & 0x7F) << 7) | (data[pos + 2] << 14)
+                pos += 3
             else:
                 z, pos = _varint_at(data, pos)
             v = (z >> 1) if not z & 1 else -((z + 1) >> 1)
@@ -579,7 +593,11 @@ def _decode(
             v = unpack_d(data, pos)[0]
             pos += 8
         elif tag == _LIST_S or tag == _TUPLE_S:
-            n, pos = _varint_at(data, pos)
+            n = data[pos]
+            if n < 0x80:  # a short tuple's length, without a call
+                pos += 1
+            else:
+                n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
             budget -= n
@@ -812,6 +830,12 @@ def _read_scalars(data: bytes, pos: int, end: int, n: int) -> Tuple[List[Any], i
             z = data[pos + 1]
             if z < 0x80:
                 pos += 2
+            elif data[pos + 2] < 0x80:
+                z = (z & 0x7F) | (data[pos + 2] << 7)
+                pos += 3
+            elif data[pos + 3] < 0x80:
+                z = (z & 0x7F) | ((data[pos + 2] & 0x7F) << 7) | (data[pos + 3] << 14)
+                pos += 4
             else:
                 z, pos = _varint_at(data, pos + 1)
             append((z >> 1) if not z & 1 else -((z + 1) >> 1))
