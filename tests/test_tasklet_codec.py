@@ -271,7 +271,8 @@ def _reference_int(n):
     return bytes(out)
 
 
-EDGES = sorted({s * (b + d) for b in (0, 63, 64, 8191, 8192, 1 << 13, 1 << 19, 1 << 20, 1 << 27) for d in (-1, 0, 1) for s in (1, -1)})
+BASES = (0, 63, 64, 8191, 8192, 1 << 13, 1 << 19, 1 << 20, 1 << 27)
+EDGES = sorted({s * (b + d) for b in BASES for d in (-1, 0, 1) for s in (1, -1)})
 
 
 def test_ints_near_every_varint_length_encode_as_the_format_says():

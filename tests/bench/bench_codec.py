@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from market.tasklet import codec, envelope  # noqa: E402
+from market.tasklet import codec, envelope
 
 
 class Item:
