@@ -197,3 +197,89 @@ def test_oversized_fraction_is_refused_both_ways():
     data = bytes([codec.VERSION, 0x21]) + encode(1 << 70000)[1:] + encode(3)[1:]
     with pytest.raises(CodecError):
         decode(data)
+
+
+# -- the decoder's bulk paths: a container opening with a run of scalars, ASCII string lists ------
+
+big_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, min_size=16, max_size=40)
+        | st.dictionaries(scalars.filter(lambda x: x == x), inner, min_size=8, max_size=20)
+        | st.sets(st.integers() | st.text(max_size=3), min_size=16, max_size=30)
+        | st.lists(st.text(max_size=200), min_size=8, max_size=30)
+    ),
+    max_leaves=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(big_values)
+def test_big_containers_round_trip_and_reencode_identically(value):
+    back = decode(encode(value))
+    assert back == value and encode(back) == encode(value)
+
+
+def test_a_mapping_whose_scalar_run_stops_at_a_key_takes_the_next_value():
+    d = {0: [1, 2]}
+    d.update((i, i * 2) for i in range(1, 20))
+    d[20] = {"x": [3]}
+    d[21] = 5
+    assert decode(encode(d)) == d and list(decode(encode(d))) == list(d)
+    run_then_container = {i: i for i in range(10)}
+    run_then_container["tail"] = [run_then_container and 1]
+    assert decode(encode(run_then_container)) == run_then_container
+
+
+def test_counter_and_ordered_dict_keep_their_own_item_assignment():
+    od = collections.OrderedDict((str(i), i) for i in range(30))
+    od.move_to_end("0")
+    c = collections.Counter({i: 1 for i in range(30)})
+    back_od, back_c = decode(encode([od, c]))
+    assert list(back_od.items()) == list(od.items())
+    back_od.move_to_end("1")  # the linked list of an OrderedDict filled through dict.update breaks here
+    assert list(back_od)[-1] == "1" and len(back_od) == 30
+    assert back_c == c and type(back_c) is collections.Counter
+
+
+def test_instance_with_many_attributes_and_a_bad_attribute_name():
+    n = Node(1)
+    for i in range(20):
+        setattr(n, "a%d" % i, i)
+    back = decode(encode(n, CLASSES), CLASSES)
+    assert vars(back) == vars(n)
+    # an instance of 20 scalar attributes whose first name is an int, written by hand
+    items = b"".join(encode(k)[1:] + encode(i)[1:] for i, k in enumerate([7] + ["a%d" % i for i in range(19)]))
+    data = bytes([codec.VERSION, 0x16]) + encode("Node")[1:] + bytes([20]) + items
+    with pytest.raises(CodecError, match="attribute names"):
+        decode(data, CLASSES)
+
+
+def test_string_lists_with_long_and_non_ascii_items():
+    for data in (["a" * 200, "b"] * 10, ["é", "x", "\udc80y"] * 10, ["plain%d" % i for i in range(50)], [""] * 9):
+        assert decode(encode(data)) == data
+
+
+def _reference_int(n):
+    """The format's integer as the format describes it: tag, zigzag, LEB128 varint."""
+    z = (n << 1) if n >= 0 else ((-n << 1) - 1)
+    out = bytearray([0x04])
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+BASES = (0, 63, 64, 8191, 8192, 1 << 13, 1 << 19, 1 << 20, 1 << 27)
+EDGES = sorted({s * (b + d) for b in BASES for d in (-1, 0, 1) for s in (1, -1)})
+
+
+def test_ints_near_every_varint_length_encode_as_the_format_says():
+    for n in EDGES:
+        assert encode(n) == bytes([codec.VERSION]) + _reference_int(n), n
+        assert encode((n, "x")) == bytes([codec.VERSION, 0x29, 2]) + _reference_int(n) + b"\x07\x01x", n
+    mixed = EDGES + ["s"] * 3
+    assert decode(encode(mixed)) == mixed and decode(encode(tuple(mixed))) == tuple(mixed)
+    inside = {n: [n] for n in EDGES}  # a dict run: keys read in the scalar run, values one by one
+    assert decode(encode(inside)) == inside

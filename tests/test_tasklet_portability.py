@@ -179,3 +179,44 @@ def test_early_freeze_signal_stops_the_slice_at_its_first_back_edge():
     )
     out = slicemain.decode_response(proc.stdout)
     assert not out.finished and out.stats["wall_seconds"] < 1.0
+
+
+CODEC_VALUES = """
+import collections
+values = [
+    [s * (b + d) for b in (0, 63, 64, 8191, 8192, 1 << 19, 1 << 20, 1 << 62) for d in (-1, 0, 1) for s in (1, -1)],
+    ["w%d" % i for i in range(40)] + ["\\u00e9", "a" * 300],
+    ["plain%d" % i for i in range(40)],
+    {"key%d" % i: i * 7919 for i in range(64)},
+    {i: (i, i + 1, "v", i * 0.5) for i in range(64)},
+    collections.OrderedDict((str(i), [i]) for i in range(20)),
+    {(i, "t") for i in range(40)} | {"s%d" % i for i in range(5)} - {"s1"},
+    [(i, "k%d" % i, i * 0.25, None, True) for i in range(50)],
+]
+"""
+
+
+def test_codec_bytes_are_the_same_on_pypy_both_ways():
+    pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    script = (
+        CODEC_VALUES
+        + "import sys\nfrom market.tasklet import codec\n"
+        + "sys.stdout.write(codec.encode(values).hex() + '\\n')\n"
+        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read()))).hex())\n"
+    )
+    namespace = {}
+    exec(CODEC_VALUES, namespace)
+    from market.tasklet import codec
+
+    mine = codec.encode(namespace["values"])
+    out = subprocess.run(
+        [pypy, "-c", script],
+        input=mine.hex(),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=120,
+        check=True,
+    ).stdout.split("\n")
+    assert bytes.fromhex(out[0]) == mine  # PyPy writes CPython's bytes
+    assert bytes.fromhex(out[1]) == mine  # and reads them back to the same values

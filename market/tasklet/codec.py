@@ -24,6 +24,7 @@ import collections
 import struct
 import sys
 from array import array
+from itertools import accumulate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -80,6 +81,8 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _FRACTION_BITS = 1 << 16  # normalising a Fraction costs a gcd: quadratic in the size
 _BULK_MIN = 8  # below this, the per-element path is as fast
 _PACK_D = struct.Struct("<d")
+_MID = 1 << 20  # ints in [-_MID, _MID) beyond the small-int table are three varint bytes
+_PACK_INT3 = struct.Struct("<4B").pack  # such an int's tag and its three bytes
 _BIG = sys.byteorder == "big"
 
 
@@ -184,14 +187,19 @@ def _bulk_list(obj: List[Any], out: bytearray) -> bool:
         raws = [s.encode("utf-8", "surrogatepass") for s in obj]
         out.append(_LIST_STR)
         _uvarint(len(raws), out)
-        for r in raws:
-            _uvarint(len(r), out)
+        lengths = list(map(len, raws))
+        if max(lengths) < 0x80:  # every length is a one-byte varint: the table is those bytes
+            out += bytes(lengths)
+        else:
+            for n in lengths:
+                _uvarint(n, out)
         out += b"".join(raws)
         return True
     return _scalar_run(_LIST_S, obj, {first}, out)
 
 
 _SCALARS = frozenset((int, float, str, bool, type(None)))
+_COMMON_CONTAINERS = frozenset((list, tuple, dict))
 
 
 def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out: bytearray) -> bool:
@@ -211,6 +219,9 @@ def _scalar_run(tag: int, items: Sequence[Any], kinds: Optional[Set[type]], out:
         if t is int:
             if -small <= x < small:
                 out += table[x]
+            elif -_MID <= x < _MID:
+                z = (x << 1) if x >= 0 else ((-x << 1) - 1)
+                out += _PACK_INT3(_INT, (z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14)
             else:
                 _int(x, out)
         elif t is str:
@@ -261,6 +272,9 @@ def encode(
             if t is int:
                 if -_SMALL <= x < _SMALL:
                     out += _SMALL_INTS[x]
+                elif -_MID <= x < _MID:  # three varint bytes, inline (a call costs more)
+                    z = (x << 1) if x >= 0 else ((-x << 1) - 1)
+                    out += _PACK_INT3(_INT, (z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14)
                 else:
                     _int(x, out)
                 continue
@@ -283,29 +297,30 @@ def encode(
             if t is bool:
                 out.append(_TRUE if x else _FALSE)
                 continue
-            if t is bytes:
-                out.append(_BYTES)
-                _uvarint(len(x), out)
-                out += x
-                continue
-            if t is complex:
-                out.append(_COMPLEX)
-                out += _PACK_D.pack(x.real)
-                out += _PACK_D.pack(x.imag)
-                continue
-            if t.__name__ == "Fraction" and t is getattr(sys.modules.get("fractions"), "Fraction", None):
-                if max(abs(x.numerator), x.denominator).bit_length() > _FRACTION_BITS:
-                    raise CodecError("fractions over %d bits cannot be frozen" % _FRACTION_BITS)
-                out.append(_FRACTION)
-                _int(x.numerator, out)
-                _int(x.denominator, out)
-                continue
-            if t is range:
-                out.append(_RANGE)
-                _int(x.start, out)
-                _int(x.stop, out)
-                _int(x.step, out)
-                continue
+            if t not in _COMMON_CONTAINERS:  # the rarer scalars: not memoised, written in place
+                if t is bytes:
+                    out.append(_BYTES)
+                    _uvarint(len(x), out)
+                    out += x
+                    continue
+                if t is complex:
+                    out.append(_COMPLEX)
+                    out += _PACK_D.pack(x.real)
+                    out += _PACK_D.pack(x.imag)
+                    continue
+                if t.__name__ == "Fraction" and t is getattr(sys.modules.get("fractions"), "Fraction", None):
+                    if max(abs(x.numerator), x.denominator).bit_length() > _FRACTION_BITS:
+                        raise CodecError("fractions over %d bits cannot be frozen" % _FRACTION_BITS)
+                    out.append(_FRACTION)
+                    _int(x.numerator, out)
+                    _int(x.denominator, out)
+                    continue
+                if t is range:
+                    out.append(_RANGE)
+                    _int(x.start, out)
+                    _int(x.stop, out)
+                    _int(x.step, out)
+                    continue
             ref = memo.get(id(x))
             if ref is not None:
                 if ref in open_immutables:
@@ -553,6 +568,12 @@ def _decode(
             z = data[pos]
             if z < 0x80:
                 pos += 1
+            elif data[pos + 1] < 0x80:  # two and three bytes inline: a call costs more than the read
+                z = (z & 0x7F) | (data[pos + 1] << 7)
+                pos += 2
+            elif data[pos + 2] < 0x80:
+                z = (z & 0x7F) | ((data[pos + 1] & 0x7F) << 7) | (data[pos + 2] << 14)
+                pos += 3
             else:
                 z, pos = _varint_at(data, pos)
             v = (z >> 1) if not z & 1 else -((z + 1) >> 1)
@@ -572,42 +593,19 @@ def _decode(
             v = unpack_d(data, pos)[0]
             pos += 8
         elif tag == _LIST_S or tag == _TUPLE_S:
-            n, pos = _varint_at(data, pos)
+            n = data[pos]
+            if n < 0x80:  # a short tuple's length, without a call
+                pos += 1
+            else:
+                n, pos = _varint_at(data, pos)
             if n > end - pos:
                 _fail(pos, "length exceeds the remaining data")
             budget -= n
             if budget < 0:
                 _over(max_nodes)
-            v = []
-            append = v.append
-            for _ in range(n):
-                t = data[pos]
-                if t == _INT:
-                    z = data[pos + 1]
-                    if z < 0x80:
-                        pos += 2
-                    else:
-                        z, pos = _varint_at(data, pos + 1)
-                    append((z >> 1) if not z & 1 else -((z + 1) >> 1))
-                elif t == _STR:
-                    ln, pos = _varint_at(data, pos + 1)
-                    if pos + ln > end:
-                        _fail(pos, "length exceeds the remaining data")
-                    append(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
-                    pos += ln
-                elif t == _FLOAT:
-                    if pos + 9 > end:
-                        _fail(pos, "unexpected end")
-                    append(unpack_d(data, pos + 1)[0])
-                    pos += 9
-                elif t == _NONE or t == _TRUE or t == _FALSE:
-                    append(None if t == _NONE else t == _TRUE)
-                    pos += 1
-                elif t == _BIGINT:
-                    x, pos = _int_at(data, pos, end)
-                    append(x)
-                else:
-                    _fail(pos, "expected a scalar")
+            v, pos = _read_scalars(data, pos, end, n)
+            if len(v) != n:
+                _fail(pos, "expected a scalar")
             if tag == _TUPLE_S:
                 v = tuple(v)
             memo.append(v)
@@ -690,17 +688,29 @@ def _decode(
             budget -= n
             if budget < 0:
                 _over(max_nodes)
-            lengths = []
-            for _ in range(n):
-                ln, pos = _varint_at(data, pos)
-                lengths.append(ln)
+            table = data[pos : pos + n]
+            if table.isascii():  # every length is a one-byte varint
+                lengths: Sequence[int] = table
+                pos += n
+            else:
+                lengths = []
+                for _ in range(n):
+                    ln, pos = _varint_at(data, pos)
+                    lengths.append(ln)
             total = sum(lengths)
             if pos + total > end:
                 _fail(pos, "length exceeds the remaining data")
-            v = []
-            for ln in lengths:
-                v.append(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
-                pos += ln
+            block = data[pos : pos + total]
+            if block.isascii():  # one decode, then slices: byte offsets are character offsets
+                text = block.decode("ascii")
+                bounds = list(accumulate(lengths, initial=0))
+                v = list(map(text.__getitem__, map(slice, bounds, bounds[1:])))
+                pos += total
+            else:
+                v = []
+                for ln in lengths:
+                    v.append(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
+                    pos += ln
             memo.append(v)
         elif tag == _BYTEARRAY:
             n, pos = _varint_at(data, pos)
@@ -768,7 +778,15 @@ def _decode(
         if push is not None:
             if push[2] > 0:
                 stack.append(push)
-                continue
+                if push[2] < _RUN_MIN or data[pos] not in _SCALAR_TAGS:
+                    continue
+                # the container opens with a run of scalars: read them in one tight loop and add
+                # them in one call (the same values in the same order as one by one)
+                vals, pos = _read_scalars(data, pos, end, push[2])
+                _fill(push, vals, pos)
+                if push[2] > 0:
+                    continue
+                stack.pop()
             v = _close(push, memo)
         # deliver v to the innermost open container, closing finished ones
         while True:
@@ -792,6 +810,89 @@ def _decode(
                 break
             stack.pop()
             v = _close(top, memo)
+
+
+_RUN_MIN = 16  # below this many items, reading a container's scalars one by one is as fast
+_SCALAR_TAGS = frozenset((_INT, _STR, _FLOAT, _NONE, _TRUE, _FALSE, _BIGINT))
+_SEQUENCES = frozenset((_LIST, _TUPLE, _FROZENSET, _DEQUE))
+_PLAIN_DICTS = frozenset((_DICT, _DDICT, _INST))  # dict.update is their item assignment
+
+
+def _read_scalars(data: bytes, pos: int, end: int, n: int) -> Tuple[List[Any], int]:
+    """(values, position after) of up to ``n`` tagged scalars at ``pos``, stopping before the
+    first value that is not a scalar."""
+    v: List[Any] = []
+    append = v.append
+    unpack_d = _PACK_D.unpack_from
+    for _ in range(n):
+        t = data[pos]
+        if t == _INT:
+            z = data[pos + 1]
+            if z < 0x80:
+                pos += 2
+            elif data[pos + 2] < 0x80:
+                z = (z & 0x7F) | (data[pos + 2] << 7)
+                pos += 3
+            elif data[pos + 3] < 0x80:
+                z = (z & 0x7F) | ((data[pos + 2] & 0x7F) << 7) | (data[pos + 3] << 14)
+                pos += 4
+            else:
+                z, pos = _varint_at(data, pos + 1)
+            append((z >> 1) if not z & 1 else -((z + 1) >> 1))
+        elif t == _STR:
+            ln = data[pos + 1]
+            if ln < 0x80:
+                pos += 2
+            else:
+                ln, pos = _varint_at(data, pos + 1)
+            if pos + ln > end:
+                _fail(pos, "length exceeds the remaining data")
+            append(data[pos : pos + ln].decode("utf-8", "surrogatepass"))
+            pos += ln
+        elif t == _FLOAT:
+            if pos + 9 > end:
+                _fail(pos, "unexpected end")
+            append(unpack_d(data, pos + 1)[0])
+            pos += 9
+        elif t == _NONE or t == _TRUE or t == _FALSE:
+            append(None if t == _NONE else t == _TRUE)
+            pos += 1
+        elif t == _BIGINT:
+            x, pos = _int_at(data, pos, end)
+            append(x)
+        else:
+            break
+    return v, pos
+
+
+def _fill(frame: List[Any], vals: List[Any], pos: int) -> None:
+    """Add ``vals`` to the open container ``frame`` (see :func:`_decode`'s stack) as the deliver
+    loop would one by one: a mapping's pending key first, then key/value pairs, then a new
+    pending key if one is left over."""
+    kind, obj = frame[0], frame[1]
+    frame[2] -= len(vals)
+    if kind in _SEQUENCES:
+        obj.extend(vals)
+        return
+    if kind == _SET:
+        obj.update(vals)
+        return
+    i = 0
+    if frame[3] is not _UNSET:
+        obj[frame[3]] = vals[0]
+        frame[3] = _UNSET
+        i = 1
+    stop = i + ((len(vals) - i) & ~1)
+    keys = vals[i:stop:2]
+    if kind == _INST and not all(type(k) is str for k in keys):
+        _fail(pos, "attribute names must be strings")
+    if kind in _PLAIN_DICTS:
+        dict.update(obj, zip(keys, vals[i + 1 : stop : 2]))
+    else:  # Counter, OrderedDict: their own item assignment
+        for k, x in zip(keys, vals[i + 1 : stop : 2]):
+            obj[k] = x
+    if stop < len(vals):
+        frame[3] = vals[stop]
 
 
 def _close(frame: List[Any], memo: List[Any]) -> Any:
