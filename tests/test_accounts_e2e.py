@@ -8,8 +8,11 @@ import subprocess
 import time
 import xmlrpc.client
 
+import pytest
+import pytest_twisted
+
 from market import accounts
-from market.rpc.methods import AUTH_CACHE_SECONDS
+from market.rpc.methods import AUTH_CACHE_SECONDS, MarketRPC
 from market.store import jobs as jsql
 from tests.servers import MARKET, Market, env
 
@@ -121,3 +124,26 @@ def test_a_disabled_accounts_jobs_are_held_by_the_window_even_when_money_release
     available = {r["account_id"]: int(r["available"]) for r in rows}
     plan = rules.plan_window((rules.WindowJob(r["id"], r["account_id"], r["price"]) for r in rows), available, 1, 1.0)
     assert plan.candidates == [] and plan.held == [job_id]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unconfirmed_account_cannot_submit_by_any_xmlrpc_method(db):
+    from tests.test_submission import SOURCE as JOB_SOURCE
+    from tests.test_submission import _auth, _call, _Dispatcher
+
+    new = accounts.create_account(db, "una", "una@example.org", "correct horse", confirm=True)
+    auth = _auth("una", accounts.issue_api_token(db, new.id))
+    rpc = MarketRPC(_Dispatcher(db))
+    calls = [
+        ("job", new.id, JOB_SOURCE, "0.05", "x", "main"),
+        ("task", new.id, xmlrpc.client.Binary(b"x"), "0.05", "x"),
+        ("init", 1, xmlrpc.client.Binary(b"x")),
+        ("batch", new.id, JOB_SOURCE, "0.05", "x", "main", 2),
+        ("batch_add", 1, [xmlrpc.client.Binary(b"x")]),
+    ]
+    for method, *args in calls:
+        with pytest.raises(xmlrpc.client.Fault) as e:
+            await _call(rpc, auth, method, *args)
+        assert e.value.faultCode == 3 and "not confirmed" in e.value.faultString, method
+    assert await _call(rpc, auth, "whoami")  # reading is allowed
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM jobs")) == 0
