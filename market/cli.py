@@ -234,8 +234,9 @@ def cmd_account_list(args) -> int:
     rows = _db(args).transact(sql.list_accounts)
     print(f"{'id':>5}  {'name':<20} {'confirmed':<9} {'balance':>12}  email")
     for r in rows:
+        confirmed = "disabled" if r.get("disabled_at") is not None else "yes" if r["confirmed"] else "no"
         print(
-            f"{r['id']:>5}  {printable(r['name']):<20} {'yes' if r['confirmed'] else 'no':<9} "
+            f"{r['id']:>5}  {printable(r['name']):<20} {confirmed:<9} "
             f"{money.format_cents(r['balance']):>12}  {printable(r['email'])}"
         )
     return 0
@@ -280,6 +281,29 @@ def cmd_account_token(args) -> int:
     return 0
 
 
+def _cmd_account_standing(args, disable: bool) -> int:
+    from market.store import accounts as sql
+
+    _db(args).transact(sql.set_disabled, args.name, time.time() if disable else None)
+    if disable:
+        print(
+            f"account {args.name} disabled: it cannot log in, its API tokens and clients are refused"
+            " (a running server notices within 10 seconds), its ready jobs are held and its running"
+            f" slices end at their lease; undo with: market account enable {args.name}"
+        )
+    else:
+        print(f"account {args.name} enabled; its held jobs are checked again at the next window")
+    return 0
+
+
+def cmd_account_disable(args) -> int:
+    return _cmd_account_standing(args, True)
+
+
+def cmd_account_enable(args) -> int:
+    return _cmd_account_standing(args, False)
+
+
 # -- clients -------------------------------------------------------------------------------------
 
 
@@ -302,6 +326,17 @@ def cmd_client_register(args) -> int:
     return 0
 
 
+def cmd_client_revoke(args) -> int:
+    from market.store import clients as csql
+
+    row = _db(args).transact(csql.revoke_client, args.id, time.time())
+    print(
+        f"client {row['id']} ({printable(row['name'])}) revoked: its token is refused (a running server"
+        " notices within 10 seconds); its open leases expire and their jobs go to other workers"
+    )
+    return 0
+
+
 def cmd_client_list(args) -> int:
     from market.store import accounts as sql
     from market.store import clients as csql
@@ -316,6 +351,7 @@ def cmd_client_list(args) -> int:
     for r in db.transact(work):
         flag = " (suspect)" if r["suspect"] else ""
         name, account, status, level = (printable(r[k]) for k in ("name", "account", "status", "sandbox_level"))
+        status = "revoked" if r["revoked_at"] is not None else status
         print(f"{r['id']:>5}  {name:<20} {account:<20} {status:<9} {level}{flag}")
     return 0
 
@@ -800,6 +836,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = acc.add_parser("token", help="issue a new XML-RPC API token for an account")
     c.add_argument("name")
     c.set_defaults(func=cmd_account_token)
+    c = acc.add_parser(
+        "disable", help="disable an account: no log-in, no API, no new leases for its jobs or its clients"
+    )
+    c.add_argument("name")
+    c.set_defaults(func=cmd_account_disable)
+    c = acc.add_parser("enable", help="enable a disabled account again")
+    c.add_argument("name")
+    c.set_defaults(func=cmd_account_enable)
 
     cl = sub.group("client", help="computation clients")
     c = cl.add_parser("register", help="register a client for an account; prints its id and token once")
@@ -815,6 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = cl.add_parser("list", help="list clients")
     c.add_argument("--account", default=None)
     c.set_defaults(func=cmd_client_list)
+    c = cl.add_parser("revoke", help="revoke a client for good: its token is refused, its open leases expire")
+    c.add_argument("id", type=int)
+    c.set_defaults(func=cmd_client_revoke)
 
     def server_opts(c):
         c.add_argument(

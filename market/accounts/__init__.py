@@ -80,3 +80,23 @@ def register_client(db, account_id: int, name: str, now: float | None = None) ->
         sql_clients.register_client, account_id, name, token_hash, time.time() if now is None else now
     )
     return NewClient(client_id, name, token)
+
+
+# -- revocations -----------------------------------------------------------------------------
+# The XML-RPC face caches who an Authorization header names for AUTH_CACHE_SECONDS. A token
+# revoked, a client revoked or an account disabled or confirmed in THIS process (the web site, the
+# server's own calls) counts here, and every cached identity from before is looked up again: such
+# a change takes effect at once. One made by another process (``market client revoke`` on the
+# command line) reaches a running server when the cache entry expires, within AUTH_CACHE_SECONDS.
+_changes = 0
+
+
+def credentials_changed() -> None:
+    """Someone's credentials or standing changed: identities cached before now are stale."""
+    global _changes
+    _changes += 1
+
+
+def credentials_generation() -> int:
+    """How many changes :func:`credentials_changed` has counted in this process."""
+    return _changes

@@ -28,6 +28,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from market import accounts
 from market.accounts import credentials
 from market.core import money, prices, states
 from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
@@ -42,6 +43,7 @@ from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import live as sql_live
 from market.store import logs as sql_logs
+from market.store import tokens as sql_tokens
 
 log = Logger()
 
@@ -191,8 +193,10 @@ class MarketRPC:
         self.parse_large = parse_large or threaded_parse()
         self._limits = {"client": self.settings.state_body, "account": MEMBER_BODY}
         # Authorization header -> (caller, expires): saves a database round trip on every worker
-        # call. A replaced token keeps working for at most AUTH_CACHE_SECONDS.
-        self._auth_cache: dict[bytes, tuple[Caller, float]] = {}
+        # call. A token replaced or revoked, a client revoked or an account disabled by another
+        # process (the ``market`` command) keeps working for at most AUTH_CACHE_SECONDS; by this
+        # process (the web site), not at all (``accounts.credentials_changed``).
+        self._auth_cache: dict[bytes, tuple[Caller, float, int]] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
     def identify(self, authorization: bytes) -> Caller | defer.Deferred[Caller]:
@@ -200,8 +204,9 @@ class MarketRPC:
         dictionary lookup), else a Deferred of a database read off the reactor thread. Raises or
         fails with NotAuthenticated (Fault 2) for no credentials or wrong ones."""
         now = self.dispatcher.clock.seconds()
+        generation = accounts.credentials_generation()
         cached = self._auth_cache.get(authorization)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > now and cached[2] == generation:
             return cached[0]
         user, token = _basic(authorization)
         if not user or not token:
@@ -220,13 +225,26 @@ class MarketRPC:
                     client = sql_clients.client_by_id(tx, int(ident))
                 except (ValueError, MarketError):
                     return None
-                return client if credentials.same(client["token_hash"], digest) else None
+                if not credentials.same(client["token_hash"], digest):
+                    return None
+                if client["revoked_at"] is not None:
+                    raise Forbidden(
+                        f"client {client['id']} was revoked — register a new client"
+                        " (market client register, or the web's Clients page) and use its token"
+                    )
+                _refuse_disabled(sql_accounts.account_by_id(tx, client["account_id"]))
+                return client
             try:
                 row = sql_accounts.account_by_name(tx, ident)
             except MarketError:
                 return None
-            if not row["api_token_hash"] or not credentials.same(row["api_token_hash"], digest):
-                return None
+            # the CLI's one token (market account token) or a live named token from the web
+            if not (row["api_token_hash"] and credentials.same(row["api_token_hash"], digest)):
+                named = sql_tokens.live_token(tx, row["id"], digest)
+                if named is None:
+                    return None
+                sql_tokens.touch_api_token(tx, named["id"], now)
+            _refuse_disabled(row)
             return row
 
         def check(row) -> Caller:
@@ -236,8 +254,9 @@ class MarketRPC:
                 self._auth_cache.clear()
             owner = row["account_id"] if kind == "client" else row["id"]
             caller = Caller(kind, row, owner, self._limits[kind])
-            # keyed by the whole header, so only the same token finds it; never extended on use
-            self._auth_cache[authorization] = (caller, now + AUTH_CACHE_SECONDS)
+            # keyed by the whole header, so only the same token finds it; never extended on use;
+            # dropped when credentials change in this process (accounts.credentials_changed)
+            self._auth_cache[authorization] = (caller, now + AUTH_CACHE_SECONDS, generation)
             return caller
 
         return self.db.run(look).addCallback(check)
@@ -293,6 +312,20 @@ class MarketRPC:
             return defer.fail(NotAuthenticated(f"this call is for {want}s; you authenticated as a {caller.kind}"))
         return defer.succeed(caller.row)
 
+    def _submitter(self, caller: Caller) -> defer.Deferred:
+        """-> Deferred of the account row of a member who may submit work: a confirmed account."""
+
+        def confirmed(row):
+            if not row["confirmed"]:
+                raise Forbidden(
+                    f"account {row['name']!r} is not confirmed yet, so it cannot submit jobs — follow the link"
+                    " in the confirmation e-mail (a new one: the web site's /resend page), or ask the operator"
+                    f" to run: market account confirm {row['name']}"
+                )
+            return row
+
+        return self._auth(caller, "account").addCallback(confirmed)
+
     @staticmethod
     def _no_lease(failure: Failure, stateid: int) -> Failure:
         """Another client's lease answers exactly as one that does not exist (Fault 4, the same
@@ -312,7 +345,7 @@ class MarketRPC:
     @defer.inlineCallbacks
     def xmlrpc_job(self, auth, accountid, module, price, name, entry="main"):
         """Create a job (no state yet); returns its id. ``init`` then gives it its initial state."""
-        account = yield self._auth(auth, "account")
+        account = yield self._submitter(auth)
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
         cents = self._price(price)
@@ -363,7 +396,7 @@ class MarketRPC:
     @defer.inlineCallbacks
     def xmlrpc_task(self, auth, accountid, bundle, price, name):
         """Submit a pythia-style task (description + task filesystem + input); returns its job id."""
-        account = yield self._auth(auth, "account")
+        account = yield self._submitter(auth)
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
         cents = self._price(price)
@@ -390,7 +423,7 @@ class MarketRPC:
     @defer.inlineCallbacks
     def xmlrpc_init(self, auth, jobid, state):
         """Give a new job its initial state (checked: envelope header, source hash, entry, sequence 0, job id)."""
-        account = yield self._auth(auth, "account")
+        account = yield self._submitter(auth)
         data = _bytes(state)
         header = submission.read_initial_state(data)  # the checksum, outside the transaction
         yield self.db.run(submission.init, account["id"], jobid, data, header, self.dispatcher.clock.seconds())
@@ -488,7 +521,7 @@ class MarketRPC:
     def xmlrpc_batch(self, auth, accountid, module, price, name, entry, size):
         """Create an empty batch (its module checked once); returns its id. ``batch_add`` then
         brings the jobs' initial states in chunks."""
-        account = yield self._auth(auth, "account")
+        account = yield self._submitter(auth)
         if accountid != account["id"]:
             raise Fault(faults.FORBIDDEN, f"you are account {account['id']}, not {accountid}")
         most = self.dispatcher.settings.max_batch
@@ -510,7 +543,7 @@ class MarketRPC:
     def xmlrpc_batch_add(self, auth, batchid, states):
         """Add jobs to a batch, one per initial state (made from the batch's module and entry, no
         job id); each is ready at once. Returns their job ids in order."""
-        account = yield self._auth(auth, "account")
+        account = yield self._submitter(auth)
         if not 0 < len(states) <= batches.CHUNK:
             raise TooLarge(f"batch_add takes 1 to {batches.CHUNK} states at once; {len(states):,} sent")
         largest = self.dispatcher.settings.max_argument_set
@@ -809,6 +842,14 @@ def _log_of(info: dict[str, Any]) -> str | bytes:
 
 def _capped(text: str | None) -> str | None:
     return text if text is None or len(text) <= MAX_ERROR else text[:MAX_ERROR] + " …"
+
+
+def _refuse_disabled(account: dict[str, Any]) -> None:
+    if account.get("disabled_at") is not None:
+        raise Forbidden(
+            f"account {account['name']!r} is disabled by the market's operator — ask them why;"
+            " its clients and tokens are refused until it is enabled again"
+        )
 
 
 def _wrong_credentials() -> NotAuthenticated:

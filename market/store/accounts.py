@@ -83,7 +83,9 @@ def account_by_token_hash(tx, token_hash: str) -> dict[str, Any] | None:
 
 
 def list_accounts(tx) -> list[dict[str, Any]]:
-    return tx.all("SELECT id, name, email, confirmed, balance, pending_grant, created_at FROM accounts ORDER BY id")
+    return tx.all(
+        "SELECT id, name, email, confirmed, balance, pending_grant, created_at, disabled_at FROM accounts ORDER BY id"
+    )
 
 
 def confirm_account(tx, token_hash: str, now: float) -> dict[str, Any]:
@@ -113,6 +115,39 @@ def _confirm(tx, account: dict[str, Any], now: float) -> None:
 
 def set_password_hash(tx, account_id: int, password_hash: str) -> None:
     tx.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
+
+
+def set_confirm_token_hash(tx, account_id: int, token_hash: str) -> bool:
+    """A new confirmation link for a still unconfirmed account (the old one stops working);
+    False if the account is confirmed already."""
+    return bool(
+        tx.execute(
+            "UPDATE accounts SET confirm_token_hash = ? WHERE id = ? AND confirmed = 0", (token_hash, account_id)
+        )
+    )
+
+
+def accounts_by_email(tx, email: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The accounts (at most ``limit``) registered with this e-mail address."""
+    return tx.all("SELECT * FROM accounts WHERE email = ? ORDER BY id LIMIT ?", (email, int(limit)))
+
+
+def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
+    """Disable (``now``) or enable (None) an account as operator. Disabling logs it out of the web
+    and holds its ready jobs at once (``jobs.ready_jobs`` never offers them again while it is
+    disabled: their lease-outs would pay its clients and spend its money); enabling puts its held
+    jobs back on the ready list, to be checked at the next window."""
+    account = account_by_name(tx, name, lock=True)
+    tx.execute("UPDATE accounts SET disabled_at = ? WHERE id = ?", (now, account["id"]))
+    if now is not None:
+        tx.execute("DELETE FROM web_sessions WHERE account_id = ?", (account["id"],))
+        tx.execute(
+            f"UPDATE jobs SET status = '{JobStatus.HELD}' WHERE status = '{JobStatus.READY}' AND account_id = ?",
+            (account["id"],),
+        )
+    else:
+        tx.script(release_held_statements([account["id"]]))
+    return account_by_id(tx, account["id"])
 
 
 def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
@@ -291,7 +326,7 @@ def session(tx, token_hash: str, now: float) -> dict[str, Any] | None:
     return tx.one(
         "SELECT s.token_hash, s.csrf, s.expires_at, a.id AS account_id, a.name, a.email, a.confirmed"
         " FROM web_sessions s JOIN accounts a ON a.id = s.account_id"
-        " WHERE s.token_hash = ? AND s.expires_at >= ?",
+        " WHERE s.token_hash = ? AND s.expires_at >= ? AND a.disabled_at IS NULL",
         (token_hash, now),
     )
 

@@ -28,11 +28,23 @@ def client_by_id(tx, client_id: int) -> dict[str, Any]:
 def list_clients(tx, account_id: int | None = None) -> list[dict[str, Any]]:
     sql = (
         "SELECT c.id, c.name, c.account_id, a.name AS account, c.status, c.suspect, c.sandbox_level,"
-        " c.created_at, c.last_seen FROM clients c JOIN accounts a ON a.id = c.account_id"
+        " c.created_at, c.last_seen, c.revoked_at FROM clients c JOIN accounts a ON a.id = c.account_id"
     )
     if account_id is None:
         return tx.all(sql + " ORDER BY c.id")
     return tx.all(sql + " WHERE c.account_id = ? ORDER BY c.id", (account_id,))
+
+
+def revoke_client(tx, client_id: int, now: float, account_id: int | None = None) -> dict[str, Any]:
+    """Revoke a client for good (an operator's, or its owner's when ``account_id`` is given): its
+    token is refused from now on; its open leases are left to expire and be re-leased."""
+    row = client_by_id(tx, client_id)
+    if account_id is not None and row["account_id"] != account_id:
+        raise NotFound(f"no client {client_id} in your account")
+    if row["revoked_at"] is not None:
+        raise Conflict(f"client {client_id} is already revoked")
+    tx.execute("UPDATE clients SET revoked_at = ? WHERE id = ?", (now, client_id))
+    return client_by_id(tx, client_id)
 
 
 def touch_client(tx, client_id: int, now: float, sandbox_level: str | None = None) -> None:

@@ -125,12 +125,15 @@ def committed_state(tx, job_id: int) -> dict[str, Any]:
 
 def ready_jobs(tx, limit: int) -> list[dict[str, Any]]:
     """The top ``limit`` ready jobs in the matcher's order (price desc, submitted asc, id asc), each
-    with ``available``: its owner's balance minus what the owner's open leases reserved.
+    with ``available``: its owner's balance minus what the owner's open leases reserved (-1 for
+    a disabled account: no slice fits, so the window holds its jobs).
 
     The index ``jobs_ready`` lets the database pick the top rows without sorting the ready list.
     """
     return tx.all(
-        "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec, a.balance - a.reserved AS available"
+        "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec,"
+        # a disabled account can pay nothing: its jobs are held (rules.plan_window), not leased
+        " CASE WHEN a.disabled_at IS NULL THEN a.balance - a.reserved ELSE -1 END AS available"
         " FROM jobs j JOIN accounts a ON a.id = j.account_id"
         f" WHERE j.status = '{JobStatus.READY}' AND j.kind IN {_COMPETING}"
         " ORDER BY j.price DESC, j.submitted_at ASC, j.id ASC LIMIT ?",

@@ -348,6 +348,31 @@ V10: list[Statement] = [
     "CREATE INDEX slice_logs_job ON slice_logs (job_id, id)",
 ]
 
+#: accounts (issue 19): API tokens named and revoked one by one (the CLI's ``market account token``
+#: keeps its single ``accounts.api_token_hash``), password-reset links (single use, expiring), an
+#: operator's disabling of an account and revoking of a client (a time, NULL while in force)
+V11: list[Statement] = [
+    """CREATE TABLE api_tokens (
+        id {pk},
+        account_id {bigint} NOT NULL,
+        name VARCHAR(64) NOT NULL,
+        token_hash CHAR(64) NOT NULL UNIQUE,
+        created_at {double} NOT NULL,
+        last_used {double} NULL,
+        revoked_at {double} NULL
+    ) {engine}""",
+    "CREATE INDEX api_tokens_owner ON api_tokens (account_id, id)",
+    """CREATE TABLE password_resets (
+        token_hash CHAR(64) NOT NULL PRIMARY KEY,
+        account_id {bigint} NOT NULL,
+        created_at {double} NOT NULL,
+        expires_at {double} NOT NULL
+    ) {engine}""",
+    "CREATE INDEX password_resets_owner ON password_resets (account_id)",
+    "ALTER TABLE accounts ADD COLUMN disabled_at {double} NULL",
+    "ALTER TABLE clients ADD COLUMN revoked_at {double} NULL",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -359,6 +384,7 @@ MIGRATIONS: list[Migration] = [
     (8, V8),
     (9, V9),
     (10, V10),
+    (11, V11),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -1,4 +1,5 @@
-"""Account pages (spec 5a, 5b, 5e): home, sign up, confirm, log in, log out, change password.
+"""Account pages (spec 5a, 5b, 5e): home, sign up, confirm, log in, log out, change password,
+password reset by e-mail and "resend the confirmation".
 
 No page tells a visitor whether an account exists: log-in failures all say the same thing and cost
 the same argon2 work, and sign-up answers identically whether or not the name was free (a taken
@@ -16,6 +17,7 @@ from market.accounts import credentials
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.text import printable
 from market.store import accounts as sql_accounts
+from market.store import tokens as sql_tokens
 from market.store import web as sql_web
 from market.web.context import Pages, address, field
 from market.web.throttle import Busy
@@ -89,6 +91,15 @@ class AccountPages(Pages):
                 request, "login.html", visitor, 401, name=name, error="Wrong account name or password."
             )
         self.web.throttle.succeeded(name, where)
+        if account["disabled_at"] is not None:
+            return self.web.render(
+                request,
+                "login.html",
+                visitor,
+                403,
+                name=name,
+                error="This account is disabled by the market's operator: write to them to know why.",
+            )
         if not account["confirmed"]:
             return self.web.render(
                 request,
@@ -96,7 +107,8 @@ class AccountPages(Pages):
                 visitor,
                 403,
                 name=name,
-                error="This account is not confirmed yet: follow the link in the e-mail we sent when you signed up.",
+                error="This account is not confirmed yet: follow the link in the e-mail we sent when you signed up"
+                " (lost it? ask for a new one below).",
             )
         await self.web.sessions.start(request, account["id"])
         return self.web.redirect(request, "/")
@@ -176,6 +188,7 @@ class AccountPages(Pages):
             )
         except NotFound as e:
             return self.web.refusal(request, 404, str(e), visitor)
+        accounts.credentials_changed()  # its API token, if the operator gave one, may submit now
         return self.web.render(request, "confirmed.html", visitor, name=account["name"])
 
     async def password_form(self, request, visitor):
@@ -204,3 +217,95 @@ class AccountPages(Pages):
         # whoever else was logged in with the old password is logged out
         await self.web.db.run(sql_web.end_other_sessions, visitor.account_id, visitor.token_hash)
         return self.web.render(request, "password.html", visitor, errors={}, done=True)
+
+    # -- e-mailed links: password reset and a new confirmation ---------------------------------
+    # Both forms take an e-mail address and answer the same page whether or not an account has
+    # it; both count against the sign-up limit (per address and per mailbox) before any lookup.
+
+    async def _mail_request(self, request, visitor, kind: str):
+        email = field(request, "email", limit=255).strip()
+        try:
+            sql_accounts.check_email(email)
+        except MarketError as e:
+            return self.web.render(request, "mail_request.html", visitor, 400, kind=kind, email=email, error=str(e))
+        where = address(request)
+        wait = self.web.signups.attempt(where, email)
+        if wait > 0:
+            request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
+            error = f"Too many requests from here or for this address. Try again in {_minutes(wait)}."
+            return self.web.render(request, "mail_request.html", visitor, 429, kind=kind, email=email, error=error)
+        base = self.web.base_url(request)
+        now = self.web.clock.seconds()
+        for account in await self.web.db.run(sql_accounts.accounts_by_email, email):
+            if account["disabled_at"] is not None:
+                continue
+            token, token_hash = credentials.new_token()
+            name = printable(account["name"])
+            if kind == "reset" and account["confirmed"]:
+                await self.web.db.run(sql_tokens.create_reset, account["id"], token_hash, now)
+                self.web.mailer.send(
+                    email,
+                    "Reset your Market Dispatcher password",
+                    f"Hello {name},\n\nto choose a new password for the account {name!r}, open this link"
+                    f" within {int(sql_tokens.RESET_SECONDS // 60)} minutes:\n\n{base}/reset/{token}\n\n"
+                    "It works once. If you did not ask for it, ignore this message: your password stays.\n",
+                )
+            elif kind == "resend" and not account["confirmed"]:
+                if await self.web.db.run(sql_accounts.set_confirm_token_hash, account["id"], token_hash):
+                    self.web.mailer.send(
+                        email,
+                        "Confirm your Market Dispatcher account",
+                        f"Hello {name},\n\nto confirm your new account, open this link:\n\n"
+                        f"{base}/confirm/{token}\n\n"
+                        "(Earlier confirmation links no longer work.) If you did not ask for an account,"
+                        " ignore this message.\n",
+                    )
+        return self.web.render(request, "mail_sent.html", visitor, kind=kind, email=email)
+
+    async def reset_request_form(self, request, visitor):
+        return self.web.render(request, "mail_request.html", visitor, kind="reset", email="", error=None)
+
+    async def reset_request(self, request, visitor):
+        return await self._mail_request(request, visitor, "reset")
+
+    async def resend_form(self, request, visitor):
+        return self.web.render(request, "mail_request.html", visitor, kind="resend", email="", error=None)
+
+    async def resend(self, request, visitor):
+        return await self._mail_request(request, visitor, "resend")
+
+    async def reset_form(self, request, visitor, token):
+        found = await self.web.db.run(
+            sql_tokens.reset_account, credentials.token_hash(token[:128]), self.web.clock.seconds()
+        )
+        if found is None:
+            return self.web.refusal(request, 404, _BAD_RESET, visitor)
+        return self.web.render(request, "reset.html", visitor, token=token, errors={})
+
+    async def reset(self, request, visitor, token):
+        new = field(request, "new", limit=2048)
+        errors = {}
+        try:
+            credentials.check_password_strength(new)
+        except MarketError as e:
+            errors["new"] = str(e)
+        if new != field(request, "again", limit=2048) and "new" not in errors:
+            errors["again"] = "The two new passwords differ."
+        if errors:
+            return self.web.render(request, "reset.html", visitor, 400, token=token, errors=errors)
+        digest = credentials.token_hash(token[:128])
+        if await self.web.db.run(sql_tokens.reset_account, digest, self.web.clock.seconds()) is None:
+            return self.web.refusal(request, 404, _BAD_RESET, visitor)
+        try:
+            new_hash = await self.web.hashing.run(credentials.hash_password, new)
+        except Busy:
+            return self.web.busy(request, visitor)
+        try:
+            # single use: the link is spent in the transaction that sets the password
+            await self.web.db.run(sql_tokens.use_reset, digest, self.web.clock.seconds(), new_hash)
+        except NotFound as e:
+            return self.web.refusal(request, 404, str(e), visitor)
+        return self.web.render(request, "reset_done.html", visitor)
+
+
+_BAD_RESET = "that password-reset link is not valid (used, expired or mistyped) — ask for a new one at /reset"

@@ -9,7 +9,7 @@ from twisted.internet.threads import deferToThread
 from twisted.protocols.basic import FileSender
 
 from market import accounts
-from market.core.errors import MarketError
+from market.core.errors import MarketError, NotFound
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import web as sql_web
@@ -43,11 +43,20 @@ class _ReportSender(FileSender):
 class MarketPages(Pages):
     """Clients, balance and ledger, the report and its schema, the stylesheet."""
 
-    async def _clients_page(self, request, visitor, code=200, name="", error=None, new=None):
+    async def _clients_page(self, request, visitor, code=200, name="", error=None, new=None, notice=None):
         rows = await self.web.db.run(sql_clients.list_clients, visitor.account_id)
         speeds = await self.web.db.run(sql_web.client_speeds, visitor.account_id)
         return self.web.render(
-            request, "clients.html", visitor, code, clients=rows, speeds=speeds, name=name, error=error, new=new
+            request,
+            "clients.html",
+            visitor,
+            code,
+            clients=rows,
+            speeds=speeds,
+            name=name,
+            error=error,
+            new=new,
+            notice=notice,
         )
 
     async def clients(self, request, visitor):
@@ -69,6 +78,17 @@ class MarketPages(Pages):
             "command": worker_command(self.web.rpc_url(request), new.id, new.token),
         }
         return await self._clients_page(request, visitor, new=shown)
+
+    async def revoke(self, request, visitor, client_id):
+        """A member revokes one of their clients: its token is refused at once; its open leases expire."""
+        try:
+            row = await self.web.db.run(
+                sql_clients.revoke_client, client_id, self.web.clock.seconds(), visitor.account_id
+            )
+        except MarketError as e:
+            return await self._clients_page(request, visitor, 404 if isinstance(e, NotFound) else 409, error=str(e))
+        accounts.credentials_changed()
+        return await self._clients_page(request, visitor, notice=f"The client “{row['name']}” is revoked.")
 
     async def client(self, request, visitor, client_id):
         row = await self.web.db.run(sql_web.owned_client, visitor.account_id, client_id)

@@ -38,6 +38,7 @@ from market.web.feed import FeedPages
 from market.web.job_pages import JobPages
 from market.web.live import LiveStreams
 from market.web.market_pages import MarketPages
+from market.web.token_pages import TokenPages
 
 log = Logger()
 
@@ -97,7 +98,7 @@ def routes(web: Web) -> list[Route]:
     no session at all.
     """
     account, jobs, market, feed = AccountPages(web), JobPages(web), MarketPages(web), FeedPages(web)
-    batches = BatchPages(web)
+    batches, tokens = BatchPages(web), TokenPages(web)
     live = web.live_streams = LiveStreams(web)  # (its open streams, for operators and tests)
     return [
         Route("GET",  "/",                                     ANYONE,       account.home),
@@ -107,6 +108,12 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  "/signup",                               ANYONE,       account.signup_form),
         Route("POST", "/signup",                               ANYONE_FORM, account.signup),
         Route("GET",  "/confirm/<token>",                      ANYONE,       account.confirm),
+        Route("GET",  "/reset",                                ANYONE,       account.reset_request_form),
+        Route("POST", "/reset",                                ANYONE_FORM, account.reset_request),
+        Route("GET",  "/reset/<token>",                        ANYONE,       account.reset_form),
+        Route("POST", "/reset/<token>",                        ANYONE_FORM, account.reset),
+        Route("GET",  "/resend",                               ANYONE,       account.resend_form),
+        Route("POST", "/resend",                               ANYONE_FORM, account.resend),
         Route("GET",  "/password",                             MEMBERS,      account.password_form),
         Route("POST", "/password",                             MEMBERS_FORM, account.change_password),
         Route("GET",  "/submit",                               MEMBERS,      jobs.submit_form),
@@ -128,6 +135,10 @@ def routes(web: Web) -> list[Route]:
         Route("GET",  "/clients",                              MEMBERS,      market.clients),
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
+        Route("POST", f"/clients/<{ID}:client_id>/revoke",     MEMBERS_FORM, market.revoke),
+        Route("GET",  "/tokens",                               MEMBERS,      tokens.tokens),
+        Route("POST", "/tokens",                               MEMBERS_FORM, tokens.create),
+        Route("POST", f"/tokens/<{ID}:token_id>/revoke",       MEMBERS_FORM, tokens.revoke),
         Route("GET",  "/ledger",                               MEMBERS,      market.ledger),
         Route("GET",  "/report",                               ANYONE,       market.report_page),
         Route("GET",  "/report.xml",                           ANYONE,       market.report_xml),
