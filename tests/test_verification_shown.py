@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from market.core import verification as policy
 from market.web.render import Renderer
 from market.web.sessions import Visitor
@@ -50,16 +52,35 @@ def test_the_submit_form_shows_the_verification_fee_before_submitting():
     assert 'id="verification-fee"' in html and "10 % of slices are replayed" in html
 
 
+# what the job page's other sections need (live progress, the job's output): nothing yet
+_LIVE = SimpleNamespace(
+    over=False,
+    progress=None,
+    slices=0,
+    executed_seconds=0.0,
+    cost="0.00",
+    remaining_seconds=None,
+    remaining_cost=None,
+    price="1.00",
+    total_cost=None,
+)
+_PRINTED = SimpleNamespace(log="", next=0)
+
+
+def job_page(**values) -> str:
+    return page("job.html", live=_LIVE, printed=_PRINTED, **values)
+
+
 def test_an_unverified_result_says_so_and_why():
-    html = page("job.html", job=job(), shown=None, final=("finished", "cancelled"))
+    html = job_page(job=job(), shown=None, final=("finished", "cancelled"))
     assert 'id="job-verification"' in html and "unverified: waiting for a verifier" in html
 
 
 def test_a_verified_result_says_verified():
-    html = page("job.html", job=job(verification="verified", verification_note=None), shown=None, final=("finished",))
+    html = job_page(job=job(verification="verified", verification_note=None), shown=None, final=("finished",))
     assert 'class="verification-verified">verified<' in html
 
 
 def test_a_job_without_a_result_shows_no_verification():
-    html = page("job.html", job=job(status="ready", outcome=None, verification=None), shown=None, final=("finished",))
+    html = job_page(job=job(status="ready", outcome=None, verification=None), shown=None, final=("finished",))
     assert "job-verification" not in html
