@@ -15,9 +15,8 @@ references, so after a thaw the list in the descriptor is the very list in the f
                                         (consumed -1: the dict changed size, the next step raises;
                                         size: its size then, so that a change made before the loop's
                                         frame is thawed — a callee's frame resumes first — raises too)
-    ["rest", [item, ...], set, size]    set/frozenset iterators (a set cannot change while it is
-                                        iterated, so its remaining items are exact; set and size as
-                                        for dicts; a bare ["rest", items] is an exhausted iterator)
+    ["rest", [item, ...]]               set/frozenset iterators (their remaining items; a set that
+                                        changes size after a thaw does not raise: known gap)
     ["obj", instance]                   the job's itertools objects (below)
 
 Any other iterator (a generator, iter(callable, sentinel)) refuses to freeze (FreezeError): its
@@ -123,9 +122,7 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
             return ["dict", d, kind, -1]
         return ["dict", d, kind, len(d) - remaining, len(d)]
     if t is _SET_ITERATOR:
-        rest = list(it.__reduce__()[1][0])
-        s = next((x for x in gc.get_referents(it) if type(x) in (set, frozenset)), None)
-        return ["rest", rest] if s is None else ["rest", rest, s, len(s)]
+        return ["rest", list(it.__reduce__()[1][0])]
     try:
         r = it.__reduce__()
     except Exception:
@@ -214,11 +211,6 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         return it
     if kind == "obj":
         return iter(desc[1])  # a replayed object's counted view, or the object itself
-    if len(desc) > 2 and len(desc[2]) != desc[3]:  # "rest" of a set that changed size: the next step raises
-        broken = set()
-        it = iter(broken)
-        broken.add(None)
-        return it
     return iter(desc[1])  # "rest"
 
 
@@ -296,8 +288,6 @@ def valid(desc: Any, depth: int = 0) -> bool:
         )
     if kind == "obj":
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
-    if n == 4:  # "rest" of a set, with the set and its size
-        return type(desc[1]) is list and type(desc[2]) in (set, frozenset) and type(desc[3]) is int
     return n == 2 and type(desc[1]) is list  # "rest"
 
 
