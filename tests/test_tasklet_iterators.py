@@ -160,6 +160,38 @@ def grow(d):
     assert run_both(src, "grow", [{1: 1, 2: 2}], budgets=(budget,))[1] == ("error", "RuntimeError")
 
 
+GROWN_BY_A_CALLEE = """
+def grow(c, n):
+    C_ADD
+    return n + 1
+
+
+def walk(c):
+    n = 0
+    for k in LOOP:
+        n = grow(c, n)
+    return n
+"""
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3])
+@pytest.mark.parametrize(
+    "container, add, loop",
+    [
+        ({1: 1, 2: 2, 3: 3}, "c[100] = 1", "c"),
+        ({1: 1, 2: 2, 3: 3}, "c[100] = 1", "c.items()"),
+        ({1: 1, 2: 2, 3: 3}, "c[100] = 1", "c.values()"),
+    ],
+)
+def test_size_change_by_a_callee_frozen_at_its_entry_still_raises_after_the_thaw(budget, container, add, loop):
+    # the caller's frame (and its loop iterator) is thawed only when the callee returns, after
+    # the change: the thawed iterator must be as broken as the native one (issue 18: it went on)
+    src = GROWN_BY_A_CALLEE.replace("C_ADD", add).replace("LOOP", loop)
+    expected, got, _ = run_both(src, "walk", [container], budgets=(budget,))
+    assert expected == ("error", "RuntimeError")
+    assert got == expected
+
+
 def test_a_loop_over_a_generator_expression_refuses_to_freeze_instead_of_a_stale_answer():
     src = """
 def job(xs):

@@ -12,7 +12,7 @@ exactly what issue 18 part R1 fixes: that generator is gated in tests/corpus (PE
 """
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from market import tasklet
@@ -188,10 +188,44 @@ def copied(args):
     return [list(a) if isinstance(a, list) else a for a in args]  # native() mutates what it is given
 
 
+# A budget-1 schedule over a program whose loops nest four deep over a list grown to 12 items made
+# tens of thousands of hops (minutes per example, and hypothesis shrinking repeats such examples
+# for up to 5 minutes): the schedule is stretched so that one run makes about MAX_HOPS hops.
+MAX_HOPS = 300
+
+
+def back_edges(src, args):
+    """How many back-edges the job passes when it runs in one slice."""
+    out = tasklet.run_slice(tasklet.start(src, "job", copied(args), {}), src, 60.0, budget=10**9)
+    return out.stats["back_edges"] or 0
+
+
 def check(src, args, schedule):
     expected = native(src, "job", copied(args))
-    got, _ = frozen(src, "job", list(args), budgets=schedule)
+    stretch = max(1, back_edges(src, args) // MAX_HOPS)
+    got, _ = frozen(src, "job", list(args), budgets=[b * stretch for b in schedule])
     assert got == expected, src
+
+
+# issue 18: a helper grew the dict the caller's items() loop walks, right after a freeze at the
+# helper's entry; the caller's loop, thawed only when the helper returned, went on without the
+# RuntimeError (and a later ValueError came out instead)
+GROWN_DICT = FIXED + """
+
+def helper0(acc, xs, ys, d, log):
+    d['k3'] = acc % 13
+    return acc
+
+
+def job(seed, xs, ys):
+    acc = seed
+    log = []
+    d = {'k0': 1, 'k1': 2, 'k2': 3}
+    for k1, v1 in d.items():
+        acc = helper0(acc, xs, ys, d, log)
+    t = raiser(acc)
+    return acc, log, xs, ys, sorted(d.items())
+"""
 
 
 @SETTINGS
@@ -202,6 +236,7 @@ def test_generated_program_sliced_at_random_back_edges_equals_native(src, args, 
 
 @pytest.mark.skipif("programs:mutation_under_enumerate_zip_items" in PENDING, reason=PENDING_REASON)
 @SETTINGS
+@example(GROWN_DICT, (1, [1], [2]), [1])
 @given(program(mutate_views=True), ARGS, SCHEDULE)
 def test_mutating_what_enumerate_zip_items_iterate_sliced_equals_native(src, args, schedule):
     check(src, args, schedule)

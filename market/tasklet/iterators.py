@@ -11,10 +11,12 @@ references, so after a thaw the list in the descriptor is the very list in the f
     ["zip", [inner, ...], strict]       zip
     ["map", function, [inner, ...]]     map
     ["filter", function-or-None, inner] filter
-    ["dict", dict, view, consumed]      iterators over a dict or its keys/values/items views
-                                        (consumed -1: the dict changed size, the next step raises)
-    ["rest", [item, ...]]               set/frozenset iterators (a set cannot change while it is
-                                        iterated, so its remaining items are exact)
+    ["dict", dict, view, consumed, size] iterators over a dict or its keys/values/items views
+                                        (consumed -1: the dict changed size, the next step raises;
+                                        size: its size then, so that a change made before the loop's
+                                        frame is thawed — a callee's frame resumes first — raises too)
+    ["rest", [item, ...]]               set/frozenset iterators (their remaining items; a set that
+                                        changes size after a thaw does not raise: known gap)
     ["obj", instance]                   the job's itertools objects (below)
 
 Any other iterator (a generator, iter(callable, sentinel)) refuses to freeze (FreezeError): its
@@ -118,7 +120,7 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
             return ["dict", d, kind, -1]
         if remaining != operator.length_hint(it):
             return ["dict", d, kind, -1]
-        return ["dict", d, kind, len(d) - remaining]
+        return ["dict", d, kind, len(d) - remaining, len(d)]
     if t is _SET_ITERATOR:
         return ["rest", list(it.__reduce__()[1][0])]
     try:
@@ -201,16 +203,23 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
     if kind == "dict":
         d, view, consumed = desc[1], desc[2], desc[3]
         if consumed < 0:  # it was broken by a size change: so is the thawed one
-            d, consumed = {}, 0
-            it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
-            d[None] = None
-            return it
+            return _broken_dict_iterator(view)
+        if len(desc) > 4 and len(d) != desc[4]:  # it changed size after the freeze: the next step raises
+            return _broken_dict_iterator(view)
         it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
         collections.deque(_itertools.islice(it, consumed), maxlen=0)
         return it
     if kind == "obj":
         return iter(desc[1])  # a replayed object's counted view, or the object itself
     return iter(desc[1])  # "rest"
+
+
+def _broken_dict_iterator(view: int) -> Any:
+    """An iterator whose next step raises RuntimeError, as after a size change under it."""
+    d: Dict[Any, Any] = {}
+    it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
+    d[None] = None
+    return it
 
 
 def freeze_loop(seq: Any, it: Any, ns: Dict[str, Any]) -> List[Any]:
@@ -271,7 +280,12 @@ def valid(desc: Any, depth: int = 0) -> bool:
     if kind == "filter":
         return n == 3 and _valid_ref(desc[1]) and valid(desc[2], depth + 1)
     if kind == "dict":
-        return n == 4 and type(desc[1]) is dict and desc[2] in (0, 1, 2) and type(desc[3]) is int and desc[3] >= -1
+        return (
+            n in (4, 5)
+            and type(desc[1]) is dict
+            and desc[2] in (0, 1, 2)
+            and all(type(x) is int and x >= -1 for x in desc[3:])
+        )
     if kind == "obj":
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
     return n == 2 and type(desc[1]) is list  # "rest"
