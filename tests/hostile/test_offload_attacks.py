@@ -40,7 +40,11 @@ def assert_nobody_else_noticed(figures: attacks.Figures, hostile) -> None:
     # afterwards: the same market (no restart) serves, and its books balance
     hostile.assert_serves_and_audits_clean()
     audit = subprocess.run(
-        [*MARKET, "--db", hostile.market.db_url, "db", "audit"], capture_output=True, text=True, env=env(), timeout=60
+        [*MARKET, "--db", hostile.market.db_url, "db", "audit", "--json"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
     )
     assert audit.returncode == 0 and '"balanced": true' in audit.stdout, audit.stdout + audit.stderr
 
