@@ -190,7 +190,7 @@ class _Record:
             self.figures.requests += 1
             self.figures.outcomes[outcome] += 1
             if sample and outcome not in self.figures.samples:
-                self.figures.samples[outcome] = sample[:2000]
+                self.figures.samples[outcome] = sample[:20000]
 
 
 def under_attack(
