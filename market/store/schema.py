@@ -348,6 +348,16 @@ V10: list[Statement] = [
     "CREATE INDEX slice_logs_job ON slice_logs (job_id, id)",
 ]
 
+# The jobs list (issue 19): a member's jobs paged, sorted and filtered; each sort key and the
+# state filter walk an index that starts with the owner, so a page reads its rows, not the table
+V11: list[Statement] = [
+    "CREATE INDEX jobs_owner_status ON jobs (account_id, status, id)",
+    "CREATE INDEX jobs_owner_name ON jobs (account_id, name, id)",
+    "CREATE INDEX jobs_owner_price ON jobs (account_id, price, id)",
+    "CREATE INDEX jobs_owner_progress ON jobs (account_id, progress, id)",
+    "CREATE INDEX jobs_owner_submitted ON jobs (account_id, submitted_at, id)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -359,6 +369,7 @@ MIGRATIONS: list[Migration] = [
     (8, V8),
     (9, V9),
     (10, V10),
+    (11, V11),
 ]
 LATEST = MIGRATIONS[-1][0]
 
