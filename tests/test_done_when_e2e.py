@@ -7,6 +7,10 @@ sees a failed job's error, downloads the batch's results and reads what it cost;
 through the CLI. The issue says a 200-job batch: 20 web jobs and 5 CLI jobs keep the suite fast
 (the jobs list and batch pages are paged, tested with more jobs elsewhere).
 
+With ``MARKET_WEB_SCREENSHOTS=DIR`` the issue's pages are saved as PNGs in DIR (docs/screenshots,
+shown in docs/web.md): the batch form, a batch, the jobs list (also at 375 px), a job updating
+live with its printed output, and a failed job.
+
 The API token comes from ``market account token`` (the operator's command, as documented in
 docs/cli.md): the web's token page is another change (issue 19, accounts); once it is there,
 this step can read the token from that page instead.
@@ -99,6 +103,15 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
     module.write_text(MODULE)
     downloads, profile = tempfile.mkdtemp(dir=tmp_path), tempfile.mkdtemp(dir=tmp_path)
     d = _driver(downloads, profile)
+    shots = os.environ.get("MARKET_WEB_SCREENSHOTS", "")
+
+    def shot(name: str, width: int = 1000) -> None:
+        if shots:
+            os.makedirs(shots, exist_ok=True)
+            d.set_window_size(width, 900)
+            d.save_screenshot(os.path.join(shots, f"{name}.png"))
+            d.set_window_size(1100, 900)
+
     try:
         # sign up and confirm with the e-mailed link
         d.get(base + "/signup")
@@ -133,6 +146,7 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
         price = d.find_element("id", "price")
         price.clear()
         price.send_keys("0.05")
+        shot("batch-submit")
         d.find_element("css selector", "form[action='/batches/new'] button[type=submit]").click()
         _wait(lambda: re.search(r"/batches/\d+$", d.current_url), 30, "the batch page")
         batch_id = int(d.current_url.rsplit("/", 1)[1])
@@ -154,6 +168,8 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
         processes.append(worker)
         _wait(lambda: d.find_element("id", "live-progress").text != before, 60, "live progress (no reload)")
         _wait(lambda: d.find_element("id", "live-ended").is_displayed(), 60, "the job to end, live")
+        _wait(lambda: "hello from job 20" in d.find_element("id", "job-log").text, 30, "its output, live")
+        shot("job-live")
 
         # the whole batch ends: 19 finished, one failed
         d.get(f"{base}/batches/{batch_id}")
@@ -167,6 +183,10 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
         # the batch page counts stored statuses (a failed job is stored finished); its outcomes say which failed
         assert "finished 20" in counts, counts
         assert "error 1" in d.find_element("id", "batch-outcomes").text
+        shot("batch")
+        d.get(f"{base}/jobs?batch={batch_id}&sort=progress&per=10")
+        shot("jobs-list")
+        shot("jobs-phone", width=375)
         # a job's printed output
         d.get(f"{base}/jobs/{last}/log")
         assert "hello from job 20" in d.find_element("tag name", "body").text
@@ -175,6 +195,7 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
         assert d.find_element("id", "job-status").text == "failed"
         assert "ZeroDivisionError" in d.find_element("id", "job-error").text
         assert "9" in d.find_element("id", "error-line").text
+        shot("job-failed")
         # the batch's results, downloaded by the browser
         d.get(f"{base}/batches/{batch_id}")
         d.find_element("id", "results-jsonl").click()
