@@ -93,7 +93,10 @@ def parse(params: Mapping[str, str]) -> tuple[JobQuery, dict[str, str]]:
     ``name``, ``batch``, ``q``) and the problems found, by parameter, in plain words. A parameter
     with a problem takes its default, so a page can show the list and say what it ignored."""
     errors: dict[str, str] = {}
-    get = lambda k: str(params.get(k) or "")[: MAX_TEXT * 4]  # noqa: E731  (bounded before any work)
+
+    def get(key: str) -> str:
+        return str(params.get(key) or "")[: MAX_TEXT * 4]  # bounded before any work
+
     page = _int(get("page"), "page", 1, MAX_PAGE, errors) or 1
     per = _int(get("per"), "per", 1, MAX_PER_PAGE, errors) or PER_PAGE
     sort = get("sort").strip().lower() or "id"
