@@ -145,7 +145,7 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
         d.find_element("id", "name").send_keys("web sweep")
         price = d.find_element("id", "price")
         price.clear()
-        price.send_keys("0.05")
+        price.send_keys("1.00")  # a job runs ~0.1 s: at 0.05 a slice can round to 0.00 (m19-money)
         shot("batch-submit")
         d.find_element("css selector", "form[action='/batches/new'] button[type=submit]").click()
         _wait(lambda: re.search(r"/batches/\d+$", d.current_url), 30, "the batch page")
@@ -219,7 +219,7 @@ def test_a_new_member_does_it_all_in_the_web_and_then_in_the_cli(tmp_path, proce
     sets = tmp_path / "sets.jsonl"
     sets.write_text("\n".join(str(n) for n in (11, 12, 13, 14, 15)) + "\n")
     made = bare_market(
-        "batch", "submit", str(module), "main", str(sets), "--name", "cli sweep", "--price", "0.05", *where, **env
+        "batch", "submit", str(module), "main", str(sets), "--name", "cli sweep", "--price", "1.00", *where, **env
     )
     assert made.returncode == 0, made.stderr
     cli_batch = int(made.stdout.strip())
