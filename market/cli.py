@@ -493,8 +493,14 @@ def cmd_submit_task(args) -> int:
 
 def cmd_status(args) -> int:
     proxy, _ = _server(args)
-    rows = _call(proxy.status, args.job) if args.job is not None else _call(proxy.status)
-    rows = rows if isinstance(rows, list) else [rows]
+    page = None
+    if args.job is not None:
+        rows = [_call(proxy.status, args.job)]
+    else:
+        # one page of the list, as the web's /jobs shows it (market.core.listing checks each value)
+        query = {k: str(v) for k, v in _list_query(args).items() if v is not None}
+        page = _call(proxy.jobs, query)
+        rows = page["jobs"]
     print(f"{'id':>5}  {'name':<24} {'price':>8} {'status':<10} {'executed':>9} {'slices':>6}  outcome  result")
     for r in rows:
         # every cell is the server's text (a job name is any member's): escaped, so no control reaches the terminal
@@ -514,7 +520,27 @@ def cmd_status(args) -> int:
     if args.job is not None:
         for line in _live_lines(_call(proxy.progress, args.job)):
             print(line)
+    elif page is not None and (page["pages"] > 1 or page["page"] > 1):
+        more = f"; next: --page {page['page'] + 1}" if page["page"] < page["pages"] else ""
+        # only when the list is paged, on standard error: standard output stays the table
+        print(
+            f"{page['total']} job{'s' if page['total'] != 1 else ''}; page {page['page']} of {page['pages']}{more}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _list_query(args) -> dict:
+    return {
+        "page": args.page,
+        "per": args.per,
+        "sort": args.sort,
+        "dir": args.dir,
+        "state": args.state,
+        "name": args.name,
+        "batch": args.batch,
+        "q": args.search,
+    }
 
 
 def _live_lines(live: dict) -> list[str]:
@@ -891,8 +917,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--price", required=True)
     server_opts(c)
     c.set_defaults(func=cmd_submit_task)
-    c = sub.add_parser("status", help="your jobs, or one job")
+    c = sub.add_parser("status", help="your jobs (a page of them: sort, filter, search), or one job")
     c.add_argument("job", nargs="?", type=int)
+    c.add_argument("--page", type=int, default=None, help="which page of the list (default 1)")
+    c.add_argument("--per", type=int, default=None, help="jobs per page (1-100, default 25)")
+    c.add_argument("--sort", default=None, help="id, name, status, price, progress or submitted (default id)")
+    c.add_argument("--dir", default=None, choices=("asc", "desc"), help="order (default: newest, dearest first)")
+    c.add_argument(
+        "--state", default=None, help="only jobs in this state: new, ready, running, held, finished, failed, cancelled"
+    )
+    c.add_argument("--name", default=None, help="only jobs whose name contains this")
+    c.add_argument("--batch", type=int, default=None, help="only the jobs of this batch")
+    c.add_argument("--search", default=None, help="a job id, or words in a job's name or error")
     server_opts(c)
     c.set_defaults(func=cmd_status)
     c = sub.add_parser("result", help="print a finished job's result (or save it with --output FILE)")

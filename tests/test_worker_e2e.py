@@ -181,3 +181,33 @@ def test_a_worker_refuses_a_job_interpreter_older_than_the_runtime_supports(tmp_
     )
     assert out.returncode != 0
     assert "is CPython 2.7; jobs need CPython or PyPy 3.9 or newer" in out.stdout + out.stderr
+
+
+def test_cancel_stops_the_running_slice_at_its_next_freeze(tmp_path, processes):
+    """Issue 19: the worker asks ``alive`` while a slice runs; a cancelled job's slice freezes at
+    once instead of running to the end of its 30 s, and its state is refused."""
+    db, server, owner, host = sqlite_market(tmp_path, processes, "--grace", "5")
+    job_id = submit(db, owner, 10_000_000, 10)  # far longer than one 30 s slice
+    start_workers(server, db, host, processes, str(tmp_path), 1, "--slice", "30")
+    wait_until(
+        lambda: db.transact(lambda tx: tx.one("SELECT id FROM leases WHERE job_id = ? AND status = 'out'", (job_id,))),
+        60,
+        "the lease",
+    )
+    time.sleep(1.0)  # let it compute
+    cancelled = time.time()
+    db.transact(jsql.cancel_job, owner, job_id, cancelled)  # what XML-RPC cancel and the web's button do
+    lease = wait_until(
+        lambda: db.transact(
+            lambda tx: tx.one(
+                "SELECT status, checked_in_at FROM leases WHERE job_id = ? AND status <> 'out'"
+                " ORDER BY id DESC LIMIT 1",
+                (job_id,),
+            )
+        ),
+        10,
+        "the slice to stop (it was granted 30 s)",
+    )
+    assert lease["status"] == "rejected" and lease["checked_in_at"] - cancelled < 5, lease
+    assert db.transact(jsql.job_row, job_id)["status"] == "cancelled"
+    assert db.transact(sql.audit)["balanced"]

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from market import accounts
 from market.accounts import credentials
-from market.core import money, prices, states
+from market.core import listing, money, prices, states
 from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
@@ -446,6 +446,27 @@ class MarketRPC:
         row = yield self.db.run(sql_jobs.job_status, account["id"], jobid)
         return _public_job(row)
 
+    @method(Arg("query", DICT, "page, per, sort, dir, state, name, batch, q (docs/rpc.md)", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_jobs(self, auth, query=None):
+        """One page of your jobs (issue 19): ``{jobs, total, page, pages, per}``, each job the
+        struct ``status`` gives; ``query`` as the web's /jobs reads it (``market.core.listing``)."""
+        account = yield self._auth(auth, "account")
+        query = query or {}
+        if len(query) > 16 or any(not isinstance(k, str) or not isinstance(v, (str, int)) for k, v in query.items()):
+            raise Fault(faults.BAD_ARGUMENT, "query must be a struct of text or whole-number values")
+        q, problems = listing.parse({k: str(v) for k, v in query.items()})
+        if problems:
+            raise Fault(faults.BAD_ARGUMENT, "; ".join(problems.values()))
+        found = yield self.db.run(sql_jobs.page_of_jobs, account["id"], q)
+        return {
+            "jobs": [_public_job(r) for r in found["jobs"]],
+            "total": found["total"],
+            "page": q.page,
+            "pages": q.pages(found["total"]),
+            "per": q.per,
+        }
+
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks
     def xmlrpc_progress(self, auth, jobid):
@@ -789,6 +810,8 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
     }
     if "error" in row:
         out["error"] = row["error"]
+    if row.get("batch_id") is not None:
+        out["batch_id"] = row["batch_id"]  # new (issue 19): the job's batch
     out.update(states.public(states.state_of(row)))  # the words members read (core.states)
     last = row.get("last_slice")
     if last:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from market.core import rules, verification
+from market.core import listing, rules, states, verification
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound, StateRefused
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
 from market.core.text import unprintable
@@ -904,6 +904,67 @@ def list_jobs(tx, account_id: int) -> list[dict[str, Any]]:
     )
 
 
+# the jobs list (issue 19): each whitelisted sort key of ``core.listing`` and its column; a
+# stored status sorts failed jobs with the finished ones (their word is computed, not stored)
+_SORT_COLUMNS = {
+    "id": "id",
+    "name": "name",
+    "status": "status",
+    "price": "price",
+    "progress": "progress",
+    "submitted": "submitted_at",
+}
+_SUCCESS = tuple(str(o) for o in states.SUCCESSFUL)
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, its wildcards taken literally (ESCAPE '!')."""
+    return "%" + text.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+
+
+def page_of_jobs(tx, account_id: int, query: listing.JobQuery) -> dict[str, Any]:
+    """One page of the account's jobs as ``query`` (already checked by ``core.listing.parse``)
+    asks: ``{jobs, total}``. Only bound parameters come from the query; the ORDER BY column is
+    taken from a fixed table by its whitelisted key; the id breaks ties so pages never overlap."""
+    where = ["account_id = ?"]
+    params: list[Any] = [account_id]
+    if query.state == states.FAILED:
+        where.append(f"status = ? AND outcome IS NOT NULL AND outcome NOT IN {marks(len(_SUCCESS))}")
+        params += [JobStatus.FINISHED.value, *_SUCCESS]
+    elif query.state == JobStatus.FINISHED:
+        where.append(f"status = ? AND (outcome IS NULL OR outcome IN {marks(len(_SUCCESS))})")
+        params += [JobStatus.FINISHED.value, *_SUCCESS]
+    elif query.state:
+        where.append("status = ?")
+        params.append(JobStatus(query.state).value)
+    if query.batch is not None:
+        where.append("batch_id = ?")
+        params.append(query.batch)
+    if query.name:
+        where.append("name LIKE ? ESCAPE '!'")
+        params.append(_like(query.name))
+    if query.search:
+        words = query.search.lstrip("#")
+        if words.isascii() and words.isdigit() and len(words) < 19:
+            where.append("(id = ? OR name LIKE ? ESCAPE '!')")
+            params += [int(words), _like(query.search)]
+        else:
+            where.append("(name LIKE ? ESCAPE '!' OR error LIKE ? ESCAPE '!')")
+            params += [_like(query.search), _like(query.search)]
+    condition = " AND ".join(where)
+    total = tx.scalar(f"SELECT COUNT(*) FROM jobs WHERE {condition}", params)
+    order = "DESC" if query.descending else "ASC"
+    column = _SORT_COLUMNS[query.sort]
+    rows = tx.all(
+        "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome,"
+        " error, verification, verification_note, batch_id,"
+        " (SELECT balance - reserved FROM accounts WHERE id = jobs.account_id) AS available"
+        f" FROM jobs WHERE {condition} ORDER BY {column} {order}, id {order} LIMIT ? OFFSET ?",
+        [*params, query.per, query.offset],
+    )
+    return {"jobs": rows, "total": int(total or 0)}
+
+
 def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
     job = owned_job(tx, account_id, job_id)
     out = {
@@ -925,6 +986,7 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
             "verification_note",
         )
     }
+    out["batch_id"], out["batch_index"] = job.get("batch_id"), job.get("batch_index")  # its batch page (issue 19)
     out["available"] = tx.scalar("SELECT balance - reserved FROM accounts WHERE id = ?", (job["account_id"],))
     out["last_slice"] = tx.one(
         "SELECT id, client_id, status, slice_status, checked_out_at, checked_in_at FROM leases"

@@ -373,6 +373,16 @@ V11: list[Statement] = [
     "ALTER TABLE clients ADD COLUMN revoked_at {double} NULL",
 ]
 
+# The jobs list (issue 19): a member's jobs paged, sorted and filtered; each sort key and the
+# state filter walk an index that starts with the owner, so a page reads its rows, not the table
+V12: list[Statement] = [
+    "CREATE INDEX jobs_owner_status ON jobs (account_id, status, id)",
+    "CREATE INDEX jobs_owner_name ON jobs (account_id, name, id)",
+    "CREATE INDEX jobs_owner_price ON jobs (account_id, price, id)",
+    "CREATE INDEX jobs_owner_progress ON jobs (account_id, progress, id)",
+    "CREATE INDEX jobs_owner_submitted ON jobs (account_id, submitted_at, id)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -385,6 +395,7 @@ MIGRATIONS: list[Migration] = [
     (9, V9),
     (10, V10),
     (11, V11),
+    (12, V12),
 ]
 LATEST = MIGRATIONS[-1][0]
 

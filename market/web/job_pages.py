@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
-from market.core import money, prices, states
+from market.core import listing, money, prices, states
 from market.core import verification as policy
 from market.core.errors import JobRefused, MarketError, TooLarge
 from market.core.text import printable
@@ -26,6 +27,18 @@ from market.web import feed
 from market.web.context import Pages, Web, field
 
 FINAL = ("finished", "cancelled")
+#: the jobs list's parameters (``market.core.listing``)
+_LIST_FIELDS = ("page", "per", "sort", "dir", "state", "name", "batch", "q")
+
+
+def _list_link(query: listing.JobQuery, **change: Any) -> str:
+    """/jobs with ``query`` changed by ``change`` (a new sort or filter starts at page 1)."""
+    if "page" not in change:
+        change["page"] = 1
+    params = query.params(**change)
+    return "/jobs" + ("?" + urlencode(params) if params else "")
+
+
 SHOWN_RESULT = results.SHOWN_CHARS  # characters of a result shown on its page (the download has it all)
 #: characters of JSON the arguments field may hold
 MAX_ARGUMENTS = 256 * 1024
@@ -165,7 +178,9 @@ class JobPages(Pages):
         return self.web.redirect(request, f"/jobs/{job_id}")
 
     async def _jobs_page(self, request, visitor, code=200, errors=None, updated=0):
-        rows = await self.web.db.run(sql_jobs.list_jobs, visitor.account_id)
+        query, problems = listing.parse({k: field(request, k, limit=4 * listing.MAX_TEXT) for k in _LIST_FIELDS})
+        found = await self.web.db.run(sql_jobs.page_of_jobs, visitor.account_id, query)
+        rows = found["jobs"]
         account = await self.web.db.run(sql_accounts.account_by_id, visitor.account_id)
         errors = errors or {}
         mine = {r["id"] for r in rows}
@@ -181,6 +196,13 @@ class JobPages(Pages):
             stray=stray,
             updated=updated,
             feed=feed.feed_path(account),
+            query=query,
+            problems=problems,
+            total=found["total"],
+            pages=query.pages(found["total"]),
+            link=lambda **change: _list_link(query, **change),
+            sorts=listing.SORTS,
+            list_states=listing.STATES,
         )
 
     async def jobs(self, request, visitor):

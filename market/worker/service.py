@@ -16,7 +16,7 @@ import xmlrpc.client
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, error
+from twisted.internet import defer, error, task
 from twisted.logger import Logger
 
 from market.core import text
@@ -28,6 +28,8 @@ from market.worker.slices import SliceReport, SliceRunner
 log = Logger()
 
 MAX_BACKOFF = 60.0
+#: how often a running slice asks the market whether its job was cancelled (it stops within ~1 s)
+CANCEL_POLL_SECONDS = 1.0
 CONNECTION_ERRORS = (
     error.ConnectError,
     error.ConnectionRefusedError,
@@ -292,6 +294,7 @@ class WorkerService(service.Service):
             # a replay has no clock: its step cap stops it; the sandbox's wall limit is the lease's time
             seconds = max(0.05, lease["timeout"] - margin)
         self.current = lease
+        watcher = None
         assert self.runner is not None  # startService made it before starting the loop
         throttle = Throttle(self.reactor, self.cpu_percent, self.runner.pids)
         try:
@@ -302,9 +305,14 @@ class WorkerService(service.Service):
             throttle.start()
             if self.stopping:
                 self.runner.freeze_now()
+            # the owner may cancel the job mid-slice: the worker asks the market (``alive``, as a
+            # task's run does) and on "no" freezes at the next freeze point instead of the slice's end
+            watcher = self._watch_cancel(stateid, d) if replay is None else None
             report = yield d
         finally:
             throttle.stop()
+            if watcher is not None and watcher.running:
+                watcher.stop()
             self.current = None
         answer = yield self.report(stateid, report, received + lease["timeout"])
         if replay is not None:
@@ -317,6 +325,27 @@ class WorkerService(service.Service):
                 v=(answer or {}).get("verified"),
             )
         self.slices_done += 1
+
+    def _watch_cancel(self, stateid: int, running: defer.Deferred) -> task.LoopingCall:
+        """Poll ``alive`` every ``CANCEL_POLL_SECONDS`` while the slice runs; a lease no longer
+        wanted (its job cancelled, or expired) freezes the slice now. The state it checks in is
+        refused by the market, as any state of a cancelled job; a failed poll is ignored."""
+        runner = self.runner
+        assert runner is not None
+
+        def poll():
+            def seen(alive):
+                if alive is False and not running.called:
+                    log.info("lease {s}: its job was cancelled; freezing the slice now", s=stateid)
+                    runner.freeze_now()
+                    watcher.stop()
+
+            return self.rpc.call("alive", stateid).addCallbacks(seen, lambda f: None)
+
+        watcher = task.LoopingCall(poll)
+        watcher.clock = self.reactor
+        watcher.start(CANCEL_POLL_SECONDS, now=False)
+        return watcher
 
     @defer.inlineCallbacks
     def report(self, stateid: int, report: SliceReport, local_deadline: float):
