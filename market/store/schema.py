@@ -348,6 +348,13 @@ V10: list[Statement] = [
     "CREATE INDEX slice_logs_job ON slice_logs (job_id, id)",
 ]
 
+# Money you can follow (issue 19): a job's slices pay its exact cost in whole cents by carrying
+# what they owe below a cent (thousandths of a cent, 0..999) to the job's next slice
+# (``money.carried_payment``), instead of rounding every slice down.
+V11: list[Statement] = [
+    "ALTER TABLE jobs ADD COLUMN carry INTEGER NOT NULL DEFAULT 0",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -359,6 +366,7 @@ MIGRATIONS: list[Migration] = [
     (8, V8),
     (9, V9),
     (10, V10),
+    (11, V11),
 ]
 LATEST = MIGRATIONS[-1][0]
 
