@@ -169,6 +169,8 @@ def audit_words(result: dict) -> str:
         lines.append(
             f"  account {account_id}: {credits(reserved)} reserved but its open leases promise {credits(promised)}"
         )
+    for job_id, carry in result.get("carries", ()):
+        lines.append(f"  job {job_id}: carries {carry} thousandths of a cent (a carry stays below one cent)")
     return "\n".join(lines)
 
 
