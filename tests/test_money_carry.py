@@ -77,15 +77,12 @@ def test_a_lease_reserves_the_exact_cost_rounded_up():
     assert money.carried_payment(1, 700, 999) == (1, 699)
 
 
-def test_many_small_slices_on_the_real_store_pay_what_they_cost_in_all(db):
-    t = 1_800_000_000.0
-    owner, _ = md.account(db, "alice", grant=10_000)
-    host, _ = md.account(db, "host", grant=0)
-    client, _ = md.client(db, host, "box")
-    job = md.job(db, owner, 1, "cheap", submitted_at=t)  # 1 cent per second
+def run_slices(db, client, job, t, n, seconds=0.7):
+    """``n`` slices of ``seconds`` of ``job`` on ``client``, checked in through the real store from
+    ``t`` on, ten seconds apart: what each paid."""
     paid = []
-    for n in range(30):
-        at = t + 10 + n * 10
+    for i in range(n):
+        at = t + 10 + i * 10
 
         def window(tx, at=at):
             return jsql.assign_window(
@@ -93,7 +90,7 @@ def test_many_small_slices_on_the_real_store_pay_what_they_cost_in_all(db):
                 [PooledClient(client, 10.0, at)],
                 at,
                 5.0,
-                {client: 0.7},
+                {client: seconds},
                 matcher.match,
                 lambda r: ReadyJob(r["id"], r["price"], r["submitted_at"]),
             )
@@ -101,9 +98,19 @@ def test_many_small_slices_on_the_real_store_pay_what_they_cost_in_all(db):
         lease = db.transact(window)[client]
         assert lease["job_id"] == job
         state = md.next_state_of(db, job)
-        answer = db.transact(jsql.checkin, lease["stateid"], client, state, at + 0.7)
+        answer = db.transact(jsql.checkin, lease["stateid"], client, state, at + seconds)
         assert answer["status"] == "accepted"
         paid.append(answer["paid"])
+    return paid
+
+
+def test_many_small_slices_on_the_real_store_pay_what_they_cost_in_all(db):
+    t = 1_800_000_000.0
+    owner, _ = md.account(db, "alice", grant=10_000)
+    host, _ = md.account(db, "host", grant=0)
+    client, _ = md.client(db, host, "box")
+    job = md.job(db, owner, 1, "cheap", submitted_at=t)  # 1 cent per second
+    paid = run_slices(db, client, job, t, 30)
     # 30 slices of 0.7 s at 1 c/s: 21 cents (rounding each slice down paid 0.00 thirty times)
     assert sum(paid) == 21 and paid.count(0) == 9
     row = db.transact(jsql.job_row, job)
