@@ -25,6 +25,7 @@ def statement(tx, account_id: int, by: str, since: float, until: float, limit: i
     ``rows`` per ``by``: job ``{job, name, batch, slices, paid}``; batch ``{batch, name, jobs,
     slices, paid}``; client ``{client, name, slices, earned}``; day ``{day, in, out}`` (``day``
     as ``YYYY-MM-DD`` UTC, ``in``/``out`` every kind of entry: grants, earnings, payments).
+    ``slices`` counts the slices that moved money (one whose cost its job carried on paid nothing).
     """
     if by not in BY:
         raise MarketError(f"a statement is by {', '.join(BY)} — got {by!r}")
