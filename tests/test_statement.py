@@ -12,18 +12,21 @@ import subprocess
 import time
 
 import pytest
+import pytest_twisted
 
 from market.core.errors import MarketError
 from market.store import statements
 from tests import marketdata as md
 from tests.test_money_carry import run_slices
+from tests.test_web_support import market  # noqa: F401 - the fixture
 
 T = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY = 86_400
 
 
-def _two_jobs(db, t=T):
-    owner, _ = md.account(db, "alice", grant=10_000)
+def _two_jobs(db, t=T, owner=None):
+    if owner is None:
+        owner, _ = md.account(db, "alice", grant=10_000)
     host, _ = md.account(db, "host", grant=0)
     box, _ = md.client(db, host, "box")
     cheap = md.job(db, owner, 1, "cheap", submitted_at=t)
@@ -147,3 +150,25 @@ def test_market_statement_prints_text_json_and_csv_to_the_owner_only(tmp_path, p
     assert json.loads(_statement(server, "host", host_token, "--json").stdout)["rows"] == []
     bad = _statement(server, "alice", token, "--since", "yesterday")
     assert bad.returncode != 0 and "a date like 2026-12-04" in bad.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_statement_page_shows_the_members_own_money_and_refuses_a_bad_range(market):  # noqa: F811
+    b = await market.member("wendy")
+    wendy = market.account_id("wendy")
+    _, _, _, cheap, dear = _two_jobs(market.db, time.time() - 3600, owner=wendy)
+    ledger = await b.get("/ledger")
+    assert 'href="/statement"' in ledger.text
+    page = await b.get("/statement")
+    assert page.code == 200 and 'id="statement"' in page.text
+    assert f'<a href="/jobs/{cheap}">{cheap}</a></td><td>cheap</td>' in page.text
+    assert f'<a href="/jobs/{dear}">{dear}</a></td><td>dear</td>' in page.text
+    assert "10.07" in page.text  # in all
+    by_day = await b.get("/statement?by=day")
+    assert by_day.code == 200 and "−10.07" in by_day.text
+    bad = await b.get("/statement?since=soon")
+    assert bad.code == 400 and "a date like 2026-12-04" in bad.text
+    # another member sees only their own (nothing)
+    other = await market.member("xena")
+    theirs = await other.get("/statement")
+    assert theirs.code == 200 and "No money moved in this range." in theirs.text and "cheap" not in theirs.text

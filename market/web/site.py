@@ -129,6 +129,7 @@ def routes(web: Web) -> list[Route]:
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
         Route("GET",  "/ledger",                               MEMBERS,      market.ledger),
+        Route("GET",  "/statement",                            MEMBERS,      market.statement),
         Route("GET",  "/report",                               ANYONE,       market.report_page),
         Route("GET",  "/report.xml",                           ANYONE,       market.report_xml),
         Route("GET",  "/schema/report.xsd",                    NO_SESSION,   market.schema),
