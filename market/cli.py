@@ -545,8 +545,20 @@ def cmd_logs(args) -> int:
 
 #: ``market statement``'s columns per grouping: (row key, heading, width)
 STATEMENT_COLUMNS = {
-    "job": [("job", "job", 6), ("name", "name", 24), ("batch", "batch", 6), ("slices", "slices", 7), ("paid", "paid", 12)],
-    "batch": [("batch", "batch", 6), ("name", "name", 24), ("jobs", "jobs", 6), ("slices", "slices", 7), ("paid", "paid", 12)],
+    "job": [
+        ("job", "job", 6),
+        ("name", "name", 24),
+        ("batch", "batch", 6),
+        ("slices", "slices", 7),
+        ("paid", "paid", 12),
+    ],
+    "batch": [
+        ("batch", "batch", 6),
+        ("name", "name", 24),
+        ("jobs", "jobs", 6),
+        ("slices", "slices", 7),
+        ("paid", "paid", 12),
+    ],
     "client": [("client", "client", 6), ("name", "name", 24), ("slices", "slices", 7), ("earned", "earned", 12)],
     "day": [("day", "day (UTC)", 10), ("in", "in", 12), ("out", "out", 12)],
 }
@@ -572,7 +584,9 @@ def cmd_statement(args) -> int:
         for r in rows:
             print(
                 "  ".join(
-                    f"{printable(r.get(key, '')):<{width}}" if key == "name" else f"{printable(r.get(key, '')):>{width}}"
+                    f"{printable(r.get(key, '')):<{width}}"
+                    if key == "name"
+                    else f"{printable(r.get(key, '')):>{width}}"
                     for key, _, width in columns
                 )
             )

@@ -3,8 +3,8 @@
 Every decision here is ``market.core.rules``'s, the very rules ``market.store.jobs`` executes in
 SQL: which jobs a window may match and which it holds (``plan_window``), what a lease reserves,
 whether a check-in is in time and how long it is paid for, what each slice pays (``settle``, with
-the job's carry below a cent: ``money.carried_payment``), three strikes, and what an expired lease leaves. The books only
-keep the state those rules read and write, as the store's tables do. ``tests/test_sim_parity.py``
+the job's carry below a cent: ``money.carried_payment``), three strikes, and what an expired lease
+leaves. The books only keep the state those rules read and write, as the store's tables do. ``tests/test_sim_parity.py``
 drives the same events through these books and through the real store and compares every
 ledger entry.
 

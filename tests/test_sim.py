@@ -145,8 +145,10 @@ def test_every_slice_the_simulator_pays_is_money_payment_of_its_server_measured_
         assert lease.accepted_ms == int(measured * 1000)
         assert entry.amount == lease.paid
         # its exact cost plus its job's carry below a cent, rounded down (``money.carried_payment``)
-        assert money.payment(job.price, lease.accepted_ms) <= entry.amount <= money.payment_ceiling(
-            job.price, lease.accepted_ms
+        assert (
+            money.payment(job.price, lease.accepted_ms)
+            <= entry.amount
+            <= money.payment_ceiling(job.price, lease.accepted_ms)
         )
         assert entry.memo == f"job {job.id} slice {lease.id}"
         paid[job.id] = paid.get(job.id, 0) + entry.amount

@@ -153,7 +153,7 @@ def test_market_statement_prints_text_json_and_csv_to_the_owner_only(tmp_path, p
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_statement_page_shows_the_members_own_money_and_refuses_a_bad_range(market):  # noqa: F811
+async def test_the_statement_page_shows_the_members_own_money_and_refuses_a_bad_range(market):
     b = await market.member("wendy")
     wendy = market.account_id("wendy")
     _, _, _, cheap, dear = _two_jobs(market.db, time.time() - 3600, owner=wendy)

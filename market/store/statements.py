@@ -84,7 +84,15 @@ def statement(tx, account_id: int, by: str, since: float, until: float, limit: i
     rows = rows[:limit]
     paid = sum(r.get("paid", 0) for r in rows)
     earned = sum(r.get("earned", 0) for r in rows)
-    return {"by": by, "since": since, "until": until, "rows": rows, "truncated": truncated, "paid": paid, "earned": earned}
+    return {
+        "by": by,
+        "since": since,
+        "until": until,
+        "rows": rows,
+        "truncated": truncated,
+        "paid": paid,
+        "earned": earned,
+    }
 
 
 def _ints(row: dict[str, Any]) -> dict[str, Any]:
