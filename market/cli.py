@@ -169,6 +169,8 @@ def audit_words(result: dict) -> str:
         lines.append(
             f"  account {account_id}: {credits(reserved)} reserved but its open leases promise {credits(promised)}"
         )
+    for job_id, carry in result.get("carries", ()):
+        lines.append(f"  job {job_id}: carries {carry} thousandths of a cent (a carry stays below one cent)")
     return "\n".join(lines)
 
 
@@ -603,6 +605,62 @@ def cmd_logs(args) -> int:
         time.sleep(args.every)
 
 
+#: ``market statement``'s columns per grouping: (row key, heading, width)
+STATEMENT_COLUMNS = {
+    "job": [
+        ("job", "job", 6),
+        ("name", "name", 24),
+        ("batch", "batch", 6),
+        ("slices", "slices", 7),
+        ("paid", "paid", 12),
+    ],
+    "batch": [
+        ("batch", "batch", 6),
+        ("name", "name", 24),
+        ("jobs", "jobs", 6),
+        ("slices", "slices", 7),
+        ("paid", "paid", 12),
+    ],
+    "client": [("client", "client", 6), ("name", "name", 24), ("slices", "slices", 7), ("earned", "earned", 12)],
+    "day": [("day", "day (UTC)", 10), ("in", "in", 12), ("out", "out", 12)],
+}
+
+
+def cmd_statement(args) -> int:
+    """Your money per job, batch, client or day over a date range: a table, --json or --csv."""
+    import csv
+
+    proxy, _ = _server(args)
+    answer = _call(proxy.statement, args.by, args.since or "", args.until or "")
+    columns = STATEMENT_COLUMNS[args.by]
+    rows = answer.get("rows") or []
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif args.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow([key for key, _, _ in columns])
+        for r in rows:  # names are members' text: kept as they are, quoted by csv
+            out.writerow([r.get(key, "") for key, _, _ in columns])
+    else:
+        print("  ".join(f"{head:<{width}}" if key == "name" else f"{head:>{width}}" for key, head, width in columns))
+        for r in rows:
+            print(
+                "  ".join(
+                    f"{printable(r.get(key, '')):<{width}}"
+                    if key == "name"
+                    else f"{printable(r.get(key, '')):>{width}}"
+                    for key, _, width in columns
+                )
+            )
+        if args.by in ("job", "batch"):
+            print(f"paid in all: {answer['paid']} credits")
+        elif args.by == "client":
+            print(f"earned in all: {answer['earned']} credits")
+        if answer.get("truncated"):
+            print(f"(only the first {len(rows)} rows: narrow --since/--until)")
+    return 0
+
+
 #: what ``market result`` prints at most: values (shared parts counted where they appear), characters
 PRINT_NODES = 1_000_000
 PRINT_CHARS = 4 * 1024 * 1024
@@ -949,6 +1007,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--every", type=float, default=FOLLOW_SECONDS, help=argparse.SUPPRESS)
     server_opts(c)
     c.set_defaults(func=cmd_logs)
+    c = sub.add_parser("statement", help="your money per job, batch, client or day over a date range")
+    c.add_argument("--by", choices=("job", "batch", "client", "day"), default="job")
+    c.add_argument("--since", help="first day, YYYY-MM-DD (UTC; default 30 days before --until)")
+    c.add_argument("--until", help="last day, YYYY-MM-DD (UTC, included; default today)")
+    fmt = c.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the server's answer as JSON (amounts as credits)")
+    fmt.add_argument("--csv", action="store_true", help="the rows as CSV")
+    server_opts(c)
+    c.set_defaults(func=cmd_statement)
     c = sub.add_parser("price", help="change a job's price")
     c.add_argument("job", type=int)
     c.add_argument("price")

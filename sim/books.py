@@ -3,8 +3,8 @@
 Every decision here is ``market.core.rules``'s, the very rules ``market.store.jobs`` executes in
 SQL: which jobs a window may match and which it holds (``plan_window``), what a lease reserves,
 whether a check-in is in time and how long it is paid for, what each slice pays (``settle``, with
-``money.payment`` to the cent), three strikes, and what an expired lease leaves. The books only
-keep the state those rules read and write, as the store's tables do. ``tests/test_sim_parity.py``
+the job's carry below a cent: ``money.carried_payment``), three strikes, and what an expired lease
+leaves. The books only keep the state those rules read and write, as the store's tables do. ``tests/test_sim_parity.py``
 drives the same events through these books and through the real store and compares every
 ledger entry.
 
@@ -112,6 +112,7 @@ class Books:
     def __init__(self, grace: float, keep_history: bool = False) -> None:
         self.grace = grace
         self.balances: dict[int, int] = {}
+        self.carries: dict[int, int] = {}  # job id -> what its slices owe below a cent (the jobs' ``carry``)
         self.reserved: dict[int, int] = {}
         self.jobs: dict[int, BookJob] = {}
         self.leases: dict[int, Lease] = {}  # open ones; closed ones too with keep_history
@@ -163,6 +164,7 @@ class Books:
     ) -> BookJob:
         """A submitted job with its state #0: on the ready list (a test job is leased as it is)."""
         job = self.jobs[job_id] = BookJob(job_id, owner, price, kind, seconds)
+        self.carries[job_id] = 0
         return job
 
     def forget_job(self, job_id: int) -> None:
@@ -170,6 +172,7 @@ class Books:
         job = self.jobs.get(job_id)
         if job is not None and rules.is_over(job.status) and not job.open:
             del self.jobs[job_id]
+            self.carries.pop(job_id, None)
 
     # -- windows -------------------------------------------------------------------------------
 
@@ -285,7 +288,7 @@ class Books:
     def _pay(self, lease: Lease, job: BookJob, ms: int, at: float) -> int:
         # rules.settle for one slice
         slice_ = rules.Slice(lease.id, job.id, job.kind, lease.price, job.owner, lease.payee, ms, lease.reserved)
-        entry = rules.pay(slice_, self.balances)
+        entry = rules.pay(slice_, self.balances, self.carries)
         if entry is None:
             return 0
         if self.ledger is not None:

@@ -332,7 +332,7 @@ def test_window_planning_holds_exactly_the_jobs_whose_owner_cannot_pay(top, mone
     # replaying the prefix: a job is held exactly when its owner's money left cannot pay its slice
     left = dict(available)
     for job in looked:
-        cost = money.payment(job.price, int((job.seconds or longest) * 1000))
+        cost = rules.reservation(JobKind.JOB, job.price, job.seconds or longest)  # what its lease would reserve
         if job.id in plan.held:
             assert left[job.owner] < cost
         else:
@@ -341,7 +341,7 @@ def test_window_planning_holds_exactly_the_jobs_whose_owner_cannot_pay(top, mone
     # no owner is promised more than it has
     for owner in available:
         promised = sum(
-            money.payment(j.price, int((j.seconds or longest) * 1000)) for j in plan.candidates if j.owner == owner
+            rules.reservation(JobKind.JOB, j.price, j.seconds or longest) for j in plan.candidates if j.owner == owner
         )
         assert promised <= max(0, available[owner])
 

@@ -143,10 +143,17 @@ def test_every_slice_the_simulator_pays_is_money_payment_of_its_server_measured_
         job = jobs[lease.job_id]
         measured = min(lease.checked_in_at - lease.checked_out_at, lease.granted)  # transfer included
         assert lease.accepted_ms == int(measured * 1000)
-        assert entry.amount == lease.paid == money.payment(job.price, lease.accepted_ms)
+        assert entry.amount == lease.paid
+        # its exact cost plus its job's carry below a cent, rounded down (``money.carried_payment``)
+        assert (
+            money.payment(job.price, lease.accepted_ms)
+            <= entry.amount
+            <= money.payment_ceiling(job.price, lease.accepted_ms)
+        )
         assert entry.memo == f"job {job.id} slice {lease.id}"
         paid[job.id] = paid.get(job.id, 0) + entry.amount
     assert paid and all(j.paid == paid.get(j.id, 0) for j in result.jobs)
+    assert all(0 <= carry < money.MILLI for carry in books.carries.values())
     audit = books.audit()
     assert audit["total"] == audit["granted"] and not audit["negative"] and audit["reservations"]
 

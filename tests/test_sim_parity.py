@@ -114,7 +114,7 @@ class StoreMarket:
 
         jobs, money, ledger = self.db.transact(read)
         return (
-            {n: (j["status"], j["outcome"]) for n, j in jobs.items()},
+            {n: (j["status"], j["outcome"], int(j["carry"])) for n, j in jobs.items()},
             {n: (int(a["balance"]), int(a["reserved"])) for n, a in money.items()},
             ledger,
         )
@@ -161,7 +161,10 @@ class SimMarket:
         return len(self.books.expire_leases(at))
 
     def state(self):
-        jobs = {n: (self.books.jobs[j].status, self.books.jobs[j].outcome) for n, j in self.jobs.items()}
+        jobs = {
+            n: (self.books.jobs[j].status, self.books.jobs[j].outcome, self.books.carries[j])
+            for n, j in self.jobs.items()
+        }
         money = {n: (self.books.balances[a], self.books.reserved[a]) for n, a in self.accounts.items()}
         ledger = [
             {
@@ -266,20 +269,21 @@ def test_the_simulator_pays_every_slice_as_the_store_does_to_the_cent(db):
     assert runs["sim"].normalized_ledger(sim_ledger) == payments
     # the scenario does what it says: these are the payments, to the cent
     assert [p for p in payments if p[3] == "payment"] == [
-        ("alice", "host", 1691, "payment", "j1@1"),  # 137 c/s x 12.345 s
-        ("alice", "host", 3493, "payment", "j1@2"),  # 137 x 25.5 s, rounded down
-        ("alice", "host", 1059, "payment", "j2@2"),  # 53 x 19.999 s
-        ("alice", "host", 1060, "payment", "j2@3"),  # 53 x the granted 20 s, checked in at the deadline
+        # each slice pays its exact cost plus its job's carry below a cent, rounded down
+        ("alice", "host", 1691, "payment", "j1@1"),  # 137 c/s x 12.345 s = 1691.265: carries .265
+        ("alice", "host", 3493, "payment", "j1@2"),  # 137 x 25.5 s = 3493.5, + .265 = 3493.765
+        ("alice", "host", 1059, "payment", "j2@2"),  # 53 x 19.999 s = 1059.947: carries .947
+        ("alice", "host", 1060, "payment", "j2@3"),  # 53 x the granted 20 s (at the deadline), + .947
         ("bob", "alice", 500, "payment", "j3@3"),  # bob's job on alice's machine
-        ("alice", "host", 384, "payment", "j2@4"),  # 53 x 7.25 s
-        ("bob", "host", 1499, "payment", "j3@5"),  # 50 x 29.999 s
+        ("alice", "host", 385, "payment", "j2@4"),  # 53 x 7.25 s = 384.25, + .947 = 385.197: not 384
+        ("bob", "host", 1499, "payment", "j3@5"),  # 50 x 29.999 s = 1499.95
     ]
     jobs, money, _ = store.state()
-    assert jobs == {
-        "j1": ("finished", "finished"),
-        "j2": ("finished", "finished"),
-        "j3": ("finished", "finished"),
-        "j4": ("finished", "crash"),
+    assert jobs == {  # status, outcome, and what each job's slices left below a cent
+        "j1": ("finished", "finished", 765),
+        "j2": ("finished", "finished", 197),
+        "j3": ("finished", "finished", 950),
+        "j4": ("finished", "crash", 0),  # alice's job on alice's machine carries nothing
     }
     assert all(reserved == 0 for _, reserved in money.values())
     assert sum(balance for balance, _ in money.values()) == sum(ACCOUNTS.values()) + 10_000

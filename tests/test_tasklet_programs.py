@@ -210,7 +210,9 @@ def check(src, args, schedule):
 # issue 18: a helper grew the dict the caller's items() loop walks, right after a freeze at the
 # helper's entry; the caller's loop, thawed only when the helper returned, went on without the
 # RuntimeError (and a later ValueError came out instead)
-GROWN_DICT = FIXED + """
+GROWN_DICT = (
+    FIXED
+    + """
 
 def helper0(acc, xs, ys, d, log):
     d['k3'] = acc % 13
@@ -226,6 +228,7 @@ def job(seed, xs, ys):
     t = raiser(acc)
     return acc, log, xs, ys, sorted(d.items())
 """
+)
 
 
 @SETTINGS

@@ -1,7 +1,10 @@
 """Exact money: integer cents (credits / 100). Never floats.
 
-A job's price is cents per second of accepted execution. A payment for ``ms`` accepted
-milliseconds is ``price * ms // 1000`` cents (rounded down, in the job owner's favour).
+A job's price is cents per second of accepted execution, so ``ms`` accepted milliseconds cost
+exactly ``price * ms`` thousandths of a cent (``exact_cost``). The ledger moves whole cents: a job
+carries what its slices owe below a cent (``carried_payment``) to its next slice, so a job's
+slices together pay its exact cost rounded down — in the job owner's favour, less than a cent per
+job — instead of losing up to a cent on every slice.
 """
 
 from __future__ import annotations
@@ -52,3 +55,32 @@ def payment(price_cents: int, accepted_ms: int) -> int:
     if price_cents < 0 or accepted_ms < 0:
         raise ValueError("price and time must not be negative")
     return price_cents * accepted_ms // 1000
+
+
+MILLI = 1000  # thousandths of a cent in a cent: the unit of a job's exact cost and its carry
+
+
+def exact_cost(price_cents: int, accepted_ms: int) -> int:
+    """What ``accepted_ms`` milliseconds at ``price_cents`` per second cost, in thousandths of a
+    cent: exact, no rounding."""
+    if price_cents < 0 or accepted_ms < 0:
+        raise ValueError("price and time must not be negative")
+    return price_cents * accepted_ms
+
+
+def carried_payment(price_cents: int, accepted_ms: int, carry: int) -> tuple[int, int]:
+    """One slice's payment with its job's carry: ``(whole cents to pay now, new carry)``.
+
+    ``carry`` is what the job's earlier slices owed below a whole cent (thousandths of a cent,
+    ``0 <= carry < MILLI``); it is added to this slice's exact cost and what is left below a cent
+    is carried on. Summed over a job's slices the cents are ``exact total // MILLI``.
+    """
+    if not 0 <= carry < MILLI:
+        raise ValueError(f"a carry is below one cent (0..{MILLI - 1} thousandths), got {carry!r}")
+    return divmod(exact_cost(price_cents, accepted_ms) + carry, MILLI)
+
+
+def payment_ceiling(price_cents: int, accepted_ms: int) -> int:
+    """The most a slice of ``accepted_ms`` at ``price_cents`` can pay with any carry: its exact
+    cost rounded up (what a lease reserves)."""
+    return -(-exact_cost(price_cents, accepted_ms) // MILLI)

@@ -410,8 +410,9 @@ def slice_cost(price: int, seconds: float) -> int:
 
 def reservation(kind: str, price: int, seconds: float) -> int:
     """The money a lease of ``seconds`` reserves on its owner's account until it closes, so that
-    every accepted slice can be paid; a test job costs nothing."""
-    return 0 if kind == _TEST else money.payment(price, int(seconds * 1000))  # slice_cost
+    every accepted slice can be paid, with the cent its job's carry may add (``pay``): the exact
+    cost rounded up; a test job costs nothing."""
+    return 0 if kind == _TEST else money.payment_ceiling(price, int(seconds * 1000))
 
 
 def window_reach(clients: int) -> int:
@@ -431,7 +432,7 @@ def plan_window(
     slices; what a candidate may cost is set aside from its owner's money for the jobs after it.
     ``top`` is consumed lazily and not beyond the ``wanted``-th candidate.
     """
-    payment = money.payment
+    payment = money.payment_ceiling  # what the lease will reserve (``reservation``)
     left: dict[int | None, int] = {}
     candidates: list[WindowJob] = []
     held: list[int] = []
@@ -442,7 +443,7 @@ def plan_window(
         have = left.get(owner)
         if have is None:
             have = int(available[owner])
-        need = payment(job.price, int((job.seconds or longest) * 1000))  # slice_cost
+        need = payment(job.price, int((job.seconds or longest) * 1000))
         if have < need:
             left[owner] = have
             held.append(job.id)
@@ -479,16 +480,19 @@ def payment_memo(job_id: int, lease_id: int) -> str:
     return f"job {job_id} slice {lease_id}"
 
 
-def settle(slices: Iterable[Slice], balances: MutableMapping[int, int]) -> Settlement:
+def settle(
+    slices: Iterable[Slice], balances: MutableMapping[int, int], carries: MutableMapping[int, int] | None = None
+) -> Settlement:
     """Pay for accepted slices, one after the other (``pay``): ``Settlement(paid, postings)``.
 
     ``balances`` (account id -> cents, for every owner and payee involved) is updated in place to
-    what the payments leave: the store passes the balances it locked, the simulator its books.
+    what the payments leave: the store passes the balances it locked, the simulator its books;
+    ``carries`` (job id -> thousandths of a cent) likewise for the jobs whose slices carry.
     """
     paid: dict[int, int] = {}
     postings: list[tuple[ledger.Entry, int]] = []
     for s in slices:
-        entry = pay(s, balances)
+        entry = pay(s, balances, carries)
         if entry is None:
             paid[s.lease_id] = 0
         else:
@@ -497,10 +501,17 @@ def settle(slices: Iterable[Slice], balances: MutableMapping[int, int]) -> Settl
     return Settlement(paid, postings)
 
 
-def pay(s: Slice, balances: MutableMapping[int, int]) -> ledger.Entry | None:
+def pay(
+    s: Slice, balances: MutableMapping[int, int], carries: MutableMapping[int, int] | None = None
+) -> ledger.Entry | None:
     """One accepted slice's payment: its owner pays ``money.payment(price, accepted_ms)`` to the
     client's owner, as a ledger entry checked by ``market.core.ledger`` and applied to
     ``balances``; None when the slice costs nothing.
+
+    With ``carries`` holding the slice's job (job id -> thousandths of a cent), the slice pays
+    its exact cost plus what the job's earlier slices left below a cent, in whole cents, and
+    carries the rest on (``money.carried_payment``): a job's slices pay its exact cost rounded
+    down once, not once per slice. The whole cents a shortfall leaves unpaid are not carried.
 
     The price is the lease's (the job's price when it was leased), and no slice pays more than its
     lease reserved. Test jobs are free; running your own job on your own machine costs nothing. A lease reserved
@@ -510,7 +521,10 @@ def pay(s: Slice, balances: MutableMapping[int, int]) -> ledger.Entry | None:
     owner, payee = s.owner, s.payee
     if s.kind == _TEST or owner is None or owner == payee:
         return None
-    amount = money.payment(s.price, s.accepted_ms)
+    if carries is not None and s.job_id in carries:
+        amount, carries[s.job_id] = money.carried_payment(s.price, s.accepted_ms, carries[s.job_id])
+    else:
+        amount = money.payment(s.price, s.accepted_ms)
     if s.reserved is not None and amount > s.reserved:
         amount = s.reserved
     if amount <= 0:

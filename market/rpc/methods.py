@@ -43,6 +43,7 @@ from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import live as sql_live
 from market.store import logs as sql_logs
+from market.store import statements as sql_statements
 from market.store import tokens as sql_tokens
 
 log = Logger()
@@ -486,6 +487,26 @@ class MarketRPC:
         it through ``market.core.text.printable``."""
         account = yield self._auth(auth, "account")
         answer = yield self.db.run(sql_logs.read, account["id"], jobid, after)
+        return answer
+
+    @method(
+        Arg("by", STR, "job, batch, client or day"),
+        Arg("since", STR, "first day, YYYY-MM-DD (UTC); '' for 30 days before until", optional=True),
+        Arg("until", STR, "last day, YYYY-MM-DD (UTC), included; '' for now", optional=True),
+    )
+    @defer.inlineCallbacks
+    def xmlrpc_statement(self, auth, by, since="", until=""):
+        """The caller's money over a date range (at most a year), per job, batch, client or day
+        (``market.store.statements``): ``{by, since, until, rows, truncated, paid, earned}``,
+        amounts as credits like ``'5.20'``; owner-only (an account's own ledger rows)."""
+        account = yield self._auth(auth, "account")
+        start, end = sql_statements.parse_range(since or None, until or None, self.dispatcher.clock.seconds())
+        answer = yield self.db.run(sql_statements.statement, account["id"], by, start, end)
+        for row in answer["rows"]:
+            for key in ("paid", "earned", "in", "out"):
+                if key in row:
+                    row[key] = money.format_cents(row[key])
+        answer["paid"], answer["earned"] = money.format_cents(answer["paid"]), money.format_cents(answer["earned"])
         return answer
 
     @method(Arg("jobid", INT, "a job id"))

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from market.core import ledger
+from market.core import ledger, money
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.rules import JobStatus, LeaseStatus
 from market.core.text import unprintable
@@ -301,13 +301,19 @@ def audit(tx) -> dict[str, Any]:
         for r in tx.all("SELECT id, reserved FROM accounts")
         if int(r["reserved"]) != promised.get(r["id"], 0)
     ]
+    # what a job's slices owe below a cent is carried on, never a whole cent (``money.carried_payment``)
+    carries = [
+        (r["id"], int(r["carry"]))
+        for r in tx.all("SELECT id, carry FROM jobs WHERE carry < 0 OR carry >= ?", (money.MILLI,))
+    ]
     return {
         "granted": granted,
         "total": total,
         "mismatched": wrong,
         "negative": negative,
         "reservations": reservations,
-        "balanced": granted == total and not wrong and not negative and not reservations,
+        "carries": carries,
+        "balanced": granted == total and not wrong and not negative and not reservations and not carries,
     }
 
 

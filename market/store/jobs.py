@@ -428,7 +428,7 @@ def lease_row(tx, lease_id: int, lock: bool = False) -> dict[str, Any]:
 # with it the accounts its payment moves, so a check-in reads and locks everything in one statement.
 _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
-    " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind,"
+    " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind, j.carry,"
     " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
     " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq, o.balance AS owner_balance,"
     " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
@@ -467,15 +467,20 @@ def _verdict(lease: dict[str, Any], at: float) -> Verdict:
 def _settle(accepted: Sequence[tuple[dict[str, Any], int]], now: float) -> tuple[dict[int, int], list[Any]]:
     """Pay for accepted slices ``(lease, accepted ms)``: ``({lease id: cents paid}, statements)``.
 
-    The balances come locked with the leases (``_LEASE``); ``rules.settle`` decides the payments
-    against them, and they are written with one statement per table.
+    The balances and the jobs' carries come locked with the leases (``_LEASE``); ``rules.settle``
+    decides the payments against them, and they are written with one statement per table (and
+    one per job whose carry changed). A replay lease (``check_id``) pays its own cost rounded
+    down and leaves its job's carry alone, as the simulator's replays do.
     """
     balances: dict[int, int] = {}
+    carries: dict[int, int] = {}
     slices = []
     for lease, ms in accepted:
         if lease["owner"] is not None:
             balances.setdefault(lease["owner"], int(lease["owner_balance"]))
         balances.setdefault(lease["payee"], int(lease["payee_balance"]))
+        if lease.get("check_id") is None:
+            carries.setdefault(lease["job_id"], int(lease["carry"]))
         slices.append(
             rules.Slice(
                 lease["id"],
@@ -488,8 +493,15 @@ def _settle(accepted: Sequence[tuple[dict[str, Any], int]], now: float) -> tuple
                 int(lease["reserved"]) if lease["owner"] is not None else None,
             )
         )
-    settlement = rules.settle(slices, balances)
-    return settlement.paid, sql_accounts.record_statements(settlement.postings, now)
+    before = dict(carries)
+    settlement = rules.settle(slices, balances, carries)
+    statements = sql_accounts.record_statements(settlement.postings, now)
+    statements.extend(
+        ("UPDATE jobs SET carry = ? WHERE id = ?", (carry, job_id))
+        for job_id, carry in sorted(carries.items())
+        if carry != before[job_id]
+    )
+    return settlement.paid, statements
 
 
 def _repeat(d: dict[str, Any]) -> dict[str, Any]:

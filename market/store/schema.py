@@ -383,6 +383,13 @@ V12: list[Statement] = [
     "CREATE INDEX jobs_owner_submitted ON jobs (account_id, submitted_at, id)",
 ]
 
+# Money you can follow (issue 19): a job's slices pay its exact cost in whole cents by carrying
+# what they owe below a cent (thousandths of a cent, 0..999) to the job's next slice
+# (``money.carried_payment``), instead of rounding every slice down.
+V13: list[Statement] = [
+    "ALTER TABLE jobs ADD COLUMN carry INTEGER NOT NULL DEFAULT 0",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -396,6 +403,7 @@ MIGRATIONS: list[Migration] = [
     (10, V10),
     (11, V11),
     (12, V12),
+    (13, V13),
 ]
 LATEST = MIGRATIONS[-1][0]
 

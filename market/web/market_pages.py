@@ -12,6 +12,7 @@ from market import accounts
 from market.core.errors import MarketError, NotFound
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
+from market.store import statements as sql_statements
 from market.store import web as sql_web
 from market.web.context import Pages, field
 from market.web.render import STATIC
@@ -98,6 +99,23 @@ class MarketPages(Pages):
         balance = await self.web.db.run(sql_accounts.balance, visitor.account_id)
         rows = await self.web.db.run(sql_accounts.history, visitor.account_id, 200)
         return self.web.render(request, "ledger.html", visitor, balance=balance, entries=rows)
+
+    async def statement(self, request, visitor):
+        """The visitor's own money per job, batch, client or day over a date range
+        (``market.store.statements``, what ``market statement`` prints); a bad range is a 400
+        with the form and the reason."""
+        by = field(request, "by", "job", limit=16)
+        since, until = field(request, "since", limit=10).strip(), field(request, "until", limit=10).strip()
+        try:
+            start, end = sql_statements.parse_range(since or None, until or None, self.web.clock.seconds())
+            answer = await self.web.db.run(sql_statements.statement, visitor.account_id, by, start, end)
+        except MarketError as e:
+            return self.web.render(
+                request, "statement.html", visitor, 400, by=by, since=since, until=until, error=str(e), answer=None
+            )
+        return self.web.render(
+            request, "statement.html", visitor, by=by, since=since, until=until, error=None, answer=answer
+        )
 
     async def report_page(self, request, visitor):
         return self.web.render(request, "report.html", visitor)

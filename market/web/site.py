@@ -140,6 +140,7 @@ def routes(web: Web) -> list[Route]:
         Route("POST", "/tokens",                               MEMBERS_FORM, tokens.create),
         Route("POST", f"/tokens/<{ID}:token_id>/revoke",       MEMBERS_FORM, tokens.revoke),
         Route("GET",  "/ledger",                               MEMBERS,      market.ledger),
+        Route("GET",  "/statement",                            MEMBERS,      market.statement),
         Route("GET",  "/report",                               ANYONE,       market.report_page),
         Route("GET",  "/report.xml",                           ANYONE,       market.report_xml),
         Route("GET",  "/schema/report.xsd",                    NO_SESSION,   market.schema),
