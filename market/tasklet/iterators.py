@@ -15,8 +15,11 @@ references, so after a thaw the list in the descriptor is the very list in the f
                                         (consumed -1: the dict changed size, the next step raises;
                                         size: its size then, so that a change made before the loop's
                                         frame is thawed — a callee's frame resumes first — raises too)
-    ["rest", [item, ...]]               set/frozenset iterators (their remaining items; a set that
-                                        changes size after a thaw does not raise: known gap)
+    ["set", set, [item, ...], size]     set/frozenset iterators: the set, its remaining items and its
+                                        size at the freeze (size -1: it changed size, the next step
+                                        raises; a thawed loop raises RuntimeError, as CPython does, once
+                                        the set's size differs from the size it had: _SetRest)
+    ["rest", [item, ...]]               an exhausted dict or set iterator (older states: a set's items)
     ["obj", instance]                   the job's itertools objects (below)
 
 Any other iterator (a generator, iter(callable, sentinel)) refuses to freeze (FreezeError): its
@@ -46,7 +49,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 
 __all__ = ["FreezeError", "freeze_loop", "thaw_loop", "describe", "thaw", "valid"]
 
-KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "rest", "obj"})
+KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "set", "rest", "obj"})
 _SEQUENCES = (list, tuple, str, bytes, bytearray)
 _DICT_ITERATORS: Dict[type, int] = {
     type(iter({}.keys())): 0,
@@ -121,8 +124,8 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
         if remaining != operator.length_hint(it):
             return ["dict", d, kind, -1]
         return ["dict", d, kind, len(d) - remaining, len(d)]
-    if t is _SET_ITERATOR:
-        return ["rest", list(it.__reduce__()[1][0])]
+    if t is _SET_ITERATOR or t is _SetRest:
+        return _describe_set(it)
     try:
         r = it.__reduce__()
     except Exception:
@@ -209,9 +212,52 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
         collections.deque(_itertools.islice(it, consumed), maxlen=0)
         return it
+    if kind == "set":
+        return _SetRest(desc[1], desc[2], desc[3])
     if kind == "obj":
         return iter(desc[1])  # a replayed object's counted view, or the object itself
     return iter(desc[1])  # "rest"
+
+
+def _describe_set(it: Any) -> List[Any]:
+    """["set", the set, its remaining items, its size now] (size -1: it changed size under ``it``)."""
+    if type(it) is _SetRest:
+        if it.size < 0 or len(it.s) != it.size:
+            return ["set", it.s, [], -1]
+        return ["set", it.s, list(it.rest), it.size]
+    s = next((x for x in gc.get_referents(it) if type(x) is set or type(x) is frozenset), None)
+    if s is None:  # exhausted: it let go of its set
+        return ["rest", []]
+    # as for dicts: CPython's __reduce__ raises after a size change, PyPy's lists what is there now
+    try:
+        remaining = list(it.__reduce__()[1][0])
+    except RuntimeError:
+        return ["set", s, [], -1]
+    if len(remaining) != operator.length_hint(it):
+        return ["set", s, [], -1]
+    return ["set", s, remaining, len(s)]
+
+
+class _SetRest:
+    """A thawed set iterator: the items the native one had still to give, and like it a
+    RuntimeError at the next step once the set's size is not the size it had."""
+
+    __slots__ = ("s", "rest", "size")
+
+    def __init__(self, s: Any, items: List[Any], size: int) -> None:
+        self.s, self.rest, self.size = s, iter(items), size
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        if self.size < 0 or len(self.s) != self.size:
+            self.size = -1  # stays broken, as CPython's does
+            raise RuntimeError("Set changed size during iteration")
+        return next(self.rest)
+
+    def __length_hint__(self) -> int:
+        return operator.length_hint(self.rest)
 
 
 def _broken_dict_iterator(view: int) -> Any:
@@ -285,6 +331,14 @@ def valid(desc: Any, depth: int = 0) -> bool:
             and type(desc[1]) is dict
             and desc[2] in (0, 1, 2)
             and all(type(x) is int and x >= -1 for x in desc[3:])
+        )
+    if kind == "set":
+        return (
+            n == 4
+            and type(desc[1]) in (set, frozenset)
+            and type(desc[2]) is list
+            and type(desc[3]) is int
+            and desc[3] >= -1
         )
     if kind == "obj":
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
