@@ -76,3 +76,183 @@ def test_a_set_that_changes_size_raises_on_pypy_after_a_cpython_freeze():
         env = out.envelope
     out = slice_in(pypy, env, SET_GROWN_IN_BODY)
     assert out.finished and out.error.startswith("RuntimeError"), out
+
+
+HELD = {
+    "bound_method": ("""
+def job(xs):
+    out = []
+    push = out.append
+    for x in xs:
+        push(x * 2)
+    return out, push == out.append
+""", [[1, 2, 3, 4]]),
+    "bound_method_of_a_job_instance": ("""
+class Acc:
+    def __init__(self):
+        self.total = 0
+
+    def add(self, v):
+        self.total += v
+
+
+def job(xs):
+    acc = Acc()
+    add = acc.add
+    for x in xs:
+        add(x)
+    return acc.total, add == acc.add
+""", [[1, 2, 3, 4]]),
+    "iterator_and_next": ("""
+def job(xs):
+    it = iter(xs)
+    first = next(it)
+    out = [first]
+    while True:
+        v = next(it, None)
+        if v is None:
+            break
+        out.append(v)
+        xs.append(-1) if len(xs) < 8 else None
+    return out
+""", [[1, 2, 3, 4]]),
+    "iterator_shared_with_its_loop": ("""
+def job(xs):
+    it = iter(xs)
+    pairs = []
+    for a in it:
+        b = next(it, None)
+        pairs.append([a, b])
+    return pairs
+""", [[1, 2, 3, 4, 5, 6, 7]]),
+    "enumerate_of_a_held_iterator": ("""
+def job(xs):
+    it = iter(xs)
+    out = []
+    for i, a in enumerate(it):
+        if i % 2 == 0:
+            out.append([i, a, next(it, None)])
+    return out
+""", [[1, 2, 3, 4, 5, 6, 7, 8, 9]]),
+    "iterator_passed_to_a_callee": ("""
+def take(it, n):
+    got = []
+    for _ in range(n):
+        got.append(next(it))
+    return got
+
+
+def job(xs):
+    it = iter(xs)
+    out = []
+    for k in range(3):
+        out.append(take(it, 2))
+    return out, list(it)
+""", [[1, 2, 3, 4, 5, 6, 7, 8]]),
+    "dict_and_range_iterators": ("""
+def job(d, n):
+    ki = iter(d.items())
+    ri = iter(range(n))
+    out = []
+    for _ in range(len(d)):
+        out.append([next(ki), next(ri)])
+    return out
+""", [{"a": 1, "b": 2, "c": 3}, 10]),
+    "exception_kept": ("""
+def job(xs):
+    errs = []
+    last = None
+    for x in xs:
+        if x < 0:
+            last = ValueError("negative", x)
+            errs.append(str(last))
+    return errs, last.args, isinstance(last, ValueError)
+""", [[1, -2, 3, -4, 5]]),
+    "except_as_used_past_the_block": ("""
+def job(xs):
+    seen = None
+    for x in xs:
+        try:
+            v = 10 // x
+        except ZeroDivisionError as e:
+            err = e
+            seen = x
+    return seen, isinstance(err, ZeroDivisionError), err.args
+""", [[1, 0, 3, 4]]),
+    "job_exception_kept": ("""
+class Bad(Exception):
+    def __init__(self, what, code):
+        super().__init__(what)
+        self.code = code
+
+
+def job(xs):
+    last = None
+    for x in xs:
+        if x % 2:
+            last = Bad("odd %d" % x, x)
+    try:
+        raise last
+    except Bad as e:
+        return e.args, e.code, str(e)
+""", [[2, 3, 4, 5, 6]]),
+    "regex_match_kept": ("""
+import re
+
+LINE = re.compile(r"(?P<level>[A-Z]+): (?P<msg>.*)")
+
+
+def job(lines):
+    m = None
+    found = []
+    for line in lines:
+        n = LINE.search(line)
+        if n:
+            m = n
+        if m:
+            found.append([m.group("level"), m.pos, m.span(), m.re is LINE])
+    return found
+""", [["x", "ERROR: a", "  INFO: b", "zz"]]),
+    "regex_fullmatch_kept": ("""
+import re
+
+
+def job(words):
+    m = None
+    out = []
+    for w in words:
+        k = re.fullmatch(r"a+b?", w)
+        if k:
+            m = k
+        out.append(m.group(0) if m else None)
+    return out
+""", [["c", "aab", "x", "ab", "abc"]]),
+}
+
+
+@pytest.mark.parametrize("budget", [1, 2])
+@pytest.mark.parametrize("name", sorted(HELD))
+def test_a_value_held_across_a_back_edge_freezes_and_equals_native(name, budget):
+    src, args = HELD[name]
+    expected, got, hops = run_both(src, "job", args, budgets=(budget,))
+    assert expected[0] != "error", expected
+    assert got == expected
+    assert hops > 2
+
+
+@pytest.mark.parametrize("name", ["iterator_shared_with_its_loop", "bound_method", "regex_match_kept"])
+def test_a_held_value_frozen_on_cpython_thaws_on_pypy(name):
+    pypy = interpreter_or_skip(PYPY, "pypy3")
+    src, args = HELD[name]
+    expected = native(src, "job", copy.deepcopy(args))
+    env = tasklet.start(src, "job", copy.deepcopy(args), {})
+    for hop in range(1000):
+        if hop % 2:
+            out = slice_in(pypy, env, src, budget=1)
+        else:
+            out = tasklet.run_slice(env, src, 60.0, budget=1)
+        if out.finished:
+            break
+        env = out.envelope
+    assert out.error is None, out.error
+    assert tasklet.decode_result(out.result) == expected

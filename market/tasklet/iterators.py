@@ -105,6 +105,9 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
     t = type(it)
     if isinstance(it, _Shim):
         return ["obj", it]
+    held = _HELD.get(id(it))
+    if held is not None and held[0] is it:
+        return ["obj", held[1]]
     if t in _NATIVE_ONLY:
         raise FreezeError(
             "a loop over itertools.%s cannot be frozen: iterate over a list of its groups instead" % t.__name__
@@ -341,6 +344,10 @@ def valid(desc: Any, depth: int = 0) -> bool:
             and desc[3] >= -1
         )
     if kind == "obj":
+        if n == 2 and type(desc[1]).__name__ == "_tk_held":
+            from .held import valid as held_valid
+
+            return held_valid(desc[1])
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
     return n == 2 and type(desc[1]) is list  # "rest"
 
@@ -357,6 +364,7 @@ def valid(desc: Any, depth: int = 0) -> bool:
 _FIRST = operator.itemgetter(0)  # a replayed object's counted view: see _Replayed
 _MANY = sys.maxsize
 _NS: Dict[str, Any] = {}
+_HELD: Dict[int, Any] = {}  # id -> (iterator, its held.py _tk_held) of the iterators frame locals hold
 _LIVE: Any = None  # weakref.WeakSet of the shim objects with live inner iterators, this slice
 
 
@@ -364,9 +372,16 @@ def bind(ns: Dict[str, Any]) -> None:
     """Start a slice: job functions named by thawed iterators are looked up in ``ns``."""
     import weakref
 
-    global _NS, _LIVE
+    global _NS, _LIVE, _HELD
     _NS = ns
     _LIVE = weakref.WeakSet()
+    _HELD = {}
+
+
+def hold(it: Any, held: Any) -> None:
+    """``it`` is held by a local variable, frozen as ``held`` (held.py): a loop over it, or an
+    iterator made from it, is described as ["obj", held], so that all thaw to one iterator."""
+    _HELD[id(it)] = (it, held)
 
 
 def prepare() -> None:
