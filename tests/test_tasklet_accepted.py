@@ -256,3 +256,21 @@ def test_a_held_value_frozen_on_cpython_thaws_on_pypy(name):
         env = out.envelope
     assert out.error is None, out.error
     assert tasklet.decode_result(out.result) == expected
+
+
+@pytest.mark.parametrize("name", sorted(HELD) + ["set_loop"])
+def test_honest_slices_holding_values_are_matched_by_a_replay(name):
+    from tests.test_tasklet_replay import check_matched
+
+    src, args = HELD.get(name, (SET_SHRUNK_THEN_REFILLED.replace("def walk", "def job"), [list(range(12))]))
+    s = tasklet.start(src, "job", copy.deepcopy(args), {}, job_id=5)
+    matched = 0
+    for n in (1, 2, 3, 1, 5, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1):
+        out = check_matched(s, src, n)
+        if out is None:
+            break
+        matched += 1
+        s = out.envelope
+    assert matched >= 2
+    last = tasklet.run_slice(s, src, 60.0)
+    assert last.finished and last.error is None, last.error
