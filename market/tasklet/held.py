@@ -14,8 +14,16 @@ state):
                                                    __cause__ or __context__)
     {"k": "iter", "desc": descriptor}              a builtin iterator, as iterators.py describes it
                                                    (a loop over the same iterator shares it)
-    {"k": "match", "pattern", "flags", "s", "pos", "endpos", "how"}
+    {"k": "match", "pattern", "flags", "s", "pos", "endpos", "how", "name"}
                                                    a re.Match: found again by the same call
+    {"k": "pattern", "pattern", "flags", "name"}   a compiled re.Pattern (re.compile's cached one)
+    {"k": "view", "d": dict, "v": 0|1|2}           d.keys() / d.values() / d.items()
+    {"k": "slice", "a": [start, stop, step]}       a slice object
+    {"k": "global", "name": name}                  an object() (or another value above) that is
+                                                   the module's global ``name``: the same object
+    {"k": "object"}                                an object() made while the job ran (a sentinel:
+                                                   every reference to it thaws to one new object)
+    {"k": "const", "name": "NotImplemented"|"Ellipsis"}
 
 A value inside a container (a bound method in a list) is not covered: freezing it fails with the
 codec's message, as before.  Each value held by several locals (or by a local and a loop) is one
@@ -24,6 +32,7 @@ codec's message, as before.  Each value held by several locals (or by a local an
 
 from __future__ import annotations
 
+import gc
 import re
 
 from . import iterators
@@ -36,6 +45,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 __all__ = ["HELD_CLASSES", "wrap_locals", "unwrap_locals", "valid"]
 
 _PATTERN = re.compile("")
+_PATTERN_TYPE = type(_PATTERN)
 _MATCH = type(_PATTERN.match(""))
 _ITERATORS = frozenset(
     type(x)
@@ -61,7 +71,9 @@ _ITERATORS = frozenset(
         iter(int, 1),
     )
 )
-_KINDS = frozenset({"method", "exc", "iter", "match"})
+_KINDS = frozenset({"method", "exc", "iter", "match", "pattern", "view", "slice", "global", "object", "const"})
+_VIEWS = {type({}.keys()): 0, type({}.values()): 1, type({}.items()): 2}
+_CONSTS = {"NotImplemented": NotImplemented, "Ellipsis": Ellipsis}
 
 
 class _tk_held:
@@ -93,8 +105,22 @@ def bind() -> None:
 
 def _recipe(v: Any, ns: Dict[str, Any], name_of: Callable[[object], Optional[str]]) -> Optional[Dict[str, Any]]:
     t = type(v)
-    if t in _ITERATORS:
+    if t in _ITERATORS or t is iterators._SetRest:
         return {"k": "iter", "desc": iterators.describe(v, ns)}
+    if t is object or t is _PATTERN_TYPE:
+        # the module's own (a sentinel _MISSING = object(), LINE = re.compile(...)), by its name
+        name = next((k for k, x in ns.items() if x is v and not k.startswith("_tk_")), "")
+        if t is object:
+            return {"k": "global", "name": name} if name else {"k": "object"}
+        return {"k": "pattern", "pattern": v.pattern, "flags": _flags(v), "name": name}
+    view = _VIEWS.get(t)
+    if view is not None:
+        d = next((x for x in gc.get_referents(v) if isinstance(x, dict)), None)
+        return None if d is None else {"k": "view", "d": d, "v": view}
+    if t is slice:
+        return {"k": "slice", "a": [v.start, v.stop, v.step]}
+    if v is NotImplemented or v is Ellipsis:
+        return {"k": "const", "name": "NotImplemented" if v is NotImplemented else "Ellipsis"}
     if t is _MATCH:
         return _match_recipe(v, ns)
     if isinstance(v, BaseException):
@@ -110,7 +136,6 @@ def _recipe(v: Any, ns: Dict[str, Any], name_of: Callable[[object], Optional[str
         and type(name) is str
         and not name.startswith("_")
         and type(owner) is not type(re)  # a module's function (max): by reference
-        and not isinstance(owner, type)
         and name_of(v) is None  # named by refs.py (the job's random.choice...)
     ):
         try:
@@ -125,8 +150,8 @@ def _recipe(v: Any, ns: Dict[str, Any], name_of: Callable[[object], Optional[str
 def _match_recipe(m: Any, ns: Dict[str, Any]) -> Dict[str, Any]:
     p = m.re
     # the module's own pattern (LINE = re.compile(...)) by its name, so that m.re is LINE stays true
-    name = next((k for k, v in ns.items() if v is p and not k.startswith("_")), "")
-    flags = int(p.flags & ~re.UNICODE if type(p.pattern) is str else p.flags)  # re.compile's cache key
+    name = next((k for k, v in ns.items() if v is p and not k.startswith("_tk_")), "")
+    flags = _flags(p)
     for how in ("search", "fullmatch"):  # search also finds what match() found
         again = getattr(p, how)(m.string, m.pos, m.endpos)
         if again is not None and again.regs == m.regs:
@@ -138,14 +163,39 @@ def _match_recipe(m: Any, ns: Dict[str, Any]) -> Dict[str, Any]:
     )
 
 
+def _flags(p: Any) -> int:
+    """The flags to give re.compile for ``p`` (a str pattern's re.UNICODE left out: its cache key)."""
+    return int(p.flags & ~re.UNICODE if type(p.pattern) is str else p.flags)
+
+
+def _pattern(r: Dict[str, Any]) -> Any:
+    p = iterators._NS.get(r["name"]) if r["name"] else None
+    if type(p) is not _PATTERN_TYPE or p.pattern != r["pattern"]:
+        p = re.compile(r["pattern"], r["flags"])
+    return p
+
+
 def _rebuild(r: Dict[str, Any]) -> Any:
     k = r["k"]
+    if k == "pattern":
+        return _pattern(r)
+    if k == "view":
+        d = r["d"]
+        return d.keys() if r["v"] == 0 else d.values() if r["v"] == 1 else d.items()
+    if k == "slice":
+        return slice(*r["a"])
+    if k == "global":
+        if type(iterators._NS.get(r["name"])) is not object:
+            raise ValueError("the module has no object() named %r" % r["name"])
+        return iterators._NS[r["name"]]
+    if k == "object":
+        return object()
+    if k == "const":
+        return _CONSTS[r["name"]]
     if k == "iter":
         return iterators.thaw(r["desc"], iterators._NS)
     if k == "match":
-        p = iterators._NS.get(r["name"]) if r["name"] else None
-        if type(p) is not type(_PATTERN) or p.pattern != r["pattern"]:
-            p = re.compile(r["pattern"], r["flags"])
+        p = _pattern(r)
         return getattr(p, r["how"])(r["s"], r["pos"], r["endpos"])
     if k == "exc":
         cls, args = r["cls"], tuple(r["args"])
@@ -173,6 +223,23 @@ def valid(h: Any) -> bool:
             and all(type(r[x]) is int for x in ("flags", "pos", "endpos"))
             and r["how"] in ("search", "fullmatch")
         )
+    if k == "pattern":
+        return (
+            set(r) == {"k", "pattern", "flags", "name"}
+            and type(r["pattern"]) in (str, bytes)
+            and type(r["flags"]) is int
+            and type(r["name"]) is str
+        )
+    if k == "view":
+        return set(r) == {"k", "d", "v"} and isinstance(r["d"], dict) and r["v"] in (0, 1, 2)
+    if k == "slice":
+        return set(r) == {"k", "a"} and type(r["a"]) is list and len(r["a"]) == 3
+    if k == "global":
+        return set(r) == {"k", "name"} and type(r["name"]) is str
+    if k == "object":
+        return set(r) == {"k"}
+    if k == "const":
+        return set(r) == {"k", "name"} and r["name"] in _CONSTS
     if k == "exc":
         return (
             set(r) == {"k", "cls", "args", "attrs"}
