@@ -67,6 +67,9 @@ _ITERATORS = frozenset(
         filter(None, []),
         reversed([]),
         reversed(()),
+        reversed({}),
+        reversed({}.values()),
+        reversed({}.items()),
         (c for c in ""),  # these two refuse to freeze, with iterators.py's message
         iter(int, 1),
     )

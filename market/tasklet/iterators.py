@@ -19,6 +19,8 @@ references, so after a thaw the list in the descriptor is the very list in the f
                                         size at the freeze (size -1: it changed size, the next step
                                         raises; a thawed loop raises RuntimeError, as CPython does, once
                                         the set's size differs from the size it had: _SetRest)
+    ["drev", dict, view, consumed, size] reversed() of a dict or of its views, as "dict" (PyPy's
+                                        has the forward type: told apart by the items it has left)
     ["rest", [item, ...]]               an exhausted dict or set iterator (older states: a set's items)
     ["obj", instance]                   the job's itertools objects (below)
 
@@ -49,13 +51,21 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 
 __all__ = ["FreezeError", "freeze_loop", "thaw_loop", "describe", "thaw", "valid"]
 
-KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "set", "rest", "obj"})
+KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "drev", "set", "rest", "obj"})
 _SEQUENCES = (list, tuple, str, bytes, bytearray)
 _DICT_ITERATORS: Dict[type, int] = {
     type(iter({}.keys())): 0,
     type(iter({}.values())): 1,
     type(iter({}.items())): 2,
 }
+_DICT_REVERSED: Dict[type, int] = {}
+_DICT_BOTH_WAYS = set()  # forward iterator types that reversed() makes too (PyPy's key iterator)
+for _view, _make in enumerate((lambda d: d.keys(), lambda d: d.values(), lambda d: d.items())):
+    _rt = type(reversed(_make({})))
+    if _rt not in _DICT_ITERATORS:  # CPython: types of their own
+        _DICT_REVERSED[_rt] = _view
+    else:
+        _DICT_BOTH_WAYS.add(_rt)
 _SET_ITERATOR: type = type(iter(set()))
 _GENERATOR: type = type(c for c in "")
 _RANGE_ITERATOR = type(iter(range(1)))
@@ -113,6 +123,8 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
             "a loop over itertools.%s cannot be frozen: iterate over a list of its groups instead" % t.__name__
         )
     kind = _DICT_ITERATORS.get(t)
+    if kind is None:
+        kind = _DICT_REVERSED.get(t)
     if kind is not None:
         d = next((x for x in gc.get_referents(it) if type(x) is dict), None)
         if d is None:  # exhausted: it let go of its dict
@@ -121,12 +133,18 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
         # CPython's __reduce__ raises it already, PyPy's counts the entries now left, while the
         # length hint still counts from the size the iteration started with.
         try:
-            remaining = len(it.__reduce__()[1][0])
+            left = list(it.__reduce__()[1][0])
         except RuntimeError:
             return ["dict", d, kind, -1]
+        remaining = len(left)
         if remaining != operator.length_hint(it):
             return ["dict", d, kind, -1]
-        return ["dict", d, kind, len(d) - remaining, len(d)]
+        tag = "drev" if t in _DICT_REVERSED else "dict"
+        if remaining and t in _DICT_BOTH_WAYS:  # forward or reversed?
+            entries = list(d.keys() if kind == 0 else d.values() if kind == 1 else d.items())
+            if entries[len(d) - remaining :] != left and entries[:remaining][::-1] == left:
+                tag = "drev"
+        return [tag, d, kind, len(d) - remaining, len(d)]
     if t is _SET_ITERATOR or t is _SetRest:
         return _describe_set(it)
     try:
@@ -217,6 +235,13 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         return it
     if kind == "set":
         return _SetRest(desc[1], desc[2], desc[3])
+    if kind == "drev":
+        d, view, consumed = desc[1], desc[2], desc[3]
+        if len(d) != desc[4]:  # it changed size after the freeze: the next step raises
+            return _broken_dict_iterator(view)
+        it = reversed(d.keys() if view == 0 else d.values() if view == 1 else d.items())
+        collections.deque(_itertools.islice(it, consumed), maxlen=0)
+        return it
     if kind == "obj":
         return iter(desc[1])  # a replayed object's counted view, or the object itself
     return iter(desc[1])  # "rest"
@@ -334,6 +359,13 @@ def valid(desc: Any, depth: int = 0) -> bool:
             and type(desc[1]) is dict
             and desc[2] in (0, 1, 2)
             and all(type(x) is int and x >= -1 for x in desc[3:])
+        )
+    if kind == "drev":
+        return (
+            n == 5
+            and type(desc[1]) is dict
+            and desc[2] in (0, 1, 2)
+            and all(type(x) is int and x >= 0 for x in desc[3:])
         )
     if kind == "set":
         return (

@@ -134,6 +134,17 @@ _HOLDERS = frozenset({"map", "filter", "cmp_to_key", "filterfalse", "starmap", "
 _HOLDERS |= frozenset({"accumulate", "groupby"})
 # calls of allowed modules that make a new callable: at the top level the compiler registers what they
 # make (refs.py freezes it by reference); while the job runs it must be consumed at once
+# calls that use up an iterator argument (or take some items and drop it) before they return
+_USE_UP = _CONSUMERS | frozenset({"next", "fmean", "mean", "median", "mode", "stdev", "pstdev"})
+_USE_UP |= frozenset({"variance", "pvariance", "heapify", "bytes", "bytearray", "str", "print"})
+# iterator makers whose iterators cannot be frozen (iterators.py), with how to do without
+_NATIVE_ONLY = {
+    "groupby": "loop over a list of its groups: for k, g in [(k, list(g)) for k, g in groupby(...)]",
+    "tee": "make a list of the items and loop over it as often as needed",
+    "finditer": "loop over a list of what you need of each match: "
+    "for start, text in [(m.start(), m.group()) for m in PAT.finditer(s)], or use findall",
+    "scanner": "use finditer's matches in a list comprehension, or findall",
+}
 MAKERS = frozenset({"itemgetter", "attrgetter", "methodcaller", "partial", "cmp_to_key"})
 _SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
 
@@ -579,6 +590,8 @@ class _Checker:
         todo = [(e, no_calls, False)]
         while todo:
             node, why, is_callee = todo.pop()
+            if isinstance(node, (ast.Call, ast.GeneratorExp)):
+                self.native_only_iterator(node)
             if isinstance(node, ast.Name):
                 self.name(node, is_callee, ctx)
                 continue
@@ -746,6 +759,42 @@ class _Checker:
         if callee in _HOLDERS:
             return self.consumed(parent) or self.iterated_at_once(parent)
         return False
+
+    def native_only_iterator(self, node: ast.AST) -> None:
+        """Refuse an iterator that cannot be frozen (a generator expression, iter(f, sentinel),
+        groupby, tee, finditer) unless it is used up or let go of at once: kept in a variable or
+        looped over by a for statement, it would stop the job at its first freeze."""
+        if isinstance(node, ast.GeneratorExp):
+            what = "a generator expression"
+            fix = "make a list ([... for ...]) or loop over the iterable itself"
+        elif isinstance(node, ast.Call) and _callee(node.func) == "iter" and isinstance(node.func, ast.Name):
+            if len(node.args) != 2:
+                return
+            what, fix = "iter(function, sentinel)", "write a while loop that calls the function"
+        elif isinstance(node, ast.Call) and _callee(node.func) in _NATIVE_ONLY:
+            what = "%s(...)" % _callee(node.func)
+            fix = _NATIVE_ONLY[_callee(node.func)]
+        else:
+            return
+        if not self.made_at_run_time(node) or self.let_go_at_once(node):
+            return
+        self.refuse(
+            node,
+            "%s cannot be frozen, so it cannot be kept in a variable or looped over by a for statement "
+            "(the job can stop at each iteration): %s" % (what, fix),
+        )
+
+    def let_go_at_once(self, node: ast.AST) -> bool:
+        """Whether the iterator ``node`` makes is used up, or dropped, before the job can stop."""
+        parent = self.parents.get(id(node))
+        if isinstance(parent, ast.Call) and node is not parent.func and node in parent.args:
+            callee = _callee(parent.func)
+            if callee in _USE_UP:
+                return True
+            if callee in _HOLDERS or callee in ("enumerate", "zip", "iter", "reversed", "islice", "chain"):
+                return self.let_go_at_once(parent)
+            return False
+        return self.iterated_at_once(node)
 
     def iterated_at_once(self, node: ast.AST) -> bool:
         """Whether ``node`` is the iterable of a comprehension (which runs atomically)."""
