@@ -447,3 +447,27 @@ def test_a_later_finditer_match_held_in_a_local_fails_to_freeze_clearly():
     src = HUNT.replace("EXPR", "[m for m in re.finditer('a', 'aba')][1]").replace("USE", "h.span()")
     got, _ = frozen(src, "job", [[3, 1, 2]])
     assert got == ("error", "cannot freeze the job's state")
+
+
+def test_job_exception_instances_in_a_container_keep_their_args():
+    # they were frozen as class + __dict__ only: after a thaw e.args was () (a wrong answer)
+    src = """
+class Bad(Exception):
+    pass
+
+
+class Coded(ValueError):
+    def __init__(self, what, code):
+        super().__init__(what)
+        self.code = code
+
+
+def job(xs):
+    errs = []
+    for x in xs:
+        errs.append(Bad("odd", x) if x % 2 else Coded("even %d" % x, x))
+    return [[list(e.args), str(e), getattr(e, "code", None)] for e in errs]
+"""
+    expected, got, hops = run_both(src, "job", [[1, 2, 3, 4]])
+    assert got == expected
+    assert hops > 3
