@@ -372,6 +372,8 @@ class _FunctionTransformer:
     def lin(self, e: ast.expr) -> ast.expr:
         if not self.has_call(e):
             return e
+        if isinstance(e, (ast.BoolOp, ast.IfExp)):
+            return self.lin_branch(e)
         self.lin_slots(_slots(e))
         if self.is_job_call(e):
             t = self.new_temp()
@@ -379,6 +381,44 @@ class _FunctionTransformer:
             self.live.append(t)
             return _name(t, e)
         return e
+
+    def lin_branch(self, e: ast.expr) -> ast.expr:
+        """``a or b``, ``a and b``, ``x if c else y`` with job calls: statements into a fresh temp
+        that evaluate exactly what Python would, in its order, each truth value once:
+        ``t = a; if not t: (t = b; if not t: t = c)`` / ``if c': t = x' else: t = y'``."""
+        t = self.new_temp()
+        self.live.append(t)
+        outer = self.pre
+
+        def value_into_t(v: ast.expr) -> List[ast.stmt]:
+            self.pre = []
+            value = self.lin(v)
+            self.pre.append(_assign(t, value, v))
+            return self.pre
+
+        if isinstance(e, ast.IfExp):
+            self.pre = outer
+            test = self.lin(e.test)
+            outer = self.pre
+            body, orelse = value_into_t(e.body), value_into_t(e.orelse)
+            outer.append(_stamp(ast.If(test=test, body=body, orelse=orelse), e))
+        else:
+            tail = outer
+            for k, v in enumerate(e.values):
+                if k == 0:
+                    self.pre = tail
+                    value = self.lin(v)
+                    tail = self.pre
+                    tail.append(_assign(t, value, v))
+                    continue
+                test: ast.expr = _name(t, v)
+                if isinstance(e.op, ast.Or):
+                    test = _stamp(ast.UnaryOp(op=ast.Not(), operand=test), v)
+                body = value_into_t(v)
+                tail.append(_stamp(ast.If(test=test, body=body, orelse=[]), v))
+                tail = body
+        self.pre = outer
+        return _name(t, e)
 
     def lin_slots(self, slots) -> None:
         with_calls = [i for i, (get, _) in enumerate(slots) if self.has_call(get())]

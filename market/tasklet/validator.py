@@ -666,10 +666,7 @@ class _Checker:
                     todo.append((child, why, False))
                 continue
             if isinstance(node, ast.BoolOp):
-                why = (
-                    why
-                    or "job function calls inside 'and'/'or' are not supported (assign the call to a variable first)"
-                )
+                pass  # job calls in 'and'/'or' run as statements (compiler.lin_branch)
             elif (
                 isinstance(node, ast.BinOp)
                 and isinstance(node.op, ast.BitOr)
@@ -681,9 +678,7 @@ class _Checker:
                     "or typing.Optional[X] (in annotations, 'X | Y' is fine: they are not evaluated)",
                 )
             elif isinstance(node, ast.IfExp):
-                why = (
-                    why or "job function calls inside a conditional expression are not supported (use an if statement)"
-                )
+                pass  # job calls in 'x if c else y' run as statements (compiler.lin_branch)
             elif isinstance(node, ast.Compare) and len(node.comparators) > 1:
                 todo.append((node.left, why, False))
                 todo.append((node.comparators[0], why, False))

@@ -1,0 +1,107 @@
+"""Issue 18: job-function calls inside 'and'/'or' and conditional expressions run as statements
+(compiler.lin_branch): the same calls in the same order, short-circuits and truth tests exactly as
+native Python, frozen at every back-edge, and replayed."""
+
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from market import tasklet
+from tests.jobs.support import frozen, native
+
+HEADER = '''
+class Loud:
+    def __init__(self, v, log):
+        self.v, self.log = v, log
+
+    def __bool__(self):
+        self.log.append("bool %d" % self.v)
+        return self.v > 0
+
+    def __repr__(self):
+        return "L%d" % self.v
+
+
+def g(log, v):
+    for i in range(2):
+        log.append(v)
+    return Loud(v, log) if v == 5 else v
+
+
+def job(seed):
+    log = []
+    out = []
+'''
+
+
+exprs = st.recursive(
+    st.integers(-1, 5).map(lambda v: "g(log, %d)" % v) | st.integers(0, 2).map(str),
+    lambda inner: st.one_of(
+        st.tuples(st.sampled_from(["and", "or"]), st.lists(inner, min_size=2, max_size=3)).map(
+            lambda t: "(" + (" %s " % t[0]).join(t[1]) + ")"
+        ),
+        st.tuples(inner, inner, inner).map(lambda t: "(%s if %s else %s)" % t),
+        st.tuples(inner, inner).map(lambda t: "[%s, %s]" % t),
+    ),
+    max_leaves=7,
+)
+
+statements = st.one_of(
+    exprs.map(lambda e: "    x = %s\n    out.append(x if type(x) is not Loud else 'L')\n" % e),
+    exprs.map(lambda e: "    if %s:\n        out.append('yes')\n    else:\n        out.append('no')\n" % e),
+    exprs.map(lambda e: "    out.append(str(%s)[:1])\n" % e),
+    exprs.map(lambda e: "    for k in range(2):\n        out.append(k + len(str(%s)))\n" % e),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(statements, min_size=1, max_size=3), st.sampled_from([(1,), (2,), (3, 1)]))
+def test_calls_inside_and_or_ifexp_equal_native_frozen_at_every_back_edge(body, budgets):
+    src = HEADER + "".join(body) + "    return out, log\n"
+    expected = native(src, "job", [0])
+    got, _ = frozen(src, "job", [0], budgets=budgets)
+    assert got == expected
+
+
+SHORT = HEADER + """    a = g(log, 0) and g(log, 99)
+    b = g(log, 1) or g(log, 98)
+    c = g(log, 2) if g(log, 0) else g(log, 3)
+    d = g(log, 5) or g(log, 4)
+    e = (g(log, 0) or g(log, 1)) and (g(log, 2) if g(log, 1) else g(log, 97))
+    return [a, b, c, d is not None, e], log
+"""
+
+
+def test_short_circuit_and_truth_tests_once_each():
+    expected = native(SHORT, "job", [0])
+    got, hops = frozen(SHORT, "job", [0])
+    assert got == expected
+    assert 99 not in got[1] and 98 not in got[1] and 97 not in got[1]
+    assert got[1].count("bool 5") == 1  # d: the truth of g(log, 5) is tested once, as natively
+    assert hops > 10
+
+
+def test_calls_inside_and_or_were_refused_and_are_accepted_now():
+    tasklet.compile_job(SHORT, "job")  # was: JobRefused (job function calls inside 'and'/'or')
+
+
+def test_calls_inside_comprehensions_and_generator_expressions_stay_refused():
+    src = HEADER + "    return [g(log, v) or 1 for v in range(3)]\n"
+    with pytest.raises(tasklet.JobRefused, match="comprehensions run atomically"):
+        tasklet.compile_job(src, "job")
+
+
+def test_slices_with_calls_inside_and_or_are_matched_by_a_replay():
+    from tests.test_tasklet_replay import check_matched
+
+    s = tasklet.start(SHORT, "job", [0], {}, job_id=9)
+    matched = 0
+    for n in (1, 2, 3, 1, 4, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1):
+        out = check_matched(s, SHORT, n)
+        if out is None:
+            break
+        matched += 1
+        s = out.envelope
+    assert matched >= 5
