@@ -209,6 +209,20 @@ def _callee(f: ast.AST) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
+def loose_comprehension(comp: ast.AST, parent: Optional[ast.AST]) -> bool:
+    """Whether the compiler turns the comprehension ``comp`` into a for loop (so that it may call
+    job functions): a list, set or dict comprehension that is the whole value of an assignment or
+    of a return (nothing else of the statement is evaluated before it), with no lambda or other
+    comprehension inside (their names would need another scope)."""
+    if not isinstance(comp, (ast.ListComp, ast.SetComp, ast.DictComp)):
+        return False
+    if not isinstance(parent, (ast.Assign, ast.Return)) or parent.value is not comp:
+        return False
+    if any(g.is_async for g in comp.generators):
+        return False
+    return not any(isinstance(n, _SCOPES) or isinstance(n, ast.NamedExpr) for n in ast.walk(comp) if n is not comp)
+
+
 def is_dataclass_decorator(d: ast.expr) -> bool:
     """``@dataclass``, ``@dataclass(...)``, ``@dataclasses.dataclass``..."""
     f = d.func if isinstance(d, ast.Call) else d
@@ -661,6 +675,11 @@ class _Checker:
                 self.lambda_(node, ctx)
                 continue
             if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                if loose_comprehension(node, self.parents.get(id(node))):
+                    # the compiler makes it a for loop (compiler.desugar_comprehensions)
+                    for child in ast.iter_child_nodes(node):
+                        todo.append((child, why, False))
+                    continue
                 why = "comprehensions run atomically and cannot call job functions (use a for loop)"
                 for child in ast.iter_child_nodes(node):
                     todo.append((child, why, False))
