@@ -169,3 +169,19 @@ def test_slices_with_calls_inside_and_or_are_matched_by_a_replay(src):
         matched += 1
         s = out.envelope
     assert matched >= 5
+
+
+@pytest.mark.parametrize("src", [SHORT, COMPS], ids=["and-or-ifexp", "comprehensions"])
+def test_frozen_on_cpython_and_pypy_in_turn_equals_native(src):
+    from tests.test_tasklet_portability import PYPY, interpreter_or_skip, slice_in
+
+    pypy = interpreter_or_skip(PYPY, "pypy3")
+    expected = native(src, "job", [0])
+    env = tasklet.start(src, "job", [0], {})
+    for hop in range(500):
+        out = slice_in(pypy, env, src, budget=2) if hop % 2 else tasklet.run_slice(env, src, 60.0, budget=2)
+        if out.finished:
+            break
+        env = out.envelope
+    assert out.error is None, out.error
+    assert tasklet.decode_result(out.result) == expected
