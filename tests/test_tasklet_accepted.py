@@ -471,3 +471,4 @@ def job(xs):
     expected, got, hops = run_both(src, "job", [[1, 2, 3, 4]])
     assert got == expected
     assert hops > 3
+

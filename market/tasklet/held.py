@@ -74,6 +74,16 @@ _ITERATORS = frozenset(
         iter(int, 1),
     )
 )
+_PLAIN = frozenset((int, float, str, bool, type(None), list, dict, tuple, set, frozenset, bytes))
+_BUILTIN_METHOD = type([].append)  # CPython: builtin_function_or_method; PyPy: method
+
+
+class _Probe:
+    def m(self) -> None:
+        pass
+
+
+_METHOD = type(_Probe().m)  # a bound method of a class's function
 _KINDS = frozenset({"method", "exc", "iter", "match", "pattern", "view", "slice", "global", "object", "const"})
 _VIEWS = {type({}.keys()): 0, type({}.values()): 1, type({}.items()): 2}
 _CONSTS = {"NotImplemented": NotImplemented, "Ellipsis": Ellipsis}
@@ -108,6 +118,8 @@ def bind() -> None:
 
 def _recipe(v: Any, ns: Dict[str, Any], name_of: Callable[[object], Optional[str]]) -> Optional[Dict[str, Any]]:
     t = type(v)
+    if t in _PLAIN:
+        return None
     if t in _ITERATORS or t is iterators._SetRest:
         return {"k": "iter", "desc": iterators.describe(v, ns)}
     if t is object or t is _PATTERN_TYPE:
@@ -131,6 +143,8 @@ def _recipe(v: Any, ns: Dict[str, Any], name_of: Callable[[object], Optional[str
         if type(attrs) is not dict or getattr(v, "__notes__", None):
             return None
         return {"k": "exc", "cls": t, "args": list(v.args), "attrs": dict(attrs)}
+    if t is not _BUILTIN_METHOD and t is not _METHOD:  # (never __getattr__ of a job's class)
+        return None
     owner = getattr(v, "__self__", None)
     name = getattr(v, "__name__", None)
     if (
