@@ -114,3 +114,9 @@ def test_honest_slices_with_closures_are_matched_by_replay(entry, args):
 
 def test_variable_read_before_a_job_call_is_not_changed_by_a_nested_function_rebinding_it():
     assert frozen(SRC, "order_of_evaluation", [5], budgets=(1, 2))[0] == native(SRC, "order_of_evaluation", [5])
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_a_default_that_is_also_a_local_stays_the_same_object_after_a_thaw(n):
+    value, _ = frozen(SRC, "shared_default", [n], budgets=(1,))
+    assert value == native(SRC, "shared_default", [n])

@@ -110,3 +110,17 @@ def order_of_evaluation(n):
     for _ in range(n):
         out.append(x + twice(bump()))
     return out, x
+
+
+def shared_default(n):
+    """A nested function's default is the same list as a local: still the same list after a thaw."""
+    store = []
+
+    def add(v, acc=store):
+        acc.append(v)
+        return len(acc)
+
+    for i in range(n):
+        add(i * i)
+        store.append(-i)
+    return store, add(99), store
