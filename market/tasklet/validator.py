@@ -271,7 +271,8 @@ def local_names(fn: ast.FunctionDef) -> Set[str]:
 def _outer_parts(node: ast.AST) -> List[ast.AST]:
     """The parts of a nested def or class that its enclosing scope evaluates."""
     if isinstance(node, ast.ClassDef):
-        return list(node.bases) + [k.value for k in node.keywords] + list(node.decorator_list)
+        parts: List[ast.AST] = [*node.bases, *(k.value for k in node.keywords), *node.decorator_list]
+        return parts
     a = node.args  # type: ignore[attr-defined]  # FunctionDef / AsyncFunctionDef
     return list(a.defaults) + [d for d in a.kw_defaults if d is not None] + list(node.decorator_list)  # type: ignore[attr-defined]
 
