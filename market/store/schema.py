@@ -390,6 +390,17 @@ V13: list[Statement] = [
     "ALTER TABLE jobs ADD COLUMN carry INTEGER NOT NULL DEFAULT 0",
 ]
 
+# Spending caps (issue 19, item 6; ``market.core.caps``): the most a job, a batch or an account
+# may spend, in cents (NULL: no cap); an account's cap counts from ``cap_since``; a job held by a
+# cap keeps the words why in ``hold_reason`` (NULL for a job held for want of money).
+V14: list[Statement] = [
+    "ALTER TABLE jobs ADD COLUMN cap {bigint} NULL",
+    "ALTER TABLE jobs ADD COLUMN hold_reason VARCHAR(255) NULL",
+    "ALTER TABLE batches ADD COLUMN cap {bigint} NULL",
+    "ALTER TABLE accounts ADD COLUMN cap {bigint} NULL",
+    "ALTER TABLE accounts ADD COLUMN cap_since {double} NULL",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -404,6 +415,7 @@ MIGRATIONS: list[Migration] = [
     (11, V11),
     (12, V12),
     (13, V13),
+    (14, V14),
 ]
 LATEST = MIGRATIONS[-1][0]
 
