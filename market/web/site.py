@@ -114,6 +114,8 @@ def routes(web: Web) -> list[Route]:
         Route("POST", "/reset/<token>",                        ANYONE_FORM, account.reset),
         Route("GET",  "/resend",                               ANYONE,       account.resend_form),
         Route("POST", "/resend",                               ANYONE_FORM, account.resend),
+        Route("GET",  "/account",                              MEMBERS,      account.account),
+        Route("POST", "/account/cap",                          MEMBERS_FORM, account.set_cap),
         Route("GET",  "/password",                             MEMBERS,      account.password_form),
         Route("POST", "/password",                             MEMBERS_FORM, account.change_password),
         Route("GET",  "/submit",                               MEMBERS,      jobs.submit_form),
