@@ -749,6 +749,14 @@ def cmd_cap(args) -> int:
     return 0
 
 
+def cmd_notify(args) -> int:
+    """``market notify [on|off]``: an e-mail when a job finishes or fails (a batch: when it ends)."""
+    proxy, _ = _server(args)
+    on = _call(proxy.notify, *([args.state == "on"] if args.state else []))
+    print(f"e-mail when a job or batch ends: {'on' if on else 'off'}")
+    return 0
+
+
 def cmd_cancel(args) -> int:
     proxy, _ = _server(args)
     _call(proxy.cancel, args.job)
@@ -1059,6 +1067,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("values", nargs="*", help="the job or batch id, then the cap in credits (none: no cap)")
     server_opts(c)
     c.set_defaults(func=cmd_cap)
+    c = sub.add_parser("notify", help="an e-mail when a job finishes or fails, one per batch (on, off; none: show)")
+    c.add_argument("state", nargs="?", choices=("on", "off"))
+    server_opts(c)
+    c.set_defaults(func=cmd_notify)
     c = sub.add_parser("cancel", help="cancel a job (a running task is aborted)")
     c.add_argument("job", type=int)
     server_opts(c)

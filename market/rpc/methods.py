@@ -44,6 +44,7 @@ from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import live as sql_live
 from market.store import logs as sql_logs
+from market.store import notices as sql_notices
 from market.store import statements as sql_statements
 from market.store import tokens as sql_tokens
 
@@ -538,6 +539,16 @@ class MarketRPC:
             now = self.dispatcher.clock.seconds()
             yield self.db.run(sql_caps.set_account_cap, account["id"], caps.parse_cap(cap), now)
         return _public_cap((yield self.db.run(sql_caps.account_cap, account["id"])))
+
+    @method(Arg("on", (bool,), "true: an e-mail when a job or a batch ends", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_notify(self, auth, on=None):
+        """New: whether your account gets an e-mail when a job finishes or fails (one per job; one
+        per batch when the whole batch ends); with ``on``, turn it on or off first."""
+        account = yield self._auth(auth, "account")
+        if on is not None:
+            yield self.db.run(sql_notices.set_notify, account["id"], bool(on))
+        return (yield self.db.run(sql_notices.notify_of, account["id"]))
 
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks

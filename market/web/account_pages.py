@@ -19,6 +19,7 @@ from market.core.errors import Conflict, MarketError, NotFound
 from market.core.text import printable
 from market.store import accounts as sql_accounts
 from market.store import caps as sql_caps
+from market.store import notices as sql_notices
 from market.store import tokens as sql_tokens
 from market.store import web as sql_web
 from market.web.context import Pages, address, field
@@ -233,8 +234,14 @@ class AccountPages(Pages):
         await self.web.db.run(sql_caps.set_account_cap, visitor.account_id, cap, self.web.clock.seconds())
         return await self._account_page(request, visitor, done="cap")
 
+    async def set_notify(self, request, visitor):
+        on = field(request, "notify", limit=8) == "on"
+        await self.web.db.run(sql_notices.set_notify, visitor.account_id, on)
+        return await self._account_page(request, visitor, done="notify")
+
     async def _account_page(self, request, visitor, code: int = 200, errors=None, typed=None, done=None):
         cap = await self.web.db.run(sql_caps.account_cap, visitor.account_id)
+        notify = await self.web.db.run(sql_notices.notify_of, visitor.account_id)
         value = typed if typed is not None else ("" if cap is None else money.format_cents(cap.limit))
         return self.web.render(
             request,
@@ -246,6 +253,7 @@ class AccountPages(Pages):
             value=value,
             errors=errors or {},
             done=done,
+            notify=notify,
         )
 
     # -- e-mailed links: password reset and a new confirmation ---------------------------------

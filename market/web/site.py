@@ -116,6 +116,7 @@ def routes(web: Web) -> list[Route]:
         Route("POST", "/resend",                               ANYONE_FORM, account.resend),
         Route("GET",  "/account",                              MEMBERS,      account.account),
         Route("POST", "/account/cap",                          MEMBERS_FORM, account.set_cap),
+        Route("POST", "/account/notify",                       MEMBERS_FORM, account.set_notify),
         Route("GET",  "/password",                             MEMBERS,      account.password_form),
         Route("POST", "/password",                             MEMBERS_FORM, account.change_password),
         Route("GET",  "/submit",                               MEMBERS,      jobs.submit_form),
