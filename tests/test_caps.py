@@ -110,14 +110,19 @@ def test_no_job_batch_or_account_ever_pays_above_its_cap(world):
             for k in j.caps:
                 assert paid[k] + reserved <= limits[k]  # a lease never reserves beyond what a cap leaves
             ms = rules.accepted_ms(0.0, granted, granted * share)
-            entry = rules.pay(rules.Slice(0, j.id, rules.JobKind.JOB, j.price, j.owner, PAYEE, ms, reserved), balances, carries)
+            entry = rules.pay(
+                rules.Slice(0, j.id, rules.JobKind.JOB, j.price, j.owner, PAYEE, ms, reserved), balances, carries
+            )
             for k in j.caps:
                 paid[k] += entry.amount if entry else 0
         for key, limit in limits.items():
             assert paid[key] <= limit
         for j in jobs:  # a job is held by a cap over it, never by another's
             if j.id in plan.capped:
-                assert any(current[k].what == plan.capped[j.id].what and current[k].limit == plan.capped[j.id].limit for k in j.caps)
+                assert any(
+                    current[k].what == plan.capped[j.id].what and current[k].limit == plan.capped[j.id].limit
+                    for k in j.caps
+                )
 
 
 # -- the real store ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from tests.test_web_support import make_job, market  # noqa: F401 - the fixture
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_member_sets_and_clears_the_accounts_spending_cap_on_the_account_page(market):  # noqa: F811
+async def test_a_member_sets_and_clears_the_accounts_spending_cap_on_the_account_page(market):
     b = await market.member("cara")
     cara = market.account_id("cara")
     home = await b.get("/")
@@ -22,7 +22,9 @@ async def test_a_member_sets_and_clears_the_accounts_spending_cap_on_the_account
     assert page.code == 200 and "No spending cap" in page.text
 
     job = make_job(market.db, cara, "capped")
-    market.db.transact(lambda tx: tx.execute("UPDATE jobs SET status = 'held', hold_reason = 'cap' WHERE id = ?", (job,)))
+    market.db.transact(
+        lambda tx: tx.execute("UPDATE jobs SET status = 'held', hold_reason = 'cap' WHERE id = ?", (job,))
+    )
     done = await b.post("/account/cap", {"cap": "12.50"}, csrf=page.csrf())
     assert done.code == 200 and "Your spending cap is set." in done.text
     assert "12.50" in done.text and 'value="12.50"' in done.text
@@ -41,7 +43,7 @@ async def test_a_member_sets_and_clears_the_accounts_spending_cap_on_the_account
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_account_cap_form_needs_the_members_csrf_token(market):  # noqa: F811
+async def test_the_account_cap_form_needs_the_members_csrf_token(market):
     b = await market.member("dora")
     refused = await b.post("/account/cap", {"cap": "1.00"}, csrf=None)
     assert refused.code in (400, 403)

@@ -63,7 +63,9 @@ def test_a_batch_gives_one_notice_when_its_last_job_ends_and_none_per_job(db):
     db.transact(nsql.set_notify, owner, True)
     batch = db.transact(bsql.create_batch, owner, "sweep", md.SOURCE, "main", 5, 3, time.time())
     ids = [md.job(db, owner, 5, f"j{i}") for i in range(3)]
-    db.transact(lambda tx: tx.execute(f"UPDATE jobs SET batch_id = ? WHERE id IN ({ids[0]}, {ids[1]}, {ids[2]})", (batch,)))
+    db.transact(
+        lambda tx: tx.execute(f"UPDATE jobs SET batch_id = ? WHERE id IN ({ids[0]}, {ids[1]}, {ids[2]})", (batch,))
+    )
     end(db, ids[0])
     end(db, ids[1], "error", "boom")
     assert db.transact(nsql.claim) == []  # one job still runs
@@ -77,7 +79,7 @@ def test_a_batch_gives_one_notice_when_its_last_job_ends_and_none_per_job(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_notifier_mails_through_the_sites_mailer_and_the_account_page_turns_it_on(market):  # noqa: F811
+async def test_the_notifier_mails_through_the_sites_mailer_and_the_account_page_turns_it_on(market):
     from twisted.internet import task
 
     from market.web.notify import Notifier

@@ -49,4 +49,7 @@ def _last_lines(text: str, most: int = 20) -> str:
 
 def _footer(base_url: str | None) -> str:
     where = f" ({base_url}/account)" if base_url else ""
-    return f"\n\n-- \nYou asked for these e-mails on your account page{where}; turn them off there or with: market notify off\n"
+    return (
+        f"\n\n-- \nYou asked for these e-mails on your account page{where};"
+        " turn them off there or with: market notify off\n"
+    )

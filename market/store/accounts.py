@@ -142,7 +142,8 @@ def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
     if now is not None:
         tx.execute("DELETE FROM web_sessions WHERE account_id = ?", (account["id"],))
         tx.execute(
-            f"UPDATE jobs SET status = '{JobStatus.HELD}', hold_reason = NULL WHERE status = '{JobStatus.READY}' AND account_id = ?",
+            f"UPDATE jobs SET status = '{JobStatus.HELD}', hold_reason = NULL"
+            f" WHERE status = '{JobStatus.READY}' AND account_id = ?",
             (account["id"],),
         )
     else:

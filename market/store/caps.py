@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from market.core import caps
+from market.core.errors import NotFound
 from market.core.rules import JobStatus, LeaseStatus
 from market.store import accounts as sql_accounts
 from market.store import batches as sql_batches
@@ -26,18 +27,26 @@ ACCOUNT_SPENT = (
 )
 
 
+def _owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> None:
+    """As ``jobs.owned_job`` (which reads this module's figures, so it is not imported here)."""
+    found = tx.scalar(
+        "SELECT id FROM jobs WHERE id = ? AND account_id = ?" + (tx.for_update if lock else ""), (job_id, account_id)
+    )
+    if found is None:
+        raise NotFound(f"no job {job_id} in your account — list yours with: market status")
+
+
 def _release(tx, where: str, params: tuple[Any, ...]) -> int:
     return tx.execute(
-        f"UPDATE jobs SET status = '{JobStatus.READY}', hold_reason = NULL WHERE status = '{JobStatus.HELD}' AND {where}",
+        f"UPDATE jobs SET status = '{JobStatus.READY}', hold_reason = NULL"
+        f" WHERE status = '{JobStatus.HELD}' AND {where}",
         params,
     )
 
 
 def set_job_cap(tx, account_id: int, job_id: int, cap: int | None) -> None:
     """Set (or clear, None) a job's spending cap; a held job is checked again."""
-    from market.store import jobs as sql_jobs  # it reads this module's figures
-
-    sql_jobs.owned_job(tx, account_id, job_id, lock=True)
+    _owned_job(tx, account_id, job_id, lock=True)
     tx.execute("UPDATE jobs SET cap = ? WHERE id = ?", (cap, job_id))
     _release(tx, "id = ?", (job_id,))
 
@@ -63,15 +72,15 @@ def set_account_cap(tx, account_id: int, cap: int | None, now: float) -> None:
 
 def account_cap(tx, account_id: int) -> caps.Cap | None:
     """The account's cap and what it spent under it, or None without a cap."""
-    row = tx.one(f"SELECT a.cap, {ACCOUNT_SPENT} AS spent FROM accounts a WHERE a.id = ? AND a.cap IS NOT NULL", (account_id,))
+    row = tx.one(
+        f"SELECT a.cap, {ACCOUNT_SPENT} AS spent FROM accounts a WHERE a.id = ? AND a.cap IS NOT NULL", (account_id,)
+    )
     return None if row is None else caps.Cap(caps.ACCOUNT, int(row["cap"]), int(row["spent"]))
 
 
 def job_cap(tx, account_id: int, job_id: int) -> caps.Cap | None:
     """The job's cap and what it spent under it, or None without a cap."""
-    from market.store import jobs as sql_jobs  # it reads this module's figures
-
-    sql_jobs.owned_job(tx, account_id, job_id)
+    _owned_job(tx, account_id, job_id)
     row = tx.one(f"SELECT j.cap, {JOB_SPENT} AS spent FROM jobs j WHERE j.id = ? AND j.cap IS NOT NULL", (job_id,))
     return None if row is None else caps.Cap(caps.JOB, int(row["cap"]), int(row["spent"]))
 

@@ -55,7 +55,8 @@ def claim(tx, limit: int = 100) -> list[dict[str, Any]]:
 def _batch_notice(tx, batch_id: int) -> dict[str, Any] | None:
     """Claim the batch if all its jobs ended (and all were added); its notice if its owner asked."""
     batch = tx.one(
-        "SELECT b.id, b.name, b.size, b.notified, a.notify, a.email FROM batches b JOIN accounts a ON a.id = b.account_id"
+        "SELECT b.id, b.name, b.size, b.notified, a.notify, a.email"
+        " FROM batches b JOIN accounts a ON a.id = b.account_id"
         " WHERE b.id = ?" + tx.for_update,
         (batch_id,),
     )

@@ -34,9 +34,7 @@ class Notifier:
         if self._loop is None:
             self._loop = task.LoopingCall(self.pass_once)
             self._loop.clock = self.clock
-            self._loop.start(self.interval, now=False).addErrback(
-                lambda f: log.failure("the notifier stopped", f)
-            )
+            self._loop.start(self.interval, now=False).addErrback(lambda f: log.failure("the notifier stopped", f))
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:
