@@ -907,6 +907,7 @@ def _public_batch(row: dict[str, Any]) -> dict[str, Any]:
         "size": row["size"],
         "jobs": row["jobs"],
         "counts": {str(k): v for k, v in row["counts"].items()},
+        "states": {str(k): v for k, v in row["states"].items()},  # new (issue 19): failed apart from finished
         "outcomes": {str(k): v for k, v in row["outcomes"].items()},
         "progress": progress,
         "executed_seconds": row["executed_ms"] / 1000.0,

@@ -135,6 +135,7 @@ def routes(web: Web) -> list[Route]:
         Route("POST", f"/batches/<{ID}:batch_id>/price",       MEMBERS_FORM, batches.price),
         Route("GET",  f"/jobs/<{ID}:job_id>/log",              MEMBERS,      jobs.log),
         Route("GET",  f"/jobs/<{ID}:job_id>/events",           MEMBERS,      live.events),
+        Route("GET",  f"/batches/<{ID}:batch_id>/events",      MEMBERS,      live.batch_events),
         Route("GET",  "/clients",                              MEMBERS,      market.clients),
         Route("POST", "/clients",                              MEMBERS_FORM, market.register),
         Route("GET",  f"/clients/<{ID}:client_id>",            MEMBERS,      market.client),
