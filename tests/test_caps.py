@@ -210,3 +210,44 @@ def test_a_batch_cap_covers_its_jobs_together(db):
     for jid in ids[:2]:
         reason = states.state_of(db.transact(jsql.job_status, owner, jid)).reason
         assert reason.startswith("spending cap reached: 0.20 of 0.25") and "batch's cap" in reason
+
+
+# -- the simulator's books run the same rule ---------------------------------------------------
+
+sim_runs = st.lists(
+    st.tuples(st.integers(1, 400), st.sampled_from([None, 0, 30, 250, 1000]), st.integers(0, 3)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sim_runs, st.lists(st.tuples(st.integers(200, 4000), st.floats(0.0, 1.2)), min_size=1, max_size=30))
+def test_in_the_simulators_books_no_job_pays_above_its_cap(jobs, windows):
+    from sim.books import Books
+
+    books = Books(grace=1.0)
+    owner, host = books.open_account(10**9), books.open_account(0)
+    books.add_client(1, host)
+    for i, (price, cap, _) in enumerate(jobs):
+        books.add_job(i, owner, price)
+        books.set_cap(i, cap)
+    paid = defaultdict(int)
+    at = 0.0
+    for n, (granted_ms, share) in enumerate(windows):
+        granted = granted_ms / 1000
+        ready = [j.window for j in books.jobs.values() if j.status == "ready"]
+        plan = books.plan_window(ready, 1, granted)
+        if n == len(windows) // 2:  # raising a cap half way releases its job; the cap still holds
+            for i, (_, cap, bump) in enumerate(jobs):
+                if cap is not None:
+                    books.set_cap(i, cap + 100 * bump)
+        for j in plan.candidates:
+            lease = books.checkout(j.id, 1, granted, at)
+            answer = books.checkin(lease.id, at + granted * share)  # late (share > 1 + grace): rejected
+            paid[j.id] += answer["paid"]
+        at += 10.0
+        for i in paid:
+            cap = books.jobs[i].cap
+            assert cap is None or paid[i] <= cap
+            assert books.jobs[i].spent == paid[i]  # no lease open between windows

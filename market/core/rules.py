@@ -447,7 +447,7 @@ def plan_window(
     """
     payment = money.payment_ceiling  # what the lease will reserve (``reservation``)
     left: dict[int | None, int] = {}
-    spent: dict[Any, _caps.Cap] = dict(caps or {})
+    used: dict[Any, int] = {}  # cap key -> what this window's candidates reserve under it
     candidates: list[WindowJob] = []
     held: list[int] = []
     capped: dict[int, _caps.Cap] = {}
@@ -459,7 +459,14 @@ def plan_window(
         if have is None:
             have = int(available[owner])
         need = payment(job.price, int((job.seconds or longest) * 1000))
-        over = next((spent[k] for k in job.caps if k in spent and not _caps.fits(spent[k], need)), None)
+        over = None
+        for k in job.caps:
+            cap = caps.get(k) if caps is not None else None  # read lazily: ``caps`` may compute it
+            if cap is not None:
+                cap = cap._replace(spent=cap.spent + used.get(k, 0))
+                if not _caps.fits(cap, need):
+                    over = cap
+                    break
         if over is not None:
             capped[job.id] = over
             held.append(job.id)
@@ -470,8 +477,7 @@ def plan_window(
             continue
         left[owner] = have - need
         for k in job.caps:
-            if k in spent:
-                spent[k] = spent[k]._replace(spent=spent[k].spent + need)
+            used[k] = used.get(k, 0) + need
         candidates.append(job)
         if len(candidates) >= wanted:
             break
