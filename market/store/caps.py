@@ -20,11 +20,9 @@ BATCH_SPENT = (
     f"(SELECT COALESCE(SUM({LEASE_SPENT}), 0) FROM leases l JOIN jobs bj ON bj.id = l.job_id"
     " WHERE bj.batch_id = j.batch_id)"
 )
-# an account's payments since its cap was first set, plus what its open leases reserve
-ACCOUNT_SPENT = (
-    "(a.reserved + (SELECT COALESCE(SUM(g.amount), 0) FROM ledger g"
-    " WHERE g.debit_account = a.id AND g.kind = 'payment' AND g.at >= a.cap_since))"
-)
+# an account's payments since its cap was first set (``cap_spent``, kept by every payment while
+# the account has a cap: ``accounts.record_statements``), plus what its open leases reserve
+ACCOUNT_SPENT = "(a.reserved + a.cap_spent)"
 
 
 def _owned_job(tx, account_id: int, job_id: int, lock: bool = False) -> None:
@@ -63,9 +61,10 @@ def set_account_cap(tx, account_id: int, cap: int | None, now: float) -> None:
     change keeps that start, clearing forgets it. The account's held jobs are checked again."""
     sql_accounts.account_by_id(tx, account_id)
     tx.execute(
-        "UPDATE accounts SET cap = ?, cap_since = CASE WHEN ? IS NULL THEN NULL"
-        " WHEN cap_since IS NULL THEN ? ELSE cap_since END WHERE id = ?",
-        (cap, cap, now, account_id),
+        "UPDATE accounts SET cap_spent = CASE WHEN cap IS NULL THEN 0 ELSE cap_spent END,"
+        " cap_since = CASE WHEN ? IS NULL THEN NULL WHEN cap_since IS NULL THEN ? ELSE cap_since END,"
+        " cap = ? WHERE id = ?",
+        (cap, now, cap, account_id),
     )
     _release(tx, "account_id = ?", (account_id,))
 

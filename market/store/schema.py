@@ -400,6 +400,8 @@ V14: list[Statement] = [
     "ALTER TABLE batches ADD COLUMN cap {bigint} NULL",
     "ALTER TABLE accounts ADD COLUMN cap {bigint} NULL",
     "ALTER TABLE accounts ADD COLUMN cap_since {double} NULL",
+    # what the account paid since then (kept with each payment: no sum over the ledger per window)
+    "ALTER TABLE accounts ADD COLUMN cap_spent {bigint} NOT NULL DEFAULT 0",
     # e-mail on finish or failure (opt-in, ``accounts.notify``): a job or a batch is looked at
     # once when it ends (``notified``), mailed or not; what ended before this release is not mailed
     "ALTER TABLE accounts ADD COLUMN notify INTEGER NOT NULL DEFAULT 0",
