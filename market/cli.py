@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from market.core import money, states, verification
+from market.core import caps, money, states, verification
 from market.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_JOB_CANCELLED,
@@ -433,7 +433,8 @@ def cmd_submit(args) -> int:
     account_id = args.account_id if args.account_id is not None else _call(proxy.whoami)["id"]
     if not _price_is_meant(proxy, cents, args.yes):
         return EXIT_BAD_INPUT
-    print(printable(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents)))
+    cap = caps.parse_cap(args.cap) if args.cap else None
+    print(printable(_call(submission.submit_over_rpc, proxy, account_id, job, args.name, cents, cap)))
     return 0
 
 
@@ -723,6 +724,39 @@ def cmd_price(args) -> int:
     return 0
 
 
+def cmd_cap(args) -> int:
+    """``market cap job ID AMOUNT`` / ``batch ID AMOUNT`` / ``account [AMOUNT]``: set a spending cap
+    ('none' clears it) and show what was spent under it."""
+    proxy, _ = _server(args)
+    if args.what == "account":
+        if len(args.values) > 1:
+            raise UsageError("market cap account [AMOUNT] — one amount at most")
+        answer = _call(proxy.account_cap, *args.values)
+        what = "your account"
+    else:
+        if len(args.values) != 2:
+            raise UsageError(f"market cap {args.what} {args.what.upper()}_ID AMOUNT (credits like 5.00, or none)")
+        try:
+            ident = int(args.values[0])
+        except ValueError:
+            raise UsageError(f"{args.values[0]!r} is not a {args.what} id") from None
+        answer = _call(getattr(proxy, f"{args.what}_cap"), ident, args.values[1])
+        what = f"{args.what} {ident}"
+    if not answer:
+        print(f"{what}: no spending cap")
+    else:
+        print(f"{what}: spending cap {answer['cap']} credits, {answer['spent']} spent, {answer['left']} left")
+    return 0
+
+
+def cmd_notify(args) -> int:
+    """``market notify [on|off]``: an e-mail when a job finishes or fails (a batch: when it ends)."""
+    proxy, _ = _server(args)
+    on = _call(proxy.notify, *([args.state == "on"] if args.state else []))
+    print(f"e-mail when a job or batch ends: {'on' if on else 'off'}")
+    return 0
+
+
 def cmd_cancel(args) -> int:
     proxy, _ = _server(args)
     _call(proxy.cancel, args.job)
@@ -757,7 +791,10 @@ def cmd_batch_submit(args) -> int:
     print(verification.fee_words(), "(the market's default settings; docs/trust.md)", file=sys.stderr)
     proxy, _ = _server(args)
     account_id = _call(proxy.whoami)["id"]
-    batch_id, jobs = _call(batches.submit_over_rpc, proxy, account_id, source, args.function, states, args.name, cents)
+    cap = caps.parse_cap(args.cap) if args.cap else None
+    batch_id, jobs = _call(
+        batches.submit_over_rpc, proxy, account_id, source, args.function, states, args.name, cents, cap
+    )
     print(f"batch {batch_id}: {len(jobs):,} jobs", file=sys.stderr)
     print(batch_id)
     return 0
@@ -964,6 +1001,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--price", required=True, help="credits per second, like 0.05")
     c.add_argument("--yes", action="store_true", help="confirm an unusual price (far above what wins the fastest)")
     c.add_argument("--arg", action="append", help="a positional argument as JSON (repeatable)")
+    c.add_argument("--cap", default=None, help="a spending cap for the job, in credits like 5.00")
     c.add_argument("--account-id", type=int, default=None)
     server_opts(c)
     c.set_defaults(func=cmd_submit)
@@ -1021,6 +1059,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("price")
     server_opts(c)
     c.set_defaults(func=cmd_price)
+    c = sub.add_parser(
+        "cap",
+        help="a spending cap: cap job ID AMOUNT, cap batch ID AMOUNT, cap account [AMOUNT] ('none' clears it)",
+    )
+    c.add_argument("what", choices=("job", "batch", "account"))
+    c.add_argument("values", nargs="*", help="the job or batch id, then the cap in credits (none: no cap)")
+    server_opts(c)
+    c.set_defaults(func=cmd_cap)
+    c = sub.add_parser("notify", help="an e-mail when a job finishes or fails, one per batch (on, off; none: show)")
+    c.add_argument("state", nargs="?", choices=("on", "off"))
+    server_opts(c)
+    c.set_defaults(func=cmd_notify)
     c = sub.add_parser("cancel", help="cancel a job (a running task is aborted)")
     c.add_argument("job", type=int)
     server_opts(c)
@@ -1041,6 +1091,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("json", "jsonl", "csv"), default=None, help="default: from the file's name")
     c.add_argument("--name", required=True)
     c.add_argument("--price", required=True, help="credits per second for each job, like 0.05")
+    c.add_argument("--cap", default=None, help="a spending cap for the whole batch, in credits like 50.00")
     server_opts(c)
     c.set_defaults(func=cmd_batch_submit)
     c = bt.add_parser("status", help="your batches, or one batch's progress, counts and cost")

@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from market.core import ledger, rules
+from market.core import caps, ledger, rules
 from market.core.errors import NotFound
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, Verdict
 
@@ -46,6 +46,8 @@ class BookJob:
         "finished_at",
         "open",
         "statuses",
+        "cap",
+        "spent",
     )
 
     def __init__(self, id: int, owner: int | None, price: int, kind: str, seconds: float | None) -> None:
@@ -56,6 +58,8 @@ class BookJob:
         self.finished_at: float | None = None
         self.open = 0  # leases out
         self.statuses: dict[str, int] | None = None  # how many of its leases closed with each slice status
+        self.cap: int | None = None  # its spending cap (core.caps), None for none
+        self.spent = 0  # what its slices paid plus what its open leases reserved (core.caps)
 
 
 class Lease:
@@ -167,6 +171,16 @@ class Books:
         self.carries[job_id] = 0
         return job
 
+    def set_cap(self, job_id: int, cap: int | None) -> None:
+        """Set (or clear) a job's spending cap; a held job is checked again, as
+        ``market.store.caps.set_job_cap`` does."""
+        job = self.jobs[job_id]
+        job.cap = cap
+        job.window = job.window._replace(caps=() if cap is None else ((_JOB_CAP, job_id),))
+        if job.status == _HELD:
+            job.status = rules.unheld(job.status)
+            self._held.get(job.owner, set()).discard(job_id)
+
     def forget_job(self, job_id: int) -> None:
         """Drop an ended job that has no lease out (to keep long runs small)."""
         job = self.jobs.get(job_id)
@@ -179,7 +193,7 @@ class Books:
     def plan_window(self, top: Iterable[rules.WindowJob], wanted: int, longest: float) -> rules.WindowPlan:
         """``rules.plan_window`` over the top of the ready list (``BookJob.window``, in ready-list
         order); the jobs it holds are held."""
-        plan = rules.plan_window(top, _Available(self), wanted, longest)
+        plan = rules.plan_window(top, _Available(self), wanted, longest, _Caps(self))
         for job_id in plan.held:
             job = self.jobs[job_id]
             if job.status == _READY:
@@ -209,6 +223,7 @@ class Books:
         self.leases[lease.id] = lease
         if reserved and job.owner is not None:
             self.reserved[job.owner] += reserved
+        job.spent += reserved  # until the lease closes: then what it paid instead
         job.status = _RUNNING
         job.open += 1
         return lease
@@ -312,6 +327,7 @@ class Books:
     ) -> None:
         lease.status, lease.checked_in_at, lease.slice_status = status, at, slice_status
         lease.paid, lease.accepted_ms = paid, ms
+        job.spent += paid - lease.reserved
         job.open -= 1
         if slice_status is not None:
             if job.statuses is None:
@@ -346,6 +362,31 @@ class Books:
         if self.ledger is not None:
             out["granted"] = sum(e.amount for e, _, _ in self.ledger if e.kind == "grant")
         return out
+
+
+_JOB_CAP = "job"
+
+
+class _Caps(Mapping):
+    """The jobs' spending caps (``core.caps.Cap``), keyed like ``WindowJob.caps``, computed when
+    window planning asks for one."""
+
+    __slots__ = ("_books",)
+
+    def __init__(self, books: Books) -> None:
+        self._books = books
+
+    def __getitem__(self, key: Any) -> caps.Cap:
+        job = self._books.jobs.get(key[1]) if key[0] == _JOB_CAP else None
+        if job is None or job.cap is None:
+            raise KeyError(key)
+        return caps.Cap(caps.JOB, job.cap, job.spent)
+
+    def __iter__(self) -> Iterator[Any]:
+        return ((_JOB_CAP, j.id) for j in self._books.jobs.values() if j.cap is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for j in self._books.jobs.values() if j.cap is not None)
 
 
 class _Available(Mapping):

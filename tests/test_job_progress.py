@@ -227,7 +227,7 @@ def test_a_slow_read_skips_ticks_instead_of_queueing_them_and_a_stream_ends_afte
     web = FakeWeb()
     streams = LiveStreams(web, every=2.0, lifetime=10.0)
     request = DummyRequest([b"events"])
-    ended = streams._stream(request, 1, 7, _figures())
+    ended = streams._stream(request, lambda tx: None, _figures())
     assert len(request.written) == 1 and request.written[0].startswith(b"data: ")
     web.clock.advance(2.0)
     web.clock.advance(2.0)

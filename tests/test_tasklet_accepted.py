@@ -5,9 +5,9 @@ import copy
 
 import pytest
 
+from market import tasklet
 from tests.jobs.support import frozen, native
 from tests.test_tasklet_portability import PYPY, interpreter_or_skip, slice_in
-from market import tasklet
 
 
 def run_both(src, entry, args, budgets=(1,)):
@@ -79,15 +79,19 @@ def test_a_set_that_changes_size_raises_on_pypy_after_a_cpython_freeze():
 
 
 HELD = {
-    "bound_method": ("""
+    "bound_method": (
+        """
 def job(xs):
     out = []
     push = out.append
     for x in xs:
         push(x * 2)
     return out, push == out.append
-""", [[1, 2, 3, 4]]),
-    "bound_method_of_a_job_instance": ("""
+""",
+        [[1, 2, 3, 4]],
+    ),
+    "bound_method_of_a_job_instance": (
+        """
 class Acc:
     def __init__(self):
         self.total = 0
@@ -102,8 +106,11 @@ def job(xs):
     for x in xs:
         add(x)
     return acc.total, add == acc.add
-""", [[1, 2, 3, 4]]),
-    "iterator_and_next": ("""
+""",
+        [[1, 2, 3, 4]],
+    ),
+    "iterator_and_next": (
+        """
 def job(xs):
     it = iter(xs)
     first = next(it)
@@ -115,8 +122,11 @@ def job(xs):
         out.append(v)
         xs.append(-1) if len(xs) < 8 else None
     return out
-""", [[1, 2, 3, 4]]),
-    "iterator_shared_with_its_loop": ("""
+""",
+        [[1, 2, 3, 4]],
+    ),
+    "iterator_shared_with_its_loop": (
+        """
 def job(xs):
     it = iter(xs)
     pairs = []
@@ -124,8 +134,11 @@ def job(xs):
         b = next(it, None)
         pairs.append([a, b])
     return pairs
-""", [[1, 2, 3, 4, 5, 6, 7]]),
-    "enumerate_of_a_held_iterator": ("""
+""",
+        [[1, 2, 3, 4, 5, 6, 7]],
+    ),
+    "enumerate_of_a_held_iterator": (
+        """
 def job(xs):
     it = iter(xs)
     out = []
@@ -133,8 +146,11 @@ def job(xs):
         if i % 2 == 0:
             out.append([i, a, next(it, None)])
     return out
-""", [[1, 2, 3, 4, 5, 6, 7, 8, 9]]),
-    "iterator_passed_to_a_callee": ("""
+""",
+        [[1, 2, 3, 4, 5, 6, 7, 8, 9]],
+    ),
+    "iterator_passed_to_a_callee": (
+        """
 def take(it, n):
     got = []
     for _ in range(n):
@@ -148,8 +164,11 @@ def job(xs):
     for k in range(3):
         out.append(take(it, 2))
     return out, list(it)
-""", [[1, 2, 3, 4, 5, 6, 7, 8]]),
-    "dict_and_range_iterators": ("""
+""",
+        [[1, 2, 3, 4, 5, 6, 7, 8]],
+    ),
+    "dict_and_range_iterators": (
+        """
 def job(d, n):
     ki = iter(d.items())
     ri = iter(range(n))
@@ -157,8 +176,11 @@ def job(d, n):
     for _ in range(len(d)):
         out.append([next(ki), next(ri)])
     return out
-""", [{"a": 1, "b": 2, "c": 3}, 10]),
-    "exception_kept": ("""
+""",
+        [{"a": 1, "b": 2, "c": 3}, 10],
+    ),
+    "exception_kept": (
+        """
 def job(xs):
     errs = []
     last = None
@@ -167,8 +189,11 @@ def job(xs):
             last = ValueError("negative", x)
             errs.append(str(last))
     return errs, last.args, isinstance(last, ValueError)
-""", [[1, -2, 3, -4, 5]]),
-    "except_as_used_past_the_block": ("""
+""",
+        [[1, -2, 3, -4, 5]],
+    ),
+    "except_as_used_past_the_block": (
+        """
 def job(xs):
     seen = None
     for x in xs:
@@ -178,8 +203,11 @@ def job(xs):
             err = e
             seen = x
     return seen, isinstance(err, ZeroDivisionError), err.args
-""", [[1, 0, 3, 4]]),
-    "job_exception_kept": ("""
+""",
+        [[1, 0, 3, 4]],
+    ),
+    "job_exception_kept": (
+        """
 class Bad(Exception):
     def __init__(self, what, code):
         super().__init__(what)
@@ -195,8 +223,11 @@ def job(xs):
         raise last
     except Bad as e:
         return e.args, e.code, str(e)
-""", [[2, 3, 4, 5, 6]]),
-    "regex_match_kept": ("""
+""",
+        [[2, 3, 4, 5, 6]],
+    ),
+    "regex_match_kept": (
+        """
 import re
 
 LINE = re.compile(r"(?P<level>[A-Z]+): (?P<msg>.*)")
@@ -212,8 +243,11 @@ def job(lines):
         if m:
             found.append([m.group("level"), m.pos, m.span(), m.re is LINE])
     return found
-""", [["x", "ERROR: a", "  INFO: b", "zz"]]),
-    "regex_fullmatch_kept": ("""
+""",
+        [["x", "ERROR: a", "  INFO: b", "zz"]],
+    ),
+    "regex_fullmatch_kept": (
+        """
 import re
 
 
@@ -226,7 +260,9 @@ def job(words):
             m = k
         out.append(m.group(0) if m else None)
     return out
-""", [["c", "aab", "x", "ab", "abc"]]),
+""",
+        [["c", "aab", "x", "ab", "abc"]],
+    ),
 }
 
 
@@ -361,7 +397,10 @@ def test_iterators_that_cannot_freeze_are_refused_at_submission_with_the_line(bo
     ],
 )
 def test_iterators_used_up_at_once_are_accepted_and_equal_native(expr):
-    src = "import itertools\nimport re\n\n\ndef job(xs):\n    out = []\n    for k in range(3):\n        out.append(%s)\n    return out\n" % expr
+    src = (
+        "import itertools\nimport re\n\n\ndef job(xs):\n    out = []\n    for k in range(3):\n        out.append(%s)\n    return out\n"  # noqa: E501
+        % expr
+    )
     expected, got, _ = run_both(src, "job", [[3, 1, 2, 2]])
     assert got == expected and expected[0] != "error"
 
@@ -406,24 +445,70 @@ def job(xs):
 # every kind of value the validator lets a local variable hold (builtins, iterators, views, bound
 # methods, exceptions, regex objects, sentinels...), held across back-edges with a freeze at each
 HUNT_CASES = [
-    ("xs.append", "h(0) or xs"), ("iter(xs)", "list(h)"), ("reversed(xs)", "list(h)"), ("enumerate(xs)", "list(h)"),
-    ("zip(xs, xs)", "list(h)"), ("map(abs, xs)", "list(h)"), ("filter(None, xs)", "list(h)"), ("iter(d)", "list(h)"),
-    ("d.keys()", "list(h)"), ("d.values()", "list(h)"), ("d.items()", "list(h)"), ("itertools.count()", "next(h)"),
-    ("ValueError(1)", "h.args"), ("KeyError('k')", "str(h)"), ("LINE", "h is LINE"), ("re.compile('b+')", "h.pattern"),
-    ("re.match('a', 'ab')", "h.span()"), ("LINE.search('baab')", "[h.span(), h.re is LINE, h.pos]"),
-    ("str.lower", "h('A')"), ("max", "h(xs)"), ("math", "h.pi"), ("slice(1, 2)", "xs[h]"),
-    ("object()", "h is h"), ("MISSING", "h is MISSING"), ("collections.deque(xs)", "list(h)"),
-    ("collections.Counter(xs)", "dict(h)"), ("collections.defaultdict(list)", "dict(h)"), ("type(xs)", "h is list"),
-    ("xs.copy", "h()"), ("range(3)", "list(h)"), ("iter(range(3))", "list(h)"), ("p.get", "h()"), ("P", "h().v"),
-    ("P.make", "h().v"), ("random.choice", "h(xs) in xs"), ("'a-b'.split", "h('-')"),
-    ("fractions.Fraction(1, 3)", "str(h)"), ("s.add", "h(9) or sorted(s)"), ("iter(s)", "sorted(h)"),
-    ("frozenset(xs)", "sorted(h)"), ("{1: 2}.get", "h(1)"), ("iter('abc')", "list(h)"), ("NotImplemented", "h is NotImplemented"),
-    ("...", "h is Ellipsis"), ("complex(1, 2)", "h.real"), ("bytearray(b'ab')", "list(h)"), ("divmod", "h(7, 2)"),
-    ("dict.fromkeys", "h('ab')"), ("print", "h is print"), ("itertools.chain(xs, xs)", "list(h)"),
-    ("reversed(range(4))", "list(h)"), ("reversed(d)", "list(h)"), ("reversed(d.values())", "list(h)"),
-    ("iter(d.items())", "list(h)"), ("enumerate(iter(xs))", "list(h)"), ("next(re.finditer('a', 'aba'))", "h.span()"),
-    ("(x for x in xs)", "1"), ("iter(int, 1)", "1"), ("itertools.groupby(xs)", "1"), ("itertools.tee(xs)", "1"),
-    ("re.finditer('a', 'aba')", "1"), ("lambda: 1", "1"), ("xs.__len__", "1"), ("vars(p)", "1"),
+    ("xs.append", "h(0) or xs"),
+    ("iter(xs)", "list(h)"),
+    ("reversed(xs)", "list(h)"),
+    ("enumerate(xs)", "list(h)"),
+    ("zip(xs, xs)", "list(h)"),
+    ("map(abs, xs)", "list(h)"),
+    ("filter(None, xs)", "list(h)"),
+    ("iter(d)", "list(h)"),
+    ("d.keys()", "list(h)"),
+    ("d.values()", "list(h)"),
+    ("d.items()", "list(h)"),
+    ("itertools.count()", "next(h)"),
+    ("ValueError(1)", "h.args"),
+    ("KeyError('k')", "str(h)"),
+    ("LINE", "h is LINE"),
+    ("re.compile('b+')", "h.pattern"),
+    ("re.match('a', 'ab')", "h.span()"),
+    ("LINE.search('baab')", "[h.span(), h.re is LINE, h.pos]"),
+    ("str.lower", "h('A')"),
+    ("max", "h(xs)"),
+    ("math", "h.pi"),
+    ("slice(1, 2)", "xs[h]"),
+    ("object()", "h is h"),
+    ("MISSING", "h is MISSING"),
+    ("collections.deque(xs)", "list(h)"),
+    ("collections.Counter(xs)", "dict(h)"),
+    ("collections.defaultdict(list)", "dict(h)"),
+    ("type(xs)", "h is list"),
+    ("xs.copy", "h()"),
+    ("range(3)", "list(h)"),
+    ("iter(range(3))", "list(h)"),
+    ("p.get", "h()"),
+    ("P", "h().v"),
+    ("P.make", "h().v"),
+    ("random.choice", "h(xs) in xs"),
+    ("'a-b'.split", "h('-')"),
+    ("fractions.Fraction(1, 3)", "str(h)"),
+    ("s.add", "h(9) or sorted(s)"),
+    ("iter(s)", "sorted(h)"),
+    ("frozenset(xs)", "sorted(h)"),
+    ("{1: 2}.get", "h(1)"),
+    ("iter('abc')", "list(h)"),
+    ("NotImplemented", "h is NotImplemented"),
+    ("...", "h is Ellipsis"),
+    ("complex(1, 2)", "h.real"),
+    ("bytearray(b'ab')", "list(h)"),
+    ("divmod", "h(7, 2)"),
+    ("dict.fromkeys", "h('ab')"),
+    ("print", "h is print"),
+    ("itertools.chain(xs, xs)", "list(h)"),
+    ("reversed(range(4))", "list(h)"),
+    ("reversed(d)", "list(h)"),
+    ("reversed(d.values())", "list(h)"),
+    ("iter(d.items())", "list(h)"),
+    ("enumerate(iter(xs))", "list(h)"),
+    ("next(re.finditer('a', 'aba'))", "h.span()"),
+    ("(x for x in xs)", "1"),
+    ("iter(int, 1)", "1"),
+    ("itertools.groupby(xs)", "1"),
+    ("itertools.tee(xs)", "1"),
+    ("re.finditer('a', 'aba')", "1"),
+    ("lambda: 1", "1"),
+    ("xs.__len__", "1"),
+    ("vars(p)", "1"),
 ]
 
 
@@ -471,4 +556,3 @@ def job(xs):
     expected, got, hops = run_both(src, "job", [[1, 2, 3, 4]])
     assert got == expected
     assert hops > 3
-

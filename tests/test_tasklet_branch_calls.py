@@ -3,8 +3,6 @@
 (compiler.desugar_comprehensions): the same calls in the same order, short-circuits and truth tests exactly as
 native Python, frozen at every back-edge, and replayed."""
 
-import copy
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 from market import tasklet
 from tests.jobs.support import frozen, native
 
-HEADER = '''
+HEADER = """
 class Loud:
     def __init__(self, v, log):
         self.v, self.log = v, log
@@ -34,7 +32,7 @@ def g(log, v):
 def job(seed):
     log = []
     out = []
-'''
+"""
 
 
 # How often a truth is tested inside nested 'and'/'or' is an interpreter detail (CPython's jump
@@ -72,13 +70,16 @@ def test_calls_inside_and_or_ifexp_equal_native_frozen_at_every_back_edge(body, 
     assert got == expected
 
 
-SHORT = HEADER + """    a = g(log, 0) and g(log, 99)
+SHORT = (
+    HEADER
+    + """    a = g(log, 0) and g(log, 99)
     b = g(log, 1) or g(log, 98)
     c = g(log, 2) if g(log, 0) else g(log, 3)
     d = g(log, 5) or g(log, 4)
     e = (g(log, 0) or g(log, 1)) and (g(log, 2) if g(log, 1) else g(log, 97))
     return [a, b, c, d is not None, e], log
 """
+)
 
 
 def test_short_circuit_and_truth_tests_once_each():
@@ -109,13 +110,16 @@ def test_calls_inside_other_comprehensions_stay_refused(stmt):
         tasklet.compile_job(HEADER + stmt + "    return out\n", "job")
 
 
-COMPS = HEADER + """    v = "outer"
+COMPS = (
+    HEADER
+    + """    v = "outer"
     a = [g(log, v) for v in range(4) if g(log, v - 1)]
     b = {g(log, v): g(log, -v) for v in range(3)}
     c = {g(log, v) % 3 for v in range(4) for w in range(v) if w}
     d = [[g(log, v), w] for v in range(3) for w in range(v) if g(log, w) or True]
     return [a, b, sorted(c), d, v], log
 """
+)
 
 
 def test_comprehensions_calling_job_functions_equal_native_and_their_names_do_not_leak():
@@ -143,7 +147,9 @@ comp_statements = st.one_of(
     st.tuples(comp_exprs, comp_exprs).map(
         lambda t: "    x = {v: %s for v in range(3) if %s}\n    out.append(sorted(x))\n" % t
     ),
-    st.tuples(comp_exprs, comp_exprs).map(lambda t: "    x = {str(%s) for v in range(3) for w in [%s]}\n    out.append(len(x))\n" % t),
+    st.tuples(comp_exprs, comp_exprs).map(
+        lambda t: "    x = {str(%s) for v in range(3) for w in [%s]}\n    out.append(len(x))\n" % t
+    ),
 )
 
 

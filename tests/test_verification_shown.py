@@ -23,6 +23,7 @@ VISITOR = Visitor(csrf="x", account_id=1, name="ann")
 def job(**kw):
     base = dict(
         id=5,
+        batch_id=None,
         kind="job",
         name="sum",
         price=100,

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from market.core import caps as _caps
 from market.core import ledger, money
 
 __all__ = [
@@ -394,13 +395,16 @@ class WindowJob(NamedTuple):
     owner: int | None
     price: int  # cents per second
     seconds: float | None = None  # its own slice (a task's time limit), or None
+    caps: tuple[Any, ...] = ()  # keys of the spending caps over it (``plan_window``'s ``caps``)
 
 
 class WindowPlan(NamedTuple):
-    """Which jobs a window may match (in ready-list order) and which it holds."""
+    """Which jobs a window may match (in ready-list order) and which it holds: ``held`` all of
+    them, ``capped`` those held by a spending cap, with the cap (its figures in ``caps.reason``)."""
 
     candidates: list[WindowJob]
     held: list[int]
+    capped: dict[int, _caps.Cap] | None = None
 
 
 def slice_cost(price: int, seconds: float) -> int:
@@ -422,7 +426,11 @@ def window_reach(clients: int) -> int:
 
 
 def plan_window(
-    top: Iterable[WindowJob], available: Mapping[int | None, int], wanted: int, longest: float
+    top: Iterable[WindowJob],
+    available: Mapping[int | None, int],
+    wanted: int,
+    longest: float,
+    caps: Mapping[Any, _caps.Cap] | None = None,
 ) -> WindowPlan:
     """Window planning: walk the top of the ready list in order and keep the jobs whose owner can
     pay a slice, until ``wanted`` (the pooled clients) are found; the ones passed over are held.
@@ -431,28 +439,49 @@ def plan_window(
     is its own (a task's) or, since the match is not made yet, ``longest`` of the clients' granted
     slices; what a candidate may cost is set aside from its owner's money for the jobs after it.
     ``top`` is consumed lazily and not beyond the ``wanted``-th candidate.
+
+    Spending caps (``market.core.caps``): ``caps`` maps each key a job names in ``WindowJob.caps``
+    to its cap; a job whose slice reservation would pass any of them is held (``capped``), and a
+    candidate's reservation counts against its caps for the jobs after it — so no lease reserves
+    beyond what a cap leaves.
     """
     payment = money.payment_ceiling  # what the lease will reserve (``reservation``)
     left: dict[int | None, int] = {}
+    used: dict[Any, int] = {}  # cap key -> what this window's candidates reserve under it
     candidates: list[WindowJob] = []
     held: list[int] = []
+    capped: dict[int, _caps.Cap] = {}
     if wanted <= 0:
-        return WindowPlan(candidates, held)
+        return WindowPlan(candidates, held, capped)
     for job in top:
         owner = job.owner
         have = left.get(owner)
         if have is None:
             have = int(available[owner])
         need = payment(job.price, int((job.seconds or longest) * 1000))
+        over = None
+        for k in job.caps:
+            cap = caps.get(k) if caps is not None else None  # read lazily: ``caps`` may compute it
+            if cap is not None:
+                cap = cap._replace(spent=cap.spent + used.get(k, 0))
+                if not _caps.fits(cap, need):
+                    over = cap
+                    break
+        if over is not None:
+            capped[job.id] = over
+            held.append(job.id)
+            continue
         if have < need:
             left[owner] = have
             held.append(job.id)
             continue
         left[owner] = have - need
+        for k in job.caps:
+            used[k] = used.get(k, 0) + need
         candidates.append(job)
         if len(candidates) >= wanted:
             break
-    return WindowPlan(candidates, held)
+    return WindowPlan(candidates, held, capped)
 
 
 # -- settlement ----------------------------------------------------------------------------------

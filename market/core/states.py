@@ -130,9 +130,11 @@ def verification_of(row: Mapping[str, Any]) -> str | None:
 def state_of(row: Mapping[str, Any]) -> JobState:
     """:func:`job_state` of a job row (``status``, ``outcome``, ``error``, ``verification``,
     ``kind``; ``price`` and ``available`` — its owner's balance less reservations — give a held
-    job its figures)."""
+    job its figures; ``hold_reason``, when set, is why a spending cap holds it)."""
     held = None
-    if row.get("status") == JobStatus.HELD and row.get("available") is not None and row.get("price") is not None:
+    if row.get("status") == JobStatus.HELD and row.get("hold_reason"):
+        held = str(row["hold_reason"])  # held by a spending cap (``core.caps.reason``)
+    elif row.get("status") == JobStatus.HELD and row.get("available") is not None and row.get("price") is not None:
         held = held_reason(int(row["available"]), int(row["price"]))
     return job_state(row["status"], row.get("outcome"), row.get("error"), verification_of(row), held)
 

@@ -188,10 +188,20 @@ def frozen_batch(source: str, entry: str, text: str, fmt: str, limit: int, large
 
 
 def submit_over_rpc(
-    proxy, account_id: int, source: str, entry: str, states: Sequence[bytes], name: str, price: int
+    proxy,
+    account_id: int,
+    source: str,
+    entry: str,
+    states: Sequence[bytes],
+    name: str,
+    price: int,
+    cap: int | None = None,
 ) -> tuple[int, list[int]]:
-    """XML-RPC ``batch`` then ``batch_add`` in chunks of :data:`CHUNK`; (batch id, job ids)."""
+    """XML-RPC ``batch`` then ``batch_add`` in chunks of :data:`CHUNK`; (batch id, job ids).
+    ``cap`` (cents), the batch's spending cap, is set (``batch_cap``) before any job is added."""
     batch_id = proxy.batch(account_id, source, money.format_cents(price), name, entry, len(states))
+    if cap is not None:
+        proxy.batch_cap(batch_id, money.format_cents(cap))
     jobs: list[int] = []
     for start in range(0, len(states), CHUNK):
         chunk = [xmlrpc.client.Binary(s) for s in states[start : start + CHUNK]]

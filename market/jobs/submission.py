@@ -299,10 +299,15 @@ def submit(tx, account_id: int, job: tasklet.PreparedJob, name: str, price: int,
 # -- over XML-RPC --------------------------------------------------------------------------------
 
 
-def submit_over_rpc(proxy, account_id: int, job: tasklet.PreparedJob, name: str, price: int) -> int:
+def submit_over_rpc(
+    proxy, account_id: int, job: tasklet.PreparedJob, name: str, price: int, cap: int | None = None
+) -> int:
     """``job`` then ``init`` through ``proxy`` (an ``xmlrpc.client.ServerProxy`` authenticated as the
-    account); returns the job id. ``price`` is in cents per second. A refusal is the server's
+    account); returns the job id. ``price`` is in cents per second; ``cap``, a spending cap in cents,
+    is set (``job_cap``) before ``init`` makes the job ready. A refusal is the server's
     ``xmlrpc.client.Fault``."""
     job_id = proxy.job(account_id, job.source, money.format_cents(price), name, job.entry)
+    if cap is not None:
+        proxy.job_cap(job_id, money.format_cents(cap))
     proxy.init(job_id, xmlrpc.client.Binary(job.state(job_id)))
     return job_id

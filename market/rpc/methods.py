@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from market import accounts
 from market.accounts import credentials
-from market.core import listing, money, prices, states
+from market.core import caps, listing, money, prices, states
 from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
@@ -39,10 +39,12 @@ from market.rpc import codec, faults
 from market.settings import ConnectionSettings
 from market.store import accounts as sql_accounts
 from market.store import batches as sql_batches
+from market.store import caps as sql_caps
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import live as sql_live
 from market.store import logs as sql_logs
+from market.store import notices as sql_notices
 from market.store import statements as sql_statements
 from market.store import tokens as sql_tokens
 
@@ -509,6 +511,45 @@ class MarketRPC:
         answer["paid"], answer["earned"] = money.format_cents(answer["paid"]), money.format_cents(answer["earned"])
         return answer
 
+    # -- spending caps (issue 19; market.core.caps) ---------------------------------------------
+    @method(Arg("jobid", INT, "a job id"), Arg("cap", PRICE, "credits like '5.00'; '' or 'none' clears it"))
+    @defer.inlineCallbacks
+    def xmlrpc_job_cap(self, auth, jobid, cap):
+        """New: set (or clear) a job's spending cap; answers ``{cap, spent, left}`` ({} when cleared).
+        A job whose next slice would pass it is held; raising it releases the job."""
+        account = yield self._auth(auth, "account")
+        yield self.db.run(sql_caps.set_job_cap, account["id"], jobid, caps.parse_cap(cap))
+        return _public_cap((yield self.db.run(sql_caps.job_cap, account["id"], jobid)))
+
+    @method(Arg("batchid", INT, "a batch id"), Arg("cap", PRICE, "credits like '50.00'; '' or 'none' clears it"))
+    @defer.inlineCallbacks
+    def xmlrpc_batch_cap(self, auth, batchid, cap):
+        """New: set (or clear) a batch's spending cap, for all its jobs together: ``{cap, spent, left}``."""
+        account = yield self._auth(auth, "account")
+        yield self.db.run(sql_caps.set_batch_cap, account["id"], batchid, caps.parse_cap(cap))
+        return _public_cap((yield self.db.run(sql_caps.batch_cap, account["id"], batchid)))
+
+    @method(Arg("cap", PRICE, "credits like '100.00'; '' or 'none' clears it", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_account_cap(self, auth, cap=None):
+        """New: your account's spending cap (counted from when it was first set) as ``{cap, spent,
+        left}`` ({} without one); with ``cap``, set or clear it first."""
+        account = yield self._auth(auth, "account")
+        if cap is not None:
+            now = self.dispatcher.clock.seconds()
+            yield self.db.run(sql_caps.set_account_cap, account["id"], caps.parse_cap(cap), now)
+        return _public_cap((yield self.db.run(sql_caps.account_cap, account["id"])))
+
+    @method(Arg("on", (bool,), "true: an e-mail when a job or a batch ends", optional=True))
+    @defer.inlineCallbacks
+    def xmlrpc_notify(self, auth, on=None):
+        """New: whether your account gets an e-mail when a job finishes or fails (one per job; one
+        per batch when the whole batch ends); with ``on``, turn it on or off first."""
+        account = yield self._auth(auth, "account")
+        if on is not None:
+            yield self.db.run(sql_notices.set_notify, account["id"], bool(on))
+        return (yield self.db.run(sql_notices.notify_of, account["id"]))
+
     @method(Arg("jobid", INT, "a job id"))
     @defer.inlineCallbacks
     def xmlrpc_cancel(self, auth, jobid):
@@ -833,11 +874,24 @@ def _public_job(row: dict[str, Any]) -> dict[str, Any]:
         out["error"] = row["error"]
     if row.get("batch_id") is not None:
         out["batch_id"] = row["batch_id"]  # new (issue 19): the job's batch
+    if row.get("cap") is not None:
+        out["cap"] = money.format_cents(row["cap"])  # new (issue 19): its spending cap
     out.update(states.public(states.state_of(row)))  # the words members read (core.states)
     last = row.get("last_slice")
     if last:
         out["last_slice_status"] = last["slice_status"] or last["status"]
     return out
+
+
+def _public_cap(cap: caps.Cap | None) -> dict[str, str]:
+    """A spending cap as XML-RPC answers it (money as text); {} for no cap."""
+    if cap is None:
+        return {}
+    return {
+        "cap": money.format_cents(cap.limit),
+        "spent": money.format_cents(cap.spent),
+        "left": money.format_cents(caps.left(cap)),
+    }
 
 
 def _public_batch(row: dict[str, Any]) -> dict[str, Any]:
@@ -853,6 +907,7 @@ def _public_batch(row: dict[str, Any]) -> dict[str, Any]:
         "size": row["size"],
         "jobs": row["jobs"],
         "counts": {str(k): v for k, v in row["counts"].items()},
+        "states": {str(k): v for k, v in row["states"].items()},  # new (issue 19): failed apart from finished
         "outcomes": {str(k): v for k, v in row["outcomes"].items()},
         "progress": progress,
         "executed_seconds": row["executed_ms"] / 1000.0,

@@ -142,7 +142,8 @@ def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
     if now is not None:
         tx.execute("DELETE FROM web_sessions WHERE account_id = ?", (account["id"],))
         tx.execute(
-            f"UPDATE jobs SET status = '{JobStatus.HELD}' WHERE status = '{JobStatus.READY}' AND account_id = ?",
+            f"UPDATE jobs SET status = '{JobStatus.HELD}', hold_reason = NULL"
+            f" WHERE status = '{JobStatus.READY}' AND account_id = ?",
             (account["id"],),
         )
     else:
@@ -199,6 +200,21 @@ def record_statements(postings: Sequence[tuple[ledger.Entry, int | None]], now: 
         deltas[entry.credit_account] += entry.amount
     by_account, params = case("id", dict(deltas), "0")
     credited = [e.credit_account for e, _ in postings if e.amount > 0]
+    # what each payer paid, counted against its account's spending cap (core.caps) while it has one
+    payments: dict[int, int] = defaultdict(int)
+    for entry, _ in postings:
+        if entry.kind == "payment" and entry.debit_account is not None and entry.amount > 0:
+            payments[entry.debit_account] += entry.amount
+    capped = []
+    if payments:
+        paid_by, paid_params = case("id", dict(payments), "0")
+        capped = [
+            (
+                f"UPDATE accounts SET cap_spent = cap_spent + {paid_by}"
+                f" WHERE cap IS NOT NULL AND id IN {marks(len(payments))}",
+                [*paid_params, *payments],
+            )
+        ]
     return [
         Many(
             "INSERT INTO ledger (at, debit_account, credit_account, amount, kind, lease_id, memo)"
@@ -209,6 +225,7 @@ def record_statements(postings: Sequence[tuple[ledger.Entry, int | None]], now: 
             ],
         ),
         (f"UPDATE accounts SET balance = balance + {by_account} WHERE id IN {marks(len(deltas))}", [*params, *deltas]),
+        *capped,
         *release_held_statements(credited),
     ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from market.core import rules
+from market.core import rules, states
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.rules import JobKind, JobStatus, Outcome, StateStatus
 from market.core.text import unprintable
@@ -113,7 +113,8 @@ def list_batches(tx, account_id: int) -> list[dict[str, Any]]:
 
 
 def summary(tx, account_id: int, batch_id: int) -> dict[str, Any]:
-    """The batch with its aggregate progress: jobs per status and per outcome, executed
+    """The batch with its aggregate progress: jobs per stored status (``counts``), per the status
+    word members read (``states``: failed apart from finished) and per outcome, executed
     milliseconds, slices, the credits paid so far, and the mean progress of its jobs (a finished
     job counts 1)."""
     batch = owned_batch(tx, account_id, batch_id)
@@ -122,13 +123,17 @@ def summary(tx, account_id: int, batch_id: int) -> dict[str, Any]:
         r["status"]: int(r["n"])
         for r in tx.all("SELECT status, COUNT(*) AS n FROM jobs WHERE batch_id = ? GROUP BY status", (batch_id,))
     }
-    outcomes = {
-        r["outcome"]: int(r["n"])
-        for r in tx.all(
-            "SELECT outcome, COUNT(*) AS n FROM jobs WHERE batch_id = ? AND outcome IS NOT NULL GROUP BY outcome",
-            (batch_id,),
-        )
-    }
+    groups = tx.all(
+        "SELECT status, outcome, COUNT(*) AS n FROM jobs WHERE batch_id = ? GROUP BY status, outcome", (batch_id,)
+    )
+    outcomes: dict[str, int] = {}
+    # the words members read (core.states): a job that ended without its result is 'failed'
+    words: dict[str, int] = {}
+    for g in groups:
+        if g["outcome"] is not None:
+            outcomes[g["outcome"]] = outcomes.get(g["outcome"], 0) + int(g["n"])
+        word = states.job_state(g["status"], g["outcome"]).status
+        words[word] = words.get(word, 0) + int(g["n"])
     totals = tx.one(
         "SELECT COUNT(*) AS jobs, COALESCE(SUM(executed_ms), 0) AS executed_ms, COALESCE(SUM(slices), 0) AS slices,"
         f" COALESCE(SUM(CASE WHEN status = '{JobStatus.FINISHED}' THEN 1.0 ELSE COALESCE(progress, 0) END), 0)"
@@ -144,6 +149,7 @@ def summary(tx, account_id: int, batch_id: int) -> dict[str, Any]:
         **batch,
         "jobs": jobs,
         "counts": counts,
+        "states": words,
         "outcomes": outcomes,
         "executed_ms": int(totals["executed_ms"] or 0),
         "slices": int(totals["slices"] or 0),

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from market.core import listing, rules, states, verification
+from market.core import caps, listing, rules, states, verification
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound, StateRefused
 from market.core.rules import JobKind, JobStatus, LeaseStatus, Outcome, SliceStatus, StateStatus, Verdict
 from market.core.text import unprintable
 from market.store import accounts as sql_accounts
+from market.store import caps as sql_caps
 from market.store import checks as sql_checks
 from market.store import clients as sql_clients
 from market.store.db import Many, case, marks
@@ -133,8 +134,13 @@ def ready_jobs(tx, limit: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT j.id, j.price, j.submitted_at, j.account_id, j.kind, j.spec,"
         # a disabled account can pay nothing: its jobs are held (rules.plan_window), not leased
-        " CASE WHEN a.disabled_at IS NULL THEN a.balance - a.reserved ELSE -1 END AS available"
-        " FROM jobs j JOIN accounts a ON a.id = j.account_id"
+        " CASE WHEN a.disabled_at IS NULL THEN a.balance - a.reserved ELSE -1 END AS available,"
+        # spending caps (core.caps): each figure summed only where there is a cap
+        f" j.cap AS job_cap, CASE WHEN j.cap IS NULL THEN 0 ELSE {sql_caps.JOB_SPENT} END AS job_spent,"
+        " j.batch_id, b.cap AS batch_cap,"
+        f" CASE WHEN b.cap IS NULL THEN 0 ELSE {sql_caps.BATCH_SPENT} END AS batch_spent,"
+        f" a.cap AS account_cap, CASE WHEN a.cap IS NULL THEN 0 ELSE {sql_caps.ACCOUNT_SPENT} END AS account_spent"
+        " FROM jobs j JOIN accounts a ON a.id = j.account_id LEFT JOIN batches b ON b.id = j.batch_id"
         f" WHERE j.status = '{JobStatus.READY}' AND j.kind IN {_COMPETING}"
         " ORDER BY j.price DESC, j.submitted_at ASC, j.id ASC LIMIT ?",
         (int(limit),),
@@ -165,13 +171,22 @@ def assign_window(
         return {}
     rows = ready_jobs(tx, rules.window_reach(len(clients)))
     available: dict[int | None, int] = {}  # owner -> money; keyed like rules.WindowJob.owner
+    limits: dict[Any, caps.Cap] = {}  # spending caps over these jobs, keyed like rules.WindowJob.caps
     for row in rows:
         available.setdefault(row["account_id"], int(row["available"]))
+        for what, key in _cap_keys(row):
+            limits.setdefault(key, caps.Cap(what, int(row[f"{what}_cap"]), int(row[f"{what}_spent"])))
     plan = rules.plan_window(
-        (rules.WindowJob(r["id"], r["account_id"], r["price"], rules.task_seconds(r["spec"])) for r in rows),
+        (
+            rules.WindowJob(
+                r["id"], r["account_id"], r["price"], rules.task_seconds(r["spec"]), tuple(k for _, k in _cap_keys(r))
+            )
+            for r in rows
+        ),
         available,
         len(clients),
         max(granted.values()),
+        limits,
     )
     rows_by_id = {row["id"]: row for row in rows}
     own_seconds = {job.id: job.seconds for job in plan.candidates}
@@ -180,19 +195,32 @@ def assign_window(
         for a in match(clients, [make_ready_job(rows_by_id[job.id]) for job in plan.candidates])
     ]
     held = plan.held
-    first = (
-        [
+    first = []
+    if held:
+        # a job held by a cap keeps the words why (core.caps.reason); one held for money, none
+        capped = {j: caps.reason(c)[:255] for j, c in (plan.capped or {}).items()}
+        reasons, params = case("id", capped) if capped else ("NULL", [])
+        first.append(
             (
-                f"UPDATE jobs SET status = '{JobStatus.HELD}' WHERE status = '{JobStatus.READY}'"
-                f" AND id IN {marks(len(held))}",
-                held,
+                f"UPDATE jobs SET status = '{JobStatus.HELD}', hold_reason = {reasons}"
+                f" WHERE status = '{JobStatus.READY}' AND id IN {marks(len(held))}",
+                [*params, *held],
             )
-        ]
-        if held
-        else []
-    )
+        )
     leases = checkout_many(tx, wanted, grace, now, first=first)
     return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
+
+
+def _cap_keys(row: dict[str, Any]) -> list[tuple[str, tuple[str, int]]]:
+    """The spending caps over a ready-list row: ``(what, key)`` for its job, batch and account."""
+    keys = []
+    if row["job_cap"] is not None:
+        keys.append((caps.JOB, (caps.JOB, row["id"])))
+    if row["batch_cap"] is not None:
+        keys.append((caps.BATCH, (caps.BATCH, row["batch_id"])))
+    if row["account_cap"] is not None:
+        keys.append((caps.ACCOUNT, (caps.ACCOUNT, row["account_id"])))
+    return keys
 
 
 def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now: float) -> dict[str, Any]:
@@ -908,7 +936,7 @@ def cancel_job(tx, account_id: int, job_id: int, now: float) -> dict[str, Any]:
 def list_jobs(tx, account_id: int) -> list[dict[str, Any]]:
     return tx.all(
         "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome,"
-        " error, verification, verification_note,"
+        " error, verification, verification_note, hold_reason, cap,"
         # what a held job's reason quotes (``core.states``): the owner's money less reservations
         " (SELECT balance - reserved FROM accounts WHERE id = jobs.account_id) AS available"
         " FROM jobs WHERE account_id = ? ORDER BY id",
@@ -969,7 +997,7 @@ def page_of_jobs(tx, account_id: int, query: listing.JobQuery) -> dict[str, Any]
     column = _SORT_COLUMNS[query.sort]
     rows = tx.all(
         "SELECT id, kind, name, price, status, submitted_at, executed_ms, slices, progress, finished_at, outcome,"
-        " error, verification, verification_note, batch_id,"
+        " error, verification, verification_note, batch_id, hold_reason, cap,"
         " (SELECT balance - reserved FROM accounts WHERE id = jobs.account_id) AS available"
         f" FROM jobs WHERE {condition} ORDER BY {column} {order}, id {order} LIMIT ? OFFSET ?",
         [*params, query.per, query.offset],
@@ -996,6 +1024,8 @@ def job_status(tx, account_id: int, job_id: int) -> dict[str, Any]:
             "error",
             "verification",
             "verification_note",
+            "hold_reason",
+            "cap",
         )
     }
     out["batch_id"], out["batch_index"] = job.get("batch_id"), job.get("batch_index")  # its batch page (issue 19)

@@ -8,9 +8,32 @@ from typing import Any
 
 from market.core import money, rules
 from market.core.progress import estimate
+from market.store import batches as sql_batches
 from market.store.jobs import owned_job
 
-__all__ = ["job_live"]
+__all__ = ["job_live", "batch_live"]
+
+
+def batch_live(tx, account_id: int, batch_id: int) -> dict[str, Any]:
+    """A batch's live figures: ``{batch, over, jobs, size, progress, states, cost, estimate,
+    slices, executed_seconds}`` — ``states`` counts its jobs by the words members read (failed
+    apart from finished), ``estimate`` is the cost so far over the share done (None while
+    unknown); ``over`` once every job was added and has ended. Another member's batch is 'no batch'."""
+    s = sql_batches.summary(tx, account_id, batch_id)
+    progress = min(max(float(s["progress"]), 0.0), 1.0)
+    over = s["jobs"] >= s["size"] and all(rules.is_over(status) for status in s["counts"])
+    return {
+        "batch": batch_id,
+        "over": over,
+        "jobs": s["jobs"],
+        "size": s["size"],
+        "progress": progress,
+        "states": {str(k): v for k, v in sorted(s["states"].items())},
+        "cost": money.format_cents(s["paid"]),
+        "estimate": money.format_cents(round(s["paid"] / progress)) if progress > 0 and not over else None,
+        "slices": s["slices"],
+        "executed_seconds": s["executed_ms"] / 1000.0,
+    }
 
 
 def job_live(tx, account_id: int, job_id: int) -> dict[str, Any]:

@@ -390,6 +390,29 @@ V13: list[Statement] = [
     "ALTER TABLE jobs ADD COLUMN carry INTEGER NOT NULL DEFAULT 0",
 ]
 
+# Spending caps and e-mail on finish or failure (issue 19, item 6; ``market.core.caps``,
+# ``market.core.notices``). Spending caps: the most a job, a batch or an account
+# may spend, in cents (NULL: no cap); an account's cap counts from ``cap_since``; a job held by a
+# cap keeps the words why in ``hold_reason`` (NULL for a job held for want of money).
+V14: list[Statement] = [
+    "ALTER TABLE jobs ADD COLUMN cap {bigint} NULL",
+    "ALTER TABLE jobs ADD COLUMN hold_reason VARCHAR(255) NULL",
+    "ALTER TABLE batches ADD COLUMN cap {bigint} NULL",
+    "ALTER TABLE accounts ADD COLUMN cap {bigint} NULL",
+    "ALTER TABLE accounts ADD COLUMN cap_since {double} NULL",
+    # what the account paid since then (kept with each payment: no sum over the ledger per window)
+    "ALTER TABLE accounts ADD COLUMN cap_spent {bigint} NOT NULL DEFAULT 0",
+    # e-mail on finish or failure (opt-in, ``accounts.notify``): a job or a batch is looked at
+    # once when it ends (``notified``), mailed or not; what ended before this release is not mailed
+    "ALTER TABLE accounts ADD COLUMN notify INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN notified INTEGER NOT NULL DEFAULT 0",
+    "UPDATE jobs SET notified = 1 WHERE status IN ('finished', 'cancelled')",
+    "CREATE INDEX jobs_notice ON jobs (notified, status)",
+    "ALTER TABLE batches ADD COLUMN notified INTEGER NOT NULL DEFAULT 0",
+    "UPDATE batches SET notified = 1 WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.batch_id = batches.id"
+    " AND jobs.status NOT IN ('finished', 'cancelled'))",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -404,6 +427,7 @@ MIGRATIONS: list[Migration] = [
     (11, V11),
     (12, V12),
     (13, V13),
+    (14, V14),
 ]
 LATEST = MIGRATIONS[-1][0]
 

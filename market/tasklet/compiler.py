@@ -34,6 +34,7 @@ from .validator import (
     is_dataclass_decorator,
     local_names,
     loose_comprehension,
+    nested_functions,
 )
 
 TYPE_CHECKING = False
@@ -66,12 +67,15 @@ class PointInfo:
 class FunctionInfo:
     """A transformed job function and its suspension points."""
 
-    def __init__(self, name: str, node: ast.FunctionDef, user_names, temps, points):
+    def __init__(self, name: str, node: ast.FunctionDef, user_names, temps, points, nested=()):
         self.name = name
         self.node = node
         self.user_names = frozenset(user_names)
         self.temps = frozenset(temps)
         self.points: Dict[int, PointInfo] = points
+        # the defs in its own scope, by name (the validator allows one def per name): a frozen frame
+        # holds such a function as its defaults (runner.freeze_nested); the thaw runs the def again
+        self.nested: Dict[str, ast.FunctionDef] = {d.name: d for d in nested}
 
 
 def _parse_stmt(text: str) -> Any:
@@ -159,6 +163,9 @@ class _FunctionTransformer:
         self.walrus = False
         self.local_names = local_names(self.fn)
         self.shadowed = self.local_names | set(module_names)
+        self.nested = nested_functions(self.fn)
+        # a nested function may rebind the frame's variables (nonlocal) when it is called
+        self.rebinds = any(isinstance(n, ast.Nonlocal) for d in self.nested for n in ast.walk(d))
 
     def run(self) -> FunctionInfo:
         fn = self.fn
@@ -169,7 +176,7 @@ class _FunctionTransformer:
         fn.decorator_list = []
         points = _index_points(fn)
         names = user_names | set(self.temps)
-        return FunctionInfo(self.name, fn, user_names, names - user_names, points)
+        return FunctionInfo(self.name, fn, user_names, names - user_names, points, self.nested)
 
     # -- statements -----------------------------------------------------------
 
@@ -375,7 +382,7 @@ class _FunctionTransformer:
     def stable(self, e) -> bool:
         # Job functions cannot rebind a caller's locals or any global (no
         # closures, no 'global'), so names keep their value across the call.
-        return isinstance(e, ast.Constant) or (isinstance(e, ast.Name) and not self.walrus)
+        return isinstance(e, ast.Constant) or (isinstance(e, ast.Name) and not self.walrus and not self.rebinds)
 
     def lin(self, e: ast.expr) -> ast.expr:
         if not self.has_call(e):
@@ -418,6 +425,7 @@ class _FunctionTransformer:
             outer = self.pre
             outer.append(_stamp(ast.If(test=test, body=truth_into_f(e.body), orelse=truth_into_f(e.orelse)), e))
         else:
+            assert isinstance(e, ast.BoolOp)
             tail = outer
             for k, v in enumerate(e.values):
                 if k == 0:
@@ -425,11 +433,11 @@ class _FunctionTransformer:
                     body = truth_into_f(v)
                     tail.extend(body)
                     continue
-                test: ast.expr = _name(f, v)
+                guard: ast.expr = _name(f, v)
                 if isinstance(e.op, ast.Or):
-                    test = _stamp(ast.UnaryOp(op=ast.Not(), operand=test), v)
+                    guard = _stamp(ast.UnaryOp(op=ast.Not(), operand=guard), v)
                 body = truth_into_f(v)
-                tail.append(_stamp(ast.If(test=test, body=body, orelse=[]), v))
+                tail.append(_stamp(ast.If(test=guard, body=body, orelse=[]), v))
                 tail = body
         self.pre = outer
         return _name(f, e)
@@ -455,6 +463,7 @@ class _FunctionTransformer:
             body, orelse = value_into_t(e.body), value_into_t(e.orelse)
             outer.append(_stamp(ast.If(test=test, body=body, orelse=orelse), e))
         else:
+            assert isinstance(e, ast.BoolOp)
             tail = outer
             for k, v in enumerate(e.values):
                 if k == 0:
@@ -463,11 +472,11 @@ class _FunctionTransformer:
                     tail = self.pre
                     tail.append(_assign(t, value, v))
                     continue
-                test: ast.expr = _name(t, v)
+                guard: ast.expr = _name(t, v)
                 if isinstance(e.op, ast.Or):
-                    test = _stamp(ast.UnaryOp(op=ast.Not(), operand=test), v)
+                    guard = _stamp(ast.UnaryOp(op=ast.Not(), operand=guard), v)
                 body = value_into_t(v)
-                tail.append(_stamp(ast.If(test=test, body=body, orelse=[]), v))
+                tail.append(_stamp(ast.If(test=guard, body=body, orelse=[]), v))
                 tail = body
         self.pre = outer
         return _name(t, e)
@@ -667,9 +676,25 @@ class _ContinuationBuilder:
             restore.append(_stamp(_parse_stmt("if %r in _tk_L: %s = _tk_L[%r]" % (name, name, name)), fn))
         for k in self.point.loops:
             restore.append(_stamp(_parse_stmt("_tk_s%d, _tk_i%d = _tk_thaw_iter(_tk_I[%d])" % (k, k, k)), fn))
+        for name in sorted(self.info.nested):
+            restore.append(self.remake(self.info.nested[name]))
         func = _stamp(_parse_stmt("def %s(_tk_L, _tk_I, _tk_rv): pass" % self.info.name), fn)
         func.body = restore + body + [_stamp(ast.Pass(), fn)]
         return func
+
+    def remake(self, d: ast.FunctionDef) -> ast.stmt:
+        """Run a nested def again in the resumed frame, once its variables are restored: the new
+        function closes over this frame's cells, as the frozen one did over the first frame's.
+        Its defaults are the frozen ones (``(defaults, kwdefaults)``, runner.freeze_nested), not
+        evaluated again."""
+        node = copy.deepcopy(d)
+        none = lambda: _stamp(ast.Constant(value=None), d)  # noqa: E731
+        node.args.defaults = [none() for _ in node.args.defaults]
+        node.args.kw_defaults = [None if x is None else none() for x in node.args.kw_defaults]
+        guard = _stamp(_parse_stmt("if %r in _tk_L:\n pass" % d.name), d)
+        fix = _stamp(_parse_stmt("%s.__defaults__, %s.__kwdefaults__ = _tk_L[%r]" % (d.name, d.name, d.name)), d)
+        guard.body = [node, fix]
+        return guard
 
     def block(self, stmts, path) -> List[ast.stmt]:
         (i, field), rest = path[0], path[1:]
@@ -900,12 +925,12 @@ def desugar_comprehensions(tree: ast.Module) -> None:
                 outer.append(if_node)
                 outer = if_node.body
         if isinstance(comp, ast.DictComp):
-            inner[0].value = Rename().visit(comp.key)
-            inner[1].value = Rename().visit(comp.value)
+            inner[0].value = Rename().visit(comp.key)  # type: ignore[attr-defined]  # an Assign
+            inner[1].value = Rename().visit(comp.value)  # type: ignore[attr-defined]  # an Assign
         else:
-            inner[0].value.args = [Rename().visit(comp.elt)]
+            inner[0].value.args = [Rename().visit(comp.elt)]  # type: ignore[attr-defined]  # an Expr of a call
         outer.extend(inner)
-        st.value = _stamp(ast.Name(id=acc, ctx=ast.Load()), comp)
+        st.value = _stamp(ast.Name(id=acc, ctx=ast.Load()), comp)  # type: ignore[attr-defined]  # Assign/Return
         done = [st] if isinstance(st, ast.Return) else [st, _stamp(_parse_stmt("del %s" % acc), st)]
         return [first] + body + done
 

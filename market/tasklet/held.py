@@ -47,35 +47,33 @@ __all__ = ["HELD_CLASSES", "wrap_locals", "unwrap_locals", "valid"]
 _PATTERN = re.compile("")
 _PATTERN_TYPE = type(_PATTERN)
 _MATCH = type(_PATTERN.match(""))
-_ITERATORS = frozenset(
-    type(x)
-    for x in (
-        iter([]),
-        iter(()),
-        iter(""),
-        iter(b""),
-        iter(bytearray()),
-        iter(range(1)),
-        iter(range(1 << 70)),
-        iter(set()),
-        iter({}),
-        iter({}.values()),
-        iter({}.items()),
-        enumerate([]),
-        zip(),
-        map(abs, []),
-        filter(None, []),
-        reversed([]),
-        reversed(()),
-        reversed({}),
-        reversed({}.values()),
-        reversed({}.items()),
-        (c for c in ""),  # these two refuse to freeze, with iterators.py's message
-        iter(int, 1),
-    )
+_SAMPLE_ITERATORS: tuple = (
+    iter([]),
+    iter(()),
+    iter(""),
+    iter(b""),
+    iter(bytearray()),
+    iter(range(1)),
+    iter(range(1 << 70)),
+    iter(set()),
+    iter({}),
+    iter({}.values()),
+    iter({}.items()),
+    enumerate([]),
+    zip(),
+    map(abs, []),
+    filter(None, []),
+    reversed([]),
+    reversed(()),
+    reversed({}),
+    reversed({}.values()),
+    reversed({}.items()),
+    (c for c in ""),  # these two refuse to freeze, with iterators.py's message
+    iter(int, 1),
 )
+_ITERATORS: frozenset[type] = frozenset(type(x) for x in _SAMPLE_ITERATORS)
 _PLAIN = frozenset((int, float, str, bool, type(None), list, dict, tuple, set, frozenset, bytes))
-_BUILTIN_METHOD = type([].append)  # CPython: builtin_function_or_method; PyPy: method
+_BUILTIN_METHOD: type = type([].append)  # CPython: builtin_function_or_method; PyPy: method
 
 
 class _Probe:
@@ -93,6 +91,7 @@ class _tk_held:
     """A held value's recipe (``__dict__``) and, once rebuilt or while frozen, the value (``_live``)."""
 
     __slots__ = ("__dict__", "__weakref__", "_live")
+    _live: Any
 
     def live(self) -> Any:
         try:
@@ -146,21 +145,21 @@ def _recipe(v: Any, ns: Dict[str, Any], name_of: Callable[[object], Optional[str
     if t is not _BUILTIN_METHOD and t is not _METHOD:  # (never __getattr__ of a job's class)
         return None
     owner = getattr(v, "__self__", None)
-    name = getattr(v, "__name__", None)
+    method_name: Optional[str] = getattr(v, "__name__", None)
     if (
         owner is not None
         and callable(v)
-        and type(name) is str
-        and not name.startswith("_")
+        and isinstance(method_name, str)
+        and not method_name.startswith("_")
         and type(owner) is not type(re)  # a module's function (max): by reference
         and name_of(v) is None  # named by refs.py (the job's random.choice...)
     ):
         try:
-            same = getattr(owner, name) == v
+            same = getattr(owner, method_name) == v
         except Exception:
             same = False
         if same:
-            return {"k": "method", "obj": owner, "name": name}
+            return {"k": "method", "obj": owner, "name": method_name}
     return None
 
 
@@ -172,8 +171,16 @@ def _match_recipe(m: Any, ns: Dict[str, Any]) -> Dict[str, Any]:
     for how in ("search", "fullmatch"):  # search also finds what match() found
         again = getattr(p, how)(m.string, m.pos, m.endpos)
         if again is not None and again.regs == m.regs:
-            return {"k": "match", "pattern": p.pattern, "flags": flags, "s": m.string,
-                    "pos": m.pos, "endpos": m.endpos, "how": how, "name": name}
+            return {
+                "k": "match",
+                "pattern": p.pattern,
+                "flags": flags,
+                "s": m.string,
+                "pos": m.pos,
+                "endpos": m.endpos,
+                "how": how,
+                "name": name,
+            }
     raise iterators.FreezeError(
         "a re.Match that is not the first match from its pos (finditer's) cannot be frozen in a "
         "local variable: keep what you need of it (m.group(...), m.span()) in variables instead"

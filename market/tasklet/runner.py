@@ -467,6 +467,8 @@ def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict, name_of=None):
         keep = info.user_names.union(pi.live)
         # sorted: the same frame reached through a thaw or straight on encodes the same bytes
         clean = {k: local_vars[k] for k in sorted(local_vars) if k in keep}
+        for k in info.nested.keys() & clean.keys():
+            clean[k] = freeze_nested(clean[k])
         if name_of is not None:  # bound methods, iterators, exceptions, matches: held.py
             clean = held.wrap_locals(clean, memo, ns, name_of)
         cleaned.append(clean)
@@ -477,6 +479,15 @@ def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict, name_of=None):
         iters = {k: iterators.freeze_loop(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k], ns) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
+
+
+def freeze_nested(fn) -> Any:
+    """A nested function held in a frozen frame: its defaults ``(defaults, kwdefaults)``.
+
+    The rest of it is its def (the thaw runs it again in the resumed frame, closing over that
+    frame's variables: compiler._ContinuationBuilder.remake); the validator lets the object live
+    only in the frame whose def made it."""
+    return (fn.__defaults__, fn.__kwdefaults__)
 
 
 def run_slice(

@@ -276,6 +276,12 @@ def local_names(fn: ast.FunctionDef) -> Set[str]:
             names.add(node.target.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {(x.asname or x.name).split(".")[0] for x in node.names}
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            # a nested definition binds its name here; its body is its own scope (its defaults
+            # and decorators are evaluated here)
+            names.add(node.name)
+            todo.extend(_outer_parts(node))
+            continue
         if isinstance(node, _SCOPES):
             # only the walrus targets and the first iterable escape a comprehension
             todo.extend(n for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
@@ -285,6 +291,31 @@ def local_names(fn: ast.FunctionDef) -> Set[str]:
             continue
         todo.extend(ast.iter_child_nodes(node))
     return names
+
+
+def _outer_parts(node: ast.AST) -> List[ast.AST]:
+    """The parts of a nested def or class that its enclosing scope evaluates."""
+    if isinstance(node, ast.ClassDef):
+        parts: List[ast.AST] = [*node.bases, *(k.value for k in node.keywords), *node.decorator_list]
+        return parts
+    a = node.args  # type: ignore[attr-defined]  # FunctionDef / AsyncFunctionDef
+    return list(a.defaults) + [d for d in a.kw_defaults if d is not None] + list(node.decorator_list)  # type: ignore[attr-defined]
+
+
+def nested_functions(fn: ast.FunctionDef) -> List[ast.FunctionDef]:
+    """The ``def`` statements in ``fn``'s own scope (not those nested deeper), in source order."""
+    out: List[ast.FunctionDef] = []
+    todo: List[ast.AST] = list(reversed(fn.body))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef):
+            out.append(node)
+            continue
+        if isinstance(node, ast.stmt):
+            todo.extend(reversed(list(ast.iter_child_nodes(node))))
+        elif isinstance(node, ast.ExceptHandler):
+            todo.extend(reversed(node.body))
+    return out
 
 
 class _Checker:
@@ -497,6 +528,78 @@ class _Checker:
                 )
         ctx = _Ctx(fn, names, method, generator_entry)
         self.block(fn.body, ctx)
+        self.nested_uses(fn)
+
+    # -- nested functions and closures ----------------------------------------
+    #
+    # A nested def runs atomically (like a lambda consumed at once): it cannot call job functions,
+    # so no frame of it is ever frozen.  Its function object may live in the outer frame across a
+    # freeze: it is frozen as the values of its defaults, and a thaw runs its def statement again in
+    # the resumed frame, whose variables it closes over (compiler.py: _ContinuationBuilder), so the
+    # cells are shared with the outer frame as they were.  That is exact only if the object never
+    # leaves the outer frame: the name is bound by its one def, and only called or passed straight to
+    # a call that lets go of it (sorted(key=f), max, map(...) consumed at once).
+
+    def nested_function(self, fn: ast.FunctionDef, ctx: "_Ctx") -> None:
+        for d in fn.decorator_list:
+            self.refuse(d, "decorators are not supported on nested functions")
+        a = fn.args
+        for default in a.defaults + [d for d in a.kw_defaults if d is not None]:
+            self.expr(default, ctx.no_calls or "defaults of a nested function cannot call job functions", ctx)
+        if _has_yield(fn):
+            self.refuse(fn, "nested generators are not supported (write a loop in the outer function)")
+        names = local_names(fn)
+        for name in sorted(names | {fn.name}):
+            if name.startswith(RESERVED_PREFIX):
+                self.refuse(fn, "names starting with %r are reserved for the runtime" % RESERVED_PREFIX)
+            elif name in self.info.functions or name in self.info.classes:
+                self.refuse(
+                    fn, "%r in nested function %s() shadows the job's function or class of that name" % (name, fn.name)
+                )
+        why = (
+            "a nested function runs at once and cannot call job functions "
+            "(make %s a top-level function, or call the job function in the outer function)" % fn.name
+        )
+        inner = _Ctx(fn, names, ctx.method, False, why, nested=True)
+        self.block(fn.body, inner)
+
+    def nested_uses(self, fn: ast.FunctionDef) -> None:
+        """A nested function's name: bound by its one def, only called or consumed at once."""
+        defs = nested_functions(fn)
+        seen: Dict[str, ast.FunctionDef] = {}
+        for d in defs:
+            if d.name in seen:
+                self.refuse(
+                    d,
+                    "nested function %s() is defined twice in %s() (give each definition its own name)"
+                    % (d.name, fn.name),
+                )
+            seen[d.name] = d
+        # every def nested at any depth: none of their objects may leave the frame that made it
+        deep = {n.name for n in ast.walk(fn) if isinstance(n, ast.FunctionDef) and n is not fn}
+        if not deep:
+            return
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Name) or node.id not in deep:
+                continue
+            if not isinstance(node.ctx, ast.Load):
+                self.refuse(
+                    node,
+                    "%r names a nested function: it may only be bound by its def (use another name)" % node.id,
+                )
+                continue
+            parent = self.parents.get(id(node))
+            if isinstance(parent, ast.Call) and parent.func is node:
+                continue
+            if self.consumed(node):
+                continue
+            self.refuse(
+                node,
+                "nested function %s can only be called, or passed straight to a call that uses it at once "
+                "(sorted(xs, key=%s), max, map(...) consumed at once): returned or kept in a variable, "
+                "a container or an object it could not be frozen; define it at the top level of the module "
+                "and pass the values it needs as arguments" % (node.id, node.id),
+            )
 
     def block(self, stmts, ctx: "_Ctx") -> None:
         for s in stmts:
@@ -504,10 +607,14 @@ class _Checker:
 
     def stmt(self, s: ast.stmt, ctx: "_Ctx") -> None:
         no_calls = ctx.no_calls
-        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(s, ast.FunctionDef):
+            self.nested_function(s, ctx)
+        elif isinstance(s, (ast.AsyncFunctionDef, ast.ClassDef)):
             self.refuse(
-                s, "nested functions and classes are not supported (define them at the top level of the module)"
+                s, "nested classes and async functions are not supported (define them at the top level of the module)"
             )
+        elif isinstance(s, ast.Nonlocal) and ctx.nested:
+            pass  # a nested function rebinding its outer function's variable: the cell is shared
         elif isinstance(s, (ast.Global, ast.Nonlocal)):
             self.refuse(
                 s,
@@ -821,7 +928,7 @@ class _Checker:
         own |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
         for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
             self.expr(d, "lambda defaults cannot call job functions", ctx)
-        if ctx is not None:
+        if ctx is not None and not ctx.nested:  # a nested function's frame is never frozen
             for n in ast.walk(node.body):
                 if isinstance(n, ast.Name) and n.id in ctx.names and n.id not in own:
                     self.refuse(
@@ -833,15 +940,16 @@ class _Checker:
 
 
 class _Ctx:
-    def __init__(self, fn, names, method, generator_entry, no_calls=None):
+    def __init__(self, fn, names, method, generator_entry, no_calls=None, nested=False):
         self.fn = fn
         self.names = names
         self.method = method
         self.generator_entry = generator_entry
         self.no_calls = no_calls
+        self.nested = nested  # the body of a nested function: it runs at once, never frozen
 
     def child(self, no_calls):
-        return _Ctx(self.fn, self.names, self.method, self.generator_entry, no_calls)
+        return _Ctx(self.fn, self.names, self.method, self.generator_entry, no_calls, self.nested)
 
 
 def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:

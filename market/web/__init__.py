@@ -49,4 +49,10 @@ def make_site(db, dispatcher: Any | None, options: Mapping[str, Any], reactor=No
         max_price=getattr(getattr(dispatcher, "settings", None), "max_price", None),
     )
     reactor.addSystemEventTrigger("after", "shutdown", web.reports.close)
+    # e-mail on finish or failure (opt-in): a bounded loop beside the site (market.web.notify)
+    from market.web.notify import Notifier
+
+    web.notifier = Notifier(db, mailer, clock, web.public_url, interval=float(options.get("notify-interval") or 5.0))
+    reactor.callWhenRunning(web.notifier.start)
+    reactor.addSystemEventTrigger("before", "shutdown", web.notifier.stop)
     return make_web_site(web)

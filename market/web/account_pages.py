@@ -14,9 +14,12 @@ from twisted.logger import Logger
 
 from market import accounts
 from market.accounts import credentials
+from market.core import caps, money
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.text import printable
 from market.store import accounts as sql_accounts
+from market.store import caps as sql_caps
+from market.store import notices as sql_notices
 from market.store import tokens as sql_tokens
 from market.store import web as sql_web
 from market.web.context import Pages, address, field
@@ -217,6 +220,41 @@ class AccountPages(Pages):
         # whoever else was logged in with the old password is logged out
         await self.web.db.run(sql_web.end_other_sessions, visitor.account_id, visitor.token_hash)
         return self.web.render(request, "password.html", visitor, errors={}, done=True)
+
+    # -- the account page: settings a member chooses (issue 19: the spending cap) ---------------
+    async def account(self, request, visitor):
+        return await self._account_page(request, visitor)
+
+    async def set_cap(self, request, visitor):
+        text = field(request, "cap", limit=64)
+        try:
+            cap = caps.parse_cap(text)
+        except MarketError as e:
+            return await self._account_page(request, visitor, 400, errors={"cap": str(e)}, typed=text)
+        await self.web.db.run(sql_caps.set_account_cap, visitor.account_id, cap, self.web.clock.seconds())
+        return await self._account_page(request, visitor, done="cap")
+
+    async def set_notify(self, request, visitor):
+        on = field(request, "notify", limit=8) == "on"
+        await self.web.db.run(sql_notices.set_notify, visitor.account_id, on)
+        return await self._account_page(request, visitor, done="notify")
+
+    async def _account_page(self, request, visitor, code: int = 200, errors=None, typed=None, done=None):
+        cap = await self.web.db.run(sql_caps.account_cap, visitor.account_id)
+        notify = await self.web.db.run(sql_notices.notify_of, visitor.account_id)
+        value = typed if typed is not None else ("" if cap is None else money.format_cents(cap.limit))
+        return self.web.render(
+            request,
+            "account.html",
+            visitor,
+            code,
+            cap=cap,
+            left=None if cap is None else caps.left(cap),
+            value=value,
+            errors=errors or {},
+            done=done,
+            notify=notify,
+        )
 
     # -- e-mailed links: password reset and a new confirmation ---------------------------------
     # Both forms take an e-mail address and answer the same page whether or not an account has

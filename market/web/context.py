@@ -98,6 +98,8 @@ class Web:
         self.mailer = mailer
         #: the job pages' live streams (``market.web.live.LiveStreams``), set by ``site.routes``
         self.live_streams: Any = None
+        #: e-mail on finish or failure (``market.web.notify.Notifier``), set by ``make_site``
+        self.notifier: Any = None
         self.public_url = public_url.rstrip("/") if public_url else None
         self.rpc_endpoint = rpc_endpoint
         self.max_module = max_module

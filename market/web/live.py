@@ -1,4 +1,5 @@
-"""The job page's live figures as server-sent events: ``GET /jobs/ID/events``.
+"""The job and batch pages' live figures as server-sent events: ``GET /jobs/ID/events`` and
+``GET /batches/ID/events`` (``market.store.live.batch_live``: progress, jobs by state, cost).
 
 Every ``EVERY`` seconds the stream sends one ``data:`` line of JSON (``market.store.live.job_live``:
 progress, slices, execution seconds, cost so far, the estimate of the rest) and ends after the
@@ -12,6 +13,7 @@ stream's unread bytes stay small even if a client never reads them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, task
@@ -41,19 +43,27 @@ class LiveStreams(Pages):
 
     async def events(self, request, visitor, job_id):
         account = visitor.account_id
-        first = await self.web.db.run(sql_live.job_live, account, job_id)  # 404 for another's job
+        return await self._events(request, visitor, lambda tx: sql_live.job_live(tx, account, job_id))
+
+    async def batch_events(self, request, visitor, batch_id):
+        account = visitor.account_id
+        return await self._events(request, visitor, lambda tx: sql_live.batch_live(tx, account, batch_id))
+
+    async def _events(self, request, visitor, read: Callable[[Any], dict[str, Any]]):
+        account = visitor.account_id
+        first = await self.web.db.run(read)  # 404 for another's job or batch
         if self.open.get(account, 0) >= PER_ACCOUNT or self.total() >= TOTAL:
             raise Refused(429, "Too many live pages are open; close some or reload this one later.")
         self.open[account] = self.open.get(account, 0) + 1
         try:
-            await self._stream(request, account, job_id, first)
+            await self._stream(request, read, first)
         finally:
             self.open[account] -= 1
             if not self.open[account]:
                 del self.open[account]
         return b""
 
-    def _stream(self, request, account: int, job_id: int, first: dict[str, Any]) -> defer.Deferred:
+    def _stream(self, request, read: Callable[[Any], dict[str, Any]], first: dict[str, Any]) -> defer.Deferred:
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Accel-Buffering", b"no")
@@ -80,9 +90,9 @@ class LiveStreams(Pages):
             if state["reading"] or state["done"]:
                 return  # the last read is still running: skip, never queue
             state["reading"] = True
-            d = self.web.db.run(sql_live.job_live, account, job_id)
+            d = self.web.db.run(read)
 
-            def read(figures):
+            def got(figures):
                 state["reading"] = False
                 send(figures)
 
@@ -90,7 +100,7 @@ class LiveStreams(Pages):
                 state["reading"] = False
                 end()
 
-            d.addCallbacks(read, failed)
+            d.addCallbacks(got, failed)
 
         request.notifyFinish().addBoth(end)  # the browser went away
         loop = task.LoopingCall(tick)

@@ -6,12 +6,19 @@
    module in its own process; a hang is over 10x native + 1 s): acceptance of modules (every
    declared entry accepted) and of entry functions, and among accepted cases the wrong answers,
    hangs, cannot-freeze and crashes.
-2. Speed of the accepted, exact cases against native CPython, execution only: the job is compiled
-   once before timing (compile_job's cache), each variant is repeated until it has run >= 100 ms
-   (fresh argument copies for native; run_slice decodes its own), best of 3 such runs.
-   no-freeze = one run_slice with a long slice (module top level re-run, state #0 decoded, result
-   encoded: what every slice costs); freeze/100ms = run_slice(seconds=0.1) in a loop, the state
-   through bytes at every freeze.  Median and p90 of the ratios.
+2. Speed of the accepted, exact cases against native CPython, execution only (compile and the
+   job's start excluded); median and p90 of the ratios:
+   * no-freeze: the compiled job's entry function, in a namespace built once (the module's top
+     level run once, as a slice does), called like the native function: n calls on fresh argument
+     copies made before the clock starts, n grown until n native calls take >= 100 ms, then both
+     timed in turn 5 times, best of each.
+   * freeze/100ms: the case repeated inside ONE job (a wrapper entry calling the case's entry R
+     times, R grown until native takes >= 300 ms) run by run_slice(seconds=0.1) slice after slice,
+     the state through bytes at every freeze; so what is timed is execution plus one freeze and
+     thaw (and one slice start) per 100 ms, as a worker runs a job.  Against the same wrapper run
+     natively.  A case whose entry mutates its arguments gets R argument copies in the state
+     (popped one per call: the frozen state carries the copies not used yet), counted apart.
+     Generator entries (a job cannot call them) and cases that raise are not in this figure.
 """
 
 from __future__ import annotations
@@ -28,52 +35,116 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from market import tasklet
+from market.tasklet import runner
 from tests.corpus import harness
 
 MIN_SECONDS = 0.1
+REPEAT_SECONDS = 0.3  # freeze/100ms: long enough for a few freezes per case
+WRAPPER = "bench_repeat_entry"
 
 
-def timed_native(src, entry, args):
-    ns = {"__name__": "native_job"}
-    exec(compile(src, "<native>", "exec"), ns)
-    fn = ns[entry]
+def _drain(value):
+    if hasattr(value, "__next__"):  # a generator job: its work is in the iteration
+        for _ in value:
+            pass
 
-    def run(n):
+
+def timed_pair(native_fn, job_fn, args, rounds=5):
+    """Seconds per call of each function on fresh deep copies of ``args`` (made off the clock):
+    n grown until n native calls take >= 100 ms, then the two timed in turn ``rounds`` times,
+    best of each (in turn: a change of the machine's load hits both alike)."""
+
+    def run(fn, n):
         copies = [copy.deepcopy(args) for _ in range(n)]
         t0 = time.perf_counter()
         for a in copies:
-            fn(*a)
+            try:
+                _drain(fn(*a))
+            except Exception:  # a case whose answer is an exception: raising it is its work
+                pass
         return time.perf_counter() - t0
 
-    return per_call(run)
-
-
-def timed_sliced(src, entry, args, seconds):
-    env0 = tasklet.start(src, entry, copy.deepcopy(args), {})  # compiles once: cached below
-
-    def run(n):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            env = env0
-            while True:
-                out = tasklet.run_slice(env, src, seconds)
-                if out.finished:
-                    break
-                env = out.envelope
-        return time.perf_counter() - t0
-
-    return per_call(run)
-
-
-def per_call(run):
-    """Seconds per call: n grown until a run takes >= 100 ms, best of 3 runs of that n."""
     n = 1
     while True:
-        t = run(n)
+        t = run(native_fn, n)
         if t >= MIN_SECONDS:
             break
         n = max(n * 2, int(n * MIN_SECONDS / max(t, 1e-6) * 1.2))
-    return min([t] + [run(n) for _ in range(2)]) / n
+    best_native, best_job = t, float("inf")
+    for _ in range(rounds):
+        best_job = min(best_job, run(job_fn, n))
+        best_native = min(best_native, run(native_fn, n))
+    return best_native / n, best_job / n
+
+
+def native_function(src, entry):
+    ns = {"__name__": "native_job"}
+    exec(compile(src, "<native>", "exec", dont_inherit=True), ns)
+    return ns[entry]
+
+
+def compiled_function(src, entry):
+    """The compiled job's entry, in a namespace built as a slice builds it (compile excluded)."""
+    job = tasklet.compiler.compile_job(src, entry)
+    ctl = runner._Control({}, None, None, None)
+    ctl.job = job
+    ns = runner._namespace(job, ctl)
+    return ns[entry]
+
+
+def mutates_arguments(src, entry, args):
+    fn = native_function(src, entry)
+    a = copy.deepcopy(args)
+    try:
+        _drain(fn(*a))
+    except Exception:
+        return True
+    return a != args
+
+
+def wrapper_source(src, entry, mutating):
+    if mutating:
+        body = "    out = None\n    while copies:\n        out = %s(*copies.pop())\n    return out\n" % entry
+        return src + "\n\ndef %s(copies):\n%s" % (WRAPPER, body)
+    body = "    out = None\n    for _ in range(times):\n        out = %s(*args)\n    return out\n" % entry
+    return src + "\n\ndef %s(times, args):\n%s" % (WRAPPER, body)
+
+
+def wrapper_args(args, times, mutating):
+    return [[copy.deepcopy(args) for _ in range(times)]] if mutating else [times, copy.deepcopy(args)]
+
+
+def timed_repeated(src, entry, args):
+    """(native seconds, sliced seconds, freezes, mutating) of the case repeated in one job."""
+    mutating = mutates_arguments(src, entry, args)
+    wsrc = wrapper_source(src, entry, mutating)
+    nat = native_function(wsrc, WRAPPER)
+    times = 1
+    while True:
+        a = wrapper_args(args, times, mutating)
+        t0 = time.perf_counter()
+        nat(*a)
+        t_native = time.perf_counter() - t0
+        if t_native >= REPEAT_SECONDS:
+            break
+        times = max(times * 2, int(times * REPEAT_SECONDS / max(t_native, 1e-6) * 1.2))
+    a = wrapper_args(args, times, mutating)
+    t0 = time.perf_counter()
+    nat(*a)
+    t_native = min(t_native, time.perf_counter() - t0)  # best of 2 (the sliced run is timed once)
+    env = tasklet.start(wsrc, WRAPPER, wrapper_args(args, times, mutating), {})  # compiles: off the clock
+    freezes = 0
+    t0 = time.perf_counter()
+    while True:
+        out = tasklet.run_slice(env, wsrc, 0.1)
+        if out.finished:
+            break
+        freezes += 1
+        env = out.envelope
+    t_sliced = time.perf_counter() - t0
+    if out.error is not None:
+        raise RuntimeError("%s:%s repeated: %s" % (entry, WRAPPER, out.error))
+    return t_native, t_sliced, freezes, mutating
 
 
 def p90(xs):
@@ -127,33 +198,49 @@ def main():
             if rec["status"] not in ("ok", "refused"):
                 print("  %s %s:%s %s" % (rec["status"].upper(), path.stem, rec["entry"], rec.get("error", "")[:90]))
 
-    print("\n== speed of the accepted exact cases vs native (execution only, >= 100 ms each, best of 3) ==")
-    no_freeze, freeze100, fixed, natives = [], [], [], []
+    print("\n== speed of the accepted exact cases vs native CPython (execution only) ==")
+    no_freeze, freeze100, natives, mutating_ratios = [], [], [], []
+    freezes_total, skipped = 0, 0
     for path, recs in results.items():
         src = path.read_text()
         for rec in recs:
             if rec["status"] != "ok":
                 continue
-            nat = timed_native(src, rec["entry"], rec["args"])
+            entry, args = rec["entry"], rec["args"]
+            nat, mine = timed_pair(native_function(src, entry), compiled_function(src, entry), args)
             natives.append(nat)
-            once = timed_sliced(src, rec["entry"], rec["args"], 3600.0)
-            often = timed_sliced(src, rec["entry"], rec["args"], 0.1)
-            fixed.append(once - nat)
-            no_freeze.append(once / nat)
-            freeze100.append(often / nat)
-            if opts.cases:
-                print(
-                    "  %-40s native %8.1f us  no-freeze %6.2fx  freeze/100ms %6.2fx"
-                    % ("%s:%s" % (path.stem, rec["entry"]), nat * 1e6, once / nat, often / nat)
+            no_freeze.append(mine / nat)
+            line = "  %-40s native %9.1f us  no-freeze %5.2fx" % ("%s:%s" % (path.stem, entry), nat * 1e6, mine / nat)
+            expected = harness.native_answer(src, entry, args)[0]
+            raises = type(expected) is tuple and len(expected) == 2 and expected[0] == "error"
+            if raises or tasklet.compiler.compile_job(src, entry).is_generator:
+                skipped += 1
+            else:
+                t_nat, t_sliced, freezes, mutating = timed_repeated(src, entry, args)
+                freezes_total += freezes
+                (mutating_ratios if mutating else freeze100).append(t_sliced / t_nat)
+                line += "  freeze/100ms %5.2fx (%d freezes%s)" % (
+                    t_sliced / t_nat,
+                    freezes,
+                    ", argument copies in the state" if mutating else "",
                 )
-    print("cases timed: %d" % len(no_freeze))
-    print("no-freeze     median %.2fx  p90 %.2fx" % (statistics.median(no_freeze), p90(no_freeze)))
-    print("freeze/100ms  median %.2fx  p90 %.2fx" % (statistics.median(freeze100), p90(freeze100)))
-    print("native time per case: median %.1f us" % (statistics.median(natives) * 1e6))
+            if opts.cases:
+                print(line, flush=True)
     print(
-        "runtime cost per run_slice beyond native (no-freeze minus native): median %.0f us"
-        % (statistics.median(fixed) * 1e6)
+        "cases timed: %d no-freeze; freeze/100ms: %d, +%d with argument copies in the state, %d not run"
+        % (len(no_freeze), len(freeze100), len(mutating_ratios), skipped)
     )
+    print("no-freeze     median %.2fx  p90 %.2fx" % (statistics.median(no_freeze), p90(no_freeze)))
+    print(
+        "freeze/100ms  median %.2fx  p90 %.2fx  (%d freezes in all)"
+        % (statistics.median(freeze100), p90(freeze100), freezes_total)
+    )
+    if mutating_ratios:
+        print(
+            "freeze/100ms, argument copies in the state: median %.2fx  p90 %.2fx"
+            % (statistics.median(mutating_ratios), p90(mutating_ratios))
+        )
+    print("native time per case: median %.1f us" % (statistics.median(natives) * 1e6))
     print("load average at end: %.1f" % (os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")))
 
 

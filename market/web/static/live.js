@@ -64,3 +64,44 @@
     }
   };
 })();
+
+// The batch page's live figures: server-sent events from GET /batches/ID/events (market.web.live):
+// progress, jobs by state (failed apart from finished), cost so far and the estimate.
+(function () {
+  "use strict";
+  var box = document.getElementById("batch-live");
+  if (!box || box.getAttribute("data-over") === "1" || !window.EventSource) return;
+  var batch = box.getAttribute("data-batch");
+  function set(id, text) {
+    var el = document.getElementById(id);
+    if (el) el.textContent = text;
+  }
+  var source = new EventSource("/batches/" + batch + "/events");
+  source.onmessage = function (event) {
+    var f = JSON.parse(event.data);
+    var pct = Math.round(100 * f.progress) + "%";
+    var bar = document.querySelector("#batch-progress progress");
+    if (bar) { bar.value = f.progress; bar.textContent = pct; }
+    var counts = document.getElementById("batch-counts");
+    if (counts) {
+      counts.textContent = "";
+      Object.keys(f.states).forEach(function (status, i) {
+        if (i) counts.appendChild(document.createTextNode(", "));
+        var span = document.createElement("span");
+        span.className = "status-" + status;
+        span.textContent = status + " " + f.states[status];
+        counts.appendChild(span);
+      });
+    }
+    set("batch-progress-text", pct);
+    set("batch-jobs", f.jobs.toLocaleString("en") + " of " + f.size.toLocaleString("en"));
+    set("batch-cost", f.cost + " credits");
+    set("batch-estimate", f.estimate === null ? (f.over ? "none (the batch has ended)" :
+      "unknown until its jobs report progress") : "about " + f.estimate + " credits in all (cost so far ÷ share done)");
+    if (f.over) {
+      source.close();
+      var ended = document.getElementById("batch-live-ended");
+      if (ended) ended.hidden = false;
+    }
+  };
+})();
