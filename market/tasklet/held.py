@@ -327,3 +327,6 @@ def unwrap_locals(local_vars: Dict[str, Any]) -> Dict[str, Any]:
         return {k: v.live() if type(v) is _tk_held else v for k, v in local_vars.items()}
     except (TypeError, ValueError, AttributeError, KeyError, re.error) as exc:
         raise CodecError("a held value cannot be rebuilt: %s: %s" % (type(exc).__name__, exc)) from None
+
+
+iterators.HELD_VALID = valid  # iterators.valid checks a loop over a held iterator with it

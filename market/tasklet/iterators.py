@@ -47,7 +47,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Any, Dict, List, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["FreezeError", "freeze_loop", "thaw_loop", "describe", "thaw", "valid"]
 
@@ -377,11 +377,13 @@ def valid(desc: Any, depth: int = 0) -> bool:
         )
     if kind == "obj":
         if n == 2 and type(desc[1]).__name__ == "_tk_held":
-            from .held import valid as held_valid
-
-            return held_valid(desc[1])
+            return HELD_VALID is not None and HELD_VALID(desc[1])
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
     return n == 2 and type(desc[1]) is list  # "rest"
+
+
+# held.py (which builds on this module) registers its check of a held value's recipe here
+HELD_VALID: "Optional[Callable[[Any], bool]]" = None
 
 
 # -- the job's itertools ------------------------------------------------------
