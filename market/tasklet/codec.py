@@ -384,6 +384,10 @@ def encode(
                 attrs = getattr(x, "__dict__", None)
                 if type(attrs) is not dict:
                     raise CodecError("instance of %s has no plain __dict__" % t.__name__)
+                if isinstance(x, BaseException):  # a job exception class: its args too (_close)
+                    attrs = dict(attrs)
+                    attrs["_tk_args"] = list(x.args)
+                    keep.append(attrs)
                 out.append(_INST)
                 _str(t.__name__, out)
                 _uvarint(len(attrs), out)
@@ -901,6 +905,9 @@ def _close(frame: List[Any], memo: List[Any]) -> Any:
         value = tuple(obj) if kind == _TUPLE else frozenset(obj)
         memo[frame[4]] = value
         return value
+    if kind == _INST and isinstance(frame[5], BaseException) and "_tk_args" in frame[1]:
+        args = frame[1].pop("_tk_args")
+        frame[5].args = tuple(args) if type(args) is list else ()
     return frame[5]
 
 

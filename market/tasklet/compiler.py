@@ -33,6 +33,7 @@ from .validator import (
     check_module,
     is_dataclass_decorator,
     local_names,
+    loose_comprehension,
     nested_functions,
 )
 
@@ -227,7 +228,7 @@ class _FunctionTransformer:
             s._tk_point, s._tk_loop = p, None  # type: ignore[attr-defined]  # a mark on the job's own node
             return [s]
         if isinstance(s, ast.If):
-            s.test = self.lin(s.test)
+            s.test = self.lin_cond(s.test)
             pre = self.pre
             s.body = self.block(s.body)
             s.orelse = self.block(s.orelse)
@@ -386,6 +387,8 @@ class _FunctionTransformer:
     def lin(self, e: ast.expr) -> ast.expr:
         if not self.has_call(e):
             return e
+        if isinstance(e, (ast.BoolOp, ast.IfExp)):
+            return self.lin_branch(e)
         self.lin_slots(_slots(e))
         if self.is_job_call(e):
             t = self.new_temp()
@@ -393,6 +396,90 @@ class _FunctionTransformer:
             self.live.append(t)
             return _name(t, e)
         return e
+
+    def lin_cond(self, e: ast.expr) -> ast.expr:
+        """``e`` as the test of an ``if``: Python then jumps on each operand's truth, testing it
+        once (``if a or b`` never tests ``a`` twice), so 'and'/'or'/'not'/'x if c else y' with job
+        calls become statements into a fresh temp holding a real bool."""
+        if not self.has_call(e) or not isinstance(e, (ast.BoolOp, ast.IfExp, ast.UnaryOp)):
+            return self.lin(e)
+        if isinstance(e, ast.UnaryOp):
+            if not isinstance(e.op, ast.Not):
+                return self.lin(e)
+            return _stamp(ast.UnaryOp(op=ast.Not(), operand=self.lin_cond(e.operand)), e)
+        f = self.new_temp()
+        self.live.append(f)
+        outer = self.pre
+
+        def truth_into_f(v: ast.expr) -> List[ast.stmt]:
+            self.pre = []
+            value = self.lin_cond(v)
+            # 'not not v': its truth, tested once (bool may be rebound by the job)
+            truth = ast.UnaryOp(op=ast.Not(), operand=ast.UnaryOp(op=ast.Not(), operand=value))
+            self.pre.append(_assign(f, _stamp(truth, v), v))
+            return self.pre
+
+        if isinstance(e, ast.IfExp):
+            self.pre = outer
+            test = self.lin_cond(e.test)
+            outer = self.pre
+            outer.append(_stamp(ast.If(test=test, body=truth_into_f(e.body), orelse=truth_into_f(e.orelse)), e))
+        else:
+            assert isinstance(e, ast.BoolOp)
+            tail = outer
+            for k, v in enumerate(e.values):
+                if k == 0:
+                    self.pre = tail
+                    body = truth_into_f(v)
+                    tail.extend(body)
+                    continue
+                guard: ast.expr = _name(f, v)
+                if isinstance(e.op, ast.Or):
+                    guard = _stamp(ast.UnaryOp(op=ast.Not(), operand=guard), v)
+                body = truth_into_f(v)
+                tail.append(_stamp(ast.If(test=guard, body=body, orelse=[]), v))
+                tail = body
+        self.pre = outer
+        return _name(f, e)
+
+    def lin_branch(self, e: ast.expr) -> ast.expr:
+        """``a or b``, ``a and b``, ``x if c else y`` with job calls: statements into a fresh temp
+        that evaluate exactly what Python would, in its order, each truth value once:
+        ``t = a; if not t: (t = b; if not t: t = c)`` / ``if c': t = x' else: t = y'``."""
+        t = self.new_temp()
+        self.live.append(t)
+        outer = self.pre
+
+        def value_into_t(v: ast.expr) -> List[ast.stmt]:
+            self.pre = []
+            value = self.lin(v)
+            self.pre.append(_assign(t, value, v))
+            return self.pre
+
+        if isinstance(e, ast.IfExp):
+            self.pre = outer
+            test = self.lin_cond(e.test)
+            outer = self.pre
+            body, orelse = value_into_t(e.body), value_into_t(e.orelse)
+            outer.append(_stamp(ast.If(test=test, body=body, orelse=orelse), e))
+        else:
+            assert isinstance(e, ast.BoolOp)
+            tail = outer
+            for k, v in enumerate(e.values):
+                if k == 0:
+                    self.pre = tail
+                    value = self.lin(v)
+                    tail = self.pre
+                    tail.append(_assign(t, value, v))
+                    continue
+                guard: ast.expr = _name(t, v)
+                if isinstance(e.op, ast.Or):
+                    guard = _stamp(ast.UnaryOp(op=ast.Not(), operand=guard), v)
+                body = value_into_t(v)
+                tail.append(_stamp(ast.If(test=guard, body=body, orelse=[]), v))
+                tail = body
+        self.pre = outer
+        return _name(t, e)
 
     def lin_slots(self, slots) -> None:
         with_calls = [i for i, (get, _) in enumerate(slots) if self.has_call(get())]
@@ -754,7 +841,102 @@ def prepare_module(tree: ast.Module) -> List[str]:
             return ast.copy_location(ast.Call(func=func, args=[node], keywords=[]), node)
 
     _Lambdas().visit(tree)
+    desugar_comprehensions(tree)
     return sorted(modules)
+
+
+def desugar_comprehensions(tree: ast.Module) -> None:
+    """A list/set/dict comprehension that calls job functions, as the whole value of an assignment
+    or a return (validator.loose_comprehension), becomes a for loop, so that the job can stop in it:
+
+        x = [e for a in A if c for b in B]   ->   _tk_cK = []
+                                                  for _tk_cK_a in A:
+                                                      if c':
+                                                          for _tk_cK_b in B':
+                                                              _tk_cK.append(e')
+                                                  x = _tk_cK
+                                                  del _tk_cK
+
+    with the comprehension's variables renamed (primes) into fresh reserved names: they do not
+    leak, as natively.  A dict comprehension evaluates each key before its value, as natively."""
+    jobs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    counter = [0]
+
+    def calls_job(n: ast.AST) -> bool:
+        return any(isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in jobs for c in ast.walk(n))
+
+    def block(body: List[ast.stmt]) -> List[ast.stmt]:
+        out: List[ast.stmt] = []
+        for st in body:
+            comp = getattr(st, "value", None)
+            if (
+                isinstance(st, (ast.Assign, ast.Return))
+                and comp is not None
+                and loose_comprehension(comp, st)
+                and calls_job(comp)
+            ):
+                out.extend(loop(st, comp))
+                continue
+            for field in ("body", "orelse", "finalbody"):
+                inner = getattr(st, field, None)
+                if inner and isinstance(inner, list) and isinstance(inner[0], ast.stmt):
+                    setattr(st, field, block(inner))
+            for h in getattr(st, "handlers", ()):
+                h.body = block(h.body)
+            out.append(st)
+        return out
+
+    def loop(st: ast.stmt, comp: Any) -> List[ast.stmt]:
+        k = counter[0]
+        counter[0] += 1
+        acc = "_tk_c%d" % k
+        renames: Dict[str, str] = {}
+
+        class Rename(ast.NodeTransformer):
+            def visit_Name(self, node: ast.Name) -> ast.Name:
+                new = renames.get(node.id)
+                return ast.copy_location(ast.Name(id=new, ctx=node.ctx), node) if new else node
+
+        empty = {ast.ListComp: "[]", ast.SetComp: "set()", ast.DictComp: "{}"}[type(comp)]
+        first = _stamp(_parse_stmt("%s = %s" % (acc, empty)), st)
+        if isinstance(comp, ast.DictComp):
+            key = "_tk_c%dk" % k
+            inner: List[ast.stmt] = [
+                _stamp(_parse_stmt("%s = 0" % key), st),
+                _stamp(_parse_stmt("%s[%s] = 0" % (acc, key)), st),
+            ]
+        else:
+            inner = [_stamp(_parse_stmt("%s.%s(0)" % (acc, "append" if isinstance(comp, ast.ListComp) else "add")), st)]
+        body: List[ast.stmt] = []
+        outer = body
+        for i, gen in enumerate(comp.generators):
+            it = gen.iter if i == 0 else Rename().visit(gen.iter)  # the first runs in the enclosing scope
+            for n in ast.walk(gen.target):
+                if isinstance(n, ast.Name):
+                    renames[n.id] = "_tk_c%d_%s" % (k, n.id)
+            target = Rename().visit(gen.target)
+            for_node = _stamp(ast.For(target=target, iter=it, body=[], orelse=[]), gen.iter)
+            if hasattr(for_node, "type_comment"):
+                for_node.type_comment = None
+            outer.append(for_node)
+            outer = for_node.body
+            for cond in gen.ifs:
+                if_node = _stamp(ast.If(test=Rename().visit(cond), body=[], orelse=[]), cond)
+                outer.append(if_node)
+                outer = if_node.body
+        if isinstance(comp, ast.DictComp):
+            inner[0].value = Rename().visit(comp.key)  # type: ignore[attr-defined]  # an Assign
+            inner[1].value = Rename().visit(comp.value)  # type: ignore[attr-defined]  # an Assign
+        else:
+            inner[0].value.args = [Rename().visit(comp.elt)]  # type: ignore[attr-defined]  # an Expr of a call
+        outer.extend(inner)
+        st.value = _stamp(ast.Name(id=acc, ctx=ast.Load()), comp)  # type: ignore[attr-defined]  # Assign/Return
+        done = [st] if isinstance(st, ast.Return) else [st, _stamp(_parse_stmt("del %s" % acc), st)]
+        return [first] + body + done
+
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef):
+            fn.body = block(fn.body)
 
 
 #: modules whose job-side stand-in is bound by name, at compile time (an ``__import__`` hook is not

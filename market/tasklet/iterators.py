@@ -15,8 +15,13 @@ references, so after a thaw the list in the descriptor is the very list in the f
                                         (consumed -1: the dict changed size, the next step raises;
                                         size: its size then, so that a change made before the loop's
                                         frame is thawed — a callee's frame resumes first — raises too)
-    ["rest", [item, ...]]               set/frozenset iterators (their remaining items; a set that
-                                        changes size after a thaw does not raise: known gap)
+    ["set", set, [item, ...], size]     set/frozenset iterators: the set, its remaining items and its
+                                        size at the freeze (size -1: it changed size, the next step
+                                        raises; a thawed loop raises RuntimeError, as CPython does, once
+                                        the set's size differs from the size it had: _SetRest)
+    ["drev", dict, view, consumed, size] reversed() of a dict or of its views, as "dict" (PyPy's
+                                        has the forward type: told apart by the items it has left)
+    ["rest", [item, ...]]               an exhausted dict or set iterator (older states: a set's items)
     ["obj", instance]                   the job's itertools objects (below)
 
 Any other iterator (a generator, iter(callable, sentinel)) refuses to freeze (FreezeError): its
@@ -42,17 +47,25 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
-    from typing import Any, Dict, List, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["FreezeError", "freeze_loop", "thaw_loop", "describe", "thaw", "valid"]
 
-KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "rest", "obj"})
+KINDS = frozenset({"range", "seq", "rev", "enum", "zip", "map", "filter", "dict", "drev", "set", "rest", "obj"})
 _SEQUENCES = (list, tuple, str, bytes, bytearray)
 _DICT_ITERATORS: Dict[type, int] = {
     type(iter({}.keys())): 0,
     type(iter({}.values())): 1,
     type(iter({}.items())): 2,
 }
+_DICT_REVERSED: Dict[type, int] = {}
+_DICT_BOTH_WAYS = set()  # forward iterator types that reversed() makes too (PyPy's key iterator)
+for _view, _make in enumerate((lambda d: d.keys(), lambda d: d.values(), lambda d: d.items())):
+    _rt = type(reversed(_make({})))
+    if _rt not in _DICT_ITERATORS:  # CPython: types of their own
+        _DICT_REVERSED[_rt] = _view
+    else:
+        _DICT_BOTH_WAYS.add(_rt)
 _SET_ITERATOR: type = type(iter(set()))
 _GENERATOR: type = type(c for c in "")
 _RANGE_ITERATOR = type(iter(range(1)))
@@ -102,11 +115,16 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
     t = type(it)
     if isinstance(it, _Shim):
         return ["obj", it]
+    held = _HELD.get(id(it))
+    if held is not None and held[0] is it:
+        return ["obj", held[1]]
     if t in _NATIVE_ONLY:
         raise FreezeError(
             "a loop over itertools.%s cannot be frozen: iterate over a list of its groups instead" % t.__name__
         )
     kind = _DICT_ITERATORS.get(t)
+    if kind is None:
+        kind = _DICT_REVERSED.get(t)
     if kind is not None:
         d = next((x for x in gc.get_referents(it) if type(x) is dict), None)
         if d is None:  # exhausted: it let go of its dict
@@ -115,14 +133,20 @@ def describe(it: Any, ns: Dict[str, Any]) -> List[Any]:
         # CPython's __reduce__ raises it already, PyPy's counts the entries now left, while the
         # length hint still counts from the size the iteration started with.
         try:
-            remaining = len(it.__reduce__()[1][0])
+            left = list(it.__reduce__()[1][0])
         except RuntimeError:
             return ["dict", d, kind, -1]
+        remaining = len(left)
         if remaining != operator.length_hint(it):
             return ["dict", d, kind, -1]
-        return ["dict", d, kind, len(d) - remaining, len(d)]
-    if t is _SET_ITERATOR:
-        return ["rest", list(it.__reduce__()[1][0])]
+        tag = "drev" if t in _DICT_REVERSED else "dict"
+        if remaining and t in _DICT_BOTH_WAYS:  # forward or reversed?
+            entries = list(d.keys() if kind == 0 else d.values() if kind == 1 else d.items())
+            if entries[len(d) - remaining :] != left and entries[:remaining][::-1] == left:
+                tag = "drev"
+        return [tag, d, kind, len(d) - remaining, len(d)]
+    if t is _SET_ITERATOR or t is _SetRest:
+        return _describe_set(it)
     try:
         r = it.__reduce__()
     except Exception:
@@ -209,9 +233,59 @@ def thaw(desc: List[Any], ns: Dict[str, Any]) -> Any:
         it = iter(d.keys() if view == 0 else d.values() if view == 1 else d.items())
         collections.deque(_itertools.islice(it, consumed), maxlen=0)
         return it
+    if kind == "set":
+        return _SetRest(desc[1], desc[2], desc[3])
+    if kind == "drev":
+        d, view, consumed = desc[1], desc[2], desc[3]
+        if len(d) != desc[4]:  # it changed size after the freeze: the next step raises
+            return _broken_dict_iterator(view)
+        it = reversed(d.keys() if view == 0 else d.values() if view == 1 else d.items())
+        collections.deque(_itertools.islice(it, consumed), maxlen=0)
+        return it
     if kind == "obj":
         return iter(desc[1])  # a replayed object's counted view, or the object itself
     return iter(desc[1])  # "rest"
+
+
+def _describe_set(it: Any) -> List[Any]:
+    """["set", the set, its remaining items, its size now] (size -1: it changed size under ``it``)."""
+    if type(it) is _SetRest:
+        if it.size < 0 or len(it.s) != it.size:
+            return ["set", it.s, [], -1]
+        return ["set", it.s, list(it.rest), it.size]
+    s = next((x for x in gc.get_referents(it) if type(x) is set or type(x) is frozenset), None)
+    if s is None:  # exhausted: it let go of its set
+        return ["rest", []]
+    # as for dicts: CPython's __reduce__ raises after a size change, PyPy's lists what is there now
+    try:
+        remaining = list(it.__reduce__()[1][0])
+    except RuntimeError:
+        return ["set", s, [], -1]
+    if len(remaining) != operator.length_hint(it):
+        return ["set", s, [], -1]
+    return ["set", s, remaining, len(s)]
+
+
+class _SetRest:
+    """A thawed set iterator: the items the native one had still to give, and like it a
+    RuntimeError at the next step once the set's size is not the size it had."""
+
+    __slots__ = ("s", "rest", "size")
+
+    def __init__(self, s: Any, items: List[Any], size: int) -> None:
+        self.s, self.rest, self.size = s, iter(items), size
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        if self.size < 0 or len(self.s) != self.size:
+            self.size = -1  # stays broken, as CPython's does
+            raise RuntimeError("Set changed size during iteration")
+        return next(self.rest)
+
+    def __length_hint__(self) -> int:
+        return operator.length_hint(self.rest)
 
 
 def _broken_dict_iterator(view: int) -> Any:
@@ -286,9 +360,30 @@ def valid(desc: Any, depth: int = 0) -> bool:
             and desc[2] in (0, 1, 2)
             and all(type(x) is int and x >= -1 for x in desc[3:])
         )
+    if kind == "drev":
+        return (
+            n == 5
+            and type(desc[1]) is dict
+            and desc[2] in (0, 1, 2)
+            and all(type(x) is int and x >= 0 for x in desc[3:])
+        )
+    if kind == "set":
+        return (
+            n == 4
+            and type(desc[1]) in (set, frozenset)
+            and type(desc[2]) is list
+            and type(desc[3]) is int
+            and desc[3] >= -1
+        )
     if kind == "obj":
+        if n == 2 and type(desc[1]).__name__ == "_tk_held":
+            return HELD_VALID is not None and HELD_VALID(desc[1])
         return n == 2 and SHIMS.get(type(desc[1]).__name__) is type(desc[1])
     return n == 2 and type(desc[1]) is list  # "rest"
+
+
+# held.py (which builds on this module) registers its check of a held value's recipe here
+HELD_VALID: "Optional[Callable[[Any], bool]]" = None
 
 
 # -- the job's itertools ------------------------------------------------------
@@ -303,6 +398,7 @@ def valid(desc: Any, depth: int = 0) -> bool:
 _FIRST = operator.itemgetter(0)  # a replayed object's counted view: see _Replayed
 _MANY = sys.maxsize
 _NS: Dict[str, Any] = {}
+_HELD: Dict[int, Any] = {}  # id -> (iterator, its held.py _tk_held) of the iterators frame locals hold
 _LIVE: Any = None  # weakref.WeakSet of the shim objects with live inner iterators, this slice
 
 
@@ -310,9 +406,16 @@ def bind(ns: Dict[str, Any]) -> None:
     """Start a slice: job functions named by thawed iterators are looked up in ``ns``."""
     import weakref
 
-    global _NS, _LIVE
+    global _NS, _LIVE, _HELD
     _NS = ns
     _LIVE = weakref.WeakSet()
+    _HELD = {}
+
+
+def hold(it: Any, held: Any) -> None:
+    """``it`` is held by a local variable, frozen as ``held`` (held.py): a loop over it, or an
+    iterator made from it, is described as ["obj", held], so that all thaw to one iterator."""
+    _HELD[id(it)] = (it, held)
 
 
 def prepare() -> None:

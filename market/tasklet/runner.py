@@ -24,7 +24,7 @@ import threading
 import time
 import types
 
-from . import codec, iterators
+from . import codec, held, iterators
 from .compiler import JOB_FILENAME, CompiledJob, compile_job
 from .envelope import (
     INTERPRETER,
@@ -265,6 +265,7 @@ def loop_positions(job: Optional[CompiledJob], fname: str, point: int, local_var
 def _namespace(job: CompiledJob, ctl: _Control) -> dict:
     ns: Dict[str, Any] = {}
     iterators.bind(ns)
+    held.bind()
     ctl.refs = References(ns, job.class_names, job.modules)
     ns.update(
         {
@@ -295,6 +296,7 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
 def _classes(job: CompiledJob, ns: dict) -> Dict[str, type]:
     classes = {name: ns[name] for name in job.class_names if isinstance(ns.get(name), type)}
     classes.update(iterators.SHIMS)  # reserved names: no job class can take them
+    classes.update(held.HELD_CLASSES)
     return classes
 
 
@@ -426,6 +428,9 @@ def _check_state(state, job: CompiledJob) -> None:
             for d in iters.values():
                 if not iterators.valid(d):
                     bad("loop position")
+            for v in local_vars.values():
+                if type(v).__name__ == "_tk_held" and not held.valid(v):
+                    bad("held value in %s" % fname)
         for fr in frames[1:]:
             if job.functions[fr[0]].points[fr[1]].kind != "call":
                 bad("an outer frame is not at a call")
@@ -437,6 +442,7 @@ def _check_state(state, job: CompiledJob) -> None:
 def _resume(job: CompiledJob, ns: dict, frames) -> Any:
     value, raised = None, None
     for i, (fname, point, local_vars, iters) in enumerate(frames):
+        local_vars = held.unwrap_locals(local_vars)
         k = types.FunctionType(job.continuation_code(fname, point), ns, fname)
         try:
             value = k(local_vars, iters, _Raised(raised) if raised is not None else value)
@@ -451,8 +457,10 @@ def _resume(job: CompiledJob, ns: dict, frames) -> Any:
     return value
 
 
-def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict):
+def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict, name_of=None):
     frames = []
+    memo: Dict[int, Any] = {}
+    cleaned = []
     for fname, point, local_vars in s.frames:
         info = job.functions[fname]
         pi = info.points[point]
@@ -461,6 +469,13 @@ def _freeze_frames(job: CompiledJob, s: _Suspend, ns: dict):
         clean = {k: local_vars[k] for k in sorted(local_vars) if k in keep}
         for k in info.nested.keys() & clean.keys():
             clean[k] = freeze_nested(clean[k])
+        if name_of is not None:  # bound methods, iterators, exceptions, matches: held.py
+            clean = held.wrap_locals(clean, memo, ns, name_of)
+        cleaned.append(clean)
+    if name_of is not None:
+        held.refresh_pending(s.pending, memo, ns, name_of)
+    for (fname, point, local_vars), clean in zip(s.frames, cleaned):
+        pi = job.functions[fname].points[point]
         iters = {k: iterators.freeze_loop(local_vars["_tk_s%d" % k], local_vars["_tk_i%d" % k], ns) for k in pi.loops}
         frames.append([fname, point, clean, iters])
     return frames + list(s.pending)
@@ -564,7 +579,7 @@ def _run(
             stats["stop_latency_cpu"] = time.process_time() - ctl.expired_at[1]
         try:
             mark = mark_of(job, *s.frames[0])
-            new_state = {"kind": "frames", "frames": _freeze_frames(job, s, ns)}
+            new_state = {"kind": "frames", "frames": _freeze_frames(job, s, ns, ctl.refs.name_of)}
         except Exception as exc:  # e.g. a loop position that cannot be read
             return outcome(finished=True, error="cannot freeze the job's state: %s: %s" % (type(exc).__name__, exc))
     except Exception as exc:

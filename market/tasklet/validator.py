@@ -134,6 +134,17 @@ _HOLDERS = frozenset({"map", "filter", "cmp_to_key", "filterfalse", "starmap", "
 _HOLDERS |= frozenset({"accumulate", "groupby"})
 # calls of allowed modules that make a new callable: at the top level the compiler registers what they
 # make (refs.py freezes it by reference); while the job runs it must be consumed at once
+# calls that use up an iterator argument (or take some items and drop it) before they return
+_USE_UP = _CONSUMERS | frozenset({"next", "fmean", "mean", "median", "mode", "stdev", "pstdev"})
+_USE_UP |= frozenset({"variance", "pvariance", "heapify", "bytes", "bytearray", "str", "print"})
+# iterator makers whose iterators cannot be frozen (iterators.py), with how to do without
+_NATIVE_ONLY = {
+    "groupby": "loop over a list of its groups: for k, g in [(k, list(g)) for k, g in groupby(...)]",
+    "tee": "make a list of the items and loop over it as often as needed",
+    "finditer": "loop over a list of what you need of each match: "
+    "for start, text in [(m.start(), m.group()) for m in PAT.finditer(s)], or use findall",
+    "scanner": "use finditer's matches in a list comprehension, or findall",
+}
 MAKERS = frozenset({"itemgetter", "attrgetter", "methodcaller", "partial", "cmp_to_key"})
 _SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
 
@@ -196,6 +207,20 @@ def _is_type(e: ast.AST) -> bool:
 
 def _callee(f: ast.AST) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def loose_comprehension(comp: ast.AST, parent: Optional[ast.AST]) -> bool:
+    """Whether the compiler turns the comprehension ``comp`` into a for loop (so that it may call
+    job functions): a list, set or dict comprehension that is the whole value of an assignment or
+    of a return (nothing else of the statement is evaluated before it), with no lambda or other
+    comprehension inside (their names would need another scope)."""
+    if not isinstance(comp, (ast.ListComp, ast.SetComp, ast.DictComp)):
+        return False
+    if not isinstance(parent, (ast.Assign, ast.Return)) or parent.value is not comp:
+        return False
+    if any(g.is_async for g in comp.generators):
+        return False
+    return not any(isinstance(n, _SCOPES) or isinstance(n, ast.NamedExpr) for n in ast.walk(comp) if n is not comp)
 
 
 def is_dataclass_decorator(d: ast.expr) -> bool:
@@ -686,6 +711,8 @@ class _Checker:
         todo = [(e, no_calls, False)]
         while todo:
             node, why, is_callee = todo.pop()
+            if isinstance(node, (ast.Call, ast.GeneratorExp)):
+                self.native_only_iterator(node)
             if isinstance(node, ast.Name):
                 self.name(node, is_callee, ctx)
                 continue
@@ -755,15 +782,17 @@ class _Checker:
                 self.lambda_(node, ctx)
                 continue
             if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                if loose_comprehension(node, self.parents.get(id(node))):
+                    # the compiler makes it a for loop (compiler.desugar_comprehensions)
+                    for child in ast.iter_child_nodes(node):
+                        todo.append((child, why, False))
+                    continue
                 why = "comprehensions run atomically and cannot call job functions (use a for loop)"
                 for child in ast.iter_child_nodes(node):
                     todo.append((child, why, False))
                 continue
             if isinstance(node, ast.BoolOp):
-                why = (
-                    why
-                    or "job function calls inside 'and'/'or' are not supported (assign the call to a variable first)"
-                )
+                pass  # job calls in 'and'/'or' run as statements (compiler.lin_branch)
             elif (
                 isinstance(node, ast.BinOp)
                 and isinstance(node.op, ast.BitOr)
@@ -775,9 +804,7 @@ class _Checker:
                     "or typing.Optional[X] (in annotations, 'X | Y' is fine: they are not evaluated)",
                 )
             elif isinstance(node, ast.IfExp):
-                why = (
-                    why or "job function calls inside a conditional expression are not supported (use an if statement)"
-                )
+                pass  # job calls in 'x if c else y' run as statements (compiler.lin_branch)
             elif isinstance(node, ast.Compare) and len(node.comparators) > 1:
                 todo.append((node.left, why, False))
                 todo.append((node.comparators[0], why, False))
@@ -853,6 +880,42 @@ class _Checker:
         if callee in _HOLDERS:
             return self.consumed(parent) or self.iterated_at_once(parent)
         return False
+
+    def native_only_iterator(self, node: ast.AST) -> None:
+        """Refuse an iterator that cannot be frozen (a generator expression, iter(f, sentinel),
+        groupby, tee, finditer) unless it is used up or let go of at once: kept in a variable or
+        looped over by a for statement, it would stop the job at its first freeze."""
+        if isinstance(node, ast.GeneratorExp):
+            what = "a generator expression"
+            fix = "make a list ([... for ...]) or loop over the iterable itself"
+        elif isinstance(node, ast.Call) and _callee(node.func) == "iter" and isinstance(node.func, ast.Name):
+            if len(node.args) != 2:
+                return
+            what, fix = "iter(function, sentinel)", "write a while loop that calls the function"
+        elif isinstance(node, ast.Call) and _callee(node.func) in _NATIVE_ONLY:
+            what = "%s(...)" % _callee(node.func)
+            fix = _NATIVE_ONLY[_callee(node.func)]
+        else:
+            return
+        if not self.made_at_run_time(node) or self.let_go_at_once(node):
+            return
+        self.refuse(
+            node,
+            "%s cannot be frozen, so it cannot be kept in a variable or looped over by a for statement "
+            "(the job can stop at each iteration): %s" % (what, fix),
+        )
+
+    def let_go_at_once(self, node: ast.AST) -> bool:
+        """Whether the iterator ``node`` makes is used up, or dropped, before the job can stop."""
+        parent = self.parents.get(id(node))
+        if isinstance(parent, ast.Call) and node is not parent.func and node in parent.args:
+            callee = _callee(parent.func)
+            if callee in _USE_UP:
+                return True
+            if callee in _HOLDERS or callee in ("enumerate", "zip", "iter", "reversed", "islice", "chain"):
+                return self.let_go_at_once(parent)
+            return False
+        return self.iterated_at_once(node)
 
     def iterated_at_once(self, node: ast.AST) -> bool:
         """Whether ``node`` is the iterable of a comprehension (which runs atomically)."""

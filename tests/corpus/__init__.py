@@ -6,9 +6,5 @@ that reason, and checked to name real cases; a case leaves it when the runtime c
 """
 
 # "module:entry" or "module:entry#index" (index of the case among that module's CASES)
-PENDING = {
-    # known gap, left open (issue 18): a re.Match held in a local across a back-edge is accepted
-    # by the validator and cannot be frozen (a clear error at the first freeze, not a wrong answer)
-    "regex_tools:parse_log",
-}
+PENDING: set = set()  # empty: regex_tools:parse_log (a re.Match in a local) freezes since issue 18
 PENDING_REASON = "known gap of the runtime (issue 18): see tests/corpus/__init__.py"
