@@ -244,7 +244,8 @@ async def test_a_member_without_the_confirmation_mail_gets_a_new_link_that_confi
         _wait(d, lambda: d.title.startswith("Check your e-mail"), "the resend's answer")
         seen["sent"] = _text(d, "p[role=status]")
         second = _wait(
-            d, lambda: (site.outbox.link("carol@example.org") or first) != first and site.outbox.link("carol@example.org"),
+            d,
+            lambda: (site.outbox.link("carol@example.org") or first) != first and site.outbox.link("carol@example.org"),
             "the new confirmation e-mail",
         )
         d.get(first)
@@ -274,7 +275,11 @@ async def test_a_member_revokes_their_own_client_on_the_clients_page(site):
         d = site.chromium()
         _login(d, site.base, "alice", "correct horse")
         d.find_element("link text", "Clients").click()
-        _wait(d, lambda: d.title.startswith("Clients") or d.find_elements("css selector", "form[action$='/revoke']"), "the clients page")
+        _wait(
+            d,
+            lambda: d.title.startswith("Clients") or d.find_elements("css selector", "form[action$='/revoke']"),
+            "the clients page",
+        )
         d.find_element("css selector", "button[aria-label='Revoke the client box']").click()
         _wait(d, lambda: d.find_elements("id", "client-notice"), "the revocation notice")
         row = next(r for r in d.find_elements("css selector", "table tbody tr") if "box" in r.text)
