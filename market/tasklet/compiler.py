@@ -40,7 +40,7 @@ from .validator import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
     import inspect
-    from typing import Any, Dict, List, Optional, Tuple, TypeGuard, TypeVar, Union
+    from typing import Any, Callable, Dict, List, Optional, Tuple, TypeGuard, TypeVar, Union
 
     _Node = TypeVar("_Node", bound=ast.AST)
     _Located = Union[ast.stmt, ast.expr]  # the nodes that carry a source location
@@ -409,7 +409,6 @@ class _FunctionTransformer:
             return _stamp(ast.UnaryOp(op=ast.Not(), operand=self.lin_cond(e.operand)), e)
         f = self.new_temp()
         self.live.append(f)
-        outer = self.pre
 
         def truth_into_f(v: ast.expr) -> List[ast.stmt]:
             self.pre = []
@@ -419,28 +418,7 @@ class _FunctionTransformer:
             self.pre.append(_assign(f, _stamp(truth, v), v))
             return self.pre
 
-        if isinstance(e, ast.IfExp):
-            self.pre = outer
-            test = self.lin_cond(e.test)
-            outer = self.pre
-            outer.append(_stamp(ast.If(test=test, body=truth_into_f(e.body), orelse=truth_into_f(e.orelse)), e))
-        else:
-            assert isinstance(e, ast.BoolOp)
-            tail = outer
-            for k, v in enumerate(e.values):
-                if k == 0:
-                    self.pre = tail
-                    body = truth_into_f(v)
-                    tail.extend(body)
-                    continue
-                guard: ast.expr = _name(f, v)
-                if isinstance(e.op, ast.Or):
-                    guard = _stamp(ast.UnaryOp(op=ast.Not(), operand=guard), v)
-                body = truth_into_f(v)
-                tail.append(_stamp(ast.If(test=guard, body=body, orelse=[]), v))
-                tail = body
-        self.pre = outer
-        return _name(f, e)
+        return self.lin_into(e, f, truth_into_f)
 
     def lin_branch(self, e: ast.expr) -> ast.expr:
         """``a or b``, ``a and b``, ``x if c else y`` with job calls: statements into a fresh temp
@@ -448,7 +426,6 @@ class _FunctionTransformer:
         ``t = a; if not t: (t = b; if not t: t = c)`` / ``if c': t = x' else: t = y'``."""
         t = self.new_temp()
         self.live.append(t)
-        outer = self.pre
 
         def value_into_t(v: ast.expr) -> List[ast.stmt]:
             self.pre = []
@@ -456,30 +433,32 @@ class _FunctionTransformer:
             self.pre.append(_assign(t, value, v))
             return self.pre
 
+        return self.lin_into(e, t, value_into_t)
+
+    def lin_into(self, e: ast.expr, temp: str, into: "Callable[[ast.expr], List[ast.stmt]]") -> ast.expr:
+        """The statements of 'and'/'or'/'x if c else y' into ``temp`` (lin_cond: each operand's
+        truth; lin_branch: its value), ``into`` making an operand's statements: for a chain, each
+        later operand guarded by what ``temp`` holds (``if temp:`` for 'and', ``if not temp:`` for
+        'or'), so operands run in Python's order and stop where Python stops."""
+        outer = self.pre
         if isinstance(e, ast.IfExp):
-            self.pre = outer
             test = self.lin_cond(e.test)
             outer = self.pre
-            body, orelse = value_into_t(e.body), value_into_t(e.orelse)
+            body, orelse = into(e.body), into(e.orelse)
             outer.append(_stamp(ast.If(test=test, body=body, orelse=orelse), e))
         else:
             assert isinstance(e, ast.BoolOp)
             tail = outer
-            for k, v in enumerate(e.values):
-                if k == 0:
-                    self.pre = tail
-                    value = self.lin(v)
-                    tail = self.pre
-                    tail.append(_assign(t, value, v))
-                    continue
-                guard: ast.expr = _name(t, v)
+            tail.extend(into(e.values[0]))
+            for v in e.values[1:]:
+                guard: ast.expr = _name(temp, v)
                 if isinstance(e.op, ast.Or):
                     guard = _stamp(ast.UnaryOp(op=ast.Not(), operand=guard), v)
-                body = value_into_t(v)
+                body = into(v)
                 tail.append(_stamp(ast.If(test=guard, body=body, orelse=[]), v))
                 tail = body
         self.pre = outer
-        return _name(t, e)
+        return _name(temp, e)
 
     def lin_slots(self, slots) -> None:
         with_calls = [i for i, (get, _) in enumerate(slots) if self.has_call(get())]
