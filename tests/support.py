@@ -87,3 +87,26 @@ def fresh_url(backend: str, tmp_path, mysql: MySQLDatabases) -> str:
         return f"sqlite:{tmp_path}/market-{uuid.uuid4().hex[:8]}.sqlite"
     need(mysql_reachable(), f"MariaDB at {MYSQL_SERVER}")
     return mysql.create()
+
+
+def page_wait(condition, what, timeout: float = 20.0, pause: float = 0.1):
+    """Poll ``condition`` (a browser check) until it gives something true, and return that.
+
+    A page that a form's answer, a reload or a live update is replacing can hand the check an
+    element that goes stale before it is read: that is "not there yet", not a failure. ``what``
+    says what was awaited (a string, or a function giving one, called only on the time-out)."""
+    import time
+
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except StaleElementReferenceException:
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+        time.sleep(pause)

@@ -14,7 +14,7 @@ import pytest_twisted
 
 from market.store import batches as sql_batches
 from market.store import live as sql_live
-from tests.support import need
+from tests.support import need, page_wait
 from tests.test_web_batches import make_batch
 from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, _driver
 from tests.test_web_support import finish_job, market  # noqa: F401  (fixture)
@@ -79,12 +79,7 @@ async def test_the_batch_page_updates_live_in_chromium(market, tmp_path):
     profile = tempfile.mkdtemp(dir=tmp_path)
 
     def wait_for(d, what, predicate):
-        deadline = time.monotonic() + 20
-        while not predicate():
-            assert time.monotonic() < deadline, (
-                f"the page never showed {what}: {d.find_element('tag name', 'body').text}"
-            )
-            time.sleep(0.2)
+        page_wait(predicate, lambda: f"{what}: {d.find_element('tag name', 'body').text}", pause=0.2)
 
     def script():
         d = _driver(tempfile.mkdtemp(dir=tmp_path), profile)

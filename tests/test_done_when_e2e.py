@@ -27,7 +27,7 @@ import pytest
 
 from tests import marketdata as md
 from tests.servers import Market, Worker, free_port, stop_all
-from tests.support import need, need_program
+from tests.support import need, need_program, page_wait
 from tests.test_cli import bare_market
 from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, _driver
 
@@ -54,13 +54,7 @@ def processes():
 
 
 def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
+    return page_wait(predicate, what, timeout)
 
 
 def _confirmation_link(outbox: str, to: str) -> str | None:

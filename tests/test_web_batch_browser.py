@@ -12,7 +12,7 @@ import time
 
 import pytest_twisted
 
-from tests.support import need
+from tests.support import need, page_wait
 from tests.test_web_batches import make_batch
 from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, _driver
 from tests.test_web_support import finish_job, market  # noqa: F401  (fixture)
@@ -58,19 +58,13 @@ async def test_the_batch_page_in_chromium_pages_reprices_cancels_and_downloads_r
             price.clear()
             price.send_keys("3.25")
             d.find_element("css selector", f"form[action='/batches/{batch_id}/price'] button").click()
-            deadline = time.monotonic() + 20
-            while "3.25 credits per second" not in d.find_element("tag name", "body").text:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            page_wait(lambda: "3.25 credits per second" in d.find_element("tag name", "body").text, "the new price")
             d.find_element("id", "results-jsonl").click()
             jsonl = _downloaded(downloads, f"batch-{batch_id}-results.jsonl")
             d.find_element("id", "results-csv").click()
             table = _downloaded(downloads, f"batch-{batch_id}-results.csv")
             d.find_element("css selector", f"form[action='/batches/{batch_id}/cancel'] button").click()
-            deadline = time.monotonic() + 20
-            while "cancelled 50" not in d.find_element("tag name", "body").text:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            page_wait(lambda: "cancelled 50" in d.find_element("tag name", "body").text, "the cancelled jobs")
             return jsonl, table
         finally:
             d.quit()

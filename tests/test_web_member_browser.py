@@ -24,7 +24,7 @@ from market import accounts
 from market.core.errors import Forbidden
 from market.rpc.methods import MarketRPC
 from tests import marketdata as md
-from tests.support import need
+from tests.support import need, page_wait
 from tests.test_caps import run_until_held
 from tests.test_statement import _two_jobs
 from tests.test_web_account_tokens import _Dispatcher, _header, _identify, _mail_link
@@ -33,13 +33,7 @@ from tests.test_web_support import sqlite_db, start_site
 
 
 def _wait(d, condition, what: str, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what} (at {d.current_url}: {d.title})"
-        time.sleep(0.1)
+    return page_wait(condition, lambda: f"{what} (at {d.current_url}: {d.title})", timeout)
 
 
 def _shot(d, name: str) -> None:

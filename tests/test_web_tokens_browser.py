@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
-import time
 
 import pytest
 import pytest_twisted
@@ -15,7 +14,7 @@ from twisted.internet import defer
 
 from market.core.errors import NotAuthenticated
 from market.rpc.methods import Caller, MarketRPC
-from tests.support import need
+from tests.support import need, page_wait
 from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, _driver
 from tests.test_web_support import sqlite_db, start_site
 
@@ -33,10 +32,7 @@ async def _identify(rpc, token: str):
 
 
 def _wait(d, condition, what: str) -> None:
-    deadline = time.monotonic() + 20
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: {d.title}"
-        time.sleep(0.1)
+    page_wait(condition, lambda: f"{what}: {d.title}")
 
 
 def _script(base: str, workdir: str, rpc) -> dict:
