@@ -93,20 +93,26 @@ def page_wait(condition, what, timeout: float = 20.0, pause: float = 0.1):
     """Poll ``condition`` (a browser check) until it gives something true, and return that.
 
     A page that a form's answer, a reload or a live update is replacing can hand the check an
-    element that goes stale before it is read: that is "not there yet", not a failure. ``what``
-    says what was awaited (a string, or a function giving one, called only on the time-out)."""
+    element that goes away before it is read (Chromium: a stale element, or "node does not belong
+    to the document"): that is "not there yet", not a failure; the last such error is named if the
+    wait times out. ``what`` says what was awaited (a string, or a function giving one, called only
+    on the time-out)."""
     import time
 
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     deadline = time.monotonic() + timeout
+    last = None
     while True:
         try:
             value = condition()
-        except StaleElementReferenceException:
-            value = None
+        except WebDriverException as exc:  # (StaleElementReferenceException is one)
+            value, last = None, exc
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+            waited = what() if callable(what) else what
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {waited}" + (f" (last: {last})" if last else "")
+            )
         time.sleep(pause)

@@ -33,8 +33,13 @@ def case_name(module, entry, n):
 @pytest.fixture(scope="module")
 def records(request):
     """All modules, each in its own process (a hang kills only that child)."""
+    # the modules' CASES are read here, in one thread: CPython 3.11 keeps the AST constructor's
+    # recursion depth per interpreter, so two threads parsing at once can fail with "AST
+    # constructor recursion depth mismatch" (python/cpython gh-106905); the threads only wait
+    # for the child processes
+    cases = {path: harness.declared_cases(path.read_text()) for path in MODULES}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        done = dict(zip(MODULES, pool.map(harness.run_in_child, MODULES)))
+        done = dict(zip(MODULES, pool.map(lambda path: harness.run_in_child(path, cases=cases[path]), MODULES)))
     by_case = {}
     for path, recs in done.items():
         seen = {}
