@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import builtins
 
+from . import apiversions
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
     from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
@@ -630,8 +632,8 @@ class _Checker:
                 self.refuse(s, "from __future__ imports must be at the top of the module")
             else:
                 self.import_(s)
-        elif type(s).__name__ in ("Match", "TryStar", "TypeAlias"):
-            self.refuse(s, "'%s' statements are not supported" % type(s).__name__)
+        elif type(s).__name__ in apiversions.STATEMENTS:
+            self.refuse(s, apiversions.statement(type(s).__name__))
         elif isinstance(s, ast.For):
             self.target(s.target, ctx)
             self.expr(s.iter, no_calls, ctx)
@@ -964,6 +966,10 @@ def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
         raise JobRefused([(0, "cannot parse the job source: %s" % exc)]) from None
     checker = _Checker(tree, entry)
     info = checker.run()
+    # APIs and syntax of the market's Python that the oldest worker Python lacks (apiversions.py)
+    checker.problems += apiversions.problems(tree)
+    if not checker.problems:  # the rest of the newer syntax (its line may be the end of the construct)
+        checker.problems += apiversions.syntax_problems(source)
     if checker.problems:
         raise JobRefused(checker.problems)
     return tree, info
