@@ -515,6 +515,14 @@ def _slots(e: ast.expr):
                 slot(obj, field, i)
 
     if isinstance(e, ast.Call):
+        # Python evaluates the called object first: ``rows[0].append(f(rows))`` appends to the list
+        # rows[0] was before f ran, ``d.setdefault(key(x), []).append(x)`` runs key(x) first.  A name
+        # or name.attr (``out.append``, ``math.floor``: a job call cannot rebind the caller's names)
+        # stays where it is, costing nothing; anything else is a slot (held in a temp across a later
+        # job call: a bound method is frozen by held.py)
+        f = e.func
+        if not (isinstance(f, ast.Name) or (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name))):
+            slot(e, "func")
         items(e, "args")
         for kw in e.keywords:
             slot(kw, "value")

@@ -703,7 +703,7 @@ class _Checker:
             self.refuse(s, "%s statements are not supported" % type(s).__name__)
 
     def target(self, t: ast.expr, ctx) -> None:
-        self.expr(t, "assignment targets cannot call job functions", ctx)
+        self.expr(t, "assignment targets cannot call job functions (assign the call to a variable first)", ctx)
 
     # -- expressions ----------------------------------------------------------
 
@@ -767,7 +767,7 @@ class _Checker:
                         and _is_dunder(node.args[1].value)
                     ):
                         self.refuse(node, "dunder attribute access via %s() is not supported" % f.id)
-                    todo.append((f, why or "the called object is computed by a job function call", False))
+                    todo.append((f, why, False))  # compiler._slots: the called object is evaluated first
                 for a in node.args:
                     todo.append((a, why, False))
                 for kw in node.keywords:
