@@ -4,7 +4,8 @@ Workers run CPython 3.11 and PyPy 3.9 (DESIGN.md); the validator runs on the mar
 so an API added after 3.9 passes validation and fails later on a PyPy worker, possibly after hours of
 work.  This module is the one table of such APIs; :func:`problems` finds their uses in a job module
 (pure: it reads the AST only).  Each entry carries a probe (a snippet that fails where the API is
-missing) that tests/test_tasklet_apiversions.py runs on a real pypy3.
+missing) that tests/test_tasklet_apiversions.py runs on a real pypy3, with the job's own itertools
+(iterators.py's stand-ins: ``itertools.pairwise`` is one, so it runs on PyPy 3.9 and is not here).
 
 Annotations are never evaluated (the compiler strips them), so uses inside annotations and inside
 ``if TYPE_CHECKING:`` blocks are not counted; an import always runs, so ``from typing import Self``
@@ -32,7 +33,6 @@ _TYPING_HINT = "import it under 'if TYPE_CHECKING:' and use it only in annotatio
 #   kind "builtin": the builtin name
 #   kind "method":  any call of the method .name(...) (unless a job class defines a method of that name)
 API = (
-    ("attr", "itertools", "pairwise", (3, 10), "use zip(xs, xs[1:]) on a list", "import itertools; itertools.pairwise"),
     ("attr", "itertools", "batched", (3, 12), "slice a list: [xs[i:i + n] for i in range(0, len(xs), n)]",
      "import itertools; itertools.batched"),
     ("attr", "math", "cbrt", (3, 11), "use math.copysign(abs(x) ** (1 / 3), x)", "import math; math.cbrt"),

@@ -531,6 +531,8 @@ class _Checker:
         ctx = _Ctx(fn, names, method, generator_entry)
         self.block(fn.body, ctx)
         self.nested_uses(fn)
+        for line, why in held_in_containers(fn, self.info, self.modules):
+            self.problems.append((line, why))
 
     # -- nested functions and closures ----------------------------------------
     #
@@ -939,6 +941,154 @@ class _Checker:
                         "(pass it as a default argument: lambda ..., %s=%s: ...)" % (n.id, n.id, n.id),
                     )
         self.expr(node.body, "a lambda runs atomically and cannot call job functions", None)
+
+
+# -- held values in containers ----------------------------------------------------------------------
+#
+# held.py freezes a bound method, an iterator, a re.Match, an exception... held directly in a local
+# variable; inside a list, dict, tuple, set or object it cannot be frozen, and the job would stop at
+# its first freeze.  The validator refuses what it can see at submission: such a value made (or held
+# in a variable made from one) and put straight into a container.
+
+# methods of the built-in types and of re's patterns: ``xs.append`` uncalled is a bound method
+_BUILTIN_METHODS = frozenset(
+    {"append", "extend", "insert", "pop", "remove", "add", "discard", "update", "get", "setdefault", "keys"}
+    | {"values", "items", "index", "count", "appendleft", "popleft", "clear", "copy", "sort", "reverse"}
+    | {"match", "search", "fullmatch", "sub", "split", "findall", "join", "format", "startswith", "endswith"}
+    | {"strip", "lower", "upper", "replace", "issubset", "issuperset", "union", "intersection", "difference"}
+)
+_ITERATOR_MAKERS = frozenset({"iter", "enumerate", "zip", "map", "filter", "reversed"})
+_ITERTOOLS = frozenset(
+    {"count", "cycle", "repeat", "chain", "islice", "permutations", "combinations", "product", "accumulate"}
+    | {"combinations_with_replacement", "compress", "starmap", "takewhile", "dropwhile", "zip_longest"}
+)
+_PUT = frozenset({"append", "insert", "add", "appendleft", "setdefault", "heappush", "push"})
+_WHAT = {
+    "method": ("a bound method", "keep the object and call its method when needed (or use a function)"),
+    "iter": ("an iterator", "keep a list, or an index into it, instead"),
+    "match": ("a re.Match", "keep what you need of it (m.group(...), m.span(), or None) instead"),
+    "exc": ("an exception", "keep its message or args (str(e), e.args) instead"),
+    "view": ("a dict view", "keep the dict, or list(d.items()), instead"),
+}
+
+
+def _data_attributes(info: ModuleInfo) -> Set[str]:
+    """The attribute names the module's functions and classes assign, and its class-level fields: an
+    ``obj.items`` of these is data, not a bound method."""
+    cached = getattr(info, "_data_attrs", None)
+    if cached is not None:
+        return cached
+    out: Set[str] = set()
+    for top in list(info.functions.values()) + list(info.classes.values()):
+        for n in ast.walk(top):
+            if isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                for t in n.targets if isinstance(n, ast.Assign) else [n.target]:
+                    out |= {a.attr for a in ast.walk(t) if isinstance(a, ast.Attribute)}
+        if isinstance(top, ast.ClassDef):
+            out |= {s.target.id for s in top.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+            out |= {t.id for s in top.body if isinstance(s, ast.Assign) for t in s.targets if isinstance(t, ast.Name)}
+    info._data_attrs = out  # type: ignore[attr-defined]
+    return out
+
+
+def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str, str]) -> List[Tuple[int, str]]:
+    """Where ``fn`` puts a value held.py can only freeze in a local variable into a container."""
+    methods = {s.name for c in info.classes.values() for s in c.body if isinstance(s, ast.FunctionDef)}
+    data_attrs = _data_attributes(info)
+    exceptions = {
+        name
+        for name, c in info.classes.items()
+        if any(isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception") for b in c.bases)
+    }
+
+    def kind(e: ast.AST, names: Dict[str, str]) -> Optional[str]:
+        if isinstance(e, ast.Name):
+            return names.get(e.id)
+        if isinstance(e, ast.Attribute) and isinstance(e.ctx, ast.Load):
+            if isinstance(e.value, ast.Name) and (e.value.id in modules or e.value.id in info.classes):
+                return None
+            if e.attr in data_attrs:
+                return None
+            return "method" if e.attr in _BUILTIN_METHODS or e.attr in methods else None
+        if not isinstance(e, ast.Call):
+            return None
+        f, callee = e.func, _callee(e.func)
+        if isinstance(f, ast.Name) and f.id in (info.functions.keys() | info.classes.keys() - exceptions):
+            return None
+        if isinstance(f, ast.Name) and callee in _ITERATOR_MAKERS:
+            return "iter"
+        if callee in _ITERTOOLS and (isinstance(f, ast.Name) or _callee(getattr(f, "value", f)) in modules):
+            return "iter"
+        if isinstance(f, ast.Attribute) and callee in ("match", "search", "fullmatch"):
+            return "match"
+        if isinstance(f, ast.Attribute) and callee in ("keys", "values", "items") and not e.args:
+            return "view"
+        if isinstance(f, ast.Name) and (
+            callee in exceptions
+            or (
+                isinstance(getattr(builtins, callee, None), type)
+                and issubclass(getattr(builtins, callee), BaseException)
+            )
+        ):
+            return "exc"
+        return None
+
+    # names bound (anywhere in the function) to such a value; except handlers bind exceptions
+    names: Dict[str, str] = {}
+    for _ in range(2):
+        for n in ast.walk(fn):
+            if isinstance(n, ast.ExceptHandler) and n.name:
+                names[n.name] = "exc"
+            elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+                k = kind(n.value, names)
+                if k is not None:
+                    names[n.targets[0].id] = k
+    out: List[Tuple[int, str]] = []
+
+    def put(e: ast.AST, where: str) -> None:
+        k = kind(e, names)
+        if k is not None:
+            what, fix = _WHAT[k]
+            out.append(
+                (
+                    getattr(e, "lineno", fn.lineno),
+                    "%s cannot be frozen inside %s (only directly in a local variable): %s" % (what, where, fix),
+                )
+            )
+
+    unpacked = {
+        id(n.value)
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Assign)
+        and isinstance(n.value, (ast.Tuple, ast.List))
+        and all(isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == len(n.value.elts) for t in n.targets)
+    }
+    for n in ast.walk(fn):
+        if isinstance(n, (ast.List, ast.Tuple, ast.Set)) and isinstance(
+            n.ctx if hasattr(n, "ctx") else ast.Load(), ast.Load
+        ):
+            if id(n) not in unpacked:
+                for x in n.elts:
+                    put(x, "a list, tuple or set")
+        elif isinstance(n, ast.Dict):
+            for x in n.keys + n.values:
+                if x is not None:
+                    put(x, "a dict")
+        elif isinstance(n, (ast.ListComp, ast.SetComp)):
+            put(n.elt, "a list or set")
+        elif isinstance(n, ast.DictComp):
+            put(n.value, "a dict")
+        elif isinstance(n, ast.Call) and _callee(n.func) in _PUT and isinstance(n.func, ast.Attribute):
+            for x in n.args:
+                put(x, "a container")
+        elif isinstance(n, ast.Call) and _callee(n.func) == "heappush":
+            for x in n.args[1:]:
+                put(x, "a container")
+        elif isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and n.value is not None:
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            if any(isinstance(t, (ast.Subscript, ast.Attribute)) for t in targets):
+                put(n.value, "a container or an object")
+    return out
 
 
 class _Ctx:
