@@ -964,7 +964,7 @@ _ITERTOOLS = frozenset(
 )
 _PUT = frozenset({"append", "insert", "add", "appendleft", "setdefault", "heappush", "push"})
 _WHAT = {
-    "method": ("a bound method", "keep the object and call its method when needed (or use a function)"),
+    "method": ("a bound method", "keep the object instead, and call its method when needed"),
     "iter": ("an iterator", "keep a list, or an index into it, instead"),
     "match": ("a re.Match", "keep what you need of it (m.group(...), m.span(), or None) instead"),
     "exc": ("an exception", "keep its message or args (str(e), e.args) instead"),
