@@ -967,7 +967,7 @@ class CompiledJob:
     def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo) -> None:
         self.modules = prepare_module(tree)
         self.source = source
-        self.entry = entry
+        self.entry = entry = info.entry or entry  # Class.method: its top-level copy (validator.method_entry)
         self.info = info
         self.is_generator = info.entry_is_generator
         self.class_names = tuple(info.classes)

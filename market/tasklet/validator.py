@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 
 from . import apiversions
 
@@ -1104,6 +1105,74 @@ class _Ctx:
         return _Ctx(self.fn, self.names, self.method, self.generator_entry, no_calls, self.nested)
 
 
+def method_entry(tree: ast.Module, entry: str) -> str:
+    """A job whose entry is ``Class.method``, a @staticmethod or @classmethod of a top-level class:
+    add to ``tree`` a top-level copy of the method, ``Class__method`` (a classmethod's first parameter
+    replaced by the class), and return its name, the job's entry function.  The method itself stays in
+    the class (other code may call it).  Raises JobRefused for anything else."""
+    cls_name, _, name = entry.partition(".")
+    line = tree.body[0].lineno if tree.body else 1
+    if not (cls_name.isidentifier() and name.isidentifier()):
+        raise JobRefused([(line, "the entry %r is neither a function name nor Class.method" % entry)])
+    klass = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
+    if klass is None:
+        raise JobRefused([(line, "the job module has no top-level class named %r (entry %r)" % (cls_name, entry))])
+    method = next((n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if method is None:
+        raise JobRefused([(klass.lineno, "class %s has no method %r (entry %r)" % (cls_name, name, entry))])
+    kinds = [d.id for d in method.decorator_list if isinstance(d, ast.Name)]
+    if len(method.decorator_list) != 1 or kinds[:1] not in (["staticmethod"], ["classmethod"]):
+        raise JobRefused(
+            [
+                (
+                    method.lineno,
+                    "%s is a plain method: a job's entry may be a function, a @staticmethod or a @classmethod; "
+                    "write a top-level function that builds the %s and returns its %s(...)" % (entry, cls_name, name),
+                )
+            ]
+        )
+    fn = copy.deepcopy(method)
+    fn.name = "%s__%s" % (cls_name, name)
+    fn.decorator_list = []
+    taken = {getattr(n, "name", None) for n in tree.body} | {
+        t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    }
+    if fn.name in taken:
+        raise JobRefused([(method.lineno, "the entry %s needs the name %r, which the module uses" % (entry, fn.name))])
+    if kinds == ["classmethod"]:
+        a = fn.args
+        first = (a.posonlyargs + a.args)[:1]
+        if not first:
+            raise JobRefused([(method.lineno, "the classmethod %s takes no class parameter" % entry)])
+        own = first[0].arg
+        if a.posonlyargs:
+            a.posonlyargs = a.posonlyargs[1:]
+        else:
+            a.args = a.args[1:]
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Name) and n.id == own:
+                if not isinstance(n.ctx, ast.Load):
+                    raise JobRefused([(n.lineno, "the classmethod entry %s may not rebind %r" % (entry, own))])
+                n.id = cls_name
+    # its own recursive calls (Class.method(...), cls.method(...)) become job calls of the copy
+    for n in ast.walk(fn):
+        for field, value in ast.iter_fields(n):
+            if (
+                isinstance(value, ast.Attribute)
+                and isinstance(value.value, ast.Name)
+                and value.value.id == cls_name
+                and value.attr == name
+            ):
+                setattr(n, field, ast.copy_location(ast.Name(id=fn.name, ctx=ast.Load()), value))
+    # nothing else names the method: it leaves the class, so that it may call the job's functions
+    # (a method may not: it runs at once)
+    inside = {id(n) for n in ast.walk(method)}
+    if not any(isinstance(n, ast.Attribute) and n.attr == name and id(n) not in inside for n in ast.walk(tree)):
+        klass.body = [s for s in klass.body if s is not method] or [ast.copy_location(ast.Pass(), method)]
+    tree.body.append(fn)
+    return fn.name
+
+
 def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
     """Parse and check a job module; raise :class:`JobRefused` with every problem."""
     if not isinstance(source, str):
@@ -1114,6 +1183,8 @@ def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
         raise JobRefused([(exc.lineno or 0, "syntax error: %s" % exc.msg)]) from None
     except ValueError as exc:  # e.g. NUL bytes
         raise JobRefused([(0, "cannot parse the job source: %s" % exc)]) from None
+    if "." in entry:
+        entry = method_entry(tree, entry)
     checker = _Checker(tree, entry)
     info = checker.run()
     # APIs and syntax of the market's Python that the oldest worker Python lacks (apiversions.py)
