@@ -232,10 +232,11 @@ def problems(tree: ast.Module) -> List[Tuple[int, str]]:
                 out.append((node.lineno, _need(version, "the builtin %s" % node.id, fix)))
         elif isinstance(node, ast.Call):
             where, func = resolve(node.func)
-            for kw in node.keywords:
-                if (where, func, kw.arg) in keywords:
-                    version, fix = keywords[(where, func, kw.arg)]
-                    what = "%s(%s=...)" % (("%s.%s" % (where, func)) if where else func, kw.arg)
+            for keyword in node.keywords:
+                kw_key = (where, func, keyword.arg or "**")
+                if kw_key in keywords:
+                    version, fix = keywords[kw_key]
+                    what = "%s(%s=...)" % (("%s.%s" % (where, func)) if where else func, keyword.arg)
                     out.append((node.lineno, _need(version, what, fix)))
             f = node.func
             if isinstance(f, ast.Attribute) and f.attr in methods and f.attr not in own_methods:

@@ -520,8 +520,10 @@ def _slots(e: ast.expr):
         # or name.attr (``out.append``, ``math.floor``: a job call cannot rebind the caller's names)
         # stays where it is, costing nothing; anything else is a slot (held in a temp across a later
         # job call: a bound method is frozen by held.py)
-        f = e.func
-        if not (isinstance(f, ast.Name) or (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name))):
+        callee = e.func
+        if not (
+            isinstance(callee, ast.Name) or (isinstance(callee, ast.Attribute) and isinstance(callee.value, ast.Name))
+        ):
             slot(e, "func")
         items(e, "args")
         for kw in e.keywords:

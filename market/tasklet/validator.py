@@ -1072,9 +1072,9 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
                 for x in n.elts:
                     put(x, "a list, tuple or set")
         elif isinstance(n, ast.Dict):
-            for x in n.keys + n.values:
-                if x is not None:
-                    put(x, "a dict")
+            for part in list(n.keys) + list(n.values):
+                if part is not None:
+                    put(part, "a dict")
         elif isinstance(n, (ast.ListComp, ast.SetComp)):
             put(n.elt, "a list or set")
         elif isinstance(n, ast.DictComp):
