@@ -10,7 +10,7 @@ import pytest
 from market import tasklet
 from tests.jobs.support import frozen, native
 
-STEP = "def step(x):\n    return x\n"
+STEP = "import re\ndef step(x):\n    return x\ndef find(s):\n    m = re.search('[0-9]+', s)\n    return m\n"
 
 REFUSED = [
     # (body of job(xs), line of the refusal in the body, words)
@@ -26,10 +26,13 @@ REFUSED = [
     ("m = None\nkeep = {}\nfor x in xs:\n    it = iter(xs)\n    keep[x] = it\n    step(x)\nreturn len(keep)\n",
      5, "an iterator cannot be frozen inside a container or an object"),
     ("views = [xs.items() for _ in range(2)]\nfor x in xs:\n    step(x)\nreturn len(views)\n", 1, "a dict view"),
+    # returned by a job function straight into a container
+    ("import re\nms = []\nfor s in ['a1', 'b22']:\n    ms.append(find(s))\n    step(s)\nreturn len(ms)\n",
+     4, "a re.Match cannot be frozen inside a container"),
 ]  # fmt: skip
 
 
-BODY_LINE0 = 3  # the body's first line is line 4 of the whole source
+BODY_LINE0 = 7  # the body's first line is line 8 of the whole source
 
 
 def whole(body):

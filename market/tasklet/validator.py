@@ -1014,7 +1014,9 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
         if not isinstance(e, ast.Call):
             return None
         f, callee = e.func, _callee(e.func)
-        if isinstance(f, ast.Name) and f.id in (info.functions.keys() | info.classes.keys() - exceptions):
+        if isinstance(f, ast.Name) and f.id in info.functions:
+            return returns.get(f.id)  # a job function that returns such a value
+        if isinstance(f, ast.Name) and f.id in info.classes.keys() - exceptions:
             return None
         if isinstance(f, ast.Name) and callee in _ITERATOR_MAKERS:
             return "iter"
@@ -1034,16 +1036,32 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
             return "exc"
         return None
 
-    # names bound (anywhere in the function) to such a value; except handlers bind exceptions
-    names: Dict[str, str] = {}
-    for _ in range(2):
-        for n in ast.walk(fn):
-            if isinstance(n, ast.ExceptHandler) and n.name:
-                names[n.name] = "exc"
-            elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
-                k = kind(n.value, names)
-                if k is not None:
-                    names[n.targets[0].id] = k
+    def bound(f: ast.FunctionDef) -> Dict[str, str]:
+        """The names bound (anywhere in ``f``) to such a value; except handlers bind exceptions."""
+        names: Dict[str, str] = {}
+        for _ in range(2):
+            for n in ast.walk(f):
+                if isinstance(n, ast.ExceptHandler) and n.name:
+                    names[n.name] = "exc"
+                elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+                    k = kind(n.value, names)
+                    if k is not None:
+                        names[n.targets[0].id] = k
+        return names
+
+    # the job functions that return such a value (once per module; two passes for one level of calls)
+    returns: Dict[str, str] = getattr(info, "_held_returns", None) or {}
+    if not hasattr(info, "_held_returns"):
+        for _ in range(2):
+            for fname, f in info.functions.items():
+                fnames = bound(f)
+                for n in ast.walk(f):
+                    if isinstance(n, ast.Return) and n.value is not None:
+                        k = kind(n.value, fnames)
+                        if k is not None:
+                            returns[fname] = k
+        info._held_returns = returns  # type: ignore[attr-defined]
+    names = bound(fn)
     out: List[Tuple[int, str]] = []
 
     def put(e: ast.AST, where: str) -> None:
