@@ -994,13 +994,18 @@ def _data_attributes(info: ModuleInfo) -> Set[str]:
 
 def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str, str]) -> List[Tuple[int, str]]:
     """Where ``fn`` puts a value held.py can only freeze in a local variable into a container."""
-    methods = {s.name for c in info.classes.values() for s in c.body if isinstance(s, ast.FunctionDef)}
-    data_attrs = _data_attributes(info)
-    exceptions = {
-        name
-        for name, c in info.classes.items()
-        if any(isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception") for b in c.bases)
-    }
+    facts = getattr(info, "_held_facts", None)  # once per module: a module may have 2,000 defs
+    if facts is None:
+        facts = info._held_facts = (  # type: ignore[attr-defined]
+            {s.name for c in info.classes.values() for s in c.body if isinstance(s, ast.FunctionDef)},
+            _data_attributes(info),
+            {
+                name
+                for name, c in info.classes.items()
+                if any(isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception") for b in c.bases)
+            },
+        )
+    methods, data_attrs, exceptions = facts
 
     def kind(e: ast.AST, names: Dict[str, str]) -> Optional[str]:
         if isinstance(e, ast.Name):
@@ -1036,14 +1041,27 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
             return "exc"
         return None
 
+    def nodes_of(f: ast.FunctionDef) -> List[ast.AST]:
+        found = getattr(f, "_tk_nodes", None)  # walked once, for the pre-pass and the check
+        if found is None:
+            found = f._tk_nodes = list(ast.walk(f))  # type: ignore[attr-defined]
+        return found
+
     def bound(f: ast.FunctionDef) -> Dict[str, str]:
         """The names bound (anywhere in ``f``) to such a value; except handlers bind exceptions."""
         names: Dict[str, str] = {}
+        binds = [
+            n
+            for n in nodes_of(f)
+            if isinstance(n, ast.ExceptHandler)
+            or (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name))
+        ]
         for _ in range(2):
-            for n in ast.walk(f):
-                if isinstance(n, ast.ExceptHandler) and n.name:
-                    names[n.name] = "exc"
-                elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            for n in binds:
+                if isinstance(n, ast.ExceptHandler):
+                    if n.name:
+                        names[n.name] = "exc"
+                elif isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name):
                     k = kind(n.value, names)
                     if k is not None:
                         names[n.targets[0].id] = k
@@ -1055,7 +1073,7 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
         for _ in range(2):
             for fname, f in info.functions.items():
                 fnames = bound(f)
-                for n in ast.walk(f):
+                for n in nodes_of(f):
                     if isinstance(n, ast.Return) and n.value is not None:
                         k = kind(n.value, fnames)
                         if k is not None:
@@ -1077,12 +1095,12 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
 
     unpacked = {
         id(n.value)
-        for n in ast.walk(fn)
+        for n in nodes_of(fn)
         if isinstance(n, ast.Assign)
         and isinstance(n.value, (ast.Tuple, ast.List))
         and all(isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == len(n.value.elts) for t in n.targets)
     }
-    for n in ast.walk(fn):
+    for n in nodes_of(fn):
         if isinstance(n, (ast.List, ast.Tuple, ast.Set)) and isinstance(
             n.ctx if hasattr(n, "ctx") else ast.Load(), ast.Load
         ):
@@ -1207,8 +1225,6 @@ def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
     info = checker.run()
     # APIs and syntax of the market's Python that the oldest worker Python lacks (apiversions.py)
     checker.problems += apiversions.problems(tree)
-    if not checker.problems:  # the rest of the newer syntax (its line may be the end of the construct)
-        checker.problems += apiversions.syntax_problems(source)
     if checker.problems:
         raise JobRefused(checker.problems)
     return tree, info
