@@ -1,6 +1,7 @@
 """APIs of the market's Python that the oldest worker Python (PyPy 3.9) lacks are refused at submission,
 with the line and what to write instead; every entry of the table is checked against a real pypy3."""
 
+import glob
 import json
 import os
 import subprocess
@@ -53,6 +54,18 @@ def test_every_entry_is_really_missing_on_pypy():
     present = {API[i][2] for i, v in got.items() if v == "ok"}
     # PyPy 3.9 backported these two; they are refused for CPython 3.9 workers (the job language is 3.9)
     assert present == ON_PYPY39, "the table refuses APIs that PyPy %s has: %s" % (OLDEST, present - ON_PYPY39)
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_each_entry_is_there_exactly_from_its_version_on_cpython(version):
+    """On each CPython found (pyenv), an entry works if and only if its version is at most that one."""
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s" % (version, version))))
+    if not found:
+        pytest.skip("CPython %s not installed" % version)
+    have = tuple(int(p) for p in version.split("."))
+    got = run_probes(found[-1])
+    wrong = [(API[i][:4], v) for i, v in got.items() if (API[i][3] <= have) != (v == "ok")]
+    assert wrong == []
 
 
 def test_every_entry_older_than_this_python_works_here():
