@@ -32,6 +32,15 @@ REFUSED = [
 ]  # fmt: skip
 
 
+SQ = """
+class Sq:
+    def __init__(self, side):
+        self.side = side
+
+    @property
+    def area(self):
+        return self.side * self.side
+"""
 BODY_LINE0 = 7  # the body's first line is line 8 of the whole source
 
 
@@ -60,6 +69,8 @@ ACCEPTED = [
     # data attributes named like methods are data
     "class Box:\n    pass\nout = []\nfor x in xs:\n    b = Box()\n    b.items = [x]\n    out.append(b.items)\n"
     "    step(x)\nreturn out\n",
+    # a @property's value is data
+    "class Box:\n    pass\nout = []\nfor x in xs:\n    out.append([Sq(x).area])\n    step(x)\nreturn out\n",
     # a tuple unpacked at once holds nothing
     "a, b = iter(xs), iter(xs)\nout = []\nfor _ in xs:\n    out.append(step(next(a)) + next(b))\nreturn out\n",
 ]
@@ -70,7 +81,7 @@ ACCEPTED = [
 def test_accepted_neighbours_freeze_exactly(body, budgets):
     src = whole(body)
     if "class Box" in src:  # a class must be at the top level
-        src = "class Box:\n    pass\n" + src.replace("class Box:\n        pass\n    ", "")
+        src = "class Box:\n    pass\n" + SQ + src.replace("class Box:\n        pass\n    ", "")
     args = [[1, 2, 3, 4]]
     expected = native(src, "job", args)
     got, hops = frozen(src, "job", args, budgets=budgets)

@@ -997,7 +997,16 @@ def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str,
     facts = getattr(info, "_held_facts", None)  # once per module: a module may have 2,000 defs
     if facts is None:
         facts = info._held_facts = (  # type: ignore[attr-defined]
-            {s.name for c in info.classes.values() for s in c.body if isinstance(s, ast.FunctionDef)},
+            {  # not a @property (or its setter): its value is data
+                s.name
+                for c in info.classes.values()
+                for s in c.body
+                if isinstance(s, ast.FunctionDef)
+                and not any(
+                    (isinstance(d, ast.Name) and d.id == "property") or isinstance(d, ast.Attribute)
+                    for d in s.decorator_list
+                )
+            },
             _data_attributes(info),
             {
                 name
