@@ -24,7 +24,7 @@ import collections
 import struct
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -50,7 +50,20 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 else:
     _Attributes = _EncodedInts = dict
 
-__all__ = ["CodecError", "OverBudget", "PlainInstance", "encode", "decode", "expanded_size", "render", "NAME"]
+__all__ = [
+    "CodecError",
+    "OverBudget",
+    "PlainInstance",
+    "encode",
+    "decode",
+    "expanded_size",
+    "render",
+    "NAME",
+    "NAME2",
+    "STATE_VERSION",
+    "version_named",
+    "version_of",
+]
 
 NAME = "mkt-bin-1"
 VERSION = 1
@@ -249,6 +262,7 @@ def encode(
     obj: Any,
     classes: Optional[Mapping[str, type]] = None,
     name_of: Optional[Callable[[object], Optional[str]]] = None,
+    version: int = VERSION,
 ) -> bytes:
     """Encode ``obj`` to bytes; raises :class:`CodecError` for foreign types.
 
@@ -258,8 +272,11 @@ def encode(
     module, a module-level lambda...): it returns a name the decoder's
     ``resolve`` turns back into the same object, or None.
     """
+    if version != VERSION and version != VERSION2:
+        raise CodecError("unknown codec version %r" % (version,))
+    cols = version == VERSION2
     classes = classes or {}
-    out = bytearray([VERSION])
+    out = bytearray([version])
     memo: Dict[int, int] = {}
     keep: List[object] = []  # temporaries whose id() must stay unique while encoding
     open_immutables: Set[Optional[int]] = set()  # memo indices of the tuples and frozensets being written
@@ -331,6 +348,8 @@ def encode(
             index = len(memo)
             memo[id(x)] = index
             keep.append(x)
+            if cols and (t is list or t is dict) and len(x) >= _COL_MIN and _columns(x, t, out, memo, classes):
+                continue
             if t is list:
                 if len(x) >= _BULK_MIN and _bulk_list(x, out):
                     continue
@@ -523,8 +542,7 @@ def decode(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError("expected bytes, got %s" % type(data).__name__)
     data = bytes(data)
-    if not data or data[0] != VERSION:
-        raise CodecError("unknown codec version")
+    version_of(data)
     try:
         value, pos = _decode(data, classes, _NO_BUDGET if max_nodes is None else max_nodes, resolve)
     except CodecError:
@@ -776,6 +794,20 @@ def _decode(
                     target = v.__dict__
             memo.append(v)
             push = [tag, target, 2 * n, _UNSET, -1, v]
+        elif tag in _COLS_TAGS and data[0] == VERSION2:
+            n, pos = _varint_at(data, pos)
+            if n > end - pos:
+                _fail(pos, "length exceeds the remaining data")
+            budget -= n * (2 if tag == _COL_DICT else 1)
+            if budget < 0:
+                _over(max_nodes)
+            index = len(memo)
+            memo.append(_UNSET)  # its items come after it in the memo
+            v, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
+            if tag == _COL_DICT:
+                values, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
+                v = dict(zip(v, values))
+            memo[index] = v
         else:
             _fail(pos - 1, "unknown tag 0x%02x" % tag)
 
@@ -1402,3 +1434,267 @@ def render(
         if isinstance(exc, CodecError):
             raise
         raise CodecError("malformed data: %s" % exc) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Version 2 (``mkt-bin-2``): version 1's stream plus columnar blocks (issue 18, item 4).
+#
+# A list or a dict whose items share one shape is written as columns: every int of a column in
+# one ``array('q')``, every float in one ``array('d')``, every string of a column in one UTF-8 blob
+# joined by NUL (split in one call when read back), tuples of scalars as one column per position,
+# instances of one job class with the same attribute names as one column per attribute. Anything
+# else is written exactly as version 1 writes it. Tuples and instances written in a block take
+# their memo indices in order, as version 1 gives them, and are only written so when each is
+# met for the first time (a shared one falls back to the general path): references keep working.
+#
+#   _COL_LIST n block            a list of n items
+#   _COL_DICT n keyblock block   a dict of n items (keys in one block, values in another)
+#   block:   _C_I64 8n bytes | _C_F64 8n bytes | _C_STR len blob | _C_ANY (a _LIST_S block)
+#          | _C_TUP k column*k | _C_INST name knames(_C_STR block) column*k   (k >= 1)
+#   column:  a block that is one of the scalar ones (_C_I64, _C_F64, _C_STR, _C_ANY)
+# Every item of a block costs at least one byte (a blob of n strings holds n - 1 NULs), so a
+# block's counts are bounded by the bytes that remain before anything is built.
+# ---------------------------------------------------------------------------------------------
+
+NAME2 = "mkt-bin-2"
+VERSION2 = 2
+_VERSIONS = {NAME: VERSION, NAME2: VERSION2}
+# state #0 is written in this version (the market builds it); every later state in the version
+# of the state it was thawed from, so a replay writes what the honest slice wrote
+STATE_VERSION = VERSION2
+_COL_LIST, _COL_DICT = 0x30, 0x31
+_C_I64, _C_F64, _C_STR, _C_ANY, _C_TUP, _C_INST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+_COL_MIN = 16  # below this many items, version 1's paths are as fast
+_COLS_TAGS = frozenset((_COL_LIST, _COL_DICT))
+
+
+def version_named(name: str) -> int:
+    """The codec version an envelope header's ``codec`` field names; CodecError if unknown."""
+    try:
+        return _VERSIONS[name]
+    except (KeyError, TypeError):
+        raise CodecError("unknown codec %r (this worker knows %s)" % (name, ", ".join(sorted(_VERSIONS)))) from None
+
+
+def name_of_version(version: int) -> str:
+    """The name an envelope header's ``codec`` field gives codec ``version``."""
+    return NAME2 if version == VERSION2 else NAME
+
+
+def version_of(data: bytes) -> int:
+    """The codec version ``data`` was written in (its first byte); CodecError if unknown."""
+    if not data or data[0] not in (VERSION, VERSION2):
+        raise CodecError("unknown codec version")
+    return data[0]
+
+
+def _scalar_column(col: Sequence[Any], out: bytearray) -> bool:
+    """Write ``col`` (scalars) as one column; False (nothing written) if it holds a non-scalar."""
+    kinds = set(map(type, col))
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        if kind is int:
+            try:
+                arr = array("q", col)
+            except OverflowError:
+                arr = None
+            if arr is not None:
+                if _BIG:
+                    arr.byteswap()
+                out.append(_C_I64)
+                out += arr.tobytes()
+                return True
+        elif kind is float:
+            arr = array("d", col)
+            if _BIG:
+                arr.byteswap()
+            out.append(_C_F64)
+            out += arr.tobytes()
+            return True
+        elif kind is str:
+            blob = "\x00".join(col).encode("utf-8", "surrogatepass")
+            if blob.count(b"\x00") == len(col) - 1:  # no string holds a NUL itself
+                out.append(_C_STR)
+                _uvarint(len(blob), out)
+                out += blob
+                return True
+    if not kinds <= _SCALARS:
+        return False
+    out.append(_C_ANY)
+    return _scalar_run(_LIST_S, col, kinds, out)
+
+
+def _first_seen(items: Sequence[Any], memo: Dict[int, int]) -> Optional[List[int]]:
+    """The ids of ``items`` if each is a distinct object not written yet, else None."""
+    ids = list(map(id, items))
+    if len(set(ids)) != len(ids) or not memo.keys().isdisjoint(ids):
+        return None
+    return ids
+
+
+def _block(items: Sequence[Any], out: bytearray, memo: Dict[int, int], classes: Mapping[str, type]) -> bool:
+    """Write ``items`` as one block (see above); False (nothing written) if they do not fit one.
+    Tuples and instances written get their memo indices."""
+    mark = len(out)
+    kinds = set(map(type, items))
+    if len(kinds) != 1 or kinds <= _SCALARS:
+        return _scalar_column(items, out)
+    kind = kinds.pop()
+    if kind is tuple:
+        lengths = set(map(len, items))
+        if len(lengths) != 1 or 0 in lengths:
+            return False
+        ids = _first_seen(items, memo)
+        if ids is None:
+            return False
+        columns = list(zip(*items))
+        out.append(_C_TUP)
+        _uvarint(len(columns), out)
+    elif classes.get(kind.__name__) is kind and not issubclass(kind, BaseException):
+        try:
+            attrs = list(map(vars, items))
+        except TypeError:
+            return False
+        if set(map(type, attrs)) != {dict}:
+            return False
+        names = set(map(tuple, attrs))
+        if len(names) != 1:
+            return False
+        keys = names.pop()
+        ids = _first_seen(items, memo)
+        if not keys or ids is None:
+            return False
+        columns = list(zip(*map(dict.values, attrs)))
+        out.append(_C_INST)
+        _str(kind.__name__, out)
+        _uvarint(len(keys), out)
+        _scalar_column(keys, out)  # attribute names: strings, always a column
+    else:
+        return False
+    for column in columns:
+        if not _scalar_column(column, out):
+            del out[mark:]
+            return False
+    base = len(memo)
+    memo.update(zip(ids, range(base, base + len(ids))))
+    return True
+
+
+def _columns(x: Any, t: type, out: bytearray, memo: Dict[int, int], classes: Mapping[str, type]) -> bool:
+    """Write the list or dict ``x`` (its own memo index taken) as a columnar block if it fits."""
+    mark = len(out)
+    if t is list:
+        out.append(_COL_LIST)
+        _uvarint(len(x), out)
+        if _block(x, out, memo, classes):
+            return True
+    else:
+        out.append(_COL_DICT)
+        _uvarint(len(x), out)
+        keys = list(x)
+        before = len(memo)
+        if _block(keys, out, memo, classes):
+            if len(memo) == before:  # keys took no memo index: the values' indices follow in order
+                if _block(list(x.values()), out, memo, classes):
+                    return True
+            elif set(map(type, x.values())) <= _SCALARS:
+                if _scalar_column(list(x.values()), out):
+                    return True
+            _forget(memo, before)
+    del out[mark:]
+    return False
+
+
+def _forget(memo: Dict[int, int], size: int) -> None:
+    """Drop the memo entries past the first ``size`` (a block written, then abandoned)."""
+    while len(memo) > size:
+        memo.popitem()
+
+
+def _read_scalar_column(data: bytes, pos: int, end: int, n: int) -> Tuple[List[Any], int]:
+    tag = data[pos]
+    pos += 1
+    if tag == _C_I64 or tag == _C_F64:
+        if pos + 8 * n > end:
+            _fail(pos, "column exceeds the remaining data")
+        arr = array("q" if tag == _C_I64 else "d")
+        arr.frombytes(data[pos : pos + 8 * n])
+        if _BIG:
+            arr.byteswap()
+        return arr.tolist(), pos + 8 * n
+    if tag == _C_STR:
+        ln, pos = _varint_at(data, pos)
+        if pos + ln > end or n > ln + 1:
+            _fail(pos, "column exceeds the remaining data")
+        blob = data[pos : pos + ln]
+        if n == 0:
+            if ln:
+                _fail(pos, "strings in an empty column")
+            return [], pos
+        v = (blob.decode("ascii") if blob.isascii() else blob.decode("utf-8", "surrogatepass")).split("\x00")
+        if len(v) != n:
+            _fail(pos, "column holds %d strings, expected %d" % (len(v), n))
+        return v, pos + ln
+    if tag == _C_ANY:
+        if data[pos] != _LIST_S:
+            _fail(pos, "expected a run of scalars")
+        m, pos = _varint_at(data, pos + 1)
+        if m != n or n > end - pos:
+            _fail(pos, "column length does not match its block")
+        v, pos = _read_scalars(data, pos, end, n)
+        if len(v) != n:
+            _fail(pos, "expected a scalar")
+        return v, pos
+    _fail(pos - 1, "unknown column 0x%02x" % tag)
+
+
+def _read_block(
+    data: bytes,
+    pos: int,
+    end: int,
+    n: int,
+    classes: Optional[Mapping[str, type]],
+    memo: List[Any],
+    budget: int,
+    max_nodes: int,
+) -> Tuple[List[Any], int, int]:
+    """(items, position after, budget left) of the block of ``n`` items at ``pos``."""
+    tag = data[pos]
+    if tag == _C_TUP or tag == _C_INST:
+        pos += 1
+        name = ""
+        if tag == _C_INST:
+            name, pos = _name_at(data, pos, end)
+        k, pos = _varint_at(data, pos)
+        if k == 0 or k > end - pos or n * k > 8 * (end - pos) + 8 * k:
+            _fail(pos, "block exceeds the remaining data")
+        budget -= n * k * (2 if tag == _C_INST else 1)
+        if budget < 0:
+            _over(max_nodes)
+        names: List[Any] = []
+        if tag == _C_INST:
+            names, pos = _read_scalar_column(data, pos, end, k)
+            if not all(type(a) is str for a in names):
+                _fail(pos, "attribute names must be strings")
+        columns = []
+        for _ in range(k):
+            column, pos = _read_scalar_column(data, pos, end, n)
+            columns.append(column)
+        if tag == _C_TUP:
+            v: List[Any] = list(zip(*columns))
+        else:
+            cls: Optional[Type[object]] = classes.get(name) if classes is not None else None
+            if classes is not None and not isinstance(cls, type):
+                _fail(pos, "unknown class %r" % name)
+            if cls is None:
+                heads = ["__class__"] + names
+                v = list(map(PlainInstance, map(zip, repeat(heads), zip(repeat(name, n), *columns))))
+            else:
+                new = cls.__new__
+                v = [new(cls) for _ in range(n)]
+                for obj, values in zip(v, zip(*columns)):
+                    obj.__dict__.update(zip(names, values))
+        memo.extend(v)
+        return v, pos, budget
+    v, pos = _read_scalar_column(data, pos, end, n)
+    return v, pos, budget
