@@ -542,9 +542,7 @@ def _run(
     try:
         # the next state is written in the codec version of this one: a replay of the slice
         # writes the same version, so the payloads' hashes stay comparable
-        ctl.codec_version = codec.version_named(header.codec)
-        if codec.version_of(payload) != ctl.codec_version:
-            raise codec.CodecError("the header names codec %s but the payload is in another version" % header.codec)
+        ctl.codec_version = codec.version_of(payload)
         state = codec.decode(payload, classes, resolve=ctl.refs.resolve)
     except codec.CodecError as exc:
         raise EnvelopeError("state payload cannot be decoded: %s" % exc) from None
@@ -610,7 +608,12 @@ def _run(
     # interpreter that froze it, which a replay must use
     # the mark: where it stopped, for a replay to find it (docs/trust.md)
     header = header._replace(
-        seq=header.seq + 1, job_id=job_id, parent=digest(envelope), interpreter=INTERPRETER, mark=mark
+        seq=header.seq + 1,
+        job_id=job_id,
+        parent=digest(envelope),
+        interpreter=INTERPRETER,
+        mark=mark,
+        codec=codec.name_of_version(ctl.codec_version),
     )
     return outcome(env=make_envelope(header, payload))
 
