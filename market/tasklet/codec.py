@@ -25,6 +25,7 @@ import struct
 import sys
 from array import array
 from itertools import accumulate, repeat
+from operator import itemgetter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -1449,9 +1450,13 @@ def render(
 #
 #   _COL_LIST n block            a list of n items
 #   _COL_DICT n keyblock block   a dict of n items (keys in one block, values in another)
-#   block:   _C_I64 8n bytes | _C_F64 8n bytes | _C_STR len blob | _C_ANY (a _LIST_S block)
-#          | _C_TUP k column*k | _C_INST name knames(_C_STR block) column*k   (k >= 1)
-#   column:  a block that is one of the scalar ones (_C_I64, _C_F64, _C_STR, _C_ANY)
+#   block:   _C_I32 4n bytes | _C_I64 8n bytes | _C_F64 8n bytes | _C_STR len blob
+#          | _C_ANY (a _LIST_S block)
+#          | _C_TUP k block*k | _C_LST k block*k | _C_INST name knames(_C_STR block) block*k
+#   (k >= 1; tuples or lists of k items, instances of k attributes: one block per position, of
+#   the same n items, nested _COL_DEPTH deep at most; the scalar blocks are the columns:
+#   _C_I32, _C_I64, _C_F64, _C_STR, _C_ANY)
+# (ints take the narrowest of _C_I32 and _C_I64 that holds them all, else _C_ANY)
 # Every item of a block costs at least one byte (a blob of n strings holds n - 1 NULs), so a
 # block's counts are bounded by the bytes that remain before anything is built.
 # ---------------------------------------------------------------------------------------------
@@ -1463,7 +1468,12 @@ _VERSIONS = {NAME: VERSION, NAME2: VERSION2}
 # of the state it was thawed from, so a replay writes what the honest slice wrote
 STATE_VERSION = VERSION2
 _COL_LIST, _COL_DICT = 0x30, 0x31
-_C_I64, _C_F64, _C_STR, _C_ANY, _C_TUP, _C_INST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+_C_I64, _C_F64, _C_STR, _C_ANY, _C_TUP, _C_INST, _C_I32, _C_LST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08
+_COL_DEPTH = 6  # blocks inside blocks: tuples of tuples of ... this deep at most
+_COLUMN_ARRAYS = {_C_I64: ("q", 8), _C_F64: ("d", 8), _C_I32: ("i", 4)}
+_INT_COLUMNS = ((("i", _C_I32),) if array("i").itemsize == 4 else ()) + (("q", _C_I64),)
+if array("i").itemsize != 4:  # no such platform runs workers today: the 4-byte column is refused
+    del _COLUMN_ARRAYS[_C_I32]
 _COL_MIN = 16  # below this many items, version 1's paths are as fast
 _COLS_TAGS = frozenset((_COL_LIST, _COL_DICT))
 
@@ -1488,20 +1498,22 @@ def version_of(data: bytes) -> int:
     return data[0]
 
 
-def _scalar_column(col: Sequence[Any], out: bytearray) -> bool:
-    """Write ``col`` (scalars) as one column; False (nothing written) if it holds a non-scalar."""
-    kinds = set(map(type, col))
+def _scalar_column(col: Sequence[Any], out: bytearray, kinds: Optional[Set[type]] = None) -> bool:
+    """Write ``col`` (scalars) as one column; False (nothing written) if it holds a non-scalar.
+    ``kinds``: the set of the items' types, if the caller has it."""
+    if kinds is None:
+        kinds = set(map(type, col))
     if len(kinds) == 1:
         kind = next(iter(kinds))
         if kind is int:
-            try:
-                arr = array("q", col)
-            except OverflowError:
-                arr = None
-            if arr is not None:
+            for code, tag in _INT_COLUMNS:  # the narrowest that holds every value
+                try:
+                    arr = array(code, col)
+                except OverflowError:
+                    continue
                 if _BIG:
                     arr.byteswap()
-                out.append(_C_I64)
+                out.append(tag)
                 out += arr.tobytes()
                 return True
         elif kind is float:
@@ -1521,34 +1533,50 @@ def _scalar_column(col: Sequence[Any], out: bytearray) -> bool:
     if not kinds <= _SCALARS:
         return False
     out.append(_C_ANY)
+    if kinds == _NONE_KIND or kinds == _BOOL_KIND:  # the bytes _scalar_run writes, in one call
+        out.append(_LIST_S)
+        _uvarint(len(col), out)
+        out += bytes(len(col)).replace(b"\x00", b"\x01") if kinds == _NONE_KIND else bytes(col).translate(_BOOL_TAGS)
+        return True
     return _scalar_run(_LIST_S, col, kinds, out)
 
 
-def _first_seen(items: Sequence[Any], memo: Dict[int, int]) -> Optional[List[int]]:
-    """The ids of ``items`` if each is a distinct object not written yet, else None."""
-    ids = list(map(id, items))
-    if len(set(ids)) != len(ids) or not memo.keys().isdisjoint(ids):
+_NONE_KIND, _BOOL_KIND = {type(None)}, {bool}
+_BOOL_TAGS = bytes.maketrans(b"\x00\x01", bytes([_FALSE, _TRUE]))
+
+
+def _first_seen(items: Sequence[Any], memo: Dict[int, int]) -> Optional[Dict[int, int]]:
+    """The memo entries ``items`` would take (id -> index, in order) if each is a distinct object
+    not written yet, else None."""
+    base = len(memo)
+    entries = dict(zip(map(id, items), range(base, base + len(items))))
+    if len(entries) != len(items) or not memo.keys().isdisjoint(entries):
         return None
-    return ids
+    return entries
 
 
-def _block(items: Sequence[Any], out: bytearray, memo: Dict[int, int], classes: Mapping[str, type]) -> bool:
-    """Write ``items`` as one block (see above); False (nothing written) if they do not fit one.
-    Tuples and instances written get their memo indices."""
+def _block(
+    items: Sequence[Any], out: bytearray, memo: Dict[int, int], classes: Mapping[str, type], depth: int = 0
+) -> bool:
+    """Write ``items`` as one block (see above); False (nothing written, memo as it was) if they
+    do not fit one. Tuples, lists and instances written get their memo indices: the block's
+    items first, then those of its columns, column after column."""
     mark = len(out)
     kinds = set(map(type, items))
     if len(kinds) != 1 or kinds <= _SCALARS:
-        return _scalar_column(items, out)
+        return _scalar_column(items, out, kinds)
+    if depth >= _COL_DEPTH:
+        return False
     kind = kinds.pop()
-    if kind is tuple:
+    if kind is tuple or kind is list:
         lengths = set(map(len, items))
         if len(lengths) != 1 or 0 in lengths:
             return False
-        ids = _first_seen(items, memo)
-        if ids is None:
+        entries = _first_seen(items, memo)
+        if entries is None:
             return False
-        columns = list(zip(*items))
-        out.append(_C_TUP)
+        columns = [list(map(itemgetter(i), items)) for i in range(lengths.pop())]
+        out.append(_C_TUP if kind is tuple else _C_LST)
         _uvarint(len(columns), out)
     elif classes.get(kind.__name__) is kind and not issubclass(kind, BaseException):
         try:
@@ -1561,46 +1589,39 @@ def _block(items: Sequence[Any], out: bytearray, memo: Dict[int, int], classes: 
         if len(names) != 1:
             return False
         keys = names.pop()
-        ids = _first_seen(items, memo)
-        if not keys or ids is None:
+        entries = _first_seen(items, memo)
+        if not keys or entries is None:
             return False
-        columns = list(zip(*map(dict.values, attrs)))
+        columns = [list(map(itemgetter(a), attrs)) for a in keys]
         out.append(_C_INST)
         _str(kind.__name__, out)
         _uvarint(len(keys), out)
         _scalar_column(keys, out)  # attribute names: strings, always a column
     else:
         return False
+    before = len(memo)
+    memo.update(entries)
     for column in columns:
-        if not _scalar_column(column, out):
+        if not _block(column, out, memo, classes, depth + 1):
+            _forget(memo, before)
             del out[mark:]
             return False
-    base = len(memo)
-    memo.update(zip(ids, range(base, base + len(ids))))
     return True
 
 
 def _columns(x: Any, t: type, out: bytearray, memo: Dict[int, int], classes: Mapping[str, type]) -> bool:
-    """Write the list or dict ``x`` (its own memo index taken) as a columnar block if it fits."""
+    """Write the list or dict ``x`` (its own memo index taken) as a columnar block if it fits:
+    a dict's keys as one block, then its values as another."""
     mark = len(out)
+    before = len(memo)
+    out.append(_COL_LIST if t is list else _COL_DICT)
+    _uvarint(len(x), out)
     if t is list:
-        out.append(_COL_LIST)
-        _uvarint(len(x), out)
         if _block(x, out, memo, classes):
             return True
-    else:
-        out.append(_COL_DICT)
-        _uvarint(len(x), out)
-        keys = list(x)
-        before = len(memo)
-        if _block(keys, out, memo, classes):
-            if len(memo) == before:  # keys took no memo index: the values' indices follow in order
-                if _block(list(x.values()), out, memo, classes):
-                    return True
-            elif set(map(type, x.values())) <= _SCALARS:
-                if _scalar_column(list(x.values()), out):
-                    return True
-            _forget(memo, before)
+    elif _block(list(x), out, memo, classes) and _block(list(x.values()), out, memo, classes):
+        return True
+    _forget(memo, before)
     del out[mark:]
     return False
 
@@ -1614,14 +1635,15 @@ def _forget(memo: Dict[int, int], size: int) -> None:
 def _read_scalar_column(data: bytes, pos: int, end: int, n: int) -> Tuple[List[Any], int]:
     tag = data[pos]
     pos += 1
-    if tag == _C_I64 or tag == _C_F64:
-        if pos + 8 * n > end:
+    if tag in _COLUMN_ARRAYS:
+        code, size = _COLUMN_ARRAYS[tag]
+        if pos + size * n > end:
             _fail(pos, "column exceeds the remaining data")
-        arr = array("q" if tag == _C_I64 else "d")
-        arr.frombytes(data[pos : pos + 8 * n])
+        arr = array(code)
+        arr.frombytes(data[pos : pos + size * n])
         if _BIG:
             arr.byteswap()
-        return arr.tolist(), pos + 8 * n
+        return arr.tolist(), pos + size * n
     if tag == _C_STR:
         ln, pos = _varint_at(data, pos)
         if pos + ln > end or n > ln + 1:
@@ -1641,6 +1663,11 @@ def _read_scalar_column(data: bytes, pos: int, end: int, n: int) -> Tuple[List[A
         m, pos = _varint_at(data, pos + 1)
         if m != n or n > end - pos:
             _fail(pos, "column length does not match its block")
+        run = data[pos : pos + n]
+        if not run.strip(b"\x01"):  # all None, or all bools: in one call
+            return [None] * n, pos + n
+        if not run.strip(b"\x02\x03"):
+            return list(map(_TRUE.__eq__, run)), pos + n
         v, pos = _read_scalars(data, pos, end, n)
         if len(v) != n:
             _fail(pos, "expected a scalar")
@@ -1657,44 +1684,50 @@ def _read_block(
     memo: List[Any],
     budget: int,
     max_nodes: int,
+    depth: int = 0,
 ) -> Tuple[List[Any], int, int]:
     """(items, position after, budget left) of the block of ``n`` items at ``pos``."""
     tag = data[pos]
-    if tag == _C_TUP or tag == _C_INST:
-        pos += 1
-        name = ""
-        if tag == _C_INST:
-            name, pos = _name_at(data, pos, end)
-        k, pos = _varint_at(data, pos)
-        if k == 0 or k > end - pos or n * k > 8 * (end - pos) + 8 * k:
-            _fail(pos, "block exceeds the remaining data")
-        budget -= n * k * (2 if tag == _C_INST else 1)
-        if budget < 0:
-            _over(max_nodes)
-        names: List[Any] = []
-        if tag == _C_INST:
-            names, pos = _read_scalar_column(data, pos, end, k)
-            if not all(type(a) is str for a in names):
-                _fail(pos, "attribute names must be strings")
-        columns = []
-        for _ in range(k):
-            column, pos = _read_scalar_column(data, pos, end, n)
-            columns.append(column)
-        if tag == _C_TUP:
-            v: List[Any] = list(zip(*columns))
-        else:
-            cls: Optional[Type[object]] = classes.get(name) if classes is not None else None
-            if classes is not None and not isinstance(cls, type):
-                _fail(pos, "unknown class %r" % name)
-            if cls is None:
-                heads = ["__class__"] + names
-                v = list(map(PlainInstance, map(zip, repeat(heads), zip(repeat(name, n), *columns))))
-            else:
-                new = cls.__new__
-                v = [new(cls) for _ in range(n)]
-                for obj, values in zip(v, zip(*columns)):
-                    obj.__dict__.update(zip(names, values))
-        memo.extend(v)
+    if tag != _C_TUP and tag != _C_LST and tag != _C_INST:
+        v, pos = _read_scalar_column(data, pos, end, n)
         return v, pos, budget
-    v, pos = _read_scalar_column(data, pos, end, n)
+    if depth >= _COL_DEPTH:
+        _fail(pos, "blocks nested too deep")
+    pos += 1
+    name = ""
+    cls: Optional[Type[object]] = None
+    if tag == _C_INST:
+        name, pos = _name_at(data, pos, end)
+        cls = classes.get(name) if classes is not None else None
+        if classes is not None and not isinstance(cls, type):
+            _fail(pos, "unknown class %r" % name)
+    k, pos = _varint_at(data, pos)
+    if k == 0 or k > end - pos or n * k > 8 * (end - pos) + 8 * k:
+        _fail(pos, "block exceeds the remaining data")
+    budget -= n * k * (2 if tag == _C_INST else 1)
+    if budget < 0:
+        _over(max_nodes)
+    names: List[Any] = []
+    if tag == _C_INST:
+        names, pos = _read_scalar_column(data, pos, end, k)
+        if not all(type(a) is str for a in names):
+            _fail(pos, "attribute names must be strings")
+    base = len(memo)
+    memo.extend(repeat(_UNSET, n))  # the items' indices come before their columns' items
+    columns = []
+    for _ in range(k):
+        column, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, depth + 1)
+        columns.append(column)
+    if tag == _C_TUP:
+        v: List[Any] = list(zip(*columns))
+    elif tag == _C_LST:
+        v = list(map(list, zip(*columns)))
+    elif cls is None:
+        heads = ["__class__"] + names
+        v = list(map(PlainInstance, map(zip, repeat(heads), zip(repeat(name, n), *columns))))
+    else:
+        v = list(map(cls.__new__, repeat(cls, n)))
+        for obj, values in zip(v, zip(*columns)):
+            obj.__dict__.update(zip(names, values))
+    memo[base : base + n] = v
     return v, pos, budget
