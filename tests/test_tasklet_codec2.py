@@ -43,7 +43,7 @@ def same_kind(strategy, size):
 def shaped(draw):
     """A list or dict of one shape (what version 2 writes as columns), sometimes spoiled."""
     n = draw(st.integers(0, 40))
-    kind = draw(st.sampled_from(["ints", "floats", "strs", "mixed", "tuples", "items", "dict", "tdict"]))
+    kind = draw(st.sampled_from(["ints", "floats", "strs", "mixed", "tuples", "items", "dict", "tdict", "nested"]))
     pick = {"ints": ints, "floats": st.floats(), "strs": st.text(), "mixed": column_scalars}
     if kind in pick:
         out = draw(same_kind(pick[kind], n))
@@ -51,6 +51,9 @@ def shaped(draw):
         k = draw(st.integers(1, 4))
         cols = [draw(same_kind(draw(st.sampled_from([ints, st.text(), st.floats(), column_scalars])), n)) for _ in range(k)]
         out = list(zip(*cols)) if n else []
+    elif kind == "nested":  # lists of [scalar, (scalar, [scalar])]: blocks inside blocks
+        a, b, c = (draw(same_kind(column_scalars, n)) for _ in range(3))
+        out = [[x, (y, [z])] for x, y, z in zip(a, b, c)]
     elif kind == "items":
         out = [Item(draw(ints), draw(st.text()), draw(st.floats()), draw(st.none() | st.booleans())) for _ in range(n)]
     elif kind == "dict":
@@ -150,6 +153,27 @@ def test_sharing_and_identity_survive_columns():
     assert type(back["items"][5]) is Item and back["items"][5].id == 5
 
 
+def test_nested_blocks_keep_every_list_its_own_and_shared_ones_shared():
+    rows = [[i, "x", [i, (i, "t")]] for i in range(40)]
+    value = {"rows": rows, "inner": rows[5][2], "pair": rows[7][2][1], "same": [rows[0]] * 3}
+    data = encode(value, version=V2)
+    assert codec._C_LST in data
+    back = decode(data)
+    assert back == value
+    assert back["inner"] is back["rows"][5][2] and back["pair"] is back["rows"][7][2][1]
+    assert back["same"][0] is back["rows"][0]
+    back["rows"][1][2].append(9)  # each list is its own object after a thaw
+    assert back["rows"][2][2] == [2, (2, "t")] and len(back["rows"][1][2]) == 3
+    assert encode(back, version=V2) != data and encode(decode(data), version=V2) == data
+
+
+def test_a_list_holding_itself_is_not_a_block_and_still_round_trips():
+    rows = [[i, None] for i in range(20)]
+    rows[3][1] = rows
+    back = decode(encode(rows, version=V2))
+    assert back[3][1] is back and back[4] == [4, None]
+
+
 def test_instances_without_classes_are_plain_dicts_with_the_class_first():
     items = [Item(i, "n%d" % i, i / 3) for i in range(20)]
     back = decode(encode(items, CLASSES, version=V2))
@@ -243,6 +267,8 @@ def uv(n):
         bytes([0x30]) + uv(2) + bytes([0x09]) + b"\x00" * 16,  # unknown column
         bytes([0x31]) + uv(2) + bytes([0x01]) + b"\x00" * 16,  # dict without its values
         bytes([0x30]) + uv(2) + bytes([0x06, 0x07, 1]) + b"X" + uv(1) + bytes([0x04, 0x28]) + uv(1) + bytes([1]),
+        bytes([0x30]) + uv(2) + (bytes([0x05]) + uv(1)) * 7 + bytes([0x07]) + b"\x00" * 8,  # nested too deep
+        bytes([0x30]) + uv(2) + (bytes([0x08]) + uv(1)) * 3 + bytes([0x07]) + b"\x00" * 7,  # inner column short
     ],
 )
 def test_lying_columns_fail_cheaply(body):
