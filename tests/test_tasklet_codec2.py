@@ -49,7 +49,9 @@ def shaped(draw):
         out = draw(same_kind(pick[kind], n))
     elif kind == "tuples":
         k = draw(st.integers(1, 4))
-        cols = [draw(same_kind(draw(st.sampled_from([ints, st.text(), st.floats(), column_scalars])), n)) for _ in range(k)]
+        cols = [
+            draw(same_kind(draw(st.sampled_from([ints, st.text(), st.floats(), column_scalars])), n)) for _ in range(k)
+        ]
         out = list(zip(*cols)) if n else []
     elif kind == "nested":  # lists of [scalar, (scalar, [scalar])]: blocks inside blocks
         a, b, c = (draw(same_kind(column_scalars, n)) for _ in range(3))
@@ -280,7 +282,9 @@ def test_lying_columns_fail_cheaply(body):
 
 def test_attribute_names_must_be_strings():
     names = bytes([0x04, 0x28]) + uv(1) + bytes([0x04, 0x02])  # one name: the int 1
-    body = bytes([0x30]) + uv(1) + bytes([0x06, 0x07, 4]) + b"Item" + uv(1) + names + bytes([0x01]) + b"\x07" + b"\x00" * 7
+    body = (
+        bytes([0x30]) + uv(1) + bytes([0x06, 0x07, 4]) + b"Item" + uv(1) + names + bytes([0x01]) + b"\x07" + b"\x00" * 7
+    )
     with pytest.raises(CodecError, match="attribute names"):
         decode(bytes([V2]) + body, CLASSES)
     good = body.replace(names, bytes([0x03]) + uv(2) + b"id")

@@ -205,8 +205,7 @@ def test_codec_bytes_are_the_same_on_pypy_both_ways(version):
         CODEC_VALUES
         + "import sys\nfrom market.tasklet import codec\n"
         + "sys.stdout.write(codec.encode(values, version=%d).hex() + '\\n')\n" % version
-        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read())), version=%d).hex())\n"
-        % version
+        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read())), version=%d).hex())\n" % version
     )
     namespace = {}
     exec(CODEC_VALUES, namespace)

@@ -16,11 +16,19 @@ is checked against the bytes that remain, so malformed input raises
 Homogeneous lists of machine-size ints, of floats and of strings take a bulk
 path (one ``array``/``join`` call instead of one Python step per element):
 that is what keeps a 1 MB numeric state well inside the freeze budget.
+
+Two versions are written: version 1 (``mkt-bin-1``, the default of :func:`encode`: results and
+the states made before version 2) and version 2 (``mkt-bin-2``: version 1 plus columnar blocks,
+see the comment before ``NAME2``). :func:`decode` reads both; a slice writes its next state in
+the version of the state it thawed (a replay must write the honest slice's bytes), new jobs
+start in :data:`STATE_VERSION`. :func:`render` and :func:`expanded_size` read version 1 only
+(results).
 """
 
 from __future__ import annotations
 
 import collections
+import gc
 import struct
 import sys
 from array import array
@@ -550,8 +558,17 @@ def decode(
         raise
     except IndexError:
         raise CodecError("malformed data: unexpected end") from None
-    except (TypeError, ValueError, OverflowError, RecursionError, MemoryError, struct.error, UnicodeDecodeError) as exc:
-        # e.g. an unhashable value where a dict key was expected
+    except (
+        TypeError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        struct.error,
+        UnicodeDecodeError,
+        AttributeError,
+    ) as exc:
+        # e.g. an unhashable value where a dict key was expected, a class without a __dict__
         raise CodecError("malformed data: %s" % exc) from None
     if pos != len(data):
         raise CodecError("%d unexpected bytes after the value" % (len(data) - pos))
@@ -804,10 +821,19 @@ def _decode(
                 _over(max_nodes)
             index = len(memo)
             memo.append(_UNSET)  # its items come after it in the memo
-            v, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
-            if tag == _COL_DICT:
-                values, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
-                v = dict(zip(v, values))
+            # a block builds its tuples and lists in a few calls: the collector, woken by every
+            # 700 of them, would walk all the values built so far again and again (a third of
+            # the thaw of a dict of tuples); it is switched back on when the block is built
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                v, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
+                if tag == _COL_DICT:
+                    values, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
+                    v = dict(zip(v, values))
+            finally:
+                if collecting:
+                    gc.enable()
             memo[index] = v
         else:
             _fail(pos - 1, "unknown tag 0x%02x" % tag)
@@ -1131,6 +1157,8 @@ def _checked(data: bytes) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError("expected bytes, got %s" % type(data).__name__)
     data = bytes(data)
+    if data[:1] == bytes([VERSION2]):
+        raise CodecError("codec version 2 (frozen states) is not rendered here: results are written in version 1")
     if not data or data[0] != VERSION:
         raise CodecError("unknown codec version")
     return data
@@ -1550,7 +1578,7 @@ def _first_seen(items: Sequence[Any], memo: Dict[int, int]) -> Optional[Dict[int
     not written yet, else None."""
     base = len(memo)
     entries = dict(zip(map(id, items), range(base, base + len(items))))
-    if len(entries) != len(items) or not memo.keys().isdisjoint(entries):
+    if len(entries) != len(items) or not memo.keys().isdisjoint(entries.keys()):  # walks the shorter
         return None
     return entries
 
@@ -1689,8 +1717,8 @@ def _read_block(
     """(items, position after, budget left) of the block of ``n`` items at ``pos``."""
     tag = data[pos]
     if tag != _C_TUP and tag != _C_LST and tag != _C_INST:
-        v, pos = _read_scalar_column(data, pos, end, n)
-        return v, pos, budget
+        scalars, pos = _read_scalar_column(data, pos, end, n)
+        return scalars, pos, budget
     if depth >= _COL_DEPTH:
         _fail(pos, "blocks nested too deep")
     pos += 1

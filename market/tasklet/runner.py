@@ -384,7 +384,9 @@ def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[in
         from .validator import JobRefused
 
         raise JobRefused([(0, "arguments must be plain data: %s" % exc)]) from None
-    header = Header(source_hash(source), entry, 0, RUNTIME_VERSION, codec.name_of_version(codec.STATE_VERSION), 0, job_id)
+    header = Header(
+        source_hash(source), entry, 0, RUNTIME_VERSION, codec.name_of_version(codec.STATE_VERSION), 0, job_id
+    )
     return make_envelope(header, payload)
 
 
