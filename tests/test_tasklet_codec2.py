@@ -329,3 +329,24 @@ def test_state_zero_is_version_2_and_slices_keep_the_version_they_thawed():
     sha, mark = envelope.inspect(out1.envelope)[1], h1.mark
     r = tasklet.replay_slice(v1, SRC, target_payload_sha256=sha, target_mark=mark, max_steps=200)
     assert r.matched and r.envelope == out1.envelope
+
+
+@settings(max_examples=150, deadline=None)
+@given(shaped())
+def test_bytes_are_the_same_without_reference_counts(value):
+    """CPython skips memo entries for block items nothing else refers to (reference counts);
+    PyPy has no such counts and makes them: both must write the same bytes."""
+    fast = encode(value, CLASSES, version=V2)
+    saved, codec._REFCOUNT = codec._REFCOUNT, None
+    try:
+        slow = encode(value, CLASSES, version=V2)
+    finally:
+        codec._REFCOUNT = saved
+    assert fast == slow
+
+
+def test_a_block_item_referred_to_from_elsewhere_stays_shared():
+    rows = [(i, "r") for i in range(30)]
+    elsewhere = {"one": rows[4]}  # a second reference: not unshared, so it gets its memo entry
+    back = decode(encode([rows, elsewhere, rows[9]], version=V2))
+    assert back[1]["one"] is back[0][4] and back[2] is back[0][9]

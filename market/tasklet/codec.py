@@ -289,6 +289,8 @@ def encode(
     memo: Dict[int, int] = {}
     keep: List[object] = []  # temporaries whose id() must stay unique while encoding
     open_immutables: Set[Optional[int]] = set()  # memo indices of the tuples and frozensets being written
+    # block items given a memo index but no entry: nothing else refers to them (see _unshared)
+    unlisted = [0]
     stack: List[Iterator[Any]] = [iter((obj,))]
     owners: List[Optional[int]] = [None]  # memo index of each open container (None: the top level)
     children: Iterator[Any]
@@ -354,10 +356,15 @@ def encode(
                 out.append(_REF)
                 _uvarint(ref, out)
                 continue
-            index = len(memo)
+            index = len(memo) + unlisted[0]
             memo[id(x)] = index
             keep.append(x)
-            if cols and (t is list or t is dict) and len(x) >= _COL_MIN and _columns(x, t, out, memo, classes):
+            if (
+                cols
+                and (t is list or t is dict)
+                and len(x) >= _COL_MIN
+                and _columns(x, t, out, memo, classes, unlisted)
+            ):
                 continue
             if t is list:
                 if len(x) >= _BULK_MIN and _bulk_list(x, out):
@@ -1573,22 +1580,43 @@ _NONE_KIND, _BOOL_KIND = {type(None)}, {bool}
 _BOOL_TAGS = bytes.maketrans(b"\x00\x01", bytes([_FALSE, _TRUE]))
 
 
-def _first_seen(items: Sequence[Any], memo: Dict[int, int]) -> Optional[Dict[int, int]]:
-    """The memo entries ``items`` would take (id -> index, in order) if each is a distinct object
-    not written yet, else None."""
-    base = len(memo)
+def _first_seen(items: Sequence[Any], memo: Dict[int, int], base: int) -> Optional[Dict[int, int]]:
+    """The memo entries ``items`` would take (id -> index from ``base``, in order) if each is a
+    distinct object not written yet, else None."""
     entries = dict(zip(map(id, items), range(base, base + len(items))))
     if len(entries) != len(items) or not memo.keys().isdisjoint(entries.keys()):  # walks the shorter
         return None
     return entries
 
 
+def _unshared(items: Sequence[Any], held: int) -> bool:
+    """True if nothing but their container (and ``held`` lists of the encoder's own) refers to
+    any of ``items``: then no other place of the state can hold them, none was written before
+    and none will be met again, so they need no memo entries (only their indices), which saves
+    an id, a hash and an entry per item. CPython only (reference counts); elsewhere False, and
+    the memo entries are made (the same bytes either way)."""
+    if _REFCOUNT is None:
+        return False
+    counts = set(map(_REFCOUNT, items))
+    return len(counts) == 1 and counts.pop() == 2 + held  # + 1: the reference of the call
+
+
+_REFCOUNT = getattr(sys, "getrefcount", None) if sys.implementation.name == "cpython" else None
+
+
 def _block(
-    items: Sequence[Any], out: bytearray, memo: Dict[int, int], classes: Mapping[str, type], depth: int = 0
+    items: Sequence[Any],
+    out: bytearray,
+    memo: Dict[int, int],
+    classes: Mapping[str, type],
+    unlisted: List[int],
+    held: int,
+    depth: int = 0,
 ) -> bool:
     """Write ``items`` as one block (see above); False (nothing written, memo as it was) if they
     do not fit one. Tuples, lists and instances written get their memo indices: the block's
-    items first, then those of its columns, column after column."""
+    items first, then those of its columns, column after column. ``held``: 1 if ``items`` is a
+    list the encoder built (it holds a reference to each), 0 if it is the state's own list."""
     mark = len(out)
     kinds = set(map(type, items))
     if len(kinds) != 1 or kinds <= _SCALARS:
@@ -1600,7 +1628,7 @@ def _block(
         lengths = set(map(len, items))
         if len(lengths) != 1 or 0 in lengths:
             return False
-        entries = _first_seen(items, memo)
+        entries = _first_seen(items, memo, len(memo) + unlisted[0]) if not _unshared(items, held) else {}
         if entries is None:
             return False
         columns = [list(map(itemgetter(i), items)) for i in range(lengths.pop())]
@@ -1617,7 +1645,7 @@ def _block(
         if len(names) != 1:
             return False
         keys = names.pop()
-        entries = _first_seen(items, memo)
+        entries = _first_seen(items, memo, len(memo) + unlisted[0]) if not _unshared(items, held) else {}
         if not keys or entries is None:
             return False
         columns = [list(map(itemgetter(a), attrs)) for a in keys]
@@ -1627,37 +1655,44 @@ def _block(
         _scalar_column(keys, out)  # attribute names: strings, always a column
     else:
         return False
-    before = len(memo)
-    memo.update(entries)
+    before = len(memo), unlisted[0]
+    if entries:
+        memo.update(entries)
+    else:
+        unlisted[0] += len(items)
     for column in columns:
-        if not _block(column, out, memo, classes, depth + 1):
-            _forget(memo, before)
+        if not _block(column, out, memo, classes, unlisted, 1, depth + 1):
+            _forget(memo, before, unlisted)
             del out[mark:]
             return False
     return True
 
 
-def _columns(x: Any, t: type, out: bytearray, memo: Dict[int, int], classes: Mapping[str, type]) -> bool:
+def _columns(
+    x: Any, t: type, out: bytearray, memo: Dict[int, int], classes: Mapping[str, type], unlisted: List[int]
+) -> bool:
     """Write the list or dict ``x`` (its own memo index taken) as a columnar block if it fits:
     a dict's keys as one block, then its values as another."""
     mark = len(out)
-    before = len(memo)
+    before = len(memo), unlisted[0]
     out.append(_COL_LIST if t is list else _COL_DICT)
     _uvarint(len(x), out)
     if t is list:
-        if _block(x, out, memo, classes):
+        if _block(x, out, memo, classes, unlisted, 0):
             return True
-    elif _block(list(x), out, memo, classes) and _block(list(x.values()), out, memo, classes):
+    elif _block(list(x), out, memo, classes, unlisted, 1) and _block(list(x.values()), out, memo, classes, unlisted, 1):
         return True
-    _forget(memo, before)
+    _forget(memo, before, unlisted)
     del out[mark:]
     return False
 
 
-def _forget(memo: Dict[int, int], size: int) -> None:
-    """Drop the memo entries past the first ``size`` (a block written, then abandoned)."""
-    while len(memo) > size:
+def _forget(memo: Dict[int, int], before: Tuple[int, int], unlisted: List[int]) -> None:
+    """Put the memo back as it was ``before`` (its size, the unlisted count): a block written,
+    then abandoned."""
+    while len(memo) > before[0]:
         memo.popitem()
+    unlisted[0] = before[1]
 
 
 def _read_scalar_column(data: bytes, pos: int, end: int, n: int) -> Tuple[List[Any], int]:
