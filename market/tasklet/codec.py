@@ -834,10 +834,12 @@ def _decode(
             collecting = gc.isenabled()
             gc.disable()
             try:
-                v, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
-                if tag == _COL_DICT:
-                    values, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
-                    v = dict(zip(v, values))
+                if tag == _COL_LIST:
+                    v, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
+                else:
+                    keys, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, 0, False)
+                    values, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, 0, False)
+                    v = dict(zip(keys, values))
             finally:
                 if collecting:
                     gc.enable()
@@ -1695,7 +1697,9 @@ def _forget(memo: Dict[int, int], before: Tuple[int, int], unlisted: List[int]) 
     unlisted[0] = before[1]
 
 
-def _read_scalar_column(data: bytes, pos: int, end: int, n: int) -> Tuple[List[Any], int]:
+def _read_scalar_column(data: bytes, pos: int, end: int, n: int, as_list: bool = True) -> Tuple[Sequence[Any], int]:
+    """(values, position after) of the column of ``n`` scalars at ``pos``; without ``as_list``
+    a column of numbers may come back as its ``array`` (iterated once, by ``zip``)."""
     tag = data[pos]
     pos += 1
     if tag in _COLUMN_ARRAYS:
@@ -1706,7 +1710,7 @@ def _read_scalar_column(data: bytes, pos: int, end: int, n: int) -> Tuple[List[A
         arr.frombytes(data[pos : pos + size * n])
         if _BIG:
             arr.byteswap()
-        return arr.tolist(), pos + size * n
+        return (arr.tolist() if as_list else arr), pos + size * n
     if tag == _C_STR:
         ln, pos = _varint_at(data, pos)
         if pos + ln > end or n > ln + 1:
@@ -1748,11 +1752,13 @@ def _read_block(
     budget: int,
     max_nodes: int,
     depth: int = 0,
-) -> Tuple[List[Any], int, int]:
-    """(items, position after, budget left) of the block of ``n`` items at ``pos``."""
+    as_list: bool = True,
+) -> Tuple[Sequence[Any], int, int]:
+    """(items, position after, budget left) of the block of ``n`` items at ``pos`` (a list, or
+    without ``as_list`` maybe an ``array`` of numbers, for ``zip`` to read once)."""
     tag = data[pos]
     if tag != _C_TUP and tag != _C_LST and tag != _C_INST:
-        scalars, pos = _read_scalar_column(data, pos, end, n)
+        scalars, pos = _read_scalar_column(data, pos, end, n, as_list)
         return scalars, pos, budget
     if depth >= _COL_DEPTH:
         _fail(pos, "blocks nested too deep")
@@ -1772,14 +1778,15 @@ def _read_block(
         _over(max_nodes)
     names: List[Any] = []
     if tag == _C_INST:
-        names, pos = _read_scalar_column(data, pos, end, k)
+        read, pos = _read_scalar_column(data, pos, end, k)
+        names = list(read)
         if not all(type(a) is str for a in names):
             _fail(pos, "attribute names must be strings")
     base = len(memo)
     memo.extend(repeat(_UNSET, n))  # the items' indices come before their columns' items
     columns = []
     for _ in range(k):
-        column, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, depth + 1)
+        column, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, depth + 1, False)
         columns.append(column)
     if tag == _C_TUP:
         v: List[Any] = list(zip(*columns))
