@@ -43,7 +43,9 @@ def same_kind(strategy, size):
 def shaped(draw):
     """A list or dict of one shape (what version 2 writes as columns), sometimes spoiled."""
     n = draw(st.integers(0, 40))
-    kind = draw(st.sampled_from(["ints", "floats", "strs", "mixed", "tuples", "items", "dict", "tdict", "nested"]))
+    kind = draw(
+        st.sampled_from(["ints", "floats", "strs", "mixed", "tuples", "items", "dict", "tdict", "nested", "records"])
+    )
     pick = {"ints": ints, "floats": st.floats(), "strs": st.text(), "mixed": column_scalars}
     if kind in pick:
         out = draw(same_kind(pick[kind], n))
@@ -56,6 +58,9 @@ def shaped(draw):
     elif kind == "nested":  # lists of [scalar, (scalar, [scalar])]: blocks inside blocks
         a, b, c = (draw(same_kind(column_scalars, n)) for _ in range(3))
         out = [[x, (y, [z])] for x, y, z in zip(a, b, c)]
+    elif kind == "records":  # dicts with the same keys in the same order
+        keys = draw(st.lists(st.text() | ints, min_size=1, max_size=4, unique=True))
+        out = [dict(zip(keys, draw(same_kind(column_scalars, len(keys))))) for _ in range(n)]
     elif kind == "items":
         out = [Item(draw(ints), draw(st.text()), draw(st.floats()), draw(st.none() | st.booleans())) for _ in range(n)]
     elif kind == "dict":
@@ -350,3 +355,23 @@ def test_a_block_item_referred_to_from_elsewhere_stays_shared():
     elsewhere = {"one": rows[4]}  # a second reference: not unshared, so it gets its memo entry
     back = decode(encode([rows, elsewhere, rows[9]], version=V2))
     assert back[1]["one"] is back[0][4] and back[2] is back[0][9]
+
+
+def test_records_are_one_block_and_stay_separate_dicts():
+    recs = [{"id": i, "name": "n%d" % i, 3: i * 0.5} for i in range(40)]
+    data = encode({"recs": recs, "again": recs[2]}, version=V2)
+    assert bytes([codec._C_DICT]) in data and len(data) < len(encode(recs))
+    back = decode(data)
+    assert back["recs"] == recs and back["again"] is back["recs"][2]
+    back["recs"][0]["id"] = -1
+    assert back["recs"][1]["id"] == 1
+    assert [list(r) for r in back["recs"][:2]] == [["id", "name", 3]] * 2  # key order kept
+
+
+def test_a_record_block_with_a_key_twice_is_refused():
+    keys = bytes([0x03]) + uv(3) + b"a\x00a"
+    body = bytes([0x30]) + uv(1) + bytes([0x09]) + uv(2) + keys + (bytes([0x07]) + b"\x00" * 4) * 2
+    with pytest.raises(CodecError, match="twice"):
+        decode(bytes([V2]) + body)
+    good = body.replace(b"a\x00a", b"a\x00b")
+    assert decode(bytes([V2]) + good) == [{"a": 0, "b": 0}]

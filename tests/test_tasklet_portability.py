@@ -194,6 +194,7 @@ values = [
     [(i, "k%d" % i, i * 0.25, None, True) for i in range(50)],
     [("\\u00e9%d" % i, 2**70 + i, -0.0, i * 1e300) for i in range(20)],
     [i * 0.37 for i in range(40)],
+    [{"a": i, "b": "x%d" % i, 7: [i, None]} for i in range(20)],
 ]
 """
 

@@ -1490,6 +1490,7 @@ def render(
 #   block:   _C_I32 4n bytes | _C_I64 8n bytes | _C_F64 8n bytes | _C_STR len blob
 #          | _C_ANY (a _LIST_S block)
 #          | _C_TUP k block*k | _C_LST k block*k | _C_INST name knames(_C_STR block) block*k
+#          | _C_DICT k keys(a scalar block) block*k   (dicts with the same keys in the same order)
 #   (k >= 1; tuples or lists of k items, instances of k attributes: one block per position, of
 #   the same n items, nested _COL_DEPTH deep at most; the scalar blocks are the columns:
 #   _C_I32, _C_I64, _C_F64, _C_STR, _C_ANY)
@@ -1506,6 +1507,7 @@ _VERSIONS = {NAME: VERSION, NAME2: VERSION2}
 STATE_VERSION = VERSION2
 _COL_LIST, _COL_DICT = 0x30, 0x31
 _C_I64, _C_F64, _C_STR, _C_ANY, _C_TUP, _C_INST, _C_I32, _C_LST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08
+_C_DICT = 0x09
 _COL_DEPTH = 6  # blocks inside blocks: tuples of tuples of ... this deep at most
 _COLUMN_ARRAYS = {_C_I64: ("q", 8), _C_F64: ("d", 8), _C_I32: ("i", 4)}
 _INT_COLUMNS = ((("i", _C_I32),) if array("i").itemsize == 4 else ()) + (("q", _C_I64),)
@@ -1636,6 +1638,18 @@ def _block(
         columns = [list(map(itemgetter(i), items)) for i in range(lengths.pop())]
         out.append(_C_TUP if kind is tuple else _C_LST)
         _uvarint(len(columns), out)
+    elif kind is dict:  # records: every dict with the same keys in the same order
+        names = set(map(tuple, items))
+        if len(names) != 1:
+            return False
+        keys = names.pop()
+        entries = _first_seen(items, memo, len(memo) + unlisted[0]) if not _unshared(items, held) else {}
+        if not keys or entries is None or not set(map(type, keys)) <= _SCALARS:
+            return False
+        columns = [list(map(itemgetter(a), items)) for a in keys]
+        out.append(_C_DICT)
+        _uvarint(len(keys), out)
+        _scalar_column(keys, out)
     elif classes.get(kind.__name__) is kind and not issubclass(kind, BaseException):
         try:
             attrs = list(map(vars, items))
@@ -1757,7 +1771,7 @@ def _read_block(
     """(items, position after, budget left) of the block of ``n`` items at ``pos`` (a list, or
     without ``as_list`` maybe an ``array`` of numbers, for ``zip`` to read once)."""
     tag = data[pos]
-    if tag != _C_TUP and tag != _C_LST and tag != _C_INST:
+    if tag != _C_TUP and tag != _C_LST and tag != _C_INST and tag != _C_DICT:
         scalars, pos = _read_scalar_column(data, pos, end, n, as_list)
         return scalars, pos, budget
     if depth >= _COL_DEPTH:
@@ -1773,15 +1787,17 @@ def _read_block(
     k, pos = _varint_at(data, pos)
     if k == 0 or k > end - pos or n * k > 8 * (end - pos) + 8 * k:
         _fail(pos, "block exceeds the remaining data")
-    budget -= n * k * (2 if tag == _C_INST else 1)
+    budget -= n * k * (1 if tag == _C_TUP or tag == _C_LST else 2)
     if budget < 0:
         _over(max_nodes)
     names: List[Any] = []
-    if tag == _C_INST:
+    if tag == _C_INST or tag == _C_DICT:
         read, pos = _read_scalar_column(data, pos, end, k)
         names = list(read)
-        if not all(type(a) is str for a in names):
+        if tag == _C_INST and not all(type(a) is str for a in names):
             _fail(pos, "attribute names must be strings")
+        if len(set(names)) != k:
+            _fail(pos, "a key is written twice")
     base = len(memo)
     memo.extend(repeat(_UNSET, n))  # the items' indices come before their columns' items
     columns = []
@@ -1792,6 +1808,8 @@ def _read_block(
         v: List[Any] = list(zip(*columns))
     elif tag == _C_LST:
         v = list(map(list, zip(*columns)))
+    elif tag == _C_DICT:
+        v = list(map(dict, map(zip, repeat(names), zip(*columns))))
     elif cls is None:
         heads = ["__class__"] + names
         v = list(map(PlainInstance, map(zip, repeat(heads), zip(repeat(name, n), *columns))))
