@@ -192,23 +192,28 @@ values = [
     collections.OrderedDict((str(i), [i]) for i in range(20)),
     {(i, "t") for i in range(40)} | {"s%d" % i for i in range(5)} - {"s1"},
     [(i, "k%d" % i, i * 0.25, None, True) for i in range(50)],
+    [("\\u00e9%d" % i, 2**70 + i, -0.0, i * 1e300) for i in range(20)],
+    [i * 0.37 for i in range(40)],
+    [{"a": i, "b": "x%d" % i, 7: [i, None]} for i in range(20)],
 ]
 """
 
 
-def test_codec_bytes_are_the_same_on_pypy_both_ways():
+@pytest.mark.parametrize("version", [1, 2])
+def test_codec_bytes_are_the_same_on_pypy_both_ways(version):
     pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
     script = (
         CODEC_VALUES
         + "import sys\nfrom market.tasklet import codec\n"
-        + "sys.stdout.write(codec.encode(values).hex() + '\\n')\n"
-        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read()))).hex())\n"
+        + "sys.stdout.write(codec.encode(values, version=%d).hex() + '\\n')\n" % version
+        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read())), version=%d).hex())\n" % version
     )
     namespace = {}
     exec(CODEC_VALUES, namespace)
     from market.tasklet import codec
 
-    mine = codec.encode(namespace["values"])
+    mine = codec.encode(namespace["values"], version=version)
+    assert mine[0] == version
     out = subprocess.run(
         [pypy, "-c", script],
         input=mine.hex(),
