@@ -21,9 +21,12 @@ whose pointers are known; the saved copies keep every compared object alive, so 
 the same object).  Elsewhere (PyPy, or a layout that fails the check) it is ``operator.is_``
 per item: exact, slower.
 
+Tuples and frozensets are nodes too, not plain values: the codec writes a tuple met twice as a
+reference to the first, so two chunks encoded apart must not each hold a copy of it.
+
 What it refuses (:class:`Unsupported`; the caller freezes whole instead): anything that is not a
-list, dict, set, tuple or a leaf (int, float, complex, str, bytes, bool, None, and tuples and
-frozensets of leaves); a set or dict key that is not a leaf.
+list, dict, set, tuple, frozenset or a value the codec writes in place (int, float, complex, str,
+bytes, bool, None, range) -- job instances, deques, functions...
 """
 
 from __future__ import annotations
@@ -40,23 +43,16 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 __all__ = ["CHUNK", "Delta", "Freezer", "Store", "Unsupported", "identity_compare_native"]
 
 CHUNK = 4096  # items per chunk: one chunk re-encoded costs ~1 ms; the table stays small
-_LEAF_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))
-_LIST, _DICT, _SET, _TUPLE = "list", "dict", "set", "tuple"
-_KINDS = {list: _LIST, dict: _DICT, set: _SET, tuple: _TUPLE}
-_EMPTY: Tuple[str, ...] = ()
+# what the codec writes in place (never as a shared reference): kept in the chunks as they are
+_LEAF_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None), range))
+_LIST, _DICT, _SET, _TUPLE, _FROZENSET = "list", "dict", "set", "tuple", "frozenset"
+_KINDS = {list: _LIST, dict: _DICT, set: _SET, tuple: _TUPLE, frozenset: _FROZENSET}
+_FIXED = frozenset((_TUPLE, _FROZENSET))  # immutable: built from their items at thaw
+_EMPTY = {_LIST: list, _DICT: dict, _SET: set}
 
 
 class Unsupported(ValueError):
     """The state holds something this layer does not track: freeze it whole instead."""
-
-
-def _is_leaf(x: Any) -> bool:
-    t = type(x)
-    if t in _LEAF_SCALARS:
-        return True
-    if t is tuple or t is frozenset:
-        return all(map(_is_leaf, x))
-    return False
 
 
 # -- identity comparison of two lists' item ranges ---------------------------------------------
@@ -127,7 +123,7 @@ class _Node:
         self.saved: Optional[list] = None  # list items / dict keys / tuple items, as last encoded
         self.saved_vals: Optional[list] = None  # dict values
         self.chunks: List[bytes] = []
-        self.kids: List[List[int]] = []  # per chunk: positions of its child nodes
+        self.kids: List[Tuple[List[int], List[int]]] = []  # per chunk: positions of its child keys, values
 
 
 class Delta:
@@ -173,45 +169,54 @@ class Freezer:
         todo.append(node)
         return node.num
 
-    def _encode(
-        self, keys: Optional[list], items: list, reached: Dict[int, _Node], todo: List[_Node]
-    ) -> Tuple[bytes, List[int]]:
-        """One chunk's bytes: (keys or None, items with each child node as None, positions,
-        numbers); and the positions of its children."""
+    def _refs(self, items: list, reached: Dict[int, _Node], todo: List[_Node]) -> Tuple[list, List[int], List[int]]:
+        """(items with each child node as None, the children's positions, their node numbers)."""
         pos: List[int] = []
         nums: List[int] = []
-        out = items[:]
+        out = items
         for k, x in enumerate(items):
-            if type(x) in _LEAF_SCALARS or _is_leaf(x):
+            if type(x) in _LEAF_SCALARS:
                 continue
+            if out is items:
+                out = items[:]
             nums.append(self._node(x, reached, todo))
             pos.append(k)
             out[k] = None
-        if keys is not None and not all(map(_is_leaf, keys)):
-            raise Unsupported("a dict key that is not a plain value")
-        return codec.encode((keys, out, pos, nums)), pos
+        return out, pos, nums
+
+    def _encode(
+        self, keys: Optional[list], items: list, reached: Dict[int, _Node], todo: List[_Node]
+    ) -> Tuple[bytes, Tuple[List[int], List[int]]]:
+        """One chunk's bytes: keys (or None) and items, each with its child nodes as numbers; and
+        the positions of those children."""
+        vals, vpos, vnums = self._refs(items, reached, todo)
+        if keys is None:
+            return codec.encode((None, (), (), vals, vpos, vnums)), ([], vpos)
+        ks, kpos, knums = self._refs(keys, reached, todo)
+        return codec.encode((ks, kpos, knums, vals, vpos, vnums)), (kpos, vpos)
+
+    def _unchanged(
+        self, keys: Optional[list], vals: list, kids: Tuple[List[int], List[int]], i: int, reached, todo
+    ) -> None:
+        """Queue the children of an unchanged chunk starting at ``i`` (their insides may have changed)."""
+        kpos, vpos = kids
+        for p in vpos:
+            self._node(vals[i + p], reached, todo)
+        if keys is not None:
+            for p in kpos:
+                self._node(keys[i + p], reached, todo)
 
     def _visit(self, node: _Node, reached: Dict[int, _Node], todo: List[_Node], changed: Dict[int, bytes]) -> bool:
         """Re-encode the node's changed chunks into ``changed``; True if its chunk count changed.
         The children of its unchanged chunks are queued from the positions kept for them."""
         obj, size = node.obj, self.chunk
-        if node.kind == _SET:
-            items = list(obj)
-            n = len(items)
-            if node.saved is not None and len(node.saved) == n and _same(items, node.saved, 0, n):
-                return False  # the same members (by identity), in the same order
-            if not all(map(_is_leaf, items)):
-                raise Unsupported("a set member that is not a plain value")
-            node.saved = items
-            node.chunks = [codec.encode(set(items))]
-            changed[0] = node.chunks[0]
-            return True
         if node.kind == _DICT:
             keys: Optional[list] = list(obj)
             vals = list(obj.values())
             old_keys, old = node.saved, node.saved_vals
         else:
             keys, old_keys, old = None, None, node.saved
+            # a set's members in its iteration order: the codec orders them itself
             vals = obj if node.kind == _LIST else list(obj)
         n = len(vals)
         count = (n + size - 1) // size
@@ -224,8 +229,7 @@ class Freezer:
             and (keys is None or _same(keys, old_keys, 0, n))
         ):
             for c in range(count):  # nothing of its own changed; its children may have
-                for p in kids[c]:
-                    self._node(vals[c * size + p], reached, todo)
+                self._unchanged(keys, vals, kids[c], c * size, reached, todo)
             return False
         chunks = node.chunks
         del chunks[count:]
@@ -241,8 +245,7 @@ class Freezer:
                 and _same(vals, old, i, j)
                 and (keys is None or _same(keys, old_keys, i, j))
             ):
-                for p in kids[c]:
-                    self._node(vals[i + p], reached, todo)
+                self._unchanged(keys, vals, kids[c], i, reached, todo)
                 continue
             data, pos = self._encode(keys[i:j] if keys is not None else None, vals[i:j], reached, todo)
             if c < len(chunks):
@@ -256,7 +259,6 @@ class Freezer:
             if old is None:
                 node.saved = vals[:]
             else:  # in place: a copy of the whole list would cost as much as the scan saves
-                assert old is not None
                 for i, j in done:
                     old[i:j] = vals[i:j]
                 del old[n:]
@@ -313,7 +315,7 @@ class Store:
             chunks.extend([b""] * (count - len(chunks)))
             for c, data in changed.items():
                 chunks[c] = data
-            if any(not b for b in chunks) and kind != _SET:
+            if any(not b for b in chunks):
                 raise ValueError("delta for node %d leaves a chunk missing" % num)
             self.nodes[num] = (kind, chunks)
         self.root = delta.root
@@ -325,40 +327,40 @@ class Store:
         decoded: Dict[int, List[Any]] = {n: [codec.decode(b) for b in chunks] for n, (_, chunks) in self.nodes.items()}
         made: Dict[int, Any] = {}
         for num, (kind, _) in self.nodes.items():
-            if kind == _LIST:
-                made[num] = []
-            elif kind == _DICT:
-                made[num] = {}
-            elif kind == _SET:
-                made[num] = decoded[num][0] if decoded[num] else set()
-
+            if kind in _EMPTY:
+                made[num] = _EMPTY[kind]()
         building: set = set()
 
         def get(num: int) -> Any:
             if num in made:
                 return made[num]
             kind = self.nodes[num][0]
-            if kind != _TUPLE or num in building:  # a cycle through tuples alone cannot be built
+            if kind not in _FIXED or num in building:  # a cycle through tuples alone cannot be built
                 raise ValueError("malformed delta store at node %d" % num)
             building.add(num)
-            made[num] = tuple(items(num)[1])
+            made[num] = (tuple if kind == _TUPLE else frozenset)(items(num)[1])
             return made[num]
+
+        def resolved(vals: Any, pos: Any, nums: Any) -> list:
+            out = list(vals)
+            for p, child in zip(pos, nums):
+                out[p] = get(child)
+            return out
 
         def items(num: int) -> Tuple[List[Any], List[Any]]:
             keys: List[Any] = []
             vals: List[Any] = []
-            for k, v, pos, nums in decoded[num]:
-                v = list(v)
-                for p, child in zip(pos, nums):
-                    v[p] = get(child)
-                if k is not None:
-                    keys.extend(k)
-                vals.extend(v)
+            for ks, kpos, knums, vs, vpos, vnums in decoded[num]:
+                if ks is not None:
+                    keys.extend(resolved(ks, kpos, knums))
+                vals.extend(resolved(vs, vpos, vnums))
             return keys, vals
 
         for num, (kind, _) in self.nodes.items():
             if kind == _LIST:
                 made[num].extend(items(num)[1])
+            elif kind == _SET:
+                made[num].update(items(num)[1])
             elif kind == _DICT:
                 keys, vals = items(num)
                 made[num].update(zip(keys, vals))
