@@ -46,7 +46,7 @@ CHUNK = 4096  # items per chunk: one chunk re-encoded costs ~1 ms; the table sta
 # what the codec writes in place (never as a shared reference): kept in the chunks as they are
 _LEAF_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None), range))
 _LIST, _DICT, _SET, _TUPLE, _FROZENSET = "list", "dict", "set", "tuple", "frozenset"
-_KINDS = {list: _LIST, dict: _DICT, set: _SET, tuple: _TUPLE, frozenset: _FROZENSET}
+_KINDS: Dict[type, str] = {list: _LIST, dict: _DICT, set: _SET, tuple: _TUPLE, frozenset: _FROZENSET}
 _FIXED = frozenset((_TUPLE, _FROZENSET))  # immutable: built from their items at thaw
 _EMPTY = {_LIST: list, _DICT: dict, _SET: set}
 
@@ -213,9 +213,9 @@ class Freezer:
         if node.kind == _DICT:
             keys: Optional[list] = list(obj)
             vals = list(obj.values())
-            old_keys, old = node.saved, node.saved_vals
+            old_keys, old = node.saved or [], node.saved_vals
         else:
-            keys, old_keys, old = None, None, node.saved
+            keys, old_keys, old = None, [], node.saved
             # a set's members in its iteration order: the codec orders them itself
             vals = obj if node.kind == _LIST else list(obj)
         n = len(vals)
