@@ -175,3 +175,31 @@ def test_both_comparisons_agree():
     for same in filter(None, (delta._NATIVE, delta._slow_same)):
         assert same(a, a[:], 0, 10)
         assert same(a, b, 0, 7) and not same(a, b, 0, 8) and same(a, b, 8, 10)
+
+
+def test_the_per_item_comparison_gives_the_same_deltas(monkeypatch):
+    """Where memcmp is not available (PyPy, another list layout) the slow comparison runs."""
+    import random
+
+    rng = random.Random(18)
+    kinds = ["set", "append", "insert", "delete", "alias", "cycle", "new_list", "dict_set", "dict_del", "tuple"]
+    values = [0, 1, True, 0.0, -0.0, 1.0, "s", b"b", None, (1, "x"), 2**70]
+    schedule = [
+        (rng.choice(kinds), rng.randrange(10**6), rng.randrange(10**6), rng.choice(values), rng.randrange(10**6))
+        for _ in range(300)
+    ]
+    results = []
+    for same in (delta._slow_same, delta._same):
+        monkeypatch.setattr(delta, "_same", same)
+        root = _state()
+        freezer, store = delta.Freezer(chunk=4), delta.Store()
+        store.apply(freezer.freeze(root))
+        sizes = []
+        for op in schedule:
+            _mutate(root, op)
+            d = freezer.freeze(root)
+            store.apply(d)
+            sizes.append(d.size())
+            assert codec.encode(store.thaw()) == codec.encode(root)
+        results.append(sizes)
+    assert results[0] == results[1]
