@@ -58,6 +58,10 @@ class Unsupported(ValueError):
 # -- identity comparison of two lists' item ranges ---------------------------------------------
 
 
+_is = operator.is_
+_SMALL = 64  # up to this many items a per-item identity test costs less than a memcmp call
+
+
 def _slow_same(a: list, b: list, i: int, j: int) -> bool:
     return all(map(operator.is_, a[i:j], b[i:j]))
 
@@ -210,6 +214,17 @@ class Freezer:
         """Re-encode the node's changed chunks into ``changed``; True if its chunk count changed.
         The children of its unchanged chunks are queued from the positions kept for them."""
         obj, size = node.obj, self.chunk
+        old = node.saved
+        if (
+            type(obj) is list
+            and old is not None
+            and len(obj) == len(old) <= min(_SMALL, size)
+            and all(map(_is, obj, old))
+        ):
+            # a small list (one chunk), unchanged: the common case of nested data
+            for p in node.kids[0][1] if node.kids else ():
+                self._node(obj[p], reached, todo)
+            return False
         if node.kind == _DICT:
             keys: Optional[list] = list(obj)
             vals = list(obj.values())
