@@ -455,31 +455,73 @@ def _pairs(d: Mapping[Any, Any]) -> Iterator[Any]:
 
 def _set_order(s: Iterable[Any]) -> List[Any]:
     """Sets of scalars and of tuples of scalars are written sorted (by type name then value when
-    the types are mixed); other sets in iteration order: equal sets encode equally whatever
-    their history (a set rebuilt by a thaw iterates in another order than one never frozen, and
-    a replay must produce the honest slice's bytes)."""
+    the types are mixed); other sets of values that need no job code to compare (None, complex,
+    NaN, frozensets, tuples mixing types) by :func:`_canonical_key`; sets holding instances in
+    iteration order. Equal sets encode equally whatever their history (a set rebuilt by a thaw
+    iterates in another order than one never frozen, ``hash(None)`` differs between processes on
+    CPython 3.11, and a replay must produce the honest slice's bytes)."""
     items = list(s)
-    if len(items) < 2 or not all(_plain(x, 0) for x in items):
-        return items  # instances may define __lt__ (job code): never called while freezing
-    try:
-        items.sort()
-    except TypeError:
+    if len(items) < 2:
+        return items
+    if all(_plain(x, 0) for x in items):
         try:
-            items.sort(key=_type_then_value)
+            items.sort()
+            return items
         except TypeError:
-            pass
-    return items
+            try:
+                items.sort(key=_type_then_value)
+                return items
+            except TypeError:
+                pass
+    try:
+        keys = [_canonical_key(x, 0) for x in items]
+    except TypeError:
+        return items  # instances may define __lt__ (job code): never called while freezing
+    order = sorted(range(len(items)), key=keys.__getitem__)
+    return [items[i] for i in order]
 
 
 _PLAIN = (int, float, str, bytes, bool)
 
 
 def _plain(x: Any, depth: int) -> bool:
-    """A scalar, or a tuple of them (nested a little): what sorting compares without job code."""
+    """A scalar (not NaN, which sorts by its position), or a tuple of them (nested a little): what
+    sorting compares without job code, the same way on every interpreter."""
     t = type(x)
     if t in _PLAIN:
-        return True
+        return t is not float or x == x
     return t is tuple and depth < 4 and all(_plain(y, depth + 1) for y in x)
+
+
+_ORDER_DEPTH = 32  # tuples nested deeper than this are written in iteration order
+
+
+def _canonical_key(x: Any, depth: int) -> Tuple[Any, ...]:
+    """A total order over values compared without job code: type first, then value; NaNs after
+    every number of their place; TypeError for anything else (instances, containers that can
+    change) or nesting deeper than the codec's own limit."""
+    t = type(x)
+    if depth > _ORDER_DEPTH:
+        raise TypeError("nested too deeply to order")
+    if x is None:
+        return (0,)
+    if t is bool:
+        return (1, int(x))
+    if t is int:
+        return (2, x)
+    if t is float:
+        return (3, 1, x.hex()) if x != x else (3, 0, x)
+    if t is complex:
+        return (4, _canonical_key(x.real, depth + 1), _canonical_key(x.imag, depth + 1))
+    if t is str:
+        return (5, x)
+    if t is bytes:
+        return (6, x)
+    if t is tuple:
+        return (7, tuple(_canonical_key(y, depth + 1) for y in x))
+    if t is frozenset:
+        return (8, tuple(sorted(_canonical_key(y, depth + 1) for y in x)))
+    raise TypeError("not ordered without job code: %s" % t.__name__)
 
 
 def _type_then_value(x: Any) -> Tuple[str, Any]:
