@@ -41,7 +41,7 @@ def refuse_without_running(data, capsys, src=MARKED, match=None):
 
 def test_header_fields(frozen_state):
     h = tasklet.read_header(frozen_state)
-    assert (h.entry, h.seq, h.runtime, h.codec) == ("count", 1, E.RUNTIME_VERSION, "mkt-bin-1")
+    assert (h.entry, h.seq, h.runtime, h.codec) == ("count", 1, E.RUNTIME_VERSION, "mkt-bin-2")
     assert h.source_sha256 == E.source_hash(MARKED)
     assert h.payload_length == len(frozen_state) - 4 - 2 - 4 - struct.unpack(">I", frozen_state[6:10])[0] - 32
 

@@ -192,23 +192,28 @@ values = [
     collections.OrderedDict((str(i), [i]) for i in range(20)),
     {(i, "t") for i in range(40)} | {"s%d" % i for i in range(5)} - {"s1"},
     [(i, "k%d" % i, i * 0.25, None, True) for i in range(50)],
+    [("\\u00e9%d" % i, 2**70 + i, -0.0, i * 1e300) for i in range(20)],
+    [i * 0.37 for i in range(40)],
+    [{"a": i, "b": "x%d" % i, 7: [i, None]} for i in range(20)],
 ]
 """
 
 
-def test_codec_bytes_are_the_same_on_pypy_both_ways():
+@pytest.mark.parametrize("version", [1, 2])
+def test_codec_bytes_are_the_same_on_pypy_both_ways(version):
     pypy = interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
     script = (
         CODEC_VALUES
         + "import sys\nfrom market.tasklet import codec\n"
-        + "sys.stdout.write(codec.encode(values).hex() + '\\n')\n"
-        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read()))).hex())\n"
+        + "sys.stdout.write(codec.encode(values, version=%d).hex() + '\\n')\n" % version
+        + "sys.stdout.write(codec.encode(codec.decode(bytes.fromhex(sys.stdin.read())), version=%d).hex())\n" % version
     )
     namespace = {}
     exec(CODEC_VALUES, namespace)
     from market.tasklet import codec
 
-    mine = codec.encode(namespace["values"])
+    mine = codec.encode(namespace["values"], version=version)
+    assert mine[0] == version
     out = subprocess.run(
         [pypy, "-c", script],
         input=mine.hex(),
@@ -220,3 +225,48 @@ def test_codec_bytes_are_the_same_on_pypy_both_ways():
     ).stdout.split("\n")
     assert bytes.fromhex(out[0]) == mine  # PyPy writes CPython's bytes
     assert bytes.fromhex(out[1]) == mine  # and reads them back to the same values
+
+
+_SETS_SCRIPT = """
+import sys
+from market.tasklet import codec
+nan = float("nan")
+values = [
+    {None, 1, 2, "a"}, {-34, None}, {(1, None), (2, None), (None, 3)}, {1j, 2 + 0j, None},
+    {frozenset({1, None}), frozenset({2})}, {nan, 1.0, 0.5}, {(1, "a"), ("a", 1)}, {(1, (None, 2.5)), (0, ())},
+]
+for built in (values, [set(reversed(list(v))) for v in values]):
+    for version in (1, 2):
+        sys.stdout.write(codec.encode(built, version=version).hex() + "\\n")
+"""
+
+
+@pytest.mark.parametrize("python", ["cpython", "pypy"])
+def test_equal_sets_of_values_without_job_code_encode_equally_in_every_process(python):
+    """Sets holding None, complex, NaN, frozensets or tuples mixing types are written in one order
+    whatever their history: hash(None) is an address on CPython 3.11 (it differs between processes,
+    whatever PYTHONHASHSEED), and a replay compares the bytes two processes wrote. Before the
+    canonical order, two processes wrote different bytes for these values."""
+    exe = sys.executable if python == "cpython" else interpreter_or_skip(PYPY, "PyPy (Debian's pypy3)")
+    outputs = set()
+    for seed in ("0", "1", "2", "3"):
+        proc = subprocess.run(
+            [exe, "-c", _SETS_SCRIPT],
+            capture_output=True,
+            timeout=120,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PYTHONHASHSEED": seed},
+            check=True,
+        )
+        lines = proc.stdout.decode().split()
+        assert lines[:2] == lines[2:], "a set built in another order encoded otherwise"
+        outputs.add(tuple(lines))
+    assert len(outputs) == 1
+    if python == "pypy":  # and PyPy writes what CPython writes
+        here = subprocess.run(
+            [sys.executable, "-c", _SETS_SCRIPT],
+            capture_output=True,
+            timeout=120,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
+            check=True,
+        )
+        assert outputs == {tuple(here.stdout.decode().split())}

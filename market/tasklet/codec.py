@@ -16,15 +16,24 @@ is checked against the bytes that remain, so malformed input raises
 Homogeneous lists of machine-size ints, of floats and of strings take a bulk
 path (one ``array``/``join`` call instead of one Python step per element):
 that is what keeps a 1 MB numeric state well inside the freeze budget.
+
+Two versions are written: version 1 (``mkt-bin-1``, the default of :func:`encode`: results and
+the states made before version 2) and version 2 (``mkt-bin-2``: version 1 plus columnar blocks,
+see the comment before ``NAME2``). :func:`decode` reads both; a slice writes its next state in
+the version of the state it thawed (a replay must write the honest slice's bytes), new jobs
+start in :data:`STATE_VERSION`. :func:`render` and :func:`expanded_size` read version 1 only
+(results).
 """
 
 from __future__ import annotations
 
 import collections
+import gc
 import struct
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import itemgetter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -50,7 +59,20 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
 else:
     _Attributes = _EncodedInts = dict
 
-__all__ = ["CodecError", "OverBudget", "PlainInstance", "encode", "decode", "expanded_size", "render", "NAME"]
+__all__ = [
+    "CodecError",
+    "OverBudget",
+    "PlainInstance",
+    "encode",
+    "decode",
+    "expanded_size",
+    "render",
+    "NAME",
+    "NAME2",
+    "STATE_VERSION",
+    "version_named",
+    "version_of",
+]
 
 NAME = "mkt-bin-1"
 VERSION = 1
@@ -249,6 +271,7 @@ def encode(
     obj: Any,
     classes: Optional[Mapping[str, type]] = None,
     name_of: Optional[Callable[[object], Optional[str]]] = None,
+    version: int = VERSION,
 ) -> bytes:
     """Encode ``obj`` to bytes; raises :class:`CodecError` for foreign types.
 
@@ -258,11 +281,16 @@ def encode(
     module, a module-level lambda...): it returns a name the decoder's
     ``resolve`` turns back into the same object, or None.
     """
+    if version != VERSION and version != VERSION2:
+        raise CodecError("unknown codec version %r" % (version,))
+    cols = version == VERSION2
     classes = classes or {}
-    out = bytearray([VERSION])
+    out = bytearray([version])
     memo: Dict[int, int] = {}
     keep: List[object] = []  # temporaries whose id() must stay unique while encoding
     open_immutables: Set[Optional[int]] = set()  # memo indices of the tuples and frozensets being written
+    # block items given a memo index but no entry: nothing else refers to them (see _unshared)
+    unlisted = [0]
     stack: List[Iterator[Any]] = [iter((obj,))]
     owners: List[Optional[int]] = [None]  # memo index of each open container (None: the top level)
     children: Iterator[Any]
@@ -328,9 +356,16 @@ def encode(
                 out.append(_REF)
                 _uvarint(ref, out)
                 continue
-            index = len(memo)
+            index = len(memo) + unlisted[0]
             memo[id(x)] = index
             keep.append(x)
+            if (
+                cols
+                and (t is list or t is dict)
+                and len(x) >= _COL_MIN
+                and _columns(x, t, out, memo, classes, unlisted)
+            ):
+                continue
             if t is list:
                 if len(x) >= _BULK_MIN and _bulk_list(x, out):
                     continue
@@ -420,31 +455,73 @@ def _pairs(d: Mapping[Any, Any]) -> Iterator[Any]:
 
 def _set_order(s: Iterable[Any]) -> List[Any]:
     """Sets of scalars and of tuples of scalars are written sorted (by type name then value when
-    the types are mixed); other sets in iteration order: equal sets encode equally whatever
-    their history (a set rebuilt by a thaw iterates in another order than one never frozen, and
-    a replay must produce the honest slice's bytes)."""
+    the types are mixed); other sets of values that need no job code to compare (None, complex,
+    NaN, frozensets, tuples mixing types) by :func:`_canonical_key`; sets holding instances in
+    iteration order. Equal sets encode equally whatever their history (a set rebuilt by a thaw
+    iterates in another order than one never frozen, ``hash(None)`` differs between processes on
+    CPython 3.11, and a replay must produce the honest slice's bytes)."""
     items = list(s)
-    if len(items) < 2 or not all(_plain(x, 0) for x in items):
-        return items  # instances may define __lt__ (job code): never called while freezing
-    try:
-        items.sort()
-    except TypeError:
+    if len(items) < 2:
+        return items
+    if all(_plain(x, 0) for x in items):
         try:
-            items.sort(key=_type_then_value)
+            items.sort()
+            return items
         except TypeError:
-            pass
-    return items
+            try:
+                items.sort(key=_type_then_value)
+                return items
+            except TypeError:
+                pass
+    try:
+        keys = [_canonical_key(x, 0) for x in items]
+    except TypeError:
+        return items  # instances may define __lt__ (job code): never called while freezing
+    order = sorted(range(len(items)), key=keys.__getitem__)
+    return [items[i] for i in order]
 
 
 _PLAIN = (int, float, str, bytes, bool)
 
 
 def _plain(x: Any, depth: int) -> bool:
-    """A scalar, or a tuple of them (nested a little): what sorting compares without job code."""
+    """A scalar (not NaN, which sorts by its position), or a tuple of them (nested a little): what
+    sorting compares without job code, the same way on every interpreter."""
     t = type(x)
     if t in _PLAIN:
-        return True
+        return t is not float or x == x
     return t is tuple and depth < 4 and all(_plain(y, depth + 1) for y in x)
+
+
+_ORDER_DEPTH = 32  # tuples nested deeper than this are written in iteration order
+
+
+def _canonical_key(x: Any, depth: int) -> Tuple[Any, ...]:
+    """A total order over values compared without job code: type first, then value; NaNs after
+    every number of their place; TypeError for anything else (instances, containers that can
+    change) or nesting deeper than the codec's own limit."""
+    t = type(x)
+    if depth > _ORDER_DEPTH:
+        raise TypeError("nested too deeply to order")
+    if x is None:
+        return (0,)
+    if t is bool:
+        return (1, int(x))
+    if t is int:
+        return (2, x)
+    if t is float:
+        return (3, 1, x.hex()) if x != x else (3, 0, x)
+    if t is complex:
+        return (4, _canonical_key(x.real, depth + 1), _canonical_key(x.imag, depth + 1))
+    if t is str:
+        return (5, x)
+    if t is bytes:
+        return (6, x)
+    if t is tuple:
+        return (7, tuple(_canonical_key(y, depth + 1) for y in x))
+    if t is frozenset:
+        return (8, tuple(sorted(_canonical_key(y, depth + 1) for y in x)))
+    raise TypeError("not ordered without job code: %s" % t.__name__)
 
 
 def _type_then_value(x: Any) -> Tuple[str, Any]:
@@ -523,16 +600,24 @@ def decode(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError("expected bytes, got %s" % type(data).__name__)
     data = bytes(data)
-    if not data or data[0] != VERSION:
-        raise CodecError("unknown codec version")
+    version_of(data)
     try:
         value, pos = _decode(data, classes, _NO_BUDGET if max_nodes is None else max_nodes, resolve)
     except CodecError:
         raise
     except IndexError:
         raise CodecError("malformed data: unexpected end") from None
-    except (TypeError, ValueError, OverflowError, RecursionError, MemoryError, struct.error, UnicodeDecodeError) as exc:
-        # e.g. an unhashable value where a dict key was expected
+    except (
+        TypeError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        struct.error,
+        UnicodeDecodeError,
+        AttributeError,
+    ) as exc:
+        # e.g. an unhashable value where a dict key was expected, a class without a __dict__
         raise CodecError("malformed data: %s" % exc) from None
     if pos != len(data):
         raise CodecError("%d unexpected bytes after the value" % (len(data) - pos))
@@ -776,6 +861,31 @@ def _decode(
                     target = v.__dict__
             memo.append(v)
             push = [tag, target, 2 * n, _UNSET, -1, v]
+        elif tag in _COLS_TAGS and data[0] == VERSION2:
+            n, pos = _varint_at(data, pos)
+            if n > end - pos:
+                _fail(pos, "length exceeds the remaining data")
+            budget -= n * (2 if tag == _COL_DICT else 1)
+            if budget < 0:
+                _over(max_nodes)
+            index = len(memo)
+            memo.append(_UNSET)  # its items come after it in the memo
+            # a block builds its tuples and lists in a few calls: the collector, woken by every
+            # 700 of them, would walk all the values built so far again and again (a third of
+            # the thaw of a dict of tuples); it is switched back on when the block is built
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                if tag == _COL_LIST:
+                    v, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes)
+                else:
+                    keys, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, 0, False)
+                    values, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, 0, False)
+                    v = dict(zip(keys, values))
+            finally:
+                if collecting:
+                    gc.enable()
+            memo[index] = v
         else:
             _fail(pos - 1, "unknown tag 0x%02x" % tag)
 
@@ -1098,6 +1208,8 @@ def _checked(data: bytes) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError("expected bytes, got %s" % type(data).__name__)
     data = bytes(data)
+    if data[:1] == bytes([VERSION2]):
+        raise CodecError("codec version 2 (frozen states) is not rendered here: results are written in version 1")
     if not data or data[0] != VERSION:
         raise CodecError("unknown codec version")
     return data
@@ -1402,3 +1514,350 @@ def render(
         if isinstance(exc, CodecError):
             raise
         raise CodecError("malformed data: %s" % exc) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Version 2 (``mkt-bin-2``): version 1's stream plus columnar blocks (issue 18, item 4).
+#
+# A list or a dict whose items share one shape is written as columns: every int of a column in
+# one ``array('q')``, every float in one ``array('d')``, every string of a column in one UTF-8 blob
+# joined by NUL (split in one call when read back), tuples of scalars as one column per position,
+# instances of one job class with the same attribute names as one column per attribute. Anything
+# else is written exactly as version 1 writes it. Tuples and instances written in a block take
+# their memo indices in order, as version 1 gives them, and are only written so when each is
+# met for the first time (a shared one falls back to the general path): references keep working.
+#
+#   _COL_LIST n block            a list of n items
+#   _COL_DICT n keyblock block   a dict of n items (keys in one block, values in another)
+#   block:   _C_I32 4n bytes | _C_I64 8n bytes | _C_F64 8n bytes | _C_STR len blob
+#          | _C_ANY (a _LIST_S block)
+#          | _C_TUP k block*k | _C_LST k block*k | _C_INST name knames(_C_STR block) block*k
+#          | _C_DICT k keys(a scalar block) block*k   (dicts with the same keys in the same order)
+#   (k >= 1; tuples or lists of k items, instances of k attributes: one block per position, of
+#   the same n items, nested _COL_DEPTH deep at most; the scalar blocks are the columns:
+#   _C_I32, _C_I64, _C_F64, _C_STR, _C_ANY)
+# (ints take the narrowest of _C_I32 and _C_I64 that holds them all, else _C_ANY)
+# Every item of a block costs at least one byte (a blob of n strings holds n - 1 NULs), so a
+# block's counts are bounded by the bytes that remain before anything is built.
+# ---------------------------------------------------------------------------------------------
+
+NAME2 = "mkt-bin-2"
+VERSION2 = 2
+_VERSIONS = {NAME: VERSION, NAME2: VERSION2}
+# state #0 is written in this version (the market builds it); every later state in the version
+# of the state it was thawed from, so a replay writes what the honest slice wrote
+STATE_VERSION = VERSION2
+_COL_LIST, _COL_DICT = 0x30, 0x31
+_C_I64, _C_F64, _C_STR, _C_ANY, _C_TUP, _C_INST, _C_I32, _C_LST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08
+_C_DICT = 0x09
+_COL_DEPTH = 6  # blocks inside blocks: tuples of tuples of ... this deep at most
+_COLUMN_ARRAYS = {_C_I64: ("q", 8), _C_F64: ("d", 8), _C_I32: ("i", 4)}
+_INT_COLUMNS = ((("i", _C_I32),) if array("i").itemsize == 4 else ()) + (("q", _C_I64),)
+if array("i").itemsize != 4:  # no such platform runs workers today: the 4-byte column is refused
+    del _COLUMN_ARRAYS[_C_I32]
+_COL_MIN = 16  # below this many items, version 1's paths are as fast
+_COLS_TAGS = frozenset((_COL_LIST, _COL_DICT))
+
+
+def version_named(name: str) -> int:
+    """The codec version an envelope header's ``codec`` field names; CodecError if unknown."""
+    try:
+        return _VERSIONS[name]
+    except (KeyError, TypeError):
+        raise CodecError("unknown codec %r (this worker knows %s)" % (name, ", ".join(sorted(_VERSIONS)))) from None
+
+
+def name_of_version(version: int) -> str:
+    """The name an envelope header's ``codec`` field gives codec ``version``."""
+    return NAME2 if version == VERSION2 else NAME
+
+
+def version_of(data: bytes) -> int:
+    """The codec version ``data`` was written in (its first byte); CodecError if unknown."""
+    if not data or data[0] not in (VERSION, VERSION2):
+        raise CodecError("unknown codec version")
+    return data[0]
+
+
+def _scalar_column(col: Sequence[Any], out: bytearray, kinds: Optional[Set[type]] = None) -> bool:
+    """Write ``col`` (scalars) as one column; False (nothing written) if it holds a non-scalar.
+    ``kinds``: the set of the items' types, if the caller has it."""
+    if kinds is None:
+        kinds = set(map(type, col))
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        if kind is int:
+            for code, tag in _INT_COLUMNS:  # the narrowest that holds every value
+                try:
+                    arr = array(code, col)
+                except OverflowError:
+                    continue
+                if _BIG:
+                    arr.byteswap()
+                out.append(tag)
+                out += arr.tobytes()
+                return True
+        elif kind is float:
+            arr = array("d", col)
+            if _BIG:
+                arr.byteswap()
+            out.append(_C_F64)
+            out += arr.tobytes()
+            return True
+        elif kind is str:
+            blob = "\x00".join(col).encode("utf-8", "surrogatepass")
+            if blob.count(b"\x00") == len(col) - 1:  # no string holds a NUL itself
+                out.append(_C_STR)
+                _uvarint(len(blob), out)
+                out += blob
+                return True
+    if not kinds <= _SCALARS:
+        return False
+    out.append(_C_ANY)
+    if kinds == _NONE_KIND or kinds == _BOOL_KIND:  # the bytes _scalar_run writes, in one call
+        out.append(_LIST_S)
+        _uvarint(len(col), out)
+        out += bytes(len(col)).replace(b"\x00", b"\x01") if kinds == _NONE_KIND else bytes(col).translate(_BOOL_TAGS)
+        return True
+    return _scalar_run(_LIST_S, col, kinds, out)
+
+
+_NONE_KIND, _BOOL_KIND = {type(None)}, {bool}
+_BOOL_TAGS = bytes.maketrans(b"\x00\x01", bytes([_FALSE, _TRUE]))
+
+
+def _first_seen(items: Sequence[Any], memo: Dict[int, int], base: int) -> Optional[Dict[int, int]]:
+    """The memo entries ``items`` would take (id -> index from ``base``, in order) if each is a
+    distinct object not written yet, else None."""
+    entries = dict(zip(map(id, items), range(base, base + len(items))))
+    if len(entries) != len(items) or not memo.keys().isdisjoint(entries.keys()):  # walks the shorter
+        return None
+    return entries
+
+
+def _unshared(items: Sequence[Any], held: int) -> bool:
+    """True if nothing but their container (and ``held`` lists of the encoder's own) refers to
+    any of ``items``: then no other place of the state can hold them, none was written before
+    and none will be met again, so they need no memo entries (only their indices), which saves
+    an id, a hash and an entry per item. CPython only (reference counts); elsewhere False, and
+    the memo entries are made (the same bytes either way)."""
+    if _REFCOUNT is None:
+        return False
+    counts = set(map(_REFCOUNT, items))
+    return len(counts) == 1 and counts.pop() == 2 + held  # + 1: the reference of the call
+
+
+_REFCOUNT = getattr(sys, "getrefcount", None) if sys.implementation.name == "cpython" else None
+
+
+def _block(
+    items: Sequence[Any],
+    out: bytearray,
+    memo: Dict[int, int],
+    classes: Mapping[str, type],
+    unlisted: List[int],
+    held: int,
+    depth: int = 0,
+) -> bool:
+    """Write ``items`` as one block (see above); False (nothing written, memo as it was) if they
+    do not fit one. Tuples, lists and instances written get their memo indices: the block's
+    items first, then those of its columns, column after column. ``held``: 1 if ``items`` is a
+    list the encoder built (it holds a reference to each), 0 if it is the state's own list."""
+    mark = len(out)
+    kinds = set(map(type, items))
+    if len(kinds) != 1 or kinds <= _SCALARS:
+        return _scalar_column(items, out, kinds)
+    if depth >= _COL_DEPTH:
+        return False
+    kind = kinds.pop()
+    if kind is tuple or kind is list:
+        lengths = set(map(len, items))
+        if len(lengths) != 1 or 0 in lengths:
+            return False
+        entries = _first_seen(items, memo, len(memo) + unlisted[0]) if not _unshared(items, held) else {}
+        if entries is None:
+            return False
+        columns = [list(map(itemgetter(i), items)) for i in range(lengths.pop())]
+        out.append(_C_TUP if kind is tuple else _C_LST)
+        _uvarint(len(columns), out)
+    elif kind is dict:  # records: every dict with the same keys in the same order
+        names = set(map(tuple, items))
+        if len(names) != 1:
+            return False
+        keys = names.pop()
+        entries = _first_seen(items, memo, len(memo) + unlisted[0]) if not _unshared(items, held) else {}
+        if not keys or entries is None or not set(map(type, keys)) <= _SCALARS:
+            return False
+        columns = [list(map(itemgetter(a), items)) for a in keys]
+        out.append(_C_DICT)
+        _uvarint(len(keys), out)
+        _scalar_column(keys, out)
+    elif classes.get(kind.__name__) is kind and not issubclass(kind, BaseException):
+        try:
+            attrs = list(map(vars, items))
+        except TypeError:
+            return False
+        if set(map(type, attrs)) != {dict}:
+            return False
+        names = set(map(tuple, attrs))
+        if len(names) != 1:
+            return False
+        keys = names.pop()
+        entries = _first_seen(items, memo, len(memo) + unlisted[0]) if not _unshared(items, held) else {}
+        if not keys or entries is None:
+            return False
+        columns = [list(map(itemgetter(a), attrs)) for a in keys]
+        out.append(_C_INST)
+        _str(kind.__name__, out)
+        _uvarint(len(keys), out)
+        _scalar_column(keys, out)  # attribute names: strings, always a column
+    else:
+        return False
+    before = len(memo), unlisted[0]
+    if entries:
+        memo.update(entries)
+    else:
+        unlisted[0] += len(items)
+    for column in columns:
+        if not _block(column, out, memo, classes, unlisted, 1, depth + 1):
+            _forget(memo, before, unlisted)
+            del out[mark:]
+            return False
+    return True
+
+
+def _columns(
+    x: Any, t: type, out: bytearray, memo: Dict[int, int], classes: Mapping[str, type], unlisted: List[int]
+) -> bool:
+    """Write the list or dict ``x`` (its own memo index taken) as a columnar block if it fits:
+    a dict's keys as one block, then its values as another."""
+    mark = len(out)
+    before = len(memo), unlisted[0]
+    out.append(_COL_LIST if t is list else _COL_DICT)
+    _uvarint(len(x), out)
+    if t is list:
+        if _block(x, out, memo, classes, unlisted, 0):
+            return True
+    elif _block(list(x), out, memo, classes, unlisted, 1) and _block(list(x.values()), out, memo, classes, unlisted, 1):
+        return True
+    _forget(memo, before, unlisted)
+    del out[mark:]
+    return False
+
+
+def _forget(memo: Dict[int, int], before: Tuple[int, int], unlisted: List[int]) -> None:
+    """Put the memo back as it was ``before`` (its size, the unlisted count): a block written,
+    then abandoned."""
+    while len(memo) > before[0]:
+        memo.popitem()
+    unlisted[0] = before[1]
+
+
+def _read_scalar_column(data: bytes, pos: int, end: int, n: int, as_list: bool = True) -> Tuple[Sequence[Any], int]:
+    """(values, position after) of the column of ``n`` scalars at ``pos``; without ``as_list``
+    a column of numbers may come back as its ``array`` (iterated once, by ``zip``)."""
+    tag = data[pos]
+    pos += 1
+    if tag in _COLUMN_ARRAYS:
+        code, size = _COLUMN_ARRAYS[tag]
+        if pos + size * n > end:
+            _fail(pos, "column exceeds the remaining data")
+        arr = array(code)
+        arr.frombytes(data[pos : pos + size * n])
+        if _BIG:
+            arr.byteswap()
+        return (arr.tolist() if as_list else arr), pos + size * n
+    if tag == _C_STR:
+        ln, pos = _varint_at(data, pos)
+        if pos + ln > end or n > ln + 1:
+            _fail(pos, "column exceeds the remaining data")
+        blob = data[pos : pos + ln]
+        if n == 0:
+            if ln:
+                _fail(pos, "strings in an empty column")
+            return [], pos
+        v = (blob.decode("ascii") if blob.isascii() else blob.decode("utf-8", "surrogatepass")).split("\x00")
+        if len(v) != n:
+            _fail(pos, "column holds %d strings, expected %d" % (len(v), n))
+        return v, pos + ln
+    if tag == _C_ANY:
+        if data[pos] != _LIST_S:
+            _fail(pos, "expected a run of scalars")
+        m, pos = _varint_at(data, pos + 1)
+        if m != n or n > end - pos:
+            _fail(pos, "column length does not match its block")
+        run = data[pos : pos + n]
+        if not run.strip(b"\x01"):  # all None, or all bools: in one call
+            return [None] * n, pos + n
+        if not run.strip(b"\x02\x03"):
+            return list(map(_TRUE.__eq__, run)), pos + n
+        v, pos = _read_scalars(data, pos, end, n)
+        if len(v) != n:
+            _fail(pos, "expected a scalar")
+        return v, pos
+    _fail(pos - 1, "unknown column 0x%02x" % tag)
+
+
+def _read_block(
+    data: bytes,
+    pos: int,
+    end: int,
+    n: int,
+    classes: Optional[Mapping[str, type]],
+    memo: List[Any],
+    budget: int,
+    max_nodes: int,
+    depth: int = 0,
+    as_list: bool = True,
+) -> Tuple[Sequence[Any], int, int]:
+    """(items, position after, budget left) of the block of ``n`` items at ``pos`` (a list, or
+    without ``as_list`` maybe an ``array`` of numbers, for ``zip`` to read once)."""
+    tag = data[pos]
+    if tag != _C_TUP and tag != _C_LST and tag != _C_INST and tag != _C_DICT:
+        scalars, pos = _read_scalar_column(data, pos, end, n, as_list)
+        return scalars, pos, budget
+    if depth >= _COL_DEPTH:
+        _fail(pos, "blocks nested too deep")
+    pos += 1
+    name = ""
+    cls: Optional[Type[object]] = None
+    if tag == _C_INST:
+        name, pos = _name_at(data, pos, end)
+        cls = classes.get(name) if classes is not None else None
+        if classes is not None and not isinstance(cls, type):
+            _fail(pos, "unknown class %r" % name)
+    k, pos = _varint_at(data, pos)
+    if k == 0 or k > end - pos or n * k > 8 * (end - pos) + 8 * k:
+        _fail(pos, "block exceeds the remaining data")
+    budget -= n * k * (1 if tag == _C_TUP or tag == _C_LST else 2)
+    if budget < 0:
+        _over(max_nodes)
+    names: List[Any] = []
+    if tag == _C_INST or tag == _C_DICT:
+        read, pos = _read_scalar_column(data, pos, end, k)
+        names = list(read)
+        if tag == _C_INST and not all(type(a) is str for a in names):
+            _fail(pos, "attribute names must be strings")
+        if len(set(names)) != k:
+            _fail(pos, "a key is written twice")
+    base = len(memo)
+    memo.extend(repeat(_UNSET, n))  # the items' indices come before their columns' items
+    columns = []
+    for _ in range(k):
+        column, pos, budget = _read_block(data, pos, end, n, classes, memo, budget, max_nodes, depth + 1, False)
+        columns.append(column)
+    if tag == _C_TUP:
+        v: List[Any] = list(zip(*columns))
+    elif tag == _C_LST:
+        v = list(map(list, zip(*columns)))
+    elif tag == _C_DICT:
+        v = list(map(dict, map(zip, repeat(names), zip(*columns))))
+    elif cls is None:
+        heads = ["__class__"] + names
+        v = list(map(PlainInstance, map(zip, repeat(heads), zip(repeat(name, n), *columns))))
+    else:
+        v = list(map(cls.__new__, repeat(cls, n)))
+        for obj, values in zip(v, zip(*columns)):
+            obj.__dict__.update(zip(names, values))
+    memo[base : base + n] = v
+    return v, pos, budget

@@ -538,6 +538,16 @@ def _slots(e: ast.expr):
                 slot(obj, field, i)
 
     if isinstance(e, ast.Call):
+        # Python evaluates the called object first: ``rows[0].append(f(rows))`` appends to the list
+        # rows[0] was before f ran, ``d.setdefault(key(x), []).append(x)`` runs key(x) first.  A name
+        # or name.attr (``out.append``, ``math.floor``: a job call cannot rebind the caller's names)
+        # stays where it is, costing nothing; anything else is a slot (held in a temp across a later
+        # job call: a bound method is frozen by held.py)
+        callee = e.func
+        if not (
+            isinstance(callee, ast.Name) or (isinstance(callee, ast.Attribute) and isinstance(callee.value, ast.Name))
+        ):
+            slot(e, "func")
         items(e, "args")
         for kw in e.keywords:
             slot(kw, "value")
@@ -982,7 +992,7 @@ class CompiledJob:
     def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo) -> None:
         self.modules = prepare_module(tree)
         self.source = source
-        self.entry = entry
+        self.entry = entry = info.entry or entry  # Class.method: its top-level copy (validator.method_entry)
         self.info = info
         self.is_generator = info.entry_is_generator
         self.class_names = tuple(info.classes)

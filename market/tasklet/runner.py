@@ -119,6 +119,7 @@ class _Control:
         self.refs = References(ns, (), ())  # replaced by _namespace's, which knows the job
         self.job: Optional[CompiledJob] = None  # set by _run once compiled
         self.classes: Dict[str, type] = {}
+        self.codec_version = codec.VERSION  # the codec version of the state thawed (see _run)
 
     at_yield: Optional[Callable[..., bool]] = None  # a replay's check of a generator job's state after each yield
 
@@ -379,12 +380,14 @@ def start(source: str, entry: str, args: list, kwargs: dict, job_id: Optional[in
     if job.is_generator:
         state.update(started=False, resume=None, globals={})
     try:
-        payload = codec.encode(state)
+        payload = codec.encode(state, version=codec.STATE_VERSION)
     except codec.CodecError as exc:
         from .validator import JobRefused
 
         raise JobRefused([(0, "arguments must be plain data: %s" % exc)]) from None
-    header = Header(source_hash(source), entry, 0, RUNTIME_VERSION, codec.NAME, 0, job_id)
+    header = Header(
+        source_hash(source), entry, 0, RUNTIME_VERSION, codec.name_of_version(codec.STATE_VERSION), 0, job_id
+    )
     return make_envelope(header, payload)
 
 
@@ -540,6 +543,9 @@ def _run(
         return outcome(finished=True, error=_describe_error(exc))
     classes = ctl.classes = _classes(job, ns)
     try:
+        # the next state is written in the codec version of this one: a replay of the slice
+        # writes the same version, so the payloads' hashes stay comparable
+        ctl.codec_version = codec.version_of(payload)
         state = codec.decode(payload, classes, resolve=ctl.refs.resolve)
     except codec.CodecError as exc:
         raise EnvelopeError("state payload cannot be decoded: %s" % exc) from None
@@ -605,7 +611,12 @@ def _run(
     # interpreter that froze it, which a replay must use
     # the mark: where it stopped, for a replay to find it (docs/trust.md)
     header = header._replace(
-        seq=header.seq + 1, job_id=job_id, parent=digest(envelope), interpreter=INTERPRETER, mark=mark
+        seq=header.seq + 1,
+        job_id=job_id,
+        parent=digest(envelope),
+        interpreter=INTERPRETER,
+        mark=mark,
+        codec=codec.name_of_version(ctl.codec_version),
     )
     return outcome(env=make_envelope(header, payload))
 
@@ -622,7 +633,7 @@ def _state_payload(job: CompiledJob, ns: dict, ctl: _Control, classes: Dict[str,
         new_state["random"] = ns["_tk_random"].freeze()
     new_state["progress"] = ctl.progress
     iterators.prepare()
-    return codec.encode(new_state, classes, name_of=ctl.refs.name_of)
+    return codec.encode(new_state, classes, name_of=ctl.refs.name_of, version=ctl.codec_version)
 
 
 def _gen_state(state, checkpoint) -> Dict[str, Any]:

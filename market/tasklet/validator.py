@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
+
+from . import apiversions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every slice
@@ -529,6 +532,8 @@ class _Checker:
         ctx = _Ctx(fn, names, method, generator_entry)
         self.block(fn.body, ctx)
         self.nested_uses(fn)
+        for line, why in held_in_containers(fn, self.info, self.modules):
+            self.problems.append((line, why))
 
     # -- nested functions and closures ----------------------------------------
     #
@@ -630,8 +635,8 @@ class _Checker:
                 self.refuse(s, "from __future__ imports must be at the top of the module")
             else:
                 self.import_(s)
-        elif type(s).__name__ in ("Match", "TryStar", "TypeAlias"):
-            self.refuse(s, "'%s' statements are not supported" % type(s).__name__)
+        elif type(s).__name__ in apiversions.STATEMENTS:
+            self.refuse(s, apiversions.statement(type(s).__name__))
         elif isinstance(s, ast.For):
             self.target(s.target, ctx)
             self.expr(s.iter, no_calls, ctx)
@@ -701,7 +706,7 @@ class _Checker:
             self.refuse(s, "%s statements are not supported" % type(s).__name__)
 
     def target(self, t: ast.expr, ctx) -> None:
-        self.expr(t, "assignment targets cannot call job functions", ctx)
+        self.expr(t, "assignment targets cannot call job functions (assign the call to a variable first)", ctx)
 
     # -- expressions ----------------------------------------------------------
 
@@ -765,7 +770,7 @@ class _Checker:
                         and _is_dunder(node.args[1].value)
                     ):
                         self.refuse(node, "dunder attribute access via %s() is not supported" % f.id)
-                    todo.append((f, why or "the called object is computed by a job function call", False))
+                    todo.append((f, why, False))  # compiler._slots: the called object is evaluated first
                 for a in node.args:
                     todo.append((a, why, False))
                 for kw in node.keywords:
@@ -939,6 +944,199 @@ class _Checker:
         self.expr(node.body, "a lambda runs atomically and cannot call job functions", None)
 
 
+# -- held values in containers ----------------------------------------------------------------------
+#
+# held.py freezes a bound method, an iterator, a re.Match, an exception... held directly in a local
+# variable; inside a list, dict, tuple, set or object it cannot be frozen, and the job would stop at
+# its first freeze.  The validator refuses what it can see at submission: such a value made (or held
+# in a variable made from one) and put straight into a container.
+
+# methods of the built-in types and of re's patterns: ``xs.append`` uncalled is a bound method
+_BUILTIN_METHODS = frozenset(
+    {"append", "extend", "insert", "pop", "remove", "add", "discard", "update", "get", "setdefault", "keys"}
+    | {"values", "items", "index", "count", "appendleft", "popleft", "clear", "copy", "sort", "reverse"}
+    | {"match", "search", "fullmatch", "sub", "split", "findall", "join", "format", "startswith", "endswith"}
+    | {"strip", "lower", "upper", "replace", "issubset", "issuperset", "union", "intersection", "difference"}
+)
+_ITERATOR_MAKERS = frozenset({"iter", "enumerate", "zip", "map", "filter", "reversed"})
+_ITERTOOLS = frozenset(
+    {"count", "cycle", "repeat", "chain", "islice", "permutations", "combinations", "product", "accumulate"}
+    | {"combinations_with_replacement", "compress", "starmap", "takewhile", "dropwhile", "zip_longest"}
+)
+_PUT = frozenset({"append", "insert", "add", "appendleft", "setdefault", "heappush", "push"})
+_WHAT = {
+    "method": ("a bound method", "keep the object instead, and call its method when needed"),
+    "iter": ("an iterator", "keep a list, or an index into it, instead"),
+    "match": ("a re.Match", "keep what you need of it (m.group(...), m.span(), or None) instead"),
+    "exc": ("an exception", "keep its message or args (str(e), e.args) instead"),
+    "view": ("a dict view", "keep the dict, or list(d.items()), instead"),
+}
+
+
+def _data_attributes(info: ModuleInfo) -> Set[str]:
+    """The attribute names the module's functions and classes assign, and its class-level fields: an
+    ``obj.items`` of these is data, not a bound method."""
+    cached = getattr(info, "_data_attrs", None)
+    if cached is not None:
+        return cached
+    out: Set[str] = set()
+    for top in list(info.functions.values()) + list(info.classes.values()):
+        for n in ast.walk(top):
+            if isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                for t in n.targets if isinstance(n, ast.Assign) else [n.target]:
+                    out |= {a.attr for a in ast.walk(t) if isinstance(a, ast.Attribute)}
+        if isinstance(top, ast.ClassDef):
+            out |= {s.target.id for s in top.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+            out |= {t.id for s in top.body if isinstance(s, ast.Assign) for t in s.targets if isinstance(t, ast.Name)}
+    info._data_attrs = out  # type: ignore[attr-defined]
+    return out
+
+
+def held_in_containers(fn: ast.FunctionDef, info: ModuleInfo, modules: Dict[str, str]) -> List[Tuple[int, str]]:
+    """Where ``fn`` puts a value held.py can only freeze in a local variable into a container."""
+    facts = getattr(info, "_held_facts", None)  # once per module: a module may have 2,000 defs
+    if facts is None:
+        facts = info._held_facts = (  # type: ignore[attr-defined]
+            {  # not a @property (or its setter): its value is data
+                s.name
+                for c in info.classes.values()
+                for s in c.body
+                if isinstance(s, ast.FunctionDef)
+                and not any(
+                    (isinstance(d, ast.Name) and d.id == "property") or isinstance(d, ast.Attribute)
+                    for d in s.decorator_list
+                )
+            },
+            _data_attributes(info),
+            {
+                name
+                for name, c in info.classes.items()
+                if any(isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception") for b in c.bases)
+            },
+        )
+    methods, data_attrs, exceptions = facts
+
+    def kind(e: ast.AST, names: Dict[str, str]) -> Optional[str]:
+        if isinstance(e, ast.Name):
+            return names.get(e.id)
+        if isinstance(e, ast.Attribute) and isinstance(e.ctx, ast.Load):
+            if isinstance(e.value, ast.Name) and (e.value.id in modules or e.value.id in info.classes):
+                return None
+            if e.attr in data_attrs:
+                return None
+            return "method" if e.attr in _BUILTIN_METHODS or e.attr in methods else None
+        if not isinstance(e, ast.Call):
+            return None
+        f, callee = e.func, _callee(e.func)
+        if isinstance(f, ast.Name) and f.id in info.functions:
+            return returns.get(f.id)  # a job function that returns such a value
+        if isinstance(f, ast.Name) and f.id in info.classes.keys() - exceptions:
+            return None
+        if isinstance(f, ast.Name) and callee in _ITERATOR_MAKERS:
+            return "iter"
+        if callee in _ITERTOOLS and (isinstance(f, ast.Name) or _callee(getattr(f, "value", f)) in modules):
+            return "iter"
+        if isinstance(f, ast.Attribute) and callee in ("match", "search", "fullmatch"):
+            return "match"
+        if isinstance(f, ast.Attribute) and callee in ("keys", "values", "items") and not e.args:
+            return "view"
+        if isinstance(f, ast.Name) and (
+            callee in exceptions
+            or (
+                isinstance(getattr(builtins, callee, None), type)
+                and issubclass(getattr(builtins, callee), BaseException)
+            )
+        ):
+            return "exc"
+        return None
+
+    def nodes_of(f: ast.FunctionDef) -> List[ast.AST]:
+        found = getattr(f, "_tk_nodes", None)  # walked once, for the pre-pass and the check
+        if found is None:
+            found = f._tk_nodes = list(ast.walk(f))  # type: ignore[attr-defined]
+        return found
+
+    def bound(f: ast.FunctionDef) -> Dict[str, str]:
+        """The names bound (anywhere in ``f``) to such a value; except handlers bind exceptions."""
+        names: Dict[str, str] = {}
+        binds = [
+            n
+            for n in nodes_of(f)
+            if isinstance(n, ast.ExceptHandler)
+            or (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name))
+        ]
+        for _ in range(2):
+            for n in binds:
+                if isinstance(n, ast.ExceptHandler):
+                    if n.name:
+                        names[n.name] = "exc"
+                elif isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name):
+                    k = kind(n.value, names)
+                    if k is not None:
+                        names[n.targets[0].id] = k
+        return names
+
+    # the job functions that return such a value (once per module; two passes for one level of calls)
+    returns: Dict[str, str] = getattr(info, "_held_returns", None) or {}
+    if not hasattr(info, "_held_returns"):
+        for _ in range(2):
+            for fname, f in info.functions.items():
+                fnames = bound(f)
+                for n in nodes_of(f):
+                    if isinstance(n, ast.Return) and n.value is not None:
+                        k = kind(n.value, fnames)
+                        if k is not None:
+                            returns[fname] = k
+        info._held_returns = returns  # type: ignore[attr-defined]
+    names = bound(fn)
+    out: List[Tuple[int, str]] = []
+
+    def put(e: ast.AST, where: str) -> None:
+        k = kind(e, names)
+        if k is not None:
+            what, fix = _WHAT[k]
+            out.append(
+                (
+                    getattr(e, "lineno", fn.lineno),
+                    "%s cannot be frozen inside %s (only directly in a local variable): %s" % (what, where, fix),
+                )
+            )
+
+    unpacked = {
+        id(n.value)
+        for n in nodes_of(fn)
+        if isinstance(n, ast.Assign)
+        and isinstance(n.value, (ast.Tuple, ast.List))
+        and all(isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == len(n.value.elts) for t in n.targets)
+    }
+    for n in nodes_of(fn):
+        if isinstance(n, (ast.List, ast.Tuple, ast.Set)) and isinstance(
+            n.ctx if hasattr(n, "ctx") else ast.Load(), ast.Load
+        ):
+            if id(n) not in unpacked:
+                for x in n.elts:
+                    put(x, "a list, tuple or set")
+        elif isinstance(n, ast.Dict):
+            for part in list(n.keys) + list(n.values):
+                if part is not None:
+                    put(part, "a dict")
+        elif isinstance(n, (ast.ListComp, ast.SetComp)):
+            put(n.elt, "a list or set")
+        elif isinstance(n, ast.DictComp):
+            put(n.value, "a dict")
+        elif isinstance(n, ast.Call) and _callee(n.func) in _PUT and isinstance(n.func, ast.Attribute):
+            for x in n.args:
+                put(x, "a container")
+        elif isinstance(n, ast.Call) and _callee(n.func) == "heappush":
+            for x in n.args[1:]:
+                put(x, "a container")
+        elif isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and n.value is not None:
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            if any(isinstance(t, (ast.Subscript, ast.Attribute)) for t in targets):
+                put(n.value, "a container or an object")
+    return out
+
+
 class _Ctx:
     def __init__(self, fn, names, method, generator_entry, no_calls=None, nested=False):
         self.fn = fn
@@ -952,6 +1150,74 @@ class _Ctx:
         return _Ctx(self.fn, self.names, self.method, self.generator_entry, no_calls, self.nested)
 
 
+def method_entry(tree: ast.Module, entry: str) -> str:
+    """A job whose entry is ``Class.method``, a @staticmethod or @classmethod of a top-level class:
+    add to ``tree`` a top-level copy of the method, ``Class__method`` (a classmethod's first parameter
+    replaced by the class), and return its name, the job's entry function.  The method itself stays in
+    the class (other code may call it).  Raises JobRefused for anything else."""
+    cls_name, _, name = entry.partition(".")
+    line = tree.body[0].lineno if tree.body else 1
+    if not (cls_name.isidentifier() and name.isidentifier()):
+        raise JobRefused([(line, "the entry %r is neither a function name nor Class.method" % entry)])
+    klass = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
+    if klass is None:
+        raise JobRefused([(line, "the job module has no top-level class named %r (entry %r)" % (cls_name, entry))])
+    method = next((n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if method is None:
+        raise JobRefused([(klass.lineno, "class %s has no method %r (entry %r)" % (cls_name, name, entry))])
+    kinds = [d.id for d in method.decorator_list if isinstance(d, ast.Name)]
+    if len(method.decorator_list) != 1 or kinds[:1] not in (["staticmethod"], ["classmethod"]):
+        raise JobRefused(
+            [
+                (
+                    method.lineno,
+                    "%s is a plain method: a job's entry may be a function, a @staticmethod or a @classmethod; "
+                    "write a top-level function that builds the %s and returns its %s(...)" % (entry, cls_name, name),
+                )
+            ]
+        )
+    fn = copy.deepcopy(method)
+    fn.name = "%s__%s" % (cls_name, name)
+    fn.decorator_list = []
+    taken = {getattr(n, "name", None) for n in tree.body} | {
+        t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    }
+    if fn.name in taken:
+        raise JobRefused([(method.lineno, "the entry %s needs the name %r, which the module uses" % (entry, fn.name))])
+    if kinds == ["classmethod"]:
+        a = fn.args
+        first = (a.posonlyargs + a.args)[:1]
+        if not first:
+            raise JobRefused([(method.lineno, "the classmethod %s takes no class parameter" % entry)])
+        own = first[0].arg
+        if a.posonlyargs:
+            a.posonlyargs = a.posonlyargs[1:]
+        else:
+            a.args = a.args[1:]
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Name) and n.id == own:
+                if not isinstance(n.ctx, ast.Load):
+                    raise JobRefused([(n.lineno, "the classmethod entry %s may not rebind %r" % (entry, own))])
+                n.id = cls_name
+    # its own recursive calls (Class.method(...), cls.method(...)) become job calls of the copy
+    for n in ast.walk(fn):
+        for field, value in ast.iter_fields(n):
+            if (
+                isinstance(value, ast.Attribute)
+                and isinstance(value.value, ast.Name)
+                and value.value.id == cls_name
+                and value.attr == name
+            ):
+                setattr(n, field, ast.copy_location(ast.Name(id=fn.name, ctx=ast.Load()), value))
+    # nothing else names the method: it leaves the class, so that it may call the job's functions
+    # (a method may not: it runs at once)
+    inside = {id(n) for n in ast.walk(method)}
+    if not any(isinstance(n, ast.Attribute) and n.attr == name and id(n) not in inside for n in ast.walk(tree)):
+        klass.body = [s for s in klass.body if s is not method] or [ast.copy_location(ast.Pass(), method)]
+    tree.body.append(fn)
+    return fn.name
+
+
 def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
     """Parse and check a job module; raise :class:`JobRefused` with every problem."""
     if not isinstance(source, str):
@@ -962,8 +1228,12 @@ def check_module(source: str, entry: str) -> Tuple[ast.Module, ModuleInfo]:
         raise JobRefused([(exc.lineno or 0, "syntax error: %s" % exc.msg)]) from None
     except ValueError as exc:  # e.g. NUL bytes
         raise JobRefused([(0, "cannot parse the job source: %s" % exc)]) from None
+    if "." in entry:
+        entry = method_entry(tree, entry)
     checker = _Checker(tree, entry)
     info = checker.run()
+    # APIs and syntax of the market's Python that the oldest worker Python lacks (apiversions.py)
+    checker.problems += apiversions.problems(tree)
     if checker.problems:
         raise JobRefused(checker.problems)
     return tree, info

@@ -8,6 +8,8 @@ each shape: encoded MB, freeze (encode + envelope) and thaw (open envelope + dec
 ``--big`` adds a 64 MB state (a mix of the shapes) frozen and thawed once per run.
 ``--against REV`` also measures the codec.py of git revision REV, alternating with this one in the
 same process (CPU time, best of the runs: the fairest comparison on a shared machine).
+The second table compares codec version 1 (``mkt-bin-1``) and version 2 (``mkt-bin-2``, columns)
+in the same run, alternating, CPU time, best of the runs; ``v2/v1`` is the ratio of the sums.
 """
 
 import argparse
@@ -57,6 +59,9 @@ def wrap(data):
 
 
 HEADER = envelope.Header(envelope.source_hash("x"), "job", 1, envelope.RUNTIME_VERSION, codec.NAME, 0, None)
+
+
+HEADER2 = HEADER._replace(codec=codec.NAME2)
 
 
 def measure(state, runs):
@@ -113,6 +118,49 @@ def compare(other, rev, runs):
         )
 
 
+def versions(runs):
+    """Version 1 and version 2 of this tree, alternating in the same process: freeze (encode +
+    envelope) and thaw (open + decode), CPU ms, best of ``runs``. The thawed values must encode
+    to the same version 1 bytes as the original."""
+    print("%-18s | %-28s | %-28s | %6s" % ("", "version 1 (mkt-bin-1)", "version 2 (mkt-bin-2)", ""))
+    print(
+        "%-18s | %5s %7s %6s %7s | %5s %7s %6s %7s | %6s"
+        % ("shape", "MB", "freeze", "thaw", "sum", "MB", "freeze", "thaw", "sum", "v2/v1")
+    )
+    for name, make in shapes().items():
+        state = wrap(make())
+        best = {}
+        sizes = {}
+        for _ in range(runs):
+            for version, header in ((codec.VERSION, HEADER), (codec.VERSION2, HEADER2)):
+                t0 = time.process_time()
+                env = envelope.make_envelope(header, codec.encode(state, CLASSES, version=version))
+                t1 = time.process_time()
+                _, payload = envelope.open_envelope(env, "x")
+                back = codec.decode(payload, CLASSES)
+                t2 = time.process_time()
+                f, t = best.get(version, (1e9, 1e9))
+                best[version] = (min(f, t1 - t0), min(t, t2 - t1))
+                sizes[version] = len(env)
+        assert codec.encode(back, CLASSES) == codec.encode(state, CLASSES), name
+        (f1, t1), (f2, t2) = best[codec.VERSION], best[codec.VERSION2]
+        print(
+            "%-18s | %5.2f %7.1f %6.1f %7.1f | %5.2f %7.1f %6.1f %7.1f | %6.2f"
+            % (
+                name,
+                sizes[codec.VERSION] / 1e6,
+                f1 * 1000,
+                t1 * 1000,
+                (f1 + t1) * 1000,
+                sizes[codec.VERSION2] / 1e6,
+                f2 * 1000,
+                t2 * 1000,
+                (f2 + t2) * 1000,
+                (f2 + t2) / (f1 + t1),
+            )
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
@@ -127,6 +175,7 @@ def main(argv=None):
     for name, make in shapes().items():
         size, f, t = measure(wrap(make()), opts.runs)
         print("%-18s %8.2f %10.1f %10.1f %10.1f" % (name, size / 1e6, f * 1000, t * 1000, (f + t) * 1000))
+    versions(opts.runs)
     if opts.against:
         compare(codec_at(opts.against), opts.against, opts.runs)
     if opts.big:

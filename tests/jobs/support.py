@@ -19,7 +19,11 @@ def native(src: str, entry: str, args, kwargs=None):
     ns = {"__name__": "native_job"}
     exec(compile(src, "<native>", "exec", dont_inherit=True), ns)  # not this file's __future__ imports
     try:
-        value = ns[entry](*args, **(kwargs or {}))
+        head, *rest = entry.split(".")  # Class.method: a @staticmethod or @classmethod entry
+        fn = ns[head]
+        for part in rest:
+            fn = getattr(fn, part)
+        value = fn(*args, **(kwargs or {}))
         if hasattr(value, "__next__"):  # a generator job: drain it
             try:
                 while True:
