@@ -85,3 +85,30 @@ def test_budget_one_stops_at_every_back_edge():
 @given(st.integers(0, 6), st.integers(1, 4), st.lists(st.integers(1, 5), min_size=1, max_size=4))
 def test_tight_range_loops_checked_per_chunk(n, step, schedule):
     check("tight", "tight", [n, step], schedule)
+
+
+SHORT_AND_LONG = """
+def f(n, extra):
+    acc = 0
+    for i in range(n):
+        for j in range(i + extra):
+            acc += j * i
+    return acc
+"""
+
+
+def test_range_loops_of_one_chunk_stop_where_chunked_ones_do():
+    # a call-free range loop of <= 256 items runs natively (no offsets loop, no slice) but keeps
+    # its one stop: budget=1 stops at the entry, at each outer iteration and once per non-empty
+    # inner loop (twice for 257..512 items: one stop per chunk), and the answer is the native one
+    n = 5
+    for extra, chunks in ((0, 4), (250, 5), (252, 5), (253, 6), (256, 9), (300, 10)):
+        got, hops = frozen(SHORT_AND_LONG, "f", [n, extra], budgets=[1])
+        assert got == native(SHORT_AND_LONG, "f", [n, extra])
+        assert chunks == sum(-(-(i + extra) // 256) for i in range(n))  # the figure, checked by hand
+        assert hops == 1 + n + chunks + 1, (extra, hops)
+    # and stopped anywhere in between, every schedule gives the native answer
+    for schedule in ([2], [3, 1], [5, 7, 2]):
+        for extra in (0, 3, 256, 257):
+            got, _ = frozen(SHORT_AND_LONG, "f", [4, extra], budgets=schedule)
+            assert got == native(SHORT_AND_LONG, "f", [4, extra])

@@ -318,7 +318,30 @@ class _FunctionTransformer:
         outer = _stamp(_parse_stmt("for %s in %s:\n pass" % (off, itn)), s)
         outer.body = [self.check(p, s), inner]
         outer._tk_point, outer._tk_loop, outer._tk_live = p, k, (rng, off)
-        return setup + [outer]
+        # One chunk or none (the common short inner loop): the range itself, natively, with no
+        # offsets loop and no slice (these cost more than a short loop's own work). Its one check
+        # builds, only when it stops, the very state the chunked loop has at its first check
+        # (offsets iterator past 0, offset 0), so the resume is the chunked loop's, unchanged.
+        short = _stamp(
+            _parse_stmt(
+                "if _tk_len(%s) <= %d:\n"
+                " if _tk_F and %s:\n"
+                "  %s = _tk_range(0, _tk_len(%s), %d)\n"
+                "  %s = _tk_iter(%s)\n"
+                "  %s = _tk_next(%s)\n"
+                "  _tk_pause(%r, %d, _tk_locals())\n"
+                " for _ in %s:\n"
+                "  pass\n"
+                "else:\n"
+                " pass" % (rng, _CHUNK, rng, seq, rng, _CHUNK, itn, seq, off, itn, self.name, p, rng)
+            ),
+            s,
+        )
+        native = short.body[1]
+        native.target = copy.deepcopy(s.target)
+        native.body = copy.deepcopy(s.body)
+        short.orelse = setup[1:] + [outer]
+        return [setup[0], short]
 
     def try_(self, s: ast.Try) -> List[ast.stmt]:
         body = self.block(s.body)

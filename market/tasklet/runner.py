@@ -282,6 +282,7 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
             "_tk_thaw_iter": lambda desc: iterators.thaw_loop(desc, ns),
             "_tk_range": builtins.range,
             "_tk_len": builtins.len,
+            "_tk_next": builtins.next,
             "progress": ctl.set_progress,
             "job_id": ctl.get_job_id,
             "_tk_lambda": ctl.refs.register,
