@@ -230,7 +230,11 @@ def test_when_every_front_end_fails_the_call_fails_with_the_wait_and_each_reason
 
 
 def test_server_urls_takes_repeated_and_comma_separated_servers_once_each():
-    assert server_urls(["a:1", "b:2, c:3", "http://a:1/RPC2"]) == ["http://a:1/RPC2", "http://b:2/RPC2", "http://c:3/RPC2"]
+    assert server_urls(["a:1", "b:2, c:3", "http://a:1/RPC2"]) == [
+        "http://a:1/RPC2",
+        "http://b:2/RPC2",
+        "http://c:3/RPC2",
+    ]
     assert server_urls(["https://m.example/RPC2"]) == ["https://m.example/RPC2"]  # one, as before
     from market.core.errors import MarketError
 
