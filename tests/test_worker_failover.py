@@ -14,6 +14,7 @@ import xmlrpc.client
 from collections import Counter
 
 import pytest
+import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, error, task
@@ -318,3 +319,86 @@ def test_a_fault_9_check_in_stays_on_its_front_end_which_shares_the_database():
     d = service.report(7, SliceReport("ok", envelope=b"env"), local_deadline=60.0)
     clock.pump([0.5, 1.0])
     assert d.result == {"status": "accepted"} and [u for u, _ in servers.calls] == [A, A, A]
+
+
+def test_a_broken_kept_alive_connection_is_retried_once_on_a_fresh_one_before_moving():
+    lost = ResponseNeverReceived([Failure(error.ConnectionLost())])
+    servers = FakeServers(**{A: [lost, WORK_NONE], B: [WORK_NONE]})
+    client = rpc(servers, urls=(A, B))
+    assert client.call("request", 1, 5.0).result == WORK_NONE and client.url == A
+    servers.answers[A] = [lost]  # broken again on the fresh connection: the front end is gone
+    assert client.call("request", 1, 5.0).result == WORK_NONE and client.url == B
+    assert [u for u, _ in servers.calls] == [A, A, A, A, B]
+
+
+# -- one name, several addresses: real sockets on 127.0.0.1 and 127.0.0.2 ----------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_name_that_resolves_to_several_front_ends_fails_over_to_a_live_address():
+    from twisted.internet import reactor
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.interfaces import IHostnameResolver
+    from twisted.web import resource, server
+    from zope.interface import implementer
+
+    from market.ports import free_port
+
+    class Answer(resource.Resource):
+        isLeaf = True
+
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def render_POST(self, request):
+            request.setHeader(b"content-type", b"text/xml")
+            return xmlrpc.client.dumps(({"status": "none", "by": self.name},), methodresponse=True).encode()
+
+    class Site(server.Site):
+        """A front end whose open connections can be dropped, as a process killed with SIGKILL drops them."""
+
+        def __init__(self, name):
+            super().__init__(Answer(name))
+            self.open = []
+
+        def buildProtocol(self, addr):
+            protocol = super().buildProtocol(addr)
+            self.open.append(protocol)
+            return protocol
+
+    @implementer(IHostnameResolver)
+    class TwoAddresses:
+        def resolveHostName(self, receiver, name, portNumber=0, addressTypes=None, transportSemantics="TCP"):
+            from twisted.internet._resolver import HostResolution
+
+            receiver.resolutionBegan(HostResolution(name))
+            if name == "market.test":
+                for ip in ("127.0.0.1", "127.0.0.2"):
+                    receiver.addressResolved(IPv4Address("TCP", ip, portNumber))
+            receiver.resolutionComplete()
+            return receiver
+
+    port = free_port()
+    first, second = Site("first"), Site("second")
+    listening = [
+        reactor.listenTCP(port, first, interface="127.0.0.1"),
+        reactor.listenTCP(port, second, interface="127.0.0.2"),
+    ]
+    old = reactor.nameResolver
+    reactor.installNameResolver(TwoAddresses())
+    client = FailoverRPC(reactor, [f"http://market.test:{port}/RPC2"], "client/1", "t")
+    try:
+        assert (await client.call("request", 1, 5.0))["by"] == "first"
+        await defer.maybeDeferred(listening[0].stopListening)  # the first front end dies: no listener,
+        # and its open connections reset
+        for protocol in first.open:
+            protocol._channel.transport.abortConnection()
+        began = reactor.seconds()
+        assert (await client.call("request", 1, 5.0))["by"] == "second"
+        assert reactor.seconds() - began < 1.0 and client.rotation.rounds == 0  # at once: no backoff
+    finally:
+        reactor.installNameResolver(old)
+        await client.close()
+        for p in listening:
+            await defer.maybeDeferred(p.stopListening)

@@ -16,7 +16,7 @@ Pure: no clock and no random source of its own; ``draw`` is a function returning
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 #: the first wait after a whole round failed, and the longest, in seconds
@@ -58,10 +58,12 @@ class Rotation:
             raise ValueError("the backoff needs 0 < first <= cap")
 
     @classmethod
-    def starting_anywhere(cls, count: int, draw: Callable[[], float], **kw: float) -> Rotation:
+    def starting_anywhere(
+        cls, count: int, draw: Callable[[], float], first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP
+    ) -> Rotation:
         """A rotation that starts on a front end drawn at random: workers given the same list
         spread over all of it instead of all starting on the first."""
-        return cls(count, draw, current=_pick(range(count), draw()), **kw)
+        return cls(count, draw, first, cap, current=_pick(range(max(count, 1)), draw()))
 
     def answered(self) -> None:
         """The current front end answered (a result or a Fault): stay on it; a new round starts."""
@@ -84,7 +86,7 @@ class Rotation:
         return backoff_delay(self.rounds, self.draw(), self.first, self.cap)
 
 
-def _pick(choices, draw: float) -> int:
+def _pick(choices: Iterable[int], draw: float) -> int:
     options = list(choices)
     if not 0.0 <= draw < 1.0:
         raise ValueError("draw must be in [0, 1)")

@@ -158,6 +158,16 @@ def _describe(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
+def broke_after_connecting(e: BaseException) -> bool:
+    """True when the call failed on a connection that was open (reset, closed under it, no answer):
+    a kept-alive connection to a front end that died or closed it; a fresh connection may reach a
+    live one (a name with several addresses is connected to a live address, refused ones skipped)."""
+    from twisted.internet import error
+    from twisted.web.client import RequestTransmissionFailed, ResponseFailed
+
+    return isinstance(e, (error.ConnectionClosed, ResponseFailed, RequestTransmissionFailed))
+
+
 def unreachable(e: BaseException) -> bool:
     """True when ``e`` says the front end could not be reached or is not a working market
     (refused, reset, timed out, a name that does not resolve, HTTP 5xx, an answer that is not
@@ -192,6 +202,12 @@ class FailoverRPC:
     sent at once to another, and fails with :class:`ServersUnreachable` (carrying the wait the
     rotation chose) only when every front end failed since the last answer. A Fault is an answer:
     it is returned as is and never moves the client. The choice is :class:`market.core.failover.Rotation`.
+
+    A call whose open connection broke is first sent again, at once, on a new connection to the
+    same front end: a kept-alive connection can close under a live front end, and a name that
+    resolves to several addresses then connects to a live one (Twisted's ``HostnameEndpoint``
+    tries every address of the name, a refused one at once, a silent one in parallel after
+    0.3 s), so one name in DNS for all front ends fails over too.
     """
 
     def __init__(
@@ -232,9 +248,10 @@ class FailoverRPC:
         result: defer.Deferred[Any] = defer.Deferred()
         errors: list[tuple[str, BaseException]] = []
         extra = {} if timeout is None else {"timeout": timeout}
+        fresh: set[int] = set()  # servers this call already retried on a fresh connection
 
-        def attempt() -> None:
-            index = self.rotation.current
+        def attempt(index: int | None = None) -> None:
+            index = self.rotation.current if index is None else index
             d = self.clients[index].call(method, *args, **extra)
             d.addCallbacks(answered, failed, errbackArgs=(index,))
 
@@ -247,6 +264,13 @@ class FailoverRPC:
                 if isinstance(failure.value, xmlrpc.client.Fault):
                     self.rotation.answered()
                 result.errback(failure)
+                return
+            if broke_after_connecting(failure.value) and index not in fresh:
+                # the connection broke, not necessarily the front end: once, at once, on a new one
+                # (with the cached ones dropped: they may lead to the same dead process)
+                fresh.add(index)
+                self.clients[index].close()
+                attempt(index)
                 return
             errors.append((self.urls[index], failure.value))
             # another call (a cancel poll) may have moved the rotation already: then try where it went
