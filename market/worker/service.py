@@ -372,8 +372,9 @@ class WorkerService(service.Service):
         the next try would land after ``local_deadline``; then the worker gives up (logged) and the
         market rolls the lease back: nothing is paid for the slice, the job resumes from its last
         committed state. A check-in that reached a front end which died before answering gets
-        the first answer again when sent again (the lease is closed), never committed or paid twice. A ``nofreeze`` failure that an
-        older market refuses as an unknown status is sent again as ``timeout``.
+        the first answer again when sent again (the lease is closed), never committed or paid
+        twice. A ``nofreeze`` failure that an older market refuses as an unknown status is sent
+        again as ``timeout``.
         """
         args: tuple[object, ...]
         # what the slice printed: a replay's output is the owner's already
