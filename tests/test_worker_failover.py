@@ -402,3 +402,16 @@ async def test_a_name_that_resolves_to_several_front_ends_fails_over_to_a_live_a
         await client.close()
         for p in listening:
             await defer.maybeDeferred(p.stopListening)
+
+
+def test_a_front_end_that_answers_nothing_before_the_timeout_is_left_at_once_not_tried_again():
+    hung = ResponseNeverReceived([Failure(defer.CancelledError())])  # what AsyncRPC's timeout gives
+    servers = FakeServers(**{A: [hung], B: [WORK_NONE]})
+    client = rpc(servers, urls=(A, B))
+    assert client.call("request", 1, 5.0).result == WORK_NONE
+    assert [u for u, _ in servers.calls] == [A, B]
+    servers.answers[B] = [hung]
+    servers.answers[A] = [hung]
+    failure = []
+    client.call("request", 1, 5.0).addErrback(failure.append)
+    assert "no answer before the call's timeout" in str(failure[0].value)

@@ -151,11 +151,23 @@ class ServersUnreachable(ServerUnreachable):
         self.wait = wait
 
 
+def _reasons(e: BaseException) -> list[BaseException]:
+    """``e``, or the failures twisted.web's ResponseFailed & co. wrap."""
+    inner = getattr(e, "reasons", None)
+    return [getattr(r, "value", r) for r in inner] if inner else [e]
+
+
+def _timed_out(e: BaseException) -> bool:
+    """The call was cancelled by its own timeout (the front end accepted it but never answered)."""
+    from twisted.internet import defer
+
+    return any(isinstance(r, defer.CancelledError) for r in _reasons(e))
+
+
 def _describe(e: BaseException) -> str:
-    inner = getattr(e, "reasons", None)  # twisted.web's ResponseFailed & co. wrap the real failures
-    if inner:
-        return "; ".join(_describe(getattr(r, "value", r)) for r in inner)
-    return str(e) or type(e).__name__
+    if _timed_out(e):
+        return "no answer before the call's timeout"
+    return "; ".join(str(r) or type(r).__name__ for r in _reasons(e))
 
 
 def broke_after_connecting(e: BaseException) -> bool:
@@ -165,6 +177,8 @@ def broke_after_connecting(e: BaseException) -> bool:
     from twisted.internet import error
     from twisted.web.client import RequestTransmissionFailed, ResponseFailed
 
+    if _timed_out(e):
+        return False  # a front end that hung once would hang again: move on instead
     return isinstance(e, (error.ConnectionClosed, ResponseFailed, RequestTransmissionFailed))
 
 
