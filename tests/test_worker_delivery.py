@@ -19,7 +19,7 @@ class FakeRPC:
         self.answers = list(answers)
         self.calls = []
 
-    def call(self, method, *args):
+    def call(self, method, *args, timeout=None):
         self.calls.append((method, *args))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):

@@ -1,9 +1,13 @@
 """The worker's loop: request -> check the envelope -> run the slice in the sandbox -> check in.
 
-Server down: back off (1 s doubling to 60 s) and retry; a finished slice whose check-in failed
-(the connection, or Fault 9: the market's database is briefly unavailable) is retried until its
-lease's deadline, so no work is lost to a short outage. SIGTERM/SIGINT freeze the running job at
-once and check it in before the process exits.
+Several servers (front ends of one market, sharing its database): calls go to one; when it cannot
+be reached the call moves at once to another (``market.rpc.client.FailoverRPC``). Only when every
+server failed does the worker wait: 1 s doubling to 60 s, with jitter (``market.core.failover``).
+A Fault is the market's answer and never moves the worker. A finished slice whose check-in failed
+(no server reachable, or Fault 9: the market's database is briefly unavailable) is retried, on any
+server, until its lease's deadline, so no work is lost to a short outage; past the deadline the
+market rolls the lease back (nothing paid, the job resumes from its last committed state).
+SIGTERM/SIGINT freeze the running job at once and check it in before the process exits.
 
 Every limit a stranger sets is bounded by this worker's own (``Caps``: --memory, --slice, --disk,
 --output): a task's limits are lowered to them, a job's slice runs under them.
@@ -16,11 +20,12 @@ import xmlrpc.client
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, error, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from market.core import text
 from market.rpc import faults
+from market.rpc.client import ServersUnreachable
 from market.sandbox.limits import Caps
 from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times
 from market.worker.slices import SliceReport, SliceRunner
@@ -30,15 +35,6 @@ log = Logger()
 MAX_BACKOFF = 60.0
 #: how often a running slice asks the market whether its job was cancelled (it stops within ~1 s)
 CANCEL_POLL_SECONDS = 1.0
-CONNECTION_ERRORS = (
-    error.ConnectError,
-    error.ConnectionRefusedError,
-    error.TimeoutError,
-    error.ConnectionLost,
-    error.ConnectionDone,
-    defer.CancelledError,
-    error.DNSLookupError,
-)
 
 
 class WorkerRefused(SystemExit):
@@ -51,7 +47,7 @@ class WorkerService(service.Service):
     def __init__(
         self,
         *,
-        server: str,
+        server: str | list[str],
         client_id: int,
         token: str,
         slice_seconds: float = 60.0,
@@ -72,7 +68,9 @@ class WorkerService(service.Service):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
-        self.server, self.client_id, self.token = server, client_id, token
+        #: the market's front ends (one or several URLs); ``server`` is the first, as before
+        self.servers = [server] if isinstance(server, str) else list(server)
+        self.server, self.client_id, self.token = self.servers[0], client_id, token
         self.slice_seconds = slice_seconds
         self.cpu_percent = cpu_percent
         self.idle_only = idle_only
@@ -94,6 +92,8 @@ class WorkerService(service.Service):
         self._loop: defer.Deferred | None = None
         self._sleep: Any | None = None
         self.slices_done = 0
+        #: the longest one XML-RPC call may take, seconds (a check-in's is also bounded by its deadline)
+        self.rpc_timeout = 60.0
         #: the server's answer to the last ``result`` this worker sent (``speed`` in it: a probe's)
         self.last_result: dict[str, Any] | None = None
 
@@ -132,7 +132,7 @@ class WorkerService(service.Service):
 
     def startService(self):
         super().startService()
-        from market.rpc.client import AsyncRPC
+        from market.rpc.client import FailoverRPC
 
         found = self.choose_sandbox()
         if self.verify and self.interpreter is None:
@@ -148,8 +148,16 @@ class WorkerService(service.Service):
             python=self.python,
             caps=self.caps,
         )
-        self.rpc = AsyncRPC(self.reactor, self.server, f"client/{self.client_id}", self.token)
-        log.info("worker for client {c} on {s}; sandbox level {lvl}", c=self.client_id, s=self.server, lvl=self.level)
+        self.rpc = FailoverRPC(
+            self.reactor, self.servers, f"client/{self.client_id}", self.token, timeout=self.rpc_timeout
+        )
+        log.info(
+            "worker for client {c} on {s}{others}; sandbox level {lvl}",
+            c=self.client_id,
+            s=self.rpc.url,
+            others=f" (of {len(self.servers)} servers: {', '.join(self.servers)})" if len(self.servers) > 1 else "",
+            lvl=self.level,
+        )
         self._loop = self.loop()
         self._loop.addErrback(lambda f: log.failure("worker loop crashed", f))
 
@@ -207,10 +215,17 @@ class WorkerService(service.Service):
                 yield self.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
+            except ServersUnreachable as e:
+                if self.stopping:
+                    break
+                # every server failed since the last answer: the rotation chose a jittered wait
+                log.warn("{e}; retrying in {b:.1f} s", e=e, b=e.wait)
+                yield self.sleep(e.wait)
+                continue
             except Exception as e:
                 if self.stopping:
                     break
-                log.warn("server unreachable ({e}); retrying in {b:g} s", e=e, b=backoff)
+                log.warn("the server's answer was refused ({e}); retrying in {b:g} s", e=e, b=backoff)
                 yield self.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
@@ -351,10 +366,15 @@ class WorkerService(service.Service):
     def report(self, stateid: int, report: SliceReport, local_deadline: float):
         """Check the slice in; retry through short outages until the lease's deadline.
 
-        A connection error or Fault 9 (the market's database is unavailable) is retried, 0.5 s
-        doubling to 5 s, until the next try would land after ``local_deadline``; then the worker
-        gives up (logged) and the market rolls the lease back. A ``nofreeze`` failure that an
-        older market refuses as an unknown status is sent again as ``timeout``.
+        A server that cannot be reached is left at once for another (any front end takes any
+        check-in: they share the database); when none could be reached, or on Fault 9 (the
+        market's database is unavailable), the check-in is sent again, 0.5 s doubling to 5 s, until
+        the next try would land after ``local_deadline``; then the worker gives up (logged) and the
+        market rolls the lease back: nothing is paid for the slice, the job resumes from its last
+        committed state. A check-in that reached a front end which died before answering gets
+        the first answer again when sent again (the lease is closed), never committed or paid
+        twice. A ``nofreeze`` failure that an older market refuses as an unknown status is sent
+        again as ``timeout``.
         """
         args: tuple[object, ...]
         # what the slice printed: a replay's output is the owner's already
@@ -385,8 +405,11 @@ class WorkerService(service.Service):
         while True:
             tries += 1
             try:
+                # a call is worth nothing after the lease's deadline: no front end would take it then
                 answer = yield self.rpc.call(
-                    method, *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args]
+                    method,
+                    *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args],
+                    timeout=max(1.0, min(self.rpc_timeout, local_deadline - self.reactor.seconds())),
                 )
                 log.info(
                     "lease {s}: {what} -> {status}{again}",
