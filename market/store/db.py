@@ -5,11 +5,18 @@ A unit of work is a plain function ``work(tx, *args)`` that issues SQL through :
 :meth:`Database.run` runs it through ``twisted.enterprise.adbapi`` and returns a Deferred.
 Both retry once after a dropped connection and a few times after a deadlock, because MariaDB
 fails the next query once after it drops a connection even with ``cp_reconnect``.
+
+A database that stops answering (frozen, or a network partition) is bounded, not waited on: every
+MariaDB connection has connect, read and write timeouts (``dburl.TIMEOUTS``), a timed-out call is
+not retried and fails with DatabaseUnavailable (Fault 9), and while the database is not answering
+only one call at a time tries it: the others fail at once instead of queueing behind the pool's
+threads, and a call that waited in the queue longer than the read timeout fails without trying.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +101,10 @@ class Database:
         self._local = threading.local()
         self._pool: adbapi.ConnectionPool | None = None  # opened by run() or start()
         self._sync_lock = threading.Lock() if self.url.kind == "sqlite" else None
+        # set while the database is not answering (a call timed out): one call at a time tries it
+        self._stalled_since: float | None = None
+        self._trying = False
+        self._guard = threading.Lock()
 
     # -- synchronous -----------------------------------------------------------------------
     def _connection(self):
@@ -143,6 +154,11 @@ class Database:
                 pass
 
     def _translate(self, e: Exception) -> Exception:
+        if self.dialect.is_timeout(e):
+            return DatabaseUnavailable(
+                f"the database {self.url.redacted()} did not answer within its timeout"
+                f" (connect {self.url.connect_timeout:g} s, read {self.url.read_timeout:g} s) — try again shortly"
+            )
         if self.dialect.is_integrity_error(e):
             return Conflict(f"that would duplicate or break a stored record ({e})")
         if isinstance(e, DatabaseUnavailable) or not hasattr(e, "args"):
@@ -161,13 +177,17 @@ class Database:
     # -- asynchronous ----------------------------------------------------------------------
     def run(self, work: Callable[..., Any], *args: Any, **kw: Any):
         """Run ``work(tx, *args)`` in one transaction in the adbapi thread pool -> Deferred."""
-        from twisted.internet import defer
+        from twisted.internet import defer, threads
 
         if self._pool is None:
             from twisted.enterprise import adbapi
 
             pargs, pkw = self.dialect.pool_args()
             self._pool = adbapi.ConnectionPool(*pargs, **pkw)
+
+        from twisted.internet import reactor
+
+        queued = time.monotonic()
 
         @defer.inlineCallbacks
         def attempt():
@@ -176,7 +196,9 @@ class Database:
                 if pool is None:  # close() ran while this transaction waited to try again
                     raise DatabaseUnavailable(f"the database {self.url.redacted()} was closed")
                 try:
-                    result = yield pool.runWithConnection(self._in_transaction, work, *args, **kw)
+                    result = yield threads.deferToThreadPool(
+                        reactor, pool.threadpool, self._in_pool, pool, queued, work, *args, **kw
+                    )
                     return result
                 except Exception as e:
                     if self.dialect.is_retryable(e) and n < RETRIES - 1:
@@ -184,6 +206,62 @@ class Database:
                     raise self._translate(e) from e
 
         return attempt()
+
+    def _in_pool(self, pool, queued: float, work, *args, **kw):
+        """One try of a transaction on a pool thread, with this thread's connection (opened here,
+        within the connect timeout); a connection that timed out or died is closed and forgotten."""
+        trying = self._admit(queued)
+        try:
+            conn = pool.connect()
+            try:
+                result = self._in_transaction(conn, work, *args, **kw)
+            except Exception as e:
+                if self.dialect.is_dead(e):
+                    try:
+                        pool.disconnect(conn)
+                    except Exception:
+                        pass
+                raise
+        except Exception as e:
+            self._answered(trying, not self.dialect.is_timeout(e))
+            raise
+        self._answered(trying, True)
+        return result
+
+    def _admit(self, queued: float) -> bool:
+        """Refuse at once a call that waited in the queue longer than the read timeout, or that
+        comes while another call tries a database that is not answering; True if this call is
+        the one that tries it."""
+        waited = time.monotonic() - queued
+        with self._guard:
+            if waited > self.url.read_timeout:
+                raise DatabaseUnavailable(
+                    f"the database {self.url.redacted()} is too slow: this call waited {waited:.0f} s for a"
+                    " connection — try again shortly"
+                )
+            if self._stalled_since is None:
+                return False
+            if self._trying:
+                raise DatabaseUnavailable(
+                    f"the database {self.url.redacted()} has not answered for"
+                    f" {time.monotonic() - self._stalled_since:.0f} s — try again shortly"
+                )
+            self._trying = True
+            return True
+
+    def _answered(self, trying: bool, answered: bool) -> None:
+        with self._guard:
+            if trying:
+                self._trying = False
+            if answered:
+                self._stalled_since = None
+            elif self._stalled_since is None:
+                self._stalled_since = time.monotonic()
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the last call found the database not answering within its timeouts."""
+        return self._stalled_since is not None
 
     def start(self) -> None:
         """Open the adbapi pool now (a server calls this at start-up)."""
