@@ -1,0 +1,142 @@
+"""Database robustness with many front ends (issue 20 items 3 and 6): the schema created and
+upgraded under a lock, database URLs with timeouts, and calls bounded when the database stops
+answering. The frozen-database test with a private ``mariadbd`` is in test_db_frozen.py."""
+
+from __future__ import annotations
+
+import threading
+
+import pymysql
+import pytest
+
+from market.core.errors import MarketError
+from market.store import Database, schema
+from market.store.dburl import TIMEOUTS, parse
+from tests.servers import Market, stop_all
+from tests.support import need, mysql_reachable
+
+
+@pytest.fixture
+def mysql_url(mysql_databases):
+    need(mysql_reachable(), "MariaDB at 127.0.0.1:3306")
+    return mysql_databases.create()
+
+
+def _versions(url: str) -> list[int]:
+    db = Database(url)
+    try:
+        return [r["version"] for r in db.transact(lambda tx: tx.all("SELECT version FROM schema_version ORDER BY 1"))]
+    finally:
+        db.close()
+
+
+# -- the schema lock ---------------------------------------------------------------------------
+
+
+def test_three_front_ends_started_together_on_an_empty_database_all_come_up(mysql_url, tmp_path):
+    """Before the lock, 2 of 3 died with "Table 'accounts' already exists"."""
+    markets = [Market(mysql_url, str(tmp_path)) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(m):
+        try:
+            m.start()
+        except BaseException as e:  # collected: the assertion below names every failure
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(m,)) for m in markets]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, [str(e)[-600:] for e in errors]
+        assert all(m.alive() for m in markets)
+        for m in markets:
+            assert "already exists" not in m.logtext()
+        assert _versions(mysql_url) == list(range(1, schema.LATEST + 1))
+    finally:
+        stop_all(markets)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mysql"])
+def test_concurrent_upgrades_apply_each_migration_once(db_url):
+    results: list[object] = []
+
+    def up():
+        db = Database(db_url)
+        try:
+            results.append(schema.require_current(db))
+        except BaseException as e:
+            results.append(e)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=up) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == [schema.LATEST] * 4
+    assert _versions(db_url) == list(range(1, schema.LATEST + 1))
+
+
+def test_a_held_schema_lock_is_waited_for_then_refused_clearly(mysql_url):
+    u = parse(mysql_url)
+    holder = pymysql.connect(host=u.host, port=u.port, user=u.user, password=u.password, database=u.database)
+    db = Database(mysql_url)
+    try:
+        with holder.cursor() as c:
+            c.execute("SELECT GET_LOCK(%s, 1)", (f"market-schema:{u.database}",))
+            assert c.fetchone()[0] == 1
+        with pytest.raises(MarketError, match="creating or upgrading the schema .* for over 1 s"):
+            with schema.schema_lock(db, wait=1.0):
+                pytest.fail("the lock was taken while another connection held it")
+        assert db.transact(schema.current_version) == 0  # nothing was created meanwhile
+        holder.close()  # its session ends: the lock is free
+        assert schema.upgrade(db) == (0, schema.LATEST)
+    finally:
+        db.close()
+        if holder.open:
+            holder.close()
+
+
+# -- timeouts in the database URL --------------------------------------------------------------
+
+
+def test_mysql_urls_carry_timeouts_with_defaults():
+    u = parse("mysql://root@127.0.0.1:3306/market")
+    assert (u.connect_timeout, u.read_timeout, u.write_timeout) == (
+        TIMEOUTS["connect_timeout"],
+        TIMEOUTS["read_timeout"],
+        TIMEOUTS["write_timeout"],
+    )
+    u = parse("mysql://root@127.0.0.1/market?connect_timeout=2&read_timeout=7.5&write_timeout=3")
+    assert (u.connect_timeout, u.read_timeout, u.write_timeout) == (2.0, 7.5, 3.0)
+    assert "timeout" not in u.redacted()
+
+
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ("read_timeout=0", "between"),
+        ("read_timeout=-1", "between"),
+        ("read_timeout=nan", "between"),
+        ("read_timeout=inf", "between"),
+        ("read_timeout=1e9", "between"),
+        ("read_timeout=", "between"),
+        ("connect_timeout=abc", "between"),
+        ("password=x", "unknown"),
+        ("read_timeout=1&" * 200, "too long"),
+    ],
+)
+def test_bad_timeouts_are_refused_with_what_to_use(query, words):
+    with pytest.raises(MarketError, match=words):
+        parse("mysql://root@127.0.0.1/market?" + query)
+
+
+def test_the_driver_gets_the_timeouts():
+    from market.store.dialect import dialect_for
+
+    params = dialect_for(parse("mysql://u@h/d?connect_timeout=1&read_timeout=2&write_timeout=3"))._params()
+    assert (params["connect_timeout"], params["read_timeout"], params["write_timeout"]) == (1.0, 2.0, 3.0)
