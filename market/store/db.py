@@ -8,9 +8,9 @@ fails the next query once after it drops a connection even with ``cp_reconnect``
 
 A database that stops answering (frozen, or a network partition) is bounded, not waited on: every
 MariaDB connection has connect, read and write timeouts (``dburl.TIMEOUTS``), a timed-out call is
-not retried and fails with DatabaseUnavailable (Fault 9), and while the database is not answering
-only one call at a time tries it: the others fail at once instead of queueing behind the pool's
-threads, and a call that waited in the queue longer than the read timeout fails without trying.
+not retried and fails with DatabaseUnavailable (Fault 9); from then until a probe on a connection
+of its own gets an answer, calls fail at once instead of queueing behind the pool's threads, and a
+call that waited in the queue longer than the read timeout fails without trying.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from twisted.enterprise import adbapi
 
 RETRIES = 3
+#: seconds between two probes of a database that stopped answering
+PROBE_PAUSE = 0.5
 
 
 class Tx:
@@ -103,7 +105,6 @@ class Database:
         self._sync_lock = threading.Lock() if self.url.kind == "sqlite" else None
         # set while the database is not answering (a call timed out): one call at a time tries it
         self._stalled_since: float | None = None
-        self._trying = False
         self._guard = threading.Lock()
 
     # -- synchronous -----------------------------------------------------------------------
@@ -210,11 +211,11 @@ class Database:
     def _in_pool(self, pool, queued: float, work, *args, **kw):
         """One try of a transaction on a pool thread, with this thread's connection (opened here,
         within the connect timeout); a connection that timed out or died is closed and forgotten."""
-        trying = self._admit(queued)
+        self._admit(queued)
         try:
             conn = pool.connect()
             try:
-                result = self._in_transaction(conn, work, *args, **kw)
+                return self._in_transaction(conn, work, *args, **kw)
             except Exception as e:
                 if self.dialect.is_dead(e):
                     try:
@@ -223,44 +224,57 @@ class Database:
                         pass
                 raise
         except Exception as e:
-            self._answered(trying, not self.dialect.is_timeout(e))
+            if self.dialect.is_timeout(e):
+                self._stalled()
             raise
-        self._answered(trying, True)
-        return result
 
-    def _admit(self, queued: float) -> bool:
-        """Refuse at once a call that waited in the queue longer than the read timeout, or that
-        comes while another call tries a database that is not answering; True if this call is
-        the one that tries it."""
+    def _admit(self, queued: float) -> None:
+        """Refuse at once a call that comes while the database is not answering (a call timed out
+        and the prober has not reached it since), or that waited in the queue longer than the read
+        timeout: neither would get an answer sooner by waiting on a pool thread."""
+        stalled = self._stalled_since
+        if stalled is not None:
+            raise DatabaseUnavailable(
+                f"the database {self.url.redacted()} has not answered for"
+                f" {time.monotonic() - stalled:.0f} s — try again shortly"
+            )
         waited = time.monotonic() - queued
-        with self._guard:
-            if waited > self.url.read_timeout:
-                raise DatabaseUnavailable(
-                    f"the database {self.url.redacted()} is too slow: this call waited {waited:.0f} s for a"
-                    " connection — try again shortly"
-                )
-            if self._stalled_since is None:
-                return False
-            if self._trying:
-                raise DatabaseUnavailable(
-                    f"the database {self.url.redacted()} has not answered for"
-                    f" {time.monotonic() - self._stalled_since:.0f} s — try again shortly"
-                )
-            self._trying = True
-            return True
+        if waited > self.url.read_timeout:
+            raise DatabaseUnavailable(
+                f"the database {self.url.redacted()} is too slow: this call waited {waited:.0f} s for a"
+                " connection — try again shortly"
+            )
 
-    def _answered(self, trying: bool, answered: bool) -> None:
+    def _stalled(self) -> None:
+        """A call timed out: refuse calls until a probe on a connection of its own gets an answer."""
         with self._guard:
-            if trying:
-                self._trying = False
-            if answered:
-                self._stalled_since = None
-            elif self._stalled_since is None:
-                self._stalled_since = time.monotonic()
+            if self._stalled_since is not None:
+                return
+            self._stalled_since = time.monotonic()
+        threading.Thread(target=self._probe, name="market-db-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        """Until the database answers (each try bounded by the connect and read timeouts), or
+        until the pool closes; then calls are let through again."""
+        while self._pool is not None:
+            try:
+                conn = self.dialect.connect()
+                try:
+                    cursor = conn.cursor()
+                    cursor.execute("SELECT 1")
+                    cursor.fetchall()
+                finally:
+                    conn.close()
+            except Exception:
+                time.sleep(PROBE_PAUSE)
+                continue
+            break
+        with self._guard:
+            self._stalled_since = None
 
     @property
     def stalled(self) -> bool:
-        """Whether the last call found the database not answering within its timeouts."""
+        """Whether calls are refused at once because the database stopped answering."""
         return self._stalled_since is not None
 
     def start(self) -> None:
