@@ -140,3 +140,73 @@ def test_the_driver_gets_the_timeouts():
 
     params = dialect_for(parse("mysql://u@h/d?connect_timeout=1&read_timeout=2&write_timeout=3"))._params()
     assert (params["connect_timeout"], params["read_timeout"], params["write_timeout"]) == (1.0, 2.0, 3.0)
+
+
+# -- account rows locked in id order -----------------------------------------------------------
+
+
+def test_crossed_payments_lock_accounts_in_id_order_and_never_deadlock(mysql_url):
+    """Workers of A run B's jobs while workers of B run A's: every check-in batch moves money both
+    ways between the same two accounts. Deadlocks are not retried here (they would be hidden):
+    each one fails its batch. Before the accounts were locked in id order first, the join locked
+    them owner-then-payee lease by lease and such batches deadlocked."""
+    import time as _time
+
+    from market.store import jobs as jsql
+    from tests import marketdata as md
+
+    db = Database(mysql_url)
+    schema.upgrade(db)
+    db.dialect.retry_codes = frozenset({2006, 2013})  # deadlocks (1213) and lock waits (1205) raise
+    try:
+        a, _ = md.account(db, "alice", grant=10_000_000)
+        b, _ = md.account(db, "bob", grant=10_000_000)
+        jobs_a = [md.job(db, a, 50, f"a{i}") for i in range(4)]
+        jobs_b = [md.job(db, b, 50, f"b{i}") for i in range(4)]
+        clients_a = [md.client(db, a, f"ca{i}", 10.0)[0] for i in range(4)]
+        clients_b = [md.client(db, b, f"cb{i}", 10.0)[0] for i in range(4)]
+        failures: list[str] = []
+        rounds = 60
+        for _ in range(rounds):
+            now = _time.time()
+            leases = []
+            for i in range(4):
+                leases.append(db.transact(jsql.checkout, jobs_a[i], clients_b[i], 60, 30, now))
+                leases.append(db.transact(jsql.checkout, jobs_b[i], clients_a[i], 60, 30, now))
+            checkins = [
+                jsql.CheckIn(
+                    lease["stateid"], lease["client_id"], md.next_state(lease["state"]), now + 1, "ok", 0.5, None
+                )
+                for lease in leases
+            ]
+            # leases a0 (alice pays bob), b0 (bob pays alice), a1, b1, a2, b2, ...: the first batch
+            # starts alice-to-bob, the second bob-to-alice (a2 is left for the retries below)
+            halves = [checkins[0:4], checkins[5:8]]
+            gate = threading.Barrier(2)
+
+            def send(batch):
+                gate.wait(5)
+                try:
+                    db.transact(jsql.checkin_many, batch)
+                except Exception as e:
+                    failures.append(str(e))
+
+            threads = [threading.Thread(target=send, args=(h,)) for h in halves]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            # a check-in a failed batch did not commit is sent again (a worker's retry), alone
+            for c in checkins:
+                db.transact(jsql.checkin_many, [c])
+        print(f"{rounds} rounds of crossed check-in batches: {len(failures)} deadlocks")
+        assert failures == []
+        assert db.transact(sql_audit)["balanced"]
+    finally:
+        db.close()
+
+
+def sql_audit(tx):
+    from market.store import accounts
+
+    return accounts.audit(tx)

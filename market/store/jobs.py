@@ -195,7 +195,8 @@ def assign_window(
         for a in match(clients, [make_ready_job(rows_by_id[job.id]) for job in plan.candidates])
     ]
     held = plan.held
-    first = []
+    # the owners whose reservations the leases change, locked first in id order (accounts.lock_statements)
+    first = sql_accounts.lock_statements(tx, (rows_by_id[job_id]["account_id"] for job_id, _, _ in wanted))
     if held:
         # a job held by a cap keeps the words why (core.caps.reason); one held for money, none
         capped = {j: caps.reason(c)[:255] for j, c in (plan.capped or {}).items()}
@@ -466,8 +467,19 @@ _LEASE = (
 
 
 def _leases_for_checkin(tx, lease_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The leases with what a check-in needs, and their accounts' balances, in one locking read."""
+    """The leases with what a check-in needs, and their accounts' balances, in one locking read,
+    after the accounts themselves were locked in id order (``accounts.lock_statements``): the
+    join would lock them lease by lease, owner then payee, and two batches with the owner of one
+    the payee of the other deadlocked. Who they are cannot change (a job's owner, a client's
+    account), so a plain read finds them; on SQLite the writer lock is held already."""
     ids = sorted(set(lease_ids))
+    if tx.for_update:
+        parties = tx.all(
+            "SELECT j.account_id AS owner, c.account_id AS payee FROM leases d JOIN jobs j ON j.id = d.job_id"
+            f" JOIN clients c ON c.id = d.client_id WHERE d.id IN {marks(len(ids))}",
+            ids,
+        )
+        tx.script(sql_accounts.lock_statements(tx, [a for r in parties for a in (r["owner"], r["payee"])]))
     return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
 
 
@@ -891,6 +903,14 @@ def expire_leases(tx, now: float) -> list[int]:
     """Expire every lease past its deadline (``rules.overdue``, here in SQL); each job goes where
     ``rules.after_expiry`` says: back on the ready list at its committed state, or, a test job,
     ended 'expired'."""
+    if tx.for_update:
+        # the owners whose reservations return, locked first in id order (accounts.lock_statements)
+        owners = tx.all(
+            "SELECT DISTINCT j.account_id AS owner FROM leases d JOIN jobs j ON j.id = d.job_id"
+            f" WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?",
+            (now,),
+        )
+        tx.script(sql_accounts.lock_statements(tx, [r["owner"] for r in owners]))
     overdue = tx.all(
         "SELECT d.id, d.job_id, d.reserved, d.check_id, j.account_id AS owner FROM leases d"
         f" JOIN jobs j ON j.id = d.job_id WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?" + tx.for_update,
