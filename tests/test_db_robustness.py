@@ -278,3 +278,84 @@ def test_a_check_in_locks_its_accounts_first_in_id_order_and_never_through_a_joi
         assert db.transact(sql_audit)["balanced"]
     finally:
         db.close()
+
+
+# -- caches shared by every front end ----------------------------------------------------------
+
+
+def _refused_within(rpc, cid, words: str, seconds: float) -> float:
+    """Seconds until ``rpc.request`` is refused with ``words`` (fails after ``seconds``)."""
+    import time as _time
+    import xmlrpc.client
+
+    start = _time.monotonic()
+    while True:
+        try:
+            rpc.request(cid, 5)
+        except xmlrpc.client.Fault as e:
+            if words in e.faultString:
+                return _time.monotonic() - start
+            raise
+        if _time.monotonic() - start > seconds:
+            pytest.fail(f"still served {seconds} s after the change: the front end's cache did not hear of it")
+        _time.sleep(0.1)
+
+
+def test_two_front_ends_see_a_suspension_and_a_revocation_made_anywhere_within_seconds(mysql_url, tmp_path):
+    """Before the generations, each front end kept client rows 30 s and identities 10 s."""
+    import time as _time
+
+    from market.rpc.client import blocking
+    from market.store import clients as csql
+    from tests import marketdata as md
+
+    db = Database(mysql_url)
+    schema.upgrade(db)
+    markets = [Market(mysql_url, str(tmp_path), "--window", "0.1", "--threshold", "1").start() for _ in range(2)]
+    try:
+        host, _ = md.account(db, "host", grant=0)
+        suspected, token = md.client(db, host, "suspected", 20.0)
+        revoked, token2 = md.client(db, host, "revoked", 20.0)
+        rpcs = [blocking(m.url, f"client/{suspected}", token) for m in markets]
+        rpcs2 = [blocking(m.url, f"client/{revoked}", token2) for m in markets]
+        for rpc in rpcs + rpcs2:  # each front end caches the identity and the client row now
+            assert rpc.request(suspected if rpc in rpcs else revoked, 5)["status"] != "work"
+        # a third process (an operator's command, another front end's verdict) changes them
+        db.transact(csql.mark_suspect, suspected)
+        db.transact(csql.revoke_client, revoked, _time.time())
+        waits = [_refused_within(rpc, suspected, "suspended", 5.0) for rpc in rpcs]
+        waits += [_refused_within(rpc, revoked, "revoked", 5.0) for rpc in rpcs2]
+        print("seconds until each front end refused:", [f"{w:.2f}" for w in waits])
+    finally:
+        stop_all(markets)
+        db.close()
+
+
+def test_every_change_a_cache_holds_bumps_its_generation(db):
+    import time as _time
+
+    from market.store import accounts as asql
+    from market.store import caches
+    from market.store import clients as csql
+    from market.store import tokens as tsql
+    from tests import marketdata as md
+
+    account, _ = md.account(db, "member", grant=0)
+    cid, _ = md.client(db, account, "box")
+
+    def moved(change, *names):
+        before = db.transact(caches.generations)
+        db.transact(change)
+        after = db.transact(caches.generations)
+        assert {n for n in caches.NAMES if after[n] != before[n]} == set(names), change
+
+    moved(lambda tx: csql.mark_suspect(tx, cid), caches.CLIENTS)
+    moved(lambda tx: csql.record_speed(tx, cid, 100, 1.0, _time.time()), caches.CLIENTS)
+    moved(lambda tx: csql.revoke_client(tx, cid, _time.time()), caches.CLIENTS, caches.CREDENTIALS)
+    moved(lambda tx: asql.set_api_token_hash(tx, account, "0" * 64), caches.CREDENTIALS)
+    moved(lambda tx: asql.set_disabled(tx, "member", _time.time()), caches.CREDENTIALS)
+    moved(lambda tx: asql.set_disabled(tx, "member", None), caches.CREDENTIALS)
+    token_id = db.transact(lambda tx: tsql.create_api_token(tx, account, "t", "1" * 64, _time.time()))
+    moved(lambda tx: tsql.revoke_api_token(tx, account, token_id, _time.time()), caches.CREDENTIALS)
+    with pytest.raises(ValueError):
+        db.transact(lambda tx: caches.bump(tx, "speeds"))

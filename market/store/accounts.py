@@ -11,6 +11,7 @@ from market.core import ledger, money
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.rules import JobStatus, LeaseStatus
 from market.core.text import unprintable
+from market.store import caches
 from market.store.db import Many, case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
@@ -109,6 +110,8 @@ def _confirm(tx, account: dict[str, Any], now: float) -> None:
         " WHERE id = ? AND confirmed = 0",
         (account["id"],),
     )
+    if changed:
+        caches.bump(tx, caches.CREDENTIALS)
     if changed and int(account.get("pending_grant") or 0) > 0:
         post(tx, ledger.grant(account["id"], int(account["pending_grant"]), STARTING_GRANT), now)
 
@@ -139,6 +142,7 @@ def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
     jobs back on the ready list, to be checked at the next window."""
     account = account_by_name(tx, name, lock=True)
     tx.execute("UPDATE accounts SET disabled_at = ? WHERE id = ?", (now, account["id"]))
+    caches.bump(tx, caches.CREDENTIALS)
     if now is not None:
         tx.execute("DELETE FROM web_sessions WHERE account_id = ?", (account["id"],))
         tx.execute(
@@ -153,6 +157,7 @@ def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
 
 def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
     tx.execute("UPDATE accounts SET api_token_hash = ? WHERE id = ?", (token_hash, account_id))
+    caches.bump(tx, caches.CREDENTIALS)
 
 
 # -- ledger ----------------------------------------------------------------------------------

@@ -415,6 +415,16 @@ V14: list[Statement] = [
     " AND jobs.status NOT IN ('finished', 'cancelled'))",
 ]
 
+# issue 20: caches shared by every front end — a generation per cached kind, bumped with each
+# change (``store.caches``)
+V15: list[Statement] = [
+    """CREATE TABLE cache_generation (
+        name VARCHAR(32) NOT NULL PRIMARY KEY,
+        generation {bigint} NOT NULL DEFAULT 0
+    ) {engine}""",
+    "INSERT INTO cache_generation (name, generation) VALUES ('clients', 0), ('credentials', 0)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -430,6 +440,7 @@ MIGRATIONS: list[Migration] = [
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, V15),
 ]
 LATEST = MIGRATIONS[-1][0]
 
