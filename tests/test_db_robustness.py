@@ -13,7 +13,7 @@ from market.core.errors import MarketError
 from market.store import Database, schema
 from market.store.dburl import TIMEOUTS, parse
 from tests.servers import Market, stop_all
-from tests.support import need, mysql_reachable
+from tests.support import mysql_reachable, need
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_crossed_payments_lock_accounts_in_id_order_and_never_deadlock(mysql_url
             halves = [checkins[0:4], checkins[5:8]]
             gate = threading.Barrier(2)
 
-            def send(batch):
+            def send(batch, gate=gate):
                 gate.wait(5)
                 try:
                     db.transact(jsql.checkin_many, batch)
@@ -267,7 +267,9 @@ def test_a_check_in_locks_its_accounts_first_in_id_order_and_never_through_a_joi
         lease = db.transact(jsql.checkout, job, worker, 60, 30, now)
         sent: list[tuple[str, list]] = []
         answer = db.transact(
-            lambda tx: jsql.checkin(_Recording(tx, sent), lease["stateid"], worker, md.next_state(lease["state"]), now + 1)
+            lambda tx: jsql.checkin(
+                _Recording(tx, sent), lease["stateid"], worker, md.next_state(lease["state"]), now + 1
+            )
         )
         assert answer["status"] == "accepted"
         (lock, ids), *later = _locking(sent)

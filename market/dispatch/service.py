@@ -17,12 +17,12 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from market import accounts
 from market.core import matcher
 from market.core import verification as policy
 from market.core.errors import Forbidden, MarketError, NotFound
 from market.core.pool import NoWork, Pool, WindowPolicy
 from market.core.rules import JobKind, LeaseStatus, Outcome, SliceStatus
-from market import accounts
 from market.dispatch import prober
 from market.dispatch.cachewatch import CacheWatch
 from market.dispatch.groupcommit import GroupCommit

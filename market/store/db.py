@@ -198,7 +198,14 @@ class Database:
                     raise DatabaseUnavailable(f"the database {self.url.redacted()} was closed")
                 try:
                     result = yield threads.deferToThreadPool(
-                        reactor, pool.threadpool, self._in_pool, pool, queued, work, *args, **kw
+                        reactor,  # type: ignore[arg-type]
+                        pool.threadpool,
+                        self._in_pool,
+                        pool,
+                        queued,
+                        work,
+                        *args,
+                        **kw,
                     )
                     return result
                 except Exception as e:

@@ -66,21 +66,24 @@ def parse(url: str) -> DatabaseURL:
             port = parts.port or 3306
         except ValueError:
             raise MarketError(f"database URL {url!r} has a bad port number") from None
+        timeouts = _timeouts(parts.query)
         return DatabaseURL(
-            **_timeouts(url, parts.query),
             kind="mysql",
             host=parts.hostname or "127.0.0.1",
             port=port,
             user=unquote(parts.username or "root"),
             password=unquote(parts.password or ""),
             database=database,
+            connect_timeout=timeouts.get("connect_timeout", TIMEOUTS["connect_timeout"]),
+            read_timeout=timeouts.get("read_timeout", TIMEOUTS["read_timeout"]),
+            write_timeout=timeouts.get("write_timeout", TIMEOUTS["write_timeout"]),
         )
     raise MarketError(
         f"unknown database URL {url!r} — use sqlite:PATH (embedded) or mysql://user:password@host:port/db"
     )
 
 
-def _timeouts(url: str, query: str) -> dict[str, float]:
+def _timeouts(query: str) -> dict[str, float]:
     """The ``?connect_timeout=&read_timeout=&write_timeout=`` of a MariaDB URL (seconds)."""
     if len(query) > 1000:
         raise MarketError("database URL query too long — only connect_timeout, read_timeout, write_timeout")

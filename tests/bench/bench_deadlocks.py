@@ -59,9 +59,7 @@ def main() -> None:
             Market(url, root, "--window", "0.2", "--threshold", "1", "--grace", "20").start()
             for _ in range(args.frontends)
         ]
-        loads = [
-            Load(markets[i % len(markets)].url, clients[i :: len(markets)]) for i in range(len(markets))
-        ]
+        loads = [Load(markets[i % len(markets)].url, clients[i :: len(markets)]) for i in range(len(markets))]
         before, _ = status(server.port)
         for load in loads:
             load.start()
