@@ -69,7 +69,7 @@ def main() -> None:
         after, last = status(server.port)
         calls = sum(len(load.calls) for load in loads)
         failed = sum(1 for load in loads for c in load.calls if c[2] != "ok")
-        accepted = sum(sum(load.accepted.values()) for load in loads)
+        accepted = sum(len(leases) for load in loads for leases in load.accepted.values())
         print(
             f"{args.frontends} front ends, {args.workers} workers, {args.members} members, {args.seconds:g} s:"
             f" deadlocks {after - before}, accepted check-ins {accepted} ({accepted / args.seconds:.0f}/s),"
