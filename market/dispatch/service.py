@@ -17,14 +17,17 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from market import accounts
 from market.core import matcher
 from market.core import verification as policy
 from market.core.errors import Forbidden, MarketError, NotFound
 from market.core.pool import NoWork, Pool, WindowPolicy
 from market.core.rules import JobKind, LeaseStatus, Outcome, SliceStatus
 from market.dispatch import prober
+from market.dispatch.cachewatch import CacheWatch
 from market.dispatch.groupcommit import GroupCommit
 from market.settings import DispatchSettings
+from market.store import caches
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import logs as sql_logs
@@ -72,6 +75,11 @@ class Dispatcher(service.Service):
         # client id -> (client row with last_speed, when read): a worker asks for work every slice,
         # and reading its row, speed and touching last_seen each time was a third of a cycle's SQL
         self._clients: dict[int, tuple] = {}
+        # ... dropped when any front end changes a client (suspension, revocation, speed) or
+        # someone's credentials: the same view on every front end within about a second
+        self._watch = CacheWatch(
+            db, clock, {caches.CLIENTS: self._clients.clear, caches.CREDENTIALS: accounts.credentials_changed}
+        )
         # at most 4 MiB of states per transaction: MariaDB's default packet limit is 16 MiB, and a
         # script carries the states escaped (up to twice their size); a larger state goes alone
         # The checks of slices to replay are opened in the same transaction (every slice of a
@@ -91,6 +99,7 @@ class Dispatcher(service.Service):
         self.db.run(sql_verify.open_replay_leases).addCallbacks(
             self._replays.update, lambda f: log.failure("could not read open replay leases", f)
         )
+        self._watch.start()
         # expire leases that ended while we were down, then keep reaping
         self._reaper.start(self.settings.reap_interval, now=True).addErrback(
             lambda f: log.failure("lease reaper stopped", f)
@@ -99,6 +108,7 @@ class Dispatcher(service.Service):
     def stopService(self):
         if self._reaper.running:
             self._reaper.stop()
+        self._watch.stop()
         super().stopService()
         stats = self.pool.stats
         log.info(

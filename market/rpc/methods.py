@@ -197,8 +197,9 @@ class MarketRPC:
         self._limits = {"client": self.settings.state_body, "account": MEMBER_BODY}
         # Authorization header -> (caller, expires): saves a database round trip on every worker
         # call. A token replaced or revoked, a client revoked or an account disabled by another
-        # process (the ``market`` command) keeps working for at most AUTH_CACHE_SECONDS; by this
-        # process (the web site), not at all (``accounts.credentials_changed``).
+        # process (another front end, the ``market`` command) keeps working for about a second (the
+        # cache generations, ``market.dispatch.cachewatch``; AUTH_CACHE_SECONDS at most while the
+        # database cannot be read); by this process (the web site), not at all.
         self._auth_cache: dict[bytes, tuple[Caller, float, int]] = {}
 
     # -- plumbing ------------------------------------------------------------------------------

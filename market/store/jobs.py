@@ -195,7 +195,8 @@ def assign_window(
         for a in match(clients, [make_ready_job(rows_by_id[job.id]) for job in plan.candidates])
     ]
     held = plan.held
-    first = []
+    # the owners whose reservations the leases change, locked first in id order (accounts.lock_statements)
+    first = sql_accounts.lock_statements(tx, (rows_by_id[job_id]["account_id"] for job_id, _, _ in wanted))
     if held:
         # a job held by a cap keeps the words why (core.caps.reason); one held for money, none
         capped = {j: caps.reason(c)[:255] for j, c in (plan.capped or {}).items()}
@@ -458,17 +459,40 @@ _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
     " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind, j.carry,"
     " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
-    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq, o.balance AS owner_balance,"
-    " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
-    " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
-    " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id"
+    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq FROM leases d"
+    " JOIN jobs j ON j.id = d.job_id JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
+    " WHERE d.id"
 )
 
 
 def _leases_for_checkin(tx, lease_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The leases with what a check-in needs, and their accounts' balances, in one locking read."""
+    """The leases with what a check-in needs, locked, and their accounts' balances.
+
+    The accounts the payments move are locked first, all at once and in id order
+    (``accounts.lock_statements``), in the same round trip as the locking read of the leases,
+    which does not join them: locked through the join, lease by lease, owner then payee, two
+    batches with the owner of one the payee of the other deadlocked. Who they are cannot change
+    (a job's owner, a client's account), so a plain read finds them first."""
     ids = sorted(set(lease_ids))
-    return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
+    parties = tx.all(
+        "SELECT j.account_id AS owner, c.account_id AS payee FROM leases d JOIN jobs j ON j.id = d.job_id"
+        f" JOIN clients c ON c.id = d.client_id WHERE d.id IN {marks(len(ids))}",
+        ids,
+    )
+    accounts = [a for r in parties for a in (r["owner"], r["payee"])]
+    *locked, leases = tx.script(
+        [
+            *sql_accounts.lock_statements(tx, accounts, "balance"),
+            (f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids),
+        ]
+    )
+    balances = {r["id"]: int(r["balance"]) for rows in locked for r in rows or []}
+    out = {}
+    for d in leases or []:
+        d["owner_balance"] = None if d["owner"] is None else balances[d["owner"]]
+        d["payee_balance"] = balances[d["payee"]]
+        out[d["id"]] = d
+    return out
 
 
 def _lease_for_checkin(tx, lease_id: int, client_id: int) -> dict[str, Any]:
@@ -891,6 +915,14 @@ def expire_leases(tx, now: float) -> list[int]:
     """Expire every lease past its deadline (``rules.overdue``, here in SQL); each job goes where
     ``rules.after_expiry`` says: back on the ready list at its committed state, or, a test job,
     ended 'expired'."""
+    if tx.for_update:
+        # the owners whose reservations return, locked first in id order (accounts.lock_statements)
+        owners = tx.all(
+            "SELECT DISTINCT j.account_id AS owner FROM leases d JOIN jobs j ON j.id = d.job_id"
+            f" WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?",
+            (now,),
+        )
+        tx.script(sql_accounts.lock_statements(tx, [r["owner"] for r in owners]))
     overdue = tx.all(
         "SELECT d.id, d.job_id, d.reserved, d.check_id, j.account_id AS owner FROM leases d"
         f" JOIN jobs j ON j.id = d.job_id WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?" + tx.for_update,

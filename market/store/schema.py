@@ -25,7 +25,9 @@ Table map (paper, spec 4a-e):
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -413,6 +415,16 @@ V14: list[Statement] = [
     " AND jobs.status NOT IN ('finished', 'cancelled'))",
 ]
 
+# issue 20: caches shared by every front end — a generation per cached kind, bumped with each
+# change (``store.caches``)
+V15: list[Statement] = [
+    """CREATE TABLE cache_generation (
+        name VARCHAR(32) NOT NULL PRIMARY KEY,
+        generation {bigint} NOT NULL DEFAULT 0
+    ) {engine}""",
+    "INSERT INTO cache_generation (name, generation) VALUES ('clients', 0), ('credentials', 0)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -428,6 +440,7 @@ MIGRATIONS: list[Migration] = [
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, V15),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -446,8 +459,59 @@ def current_version(tx) -> int:
     return int(v or 0)
 
 
+#: how long a process waits for another one's schema creation or upgrade before giving up (seconds)
+SCHEMA_LOCK_WAIT = 300.0
+
+
+@contextmanager
+def schema_lock(db, wait: float = SCHEMA_LOCK_WAIT) -> Iterator[None]:
+    """Hold the database's schema lock: front ends started together on an empty (or older)
+    database create (or upgrade) it one at a time, and the others then find it done.
+
+    MariaDB: ``GET_LOCK('market-schema:DB')`` on a connection of its own (DDL commits at once, so
+    the version re-check inside each migration's transaction cannot keep two creators apart), asked
+    in steps shorter than the read timeout. SQLite: nothing more is needed — DDL is transactional
+    and every transaction starts with ``BEGIN IMMEDIATE``, so the re-check in ``upgrade`` holds."""
+    if db.dialect.name != "mysql":
+        yield
+        return
+    name = f"market-schema:{db.url.database}"[:64]
+    step = max(1, min(5, int(db.url.read_timeout / 2)))
+    deadline = time.monotonic() + wait
+    conn = db.dialect.connect()
+    try:
+        while True:
+            with conn.cursor() as c:
+                c.execute("SELECT GET_LOCK(%s, %s)", (name, step))
+                got = c.fetchone()[0]
+            if got == 1:
+                break
+            if time.monotonic() >= deadline:
+                raise MarketError(
+                    f"another process has been creating or upgrading the schema of {db.url.redacted()}"
+                    f" for over {wait:.0f} s (lock {name!r}) — wait for it to finish, or find it with"
+                    " SELECT IS_USED_LOCK(...) and stop it, then start again"
+                )
+        yield
+    finally:
+        try:
+            with conn.cursor() as c:
+                c.execute("SELECT RELEASE_LOCK(%s)", (name,))
+        except Exception:
+            pass  # closing the connection releases it too
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
 def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]:
-    """Apply every pending migration; returns (version before, version after)."""
+    """Apply every pending migration under the schema lock; returns (version before, version after)."""
+    with schema_lock(db):
+        return _upgrade(db, migrations)
+
+
+def _upgrade(db, migrations: Sequence[Migration]) -> tuple[int, int]:
     before = db.transact(current_version)
     latest = migrations[-1][0] if migrations else 0
     if before > latest:
@@ -478,9 +542,14 @@ def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]
 def require_current(db) -> int:
     """Refuse to serve a database whose schema is not the one this release writes."""
     version = db.transact(current_version)
-    if version == 0:
-        upgrade(db)
-        return LATEST
+    if version == 0 or 0 < version < LATEST:
+        # an empty database is created here; one being created or upgraded by another process
+        # (a front end started at the same time, ``market db upgrade``) is waited for
+        with schema_lock(db):
+            version = db.transact(current_version)
+            if version == 0:
+                _upgrade(db, MIGRATIONS)
+                return LATEST
     if version < LATEST:
         raise MarketError(
             f"the database is at schema version {version}; this release needs {LATEST} — run: market db upgrade"
