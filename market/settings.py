@@ -337,6 +337,12 @@ class ConnectionSettings:
     state_body: int = setting(
         16 * 1024 * 1024, size, "largest XML-RPC request body of a worker (client token): its state", show_size
     )
+    max_state_size: int = setting(
+        256 * 1024 * 1024,
+        size,
+        "largest job state a worker may check in (sent in 1 MiB chunks above 1 MiB; refused above this)",
+        show_size,
+    )
     body_budget: int = setting(
         128 * 1024 * 1024,
         size,

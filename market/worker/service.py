@@ -20,6 +20,7 @@ from twisted.internet import defer, error, task
 from twisted.logger import Logger
 
 from market.core import text
+from market.core.rules import STATE_CHUNK
 from market.rpc import faults
 from market.sandbox.limits import Caps
 from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times
@@ -230,7 +231,8 @@ class WorkerService(service.Service):
     def request_info(self) -> dict[str, Any]:
         """``request``'s info struct: the sandbox level; with verification on, ``verify`` and the job
         interpreter (a market then may answer with a replay lease)."""
-        info: dict[str, Any] = {"sandbox": self.level}
+        # chunks: this worker fetches a state stored in chunks by them (``state_get``)
+        info: dict[str, Any] = {"sandbox": self.level, "chunks": True}
         if self.verify and self.interpreter:
             info.update(verify=True, interpreter=self.interpreter)
         return info
@@ -273,6 +275,8 @@ class WorkerService(service.Service):
         from market.tasklet import envelope as env
 
         try:
+            if lease.get("state_chunks"):
+                lease["state"] = yield self.fetch_state(stateid, int(lease["state_chunks"]), int(lease["state_size"]))
             env.open_envelope(lease["state"], lease["module"])
         except Exception as e:
             yield self.report(
@@ -314,7 +318,9 @@ class WorkerService(service.Service):
             if watcher is not None and watcher.running:
                 watcher.stop()
             self.current = None
-        answer = yield self.report(stateid, report, received + lease["timeout"])
+        answer = yield self.report(
+            stateid, report, received + lease["timeout"], "state_size" in lease and replay is None
+        )
         if replay is not None:
             stats = report.stats or {}
             log.info(
@@ -325,6 +331,37 @@ class WorkerService(service.Service):
                 v=(answer or {}).get("verified"),
             )
         self.slices_done += 1
+
+    @defer.inlineCallbacks
+    def fetch_state(self, stateid: int, count: int, size: int):
+        """A leased state stored in chunks, fetched one chunk at a time (``state_get``) into one
+        buffer: the worker holds the state once, plus one chunk in flight."""
+        if not 0 < size <= count * STATE_CHUNK:
+            raise ValueError(f"the market announced {count} chunks of {size} bytes")
+        buffer = bytearray()
+        for i in range(count):
+            piece = yield self.rpc.call("state_get", stateid, i)
+            buffer += piece.data if isinstance(piece, xmlrpc.client.Binary) else bytes(piece)
+            if len(buffer) > size:
+                raise ValueError(f"the market sent more than the {size} bytes it announced")
+        if len(buffer) != size:
+            raise ValueError(f"the market sent {len(buffer)} bytes of the {size} it announced")
+        return bytes(buffer)
+
+    @defer.inlineCallbacks
+    def send_state(self, stateid: int, envelope: bytes, info: dict[str, Any]):
+        """Check a state over one chunk in by chunks (``state_put`` each, then ``state`` with an
+        empty state and ``info {chunks, size}``): no request body holds more than one chunk."""
+        view = memoryview(envelope)
+        count = -(-len(envelope) // STATE_CHUNK)
+        for i in range(count):
+            yield self.rpc.call(
+                "state_put", stateid, i, xmlrpc.client.Binary(bytes(view[i * STATE_CHUNK : (i + 1) * STATE_CHUNK]))
+            )
+        answer = yield self.rpc.call(
+            "state", stateid, xmlrpc.client.Binary(b""), dict(info, chunks=count, size=len(envelope))
+        )
+        return answer
 
     def _watch_cancel(self, stateid: int, running: defer.Deferred) -> task.LoopingCall:
         """Poll ``alive`` every ``CANCEL_POLL_SECONDS`` while the slice runs; a lease no longer
@@ -348,7 +385,7 @@ class WorkerService(service.Service):
         return watcher
 
     @defer.inlineCallbacks
-    def report(self, stateid: int, report: SliceReport, local_deadline: float):
+    def report(self, stateid: int, report: SliceReport, local_deadline: float, chunks_ok: bool = False):
         """Check the slice in; retry through short outages until the lease's deadline.
 
         A connection error or Fault 9 (the market's database is unavailable) is retried, 0.5 s
@@ -357,6 +394,7 @@ class WorkerService(service.Service):
         older market refuses as an unknown status is sent again as ``timeout``.
         """
         args: tuple[object, ...]
+        by_chunks = False
         # what the slice printed: a replay's output is the owner's already
         # (XML 1.0 cannot carry most control characters: they travel as visible escapes)
         printed = ""
@@ -378,6 +416,8 @@ class WorkerService(service.Service):
                 # a replay stops at the match, at the job's end (a result) or at its cap: this is the cap
                 info["replay"] = "capped"
             method, args = "state", (stateid, report.envelope, info)
+            # a market of this release takes a state over one chunk by chunks (it announces state_size)
+            by_chunks = chunks_ok and len(report.envelope) > STATE_CHUNK
         else:
             method, args = "fail", (stateid, report.status, report.message[:4000])
         delay = 0.5
@@ -385,9 +425,12 @@ class WorkerService(service.Service):
         while True:
             tries += 1
             try:
-                answer = yield self.rpc.call(
-                    method, *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args]
-                )
+                if by_chunks:
+                    answer = yield self.send_state(stateid, args[1], args[2])  # type: ignore[arg-type]
+                else:
+                    answer = yield self.rpc.call(
+                        method, *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args]
+                    )
                 log.info(
                     "lease {s}: {what} -> {status}{again}",
                     s=stateid,
