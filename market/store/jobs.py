@@ -116,12 +116,14 @@ def init_job(
 
 def committed_state(tx, job_id: int) -> dict[str, Any]:
     row = tx.one(
-        "SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+        "SELECT s.id, s.seq, s.data, s.chunks FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
         f" WHERE j.id = ? AND s.status = '{StateStatus.COMMITTED}'",
         (job_id,),
     )
     if row is None:
         raise NotFound(f"job {job_id} has no committed state")
+    if row["chunks"]:  # stored in chunks (``statechunks``): its row holds no bytes
+        row["data"] = statechunks.state_bytes(tx, row["id"])
     return row
 
 
