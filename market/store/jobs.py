@@ -646,16 +646,7 @@ def state_facts_and_origin(data: bytes) -> tuple[rules.StateFacts, str, str]:
         raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
     except envelope.EnvelopeError as e:
         raise MarketError(f"that state is not a valid envelope: {e} — nothing was stored") from None
-    return facts_of_header(header, payload_sha256)
-
-
-def facts_of_header(header: envelope.Header, payload_sha256: str) -> tuple[rules.StateFacts, str, str]:
-    """What :func:`state_facts_and_origin` gives, from a header read and a payload hashed (whole
-    or chunk by chunk: ``store.statechunks.upload_facts``)."""
-    facts = rules.StateFacts(
-        header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256
-    )
-    return facts, str(header.interpreter or "unknown"), str(getattr(header, "mark", "") or "")
+    return statechunks.facts_of_header(header, payload_sha256)
 
 
 def _expected(lease: dict[str, Any]) -> rules.StateFacts:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from market.core import rules
 from market.core.errors import Conflict, Forbidden, MarketError, NotFound, StateRefused, TooLarge
 from market.core.rules import STATE_CHUNK, LeaseStatus
 from market.settings import show_size
@@ -92,8 +93,6 @@ def upload_facts(tx, lease_id: int, client_id: int, count: int, size: int, now: 
     and read the envelope they make: ``(state_facts, interpreter, mark, digest)`` as
     ``jobs.state_facts_and_origin`` gives them for a state sent whole. Missing, extra-sized or
     short chunks are refused with what was wrong."""
-    from market.store.jobs import facts_of_header
-
     check_size(size, limit)
     if count != chunk_count(size):
         raise MarketError(
@@ -120,6 +119,15 @@ def upload_facts(tx, lease_id: int, client_id: int, count: int, size: int, now: 
         raise _refusal(e) from None
     facts, interpreter, mark = facts_of_header(header, payload)
     return facts, interpreter, mark, digest
+
+
+def facts_of_header(header: envelope.Header, payload_sha256: str) -> tuple[rules.StateFacts, str, str]:
+    """What ``jobs.state_facts_and_origin`` gives (the facts a lease checks, the interpreter and
+    replay mark the header names), from a header read and a payload hashed, whole or by chunks."""
+    facts = rules.StateFacts(
+        header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256
+    )
+    return facts, str(header.interpreter or "unknown"), str(getattr(header, "mark", "") or "")
 
 
 def _refusal(e: envelope.EnvelopeError) -> MarketError:
