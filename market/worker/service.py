@@ -442,6 +442,17 @@ class WorkerService(service.Service):
                     self.last_result = answer
                 return answer
             except xmlrpc.client.Fault as f:
+                if method == "state" and f.faultCode == faults.TOO_LARGE:
+                    # a state over the market's max-state-size: every slice would make one as
+                    # large, so the job fails this slice (three such and it ends) instead of
+                    # being leased again forever
+                    log.error("lease {s}: the market refused the state: {msg}", s=stateid, msg=f.faultString)
+                    method, args, by_chunks = (
+                        "fail",
+                        (stateid, "refused", f"state refused: {f.faultString}"[:4000]),
+                        False,
+                    )
+                    continue
                 if method == "fail" and args[1] == "nofreeze" and f.faultCode == faults.BAD_ARGUMENT:
                     log.info("lease {s}: the market does not know 'nofreeze'; reporting 'timeout'", s=stateid)
                     args = (stateid, "timeout", args[2])
