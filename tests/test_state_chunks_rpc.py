@@ -102,6 +102,9 @@ def test_a_state_sent_whole_over_one_chunk_is_stored_in_chunks(market):
     db, mine, lease = market["db"], market["mine"], market["lease"]
     state = md.next_state_of(db, market["job"], b"\x05" * (2 * MiB))
     assert mine.state(lease["stateid"], xmlrpc.client.Binary(state))["status"] == "accepted"
+    # sent again (its answer lost): the first answer again, nothing stored twice
+    again = mine.state(lease["stateid"], xmlrpc.client.Binary(state))
+    assert again["status"] == "accepted" and again["duplicate"] is True
     row = db.transact(lambda tx: tx.one("SELECT chunks, size, LENGTH(data) AS inline FROM states WHERE seq = 1"))
     assert row == {"chunks": 3, "size": len(state), "inline": 0}
     assert bytes(db.transact(jsql.committed_state, market["job"])["data"]) == state

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from market import accounts
 from market.accounts import credentials
 from market.core import caps, listing, money, prices, states
-from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
+from market.core.errors import Conflict, Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
 from market.jobs import batches, results, submission, taskbundle
@@ -72,6 +72,7 @@ MAX_ERROR = 2000
 MAX_FAULT = 2000
 #: a lease that is not the caller's answers exactly as one that does not exist
 _NO_LEASE = "no checked-out state {}"
+_WHOLE = object()  # a state over one chunk sent whole on a closed lease: checked in whole
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,6 +202,9 @@ class MarketRPC:
         # process (the ``market`` command) keeps working for at most AUTH_CACHE_SECONDS; by this
         # process (the web site), not at all (``accounts.credentials_changed``).
         self._auth_cache: dict[bytes, tuple[Caller, float, int]] = {}
+        # leases whose chunked state is being read back and committed here: no chunk of theirs
+        # may change meanwhile (what is committed is what was hashed)
+        self._committing: set[int] = set()
 
     # -- plumbing ------------------------------------------------------------------------------
     def identify(self, authorization: bytes) -> Caller | defer.Deferred[Caller]:
@@ -807,6 +811,8 @@ class MarketRPC:
             data = _bytes(chunk)
             limit = self.settings.max_state_size
             statechunks.check_chunk(index, len(data), limit)  # refused before any database work
+            if stateid in self._committing:
+                raise Conflict(f"state {stateid} is being checked in; its chunks can no longer change")
             now = self.dispatcher.clock.seconds()
             d = self.db.run(statechunks.put_chunk, stateid, client["id"], index, data, now, limit)
             return d.addCallback(lambda n: {"status": "ok", "index": index, "bytes": n})
@@ -842,10 +848,15 @@ class MarketRPC:
         chunked = self._chunked(client["id"], stateid, data, info)
         if chunked is not None:
             d = chunked.addCallback(
-                lambda read: self.dispatcher.checkin(
-                    client["id"], stateid, b"", status, progress, capped, chunked=(read[:3], read[3])
+                lambda read: (
+                    self.dispatcher.checkin(client["id"], stateid, data, status, progress, capped)
+                    if read is None
+                    else self.dispatcher.checkin(
+                        client["id"], stateid, b"", status, progress, capped, chunked=(read[:3], read[3])
+                    )
                 )
             )
+            d.addBoth(self._committed, stateid)
         else:
             d = self.dispatcher.checkin(client["id"], stateid, data, status, progress, capped)
         if output:
@@ -860,11 +871,16 @@ class MarketRPC:
         limit = self.settings.max_state_size
         count, size = info.get("chunks"), info.get("size")
         now = self.dispatcher.clock.seconds()
+        if stateid in self._committing:
+            raise Conflict(f"state {stateid} is already being checked in; wait for its answer")
         if count is None and size is None:
             if len(data) <= statechunks.CHUNK or stateid in getattr(self.dispatcher, "_replays", ()):
                 return None
             count, size = statechunks.chunk_count(len(data)), len(data)
             stored = self.db.run(statechunks.store_whole, stateid, client_id, data, now, limit)
+            # a closed or late lease: the check-in goes whole as before (rejected, or its first
+            # answer again with duplicate: true); nothing of it is stored
+            stored.addErrback(lambda f: f.trap(Conflict) and _WHOLE)
         else:
             for name, value in (("chunks", count), ("size", size)):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -875,11 +891,19 @@ class MarketRPC:
             statechunks.check_size(size, limit)  # refused before reading a chunk
             stored = defer.succeed(None)
 
-        def read(_):
+        self._committing.add(stateid)
+
+        def read(stored):
+            if stored is _WHOLE:
+                return None
             d = self.db.run(statechunks.upload_facts, stateid, client_id, count, size, now, limit)
             return d.addCallback(lambda r: (r[0], r[1], r[2], (count, size, r[3])))
 
         return stored.addCallback(read)
+
+    def _committed(self, result, stateid: int):
+        self._committing.discard(stateid)
+        return result
 
     @method(
         Arg("stateid", INT, "the stateid from request"),
