@@ -170,3 +170,28 @@ def test_a_failed_commit_rolls_the_states_row_back_with_the_chunks_untouched(db)
     assert db.transact(jsql.committed_state, job_id)["seq"] == 0
     assert db.transact(jsql.checkin_many, [checkin])[0]["status"] == "accepted"
     assert bytes(db.transact(jsql.committed_state, job_id)["data"]) == state
+
+
+def test_the_migration_keeps_existing_states_whole_and_readable_by_chunks(db_url):
+    """A database at version 14 with states in their rows: after migration 15 they keep their
+    bytes, a lease names their size, and they are fetched by chunks (SUBSTR slices)."""
+    from market.store import Database, schema
+
+    database = Database(db_url)
+    try:
+        schema.upgrade(database, [m for m in schema.MIGRATIONS if m[0] < 15])
+        owner, _ = md.account(database, "owner", grant=1_000_000)
+        host, _ = md.account(database, "host", grant=0)
+        job_id = md.job(database, owner, 10, args=(list(range(400_000)),))  # state #0 over one chunk
+        whole = bytes(database.transact(lambda tx: tx.scalar("SELECT data FROM states WHERE job_id = ?", (job_id,))))
+        assert len(whole) > chunks.CHUNK
+        schema.upgrade(database)
+        client_id, _ = md.client(database, host, "worker", 50.0)
+        now = time.time()
+        lease = database.transact(jsql.checkout, job_id, client_id, 30.0, 5.0, now)
+        assert lease["state_chunks"] == 0 and lease["state_size"] == len(whole) and lease["state"] == whole
+        count = chunks.chunk_count(len(whole))
+        pieces = [database.transact(chunks.leased_chunk, lease["stateid"], client_id, i, now) for i in range(count)]
+        assert b"".join(pieces) == whole and count >= 2
+    finally:
+        database.close()

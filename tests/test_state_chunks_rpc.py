@@ -182,3 +182,39 @@ def test_a_body_that_trickles_is_cut_off(market):
     # a plausible chunk-sized body sent at ~10 bytes a second: cut off after body-grace (1 s)
     seconds, head = raw_request(market, MiB, b"<" * 200, trickle=0.1)
     assert (b"408" in head or head == b"(reset)") and seconds < 10, (seconds, head)
+
+
+def test_kill_9_of_the_market_in_the_middle_of_a_chunked_check_in_leaves_the_committed_state(tmp_path):
+    url = f"sqlite:{tmp_path}/crash.sqlite"
+    db = Database(url)
+    upgrade(db)
+    owner, _ = md.account(db, "owner", grant=1_000_000)
+    host, _ = md.account(db, "host", grant=0)
+    job_id = md.job(db, owner, 100)
+    cid, token = md.client(db, host, "crashing", 50.0)
+    options = ("--window", "0.1", "--threshold", "1", "--grace", "1", "--min-slice", "0.5")
+    server = Market(url, str(tmp_path), *options).start()
+    try:
+        rpc = blocking(server.url, f"client/{cid}", token)
+        committed = bytes(db.transact(jsql.committed_state, job_id)["data"])
+        lease = rpc.request(cid, 0.5, {"chunks": True})
+        state = md.next_state(lease["state"].data, b"\x03" * (4 * MiB))
+        for i in range(3):  # three of five chunks, then the market dies
+            rpc.state_put(lease["stateid"], i, xmlrpc.client.Binary(state[i * MiB : (i + 1) * MiB]))
+        server.kill9()
+        assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM state_chunks")) == 3
+        assert bytes(db.transact(jsql.committed_state, job_id)["data"]) == committed
+        server.start()
+        # the lease expires (slice 0.5 s + grace 1 s) and the reaper removes its chunks
+        deadline = time.time() + 30
+        while time.time() < deadline and db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM state_chunks")):
+            time.sleep(0.2)
+        assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM state_chunks")) == 0
+        again = rpc.request(cid, 0.5, {"chunks": True})
+        assert again["job"] == job_id and again["seq"] == 0 and again["state"].data == committed
+        # and the rest of the interrupted check-in, sent late, is refused without storing anything
+        code, _ = fault(lambda: rpc.state_put(lease["stateid"], 3, xmlrpc.client.Binary(b"x")))
+        assert code == faults.CONFLICT
+    finally:
+        server.stop()
+        db.close()
