@@ -195,3 +195,18 @@ def test_the_migration_keeps_existing_states_whole_and_readable_by_chunks(db_url
         assert b"".join(pieces) == whole and count >= 2
     finally:
         database.close()
+
+
+def test_the_header_of_a_chunked_state_is_read_from_its_first_chunk(db):
+    """What the result check of a job needs of its last state (interpreter, replay mark) comes from
+    the first chunk of a state stored in chunks."""
+    from market.dispatch.service import _header_of, _header_of_start
+
+    job_id, client_id, lease = leased(db)
+    now = time.time()
+    state = big_next_state(db, job_id, 2 * MiB)
+    assert check_in(db, lease["stateid"], client_id, state, now)["status"] == "accepted"
+    row = db.transact(lambda tx: tx.one("SELECT id FROM states WHERE lease_id = ?", (lease["stateid"],)))
+    first = db.transact(chunks.state_chunk, row["id"], 0)
+    assert _header_of_start(first) == _header_of(state) != ("unknown", "")
+    assert _header_of_start(b"junk" * 10) == ("unknown", "")

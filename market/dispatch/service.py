@@ -419,8 +419,11 @@ class Dispatcher(service.Service):
         job = sql_jobs.job_row(tx, lease["job_id"])
         if job["kind"] != JobKind.JOB:
             return None
-        data = tx.scalar("SELECT data FROM states WHERE id = ?", (lease["state_id"],))
-        interpreter, mark = _header_of(bytes(data))
+        row = tx.one("SELECT data, chunks FROM states WHERE id = ?", (lease["state_id"],))
+        if row["chunks"]:  # stored in chunks: its header is in the first (checked when it was stored)
+            interpreter, mark = _header_of_start(sql_statechunks.state_chunk(tx, lease["state_id"], 0))
+        else:
+            interpreter, mark = _header_of(bytes(row["data"]))
         last = sql_clients.last_speed(tx, lease["client_id"])
         speed = last["speed"] if last else None
         steps = policy.max_steps(lease["granted_seconds"], speed, self.settings.verify_margin)
@@ -485,6 +488,19 @@ def _reached_payload(data: bytes) -> str:
         return envelope.payload_sha256(data)
     except envelope.EnvelopeError:
         return ""
+
+
+def _header_of_start(piece: bytes) -> tuple[str, str]:
+    """:func:`_header_of` from the first chunk of a state stored in chunks."""
+    reader = envelope.Inspector()
+    try:
+        reader.feed(piece)
+    except envelope.EnvelopeError:
+        return "unknown", ""
+    header = reader.header
+    if header is None:
+        return "unknown", ""
+    return header.interpreter, str(getattr(header, "mark", "") or "")
 
 
 def _header_of(data: bytes) -> tuple[str, str]:

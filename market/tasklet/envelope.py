@@ -220,6 +220,11 @@ class Inspector:
         self._payload.update(body)
         self._payload_seen += len(body)
 
+    @property
+    def header(self):  # type: () -> Optional[Header]
+        """The header, once the pieces fed so far hold it (checked in full only by ``finish``)."""
+        return self._header
+
     def finish(self) -> Tuple[Header, str, str, int]:
         header = self._header
         if header is None or len(self._tail) < _DIGEST:
