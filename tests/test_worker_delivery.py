@@ -162,3 +162,14 @@ def test_a_state_fetched_by_chunks_is_checked_against_its_announced_size():
     failure = []
     d.addErrback(failure.append)
     assert failure and "more than" in str(failure[0].value)
+
+
+def test_a_state_that_cannot_be_fetched_gives_the_lease_back_without_a_strike():
+    service, clock = worker([error.ConnectionRefusedError(), {"status": "rejected"}])
+    lease = {"stateid": 7, "job": 3, "state": xmlrpc.client.Binary(b""), "state_chunks": 2, "state_size": 2_000_000}
+    lease.update(module="def main():\n    return 1\n", timeout=30.0, slice=10.0)
+    d = service.run_lease(lease)
+    assert d.called
+    assert service.rpc.calls[0] == ("state_get", 7, 0)
+    method, stateid, status, message = service.rpc.calls[1]
+    assert (method, stateid, status) == ("fail", 7, "abort") and "could not be fetched" in message

@@ -274,9 +274,17 @@ class WorkerService(service.Service):
             return
         from market.tasklet import envelope as env
 
-        try:
-            if lease.get("state_chunks"):
+        if lease.get("state_chunks"):
+            try:
                 lease["state"] = yield self.fetch_state(stateid, int(lease["state_chunks"]), int(lease["state_size"]))
+            except Exception as e:
+                # not the job's fault (the market or the network): given back as 'abort' (no
+                # strike, not paid), and the market leases the job again
+                log.warn("lease {s}: fetching its state by chunks failed ({e}); giving it back", s=stateid, e=e)
+                message = f"the state could not be fetched: {e}"
+                yield self.report(stateid, SliceReport("abort", message=message), received + lease["timeout"])
+                return
+        try:
             env.open_envelope(lease["state"], lease["module"])
         except Exception as e:
             yield self.report(
