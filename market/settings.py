@@ -376,6 +376,8 @@ class ConnectionSettings:
                 f"state-body ({show_size(self.state_body)}) must fit in body-budget ({show_size(self.body_budget)})"
                 " less its sixteenth kept for small calls"
             )
+        if self.max_state_size < 1024 * 1024:
+            raise SettingsError(f"max-state-size ({show_size(self.max_state_size)}) must be at least 1 MiB (a chunk)")
         if self.max_per_address > self.max_connections:
             raise SettingsError(
                 f"max-per-address ({self.max_per_address}) is larger than max-connections ({self.max_connections})"

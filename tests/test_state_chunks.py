@@ -210,3 +210,12 @@ def test_the_header_of_a_chunked_state_is_read_from_its_first_chunk(db):
     first = db.transact(chunks.state_chunk, row["id"], 0)
     assert _header_of_start(first) == _header_of(state) != ("unknown", "")
     assert _header_of_start(b"junk" * 10) == ("unknown", "")
+
+
+def test_max_state_size_is_a_setting_of_at_least_one_chunk():
+    from market.settings import ConnectionSettings, SettingsError
+
+    assert ConnectionSettings().max_state_size == 256 * MiB
+    assert ConnectionSettings(max_state_size=MiB).max_state_size == MiB
+    with pytest.raises(SettingsError, match="at least 1 MiB"):
+        ConnectionSettings(max_state_size=MiB - 1)
