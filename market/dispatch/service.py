@@ -32,6 +32,7 @@ from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
 from market.store import logs as sql_logs
 from market.store import secrets as sql_secrets
+from market.store import statechunks as sql_statechunks
 from market.store import verification as sql_verify
 from market.tasklet import envelope
 
@@ -137,7 +138,9 @@ class Dispatcher(service.Service):
 
         def checks(_):
             # checks nobody could take within verify-wait stay unverified, never blocked forever
-            return self.db.run(sql_verify.expire, now, self.settings.verify_wait, policy.NO_VERIFIER)
+            d = self.db.run(sql_verify.expire, now, self.settings.verify_wait, policy.NO_VERIFIER)
+            # chunks of check-ins that never committed (refused, late, interrupted) go
+            return d.addCallback(lambda _: self.db.run(sql_statechunks.drop_orphans))
 
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("lease reaper failed; will retry", f))
@@ -267,6 +270,7 @@ class Dispatcher(service.Service):
         slice_status: str = SliceStatus.OK,
         progress: float | None = None,
         capped: bool = False,
+        chunked: tuple[Any, tuple[int, int, str]] | None = None,
     ):
         """The paper's ``state``, group-committed with the check-ins that arrive meanwhile.
 
@@ -275,10 +279,15 @@ class Dispatcher(service.Service):
         lease, and opens the slice's replay check if it is due (``sql_jobs.SliceCheck``).
         ``capped``: on a replay lease, the verifier says its replay hit its step cap without
         reaching the target (``info {replay: 'capped'}``) — no evidence of another state."""
+        # ``chunked``: a state sent in chunks (``store.statechunks``), already read back and
+        # hashed: ((facts, interpreter, mark), (chunks, size, digest)); ``state`` is then empty
         at = self.clock.seconds()  # it arrived now: hashing it is the market's time, not the worker's
         if stateid in self._replays:
             return self._hashed(_reached_payload, state).addCallback(self._replayed, client_id, stateid, capped)
-        facts = self._hashed(sql_jobs.state_facts_and_origin, state)
+        if chunked is not None:
+            facts = defer.succeed(chunked[0])
+        else:
+            facts = self._hashed(sql_jobs.state_facts_and_origin, state)
 
         def submit(read):
             f, interpreter, mark = read
@@ -292,6 +301,7 @@ class Dispatcher(service.Service):
                     progress,
                     f,
                     self._slice_check(client_id, interpreter, mark),
+                    chunked[1] if chunked is not None else None,
                 )
             )
 
@@ -419,8 +429,11 @@ class Dispatcher(service.Service):
         job = sql_jobs.job_row(tx, lease["job_id"])
         if job["kind"] != JobKind.JOB:
             return None
-        data = tx.scalar("SELECT data FROM states WHERE id = ?", (lease["state_id"],))
-        interpreter, mark = _header_of(bytes(data))
+        row = tx.one("SELECT data, chunks FROM states WHERE id = ?", (lease["state_id"],))
+        if row["chunks"]:  # stored in chunks: its header is in the first (checked when it was stored)
+            interpreter, mark = _header_of_start(sql_statechunks.state_chunk(tx, lease["state_id"], 0))
+        else:
+            interpreter, mark = _header_of(bytes(row["data"]))
         last = sql_clients.last_speed(tx, lease["client_id"])
         speed = last["speed"] if last else None
         steps = policy.max_steps(lease["granted_seconds"], speed, self.settings.verify_margin)
@@ -485,6 +498,19 @@ def _reached_payload(data: bytes) -> str:
         return envelope.payload_sha256(data)
     except envelope.EnvelopeError:
         return ""
+
+
+def _header_of_start(piece: bytes) -> tuple[str, str]:
+    """:func:`_header_of` from the first chunk of a state stored in chunks."""
+    reader = envelope.Inspector()
+    try:
+        reader.feed(piece)
+    except envelope.EnvelopeError:
+        return "unknown", ""
+    header = reader.header
+    if header is None:
+        return "unknown", ""
+    return header.interpreter, str(getattr(header, "mark", "") or "")
 
 
 def _header_of(data: bytes) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from market.store import accounts as sql_accounts
 from market.store import caps as sql_caps
 from market.store import checks as sql_checks
 from market.store import clients as sql_clients
+from market.store import statechunks
 from market.store.db import Many, case, marks
 from market.tasklet import envelope
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
@@ -115,12 +116,14 @@ def init_job(
 
 def committed_state(tx, job_id: int) -> dict[str, Any]:
     row = tx.one(
-        "SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+        "SELECT s.id, s.seq, s.data, s.chunks FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
         f" WHERE j.id = ? AND s.status = '{StateStatus.COMMITTED}'",
         (job_id,),
     )
     if row is None:
         raise NotFound(f"job {job_id} has no committed state")
+    if row["chunks"]:  # stored in chunks (``statechunks``): its row holds no bytes
+        row["data"] = statechunks.state_bytes(tx, row["id"])
     return row
 
 
@@ -255,8 +258,9 @@ def checkout_many(
             *first,
             (
                 "SELECT j.id, j.account_id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
-                " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
-                f" WHERE j.id IN {marks(len(job_ids))} AND s.status = '{StateStatus.COMMITTED}'" + tx.for_update,
+                " s.id AS state_id, s.seq, s.data, s.chunks, s.size FROM jobs j JOIN states s ON s.job_id = j.id"
+                f" AND s.seq = j.seq WHERE j.id IN {marks(len(job_ids))} AND s.status = '{StateStatus.COMMITTED}'"
+                + tx.for_update,
                 job_ids,
             ),
         ]
@@ -273,6 +277,9 @@ def checkout_many(
             "kind": job["kind"],
             "name": job["name"],
             "state": bytes(job["data"]),
+            # a state stored in chunks is fetched by them (``state_get``): its row holds no bytes
+            "state_chunks": job["chunks"],
+            "state_size": job["size"] if job["chunks"] else len(job["data"]),
             "state_id": job["state_id"],
             "seq": job["seq"],
             "source": job["source"],
@@ -436,6 +443,7 @@ def clean_test_jobs(tx, before: float, limit: int = 1000) -> int:
     where = marks(len(ids))
     tx.script(
         [
+            (f"DELETE FROM state_chunks WHERE lease_id IN (SELECT id FROM leases WHERE job_id IN {where})", ids),
             (f"DELETE FROM leases WHERE job_id IN {where}", ids),
             (f"DELETE FROM states WHERE job_id IN {where}", ids),
             (f"DELETE FROM jobs WHERE id IN {where}", ids),
@@ -624,6 +632,9 @@ class CheckIn:
     #: what opening a replay check of this slice needs, if the market verifies slices (None: it
     #: does not); whether one is opened is decided in the check-in's transaction
     check: SliceCheck | None = None
+    #: a state sent in chunks (``store.statechunks``; ``state`` is then empty): its chunks, its
+    #: size and its envelope's digest, read from the chunks before it was queued
+    chunked: tuple[int, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -659,10 +670,7 @@ def state_facts_and_origin(data: bytes) -> tuple[rules.StateFacts, str, str]:
         raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
     except envelope.EnvelopeError as e:
         raise MarketError(f"that state is not a valid envelope: {e} — nothing was stored") from None
-    facts = rules.StateFacts(
-        header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256
-    )
-    return facts, str(header.interpreter or "unknown"), str(getattr(header, "mark", "") or "")
+    return statechunks.facts_of_header(header, payload_sha256)
 
 
 def _expected(lease: dict[str, Any]) -> rules.StateFacts:
@@ -844,8 +852,8 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
             state_ids,
         ),
         Many(
-            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at, digest, payload_sha256)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at, digest, payload_sha256,"
+            " chunks, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     lease["job_id"],
@@ -855,11 +863,20 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
                     c.client_id,
                     c.lease_id,
                     c.at,
-                    envelope.digest(c.state),
+                    c.chunked[2] if c.chunked is not None else envelope.digest(c.state),
                     c.facts.payload_sha256 if c.facts is not None else None,
+                    c.chunked[0] if c.chunked is not None else 0,
+                    c.chunked[1] if c.chunked is not None else len(c.state),
                 )
                 for c, lease, _ in accepted
             ],
+        ),
+        # a chunked state's chunks past its count (a longer earlier attempt on its lease) go
+        *(
+            statement
+            for c, _, _ in accepted
+            if c.chunked is not None
+            for statement in statechunks.commit_statements(c.lease_id, c.chunked[0])
         ),
         (
             f"UPDATE leases SET status = '{LeaseStatus.ACCEPTED}', checked_in_at = {checked_in},"

@@ -11,6 +11,7 @@ Table map (paper, spec 4a-e):
                   sequence number of its committed state
   states      4c  every committed state of a job (the frozen bytes), in sequence, with the
                   envelope's digest and its payload's sha256
+  state_chunks    the bytes of a state over one chunk (1 MiB), a row per chunk, by lease
   leases      4c  each check-out of a state to a client (the paper's "dispatch", the report's
                   <dispatch>): checked out, deadline, checked in, status, the price it pays
   clients     4d  computation clients, each linked to an account (and its open test job and
@@ -425,6 +426,23 @@ V15: list[Statement] = [
     "INSERT INTO cache_generation (name, generation) VALUES ('clients', 0), ('credentials', 0)",
 ]
 
+# States of any size (issue 20, item 4; ``market.store.statechunks``): a state over one chunk
+# (1 MiB) is stored as rows of ``state_chunks``, keyed by the lease that brought it (a state's
+# ``lease_id``), written one chunk per statement so no statement nears MariaDB's
+# max_allowed_packet; its ``states`` row then holds no bytes, its count of chunks and its size.
+# Existing states stay whole in their row (``chunks`` 0) and are read a chunk at a time with SUBSTR.
+V16: list[Statement] = [
+    """CREATE TABLE state_chunks (
+        lease_id {bigint} NOT NULL,
+        idx INTEGER NOT NULL,
+        data {blob} NOT NULL,
+        PRIMARY KEY (lease_id, idx)
+    ) {engine}""",
+    "ALTER TABLE states ADD COLUMN chunks INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE states ADD COLUMN size {bigint} NOT NULL DEFAULT 0",
+    "UPDATE states SET size = LENGTH(data)",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -441,6 +459,7 @@ MIGRATIONS: list[Migration] = [
     (13, V13),
     (14, V14),
     (15, V15),
+    (16, V16),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -23,6 +23,7 @@ from market.core.verification import CheckKind, CheckStatus
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
+from market.store import statechunks
 from market.store.checks import _INSERT_CHECK, SliceCheckRow, slice_checks  # noqa: F401 (re-exported)
 from market.store.db import marks
 
@@ -150,7 +151,7 @@ def take_check(
     if check["status"] not in (CheckStatus.WAITING, CheckStatus.DISPUTED):
         return None  # taken meanwhile (MariaDB: another request locked it first)
     job = tx.one(
-        "SELECT j.id, j.account_id, j.kind, j.name, j.source, j.entry, j.spec, j.status, s.data, s.seq,"
+        "SELECT j.id, j.account_id, j.kind, j.name, j.source, j.entry, j.spec, j.status, s.data, s.seq, s.chunks,"
         " s.status AS state_status, o.price FROM jobs j JOIN states s ON s.id = ?"
         " JOIN leases o ON o.id = ? WHERE j.id = ?",
         (check["parent_state_id"], check["lease_id"], check["job_id"]),
@@ -193,7 +194,8 @@ def take_check(
         "stateid": lease_id,
         "job_id": job["id"],
         "kind": job["kind"],
-        "state": bytes(job["data"]),
+        # a state stored in chunks is read whole here (issue 20: a replay of one is sent whole)
+        "state": statechunks.state_bytes(tx, check["parent_state_id"]) if job["chunks"] else bytes(job["data"]),
         "source": job["source"],
         "entry": job["entry"],
         "spec": job["spec"],

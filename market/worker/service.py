@@ -24,6 +24,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from market.core import text
+from market.core.rules import STATE_CHUNK
 from market.rpc import faults
 from market.rpc.client import ServersUnreachable
 from market.sandbox.limits import Caps
@@ -245,7 +246,8 @@ class WorkerService(service.Service):
     def request_info(self) -> dict[str, Any]:
         """``request``'s info struct: the sandbox level; with verification on, ``verify`` and the job
         interpreter (a market then may answer with a replay lease)."""
-        info: dict[str, Any] = {"sandbox": self.level}
+        # chunks: this worker fetches a state stored in chunks by them (``state_get``)
+        info: dict[str, Any] = {"sandbox": self.level, "chunks": True}
         if self.verify and self.interpreter:
             info.update(verify=True, interpreter=self.interpreter)
         return info
@@ -287,6 +289,16 @@ class WorkerService(service.Service):
             return
         from market.tasklet import envelope as env
 
+        if lease.get("state_chunks"):
+            try:
+                lease["state"] = yield self.fetch_state(stateid, int(lease["state_chunks"]), int(lease["state_size"]))
+            except Exception as e:
+                # not the job's fault (the market or the network): given back as 'abort' (no
+                # strike, not paid), and the market leases the job again
+                log.warn("lease {s}: fetching its state by chunks failed ({e}); giving it back", s=stateid, e=e)
+                message = f"the state could not be fetched: {e}"
+                yield self.report(stateid, SliceReport("abort", message=message), received + lease["timeout"])
+                return
         try:
             env.open_envelope(lease["state"], lease["module"])
         except Exception as e:
@@ -329,7 +341,9 @@ class WorkerService(service.Service):
             if watcher is not None and watcher.running:
                 watcher.stop()
             self.current = None
-        answer = yield self.report(stateid, report, received + lease["timeout"])
+        answer = yield self.report(
+            stateid, report, received + lease["timeout"], "state_size" in lease and replay is None
+        )
         if replay is not None:
             stats = report.stats or {}
             log.info(
@@ -340,6 +354,37 @@ class WorkerService(service.Service):
                 v=(answer or {}).get("verified"),
             )
         self.slices_done += 1
+
+    @defer.inlineCallbacks
+    def fetch_state(self, stateid: int, count: int, size: int):
+        """A leased state stored in chunks, fetched one chunk at a time (``state_get``) into one
+        buffer: the worker holds the state once, plus one chunk in flight."""
+        if not 0 < size <= count * STATE_CHUNK:
+            raise ValueError(f"the market announced {count} chunks of {size} bytes")
+        buffer = bytearray()
+        for i in range(count):
+            piece = yield self.rpc.call("state_get", stateid, i)
+            buffer += piece.data if isinstance(piece, xmlrpc.client.Binary) else bytes(piece)
+            if len(buffer) > size:
+                raise ValueError(f"the market sent more than the {size} bytes it announced")
+        if len(buffer) != size:
+            raise ValueError(f"the market sent {len(buffer)} bytes of the {size} it announced")
+        return bytes(buffer)
+
+    @defer.inlineCallbacks
+    def send_state(self, stateid: int, envelope: bytes, info: dict[str, Any]):
+        """Check a state over one chunk in by chunks (``state_put`` each, then ``state`` with an
+        empty state and ``info {chunks, size}``): no request body holds more than one chunk."""
+        view = memoryview(envelope)
+        count = -(-len(envelope) // STATE_CHUNK)
+        for i in range(count):
+            yield self.rpc.call(
+                "state_put", stateid, i, xmlrpc.client.Binary(bytes(view[i * STATE_CHUNK : (i + 1) * STATE_CHUNK]))
+            )
+        answer = yield self.rpc.call(
+            "state", stateid, xmlrpc.client.Binary(b""), dict(info, chunks=count, size=len(envelope))
+        )
+        return answer
 
     def _watch_cancel(self, stateid: int, running: defer.Deferred) -> task.LoopingCall:
         """Poll ``alive`` every ``CANCEL_POLL_SECONDS`` while the slice runs; a lease no longer
@@ -363,7 +408,7 @@ class WorkerService(service.Service):
         return watcher
 
     @defer.inlineCallbacks
-    def report(self, stateid: int, report: SliceReport, local_deadline: float):
+    def report(self, stateid: int, report: SliceReport, local_deadline: float, chunks_ok: bool = False):
         """Check the slice in; retry through short outages until the lease's deadline.
 
         A server that cannot be reached is left at once for another (any front end takes any
@@ -377,6 +422,7 @@ class WorkerService(service.Service):
         again as ``timeout``.
         """
         args: tuple[object, ...]
+        by_chunks = False
         # what the slice printed: a replay's output is the owner's already
         # (XML 1.0 cannot carry most control characters: they travel as visible escapes)
         printed = ""
@@ -398,6 +444,8 @@ class WorkerService(service.Service):
                 # a replay stops at the match, at the job's end (a result) or at its cap: this is the cap
                 info["replay"] = "capped"
             method, args = "state", (stateid, report.envelope, info)
+            # a market of this release takes a state over one chunk by chunks (it announces state_size)
+            by_chunks = chunks_ok and len(report.envelope) > STATE_CHUNK
         else:
             method, args = "fail", (stateid, report.status, report.message[:4000])
         delay = 0.5
@@ -406,11 +454,15 @@ class WorkerService(service.Service):
             tries += 1
             try:
                 # a call is worth nothing after the lease's deadline: no front end would take it then
-                answer = yield self.rpc.call(
-                    method,
-                    *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args],
-                    timeout=max(1.0, min(self.rpc_timeout, local_deadline - self.reactor.seconds())),
-                )
+                timeout = max(1.0, min(self.rpc_timeout, local_deadline - self.reactor.seconds()))
+                if by_chunks:
+                    answer = yield self.send_state(stateid, args[1], args[2])  # type: ignore[arg-type]
+                else:
+                    answer = yield self.rpc.call(
+                        method,
+                        *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args],
+                        timeout=timeout,
+                    )
                 log.info(
                     "lease {s}: {what} -> {status}{again}",
                     s=stateid,
@@ -422,6 +474,17 @@ class WorkerService(service.Service):
                     self.last_result = answer
                 return answer
             except xmlrpc.client.Fault as f:
+                if method == "state" and f.faultCode == faults.TOO_LARGE:
+                    # a state over the market's max-state-size: every slice would make one as
+                    # large, so the job fails this slice (three such and it ends) instead of
+                    # being leased again forever
+                    log.error("lease {s}: the market refused the state: {msg}", s=stateid, msg=f.faultString)
+                    method, args, by_chunks = (
+                        "fail",
+                        (stateid, "refused", f"state refused: {f.faultString}"[:4000]),
+                        False,
+                    )
+                    continue
                 if method == "fail" and args[1] == "nofreeze" and f.faultCode == faults.BAD_ARGUMENT:
                     log.info("lease {s}: the market does not know 'nofreeze'; reporting 'timeout'", s=stateid)
                     args = (stateid, "timeout", args[2])
