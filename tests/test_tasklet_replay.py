@@ -389,3 +389,58 @@ def test_the_mixed_job_is_matched_under_the_hash_seeds_that_found_the_set_order_
         cwd=str(REPO),
     )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+
+
+# a call-free range loop of one chunk (its check passes the point negated: compiler.chunked_for)
+# inside loops a clock can stop: n-body's and matmul's shape
+ONE_CHUNK = """
+def dots(n, rounds):
+    a = [[(i * j) % 7 + 1.0 for j in range(n)] for i in range(n)]
+    total = 0.0
+    for r in range(rounds):
+        for i in range(n):
+            for j in range(n):
+                s = 0.0
+                for k in range(n):
+                    s += a[i][k] * a[k][j]
+                total += s
+    return total
+"""
+
+
+def test_time_stopped_slices_around_one_chunk_loops_are_matched():
+    """A replay counts every check, so it ran the one-chunk loop's check (which bound the chunked
+    loop's temporaries) where an honest slice ran none: the mark then held locals the honest one
+    lacked and no state after such a loop was ever found (n-body and matmul unmatched, every time)."""
+    s = tasklet.start(ONE_CHUNK, "dots", [40, 400], {}, job_id=7)
+    s = tasklet.run_slice(s, ONE_CHUNK, 0.01).envelope
+    points = set()
+    for seconds in (0.003, 0.007, 0.011, 0.017, 0.023, 0.031):
+        out = tasklet.run_slice(s, ONE_CHUNK, seconds)
+        assert not out.finished and out.stats["back_edges"] is None
+        sha, mark = target_of(out.envelope)
+        points.add(mark.split(":")[2])
+        r = tasklet.replay_slice(s, ONE_CHUNK, target_payload_sha256=sha, target_mark=mark, max_steps=10**7)
+        assert r.matched, (seconds, mark, r.steps)
+        assert tasklet.run_slice(s, ONE_CHUNK, 60.0, budget=r.steps).envelope == out.envelope
+        s = out.envelope
+    assert points - {"0"}
+
+
+def test_budget_stops_at_a_one_chunk_loop_are_matched_and_resume_equal():
+    """Budget stops at every kind of check, the one-chunk loop's among them (its point in the mark
+    is the chunked loop's); each found by replay, and the job's result is the native one."""
+    s = tasklet.start(ONE_CHUNK, "dots", [12, 3], {}, job_id=7)
+    rnd = random.Random(5)
+    marks = set()
+    for _ in range(60):
+        out = check_matched(s, ONE_CHUNK, rnd.randint(1, 9))
+        if out is None:
+            break
+        marks.add(target_of(out.envelope)[1].split(":")[2])
+        s = out.envelope
+    ns: dict = {}
+    exec(ONE_CHUNK, ns)
+    rest = tasklet.run_slice(s, ONE_CHUNK, 60.0)
+    assert rest.finished and tasklet.decode_result(rest.result) == ns["dots"](12, 3)
+    assert {"3", "4"} <= marks  # the j loop's check and the one-chunk k loop's

@@ -320,20 +320,22 @@ class _FunctionTransformer:
         outer._tk_point, outer._tk_loop, outer._tk_live = p, k, (rng, off)
         # One chunk or none (the common short inner loop): the range itself, natively, with no
         # offsets loop and no slice (these cost more than a short loop's own work). Its one check
-        # builds, only when it stops, the very state the chunked loop has at its first check
-        # (offsets iterator past 0, offset 0), so the resume is the chunked loop's, unchanged.
+        # passes the point negated: the runtime builds, only where it stops (or where a replay
+        # compares a mark), the very locals the chunked loop has at its first check (offsets
+        # iterator past 0, offset 0: runner.short_locals), so the resume is the chunked loop's,
+        # unchanged. The check binds nothing itself: a budget run calls it at every entry and
+        # goes on, and bindings there (absent from an honest slice, which binds nothing until it
+        # stops) put other locals in the mark, so a replay never found an honest state stopped
+        # after such a loop had run (n-body, matmul: regression in tests/test_tasklet_replay.py).
         short = _stamp(
             _parse_stmt(
                 "if _tk_len(%s) <= %d:\n"
                 " if _tk_F and %s:\n"
-                "  %s = _tk_range(0, _tk_len(%s), %d)\n"
-                "  %s = _tk_iter(%s)\n"
-                "  %s = _tk_next(%s)\n"
                 "  _tk_pause(%r, %d, _tk_locals())\n"
                 " for _ in %s:\n"
                 "  pass\n"
                 "else:\n"
-                " pass" % (rng, _CHUNK, rng, seq, rng, _CHUNK, itn, seq, off, itn, self.name, p, rng)
+                " pass" % (rng, _CHUNK, rng, self.name, -p, rng)
             ),
             s,
         )

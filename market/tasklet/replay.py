@@ -32,6 +32,7 @@ from .runner import (
     _Suspend,
     locals_hash,
     loop_positions,
+    short_locals,
 )
 
 TYPE_CHECKING = False
@@ -113,13 +114,19 @@ class _ReplayControl(_Control):
         getframe, _int, _hash, _type = sys._getframe, int, hash, type
         count = self._back_edges
 
+        t_short = -t_point  # the target's point as a one-chunk range loop's check passes it
+
         def pause(fname, point, _unused):
             nonlocal count
             count += 1
             if count < budget:
-                if point != t_point or fname != t_fname:
+                if (point != t_point and point != t_short) or fname != t_fname:
                     return
-                local_vars = getframe(1).f_locals
+                frame = getframe(1)
+                frame_vars = local_vars = frame.f_locals
+                if point < 0:
+                    point = -point
+                    local_vars = short_locals(job, fname, point, frame_vars, frame.f_code)
                 h = 0  # int_tag(local_vars), inline
                 for v in local_vars.values():
                     if _type(v) is _int:
@@ -131,10 +138,14 @@ class _ReplayControl(_Control):
                 ):
                     # emptied, so the next look builds it afresh in the frame's variable order, as
                     # the honest slice's one locals() did (the mark hashes the locals in dict order)
-                    local_vars.clear()
+                    frame_vars.clear()
                     return  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
             else:
-                local_vars = getframe(1).f_locals
+                frame = getframe(1)
+                local_vars = frame.f_locals
+                if point < 0:
+                    point = -point
+                    local_vars = short_locals(job, fname, point, local_vars, frame.f_code)
             ns["_tk_locals"] = real_locals
             s = _Suspend()
             s.frames.append((fname, point, local_vars))
