@@ -21,8 +21,10 @@ finished first); the server compares hashes, never the verifier's word.
 from __future__ import annotations
 
 import collections
+import operator
 import sys
 
+from .compiler import COUNT_ONLY
 from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
 from .runner import (
     _Control,
@@ -116,32 +118,58 @@ class _ReplayControl(_Control):
 
         t_short = -t_point  # the target's point as a one-chunk range loop's check passes it
 
+        def check(fname, point, frame):
+            """The frame at the target's function and point: its locals if its mark is the
+            target's (as the freeze wants them), else None."""
+            frame_vars = local_vars = frame.f_locals
+            if point < 0:
+                local_vars = short_locals(job, fname, -point, frame_vars, frame.f_code)
+            h = 0  # int_tag(local_vars), inline
+            for v in local_vars.values():
+                if _type(v) is _int:
+                    h = ((h * 1000003) ^ _hash(v)) & 0xFFFFFFFF
+            if (
+                h & 0xFFFF != t_tag
+                or (check_loops and loop_positions(job, fname, abs(point), local_vars) != t_loops)
+                or locals_hash(local_vars) != t_hash
+            ):
+                # emptied, so the next look builds it afresh in the frame's variable order, as
+                # the honest slice's one locals() did (the mark hashes the locals in dict order)
+                frame_vars.clear()
+                return None  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
+            return local_vars
+
+        self.stop = stop = self._stopper(ns, real_locals, job)
+
         def pause(fname, point, _unused):
             nonlocal count
             count += 1
             if count < budget:
                 if (point != t_point and point != t_short) or fname != t_fname:
                     return
-                frame = getframe(1)
-                frame_vars = local_vars = frame.f_locals
-                if point < 0:
-                    point = -point
-                    local_vars = short_locals(job, fname, point, frame_vars, frame.f_code)
-                h = 0  # int_tag(local_vars), inline
-                for v in local_vars.values():
-                    if _type(v) is _int:
-                        h = ((h * 1000003) ^ _hash(v)) & 0xFFFFFFFF
-                if (
-                    h & 0xFFFF != t_tag
-                    or (check_loops and loop_positions(job, fname, point, local_vars) != t_loops)
-                    or locals_hash(local_vars) != t_hash
-                ):
-                    # emptied, so the next look builds it afresh in the frame's variable order, as
-                    # the honest slice's one locals() did (the mark hashes the locals in dict order)
-                    frame_vars.clear()
-                    return  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
-            else:
-                frame = getframe(1)
+                local_vars = check(fname, point, getframe(1))
+                if local_vars is None:
+                    return
+                stop(fname, abs(point), local_vars)
+            stop(fname, point, None)
+
+        if job.replay is not None:  # a replay's compile: its checks count inline (compiler._replay_checks)
+            pause = self._inline_pause(ns, budget - count, check)
+        else:
+            self._edges = lambda: count
+        ns["_tk_pause"] = pause
+        ns["_tk_locals"] = globals  # a builtin that builds nothing: pause() reads the frame only where it must
+
+    @staticmethod
+    def _stopper(ns: dict, real_locals, job):
+        """``stop(fname, point, local_vars)``: suspend the job there; ``local_vars`` None: the
+        caller's caller's frame's (the check's frame), made as a one-chunk loop's check has
+        them where its point is negative (runner.short_locals)."""
+        getframe = sys._getframe
+
+        def stop(fname, point, local_vars):
+            if local_vars is None:
+                frame = getframe(2)
                 local_vars = frame.f_locals
                 if point < 0:
                     point = -point
@@ -151,9 +179,31 @@ class _ReplayControl(_Control):
             s.frames.append((fname, point, local_vars))
             raise s
 
-        self._edges = lambda: count
-        ns["_tk_pause"] = pause
-        ns["_tk_locals"] = globals  # a builtin that builds nothing: pause() reads the frame only where it must
+        return stop
+
+    def _inline_pause(self, ns: dict, left: int, check):
+        """The pause of a replay's compile (compiler._replay_checks): the checks count down
+        ``_tk_left`` themselves and call it where the count is out (suspend: the cap) or at the
+        target's point with its loop positions equal (compare the rest of the mark)."""
+        ns["_tk_left"] = left
+        ns["_tk_lh"] = operator.length_hint
+        ns["_tk_Exception"] = Exception
+        budget = self.budget or 1
+        self._edges = lambda: budget - ns["_tk_left"]
+        getframe, stop = sys._getframe, self.stop
+        t_fname, t_point = self.target_fname, self.target_point
+
+        def pause(fname, point, _unused):
+            if ns["_tk_left"] > 0:
+                if fname != t_fname or abs(point) != t_point:
+                    return
+                local_vars = check(fname, point, getframe(1))
+                if local_vars is None:
+                    return
+                stop(fname, abs(point), local_vars)
+            stop(fname, point, None)
+
+        return pause
 
     def check_yield(self, ns, state, checkpoint, yields) -> bool:
         """A generator job's state after a yield: encoded and compared in place."""
@@ -176,6 +226,16 @@ def _control(target_mark, target_sha):
         return ctl
 
     return make
+
+
+def _mode(target_mark):
+    """The replay's compile (compiler.ReplayMode) for ``target_mark``: its function, point and
+    numeric loop positions; count only where no back-edge of this interpreter could have it."""
+    parts = (target_mark or "").split(":")
+    if len(parts) != 6 or parts[0] != INTERPRETER or not parts[2].isdigit() or not parts[4].isdigit():
+        return COUNT_ONLY
+    positions = tuple((i, int(p)) for i, p in enumerate(parts[3].split(",")) if parts[3] and p.isdigit())
+    return (parts[1], int(parts[2]), positions)
 
 
 def _rebind(state: bytes, reached: bytes, source: str, job_id) -> bytes:
@@ -208,10 +268,11 @@ def replay_slice(
 
     Raises EnvelopeError / JobRefused as :func:`run_slice` does (nothing of the job ran)."""
     target = str(target_payload_sha256).lower()
+    mode = _mode(target_mark)
     current, steps, candidates = envelope, 0, 0
     max_steps = max(1, int(max_steps))
     while True:
-        out = _run(current, source, None, max_steps - steps, job_id, _control(target_mark, target))
+        out = _run(current, source, None, max_steps - steps, job_id, _control(target_mark, target), mode)
         steps += int(out.stats["back_edges"] or 0)
         if out.finished:
             return ReplayOutcome(False, steps, None, True, out.result, out.error)
@@ -227,7 +288,7 @@ def replay_slice(
 def replay_result(envelope: bytes, source: str, *, max_steps: int, job_id=None) -> ReplayOutcome:
     """Run from ``envelope`` to the job's end, at most ``max_steps`` back-edges: ``result`` holds
     the encoded return value (``matched`` is False: the server compares)."""
-    out = _run(envelope, source, None, max(1, int(max_steps)), job_id, _control(None, ""))
+    out = _run(envelope, source, None, max(1, int(max_steps)), job_id, _control(None, ""), COUNT_ONLY)
     steps = int(out.stats["back_edges"] or 0)
     if out.finished:
         return ReplayOutcome(False, steps, None, True, out.result, out.error)

@@ -551,13 +551,14 @@ def run_slice(
 
 
 def _run(
-    envelope: bytes, source: str, seconds: Optional[float], budget: Optional[int], job_id, control
+    envelope: bytes, source: str, seconds: Optional[float], budget: Optional[int], job_id, control, replay=None
 ) -> SliceOutcome:
     """run_slice's work with a control class of the caller's (the replay's checks each back-edge's
-    mark); ``seconds`` None: no timer (the budget stops it)."""
+    mark); ``seconds`` None: no timer (the budget stops it); ``replay``: a replay's compile
+    (compiler.ReplayMode), never an honest slice's."""
     t0 = time.perf_counter()
     header, payload = open_envelope(envelope, source)
-    job = compile_job(source, header.entry)
+    job = compile_job(source, header.entry, replay)
     if job_id is None:
         job_id = header.job_id
     ctl = control({}, budget if budget is None else max(1, int(budget)), job_id, None)
