@@ -124,12 +124,12 @@ class _ReplayControl(_Control):
             frame_vars = local_vars = frame.f_locals
             if point < 0:
                 local_vars = short_locals(job, fname, -point, frame_vars, frame.f_code)
-            h = 0  # int_tag(local_vars), inline
+            h = 0  # int_tag(local_vars), inline (its low 16 bits need only the inputs' low 16 bits)
             for v in local_vars.values():
                 if _type(v) is _int:
-                    h = ((h * 1000003) ^ _hash(v)) & 0xFFFFFFFF
+                    h = ((h * 1000003) ^ _hash(v)) & 0xFFFF
             if (
-                h & 0xFFFF != t_tag
+                h != t_tag
                 or (check_loops and loop_positions(job, fname, abs(point), local_vars) != t_loops)
                 or locals_hash(local_vars) != t_hash
             ):
@@ -192,15 +192,16 @@ class _ReplayControl(_Control):
         self._edges = lambda: budget - ns["_tk_left"]
         getframe, stop = sys._getframe, self.stop
         t_fname, t_point = self.target_fname, self.target_point
+        t_short = -t_point
 
         def pause(fname, point, _unused):
             if ns["_tk_left"] > 0:
-                if fname != t_fname or abs(point) != t_point:
+                if (point != t_point and point != t_short) or fname != t_fname:
                     return
                 local_vars = check(fname, point, getframe(1))
                 if local_vars is None:
                     return
-                stop(fname, abs(point), local_vars)
+                stop(fname, t_point, local_vars)
             stop(fname, point, None)
 
         return pause
