@@ -650,8 +650,8 @@ def _replay_checks(fi: FunctionInfo, mode: "ReplayMode") -> None:
     An honest slice's check calls nothing until its clock sets the flag.  A replay runs with the
     flag set, and calling the runtime at every back-edge to count it cost 1.8-2.2x the honest
     run on tight loops before any comparing.  Here each check counts down the module global
-    ``_tk_left`` inline and calls ``_tk_pause`` only where the count is out (the cap) or at the
-    target's point; there, where the point has loops, only where their positions equal the
+    ``_tk_left`` inline and calls ``_tk_pause`` only where the count is out (the cap: third
+    argument 0) or at the target's point (1); there, where the point has loops, only where their positions equal the
     mark's (``operator.length_hint`` of each loop's iterator, as ``runner.loop_positions``
     reads them; anything raising there calls it too).  ``_tk_pause`` then compares the rest of
     the mark as before.  The back-edges counted are exactly the budget mode's (one per check)."""
@@ -674,15 +674,22 @@ def _replay_checks(fi: FunctionInfo, mode: "ReplayMode") -> None:
         stmts: List[Any] = ast.parse(text).body
         for n in stmts:
             _stamp(n, call)
+
+        def pause(at_target: int) -> Any:
+            # its third argument says which (the locals are read from the frame where needed)
+            c: Any = copy.deepcopy(call)  # an Expr of the _tk_pause call (_is_check)
+            c.value.args[2] = _stamp(ast.Constant(value=at_target), call)
+            return c
+
         top = stmts[1]
-        top.body = [copy.deepcopy(call)]
+        top.body = [pause(0)]
         if top.orelse:
             inner = top.orelse[0]
             if isinstance(inner, ast.Try):
-                inner.body[0].body = [copy.deepcopy(call)]  # type: ignore[attr-defined]  # an If
-                inner.handlers[0].body = [copy.deepcopy(call)]
+                inner.body[0].body = [pause(1)]  # type: ignore[attr-defined]  # an If
+                inner.handlers[0].body = [pause(1)]
             else:
-                top.orelse = [copy.deepcopy(call)]
+                top.orelse = [pause(1)]
         if point == 0:  # the entry's check: the function's first statement, so before any use
             stmts.insert(0, _stamp(ast.Global(names=["_tk_left"]), call))
         return stmts

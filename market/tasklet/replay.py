@@ -183,8 +183,8 @@ class _ReplayControl(_Control):
 
     def _inline_pause(self, ns: dict, left: int, check):
         """The pause of a replay's compile (compiler._replay_checks): the checks count down
-        ``_tk_left`` themselves and call it where the count is out (suspend: the cap) or at the
-        target's point with its loop positions equal (compare the rest of the mark)."""
+        ``_tk_left`` themselves and call it where the count is out (``at_target`` 0: suspend, the
+        cap) or at the target's point with its loop positions equal (1: compare the rest of the mark)."""
         ns["_tk_left"] = left
         ns["_tk_lh"] = operator.length_hint
         ns["_tk_Exception"] = Exception
@@ -194,8 +194,8 @@ class _ReplayControl(_Control):
         t_fname, t_point = self.target_fname, self.target_point
         t_short = -t_point
 
-        def pause(fname, point, _unused):
-            if ns["_tk_left"] > 0:
+        def pause(fname, point, at_target):
+            if at_target:  # (the compile calls it so only at the target's point, with count left)
                 if (point != t_point and point != t_short) or fname != t_fname:
                     return
                 local_vars = check(fname, point, getframe(1))
