@@ -11,8 +11,12 @@ payload's sha256 with the target.  Equal: matched.  Not equal (a false candidate
 point with the same cheap locals, in another call or with other containers): it thaws that state
 and goes on, at most ``max_candidates`` times.
 
-Honest slices count nothing: only replays run with the flag always set (every back-edge calls
-the control, which counts and compares).  A generator job is checked after every yield, in place.
+Honest slices count nothing: only replays run with the flag always set, on a compile of their
+own (compiler.ReplayMode, cached apart from the honest one): every check counts down a module
+global inline and calls the control only at the cap or at the target's point where the loops'
+positions equal the mark's, so the control's comparing runs at few back-edges (a tight ``while``
+loop has no positions: there it still runs at every back-edge; docs/benchmarks.md, 2026-12-05).
+A generator job is checked after every yield, in place (the honest compile).
 
 The verifier sends what it reached (the match, or the state at the cap, or the result if the job
 finished first); the server compares hashes, never the verifier's word.
