@@ -223,7 +223,7 @@ def _control(target_mark, target_sha):
         ctl = _ReplayControl(*args)
         ctl.target_mark, ctl.target_sha = target_mark, target_sha
         parts = (target_mark or "").split(":")
-        if len(parts) == 6 and parts[2].isdigit() and parts[4].isdigit():  # interpreter:function:point:loops:tag:hash
+        if len(parts) == 6 and _number(parts[2]) and _number(parts[4]):  # interpreter:function:point:loops:tag:hash
             ctl.target_fname, ctl.target_point, ctl.target_loops = parts[1], int(parts[2]), parts[3]
             ctl.target_tag = int(parts[4])
         if target_sha:
@@ -237,10 +237,17 @@ def _mode(target_mark):
     """The replay's compile (compiler.ReplayMode) for ``target_mark``: its function, point and
     numeric loop positions; count only where no back-edge of this interpreter could have it."""
     parts = (target_mark or "").split(":")
-    if len(parts) != 6 or parts[0] != INTERPRETER or not parts[2].isdigit() or not parts[4].isdigit():
+    if len(parts) != 6 or parts[0] != INTERPRETER or not _number(parts[2]) or not _number(parts[4]):
         return COUNT_ONLY
-    positions = tuple((i, int(p)) for i, p in enumerate(parts[3].split(",")) if parts[3] and p.isdigit())
+    if target_mark != "%s:%s:%d:%s:%d:%s" % (INTERPRETER, parts[1], int(parts[2]), parts[3], int(parts[4]), parts[5]):
+        return COUNT_ONLY  # as _ReplayControl.arm: no mark_of() writes it so ("007", "+1")
+    positions = tuple((i, int(p)) for i, p in enumerate(parts[3].split(",")) if parts[3] and _number(p))
     return (parts[1], int(parts[2]), positions)
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() takes "²", which int() refuses (a forged mark's ValueError)."""
+    return text.isascii() and text.isdigit()
 
 
 def _rebind(state: bytes, reached: bytes, source: str, job_id) -> bytes:
