@@ -327,15 +327,20 @@ class _FunctionTransformer:
         # goes on, and bindings there (absent from an honest slice, which binds nothing until it
         # stops) put other locals in the mark, so a replay never found an honest state stopped
         # after such a loop had run (n-body, matmul: regression in tests/test_tasklet_replay.py).
+        # The never-run assignment after it keeps those names where the frame's variable order
+        # had them when the check bound them: the marks of states frozen there by the earlier
+        # runtime stay what a replay computes (short_locals places them by that order).
         short = _stamp(
             _parse_stmt(
                 "if _tk_len(%s) <= %d:\n"
                 " if _tk_F and %s:\n"
                 "  _tk_pause(%r, %d, _tk_locals())\n"
+                "  if _tk_never:\n"
+                "   %s = %s = %s = None\n"
                 " for _ in %s:\n"
                 "  pass\n"
                 "else:\n"
-                " pass" % (rng, _CHUNK, rng, self.name, -p, rng)
+                " pass" % (rng, _CHUNK, rng, self.name, -p, seq, itn, off, rng)
             ),
             s,
         )
@@ -629,8 +634,9 @@ COUNT_ONLY: "ReplayMode" = ("", -1, ())
 
 
 def _is_check(s: ast.If) -> "Optional[Tuple[str, int]]":
-    """(function, point) of a check ``if _tk_F...: _tk_pause(name, point, _tk_locals())``."""
-    if not (len(s.body) == 1 and isinstance(s.body[0], ast.Expr)):
+    """(function, point) of a check ``if _tk_F...: _tk_pause(name, point, _tk_locals())`` (a
+    one-chunk loop's has a never-run assignment after the call: chunked_for)."""
+    if not (len(s.body) in (1, 2) and isinstance(s.body[0], ast.Expr)):
         return None
     call = s.body[0].value
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_tk_pause"):
@@ -701,7 +707,7 @@ def _replay_checks(fi: FunctionInfo, mode: "ReplayMode") -> None:
             if found is not None and found[0] == fi.name:
                 checks.append((node, found[1]))
     for check, point in checks:
-        check.body = body(check, point)
+        check.body = body(check, point) + check.body[1:]
 
 
 # -- continuations ------------------------------------------------------------

@@ -324,6 +324,7 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
             "_tk_range": builtins.range,
             "_tk_len": builtins.len,
             "_tk_next": builtins.next,
+            "_tk_never": False,  # a one-chunk loop's check: compiler.chunked_for
             "progress": ctl.set_progress,
             "job_id": ctl.get_job_id,
             "_tk_lambda": ctl.refs.register,
