@@ -23,7 +23,7 @@ from market.core.verification import CheckKind, CheckStatus
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
-from market.store.checks import _INSERT_CHECK, SliceCheckRow, slice_checks  # noqa: F401 (re-exported)
+from market.store.checks import _INSERT_CHECK, SliceCheckRow, checked_state, slice_checks  # noqa: F401 (re-exported)
 from market.store.db import marks
 
 DISCARDED = "discarded"  # a state dropped when its job went back to its last verified state
@@ -340,7 +340,7 @@ def _give_up(tx, check: dict[str, Any], note: str, now: float) -> None:
 def _confirm(tx, check: dict[str, Any], now: float) -> None:
     """The worker's slice or result stands: mark it verified, count it for the worker."""
     if check["kind"] == CheckKind.SLICE:
-        tx.execute("UPDATE states SET verified = 1 WHERE id = ?", (check["state_id"],))
+        tx.execute("UPDATE states SET verified = 1 WHERE id = ?", (checked_state(tx, check),))
         tx.execute("UPDATE clients SET verified_slices = verified_slices + 1 WHERE id = ?", (check["worker_id"],))
     # a result: verified by _release_result once no check of its job is open
 
@@ -489,7 +489,10 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
         statements.append(
             (
                 f"UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE status IN {_OPEN}"
-                f" AND job_id = ? AND (state_id IN {marks(len(dropped))} OR parent_state_id IN {marks(len(dropped))})",
+                f" AND job_id = ? AND (parent_state_id IN {marks(len(dropped))}"
+                # a check opened with its check-in names its state through its lease (checks.slice_checks)
+                f" OR COALESCE(state_id, (SELECT l.new_state_id FROM leases l WHERE l.id = checks.lease_id))"
+                f" IN {marks(len(dropped))})",
                 [CheckStatus.UNVERIFIABLE, now, "its state was discarded", job_id, *dropped, *dropped],
             )
         )
