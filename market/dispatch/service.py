@@ -144,8 +144,16 @@ class Dispatcher(service.Service):
             return self.db.run(sql_jobs.clean_test_jobs, now - self.settings.grace).addCallback(checks)
 
         def checks(_):
-            # checks nobody could take within verify-wait stay unverified, never blocked forever
-            return self.db.run(sql_verify.expire, now, self.settings.verify_wait, policy.NO_VERIFIER)
+            # checks nobody could take within verify-wait stay unverified, and disputes nobody
+            # decided within dispute-timeout are given up undecided: never blocked forever
+            return self.db.run(
+                sql_verify.expire,
+                now,
+                self.settings.verify_wait,
+                policy.NO_VERIFIER,
+                self.settings.dispute_timeout,
+                policy.NO_DECIDER,
+            )
 
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("lease reaper failed; will retry", f))
