@@ -144,3 +144,16 @@ def test_opening_the_checks_of_a_whole_batch_costs_no_extra_round_trip(db):
         sent.append(db.transact(work))
     assert len(checks(db)) == 6
     assert sent[0] == sent[1] == 2  # the locking read and one script, with or without 6 checks
+
+
+def test_the_markets_draws_are_uniform_in_0_1_unpredictable_and_refilled():
+    from market.dispatch.service import SecureDraws
+
+    draws = SecureDraws()
+    xs = [draws() for _ in range(3 * SecureDraws.BATCH + 7)]  # crosses three refills
+    assert all(0.0 <= x < 1.0 for x in xs)
+    assert len(set(xs)) == len(xs)  # 53 random bits each: no repeats across refills
+    assert 0.45 < sum(xs) / len(xs) < 0.55
+    assert 0.01 < sum(x < 0.05 for x in xs) / len(xs) < 0.09  # the 5 % a fraction of 0.05 samples
+    other = SecureDraws()
+    assert [other() for _ in range(8)] != xs[:8]  # another market's draws are its own

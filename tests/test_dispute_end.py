@@ -267,3 +267,9 @@ def test_a_worker_still_party_to_another_dispute_stays_held(db):
     assert expire(db, T0 + 14 + DISPUTE) == [second]
     assert lease_pay(db, lease["stateid"]) == {"paid": 2 * PRICE, "pay_held": 0}
     assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_dispute_is_given_up_counting_from_its_latest_dispute_or_else_its_creation():
+    assert not policy.dispute_given_up(100.0, 0.0, 100.0 + DISPUTE - 0.1, DISPUTE)
+    assert policy.dispute_given_up(100.0, 0.0, 100.0 + DISPUTE, DISPUTE)
+    assert policy.dispute_given_up(None, 0.0, DISPUTE, DISPUTE)  # a row from before disputed_at
