@@ -732,7 +732,7 @@ def checkin_many(
     if accepted:
         # a worker in an open dispute is paid nothing until it ends: the slice is held, its
         # reservation kept (``release_held_pay`` pays or returns it)
-        held = {c.lease_id for c, lease, _ in accepted if lease.get("in_dispute")}
+        held = {c.lease_id for c, lease, _ in accepted if _pay_held(lease)}
         to_pay = [(lease, ms) for c, lease, ms in accepted if c.lease_id not in held]
         paid, payments = _settle(to_pay, max(c.at for c, _, _ in accepted)) if to_pay else ({}, [])
         paid.update(dict.fromkeys(held, 0))
@@ -753,6 +753,12 @@ def checkin_many(
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.lease_id]], duplicate=True)
     return answers
+
+
+def _pay_held(lease: dict[str, Any]) -> bool:
+    """Whether closing this lease pays nothing now: its worker is a party to an open dispute
+    (a probe pays nothing anyway, and its answer must not look held)."""
+    return bool(lease.get("in_dispute")) and lease["kind"] != JobKind.TEST
 
 
 def _hold_pay_statements(held: Iterable[int]) -> list[Any]:
@@ -918,7 +924,7 @@ def finish(
     if verdict is Verdict.REJECT:
         return _reject(tx, lease, now, outcome)
     ms = _accepted_ms(lease, now)
-    held = bool(lease.get("in_dispute"))  # a worker in an open dispute: held, as in checkin_many
+    held = _pay_held(lease)  # a worker in an open dispute: held, as in checkin_many
     paid, payments = ({lease_id: 0}, []) if held else _settle([(lease, ms)], now)
     tx.script(
         [
