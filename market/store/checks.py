@@ -12,7 +12,11 @@ from typing import NamedTuple
 from market.core.verification import CheckKind, CheckStatus
 from market.store.db import Many
 
-__all__ = ["SliceCheckRow", "checked_state", "slice_checks"]
+__all__ = ["IN_DISPUTE", "SliceCheckRow", "checked_state", "slice_checks"]
+
+#: SQL list of the statuses of a check in dispute: its worker's and first verifier's pay is held
+#: while one is (``jobs.checkin_many``, ``jobs.release_held_pay``, docs/trust.md)
+IN_DISPUTE = f"('{CheckStatus.DISPUTED}', '{CheckStatus.DECIDING}')"
 
 _INSERT_CHECK = (
     "INSERT INTO checks (job_id, kind, reason, lease_id, worker_id, parent_state_id, state_id, target_sha256,"

@@ -451,9 +451,6 @@ def lease_row(tx, lease_id: int, lock: bool = False) -> dict[str, Any]:
     return row
 
 
-#: the statuses of a check in dispute (``verification.CheckStatus``): its parties' pay is held
-_DISPUTES = f"('{verification.CheckStatus.DISPUTED}', '{verification.CheckStatus.DECIDING}')"
-
 # A lease with what closing it needs (job, the lease's price, owner, payee, seq, what a state must
 # follow from: the job's source and entry, the leased state's digest and payload hash), locking
 # with it the accounts its payment moves, so a check-in reads and locks everything in one statement.
@@ -464,7 +461,7 @@ _LEASE = (
     " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq, o.balance AS owner_balance,"
     " p.balance AS payee_balance,"
     # its worker is a party to an open dispute (found through the index of open checks: disputes are few)
-    f" EXISTS (SELECT 1 FROM checks k WHERE k.status IN {_DISPUTES}"
+    f" EXISTS (SELECT 1 FROM checks k WHERE k.status IN {sql_checks.IN_DISPUTE}"
     " AND (k.worker_id = d.client_id OR k.first_client_id = d.client_id)) AS in_dispute"
     " FROM leases d JOIN jobs j ON j.id = d.job_id"
     " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
@@ -772,7 +769,8 @@ def release_held_pay(tx, client_id: int, now: float) -> int:
     when it lost (suspect), paid nothing (``verification.lose`` undid what it made). Their
     reservations are returned either way. -> how many leases were released."""
     still = tx.scalar(
-        f"SELECT COUNT(*) FROM checks k WHERE k.status IN {_DISPUTES} AND (k.worker_id = ? OR k.first_client_id = ?)",
+        f"SELECT COUNT(*) FROM checks k WHERE k.status IN {sql_checks.IN_DISPUTE}"
+        " AND (k.worker_id = ? OR k.first_client_id = ?)",
         (client_id, client_id),
     )
     if still:

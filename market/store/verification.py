@@ -23,13 +23,18 @@ from market.core.verification import CheckKind, CheckStatus
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
-from market.store.checks import _INSERT_CHECK, SliceCheckRow, checked_state, slice_checks  # noqa: F401 (re-exported)
+from market.store.checks import (  # noqa: F401 (re-exported)
+    _INSERT_CHECK,
+    IN_DISPUTE,
+    SliceCheckRow,
+    checked_state,
+    slice_checks,
+)
 from market.store.db import marks
 
 DISCARDED = "discarded"  # a state dropped when its job went back to its last verified state
 
 _OPEN = "(" + ", ".join(f"'{s}'" for s in policy.OPEN_CHECKS) + ")"
-_DISPUTES = f"('{CheckStatus.DISPUTED}', '{CheckStatus.DECIDING}')"
 
 
 def create_check(
@@ -513,7 +518,7 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
     ended: list[dict[str, Any]] = []  # disputes given up with their states: their parties' pay is released
     if dropped:
         ended = tx.all(
-            f"SELECT worker_id, first_client_id FROM checks WHERE status IN {_DISPUTES} AND job_id = ?"
+            f"SELECT worker_id, first_client_id FROM checks WHERE status IN {IN_DISPUTE} AND job_id = ?"
             f" AND (parent_state_id IN {marks(len(dropped))}"
             " OR COALESCE(state_id, (SELECT l.new_state_id FROM leases l WHERE l.id = checks.lease_id))"
             f" IN {marks(len(dropped))})",

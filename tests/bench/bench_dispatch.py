@@ -195,6 +195,10 @@ def run(url_db, workdir, args, market_options: str = ""):
         for p in procs:
             p.join()
         audit = db.transact(sql_accounts.audit)
+    except BaseException:
+        if not server.alive():  # say why the market died rather than only that its workers failed
+            print(f"the market exited with {server.proc.returncode}; its log ends:\n{server.logtext()[-4000:]}")
+        raise
     finally:
         server.stop()
         db.close()
