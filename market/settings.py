@@ -210,6 +210,13 @@ class DispatchSettings:
         "seconds a slice or result waits for an independent verifier before it stays unverified",
         "{:g}".format,
     )
+    dispute_timeout: float = setting(
+        verification.DEFAULT_DISPUTE_SECONDS,
+        positive_float,
+        "seconds a disputed slice or result waits for a decider before it is given up undecided"
+        " (nobody loses, it stays unverified, the disputed parties' held pay is released)",
+        "{:g}".format,
+    )
     verify_margin: float = setting(
         verification.DEFAULT_MARGIN, positive_float, "a replay's step cap: slice x speed x this", "{:g}".format
     )

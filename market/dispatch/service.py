@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import random
+import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,23 @@ CLIENT_CACHE_SECONDS = 30.0
 INLINE_HASH_BYTES = 64 * 1024
 
 
+class SecureDraws:
+    """Uniform floats in [0, 1) from the operating system's random source (as
+    ``random.SystemRandom().random``), read 512 at a time: one system call per 512 check-ins
+    instead of one each, on the reactor thread of a market where every check-in draws."""
+
+    BATCH = 512
+
+    def __init__(self) -> None:
+        self._left: list[float] = []
+
+    def __call__(self) -> float:
+        if not self._left:
+            words = struct.unpack(f"<{self.BATCH}Q", os.urandom(8 * self.BATCH))
+            self._left = [(w >> 11) * (1.0 / (1 << 53)) for w in words]  # 53 random bits, as random()
+        return self._left.pop()
+
+
 def _ready_job(row: dict[str, Any]) -> matcher.ReadyJob:
     return matcher.ReadyJob(id=row["id"], price=row["price"], submitted_at=row["submitted_at"])
 
@@ -67,7 +85,7 @@ class Dispatcher(service.Service):
         self._secret: bytes | None = None  # the database's probe secret, read at the first probe
         #: the random draw that samples slices for replay (uniform in [0, 1)); a worker must not
         #: be able to predict which of its slices will be checked
-        self._draw = draw if draw is not None else random.SystemRandom().random
+        self._draw = draw if draw is not None else SecureDraws()
         #: replay leases handed out (their check-ins are compared, not committed); reloaded at start
         self._replays: set[int] = set()
         self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
@@ -137,8 +155,16 @@ class Dispatcher(service.Service):
             return self.db.run(sql_jobs.clean_test_jobs, now - self.settings.grace).addCallback(checks)
 
         def checks(_):
-            # checks nobody could take within verify-wait stay unverified, never blocked forever
-            d = self.db.run(sql_verify.expire, now, self.settings.verify_wait, policy.NO_VERIFIER)
+            # checks nobody could take within verify-wait stay unverified, and disputes nobody
+            # decided within dispute-timeout are given up undecided: never blocked forever
+            d = self.db.run(
+                sql_verify.expire,
+                now,
+                self.settings.verify_wait,
+                policy.NO_VERIFIER,
+                self.settings.dispute_timeout,
+                policy.NO_DECIDER,
+            )
             # chunks of check-ins that never committed (refused, late, interrupted) go
             return d.addCallback(lambda _: self.db.run(sql_statechunks.drop_orphans))
 

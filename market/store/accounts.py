@@ -322,12 +322,14 @@ def audit(tx) -> dict[str, Any]:
             wrong.append((row["id"], int(row["balance"]), expected))
         if int(row["balance"]) < 0:
             negative.append(row["id"])
-    # money promised to open leases, kept on the account, must be what the open leases say
+    # money promised to open (or held) leases, kept on the account, must be what those leases say
     promised = {
         r["a"]: int(r["s"])
         for r in tx.all(
             "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM leases d JOIN jobs j ON j.id = d.job_id"
-            f" WHERE d.status = '{LeaseStatus.OUT}' AND j.account_id IS NOT NULL GROUP BY j.account_id"
+            # a lease held during its worker's dispute keeps its reservation until it is paid
+            f" WHERE (d.status = '{LeaseStatus.OUT}' OR d.pay_held = 1) AND j.account_id IS NOT NULL"
+            " GROUP BY j.account_id"
         )
     }
     reservations = [

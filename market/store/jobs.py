@@ -467,9 +467,12 @@ _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
     " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind, j.carry,"
     " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
-    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq FROM leases d"
-    " JOIN jobs j ON j.id = d.job_id JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
-    " WHERE d.id"
+    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq,"
+    # its worker is a party to an open dispute (found through the index of open checks: disputes are few)
+    f" EXISTS (SELECT 1 FROM checks k WHERE k.status IN {sql_checks.IN_DISPUTE}"
+    " AND (k.worker_id = d.client_id OR k.first_client_id = d.client_id)) AS in_dispute"
+    " FROM leases d JOIN jobs j ON j.id = d.job_id JOIN clients c ON c.id = d.client_id"
+    " JOIN states s ON s.id = d.state_id WHERE d.id"
 )
 
 
@@ -755,21 +758,72 @@ def checkin_many(
         else:
             accepted.append((c, lease, _accepted_ms(lease, c.at)))
     if accepted:
-        paid, payments = _settle([(lease, ms) for _, lease, ms in accepted], max(c.at for c, _, _ in accepted))
+        # a worker in an open dispute is paid nothing until it ends: the slice is held, its
+        # reservation kept (``release_held_pay`` pays or returns it)
+        held = {c.lease_id for c, lease, _ in accepted if _pay_held(lease)}
+        to_pay = [(lease, ms) for c, lease, ms in accepted if c.lease_id not in held]
+        paid, payments = _settle(to_pay, max(c.at for c, _, _ in accepted)) if to_pay else ({}, [])
+        paid.update(dict.fromkeys(held, 0))
         tx.script(
             [
                 *_accept_statements(accepted, paid),
                 *payments,
-                *_reservations((lease for _, lease, _ in accepted), -1),
+                *_reservations((lease for _, lease, _ in accepted if lease["id"] not in held), -1),
+                *_hold_pay_statements(held),
                 *_slice_checks(tx, accepted, verify),
             ]
         )
         for c, _, ms in accepted:
             answers[first[c.lease_id]] = rules.answer(c.lease_id, LeaseStatus.ACCEPTED, paid[c.lease_id], ms)
+            if c.lease_id in held:
+                answers[first[c.lease_id]]["pay_held"] = True
     for i, c in enumerate(checkins):
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.lease_id]], duplicate=True)
     return answers
+
+
+def _pay_held(lease: dict[str, Any]) -> bool:
+    """Whether closing this lease pays nothing now: its worker is a party to an open dispute
+    (a probe pays nothing anyway, and its answer must not look held)."""
+    return bool(lease.get("in_dispute")) and lease["kind"] != JobKind.TEST
+
+
+def _hold_pay_statements(held: Iterable[int]) -> list[Any]:
+    ids = sorted(held)
+    return [(f"UPDATE leases SET pay_held = 1 WHERE id IN {marks(len(ids))}", ids)] if ids else []
+
+
+def release_held_pay(tx, client_id: int, now: float) -> int:
+    """End the hold on a client's pay once it is party to no open dispute: its held slices are
+    paid now at their leases' prices for their accepted time (from the money still reserved), or,
+    when it lost (suspect), paid nothing (``verification.lose`` undid what it made). Their
+    reservations are returned either way. -> how many leases were released."""
+    still = tx.scalar(
+        f"SELECT COUNT(*) FROM checks k WHERE k.status IN {sql_checks.IN_DISPUTE}"
+        " AND (k.worker_id = ? OR k.first_client_id = ?)",
+        (client_id, client_id),
+    )
+    if still:
+        return 0
+    ids = [r["id"] for r in tx.all("SELECT id FROM leases WHERE client_id = ? AND pay_held = 1", (client_id,))]
+    if not ids:
+        return 0
+    leases = list(_leases_for_checkin(tx, ids).values())
+    lost = bool(tx.scalar("SELECT suspect FROM clients WHERE id = ?", (client_id,)))
+    paid: dict[int, int] = dict.fromkeys(ids, 0)
+    payments: list[Any] = []
+    if not lost:
+        paid, payments = _settle([(d, int(d["accepted_ms"] or 0)) for d in leases], now)
+    amounts, params = case("id", paid, "paid")
+    tx.script(
+        [
+            *payments,
+            (f"UPDATE leases SET pay_held = 0, paid = {amounts} WHERE id IN {marks(len(ids))}", [*params, *ids]),
+            *_reservations(leases, -1),
+        ]
+    )
+    return len(ids)
 
 
 def _slice_checks(tx, accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], verify) -> list[Any]:
@@ -908,13 +962,14 @@ def finish(
     if verdict is Verdict.REJECT:
         return _reject(tx, lease, now, outcome)
     ms = _accepted_ms(lease, now)
-    paid, payments = _settle([(lease, ms)], now)
+    held = _pay_held(lease)  # a worker in an open dispute: held, as in checkin_many
+    paid, payments = ({lease_id: 0}, []) if held else _settle([(lease, ms)], now)
     tx.script(
         [
             (
                 f"UPDATE leases SET status = '{LeaseStatus.FINISHED}', checked_in_at = ?, slice_status = ?,"
-                " accepted_ms = ?, paid = ? WHERE id = ?",
-                (now, outcome, ms, paid[lease_id], lease_id),
+                " accepted_ms = ?, paid = ?, pay_held = ? WHERE id = ?",
+                (now, outcome, ms, paid[lease_id], int(held), lease_id),
             ),
             (
                 f"UPDATE jobs SET status = '{JobStatus.FINISHED}', finished_at = ?, outcome = ?, result = ?, error = ?,"
@@ -922,10 +977,13 @@ def finish(
                 (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"]),
             ),
             *payments,
-            *_reservations([lease], -1),
+            *([] if held else _reservations([lease], -1)),
         ]
     )
-    return rules.answer(lease_id, LeaseStatus.FINISHED, paid[lease_id], ms)
+    answer = rules.answer(lease_id, LeaseStatus.FINISHED, paid[lease_id], ms)
+    if held:
+        answer["pay_held"] = True
+    return answer
 
 
 def expire_leases(tx, now: float) -> list[int]:

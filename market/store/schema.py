@@ -443,6 +443,14 @@ V16: list[Statement] = [
     "UPDATE states SET size = LENGTH(data)",
 ]
 
+# A worker in an open dispute (its slice or result disputed, or its replay disputing one) is paid
+# nothing until the dispute ends: its accepted slices are held (``leases.pay_held``), their money stays
+# reserved on the owner's account, and is paid when the dispute is decided for it or given up, or
+# returned when it lost (docs/trust.md, "Pay held during a dispute").
+V17: list[Statement] = [
+    "ALTER TABLE leases ADD COLUMN pay_held INTEGER NOT NULL DEFAULT 0",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -460,6 +468,7 @@ MIGRATIONS: list[Migration] = [
     (14, V14),
     (15, V15),
     (16, V16),
+    (17, V17),
 ]
 LATEST = MIGRATIONS[-1][0]
 
