@@ -143,7 +143,9 @@ def test_opening_the_checks_of_a_whole_batch_costs_no_extra_round_trip(db):
 
         sent.append(db.transact(work))
     assert len(checks(db)) == 6
-    assert sent[0] == sent[1] == 2  # the locking read and one script, with or without 6 checks
+    # the parties' plain read, the locking read (accounts in id order, then the leases) and one
+    # script, with or without 6 checks
+    assert sent[0] == sent[1] == 3
 
 
 def test_the_markets_draws_are_uniform_in_0_1_unpredictable_and_refilled():
