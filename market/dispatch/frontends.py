@@ -1,0 +1,242 @@
+"""This front end among others: its heartbeat, the matcher role, and requests that cross front ends.
+
+The ``Coordinator`` is a child service of ``twistd market`` next to the dispatcher
+(``market.tap``). It beats every ``HEARTBEAT_SECONDS`` (``store.frontends.beat``: heartbeat,
+role renewed or taken when free, live front ends counted — the rules are
+``market.core.frontends``). Then:
+
+- while this front end holds the matcher role, its dispatcher's pool is THE pooling window of the
+  market: its own workers' requests go in directly (one front end alone works as before), and the
+  coordinator polls ``work_requests`` for the other front ends' requests and puts them in the same
+  pool; the window writes each one's answer (its lease, or nothing) in its row, in the window's
+  transaction (``store.frontends.assign_shared_window``);
+- while it does not, its workers' requests go in ``work_requests`` and the coordinator polls for
+  their answers (every ``POLL_SECONDS`` while any waits), then answers each worker with its lease.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from market.core import frontends as rules
+from market.core.pool import NoWork
+from market.store import frontends as sql
+
+log = Logger()
+
+#: how often requests and answers are looked for in the database while any may be there
+POLL_SECONDS = 0.02
+
+
+def new_frontend(rpc: str, host: str | None = None, pid: int | None = None) -> rules.FrontEnd:
+    """A fresh id for this process, ``host:pid:random`` (a restart is a new front end)."""
+    host = (host or socket.gethostname())[:120]
+    pid = os.getpid() if pid is None else pid
+    return rules.FrontEnd(f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid, rpc[:255])
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Coordinator(service.Service):
+    """The matcher role and the request table, for one dispatcher."""
+
+    name = "frontends"
+
+    def __init__(
+        self,
+        db,
+        dispatcher,
+        me: rules.FrontEnd,
+        single: bool,
+        clock=None,
+        role_seconds: float = rules.ROLE_SECONDS,
+        heartbeat: float = rules.HEARTBEAT_SECONDS,
+    ):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.db = db
+        self.dispatcher = dispatcher
+        self.me = me
+        #: SQLite: this is the only front end (``register`` refused a second), always the holder
+        self.single = single
+        self.clock = clock
+        self.role_seconds = role_seconds
+        self.holds_role = single
+        self.live = 1
+        self._after = 0  # the last request row put in the pool
+        self._catch_up = True  # take every pending row at the next poll (just became holder)
+        self._waiting: dict[int, tuple[defer.Deferred, float]] = {}  # row -> (answer, give up at)
+        self._cancelled: set[int] = set()
+        self._settled: set[int] = set()  # rows the window answered in the database
+        self._beat = task.LoopingCall(self.beat)
+        self._beat.clock = clock
+        self._heartbeat = heartbeat
+        self._poll = task.LoopingCall(self.poll)
+        self._poll.clock = clock
+        #: counters for monitoring and the benchmark
+        self.remote_requests = 0
+        self.remote_answered = 0
+        self.remote_wait_total = 0.0
+        self.taken = 0  # how many times this front end took the role
+
+    # -- start, stop, heartbeat -------------------------------------------------------------------
+    def register(self) -> rules.Beat:
+        """Register this front end (synchronously, before serving). On SQLite this refuses
+        (``Conflict``) when another front end is alive on the database."""
+        beat = self.db.transact(sql.register, self.me, self.role_seconds, self.single, pid_alive)
+        self._apply(beat)
+        return beat
+
+    def startService(self):
+        super().startService()
+        self.dispatcher.coordinator = self
+        self._beat.start(self._heartbeat, now=False).addErrback(lambda f: log.failure("heartbeat stopped", f))
+        if not self.single:
+            self._poll.start(POLL_SECONDS, now=False).addErrback(lambda f: log.failure("request poll stopped", f))
+
+    def stopService(self):
+        super().stopService()
+        for loop in (self._beat, self._poll):
+            if loop.running:
+                loop.stop()
+        waiting, self._waiting = self._waiting, {}
+        for answer, _ in waiting.values():
+            if not answer.called:
+                answer.callback(NoWork(1.0, "the front end is stopping"))
+        d = self.db.run(sql.stop, self.me.id)
+        return d.addErrback(lambda f: log.failure("could not mark this front end stopped", f))
+
+    def beat(self):
+        d = self.db.run(sql.beat, self.me.id, self.role_seconds)
+        d.addCallback(self._apply)
+        d.addErrback(lambda f: log.failure("heartbeat failed; will retry", f))
+        return d
+
+    def _apply(self, beat: rules.Beat) -> None:
+        was = self.holds_role
+        self.holds_role = beat.holds_role or self.single
+        self.live = beat.live
+        if self.holds_role and not was:
+            self.taken += 1
+            self._catch_up = True
+            self._after = 0
+            log.info("front end {me} holds the matcher role ({live} front end(s) alive)", me=self.me.id, live=beat.live)
+        elif was and not self.holds_role:
+            log.warn("front end {me} lost the matcher role to {holder}", me=self.me.id, holder=beat.holder)
+
+    # -- requests ---------------------------------------------------------------------------------
+    def request_remote(self, client_id: int, speed: float, granted: float):
+        """A request of this front end's worker, for the holder's window -> Deferred of its lease
+        or ``NoWork``."""
+        self.remote_requests += 1
+        asked = self.clock.seconds()
+        answer: defer.Deferred = defer.Deferred(lambda d: None)
+
+        def put(row: int):
+            if answer.called:  # the worker hung up meanwhile
+                self._cancelled.add(row)
+                self._waiting[row] = (defer.Deferred(), asked)
+                return
+            self._waiting[row] = (answer, asked + rules.REMOTE_WAIT_SECONDS)
+            answer.addBoth(self._answered, row, asked)
+
+        def failed(f):
+            if not answer.called:
+                answer.errback(f)
+
+        d = self.db.run(sql.put_request, self.me.id, client_id, speed, granted)
+        d.addCallbacks(put, failed)
+        return answer
+
+    def _answered(self, result, row: int, asked: float):
+        if row in self._waiting:  # cancelled by its caller: withdraw it at the next poll
+            self._cancelled.add(row)
+        self.remote_answered += 1
+        self.remote_wait_total += self.clock.seconds() - asked
+        return result
+
+    def poll(self):
+        work = []
+        if self.holds_role and (self.live > 1 or self._catch_up) and not self.single:
+            work.append(self._take_requests())
+        if self._waiting:
+            work.append(self._collect())
+        if not work:
+            return None
+        return defer.DeferredList(work, consumeErrors=True)
+
+    def _take_requests(self):
+        catching_up = self._catch_up
+        self._catch_up = False
+        d = self.db.run(sql.new_requests, self._after, rules.REMOTE_WAIT_SECONDS)
+
+        def pool(rows):
+            for row in rows:
+                rid = int(row["id"])
+                self._after = max(self._after, rid)
+                extra = {"slice": float(row["slice"]), "remote": rid, "frontend": row["frontend"]}
+                answer = self.dispatcher.pool.request(int(row["client_id"]), float(row["speed"]), extra)
+                answer.addBoth(self._window_answered, rid)
+
+        def failed(f):
+            if catching_up:
+                self._catch_up = True
+            log.failure("could not read requests of other front ends; will retry", f)
+
+        return d.addCallbacks(pool, failed)
+
+    def _window_answered(self, result, row: int):
+        """The pool answered a request that came through the database: the window wrote its answer
+        in its row; a request answered outside a window (replaced by the same worker's newer one,
+        or the pool stopping) is marked so its front end stops waiting."""
+        if row in self._settled:
+            self._settled.discard(row)
+        elif isinstance(result, NoWork):
+            self.db.run(sql.withdraw, [row]).addErrback(lambda f: log.failure("could not withdraw request", f))
+        return None  # a failure was the window's: its front end gives up on the row in time
+
+    def settled(self, rows) -> None:
+        self._settled.update(rows)
+
+    def _collect(self):
+        now = self.clock.seconds()
+        rows = list(self._waiting)
+        give_up = [r for r, (_, until) in self._waiting.items() if until <= now or r in self._cancelled]
+        d = self.db.run(sql.collect, self.me.id, rows, give_up)
+
+        def deliver(done: dict[int, Any]):
+            for row, lease in done.items():
+                entry = self._waiting.pop(row, None)
+                self._cancelled.discard(row)
+                if entry is None or entry[0].called:
+                    continue
+                nothing = NoWork(
+                    self.dispatcher.pool.policy.retry_after, "no job was matched to this client in this window"
+                )
+                entry[0].callback(lease if lease is not None else nothing)
+
+        def failed(f):
+            # the database is away: answer the workers that waited too long, keep the others
+            for row in [r for r, (_, until) in self._waiting.items() if until <= now]:
+                answer, _ = self._waiting.pop(row)
+                if not answer.called:
+                    answer.errback(f)
+            log.failure("could not read answers to requests; will retry", f)
+
+        return d.addCallbacks(deliver, failed)
