@@ -117,7 +117,7 @@ def test_one_window_over_requests_of_two_front_ends_gives_dearer_jobs_to_faster_
     jobs, clients = _market(db, (10.0, 40.0, 20.0, 30.0), (100, 400, 300, 200))
     # the slow and the fastest ask b (through the database); the others ask a (the holder) directly
     rows = {s: db.transact(sql.put_request, b.id, clients[s], s, 5.0) for s in (10.0, 40.0)}
-    pending = db.transact(sql.new_requests, 0, rules.REMOTE_WAIT_SECONDS)
+    pending = db.transact(sql.new_requests, rules.REMOTE_WAIT_SECONDS)
     assert sorted(r["id"] for r in pending) == sorted(rows.values())
     pooled = [matcher.PooledClient(clients[s], s, 0.0) for s in (10.0, 40.0, 20.0, 30.0)]
     remote = {clients[s]: row for s, row in rows.items()}

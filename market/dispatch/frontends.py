@@ -79,7 +79,7 @@ class Coordinator(service.Service):
         self.role_seconds = role_seconds
         self.holds_role = single
         self.live = 1
-        self._after = 0  # the last request row put in the pool
+        self._pooled: set[int] = set()  # request rows in the pool now
         self._catch_up = True  # take every pending row at the next poll (just became holder)
         self._waiting: dict[int, tuple[defer.Deferred, float]] = {}  # row -> (answer, give up at)
         self._cancelled: set[int] = set()
@@ -135,7 +135,6 @@ class Coordinator(service.Service):
         if self.holds_role and not was:
             self.taken += 1
             self._catch_up = True
-            self._after = 0
             log.info("front end {me} holds the matcher role ({live} front end(s) alive)", me=self.me.id, live=beat.live)
         elif was and not self.holds_role:
             log.warn("front end {me} lost the matcher role to {holder}", me=self.me.id, holder=beat.holder)
@@ -184,12 +183,21 @@ class Coordinator(service.Service):
     def _take_requests(self):
         catching_up = self._catch_up
         self._catch_up = False
-        d = self.db.run(sql.new_requests, self._after, rules.REMOTE_WAIT_SECONDS)
+        d = self.db.run(sql.new_requests, rules.REMOTE_WAIT_SECONDS)
 
         def pool(rows):
+            # a row pooled before and pending no more (answered, withdrawn) never is again: forget
+            # it. One answered after this read still shows pending here: it stays known, so it is
+            # never put in the pool twice (where it would replace its worker's newer request)
+            seen = {int(row["id"]) for row in rows}
+            full = len(rows) >= rules.MAX_REQUESTS_PER_POLL
+            last = max(seen, default=0)
+            self._pooled = {r for r in self._pooled if r in seen or (full and r > last)}
             for row in rows:
                 rid = int(row["id"])
-                self._after = max(self._after, rid)
+                if rid in self._pooled:
+                    continue
+                self._pooled.add(rid)
                 extra = {"slice": float(row["slice"]), "remote": rid, "frontend": row["frontend"]}
                 answer = self.dispatcher.pool.request(int(row["client_id"]), float(row["speed"]), extra)
                 answer.addBoth(self._window_answered, rid)

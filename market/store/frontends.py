@@ -159,14 +159,16 @@ def put_request(tx, me: str, client_id: int, speed: float, granted: float) -> in
     )
 
 
-def new_requests(tx, after: int, max_age: float, limit: int = rules.MAX_REQUESTS_PER_POLL) -> list[dict[str, Any]]:
-    """Pending requests above id ``after`` that are younger than ``max_age`` seconds (older ones
-    are their front ends' to withdraw), oldest first, at most ``limit``."""
+def new_requests(tx, max_age: float, limit: int = rules.MAX_REQUESTS_PER_POLL) -> list[dict[str, Any]]:
+    """Every pending request younger than ``max_age`` seconds (older ones are their front ends' to
+    withdraw), oldest first, at most ``limit``. All of them, not those above the last id seen: ids
+    are drawn when a row is inserted, not when it commits, so a row may appear below one already
+    read."""
     since = db_now(tx) - max_age
     return tx.all(
         "SELECT id, frontend, client_id, speed, slice, requested_at FROM work_requests"
-        " WHERE status = ? AND id > ? AND requested_at >= ? ORDER BY id LIMIT ?",
-        (PENDING, after, since, limit),
+        " WHERE status = ? AND requested_at >= ? ORDER BY id LIMIT ?",
+        (PENDING, since, limit),
     )
 
 
