@@ -200,3 +200,19 @@ def test_market_frontends_shows_the_holder_and_hides_dead_ones_unless_asked(db, 
     db.transact(sql.stop, a.id)
     assert cli.main(["--db", db_url, "frontends"]) == 0
     assert "nobody holds it" in capsys.readouterr().out
+
+
+def test_the_holder_tidies_left_over_requests_and_long_gone_front_ends(db):
+    a, b = fe("a", pid=1), fe("b", pid=2)
+    db.transact(sql.register, b, 4.0, False, lambda pid: True, NOW - sql.KEEP_FRONTENDS - 10)
+    db.transact(sql.register, a, 4.0, False, lambda pid: True, NOW)
+    _, clients = _market(db, (10.0,), (100,))
+    old = db.transact(sql.put_request, b.id, clients[10.0], 10.0, 5.0)
+    db.transact(lambda tx: tx.execute("UPDATE work_requests SET requested_at = ? WHERE id = ?", (NOW - 61, old)))
+    young = db.transact(sql.put_request, a.id, clients[10.0], 10.0, 5.0)
+    db.transact(lambda tx: tx.execute("UPDATE work_requests SET requested_at = ? WHERE id = ?", (NOW - 1, young)))
+    db.transact(sql.beat, a.id, 4.0, NOW)  # no tidy: everything stays
+    assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM work_requests")) == 2
+    db.transact(sql.beat, a.id, 4.0, NOW, True)
+    assert db.transact(lambda tx: [r["id"] for r in tx.all("SELECT id FROM work_requests")]) == [young]
+    assert [f["id"] for f in db.transact(sql.listing, NOW)["frontends"]] == [a.id]

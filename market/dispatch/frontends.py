@@ -24,6 +24,7 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from market.core import frontends as rules
 from market.core.pool import NoWork
@@ -31,6 +32,8 @@ from market.store import frontends as sql
 
 log = Logger()
 
+#: the holder deletes old request rows and long-gone front ends every this many heartbeats
+TIDY_EVERY = 30
 #: how often requests and answers are looked for in the database while any may be there
 POLL_SECONDS = 0.02
 
@@ -83,7 +86,9 @@ class Coordinator(service.Service):
         self._catch_up = True  # take every pending row at the next poll (just became holder)
         self._waiting: dict[int, tuple[defer.Deferred, float]] = {}  # row -> (answer, give up at)
         self._cancelled: set[int] = set()
-        self._settled: set[int] = set()  # rows the window answered in the database
+        self._windowed: set[int] = set()  # rows a window of this pool took (answered there or by another holder)
+        self._beats = 0
+        self._renewed_at: float | None = None  # when a heartbeat last succeeded (this process's clock)
         self._beat = task.LoopingCall(self.beat)
         self._beat.clock = clock
         self._heartbeat = heartbeat
@@ -123,12 +128,22 @@ class Coordinator(service.Service):
         return d.addErrback(lambda f: log.failure("could not mark this front end stopped", f))
 
     def beat(self):
-        d = self.db.run(sql.beat, self.me.id, self.role_seconds)
-        d.addCallback(self._apply)
-        d.addErrback(lambda f: log.failure("heartbeat failed; will retry", f))
+        self._beats += 1
+        tidy = self.holds_role and self._beats % TIDY_EVERY == 0
+        d = self.db.run(sql.beat, self.me.id, self.role_seconds, None, tidy)
+        d.addCallbacks(self._apply, self._beat_failed)
         return d
 
+    def _beat_failed(self, f) -> None:
+        log.failure("heartbeat failed; will retry", f)
+        if self.holds_role and not self.single and self._renewed_at is not None:
+            if self.clock.seconds() - self._renewed_at >= self.role_seconds:
+                # it cannot know it still holds the role: the others may have taken it
+                self.holds_role = False
+                log.warn("front end {me} gives up the matcher role: no heartbeat for its expiry", me=self.me.id)
+
     def _apply(self, beat: rules.Beat) -> None:
+        self._renewed_at = self.clock.seconds()
         was = self.holds_role
         self.holds_role = beat.holds_role or self.single
         self.live = beat.live
@@ -213,14 +228,18 @@ class Coordinator(service.Service):
         """The pool answered a request that came through the database: the window wrote its answer
         in its row; a request answered outside a window (replaced by the same worker's newer one,
         or the pool stopping) is marked so its front end stops waiting."""
-        if row in self._settled:
-            self._settled.discard(row)
+        if isinstance(result, Failure):  # the window failed: the row is still pending, take it again
+            self._windowed.discard(row)
+            self._pooled.discard(row)
+        elif row in self._windowed:  # a window answered it, here or (claimed there) on another holder
+            self._windowed.discard(row)
         elif isinstance(result, NoWork):
             self.db.run(sql.withdraw, [row]).addErrback(lambda f: log.failure("could not withdraw request", f))
         return None  # a failure was the window's: its front end gives up on the row in time
 
-    def settled(self, rows) -> None:
-        self._settled.update(rows)
+    def windowed(self, rows) -> None:
+        """Request rows a window of this pool is about to claim, match and answer."""
+        self._windowed.update(rows)
 
     def _collect(self):
         now = self.clock.seconds()

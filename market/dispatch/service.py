@@ -257,6 +257,7 @@ class Dispatcher(service.Service):
             # one window over this front end's requests and those of the others (put in the
             # database); each lease records the front end whose worker asked
             remote = {r.client_id: r.extra["remote"] for r in requests if r.extra.get("remote")}
+            co.windowed(remote.values())
             issued_by = {r.client_id: r.extra.get("frontend") or co.me.id for r in requests}
             d = self.db.run(
                 sql_frontends.assign_shared_window,
@@ -268,14 +269,7 @@ class Dispatcher(service.Service):
                 granted,
                 matcher.match,
                 _ready_job,
-            )
-
-            def claimed(result):
-                leases, rows = result
-                co.settled(rows)
-                return leases
-
-            d.addCallback(claimed)
+            ).addCallback(lambda result: result[0])
 
         def by_request(by_client):
             return {r.key: by_client[r.client_id] for r in requests if r.client_id in by_client}

@@ -36,6 +36,11 @@ __all__ = [
 #: a request row's status: waiting for a window; given a lease; given nothing; withdrawn by its
 #: front end (its worker was told to ask again)
 PENDING, LEASED, NONE, GONE = "pending", "leased", "none", "gone"
+#: request rows are deleted by the front end that collects them; rows older than this are left
+#: over (their front end died) and deleted by the holder
+KEEP_REQUESTS = 4 * rules.REMOTE_WAIT_SECONDS
+#: a front end that has not beaten for a day is dropped from ``market frontends``
+KEEP_FRONTENDS = 86_400.0
 
 
 def db_now(tx) -> float:
@@ -78,10 +83,15 @@ def register(
     return beat(tx, me.id, role_seconds, now)
 
 
-def beat(tx, me: str, role_seconds: float, now: float | None = None) -> rules.Beat:
+def beat(tx, me: str, role_seconds: float, now: float | None = None, tidy: bool = False) -> rules.Beat:
     """Write this front end's heartbeat, renew or take the matcher role if the rules allow, and
-    count the live front ends — one short transaction, about once a second per front end."""
+    count the live front ends — one short transaction, about once a second per front end.
+    ``tidy`` (the holder, now and then): delete request rows older than ``KEEP_REQUESTS`` seconds
+    (their front ends gave up on them long ago) and front ends gone for ``KEEP_FRONTENDS``."""
     now = db_now(tx) if now is None else now
+    if tidy:
+        tx.execute("DELETE FROM work_requests WHERE requested_at < ?", (now - KEEP_REQUESTS,))
+        tx.execute("DELETE FROM frontends WHERE heartbeat_at < ?", (now - KEEP_FRONTENDS,))
     tx.execute("UPDATE frontends SET heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL", (now, me))
     role = tx.one("SELECT holder, expires_at, since FROM matcher_role WHERE name = 'matcher'" + tx.for_update)
     if role is None:  # a database whose role row was deleted by hand: put it back
