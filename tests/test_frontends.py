@@ -213,6 +213,6 @@ def test_the_holder_tidies_left_over_requests_and_long_gone_front_ends(db):
     db.transact(lambda tx: tx.execute("UPDATE work_requests SET requested_at = ? WHERE id = ?", (NOW - 1, young)))
     db.transact(sql.beat, a.id, 4.0, NOW)  # no tidy: everything stays
     assert db.transact(lambda tx: tx.scalar("SELECT COUNT(*) FROM work_requests")) == 2
-    db.transact(sql.beat, a.id, 4.0, NOW, True)
+    db.transact(sql.beat, a.id, 4.0, NOW, 30.0)  # 30 s asked: at least KEEP_REQUESTS (60 s) kept
     assert db.transact(lambda tx: [r["id"] for r in tx.all("SELECT id FROM work_requests")]) == [young]
     assert [f["id"] for f in db.transact(sql.listing, NOW)["frontends"]] == [a.id]

@@ -80,6 +80,8 @@ class Coordinator(service.Service):
         self.single = single
         self.clock = clock
         self.role_seconds = role_seconds
+        #: how long a request through the database waits for a window (a long window: longer)
+        self.remote_wait = max(rules.REMOTE_WAIT_SECONDS, 3 * float(dispatcher.settings.window))
         self.holds_role = single
         self.live = 1
         self._pooled: set[int] = set()  # request rows in the pool now
@@ -129,7 +131,7 @@ class Coordinator(service.Service):
 
     def beat(self):
         self._beats += 1
-        tidy = self.holds_role and self._beats % TIDY_EVERY == 0
+        tidy = 4 * self.remote_wait if self.holds_role and self._beats % TIDY_EVERY == 0 else None
         d = self.db.run(sql.beat, self.me.id, self.role_seconds, None, tidy)
         d.addCallbacks(self._apply, self._beat_failed)
         return d
@@ -167,7 +169,7 @@ class Coordinator(service.Service):
                 self._cancelled.add(row)
                 self._waiting[row] = (defer.Deferred(), asked)
                 return
-            self._waiting[row] = (answer, asked + rules.REMOTE_WAIT_SECONDS)
+            self._waiting[row] = (answer, asked + self.remote_wait)
             answer.addBoth(self._answered, row, asked)
 
         def failed(f):
@@ -198,7 +200,7 @@ class Coordinator(service.Service):
     def _take_requests(self):
         catching_up = self._catch_up
         self._catch_up = False
-        d = self.db.run(sql.new_requests, rules.REMOTE_WAIT_SECONDS)
+        d = self.db.run(sql.new_requests, self.remote_wait)
 
         def pool(rows):
             # a row pooled before and pending no more (answered, withdrawn) never is again: forget
@@ -235,7 +237,7 @@ class Coordinator(service.Service):
             self._windowed.discard(row)
         elif isinstance(result, NoWork):
             self.db.run(sql.withdraw, [row]).addErrback(lambda f: log.failure("could not withdraw request", f))
-        return None  # a failure was the window's: its front end gives up on the row in time
+        return None  # a failure was the window's to log; the row's front end waits for the next window
 
     def windowed(self, rows) -> None:
         """Request rows a window of this pool is about to claim, match and answer."""

@@ -83,14 +83,14 @@ def register(
     return beat(tx, me.id, role_seconds, now)
 
 
-def beat(tx, me: str, role_seconds: float, now: float | None = None, tidy: bool = False) -> rules.Beat:
+def beat(tx, me: str, role_seconds: float, now: float | None = None, tidy: float | None = None) -> rules.Beat:
     """Write this front end's heartbeat, renew or take the matcher role if the rules allow, and
     count the live front ends — one short transaction, about once a second per front end.
-    ``tidy`` (the holder, now and then): delete request rows older than ``KEEP_REQUESTS`` seconds
-    (their front ends gave up on them long ago) and front ends gone for ``KEEP_FRONTENDS``."""
+    ``tidy`` (the holder, now and then): delete request rows older than that many seconds (their
+    front ends gave up on them long ago) and front ends gone for ``KEEP_FRONTENDS``."""
     now = db_now(tx) if now is None else now
-    if tidy:
-        tx.execute("DELETE FROM work_requests WHERE requested_at < ?", (now - KEEP_REQUESTS,))
+    if tidy is not None:
+        tx.execute("DELETE FROM work_requests WHERE requested_at < ?", (now - max(tidy, KEEP_REQUESTS),))
         tx.execute("DELETE FROM frontends WHERE heartbeat_at < ?", (now - KEEP_FRONTENDS,))
     tx.execute("UPDATE frontends SET heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL", (now, me))
     role = tx.one("SELECT holder, expires_at, since FROM matcher_role WHERE name = 'matcher'" + tx.for_update)
