@@ -216,3 +216,19 @@ def test_the_holder_tidies_left_over_requests_and_long_gone_front_ends(db):
     db.transact(sql.beat, a.id, 4.0, NOW, 30.0)  # 30 s asked: at least KEEP_REQUESTS (60 s) kept
     assert db.transact(lambda tx: [r["id"] for r in tx.all("SELECT id FROM work_requests")]) == [young]
     assert [f["id"] for f in db.transact(sql.listing, NOW)["frontends"]] == [a.id]
+
+
+def test_requests_written_in_one_batch_get_their_own_rows_and_a_repeat_gets_the_newest(db):
+    a = fe("a", pid=1)
+    db.transact(sql.register, a, 4.0, False, lambda pid: True)
+    _, clients = _market(db, (10.0, 20.0), (100,))
+    c1, c2 = clients[10.0], clients[20.0]
+    first = db.transact(sql.put_requests, a.id, [(c1, 10.0, 5.0)])
+    rows = db.transact(sql.put_requests, a.id, [(c2, 20.0, 5.0), (c1, 10.0, 6.0)])
+    assert rows[1] > first[0] and rows[0] != rows[1]
+    stored = db.transact(
+        lambda tx: {r["id"]: (r["client_id"], r["slice"]) for r in tx.all("SELECT * FROM work_requests")}
+    )
+    assert stored[rows[0]] == (c2, 5.0)
+    assert stored[rows[1]] == (c1, 6.0)
+    assert db.transact(sql.put_requests, a.id, []) == []

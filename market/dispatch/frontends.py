@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 from market.core import frontends as rules
 from market.core.pool import NoWork
+from market.dispatch.groupcommit import GroupCommit
 from market.store import frontends as sql
 
 log = Logger()
@@ -35,7 +36,7 @@ log = Logger()
 #: the holder deletes old request rows and long-gone front ends every this many heartbeats
 TIDY_EVERY = 30
 #: how often requests and answers are looked for in the database while any may be there
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.01
 
 
 def new_frontend(rpc: str, host: str | None = None, pid: int | None = None) -> rules.FrontEnd:
@@ -91,6 +92,9 @@ class Coordinator(service.Service):
         self._windowed: set[int] = set()  # rows a window of this pool took (answered there or by another holder)
         self._beats = 0
         self._renewed_at: float | None = None  # when a heartbeat last succeeded (this process's clock)
+        #: requests are written group-committed: those that arrive while one batch is written go
+        #: in the next one
+        self._puts = GroupCommit(lambda asks: self.db.run(sql.put_requests, me.id, asks))
         self._beat = task.LoopingCall(self.beat)
         self._beat.clock = clock
         self._heartbeat = heartbeat
@@ -166,9 +170,13 @@ class Coordinator(service.Service):
 
         def put(row: int):
             if answer.called:  # the worker hung up meanwhile
-                self._cancelled.add(row)
-                self._waiting[row] = (defer.Deferred(), asked)
+                if row not in self._waiting:
+                    self._cancelled.add(row)
+                    self._waiting[row] = (defer.Deferred(), asked)
                 return
+            earlier = self._waiting.pop(row, None)
+            if earlier is not None and not earlier[0].called:  # the same worker asked twice in one batch
+                earlier[0].callback(NoWork(self.dispatcher.pool.policy.retry_after, "replaced by a newer request"))
             self._waiting[row] = (answer, asked + self.remote_wait)
             answer.addBoth(self._answered, row, asked)
 
@@ -176,7 +184,7 @@ class Coordinator(service.Service):
             if not answer.called:
                 answer.errback(f)
 
-        d = self.db.run(sql.put_request, self.me.id, client_id, speed, granted)
+        d = self._puts.submit((client_id, speed, granted))
         d.addCallbacks(put, failed)
         return answer
 

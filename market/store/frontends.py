@@ -14,7 +14,7 @@ from market.core import frontends as rules
 from market.core.errors import Conflict
 from market.core.rules import JobKind
 from market.store import jobs as sql_jobs
-from market.store.db import case, marks
+from market.store.db import Many, case, marks
 
 __all__ = [
     "db_now",
@@ -23,6 +23,7 @@ __all__ = [
     "stop",
     "listing",
     "put_request",
+    "put_requests",
     "new_requests",
     "assign_shared_window",
     "collect",
@@ -163,10 +164,33 @@ def listing(tx, now: float | None = None, limit: int = 200) -> dict[str, Any]:
 
 def put_request(tx, me: str, client_id: int, speed: float, granted: float) -> int:
     """A request of a worker of this front end, for the role holder's next window."""
-    return tx.insert(
-        "INSERT INTO work_requests (frontend, client_id, speed, slice, requested_at, status) VALUES (?, ?, ?, ?, ?, ?)",
-        (me, client_id, float(speed), float(granted), db_now(tx), PENDING),
+    return put_requests(tx, me, [(client_id, speed, granted)])[0]
+
+
+def put_requests(tx, me: str, asks: list[tuple[int, float, float]]) -> list[int]:
+    """Requests ``(client id, speed, slice)`` of this front end's workers, in one round trip
+    (group-committed by the front end); -> their row ids, in order. A front end writes one batch
+    at a time, so a client's newest pending row of this front end is the one just written."""
+    if not asks:
+        return []
+    now = db_now(tx)
+    clients = sorted({int(c) for c, _, _ in asks})
+    _, rows = tx.script(
+        [
+            Many(
+                "INSERT INTO work_requests (frontend, client_id, speed, slice, requested_at, status)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(me, int(c), float(s), float(g), now, PENDING) for c, s, g in asks],
+            ),
+            (
+                "SELECT client_id, MAX(id) AS id FROM work_requests WHERE frontend = ? AND status = ?"
+                f" AND client_id IN {marks(len(clients))} GROUP BY client_id",
+                [me, PENDING, *clients],
+            ),
+        ]
     )
+    newest = {int(r["client_id"]): int(r["id"]) for r in rows or []}
+    return [newest[int(c)] for c, _, _ in asks]
 
 
 def new_requests(tx, max_age: float, limit: int = rules.MAX_REQUESTS_PER_POLL) -> list[dict[str, Any]]:
