@@ -35,6 +35,8 @@ log = Logger()
 
 #: the holder deletes old request rows and long-gone front ends every this many heartbeats
 TIDY_EVERY = 30
+#: a holder whose last look found no request looks every this many polls (50 ms) until one does
+IDLE_POLLS = 5
 #: how often requests and answers are looked for in the database while any may be there
 POLL_SECONDS = 0.01
 
@@ -91,6 +93,8 @@ class Coordinator(service.Service):
         self._cancelled: set[int] = set()
         self._windowed: set[int] = set()  # rows a window of this pool took (answered there or by another holder)
         self._beats = 0
+        self._ticks = 0
+        self._found = False  # the last look for requests found some
         self._renewed_at: float | None = None  # when a heartbeat last succeeded (this process's clock)
         #: requests are written group-committed: those that arrive while one batch is written go
         #: in the next one
@@ -197,7 +201,10 @@ class Coordinator(service.Service):
 
     def poll(self):
         work = []
-        if self.holds_role and (self.live > 1 or self._catch_up) and not self.single:
+        self._ticks += 1
+        # an idle holder looks less often: every IDLE_POLLS ticks after a poll that found nothing
+        due = self._catch_up or self._found or self._ticks % IDLE_POLLS == 0
+        if self.holds_role and (self.live > 1 or self._catch_up) and not self.single and due:
             work.append(self._take_requests())
         if self._waiting:
             work.append(self._collect())
@@ -211,6 +218,7 @@ class Coordinator(service.Service):
         d = self.db.run(sql.new_requests, self.remote_wait)
 
         def pool(rows):
+            self._found = bool(rows)
             # a row pooled before and pending no more (answered, withdrawn) never is again: forget
             # it. One answered after this read still shows pending here: it stays known, so it is
             # never put in the pool twice (where it would replace its worker's newer request)
