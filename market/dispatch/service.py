@@ -30,6 +30,7 @@ from market.dispatch.groupcommit import GroupCommit
 from market.settings import DispatchSettings
 from market.store import caches
 from market.store import clients as sql_clients
+from market.store import frontends as sql_frontends
 from market.store import jobs as sql_jobs
 from market.store import logs as sql_logs
 from market.store import secrets as sql_secrets
@@ -89,6 +90,9 @@ class Dispatcher(service.Service):
         #: replay leases handed out (their check-ins are compared, not committed); reloaded at start
         self._replays: set[int] = set()
         self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
+        #: this front end among others (``market.dispatch.frontends.Coordinator``), set when it
+        #: starts; None: the only front end, its pool the market's window (tests, the simulator)
+        self.coordinator: Any = None
         self._reaper = task.LoopingCall(self.reap)
         self._reaper.clock = clock
         # client id -> (client row with last_speed, when read): a worker asks for work every slice,
@@ -224,7 +228,12 @@ class Dispatcher(service.Service):
             if replay is not None:
                 self._replays.add(replay["stateid"])
                 return replay
-        answer = yield self.pool.request(client_id, float(client["last_speed"]["speed"]), {"slice": granted})
+        speed = float(client["last_speed"]["speed"])
+        co = self.coordinator
+        if co is not None and not co.holds_role:  # the window runs on the role's holder
+            answer = yield co.request_remote(client_id, speed, granted)
+        else:
+            answer = yield self.pool.request(client_id, speed, {"slice": granted})
         return answer
 
     @staticmethod
@@ -272,15 +281,34 @@ class Dispatcher(service.Service):
     def _assign(self, requests):
         clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at) for r in requests]
         granted = {r.client_id: r.extra["slice"] for r in requests}
-        d = self.db.run(
-            sql_jobs.assign_window,
-            clients,
-            self.clock.seconds(),
-            self.settings.grace,
-            granted,
-            matcher.match,
-            _ready_job,
-        )
+        co = self.coordinator
+        if co is None:
+            d = self.db.run(
+                sql_jobs.assign_window,
+                clients,
+                self.clock.seconds(),
+                self.settings.grace,
+                granted,
+                matcher.match,
+                _ready_job,
+            )
+        else:
+            # one window over this front end's requests and those of the others (put in the
+            # database); each lease records the front end whose worker asked
+            remote = {r.client_id: r.extra["remote"] for r in requests if r.extra.get("remote")}
+            co.windowed(remote.values())
+            issued_by = {r.client_id: r.extra.get("frontend") or co.me.id for r in requests}
+            d = self.db.run(
+                sql_frontends.assign_shared_window,
+                clients,
+                remote,
+                issued_by,
+                self.clock.seconds(),
+                self.settings.grace,
+                granted,
+                matcher.match,
+                _ready_job,
+            ).addCallback(lambda result: result[0])
 
         def by_request(by_client):
             return {r.key: by_client[r.client_id] for r in requests if r.client_id in by_client}

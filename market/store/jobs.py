@@ -158,6 +158,7 @@ def assign_window(
     granted: dict[int, float],
     match: Callable[[list[Any], list[Any]], list[Any]],
     make_ready_job: Callable[..., Any],
+    issued_by: dict[int, str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Close one pooling window in ONE transaction: pick affordable ready jobs, match, check out.
 
@@ -165,7 +166,8 @@ def assign_window(
     negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
     input. Which jobs are candidates and which are held because their owner cannot pay a slice is
     ``rules.plan_window``'s decision; held jobs are marked held (visible), not dispatched.
-    Returns ``{client_id: lease}`` for the clients that got work.
+    Returns ``{client_id: lease}`` for the clients that got work. ``issued_by[client_id]``: the
+    front end whose worker asked (``market.core.frontends``), recorded on its lease.
 
     A window of any size costs three round trips and the commit: read the top of the ready list;
     mark the held jobs and lock the chosen ones; write the leases.
@@ -211,7 +213,7 @@ def assign_window(
                 [*params, *held],
             )
         )
-    leases = checkout_many(tx, wanted, grace, now, first=first)
+    leases = checkout_many(tx, wanted, grace, now, first=first, issued_by=issued_by)
     return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
 
 
@@ -239,14 +241,20 @@ def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now:
 
 
 def checkout_many(
-    tx, wanted: Sequence[tuple[int, int, float]], grace: float, now: float, first: Sequence[Any] = ()
+    tx,
+    wanted: Sequence[tuple[int, int, float]],
+    grace: float,
+    now: float,
+    first: Sequence[Any] = (),
+    issued_by: dict[int, str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Lease each ``(job, client, seconds)``'s committed state until ``now + seconds + grace``.
 
     Returns ``{job_id: lease}``. A job that is no longer ready (cancelled or held since the ready
     list was read) is left out rather than failing the whole window. Test jobs are leased as they
     are. ``first``: statements to run in the same round trip as the locking read. The money a
-    lease may cost is reserved on its owner's account until the lease closes.
+    lease may cost is reserved on its owner's account until the lease closes. ``issued_by``: client
+    id -> the front end that asked for it (the lease's ``frontend``; NULL when not given).
     """
     if not wanted:
         if first:
@@ -301,7 +309,7 @@ def checkout_many(
         [
             Many(
                 "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
-                " status, reserved, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, reserved, price, frontend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         j,
@@ -313,6 +321,7 @@ def checkout_many(
                         LeaseStatus.OUT,
                         lease["reserved"],
                         lease["price"],
+                        (issued_by or {}).get(lease["client_id"]),
                     )
                     for j, lease in leases.items()
                 ],

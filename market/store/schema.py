@@ -21,6 +21,9 @@ Table map (paper, spec 4a-e):
   web_sessions    web log-in sessions (token hash, CSRF token, expiry)
   secrets         the database's own random secrets (the probe secret)
   batches         parameter sweeps: one module, function and price, many jobs (jobs.batch_id)
+  frontends       every ``twistd market`` process on this database and its heartbeat
+  matcher_role    which front end runs the one pooling window, until when (one row)
+  work_requests   requests for work put by front ends that do not hold the matcher role
 """
 
 from __future__ import annotations
@@ -451,6 +454,42 @@ V17: list[Statement] = [
     "ALTER TABLE leases ADD COLUMN pay_held INTEGER NOT NULL DEFAULT 0",
 ]
 
+# Many front ends, one matcher (issue 20, items 1 and 5; ``market.core.frontends``): every
+# ``twistd market`` process beats in ``frontends``; one holds the ``matcher_role`` row and runs the
+# one pooling window over the ``work_requests`` of every front end; a lease records the front end
+# that issued it.
+V18: list[Statement] = [
+    """CREATE TABLE frontends (
+        id VARCHAR(160) NOT NULL PRIMARY KEY,
+        host VARCHAR(120) NOT NULL,
+        pid INTEGER NOT NULL,
+        rpc VARCHAR(255) NOT NULL DEFAULT '',
+        started_at {double} NOT NULL,
+        heartbeat_at {double} NOT NULL,
+        stopped_at {double} NULL
+    ) {engine}""",
+    """CREATE TABLE matcher_role (
+        name VARCHAR(32) NOT NULL PRIMARY KEY,
+        holder VARCHAR(160) NULL,
+        expires_at {double} NOT NULL,
+        since {double} NOT NULL
+    ) {engine}""",
+    "INSERT INTO matcher_role (name, holder, expires_at, since) VALUES ('matcher', NULL, 0, 0)",
+    """CREATE TABLE work_requests (
+        id {pk},
+        frontend VARCHAR(160) NOT NULL,
+        client_id {bigint} NOT NULL,
+        speed {double} NOT NULL,
+        slice {double} NOT NULL,
+        requested_at {double} NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        lease_id {bigint} NULL
+    ) {engine}""",
+    "CREATE INDEX work_requests_status ON work_requests (status, id)",
+    "CREATE INDEX work_requests_frontend ON work_requests (frontend, status)",
+    "ALTER TABLE leases ADD COLUMN frontend VARCHAR(160) NULL",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -469,6 +508,7 @@ MIGRATIONS: list[Migration] = [
     (15, V15),
     (16, V16),
     (17, V17),
+    (18, V18),
 ]
 LATEST = MIGRATIONS[-1][0]
 
