@@ -280,7 +280,8 @@ def _lease_answers(tx, lease_ids: list[int]) -> dict[int, dict[str, Any]]:
         return {}
     rows = tx.all(
         "SELECT l.id AS stateid, l.job_id, l.client_id, l.state_id, l.granted_seconds, l.deadline, l.checked_out_at,"
-        " l.reserved, l.price, j.kind, j.name, j.source, j.entry, j.spec, j.probe_size, j.account_id, s.seq, s.data"
+        " l.reserved, l.price, j.kind, j.name, j.source, j.entry, j.spec, j.probe_size, j.account_id, s.seq, s.data,"
+        " s.chunks, s.size"
         " FROM leases l JOIN jobs j ON j.id = l.job_id JOIN states s ON s.id = l.state_id"
         f" WHERE l.id IN {marks(len(lease_ids))}",
         lease_ids,
@@ -294,6 +295,9 @@ def _lease_answers(tx, lease_ids: list[int]) -> dict[int, dict[str, Any]]:
             "kind": r["kind"] or JobKind.JOB,
             "name": r["name"],
             "state": bytes(r["data"]),
+            # a state stored in chunks is fetched by them (``state_get``): its row holds no bytes
+            "state_chunks": r["chunks"],
+            "state_size": r["size"] if r["chunks"] else len(r["data"]),
             "state_id": r["state_id"],
             "seq": r["seq"],
             "source": r["source"],
