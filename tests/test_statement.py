@@ -24,6 +24,16 @@ T = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY = 86_400
 
 
+def an_hour_ago_within_one_day(now):
+    """About an hour before ``now``, moved back so that the two jobs' slices (``t`` .. ``t`` + 400 s)
+    fall within one UTC day: a by-day statement then shows them on one line at any time of day (in
+    the hour after midnight UTC an hour ago is yesterday and the slices straddled two days)."""
+    t = now - 3600
+    if int(t // DAY) != int((t + 400) // DAY):
+        t = (t // DAY) * DAY + DAY - 3600  # 23:00 of t's day
+    return t
+
+
 def _two_jobs(db, t=T, owner=None):
     if owner is None:
         owner, _ = md.account(db, "alice", grant=10_000)
@@ -125,7 +135,8 @@ def test_market_statement_prints_text_json_and_csv_to_the_owner_only(tmp_path, p
     server = Market(url, str(tmp_path)).start()
     processes.append(server)
     now = time.time()
-    owner, host, box, cheap, dear = _two_jobs(db, now - 3600)
+    paid_at = an_hour_ago_within_one_day(now)
+    owner, host, box, cheap, dear = _two_jobs(db, paid_at)
     token, host_token = issue_api_token(db, owner), issue_api_token(db, host)
 
     text = _statement(server, "alice", token)
@@ -142,7 +153,7 @@ def test_market_statement_prints_text_json_and_csv_to_the_owner_only(tmp_path, p
     as_csv = list(csv.DictReader(io.StringIO(_statement(server, "host", host_token, "--by", "client", "--csv").stdout)))
     assert as_csv == [{"client": str(box), "name": "box", "slices": "9", "earned": "10.07"}]
 
-    day = time.strftime("%Y-%m-%d", time.gmtime(now - 3600 + 10))
+    day = time.strftime("%Y-%m-%d", time.gmtime(paid_at + 10))
     by_day = _statement(server, "alice", token, "--by", "day", "--since", day, "--until", day, "--json")
     assert json.loads(by_day.stdout)["rows"][0]["out"] == "10.07"
 
@@ -156,7 +167,7 @@ def test_market_statement_prints_text_json_and_csv_to_the_owner_only(tmp_path, p
 async def test_the_statement_page_shows_the_members_own_money_and_refuses_a_bad_range(market):
     b = await market.member("wendy")
     wendy = market.account_id("wendy")
-    _, _, _, cheap, dear = _two_jobs(market.db, time.time() - 3600, owner=wendy)
+    _, _, _, cheap, dear = _two_jobs(market.db, an_hour_ago_within_one_day(time.time()), owner=wendy)
     ledger = await b.get("/ledger")
     assert 'href="/statement"' in ledger.text
     page = await b.get("/statement")

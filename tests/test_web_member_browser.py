@@ -26,7 +26,7 @@ from market.rpc.methods import MarketRPC
 from tests import marketdata as md
 from tests.support import need, page_wait
 from tests.test_caps import run_until_held
-from tests.test_statement import _two_jobs
+from tests.test_statement import _two_jobs, an_hour_ago_within_one_day
 from tests.test_web_account_tokens import _Dispatcher, _header, _identify, _mail_link
 from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, _driver
 from tests.test_web_support import sqlite_db, start_site
@@ -87,7 +87,7 @@ async def site(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_a_member_reads_their_statement_per_job_and_per_day_and_a_bad_range_says_why(site):
     accounts.create_account(site.db, "wendy", "wendy@example.org", "correct horse", confirm=False)
-    paid_at = time.time() - 3600
+    paid_at = an_hour_ago_within_one_day(time.time())
     _, _, _, cheap, dear = _two_jobs(site.db, paid_at, owner=site.account_id("wendy"))  # 0.07 + 10.00
     today = time.strftime("%Y-%m-%d", time.gmtime(paid_at))
 
