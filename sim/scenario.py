@@ -93,6 +93,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "margin": verification.DEFAULT_MARGIN,
         "replay_slowdown": 1.5,
         "scope": "all",
+        "hold": True,
     },
 }
 CHEATS = ("none", "instant", "skip", "forge", "slow")
@@ -117,6 +118,7 @@ class Trust:
     settings: verification.Settings
     replay_slowdown: float
     scope: str
+    hold: bool = True  # verification.on_hold: no paid lease while a check of one's work is disputed
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,7 @@ def _trust(t: dict[str, Any]) -> Trust | None:
         settings=settings,
         replay_slowdown=_number("trust.replay_slowdown", t["replay_slowdown"], 0),
         scope=str(t["scope"]),
+        hold=bool(t["hold"]),
     )
 
 

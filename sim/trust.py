@@ -67,6 +67,7 @@ INTERPRETER = "cpython-3.11"
 # leaves out its first quarter
 STEADY_AFTER = 3 * 3600.0
 _LIAR_SECONDS = 1.0  # a lying verifier answers at once
+HOLD_RETRY = 30.0  # a worker on hold (verification.on_hold) asks again after this long
 
 
 class Worker:
@@ -197,6 +198,9 @@ class TrustSimulation(Simulation):
             "checks": 0,
             "checks_result": 0,
             "checks_unverifiable": 0,
+            "checks_discarded": 0,
+            "checks_moot": 0,
+            "held_asks": 0,
             "disputes": 0,
             "cheated_slices": 0,
             "refused_stale": 0,
@@ -256,15 +260,24 @@ class TrustSimulation(Simulation):
                 client.retry = None
                 self._replay(worker, run)
                 return
+        if self.t.hold and self.open_checks and v.on_hold(client.id, (r.check for r in self.open_checks.values())):
+            # no paid lease while a check of its work is disputed: ask again later
+            if not self._ended and client.online and not client.busy:
+                self.f["held_asks"] += 1
+                client.retry = self.clock.callLater(HOLD_RETRY, self._ask, client)
+            return
         super()._ask(client)
 
     def _take_check(self, worker: Worker) -> CheckRun | None:
         now = self.clock.seconds()
         wait = self.t.settings.wait_seconds
-        for run in list(self.open_checks.values()):
-            c = run.check
-            if c.status == v.CheckStatus.WAITING and v.waited_too_long(c.created_at, now, wait):
-                self._unverifiable(run)
+        checks = [run.check for run in self.open_checks.values()]
+        for c in v.expired(checks, now, wait):
+            self._unverifiable(self.open_checks[c.id])
+        in_flight = v.open_per_worker(checks)
+        for run in self.open_checks.values():
+            if v.held(run.check, in_flight):  # it waits for a verifier from its release on
+                run.check = run.check._replace(waiting_since=now)
         trusted = not v.under_watch(worker.verified, self.t.settings.watch_slices)
         me = v.Verifier(worker.client.id, self.owner_of[worker.client.id], INTERPRETER, worker.suspect, trusted)
         check = v.pick_check(me, (run.check for run in self.open_checks.values()), now, wait)
@@ -375,9 +388,10 @@ class TrustSimulation(Simulation):
         if run.check.kind == v.CheckKind.RESULT:
             self._result_final(run, verified=True)
 
-    def _unverifiable(self, run: CheckRun) -> None:
+    def _unverifiable(self, run: CheckRun, counted: bool = True) -> None:
         del self.open_checks[run.check.id]
-        self.f["checks_unverifiable"] += 1
+        if counted:  # given up for want of a verifier (a moot check is counted apart)
+            self.f["checks_unverifiable"] += 1
         if run.check.kind == v.CheckKind.RESULT:
             self._result_final(run, verified=False)
 
@@ -422,6 +436,10 @@ class TrustSimulation(Simulation):
             client.retry = None
             if worker.cheater and self.t.rejoin:
                 self._rejoin(worker)
+        for run in list(self.open_checks.values()):
+            if v.moot(run.check, loser):
+                self.f["checks_moot"] += 1
+                self._unverifiable(run, counted=False)
         jobs = [job_id] if self.t.scope == "job" else [j for j, states in self.history.items() if _made(states, loser)]
         for j in jobs:
             self._take_back(loser, j)
@@ -452,7 +470,12 @@ class TrustSimulation(Simulation):
             s.dropped = True
         self.chains[job_id] = keep
         sim_job.done = keep[-1].done
-        # checks on dropped states stay open: a replay still tells whether their makers did the work
+        # as the store does (store.verification: "its state was discarded"), the checks of dropped
+        # states are given up: nothing they could show is still paid for or built on
+        for run in list(self.open_checks.values()):
+            if run.check.job_id == job_id and run.state.dropped:
+                del self.open_checks[run.check.id]
+                self.f["checks_discarded"] += 1
         lease = self._open_lease.get(job_id)
         if lease is not None:
             self.stale.add(lease)
