@@ -42,14 +42,8 @@ def _run(keep_books, trust):
     return result, compute_metrics(result)
 
 
-# t17-dispute: with disputes decided only by trusted deciders replaying to 4x the cap, this 3 h
-# market (seed 3) leaves 1 of 17 cheaters undecided at the end (0.941); across seeds 1-8 the
-# detection rate was below 1.0 in 5 of 8 before the change too (DETECTION_HORIZON is shorter than
-# a replay to the cap plus a decider's at margin 16). Left for t17-cost (metrics/horizon).
-_FRAGILE = pytest.mark.xfail(strict=True, reason="t17-dispute: see the comment above; measured, not hidden")
 
 
-@_FRAGILE
 def test_instant_cheaters_are_caught_within_ten_of_their_slices():
     _, m = run(cheat="instant")
     assert m["cheated_slices"] > 0
@@ -57,7 +51,6 @@ def test_instant_cheaters_are_caught_within_ten_of_their_slices():
     assert m["slices_to_detection_p50"] <= 10
 
 
-@_FRAGILE
 def test_cheaters_that_rejoin_under_a_new_owner_are_caught_again():
     result, m = run(cheat="instant", rejoin=True)
     machines = {w.machine for w in result.trust.workers.values() if w.cheater}

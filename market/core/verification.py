@@ -51,6 +51,8 @@ __all__ = [
     "under_watch",
     "why_verify",
     "max_steps",
+    "WATCH_SLICE_SHARE",
+    "slice_seconds",
     "replay_seconds",
     "REPLAY_TIME_FACTOR",
     "can_verify",
@@ -174,6 +176,23 @@ def max_steps(slice_seconds: float, speed: float | None, margin: float = DEFAULT
     if not speed or speed <= 0 or slice_seconds <= 0:
         return MIN_STEPS
     return max(MIN_STEPS, min(MAX_STEPS, int(slice_seconds * speed * margin)))
+
+
+#: the share of its negotiated slice a worker under watch is granted. Every slice of such a
+#: worker is replayed, and a made-up one runs its replay to the cap (the slice's seconds x speed x
+#: margin) and a decider's to 4x that: the cost of refuting a new cheater grows with its slices'
+#: length, and so does what it is paid before it is caught. A new honest worker's record (its
+#: ``watch_slices`` verified slices) costs that share of the replays too, and it leaves watch
+#: sooner. (sim trust_liars, rejoining instant cheaters: see docs/trust.md.)
+WATCH_SLICE_SHARE = 0.125
+
+
+def slice_seconds(granted: float, verified_slices: int, min_seconds: float, settings: Settings = Settings()) -> float:
+    """The slice a worker is leased: ``granted`` (negotiated), or ``WATCH_SLICE_SHARE`` of it
+    while the worker is under watch, never below ``min_seconds`` (nor above ``granted``)."""
+    if not under_watch(verified_slices, settings.watch_slices):
+        return granted
+    return min(granted, max(min_seconds, granted * WATCH_SLICE_SHARE))
 
 
 #: how much longer than the slice it checks a replay lease may run: a replay counts every back-edge
@@ -312,19 +331,23 @@ def held(
 
 
 def expired(
-    checks: Iterable[Check], at: float, wait_seconds: float = DEFAULT_WAIT_SECONDS, limit: int = MAX_OPEN_PER_WORKER
+    checks: Iterable[Check],
+    at: float,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    limit: int | None = MAX_OPEN_PER_WORKER,
 ) -> list[Check]:
     """The waiting checks to give up (``waited_too_long``): nobody took them within
     ``wait_seconds`` of ``waiting_since`` (or ``created_at``). A held check is not waiting for a
     verifier but for its worker's other checks, so it never expires; the caller sets its
-    ``waiting_since`` when it is released (the time it was last seen held will do)."""
+    ``waiting_since`` when it is released (the time it was last seen held will do). ``limit``
+    None: nothing is held (the caller does not hold checks), as ``waited_too_long`` alone."""
     checks = list(checks)
     in_flight = open_per_worker(checks)
     return [
         c
         for c in checks
         if c.status == CheckStatus.WAITING
-        and not held(c, in_flight, limit)
+        and (limit is None or not held(c, in_flight, limit))
         and waited_too_long(c.created_at if c.waiting_since is None else c.waiting_since, at, wait_seconds)
     ]
 
@@ -361,14 +384,18 @@ def pick_check(
     checks: Iterable[Check],
     at: float | None = None,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
-    limit: int = MAX_OPEN_PER_WORKER,
+    limit: int | None = None,
 ) -> Check | None:
     """The check ``verifier`` should replay: disputes first (a job waits on them), then results,
-    then the oldest; None when it may verify none of them. ``checks`` should include the checks
-    in flight (replaying, disputed, deciding): a worker's waiting slice checks are ``held`` while
-    ``limit`` of its checks are, and its disputes but one."""
+    then the oldest; None when it may verify none of them. With a ``limit``
+    (``MAX_OPEN_PER_WORKER``), ``checks`` must include the checks in flight (replaying, disputed,
+    deciding): a worker's waiting slice checks are ``held`` while ``limit`` of its checks are,
+    and its disputes but one; ``expired`` must then be given the same limit. (``sim`` holds;
+    the store does not yet: docs/trust.md.)"""
     checks = list(checks)
-    in_flight, deciding = open_per_worker(checks), deciding_workers(checks)
+    in_flight = open_per_worker(checks) if limit is not None else {}
+    deciding = deciding_workers(checks) if limit is not None else None
+    limit = MAX_OPEN_PER_WORKER if limit is None else limit
     order = {CheckStatus.DISPUTED: 0}
     best: Check | None = None
     best_key: tuple[int, int, float, int] | None = None
