@@ -42,8 +42,6 @@ def _run(keep_books, trust):
     return result, compute_metrics(result)
 
 
-
-
 def test_instant_cheaters_are_caught_within_ten_of_their_slices():
     _, m = run(cheat="instant")
     assert m["cheated_slices"] > 0
@@ -212,3 +210,29 @@ def test_every_trust_figure_goes_into_the_files():
     _, m = run(cheat="instant")
     deciles = {"speed_by_price_decile", "progress_by_price_decile", "wait_by_price_decile"}
     assert set(m) - set(SCALAR_METRICS) - deciles == set(TRUST_METRICS)
+
+
+def test_watch_slices_and_the_hold_each_cut_what_refuting_cheaters_costs_and_convict_no_honest_worker():
+    _, both = run(cheat="instant")
+    _, no_hold = run(cheat="instant", hold=False)
+    _, long_slices = run(cheat="instant", watch_slice=False)
+    assert both["verify_compute_share"] < no_hold["verify_compute_share"]
+    assert both["verify_compute_share"] < long_slices["verify_compute_share"]
+    for m in (both, no_hold, long_slices):
+        assert m["honest_suspects"] == 0 and m["owner_loss_net"] == 0
+
+
+def test_a_convicted_workers_checks_are_given_up_not_replayed():
+    result, m = run(cheat="instant")
+    sim = result.trust
+    assert sim.f["checks_moot"] > 0
+    assert not any(
+        sim.workers[r.check.worker].suspect and r.check.status == "waiting" for r in sim.open_checks.values()
+    )
+
+
+def test_early_refutation_is_a_what_if_that_makes_catching_cheaper():
+    _, today = run(cheat="instant")
+    _, early = run(cheat="instant", refute_early=1.0)
+    assert early["verify_ops_made_up"] < today["verify_ops_made_up"]
+    assert early["honest_suspects"] == 0

@@ -326,7 +326,9 @@ def held(
     if check.status == CheckStatus.DISPUTED:
         return deciding is not None and deciding.get(check.worker, check.id) != check.id
     return (
-        check.status == CheckStatus.WAITING and check.kind != CheckKind.RESULT and in_flight.get(check.worker, 0) >= limit
+        check.status == CheckStatus.WAITING
+        and check.kind != CheckKind.RESULT
+        and in_flight.get(check.worker, 0) >= limit
     )
 
 
