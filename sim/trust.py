@@ -36,6 +36,12 @@ What is modelled, and how:
   runs to the cap, ``max_steps(slice seconds, worker's speed, margin)``. A replay counts every
   back-edge, so it runs at the verifier's speed / ``replay_slowdown``. It is paid at the job's
   lease price for ``replay_ms`` (never more than the checked slice), from the job's owner.
+- **Keeping refutation cheap** (the policy's, 2026-12-05): a worker's slice checks beyond
+  ``MAX_OPEN_PER_WORKER`` in flight are held (``pick_check``/``expired`` with a limit), one of its
+  disputes is decided at a time, a loser's checks nobody replays are given up (``moot``); with
+  ``hold`` a worker with a disputed check gets no paid lease (``on_hold``), with ``watch_slice`` a
+  worker under watch is granted a share of the slice (``slice_seconds``). ``refute_early`` is a
+  what-if for a runtime that could stop a replay once past the claimed state (off by default).
 - **Money.** Slices are paid at check-in by ``sim.books`` (``market.core.rules``). Losing a
   dispute takes back the loser's unverified payments (``reversals``) on the disputed job, or on
   every job it has unverified states on (``scope = "all"``, the default), and rolls each such job
