@@ -149,6 +149,42 @@ def cmd_db_audit(args) -> int:
     return 0 if result["balanced"] else EXIT_REFUSED
 
 
+def cmd_frontends(args) -> int:
+    """``market frontends``: the front ends on this database, their last heartbeat and which one
+    holds the matcher role (``market.core.frontends``)."""
+    from market.store import frontends as sql
+
+    shown = _db(args).transact(sql.listing)
+    if args.json:
+        print(json.dumps(shown))
+    else:
+        print(frontends_words(shown, everyone=args.all))
+    return 0
+
+
+def frontends_words(shown: dict, everyone: bool = False) -> str:
+    """The front ends for people: live ones (all with ``everyone``), the role's holder marked."""
+    rows = [f for f in shown["frontends"] if everyone or f["live"]]
+    holder = shown["holder"]
+    lines = [
+        f"matcher role: {holder} (renewed; expires in {shown['role_expires_in']:.1f} s unless renewed)"
+        if holder
+        else "matcher role: nobody holds it (no live front end; it is taken within seconds of one starting)",
+        f"requests waiting for the matcher: {shown['pending_requests']}",
+    ]
+    if not rows:
+        lines.append("no live front end" + ("" if everyone else " (--all shows stopped and dead ones)"))
+        return "\n".join(lines)
+    lines.append(f"{'':2}{'front end':<48} {'rpc':<28} {'heartbeat':>10}  state")
+    for f in rows:
+        state = "stopped" if f["stopped_at"] is not None else ("live" if f["live"] else "dead (no heartbeat)")
+        mark = "* " if f["matcher"] else "  "
+        lines.append(f"{mark}{f['id']:<48} {f['rpc'][:28]:<28} {f['heartbeat_ago']:>8.1f} s  {state}")
+    if any(f["matcher"] for f in rows):
+        lines.append("(* holds the matcher role: it runs the one pooling window of the market)")
+    return "\n".join(lines)
+
+
 def audit_words(result: dict) -> str:
     """``market db audit`` for people: credits, not cents, and each problem on its own line."""
     credits = money.format_cents
@@ -994,6 +1030,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--account", default=None, help="your account name (or $MARKET_ACCOUNT)")
         _add_token_options(c, "your API token", "MARKET_TOKEN")
 
+    c = sub.add_parser("frontends", help="the market front ends on this database and which holds the matcher role")
+    c.add_argument("--all", action="store_true", help="stopped and dead front ends too")
+    c.add_argument("--json", action="store_true", help="print them as JSON")
+    c.set_defaults(func=cmd_frontends)
     c = sub.add_parser("submit", help="validate and freeze a job locally, then submit it (job + init)")
     c.add_argument("module")
     c.add_argument("function")

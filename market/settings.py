@@ -210,6 +210,13 @@ class DispatchSettings:
         "seconds a slice or result waits for an independent verifier before it stays unverified",
         "{:g}".format,
     )
+    dispute_timeout: float = setting(
+        verification.DEFAULT_DISPUTE_SECONDS,
+        positive_float,
+        "seconds a disputed slice or result waits for a decider before it is given up undecided"
+        " (nobody loses, it stays unverified, the disputed parties' held pay is released)",
+        "{:g}".format,
+    )
     verify_margin: float = setting(
         verification.DEFAULT_MARGIN, positive_float, "a replay's step cap: slice x speed x this", "{:g}".format
     )
@@ -337,6 +344,12 @@ class ConnectionSettings:
     state_body: int = setting(
         16 * 1024 * 1024, size, "largest XML-RPC request body of a worker (client token): its state", show_size
     )
+    max_state_size: int = setting(
+        256 * 1024 * 1024,
+        size,
+        "largest job state a worker may check in (sent in 1 MiB chunks above 1 MiB; refused above this)",
+        show_size,
+    )
     body_budget: int = setting(
         128 * 1024 * 1024,
         size,
@@ -370,6 +383,8 @@ class ConnectionSettings:
                 f"state-body ({show_size(self.state_body)}) must fit in body-budget ({show_size(self.body_budget)})"
                 " less its sixteenth kept for small calls"
             )
+        if self.max_state_size < 1024 * 1024:
+            raise SettingsError(f"max-state-size ({show_size(self.max_state_size)}) must be at least 1 MiB (a chunk)")
         if self.max_per_address > self.max_connections:
             raise SettingsError(
                 f"max-per-address ({self.max_per_address}) is larger than max-connections ({self.max_connections})"

@@ -90,6 +90,7 @@ def makeService(options) -> service.MultiService:
     offload.setServiceParent(top)
     dispatcher = Dispatcher(db, settings.dispatch, offload=offload)
     dispatcher.setServiceParent(top)
+    _frontend(db, dispatcher, settings.server.rpc).setServiceParent(top)
     server = settings.server
     connections = _within_descriptors(settings.connections, 2 if server.web else 1, Logger())
     # bodies too large to parse on the reactor are parsed in the helper processes (bounded in time,
@@ -111,6 +112,20 @@ def makeService(options) -> service.MultiService:
         site = guard(make_site(db, dispatcher, names), connections, dispatcher.clock)
         strports.service(server.web, site).setServiceParent(top)
     return top
+
+
+def _frontend(db, dispatcher, rpc: str):
+    """This process as one front end of the database (``market.dispatch.frontends``), registered
+    before it serves: on SQLite a second live front end is refused here, with what to do."""
+    from market.core.errors import MarketError
+    from market.dispatch.frontends import Coordinator, new_frontend
+
+    coordinator = Coordinator(db, dispatcher, new_frontend(rpc), single=db.url.kind == "sqlite")
+    try:
+        coordinator.register()
+    except MarketError as e:
+        raise SystemExit(f"market: {e}") from None
+    return coordinator
 
 
 def _within_descriptors(connections: market_settings.ConnectionSettings, ports: int, log):

@@ -6,6 +6,7 @@ and however many checks a batch opens, the batch costs no extra round trip."""
 from __future__ import annotations
 
 from market.core import verification as policy
+from market.store import checks as sql_checks
 from market.store import jobs as jsql
 from market.tasklet import envelope
 from tests import marketdata as md
@@ -54,7 +55,8 @@ def test_every_slice_of_a_worker_under_watch_gets_its_check_in_the_check_ins_tra
     row = db.transact(jsql.lease_row, lease["stateid"])
     assert check["kind"] == "slice" and check["reason"] == "watch" and check["status"] == "waiting"
     assert (check["lease_id"], check["worker_id"], check["job_id"]) == (lease["stateid"], client, row["job_id"])
-    assert check["parent_state_id"] == row["state_id"] and check["state_id"] == row["new_state_id"]
+    assert check["parent_state_id"] == row["state_id"]
+    assert db.transact(sql_checks.checked_state, check) == row["new_state_id"] is not None
     assert check["target_sha256"] == envelope.payload_sha256(c.state)
     assert check["interpreter"] == envelope.INTERPRETER and check["created_at"] == c.at
     assert check["checked_ms"] == answer["accepted_ms"] == 2000
@@ -141,4 +143,19 @@ def test_opening_the_checks_of_a_whole_batch_costs_no_extra_round_trip(db):
 
         sent.append(db.transact(work))
     assert len(checks(db)) == 6
-    assert sent[0] == sent[1] == 2  # the locking read and one script, with or without 6 checks
+    # the parties' plain read, the locking read (accounts in id order, then the leases) and one
+    # script, with or without 6 checks
+    assert sent[0] == sent[1] == 3
+
+
+def test_the_markets_draws_are_uniform_in_0_1_unpredictable_and_refilled():
+    from market.dispatch.service import SecureDraws
+
+    draws = SecureDraws()
+    xs = [draws() for _ in range(3 * SecureDraws.BATCH + 7)]  # crosses three refills
+    assert all(0.0 <= x < 1.0 for x in xs)
+    assert len(set(xs)) == len(xs)  # 53 random bits each: no repeats across refills
+    assert 0.45 < sum(xs) / len(xs) < 0.55
+    assert 0.01 < sum(x < 0.05 for x in xs) / len(xs) < 0.09  # the 5 % a fraction of 0.05 samples
+    other = SecureDraws()
+    assert [other() for _ in range(8)] != xs[:8]  # another market's draws are its own

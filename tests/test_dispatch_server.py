@@ -92,10 +92,12 @@ def test_a_state_of_megabytes_is_hashed_before_its_transaction_and_its_payload_h
     answer = rpc.state(lease["stateid"], xmlrpc.client.Binary(md.next_state(lease["state"].data, payload)))
     assert answer["status"] == "accepted"
     row = db.transact(
-        lambda tx: tx.one("SELECT payload_sha256, digest, data FROM states WHERE job_id = ? AND seq = 1", (job_id,))
+        lambda tx: tx.one("SELECT payload_sha256, digest, chunks FROM states WHERE job_id = ? AND seq = 1", (job_id,))
     )
     assert row["payload_sha256"] == hashlib.sha256(payload).hexdigest()
-    assert row["digest"] == bytes(row["data"])[-32:].hex()
+    # over one chunk (1 MiB): stored in chunks (issue 20), read back whole by committed_state
+    assert row["chunks"] == 4
+    assert row["digest"] == bytes(db.transact(jsql.committed_state, job_id)["data"])[-32:].hex()
 
 
 def test_a_late_check_in_is_rejected_and_the_job_is_redispatched_from_its_previous_state(db, market_server):

@@ -389,3 +389,155 @@ def test_the_mixed_job_is_matched_under_the_hash_seeds_that_found_the_set_order_
         cwd=str(REPO),
     )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+
+
+# a call-free range loop of one chunk (its check passes the point negated: compiler.chunked_for)
+# inside loops a clock can stop: n-body's and matmul's shape
+ONE_CHUNK = """
+def dots(n, rounds):
+    a = [[(i * j) % 7 + 1.0 for j in range(n)] for i in range(n)]
+    total = 0.0
+    for r in range(rounds):
+        for i in range(n):
+            for j in range(n):
+                s = 0.0
+                for k in range(n):
+                    s += a[i][k] * a[k][j]
+                total += s
+    return total
+"""
+
+
+def test_time_stopped_slices_around_one_chunk_loops_are_matched():
+    """A replay counts every check, so it ran the one-chunk loop's check (which bound the chunked
+    loop's temporaries) where an honest slice ran none: the mark then held locals the honest one
+    lacked and no state after such a loop was ever found (n-body and matmul unmatched, every time)."""
+    s = tasklet.start(ONE_CHUNK, "dots", [40, 400], {}, job_id=7)
+    s = tasklet.run_slice(s, ONE_CHUNK, 0.01).envelope
+    points = set()
+    for seconds in (0.003, 0.007, 0.011, 0.017, 0.023, 0.031):
+        out = tasklet.run_slice(s, ONE_CHUNK, seconds)
+        assert not out.finished and out.stats["back_edges"] is None
+        sha, mark = target_of(out.envelope)
+        points.add(mark.split(":")[2])
+        r = tasklet.replay_slice(s, ONE_CHUNK, target_payload_sha256=sha, target_mark=mark, max_steps=10**7)
+        assert r.matched, (seconds, mark, r.steps)
+        assert tasklet.run_slice(s, ONE_CHUNK, 60.0, budget=r.steps).envelope == out.envelope
+        s = out.envelope
+    assert points - {"0"}
+
+
+def test_budget_stops_at_a_one_chunk_loop_are_matched_and_resume_equal():
+    """Budget stops at every kind of check, the one-chunk loop's among them (its point in the mark
+    is the chunked loop's); each found by replay, and the job's result is the native one."""
+    s = tasklet.start(ONE_CHUNK, "dots", [12, 3], {}, job_id=7)
+    rnd = random.Random(5)
+    marks = set()
+    for _ in range(60):
+        out = check_matched(s, ONE_CHUNK, rnd.randint(1, 9))
+        if out is None:
+            break
+        marks.add(target_of(out.envelope)[1].split(":")[2])
+        s = out.envelope
+    ns: dict = {}
+    exec(ONE_CHUNK, ns)
+    rest = tasklet.run_slice(s, ONE_CHUNK, 60.0)
+    assert rest.finished and tasklet.decode_result(rest.result) == ns["dots"](12, 3)
+    assert {"3", "4"} <= marks  # the j loop's check and the one-chunk k loop's
+
+
+def test_a_replays_compile_counts_the_budget_modes_back_edges():
+    """The replay's own compile counts each check inline (compiler._replay_checks): at every cap
+    it stops where the honest runtime's budget mode stops, byte for byte, in plain, chunked,
+    one-chunk and recursive code."""
+    cases = [
+        (ONE_CHUNK, "dots", [12, 3]),
+        (LATE_BOUND, "late", [500]),
+        (MIXED, "mixed", [40]),
+        (source("ackermann"), "ack_table", [2, 3]),
+    ]
+    rnd = random.Random(17)
+    for src, entry, args in cases:
+        s = tasklet.start(src, entry, args, {}, job_id=2)
+        for _ in range(6):
+            n = rnd.randint(1, 400)
+            want = tasklet.run_slice(s, src, 60.0, budget=n)
+            got = tasklet.replay_result(s, src, max_steps=n)
+            if want.finished:
+                assert got.finished and got.result == want.result
+                break
+            assert not got.finished and got.steps == n
+            assert envelope.payload_sha256(got.envelope) == envelope.payload_sha256(want.envelope)
+            s = want.envelope
+
+
+def test_a_replay_calls_the_runtime_only_where_the_loop_positions_are_the_marks(monkeypatch):
+    """At a for loop's point the replay's compile compares the loops' positions inline: the
+    runtime's check (frame locals, int tag, hash) runs at a few back-edges, not at all of them."""
+    calls = []
+    real = replay._ReplayControl._inline_pause
+
+    def counting(self, ns, left, check):
+        def counted(fname, point, frame):
+            calls.append(point)
+            return check(fname, point, frame)
+
+        return real(self, ns, left, counted)
+
+    monkeypatch.setattr(replay._ReplayControl, "_inline_pause", counting)
+    src = """
+def grid(n):
+    total = 0
+    for i in range(n):
+        for j in range(n):
+            for k in "abc":
+                total += (i * j) % 7 + len(k)
+    return total
+"""
+    s = tasklet.start(src, "grid", [60], {}, job_id=2)
+    real_out = tasklet.run_slice(s, src, 60.0, budget=5000)
+    sha, mark = target_of(real_out.envelope)
+    r = tasklet.replay_slice(s, src, target_payload_sha256=sha, target_mark=mark, max_steps=6000)
+    assert r.matched and r.steps == 5000
+    assert 0 < len(calls) < r.steps // 20, (len(calls), mark)
+
+
+def test_the_honest_compile_is_not_the_replays():
+    """Honest slices keep their one flag test per check: the replay's compile is cached apart."""
+    from market.tasklet import compiler
+
+    honest = compiler.compile_job(MIXED, "mixed")
+    counted = compiler.compile_job(MIXED, "mixed", compiler.COUNT_ONLY)
+    assert honest is not counted and honest.replay is None and counted.replay == compiler.COUNT_ONLY
+    assert "_tk_left" not in honest.code.co_names + sum((c.co_names for c in _codes(honest.code)), ())
+    assert "_tk_left" in sum((c.co_names for c in _codes(counted.code)), ())
+
+
+def _codes(code):
+    out = []
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            out.append(c)
+            out.extend(_codes(c))
+    return out
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [
+        "cpython-3.11:mixed:999:1,2:5:0000000000000000",
+        "cpython-3.11:weigh:1:99999999999999999999999:0:0000000000000000",
+        "cpython-3.11:nosuch:1::0:0000000000000000",
+        "cpython-3.11:mixed:1:" + ",".join(["7"] * 500) + ":0:0000000000000000",
+        "cpython-3.11:mixed:-1::0:0",
+        "cpython-3.11:mixed:001::0:0000000000000000",
+        "cpython-3.11:mixed:\u00b2::0:0000000000000000",
+        "cpython-3.11:mixed:1:\u00b2:\u00b3:0000000000000000",
+        "cpython-3.11:mixed:1:+1:0:0000000000000000",
+        "junk",
+    ],
+)
+def test_a_forged_mark_compiles_and_replays_to_the_cap(mark):
+    s = tasklet.start(MIXED, "mixed", [50], {}, job_id=2)
+    r = tasklet.replay_slice(s, MIXED, target_payload_sha256="ab" * 32, target_mark=mark, max_steps=70)
+    assert not r.matched and r.steps == 70

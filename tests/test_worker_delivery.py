@@ -19,7 +19,7 @@ class FakeRPC:
         self.answers = list(answers)
         self.calls = []
 
-    def call(self, method, *args):
+    def call(self, method, *args, timeout=None):
         self.calls.append((method, *args))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -120,3 +120,56 @@ def test_a_replay_that_hit_its_cap_says_so_in_the_state_info_and_a_match_or_a_sl
     infos = [c[3] for c in service.rpc.calls]
     assert infos[0]["replay"] == "capped"
     assert "replay" not in infos[1] and "replay" not in infos[2]
+
+
+def test_a_state_over_one_chunk_goes_by_chunks_to_a_market_that_takes_them():
+    envelope = bytes(range(256)) * 4096 * 2 + b"tail"  # 2 MiB and 4 bytes: three chunks
+    service, clock = worker([{"status": "ok"}] * 3 + [DONE])
+    d = service.report(7, SliceReport("ok", envelope=envelope, progress=0.5), 60.0, chunks_ok=True)
+    assert d.result == DONE
+    puts = [c for c in service.rpc.calls if c[0] == "state_put"]
+    assert [(c[1], c[2]) for c in puts] == [(7, 0), (7, 1), (7, 2)]
+    assert b"".join(c[3].data for c in puts) == envelope and len(puts[0][3].data) == 1024 * 1024
+    method, stateid, empty, info = service.rpc.calls[-1]
+    assert (method, stateid, empty.data) == ("state", 7, b"")
+    assert info["chunks"] == 3 and info["size"] == len(envelope) and info["progress"] == 0.5
+
+
+def test_a_state_over_one_chunk_goes_whole_to_an_older_market():
+    envelope = b"x" * (1024 * 1024 + 1)
+    service, clock = worker([DONE])
+    d = service.report(7, SliceReport("ok", envelope=envelope), 60.0, chunks_ok=False)
+    assert d.result == DONE and [c[0] for c in service.rpc.calls] == ["state"]
+    assert service.rpc.calls[0][2].data == envelope
+
+
+def test_a_state_over_the_markets_limit_fails_the_slice_so_the_job_is_not_leased_forever():
+    too_large = xmlrpc.client.Fault(8, "chunk 256 is past this market's max-state-size (256 MiB)")
+    service, clock = worker([{"status": "ok"}, too_large, {"status": "rejected"}])
+    d = service.report(7, SliceReport("ok", envelope=b"y" * (3 * 1024 * 1024)), 60.0, chunks_ok=True)
+    assert d.result == {"status": "rejected"}
+    assert [c[0] for c in service.rpc.calls] == ["state_put", "state_put", "fail"]
+    assert service.rpc.calls[-1][1:3] == (7, "refused") and "max-state-size" in service.rpc.calls[-1][3]
+
+
+def test_a_state_fetched_by_chunks_is_checked_against_its_announced_size():
+    chunk = xmlrpc.client.Binary(b"z" * (1024 * 1024))
+    service, clock = worker([chunk, xmlrpc.client.Binary(b"end")])
+    d = service.fetch_state(7, 2, 1024 * 1024 + 3)
+    assert d.result == b"z" * (1024 * 1024) + b"end"
+    service, clock = worker([chunk, chunk])  # the market sends more than it announced
+    d = service.fetch_state(7, 2, 1024 * 1024 + 3)
+    failure = []
+    d.addErrback(failure.append)
+    assert failure and "more than" in str(failure[0].value)
+
+
+def test_a_state_that_cannot_be_fetched_gives_the_lease_back_without_a_strike():
+    service, clock = worker([error.ConnectionRefusedError(), {"status": "rejected"}])
+    lease = {"stateid": 7, "job": 3, "state": xmlrpc.client.Binary(b""), "state_chunks": 2, "state_size": 2_000_000}
+    lease.update(module="def main():\n    return 1\n", timeout=30.0, slice=10.0)
+    d = service.run_lease(lease)
+    assert d.called
+    assert service.rpc.calls[0] == ("state_get", 7, 0)
+    method, stateid, status, message = service.rpc.calls[1]
+    assert (method, stateid, status) == ("fail", 7, "abort") and "could not be fetched" in message

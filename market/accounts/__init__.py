@@ -86,8 +86,9 @@ def register_client(db, account_id: int, name: str, now: float | None = None) ->
 # The XML-RPC face caches who an Authorization header names for AUTH_CACHE_SECONDS. A token
 # revoked, a client revoked or an account disabled or confirmed in THIS process (the web site, the
 # server's own calls) counts here, and every cached identity from before is looked up again: such
-# a change takes effect at once. One made by another process (``market client revoke`` on the
-# command line) reaches a running server when the cache entry expires, within AUTH_CACHE_SECONDS.
+# a change takes effect at once. One made by another process (another front end, ``market client
+# revoke`` on the command line) bumps the ``credentials`` cache generation, which every front end
+# reads each second (``market.dispatch.cachewatch``) and answers by calling credentials_changed.
 _changes = 0
 
 

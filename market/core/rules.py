@@ -163,6 +163,11 @@ OVER = frozenset({JobStatus.FINISHED, JobStatus.CANCELLED})
 # failures that are the job's fault once they repeat: three strikes and the job ends with them
 STRIKE_STATUSES = frozenset({SliceStatus.MEMORY, SliceStatus.REFUSED, SliceStatus.CRASH})
 STRIKES = 3
+
+#: bytes of one chunk of a state stored or sent in chunks (``store.statechunks``; the worker's
+#: ``state_put``/``state_get``): a state over one chunk travels as chunks of exactly this size,
+#: the last one shorter
+STATE_CHUNK = 1024 * 1024
 # slices that reached no freeze point before the job ends 'nofreeze' (the market's
 # ``nofreeze-strikes`` setting; this is its default)
 NOFREEZE_STRIKES = 3

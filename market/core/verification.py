@@ -81,6 +81,10 @@ __all__ = [
     "reversal_memo",
     "replay_ms",
     "waited_too_long",
+    "DEFAULT_DISPUTE_SECONDS",
+    "NO_DECIDER",
+    "UNDECIDED",
+    "dispute_given_up",
     "result_standing",
     "expected_fee",
     "fee_words",
@@ -597,6 +601,26 @@ def waited_too_long(created_at: float, at: float, wait_seconds: float) -> bool:
     """A check nobody took within ``wait_seconds`` is given up: the slice or result stays
     unverified (``NO_VERIFIER`` says why) — a market of one owner never blocks a result."""
     return at - created_at >= wait_seconds
+
+
+#: how long a dispute waits for a decider before it is given up undecided (``dispute-timeout``):
+#: a market where no trusted worker of a fresh owner on the interpreter ever asks must not keep a
+#: check open forever (it holds its job's result back, and the disputed worker's pay: docs/trust.md)
+DEFAULT_DISPUTE_SECONDS = 600.0
+#: every note of a check given up undecided starts so (``judge``'s after MAX_DECIDERS, and this one)
+UNDECIDED = "undecided"
+NO_DECIDER = (
+    UNDECIDED + ": no decider (a worker of an owner not yet in the check, on {interpreter}) replayed it"
+    " within {seconds:g} s of its dispute"
+)
+
+
+def dispute_given_up(disputed_at: float | None, created_at: float, at: float, dispute_seconds: float) -> bool:
+    """A dispute nobody decided within ``dispute_seconds`` of becoming disputed (``disputed_at``;
+    ``created_at`` for a row without it) is given up as ``judge`` gives up one after MAX_DECIDERS
+    deciders: nobody loses, nothing is verified (``NO_DECIDER`` says why)."""
+    since = disputed_at if disputed_at is not None else created_at
+    return waited_too_long(since, at, dispute_seconds)
 
 
 def result_standing(check_status: str | None, worker_right: bool = False) -> Standing:

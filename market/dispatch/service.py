@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import random
+import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -17,18 +18,23 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from market import accounts
 from market.core import matcher
 from market.core import verification as policy
 from market.core.errors import Forbidden, MarketError, NotFound
 from market.core.pool import NoWork, Pool, WindowPolicy
 from market.core.rules import JobKind, LeaseStatus, Outcome, SliceStatus
 from market.dispatch import prober
+from market.dispatch.cachewatch import CacheWatch
 from market.dispatch.groupcommit import GroupCommit
 from market.settings import DispatchSettings
+from market.store import caches
 from market.store import clients as sql_clients
+from market.store import frontends as sql_frontends
 from market.store import jobs as sql_jobs
 from market.store import logs as sql_logs
 from market.store import secrets as sql_secrets
+from market.store import statechunks as sql_statechunks
 from market.store import verification as sql_verify
 from market.tasklet import envelope
 
@@ -38,6 +44,23 @@ CLIENT_CACHE_SECONDS = 30.0
 # a state up to this size is hashed on the reactor thread (well under a millisecond); a larger one
 # in a thread (hashlib releases the GIL), so a megabytes-long state never stalls other callers
 INLINE_HASH_BYTES = 64 * 1024
+
+
+class SecureDraws:
+    """Uniform floats in [0, 1) from the operating system's random source (as
+    ``random.SystemRandom().random``), read 512 at a time: one system call per 512 check-ins
+    instead of one each, on the reactor thread of a market where every check-in draws."""
+
+    BATCH = 512
+
+    def __init__(self) -> None:
+        self._left: list[float] = []
+
+    def __call__(self) -> float:
+        if not self._left:
+            words = struct.unpack(f"<{self.BATCH}Q", os.urandom(8 * self.BATCH))
+            self._left = [(w >> 11) * (1.0 / (1 << 53)) for w in words]  # 53 random bits, as random()
+        return self._left.pop()
 
 
 def _ready_job(row: dict[str, Any]) -> matcher.ReadyJob:
@@ -63,15 +86,23 @@ class Dispatcher(service.Service):
         self._secret: bytes | None = None  # the database's probe secret, read at the first probe
         #: the random draw that samples slices for replay (uniform in [0, 1)); a worker must not
         #: be able to predict which of its slices will be checked
-        self._draw = draw if draw is not None else random.SystemRandom().random
+        self._draw = draw if draw is not None else SecureDraws()
         #: replay leases handed out (their check-ins are compared, not committed); reloaded at start
         self._replays: set[int] = set()
         self.pool = Pool(clock, WindowPolicy(settings.window, settings.threshold), self._assign)
+        #: this front end among others (``market.dispatch.frontends.Coordinator``), set when it
+        #: starts; None: the only front end, its pool the market's window (tests, the simulator)
+        self.coordinator: Any = None
         self._reaper = task.LoopingCall(self.reap)
         self._reaper.clock = clock
         # client id -> (client row with last_speed, when read): a worker asks for work every slice,
         # and reading its row, speed and touching last_seen each time was a third of a cycle's SQL
         self._clients: dict[int, tuple] = {}
+        # ... dropped when any front end changes a client (suspension, revocation, speed) or
+        # someone's credentials: the same view on every front end within about a second
+        self._watch = CacheWatch(
+            db, clock, {caches.CLIENTS: self._clients.clear, caches.CREDENTIALS: accounts.credentials_changed}
+        )
         # at most 4 MiB of states per transaction: MariaDB's default packet limit is 16 MiB, and a
         # script carries the states escaped (up to twice their size); a larger state goes alone
         # The checks of slices to replay are opened in the same transaction (every slice of a
@@ -91,6 +122,7 @@ class Dispatcher(service.Service):
         self.db.run(sql_verify.open_replay_leases).addCallbacks(
             self._replays.update, lambda f: log.failure("could not read open replay leases", f)
         )
+        self._watch.start()
         # expire leases that ended while we were down, then keep reaping
         self._reaper.start(self.settings.reap_interval, now=True).addErrback(
             lambda f: log.failure("lease reaper stopped", f)
@@ -99,6 +131,7 @@ class Dispatcher(service.Service):
     def stopService(self):
         if self._reaper.running:
             self._reaper.stop()
+        self._watch.stop()
         super().stopService()
         stats = self.pool.stats
         log.info(
@@ -126,8 +159,18 @@ class Dispatcher(service.Service):
             return self.db.run(sql_jobs.clean_test_jobs, now - self.settings.grace).addCallback(checks)
 
         def checks(_):
-            # checks nobody could take within verify-wait stay unverified, never blocked forever
-            return self.db.run(sql_verify.expire, now, self.settings.verify_wait, policy.NO_VERIFIER)
+            # checks nobody could take within verify-wait stay unverified, and disputes nobody
+            # decided within dispute-timeout are given up undecided: never blocked forever
+            d = self.db.run(
+                sql_verify.expire,
+                now,
+                self.settings.verify_wait,
+                policy.NO_VERIFIER,
+                self.settings.dispute_timeout,
+                policy.NO_DECIDER,
+            )
+            # chunks of check-ins that never committed (refused, late, interrupted) go
+            return d.addCallback(lambda _: self.db.run(sql_statechunks.drop_orphans))
 
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("lease reaper failed; will retry", f))
@@ -185,7 +228,12 @@ class Dispatcher(service.Service):
             if replay is not None:
                 self._replays.add(replay["stateid"])
                 return replay
-        answer = yield self.pool.request(client_id, float(client["last_speed"]["speed"]), {"slice": granted})
+        speed = float(client["last_speed"]["speed"])
+        co = self.coordinator
+        if co is not None and not co.holds_role:  # the window runs on the role's holder
+            answer = yield co.request_remote(client_id, speed, granted)
+        else:
+            answer = yield self.pool.request(client_id, speed, {"slice": granted})
         return answer
 
     @staticmethod
@@ -233,15 +281,34 @@ class Dispatcher(service.Service):
     def _assign(self, requests):
         clients = [matcher.PooledClient(id=r.client_id, speed=r.speed, requested_at=r.requested_at) for r in requests]
         granted = {r.client_id: r.extra["slice"] for r in requests}
-        d = self.db.run(
-            sql_jobs.assign_window,
-            clients,
-            self.clock.seconds(),
-            self.settings.grace,
-            granted,
-            matcher.match,
-            _ready_job,
-        )
+        co = self.coordinator
+        if co is None:
+            d = self.db.run(
+                sql_jobs.assign_window,
+                clients,
+                self.clock.seconds(),
+                self.settings.grace,
+                granted,
+                matcher.match,
+                _ready_job,
+            )
+        else:
+            # one window over this front end's requests and those of the others (put in the
+            # database); each lease records the front end whose worker asked
+            remote = {r.client_id: r.extra["remote"] for r in requests if r.extra.get("remote")}
+            co.windowed(remote.values())
+            issued_by = {r.client_id: r.extra.get("frontend") or co.me.id for r in requests}
+            d = self.db.run(
+                sql_frontends.assign_shared_window,
+                clients,
+                remote,
+                issued_by,
+                self.clock.seconds(),
+                self.settings.grace,
+                granted,
+                matcher.match,
+                _ready_job,
+            ).addCallback(lambda result: result[0])
 
         def by_request(by_client):
             return {r.key: by_client[r.client_id] for r in requests if r.client_id in by_client}
@@ -257,6 +324,7 @@ class Dispatcher(service.Service):
         slice_status: str = SliceStatus.OK,
         progress: float | None = None,
         capped: bool = False,
+        chunked: tuple[Any, tuple[int, int, str]] | None = None,
     ):
         """The paper's ``state``, group-committed with the check-ins that arrive meanwhile.
 
@@ -265,10 +333,15 @@ class Dispatcher(service.Service):
         lease, and opens the slice's replay check if it is due (``sql_jobs.SliceCheck``).
         ``capped``: on a replay lease, the verifier says its replay hit its step cap without
         reaching the target (``info {replay: 'capped'}``) — no evidence of another state."""
+        # ``chunked``: a state sent in chunks (``store.statechunks``), already read back and
+        # hashed: ((facts, interpreter, mark), (chunks, size, digest)); ``state`` is then empty
         at = self.clock.seconds()  # it arrived now: hashing it is the market's time, not the worker's
         if stateid in self._replays:
             return self._hashed(_reached_payload, state).addCallback(self._replayed, client_id, stateid, capped)
-        facts = self._hashed(sql_jobs.state_facts_and_origin, state)
+        if chunked is not None:
+            facts = defer.succeed(chunked[0])
+        else:
+            facts = self._hashed(sql_jobs.state_facts_and_origin, state)
 
         def submit(read):
             f, interpreter, mark = read
@@ -282,6 +355,7 @@ class Dispatcher(service.Service):
                     progress,
                     f,
                     self._slice_check(client_id, interpreter, mark),
+                    chunked[1] if chunked is not None else None,
                 )
             )
 
@@ -409,8 +483,11 @@ class Dispatcher(service.Service):
         job = sql_jobs.job_row(tx, lease["job_id"])
         if job["kind"] != JobKind.JOB:
             return None
-        data = tx.scalar("SELECT data FROM states WHERE id = ?", (lease["state_id"],))
-        interpreter, mark = _header_of(bytes(data))
+        row = tx.one("SELECT data, chunks FROM states WHERE id = ?", (lease["state_id"],))
+        if row["chunks"]:  # stored in chunks: its header is in the first (checked when it was stored)
+            interpreter, mark = _header_of_start(sql_statechunks.state_chunk(tx, lease["state_id"], 0))
+        else:
+            interpreter, mark = _header_of(bytes(row["data"]))
         last = sql_clients.last_speed(tx, lease["client_id"])
         speed = last["speed"] if last else None
         steps = policy.max_steps(lease["granted_seconds"], speed, self.settings.verify_margin)
@@ -475,6 +552,19 @@ def _reached_payload(data: bytes) -> str:
         return envelope.payload_sha256(data)
     except envelope.EnvelopeError:
         return ""
+
+
+def _header_of_start(piece: bytes) -> tuple[str, str]:
+    """:func:`_header_of` from the first chunk of a state stored in chunks."""
+    reader = envelope.Inspector()
+    try:
+        reader.feed(piece)
+    except envelope.EnvelopeError:
+        return "unknown", ""
+    header = reader.header
+    if header is None:
+        return "unknown", ""
+    return header.interpreter, str(getattr(header, "mark", "") or "")
 
 
 def _header_of(data: bytes) -> tuple[str, str]:

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from market import accounts
 from market.accounts import credentials
 from market.core import caps, listing, money, prices, states
-from market.core.errors import Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
+from market.core.errors import Conflict, Forbidden, MarketError, NotAuthenticated, NotFound, TooLarge
 from market.core.pool import NoWork
 from market.core.rules import RESULT_OUTCOMES, JobKind, Outcome, SliceStatus
 from market.jobs import batches, results, submission, taskbundle
@@ -45,6 +45,7 @@ from market.store import jobs as sql_jobs
 from market.store import live as sql_live
 from market.store import logs as sql_logs
 from market.store import notices as sql_notices
+from market.store import statechunks
 from market.store import statements as sql_statements
 from market.store import tokens as sql_tokens
 
@@ -71,6 +72,7 @@ MAX_ERROR = 2000
 MAX_FAULT = 2000
 #: a lease that is not the caller's answers exactly as one that does not exist
 _NO_LEASE = "no checked-out state {}"
+_WHOLE = object()  # a state over one chunk sent whole on a closed lease: checked in whole
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,9 +199,13 @@ class MarketRPC:
         self._limits = {"client": self.settings.state_body, "account": MEMBER_BODY}
         # Authorization header -> (caller, expires): saves a database round trip on every worker
         # call. A token replaced or revoked, a client revoked or an account disabled by another
-        # process (the ``market`` command) keeps working for at most AUTH_CACHE_SECONDS; by this
-        # process (the web site), not at all (``accounts.credentials_changed``).
+        # process (another front end, the ``market`` command) keeps working for about a second (the
+        # cache generations, ``market.dispatch.cachewatch``; AUTH_CACHE_SECONDS at most while the
+        # database cannot be read); by this process (the web site), not at all.
         self._auth_cache: dict[bytes, tuple[Caller, float, int]] = {}
+        # leases whose chunked state is being read back and committed here: no chunk of theirs
+        # may change meanwhile (what is committed is what was hashed)
+        self._committing: set[int] = set()
 
     # -- plumbing ------------------------------------------------------------------------------
     def identify(self, authorization: bytes) -> Caller | defer.Deferred[Caller]:
@@ -734,9 +740,11 @@ class MarketRPC:
             if not isinstance(interpreter, str) or not interpreter.strip() or len(interpreter) > 64:
                 raise Fault(faults.BAD_ARGUMENT, "to verify, name your interpreter: info {interpreter: 'cpython-3.11'}")
             verify_on = interpreter.strip()
-        return self.dispatcher.request(clientid, slice_, level, verify_on).addCallback(self._lease_answer)
+        # a worker of this release fetches a state stored in chunks by them (``state_get``)
+        by_chunks = info.get("chunks") is True
+        return self.dispatcher.request(clientid, slice_, level, verify_on).addCallback(self._lease_answer, by_chunks)
 
-    def _lease_answer(self, answer):
+    def _lease_answer(self, answer, by_chunks: bool = False):
         if isinstance(answer, NoWork) or answer is None:
             retry = getattr(answer, "retry_after", self.dispatcher.settings.window)
             return {
@@ -761,7 +769,56 @@ class MarketRPC:
         }
         if "replay" in answer:  # a replay lease (docs/trust.md): compared, never committed
             lease["replay"] = answer["replay"]
+        chunks = answer.get("state_chunks") or 0
+        if "state_size" in answer:
+            # new keys: the state's size, and its chunks when it is stored in chunks ("state" is
+            # then empty: fetch chunk 0..state_chunks-1 with state_get, in order)
+            lease["state_size"] = answer["state_size"]
+            lease["state_chunks"] = chunks
+        if chunks and not by_chunks:
+            # a worker of an older release gets the state whole, read a chunk at a time off the reactor
+            d = self.db.run(statechunks.state_bytes, answer["state_id"])
+
+            def whole(data: bytes):
+                lease["state"], lease["state_chunks"] = Binary(data), 0
+                return lease
+
+            return d.addCallback(whole)
         return lease
+
+    @method(
+        Arg("stateid", INT, "the stateid from request"),
+        Arg("index", INT, "the chunk's number, from 0"),
+    )
+    def xmlrpc_state_get(self, auth, stateid, index):
+        """Chunk ``index`` (1 MiB; the last one shorter) of the state a lease checked out."""
+
+        def get(client):
+            now = self.dispatcher.clock.seconds()
+            return self.db.run(statechunks.leased_chunk, stateid, client["id"], index, now).addCallback(Binary)
+
+        return self._auth(auth, "client").addCallback(get).addErrback(self._no_lease, stateid)
+
+    @method(
+        Arg("stateid", INT, "the stateid from request"),
+        Arg("index", INT, "the chunk's number, from 0"),
+        Arg("chunk", BIN, "the chunk: 1 MiB, the last one shorter"),
+    )
+    def xmlrpc_state_put(self, auth, stateid, index, chunk):
+        """Send chunk ``index`` of a new state for a lease (sent again: replaced); then ``state``
+        with an empty state and ``info {chunks, size}`` checks it in."""
+
+        def put(client):
+            data = _bytes(chunk)
+            limit = self.settings.max_state_size
+            statechunks.check_chunk(index, len(data), limit)  # refused before any database work
+            if stateid in self._committing:
+                raise Conflict(f"state {stateid} is being checked in; its chunks can no longer change")
+            now = self.dispatcher.clock.seconds()
+            d = self.db.run(statechunks.put_chunk, stateid, client["id"], index, data, now, limit)
+            return d.addCallback(lambda n: {"status": "ok", "index": index, "bytes": n})
+
+        return self._auth(auth, "client").addCallback(put).addErrback(self._no_lease, stateid)
 
     @method(
         Arg("stateid", INT, "the stateid from request"),
@@ -788,10 +845,66 @@ class MarketRPC:
         # a verifier whose replay hit its step cap says so (a new key; no evidence of another state)
         capped = info.get("replay") == "capped"
         output = _log_of(info)
-        d = self.dispatcher.checkin(client["id"], stateid, _bytes(state), status, progress, capped)
+        data = _bytes(state)
+        chunked = self._chunked(client["id"], stateid, data, info)
+        if chunked is not None:
+            d = chunked.addCallback(
+                lambda read: (
+                    self.dispatcher.checkin(client["id"], stateid, data, status, progress, capped)
+                    if read is None
+                    else self.dispatcher.checkin(
+                        client["id"], stateid, b"", status, progress, capped, chunked=(read[:3], read[3])
+                    )
+                )
+            )
+            d.addBoth(self._committed, stateid)
+        else:
+            d = self.dispatcher.checkin(client["id"], stateid, data, status, progress, capped)
         if output:
             d.addCallback(lambda answer: self.dispatcher.record_log(client["id"], stateid, answer, output))
         return d
+
+    def _chunked(self, client_id: int, stateid: int, data: bytes, info: dict[str, Any]) -> defer.Deferred | None:
+        """For a state sent in chunks (``info {chunks, size}``) or sent whole but over one chunk:
+        a Deferred of its facts read back from its stored chunks, chunk by chunk in a database
+        thread (``statechunks.upload_facts``): ``(facts, interpreter, mark, (chunks, size, digest))``.
+        None for a state checked in whole as before (one chunk or less, or a replay lease's)."""
+        limit = self.settings.max_state_size
+        count, size = info.get("chunks"), info.get("size")
+        now = self.dispatcher.clock.seconds()
+        if stateid in self._committing:
+            raise Conflict(f"state {stateid} is already being checked in; wait for its answer")
+        if count is None and size is None:
+            if len(data) <= statechunks.CHUNK or stateid in getattr(self.dispatcher, "_replays", ()):
+                return None
+            count, size = statechunks.chunk_count(len(data)), len(data)
+            stored = self.db.run(statechunks.store_whole, stateid, client_id, data, now, limit)
+            # a closed or late lease: the check-in goes whole as before (rejected, or its first
+            # answer again with duplicate: true); nothing of it is stored
+            stored.addErrback(lambda f: f.trap(Conflict) and _WHOLE)
+        else:
+            for name, value in (("chunks", count), ("size", size)):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise Fault(faults.BAD_ARGUMENT, f"info {name} must be a positive integer (with chunks and size)")
+            if data:
+                raise Fault(faults.BAD_ARGUMENT, "a state sent in chunks is checked in with an empty state")
+            assert isinstance(size, int)
+            statechunks.check_size(size, limit)  # refused before reading a chunk
+            stored = defer.succeed(None)
+
+        self._committing.add(stateid)
+
+        def read(stored):
+            if stored is _WHOLE:
+                return None
+            d = self.db.run(statechunks.upload_facts, stateid, client_id, count, size, now, limit)
+            return d.addCallback(lambda r: (r[0], r[1], r[2], (count, size, r[3])))
+
+        return stored.addCallback(read)
+
+    def _committed(self, result, stateid: int):
+        self._committing.discard(stateid)
+        return result
 
     @method(
         Arg("stateid", INT, "the stateid from request"),

@@ -11,6 +11,7 @@ from market.core import ledger, money
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.rules import JobStatus, LeaseStatus
 from market.core.text import unprintable
+from market.store import caches
 from market.store.db import Many, case, marks
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
@@ -109,6 +110,8 @@ def _confirm(tx, account: dict[str, Any], now: float) -> None:
         " WHERE id = ? AND confirmed = 0",
         (account["id"],),
     )
+    if changed:
+        caches.bump(tx, caches.CREDENTIALS)
     if changed and int(account.get("pending_grant") or 0) > 0:
         post(tx, ledger.grant(account["id"], int(account["pending_grant"]), STARTING_GRANT), now)
 
@@ -139,6 +142,7 @@ def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
     jobs back on the ready list, to be checked at the next window."""
     account = account_by_name(tx, name, lock=True)
     tx.execute("UPDATE accounts SET disabled_at = ? WHERE id = ?", (now, account["id"]))
+    caches.bump(tx, caches.CREDENTIALS)
     if now is not None:
         tx.execute("DELETE FROM web_sessions WHERE account_id = ?", (account["id"],))
         tx.execute(
@@ -153,6 +157,7 @@ def set_disabled(tx, name: str, now: float | None) -> dict[str, Any]:
 
 def set_api_token_hash(tx, account_id: int, token_hash: str) -> None:
     tx.execute("UPDATE accounts SET api_token_hash = ? WHERE id = ?", (token_hash, account_id))
+    caches.bump(tx, caches.CREDENTIALS)
 
 
 # -- ledger ----------------------------------------------------------------------------------
@@ -176,11 +181,23 @@ def _existing(tx, *account_ids: int | None) -> dict[int, int]:
 def balances_for_update(tx, account_ids: Iterable[int]) -> dict[int, int]:
     """Lock these accounts (MariaDB row locks; SQLite's writer lock is already held) and return
     their balances: whatever the caller then checks with ``ledger.apply`` cannot change under it."""
-    ids = sorted(set(account_ids))
+    (locked,) = tx.script(lock_statements(tx, account_ids, "balance")) or [[]]
+    return {r["id"]: int(r["balance"]) for r in locked or []}
+
+
+def lock_statements(tx, account_ids: Iterable[int], columns: str = "") -> list[Any]:
+    """THE way a transaction locks account rows, wherever it changes two or more of them (a
+    payment moves money from the job's owner to the worker's owner, a reversal back, a fee to
+    the market): every id at once, in ascending id order (``SELECT ... WHERE id IN (sorted) ORDER
+    BY id FOR UPDATE`` walks the primary key in that order), and before any other row it will
+    lock, so two transactions over the same accounts queue instead of deadlocking. Returns the
+    statement (for ``tx.script``, to share a round trip), none for no accounts; ``columns``: more
+    to read than the id."""
+    ids = sorted({int(a) for a in account_ids if a is not None})
     if not ids:
-        return {}
-    rows = tx.all(f"SELECT id, balance FROM accounts WHERE id IN {marks(len(ids))}" + tx.for_update, ids)
-    return {r["id"]: int(r["balance"]) for r in rows}
+        return []
+    more = f", {columns}" if columns else ""
+    return [(f"SELECT id{more} FROM accounts WHERE id IN {marks(len(ids))} ORDER BY id" + tx.for_update, ids)]
 
 
 def record(tx, postings: Sequence[tuple[ledger.Entry, int | None]], now: float) -> None:
@@ -305,12 +322,14 @@ def audit(tx) -> dict[str, Any]:
             wrong.append((row["id"], int(row["balance"]), expected))
         if int(row["balance"]) < 0:
             negative.append(row["id"])
-    # money promised to open leases, kept on the account, must be what the open leases say
+    # money promised to open (or held) leases, kept on the account, must be what those leases say
     promised = {
         r["a"]: int(r["s"])
         for r in tx.all(
             "SELECT j.account_id AS a, SUM(d.reserved) AS s FROM leases d JOIN jobs j ON j.id = d.job_id"
-            f" WHERE d.status = '{LeaseStatus.OUT}' AND j.account_id IS NOT NULL GROUP BY j.account_id"
+            # a lease held during its worker's dispute keeps its reservation until it is paid
+            f" WHERE (d.status = '{LeaseStatus.OUT}' OR d.pay_held = 1) AND j.account_id IS NOT NULL"
+            " GROUP BY j.account_id"
         )
     }
     reservations = [

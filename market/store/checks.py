@@ -12,17 +12,27 @@ from typing import NamedTuple
 from market.core.verification import CheckKind, CheckStatus
 from market.store.db import Many
 
-__all__ = ["SliceCheckRow", "slice_checks"]
+__all__ = ["IN_DISPUTE", "SliceCheckRow", "checked_state", "slice_checks"]
+
+#: SQL list of the statuses of a check in dispute: its worker's and first verifier's pay is held
+#: while one is (``jobs.checkin_many``, ``jobs.release_held_pay``, docs/trust.md)
+IN_DISPUTE = f"('{CheckStatus.DISPUTED}', '{CheckStatus.DECIDING}')"
 
 _INSERT_CHECK = (
     "INSERT INTO checks (job_id, kind, reason, lease_id, worker_id, parent_state_id, state_id, target_sha256,"
     " mark, interpreter, steps, checked_ms, status, created_at)"
 )
+_INSERT_SLICE_CHECK = (
+    "INSERT INTO checks (kind, status, job_id, reason, lease_id, worker_id, parent_state_id, target_sha256,"
+    f" mark, interpreter, steps, checked_ms, created_at) VALUES ('{CheckKind.SLICE}', '{CheckStatus.WAITING}',"
+    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class SliceCheckRow(NamedTuple):
-    """A check of a slice accepted in the same transaction (``jobs.checkin_many``): its new
-    state is found by ``(job_id, new_seq)``, written earlier in the same script."""
+    """A check of a slice accepted in the same transaction (``jobs.checkin_many``). ``new_seq``:
+    the seq of its new state, written earlier in the same script (named by the lease, not stored
+    on the check: ``checked_state``)."""
 
     job_id: int
     reason: str
@@ -41,28 +51,39 @@ class SliceCheckRow(NamedTuple):
 def slice_checks(rows: Sequence[SliceCheckRow]) -> Many:
     """ONE statement opening the checks of slices accepted in the check-in's own transaction
     (what ``create_check`` writes for a slice, without its read of the lease: the check-in has
-    just closed it as accepted)."""
+    just closed it as accepted).
+
+    Its new state is not looked up here: ``state_id`` stays NULL and the check's lease names it
+    (``leases.new_state_id``, set by the same script; :func:`checked_state` reads it). A lookup per
+    row by ``(job_id, seq)`` was a third of what a check cost a MariaDB check-in in the worst case
+    (every worker under watch, docs/trust.md "Check-in throughput"); the kind and status are
+    constants of the SQL text, not parameters escaped per row."""
     return Many(
-        _INSERT_CHECK + " VALUES (?, ?, ?, ?, ?, ?, (SELECT s.id FROM states s WHERE s.job_id = ? AND s.seq = ?),"
-        " ?, ?, ?, ?, ?, ?, ?)",
+        _INSERT_SLICE_CHECK,
         [
             (
                 r.job_id,
-                CheckKind.SLICE,
                 r.reason,
                 r.lease_id,
                 r.worker_id,
                 r.parent_state_id,
-                r.job_id,
-                r.new_seq,
                 r.target_sha256,
                 (r.mark or "")[:255],
                 r.interpreter[:64],
                 int(r.steps),
                 int(r.checked_ms),
-                CheckStatus.WAITING,
                 r.created_at,
             )
             for r in rows
         ],
     )
+
+
+def checked_state(tx, check: dict) -> int | None:
+    """The id of the state a slice check is about (None for a result check)."""
+    if check.get("state_id") is not None:
+        return int(check["state_id"])
+    if check.get("kind") != CheckKind.SLICE:
+        return None
+    found = tx.scalar("SELECT new_state_id FROM leases WHERE id = ?", (check["lease_id"],))
+    return None if found is None else int(found)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from market.core.errors import Conflict, NotFound
+from market.store import caches
 from market.store.accounts import check_name
 
 
@@ -44,6 +45,7 @@ def revoke_client(tx, client_id: int, now: float, account_id: int | None = None)
     if row["revoked_at"] is not None:
         raise Conflict(f"client {client_id} is already revoked")
     tx.execute("UPDATE clients SET revoked_at = ? WHERE id = ?", (now, client_id))
+    caches.bump(tx, caches.CLIENTS, caches.CREDENTIALS)
     return client_by_id(tx, client_id)
 
 
@@ -59,6 +61,7 @@ def touch_client(tx, client_id: int, now: float, sandbox_level: str | None = Non
 
 def mark_suspect(tx, client_id: int) -> None:
     tx.execute("UPDATE clients SET suspect = 1 WHERE id = ?", (client_id,))
+    caches.bump(tx, caches.CLIENTS)
 
 
 def record_speed(tx, client_id: int, operations: int, seconds: float, now: float) -> float:
@@ -67,6 +70,7 @@ def record_speed(tx, client_id: int, operations: int, seconds: float, now: float
         "INSERT INTO speeds (client_id, speed, operations, seconds, measured_at) VALUES (?, ?, ?, ?, ?)",
         (client_id, speed, operations, seconds, now),
     )
+    caches.bump(tx, caches.CLIENTS)
     return speed
 
 

@@ -5,11 +5,18 @@ A unit of work is a plain function ``work(tx, *args)`` that issues SQL through :
 :meth:`Database.run` runs it through ``twisted.enterprise.adbapi`` and returns a Deferred.
 Both retry once after a dropped connection and a few times after a deadlock, because MariaDB
 fails the next query once after it drops a connection even with ``cp_reconnect``.
+
+A database that stops answering (frozen, or a network partition) is bounded, not waited on: every
+MariaDB connection has connect, read and write timeouts (``dburl.TIMEOUTS``), a timed-out call is
+not retried and fails with DatabaseUnavailable (Fault 9); from then until a probe on a connection
+of its own gets an answer, calls fail at once instead of queueing behind the pool's threads, and a
+call that waited in the queue longer than the read timeout fails without trying.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +28,8 @@ if TYPE_CHECKING:
     from twisted.enterprise import adbapi
 
 RETRIES = 3
+#: seconds between two probes of a database that stopped answering
+PROBE_PAUSE = 0.5
 
 
 class Tx:
@@ -94,6 +103,9 @@ class Database:
         self._local = threading.local()
         self._pool: adbapi.ConnectionPool | None = None  # opened by run() or start()
         self._sync_lock = threading.Lock() if self.url.kind == "sqlite" else None
+        # set while the database is not answering (a call timed out): one call at a time tries it
+        self._stalled_since: float | None = None
+        self._guard = threading.Lock()
 
     # -- synchronous -----------------------------------------------------------------------
     def _connection(self):
@@ -143,6 +155,11 @@ class Database:
                 pass
 
     def _translate(self, e: Exception) -> Exception:
+        if self.dialect.is_timeout(e):
+            return DatabaseUnavailable(
+                f"the database {self.url.redacted()} did not answer within its timeout"
+                f" (connect {self.url.connect_timeout:g} s, read {self.url.read_timeout:g} s) — try again shortly"
+            )
         if self.dialect.is_integrity_error(e):
             return Conflict(f"that would duplicate or break a stored record ({e})")
         if isinstance(e, DatabaseUnavailable) or not hasattr(e, "args"):
@@ -161,13 +178,17 @@ class Database:
     # -- asynchronous ----------------------------------------------------------------------
     def run(self, work: Callable[..., Any], *args: Any, **kw: Any):
         """Run ``work(tx, *args)`` in one transaction in the adbapi thread pool -> Deferred."""
-        from twisted.internet import defer
+        from twisted.internet import defer, threads
 
         if self._pool is None:
             from twisted.enterprise import adbapi
 
             pargs, pkw = self.dialect.pool_args()
             self._pool = adbapi.ConnectionPool(*pargs, **pkw)
+
+        from twisted.internet import reactor
+
+        queued = time.monotonic()
 
         @defer.inlineCallbacks
         def attempt():
@@ -176,7 +197,16 @@ class Database:
                 if pool is None:  # close() ran while this transaction waited to try again
                     raise DatabaseUnavailable(f"the database {self.url.redacted()} was closed")
                 try:
-                    result = yield pool.runWithConnection(self._in_transaction, work, *args, **kw)
+                    result = yield threads.deferToThreadPool(
+                        reactor,  # type: ignore[arg-type]
+                        pool.threadpool,
+                        self._in_pool,
+                        pool,
+                        queued,
+                        work,
+                        *args,
+                        **kw,
+                    )
                     return result
                 except Exception as e:
                     if self.dialect.is_retryable(e) and n < RETRIES - 1:
@@ -184,6 +214,75 @@ class Database:
                     raise self._translate(e) from e
 
         return attempt()
+
+    def _in_pool(self, pool, queued: float, work, *args, **kw):
+        """One try of a transaction on a pool thread, with this thread's connection (opened here,
+        within the connect timeout); a connection that timed out or died is closed and forgotten."""
+        self._admit(queued)
+        try:
+            conn = pool.connect()
+            try:
+                return self._in_transaction(conn, work, *args, **kw)
+            except Exception as e:
+                if self.dialect.is_dead(e):
+                    try:
+                        pool.disconnect(conn)
+                    except Exception:
+                        pass
+                raise
+        except Exception as e:
+            if self.dialect.is_timeout(e):
+                self._stalled()
+            raise
+
+    def _admit(self, queued: float) -> None:
+        """Refuse at once a call that comes while the database is not answering (a call timed out
+        and the prober has not reached it since), or that waited in the queue longer than the read
+        timeout: neither would get an answer sooner by waiting on a pool thread."""
+        stalled = self._stalled_since
+        if stalled is not None:
+            raise DatabaseUnavailable(
+                f"the database {self.url.redacted()} has not answered for"
+                f" {time.monotonic() - stalled:.0f} s — try again shortly"
+            )
+        waited = time.monotonic() - queued
+        if waited > self.url.read_timeout:
+            raise DatabaseUnavailable(
+                f"the database {self.url.redacted()} is too slow: this call waited {waited:.0f} s for a"
+                " connection — try again shortly"
+            )
+
+    def _stalled(self) -> None:
+        """A call timed out: refuse calls until a probe on a connection of its own gets an answer."""
+        with self._guard:
+            if self._stalled_since is not None:
+                return
+            self._stalled_since = time.monotonic()
+        threading.Thread(target=self._probe, name="market-db-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        """Until the database answers (each try bounded by the connect and read timeouts), or
+        until the pool closes; then calls are let through again."""
+        while self._pool is not None:
+            try:
+                conn = self.dialect.connect()
+                try:
+                    cursor = conn.cursor()
+                    cursor.execute("SELECT 1")
+                    cursor.fetchall()
+                finally:
+                    conn.close()
+            except Exception:
+                time.sleep(PROBE_PAUSE)
+                continue
+            break
+        with self._guard:
+            self._stalled_since = None
+
+    @property
+    def stalled(self) -> bool:
+        """Whether calls are refused at once because the database stopped answering."""
+        return self._stalled_since is not None
 
     def start(self) -> None:
         """Open the adbapi pool now (a server calls this at start-up)."""

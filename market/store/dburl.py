@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from market.core.errors import MarketError
 
 DEFAULT_URL = "sqlite:var/market.sqlite"
+
+#: seconds a MariaDB connection may take to connect, and a single read or write may wait, before
+#: the call fails with DatabaseUnavailable (Fault 9) instead of waiting on a frozen or unreachable
+#: database; override with ``?connect_timeout=5&read_timeout=10&write_timeout=10`` on the URL
+TIMEOUTS = {"connect_timeout": 5.0, "read_timeout": 10.0, "write_timeout": 10.0}
+#: the bounds a timeout may be set to (seconds)
+TIMEOUT_RANGE = (0.1, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,9 @@ class DatabaseURL:
     user: str = "root"
     password: str = ""
     database: str = ""
+    connect_timeout: float = TIMEOUTS["connect_timeout"]
+    read_timeout: float = TIMEOUTS["read_timeout"]
+    write_timeout: float = TIMEOUTS["write_timeout"]
 
     def redacted(self) -> str:
         """The URL without its password, for logs and messages."""
@@ -56,6 +66,7 @@ def parse(url: str) -> DatabaseURL:
             port = parts.port or 3306
         except ValueError:
             raise MarketError(f"database URL {url!r} has a bad port number") from None
+        timeouts = _timeouts(parts.query)
         return DatabaseURL(
             kind="mysql",
             host=parts.hostname or "127.0.0.1",
@@ -63,7 +74,31 @@ def parse(url: str) -> DatabaseURL:
             user=unquote(parts.username or "root"),
             password=unquote(parts.password or ""),
             database=database,
+            connect_timeout=timeouts.get("connect_timeout", TIMEOUTS["connect_timeout"]),
+            read_timeout=timeouts.get("read_timeout", TIMEOUTS["read_timeout"]),
+            write_timeout=timeouts.get("write_timeout", TIMEOUTS["write_timeout"]),
         )
     raise MarketError(
         f"unknown database URL {url!r} — use sqlite:PATH (embedded) or mysql://user:password@host:port/db"
     )
+
+
+def _timeouts(query: str) -> dict[str, float]:
+    """The ``?connect_timeout=&read_timeout=&write_timeout=`` of a MariaDB URL (seconds)."""
+    if len(query) > 1000:
+        raise MarketError("database URL query too long — only connect_timeout, read_timeout, write_timeout")
+    out: dict[str, float] = {}
+    low, high = TIMEOUT_RANGE
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in TIMEOUTS:
+            raise MarketError(
+                f"database URL option {key[:40]!r} is unknown — use connect_timeout, read_timeout or write_timeout"
+            )
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = float("nan")
+        if not low <= seconds <= high:
+            raise MarketError(f"database URL {key}={value[:40]!r} — give seconds between {low} and {high:g}")
+        out[key] = seconds
+    return out

@@ -40,6 +40,15 @@ class Dialect(ABC):
     def is_integrity_error(self, error: BaseException) -> bool:
         """Whether ``error`` is a broken unique or foreign key."""
 
+    def is_timeout(self, error: BaseException) -> bool:
+        """Whether the database did not answer within a connect, read or write timeout: never
+        retried (a frozen database would make every retry wait as long again)."""
+        return False
+
+    def is_dead(self, error: BaseException) -> bool:
+        """Whether the connection that raised ``error`` is unusable and must be replaced."""
+        return False
+
     def sql(self, text: str) -> str:
         return text
 
@@ -170,7 +179,11 @@ class MySQLDialect(Dialect):
             database=self.url.database,
             charset="utf8mb4",
             autocommit=False,
-            connect_timeout=10,
+            connect_timeout=self.url.connect_timeout,
+            # a frozen database (or a partition) fails the call within these instead of holding it
+            # and its pool thread for as long as the freeze lasts (``db.Database``)
+            read_timeout=self.url.read_timeout,
+            write_timeout=self.url.write_timeout,
             max_allowed_packet=64 * 1024 * 1024,
             # scripts (several statements in one round trip, see script()); every statement is
             # still built from placeholders, so this widens nothing an attacker could reach
@@ -190,10 +203,11 @@ class MySQLDialect(Dialect):
         self.prepare(conn)
         return conn
 
-    @staticmethod
-    def prepare(conn) -> None:
+    def prepare(self, conn) -> None:
+        # a lock wait ends (error 1205, retried) well before the read timeout would drop the connection
+        lock_wait = max(1, min(10, int(self.url.read_timeout / 2)))
         with conn.cursor() as c:
-            c.execute("SET SESSION innodb_lock_wait_timeout = 10")
+            c.execute(f"SET SESSION innodb_lock_wait_timeout = {lock_wait}")
             c.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.commit()
 
@@ -254,7 +268,34 @@ class MySQLDialect(Dialect):
         import pymysql
 
         return (
-            isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in self.retry_codes
+            isinstance(error, pymysql.err.OperationalError)
+            and bool(error.args)
+            and error.args[0] in self.retry_codes
+            and not self.is_timeout(error)
+        )
+
+    def is_timeout(self, error: BaseException) -> bool:
+        import pymysql
+
+        if isinstance(error, TimeoutError):
+            return True
+        # PyMySQL reports a socket timeout as 2013 (read/write) or 2003 (connect) "... (timed out)"
+        return (
+            isinstance(error, pymysql.err.OperationalError)
+            and bool(error.args)
+            and error.args[0] in (2003, 2013)
+            and "timed out" in str(error.args[-1])
+        )
+
+    def is_dead(self, error: BaseException) -> bool:
+        import pymysql
+
+        if isinstance(error, (pymysql.err.InterfaceError, TimeoutError, OSError)):
+            return True
+        return (
+            isinstance(error, pymysql.err.OperationalError)
+            and bool(error.args)
+            and error.args[0] in (2003, 2006, 2013, 2055)
         )
 
     def is_integrity_error(self, error: BaseException) -> bool:

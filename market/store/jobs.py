@@ -27,6 +27,7 @@ from market.store import accounts as sql_accounts
 from market.store import caps as sql_caps
 from market.store import checks as sql_checks
 from market.store import clients as sql_clients
+from market.store import statechunks
 from market.store.db import Many, case, marks
 from market.tasklet import envelope
 from market.tasklet.envelope import source_hash  # the hash the envelope header carries: one definition
@@ -115,12 +116,14 @@ def init_job(
 
 def committed_state(tx, job_id: int) -> dict[str, Any]:
     row = tx.one(
-        "SELECT s.id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
+        "SELECT s.id, s.seq, s.data, s.chunks FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
         f" WHERE j.id = ? AND s.status = '{StateStatus.COMMITTED}'",
         (job_id,),
     )
     if row is None:
         raise NotFound(f"job {job_id} has no committed state")
+    if row["chunks"]:  # stored in chunks (``statechunks``): its row holds no bytes
+        row["data"] = statechunks.state_bytes(tx, row["id"])
     return row
 
 
@@ -155,6 +158,7 @@ def assign_window(
     granted: dict[int, float],
     match: Callable[[list[Any], list[Any]], list[Any]],
     make_ready_job: Callable[..., Any],
+    issued_by: dict[int, str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Close one pooling window in ONE transaction: pick affordable ready jobs, match, check out.
 
@@ -162,7 +166,8 @@ def assign_window(
     negotiated slice; ``match`` is the pure matcher and ``make_ready_job(row)`` turns a row into its
     input. Which jobs are candidates and which are held because their owner cannot pay a slice is
     ``rules.plan_window``'s decision; held jobs are marked held (visible), not dispatched.
-    Returns ``{client_id: lease}`` for the clients that got work.
+    Returns ``{client_id: lease}`` for the clients that got work. ``issued_by[client_id]``: the
+    front end whose worker asked (``market.core.frontends``), recorded on its lease.
 
     A window of any size costs three round trips and the commit: read the top of the ready list;
     mark the held jobs and lock the chosen ones; write the leases.
@@ -195,7 +200,8 @@ def assign_window(
         for a in match(clients, [make_ready_job(rows_by_id[job.id]) for job in plan.candidates])
     ]
     held = plan.held
-    first = []
+    # the owners whose reservations the leases change, locked first in id order (accounts.lock_statements)
+    first = sql_accounts.lock_statements(tx, (rows_by_id[job_id]["account_id"] for job_id, _, _ in wanted))
     if held:
         # a job held by a cap keeps the words why (core.caps.reason); one held for money, none
         capped = {j: caps.reason(c)[:255] for j, c in (plan.capped or {}).items()}
@@ -207,7 +213,7 @@ def assign_window(
                 [*params, *held],
             )
         )
-    leases = checkout_many(tx, wanted, grace, now, first=first)
+    leases = checkout_many(tx, wanted, grace, now, first=first, issued_by=issued_by)
     return {client_id: leases[job_id] for job_id, client_id, _ in wanted if job_id in leases}
 
 
@@ -235,14 +241,20 @@ def checkout(tx, job_id: int, client_id: int, seconds: float, grace: float, now:
 
 
 def checkout_many(
-    tx, wanted: Sequence[tuple[int, int, float]], grace: float, now: float, first: Sequence[Any] = ()
+    tx,
+    wanted: Sequence[tuple[int, int, float]],
+    grace: float,
+    now: float,
+    first: Sequence[Any] = (),
+    issued_by: dict[int, str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Lease each ``(job, client, seconds)``'s committed state until ``now + seconds + grace``.
 
     Returns ``{job_id: lease}``. A job that is no longer ready (cancelled or held since the ready
     list was read) is left out rather than failing the whole window. Test jobs are leased as they
     are. ``first``: statements to run in the same round trip as the locking read. The money a
-    lease may cost is reserved on its owner's account until the lease closes.
+    lease may cost is reserved on its owner's account until the lease closes. ``issued_by``: client
+    id -> the front end that asked for it (the lease's ``frontend``; NULL when not given).
     """
     if not wanted:
         if first:
@@ -254,8 +266,9 @@ def checkout_many(
             *first,
             (
                 "SELECT j.id, j.account_id, j.kind, j.name, j.price, j.status, j.source, j.entry, j.spec, j.probe_size,"
-                " s.id AS state_id, s.seq, s.data FROM jobs j JOIN states s ON s.job_id = j.id AND s.seq = j.seq"
-                f" WHERE j.id IN {marks(len(job_ids))} AND s.status = '{StateStatus.COMMITTED}'" + tx.for_update,
+                " s.id AS state_id, s.seq, s.data, s.chunks, s.size FROM jobs j JOIN states s ON s.job_id = j.id"
+                f" AND s.seq = j.seq WHERE j.id IN {marks(len(job_ids))} AND s.status = '{StateStatus.COMMITTED}'"
+                + tx.for_update,
                 job_ids,
             ),
         ]
@@ -272,6 +285,9 @@ def checkout_many(
             "kind": job["kind"],
             "name": job["name"],
             "state": bytes(job["data"]),
+            # a state stored in chunks is fetched by them (``state_get``): its row holds no bytes
+            "state_chunks": job["chunks"],
+            "state_size": job["size"] if job["chunks"] else len(job["data"]),
             "state_id": job["state_id"],
             "seq": job["seq"],
             "source": job["source"],
@@ -293,7 +309,7 @@ def checkout_many(
         [
             Many(
                 "INSERT INTO leases (job_id, state_id, client_id, checked_out_at, granted_seconds, deadline,"
-                " status, reserved, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, reserved, price, frontend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         j,
@@ -305,6 +321,7 @@ def checkout_many(
                         LeaseStatus.OUT,
                         lease["reserved"],
                         lease["price"],
+                        (issued_by or {}).get(lease["client_id"]),
                     )
                     for j, lease in leases.items()
                 ],
@@ -435,6 +452,7 @@ def clean_test_jobs(tx, before: float, limit: int = 1000) -> int:
     where = marks(len(ids))
     tx.script(
         [
+            (f"DELETE FROM state_chunks WHERE lease_id IN (SELECT id FROM leases WHERE job_id IN {where})", ids),
             (f"DELETE FROM leases WHERE job_id IN {where}", ids),
             (f"DELETE FROM states WHERE job_id IN {where}", ids),
             (f"DELETE FROM jobs WHERE id IN {where}", ids),
@@ -458,17 +476,43 @@ _LEASE = (
     "SELECT d.id, d.job_id, d.state_id, d.client_id, d.checked_out_at, d.granted_seconds, d.deadline,"
     " d.status, d.paid, d.accepted_ms, d.reserved, d.price, d.check_id, j.status AS job_status, j.kind, j.carry,"
     " j.source_sha256, j.entry, s.digest AS parent_digest, s.payload_sha256 AS parent_payload,"
-    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq, o.balance AS owner_balance,"
-    " p.balance AS payee_balance FROM leases d JOIN jobs j ON j.id = d.job_id"
-    " JOIN clients c ON c.id = d.client_id JOIN states s ON s.id = d.state_id"
-    " LEFT JOIN accounts o ON o.id = j.account_id JOIN accounts p ON p.id = c.account_id WHERE d.id"
+    " j.account_id AS owner, c.account_id AS payee, c.verified_slices, s.seq,"
+    # its worker is a party to an open dispute (found through the index of open checks: disputes are few)
+    f" EXISTS (SELECT 1 FROM checks k WHERE k.status IN {sql_checks.IN_DISPUTE}"
+    " AND (k.worker_id = d.client_id OR k.first_client_id = d.client_id)) AS in_dispute"
+    " FROM leases d JOIN jobs j ON j.id = d.job_id JOIN clients c ON c.id = d.client_id"
+    " JOIN states s ON s.id = d.state_id WHERE d.id"
 )
 
 
 def _leases_for_checkin(tx, lease_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The leases with what a check-in needs, and their accounts' balances, in one locking read."""
+    """The leases with what a check-in needs, locked, and their accounts' balances.
+
+    The accounts the payments move are locked first, all at once and in id order
+    (``accounts.lock_statements``), in the same round trip as the locking read of the leases,
+    which does not join them: locked through the join, lease by lease, owner then payee, two
+    batches with the owner of one the payee of the other deadlocked. Who they are cannot change
+    (a job's owner, a client's account), so a plain read finds them first."""
     ids = sorted(set(lease_ids))
-    return {d["id"]: d for d in tx.all(f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids)}
+    parties = tx.all(
+        "SELECT j.account_id AS owner, c.account_id AS payee FROM leases d JOIN jobs j ON j.id = d.job_id"
+        f" JOIN clients c ON c.id = d.client_id WHERE d.id IN {marks(len(ids))}",
+        ids,
+    )
+    accounts = [a for r in parties for a in (r["owner"], r["payee"])]
+    *locked, leases = tx.script(
+        [
+            *sql_accounts.lock_statements(tx, accounts, "balance"),
+            (f"{_LEASE} IN {marks(len(ids))}" + tx.for_update, ids),
+        ]
+    )
+    balances = {r["id"]: int(r["balance"]) for rows in locked for r in rows or []}
+    out = {}
+    for d in leases or []:
+        d["owner_balance"] = None if d["owner"] is None else balances[d["owner"]]
+        d["payee_balance"] = balances[d["payee"]]
+        out[d["id"]] = d
+    return out
 
 
 def _lease_for_checkin(tx, lease_id: int, client_id: int) -> dict[str, Any]:
@@ -600,6 +644,9 @@ class CheckIn:
     #: what opening a replay check of this slice needs, if the market verifies slices (None: it
     #: does not); whether one is opened is decided in the check-in's transaction
     check: SliceCheck | None = None
+    #: a state sent in chunks (``store.statechunks``; ``state`` is then empty): its chunks, its
+    #: size and its envelope's digest, read from the chunks before it was queued
+    chunked: tuple[int, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -635,10 +682,7 @@ def state_facts_and_origin(data: bytes) -> tuple[rules.StateFacts, str, str]:
         raise StateRefused(f"state refused: {e}; nothing was stored or paid") from None
     except envelope.EnvelopeError as e:
         raise MarketError(f"that state is not a valid envelope: {e} — nothing was stored") from None
-    facts = rules.StateFacts(
-        header.job_id, header.source_sha256, header.entry, header.parent, header.seq, payload_sha256
-    )
-    return facts, str(header.interpreter or "unknown"), str(getattr(header, "mark", "") or "")
+    return statechunks.facts_of_header(header, payload_sha256)
 
 
 def _expected(lease: dict[str, Any]) -> rules.StateFacts:
@@ -723,21 +767,72 @@ def checkin_many(
         else:
             accepted.append((c, lease, _accepted_ms(lease, c.at)))
     if accepted:
-        paid, payments = _settle([(lease, ms) for _, lease, ms in accepted], max(c.at for c, _, _ in accepted))
+        # a worker in an open dispute is paid nothing until it ends: the slice is held, its
+        # reservation kept (``release_held_pay`` pays or returns it)
+        held = {c.lease_id for c, lease, _ in accepted if _pay_held(lease)}
+        to_pay = [(lease, ms) for c, lease, ms in accepted if c.lease_id not in held]
+        paid, payments = _settle(to_pay, max(c.at for c, _, _ in accepted)) if to_pay else ({}, [])
+        paid.update(dict.fromkeys(held, 0))
         tx.script(
             [
                 *_accept_statements(accepted, paid),
                 *payments,
-                *_reservations((lease for _, lease, _ in accepted), -1),
+                *_reservations((lease for _, lease, _ in accepted if lease["id"] not in held), -1),
+                *_hold_pay_statements(held),
                 *_slice_checks(tx, accepted, verify),
             ]
         )
         for c, _, ms in accepted:
             answers[first[c.lease_id]] = rules.answer(c.lease_id, LeaseStatus.ACCEPTED, paid[c.lease_id], ms)
+            if c.lease_id in held:
+                answers[first[c.lease_id]]["pay_held"] = True
     for i, c in enumerate(checkins):
         if answers[i] is None:  # a repeat of an earlier check-in in this batch
             answers[i] = dict(answers[first[c.lease_id]], duplicate=True)
     return answers
+
+
+def _pay_held(lease: dict[str, Any]) -> bool:
+    """Whether closing this lease pays nothing now: its worker is a party to an open dispute
+    (a probe pays nothing anyway, and its answer must not look held)."""
+    return bool(lease.get("in_dispute")) and lease["kind"] != JobKind.TEST
+
+
+def _hold_pay_statements(held: Iterable[int]) -> list[Any]:
+    ids = sorted(held)
+    return [(f"UPDATE leases SET pay_held = 1 WHERE id IN {marks(len(ids))}", ids)] if ids else []
+
+
+def release_held_pay(tx, client_id: int, now: float) -> int:
+    """End the hold on a client's pay once it is party to no open dispute: its held slices are
+    paid now at their leases' prices for their accepted time (from the money still reserved), or,
+    when it lost (suspect), paid nothing (``verification.lose`` undid what it made). Their
+    reservations are returned either way. -> how many leases were released."""
+    still = tx.scalar(
+        f"SELECT COUNT(*) FROM checks k WHERE k.status IN {sql_checks.IN_DISPUTE}"
+        " AND (k.worker_id = ? OR k.first_client_id = ?)",
+        (client_id, client_id),
+    )
+    if still:
+        return 0
+    ids = [r["id"] for r in tx.all("SELECT id FROM leases WHERE client_id = ? AND pay_held = 1", (client_id,))]
+    if not ids:
+        return 0
+    leases = list(_leases_for_checkin(tx, ids).values())
+    lost = bool(tx.scalar("SELECT suspect FROM clients WHERE id = ?", (client_id,)))
+    paid: dict[int, int] = dict.fromkeys(ids, 0)
+    payments: list[Any] = []
+    if not lost:
+        paid, payments = _settle([(d, int(d["accepted_ms"] or 0)) for d in leases], now)
+    amounts, params = case("id", paid, "paid")
+    tx.script(
+        [
+            *payments,
+            (f"UPDATE leases SET pay_held = 0, paid = {amounts} WHERE id IN {marks(len(ids))}", [*params, *ids]),
+            *_reservations(leases, -1),
+        ]
+    )
+    return len(ids)
 
 
 def _slice_checks(tx, accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], verify) -> list[Any]:
@@ -820,8 +915,8 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
             state_ids,
         ),
         Many(
-            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at, digest, payload_sha256)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO states (job_id, seq, data, status, client_id, lease_id, created_at, digest, payload_sha256,"
+            " chunks, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     lease["job_id"],
@@ -831,11 +926,20 @@ def _accept_statements(accepted: Sequence[tuple[CheckIn, dict[str, Any], int]], 
                     c.client_id,
                     c.lease_id,
                     c.at,
-                    envelope.digest(c.state),
+                    c.chunked[2] if c.chunked is not None else envelope.digest(c.state),
                     c.facts.payload_sha256 if c.facts is not None else None,
+                    c.chunked[0] if c.chunked is not None else 0,
+                    c.chunked[1] if c.chunked is not None else len(c.state),
                 )
                 for c, lease, _ in accepted
             ],
+        ),
+        # a chunked state's chunks past its count (a longer earlier attempt on its lease) go
+        *(
+            statement
+            for c, _, _ in accepted
+            if c.chunked is not None
+            for statement in statechunks.commit_statements(c.lease_id, c.chunked[0])
         ),
         (
             f"UPDATE leases SET status = '{LeaseStatus.ACCEPTED}', checked_in_at = {checked_in},"
@@ -867,13 +971,14 @@ def finish(
     if verdict is Verdict.REJECT:
         return _reject(tx, lease, now, outcome)
     ms = _accepted_ms(lease, now)
-    paid, payments = _settle([(lease, ms)], now)
+    held = _pay_held(lease)  # a worker in an open dispute: held, as in checkin_many
+    paid, payments = ({lease_id: 0}, []) if held else _settle([(lease, ms)], now)
     tx.script(
         [
             (
                 f"UPDATE leases SET status = '{LeaseStatus.FINISHED}', checked_in_at = ?, slice_status = ?,"
-                " accepted_ms = ?, paid = ? WHERE id = ?",
-                (now, outcome, ms, paid[lease_id], lease_id),
+                " accepted_ms = ?, paid = ?, pay_held = ? WHERE id = ?",
+                (now, outcome, ms, paid[lease_id], int(held), lease_id),
             ),
             (
                 f"UPDATE jobs SET status = '{JobStatus.FINISHED}', finished_at = ?, outcome = ?, result = ?, error = ?,"
@@ -881,16 +986,27 @@ def finish(
                 (now, outcome, None if result is None else bytes(result), error, ms, lease["job_id"]),
             ),
             *payments,
-            *_reservations([lease], -1),
+            *([] if held else _reservations([lease], -1)),
         ]
     )
-    return rules.answer(lease_id, LeaseStatus.FINISHED, paid[lease_id], ms)
+    answer = rules.answer(lease_id, LeaseStatus.FINISHED, paid[lease_id], ms)
+    if held:
+        answer["pay_held"] = True
+    return answer
 
 
 def expire_leases(tx, now: float) -> list[int]:
     """Expire every lease past its deadline (``rules.overdue``, here in SQL); each job goes where
     ``rules.after_expiry`` says: back on the ready list at its committed state, or, a test job,
     ended 'expired'."""
+    if tx.for_update:
+        # the owners whose reservations return, locked first in id order (accounts.lock_statements)
+        owners = tx.all(
+            "SELECT DISTINCT j.account_id AS owner FROM leases d JOIN jobs j ON j.id = d.job_id"
+            f" WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?",
+            (now,),
+        )
+        tx.script(sql_accounts.lock_statements(tx, [r["owner"] for r in owners]))
     overdue = tx.all(
         "SELECT d.id, d.job_id, d.reserved, d.check_id, j.account_id AS owner FROM leases d"
         f" JOIN jobs j ON j.id = d.job_id WHERE d.status = '{LeaseStatus.OUT}' AND d.deadline < ?" + tx.for_update,

@@ -11,6 +11,7 @@ Table map (paper, spec 4a-e):
                   sequence number of its committed state
   states      4c  every committed state of a job (the frozen bytes), in sequence, with the
                   envelope's digest and its payload's sha256
+  state_chunks    the bytes of a state over one chunk (1 MiB), a row per chunk, by lease
   leases      4c  each check-out of a state to a client (the paper's "dispatch", the report's
                   <dispatch>): checked out, deadline, checked in, status, the price it pays
   clients     4d  computation clients, each linked to an account (and its open test job and
@@ -20,12 +21,17 @@ Table map (paper, spec 4a-e):
   web_sessions    web log-in sessions (token hash, CSRF token, expiry)
   secrets         the database's own random secrets (the probe secret)
   batches         parameter sweeps: one module, function and price, many jobs (jobs.batch_id)
+  frontends       every ``twistd market`` process on this database and its heartbeat
+  matcher_role    which front end runs the one pooling window, until when (one row)
+  work_requests   requests for work put by front ends that do not hold the matcher role
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -413,6 +419,77 @@ V14: list[Statement] = [
     " AND jobs.status NOT IN ('finished', 'cancelled'))",
 ]
 
+# issue 20: caches shared by every front end — a generation per cached kind, bumped with each
+# change (``store.caches``)
+V15: list[Statement] = [
+    """CREATE TABLE cache_generation (
+        name VARCHAR(32) NOT NULL PRIMARY KEY,
+        generation {bigint} NOT NULL DEFAULT 0
+    ) {engine}""",
+    "INSERT INTO cache_generation (name, generation) VALUES ('clients', 0), ('credentials', 0)",
+]
+
+# States of any size (issue 20, item 4; ``market.store.statechunks``): a state over one chunk
+# (1 MiB) is stored as rows of ``state_chunks``, keyed by the lease that brought it (a state's
+# ``lease_id``), written one chunk per statement so no statement nears MariaDB's
+# max_allowed_packet; its ``states`` row then holds no bytes, its count of chunks and its size.
+# Existing states stay whole in their row (``chunks`` 0) and are read a chunk at a time with SUBSTR.
+V16: list[Statement] = [
+    """CREATE TABLE state_chunks (
+        lease_id {bigint} NOT NULL,
+        idx INTEGER NOT NULL,
+        data {blob} NOT NULL,
+        PRIMARY KEY (lease_id, idx)
+    ) {engine}""",
+    "ALTER TABLE states ADD COLUMN chunks INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE states ADD COLUMN size {bigint} NOT NULL DEFAULT 0",
+    "UPDATE states SET size = LENGTH(data)",
+]
+
+# A worker in an open dispute (its slice or result disputed, or its replay disputing one) is paid
+# nothing until the dispute ends: its accepted slices are held (``leases.pay_held``), their money stays
+# reserved on the owner's account, and is paid when the dispute is decided for it or given up, or
+# returned when it lost (docs/trust.md, "Pay held during a dispute").
+V17: list[Statement] = [
+    "ALTER TABLE leases ADD COLUMN pay_held INTEGER NOT NULL DEFAULT 0",
+]
+
+# Many front ends, one matcher (issue 20, items 1 and 5; ``market.core.frontends``): every
+# ``twistd market`` process beats in ``frontends``; one holds the ``matcher_role`` row and runs the
+# one pooling window over the ``work_requests`` of every front end; a lease records the front end
+# that issued it.
+V18: list[Statement] = [
+    """CREATE TABLE frontends (
+        id VARCHAR(160) NOT NULL PRIMARY KEY,
+        host VARCHAR(120) NOT NULL,
+        pid INTEGER NOT NULL,
+        rpc VARCHAR(255) NOT NULL DEFAULT '',
+        started_at {double} NOT NULL,
+        heartbeat_at {double} NOT NULL,
+        stopped_at {double} NULL
+    ) {engine}""",
+    """CREATE TABLE matcher_role (
+        name VARCHAR(32) NOT NULL PRIMARY KEY,
+        holder VARCHAR(160) NULL,
+        expires_at {double} NOT NULL,
+        since {double} NOT NULL
+    ) {engine}""",
+    "INSERT INTO matcher_role (name, holder, expires_at, since) VALUES ('matcher', NULL, 0, 0)",
+    """CREATE TABLE work_requests (
+        id {pk},
+        frontend VARCHAR(160) NOT NULL,
+        client_id {bigint} NOT NULL,
+        speed {double} NOT NULL,
+        slice {double} NOT NULL,
+        requested_at {double} NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        lease_id {bigint} NULL
+    ) {engine}""",
+    "CREATE INDEX work_requests_status ON work_requests (status, id)",
+    "CREATE INDEX work_requests_frontend ON work_requests (frontend, status)",
+    "ALTER TABLE leases ADD COLUMN frontend VARCHAR(160) NULL",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -428,6 +505,10 @@ MIGRATIONS: list[Migration] = [
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, V15),
+    (16, V16),
+    (17, V17),
+    (18, V18),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -446,8 +527,59 @@ def current_version(tx) -> int:
     return int(v or 0)
 
 
+#: how long a process waits for another one's schema creation or upgrade before giving up (seconds)
+SCHEMA_LOCK_WAIT = 300.0
+
+
+@contextmanager
+def schema_lock(db, wait: float = SCHEMA_LOCK_WAIT) -> Iterator[None]:
+    """Hold the database's schema lock: front ends started together on an empty (or older)
+    database create (or upgrade) it one at a time, and the others then find it done.
+
+    MariaDB: ``GET_LOCK('market-schema:DB')`` on a connection of its own (DDL commits at once, so
+    the version re-check inside each migration's transaction cannot keep two creators apart), asked
+    in steps shorter than the read timeout. SQLite: nothing more is needed — DDL is transactional
+    and every transaction starts with ``BEGIN IMMEDIATE``, so the re-check in ``upgrade`` holds."""
+    if db.dialect.name != "mysql":
+        yield
+        return
+    name = f"market-schema:{db.url.database}"[:64]
+    step = max(1, min(5, int(db.url.read_timeout / 2)))
+    deadline = time.monotonic() + wait
+    conn = db.dialect.connect()
+    try:
+        while True:
+            with conn.cursor() as c:
+                c.execute("SELECT GET_LOCK(%s, %s)", (name, step))
+                got = c.fetchone()[0]
+            if got == 1:
+                break
+            if time.monotonic() >= deadline:
+                raise MarketError(
+                    f"another process has been creating or upgrading the schema of {db.url.redacted()}"
+                    f" for over {wait:.0f} s (lock {name!r}) — wait for it to finish, or find it with"
+                    " SELECT IS_USED_LOCK(...) and stop it, then start again"
+                )
+        yield
+    finally:
+        try:
+            with conn.cursor() as c:
+                c.execute("SELECT RELEASE_LOCK(%s)", (name,))
+        except Exception:
+            pass  # closing the connection releases it too
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
 def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]:
-    """Apply every pending migration; returns (version before, version after)."""
+    """Apply every pending migration under the schema lock; returns (version before, version after)."""
+    with schema_lock(db):
+        return _upgrade(db, migrations)
+
+
+def _upgrade(db, migrations: Sequence[Migration]) -> tuple[int, int]:
     before = db.transact(current_version)
     latest = migrations[-1][0] if migrations else 0
     if before > latest:
@@ -478,9 +610,14 @@ def upgrade(db, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]
 def require_current(db) -> int:
     """Refuse to serve a database whose schema is not the one this release writes."""
     version = db.transact(current_version)
-    if version == 0:
-        upgrade(db)
-        return LATEST
+    if version == 0 or 0 < version < LATEST:
+        # an empty database is created here; one being created or upgraded by another process
+        # (a front end started at the same time, ``market db upgrade``) is waited for
+        with schema_lock(db):
+            version = db.transact(current_version)
+            if version == 0:
+                _upgrade(db, MIGRATIONS)
+                return LATEST
     if version < LATEST:
         raise MarketError(
             f"the database is at schema version {version}; this release needs {LATEST} — run: market db upgrade"

@@ -7,6 +7,7 @@ from typing import Any
 
 from market.core.errors import Conflict, MarketError, NotFound
 from market.core.text import unprintable
+from market.store import caches
 
 #: live (not revoked) API tokens an account may hold at once: a page lists them all, so it stays short
 MAX_TOKENS = 20
@@ -52,6 +53,7 @@ def revoke_api_token(tx, account_id: int, token_id: int, now: float) -> dict[str
     if row is None:
         raise NotFound(f"no token {token_id} in your account (already revoked?)")
     tx.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (now, token_id))
+    caches.bump(tx, caches.CREDENTIALS)
     return row
 
 

@@ -23,7 +23,14 @@ from market.core.verification import CheckKind, CheckStatus
 from market.store import accounts as sql_accounts
 from market.store import clients as sql_clients
 from market.store import jobs as sql_jobs
-from market.store.checks import _INSERT_CHECK, SliceCheckRow, slice_checks  # noqa: F401 (re-exported)
+from market.store import statechunks
+from market.store.checks import (  # noqa: F401 (re-exported)
+    _INSERT_CHECK,
+    IN_DISPUTE,
+    SliceCheckRow,
+    checked_state,
+    slice_checks,
+)
 from market.store.db import marks
 
 DISCARDED = "discarded"  # a state dropped when its job went back to its last verified state
@@ -150,13 +157,15 @@ def take_check(
     if check["status"] not in (CheckStatus.WAITING, CheckStatus.DISPUTED):
         return None  # taken meanwhile (MariaDB: another request locked it first)
     job = tx.one(
-        "SELECT j.id, j.account_id, j.kind, j.name, j.source, j.entry, j.spec, j.status, s.data, s.seq,"
+        "SELECT j.id, j.account_id, j.kind, j.name, j.source, j.entry, j.spec, j.status, s.data, s.seq, s.chunks,"
         " s.status AS state_status, o.price FROM jobs j JOIN states s ON s.id = ?"
         " JOIN leases o ON o.id = ? WHERE j.id = ?",
         (check["parent_state_id"], check["lease_id"], check["job_id"]),
     )
     if job is None or job["state_status"] == DISCARDED or job["status"] == JobStatus.CANCELLED:
         _give_up(tx, check, "its job was cancelled or went back past it", now)
+        if check["status"] == CheckStatus.DISPUTED:
+            _end_dispute(tx, check, now)
         return None
     seconds = policy.replay_seconds(int(check["checked_ms"]), min_seconds)
     reserved = rules.reservation(JobKind.JOB, job["price"], check["checked_ms"] / 1000.0)
@@ -193,7 +202,8 @@ def take_check(
         "stateid": lease_id,
         "job_id": job["id"],
         "kind": job["kind"],
-        "state": bytes(job["data"]),
+        # a state stored in chunks is read whole here (issue 20: a replay of one is sent whole)
+        "state": statechunks.state_bytes(tx, check["parent_state_id"]) if job["chunks"] else bytes(job["data"]),
         "source": job["source"],
         "entry": job["entry"],
         "spec": job["spec"],
@@ -291,6 +301,7 @@ def record_replay(
                 "UPDATE jobs SET verification_note = ? WHERE id = ? AND verification = ?",
                 (judgement.note[:255], check["job_id"], policy.Standing.UNVERIFIED),
             )
+        _end_dispute(tx, check, now, (client_id,))
     else:  # decided
         tx.execute(
             "UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE id = ?",
@@ -305,6 +316,7 @@ def record_replay(
             _confirm(tx, check, now)
         for loser in judgement.losers:
             lose(tx, check, loser, now)
+        _end_dispute(tx, check, now, (client_id, *judgement.losers))
     _release_result(tx, check["job_id"])
     answer = rules.answer(lease_id, LeaseStatus.ACCEPTED, paid[lease_id], ms)
     answer["verified"] = not capped and policy.compare(check["target_sha256"], reached_sha256)
@@ -337,10 +349,19 @@ def _give_up(tx, check: dict[str, Any], note: str, now: float) -> None:
     )
 
 
+def _end_dispute(tx, check: dict[str, Any], now: float, others: tuple[int, ...] = ()) -> None:
+    """A check stopped being disputed (decided or given up): its parties (the worker, the first
+    verifier, ``others``) are paid what was held while they were in dispute, unless they lost
+    or are still party to another dispute (``jobs.release_held_pay``)."""
+    parties = {check["worker_id"], check.get("first_client_id"), *others} - {None}
+    for client in sorted(parties):
+        sql_jobs.release_held_pay(tx, int(client), now)
+
+
 def _confirm(tx, check: dict[str, Any], now: float) -> None:
     """The worker's slice or result stands: mark it verified, count it for the worker."""
     if check["kind"] == CheckKind.SLICE:
-        tx.execute("UPDATE states SET verified = 1 WHERE id = ?", (check["state_id"],))
+        tx.execute("UPDATE states SET verified = 1 WHERE id = ?", (checked_state(tx, check),))
         tx.execute("UPDATE clients SET verified_slices = verified_slices + 1 WHERE id = ?", (check["worker_id"],))
     # a result: verified by _release_result once no check of its job is open
 
@@ -354,6 +375,21 @@ def _release_result(tx, job_id: int) -> None:
         f"SELECT COUNT(*) FROM checks WHERE job_id = ? AND status IN ({marks_})", (job_id, *policy.OPEN_CHECKS)
     )
     if still_open:
+        return
+    # a slice whose dispute was given up undecided is contested, not vouched for: a result computed
+    # on top of it (its states still the job's) is delivered unverified with that reason
+    contested = tx.one(
+        "SELECT c.note FROM checks c JOIN states p ON p.id = c.parent_state_id"
+        " JOIN leases l ON l.id = c.lease_id JOIN states s ON s.id = l.new_state_id"
+        " WHERE c.job_id = ? AND c.kind = ? AND c.status = ? AND c.note LIKE ? AND p.status <> ? AND s.status <> ?"
+        " ORDER BY c.id LIMIT 1",
+        (job_id, CheckKind.SLICE, CheckStatus.UNVERIFIABLE, policy.UNDECIDED + "%", DISCARDED, DISCARDED),
+    )
+    if contested is not None:
+        tx.execute(
+            "UPDATE jobs SET verification_note = ? WHERE id = ? AND verification = ?",
+            (f"a slice under it stays unverified: {contested['note']}"[:255], job_id, policy.Standing.UNVERIFIED),
+        )
         return
     result = tx.one(
         "SELECT target_sha256, status, note FROM checks WHERE job_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
@@ -494,7 +530,15 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
     )
     undone_ms = sum(int(d["accepted_ms"] or 0) for d in undone)
     statements: list[Any] = []
+    ended: list[dict[str, Any]] = []  # disputes given up with their states: their parties' pay is released
     if dropped:
+        ended = tx.all(
+            f"SELECT worker_id, first_client_id FROM checks WHERE status IN {IN_DISPUTE} AND job_id = ?"
+            f" AND (parent_state_id IN {marks(len(dropped))}"
+            " OR COALESCE(state_id, (SELECT l.new_state_id FROM leases l WHERE l.id = checks.lease_id))"
+            f" IN {marks(len(dropped))})",
+            [job_id, *dropped, *dropped],
+        )
         # seq = -id keeps (job_id, seq) unique and frees the numbers for the slices to come
         statements.append(
             (f"UPDATE states SET status = ?, seq = -id WHERE id IN {marks(len(dropped))}", [DISCARDED, *dropped])
@@ -502,7 +546,10 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
         statements.append(
             (
                 f"UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE status IN {_OPEN}"
-                f" AND job_id = ? AND (state_id IN {marks(len(dropped))} OR parent_state_id IN {marks(len(dropped))})",
+                f" AND job_id = ? AND (parent_state_id IN {marks(len(dropped))}"
+                # a check opened with its check-in names its state through its lease (checks.slice_checks)
+                f" OR COALESCE(state_id, (SELECT l.new_state_id FROM leases l WHERE l.id = checks.lease_id))"
+                f" IN {marks(len(dropped))})",
                 [CheckStatus.UNVERIFIABLE, now, "its state was discarded", job_id, *dropped, *dropped],
             )
         )
@@ -541,20 +588,33 @@ def rollback(tx, job_id: int, loser: int, now: float) -> int:
         )
     )
     tx.script(statements)
+    for check in ended:
+        _end_dispute(tx, check, now)
     return seq
 
 
-def expire(tx, now: float, wait_seconds: float, no_verifier: str) -> list[int]:
+def expire(
+    tx,
+    now: float,
+    wait_seconds: float,
+    no_verifier: str,
+    dispute_seconds: float | None = None,
+    no_decider: str = policy.NO_DECIDER,
+) -> list[int]:
     """Give up the checks nobody took within ``wait_seconds`` (``policy.waited_too_long``): their
-    slice or result stays unverified, a result with ``no_verifier`` as its reason; and send the
-    checks whose replay lease expired back to waiting. -> the checks given up."""
+    slice or result stays unverified, a result with ``no_verifier`` as its reason; give up the
+    disputes nobody decided within ``dispute_seconds`` of their dispute
+    (``policy.dispute_given_up``) as ``judge`` gives up one after MAX_DECIDERS: nobody loses,
+    nothing is verified, a result is delivered unverified with ``no_decider`` as its reason;
+    and send the checks whose replay lease expired back to waiting. -> the checks given up."""
+    oldest = min(wait_seconds, dispute_seconds) if dispute_seconds is not None else wait_seconds
     rows = tx.all(
-        "SELECT c.id, c.kind, c.job_id, c.interpreter, c.status, c.created_at, c.replay_lease_id,"
-        " d.status AS lease_status"
+        "SELECT c.id, c.kind, c.job_id, c.worker_id, c.first_client_id, c.interpreter, c.status, c.created_at,"
+        " c.disputed_at, c.replay_lease_id, d.status AS lease_status"
         " FROM checks c LEFT JOIN leases d ON d.id = c.replay_lease_id"
         # only what may change: checks old enough to give up, and the few with a replay lease
         f" WHERE c.status IN {_OPEN} AND (c.created_at <= ? OR c.replay_lease_id IS NOT NULL)" + tx.for_update,
-        (now - wait_seconds,),
+        (now - oldest,),
     )
     given_up = []
     for c in rows:
@@ -563,13 +623,24 @@ def expire(tx, now: float, wait_seconds: float, no_verifier: str) -> list[int]:
             c["status"] = CheckStatus.DISPUTED if c["status"] == CheckStatus.DECIDING else CheckStatus.WAITING
         if c["status"] == CheckStatus.WAITING and policy.waited_too_long(c["created_at"], now, wait_seconds):
             note = no_verifier.format(interpreter=c["interpreter"], seconds=wait_seconds)
-            _give_up(tx, c, note, now)
-            if c["kind"] == CheckKind.RESULT:
-                tx.execute(
-                    "UPDATE jobs SET verification_note = ? WHERE id = ? AND verification = ?",
-                    (note[:255], c["job_id"], policy.Standing.UNVERIFIED),
-                )
-            given_up.append(c["id"])
+        elif (
+            c["status"] == CheckStatus.DISPUTED
+            and dispute_seconds is not None
+            and policy.dispute_given_up(c["disputed_at"], c["created_at"], now, dispute_seconds)
+        ):
+            note = no_decider.format(interpreter=c["interpreter"], seconds=dispute_seconds)
+        else:
+            continue
+        _give_up(tx, c, note, now)
+        if c["kind"] == CheckKind.RESULT:
+            tx.execute(
+                "UPDATE jobs SET verification_note = ? WHERE id = ? AND verification = ?",
+                (note[:255], c["job_id"], policy.Standing.UNVERIFIED),
+            )
+        if c["status"] == CheckStatus.DISPUTED:
+            _release_result(tx, c["job_id"])  # as after an undecided judgement
+            _end_dispute(tx, c, now)
+        given_up.append(c["id"])
     return given_up
 
 

@@ -320,20 +320,27 @@ class _FunctionTransformer:
         outer._tk_point, outer._tk_loop, outer._tk_live = p, k, (rng, off)
         # One chunk or none (the common short inner loop): the range itself, natively, with no
         # offsets loop and no slice (these cost more than a short loop's own work). Its one check
-        # builds, only when it stops, the very state the chunked loop has at its first check
-        # (offsets iterator past 0, offset 0), so the resume is the chunked loop's, unchanged.
+        # passes the point negated: the runtime builds, only where it stops (or where a replay
+        # compares a mark), the very locals the chunked loop has at its first check (offsets
+        # iterator past 0, offset 0: runner.short_locals), so the resume is the chunked loop's,
+        # unchanged. The check binds nothing itself: a budget run calls it at every entry and
+        # goes on, and bindings there (absent from an honest slice, which binds nothing until it
+        # stops) put other locals in the mark, so a replay never found an honest state stopped
+        # after such a loop had run (n-body, matmul: regression in tests/test_tasklet_replay.py).
+        # The never-run assignment after it keeps those names where the frame's variable order
+        # had them when the check bound them: the marks of states frozen there by the earlier
+        # runtime stay what a replay computes (short_locals places them by that order).
         short = _stamp(
             _parse_stmt(
                 "if _tk_len(%s) <= %d:\n"
                 " if _tk_F and %s:\n"
-                "  %s = _tk_range(0, _tk_len(%s), %d)\n"
-                "  %s = _tk_iter(%s)\n"
-                "  %s = _tk_next(%s)\n"
                 "  _tk_pause(%r, %d, _tk_locals())\n"
+                "  if _tk_never:\n"
+                "   %s = %s = %s = None\n"
                 " for _ in %s:\n"
                 "  pass\n"
                 "else:\n"
-                " pass" % (rng, _CHUNK, rng, seq, rng, _CHUNK, itn, seq, off, itn, self.name, p, rng)
+                " pass" % (rng, _CHUNK, rng, self.name, -p, seq, itn, off, rng)
             ),
             s,
         )
@@ -614,6 +621,93 @@ def _index_points(fn: ast.FunctionDef) -> Dict[int, PointInfo]:
 
     walk(fn.body, [], [])
     return points
+
+
+# -- a replay's checks ---------------------------------------------------------
+
+#: A replay's compile: ``(function, point, positions)`` of the target's mark, positions as
+#: ``((index, position), ...)``: the mark's numeric loop positions, by their index among the loops
+#: open at that point (PointInfo.loops); ``("", -1, ())`` counts only (a final result's replay).
+ReplayMode = tuple  # Tuple[str, int, Tuple[Tuple[int, int], ...]]
+
+COUNT_ONLY: "ReplayMode" = ("", -1, ())
+
+
+def _is_check(s: ast.If) -> "Optional[Tuple[str, int]]":
+    """(function, point) of a check ``if _tk_F...: _tk_pause(name, point, _tk_locals())`` (a
+    one-chunk loop's has a never-run assignment after the call: chunked_for)."""
+    if not (len(s.body) in (1, 2) and isinstance(s.body[0], ast.Expr)):
+        return None
+    call = s.body[0].value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_tk_pause"):
+        return None
+    name, point = call.args[0], call.args[1]
+    sign = 1
+    if isinstance(point, ast.UnaryOp) and isinstance(point.op, ast.USub):  # -p: a one-chunk loop's
+        point, sign = point.operand, -1
+    if isinstance(name, ast.Constant) and isinstance(point, ast.Constant) and isinstance(point.value, int):
+        return str(name.value), sign * point.value
+    return None
+
+
+def _replay_checks(fi: FunctionInfo, mode: "ReplayMode") -> None:
+    """Rewrite ``fi``'s checks (their bodies only: every path and point stays) for a replay.
+
+    An honest slice's check calls nothing until its clock sets the flag.  A replay runs with the
+    flag set, and calling the runtime at every back-edge to count it cost 1.8-2.2x the honest
+    run on tight loops before any comparing.  Here each check counts down the module global
+    ``_tk_left`` inline and calls ``_tk_pause`` only where the count is out (the cap: third
+    argument 0) or at the target's point (1); there, where the point has loops, only where their positions equal the
+    mark's (``operator.length_hint`` of each loop's iterator, as ``runner.loop_positions``
+    reads them; anything raising there calls it too).  ``_tk_pause`` then compares the rest of
+    the mark as before.  The back-edges counted are exactly the budget mode's (one per check)."""
+    t_fname, t_point, positions = mode
+
+    def body(check: ast.If, point: int) -> List[ast.stmt]:
+        call = check.body[0]
+        text = "_tk_left -= 1\nif _tk_left <= 0:\n pass\n"
+        if fi.name == t_fname and abs(point) == t_point:
+            terms = []
+            loops = fi.points[t_point].loops
+            short = loops[-1] if point < 0 else None  # its loop's position is made at the stop
+            for i, pos in positions:
+                if i < len(loops) and loops[i] != short:
+                    terms.append("_tk_lh(_tk_i%d) == %d" % (loops[i], pos))
+            if terms:
+                text += "else:\n try:\n  if %s:\n   pass\n except _tk_Exception:\n  pass\n" % " and ".join(terms)
+            else:
+                text += "else:\n pass\n"
+        stmts: List[Any] = ast.parse(text).body
+        for n in stmts:
+            _stamp(n, call)
+
+        def pause(at_target: int) -> Any:
+            # its third argument says which (the locals are read from the frame where needed)
+            c: Any = copy.deepcopy(call)  # an Expr of the _tk_pause call (_is_check)
+            c.value.args[2] = _stamp(ast.Constant(value=at_target), call)
+            return c
+
+        top = stmts[1]
+        top.body = [pause(0)]
+        if top.orelse:
+            inner = top.orelse[0]
+            if isinstance(inner, ast.Try):
+                inner.body[0].body = [pause(1)]  # type: ignore[attr-defined]  # an If
+                inner.handlers[0].body = [pause(1)]
+            else:
+                top.orelse = [pause(1)]
+        if point == 0:  # the entry's check: the function's first statement, so before any use
+            stmts.insert(0, _stamp(ast.Global(names=["_tk_left"]), call))
+        return stmts
+
+    checks: List[Tuple[ast.If, int]] = []  # all found first: a rewritten body holds calls of the same shape
+    for node in ast.walk(fi.node):
+        if isinstance(node, ast.If):
+            found = _is_check(node)
+            if found is not None and found[0] == fi.name:
+                checks.append((node, found[1]))
+    for check, point in checks:
+        check.body = body(check, point) + check.body[1:]
 
 
 # -- continuations ------------------------------------------------------------
@@ -989,8 +1083,10 @@ def _assign_to(target: ast.expr, value: ast.expr, src: ast.stmt) -> ast.Assign:
 class CompiledJob:
     """A validated, transformed job module plus what resuming it needs."""
 
-    def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo) -> None:
+    def __init__(self, source: str, entry: str, tree: ast.Module, info: ModuleInfo, replay=None) -> None:
         self.modules = prepare_module(tree)
+        # a replay's compile (ReplayMode): the checks count inline; None: the honest compile
+        self.replay = None if info.entry_is_generator else replay
         self.source = source
         self.entry = entry = info.entry or entry  # Class.method: its top-level copy (validator.method_entry)
         self.info = info
@@ -1004,6 +1100,8 @@ class CompiledJob:
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and not (node.name == entry and self.is_generator):
                 fi = _FunctionTransformer(node, job_functions, module_names).run()
+                if self.replay is not None:
+                    _replay_checks(fi, self.replay)
                 self.functions[node.name] = fi
                 body.append(fi.node)
             elif isinstance(node, ast.If):
@@ -1023,6 +1121,8 @@ class CompiledJob:
         if code is None:
             info = self.functions[fname]
             func = _ContinuationBuilder(info, info.points[point]).build()
+            if self.replay is not None:  # its checks count in the module's global (_replay_checks)
+                func.body.insert(0, _stamp(ast.Global(names=["_tk_left"]), func))
             module = ast.Module(body=[func], type_ignores=[])
             ast.fix_missing_locations(module)
             module_code = compile(module, JOB_FILENAME, "exec", dont_inherit=True)
@@ -1079,17 +1179,19 @@ def _signature(fn: ast.FunctionDef) -> "inspect.Signature":
     return inspect.Signature(params)
 
 
-_CACHE: Dict[Tuple[str, str], CompiledJob] = {}
+_CACHE: Dict[Tuple[str, str, Any], CompiledJob] = {}
 _CACHE_SIZE = 16
 
 
-def compile_job(source: str, entry: str) -> CompiledJob:
-    """Validate and compile ``source``; raises JobRefused.  Cached per process."""
-    key = (source, entry)
+def compile_job(source: str, entry: str, replay: "Optional[ReplayMode]" = None) -> CompiledJob:
+    """Validate and compile ``source``; raises JobRefused.  Cached per process.
+
+    ``replay``: a replay's compile (see :class:`ReplayMode`), never an honest slice's."""
+    key = (source, entry, replay)
     job = _CACHE.get(key)
     if job is None:
         tree, info = check_module(source, entry)
-        job = CompiledJob(source, entry, tree, info)
+        job = CompiledJob(source, entry, tree, info, replay)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = job

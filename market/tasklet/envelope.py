@@ -64,6 +64,7 @@ __all__ = [
     "payload_sha256",
     "sha256_hex",
     "inspect",
+    "Inspector",
     "upgrade_v1",
     "INTERPRETER",
 ]
@@ -172,6 +173,71 @@ def inspect(data: bytes) -> Tuple[Header, str]:
     run it off the reactor thread for a large state)."""
     header, payload = _split(data)
     return header, _sha256(payload).hexdigest()
+
+
+class Inspector:
+    """:func:`inspect` fed piece by piece (a state stored or sent in chunks): never holds more than
+    its header and the last 32 bytes. ``feed`` each piece in order, then ``finish()`` gives
+    ``(header, payload sha256 hex, digest hex, size)`` with the checks of :func:`read_header`."""
+
+    def __init__(self) -> None:
+        self._head = b""  # the prefix and header, until complete
+        self._header = None  # type: Optional[Header]
+        self._whole = _sha256()  # everything but the trailing digest
+        self._payload = _sha256()
+        self._payload_seen = 0
+        self._tail = b""  # the last bytes seen, held back: they may be the trailing digest
+        self.size = 0
+
+    def feed(self, piece: bytes) -> None:
+        self.size += len(piece)
+        data = self._tail + bytes(piece)
+        if len(data) <= _DIGEST:
+            self._tail = data
+            return
+        body, self._tail = data[:-_DIGEST], data[-_DIGEST:]
+        self._whole.update(body)
+        if self._header is None:
+            self._head += body
+            if len(self._head) < _PREFIX.size:
+                return
+            magic, found, hlen = _PREFIX.unpack_from(self._head)
+            if magic != MAGIC:
+                raise EnvelopeError("not a frozen job state (bad magic)")
+            if found != FORMAT_VERSION:
+                _split(self._head + b"\0" * (hlen + _DIGEST))  # the version refusal, as for a whole state
+            if hlen > _MAX_HEADER:
+                raise EnvelopeError("state truncated or corrupt: header length %d" % hlen)
+            if len(self._head) < _PREFIX.size + hlen:
+                return
+            try:
+                fields = json.loads(self._head[_PREFIX.size : _PREFIX.size + hlen].decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                raise EnvelopeError("state header is not valid JSON") from None
+            self._header = _header_from(fields)
+            body = self._head[_PREFIX.size + hlen :]
+            self._head = b""
+        self._payload.update(body)
+        self._payload_seen += len(body)
+
+    @property
+    def header(self):  # type: () -> Optional[Header]
+        """The header, once the pieces fed so far hold it (checked in full only by ``finish``)."""
+        return self._header
+
+    def finish(self) -> Tuple[Header, str, str, int]:
+        header = self._header
+        if header is None or len(self._tail) < _DIGEST:
+            raise EnvelopeError("state truncated: %d bytes is shorter than its header says" % self.size)
+        if self._whole.digest() != self._tail:
+            raise EnvelopeError("state checksum mismatch: the state was truncated or altered")
+        if self._payload_seen != header.payload_length:
+            raise EnvelopeError(
+                "state payload is %d bytes, header says %d" % (self._payload_seen, header.payload_length)
+            )
+        if header.runtime != RUNTIME_VERSION:
+            raise EnvelopeError("state made by runtime %r; this worker runs %r" % (header.runtime, RUNTIME_VERSION))
+        return header, self._payload.hexdigest(), self._tail.hex(), self.size
 
 
 def upgrade_v1(data: bytes, job_id: int, parent: str) -> bytes:

@@ -11,8 +11,12 @@ payload's sha256 with the target.  Equal: matched.  Not equal (a false candidate
 point with the same cheap locals, in another call or with other containers): it thaws that state
 and goes on, at most ``max_candidates`` times.
 
-Honest slices count nothing: only replays run with the flag always set (every back-edge calls
-the control, which counts and compares).  A generator job is checked after every yield, in place.
+Honest slices count nothing: only replays run with the flag always set, on a compile of their
+own (compiler.ReplayMode, cached apart from the honest one): every check counts down a module
+global inline and calls the control only at the cap or at the target's point where the loops'
+positions equal the mark's, so the control's comparing runs at few back-edges (a tight ``while``
+loop has no positions: there it still runs at every back-edge; docs/benchmarks.md, 2026-12-05).
+A generator job is checked after every yield, in place (the honest compile).
 
 The verifier sends what it reached (the match, or the state at the cap, or the result if the job
 finished first); the server compares hashes, never the verifier's word.
@@ -21,8 +25,10 @@ finished first); the server compares hashes, never the verifier's word.
 from __future__ import annotations
 
 import collections
+import operator
 import sys
 
+from .compiler import COUNT_ONLY
 from .envelope import INTERPRETER, digest, make_envelope, open_envelope, payload_sha256, sha256_hex
 from .runner import (
     _Control,
@@ -32,6 +38,7 @@ from .runner import (
     _Suspend,
     locals_hash,
     loop_positions,
+    short_locals,
 )
 
 TYPE_CHECKING = False
@@ -113,36 +120,95 @@ class _ReplayControl(_Control):
         getframe, _int, _hash, _type = sys._getframe, int, hash, type
         count = self._back_edges
 
+        t_short = -t_point  # the target's point as a one-chunk range loop's check passes it
+
+        def check(fname, point, frame):
+            """The frame at the target's function and point: its locals if its mark is the
+            target's (as the freeze wants them), else None."""
+            frame_vars = local_vars = frame.f_locals
+            if point < 0:
+                local_vars = short_locals(job, fname, -point, frame_vars, frame.f_code)
+            h = 0  # int_tag(local_vars), inline (its low 16 bits need only the inputs' low 16 bits)
+            for v in local_vars.values():
+                if _type(v) is _int:
+                    h = ((h * 1000003) ^ _hash(v)) & 0xFFFF
+            if (
+                h != t_tag
+                or (check_loops and loop_positions(job, fname, abs(point), local_vars) != t_loops)
+                or locals_hash(local_vars) != t_hash
+            ):
+                # emptied, so the next look builds it afresh in the frame's variable order, as
+                # the honest slice's one locals() did (the mark hashes the locals in dict order)
+                frame_vars.clear()
+                return None  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
+            return local_vars
+
+        self.stop = stop = self._stopper(ns, real_locals, job)
+
         def pause(fname, point, _unused):
             nonlocal count
             count += 1
             if count < budget:
-                if point != t_point or fname != t_fname:
+                if (point != t_point and point != t_short) or fname != t_fname:
                     return
-                local_vars = getframe(1).f_locals
-                h = 0  # int_tag(local_vars), inline
-                for v in local_vars.values():
-                    if _type(v) is _int:
-                        h = ((h * 1000003) ^ _hash(v)) & 0xFFFFFFFF
-                if (
-                    h & 0xFFFF != t_tag
-                    or (check_loops and loop_positions(job, fname, point, local_vars) != t_loops)
-                    or locals_hash(local_vars) != t_hash
-                ):
-                    # emptied, so the next look builds it afresh in the frame's variable order, as
-                    # the honest slice's one locals() did (the mark hashes the locals in dict order)
-                    local_vars.clear()
-                    return  # (the rest of the mark, its interpreter, function, point, loops, tag: equal)
-            else:
-                local_vars = getframe(1).f_locals
+                local_vars = check(fname, point, getframe(1))
+                if local_vars is None:
+                    return
+                stop(fname, abs(point), local_vars)
+            stop(fname, point, None)
+
+        if job.replay is not None:  # a replay's compile: its checks count inline (compiler._replay_checks)
+            pause = self._inline_pause(ns, budget - count, check)
+        else:
+            self._edges = lambda: count
+        ns["_tk_pause"] = pause
+        ns["_tk_locals"] = globals  # a builtin that builds nothing: pause() reads the frame only where it must
+
+    @staticmethod
+    def _stopper(ns: dict, real_locals, job):
+        """``stop(fname, point, local_vars)``: suspend the job there; ``local_vars`` None: the
+        caller's caller's frame's (the check's frame), made as a one-chunk loop's check has
+        them where its point is negative (runner.short_locals)."""
+        getframe = sys._getframe
+
+        def stop(fname, point, local_vars):
+            if local_vars is None:
+                frame = getframe(2)
+                local_vars = frame.f_locals
+                if point < 0:
+                    point = -point
+                    local_vars = short_locals(job, fname, point, local_vars, frame.f_code)
             ns["_tk_locals"] = real_locals
             s = _Suspend()
             s.frames.append((fname, point, local_vars))
             raise s
 
-        self._edges = lambda: count
-        ns["_tk_pause"] = pause
-        ns["_tk_locals"] = globals  # a builtin that builds nothing: pause() reads the frame only where it must
+        return stop
+
+    def _inline_pause(self, ns: dict, left: int, check):
+        """The pause of a replay's compile (compiler._replay_checks): the checks count down
+        ``_tk_left`` themselves and call it where the count is out (``at_target`` 0: suspend, the
+        cap) or at the target's point with its loop positions equal (1: compare the rest of the mark)."""
+        ns["_tk_left"] = left
+        ns["_tk_lh"] = operator.length_hint
+        ns["_tk_Exception"] = Exception
+        budget = self.budget or 1
+        self._edges = lambda: budget - ns["_tk_left"]
+        getframe, stop = sys._getframe, self.stop
+        t_fname, t_point = self.target_fname, self.target_point
+        t_short = -t_point
+
+        def pause(fname, point, at_target):
+            if at_target:  # (the compile calls it so only at the target's point, with count left)
+                if (point != t_point and point != t_short) or fname != t_fname:
+                    return
+                local_vars = check(fname, point, getframe(1))
+                if local_vars is None:
+                    return
+                stop(fname, t_point, local_vars)
+            stop(fname, point, None)
+
+        return pause
 
     def check_yield(self, ns, state, checkpoint, yields) -> bool:
         """A generator job's state after a yield: encoded and compared in place."""
@@ -157,7 +223,7 @@ def _control(target_mark, target_sha):
         ctl = _ReplayControl(*args)
         ctl.target_mark, ctl.target_sha = target_mark, target_sha
         parts = (target_mark or "").split(":")
-        if len(parts) == 6 and parts[2].isdigit() and parts[4].isdigit():  # interpreter:function:point:loops:tag:hash
+        if len(parts) == 6 and _number(parts[2]) and _number(parts[4]):  # interpreter:function:point:loops:tag:hash
             ctl.target_fname, ctl.target_point, ctl.target_loops = parts[1], int(parts[2]), parts[3]
             ctl.target_tag = int(parts[4])
         if target_sha:
@@ -165,6 +231,23 @@ def _control(target_mark, target_sha):
         return ctl
 
     return make
+
+
+def _mode(target_mark):
+    """The replay's compile (compiler.ReplayMode) for ``target_mark``: its function, point and
+    numeric loop positions; count only where no back-edge of this interpreter could have it."""
+    parts = (target_mark or "").split(":")
+    if len(parts) != 6 or parts[0] != INTERPRETER or not _number(parts[2]) or not _number(parts[4]):
+        return COUNT_ONLY
+    if target_mark != "%s:%s:%d:%s:%d:%s" % (INTERPRETER, parts[1], int(parts[2]), parts[3], int(parts[4]), parts[5]):
+        return COUNT_ONLY  # as _ReplayControl.arm: no mark_of() writes it so ("007", "+1")
+    positions = tuple((i, int(p)) for i, p in enumerate(parts[3].split(",")) if parts[3] and _number(p))
+    return (parts[1], int(parts[2]), positions)
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() takes "²", which int() refuses (a forged mark's ValueError)."""
+    return text.isascii() and text.isdigit()
 
 
 def _rebind(state: bytes, reached: bytes, source: str, job_id) -> bytes:
@@ -197,10 +280,11 @@ def replay_slice(
 
     Raises EnvelopeError / JobRefused as :func:`run_slice` does (nothing of the job ran)."""
     target = str(target_payload_sha256).lower()
+    mode = _mode(target_mark)
     current, steps, candidates = envelope, 0, 0
     max_steps = max(1, int(max_steps))
     while True:
-        out = _run(current, source, None, max_steps - steps, job_id, _control(target_mark, target))
+        out = _run(current, source, None, max_steps - steps, job_id, _control(target_mark, target), mode)
         steps += int(out.stats["back_edges"] or 0)
         if out.finished:
             return ReplayOutcome(False, steps, None, True, out.result, out.error)
@@ -216,7 +300,7 @@ def replay_slice(
 def replay_result(envelope: bytes, source: str, *, max_steps: int, job_id=None) -> ReplayOutcome:
     """Run from ``envelope`` to the job's end, at most ``max_steps`` back-edges: ``result`` holds
     the encoded return value (``matched`` is False: the server compares)."""
-    out = _run(envelope, source, None, max(1, int(max_steps)), job_id, _control(None, ""))
+    out = _run(envelope, source, None, max(1, int(max_steps)), job_id, _control(None, ""), COUNT_ONLY)
     steps = int(out.stats["back_edges"] or 0)
     if out.finished:
         return ReplayOutcome(False, steps, None, True, out.result, out.error)

@@ -25,7 +25,7 @@ import time
 import types
 
 from . import codec, held, iterators
-from .compiler import JOB_FILENAME, CompiledJob, compile_job
+from .compiler import _CHUNK, JOB_FILENAME, CompiledJob, compile_job
 from .envelope import (
     INTERPRETER,
     RUNTIME_VERSION,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs ~15 ms on every sl
     # a frame as the state holds it: [function, point, locals, {loop: position}]
     _FrozenFrame = List[Any]
 
-__all__ = ["SliceOutcome", "start", "run_slice", "mark_of", "loop_positions"]
+__all__ = ["SliceOutcome", "start", "run_slice", "mark_of", "loop_positions", "short_locals"]
 
 _MUTABLE = (
     list,
@@ -125,9 +125,13 @@ class _Control:
 
     def pause(self, fname, point, local_vars):
         """An honest slice's stop (the flag is set): suspend here.  Budget mode counts in the
-        check ``arm`` installs instead."""
+        check ``arm`` installs instead.  A negative point: a one-chunk range loop's check
+        (``short_locals``)."""
         if self.atomic:
             return
+        if point < 0:
+            point = -point
+            local_vars = short_locals(self.job, fname, point, local_vars, sys._getframe(1).f_code)
         s = _Suspend()
         s.frames.append((fname, point, local_vars))
         raise s
@@ -165,7 +169,11 @@ class _Control:
             count += 1
             if count < budget:
                 return
-            local_vars = getframe(1).f_locals
+            frame = getframe(1)
+            local_vars = frame.f_locals
+            if point < 0:
+                point = -point
+                local_vars = short_locals(self.job, fname, point, local_vars, frame.f_code)
             ns["_tk_locals"] = real_locals
             s = _Suspend()
             s.frames.append((fname, point, local_vars))
@@ -191,6 +199,39 @@ class _Control:
 
     def get_job_id(self):
         return self.job_id
+
+
+def short_locals(
+    job: Optional[CompiledJob], fname: str, point: int, local_vars: Dict[str, Any], code
+) -> Dict[str, Any]:
+    """The locals of a one-chunk range loop's check (compiler.chunked_for, its point passed
+    negated) as the chunked loop has them at its first check: ``_tk_sK`` the offsets range,
+    ``_tk_iK`` its iterator past offset 0, ``_tk_cK`` 0.  The check binds none of them (a budget
+    run goes on after it); a copy of ``local_vars`` gets them, each in its place in the frame's
+    order (a stale binding from an earlier chunked run of the loop: in its place; else where the
+    frame's variable order puts it), so that an honest slice's mark and a replay's agree."""
+    assert job is not None
+    k = job.functions[fname].points[point].loops[-1]
+    seq = range(0, len(local_vars["_tk_r%d" % k]), _CHUNK)
+    it = iter(seq)
+    synth = {"_tk_s%d" % k: seq, "_tk_i%d" % k: it, "_tk_c%d" % k: next(it)}
+    missing = [n for n in synth if n not in local_vars]
+    if not missing:
+        out = dict(local_vars)
+        out.update(synth)
+        return out
+    order = {n: i for i, n in enumerate(code.co_varnames)}
+    end = len(order)
+    pending = sorted(missing, key=lambda n: order.get(n, end))
+    out = {}
+    for name, v in local_vars.items():
+        while pending and order.get(pending[0], end) < order.get(name, end):
+            first = pending.pop(0)
+            out[first] = synth[first]
+        out[name] = synth.get(name, v)
+    for name in pending:
+        out[name] = synth[name]
+    return out
 
 
 _BIG = 1 << 62
@@ -283,6 +324,7 @@ def _namespace(job: CompiledJob, ctl: _Control) -> dict:
             "_tk_range": builtins.range,
             "_tk_len": builtins.len,
             "_tk_next": builtins.next,
+            "_tk_never": False,  # a one-chunk loop's check: compiler.chunked_for
             "progress": ctl.set_progress,
             "job_id": ctl.get_job_id,
             "_tk_lambda": ctl.refs.register,
@@ -510,13 +552,14 @@ def run_slice(
 
 
 def _run(
-    envelope: bytes, source: str, seconds: Optional[float], budget: Optional[int], job_id, control
+    envelope: bytes, source: str, seconds: Optional[float], budget: Optional[int], job_id, control, replay=None
 ) -> SliceOutcome:
     """run_slice's work with a control class of the caller's (the replay's checks each back-edge's
-    mark); ``seconds`` None: no timer (the budget stops it)."""
+    mark); ``seconds`` None: no timer (the budget stops it); ``replay``: a replay's compile
+    (compiler.ReplayMode), never an honest slice's."""
     t0 = time.perf_counter()
     header, payload = open_envelope(envelope, source)
-    job = compile_job(source, header.entry)
+    job = compile_job(source, header.entry, replay)
     if job_id is None:
         job_id = header.job_id
     ctl = control({}, budget if budget is None else max(1, int(budget)), job_id, None)

@@ -1,9 +1,13 @@
 """The worker's loop: request -> check the envelope -> run the slice in the sandbox -> check in.
 
-Server down: back off (1 s doubling to 60 s) and retry; a finished slice whose check-in failed
-(the connection, or Fault 9: the market's database is briefly unavailable) is retried until its
-lease's deadline, so no work is lost to a short outage. SIGTERM/SIGINT freeze the running job at
-once and check it in before the process exits.
+Several servers (front ends of one market, sharing its database): calls go to one; when it cannot
+be reached the call moves at once to another (``market.rpc.client.FailoverRPC``). Only when every
+server failed does the worker wait: 1 s doubling to 60 s, with jitter (``market.core.failover``).
+A Fault is the market's answer and never moves the worker. A finished slice whose check-in failed
+(no server reachable, or Fault 9: the market's database is briefly unavailable) is retried, on any
+server, until its lease's deadline, so no work is lost to a short outage; past the deadline the
+market rolls the lease back (nothing paid, the job resumes from its last committed state).
+SIGTERM/SIGINT freeze the running job at once and check it in before the process exits.
 
 Every limit a stranger sets is bounded by this worker's own (``Caps``: --memory, --slice, --disk,
 --output): a task's limits are lowered to them, a job's slice runs under them.
@@ -16,11 +20,13 @@ import xmlrpc.client
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, error, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from market.core import text
+from market.core.rules import STATE_CHUNK
 from market.rpc import faults
+from market.rpc.client import ServersUnreachable
 from market.sandbox.limits import Caps
 from market.worker.idle import IDLE_BELOW, Throttle, busy_fraction, cpu_times
 from market.worker.slices import SliceReport, SliceRunner
@@ -30,15 +36,6 @@ log = Logger()
 MAX_BACKOFF = 60.0
 #: how often a running slice asks the market whether its job was cancelled (it stops within ~1 s)
 CANCEL_POLL_SECONDS = 1.0
-CONNECTION_ERRORS = (
-    error.ConnectError,
-    error.ConnectionRefusedError,
-    error.TimeoutError,
-    error.ConnectionLost,
-    error.ConnectionDone,
-    defer.CancelledError,
-    error.DNSLookupError,
-)
 
 
 class WorkerRefused(SystemExit):
@@ -51,7 +48,7 @@ class WorkerService(service.Service):
     def __init__(
         self,
         *,
-        server: str,
+        server: str | list[str],
         client_id: int,
         token: str,
         slice_seconds: float = 60.0,
@@ -72,7 +69,9 @@ class WorkerService(service.Service):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
-        self.server, self.client_id, self.token = server, client_id, token
+        #: the market's front ends (one or several URLs); ``server`` is the first, as before
+        self.servers = [server] if isinstance(server, str) else list(server)
+        self.server, self.client_id, self.token = self.servers[0], client_id, token
         self.slice_seconds = slice_seconds
         self.cpu_percent = cpu_percent
         self.idle_only = idle_only
@@ -94,6 +93,8 @@ class WorkerService(service.Service):
         self._loop: defer.Deferred | None = None
         self._sleep: Any | None = None
         self.slices_done = 0
+        #: the longest one XML-RPC call may take, seconds (a check-in's is also bounded by its deadline)
+        self.rpc_timeout = 60.0
         #: the server's answer to the last ``result`` this worker sent (``speed`` in it: a probe's)
         self.last_result: dict[str, Any] | None = None
 
@@ -132,7 +133,7 @@ class WorkerService(service.Service):
 
     def startService(self):
         super().startService()
-        from market.rpc.client import AsyncRPC
+        from market.rpc.client import FailoverRPC
 
         found = self.choose_sandbox()
         if self.verify and self.interpreter is None:
@@ -148,8 +149,16 @@ class WorkerService(service.Service):
             python=self.python,
             caps=self.caps,
         )
-        self.rpc = AsyncRPC(self.reactor, self.server, f"client/{self.client_id}", self.token)
-        log.info("worker for client {c} on {s}; sandbox level {lvl}", c=self.client_id, s=self.server, lvl=self.level)
+        self.rpc = FailoverRPC(
+            self.reactor, self.servers, f"client/{self.client_id}", self.token, timeout=self.rpc_timeout
+        )
+        log.info(
+            "worker for client {c} on {s}{others}; sandbox level {lvl}",
+            c=self.client_id,
+            s=self.rpc.url,
+            others=f" (of {len(self.servers)} servers: {', '.join(self.servers)})" if len(self.servers) > 1 else "",
+            lvl=self.level,
+        )
         self._loop = self.loop()
         self._loop.addErrback(lambda f: log.failure("worker loop crashed", f))
 
@@ -207,10 +216,17 @@ class WorkerService(service.Service):
                 yield self.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
+            except ServersUnreachable as e:
+                if self.stopping:
+                    break
+                # every server failed since the last answer: the rotation chose a jittered wait
+                log.warn("{e}; retrying in {b:.1f} s", e=e, b=e.wait)
+                yield self.sleep(e.wait)
+                continue
             except Exception as e:
                 if self.stopping:
                     break
-                log.warn("server unreachable ({e}); retrying in {b:g} s", e=e, b=backoff)
+                log.warn("the server's answer was refused ({e}); retrying in {b:g} s", e=e, b=backoff)
                 yield self.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
@@ -230,7 +246,8 @@ class WorkerService(service.Service):
     def request_info(self) -> dict[str, Any]:
         """``request``'s info struct: the sandbox level; with verification on, ``verify`` and the job
         interpreter (a market then may answer with a replay lease)."""
-        info: dict[str, Any] = {"sandbox": self.level}
+        # chunks: this worker fetches a state stored in chunks by them (``state_get``)
+        info: dict[str, Any] = {"sandbox": self.level, "chunks": True}
         if self.verify and self.interpreter:
             info.update(verify=True, interpreter=self.interpreter)
         return info
@@ -272,6 +289,16 @@ class WorkerService(service.Service):
             return
         from market.tasklet import envelope as env
 
+        if lease.get("state_chunks"):
+            try:
+                lease["state"] = yield self.fetch_state(stateid, int(lease["state_chunks"]), int(lease["state_size"]))
+            except Exception as e:
+                # not the job's fault (the market or the network): given back as 'abort' (no
+                # strike, not paid), and the market leases the job again
+                log.warn("lease {s}: fetching its state by chunks failed ({e}); giving it back", s=stateid, e=e)
+                message = f"the state could not be fetched: {e}"
+                yield self.report(stateid, SliceReport("abort", message=message), received + lease["timeout"])
+                return
         try:
             env.open_envelope(lease["state"], lease["module"])
         except Exception as e:
@@ -314,7 +341,9 @@ class WorkerService(service.Service):
             if watcher is not None and watcher.running:
                 watcher.stop()
             self.current = None
-        answer = yield self.report(stateid, report, received + lease["timeout"])
+        answer = yield self.report(
+            stateid, report, received + lease["timeout"], "state_size" in lease and replay is None
+        )
         if replay is not None:
             stats = report.stats or {}
             log.info(
@@ -325,6 +354,37 @@ class WorkerService(service.Service):
                 v=(answer or {}).get("verified"),
             )
         self.slices_done += 1
+
+    @defer.inlineCallbacks
+    def fetch_state(self, stateid: int, count: int, size: int):
+        """A leased state stored in chunks, fetched one chunk at a time (``state_get``) into one
+        buffer: the worker holds the state once, plus one chunk in flight."""
+        if not 0 < size <= count * STATE_CHUNK:
+            raise ValueError(f"the market announced {count} chunks of {size} bytes")
+        buffer = bytearray()
+        for i in range(count):
+            piece = yield self.rpc.call("state_get", stateid, i)
+            buffer += piece.data if isinstance(piece, xmlrpc.client.Binary) else bytes(piece)
+            if len(buffer) > size:
+                raise ValueError(f"the market sent more than the {size} bytes it announced")
+        if len(buffer) != size:
+            raise ValueError(f"the market sent {len(buffer)} bytes of the {size} it announced")
+        return bytes(buffer)
+
+    @defer.inlineCallbacks
+    def send_state(self, stateid: int, envelope: bytes, info: dict[str, Any]):
+        """Check a state over one chunk in by chunks (``state_put`` each, then ``state`` with an
+        empty state and ``info {chunks, size}``): no request body holds more than one chunk."""
+        view = memoryview(envelope)
+        count = -(-len(envelope) // STATE_CHUNK)
+        for i in range(count):
+            yield self.rpc.call(
+                "state_put", stateid, i, xmlrpc.client.Binary(bytes(view[i * STATE_CHUNK : (i + 1) * STATE_CHUNK]))
+            )
+        answer = yield self.rpc.call(
+            "state", stateid, xmlrpc.client.Binary(b""), dict(info, chunks=count, size=len(envelope))
+        )
+        return answer
 
     def _watch_cancel(self, stateid: int, running: defer.Deferred) -> task.LoopingCall:
         """Poll ``alive`` every ``CANCEL_POLL_SECONDS`` while the slice runs; a lease no longer
@@ -348,15 +408,21 @@ class WorkerService(service.Service):
         return watcher
 
     @defer.inlineCallbacks
-    def report(self, stateid: int, report: SliceReport, local_deadline: float):
+    def report(self, stateid: int, report: SliceReport, local_deadline: float, chunks_ok: bool = False):
         """Check the slice in; retry through short outages until the lease's deadline.
 
-        A connection error or Fault 9 (the market's database is unavailable) is retried, 0.5 s
-        doubling to 5 s, until the next try would land after ``local_deadline``; then the worker
-        gives up (logged) and the market rolls the lease back. A ``nofreeze`` failure that an
-        older market refuses as an unknown status is sent again as ``timeout``.
+        A server that cannot be reached is left at once for another (any front end takes any
+        check-in: they share the database); when none could be reached, or on Fault 9 (the
+        market's database is unavailable), the check-in is sent again, 0.5 s doubling to 5 s, until
+        the next try would land after ``local_deadline``; then the worker gives up (logged) and the
+        market rolls the lease back: nothing is paid for the slice, the job resumes from its last
+        committed state. A check-in that reached a front end which died before answering gets
+        the first answer again when sent again (the lease is closed), never committed or paid
+        twice. A ``nofreeze`` failure that an older market refuses as an unknown status is sent
+        again as ``timeout``.
         """
         args: tuple[object, ...]
+        by_chunks = False
         # what the slice printed: a replay's output is the owner's already
         # (XML 1.0 cannot carry most control characters: they travel as visible escapes)
         printed = ""
@@ -378,6 +444,8 @@ class WorkerService(service.Service):
                 # a replay stops at the match, at the job's end (a result) or at its cap: this is the cap
                 info["replay"] = "capped"
             method, args = "state", (stateid, report.envelope, info)
+            # a market of this release takes a state over one chunk by chunks (it announces state_size)
+            by_chunks = chunks_ok and len(report.envelope) > STATE_CHUNK
         else:
             method, args = "fail", (stateid, report.status, report.message[:4000])
         delay = 0.5
@@ -385,9 +453,16 @@ class WorkerService(service.Service):
         while True:
             tries += 1
             try:
-                answer = yield self.rpc.call(
-                    method, *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args]
-                )
+                # a call is worth nothing after the lease's deadline: no front end would take it then
+                timeout = max(1.0, min(self.rpc_timeout, local_deadline - self.reactor.seconds()))
+                if by_chunks:
+                    answer = yield self.send_state(stateid, args[1], args[2])  # type: ignore[arg-type]
+                else:
+                    answer = yield self.rpc.call(
+                        method,
+                        *[xmlrpc.client.Binary(a) if isinstance(a, bytes) else a for a in args],
+                        timeout=timeout,
+                    )
                 log.info(
                     "lease {s}: {what} -> {status}{again}",
                     s=stateid,
@@ -399,6 +474,17 @@ class WorkerService(service.Service):
                     self.last_result = answer
                 return answer
             except xmlrpc.client.Fault as f:
+                if method == "state" and f.faultCode == faults.TOO_LARGE:
+                    # a state over the market's max-state-size: every slice would make one as
+                    # large, so the job fails this slice (three such and it ends) instead of
+                    # being leased again forever
+                    log.error("lease {s}: the market refused the state: {msg}", s=stateid, msg=f.faultString)
+                    method, args, by_chunks = (
+                        "fail",
+                        (stateid, "refused", f"state refused: {f.faultString}"[:4000]),
+                        False,
+                    )
+                    continue
                 if method == "fail" and args[1] == "nofreeze" and f.faultCode == faults.BAD_ARGUMENT:
                     log.info("lease {s}: the market does not know 'nofreeze'; reporting 'timeout'", s=stateid)
                     args = (stateid, "timeout", args[2])

@@ -23,12 +23,6 @@ class Options(usage.Options):
         ["once", None, "stop after the first job's result (one the market answered without a speed: not a probe)"],
     ]
     optParameters = [
-        [
-            "server",
-            None,
-            os.environ.get("MARKET_SERVER", DEFAULT_SERVER),
-            "the market's XML-RPC URL (http://HOST:7080/RPC2, or HOST:7080)",
-        ],
         ["client", None, None, "this client's id (from: market client register)"],
         ["token", None, None, "this client's token (or $MARKET_CLIENT_TOKEN)"],
         ["token-file", None, None, "read the token from this file"],
@@ -46,6 +40,20 @@ class Options(usage.Options):
             "interpreter that runs jobs inside the sandbox: CPython >= 3.9 or PyPy >= 3.9",
         ],
     ]
+
+    def __init__(self):
+        super().__init__()
+        self["servers"] = []
+
+    def opt_server(self, url: str) -> None:
+        self["servers"].append(url)
+
+    # usage.Options prints a handler's docstring as its help: one paragraph, no indentation
+    opt_server.__doc__ = (
+        "the market's XML-RPC URL (http://HOST:7080/RPC2, or HOST:7080); repeat it, or give a"
+        " comma-separated list, for several front ends of one market: the worker moves to another at"
+        " once when one cannot be reached [default: $MARKET_SERVER or http://127.0.0.1:7080/RPC2]"
+    )
 
     def postOptions(self):
         if self["client"] is None:
@@ -84,13 +92,14 @@ class Options(usage.Options):
             name = next((o for f, o in option.items() if str(e).startswith(f)), "--slice")
             raise usage.UsageError(f"{name}: {e}") from None
         from market.core.errors import MarketError
-        from market.rpc.client import server_url
+        from market.rpc.client import server_urls
         from market.worker.interpreter import UnsupportedInterpreter, check
 
         try:
-            self["server"] = server_url(self["server"])
+            self["servers"] = server_urls(self["servers"] or [os.environ.get("MARKET_SERVER") or DEFAULT_SERVER])
         except MarketError as e:
             raise usage.UsageError(f"--server: {e}") from None
+        self["server"] = self["servers"][0]
         try:
             self.interpreter = check(self["python"])
         except UnsupportedInterpreter as e:
@@ -104,7 +113,7 @@ def makeService(options):
 
     Logger().info("jobs run on {what} ({path})", what=options.interpreter.describe(), path=options["python"])
     return WorkerService(
-        server=options["server"],
+        server=options["servers"],
         client_id=options["client"],
         token=options["token"],
         slice_seconds=options["slice"],

@@ -1,7 +1,12 @@
 """Dispatcher throughput: simulated workers in separate processes doing request -> state cycles.
 
     python tests/bench/bench_dispatch.py [--seconds 10] [--workers 64] [--threshold 16] [--window 2]
-                                         [--backends sqlite,mariadb]
+                                         [--backends sqlite,mariadb] [--market OPTIONS]
+                                         [--pairs N [--off OPTIONS]]
+
+With ``--pairs N``: N alternating pairs of runs per backend, the market's defaults (ON) against
+``--off`` (OFF, by default no slice replayed), each pair in the other order than the last; prints
+every run, each pair's ON/OFF ratio and their median (a loaded machine drifts: compare within pairs).
 
 Against a real ``twistd -n market`` (the market's default window and threshold unless given), each
 worker process loops ``request`` then ``state`` with a 0.5 KB state; every accepted check-in pays
@@ -28,6 +33,7 @@ import argparse
 import multiprocessing as mp
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,7 +162,7 @@ def _children_cpu() -> float:
     return total
 
 
-def run(url_db, workdir, args):
+def run(url_db, workdir, args, market_options: str = ""):
     db = Database(url_db)
     upgrade(db)
     owners = [md.account(db, f"owner{i}", grant=10**13)[0] for i in range(args.members)]
@@ -172,7 +178,7 @@ def run(url_db, workdir, args):
         options += ["--window", str(args.window)]
     if args.threshold is not None:
         options += ["--threshold", str(args.threshold)]
-    options += args.market.split()
+    options += market_options.split()
     server = Market(url_db, workdir, *options).start()
     try:
         interval = Interval(args.seconds, args.warmup, server.proc.pid, args.workers)
@@ -189,6 +195,10 @@ def run(url_db, workdir, args):
         for p in procs:
             p.join()
         audit = db.transact(sql_accounts.audit)
+    except BaseException:
+        if not server.alive():  # say why the market died rather than only that its workers failed
+            print(f"the market exited with {server.proc.returncode}; its log ends:\n{server.logtext()[-4000:]}")
+        raise
     finally:
         server.stop()
         db.close()
@@ -260,6 +270,31 @@ def echo_baseline(args):
         proc.wait()
 
 
+def measure(backend: str, workdir: str, args, options: str) -> dict:
+    """One run of the market on ``backend`` with more ``options``."""
+    dbs = None
+    if backend == "sqlite":
+        url = f"sqlite:{workdir}/bench-{time.monotonic_ns()}.sqlite"
+    else:
+        dbs = MySQLDatabases()
+        url = dbs.create()
+    try:
+        return run(url, workdir, args, options)
+    finally:
+        if dbs:
+            dbs.drop_all()
+
+
+def _show(name: str, r: dict, ceiling: float, load: float | None = None) -> None:
+    cpu = ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in r["cpu"].items() if v)
+    at = f" (load {load:.2f} at its start)" if load is not None else ""
+    print(
+        f"{name:8s}: {r['rate']:,.0f} accepted check-ins/s ({r['rate'] / ceiling:.2f} of the ceiling)"
+        f"  state p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms  {r['per_transaction']} check-ins per"
+        f" transaction{at}\n          CPU per accepted cycle: {cpu}"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured interval")
@@ -281,6 +316,18 @@ def main():
         help="py-spy the server during the interval (raw stacks"
         " into DIR/sqlite.txt, DIR/mysql.txt); its sampling slows the server",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="alternate N pairs of runs: ON (the --market options) and OFF (those and --off); prints each ratio",
+    )
+    parser.add_argument(
+        "--off",
+        metavar="OPTIONS",
+        default="--verify-fraction 0 --watch-slices 0",
+        help="what --pairs adds for its OFF runs (default: no slice replayed)",
+    )
     args = parser.parse_args()
     mp.set_start_method("fork")
     print(
@@ -297,28 +344,31 @@ def main():
     ok = True
     with tempfile.TemporaryDirectory() as d:
         for backend in args.backends.split(","):
-            if backend == "sqlite":
-                url, dbs = f"sqlite:{d}/bench.sqlite", None
-            elif mysql_reachable():
-                dbs = MySQLDatabases()
-                url = dbs.create()
-            else:
+            if backend != "sqlite" and not mysql_reachable():
                 print("mariadb: not reachable on 127.0.0.1:3306, skipped")
                 ok = False
                 continue
-            try:
-                r = run(url, d, args)
-            finally:
-                if dbs:
-                    dbs.drop_all()
-            cpu = ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in r["cpu"].items() if v)
+            if not args.pairs:
+                r = measure(backend, d, args, args.market)
+                _show(backend, r, ceiling)
+                if backend == "mariadb":
+                    ok &= r["rate"] >= 1000
+                continue
+            # alternating pairs: the machine's load drifts; a ratio within a pair is what compares
+            ratios = []
+            for i in range(args.pairs):
+                first = [("ON", args.market), ("OFF", f"{args.market} {args.off}")]
+                runs = {}
+                for name, options in first if i % 2 == 0 else first[::-1]:
+                    load = os.getloadavg()[0]
+                    runs[name] = measure(backend, d, args, options)
+                    _show(f"{backend} {name}", runs[name], ceiling, load)
+                ratios.append(runs["ON"]["rate"] / runs["OFF"]["rate"])
+                print(f"{backend} pair {i + 1}: ON/OFF {ratios[-1]:.2f}")
             print(
-                f"{backend:8s}: {r['rate']:,.0f} accepted check-ins/s ({r['rate'] / ceiling:.2f} of the ceiling)"
-                f"  state p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms  {r['per_transaction']} check-ins per"
-                f" transaction\n          CPU per accepted cycle: {cpu}"
+                f"{backend}: ON/OFF over {len(ratios)} alternating pairs: median {statistics.median(ratios):.2f}"
+                f" (each: {', '.join(f'{x:.2f}' for x in ratios)})"
             )
-            if backend == "mariadb":
-                ok &= r["rate"] >= 1000
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print("goal (>= 1000 accepted check-ins/s on MariaDB): " + ("met" if ok else "NOT met"))
     return 0 if ok else 1
