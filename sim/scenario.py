@@ -93,8 +93,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "margin": verification.DEFAULT_MARGIN,
         "replay_slowdown": 1.5,
         "scope": "all",
-        "hold": True,
-        "watch_slice": True,
+        "hold": False,
+        "watch_slice": False,
         "refute_early": 0.0,
     },
 }
@@ -120,8 +120,8 @@ class Trust:
     settings: verification.Settings
     replay_slowdown: float
     scope: str
-    hold: bool = True  # verification.on_hold: no paid lease while a check of one's work is disputed
-    watch_slice: bool = True  # verification.slice_seconds: a worker under watch gets a shorter slice
+    hold: bool = False  # verification.on_hold: no paid lease while a check of one's work is disputed
+    watch_slice: bool = False  # verification.slice_seconds: a worker under watch gets a shorter slice
     #: what if a replay could refute a made-up state once past its claimed position: it stops after
     #: this many times the slice's claimed steps (0: it runs to its cap, as the runtime does today)
     refute_early: float = 0.0
