@@ -410,12 +410,16 @@ class Simulation:
         clients = [PooledClient(r.client_id, r.speed, r.requested_at) for r in requests]
         if self._record:
             self.windows.append(WindowRecord(now, clients, self.ready.snapshot(), self._rng_policy.getstate()))
-        granted = {r.client_id: self._slice for r in requests}
+        granted = {r.client_id: self._slice_for(r.client_id) for r in requests}
         leases = close_window(self.books, self.ready, clients, granted, self._policy, now, self._rng_policy)
         key_of = {r.client_id: r.key for r in requests}
         return {key_of[a.client.id]: lease for a, lease in leases}
 
     # -- slices --------------------------------------------------------------------------------
+
+    def _slice_for(self, client_id: int) -> float:
+        """The slice a client's request asks for (the scenario's; sim.trust shortens a watched one's)."""
+        return self._slice
 
     def _dispatch(self, client: SimClient, lease: Lease) -> None:
         now = self.clock.seconds()
@@ -426,11 +430,12 @@ class Simulation:
             job.first_dispatch = now
         job.slices += 1
         remaining = job.length - job.done
-        capacity = client.speed * self._slice
+        granted = self._slice_for(client.id)
+        capacity = client.speed * granted
         if remaining <= capacity:
             work, seconds = remaining, remaining / client.speed
         else:
-            work, seconds = max(1, int(capacity)), self._slice
+            work, seconds = max(1, int(capacity)), granted
         client.busy, client.job, client.lease, client.slice_start = True, job, lease, now
         client.slice_exec = seconds
         client.slice_missed = self._miss_rate > 0 and self._rng_miss.random() < self._miss_rate

@@ -93,6 +93,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "margin": verification.DEFAULT_MARGIN,
         "replay_slowdown": 1.5,
         "scope": "all",
+        "hold": False,
+        "watch_slice": False,
+        "refute_early": 0.0,
     },
 }
 CHEATS = ("none", "instant", "skip", "forge", "slow")
@@ -117,6 +120,11 @@ class Trust:
     settings: verification.Settings
     replay_slowdown: float
     scope: str
+    hold: bool = False  # verification.on_hold: no paid lease while a check of one's work is disputed
+    watch_slice: bool = False  # verification.slice_seconds: a worker under watch gets a shorter slice
+    #: what if a replay could refute a made-up state once past its claimed position: it stops after
+    #: this many times the slice's claimed steps (0: it runs to its cap, as the runtime does today)
+    refute_early: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -274,6 +282,9 @@ def _trust(t: dict[str, Any]) -> Trust | None:
         settings=settings,
         replay_slowdown=_number("trust.replay_slowdown", t["replay_slowdown"], 0),
         scope=str(t["scope"]),
+        hold=bool(t["hold"]),
+        watch_slice=bool(t["watch_slice"]),
+        refute_early=0.0 if t["refute_early"] == 0 else _number("trust.refute_early", t["refute_early"], 0),
     )
 
 

@@ -36,6 +36,12 @@ What is modelled, and how:
   runs to the cap, ``max_steps(slice seconds, worker's speed, margin)``. A replay counts every
   back-edge, so it runs at the verifier's speed / ``replay_slowdown``. It is paid at the job's
   lease price for ``replay_ms`` (never more than the checked slice), from the job's owner.
+- **Keeping refutation cheap** (the policy's, 2026-12-05): a worker's slice checks beyond
+  ``MAX_OPEN_PER_WORKER`` in flight are held (``pick_check``/``expired`` with a limit), one of its
+  disputes is decided at a time, a loser's checks nobody replays are given up (``moot``); with
+  ``hold`` a worker with a disputed check gets no paid lease (``on_hold``), with ``watch_slice`` a
+  worker under watch is granted a share of the slice (``slice_seconds``). ``refute_early`` is a
+  what-if for a runtime that could stop a replay once past the claimed state (off by default).
 - **Money.** Slices are paid at check-in by ``sim.books`` (``market.core.rules``). Losing a
   dispute takes back the loser's unverified payments (``reversals``) on the disputed job, or on
   every job it has unverified states on (``scope = "all"``, the default), and rolls each such job
@@ -67,6 +73,8 @@ INTERPRETER = "cpython-3.11"
 # leaves out its first quarter
 STEADY_AFTER = 3 * 3600.0
 _LIAR_SECONDS = 1.0  # a lying verifier answers at once
+MIN_SLICE = 10.0  # the market's min-slice setting (a watched worker's slice is never shorter)
+HOLD_RETRY = 30.0  # a worker on hold (verification.on_hold) asks again after this long
 
 
 class Worker:
@@ -197,6 +205,8 @@ class TrustSimulation(Simulation):
             "checks": 0,
             "checks_result": 0,
             "checks_unverifiable": 0,
+            "checks_moot": 0,
+            "held_asks": 0,
             "disputes": 0,
             "cheated_slices": 0,
             "refused_stale": 0,
@@ -244,6 +254,12 @@ class TrustSimulation(Simulation):
         new.verifies = worker.verifies
         client.retry = self.clock.callLater(0.0, self._ask, client)
 
+    def _slice_for(self, client_id: int) -> float:
+        worker = self.workers.get(client_id)
+        if worker is None or not self.t.watch_slice:
+            return self._slice
+        return v.slice_seconds(self._slice, worker.verified, MIN_SLICE, self.t.settings)
+
     # -- asking: replays before the pool -------------------------------------------------------
 
     def _ask(self, client: SimClient) -> None:
@@ -256,18 +272,27 @@ class TrustSimulation(Simulation):
                 client.retry = None
                 self._replay(worker, run)
                 return
+        if self.t.hold and self.open_checks and v.on_hold(client.id, (r.check for r in self.open_checks.values())):
+            # no paid lease while a check of its work is disputed: ask again later
+            if not self._ended and client.online and not client.busy:
+                self.f["held_asks"] += 1
+                client.retry = self.clock.callLater(HOLD_RETRY, self._ask, client)
+            return
         super()._ask(client)
 
     def _take_check(self, worker: Worker) -> CheckRun | None:
         now = self.clock.seconds()
         wait = self.t.settings.wait_seconds
-        for run in list(self.open_checks.values()):
-            c = run.check
-            if c.status == v.CheckStatus.WAITING and v.waited_too_long(c.created_at, now, wait):
-                self._unverifiable(run)
+        checks = [run.check for run in self.open_checks.values()]
+        for c in v.expired(checks, now, wait, v.MAX_OPEN_PER_WORKER):
+            self._unverifiable(self.open_checks[c.id])
+        in_flight = v.open_per_worker(checks)
+        for run in self.open_checks.values():
+            if v.held(run.check, in_flight):  # it waits for a verifier from its release on
+                run.check = run.check._replace(waiting_since=now)
         trusted = not v.under_watch(worker.verified, self.t.settings.watch_slices)
         me = v.Verifier(worker.client.id, self.owner_of[worker.client.id], INTERPRETER, worker.suspect, trusted)
-        check = v.pick_check(me, (run.check for run in self.open_checks.values()), now, wait)
+        check = v.pick_check(me, (run.check for run in self.open_checks.values()), now, wait, v.MAX_OPEN_PER_WORKER)
         return None if check is None else self.open_checks[check.id]
 
     def _replay(self, worker: Worker, run: CheckRun) -> None:
@@ -283,6 +308,10 @@ class TrustSimulation(Simulation):
             cap = v.decider_steps(run.cap) if status == v.CheckStatus.DECIDING else v.first_steps(run.cap)
             capped = not run.right or run.work > cap
             steps = cap if capped else run.work
+            if not run.right and self.t.refute_early:
+                # what if (not built: docs/trust.md): a replay stops once it has passed the claimed
+                # state's position without matching, about the slice's claimed steps in
+                steps = min(cap, max(1, int(run.work * self.t.refute_early)))
             seconds = steps * self.t.replay_slowdown / client.speed
             reached = f"cap:{run.check.id}:{cap}" if capped else self._target(run)
             self.f["compute_seconds"] += seconds
@@ -375,9 +404,10 @@ class TrustSimulation(Simulation):
         if run.check.kind == v.CheckKind.RESULT:
             self._result_final(run, verified=True)
 
-    def _unverifiable(self, run: CheckRun) -> None:
+    def _unverifiable(self, run: CheckRun, counted: bool = True) -> None:
         del self.open_checks[run.check.id]
-        self.f["checks_unverifiable"] += 1
+        if counted:  # given up for want of a verifier (a moot check is counted apart)
+            self.f["checks_unverifiable"] += 1
         if run.check.kind == v.CheckKind.RESULT:
             self._result_final(run, verified=False)
 
@@ -422,6 +452,10 @@ class TrustSimulation(Simulation):
             client.retry = None
             if worker.cheater and self.t.rejoin:
                 self._rejoin(worker)
+        for run in list(self.open_checks.values()):
+            if v.moot(run.check, loser):
+                self.f["checks_moot"] += 1
+                self._unverifiable(run, counted=False)
         jobs = [job_id] if self.t.scope == "job" else [j for j, states in self.history.items() if _made(states, loser)]
         for j in jobs:
             self._take_back(loser, j)
@@ -453,6 +487,7 @@ class TrustSimulation(Simulation):
         self.chains[job_id] = keep
         sim_job.done = keep[-1].done
         # checks on dropped states stay open: a replay still tells whether their makers did the work
+        # they were paid for (the store gives them up, "its state was discarded": docs/trust.md)
         lease = self._open_lease.get(job_id)
         if lease is not None:
             self.stale.add(lease)
@@ -464,7 +499,7 @@ class TrustSimulation(Simulation):
         self._open_lease[lease.job_id] = lease.id
         worker = self.workers[client.id]
         job = self.jobs[lease.job_id]
-        last = job.done + max(1, int(client.speed * self._slice)) >= job.length
+        last = job.done + max(1, int(client.speed * self._slice_for(client.id))) >= job.length
         cheat = worker.cheater and self._rng_cheat.random() < self.t.cheat_share
         kind = self.t.cheat
         wrong, compute = False, client.slice_exec

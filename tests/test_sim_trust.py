@@ -42,14 +42,18 @@ def _run(keep_books, trust):
     return result, compute_metrics(result)
 
 
-# t17-dispute: with disputes decided only by trusted deciders replaying to 4x the cap, this 3 h
-# market (seed 3) leaves 1 of 17 cheaters undecided at the end (0.941); across seeds 1-8 the
-# detection rate was below 1.0 in 5 of 8 before the change too (DETECTION_HORIZON is shorter than
-# a replay to the cap plus a decider's at margin 16). Left for t17-cost (metrics/horizon).
-_FRAGILE = pytest.mark.xfail(strict=True, reason="t17-dispute: see the comment above; measured, not hidden")
+# The market does not hold a watched worker's checks (at most 2 out at once) nor shorten its
+# slices yet: sim's ``hold`` and ``watch_slice`` knobs (verification.pick_check's limit,
+# verification.slice_seconds) are off by default so that sim studies the market as built. With them
+# off, 1 cheater in 5 is still undecided at the end of this 3 h run (detection 0.8); with them on the
+# goal is met (the ``_with_the_hold`` tests below). Measured, not hidden: the store and the
+# dispatcher must call those rules first.
+_MARKET_LACKS_HOLD = pytest.mark.xfail(
+    strict=True, reason="the market does not hold checks nor shorten watched slices yet: see the comment above"
+)
 
 
-@_FRAGILE
+@_MARKET_LACKS_HOLD
 def test_instant_cheaters_are_caught_within_ten_of_their_slices():
     _, m = run(cheat="instant")
     assert m["cheated_slices"] > 0
@@ -57,11 +61,25 @@ def test_instant_cheaters_are_caught_within_ten_of_their_slices():
     assert m["slices_to_detection_p50"] <= 10
 
 
-@_FRAGILE
+@_MARKET_LACKS_HOLD
 def test_cheaters_that_rejoin_under_a_new_owner_are_caught_again():
     result, m = run(cheat="instant", rejoin=True)
     machines = {w.machine for w in result.trust.workers.values() if w.cheater}
     assert m["cheater_clients"] > len(machines)  # new identities came back, and were caught again
+    assert m["detection_rate"] == 1.0
+
+
+def test_with_the_hold_and_short_watch_slices_instant_cheaters_are_caught_within_ten_slices():
+    _, m = run(cheat="instant", hold=True, watch_slice=True)
+    assert m["cheated_slices"] > 0
+    assert m["detection_rate"] == 1.0
+    assert m["slices_to_detection_p50"] <= 10
+
+
+def test_with_the_hold_and_short_watch_slices_rejoining_cheaters_are_caught_again():
+    result, m = run(cheat="instant", rejoin=True, hold=True, watch_slice=True)
+    machines = {w.machine for w in result.trust.workers.values() if w.cheater}
+    assert m["cheater_clients"] > len(machines)
     assert m["detection_rate"] == 1.0
 
 
@@ -219,3 +237,29 @@ def test_every_trust_figure_goes_into_the_files():
     _, m = run(cheat="instant")
     deciles = {"speed_by_price_decile", "progress_by_price_decile", "wait_by_price_decile"}
     assert set(m) - set(SCALAR_METRICS) - deciles == set(TRUST_METRICS)
+
+
+def test_watch_slices_and_the_hold_each_cut_what_refuting_cheaters_costs_and_convict_no_honest_worker():
+    _, both = run(cheat="instant", hold=True, watch_slice=True)
+    _, no_hold = run(cheat="instant", hold=False, watch_slice=True)
+    _, long_slices = run(cheat="instant", hold=True, watch_slice=False)
+    assert both["verify_compute_share"] < no_hold["verify_compute_share"]
+    assert both["verify_compute_share"] < long_slices["verify_compute_share"]
+    for m in (both, no_hold, long_slices):
+        assert m["honest_suspects"] == 0 and m["owner_loss_net"] == 0
+
+
+def test_a_convicted_workers_checks_are_given_up_not_replayed():
+    result, m = run(cheat="instant")
+    sim = result.trust
+    assert sim.f["checks_moot"] > 0
+    assert not any(
+        sim.workers[r.check.worker].suspect and r.check.status == "waiting" for r in sim.open_checks.values()
+    )
+
+
+def test_early_refutation_is_a_what_if_that_makes_catching_cheaper():
+    _, today = run(cheat="instant")
+    _, early = run(cheat="instant", refute_early=1.0)
+    assert early["verify_ops_made_up"] < today["verify_ops_made_up"]
+    assert early["honest_suspects"] == 0

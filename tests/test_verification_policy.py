@@ -263,3 +263,73 @@ def test_the_fee_is_the_final_slice_and_the_sampled_share_of_the_others():
     assert v.expected_fee(100, 10.0, 11) == 1000 + 200
     assert v.expected_fee(100, 10.0, 11, v.Settings(fraction=0.05)) == 1000 + 500
     assert "2 %" in v.fee_words() and "10 verified slices" in v.fee_words()
+
+
+# -- holding a worker's checks, moot checks, on hold, watch slices (t1: the cost of cheaters) --------
+
+
+def test_a_workers_slice_checks_beyond_the_limit_in_flight_are_held_and_others_are_not():
+    me = v.Verifier(30, 130, "cpython-3.11")
+    out = [check(id=i, status="replaying", created_at=float(i)) for i in (1, 2)]
+    mine = check(id=3, created_at=3.0)
+    other = check(id=4, worker=11, worker_owner=111, created_at=4.0)
+    limit = v.MAX_OPEN_PER_WORKER
+    assert v.pick_check(me, [*out, mine, other], limit=limit) == other  # worker 10 has 2 out
+    assert v.pick_check(me, [out[0], mine, other], limit=limit) == mine  # 1 out: the oldest again
+    # without a limit (the store today) nothing is held
+    assert v.pick_check(me, [*out, mine, other]) == mine
+
+
+def test_a_result_is_never_held():
+    me = v.Verifier(30, 130, "cpython-3.11")
+    out = [check(id=i, status="replaying") for i in (1, 2, 3)]
+    result = check(id=4, kind="result", created_at=9.0)
+    assert v.pick_check(me, [*out, result], limit=1) == result
+
+
+def test_one_dispute_of_a_worker_is_decided_at_a_time_and_the_oldest_goes_first():
+    me = v.Verifier(30, 130, "cpython-3.11")
+    first = check(id=1, status="disputed", first_verifier=20, first_verifier_owner=120, disputed_at=5.0)
+    second = check(id=2, status="disputed", first_verifier=21, first_verifier_owner=121, disputed_at=6.0)
+    assert v.pick_check(me, [second, first], limit=2) == first
+    deciding = first._replace(status="deciding")
+    assert v.pick_check(me, [deciding, second], limit=2) is None  # it waits for that decision
+    assert v.pick_check(me, [second], limit=2) == second  # the first closed: its turn
+
+
+def test_a_held_check_never_expires_and_a_released_one_waits_from_its_release():
+    out = [check(id=i, status="replaying") for i in (1, 2)]
+    held = check(id=3, created_at=0.0)
+    limit = v.MAX_OPEN_PER_WORKER
+    assert v.expired([*out, held], at=1000.0, wait_seconds=60.0, limit=limit) == []
+    released = held._replace(waiting_since=990.0)
+    assert v.expired([released], at=1000.0, wait_seconds=60.0, limit=limit) == []
+    assert v.expired([released], at=1050.0, wait_seconds=60.0, limit=limit) == [released]
+    # no limit: the old rule, from its creation
+    assert v.expired([*out, held], at=1000.0, wait_seconds=60.0, limit=None) == [held]
+
+
+def test_a_losers_checks_not_being_replayed_are_moot_and_nobody_elses():
+    assert v.moot(check(status="waiting"), loser=10)
+    assert v.moot(check(status="disputed", first_verifier=20, first_verifier_owner=120), loser=10)
+    assert not v.moot(check(status="replaying"), loser=10)  # a replay out finishes (and is paid)
+    assert not v.moot(check(status="deciding"), loser=10)
+    assert not v.moot(check(status="waiting"), loser=20)  # a liar's loss says nothing of this worker
+
+
+def test_a_worker_with_a_check_disputed_or_being_decided_is_on_hold():
+    assert not v.on_hold(10, [check(status="waiting"), check(status="replaying")])
+    assert v.on_hold(10, [check(status="disputed")])
+    assert v.on_hold(10, [check(status="deciding")])
+    assert not v.on_hold(11, [check(status="disputed")])  # another worker's dispute
+    assert not v.on_hold(10, [check(status="agreed"), check(status="unverifiable")])
+
+
+@given(st.floats(0.5, 3600), st.integers(0, 50), st.floats(0.1, 60))
+def test_a_watched_worker_gets_a_share_of_its_slice_never_below_the_minimum_nor_above_the_grant(granted, ver, least):
+    got = v.slice_seconds(granted, ver, least)
+    if not v.under_watch(ver):
+        assert got == granted
+    else:
+        assert got <= granted
+        assert got == min(granted, max(least, granted * v.WATCH_SLICE_SHARE))

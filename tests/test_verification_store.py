@@ -269,3 +269,36 @@ def test_a_caught_worker_is_undone_on_every_job_it_made_unverified_states_in(db)
     assert len(entries) == 4 and all(e["amount"] == 2 * PRICE for e in entries)
     assert db.transact(sql.balance, w["owners"][0]) == host_before - 4 * 2 * PRICE
     assert db.transact(sql.audit)["balanced"]
+
+
+def test_a_losers_other_checks_nobody_replays_are_given_up_as_moot(db):
+    w = world(db)
+    kept = md.job(db, w["member"], PRICE, "kept", submitted_at=T0)  # its result is verified: no rollback
+    lease = db.transact(jsql.checkout, kept, w["worker"], SLICE, GRACE, T0 + 10)
+    state = md.next_state(lease["state"])
+    db.transact(jsql.checkin, lease["stateid"], w["worker"], state, T0 + 12)
+    slice_of(db, kept, w["c"], T0 + 20, finish=True)
+    db.transact(lambda tx: tx.execute("UPDATE jobs SET verification = 'verified' WHERE id = ?", (kept,)))
+    waiting = db.transact(
+        vsql.create_check,
+        "slice",
+        "sampled",
+        lease["stateid"],
+        envelope.payload_sha256(state),
+        "",
+        envelope.INTERPRETER,
+        1000,
+        T0 + 12,
+    )
+    first = take(db, w, "b", T0 + 30)
+    assert first["state"] == w["lease"]["state"]  # the oldest check: the world's
+    db.transact(vsql.record_replay, first["stateid"], w["b"], hashlib.sha256(b"honest").hexdigest(), T0 + 31)
+    trust(db, w["c"])
+    decider = take(db, w, "c", T0 + 32)
+    db.transact(vsql.record_replay, decider["stateid"], w["c"], hashlib.sha256(b"honest").hexdigest(), T0 + 33)
+    assert db.transact(csql.client_by_id, w["worker"])["suspect"]
+    assert status_of(db, waiting) == "unverifiable"
+    note = db.transact(lambda tx: tx.scalar("SELECT note FROM checks WHERE id = ?", (waiting,)))
+    assert note == policy.MOOT
+    assert take(db, w, "b", T0 + 34) is None  # nothing left to replay
+    assert db.transact(sql.audit)["balanced"]

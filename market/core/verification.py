@@ -51,10 +51,22 @@ __all__ = [
     "under_watch",
     "why_verify",
     "max_steps",
+    "WATCH_SLICE_SHARE",
+    "slice_seconds",
     "replay_seconds",
     "REPLAY_TIME_FACTOR",
     "can_verify",
     "pick_check",
+    "MAX_OPEN_PER_WORKER",
+    "IN_FLIGHT",
+    "open_per_worker",
+    "held",
+    "deciding_workers",
+    "expired",
+    "ON_HOLD",
+    "on_hold",
+    "MOOT",
+    "moot",
     "compare",
     "Verdict",
     "Replay",
@@ -170,6 +182,23 @@ def max_steps(slice_seconds: float, speed: float | None, margin: float = DEFAULT
     return max(MIN_STEPS, min(MAX_STEPS, int(slice_seconds * speed * margin)))
 
 
+#: the share of its negotiated slice a worker under watch is granted. Every slice of such a
+#: worker is replayed, and a made-up one runs its replay to the cap (the slice's seconds x speed x
+#: margin) and a decider's to 4x that: the cost of refuting a new cheater grows with its slices'
+#: length, and so does what it is paid before it is caught. A new honest worker's record (its
+#: ``watch_slices`` verified slices) costs that share of the replays too, and it leaves watch
+#: sooner. (sim trust_liars, rejoining instant cheaters: see docs/trust.md.)
+WATCH_SLICE_SHARE = 0.125
+
+
+def slice_seconds(granted: float, verified_slices: int, min_seconds: float, settings: Settings = Settings()) -> float:
+    """The slice a worker is leased: ``granted`` (negotiated), or ``WATCH_SLICE_SHARE`` of it
+    while the worker is under watch, never below ``min_seconds`` (nor above ``granted``)."""
+    if not under_watch(verified_slices, settings.watch_slices):
+        return granted
+    return min(granted, max(min_seconds, granted * WATCH_SLICE_SHARE))
+
+
 #: how much longer than the slice it checks a replay lease may run: a replay counts every back-edge
 #: and compares marks, measured at 1.1-4.4x the honest slice's CPU on the bench programs
 #: (tests/bench/bench_replay.py) and ~12x on a tight `while` loop (every back-edge builds the
@@ -211,6 +240,9 @@ class Check(NamedTuple):
     #: every (client, owner) that has replayed it beyond the first verifier (earlier deciders)
     deciders: tuple[tuple[int, int], ...] = ()
     disputed_at: float | None = None  # when it became (or went back to) disputed
+    #: since when it may be taken (``held`` behind its worker's other checks until then); None:
+    #: since ``created_at``. The wait for an independent verifier (``expired``) counts from here.
+    waiting_since: float | None = None
 
 
 class Verdict(StrEnum):
@@ -247,16 +279,134 @@ def can_verify(
     return at is not None and waited_too_long(since, at, wait_seconds)
 
 
+#: a worker's slice checks that may be out at once (replaying, disputed or being decided); its
+#: other slice checks wait, *held*, until one closes. A made-up state never matches, so its replay
+#: runs to the cap (margin x the slice's steps) and its dispute to a decider's 4x that: a cheater
+#: under watch checks in a new made-up slice every slice while the first is refuted, and without
+#: this every one of them was replayed to the cap at once (37.7 % of the market's compute with
+#: rejoining instant cheaters, sim trust_liars). Held checks of a worker that loses need no
+#: replay: its unverified work is undone (``rollback_seq``) and their checks go with it. Two, not
+#: one: an honest worker under watch checks in a slice per slice time and its replay takes ~1.5-2
+#: slice times, so one at a time would leave it under watch (every slice replayed) twice as long.
+#: Results are never held (a job waits on its result, and every result is replayed).
+MAX_OPEN_PER_WORKER = 2
+#: the statuses in which a check counts against its worker's ``MAX_OPEN_PER_WORKER``
+IN_FLIGHT = frozenset({CheckStatus.REPLAYING, CheckStatus.DISPUTED, CheckStatus.DECIDING})
+
+
+def open_per_worker(checks: Iterable[Check]) -> dict[int, int]:
+    """worker -> how many of its checks are in flight (``IN_FLIGHT``)."""
+    out: dict[int, int] = {}
+    for c in checks:
+        if c.status in IN_FLIGHT:
+            out[c.worker] = out.get(c.worker, 0) + 1
+    return out
+
+
+def deciding_workers(checks: Iterable[Check]) -> dict[int, int]:
+    """worker -> the id of the check of its work that a decider replays or will replay first:
+    the one being decided, else its oldest dispute."""
+    out: dict[int, tuple[int, float, int]] = {}
+    for c in checks:
+        if c.status not in (CheckStatus.DISPUTED, CheckStatus.DECIDING):
+            continue
+        key = (0 if c.status == CheckStatus.DECIDING else 1, c.disputed_at or c.created_at, c.id)
+        if c.worker not in out or key < out[c.worker]:
+            out[c.worker] = key
+    return {w: key[2] for w, key in out.items()}
+
+
+def held(
+    check: Check,
+    in_flight: Mapping[int, int],
+    limit: int = MAX_OPEN_PER_WORKER,
+    deciding: Mapping[int, int] | None = None,
+) -> bool:
+    """Whether a check must wait for its worker's other checks: a waiting slice check while
+    ``limit`` of them are in flight (``in_flight``: ``open_per_worker``; a result is never held);
+    a dispute while another dispute of the same worker goes first (``deciding``:
+    ``deciding_workers``) — a decider replays to 4x the cap, and one decision settles the
+    worker: if it loses, its other disputes are ``moot``."""
+    if check.status == CheckStatus.DISPUTED:
+        return deciding is not None and deciding.get(check.worker, check.id) != check.id
+    return (
+        check.status == CheckStatus.WAITING
+        and check.kind != CheckKind.RESULT
+        and in_flight.get(check.worker, 0) >= limit
+    )
+
+
+def expired(
+    checks: Iterable[Check],
+    at: float,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    limit: int | None = MAX_OPEN_PER_WORKER,
+) -> list[Check]:
+    """The waiting checks to give up (``waited_too_long``): nobody took them within
+    ``wait_seconds`` of ``waiting_since`` (or ``created_at``). A held check is not waiting for a
+    verifier but for its worker's other checks, so it never expires; the caller sets its
+    ``waiting_since`` when it is released (the time it was last seen held will do). ``limit``
+    None: nothing is held (the caller does not hold checks), as ``waited_too_long`` alone."""
+    checks = list(checks)
+    in_flight = open_per_worker(checks)
+    return [
+        c
+        for c in checks
+        if c.status == CheckStatus.WAITING
+        and (limit is None or not held(c, in_flight, limit))
+        and waited_too_long(c.created_at if c.waiting_since is None else c.waiting_since, at, wait_seconds)
+    ]
+
+
+ON_HOLD = "a check of your work is disputed: no paid lease until a third worker has decided it"
+
+
+def on_hold(worker: int, checks: Iterable[Check]) -> bool:
+    """Whether ``worker`` is refused paid leases for now (``ON_HOLD``): a check of its work is
+    disputed or being decided. A made-up state is disputed after its first replay; a worker that
+    goes on checking in meanwhile makes more to undo (and, under watch, to replay). An honest
+    worker is disputed only when a cap was too small or a verifier lied, and is held only until
+    the decider reaches its state (about the slice's own steps); it may still replay others'
+    work meanwhile. Nothing is taken from it: it is not suspect."""
+    return any(c.worker == worker and c.status in (CheckStatus.DISPUTED, CheckStatus.DECIDING) for c in checks)
+
+
+MOOT = "its worker lost a dispute: its unverified work is undone, nothing is left to verify"
+
+
+def moot(check: Check, loser: int) -> bool:
+    """Whether ``check`` is given up (unverifiable, note ``MOOT``) because ``loser`` lost a
+    dispute: it checks ``loser``'s own work and no replay of it is out (waiting, or disputed with
+    no decider at work). Losing already reversed every unverified payment of the loser and sent
+    its jobs back before its first unverified state, so a replay could only show what is known.
+    (A replay already out finishes and is paid; its outcome changes nothing.) Before this, sim's
+    rejoining instant cheaters had 15 % of the market's compute spent by deciders on disputes of
+    workers already suspect."""
+    return check.worker == loser and check.status in (CheckStatus.WAITING, CheckStatus.DISPUTED)
+
+
 def pick_check(
-    verifier: Verifier, checks: Iterable[Check], at: float | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+    verifier: Verifier,
+    checks: Iterable[Check],
+    at: float | None = None,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    limit: int | None = None,
 ) -> Check | None:
     """The check ``verifier`` should replay: disputes first (a job waits on them), then results,
-    then the oldest; None when it may verify none of them."""
+    then the oldest; None when it may verify none of them. With a ``limit``
+    (``MAX_OPEN_PER_WORKER``), ``checks`` must include the checks in flight (replaying, disputed,
+    deciding): a worker's waiting slice checks are ``held`` while ``limit`` of its checks are,
+    and its disputes but one; ``expired`` must then be given the same limit. (``sim`` holds;
+    the store does not yet: docs/trust.md.)"""
+    checks = list(checks)
+    in_flight = open_per_worker(checks) if limit is not None else {}
+    deciding = deciding_workers(checks) if limit is not None else None
+    limit = MAX_OPEN_PER_WORKER if limit is None else limit
     order = {CheckStatus.DISPUTED: 0}
     best: Check | None = None
     best_key: tuple[int, int, float, int] | None = None
     for c in checks:
-        if not can_verify(verifier, c, at, wait_seconds):
+        if held(c, in_flight, limit, deciding) or not can_verify(verifier, c, at, wait_seconds):
             continue
         key = (order.get(CheckStatus(c.status), 1), 0 if c.kind == CheckKind.RESULT else 1, c.created_at, c.id)
         if best_key is None or key < best_key:

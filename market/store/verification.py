@@ -440,6 +440,19 @@ def lose(tx, check: dict[str, Any], loser: int, now: float) -> None:
     before the first unverified state it made (``rollback``). A job whose result is already
     verified is left as it is (a replay from its last state agreed with it; docs/trust.md)."""
     sql_clients.mark_suspect(tx, loser)
+    # its other checks nobody is replaying are moot (policy.moot): what they could show is undone
+    tx.execute(
+        "UPDATE checks SET status = ?, decided_at = ?, note = ? WHERE worker_id = ? AND id <> ? AND status IN (?, ?)",
+        (
+            CheckStatus.UNVERIFIABLE,
+            now,
+            policy.MOOT[:255],
+            loser,
+            check["id"],
+            CheckStatus.WAITING,
+            CheckStatus.DISPUTED,
+        ),
+    )
     jobs = {check["job_id"]} | {
         r["job_id"]
         for r in tx.all(
