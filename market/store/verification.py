@@ -646,8 +646,8 @@ def expire(
         " c.disputed_at, c.waiting_since, c.replay_lease_id, d.status AS lease_status"
         " FROM checks c LEFT JOIN leases d ON d.id = c.replay_lease_id"
         # only what may change: checks old enough to give up, and the few with a replay lease
-        f" WHERE c.status IN {_OPEN} AND (COALESCE(c.waiting_since, c.created_at) <= ? OR c.replay_lease_id IS NOT NULL)"
-        + tx.for_update,
+        f" WHERE c.status IN {_OPEN}"
+        " AND (COALESCE(c.waiting_since, c.created_at) <= ? OR c.replay_lease_id IS NOT NULL)" + tx.for_update,
         (now - oldest,),
     )
     given_up = []
