@@ -94,7 +94,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "replay_slowdown": 1.5,
         "scope": "all",
         "hold": False,
-        "watch_slice": False,
+        "watch_slice": True,
         "refute_early": 0.0,
     },
 }
@@ -121,7 +121,7 @@ class Trust:
     replay_slowdown: float
     scope: str
     hold: bool = False  # verification.on_hold: no paid lease while a check of one's work is disputed
-    watch_slice: bool = False  # verification.slice_seconds: a worker under watch gets a shorter slice
+    watch_slice: bool = True  # verification.slice_seconds: a worker under watch gets a shorter slice (as the market)
     #: what if a replay could refute a made-up state once past its claimed position: it stops after
     #: this many times the slice's claimed steps (0: it runs to its cap, as the runtime does today)
     refute_early: float = 0.0

@@ -9,6 +9,7 @@ import xmlrpc.client
 
 import pytest
 
+from market.core import verification as policy
 from market.rpc.client import blocking
 from market.store import accounts as sql
 from market.store import jobs as jsql
@@ -34,12 +35,39 @@ def worker_rpc(server, client_id, token):
     return blocking(server.url, f"client/{client_id}", token)
 
 
+def trust(db, client_id: int) -> None:
+    """Give a client the verified slices that take it out of watch."""
+    db.transact(
+        lambda tx: tx.execute(
+            "UPDATE clients SET verified_slices = ? WHERE id = ?", (policy.DEFAULT_WATCH_SLICES, client_id)
+        )
+    )
+
+
+def test_a_worker_under_watch_is_leased_an_eighth_of_its_slice_and_a_trusted_one_all_of_it(db, market_server):
+    server = market_server("--window", "0.2", "--threshold", "1", "--min-slice", "1")
+    owner, _ = md.account(db, "owner", grant=100_000)
+    host, _ = md.account(db, "host")
+    for name in ("a", "b"):
+        md.job(db, owner, 100, name)
+    (watched, wtoken), (trusted, ttoken) = (md.client(db, host, name, 10.0) for name in ("new", "old"))
+    trust(db, trusted)
+    lease = worker_rpc(server, watched, wtoken).request(watched, 16)
+    assert lease["status"] == "work" and lease["slice"] == 16 * policy.WATCH_SLICE_SHARE
+    granted = db.transact(lambda tx: tx.scalar("SELECT granted_seconds FROM leases WHERE id = ?", (lease["stateid"],)))
+    assert granted == 16 * policy.WATCH_SLICE_SHARE  # the lease itself, not only the answer
+    lease = worker_rpc(server, trusted, ttoken).request(trusted, 16)
+    assert lease["status"] == "work" and lease["slice"] == 16
+
+
 def test_the_highest_paying_job_goes_to_the_fastest_client_in_a_window(db, market_server):
     server = market_server("--window", "1.5", "--threshold", "3")
     owner, _ = md.account(db, "owner")
     host, _ = md.account(db, "host")
     jobs = {price: md.job(db, owner, price, f"p{price}") for price in (100, 300, 200)}
     clients = {speed: md.client(db, host, f"c{speed}", speed) for speed in (10.0, 30.0, 20.0)}
+    for cid, _ in clients.values():  # out of watch: leased the slice they ask for
+        trust(db, cid)
     answers = {}
 
     def ask(speed):

@@ -302,3 +302,67 @@ def test_a_losers_other_checks_nobody_replays_are_given_up_as_moot(db):
     assert note == policy.MOOT
     assert take(db, w, "b", T0 + 34) is None  # nothing left to replay
     assert db.transact(sql.audit)["balanced"]
+
+
+def checks_of_worker(db, w, n: int, at: float) -> list[int]:
+    """``n`` more slice checks of the world's worker, each on its own job, checked in at ``at + 2``."""
+    out = []
+    for i in range(n):
+        job = md.job(db, w["member"], PRICE, f"more{i}", submitted_at=T0)
+        lease = db.transact(jsql.checkout, job, w["worker"], SLICE, GRACE, at)
+        state = md.next_state(lease["state"])
+        assert db.transact(jsql.checkin, lease["stateid"], w["worker"], state, at + 2)["status"] == "accepted"
+        target = envelope.payload_sha256(state)
+        out.append(
+            db.transact(
+                vsql.create_check, "slice", "watch", lease["stateid"], target, "", envelope.INTERPRETER, 1000, at + 2
+            )
+        )
+    return out
+
+
+def test_a_workers_third_slice_check_is_held_until_one_of_its_two_in_flight_closes(db):
+    w = world(db)
+    second, third = checks_of_worker(db, w, 2, T0)
+    first = take(db, w, "b", T0 + 3)
+    take(db, w, "c", T0 + 3)
+    assert {status_of(db, c) for c in (w["check"], second)} == {"replaying"}
+    assert status_of(db, third) == "waiting"
+    assert take(db, w, "b", T0 + 4) is None  # held: two of its worker's checks are out
+    db.transact(vsql.record_replay, first["stateid"], w["b"], w["target"], T0 + 5)
+    assert status_of(db, w["check"]) == "agreed"
+    again = take(db, w, "b", T0 + 6)
+    assert again is not None and status_of(db, third) == "replaying"
+
+
+def test_a_held_check_never_expires_and_its_wait_counts_from_its_release(db):
+    w = world(db)
+    second, third = checks_of_worker(db, w, 2, T0)
+    first = take(db, w, "b", T0 + 3)
+    take(db, w, "c", T0 + 3)
+    wait = 20.0
+    # held past its wait: not given up, and the reap records when it was last seen held
+    assert db.transact(vsql.expire, T0 + 30, wait, policy.NO_VERIFIER) == []
+    assert status_of(db, third) == "waiting"
+    db.transact(vsql.record_replay, first["stateid"], w["b"], w["target"], T0 + 31)  # released
+    assert db.transact(vsql.expire, T0 + 30 + wait - 1, wait, policy.NO_VERIFIER) == []
+    assert status_of(db, third) == "waiting"
+    assert db.transact(vsql.expire, T0 + 30 + wait + 1, wait, policy.NO_VERIFIER) == [third]
+    assert status_of(db, third) == "unverifiable"
+
+
+def test_a_result_check_is_never_held_behind_its_workers_slice_checks(db):
+    w = world(db)
+    (second,) = checks_of_worker(db, w, 1, T0)
+    take(db, w, "b", T0 + 3)
+    take(db, w, "c", T0 + 3)
+    job = md.job(db, w["member"], PRICE, "ends", submitted_at=T0)
+    lease = db.transact(jsql.checkout, job, w["worker"], SLICE, GRACE, T0 + 4)
+    db.transact(jsql.finish, lease["stateid"], w["worker"], b"forged", "finished", None, T0 + 6)
+    target = hashlib.sha256(b"forged").hexdigest()
+    result = db.transact(
+        vsql.create_check, "result", "result", lease["stateid"], target, "", envelope.INTERPRETER, 1000, T0 + 6
+    )
+    replay = take(db, w, "b", T0 + 7)
+    assert replay is not None and replay["replay"]["result"] is True
+    assert status_of(db, result) == "replaying"

@@ -396,8 +396,8 @@ def pick_check(
     then the oldest; None when it may verify none of them. With a ``limit``
     (``MAX_OPEN_PER_WORKER``), ``checks`` must include the checks in flight (replaying, disputed,
     deciding): a worker's waiting slice checks are ``held`` while ``limit`` of its checks are,
-    and its disputes but one; ``expired`` must then be given the same limit. (``sim`` holds;
-    the store does not yet: docs/trust.md.)"""
+    and its disputes but one; ``expired`` must then be given the same limit. (``sim`` and
+    the store's ``take_check`` hold: docs/trust.md.)"""
     checks = list(checks)
     in_flight = open_per_worker(checks) if limit is not None else {}
     deciding = deciding_workers(checks) if limit is not None else None

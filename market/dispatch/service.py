@@ -229,6 +229,11 @@ class Dispatcher(service.Service):
                 self._replays.add(replay["stateid"])
                 return replay
         speed = float(client["last_speed"]["speed"])
+        # a worker under watch (every slice replayed) is leased a share of its slice
+        # (``policy.slice_seconds``): a made-up slice's replay runs to a cap that shrinks with it
+        granted = policy.slice_seconds(
+            granted, int(client.get("verified_slices") or 0), self.settings.min_slice, self.settings.verify_settings
+        )
         co = self.coordinator
         if co is not None and not co.holds_role:  # the window runs on the role's holder
             answer = yield co.request_remote(client_id, speed, granted)

@@ -490,6 +490,14 @@ V18: list[Statement] = [
     "ALTER TABLE leases ADD COLUMN frontend VARCHAR(160) NULL",
 ]
 
+# Held checks (issue 17, ``core.verification.held``): a worker's waiting slice checks wait while
+# ``MAX_OPEN_PER_WORKER`` of its checks are in flight and never expire while held; their wait for
+# a verifier counts from ``waiting_since`` (set to the time a reap last saw them held), else
+# ``created_at``.
+V19: list[Statement] = [
+    "ALTER TABLE checks ADD COLUMN waiting_since {double} NULL",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, V1),
     (2, V2),
@@ -509,6 +517,7 @@ MIGRATIONS: list[Migration] = [
     (16, V16),
     (17, V17),
     (18, V18),
+    (19, V19),
 ]
 LATEST = MIGRATIONS[-1][0]
 

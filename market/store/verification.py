@@ -36,6 +36,7 @@ from market.store.db import marks
 DISCARDED = "discarded"  # a state dropped when its job went back to its last verified state
 
 _OPEN = "(" + ", ".join(f"'{s}'" for s in policy.OPEN_CHECKS) + ")"
+_IN_FLIGHT = "(" + ", ".join(f"'{s}'" for s in sorted(policy.IN_FLIGHT)) + ")"
 
 
 def create_check(
@@ -107,6 +108,7 @@ def _as_policy(row: dict[str, Any], deciders: list[tuple[int, int]] = ()) -> pol
         first_verifier_owner=row["first_owner"],
         deciders=tuple(deciders),
         disputed_at=row.get("disputed_at"),
+        waiting_since=row.get("waiting_since"),
     )
 
 
@@ -141,7 +143,11 @@ def take_check(
     trusted verifier, or to one under watch after ``wait_seconds`` without one), or None. The
     lease's state is the parent state S; it carries ``replay``: the target payload hash and mark
     of S' and the step cap (a decider's: ``policy.decider_steps``) (or ``result: true``), never
-    S' itself."""
+    S' itself.
+
+    A worker's waiting slice checks are held while ``policy.MAX_OPEN_PER_WORKER`` of its checks
+    are in flight (replaying, disputed, deciding), and its disputes but one (``policy.held``), as
+    sim holds them: the checks in flight are read with the ones that may be taken."""
     rows = tx.all(
         "SELECT c.*, j.account_id AS job_owner, w.account_id AS worker_owner, f.account_id AS first_owner"
         " FROM checks c JOIN jobs j ON j.id = c.job_id JOIN clients w ON w.id = c.worker_id"
@@ -149,8 +155,17 @@ def take_check(
         f" WHERE c.status IN ('{CheckStatus.WAITING}', '{CheckStatus.DISPUTED}')"
         " ORDER BY c.created_at, c.id LIMIT 200",
     )
+    # in flight beside the disputes above: one per replay lease out (bounded by the workers online)
+    flying = [
+        policy.Check(r["id"], r["kind"], r["job_id"], None, r["worker_id"], 0, "", r["status"], r["created_at"])
+        for r in tx.all(
+            "SELECT id, kind, job_id, worker_id, status, created_at FROM checks"
+            f" WHERE status IN ('{CheckStatus.REPLAYING}', '{CheckStatus.DECIDING}')"
+        )
+    ]
     deciders = _deciders(tx, [r["id"] for r in rows if r["status"] == CheckStatus.DISPUTED])
-    chosen = policy.pick_check(verifier, [_as_policy(r, deciders.get(r["id"], [])) for r in rows], now, wait_seconds)
+    candidates = [_as_policy(r, deciders.get(r["id"], [])) for r in rows]
+    chosen = policy.pick_check(verifier, candidates + flying, now, wait_seconds, policy.MAX_OPEN_PER_WORKER)
     if chosen is None:
         return None
     check = _check(tx, chosen.id, lock=True)
@@ -606,14 +621,33 @@ def expire(
     disputes nobody decided within ``dispute_seconds`` of their dispute
     (``policy.dispute_given_up``) as ``judge`` gives up one after MAX_DECIDERS: nobody loses,
     nothing is verified, a result is delivered unverified with ``no_decider`` as its reason;
-    and send the checks whose replay lease expired back to waiting. -> the checks given up."""
+    and send the checks whose replay lease expired back to waiting. -> the checks given up.
+
+    A held check (``policy.held``: its worker has ``policy.MAX_OPEN_PER_WORKER`` checks in flight)
+    waits for its worker, not for a verifier: it never expires, and its ``waiting_since`` is set to
+    ``now`` here, so its wait counts from the last reap that saw it held (to within
+    ``reap-interval`` of its release, as sim counts from the last ask that saw it held)."""
+    busy = [
+        r["worker_id"]
+        for r in tx.all(
+            f"SELECT worker_id FROM checks WHERE status IN {_IN_FLIGHT} GROUP BY worker_id HAVING COUNT(*) >= ?",
+            (policy.MAX_OPEN_PER_WORKER,),
+        )
+    ]
+    if busy:
+        tx.execute(
+            f"UPDATE checks SET waiting_since = ? WHERE status = '{CheckStatus.WAITING}'"
+            f" AND kind <> '{CheckKind.RESULT}' AND worker_id IN {marks(len(busy))}",
+            [now, *busy],
+        )
     oldest = min(wait_seconds, dispute_seconds) if dispute_seconds is not None else wait_seconds
     rows = tx.all(
         "SELECT c.id, c.kind, c.job_id, c.worker_id, c.first_client_id, c.interpreter, c.status, c.created_at,"
-        " c.disputed_at, c.replay_lease_id, d.status AS lease_status"
+        " c.disputed_at, c.waiting_since, c.replay_lease_id, d.status AS lease_status"
         " FROM checks c LEFT JOIN leases d ON d.id = c.replay_lease_id"
         # only what may change: checks old enough to give up, and the few with a replay lease
-        f" WHERE c.status IN {_OPEN} AND (c.created_at <= ? OR c.replay_lease_id IS NOT NULL)" + tx.for_update,
+        f" WHERE c.status IN {_OPEN}"
+        " AND (COALESCE(c.waiting_since, c.created_at) <= ? OR c.replay_lease_id IS NOT NULL)" + tx.for_update,
         (now - oldest,),
     )
     given_up = []
@@ -621,7 +655,8 @@ def expire(
         if c["replay_lease_id"] is not None and c["lease_status"] == LeaseStatus.EXPIRED:
             _back_to_waiting(tx, c, c["replay_lease_id"])
             c["status"] = CheckStatus.DISPUTED if c["status"] == CheckStatus.DECIDING else CheckStatus.WAITING
-        if c["status"] == CheckStatus.WAITING and policy.waited_too_long(c["created_at"], now, wait_seconds):
+        since = c["created_at"] if c["waiting_since"] is None else c["waiting_since"]
+        if c["status"] == CheckStatus.WAITING and policy.waited_too_long(since, now, wait_seconds):
             note = no_verifier.format(interpreter=c["interpreter"], seconds=wait_seconds)
         elif (
             c["status"] == CheckStatus.DISPUTED
