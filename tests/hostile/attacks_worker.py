@@ -216,6 +216,10 @@ def start_rig(
         "10",
         "--nofreeze-strikes",
         str(nofreeze_strikes),
+        # a settled market: the worker is not under watch, so its slices are the --slice it asks
+        # for (a watched worker gets 1/8 of it: the billing figures below count 2 s slices)
+        "--watch-slices",
+        "0",
     )
     proxy = FaultProxy(hostile.port).start()
     # world-readable and root-owned, as the sandbox needs (pytest's tmp dirs are 0700)
